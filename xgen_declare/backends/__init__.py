@@ -1,0 +1,56 @@
+"""Backend families: names, default executables, readiness protocol, selection and GPU pinning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..request import ALL_BACKENDS, LLAMA_SERVER_BACKENDS, VLLM_BACKENDS
+
+# Template (family) per backend name: templates/<family>.j2
+FAMILY = {**{b: "llama-server" for b in LLAMA_SERVER_BACKENDS},
+          "llama-cpp-python": "llama-cpp-python",
+          **{b: "vllm" for b in VLLM_BACKENDS}}
+
+# How a backend says it is ready (and alive).
+#   llama-server: GET /health -> 503 while loading, 200 when ready
+#   vLLM:         GET /health -> connection refused until ready, then 200
+#   llama-cpp-python: no /health (404); GET /v1/models -> 200 once the model is loaded
+READINESS_PATH = {"llama-server": "/health", "vllm": "/health", "llama-cpp-python": "/v1/models"}
+
+# Executable names looked up on PATH when the config's `binaries:` does not name one.
+DEFAULT_BINARY = {
+    "llama-server-vulkan": "llama-server-vulkan",
+    "llama-server-cuda": "llama-server-cuda",
+    "llama-server-rocm": "llama-server-rocm",
+    "llama-server-cpu": "llama-server",
+    "vllm-cuda": "vllm",
+    "vllm-rocm": "vllm",
+    "vllm-cpu": "vllm",
+}
+
+# Selection order for backend: auto (the seed's order, extended).
+GGUF_ORDER = ["llama-server-vulkan", "llama-server-cuda", "llama-server-rocm", "llama-server-cpu", "llama-cpp-python"]
+HF_ORDER = ["vllm-cuda", "vllm-rocm", "vllm-cpu"]
+
+# The GPU kind a backend needs (None = runs on the CPU).
+GPU_KIND = {
+    "llama-server-vulkan": "any", "llama-server-cuda": "nvidia", "llama-server-rocm": "amd",
+    "vllm-cuda": "nvidia", "vllm-rocm": "amd",
+    "llama-server-cpu": None, "llama-cpp-python": None, "vllm-cpu": None,
+}
+
+assert set(FAMILY) == set(ALL_BACKENDS) == set(GPU_KIND)
+
+
+@dataclass(frozen=True)
+class Selection:
+    backend: str | None
+    reason: str
+    skipped: tuple[tuple[str, str], ...] = ()
+    unavailable: str | None = None  # set when an explicit backend is unavailable on the host
+
+    def explain(self) -> str:
+        parts = [self.reason]
+        if self.skipped:
+            parts.append("skipped: " + "; ".join(f"{b} ({why})" for b, why in self.skipped))
+        return ". ".join(parts)

@@ -1,0 +1,1 @@
+"""Command line: one module per verb (see VERBS in main.py)."""

@@ -1,0 +1,49 @@
+"""`xgen-declare render PATH...`: the exact argv + env each model would run with."""
+
+from __future__ import annotations
+
+import click
+
+from ..desired import build_desired
+from ..state_ports import held_ports
+from .common import eprint, get_globals, global_options, output_option, print_json, table
+from .hostctx import host_inventory, inventory_option_help
+
+
+@click.command(short_help="Show the exact command of each model")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@output_option(("table", "json", "shell"), "table")
+@click.option("--inventory", "inventory_file", metavar="FILE", help=inventory_option_help)
+@global_options
+def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> int:
+    """Render each model's command: argv (never a shell string), env, port and endpoint.
+
+    Ports come from the daemon's state when it has one, otherwise a deterministic preview
+    assignment is shown (marked "preview"). `-o shell` prints a quoted, copy-pasteable preview;
+    secrets show as ***. Exit code 1 when a model cannot be rendered.
+    """
+    g = get_globals()
+    config = g.load_config(list(paths))
+    inventory = host_inventory(g, config, inventory_file)
+    held = held_ports(g.resolve_state_dir(config))
+    desired = build_desired(list(paths), config, inventory, held_ports=held, preview=not held)
+    models = [desired.rendered[n] for n in sorted(desired.rendered)]
+    if output == "json":
+        print_json([m.to_json() for m in models])
+    elif output == "shell":
+        for m in models:
+            note = " (preview port)" if m.port_source == "preview" else ""
+            click.echo(f"# {m.name}: {m.backend} -> {m.endpoint}{note}\n# {m.backend_reason}")
+            for w in m.warnings:
+                click.echo(f"# warning: {w}")
+            click.echo(m.shell() + "\n")
+    else:
+        rows = [[m.name, m.backend, f"{m.port}{'*' if m.port_source == 'preview' else ''}", m.endpoint,
+                 " ".join(m.argv)] for m in models]
+        click.echo(table(rows, ["NAME", "BACKEND", "PORT", "ENDPOINT", "COMMAND"]))
+        if any(m.port_source == "preview" for m in models):
+            click.echo("* preview port: no daemon state yet; the daemon assigns the same way")
+    for name in sorted(desired.problems):
+        for p in desired.problems[name]:
+            eprint(p.format())
+    return 1 if desired.problems else 0

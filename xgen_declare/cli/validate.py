@@ -1,0 +1,51 @@
+"""`xgen-declare validate PATH...`: report every problem of every manifest; exit 1 if any is invalid."""
+
+from __future__ import annotations
+
+import click
+
+from ..desired import host_problems
+from ..errors import ProblemsError
+from ..manifests import load_paths
+from .common import eprint, get_globals, global_options, output_option, print_json
+from .hostctx import host_inventory, inventory_option_help
+
+
+@click.command(short_help="Check manifests (all problems of all files)")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@output_option(("text", "json"), "text")
+@click.option("--inventory", "inventory_file", metavar="FILE", help=inventory_option_help +
+              "; also checks backends and GPU indices against it")
+@global_options
+def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> int:
+    """Validate manifest files or directories (read recursively).
+
+    Never looks at this machine's GPUs or binaries unless --inventory is given, so it runs in any
+    config repo's CI. Problems are printed as FILE:LINE: FIELD: message (hint). Exit code 1 when
+    anything is invalid.
+    """
+    g = get_globals()
+    problems = []
+    try:
+        config = g.load_config(list(paths))
+    except ProblemsError as exc:
+        problems.extend(exc.problems)
+        config = None
+    result = load_paths(list(paths))
+    problems.extend(result.problems)
+    if inventory_file:
+        inventory = host_inventory(g, config, inventory_file)
+        for decl in result.models:
+            problems.extend(host_problems(decl, inventory))
+    errors = [p for p in problems if p.severity == "error"]
+    if output == "json":
+        print_json([p.to_json() for p in problems])
+    else:
+        for p in problems:
+            eprint(p.format())
+        n_files = len(result.files)
+        if errors:
+            eprint(f"{len(errors)} problem(s) in {n_files} file(s); {len(result.models)} valid model(s)")
+        else:
+            click.echo(f"ok: {len(result.models)} model(s) in {n_files} file(s)")
+    return 1 if errors else 0

@@ -1,0 +1,97 @@
+"""`xgen-declare.yaml`: optional host configuration, validated with the same care as manifests.
+
+Found next to the manifests (DIR/xgen-declare.yaml, never read as a manifest) or given with
+`--config FILE` / `XGEN_CONFIG`. Relative paths in it are relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError, Problem
+from .request import ALL_BACKENDS
+from .validation_errors import problems_from_validation
+from .yamlsource import load_documents
+
+CONFIG_NAMES = ("xgen-declare.yaml", "xgen-declare.yml")
+
+# vLLM's ROCm docs (2026) list these targets; the seed's own list was
+# gfx1151, gfx1100, gfx1101, gfx1102, gfx90a, gfx942 (set it in the config to use it instead).
+DEFAULT_VLLM_ROCM_GFX = ["gfx90a", "gfx942", "gfx950", "gfx1100", "gfx1101", "gfx1150", "gfx1151", "gfx1200", "gfx1201"]
+
+
+class Ports(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: int = Field(8001, ge=1, le=65535)
+    end: int = Field(8020, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Ports":
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) is below start ({self.start}); make end >= start")
+        return self
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ports: Ports = Field(default_factory=Ports)
+    binaries: dict[str, str] = Field(default_factory=dict, description="Executable per backend name")
+    python: str | None = Field(None, description="Interpreter for llama-cpp-python (default: this Python)")
+    templates_dir: str | None = Field(None, description="Overrides shipped templates, per file")
+    state_dir: str | None = None
+    vllm_rocm_supported_gfx: list[str] = Field(default_factory=lambda: list(DEFAULT_VLLM_ROCM_GFX))
+
+    # Not from the file: where it was read from (None = defaults).
+    source: str | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _known_backends(self) -> "Config":
+        unknown = sorted(set(self.binaries) - set(ALL_BACKENDS))
+        if unknown:
+            raise ValueError(f"binaries: unknown backend(s) {', '.join(unknown)}; use one of {', '.join(ALL_BACKENDS)}")
+        return self
+
+    def resolve(self, path: str | None) -> str | None:
+        """A path from the file, made absolute against the file's directory."""
+        if path is None or self.source is None or os.path.isabs(path):
+            return path
+        return str((Path(self.source).parent / path).resolve())
+
+
+def find_config(explicit: str | None, manifest_paths: list[str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    for p in manifest_paths:
+        d = Path(p)
+        if d.is_dir():
+            for name in CONFIG_NAMES:
+                if (d / name).is_file():
+                    return d / name
+    return None
+
+
+def load_config(explicit: str | None = None, manifest_paths: list[str] | None = None) -> Config:
+    path = find_config(explicit, manifest_paths or [])
+    if path is None:
+        return Config()
+    docs, problems = load_documents(path)
+    if problems:
+        raise ConfigError(problems)
+    if len(docs) > 1:
+        raise ConfigError([Problem(str(path), docs[1].line, "", "the config holds more than one YAML document",
+                                   "keep a single document")])
+    data = docs[0].data if docs else {}
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(str(path), docs[0].line, "", "the config must be a mapping",
+                                   "write keys such as ports:, binaries:, state_dir:")])
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from_validation(exc, docs[0], Config)) from None
+    cfg.source = str(path)
+    return cfg

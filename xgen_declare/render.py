@@ -1,0 +1,229 @@
+"""Render a validated model into the exact argv + env that starts its backend.
+
+Templates (templates/<family>.j2) run in Jinja's SandboxedEnvironment with StrictUndefined. Their
+output format is fixed so that no value can add argv elements:
+
+  * every ``{{ expression }}`` is passed through `finalize`, which JSON-encodes it: a string becomes one
+    JSON string, a number its decimal text, a bool "true"/"false", a list one JSON string per item;
+    None is an error (templates test for it with ``{% if x is not none %}``);
+  * literal template text may only be whitespace (and Jinja comments);
+  * the output is read back as a sequence of JSON strings, one argv element each.
+
+So a value such as ``"a b; $(rm -rf /)\\n- --evil"`` stays exactly one argv element, and newlines or NUL
+bytes in values are rejected outright. No shell ever sees the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from .backends import DEFAULT_BINARY, FAMILY, READINESS_PATH
+from .backends.dialect import dialect_for
+from .backends.pinning import pinning_env
+from .backends.selection import select_backend
+from .config import Config
+from .errors import RenderError
+from .inventory.model import Inventory
+from .manifests import ModelDecl
+from .ports import PortAssignment
+
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_SECRET_KEY = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL)", re.I)
+REDACTED = "***"
+
+
+def _finalize(value: Any) -> str:
+    if value is None:
+        raise RenderError("a template expression produced None; guard it with {% if ... is not none %}")
+    if isinstance(value, jinja2.Undefined):  # pragma: no cover - StrictUndefined raises first
+        raise RenderError("undefined value in template")
+    if isinstance(value, (list, tuple)):
+        return " ".join(_finalize(v) for v in value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float, str)):
+        text = str(value)
+    else:
+        raise RenderError(f"a template expression produced a {type(value).__name__}; only strings, numbers, "
+                          "booleans and lists of them become argv elements")
+    if "\n" in text or "\r" in text or "\x00" in text:
+        raise RenderError(f"argv element {text[:40]!r} contains a newline or NUL byte")
+    return json.dumps(text)
+
+
+def parse_argv(output: str, template: str) -> list[str]:
+    decoder = json.JSONDecoder()
+    argv: list[str] = []
+    i, n = 0, len(output)
+    while True:
+        while i < n and output[i].isspace():
+            i += 1
+        if i >= n:
+            return argv
+        if output[i] != '"':
+            line = output.count("\n", 0, i) + 1
+            raise RenderError(f"template {template}: output line {line}: text outside {{{{ }}}} "
+                              f"({output[i:i + 30]!r}); write literal flags as {{{{ \"--flag\" }}}}")
+        value, i = decoder.raw_decode(output, i)
+        argv.append(value)
+
+
+@dataclass
+class Rendered:
+    name: str
+    backend: str
+    argv: list[str]
+    env: dict[str, str | None]
+    port: int
+    host: str
+    endpoint: str
+    readiness_path: str
+    binary: str
+    dialect: str | None
+    backend_reason: str
+    port_source: str
+    ready_timeout: float
+    stop_grace: float
+    enabled: bool = True
+    gpus: list[int] | None = None
+    file: str | None = None
+    secret_env: dict[str, str] = field(default_factory=dict)  # env var -> file its value is read from
+    warnings: list[str] = field(default_factory=list)
+
+    def spec_hash(self) -> str:
+        """Identity of what would run: any change here means a restart, nothing else does."""
+        identity = {"argv": self.argv, "env": self.env, "secret_env": self.secret_env, "port": self.port,
+                    "host": self.host, "gpus": self.gpus, "backend": self.backend}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    def display_env(self) -> dict[str, str | None]:
+        env = {k: (REDACTED if v is not None and _SECRET_KEY.search(k) else v) for k, v in self.env.items()}
+        env.update({k: REDACTED for k in self.secret_env})
+        return env
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["env"] = self.display_env()
+        data["secret_env"] = sorted(self.secret_env)
+        return data
+
+    def shell(self) -> str:
+        """A copy-pasteable, correctly quoted preview (never executed by us)."""
+        parts = []
+        unset = [k for k, v in self.env.items() if v is None]
+        if unset:
+            parts.append("env " + " ".join(f"-u {k}" for k in unset))
+        for k, v in self.display_env().items():
+            if v is not None:
+                parts.append(f"{k}={shlex.quote(v)}")
+        parts.extend(shlex.quote(a) for a in self.argv)
+        return " \\\n  ".join(_group_flags(parts))
+
+
+def _group_flags(parts: list[str]) -> list[str]:
+    """Keep a flag and its value on one line of the preview."""
+    lines: list[str] = []
+    seen_flag = False
+    for p in parts:
+        is_flag = p.startswith("-")
+        if lines and not is_flag and "=" not in lines[-1] and (
+                not seen_flag or (lines[-1].startswith("-") and " " not in lines[-1])):
+            lines[-1] += " " + p
+        else:
+            lines.append(p)
+        seen_flag = seen_flag or is_flag
+    return lines
+
+
+class Renderer:
+    def __init__(self, config: Config, inventory: Inventory):
+        self.config = config
+        self.inventory = inventory
+        search = []
+        user_dir = config.resolve(config.templates_dir)
+        if user_dir:
+            search.append(user_dir)
+        search.append(str(SHIPPED_TEMPLATES))
+        self.env = SandboxedEnvironment(loader=jinja2.FileSystemLoader(search), undefined=jinja2.StrictUndefined,
+                                        finalize=_finalize, autoescape=False, keep_trailing_newline=True)
+
+    def binary_for(self, backend: str, decl: ModelDecl) -> str:
+        if decl.spec.binary:
+            return decl.spec.binary
+        if backend == "llama-cpp-python":
+            return self.config.resolve(self.config.python) or os.environ.get("XGEN_PYTHON") or _this_python()
+        configured = self.config.binaries.get(backend)
+        if configured:
+            return self.config.resolve(configured)
+        inv = self.inventory.backend(backend)
+        if inv is not None and inv.binary:
+            return inv.binary
+        return DEFAULT_BINARY[backend]
+
+    def render(self, decl: ModelDecl, port: PortAssignment) -> Rendered:
+        spec = decl.spec
+        selection = select_backend(spec, self.inventory)
+        if selection.backend is None:
+            raise RenderError(selection.unavailable, field="spec.backend")
+        backend = selection.backend
+        family = FAMILY[backend]
+        binary = self.binary_for(backend, decl)
+        dialect = dialect_for(backend, binary, self.inventory)
+        warnings = []
+        if selection.unavailable:
+            warnings.append(selection.unavailable)
+        env, pin_warnings = pinning_env(backend, spec.gpus, self.inventory)
+        warnings.extend(pin_warnings)
+        env.update(spec.env)
+        secret_env = {}
+        if spec.api_key_file and family == "vllm":
+            secret_env["VLLM_API_KEY"] = spec.api_key_file
+        context = {
+            "name": decl.name, "spec": spec.model_dump(), "backend": backend, "binary": binary,
+            "host": spec.host, "port": port.port, "dialect": dialect or "new",
+            "embedding": spec.server_type == "embedding",
+            "pooling": spec.pooling or ("mean" if spec.server_type == "embedding" else None),
+            "served_names": _served_names(decl),
+            "multi_gpu": bool(spec.tensor_split) or (spec.gpus is not None and len(spec.gpus) > 1),
+        }
+        template = f"{family}.j2"
+        try:
+            output = self.env.get_template(template).render(context)
+        except RenderError as exc:
+            raise RenderError(f"template {template}: {exc}") from None
+        except jinja2.TemplateError as exc:
+            where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+            raise RenderError(f"template {template}{where}: {exc}") from None
+        except Exception as exc:  # a user template may raise anything: report it, never crash
+            raise RenderError(f"template {template}: {type(exc).__name__}: {exc}") from None
+        argv = parse_argv(output, template)
+        if not argv:
+            raise RenderError(f"template {template} rendered an empty command")
+        host_for_url = f"[{spec.host}]" if ":" in spec.host else spec.host
+        return Rendered(
+            name=decl.name, backend=backend, argv=argv, env=env, port=port.port, host=spec.host,
+            endpoint=f"http://{host_for_url}:{port.port}/v1", readiness_path=READINESS_PATH[family],
+            binary=binary, dialect=dialect, backend_reason=selection.explain(), port_source=port.source,
+            ready_timeout=spec.ready_timeout, stop_grace=spec.stop_grace, enabled=spec.enabled,
+            gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings)
+
+
+def _served_names(decl: ModelDecl) -> list[str]:
+    names = [decl.name] + [a for a in decl.spec.alias if a != decl.name]
+    return names
+
+
+def _this_python() -> str:
+    import sys
+
+    return sys.executable

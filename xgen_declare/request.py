@@ -1,0 +1,249 @@
+"""`ModelLoadRequest`: the validated spec of one model, plus the manifest envelope around it.
+
+Field names follow the seed's ModelLoadRequest and the manifest contract; never rename them.
+Cross-field rules that need no host facts live here; rules that need the host (is this backend
+available, does GPU 3 exist) live in the inventory/selection code and run only with an inventory.
+
+Fields that only one backend family understands are an **error** when set to a non-default value
+for the other family (a silently ignored field is a lie about what runs). Explicit default values
+are accepted, so seed clients that send every field still validate.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+LLAMA_SERVER_BACKENDS = ("llama-server-vulkan", "llama-server-cuda", "llama-server-rocm", "llama-server-cpu")
+VLLM_BACKENDS = ("vllm-cuda", "vllm-rocm", "vllm-cpu")
+ALL_BACKENDS = LLAMA_SERVER_BACKENDS + ("llama-cpp-python",) + VLLM_BACKENDS
+LLAMA_FAMILY_BACKENDS = LLAMA_SERVER_BACKENDS + ("llama-cpp-python",)
+
+BackendName = Literal[
+    "auto",
+    "llama-server-vulkan", "llama-server-cuda", "llama-server-rocm", "llama-server-cpu",
+    "llama-cpp-python",
+    "vllm-cuda", "vllm-rocm", "vllm-cpu",
+]
+CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+
+# Fields that only one family understands, with their defaults (a default value is not "set").
+LLAMA_ONLY = {
+    "n_gpu_layers": -1, "main_gpu": 0, "split_mode": "layer", "tensor_split": [],
+    "ctx_size": None, "parallel": None, "cache_type_k": "f16", "cache_type_v": "f16",
+    "flash_attn": "auto", "threads": None, "pooling": None, "mlock": False,
+}
+VLLM_ONLY = {
+    "tensor_parallel_size": 1, "pipeline_parallel_size": 1, "gpu_memory_utilization": 0.9,
+    "max_model_len": None, "trust_remote_code": False,
+}
+# What to use instead, for the hint.
+_EQUIVALENT = {"max_model_len": "ctx_size", "ctx_size": "max_model_len",
+               "tensor_parallel_size": "gpus + tensor_split", "tensor_split": "tensor_parallel_size"}
+
+NoNewline = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+def _reject_control(value: str, what: str) -> str:
+    if "\n" in value or "\r" in value or "\x00" in value:
+        raise ValueError(f"{what} must not contain newlines or NUL bytes")
+    return value
+
+
+def model_family(model_path: str, backend: str) -> str:
+    """'llama' (GGUF: llama-server / llama-cpp-python) or 'vllm' (HuggingFace id or directory)."""
+    if backend in LLAMA_FAMILY_BACKENDS:
+        return "llama"
+    if backend in VLLM_BACKENDS:
+        return "vllm"
+    return "llama" if is_gguf_path(model_path) else "vllm"
+
+
+def is_gguf_path(model_path: str) -> bool:
+    return model_path.lower().endswith(".gguf")
+
+
+class ModelLoadRequest(BaseModel):
+    """The `spec` of a Model manifest."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    model_path: NoNewline = Field(description="A .gguf file, a local HuggingFace directory, or a HuggingFace id org/model")
+    backend: BackendName = Field("auto", description="Backend to run; auto picks by the host's GPUs and binaries")
+    binary: NoNewline | None = Field(None, description="Per-model override of the backend's executable")
+    server_type: Literal["llm", "embedding"] = "llm"
+    alias: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, description="Extra names clients may use for this model")
+    enabled: bool = Field(True, description="false = declared but kept stopped")
+
+    # llama.cpp family
+    n_gpu_layers: int | Literal["all", "auto"] = Field(
+        -1, description='-1 or "all" = every layer, 0 = CPU only, N layers, or "auto"')
+    main_gpu: int = Field(0, ge=0, description="A position in `gpus` (the backend sees only those GPUs)")
+    split_mode: Literal["none", "layer", "row", "tensor"] = "layer"
+    tensor_split: list[float] = Field(default_factory=list, description="One proportion per entry of `gpus`")
+    ctx_size: int | None = Field(None, ge=0, description="Context size in tokens (0 = the model's own)")
+    parallel: int | None = Field(None, ge=1, description="llama-server slots")
+    cache_type_k: CacheType = "f16"
+    cache_type_v: CacheType = "f16"
+    flash_attn: Literal["on", "off", "auto"] = "auto"
+    threads: int | None = Field(None, ge=1, description="CPU threads for CPU layers")
+    pooling: Literal["none", "mean", "cls", "last", "rank"] | None = Field(
+        None, description="Embeddings pooling; default mean for server_type embedding")
+    mlock: bool = False
+
+    # GPUs (both families)
+    gpus: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="Host GPU indices as listed by `xgen-declare gpus`; omitted = all")
+
+    # vLLM family
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = Field(None, ge=1)
+    trust_remote_code: bool = False
+
+    # process
+    port: int | None = Field(None, ge=1, le=65535, description="Fixed port; otherwise assigned from the port range")
+    host: NoNewline = Field("127.0.0.1", description="Address the backend binds (loopback by default)")
+    api_key_file: NoNewline | None = Field(None, description="File holding the API key; never put on argv")
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(default_factory=dict)
+    extra_args: list[str] = Field(default_factory=list, description="Each item is exactly one argv element")
+    ready_timeout: float = Field(600, gt=0, description="Seconds to wait for the backend to become ready")
+    stop_grace: float = Field(10, ge=0, description="Seconds between SIGTERM and SIGKILL")
+
+    @field_validator("model_path", "binary", "host", "api_key_file")
+    @classmethod
+    def _single_line(cls, value: str | None) -> str | None:
+        return None if value is None else _reject_control(value, "value")
+
+    @field_validator("alias", "extra_args")
+    @classmethod
+    def _single_line_items(cls, values: list[str]) -> list[str]:
+        for v in values:
+            _reject_control(v, "each item")
+        return values
+
+    @field_validator("env")
+    @classmethod
+    def _env_values(cls, values: dict[str, str]) -> dict[str, str]:
+        for v in values.values():
+            if "\x00" in v:
+                raise ValueError("environment values must not contain NUL bytes")
+        return values
+
+    @field_validator("n_gpu_layers")
+    @classmethod
+    def _ngl(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < -1:
+            raise ValueError('must be -1 or "all" (every layer), 0 (CPU only), a positive layer count, or "auto"')
+        return value
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _gmu(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError("must be greater than 0 and at most 1 (a fraction of each GPU's memory, e.g. 0.9)")
+        return value
+
+    @field_validator("tensor_split")
+    @classmethod
+    def _split(cls, values: list[float]) -> list[float]:
+        if any(v < 0 for v in values):
+            raise ValueError("entries must be >= 0 (proportions per GPU, e.g. [3.0, 1.0])")
+        if values and not any(v > 0 for v in values):
+            raise ValueError("at least one entry must be greater than 0")
+        return values
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "ModelLoadRequest":
+        problems: list[tuple[str, str]] = []
+        if self.gpus is not None:
+            if len(set(self.gpus)) != len(self.gpus):
+                problems.append(("gpus", "lists a GPU more than once"))
+            n = len(self.gpus)
+            if self.tensor_split and len(self.tensor_split) != n:
+                problems.append(("tensor_split", f"has {len(self.tensor_split)} entries but gpus lists {n} GPU(s); "
+                                 "give one proportion per entry of gpus"))
+            if self.main_gpu >= max(n, 1):
+                problems.append(("main_gpu", f"is {self.main_gpu} but gpus lists {n} GPU(s); main_gpu is a position "
+                                 f"in gpus, so use 0..{max(n - 1, 0)}"))
+            tp_pp = self.tensor_parallel_size * self.pipeline_parallel_size
+            if tp_pp > n:
+                problems.append(("tensor_parallel_size", f"tensor_parallel_size x pipeline_parallel_size = {tp_pp} "
+                                 f"needs {tp_pp} GPUs but gpus lists {n}; list more GPUs or lower the sizes"))
+        family = model_family(self.model_path, self.backend)
+        if family == "vllm" and is_gguf_path(self.model_path):
+            problems.append(("backend", f"{self.backend} cannot serve a GGUF file; use a llama-server backend, "
+                             "llama-cpp-python or backend: auto"))
+        if family == "llama" and not is_gguf_path(self.model_path):
+            problems.append(("model_path", f"backend {self.backend} needs a .gguf file; use a vllm backend for "
+                             "HuggingFace models"))
+        foreign = VLLM_ONLY if family == "llama" else LLAMA_ONLY
+        for name, default in foreign.items():
+            if getattr(self, name) != default:
+                other = "vLLM" if family == "llama" else "llama.cpp"
+                instead = f" (for this backend use {_EQUIVALENT[name]})" if name in _EQUIVALENT else ""
+                problems.append((name, f"only applies to {other} backends and would be ignored here; "
+                                 f"remove it{instead}"))
+        if self.pooling is not None and self.server_type != "embedding":
+            problems.append(("pooling", "only applies to server_type: embedding; remove it or set server_type"))
+        if problems:
+            raise CrossFieldErrors(problems)
+        return self
+
+    def is_set(self, field_name: str) -> bool:
+        return field_name in self.model_fields_set
+
+
+class CrossFieldErrors(ValueError):
+    """Several cross-field problems at once, each tied to its own field."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Unique model name: lowercase letters, digits and '-', at most 63 characters")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("must match ^[a-z0-9][a-z0-9-]{0,62}$ (lowercase letters, digits and '-', "
+                             "starting with a letter or digit)")
+        return value
+
+
+class Manifest(BaseModel):
+    """One YAML document: apiVersion xgen/v1, kind Model."""
+
+    model_config = ConfigDict(extra="forbid", title="xgen-declare Model manifest")
+
+    apiVersion: Literal["xgen/v1"]
+    kind: Literal["Model"]
+    metadata: Metadata
+    spec: ModelLoadRequest
+
+
+def suggest_name(model_path: str) -> str:
+    """A valid model name derived from a path or id: 'Qwen3-8B.Q4_K_M.gguf' -> 'qwen3-8b-q4-k-m'."""
+    base = model_path.rstrip("/").split("/")[-1]
+    if base.lower().endswith(".gguf"):
+        base = base[: -len(".gguf")]
+    slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")[:63].strip("-")
+    return slug or "model"
+
+
+def defaults_dict() -> dict[str, Any]:
+    return {name: f.get_default(call_default_factory=True) for name, f in ModelLoadRequest.model_fields.items()
+            if name != "model_path"}

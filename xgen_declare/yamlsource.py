@@ -1,0 +1,180 @@
+"""Load YAML with `yaml.safe_load` semantics, keeping the line of every key.
+
+We compose the node graph with PyYAML's SafeLoader and build plain Python values ourselves, so that
+  * every mapping key and sequence item remembers its line (errors point at the offending key),
+  * duplicated keys, non-standard tags (``!!python/object``...) and non-scalar keys are errors,
+  * aliases are expanded under a node budget, so an alias bomb is an error instead of a hang.
+Nothing here raises for bad input: problems come back as `Problem`s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .errors import Problem
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_NODES = 20_000
+MAX_DEPTH = 64
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "timestamp")
+}
+
+Path_ = tuple  # a path into a document: keys and list indices
+
+
+@dataclass
+class Document:
+    file: str
+    index: int
+    line: int
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line_of(self, path: Path_) -> int:
+        """Line of the deepest known prefix of `path` (the key itself when it exists)."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.line
+
+
+class _Invalid(Exception):
+    def __init__(self, line: int, message: str, hint: str = ""):
+        self.line, self.message, self.hint = line, message, hint
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.lines: dict[Path_, int] = {}
+        self.constructor = SafeConstructor()
+
+    def build(self, node: Node, path: Path_ = (), depth: int = 0) -> Any:
+        self.nodes += 1
+        line = node.start_mark.line + 1
+        if self.nodes > MAX_NODES:
+            raise _Invalid(line, f"document expands to more than {MAX_NODES} nodes",
+                           "an alias bomb? write the values out instead of repeating anchors")
+        if depth > MAX_DEPTH:
+            raise _Invalid(line, f"document nests deeper than {MAX_DEPTH} levels",
+                           "a recursive alias? remove it")
+        if isinstance(node, ScalarNode):
+            return self._scalar(node, line)
+        if isinstance(node, SequenceNode):
+            if node.tag != _SEQ_TAG:
+                raise _Invalid(line, f"tag {node.tag!r} is not allowed", "use plain YAML lists")
+            out = []
+            for i, item in enumerate(node.value):
+                self.lines.setdefault(path + (i,), item.start_mark.line + 1)
+                out.append(self.build(item, path + (i,), depth + 1))
+            return out
+        if isinstance(node, MappingNode):
+            if node.tag != _MAP_TAG:
+                raise _Invalid(line, f"tag {node.tag!r} is not allowed", "use plain YAML mappings")
+            try:
+                self.constructor.flatten_mapping(node)  # YAML merge keys (<<)
+            except ConstructorError as exc:
+                raise _Invalid(line, _yaml_message(exc)) from None
+            out: dict = {}
+            for key_node, value_node in node.value:
+                key_line = key_node.start_mark.line + 1
+                if not isinstance(key_node, ScalarNode):
+                    raise _Invalid(key_line, "mapping keys must be plain scalars")
+                key = self._scalar(key_node, key_line)
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    raise _Invalid(key_line, f"key {key!r} has an unsupported type")
+                if key in out:
+                    raise _Invalid(key_line, f"duplicated key {key!r}",
+                                   f"it is already set on line {self.lines.get(path + (key,), '?')}; keep one")
+                self.lines[path + (key,)] = key_line
+                out[key] = self.build(value_node, path + (key,), depth + 1)
+            return out
+        raise _Invalid(line, "unsupported YAML node")  # pragma: no cover
+
+    def _scalar(self, node: ScalarNode, line: int) -> Any:
+        if node.tag not in _SCALAR_TAGS:
+            raise _Invalid(line, f"tag {node.tag!r} is not allowed",
+                           "only plain strings, numbers, booleans and null")
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (ConstructorError, ValueError, OverflowError) as exc:
+            raise _Invalid(line, f"bad scalar {node.value[:40]!r}: {exc}") from None
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    return f"{context}: {problem}" if context and problem else str(problem)
+
+
+def _yaml_line(exc: yaml.YAMLError) -> int | None:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return mark.line + 1 if mark is not None else None
+
+
+def read_text(path: Path, display: str, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None, Problem | None]:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return None, Problem(display, None, "", f"file is {size} bytes; the limit is {max_bytes}",
+                                 "split it into smaller files")
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, Problem(display, None, "", f"cannot read file: {exc.strerror or exc}",
+                             "check that it exists and is readable")
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return None, Problem(display, line, "", "file is not valid UTF-8", "save it as UTF-8")
+
+
+def parse_documents(text: str, display: str) -> tuple[list[Document], list[Problem]]:
+    """Parse every YAML document of `text`; empty documents are skipped."""
+    docs: list[Document] = []
+    problems: list[Problem] = []
+    loader = yaml.SafeLoader(text)
+    index = 0
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:  # pragma: no cover
+                break
+            builder = _Builder()
+            line = node.start_mark.line + 1
+            try:
+                data = builder.build(node)
+            except _Invalid as bad:
+                problems.append(Problem(display, bad.line, "", bad.message, bad.hint))
+            else:
+                if data is not None:
+                    docs.append(Document(display, index, line, data, builder.lines))
+            index += 1
+    except yaml.YAMLError as exc:
+        problems.append(Problem(display, _yaml_line(exc), "", f"YAML syntax error: {_yaml_message(exc)}",
+                                "fix the YAML syntax at this line"))
+    except RecursionError:
+        problems.append(Problem(display, None, "", "YAML nests too deeply", "flatten the document"))
+    finally:
+        loader.dispose()
+    return docs, problems
+
+
+def load_documents(path: Path, display: str | None = None) -> tuple[list[Document], list[Problem]]:
+    display = display or str(path)
+    text, problem = read_text(path, display)
+    if problem:
+        return [], [problem]
+    return parse_documents(text, display)
