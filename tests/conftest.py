@@ -1,0 +1,62 @@
+"""Shared fixtures: run the CLI in-process and write manifests into a temp dir."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from xgen_declare.cli.main import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    """Run `xgen-declare ARGS...` in-process; state and cache go to the test's temp dir."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write("name.yaml", yaml_text) -> path, dedented, inside a fresh manifests dir."""
+    root = tmp_path / "manifests"
+    root.mkdir()
+
+    def _write(name: str, text: str) -> Path:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    _write.root = root
+    return _write
+
+
+def model_yaml(name: str = "m1", **spec) -> str:
+    """A valid manifest with spec fields overridden (values are YAML/JSON-compatible)."""
+    spec.setdefault("model_path", "/models/x.gguf")
+    body = "\n".join(f"  {k}: {json.dumps(v)}" for k, v in spec.items())
+    return f"apiVersion: xgen/v1\nkind: Model\nmetadata:\n  name: {name}\nspec:\n{body}\n"
