@@ -45,7 +45,8 @@ REDACTED = "***"
 def _finalize(value: Any) -> str:
     if value is None:
         raise RenderError("a template expression produced None; guard it with {% if ... is not none %}")
-    if isinstance(value, jinja2.Undefined):  # pragma: no cover - StrictUndefined raises first
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the variable
         raise RenderError("undefined value in template")
     if isinstance(value, (list, tuple)):
         return " ".join(_finalize(v) for v in value)
@@ -59,6 +60,10 @@ def _finalize(value: Any) -> str:
     if "\n" in text or "\r" in text or "\x00" in text:
         raise RenderError(f"argv element {text[:40]!r} contains a newline or NUL byte")
     return json.dumps(text)
+
+
+def _fail(message: str) -> None:
+    raise RenderError(str(message))
 
 
 def parse_argv(output: str, template: str) -> list[str]:
@@ -156,6 +161,7 @@ class Renderer:
         search.append(str(SHIPPED_TEMPLATES))
         self.env = SandboxedEnvironment(loader=jinja2.FileSystemLoader(search), undefined=jinja2.StrictUndefined,
                                         finalize=_finalize, autoescape=False, keep_trailing_newline=True)
+        self.env.globals["fail"] = _fail
 
     def binary_for(self, backend: str, decl: ModelDecl) -> str:
         if decl.spec.binary:

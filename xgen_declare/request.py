@@ -128,6 +128,13 @@ class ModelLoadRequest(BaseModel):
             _reject_control(v, "each item")
         return values
 
+    @field_validator("alias")
+    @classmethod
+    def _alias_no_comma(cls, values: list[str]) -> list[str]:
+        if any("," in v for v in values):
+            raise ValueError("aliases must not contain ',' (llama-server reads --alias as a comma-separated list)")
+        return values
+
     @field_validator("env")
     @classmethod
     def _env_values(cls, values: dict[str, str]) -> dict[str, str]:
@@ -187,7 +194,7 @@ class ModelLoadRequest(BaseModel):
         for name, default in foreign.items():
             if getattr(self, name) != default:
                 other = "vLLM" if family == "llama" else "llama.cpp"
-                instead = f" (for this backend use {_EQUIVALENT[name]})" if name in _EQUIVALENT else ""
+                instead = f", or use {_EQUIVALENT[name]} for this backend" if name in _EQUIVALENT else ""
                 problems.append((name, f"only applies to {other} backends and would be ignored here; "
                                  f"remove it{instead}"))
         if self.pooling is not None and self.server_type != "embedding":
