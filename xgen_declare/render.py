@@ -194,8 +194,10 @@ class Renderer:
         secret_env = {}
         if spec.api_key_file and family == "vllm":
             secret_env["VLLM_API_KEY"] = spec.api_key_file
+        spec_data = spec.model_dump()
+        spec_data["model_path"] = resolve_model_path(spec.model_path, decl.file)
         context = {
-            "name": decl.name, "spec": spec.model_dump(), "backend": backend, "binary": binary,
+            "name": decl.name, "spec": spec_data, "backend": backend, "binary": binary,
             "host": spec.host, "port": port.port, "dialect": dialect or "new",
             "embedding": spec.server_type == "embedding",
             "pooling": spec.pooling or ("mean" if spec.server_type == "embedding" else None),
@@ -222,6 +224,16 @@ class Renderer:
             binary=binary, dialect=dialect, backend_reason=selection.explain(), port_source=port.source,
             ready_timeout=spec.ready_timeout, stop_grace=spec.stop_grace, enabled=spec.enabled,
             gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings)
+
+
+def resolve_model_path(model_path: str, manifest_file: str | None) -> str:
+    """A relative .gguf path, or one starting with ./ or ../, is relative to the manifest's directory.
+    Anything else (an absolute path, a HuggingFace id org/model) is passed on unchanged."""
+    if manifest_file is None or os.path.isabs(model_path):
+        return model_path
+    if model_path.startswith(("./", "../")) or (model_path.lower().endswith(".gguf")):
+        return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(manifest_file)), model_path))
+    return model_path
 
 
 def _served_names(decl: ModelDecl) -> list[str]:

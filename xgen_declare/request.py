@@ -72,7 +72,9 @@ class ModelLoadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    model_path: NoNewline = Field(description="A .gguf file, a local HuggingFace directory, or a HuggingFace id org/model")
+    model_path: NoNewline = Field(description="A .gguf file, a local HuggingFace directory, or a HuggingFace id "
+                                  "org/model. Relative .gguf paths and paths starting with ./ or ../ are relative "
+                                  "to the manifest file's directory")
     backend: BackendName = Field("auto", description="Backend to run; auto picks by the host's GPUs and binaries")
     binary: NoNewline | None = Field(None, description="Per-model override of the backend's executable")
     server_type: Literal["llm", "embedding"] = "llm"

@@ -258,3 +258,13 @@ def test_ports_preview_and_stability(write):
     assert kept["b"].port == 8003 and kept["c"].port == 8001  # b keeps its port although a left
     with pytest.raises(PortRangeExhausted, match="no free port in 8001-8001 for: b"):
         assign_ports({"a": None, "b": None}, 8001, 8001)
+
+
+def test_relative_model_paths_are_relative_to_the_manifest(write):
+    write("sub/a.yaml", model_yaml("a", model_path="models/x.gguf"))
+    write("b.yaml", model_yaml("b", model_path="./hf-dir", backend="vllm-cpu"))
+    write("c.yaml", model_yaml("c", model_path="org/model"))
+    d = render_dir([write.root])
+    assert d.rendered["a"].argv[d.rendered["a"].argv.index("--model") + 1] == str(write.root / "sub/models/x.gguf")
+    assert d.rendered["b"].argv[2] == str(write.root / "hf-dir")
+    assert d.rendered["c"].argv[2] == "org/model"
