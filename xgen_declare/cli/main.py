@@ -22,6 +22,9 @@ VERBS = {
     "validate": "validate",
     "render": "render",
     "schema": "schema",
+    "gpus": "gpus",
+    "backends": "backends",
+    "inventory": "inventory",
 }
 
 

@@ -32,6 +32,9 @@ class Gpu(BaseModel):
     compute_capability: str | None = None
     driver_version: str | None = None
     gtt_total_mib: int | None = None
+    vram_total_mib: int | None = Field(
+        None, description="Dedicated VRAM (for an integrated GPU: the BIOS carve-out); memory_total_mib is "
+                          "what the GPU can use, for an integrated GPU a pool shared with the CPU")
     hidden: bool = Field(False, description="Hidden from the daemon by CUDA_VISIBLE_DEVICES / ROCR_VISIBLE_DEVICES")
 
 

@@ -1,0 +1,32 @@
+"""`xgen-declare inventory`: this host as a file that `--inventory FILE` reads back."""
+
+from __future__ import annotations
+
+import click
+import yaml
+
+from .common import eprint, get_globals, global_options, output_option, print_json
+from .hostctx import host_inventory
+
+
+@click.command(short_help="Print this host's inventory (for --inventory elsewhere)")
+@output_option(("yaml", "json"), "yaml")
+@global_options
+def command(output: str) -> int:
+    """Print GPUs, CPU, backends and detection warnings in the format `render --inventory FILE` accepts.
+
+    \b
+    Snapshot a GPU host and preview its commands on a laptop or in CI:
+      xgen-declare inventory > gpu-host.yaml
+      xgen-declare render manifests/ --inventory gpu-host.yaml
+    """
+    g = get_globals()
+    inventory = host_inventory(g, g.load_config(), None)
+    data = inventory.model_dump(mode="json")
+    if output == "json":
+        print_json(data)
+    else:
+        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+    if inventory.warnings:
+        eprint(f"{len(inventory.warnings)} detection warning(s); see `warnings:` in the output")
+    return 0

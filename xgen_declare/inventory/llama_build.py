@@ -1,0 +1,119 @@
+"""What a llama-server binary was built with: its GPU backends and version, probed and cached.
+
+`llama-server --list-devices` prints one line per device ("  CUDA0: NVIDIA H100 (81079 MiB, ...)");
+builds older than that flag fail it, so `--version` is read too: dynamic-backend builds log
+"load_backend: loaded CUDA backend from ...", static GPU builds log "ggml_cuda_init: ..." or
+"ggml_vulkan: ...". No GPU keyword in either output = a CPU-only build.
+The result is cached by real path + mtime + size, in memory and under $XDG_CACHE_HOME.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .proc import run_probe
+
+PROBE_TIMEOUT_S = 15.0
+
+_DEVICE_LINE = re.compile(r"^\s*([A-Za-z]+)\d+\s*:", re.MULTILINE)
+_LOADED = re.compile(r"loaded (\w+) backend")
+_INIT = re.compile(r"ggml_(cuda|vulkan|hip|rocm|sycl|metal|musa|cann)(?:_init)?:", re.IGNORECASE)
+_VERSION = re.compile(r"^version:\s*(.+)$", re.MULTILINE)
+_FAMILY = {"cuda": "cuda", "hip": "rocm", "rocm": "rocm", "vulkan": "vulkan"}
+_NOT_GPU = {"cpu", "rpc", "blas", "accelerate", "amx", "kleidiai"}
+
+_memory: dict[str, dict] = {}
+
+
+@dataclass(frozen=True)
+class LlamaBuild:
+    gpu_backends: frozenset[str] = frozenset()  # "cuda" | "rocm" | "vulkan" | other lower-case names
+    version: str | None = None
+    error: str | None = None  # set when the binary could not be probed at all
+
+    @property
+    def cpu_only(self) -> bool:
+        return self.error is None and not self.gpu_backends
+
+    def describe(self) -> str:
+        names = {"cuda": "CUDA", "rocm": "ROCm", "vulkan": "Vulkan"}
+        return "/".join(sorted(names.get(b, b) for b in self.gpu_backends)) or "CPU-only"
+
+
+def gpu_backends_in(text: str) -> set[str]:
+    found = {m.lower() for m in _DEVICE_LINE.findall(text)}
+    found |= {m.lower() for m in _LOADED.findall(text)}
+    found |= {m.lower() for m in _INIT.findall(text)}
+    return {_FAMILY.get(b, b) for b in found if b not in _NOT_GPU}
+
+
+def _cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "xgen-declare" / "llama-server-builds.json"
+
+
+def _cache_key(binary: str) -> str | None:
+    try:
+        st = os.stat(binary)
+    except OSError:
+        return None
+    return f"{os.path.realpath(binary)}|{st.st_mtime_ns}|{st.st_size}"
+
+
+def _disk_get(key: str) -> dict | None:
+    try:
+        entry = json.loads(_cache_file().read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def _disk_put(key: str, entry: dict) -> None:
+    path = _cache_file()
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(data, dict):
+            data = {}
+        data[key] = entry
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        pass
+
+
+def _probe(binary: str, timeout: float) -> LlamaBuild:
+    devices = run_probe([binary, "--list-devices"], timeout)
+    if devices.error and "timed out" in devices.error:
+        return LlamaBuild(error=f"--list-devices {devices.error}")
+    version = run_probe([binary, "--version"], timeout)
+    texts = [r.output for r in (devices, version) if r.ok]
+    if not texts:
+        return LlamaBuild(error=f"--version {version.describe()}")
+    found = set().union(*(gpu_backends_in(t) for t in texts))
+    m = _VERSION.search(version.output) if version.ok else None
+    return LlamaBuild(frozenset(found), m.group(1).strip() if m else None)
+
+
+def probe_llama_build(binary: str, timeout: float | None = None) -> LlamaBuild:
+    key = _cache_key(binary)
+    if key is None:
+        return LlamaBuild(error="cannot stat the binary")
+    entry = _memory.get(key) or _disk_get(key)
+    if entry is None:
+        build = _probe(binary, PROBE_TIMEOUT_S if timeout is None else timeout)
+        if build.error:
+            return build  # not cached: a crash or hang may be transient
+        entry = {"gpu_backends": sorted(build.gpu_backends), "version": build.version}
+        _disk_put(key, entry)
+    _memory[key] = entry
+    return LlamaBuild(frozenset(entry.get("gpu_backends") or ()), entry.get("version"))
+
+
+def clear_cache() -> None:
+    _memory.clear()
