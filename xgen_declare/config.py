@@ -18,8 +18,11 @@ from .yamlsource import load_documents
 
 CONFIG_NAMES = ("xgen-declare.yaml", "xgen-declare.yml")
 
-# vLLM's ROCm docs (2026) list these targets; the seed's own list was
-# gfx1151, gfx1100, gfx1101, gfx1102, gfx90a, gfx942 (set it in the config to use it instead).
+# vLLM's ROCm install docs (docs/getting_started/installation/gpu.rocm.inc.md, checked on main and the
+# v0.14 docs) list: MI200s (gfx90a), MI300 (gfx942), MI350 (gfx950, ROCm >= 7.0), Radeon RX 7900
+# (gfx1100/1101), Radeon RX 9000 (gfx1200/1201), Ryzen AI MAX / AI 300 (gfx1151/1150, ROCm >= 7.0.2).
+# Older docs (v0.4-v0.6) listed only gfx90a, gfx942, gfx1100. The seed's own list was
+# gfx1151, gfx1100, gfx1101, gfx1102, gfx90a, gfx942 (set `vllm_rocm_supported_gfx:` to use it instead).
 DEFAULT_VLLM_ROCM_GFX = ["gfx90a", "gfx942", "gfx950", "gfx1100", "gfx1101", "gfx1150", "gfx1151", "gfx1200", "gfx1201"]
 
 
