@@ -140,7 +140,7 @@ def _group_flags(parts: list[str]) -> list[str]:
     lines: list[str] = []
     seen_flag = False
     for p in parts:
-        is_flag = p.startswith("-")
+        is_flag = p.startswith("-") and not p[1:2].isdigit()  # "-1" is a value
         if lines and not is_flag and "=" not in lines[-1] and (
                 not seen_flag or (lines[-1].startswith("-") and " " not in lines[-1])):
             lines[-1] += " " + p
