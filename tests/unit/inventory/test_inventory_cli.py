@@ -115,7 +115,7 @@ def test_inventory_warnings_are_in_the_document(cli, sysfs):
 
 def test_example_inventory_files_load(cli):
     from pathlib import Path
-    root = Path(__file__).resolve().parents[3] / "manifests" / "inventories"
+    root = Path(__file__).resolve().parents[3] / "examples" / "inventories"
     strix = load_inventory_file(str(root / "strix-halo.yaml"))
     assert strix.gpus[0].gfx == "gfx1151" and strix.gpus[0].integrated
     a100 = load_inventory_file(str(root / "2xa100.yaml"))
