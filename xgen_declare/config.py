@@ -39,6 +39,24 @@ class Ports(BaseModel):
         return self
 
 
+class Reconciler(BaseModel):
+    """`reconciler:` section: the daemon's timings (seconds, monotonic clock) and safety switches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backoff_base: float = Field(10, gt=0, description="First delay before restarting a crashed model")
+    backoff_max: float = Field(300, gt=0, description="Cap of the doubling crash delay")
+    backoff_reset: float = Field(600, gt=0, description="Ready this long resets the crash delay")
+    liveness_period: float = Field(10, gt=0, description="Seconds between liveness probes of a Ready model")
+    liveness_threshold: int = Field(3, ge=1, description="Consecutive failed probes that restart a model")
+    probe_timeout: float = Field(2, gt=0, description="HTTP timeout of one readiness/liveness probe")
+    resync_interval: float = Field(30, gt=0, description="Full re-read of the manifests even without events")
+    debounce: float = Field(0.1, ge=0, description="Quiet time after a file event before reconciling")
+    prune_empty: bool = Field(False, description="Allow an empty/missing manifests dir to stop every model")
+    log_max_bytes: int = Field(10 * 1024 * 1024, ge=4096, description="Rotate a model's log past this size")
+    log_backups: int = Field(3, ge=0, description="Rotated logs kept per model")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +66,7 @@ class Config(BaseModel):
     templates_dir: str | None = Field(None, description="Overrides shipped templates, per file")
     state_dir: str | None = None
     vllm_rocm_supported_gfx: list[str] = Field(default_factory=lambda: list(DEFAULT_VLLM_ROCM_GFX))
+    reconciler: Reconciler = Field(default_factory=Reconciler)
 
     # Not from the file: where it was read from (None = defaults).
     source: str | None = Field(None, exclude=True)

@@ -71,3 +71,11 @@ class RenderError(XgenError):
 
 class PortRangeExhausted(XgenError):
     pass
+
+
+class StateError(XgenError):
+    """The state dir cannot be used: locked by another daemon, unwritable, no manifests dir recorded."""
+
+
+class ModelNotFound(XgenError):
+    """A verb named a model the state dir and the manifests do not know."""

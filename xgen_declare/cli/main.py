@@ -25,6 +25,14 @@ VERBS = {
     "gpus": "gpus",
     "backends": "backends",
     "inventory": "inventory",
+    "plan": "plan",
+    "apply": "apply",
+    "run": "run",
+    "status": "status",
+    "logs": "logs",
+    "restart": "restart",
+    "down": "down",
+    "up": "up",
 }
 
 

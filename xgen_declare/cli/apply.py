@@ -1,0 +1,52 @@
+"""`xgen-declare apply [DIR...]`: converge once (no daemon) and exit when models are Ready or failed."""
+
+from __future__ import annotations
+
+import click
+
+from ..control import converge_once, daemon_pid, open_env, status_rows
+from ..states import State
+from .common import eprint, get_globals, global_options, output_option, print_json, table
+from .plan import compute_plan, show
+
+
+@click.command(short_help="Converge once: start, restart and stop models")
+@click.argument("dirs", nargs=-1, metavar="[DIR]...")
+@click.option("--dry-run", is_flag=True, help="Print the plan (exactly what `plan` prints) and change nothing")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until started models are Ready or failed (stops are always waited for)")
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds to wait at most")
+@output_option(("table", "json"), "table")
+@global_options
+def command(dirs: tuple[str, ...], dry_run: bool, wait: bool, timeout: float, output: str) -> int:
+    """Execute the plan once. Processes keep running after apply exits (`run` adopts them later).
+
+    Exit code 0 when every enabled model is Ready (or Starting with --no-wait), 1 when any is Failed,
+    Blocked, Invalid or not ready in time. With a daemon running, apply asks it to reconcile now."""
+    if dry_run:
+        show(compute_plan(dirs), output)
+        return 0
+    g = get_globals()
+    env = open_env(g, dirs)
+    pid = daemon_pid(env.store)
+    if pid is not None:
+        import os
+        import signal
+
+        os.kill(pid, signal.SIGHUP)
+        eprint(f"a daemon (pid {pid}) serves {env.store.root}: asked it to reconcile now; "
+               "see `xgen-declare status`")
+        return 0
+    result, _sup = converge_once(env, wait_ready=wait, timeout=timeout)
+    rows = status_rows(env.store, env.proc_root)
+    if output == "json":
+        print_json({"plan": result.plan.to_json(), "status": rows})
+    else:
+        click.echo(result.plan.format())
+        click.echo()
+        click.echo(table([[r["name"], r["state"], r["pid"], r["endpoint"], r["last_error"]] for r in rows],
+                         ["NAME", "STATE", "PID", "ENDPOINT", "LAST ERROR"]))
+    for p in result.problems:
+        eprint(p)
+    ok = {State.READY.value, State.STOPPED.value} | ({State.STARTING.value} if not wait else set())
+    return 0 if all(r["state"] in ok for r in rows) else 1

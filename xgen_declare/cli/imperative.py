@@ -1,0 +1,54 @@
+"""Shared body of `restart`, `down` and `up`: ask the daemon, or act once with no daemon running."""
+
+from __future__ import annotations
+
+from ..control import apply_verb, ask_daemon, converge_once, daemon_pid, open_env, status_rows, wait_states
+from ..errors import ModelNotFound, StateError
+from ..states import SETTLED_STATES, State
+from .common import eprint, get_globals, table
+
+import click
+
+
+def run_verb(verb: str, names: tuple[str, ...], timeout: float) -> int:
+    g = get_globals()
+    env = open_env(g, (), need_paths=verb != "down")
+    known = set(env.store.load_all())
+    unknown = [n for n in names if n not in known]
+    if unknown and verb != "up":
+        raise ModelNotFound(f"unknown model(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})")
+    targets = list(names) or sorted(known)
+    pid = daemon_pid(env.store)
+    if pid is not None:
+        if not ask_daemon(env.store, pid, verb, list(names)):
+            raise StateError(f"the daemon (pid {pid}) did not take the request within 30s")
+        done = frozenset({State.STOPPED}) if verb == "down" else SETTLED_STATES - {State.STOPPED}
+        wait_states(env.store, targets, done, timeout)
+    else:
+        if verb == "down" and not env.paths:
+            _down_without_manifests(env, targets)
+        else:
+            converge_once(env, only=set(targets), timeout=timeout, before=lambda sup: apply_verb(sup, verb, targets))
+    rows = status_rows(env.store, env.proc_root, targets)
+    click.echo(table([[r["name"], r["state"] + (" (held)" if r["held"] else ""), r["pid"], r["endpoint"]]
+                      for r in rows], ["NAME", "STATE", "PID", "ENDPOINT"]))
+    goal = State.STOPPED.value if verb == "down" else State.READY.value
+    return 0 if all(r["state"] == goal for r in rows) else 1
+
+
+def _down_without_manifests(env, names: list[str]) -> None:
+    from ..supervisor import Supervisor
+    import time
+
+    env.store.lock("stop the daemon first")
+    try:
+        sup = Supervisor(env.store, env.config.reconciler, one_shot=True, proc_root=env.proc_root)
+        sup.load()
+        apply_verb(sup, "down", names)
+        while sup.busy():
+            sup.tick()
+            time.sleep(0.05)
+        sup.close()
+    finally:
+        env.store.unlock()
+    eprint("stopped (no manifests dir recorded)")

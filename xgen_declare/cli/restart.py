@@ -1,0 +1,18 @@
+"""`xgen-declare restart NAME...`: stop and start models now (also clears a `down` hold)."""
+
+from __future__ import annotations
+
+import click
+
+from .common import global_options
+from .imperative import run_verb
+
+
+@click.command(short_help="Restart models now")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds to wait at most")
+@global_options
+def command(names: tuple[str, ...], timeout: float) -> int:
+    """Stop each NAME (SIGTERM, stop_grace, SIGKILL) and start it again with its current manifest.
+    Counts as a restart. Works through a running daemon, or on its own when none runs."""
+    return run_verb("restart", names, timeout)

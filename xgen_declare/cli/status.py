@@ -1,0 +1,42 @@
+"""`xgen-declare status [NAME...]`: every model's state from the state dir (daemon or not)."""
+
+from __future__ import annotations
+
+import click
+
+from ..control import daemon_pid, fmt_uptime, status_rows
+from ..state_store import StateStore
+from .common import eprint, get_globals, global_options, output_option, print_json, table
+
+
+@click.command(short_help="Show the state of every model")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@output_option(("table", "json"), "table")
+@global_options
+def command(names: tuple[str, ...], output: str) -> int:
+    """Name, state, backend, pid, port, endpoint, restarts, uptime and errors of each model.
+
+    \b
+    States: Pending, Starting, Ready, Unhealthy, CrashLoopBackOff, Stopping, Stopped, Blocked,
+    Invalid, Failed. A model held by `down` is Stopped with held: true. `-o json` is a list of
+    objects with name, state, backend, pid, port, endpoint, restarts, uptime, last_error,
+    manifest_error, held, file."""
+    g = get_globals()
+    store = StateStore(g.resolve_state_dir(g.load_config() if g.config_path() else None))
+    rows = status_rows(store, g.proc(), list(names) or None)
+    if output == "json":
+        print_json(rows)
+        return 0
+    body = []
+    for r in rows:
+        state = r["state"] + (" (held)" if r["held"] else "")
+        err = r["manifest_error"] and f"manifest: {r['manifest_error']}" or r["last_error"]
+        body.append([r["name"], state, r["backend"], r["pid"], r["port"], r["endpoint"], r["restarts"],
+                     fmt_uptime(r["uptime"]), (err or "").splitlines()[0] if err else None])
+    click.echo(table(body, ["NAME", "STATE", "BACKEND", "PID", "PORT", "ENDPOINT", "RESTARTS", "UPTIME",
+                            "ERROR"]))
+    pid = daemon_pid(store)
+    eprint(f"daemon: pid {pid}" if pid else "daemon: not running (states as last recorded, pids checked)")
+    for p in store.problems:
+        eprint(p)
+    return 0

@@ -1,0 +1,17 @@
+"""`xgen-declare up [NAME...]`: release `down` holds and start the models again."""
+
+from __future__ import annotations
+
+import click
+
+from .common import global_options
+from .imperative import run_verb
+
+
+@click.command(short_help="Release down holds and start models")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds to wait at most")
+@global_options
+def command(names: tuple[str, ...], timeout: float) -> int:
+    """Release the hold of NAME (default: every model) and converge it with its manifest."""
+    return run_verb("up", names, timeout)

@@ -1,0 +1,204 @@
+"""The foreground daemon behind `run`: lock, adopt, watch, converge, supervise — until told to stop.
+
+One thread owns every model (this loop); the watchdog thread, the probe threads and the signal
+handlers only set flags and wake it. A reconcile pass runs
+  * after file events, once the tree was quiet for `debounce` (an edit storm is coalesced; at most
+    one pass per `max(debounce, 1s)` while events keep coming),
+  * every `resync_interval` (a full re-read that also refreshes the inventory),
+  * on SIGHUP and on requests from `restart` / `down` / `up`.
+SIGINT / SIGTERM end the loop; models keep running (the next daemon adopts them) unless
+`stop_on_exit`. Any error inside a pass is logged and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Callable
+
+from . import procs
+from .config import load_config
+from .control import Env, record_paths
+from .errors import StateError, XgenError
+from .probes import Prober
+from .reconcile import compute
+from .states import State
+from .supervisor import Supervisor
+from .watch import Watcher
+
+log = logging.getLogger("xgen_declare.daemon")
+
+IDLE_WAIT = 0.5
+BUSY_WAIT = 0.05
+
+
+class Daemon:
+    def __init__(self, env: Env, *, stop_on_exit: bool = False, clock: Callable[[], float] = time.monotonic):
+        self.env, self.stop_on_exit, self.clock = env, stop_on_exit, clock
+        self.wake = threading.Event()
+        self.stopping = False
+        self.dirty_since: float | None = None
+        self.dirty_last: float | None = None
+        self.resync_now = False
+        self.inventory = None
+        self.next_resync = 0.0
+        self._last_log: list[str] = []
+        self._last_config_error: str | None = None
+        prober = Prober(env.config.reconciler.probe_timeout, on_done=self.wake.set)
+        self.sup = Supervisor(env.store, env.config.reconciler, clock=clock, prober=prober,
+                              proc_root=env.proc_root)
+        self.watcher: Watcher | None = None
+        self.passes = 0
+
+    # ---- wake-ups (any thread) -----------------------------------------------------------------
+    def file_changed(self, path: str = "") -> None:
+        now = self.clock()
+        if self.dirty_since is None:
+            self.dirty_since = now
+        self.dirty_last = now
+        self.wake.set()
+
+    def _on_hup(self, *_: object) -> None:
+        self.resync_now = True
+        self.wake.set()
+
+    def _on_stop(self, signum: int, _frame: object) -> None:
+        log.info("received %s: shutting down (%s)", signal.Signals(signum).name,
+                 "stopping every model" if self.stop_on_exit else "models keep running")
+        self.stopping = True
+        self.wake.set()
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        store = self.env.store
+        if not store.try_lock():
+            raise StateError(f"another xgen-declare (pid {store.lock_holder() or '?'}) uses the state dir "
+                             f"{store.root}; one daemon per state dir")
+        ident = procs.identify(os.getpid(), self.env.proc_root)
+        record_paths(self.env)
+        info = store.daemon_info()
+        info.update({"pid": os.getpid(), "start_ticks": ident.start_ticks if ident else None,
+                     "boot_id": ident.boot_id if ident else None, "started_at": time.time()})
+        store.write_daemon_info(info)
+        self.sup.load()
+        files = [self.env.config_path] if self.env.config_path else \
+            [os.path.join(p, n) for p in self.env.paths for n in ("xgen-declare.yaml", "xgen-declare.yml")]
+        dirs = list(self.env.paths)
+        tdir = self.env.config.resolve(self.env.config.templates_dir)
+        if tdir:
+            dirs.append(tdir)
+        self.watcher = Watcher(dirs, files, self.file_changed)
+        self.watcher.start()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGHUP, self._on_hup)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+
+    def run(self) -> int:
+        self.start()
+        try:
+            self.loop()
+        finally:
+            self.shutdown()
+        return 0
+
+    def loop(self) -> None:
+        while not self.stopping:
+            self.step()
+            self.wake.wait(self._wait_time())
+            self.wake.clear()
+
+    def step(self) -> None:
+        try:
+            now = self.clock()
+            requests = self.env.store.take_requests()
+            if requests:
+                self._handle(requests)
+            if self.resync_now or now >= self.next_resync:
+                self.resync_now = False
+                self.reconcile(full=True)
+            elif self.dirty_since is not None:
+                debounce = self.env.config.reconciler.debounce
+                quiet = now - (self.dirty_last or now) >= debounce
+                starving = now - self.dirty_since >= max(debounce, 1.0)
+                if quiet or starving:
+                    self.reconcile(full=False)
+            self.sup.tick()
+        except Exception:  # the daemon never dies of one bad pass
+            log.exception("reconcile loop error")
+
+    def _wait_time(self) -> float:
+        busy = any(p.state in (State.STARTING, State.STOPPING) or p.queued for p in self.sup.procs.values())
+        wait = BUSY_WAIT if busy else IDLE_WAIT
+        if self.dirty_since is not None:
+            wait = min(wait, self.env.config.reconciler.debounce / 2 or BUSY_WAIT)
+        return max(0.01, wait)
+
+    def shutdown(self) -> None:
+        if self.stop_on_exit:
+            self.sup.stop_all("daemon exits with --stop-on-exit")
+            while self.sup.busy():
+                self.sup.tick()
+                time.sleep(BUSY_WAIT)
+        if self.watcher:
+            self.watcher.stop()
+        self.sup.close()
+        info = self.env.store.daemon_info()
+        info["pid"] = None
+        self.env.store.write_daemon_info(info)
+        self.env.store.unlock()
+        log.info("daemon stopped")
+
+    # ---- work ----------------------------------------------------------------------------------
+    def _handle(self, requests: list[dict]) -> None:
+        from .control import apply_verb
+
+        for req in requests:
+            verb, names = req.get("verb"), [n for n in req.get("names") or [] if isinstance(n, str)]
+            targets = names or sorted(self.sup.procs)
+            log.info("request: %s %s", verb, " ".join(targets))
+            if verb in ("down", "up", "restart"):
+                apply_verb(self.sup, verb, targets)
+        self.reconcile(full=False)
+
+    def reconcile(self, full: bool) -> None:
+        self.dirty_since = self.dirty_last = None
+        settings = self.env.config.reconciler
+        try:
+            config = load_config(self.env.config_path, self.env.paths)
+        except XgenError as exc:
+            text = str(exc)
+            if text != self._last_config_error:
+                log.error("config invalid, nothing changed until it is fixed:\n%s", text)
+                self._last_config_error = text
+            self.next_resync = self.clock() + settings.resync_interval
+            return
+        self._last_config_error = None
+        self.env.config = config
+        self.sup.settings = config.reconciler
+        if full or self.inventory is None:
+            self.inventory = self.env.inventory()
+            if self.watcher:
+                self.watcher.ensure()
+        result = compute(self.env.paths, config, self.inventory, self.sup.observed())
+        self._log(result)
+        self.sup.execute(result.plan, result.desired.rendered if result.desired else {}, result.wants)
+        self.passes += 1
+        self.next_resync = self.clock() + config.reconciler.resync_interval
+
+    def _log(self, result) -> None:
+        """Log changes always; keeps with problems and notes only when they differ from last time."""
+        for a in result.plan.changes:
+            log.info("apply: %s", a.format())
+        sticky = [f"{a.name}: {a.reason}: {a.manifest_error}" for a in result.plan.actions if a.manifest_error]
+        sticky += [a.format() for a in result.plan.by_kind("blocked")]
+        sticky += list(result.plan.notes) + list(result.problems)
+        if sticky != self._last_log:
+            for line in sticky:
+                if line not in self._last_log:
+                    log.warning("%s", line)
+            self._last_log = sticky

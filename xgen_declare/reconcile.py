@@ -1,0 +1,130 @@
+"""One converge pass: observe (manifests, host, ports, state) -> plan (pure) -> apply (supervisor).
+
+`compute()` does the observing and planning and is shared by `plan`, `apply --dry-run`, `apply` and
+the daemon, so they all print and do the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import psutil
+
+from .config import Config
+from .desired import Desired, build_desired
+from .errors import PortRangeExhausted, Problem
+from .inventory.model import Inventory
+from .plan import KEEP, Plan, Seen, Want, plan
+from .render import Rendered
+
+log = logging.getLogger("xgen_declare.reconcile")
+
+
+@dataclass
+class Pass:
+    plan: Plan
+    desired: Desired | None
+    wants: dict[str, Want] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def listening_ports() -> set[int]:
+    """TCP ports something listens on (any user); empty when /proc/net cannot be read."""
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except (psutil.Error, OSError):
+        return set()
+    return {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.laddr}
+
+
+def binary_identity(exe: str) -> str | None:
+    """realpath:size:mtime of the executable argv[0] resolves to; None when not found."""
+    path = shutil.which(exe)
+    if path is None:
+        return None
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return None
+    return f"{real}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def env_digest(r: Rendered) -> dict[str, str | None]:
+    """Per variable, a digest of its value (never the value: it may be a secret)."""
+    out: dict[str, str | None] = {k: (None if v is None else _digest(v)) for k, v in r.env.items()}
+    out.update({k: "file:" + _digest(path) for k, path in r.secret_env.items()})
+    return out
+
+
+def want_for(r: Rendered, foreign_ports: set[int]) -> Want:
+    binary = binary_identity(r.argv[0])
+    blocked = None
+    if binary is None:
+        blocked = (f"binary {r.argv[0]!r} not found (install it, or set binaries: {r.backend}: PATH in "
+                   f"xgen-declare.yaml)")
+    elif r.port_source == "manifest" and r.port in foreign_ports:
+        blocked = (f"port {r.port} (spec.port) is in use by a process not started by xgen-declare; it is "
+                   f"left alone: free the port or change spec.port")
+    return Want(name=r.name, spec_hash=r.spec_hash(), argv=tuple(r.argv), port=r.port, backend=r.backend,
+                host=r.host, gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=env_digest(r),
+                binary_id=binary, enabled=r.enabled, file=r.file, blocked=blocked)
+
+
+def _problem_text(problems: list[Problem]) -> str:
+    return "; ".join(p.format() for p in problems if p.severity == "error") or "invalid"
+
+
+def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen], *,
+            ports_in_use: Callable[[], set[int]] = listening_ports, only: set[str] | None = None) -> Pass:
+    """Observe the manifests and the host against `seen`, and plan. Never raises for bad input."""
+    ours = {s.port for s in seen.values() if s.running and s.port}
+    foreign = ports_in_use() - ours
+    held = {name: s.port for name, s in seen.items() if s.port}
+    try:
+        desired = build_desired(paths, config, inventory, held_ports=held, taken_ports=foreign)
+    except PortRangeExhausted as exc:
+        keep = Plan()
+        for name in sorted(seen):
+            keep.actions.append(_keep_all(name, str(exc)))
+        keep.notes.append(f"{exc}: nothing changed")
+        return Pass(keep, None, problems=[str(exc)])
+    wants = {name: want_for(r, foreign) for name, r in desired.rendered.items()}
+    invalid = {name: _problem_text(probs) for name, probs in desired.problems.items() if name not in wants}
+    broken: dict[str, str] = {}
+    for f in desired.load.broken_files:
+        texts = [p.format() for p in desired.load.problems if p.file == f and p.severity == "error"]
+        broken[f] = "; ".join(texts) or f"{f}: cannot be parsed"
+    guard = None
+    if not desired.load.files and not config.reconciler.prune_empty:
+        where = ", ".join(paths)
+        guard = (f"no manifests found in {where} (empty or missing): nothing is stopped "
+                 f"(set reconciler.prune_empty: true to allow)")
+    result = plan(wants, seen, invalid=invalid, broken_files=broken, prune_guard=guard, only=only)
+    problems = [p.format() for p in desired.load.problems if p.severity == "error"]
+    return Pass(result, desired, wants, problems)
+
+
+def _keep_all(name: str, why: str):
+    from .plan import Action
+
+    return Action(KEEP, name, f"not planned: {why}")
+
+
+def log_plan(p: Plan) -> None:
+    for a in p.actions:
+        if a.kind != KEEP:
+            log.info("apply: %s", a.format())
+        elif a.manifest_error:
+            log.warning("%s: %s: %s", a.name, a.reason, a.manifest_error)
+    for n in p.notes:
+        log.warning("%s", n)

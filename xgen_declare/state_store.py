@@ -1,0 +1,254 @@
+"""The state dir: one JSON record per model, written atomically, plus the daemon's lock and facts.
+
+    STATE_DIR/
+      models/NAME.json     Record: pid + process identity, spec hash, port, restarts, errors, hold
+      logs/NAME.log        the backend's stdout+stderr (copy-truncate rotation: NAME.log.1 ...)
+      daemon.lock          flock'ed by the process that acts on models (daemon, apply, down, ...)
+      daemon.json          which manifests dir and config the state dir serves; the daemon's identity
+      owner_id             random id put in every child's environment (XGEN_DECLARE_OWNER)
+      requests/*.json      `restart` / `down` / `up` asking a running daemon to act
+
+`state_ports.held_ports()` reads the same `models/*.json` (`name`, `port`) for `render`.
+An unreadable or corrupt record is reported and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .errors import StateError
+from .states import State, parse_state
+
+log = logging.getLogger("xgen_declare.state")
+
+OWNER_ENV = "XGEN_DECLARE_OWNER"
+
+
+@dataclass
+class Record:
+    name: str
+    state: str = State.PENDING.value
+    backend: str = ""
+    pid: int | None = None
+    start_ticks: int | None = None     # /proc/PID/stat field 22
+    boot_id: str | None = None         # /proc/sys/kernel/random/boot_id
+    marker: str | None = None          # value of XGEN_DECLARE_OWNER in the child's environment
+    spec_hash: str | None = None
+    binary_id: str | None = None
+    argv: list[str] = field(default_factory=list)
+    env_digest: dict[str, str | None] = field(default_factory=dict)
+    port: int | None = None
+    host: str = "127.0.0.1"
+    endpoint: str | None = None
+    readiness_path: str = "/health"
+    gpus: list[int] | None = None
+    stop_grace: float = 10.0
+    ready_timeout: float = 600.0
+    file: str | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    manifest_error: str | None = None
+    held: bool = False
+    held_hash: str | None = None
+    started_at: float | None = None    # wall clock, display only (uptime)
+    ready_at: float | None = None      # wall clock, display only
+    updated_at: float | None = None
+
+    @property
+    def state_enum(self) -> State:
+        return parse_state(self.state)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Record":
+        known = {f.name for f in fields(cls)}
+        rec = cls(**{k: v for k, v in data.items() if k in known})
+        if not isinstance(rec.name, str) or not rec.name:
+            raise ValueError("record has no name")
+        return rec
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """temp file + fsync + rename (+ fsync of the dir): a reader sees the old or the new file, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on dirs
+        pass
+
+
+class StateStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.models_dir = self.root / "models"
+        self.logs_dir = self.root / "logs"
+        self.requests_dir = self.root / "requests"
+        self._lock_fd: int | None = None
+        self.problems: list[str] = []  # unreadable records seen by the last load_all()
+
+    # ---- records -------------------------------------------------------------------------------
+    def record_path(self, name: str) -> Path:
+        return self.models_dir / f"{name}.json"
+
+    def log_path(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def save(self, rec: Record) -> None:
+        rec.updated_at = time.time()
+        atomic_write(self.record_path(rec.name), json.dumps(rec.to_json(), indent=1, sort_keys=True))
+
+    def load(self, name: str) -> Record | None:
+        try:
+            return self._read(self.record_path(name))
+        except FileNotFoundError:
+            return None
+
+    def _read(self, path: Path) -> Record:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return Record.from_json(data)
+
+    def load_all(self) -> dict[str, Record]:
+        out: dict[str, Record] = {}
+        self.problems = []
+        try:
+            files = sorted(self.models_dir.glob("*.json"))
+        except OSError:
+            return out
+        for f in files:
+            try:
+                rec = self._read(f)
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, TypeError) as exc:
+                self.problems.append(f"{f}: unreadable state record ({exc}); ignored")
+                log.warning("%s: unreadable state record (%s); ignored", f, exc)
+                continue
+            out[rec.name] = rec
+        return out
+
+    def delete(self, name: str) -> None:
+        try:
+            self.record_path(name).unlink()
+        except FileNotFoundError:
+            pass
+
+    # ---- daemon facts --------------------------------------------------------------------------
+    def owner_id(self) -> str:
+        path = self.root / "owner_id"
+        try:
+            value = path.read_text().strip()
+            if value:
+                return value
+        except FileNotFoundError:
+            pass
+        value = secrets.token_hex(8)
+        atomic_write(path, value + "\n")
+        return value
+
+    def write_daemon_info(self, info: dict) -> None:
+        atomic_write(self.root / "daemon.json", json.dumps(info, indent=1, sort_keys=True))
+
+    def daemon_info(self) -> dict:
+        try:
+            data = json.loads((self.root / "daemon.json").read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def manifest_paths(self) -> list[str]:
+        paths = self.daemon_info().get("manifests")
+        return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
+
+    # ---- lock ----------------------------------------------------------------------------------
+    def try_lock(self) -> bool:
+        """flock(LOCK_EX|LOCK_NB) on daemon.lock; False when another process holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "daemon.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        return True
+
+    def lock(self, what: str) -> None:
+        if not self.try_lock():
+            raise StateError(f"state dir {self.root} is in use by another xgen-declare process "
+                             f"(pid {self.lock_holder() or '?'}); {what}")
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def lock_holder(self) -> int | None:
+        try:
+            text = (self.root / "daemon.lock").read_text().strip()
+            return int(text) if text else None
+        except (OSError, ValueError):
+            return None
+
+    def is_locked(self) -> bool:
+        if self._lock_fd is not None:
+            return True
+        if not (self.root / "daemon.lock").exists():
+            return False
+        if self.try_lock():
+            self.unlock()
+            return False
+        return True
+
+    # ---- requests to a running daemon ----------------------------------------------------------
+    def put_request(self, verb: str, names: list[str]) -> Path:
+        self.requests_dir.mkdir(parents=True, exist_ok=True)
+        path = self.requests_dir / f"{time.time_ns()}-{secrets.token_hex(3)}.json"
+        atomic_write(path, json.dumps({"verb": verb, "names": names}))
+        return path
+
+    def take_requests(self) -> list[dict]:
+        out = []
+        try:
+            files = sorted(self.requests_dir.glob("*.json"))
+        except OSError:
+            return out
+        for f in files:
+            try:
+                data = json.loads(f.read_text())
+                if isinstance(data, dict) and isinstance(data.get("verb"), str):
+                    out.append(data)
+            except (OSError, ValueError):
+                pass
+            try:
+                f.unlink()
+            except OSError:
+                pass
+        return out

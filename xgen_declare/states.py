@@ -1,0 +1,66 @@
+"""Model states and the one function every state change goes through. Imports nothing of ours.
+
+    Pending ──start──> Starting ──ready probe 200──> Ready <──probe ok── Unhealthy
+       │                  │  │                        │  └──probe fails──> Unhealthy
+       │                  │  └─exit / ready_timeout─┐ │                       │ threshold reached
+       │                  │                         v v                       v
+       │                  │                   CrashLoopBackOff <──────── (restart, counted)
+       │                  │                     │  backoff elapsed ──> Starting
+       │                  └─ spawn error ──> Failed   (one-shot `apply`: a failed start ends in Failed)
+       │
+       ├──binary missing / explicit port taken──> Blocked
+       └──manifest invalid, nothing running──> Invalid
+
+    any running state ──stop (manifest removed, disabled, `down`, spec changed)──> Stopping ──> Stopped
+
+States are strings on disk and in `status -o json`, spelled exactly as the enum values. A model held by
+`down` is Stopped with `held: true` (no extra state). A model whose manifest became invalid while its
+last good process serves stays Ready and carries the problem in `manifest_error`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+log = logging.getLogger("xgen_declare.states")
+
+
+class State(str, enum.Enum):
+    PENDING = "Pending"                    # declared, not started yet
+    STARTING = "Starting"                  # spawned, readiness probe not yet answered 200
+    READY = "Ready"                        # readiness probe answered 200; liveness probes run
+    UNHEALTHY = "Unhealthy"                # Ready before, now failing liveness probes (below threshold)
+    CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"  # exited or failed to become ready; restarts after a delay
+    STOPPING = "Stopping"                  # SIGTERM sent to the group, waiting up to stop_grace
+    STOPPED = "Stopped"                    # not running on purpose (disabled, `down`, removed)
+    BLOCKED = "Blocked"                    # cannot start: binary missing, port taken, ... (see last_error)
+    INVALID = "Invalid"                    # manifest invalid and nothing running
+    FAILED = "Failed"                      # start failed and nobody retries (spawn error, one-shot apply)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# States in which a process of ours is (or should be) alive.
+RUNNING_STATES = frozenset({State.STARTING, State.READY, State.UNHEALTHY, State.STOPPING})
+# States that count as "serving" for `apply --wait`.
+SERVING_STATES = frozenset({State.READY})
+# States `apply --wait` stops waiting on (nothing more will happen without a daemon or an edit).
+SETTLED_STATES = frozenset({State.READY, State.STOPPED, State.BLOCKED, State.INVALID, State.FAILED,
+                            State.CRASH_LOOP_BACK_OFF})
+
+
+def parse_state(text: str | None) -> State:
+    """A state from disk; anything unknown reads as Pending (never an exception)."""
+    try:
+        return State(text)
+    except ValueError:
+        return State.PENDING
+
+
+def transition(name: str, old: State, new: State, reason: str = "") -> State:
+    """The single place a model changes state: logs `name: OLD -> NEW (reason)` and returns NEW."""
+    if old != new:
+        log.info("%s: %s -> %s%s", name, old.value, new.value, f" ({reason})" if reason else "")
+    return new

@@ -1,0 +1,450 @@
+"""The supervisor executes plans and keeps processes alive: spawn, probe, stop, back off, adopt.
+
+It is a state machine driven by `tick()` (no blocking waits), used by the daemon (`run`) and, in
+one-shot mode, by `apply`/`down`/`restart` when no daemon runs. Every state change goes through
+`states.transition` and is written to the model's record at once.
+
+  spawn   argv as a list (never a shell), its own session/process group (start_new_session=True),
+          stdout+stderr appended to STATE_DIR/logs/NAME.log, XGEN_DECLARE_OWNER in the environment,
+          secrets read from their files into the environment at this moment only;
+  stop    SIGTERM to the group (+ tagged escapees), wait stop_grace, SIGKILL the group and the
+          escapees, reap; the next process of a restart starts only once the old one is gone;
+  crash   the group and escapees are killed, the model waits in CrashLoopBackOff (doubling delay);
+  adopt   a record whose pid still has the recorded start ticks + boot id is taken over as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import procs
+from .backoff import Backoff
+from .config import Reconciler
+from .logfiles import open_log, rotate_if_needed, tail
+from .plan import BLOCKED, KEEP, RESTART, START, STOP, Plan, Seen, Want
+from .probes import Prober, probe_url
+from .render import Rendered
+from .state_store import OWNER_ENV, Record, StateStore
+from .states import RUNNING_STATES, State, transition
+
+log = logging.getLogger("xgen_declare.supervisor")
+
+READY_POLL = 0.2
+ESCAPEE_POLL = 0.3
+
+
+class SecretFileError(Exception):
+    pass
+
+
+@dataclass
+class Proc:
+    rec: Record
+    backoff: Backoff
+    popen: subprocess.Popen | None = None
+    want: Want | None = None
+    spec: Rendered | None = None          # what the next start uses
+    after_stop: str = "stopped"           # stopped | forget | start | crash
+    crash_msg: str = ""
+    stop_deadline: float = 0.0
+    killed: bool = False
+    next_escapee_check: float = 0.0
+    ready_deadline: float = 0.0
+    next_probe_at: float = 0.0
+    probe_failures: int = 0
+    last_probe: str = ""
+    next_start_at: float | None = None    # CrashLoopBackOff retry time
+    queued: bool = False                  # start waits for a stopping model's port/GPUs
+    count_next: bool = False              # the queued start is a restart
+
+    @property
+    def state(self) -> State:
+        return self.rec.state_enum
+
+
+def child_env(spec: Rendered, marker: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in spec.env.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    for var, path in spec.secret_env.items():
+        try:
+            with open(path) as f:
+                env[var] = f.read().strip()
+        except OSError as exc:
+            raise SecretFileError(f"cannot read the secret file for {var} ({path}): {exc.strerror}") from None
+    env[OWNER_ENV] = marker
+    return env
+
+
+class Supervisor:
+    def __init__(self, store: StateStore, settings: Reconciler | None = None, *,
+                 clock: Callable[[], float] = time.monotonic, popen: Callable = subprocess.Popen,
+                 prober: Prober | None = None, one_shot: bool = False, proc_root: str = procs.PROC):
+        self.store = store
+        self.settings = settings or Reconciler()
+        self.clock = clock
+        self.popen = popen
+        self.prober = prober or Prober(self.settings.probe_timeout)
+        self.one_shot = one_shot
+        self.proc_root = proc_root
+        self.owner = store.owner_id()
+        self.procs: dict[str, Proc] = {}
+        self._next_rotation = 0.0
+
+    # ---- records and adoption ------------------------------------------------------------------
+    def _new_proc(self, rec: Record) -> Proc:
+        s = self.settings
+        return Proc(rec, Backoff(s.backoff_base, s.backoff_max, s.backoff_reset, self.clock))
+
+    def _set(self, p: Proc, new: State, reason: str = "") -> None:
+        p.rec.state = transition(p.rec.name, p.state, new, reason).value
+        self.store.save(p.rec)
+
+    def load(self) -> None:
+        """Adopt every recorded process that is still the same process; zero restarts."""
+        now = self.clock()
+        for name, rec in self.store.load_all().items():
+            p = self._new_proc(rec)
+            self.procs[name] = p
+            alive = procs.matches(rec.pid, rec.start_ticks, rec.boot_id, self.proc_root)
+            st = p.state
+            if alive:
+                log.info("%s: adopted pid %s (%s)", name, rec.pid, st.value)
+                if st == State.STOPPING:
+                    p.stop_deadline = now + rec.stop_grace
+                elif st in (State.READY, State.UNHEALTHY):
+                    p.backoff.healthy()
+                    p.next_probe_at = now
+                else:
+                    self._set(p, State.STARTING, "adopted before it was ready")
+                    p.ready_deadline = now + rec.ready_timeout
+            else:
+                if rec.pid is not None:
+                    rec.pid = None
+                    if st in RUNNING_STATES and st != State.STOPPING:
+                        rec.last_error = "process exited while no daemon was watching"
+                if st == State.STOPPING:
+                    self._set(p, State.STOPPED, "process gone")
+                elif st == State.CRASH_LOOP_BACK_OFF:
+                    p.next_start_at = now
+                self.store.save(rec)
+
+    def running(self, p: Proc) -> bool:
+        if p.popen is not None:
+            return p.popen.poll() is None
+        return procs.matches(p.rec.pid, p.rec.start_ticks, p.rec.boot_id, self.proc_root)
+
+    def observed(self) -> dict[str, Seen]:
+        out = {}
+        for name, p in self.procs.items():
+            r = p.rec
+            running = self.running(p) or (p.state == State.STOPPING)
+            out[name] = Seen(name=name, state=p.state, running=running, spec_hash=r.spec_hash,
+                             argv=tuple(r.argv), port=r.port, backend=r.backend, host=r.host,
+                             gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
+                             binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
+                             last_error=r.last_error)
+        return out
+
+    # ---- executing a plan ----------------------------------------------------------------------
+    def execute(self, plan: Plan, specs: dict[str, Rendered], wants: dict[str, Want]) -> None:
+        for a in plan.actions:
+            p = self.procs.get(a.name)
+            if p is None:
+                if a.kind == STOP:
+                    continue
+                p = self.procs[a.name] = self._new_proc(Record(name=a.name))
+            if a.name in specs:
+                p.spec, p.want = specs[a.name], wants.get(a.name)
+                p.rec.file = specs[a.name].file
+            if a.release_hold:
+                p.rec.held, p.rec.held_hash = False, None
+            p.rec.manifest_error = a.manifest_error
+            if a.kind == STOP:
+                self.stop(a.name, a.reason, forget=a.forget)
+            elif a.kind == RESTART:
+                self.restart(a.name, a.reason)
+            elif a.kind == START:
+                if not (p.queued or self.running(p)):
+                    self._start(p, a.reason, count=a.reason.startswith("process gone"))
+            elif a.kind == BLOCKED:
+                self._blocked(p, a.reason)
+            elif a.kind == KEEP:
+                self._keep(p, a.reason)
+            if a.name in self.procs:
+                self.store.save(p.rec)
+
+    def _keep(self, p: Proc, reason: str) -> None:
+        if self.running(p) or p.state in (State.STOPPING, State.CRASH_LOOP_BACK_OFF) or p.queued:
+            return
+        if p.rec.manifest_error:
+            self._set(p, State.INVALID, reason)
+        elif p.rec.held or "disabled" in reason:
+            self._set(p, State.STOPPED, reason)
+
+    def _blocked(self, p: Proc, reason: str) -> None:
+        p.rec.last_error = reason
+        if not self.running(p) and p.state != State.STOPPING:
+            p.next_start_at, p.queued = None, False
+            self._set(p, State.BLOCKED, reason)
+
+    def restart(self, name: str, reason: str) -> None:
+        p = self.procs[name]
+        p.next_start_at = None
+        if self.running(p) or p.state == State.STOPPING:
+            self._begin_stop(p, reason, "start")
+        elif not p.queued:
+            self._start(p, reason)
+
+    def stop(self, name: str, reason: str, *, forget: bool = False, hold: bool = False) -> None:
+        p = self.procs.get(name)
+        if p is None:
+            return
+        p.next_start_at, p.queued = None, False
+        if hold:
+            p.rec.held, p.rec.held_hash = True, p.rec.spec_hash if p.spec is None else p.spec.spec_hash()
+        if self.running(p) or p.state == State.STOPPING:
+            self._begin_stop(p, reason, "forget" if forget else "stopped")
+        else:
+            self._after_stop(p, "forget" if forget else "stopped", reason)
+
+    def stop_all(self, reason: str) -> None:
+        for name in list(self.procs):
+            self.stop(name, reason)
+
+    # ---- start ---------------------------------------------------------------------------------
+    def _conflict(self, p: Proc) -> str | None:
+        spec = p.spec
+        for other in self.procs.values():
+            if other is p or other.state != State.STOPPING or spec is None:
+                continue
+            if other.rec.port == spec.port:
+                return f"waiting for {other.rec.name} to free port {spec.port}"
+            mine, theirs = set(spec.gpus or []), set(other.rec.gpus or [])
+            if (spec.gpus is None or other.rec.gpus is None or mine & theirs) and (spec.gpus or other.rec.gpus):
+                return f"waiting for {other.rec.name} to free its GPUs"
+        return None
+
+    def _start(self, p: Proc, reason: str, count: bool = False) -> None:
+        if p.spec is None:
+            self._set(p, State.FAILED if self.one_shot else p.state, "no valid spec to start")
+            return
+        why = self._conflict(p)
+        if why:
+            p.queued, p.count_next = True, p.count_next or count
+            self._set(p, State.PENDING, why)
+            return
+        p.queued = False
+        self._spawn(p, reason, count or p.count_next)
+
+    def _spawn(self, p: Proc, reason: str, count: bool = False) -> None:
+        """`count`: this start replaces a process (crash, liveness, spec change, `restart`)."""
+        spec, rec, now = p.spec, p.rec, self.clock()
+        assert spec is not None
+        marker = f"{self.owner}/{rec.name}/{os.urandom(4).hex()}"
+        try:
+            env = child_env(spec, marker)
+        except SecretFileError as exc:
+            rec.last_error = str(exc)
+            self._set(p, State.BLOCKED, str(exc))
+            return
+        path = self.store.log_path(rec.name)
+        rotate_if_needed(path, self.settings.log_max_bytes, self.settings.log_backups)
+        fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}")
+        try:
+            child = self.popen(spec.argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
+                               env=env, start_new_session=True, close_fds=True)
+        except OSError as exc:
+            os.close(fd)
+            rec.last_error = f"cannot execute {spec.argv[0]}: {exc.strerror or exc}"
+            rec.pid = None
+            self._set(p, State.FAILED if self.one_shot else State.BLOCKED, rec.last_error)
+            return
+        os.close(fd)
+        ident = procs.identify(child.pid, self.proc_root)
+        if count:
+            rec.restarts += 1
+        p.count_next = False
+        w = p.want
+        rec.backend, rec.pid, rec.marker = spec.backend, child.pid, marker
+        rec.start_ticks = ident.start_ticks if ident else None
+        rec.boot_id = ident.boot_id if ident else procs.boot_id(self.proc_root)
+        rec.spec_hash, rec.argv, rec.port, rec.host = spec.spec_hash(), list(spec.argv), spec.port, spec.host
+        rec.binary_id = w.binary_id if w else None
+        rec.env_digest = dict(w.env_digest) if w else {}
+        rec.endpoint, rec.readiness_path, rec.gpus = spec.endpoint, spec.readiness_path, spec.gpus
+        rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
+        rec.started_at, rec.ready_at = time.time(), None
+        p.popen, p.killed, p.probe_failures, p.last_probe = child, False, 0, ""
+        p.ready_deadline, p.next_probe_at, p.next_start_at = now + spec.ready_timeout, now, None
+        self._set(p, State.STARTING, f"pid {child.pid}: {reason}")
+
+    # ---- stop ----------------------------------------------------------------------------------
+    def _begin_stop(self, p: Proc, reason: str, after: str) -> None:
+        if p.state == State.STOPPING:
+            if p.after_stop != "forget" or after == "forget":
+                p.after_stop = after
+            return
+        p.after_stop = after
+        p.stop_deadline = self.clock() + p.rec.stop_grace
+        p.killed = False
+        self.prober.forget(p.rec.name)
+        self._set(p, State.STOPPING, reason)
+        if p.rec.pid and self.running(p):
+            procs.signal_group(p.rec.pid, signal.SIGTERM)
+        procs.sweep(self._prefix(p), signal.SIGTERM)
+
+    def _prefix(self, p: Proc) -> str:
+        return f"{self.owner}/{p.rec.name}/"
+
+    def _tick_stopping(self, p: Proc, now: float) -> None:
+        leader = self.running(p)
+        group = bool(p.rec.pid) and procs.group_alive(p.rec.pid, self.proc_root)
+        if not leader and not group:
+            if now < p.next_escapee_check:
+                return
+            p.next_escapee_check = now + ESCAPEE_POLL
+            if not procs.find_marked(self._prefix(p)):
+                self._after_stop(p, p.after_stop, "stopped")
+                return
+        if now >= p.stop_deadline and not p.killed:
+            log.warning("%s: still running %gs after SIGTERM: SIGKILL to the group", p.rec.name, p.rec.stop_grace)
+            if p.rec.pid and (leader or group):
+                procs.signal_group(p.rec.pid, signal.SIGKILL)
+            procs.sweep(self._prefix(p), signal.SIGKILL)
+            p.killed = True
+        elif p.killed and now >= p.stop_deadline + 5:
+            procs.sweep(self._prefix(p), signal.SIGKILL)  # keep trying; never lose track
+            p.stop_deadline = now
+
+    def _after_stop(self, p: Proc, after: str, reason: str) -> None:
+        p.rec.pid, p.popen = None, None
+        name = p.rec.name
+        if after == "forget":
+            log.info("%s: %s -> (forgotten)", name, p.state.value)
+            self.store.delete(name)
+            del self.procs[name]
+        elif after == "start":
+            self._start(p, "restart", count=True)
+        elif after == "crash":
+            self._crashed(p, p.crash_msg)
+        else:
+            self._set(p, State.STOPPED, reason)
+
+    # ---- crash, readiness, liveness ------------------------------------------------------------
+    def _crashed(self, p: Proc, msg: str) -> None:
+        p.rec.pid, p.popen = None, None
+        p.backoff.unhealthy()
+        if self.one_shot:
+            p.rec.last_error = msg
+            self._set(p, State.FAILED, msg.splitlines()[0])
+            return
+        delay = p.backoff.next_delay()
+        p.next_start_at = self.clock() + delay
+        p.rec.last_error = f"{msg} (restarting in {delay:g}s)"
+        self._set(p, State.CRASH_LOOP_BACK_OFF, f"{msg.splitlines()[0]}; retry in {delay:g}s")
+
+    def _exited(self, p: Proc) -> None:
+        code = p.popen.returncode if p.popen is not None else None
+        how = ("exited (adopted process: exit code unknown)" if code is None else
+               f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
+        when = " during start" if p.state == State.STARTING else ""
+        # leftovers of the group and escaped descendants must not keep the port
+        if p.rec.pid:
+            procs.signal_group(p.rec.pid, signal.SIGKILL)
+        procs.sweep(self._prefix(p), signal.SIGKILL)
+        lines = tail(self.store.log_path(p.rec.name), 10)
+        msg = f"{how}{when}" + (f"; last log lines:\n{lines}" if lines else "")
+        self.prober.forget(p.rec.name)
+        self._crashed(p, msg)
+
+    def _fail_running(self, p: Proc, msg: str) -> None:
+        """Stop a process that failed a probe rule; it then counts as a crash."""
+        p.crash_msg = msg
+        self._begin_stop(p, msg, "crash")
+
+    def _tick_probe(self, p: Proc, now: float) -> None:
+        name, rec, st = p.rec.name, p.rec, p.state
+        res = self.prober.result(name)
+        if res is not None:
+            if st == State.STARTING:
+                if res.ok:
+                    rec.ready_at, rec.last_error = time.time(), None
+                    p.backoff.healthy()
+                    p.next_probe_at = now + self.settings.liveness_period
+                    self._set(p, State.READY, res.detail)
+                    return
+                p.last_probe = res.detail
+                p.next_probe_at = now + READY_POLL
+            else:
+                p.next_probe_at = now + self.settings.liveness_period
+                if res.ok:
+                    p.probe_failures = 0
+                    if st == State.UNHEALTHY:
+                        rec.last_error = None
+                        self._set(p, State.READY, res.detail)
+                else:
+                    p.probe_failures += 1
+                    rec.last_error = f"liveness probe failed ({p.probe_failures}/" \
+                                     f"{self.settings.liveness_threshold}): {res.detail}"
+                    if p.probe_failures >= self.settings.liveness_threshold:
+                        self._fail_running(p, f"liveness probe failed {p.probe_failures} times: {res.detail}")
+                        return
+                    self._set(p, State.UNHEALTHY, res.detail)
+        if st == State.STARTING and now >= p.ready_deadline:
+            detail = f": {p.last_probe}" if p.last_probe else ""
+            lines = tail(self.store.log_path(name), 10)
+            self._fail_running(p, f"not ready after {rec.ready_timeout:g}s{detail}"
+                               + (f"; last log lines:\n{lines}" if lines else ""))
+            return
+        if now >= p.next_probe_at and not self.prober.busy(name) and rec.port:
+            self.prober.start(name, probe_url(rec.host, rec.port, rec.readiness_path))
+
+    # ---- the loop body -------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = self.clock()
+        for p in list(self.procs.values()):
+            try:
+                self._tick_one(p, now)
+            except Exception:  # one model's trouble never stops the others
+                log.exception("%s: supervisor error", p.rec.name)
+        if now >= self._next_rotation:
+            self._next_rotation = now + 10
+            for name in self.procs:
+                rotate_if_needed(self.store.log_path(name), self.settings.log_max_bytes, self.settings.log_backups)
+
+    def _tick_one(self, p: Proc, now: float) -> None:
+        st = p.state
+        if st == State.STOPPING:
+            self._tick_stopping(p, now)
+        elif st in (State.STARTING, State.READY, State.UNHEALTHY):
+            if not self.running(p):
+                self._exited(p)
+            elif not (self.one_shot and st != State.STARTING):
+                self._tick_probe(p, now)
+        elif p.queued:
+            self._start(p, "port/GPUs freed")
+        elif st == State.CRASH_LOOP_BACK_OFF and p.next_start_at is not None and now >= p.next_start_at:
+            if p.spec is not None:
+                self._spawn(p, "back-off elapsed", count=True)
+
+    def busy(self, wait_ready: bool = False) -> bool:
+        """Something still in flight: stops (and queued starts); with wait_ready also starts."""
+        for p in self.procs.values():
+            if p.state == State.STOPPING or p.queued:
+                return True
+            if wait_ready and p.state == State.STARTING:
+                return True
+        return False
+
+    def close(self) -> None:
+        self.prober.close()

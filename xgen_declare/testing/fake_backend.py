@@ -1,0 +1,217 @@
+"""A fake LLM backend for integration tests and benchmarks (stdlib only; started through the rendered
+templates: the config's `binaries:` / `python:` point at a wrapper that runs this module).
+
+It takes whatever argv the template renders, reads `--host`/`--port` (and a served name from
+`--alias`, `--model_alias` or `--served-model-name`), and speaks the readiness protocol of the
+backend family it was started as (from argv: `serve ...` = vLLM, `-m llama_cpp.server ...` =
+llama-cpp-python, else llama-server), or of FAKE_PROTOCOL when set:
+
+    llama-server       /health 503 while loading, then 200; /v1/models 200 once loaded
+    vllm               connection refused while loading, then /health 200
+    llama-cpp-python   connection refused while loading, then /v1/models 200; /health is 404
+
+FAKE_MODE (comma-separated) changes its behaviour:
+    load=S           loading takes S seconds (default 0.2)
+    never_ready      stays loading forever
+    exit_now         prints a line and exits with code 3 at once
+    crash_after=S    exits with code 1 S seconds after becoming ready
+    crash_times=N    exits with code 1 at start the first N runs (counts in FAKE_COUNTER file)
+    hang_after=S     S seconds after becoming ready, stops answering requests (accepts, never replies)
+    ignore_term      ignores SIGTERM (needs SIGKILL)
+    grandchild       forks a grandchild in the same process group (sleeps forever)
+    setsid           forks a descendant that calls setsid() (leaves the group), ignores SIGTERM
+FAKE_PIDDIR: write NAME.main.pid / NAME.grandchild.pid / NAME.escapee.pid there.
+`--help`, `--version`, `--list-devices` and `-c CODE` (the inventory's probes) answer and exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HELP = """usage: llama-server [options]
+  -m, --model FNAME           model path
+  --port PORT                 port to listen
+  --fit [on|off]              fit unset arguments to device memory
+  --load-mode MODE            auto, none, mmap, mlock, mmap+mlock, dio
+"""
+
+
+def parse(argv: list[str]) -> dict:
+    opts: dict = {"protocol": "llama-server", "host": "127.0.0.1", "port": 8080, "name": "fake"}
+    if argv[:1] == ["serve"]:
+        opts["protocol"] = "vllm"
+    elif argv[:2] == ["-m", "llama_cpp.server"]:
+        opts["protocol"] = "llama-cpp-python"
+    for i, arg in enumerate(argv[:-1]):
+        nxt = argv[i + 1]
+        if arg == "--port":
+            opts["port"] = int(nxt)
+        elif arg == "--host":
+            opts["host"] = nxt
+        elif arg in ("--alias", "--model_alias", "--served-model-name"):
+            opts["name"] = nxt.split(",")[0]
+    opts["protocol"] = os.environ.get("FAKE_PROTOCOL") or opts["protocol"]
+    return opts
+
+
+def modes() -> dict[str, str]:
+    out = {}
+    for item in filter(None, (os.environ.get("FAKE_MODE") or "").split(",")):
+        key, _, value = item.strip().partition("=")
+        out[key] = value
+    return out
+
+
+def write_pid(name: str, role: str, pid: int) -> None:
+    d = os.environ.get("FAKE_PIDDIR")
+    if d:
+        with open(os.path.join(d, f"{name}.{role}.pid"), "w") as f:
+            f.write(str(pid))
+
+
+def sleeper(detach: bool) -> None:
+    """A forked descendant: optionally leaves the group, then sleeps until killed."""
+    if detach:
+        os.setsid()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        time.sleep(3600)
+
+
+def spawn_descendant(name: str, role: str, detach: bool) -> None:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if detach:  # double fork so the escapee is not our child either
+                if os.fork() != 0:
+                    os._exit(0)
+                write_pid(name, role, os.getpid())
+            sleeper(detach)
+        finally:
+            os._exit(0)
+    if detach:
+        os.waitpid(pid, 0)
+    else:
+        write_pid(name, role, pid)
+
+
+class State:
+    ready = False
+    hung = False
+
+
+def make_handler(protocol: str, name: str):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt: str, *args: object) -> None:  # quiet
+            pass
+
+        def _send(self, code: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if State.hung:
+                time.sleep(3600)
+                return
+            path = self.path.split("?")[0]
+            models = {"object": "list", "data": [{"id": name, "object": "model"}]}
+            if protocol == "llama-server":
+                if path == "/health":
+                    if State.ready:
+                        self._send(200, {"status": "ok"})
+                    else:
+                        self._send(503, {"error": {"code": 503, "message": "Loading model"}})
+                elif path == "/v1/models":
+                    self._send(200 if State.ready else 503, models)
+                else:
+                    self._send(404, {"error": "not found"})
+            elif protocol == "vllm":
+                if path == "/health":
+                    self._send(200, {})
+                elif path == "/v1/models":
+                    self._send(200, models)
+                else:
+                    self._send(404, {"detail": "Not Found"})
+            else:  # llama-cpp-python: no /health
+                if path == "/v1/models":
+                    self._send(200, models)
+                else:
+                    self._send(404, {"detail": "Not Found"})
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        print(HELP)
+        return
+    if argv[:1] == ["--version"]:  # inventory probes: answer and exit, never start a server
+        print("version: 9999 (fake)\nbuilt with fake for x86_64")
+        return
+    if argv[:1] == ["--list-devices"]:
+        print("Available devices:")
+        return
+    if argv[:1] == ["-c"]:  # `python -c 'import llama_cpp.server'`
+        return
+    opts, m = parse(argv), modes()
+    name, protocol = opts["name"], opts["protocol"]
+    print(f"fake {protocol} {name}: pid {os.getpid()} argv {argv}", flush=True)
+    write_pid(name, "main", os.getpid())
+    if "ignore_term" in m:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if "exit_now" in m:
+        print("fake: failed to load model (exit_now)", flush=True)
+        sys.exit(3)
+    if "crash_times" in m:
+        counter = os.environ["FAKE_COUNTER"]
+        n = int(open(counter).read()) if os.path.exists(counter) else 0
+        with open(counter, "w") as f:
+            f.write(str(n + 1))
+        if n < int(m["crash_times"]):
+            print(f"fake: crash {n + 1} of {m['crash_times']}", flush=True)
+            sys.exit(1)
+    if "grandchild" in m:
+        spawn_descendant(name, "grandchild", detach=False)
+    if "setsid" in m:
+        spawn_descendant(name, "escapee", detach=True)
+    load = float(m.get("load") or 0.2)
+    server = None
+    if protocol == "llama-server":  # listens at once, answers 503 while loading
+        server = ThreadingHTTPServer((opts["host"], opts["port"]), make_handler(protocol, name))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    if "never_ready" in m:
+        while True:
+            time.sleep(3600)
+    time.sleep(load)
+    if server is None:  # vLLM / llama-cpp-python: refuse connections until loaded
+        server = ThreadingHTTPServer((opts["host"], opts["port"]), make_handler(protocol, name))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    State.ready = True
+    print(f"fake: ready on {opts['host']}:{opts['port']}", flush=True)
+    if "hang_after" in m:
+        time.sleep(float(m["hang_after"]))
+        print("fake: hanging (hang_after)", flush=True)
+        State.hung = True
+    if "crash_after" in m:
+        time.sleep(float(m["crash_after"]))
+        print("fake: crashing (crash_after)", flush=True)
+        os._exit(1)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
