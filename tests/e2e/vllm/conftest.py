@@ -38,7 +38,11 @@ LAUNCHER = HERE / "vllm_launcher.py"
 
 
 def _vllm_python() -> str:
-    return os.environ.get("XGEN_VLLM_PYTHON") or sys.executable
+    """XGEN_VLLM_PYTHON, else the separate venv scripts/bootstrap.sh makes (.venv-vllm), else this one."""
+    if os.environ.get("XGEN_VLLM_PYTHON"):
+        return os.environ["XGEN_VLLM_PYTHON"]
+    separate = HERE.parents[2] / ".venv-vllm" / "bin" / "python"
+    return str(separate) if separate.exists() else sys.executable
 
 
 def _vllm_missing_reason(python: str) -> str | None:

