@@ -25,6 +25,7 @@ VERBS = {
     "gpus": "gpus",
     "backends": "backends",
     "inventory": "inventory",
+    "fit": "fit",
     "plan": "plan",
     "apply": "apply",
     "run": "run",

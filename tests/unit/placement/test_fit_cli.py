@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+INVENTORY = """\
+apiVersion: xgen/v1
+kind: Inventory
+gpus:
+  - {index: 0, vendor: nvidia, type: nvidia, name: RTX 4090, memory_total_mib: 24564, memory_free_mib: 24000}
+  - {index: 1, vendor: nvidia, type: nvidia, name: RTX 4090, memory_total_mib: 24564, memory_free_mib: 24000}
+cpu: {memory_total_mib: 131072, memory_available_mib: 120000}
+"""
+
+
+@pytest.fixture
+def host(tmp_path):
+    p = tmp_path / "host.yaml"
+    p.write_text(INVENTORY)
+    return str(p)
+
+
+def test_fit_json_contract_8b(cli, sparse, host):
+    r = cli("fit", sparse("llama3-8b"), "--ctx-size", "8192", "--parallel", "1", "--gpus", "0",
+            "--inventory", host, "-o", "json")
+    assert r.code == 0, r.err
+    d = r.json()
+    assert d["n_gpu_layers"] == 33 and d["tensor_split"] == []
+    assert d["kv_cache_mib"] == 1024.0 and d["compute_mib"] == 132.0 + 16.0
+    assert set(d["per_gpu"][0]) >= {"gpu", "layers", "weights_mib", "kv_cache_mib", "compute_mib", "total_mib",
+                                    "usable_mib"}
+    g = d["per_gpu"][0]
+    assert (g["gpu"], g["layers"], g["kv_cache_mib"], g["usable_mib"]) == (0, 33, 1024.0, 24000.0 - 1024)
+    assert set(d["cpu"]) >= {"layers", "weights_mib", "kv_cache_mib", "total_mib"}
+    assert d["cpu"]["weights_mib"] == 128256 * 4096 * 2 / 2**20
+    assert d["weights_mib"] == pytest.approx(g["weights_mib"] + d["cpu"]["weights_mib"], abs=0.02)
+
+
+def test_fit_70b_two_gpus(cli, sparse, host):
+    r = cli("fit", sparse("llama3-70b", "Q4_K"), "--ctx-size", "8192", "--parallel", "1", "--inventory", host,
+            "-o", "json")
+    d = r.json()
+    assert r.code == 0 and d["n_gpu_layers"] == 81 and d["tensor_split"] == [41, 40]
+    assert [g["layers"] for g in d["per_gpu"]] == [41, 40] and d["kv_cache_mib"] == 2560.0
+
+
+def test_fit_table(cli, sparse, host):
+    r = cli("fit", sparse("llama3-8b"), "--ctx-size", "8192", "--gpus", "0", "--inventory", host)
+    assert r.code == 0
+    assert "n_gpu_layers: 33/33" in r.out and "GPU0" in r.out and "CPU" in r.out
+
+
+def test_explicit_layers_that_do_not_fit_exit_1(cli, sparse, host):
+    r = cli("fit", sparse("llama3-70b", "Q4_K"), "--gpus", "0", "--n-gpu-layers", "all", "--inventory", host,
+            "-o", "json")
+    assert r.code == 1 and r.json()["per_gpu"][0]["fits"] is False
+
+
+def test_not_gguf_is_a_message(cli, tmp_path, host):
+    p = tmp_path / "x.gguf"
+    p.write_text("hello world, not a model at all")
+    r = cli("fit", str(p), "--inventory", host)
+    assert r.code == 1
+    assert r.err.strip() == f"error: {p}: not a GGUF file (no GGUF magic at the start)"
+    assert "Traceback" not in r.err
+
+
+def test_truncated_is_a_message(cli, sparse, tmp_path, host):
+    p = tmp_path / "cut.gguf"
+    p.write_bytes(open(sparse("tiny"), "rb").read(3000))
+    r = cli("fit", str(p), "--inventory", host)
+    assert r.code == 1 and r.err.startswith(f"error: {p}: truncated GGUF file")
+
+
+def test_unknown_arch_is_a_message(cli, tmp_path, host):
+    from xgen_declare.placement.synthetic import Shape, write_sparse_gguf
+    p = write_sparse_gguf(tmp_path / "m.gguf", Shape("mamba", 2, 64, 1, 1, 128, 400), vocab=False)
+    r = cli("fit", str(p), "--inventory", host)
+    assert r.code == 1 and r.err.startswith(f"error: {p}: unknown architecture 'mamba'")
+
+
+def test_unknown_gpu(cli, sparse, host):
+    r = cli("fit", sparse("tiny"), "--gpus", "5", "--inventory", host)
+    assert r.code == 2 and "GPU 5 is not in the inventory (GPUs: 0, 1)" in r.err

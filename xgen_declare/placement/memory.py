@@ -1,0 +1,118 @@
+"""Memory terms of a llama.cpp context: KV cache cells and bytes, compute buffers.
+
+KV cache (llama.cpp `llama_kv_cache`): one K and one V row of `n_embd_k_gqa` / `n_embd_v_gqa`
+values per layer and cell, in the cache type's row size (quantised types round up to whole blocks).
+Cells: `ctx_size` (0 = the model's context length) padded to 256; with several non-unified slots
+(llama-server `--parallel N`), each slot gets ceil(ctx/N) padded to 256. A unified cache (the
+default when `--parallel` is not given: 4 slots sharing one cache) holds ctx cells in total.
+Checked against llama-server b11434 (`-c 3000` -> 3072 cells; `-c 4096 -np 3` -> 4608 cells).
+
+Compute buffer (ggml-alloc's peak for the worst-case ubatch graph), fitted to llama-server's
+`compute buffer size` lines over shapes that vary one dimension at a time (n_ff, n_embd, n_head,
+n_head_kv, vocab, ubatch, ctx, experts; see bench/placement.py). Per device that holds layers,
+in bytes, with ub = n_ubatch (default 512) and n_kv = KV cells:
+
+    mask      = n_kv * ub * (2 if flash attention else 4)           # f16 / f32 KQ mask
+    ffn phase = ub * (12 * n_ff_active + 20 * n_embd)               # gate, up, gate*up + residuals
+    attn      = ub * (24 * n_embd + 8 * n_embd_kv)                  # q/k/v/out activations
+                + (0 if flash attention else ub * n_kv * n_head * 4)  # the KQ matrix, f32
+    compute   = mask + max(ffn phase, attn)
+
+n_ff_active counts experts actually used (n_ff_exp x n_expert_used, plus shared experts). A device
+that holds no layers but takes part (the host with everything offloaded) needs the embeddings
+rows and the mask: ub * n_embd * 4 + mask. Logits: llama.cpp b11434 reserves one output per slot
+(`n_outputs_max = n_seq`), n_vocab * n_seq * 4 bytes, in a separate host "output buffer".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .gguf_facts import GgufFacts, ggml_type_size
+
+__all__ = ["ContextSettings", "CACHE_TYPES", "kv_cells", "kv_bytes_per_layer", "compute_bytes",
+           "host_compute_bytes", "output_buffer_bytes", "n_ff_active"]
+
+# Cache types llama-server accepts for --cache-type-k/-v
+CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+KV_PAD = 256
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    """The llama-server settings that drive memory (None = llama-server's default)."""
+
+    ctx_size: int | None = None  # None or 0: the model's own context length
+    parallel: int | None = None  # None: llama-server's auto (4 slots, unified cache)
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    flash_attn: str = "auto"  # on | off | auto (auto = on: every backend we render supports it)
+    n_ubatch: int = 512
+
+    @property
+    def flash(self) -> bool:
+        return self.flash_attn != "off"
+
+    @property
+    def n_seq(self) -> int:
+        return self.parallel or 4
+
+    @property
+    def unified(self) -> bool:
+        return self.parallel is None
+
+
+def _pad(n: int, to: int = KV_PAD) -> int:
+    return -(-n // to) * to
+
+
+def kv_cells(facts: GgufFacts, s: ContextSettings) -> int:
+    ctx = s.ctx_size or facts.context_length or 4096
+    if s.unified or s.n_seq == 1:
+        return _pad(ctx)
+    return s.n_seq * _pad(-(-ctx // s.n_seq))
+
+
+def kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
+    cells = kv_cells(facts, s)
+    return [cells * (ggml_type_size(s.cache_type_k, k) + ggml_type_size(s.cache_type_v, v))
+            for k, v in zip(facts.n_embd_k_gqa, facts.n_embd_v_gqa)]
+
+
+def n_ff_active(facts: GgufFacts) -> int:
+    """Widest FFN activation of any layer: dense n_ff, or n_ff_exp x experts used (+ shared experts)."""
+    widths: dict[int, int] = {}
+    for t in facts.tensors:
+        if t.layer is None or len(t.shape) < 2:
+            continue
+        if t.name.endswith(".ffn_up.weight") or t.name.endswith(".ffn_up_shexp.weight"):
+            widths[t.layer] = widths.get(t.layer, 0) + t.shape[1]
+        elif t.name.endswith(".ffn_up_exps.weight"):
+            widths[t.layer] = widths.get(t.layer, 0) + t.shape[1] * max(facts.expert_used_count, 1)
+    if widths:
+        return max(widths.values())
+    ff = facts.metadata.get(f"{facts.architecture}.feed_forward_length", 4 * facts.embedding_length)
+    return int(max(ff) if isinstance(ff, list) else ff)
+
+
+def _mask(n_kv: int, s: ContextSettings) -> int:
+    return n_kv * s.n_ubatch * (2 if s.flash else 4)
+
+
+def compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
+    """Compute buffer of a device that holds at least one repeating layer."""
+    n_kv, ub, n_embd = kv_cells(facts, s), s.n_ubatch, facts.embedding_length
+    ffn = ub * (12 * n_ff_active(facts) + 20 * n_embd)
+    attn = ub * (24 * n_embd + 8 * max(facts.n_embd_k_gqa + [0]))
+    if not s.flash:
+        attn += ub * n_kv * max(facts.head_count + [0]) * 4
+    return _mask(n_kv, s) + max(ffn, attn)
+
+
+def host_compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
+    """Compute buffer of a participating device without repeating layers (host, output-only GPU)."""
+    return s.n_ubatch * facts.embedding_length * 4 + _mask(kv_cells(facts, s), s)
+
+
+def output_buffer_bytes(facts: GgufFacts, s: ContextSettings) -> int:
+    return (facts.vocab_size or 0) * s.n_seq * 4
