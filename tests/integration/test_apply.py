@@ -1,0 +1,111 @@
+"""One-shot verbs (`plan`, `apply`, `down`, `restart`) against real (fake) backends, no daemon."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from .conftest import alive
+
+
+def test_each_protocol_ready_and_wrong_path_never_ready(host):
+    host.write("ls")                                        # llama-server: /health 503 then 200
+    host.write("vl", backend="vllm-cpu")                    # vLLM: refused until ready
+    host.write("py", backend="llama-cpp-python")            # /v1/models; /health is 404
+    # a llama-server manifest whose server speaks llama-cpp-python: /health stays 404
+    host.write("wrong", ready_timeout=1.5, env={"FAKE_PROTOCOL": "llama-cpp-python"})
+    r = host.cli("apply", str(host.manifests), "-o", "json")
+    assert r.returncode == 1, r.stderr
+    st = host.status()
+    assert {n: st[n]["state"] for n in st} == {"ls": "Ready", "vl": "Ready", "py": "Ready", "wrong": "Failed"}
+    assert st["wrong"]["last_error"].startswith(
+        f"not ready after 1.5s: GET http://127.0.0.1:{st['wrong']['port']}/health: HTTP 404")
+    assert st["wrong"]["pid"] is None
+    out = json.loads(r.stdout)
+    assert {a["name"]: a["kind"] for a in out["plan"]["actions"]} == {n: "start" for n in st}
+    assert host.cli("down").returncode == 0
+    assert all(m["state"] == "Stopped" and m["held"] for m in host.status().values())
+
+
+def test_dry_run_prints_exactly_what_plan_prints(host):
+    host.write("a", ctx_size=4096)
+    assert host.cli("apply", str(host.manifests)).returncode == 0
+    host.write("a", ctx_size=8192)
+    host.write("b")
+    plan, dry = host.cli("plan"), host.cli("apply", "--dry-run")
+    assert plan.returncode == dry.returncode == 0
+    assert plan.stdout == dry.stdout
+    assert plan.stdout.splitlines() == [
+        "restart  a: argv changed: --ctx-size 4096 → 8192",
+        "start    b: new model",
+        "0 to start, 1 to restart, 0 to stop, 0 blocked, 0 unchanged".replace("0 to start", "1 to start"),
+    ]
+    assert host.cli("plan", "-o", "json").stdout == host.cli("apply", "--dry-run", "-o", "json").stdout
+    pid = host.status()["a"]["pid"]
+    assert host.cli("apply").returncode == 0
+    st = host.status()
+    assert st["a"]["pid"] != pid and st["a"]["restarts"] == 1 and not alive(pid)
+    r = host.cli("restart", "b")
+    assert r.returncode == 0, r.stderr
+    assert host.status()["b"]["restarts"] == 1
+    host.cli("down")
+
+
+def test_missing_binary_is_blocked(host):
+    host.config(binaries={"vllm-cpu": str(host.root / "no-such-vllm")})
+    host.write("v", backend="vllm-cpu")
+    host.write("ok")
+    r = host.cli("apply", str(host.manifests))
+    assert r.returncode == 1
+    st = host.status()
+    assert st["ok"]["state"] == "Ready"
+    assert st["v"]["state"] == "Blocked"
+    assert st["v"]["last_error"].startswith(f"binary '{host.root}/no-such-vllm' not found")
+    host.cli("down")
+
+
+def test_foreign_listener_next_port_or_blocked(host):
+    foreign = socket.socket()
+    foreign.bind(("127.0.0.1", host.base))
+    foreign.listen()
+    try:
+        host.write("auto")                                   # would get host.base: takes the next one
+        host.write("fixed", port=host.base)                  # explicit: Blocked, foreign never signalled
+        r = host.cli("apply", str(host.manifests))
+        assert r.returncode == 1
+        st = host.status()
+        assert (st["auto"]["state"], st["auto"]["port"]) == ("Ready", host.base + 1)
+        assert st["fixed"]["state"] == "Blocked"
+        assert f"port {host.base} (spec.port) is in use by a process not started by xgen-declare" in \
+            st["fixed"]["last_error"]
+        foreign.getsockname()  # still ours and open
+    finally:
+        foreign.close()
+        host.cli("down")
+
+
+def test_secret_file_read_at_spawn_never_logged(host):
+    secret = host.root / "key"
+    secret.write_text("s3cr3t-value\n")
+    host.write("v", backend="vllm-cpu", api_key_file=str(secret))
+    assert host.cli("apply", str(host.manifests)).returncode == 0
+    pid = host.status()["v"]["pid"]
+    import psutil
+
+    assert psutil.Process(pid).environ()["VLLM_API_KEY"] == "s3cr3t-value"
+    assert "s3cr3t" not in "".join(p.read_text() for p in (host.state).rglob("*") if p.is_file())
+    host.cli("down")
+
+
+def test_status_json_contract(host):
+    host.write("a")
+    host.cli("apply", str(host.manifests))
+    r = host.cli("status", "-o", "json")
+    assert r.returncode == 0
+    rows = json.loads(r.stdout)
+    assert {"name", "state", "backend", "pid", "port", "endpoint", "restarts", "last_error",
+            "manifest_error"} <= set(rows[0])
+    assert rows[0]["state"] == "Ready" and rows[0]["backend"] == "llama-server-cpu"
+    logs = host.cli("logs", "a", "-n", "2")
+    assert logs.returncode == 0 and "fake: ready on" in logs.stdout
+    host.cli("down")
