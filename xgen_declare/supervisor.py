@@ -257,6 +257,10 @@ class Supervisor:
             rec.last_error = str(exc)
             self._set(p, State.BLOCKED, str(exc))
             return
+        if rec.started_at is None:
+            # no record of an earlier process (first start, or its record was unreadable): a tagged
+            # process of this model from before would be an orphan holding the port; never two live
+            procs.sweep(self._prefix(p), signal.SIGKILL)
         path = self.store.log_path(rec.name)
         rotate_if_needed(path, self.settings.log_max_bytes, self.settings.log_backups)
         fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}")
@@ -358,9 +362,8 @@ class Supervisor:
         how = ("exited (adopted process: exit code unknown)" if code is None else
                f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
         when = " during start" if p.state == State.STARTING else ""
-        # leftovers of the group and escaped descendants must not keep the port
-        if p.rec.pid:
-            procs.signal_group(p.rec.pid, signal.SIGKILL)
+        # leftovers (group members, escaped descendants) must not keep the port; they carry the owner
+        # tag. The leader's pid is not signalled as a group id: it is reaped and may be reused.
         procs.sweep(self._prefix(p), signal.SIGKILL)
         lines = tail(self.store.log_path(p.rec.name), 10)
         msg = f"{how}{when}" + (f"; last log lines:\n{lines}" if lines else "")

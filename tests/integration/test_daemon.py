@@ -141,3 +141,30 @@ def test_liveness_failure_restarts_after_threshold(host):
     log = host.daemon_log()
     assert "hangs: Ready -> Unhealthy" in log
     assert "liveness probe failed 3 times" in log
+
+
+def test_edit_storm_never_two_processes_and_stop_on_exit(host):
+    host.write("storm", ctx_size=1000)
+    host.write("calm")
+    d = host.start_daemon("--stop-on-exit")
+    st = host.wait_ready("storm", "calm")
+    calm = st["calm"]["pid"]
+    owner = (host.state / "owner_id").read_text().strip()
+    from xgen_declare.procs import find_marked
+
+    for i in range(100):  # 100 saves in about a second
+        host.write("storm", ctx_size=1001 + i)
+        time.sleep(0.01)
+        assert len([p for p in find_marked(f"{owner}/storm/") if alive(p.pid)]) <= 1
+    st = host.wait(lambda s: s["storm"]["state"] == "Ready" and "--ctx-size" in open(
+        f"/proc/{s['storm']['pid']}/cmdline").read().replace("\0", " ") and "1100" in open(
+        f"/proc/{s['storm']['pid']}/cmdline").read(), what="last edit running")
+    assert len([p for p in find_marked(f"{owner}/storm/") if alive(p.pid)]) == 1
+    assert st["calm"]["pid"] == calm and st["calm"]["restarts"] == 0
+    os.kill(d.pid, signal.SIGHUP)  # reconcile now: nothing to change
+    time.sleep(0.3)
+    assert host.status()["calm"]["pid"] == calm
+    d.send_signal(signal.SIGTERM)
+    assert d.wait(15) == 0
+    assert not find_marked(f"{owner}/")
+    assert {m["state"] for m in host.status().values()} == {"Stopped"}

@@ -1,0 +1,184 @@
+"""Reconciler figures (a script that prints numbers, not a test). Real `xgen-declare run` daemon, fake
+backends started through the rendered templates, default reconciler settings (debounce 100 ms).
+
+    .venv/bin/python bench/reconciler.py [--edits 50] [--models 20] [--manifests 1000] [--idle 60]
+
+  1. save-to-spawn latency: an atomic save of one manifest (ctx_size changed) -> the new process's pid
+     is in the state dir (the old process is stopped first); p50/p95 over N edits
+  2. restarts caused by editing 1 of M running models (pid changes + restarts counters; must be 1)
+  3. plan time over K manifests (wide port range): observe+render+plan, and the pure plan() alone
+  4. daemon idle CPU % and RSS over S seconds with M Ready models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from xgen_declare.config import Config, Ports  # noqa: E402
+from xgen_declare.inventory.model import Inventory  # noqa: E402
+from xgen_declare.plan import plan  # noqa: E402
+from xgen_declare.procs import find_marked  # noqa: E402
+from xgen_declare.reconcile import compute  # noqa: E402
+from xgen_declare.testing import write_wrapper  # noqa: E402
+
+
+def manifest(name: str, ctx: int = 4096, port: int | None = None) -> str:
+    extra = f"\n  port: {port}" if port else ""
+    return (f"apiVersion: xgen/v1\nkind: Model\nmetadata:\n  name: {name}\nspec:\n  model_path: /models/{name}.gguf\n"
+            f"  backend: llama-server-cpu\n  ctx_size: {ctx}{extra}\n")
+
+
+def save(path: Path, text: str) -> None:
+    tmp = path.with_name("." + path.name + ".swp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Bench:
+    def __init__(self, root: Path, models: int):
+        self.root, self.m = root, root / "manifests"
+        self.state = root / "state"
+        self.m.mkdir()
+        fake = write_wrapper(root / "fake-backend")
+        base = 30000 + (os.getpid() % 50) * 100
+        cfg = {"binaries": {"llama-server-cpu": str(fake)}, "ports": {"start": base, "end": base + 99}}
+        (self.m / "xgen-declare.yaml").write_text(json.dumps(cfg))
+        self.names = [f"m{i:02d}" for i in range(models)]
+        for n in self.names:
+            save(self.m / f"{n}.yaml", manifest(n))
+        self.env = {**os.environ, "XGEN_STATE_DIR": str(self.state), "XDG_CACHE_HOME": str(root / "cache")}
+        self.daemon: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log = open(self.root / "daemon.log", "w")
+        self.daemon = subprocess.Popen([sys.executable, "-m", "xgen_declare.cli.main", "run", str(self.m)],
+                                       env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+
+    def record(self, name: str) -> dict:
+        try:
+            return json.loads((self.state / "models" / f"{name}.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def wait(self, pred, timeout: float = 60, poll: float = 0.002) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred():
+                return time.monotonic()
+            time.sleep(poll)
+        raise SystemExit(f"timed out; daemon log:\n{(self.root / 'daemon.log').read_text()[-3000:]}")
+
+    def all_ready(self) -> bool:
+        return all(self.record(n).get("state") == "Ready" for n in self.names)
+
+    def cleanup(self) -> None:
+        if self.daemon and self.daemon.poll() is None:
+            os.killpg(self.daemon.pid, signal.SIGKILL)
+            self.daemon.wait()
+        owner = self.state / "owner_id"
+        if owner.exists():
+            for p in find_marked(owner.read_text().strip() + "/"):
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+
+
+def bench_edits(b: Bench, edits: int) -> None:
+    lat = []
+    name = b.names[0]
+    for i in range(edits):
+        old = b.record(name).get("pid")
+        t0 = time.monotonic()
+        save(b.m / f"{name}.yaml", manifest(name, 8192 if i % 2 == 0 else 4096))
+        t1 = b.wait(lambda: b.record(name).get("pid") not in (None, old))
+        lat.append((t1 - t0) * 1000)
+        b.wait(lambda: b.record(name).get("state") == "Ready", poll=0.01)
+    p95 = sorted(lat)[max(0, math.ceil(0.95 * len(lat)) - 1)]  # nearest rank
+    print(f"save-to-spawn latency over {edits} edits: p50 {statistics.median(lat):.0f} ms, p95 {p95:.0f} ms, "
+          f"max {max(lat):.0f} ms (debounce 100 ms included)")
+
+
+def bench_one_of_many(b: Bench) -> None:
+    before = {n: (b.record(n)["pid"], b.record(n)["restarts"]) for n in b.names}
+    target = b.names[len(b.names) // 2]
+    save(b.m / f"{target}.yaml", manifest(target, 2048))
+    b.wait(lambda: b.record(target).get("pid") != before[target][0] and b.record(target).get("state") == "Ready")
+    time.sleep(2.0)  # anything else that was going to happen has happened
+    after = {n: (b.record(n).get("pid"), b.record(n).get("restarts")) for n in b.names}
+    changed = [n for n in b.names if after[n][0] != before[n][0]]
+    counted = sum(after[n][1] - before[n][1] for n in b.names)
+    print(f"restarts caused by editing 1 of {len(b.names)} running models: {len(changed)} process replaced "
+          f"({', '.join(changed)}), restarts counters +{counted}")
+
+
+def bench_idle(b: Bench, seconds: float) -> None:
+    assert b.daemon is not None
+    p = psutil.Process(b.daemon.pid)
+    time.sleep(2)
+    c0, t0 = p.cpu_times(), time.monotonic()
+    time.sleep(seconds)
+    c1, t1 = p.cpu_times(), time.monotonic()
+    cpu = (c1.user + c1.system - c0.user - c0.system) / (t1 - t0) * 100
+    rss = p.memory_info().rss / 2**20
+    print(f"daemon idle with {len(b.names)} Ready models over {seconds:.0f} s: CPU {cpu:.2f} %, RSS {rss:.1f} MiB "
+          f"(liveness probe every 10 s per model)")
+
+
+def bench_plan(n: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        for i in range(n):
+            Path(d, f"m{i:04d}.yaml").write_text(manifest(f"m{i:04d}"))
+        config = Config(ports=Ports(start=20000, end=29999))
+        inv = Inventory()
+        t0 = time.perf_counter()
+        result = compute([d], config, inv, {}, ports_in_use=set)
+        t1 = time.perf_counter()
+        wants = result.wants
+        t2 = time.perf_counter()
+        plan(wants, {})
+        t3 = time.perf_counter()
+        assert len(result.plan.actions) == n, result.problems[:3]
+        print(f"plan over {n} manifests: {(t1 - t0) * 1000:.0f} ms load+validate+render+plan, "
+              f"{(t3 - t2) * 1000:.1f} ms pure plan()")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--edits", type=int, default=50)
+    ap.add_argument("--models", type=int, default=20)
+    ap.add_argument("--manifests", type=int, default=1000)
+    ap.add_argument("--idle", type=float, default=60)
+    args = ap.parse_args()
+    print(f"host: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    bench_plan(args.manifests)
+    with tempfile.TemporaryDirectory() as d:
+        b = Bench(Path(d), args.models)
+        try:
+            b.start()
+            b.wait(b.all_ready, timeout=120, poll=0.05)
+            bench_one_of_many(b)
+            bench_idle(b, args.idle)
+            bench_edits(b, args.edits)
+        finally:
+            b.cleanup()
+
+
+if __name__ == "__main__":
+    main()
