@@ -13,7 +13,9 @@ n_head_kv, vocab, ubatch, ctx, experts; see bench/placement.py). Per device that
 in bytes, with ub = n_ubatch (default 512) and n_kv = KV cells:
 
     mask      = n_kv * ub * (2 if flash attention else 4)           # f16 / f32 KQ mask
+    (n_kv: all cells of a unified cache, one slot's cells with --parallel N)
     ffn phase = ub * (12 * n_ff_active + 20 * n_embd)               # gate, up, gate*up + residuals
+                (MoE: + ub * 4 * n_embd * n_expert_used, the experts' outputs before their sum)
     attn      = ub * (24 * n_embd + 8 * n_embd_kv)                  # q/k/v/out activations
                 + (0 if flash attention else ub * n_kv * n_head * 4)  # the KQ matrix, f32
     compute   = mask + max(ffn phase, attn)
@@ -95,14 +97,22 @@ def n_ff_active(facts: GgufFacts) -> int:
     return int(max(ff) if isinstance(ff, list) else ff)
 
 
+def _graph_kv(facts: GgufFacts, s: ContextSettings) -> int:
+    """KV cells one ubatch attends to: all of a unified cache, one slot's share otherwise."""
+    cells = kv_cells(facts, s)
+    return cells if s.unified else cells // s.n_seq
+
+
 def _mask(n_kv: int, s: ContextSettings) -> int:
     return n_kv * s.n_ubatch * (2 if s.flash else 4)
 
 
 def compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
     """Compute buffer of a device that holds at least one repeating layer."""
-    n_kv, ub, n_embd = kv_cells(facts, s), s.n_ubatch, facts.embedding_length
+    n_kv, ub, n_embd = _graph_kv(facts, s), s.n_ubatch, facts.embedding_length
     ffn = ub * (12 * n_ff_active(facts) + 20 * n_embd)
+    if any(t.name.endswith("_exps.weight") for t in facts.tensors):
+        ffn += ub * 4 * n_embd * max(facts.expert_used_count, 1)  # per-expert down outputs before the sum
     attn = ub * (24 * n_embd + 8 * max(facts.n_embd_k_gqa + [0]))
     if not s.flash:
         attn += ub * n_kv * max(facts.head_count + [0]) * 4
@@ -111,7 +121,7 @@ def compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
 
 def host_compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
     """Compute buffer of a participating device without repeating layers (host, output-only GPU)."""
-    return s.n_ubatch * facts.embedding_length * 4 + _mask(kv_cells(facts, s), s)
+    return s.n_ubatch * facts.embedding_length * 4 + _mask(_graph_kv(facts, s), s)
 
 
 def output_buffer_bytes(facts: GgufFacts, s: ContextSettings) -> int:

