@@ -33,14 +33,9 @@ class Env:
 
 
 def detect_inventory(config: Config, sysfs_root: str, proc_root: str):
-    """`inventory.detect()`; once its submodule `inventory.detect` is imported, the package attribute
-    `detect` names the module, not the function, so fall back to the module's entry point."""
-    from . import inventory
+    from .inventory import detect
 
-    fn = getattr(inventory, "detect", None)
-    if not callable(fn):
-        fn = fn.detect_host  # type: ignore[union-attr]
-    return fn(config, sysfs_root=sysfs_root, proc_root=proc_root)
+    return detect(config, sysfs_root=sysfs_root, proc_root=proc_root)
 
 
 def open_env(g, dirs: tuple[str, ...] | list[str] = (), *, need_paths: bool = True) -> Env:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..inventory.detect import detect_host
+from ..inventory.host import detect_host
 from .common import eprint, get_globals, global_options, output_option, print_json, table
 
 

@@ -12,6 +12,6 @@ __all__ = ["Backend", "Cpu", "Gpu", "Inventory", "detect"]
 
 def detect(config=None, *, sysfs_root: str | None = None, proc_root: str | None = None,
            path: str | None = None) -> Inventory:
-    from .detect import detect_host
+    from .host import detect_host
 
     return detect_host(config, sysfs_root=sysfs_root, proc_root=proc_root, path=path)

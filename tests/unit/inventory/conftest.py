@@ -11,7 +11,7 @@ import pytest
 from xgen_declare.backends import dialect
 from xgen_declare.config import Config
 from xgen_declare.inventory import binaries, llama_build, nvidia
-from xgen_declare.inventory.detect import detect_host
+from xgen_declare.inventory.host import detect_host
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SYSFS = FIXTURES / "sysfs"

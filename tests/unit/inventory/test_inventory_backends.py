@@ -69,7 +69,7 @@ def test_hanging_llama_server_is_timed_out(host, tmp_path):
     slow.mkdir()
     (slow / "llama-server").write_text("#!/bin/sh\nPATH=/usr/bin:/bin\nsleep 30\n")
     (slow / "llama-server").chmod(0o755)
-    from xgen_declare.inventory.detect import detect_host
+    from xgen_declare.inventory.host import detect_host
     inv = detect_host(Config(), sysfs_root=str(tmp_path), proc_root="/nonexistent", path=str(slow), env={},
                       probe_timeout=0.3)
     assert f"{slow}/llama-server: --list-devices timed out after 0.3s" in inv.warnings
@@ -159,7 +159,7 @@ def test_build_probe_is_cached_by_path_and_mtime(host, tmp_path):
     script.write_text(f"#!/bin/sh\necho \"$1\" >> {log}\n"
                       "[ \"$1\" = --list-devices ] && echo 'Available devices:'\nexit 0\n")
     script.chmod(0o755)
-    from xgen_declare.inventory.detect import detect_host
+    from xgen_declare.inventory.host import detect_host
 
     def run():
         return detect_host(Config(), sysfs_root=str(tmp_path), proc_root="/nonexistent", path=str(bindir), env={})

@@ -1,5 +1,5 @@
-from xgen_declare.inventory import detect as detect_module
-from xgen_declare.inventory.detect import detect_host
+from xgen_declare.inventory import host as detect_module
+from xgen_declare.inventory.host import detect_host
 
 
 def test_mixed_box_numbers_nvidia_first_then_amd(host):
