@@ -1,0 +1,68 @@
+"""The daemon under bad input (issue: "Bad input"): a template that raises, a manifest deleted while its
+model is starting, a corrupt state record, a broken config — it never crashes, never loses a process,
+never leaves an orphan; the problem shows in `status` or the log."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.integration.conftest import alive, manifest
+
+
+def test_template_that_raises_keeps_the_running_process(host):
+    tdir = host.root / "templates"
+    tdir.mkdir()
+    host.config()
+    cfg = json.loads((host.manifests / "xgen-declare.yaml").read_text())
+    cfg["templates_dir"] = str(tdir)
+    (host.manifests / "xgen-declare.yaml").write_text(json.dumps(cfg))
+    host.write("a")
+    host.write("b", model_path="org/b", backend="vllm-cpu")
+    d = host.start_daemon()
+    st = host.wait_ready("a", "b")
+    pid_a, pid_b = st["a"]["pid"], st["b"]["pid"]
+    # a user template for llama-server that raises: "a" cannot be rendered any more
+    (tdir / "llama-server.j2").write_text("{{ binary }} {{ 1 / 0 }}\n")
+    st = host.wait(lambda s: s["a"]["manifest_error"], what="render problem reported")
+    assert "ZeroDivisionError" in st["a"]["manifest_error"] or "division" in st["a"]["manifest_error"]
+    assert (st["a"]["state"], st["a"]["pid"]) == ("Ready", pid_a) and alive(pid_a)
+    assert st["b"]["pid"] == pid_b  # the vLLM model does not use that template
+    assert d.poll() is None
+    (tdir / "llama-server.j2").unlink()  # back to the shipped template: same argv, nothing restarts
+    st = host.wait(lambda s: s["a"]["manifest_error"] is None, what="problem cleared")
+    assert (st["a"]["pid"], st["a"]["restarts"]) == (pid_a, 0)
+
+
+def test_manifest_deleted_while_starting_leaves_no_process(host):
+    host.write("slow", env={"FAKE_MODE": "load=30"}, ready_timeout=60)
+    host.write("b")
+    d = host.start_daemon()
+    st = host.wait(lambda s: s["slow"]["state"] == "Starting" and s["slow"]["pid"], what="slow Starting")
+    pid = st["slow"]["pid"]
+    (host.manifests / "slow.yaml").unlink()
+    host.wait(lambda s: "slow" not in s, timeout=15, what="slow forgotten")
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid)
+    assert host.wait_ready("b")["b"]["state"] == "Ready" and d.poll() is None
+
+
+def test_corrupt_state_record_and_broken_config_do_not_crash_the_daemon(host):
+    host.write("a")
+    d = host.start_daemon()
+    pid = host.wait_ready("a")["a"]["pid"]
+    (host.state / "models" / "ghost.json").write_text("{not json")
+    good_cfg = (host.manifests / "xgen-declare.yaml").read_text()
+    (host.manifests / "xgen-declare.yaml").write_text("ports: {start: 1, end: [}\n")
+    host.write("b")  # an event: the daemon re-reads everything with a broken config
+    time.sleep(1.5)
+    assert d.poll() is None
+    st = host.status()
+    assert st["a"]["pid"] == pid and alive(pid)
+    (host.manifests / "xgen-declare.yaml").write_text(good_cfg)
+    st = host.wait_ready("a", "b")
+    assert st["a"]["pid"] == pid and d.poll() is None
+    r = host.cli("status", "-o", "json")
+    assert r.returncode == 0 and {m["name"] for m in json.loads(r.stdout)} >= {"a", "b"}
