@@ -111,6 +111,16 @@ class Rendered:
                     "host": self.host, "gpus": self.gpus, "backend": self.backend}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
+    def merged_env(self, base: dict[str, str]) -> dict[str, str]:
+        """`base` (e.g. os.environ) with this model's env applied; a None value removes the variable."""
+        env = dict(base)
+        for key, value in self.env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
+
     def display_env(self) -> dict[str, str | None]:
         env = {k: (REDACTED if v is not None and _SECRET_KEY.search(k) else v) for k, v in self.env.items()}
         env.update({k: REDACTED for k in self.secret_env})

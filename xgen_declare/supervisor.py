@@ -69,12 +69,7 @@ class Proc:
 
 
 def child_env(spec: Rendered, marker: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for key, value in spec.env.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
+    env = spec.merged_env(dict(os.environ))
     for var, path in spec.secret_env.items():
         try:
             with open(path) as f:
@@ -106,7 +101,9 @@ class Supervisor:
         return Proc(rec, Backoff(s.backoff_base, s.backoff_max, s.backoff_reset, self.clock))
 
     def _set(self, p: Proc, new: State, reason: str = "") -> None:
-        p.rec.state = transition(p.rec.name, p.state, new, reason).value
+        r = p.rec
+        detail = {"restarts": r.restarts, "pid": r.pid, "port": r.port, "last_error": r.last_error}
+        p.rec.state = transition(r.name, p.state, new, reason, detail).value
         self.store.save(p.rec)
 
     def load(self) -> None:

@@ -195,12 +195,7 @@ class VllmRunner:
         return desired.rendered[name]
 
     def start(self, rendered: Rendered) -> Started:
-        env = dict(os.environ)
-        for k, v in rendered.env.items():
-            if v is None:
-                env.pop(k, None)
-            else:
-                env[k] = v
+        env = rendered.merged_env(dict(os.environ))
         log = self.tmp_path / f"{rendered.name}.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(rendered.argv, env=env, stdin=subprocess.DEVNULL, stdout=fh,
