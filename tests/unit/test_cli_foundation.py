@@ -133,3 +133,11 @@ def test_missing_path_and_usage_errors_have_no_traceback(cli):
     assert r.code == 1 and "/nonexistent/dir: no such file or directory (check the path)" in r.err
     r = cli("nosuchverb")
     assert r.code == 2 and "Traceback" not in r.err
+
+
+def test_render_reports_problems_no_model_owns(cli, write):
+    r = cli("render", "/nonexistent/dir")
+    assert r.code == 1 and "/nonexistent/dir: no such file or directory (check the path)" in r.err
+    write("bad.yaml", "a: [1\n")
+    r = cli("render", str(write.root))
+    assert r.code == 1 and "bad.yaml:2: YAML syntax error" in r.err

@@ -43,7 +43,10 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
         click.echo(table(rows, ["NAME", "BACKEND", "PORT", "ENDPOINT", "COMMAND"]))
         if any(m.port_source == "preview" for m in models):
             click.echo("* preview port: no daemon state yet; the daemon assigns the same way")
-    for name in sorted(desired.problems):
-        for p in desired.problems[name]:
+    shown = set()
+    problems = [p for name in sorted(desired.problems) for p in desired.problems[name]] + desired.load.problems
+    for p in problems:  # per-model problems, then those no model owns (a missing path, a broken file)
+        if p not in shown:
+            shown.add(p)
             eprint(p.format())
-    return 1 if desired.problems else 0
+    return 1 if any(p.severity == "error" for p in shown) else 0
