@@ -37,7 +37,8 @@ from .inventory.model import Inventory
 from .manifests import ModelDecl
 from .ports import PortAssignment
 
-SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# xgen_declare/templates is a symlink to the top-level templates/ (so wheels ship them too)
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 _SECRET_KEY = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL)", re.I)
 REDACTED = "***"
 
@@ -206,13 +207,16 @@ class Renderer:
             secret_env["VLLM_API_KEY"] = spec.api_key_file
         spec_data = spec.model_dump()
         spec_data["model_path"] = resolve_model_path(spec.model_path, decl.file)
+        if spec_data.get("tensor_split") == "auto":  # not resolved by placement: llama.cpp's default split
+            spec_data["tensor_split"] = []
         context = {
             "name": decl.name, "spec": spec_data, "backend": backend, "binary": binary,
             "host": spec.host, "port": port.port, "dialect": dialect or "new",
             "embedding": spec.server_type == "embedding",
             "pooling": spec.pooling or ("mean" if spec.server_type == "embedding" else None),
             "served_names": _served_names(decl),
-            "multi_gpu": bool(spec.tensor_split) or (spec.gpus is not None and len(spec.gpus) > 1),
+            "multi_gpu": bool(spec_data["tensor_split"]) or (spec.gpus is not None and len(spec.gpus) > 1),
+            "log_buffers": self.config.placement.record_buffers,
         }
         template = f"{family}.j2"
         try:
