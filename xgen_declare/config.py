@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -57,6 +58,73 @@ class Reconciler(BaseModel):
     log_backups: int = Field(3, ge=0, description="Rotated logs kept per model")
 
 
+class KubernetesImage(BaseModel):
+    """One entry of `kubernetes: images:` in its long form (the short form is the image alone)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(min_length=1, description="Container image, e.g. a tag or digest of your registry")
+    command: str | None = Field(None, min_length=1, description="The backend's executable inside the image "
+                                "(argv[0]); default: /app/llama-server, vllm, python3 by family")
+    dialect: Literal["new", "old"] = Field("new", description="llama-server flag dialect of the image's build")
+
+
+class ModelVolume(BaseModel):
+    """`kubernetes: model_volume:`: where the pods find the model files the manifests name by host path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    local_dir: str = Field(description="Absolute directory the manifests' model paths lie under, e.g. /app/models")
+    mount_path: str | None = Field(None, description="Where that directory appears in the container "
+                                   "(default: local_dir)")
+    claim: str | None = Field(None, description="PersistentVolumeClaim holding the files")
+    host_path: str | None = Field(None, description="Or: the directory on every GPU node holding them")
+    read_only: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelVolume":
+        if (self.claim is None) == (self.host_path is None):
+            raise ValueError("give exactly one of claim (a PersistentVolumeClaim) or host_path (a node directory)")
+        for name in ("local_dir", "mount_path", "host_path"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith("/"):
+                raise ValueError(f"{name} must be an absolute path, got {value!r}")
+        return self
+
+
+class SecretKeyRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Secret name")
+    key: str = Field(min_length=1, description="Key inside the Secret")
+
+
+class Kubernetes(BaseModel):
+    """`kubernetes:` section: what `export kubernetes` needs to know about the cluster (docs/kubernetes.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str | None = Field(None, description="Namespace of every object (and of kustomization.yaml)")
+    images: dict[str, str | KubernetesImage] = Field(
+        default_factory=dict, description="Image per backend name (llama-server-cuda) or family (llama-server, "
+        "llama-cpp-python, vllm); a backend without one cannot be exported")
+    model_volume: ModelVolume | None = None
+    gpu_vendor: Literal["nvidia", "amd"] | None = Field(
+        None, description="GPU vendor of llama-server-vulkan models whose manifest does not name one")
+    max_gpus_per_node: int = Field(8, ge=1, description="A model needing more GPUs than this spans nodes, "
+                                   "which the export cannot express yet")
+    secret_env: dict[str, SecretKeyRef] = Field(
+        default_factory=dict, description="Env vars every model gets from a Secret, e.g. HF_TOKEN")
+
+    @model_validator(mode="after")
+    def _known_image_keys(self) -> "Kubernetes":
+        unknown = sorted(set(self.images) - set(ALL_BACKENDS) - {"llama-server", "llama-cpp-python", "vllm"})
+        if unknown:
+            raise ValueError(f"images: unknown backend(s) {', '.join(unknown)}; use a backend name "
+                             f"({', '.join(ALL_BACKENDS)}) or a family (llama-server, llama-cpp-python, vllm)")
+        return self
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,6 +135,7 @@ class Config(BaseModel):
     state_dir: str | None = None
     vllm_rocm_supported_gfx: list[str] = Field(default_factory=lambda: list(DEFAULT_VLLM_ROCM_GFX))
     reconciler: Reconciler = Field(default_factory=Reconciler)
+    kubernetes: Kubernetes = Field(default_factory=Kubernetes)
 
     # Not from the file: where it was read from (None = defaults).
     source: str | None = Field(None, exclude=True)

@@ -34,6 +34,7 @@ VERBS = {
     "restart": "restart",
     "down": "down",
     "up": "up",
+    "export": "export",
 }
 
 

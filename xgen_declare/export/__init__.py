@@ -1,0 +1,17 @@
+"""Export manifests to other systems. Today: Kubernetes (`xgen-declare export kubernetes`).
+
+    cluster.py     what the cluster offers: images per backend, the inventory used for rendering,
+                   host model paths -> in-container paths
+    gpu.py         GPUs a model needs, the vendor's extended resource, node affinity from the labels
+                   NVIDIA GPU feature discovery / the AMD node labeller publish
+    kubernetes.py  one Deployment + Service per model, argv from the same Renderer as local processes
+    output.py      YAML files (one per model) + kustomization.yaml, or one stream
+
+Building the objects is pure (no I/O beyond reading the manifests); a model that cannot be expressed
+gets problems, never a partial object.
+"""
+
+from .kubernetes import ExportResult, ModelExport, export_kubernetes
+from .output import render_stream, write_dir
+
+__all__ = ["ExportResult", "ModelExport", "export_kubernetes", "render_stream", "write_dir"]

@@ -1,0 +1,270 @@
+"""Manifests -> one Deployment + Service per model, or per-model problems.
+
+The container's argv comes from the same `Renderer` as a local process: `build_desired` loads and
+validates the manifests, assigns ports and renders every model against the cluster inventory (which
+catches invalid manifests and template errors); each model is then rendered once more from an
+in-memory copy of its spec with what differs inside a pod: host 0.0.0.0 (a pod listens on its IP),
+the model path inside the container, the executable inside the image, the api key file where its
+Secret is mounted, and no host GPU indices (the device plugin picks the GPUs). Manifests on disk are
+never changed. A model that cannot be expressed gets problems and no objects.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field, replace
+
+from ..backends import FAMILY
+from ..config import Config
+from ..desired import build_desired
+from ..errors import Problem, RenderError
+from ..inventory.model import Inventory
+from ..manifests import ModelDecl
+from ..ports import PortAssignment
+from ..render import _SECRET_KEY as SECRET_NAME
+from ..render import Rendered, Renderer, resolve_model_path
+from .cluster import cluster_inventory, command_for, container_path, image_for
+from .gpu import GpuNeeds, gpu_needs
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "xgen-declare"}
+API_KEY_DIR = "/var/run/secrets/xgen-declare/api-key"
+API_KEY_KEY = "api-key"
+STARTUP_PERIOD = 10
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+@dataclass
+class ModelExport:
+    name: str
+    manifest: str  # the manifest file, relative to the exported directory
+    objects: list[dict]
+    secrets: list[tuple[str, str]] = field(default_factory=list)  # (Secret name, key) the pod reads
+    warnings: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class ExportResult:
+    namespace: str | None
+    models: dict[str, ModelExport] = field(default_factory=dict)
+    problems: dict[str, list[Problem]] = field(default_factory=dict)  # model -> why it was not exported
+    file_problems: list[Problem] = field(default_factory=list)  # files that name no model (unreadable, ...)
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems and not self.file_problems
+
+
+def api_key_secret(model: str) -> str:
+    return f"{model}-api-key"
+
+
+def export_kubernetes(paths: list[str], config: Config, nodes: Inventory | None = None) -> ExportResult:
+    """`nodes`: an inventory of the GPU nodes (--inventory), or None: every backend with an image."""
+    inventory = cluster_inventory(config, nodes)
+    desired = build_desired(paths, config, inventory, preview=True)
+    result = ExportResult(namespace=config.kubernetes.namespace)
+    named = {id(p) for probs in desired.load.invalid_names.values() for p in probs}
+    result.file_problems = [p for p in desired.load.problems if id(p) not in named and p.severity == "error"]
+    result.problems.update({n: list(p) for n, p in desired.problems.items()})
+    renderer = Renderer(config, inventory)
+    for decl in desired.load.models:
+        rendered = desired.rendered.get(decl.name)
+        if rendered is None:
+            continue
+        exported, problems = _export_model(decl, rendered, renderer, config, inventory, nodes, paths)
+        if problems:
+            result.problems[decl.name] = problems
+        else:
+            result.models[decl.name] = exported
+    return result
+
+
+def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, config: Config,
+                  inventory: Inventory, nodes: Inventory | None,
+                  paths: list[str]) -> tuple[ModelExport | None, list[Problem]]:
+    spec, backend = decl.spec, rendered.backend
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+
+    def problem(fld: str, line: int, message: str, hint: str = "") -> None:
+        problems.append(Problem(decl.file, line, fld, message, hint))
+
+    if not inventory.is_available(backend):
+        reason = inventory.backend(backend).reason
+        hint = (f"add `kubernetes: images: {backend}: IMAGE` to xgen-declare.yaml" if "kubernetes.images" in reason
+                else "pick another backend")
+        problem("spec.backend", decl.line_of("backend"), f"backend {backend} cannot run in the cluster: {reason}",
+                hint)
+    needs, gpu_problems = gpu_needs(decl, backend, config, nodes)
+    problems.extend(gpu_problems)
+    if not _DNS1035.match(decl.name):
+        problem("metadata.name", decl.doc.line_of(("metadata", "name")) if decl.doc else decl.line,
+                f"`{decl.name}` cannot name a Kubernetes Service (a DNS-1035 label: starts with a letter, ends "
+                "with a letter or digit)", "rename the model")
+    for key, value in decl.labels.items():
+        why = _label_problem(key, value)
+        if why:
+            problem(f"metadata.labels.{key}", decl.doc.line_of(("metadata", "labels", key)) if decl.doc
+                    else decl.line, why, "Kubernetes label rules: https://kubernetes.io/docs/concepts/"
+                    "overview/working-with-objects/labels/#syntax-and-character-set")
+    for key in spec.env:
+        if SECRET_NAME.search(key) and key not in config.kubernetes.secret_env:
+            problem(f"spec.env.{key}", decl.line_of("env", key), "looks like a secret and would be written "
+                    "literally into the Deployment", f"map it to a Secret in kubernetes.secret_env: {key}: "
+                    "{name: ..., key: ...}")
+    update: dict = {"host": "0.0.0.0", "port": rendered.port, "gpus": None, "binary": command_for(config, backend)}
+    local = resolve_model_path(spec.model_path, decl.file)
+    mounts_models = os.path.isabs(local)
+    if mounts_models:
+        inside, why = container_path(local, config)
+        if inside is None:
+            problem("spec.model_path", decl.line_of("model_path"), f"{local} is a path on this host and a pod "
+                    f"cannot see it: {why}", "set kubernetes.model_volume (local_dir + claim or host_path) in "
+                    "xgen-declare.yaml")
+        update["model_path"] = inside
+    mounts_api_key = spec.api_key_file is not None and FAMILY[backend] == "llama-server"
+    if mounts_api_key:
+        update["api_key_file"] = f"{API_KEY_DIR}/{API_KEY_KEY}"
+    if problems:
+        return None, problems
+    if spec.binary:
+        warnings.append(Problem(decl.file, decl.line_of("binary"), "spec.binary", f"is a host path; the pod "
+                                f"runs the image's {update['binary']} instead", severity="warning"))
+    for i, arg in enumerate(spec.extra_args):
+        if arg.startswith("/"):
+            warnings.append(Problem(decl.file, decl.line_of("extra_args", i), f"spec.extra_args[{i}]",
+                                    f"{arg} looks like a host path and is passed to the pod unchanged",
+                                    severity="warning"))
+    pod_decl = replace(decl, spec=spec.model_copy(update=update))
+    try:
+        argv_model = renderer.render(pod_decl, PortAssignment(rendered.port, rendered.port_source))
+    except RenderError as exc:
+        return None, [Problem(decl.file, decl.line, exc.field or "spec", str(exc), exc.hint)]
+    secrets = sorted({(api_key_secret(decl.name), API_KEY_KEY)} if (mounts_api_key or argv_model.secret_env)
+                     else set()) + sorted((r.name, r.key) for r in config.kubernetes.secret_env.values())
+    objects = [deployment(decl, argv_model, needs, config, mounts_models, mounts_api_key, paths),
+               service(decl, argv_model, config)]
+    return ModelExport(decl.name, _manifest_name(decl.file, paths), objects, secrets, warnings), []
+
+
+def _label_problem(key: str, value: str) -> str:
+    prefix, _, name = key.rpartition("/")
+    if len(name) > 63 or not _LABEL_NAME.match(name) or (prefix and (len(prefix) > 253
+                                                                    or not _LABEL_PREFIX.match(prefix))):
+        return f"`{key}` is not a valid Kubernetes label key"
+    if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+        return f"`{value}` is not a valid Kubernetes label value (at most 63 letters, digits, '-', '_', '.')"
+    return ""
+
+
+def _manifest_name(file: str, paths: list[str]) -> str:
+    for p in paths:
+        base = os.path.abspath(p)
+        if os.path.isdir(base) and os.path.commonpath([base, os.path.abspath(file)]) == base:
+            return os.path.relpath(os.path.abspath(file), base)
+    return os.path.basename(file)
+
+
+def labels(decl: ModelDecl) -> dict[str, str]:
+    return {**decl.labels, "app.kubernetes.io/name": decl.name, **MANAGED_BY}
+
+
+def selector(decl: ModelDecl) -> dict[str, str]:
+    return {"app.kubernetes.io/name": decl.name, **MANAGED_BY}
+
+
+def _metadata(decl: ModelDecl, config: Config, **extra) -> dict:
+    meta = {"name": decl.name}
+    if config.kubernetes.namespace:
+        meta["namespace"] = config.kubernetes.namespace
+    meta["labels"] = labels(decl)
+    meta.update(extra)
+    return meta
+
+
+def _probe(path: str, period: float, failures: int, timeout: float) -> dict:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": max(1, math.ceil(period)),
+            "timeoutSeconds": max(1, math.ceil(timeout)), "failureThreshold": max(1, failures)}
+
+
+def _env(decl: ModelDecl, model: Rendered, needs: GpuNeeds, config: Config) -> list[dict]:
+    secret_env = config.kubernetes.secret_env
+    env = {k: v for k, v in model.env.items() if v is not None and k not in secret_env}
+    if FAMILY[model.backend] == "llama-server" and model.backend.endswith("vulkan") and needs.vendor == "nvidia":
+        env.setdefault("NVIDIA_DRIVER_CAPABILITIES", "compute,utility,graphics")  # the Vulkan ICD needs graphics
+    out: list[dict] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+    for var in sorted(model.secret_env):
+        out.append({"name": var, "valueFrom": {"secretKeyRef": {"name": api_key_secret(decl.name),
+                                                                "key": API_KEY_KEY}}})
+    for var, ref in sorted(secret_env.items()):
+        out.append({"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return out
+
+
+def deployment(decl: ModelDecl, model: Rendered, needs: GpuNeeds, config: Config, mounts_models: bool,
+               mounts_api_key: bool, paths: list[str]) -> dict:
+    image = image_for(config, model.backend)
+    rc = config.reconciler
+    container: dict = {
+        "name": FAMILY[model.backend], "image": image.image, "command": model.argv[:1], "args": model.argv[1:],
+        "ports": [{"name": "http", "containerPort": model.port, "protocol": "TCP"}],
+    }
+    env = _env(decl, model, needs, config)
+    if env:
+        container["env"] = env
+    if needs.count:
+        container["resources"] = {"requests": {needs.resource: str(needs.count)},  # a Quantity
+                                  "limits": {needs.resource: str(needs.count)}}
+    failures = math.ceil(model.ready_timeout / STARTUP_PERIOD)
+    container["startupProbe"] = _probe(model.readiness_path, STARTUP_PERIOD, failures, rc.probe_timeout)
+    container["readinessProbe"] = _probe(model.readiness_path, rc.liveness_period, 3, rc.probe_timeout)
+    container["livenessProbe"] = _probe(model.readiness_path, rc.liveness_period, rc.liveness_threshold,
+                                        rc.probe_timeout)
+    mounts, volumes = _volumes(decl, model, needs, config, mounts_models, mounts_api_key)
+    if mounts:
+        container["volumeMounts"] = mounts
+    if decl.spec.mlock:  # locking the weights in RAM needs more than the default RLIMIT_MEMLOCK
+        container["securityContext"] = {"capabilities": {"add": ["IPC_LOCK"]}}
+    pod: dict = {"enableServiceLinks": False,  # FOO_PORT variables of other Services confuse vLLM (VLLM_PORT)
+                 "terminationGracePeriodSeconds": math.ceil(model.stop_grace), "containers": [container]}
+    if needs.match_expressions:
+        pod["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": needs.match_expressions}]}}}
+    if volumes:
+        pod["volumes"] = volumes
+    annotations = {"xgen-declare/backend": model.backend, "xgen-declare/manifest": _manifest_name(decl.file, paths)}
+    spec: dict = {"replicas": 1 if decl.spec.enabled else 0, "selector": {"matchLabels": selector(decl)}}
+    if needs.count:
+        spec["strategy"] = {"type": "Recreate"}  # two copies never hold one GPU
+    spec["template"] = {"metadata": {"labels": labels(decl)}, "spec": pod}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": _metadata(decl, config, annotations=annotations), "spec": spec}
+
+
+def _volumes(decl: ModelDecl, model: Rendered, needs: GpuNeeds, config: Config, mounts_models: bool,
+             mounts_api_key: bool) -> tuple[list[dict], list[dict]]:
+    mounts, volumes = [], []
+    mv = config.kubernetes.model_volume
+    if mounts_models and mv is not None:
+        mounts.append({"name": "models", "mountPath": mv.mount_path or mv.local_dir, "readOnly": mv.read_only})
+        source = ({"persistentVolumeClaim": {"claimName": mv.claim, "readOnly": mv.read_only}} if mv.claim
+                  else {"hostPath": {"path": mv.host_path, "type": "Directory"}})
+        volumes.append({"name": "models", **source})
+    if mounts_api_key:
+        mounts.append({"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True})
+        volumes.append({"name": "api-key", "secret": {"secretName": api_key_secret(decl.name),
+                                                      "items": [{"key": API_KEY_KEY, "path": API_KEY_KEY}]}})
+    if FAMILY[model.backend] == "vllm" and needs.count > 1:  # NCCL between GPUs needs more than 64 MiB shm
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    return mounts, volumes
+
+
+def service(decl: ModelDecl, model: Rendered, config: Config) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(decl, config),
+            "spec": {"type": "ClusterIP", "selector": selector(decl),
+                     "ports": [{"name": "http", "port": model.port, "targetPort": "http", "protocol": "TCP"}]}}
