@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import threading
 import time
+from concurrent.futures import Future
 from typing import Callable
 
 from . import procs
@@ -52,6 +54,9 @@ class Daemon:
                               proc_root=env.proc_root)
         self.watcher: Watcher | None = None
         self.passes = 0
+        # the HTTP API (another thread) hands work to this loop here; see `submit`
+        self.inbox: queue.SimpleQueue[tuple[Callable, Future]] = queue.SimpleQueue()
+        self.pass_hooks: list[Callable] = []  # fn(pass_result, seconds) after each reconcile pass
 
     # ---- wake-ups (any thread) -----------------------------------------------------------------
     def file_changed(self, path: str = "") -> None:
@@ -60,6 +65,26 @@ class Daemon:
             self.dirty_since = now
         self.dirty_last = now
         self.wake.set()
+
+    def submit(self, fn: Callable[["Daemon"], object]) -> Future:
+        """Run fn(daemon) on the control loop (any thread may call this); the Future gets its result."""
+        fut: Future = Future()
+        self.inbox.put((fn, fut))
+        self.wake.set()
+        return fut
+
+    def _run_inbox(self) -> None:
+        while True:
+            try:
+                fn, fut = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(self))
+            except Exception as exc:  # goes back to the caller, the loop goes on
+                fut.set_exception(exc)
 
     def _on_hup(self, *_: object) -> None:
         self.resync_now = True
@@ -118,6 +143,7 @@ class Daemon:
             requests = self.env.store.take_requests()
             if requests:
                 self._handle(requests)
+            self._run_inbox()
             if self.resync_now or now >= self.next_resync:
                 self.resync_now = False
                 self.reconcile(full=True)
@@ -165,8 +191,10 @@ class Daemon:
                 apply_verb(self.sup, verb, targets)
         self.reconcile(full=False)
 
-    def reconcile(self, full: bool) -> None:
+    def reconcile(self, full: bool):
+        """One pass; returns the `Pass` (None when the config is invalid)."""
         self.dirty_since = self.dirty_last = None
+        t0 = time.monotonic()
         settings = self.env.config.reconciler
         try:
             config = load_config(self.env.config_path, self.env.paths)
@@ -176,7 +204,7 @@ class Daemon:
                 log.error("config invalid, nothing changed until it is fixed:\n%s", text)
                 self._last_config_error = text
             self.next_resync = self.clock() + settings.resync_interval
-            return
+            return None
         self._last_config_error = None
         self.env.config = config
         self.sup.settings = config.reconciler
@@ -189,6 +217,12 @@ class Daemon:
         self.sup.execute(result.plan, result.desired.rendered if result.desired else {}, result.wants)
         self.passes += 1
         self.next_resync = self.clock() + config.reconciler.resync_interval
+        for hook in list(self.pass_hooks):
+            try:
+                hook(result, time.monotonic() - t0)
+            except Exception:
+                log.exception("pass hook failed")
+        return result
 
     def _log(self, result) -> None:
         """Log changes always; keeps with problems and notes only when they differ from last time."""

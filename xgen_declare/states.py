@@ -59,8 +59,28 @@ def parse_state(text: str | None) -> State:
         return State.PENDING
 
 
-def transition(name: str, old: State, new: State, reason: str = "") -> State:
-    """The single place a model changes state: logs `name: OLD -> NEW (reason)` and returns NEW."""
+# Called as fn(name, old, new, reason, detail) after each real change (the API's event bus listens here).
+# Listeners run on the thread that changes the state (the control loop) and must not block or raise.
+_listeners: list = []
+
+
+def add_listener(fn) -> None:
+    _listeners.append(fn)
+
+
+def remove_listener(fn) -> None:
+    if fn in _listeners:
+        _listeners.remove(fn)
+
+
+def transition(name: str, old: State, new: State, reason: str = "", detail: dict | None = None) -> State:
+    """The single place a model changes state: logs `name: OLD -> NEW (reason)`, tells the listeners
+    (`detail`: facts of the record such as restarts, pid, last_error) and returns NEW."""
     if old != new:
         log.info("%s: %s -> %s%s", name, old.value, new.value, f" ({reason})" if reason else "")
+        for fn in list(_listeners):
+            try:
+                fn(name, old, new, reason, detail or {})
+            except Exception:  # a listener's bug never stops a state change
+                log.exception("state listener failed")
     return new

@@ -35,6 +35,7 @@ VERBS = {
     "down": "down",
     "up": "up",
     "export": "export",
+    "events": "events",
 }
 
 

@@ -1,0 +1,150 @@
+"""API-written manifests: DIR/api/NAME.yaml, the only files the API creates or removes.
+
+A load request becomes an ordinary Model manifest, validated by the same code as a hand-written one
+(parsed back from the exact YAML text that is written), then written atomically (temp file + fsync +
+rename). Anything that declares NAME elsewhere under the manifests dirs is hand-written and wins: the
+API answers 409 naming that file. Relative model paths in requests are relative to DIR (rewritten
+with a leading ../ because the file sits in DIR/api/).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import Problem
+from ..manifests import load_paths, validate_document
+from ..request import NAME_RE, suggest_name
+from ..state_store import atomic_write
+from ..yamlsource import parse_documents
+from .security import ApiProblem
+
+API_DIR = "api"
+EXEC_FIELDS = ("env", "extra_args", "binary")
+HEADER = ("# Written by the xgen-declare management API (POST /api/management/load); POST unload removes it.\n"
+          "# To own this model by hand, move the file out of api/ and stop loading it through the API.\n")
+
+
+def problem_json(p: Problem) -> dict:
+    return {"field": p.field, "message": p.message, "hint": p.hint}
+
+
+def check_name(name: Any, field: str = "name") -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ApiProblem(422, "invalid model name", errors=[{
+            "field": field, "message": "must match ^[a-z0-9][a-z0-9-]{0,62}$ (a DNS label: lowercase letters, "
+            "digits and '-', starting with a letter or digit)", "hint": "e.g. qwen3-8b-q4-k-m"}])
+    return name
+
+
+def api_dir(root: str) -> Path:
+    """DIR/api, refused when it is (or leads through) a symlink that leaves DIR."""
+    d = Path(root) / API_DIR
+    real_root = os.path.realpath(root)
+    if d.is_symlink() or (d.exists() and os.path.dirname(os.path.realpath(d)) != real_root):
+        raise ApiProblem(409, "the API's manifests dir api/ is a symlink; it must be a plain directory inside "
+                         "the manifests dir")
+    if d.exists() and not d.is_dir():
+        raise ApiProblem(409, "api/ in the manifests dir is not a directory")
+    return d
+
+
+def owned_path(root: str, name: str) -> Path:
+    path = api_dir(root) / f"{check_name(name)}.yaml"
+    if path.is_symlink():
+        raise ApiProblem(409, f"api/{name}.yaml is a symlink; the API only writes plain files")
+    return path
+
+
+def parse_load_body(body: Any, allow_exec: bool) -> tuple[str, dict]:
+    """(name, spec) from the seed's ModelLoadRequest JSON plus an optional `name`."""
+    if not isinstance(body, dict):
+        raise ApiProblem(422, "the body must be a JSON object (the seed's ModelLoadRequest)")
+    spec = dict(body)
+    name = spec.pop("name", None)
+    if name is None:
+        path = spec.get("model_path")
+        name = suggest_name(path) if isinstance(path, str) and path else "model"
+    check_name(name)
+    refused = [f for f in EXEC_FIELDS if spec.get(f) not in (None, [], {}, "")]
+    if refused and not allow_exec:
+        raise ApiProblem(403, "these fields run code of the caller's choosing and are refused through the API",
+                         errors=[{"field": f"spec.{f}", "message": "not allowed through the API",
+                                  "hint": "set api.allow_exec_fields: true in xgen-declare.yaml, or write a "
+                                          "manifest file"} for f in refused])
+    path = spec.get("model_path")
+    if isinstance(path, str) and not os.path.isabs(path) and (path.lower().endswith(".gguf") or
+                                                            path.startswith(("./", "../"))):
+        spec["model_path"] = "../" + path.removeprefix("./")
+    return name, spec
+
+
+def manifest_text(name: str, spec: dict) -> str:
+    data = {"apiVersion": "xgen/v1", "kind": "Model", "metadata": {"name": name}, "spec": spec}
+    return HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def validate_text(text: str, display: str) -> list[Problem]:
+    """Exactly what the manifest loader would say about this file (minus cross-file rules)."""
+    docs, problems = parse_documents(text, display)
+    if problems:
+        return problems
+    out: list[Problem] = []
+    for doc in docs:
+        _, probs = validate_document(doc)
+        out.extend(p for p in probs if p.severity == "error")
+    return out
+
+
+def declared_elsewhere(paths: list[str], name: str, own: Path) -> str | None:
+    """The file (absolute) of another manifest declaring NAME, valid or not; None when only `own` does."""
+    load = load_paths(paths)
+    mine = os.path.realpath(own)
+    for decl in load.models:
+        if decl.name == name and os.path.realpath(decl.file) != mine:
+            return decl.file
+    for p in load.invalid_names.get(name, []):
+        if p.file and os.path.realpath(p.file) != mine:
+            return p.file
+    return None
+
+
+def read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def write(path: Path, text: str) -> bool:
+    """Atomic write; False (nothing touched) when the file already holds exactly this text."""
+    if read(path) == text:
+        return False
+    path.parent.mkdir(exist_ok=True)
+    atomic_write(path, text)
+    return True
+
+
+def remove(path: Path) -> None:
+    path.unlink()
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # pragma: no cover
+        pass
+
+
+def relative(root: str, file: str | None) -> str | None:
+    if file is None:
+        return None
+    try:
+        rel = os.path.relpath(os.path.realpath(file), os.path.realpath(root))
+    except ValueError:  # pragma: no cover
+        return os.path.basename(file)
+    return rel if not rel.startswith("..") else os.path.basename(file)

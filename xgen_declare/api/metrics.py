@@ -1,0 +1,91 @@
+"""`/metrics` in the Prometheus text format (prometheus-client, one registry per app).
+
+    xgen_model_state{model,state}             1 for the model's current state, 0 for the others
+    xgen_model_restarts_total{model}          counted restarts (crashes, liveness, spec changes, `restart`)
+    xgen_model_ready_seconds{model}           seconds since the model became Ready (0 when not Ready)
+    xgen_model_start_latency_seconds{model}   histogram: Starting -> Ready, as seen by this daemon
+    xgen_reconcile_duration_seconds           histogram: one converge pass (observe + plan + apply)
+    xgen_manifest_errors                      problems (errors) in the manifests at the last pass
+    xgen_gpu_memory_total_bytes{gpu,name}     per GPU, from the inventory of the last full resync
+    xgen_gpu_memory_free_bytes{gpu,name}
+Model gauges are read from the state records at scrape time, so they match `xgen-declare status`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..control import status_rows
+from ..state_store import StateStore
+from ..states import State
+
+MIB = 1024 * 1024
+START_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
+PASS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class _Live:
+    """Collector reading the state records (and the cached inventory) at each scrape."""
+
+    def __init__(self, store: StateStore, proc_root: str, inventory: Callable[[], object]):
+        self.store, self.proc_root, self.inventory = store, proc_root, inventory
+
+    def collect(self):
+        rows = status_rows(self.store, self.proc_root)
+        records = self.store.load_all()
+        state = GaugeMetricFamily("xgen_model_state", "1 for the model's current state", labels=["model", "state"])
+        restarts = CounterMetricFamily("xgen_model_restarts", "Counted restarts of the model", labels=["model"])
+        ready = GaugeMetricFamily("xgen_model_ready_seconds", "Seconds since the model became Ready (0 when not)",
+                                  labels=["model"])
+        now = time.time()
+        for r in rows:
+            for s in State:
+                state.add_metric([r["name"], s.value], 1.0 if r["state"] == s.value else 0.0)
+            restarts.add_metric([r["name"]], float(r["restarts"]))
+            rec = records.get(r["name"])
+            up = now - rec.ready_at if rec and rec.ready_at and r["state"] == State.READY.value else 0.0
+            ready.add_metric([r["name"]], max(0.0, up))
+        yield from (state, restarts, ready)
+        inv = self.inventory()
+        total = GaugeMetricFamily("xgen_gpu_memory_total_bytes", "GPU memory", labels=["gpu", "name"])
+        free = GaugeMetricFamily("xgen_gpu_memory_free_bytes", "Free GPU memory at the last inventory",
+                                 labels=["gpu", "name"])
+        for g in getattr(inv, "gpus", None) or []:
+            labels = [str(g.index), g.name or ""]
+            if g.memory_total_mib is not None:
+                total.add_metric(labels, g.memory_total_mib * MIB)
+            if g.memory_free_mib is not None:
+                free.add_metric(labels, g.memory_free_mib * MIB)
+        yield from (total, free)
+
+
+class Metrics:
+    def __init__(self, store: StateStore, proc_root: str = "/proc", inventory: Callable[[], object] = lambda: None):
+        self.registry = CollectorRegistry()
+        self.start_latency = Histogram("xgen_model_start_latency_seconds", "Starting -> Ready", ["model"],
+                                       buckets=START_BUCKETS, registry=self.registry)
+        self.reconcile_duration = Histogram("xgen_reconcile_duration_seconds", "One converge pass",
+                                            buckets=PASS_BUCKETS, registry=self.registry)
+        self.manifest_errors = Gauge("xgen_manifest_errors", "Manifest problems (errors) at the last pass",
+                                     registry=self.registry)
+        self.registry.register(_Live(store, proc_root, inventory))
+        self._starting: dict[str, float] = {}
+
+    def on_transition(self, name: str, old: State, new: State, reason: str, detail: dict) -> None:
+        if new == State.STARTING:
+            self._starting[name] = time.monotonic()
+        elif new == State.READY and old == State.STARTING and name in self._starting:
+            self.start_latency.labels(model=name).observe(time.monotonic() - self._starting.pop(name))
+        elif old == State.STARTING:  # did not become ready this time
+            self._starting.pop(name, None)
+
+    def on_pass(self, result, seconds: float) -> None:
+        self.reconcile_duration.observe(seconds)
+        self.manifest_errors.set(len(result.problems))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

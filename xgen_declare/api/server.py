@@ -1,0 +1,53 @@
+"""`run --api`: uvicorn in a thread of the daemon's process, sharing the daemon (and its control loop)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+
+from .app import ApiContext, create_app
+from .security import ApiSetupError, check_bind, load_token
+
+log = logging.getLogger("xgen_declare.api")
+
+
+class ApiServer:
+    def __init__(self, daemon, host: str | None = None, port: int | None = None, environ: dict | None = None):
+        config = daemon.env.config
+        settings = config.api
+        self.host = host or settings.host
+        self.port = settings.port if port is None else port
+        token = load_token(settings, config, environ)
+        check_bind(self.host, token)
+        self.ctx = ApiContext(daemon, settings, self.host, token)
+        self.app = create_app(self.ctx)
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Listen (in a thread); raises ApiSetupError when the address cannot be bound."""
+        self.ctx.attach()
+        cfg = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", access_log=False,
+                             lifespan="off", server_header=False, timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, name="xgen-api", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise ApiSetupError(f"the API cannot listen on {self.host}:{self.port} (see the message above; "
+                                    "--api-port picks another port)")
+            time.sleep(0.02)
+        log.info("management API on http://%s:%s/api/management (%s)", self.host if ":" not in self.host else
+                 f"[{self.host}]", self.port, "token required for writes" if self.ctx.token else "no token")
+
+    def stop(self) -> None:
+        self.ctx.detach()
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(10)
