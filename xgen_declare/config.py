@@ -58,6 +58,16 @@ class Reconciler(BaseModel):
     log_backups: int = Field(3, ge=0, description="Rotated logs kept per model")
 
 
+class Placement(BaseModel):
+    """`placement:` section: the memory ledger and `n_gpu_layers: auto` (see docs/placement.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    margin_mib: int = Field(1024, ge=0, description="Memory kept free on each GPU (like llama.cpp --fit-target)")
+    record_buffers: bool = Field(True, description="Render llama-server with --log-verbosity 4 so its buffer "
+                                 "sizes reach the log; the ledger then uses them for running models")
+
+
 class KubernetesImage(BaseModel):
     """One entry of `kubernetes: images:` in its long form (the short form is the image alone)."""
 
@@ -153,6 +163,7 @@ class Config(BaseModel):
     state_dir: str | None = None
     vllm_rocm_supported_gfx: list[str] = Field(default_factory=lambda: list(DEFAULT_VLLM_ROCM_GFX))
     reconciler: Reconciler = Field(default_factory=Reconciler)
+    placement: Placement = Field(default_factory=Placement)
     api: Api = Field(default_factory=Api)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
 

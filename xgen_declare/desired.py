@@ -6,7 +6,8 @@ manifest is invalid or that cannot be rendered gets a problem, never an exceptio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
 
 from .backends.selection import select_backend
 from .config import Config
@@ -15,6 +16,9 @@ from .inventory.model import Inventory
 from .manifests import LoadResult, ModelDecl, load_paths
 from .ports import assign_ports
 from .render import Rendered, Renderer
+from .request import model_family
+from .placement.gather import place
+from .placement.ledger import Entry, Ledger
 
 
 @dataclass
@@ -23,6 +27,7 @@ class Desired:
     rendered: dict[str, Rendered] = field(default_factory=dict)
     # model name -> problems that stop it from being rendered (invalid manifest, render error, ...)
     problems: dict[str, list[Problem]] = field(default_factory=dict)
+    ledger: Ledger | None = None  # memory per device across the models (None: placement not computed)
 
     @property
     def names(self) -> set[str]:
@@ -47,9 +52,31 @@ def host_problems(decl: ModelDecl, inventory: Inventory) -> list[Problem]:
     return out
 
 
+def placement_problems(decls: list[ModelDecl], inventory: Inventory, margin_mib: int) -> list[Problem]:
+    """The memory ledger of these models on `inventory` (nothing running) as problems: a model that does
+    not fit, a failed vLLM pre-check (errors), placement unknown (warnings). For `validate --inventory`."""
+    ledger = place(decls, inventory, margin_mib)
+    by_name = {d.name: d for d in decls}
+    out = []
+    for name, reason in sorted(ledger.blocked.items()):
+        decl = by_name[name]
+        vllm = model_family(decl.spec.model_path, decl.spec.backend) == "vllm"
+        field_name = "tensor_parallel_size" if "tensor parallel" in reason or "tensor_parallel" in reason else (
+            "gpu_memory_utilization" if vllm or "gpu_memory_utilization" in reason else "n_gpu_layers")
+        line = decl.line_of(field_name) if decl.spec.is_set(field_name) else decl.line
+        out.append(Problem(decl.file, line, f"spec.{field_name}", reason, "see `xgen-declare plan` for the ledger"))
+    for name, warning in sorted(ledger.warnings.items()):
+        decl = by_name[name]
+        out.append(Problem(decl.file, decl.line_of("model_path"), "spec.model_path", warning, severity="warning"))
+    return out
+
+
 def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
                   held_ports: dict[str, int] | None = None, preview: bool = False,
-                  taken_ports: set[int] | None = None, check_host: bool = False) -> Desired:
+                  taken_ports: set[int] | None = None, check_host: bool = False, placement: bool = True,
+                  seen: Mapping[str, Any] | None = None, changing: frozenset[str] = frozenset()) -> Desired:
+    """`placement`: build the memory ledger and resolve `n_gpu_layers`/`tensor_split: auto` (reads GGUF
+    headers and config.json); `seen`/`changing`: the running models, see placement.gather.place."""
     load = load_paths(paths)
     desired = Desired(load=load)
     for name, probs in load.invalid_names.items():
@@ -66,11 +93,27 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
         models = ok
     ports = assign_ports({m.name: m.spec.port for m in models}, config.ports.start, config.ports.end,
                          held_ports, preview=preview, taken=taken_ports)
+    if placement:
+        desired.ledger = place(models, inventory, config.placement.margin_mib, seen, changing)
     renderer = Renderer(config, inventory)
     for decl in models:
         try:
-            desired.rendered[decl.name] = renderer.render(decl, ports[decl.name])
+            entry = desired.ledger.entry(decl.name) if desired.ledger else None
+            desired.rendered[decl.name] = renderer.render(with_placement(decl, entry), ports[decl.name])
         except RenderError as exc:
             line = decl.line_of(exc.field.split(".", 1)[1]) if exc.field.startswith("spec.") else decl.line
             desired.problems[decl.name] = [Problem(decl.file, line, exc.field, str(exc), exc.hint)]
     return desired
+
+
+def with_placement(decl: ModelDecl, entry: Entry | None) -> ModelDecl:
+    """The manifest with `auto` replaced by the chosen numbers (rendered explicitly, so --fit is off)."""
+    if entry is None or not entry.resolved:
+        return decl
+    spec = decl.spec
+    update: dict = {}
+    if spec.n_gpu_layers == "auto" and entry.n_gpu_layers is not None:
+        update["n_gpu_layers"] = entry.n_gpu_layers
+    if spec.tensor_split == "auto":
+        update["tensor_split"] = [float(x) for x in entry.tensor_split or []]
+    return replace(decl, spec=spec.model_copy(update=update)) if update else decl

@@ -9,14 +9,16 @@ blocked) and `Seen`s (the state records, with liveness checked), and `plan()` de
   * a model no manifest declares is stopped, unless `prune_guard` says the source looks broken (an empty
     or missing manifests dir): then nothing is pruned;
   * `down` holds a model stopped until `up` or until its spec changes;
-  * stops come before restarts, restarts before starts, so freed ports and GPUs can be reused.
+  * stops come before restarts, restarts before starts, so freed ports and GPUs can be reused;
+  * a model the memory ledger cannot fit arrives as `Want.blocked` (the ledger is built beforehand, in
+    placement/, and carried on the Plan for display only).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from .states import RUNNING_STATES, State
 
@@ -61,6 +63,7 @@ class Seen:
     held: bool = False
     held_hash: str | None = None
     last_error: str | None = None
+    buffers: Mapping[str, Mapping[str, float]] | None = None  # measured MiB per device and term (llama.cpp log)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Action:
 class Plan:
     actions: list[Action] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    ledger: Any = None  # placement.ledger.Ledger: memory per device across the models (shown, not acted on)
 
     def by_kind(self, kind: str) -> list[Action]:
         return [a for a in self.actions if a.kind == kind]
@@ -105,12 +109,15 @@ class Plan:
     def format(self) -> str:
         lines = [a.format() for a in self.actions]
         lines.extend(f"note: {n}" for n in self.notes)
+        table = self.ledger.format() if self.ledger is not None else ""
+        if table:
+            lines.append(table)
         lines.append(self.summary())
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         return {"actions": [a.to_json() for a in self.actions], "notes": list(self.notes),
-                "summary": self.summary()}
+                "ledger": self.ledger.to_json() if self.ledger is not None else None, "summary": self.summary()}
 
 
 def plan(wants: Mapping[str, Want], seen: Mapping[str, Seen], *,

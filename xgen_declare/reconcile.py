@@ -66,9 +66,9 @@ def env_digest(r: Rendered) -> dict[str, str | None]:
     return out
 
 
-def want_for(r: Rendered, foreign_ports: set[int]) -> Want:
+def want_for(r: Rendered, foreign_ports: set[int], placement_blocked: str | None = None) -> Want:
     binary = binary_identity(r.argv[0])
-    blocked = None
+    blocked = placement_blocked
     if binary is None:
         blocked = (f"binary {r.argv[0]!r} not found (install it, or set binaries: {r.backend}: PATH in "
                    f"xgen-declare.yaml)")
@@ -91,14 +91,13 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     foreign = ports_in_use() - ours
     held = {name: s.port for name, s in seen.items() if s.port}
     try:
-        desired = build_desired(paths, config, inventory, held_ports=held, taken_ports=foreign)
+        desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign)
     except PortRangeExhausted as exc:
         keep = Plan()
         for name in sorted(seen):
             keep.actions.append(_keep_all(name, str(exc)))
         keep.notes.append(f"{exc}: nothing changed")
         return Pass(keep, None, problems=[str(exc)])
-    wants = {name: want_for(r, foreign) for name, r in desired.rendered.items()}
     invalid = {name: _problem_text(probs) for name, probs in desired.problems.items() if name not in wants}
     broken: dict[str, str] = {}
     for f in desired.load.broken_files:
@@ -110,8 +109,29 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
         guard = (f"no manifests found in {where} (empty or missing): nothing is stopped "
                  f"(set reconciler.prune_empty: true to allow)")
     result = plan(wants, seen, invalid=invalid, broken_files=broken, prune_guard=guard, only=only)
+    if desired.ledger is not None:
+        result.ledger = desired.ledger
+        result.notes.extend(f"placement: {n}" for n in desired.ledger.notes)
     problems = [p.format() for p in desired.load.problems if p.severity == "error"]
     return Pass(result, desired, wants, problems)
+
+
+def _desired_and_wants(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen],
+                       held: dict[str, int], foreign: set[int]) -> tuple[Desired, dict[str, Want]]:
+    """Render with the memory ledger. Running models count with their measured buffers; when one of
+    them will be replaced (its spec changed), the ledger is built again with its prediction instead."""
+    changing: frozenset[str] = frozenset()
+    for _ in range(2):
+        desired = build_desired(paths, config, inventory, held_ports=held, taken_ports=foreign, seen=seen,
+                                changing=changing)
+        blocked = desired.ledger.blocked if desired.ledger is not None else {}
+        wants = {name: want_for(r, foreign, blocked.get(name)) for name, r in desired.rendered.items()}
+        now = frozenset(n for n, w in wants.items()
+                        if n in seen and seen[n].running and seen[n].buffers and seen[n].spec_hash != w.spec_hash)
+        if now <= changing:
+            break
+        changing = changing | now
+    return desired, wants
 
 
 def _keep_all(name: str, why: str):
@@ -128,3 +148,6 @@ def log_plan(p: Plan) -> None:
             log.warning("%s: %s: %s", a.name, a.reason, a.manifest_error)
     for n in p.notes:
         log.warning("%s", n)
+    if p.ledger is not None:
+        for name, w in sorted(p.ledger.warnings.items()):
+            log.warning("%s: %s", name, w)

@@ -87,7 +87,9 @@ class ModelLoadRequest(BaseModel):
         -1, description='-1 or "all" = every layer, 0 = CPU only, N layers, or "auto"')
     main_gpu: int = Field(0, ge=0, description="A position in `gpus` (the backend sees only those GPUs)")
     split_mode: Literal["none", "layer", "row", "tensor"] = "layer"
-    tensor_split: list[float] = Field(default_factory=list, description="One proportion per entry of `gpus`")
+    tensor_split: list[float] | Literal["auto"] = Field(
+        default_factory=list, description='One proportion per entry of `gpus`, or "auto": xgen-declare chooses a '
+        "split that fits each GPU's usable memory at plan time (from the GGUF header) and renders it explicitly")
     ctx_size: int | None = Field(None, ge=0, description="Context size in tokens (0 = the model's own)")
     parallel: int | None = Field(None, ge=1, description="llama-server slots")
     cache_type_k: CacheType = "f16"
@@ -161,7 +163,9 @@ class ModelLoadRequest(BaseModel):
 
     @field_validator("tensor_split")
     @classmethod
-    def _split(cls, values: list[float]) -> list[float]:
+    def _split(cls, values: list[float] | str) -> list[float] | str:
+        if values == "auto":
+            return values
         if any(v < 0 for v in values):
             raise ValueError("entries must be >= 0 (proportions per GPU, e.g. [3.0, 1.0])")
         if values and not any(v > 0 for v in values):
@@ -175,7 +179,7 @@ class ModelLoadRequest(BaseModel):
             if len(set(self.gpus)) != len(self.gpus):
                 problems.append(("gpus", "lists a GPU more than once"))
             n = len(self.gpus)
-            if self.tensor_split and len(self.tensor_split) != n:
+            if self.tensor_split and self.tensor_split != "auto" and len(self.tensor_split) != n:
                 problems.append(("tensor_split", f"has {len(self.tensor_split)} entries but gpus lists {n} GPU(s); "
                                  "give one proportion per entry of gpus"))
             if self.main_gpu >= max(n, 1):

@@ -61,6 +61,7 @@ class Record:
     started_at: float | None = None    # wall clock, display only (uptime)
     ready_at: float | None = None      # wall clock, display only
     updated_at: float | None = None
+    buffers_mib: dict[str, dict[str, float]] | None = None  # measured per device ("GPU0", "host") and term
 
     @property
     def state_enum(self) -> State:

@@ -30,6 +30,7 @@ from .logfiles import open_log, rotate_if_needed, tail
 from .plan import BLOCKED, KEEP, RESTART, START, STOP, Plan, Seen, Want
 from .probes import Prober, probe_url
 from .render import Rendered
+from .placement.buffers import read_buffers
 from .state_store import OWNER_ENV, Record, StateStore
 from .states import RUNNING_STATES, State, transition
 
@@ -149,7 +150,7 @@ class Supervisor:
                              argv=tuple(r.argv), port=r.port, backend=r.backend, host=r.host,
                              gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
                              binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
-                             last_error=r.last_error)
+                             last_error=r.last_error, buffers=r.buffers_mib)
         return out
 
     # ---- executing a plan ----------------------------------------------------------------------
@@ -379,6 +380,7 @@ class Supervisor:
             if st == State.STARTING:
                 if res.ok:
                     rec.ready_at, rec.last_error = time.time(), None
+                    rec.buffers_mib = read_buffers(self.store.log_path(name), rec.gpus)  # placement ledger
                     p.backoff.healthy()
                     p.next_probe_at = now + self.settings.liveness_period
                     self._set(p, State.READY, res.detail)

@@ -7,12 +7,15 @@ import click
 from ..control import open_env, seen_from_records
 from ..reconcile import Pass, compute
 from .common import eprint, get_globals, global_options, output_option, print_json
+from .hostctx import host_inventory, inventory_option_help
 
 
-def compute_plan(dirs: tuple[str, ...]) -> Pass:
-    env = open_env(get_globals(), dirs)
+def compute_plan(dirs: tuple[str, ...], inventory_file: str | None = None) -> Pass:
+    g = get_globals()
+    env = open_env(g, dirs)
     seen = seen_from_records(env.store.load_all(), env.proc_root)
-    return compute(env.paths, env.config, env.inventory(), seen)
+    inventory = host_inventory(g, env.config, inventory_file) if inventory_file else env.inventory()
+    return compute(env.paths, env.config, inventory, seen)
 
 
 def show(result: Pass, output: str) -> None:
@@ -23,15 +26,24 @@ def show(result: Pass, output: str) -> None:
         click.echo(result.plan.format())
     for p in result.problems:
         eprint(p)
+    ledger = result.plan.ledger
+    for name, w in sorted((ledger.warnings if ledger is not None else {}).items()):
+        eprint(f"warning: {name}: {w}")
 
 
 @click.command(short_help="Show what apply would change, and why")
 @click.argument("dirs", nargs=-1, metavar="[DIR]...")
 @output_option(("table", "json"), "table")
+@click.option("--inventory", "inventory_file", metavar="FILE", help=inventory_option_help)
 @global_options
-def command(dirs: tuple[str, ...], output: str) -> int:
+def command(dirs: tuple[str, ...], output: str, inventory_file: str | None) -> int:
     """Compare the manifests in DIR (default: the dir the state dir records) with what runs, and print
     one action per model: start, restart, stop, keep or blocked, each with its reason
-    ("argv changed: --ctx-size 4096 → 8192"). Nothing is started or stopped."""
-    show(compute_plan(dirs), output)
+    ("argv changed: --ctx-size 4096 → 8192"). Nothing is started or stopped.
+
+    Below the actions, the memory ledger: per GPU (and host memory), what each model uses — predicted
+    from the GGUF header, measured from llama.cpp's log once running, or reserved by vLLM's
+    gpu_memory_utilization — against the usable memory. A model that does not fit is blocked, with the
+    models it collides with and what would fit."""
+    show(compute_plan(dirs, inventory_file), output)
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..desired import host_problems
+from ..desired import host_problems, placement_problems
+from ..placement.choose import DEFAULT_MARGIN_MIB
 from ..errors import ProblemsError
 from ..manifests import load_paths
 from .common import eprint, get_globals, global_options, output_option, print_json
@@ -15,7 +16,7 @@ from .hostctx import host_inventory, inventory_option_help
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @output_option(("text", "json"), "text")
 @click.option("--inventory", "inventory_file", metavar="FILE", help=inventory_option_help +
-              "; also checks backends and GPU indices against it")
+              "; also checks backends, GPU indices and memory (the placement ledger, vLLM pre-checks) against it")
 @global_options
 def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> int:
     """Validate manifest files or directories (read recursively).
@@ -35,8 +36,14 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
     problems.extend(result.problems)
     if inventory_file:
         inventory = host_inventory(g, config, inventory_file)
+        fine = []
         for decl in result.models:
-            problems.extend(host_problems(decl, inventory))
+            found = host_problems(decl, inventory)
+            problems.extend(found)
+            if not found:
+                fine.append(decl)
+        margin = config.placement.margin_mib if config is not None else DEFAULT_MARGIN_MIB
+        problems.extend(placement_problems(fine, inventory, margin))
     errors = [p for p in problems if p.severity == "error"]
     if output == "json":
         print_json([p.to_json() for p in problems])

@@ -1,0 +1,147 @@
+"""The planner with the memory ledger: manifests + sparse GGUFs + an inventory -> actions, no processes."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from xgen_declare.config import Config
+from xgen_declare.inventory.model import Inventory
+from xgen_declare.plan import BLOCKED, START, Seen
+from xgen_declare.placement.synthetic import write_sparse_gguf
+from xgen_declare.reconcile import compute
+from xgen_declare.states import State
+
+HOST = {
+    "gpus": [{"index": 0, "vendor": "nvidia", "type": "nvidia", "memory_total_mib": 16376, "memory_free_mib": 16000},
+             {"index": 1, "vendor": "nvidia", "type": "nvidia", "memory_total_mib": 16376, "memory_free_mib": 16000}],
+    "cpu": {"memory_total_mib": 65536, "memory_available_mib": 60000},
+    "backends": [{"name": "llama-server-cuda", "available": True, "binary": "/bin/true", "dialect": "new"},
+                 {"name": "vllm-cuda", "available": True, "binary": "/bin/true"}],
+}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ggufs")
+    write_sparse_gguf(d / "l8b.gguf", "llama3-8b", "F16", vocab=False)
+    write_sparse_gguf(d / "l1b.gguf", "llama3.2-1b", "F16", vocab=False)
+    (d / "junk.gguf").write_bytes(b"not a gguf at all, just text" * 10)
+    return d
+
+
+def doc(name, **spec):
+    return textwrap.dedent(f"""\
+        apiVersion: xgen/v1
+        kind: Model
+        metadata: {{name: {name}}}
+        spec: {json.dumps(spec)}
+        """)
+
+
+def run(tmp_path, *docs, seen=None, host=HOST):
+    mdir = tmp_path / "m"
+    mdir.mkdir(exist_ok=True)
+    (mdir / "models.yaml").write_text("---\n".join(docs))
+    return compute([str(mdir)], Config(), Inventory.model_validate(host), seen or {}, ports_in_use=set)
+
+
+def test_planted_overcommit_is_blocked_and_the_other_starts(tmp_path, models):
+    p = run(tmp_path, doc("llama3-8b", model_path=str(models / "l8b.gguf"), backend="llama-server-cuda", gpus=[0],
+                          ctx_size=8192),
+            doc("embed", model_path=str(models / "l1b.gguf"), backend="llama-server-cuda", gpus=[0], ctx_size=8192,
+                server_type="embedding")).plan
+    assert p.get("embed").kind == START
+    a = p.get("llama3-8b")
+    assert a.kind == BLOCKED
+    assert a.reason.startswith("overcommit: llama3-8b: 15.1 GiB on GPU0 + embed: 2.6 GiB > 14.6 GiB usable; "
+                               "try n_gpu_layers ≤ ")
+    text = p.format()
+    assert "memory ledger (MiB = 2^20 bytes):" in text and "(blocked)" in text
+    assert text.splitlines()[-1] == "1 to start, 0 to restart, 0 to stop, 1 blocked, 0 unchanged"
+    gpu0 = p.to_json()["ledger"]["devices"][0]
+    assert gpu0["device"] == "GPU0" and gpu0["usable_mib"] == 14976.0 and list(gpu0["models"]) == ["embed"]
+
+
+def test_auto_layers_are_rendered_explicitly_with_fit_off(tmp_path, models):
+    r = run(tmp_path, doc("a", model_path=str(models / "l8b.gguf"), backend="llama-server-cuda", gpus=[0, 1],
+                          n_gpu_layers="auto", tensor_split="auto", ctx_size=8192))
+    argv = r.desired.rendered["a"].argv
+    i = argv.index("--n-gpu-layers")
+    assert argv[i + 1] == "33" and argv[i + 2:i + 4] == ["--fit", "off"]
+    split = argv[argv.index("--tensor-split") + 1].split(",")
+    assert len(split) == 2 and sum(float(x) for x in split) == 33
+    assert r.plan.get("a").kind == START
+
+
+def test_unreadable_gguf_falls_back_to_fit_with_a_warning(tmp_path, models):
+    r = run(tmp_path, doc("a", model_path=str(models / "junk.gguf"), backend="llama-server-cuda", gpus=[0],
+                          n_gpu_layers="auto", tensor_split="auto"),
+            doc("b", model_path=str(tmp_path / "missing.gguf"), backend="llama-server-cuda", n_gpu_layers=20))
+    argv = r.desired.rendered["a"].argv
+    assert argv[argv.index("--n-gpu-layers") + 1] == "auto" and "--fit" not in argv and "--tensor-split" not in argv
+    b = r.desired.rendered["b"].argv
+    assert b[b.index("--n-gpu-layers") + 1] == "20"
+    assert {a.kind for a in r.plan.actions} == {START}
+    w = r.plan.ledger.warnings
+    assert w["a"] == (f"placement unknown: {models / 'junk.gguf'}: not a GGUF file (no GGUF magic at the start); "
+                      "n_gpu_layers: auto is left to llama-server's --fit")
+    assert w["b"].startswith(f"placement unknown: {tmp_path / 'missing.gguf'}: cannot read") and \
+        w["b"].endswith("the manifest's explicit values are used")
+
+
+def test_truncated_gguf_is_a_warning_not_a_crash(tmp_path, models):
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes((models / "l1b.gguf").read_bytes()[:200])
+    r = run(tmp_path, doc("a", model_path=str(cut), backend="llama-server-cuda", gpus=[0]))
+    assert r.plan.get("a").kind == START and "truncated GGUF file" in r.plan.ledger.warnings["a"]
+
+
+def test_running_model_counts_with_measured_buffers(tmp_path, models):
+    first = run(tmp_path, doc("a", model_path=str(models / "l1b.gguf"), backend="llama-server-cuda", gpus=[0]))
+    want = first.wants["a"]
+    seen = {"a": Seen("a", State.READY, True, spec_hash=want.spec_hash, argv=want.argv, port=want.port,
+                      backend=want.backend, gpus=want.gpus, env_digest=want.env_digest, binary_id=want.binary_id,
+                      buffers={"GPU0": {"weights": 2000.0, "kv_cache": 500.0, "compute": 100.0}})}
+    host = json.loads(json.dumps(HOST))
+    host["gpus"][0]["memory_free_mib"] = 13000  # the running model's memory is not free
+    r = run(tmp_path, doc("a", model_path=str(models / "l1b.gguf"), backend="llama-server-cuda", gpus=[0]),
+            seen=seen, host=host)
+    assert r.plan.get("a").kind == "keep"
+    e = r.plan.ledger.entry("a")
+    assert e.source == "measured" and e.use["GPU0"] == 2600 * (1 << 20)
+    assert r.plan.ledger.capacity["GPU0"] == (13000 + 2600 - 1024) * (1 << 20)  # added back once
+
+
+def test_vllm_heads_not_divisible_is_blocked(tmp_path):
+    d = tmp_path / "tinyhf"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"num_attention_heads": 4, "num_hidden_layers": 2, "hidden_size": 64}))
+    host = json.loads(json.dumps(HOST))
+    host["gpus"].append({"index": 2, "vendor": "nvidia", "type": "nvidia", "memory_total_mib": 16376})
+    r = run(tmp_path, doc("v", model_path=str(d), backend="vllm-cuda", gpus=[0, 1, 2], tensor_parallel_size=3),
+            host=host)
+    a = r.plan.get("v")
+    assert (a.kind, a.reason) == (BLOCKED, "Total number of attention heads (4) must be divisible by tensor "
+                                           "parallel size (3).")
+
+
+def test_validate_with_inventory_reports_placement(cli, tmp_path, models):
+    host = tmp_path / "host.yaml"
+    host.write_text(json.dumps(HOST))
+    mdir = tmp_path / "v"
+    mdir.mkdir()
+    (mdir / "m.yaml").write_text("---\n".join([
+        doc("big", model_path=str(models / "l8b.gguf"), backend="llama-server-cuda", gpus=[0], n_gpu_layers=-1,
+            ctx_size=8192),
+        doc("embed", model_path=str(models / "l1b.gguf"), backend="llama-server-cuda", gpus=[0], ctx_size=8192),
+        doc("junk", model_path=str(models / "junk.gguf"), backend="llama-server-cuda", gpus=[1])]))
+    r = cli("validate", str(mdir), "--inventory", str(host))
+    assert r.code == 1
+    lines = r.err.splitlines()
+    assert lines[0] == (f"{mdir / 'm.yaml'}:4: spec.n_gpu_layers: overcommit: big: 15.1 GiB on GPU0 > 14.6 GiB "
+                        "usable; try n_gpu_layers ≤ 31 (see `xgen-declare plan` for the ledger)")
+    assert lines[1].startswith(f"{mdir / 'm.yaml'}:14: warning: spec.model_path: placement unknown: ")
+    assert cli("validate", str(mdir)).code == 0  # without --inventory nothing about this host is checked
