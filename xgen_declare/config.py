@@ -126,31 +126,14 @@ class Kubernetes(BaseModel):
     secret_env: dict[str, SecretKeyRef] = Field(
         default_factory=dict, description="Env vars every model gets from a Secret, e.g. HF_TOKEN")
 
-    @model_validator(mode="after")
-    def _known_image_keys(self) -> "Kubernetes":
-        unknown = sorted(set(self.images) - set(ALL_BACKENDS) - {"llama-server", "llama-cpp-python", "vllm"})
+    @field_validator("images")
+    @classmethod
+    def _known_image_keys(cls, images: dict) -> dict:
+        unknown = sorted(set(images) - set(ALL_BACKENDS) - {"llama-server", "llama-cpp-python", "vllm"})
         if unknown:
-            raise ValueError(f"images: unknown backend(s) {', '.join(unknown)}; use a backend name "
+            raise ValueError(f"unknown backend(s) {', '.join(unknown)}; use a backend name "
                              f"({', '.join(ALL_BACKENDS)}) or a family (llama-server, llama-cpp-python, vllm)")
-        return self
-
-
-class Api(BaseModel):
-    """`api:` section: the management HTTP API of `run --api` (see docs/api.md for the threat model)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    host: str = Field("127.0.0.1", min_length=1, description="Address the API binds; any address other than "
-                      "loopback needs a token (token_file or XGEN_API_TOKEN)")
-    port: int = Field(8000, ge=1, le=65535, description="Port the API listens on")
-    token_file: str | None = Field(None, description="File holding the bearer token (relative to this file); "
-                                   "when a token is set every write endpoint needs `Authorization: Bearer TOKEN`")
-    allowed_hosts: list[str] = Field(default_factory=list, description="Extra names accepted in the Host header "
-                                     "(localhost, 127.0.0.1, ::1, host and advertise_host always are)")
-    allow_exec_fields: bool = Field(False, description="Let API requests set env, extra_args and binary (they "
-                                    "amount to running code, e.g. LD_PRELOAD)")
-    advertise_host: str | None = Field(None, description="Host name put in `endpoint` for models that bind "
-                                       "0.0.0.0 / ::")
+        return images
 
 
 class Config(BaseModel):

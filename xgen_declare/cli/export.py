@@ -45,9 +45,10 @@ def kubernetes(paths: tuple[str, ...], output: str, inventory_file: str | None, 
         for w in result.models[name].warnings:
             eprint(f"{name}: {w.format()}")
     if not result.complete and not partial:
-        n = len(result.problems) + (1 if result.file_problems else 0)
-        eprint(f"nothing written: {len(result.problems)} model(s) cannot be exported"
-               + ("" if result.problems else f" ({n} file problem(s))") + "; fix them or pass --partial")
+        parts = [f"{len(result.problems)} model(s) cannot be exported"] if result.problems else []
+        if result.file_problems:
+            parts.append(f"{len(result.file_problems)} problem(s) outside any model")
+        eprint(f"nothing written: {' and '.join(parts)}; fix them or pass --partial")
         return 1
     if output == "-":
         click.echo(render_stream(result), nl=False)

@@ -182,3 +182,11 @@ def test_nothing_written_unless_partial(cli, write, k8s_dir, tmp_path):
     text = (out / "kustomization.yaml").read_text()
     assert "# INCOMPLETE: not exported (see the errors of the export): bad\n" in text
     assert load_stream(text)[0]["resources"] == ["good.yaml"]
+
+
+def test_missing_path_is_a_problem_outside_any_model(cli, k8s_dir, tmp_path):
+    d = k8s_dir()
+    r = cli("export", "kubernetes", d, str(tmp_path / "nope"))
+    assert r.code == 1 and r.out == ""
+    assert r.err.splitlines() == [f"{tmp_path / 'nope'}: no such file or directory (check the path)",
+                                  "nothing written: 1 problem(s) outside any model; fix them or pass --partial"]
