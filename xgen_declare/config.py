@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, Problem
 from .request import ALL_BACKENDS
@@ -134,6 +134,24 @@ class Kubernetes(BaseModel):
             raise ValueError(f"unknown backend(s) {', '.join(unknown)}; use a backend name "
                              f"({', '.join(ALL_BACKENDS)}) or a family (llama-server, llama-cpp-python, vllm)")
         return images
+
+
+class Api(BaseModel):
+    """`api:` section: the management HTTP API of `run --api` (see docs/api.md for the threat model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", min_length=1, description="Address the API binds; any address other than "
+                      "loopback needs a token (token_file or XGEN_API_TOKEN)")
+    port: int = Field(8000, ge=1, le=65535, description="Port the API listens on")
+    token_file: str | None = Field(None, description="File holding the bearer token (relative to this file); "
+                                   "when a token is set every write endpoint needs `Authorization: Bearer TOKEN`")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Extra names accepted in the Host header "
+                                     "(localhost, 127.0.0.1, ::1, host and advertise_host always are)")
+    allow_exec_fields: bool = Field(False, description="Let API requests set env, extra_args and binary (they "
+                                    "amount to running code, e.g. LD_PRELOAD)")
+    advertise_host: str | None = Field(None, description="Host name put in `endpoint` for models that bind "
+                                       "0.0.0.0 / ::")
 
 
 class Config(BaseModel):
