@@ -32,10 +32,15 @@ def _secrets_lines(result: ExportResult) -> list[str]:
         [f"#   {name} (key {key})" for name, key in needed]
 
 
+def _incomplete_lines(result: ExportResult) -> list[str]:
+    if not result.problems:
+        return []
+    return ["# INCOMPLETE: not exported (see the errors of the export): " + ", ".join(sorted(result.problems))]
+
+
 def kustomization(result: ExportResult) -> str:
     lines = [f"{GENERATED}: edit the manifests, not this file."] + _secrets_lines(result)
-    if result.problems:
-        lines.append("# INCOMPLETE: not exported (see the errors of the export): " + ", ".join(sorted(result.problems)))
+    lines += _incomplete_lines(result)
     doc: dict = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
     if result.namespace:
         doc["namespace"] = result.namespace
@@ -44,7 +49,8 @@ def kustomization(result: ExportResult) -> str:
 
 
 def render_stream(result: ExportResult) -> str:
-    header = [f"{GENERATED}: edit the manifests, not this output."] + _secrets_lines(result)
+    header = [f"{GENERATED}: edit the manifests, not this output."] + _secrets_lines(result) + \
+        _incomplete_lines(result)
     objects = [o for name in sorted(result.models) for o in result.models[name].objects]
     return "\n".join(header) + "\n" + _dump(objects) if objects else ""
 

@@ -182,6 +182,10 @@ def test_nothing_written_unless_partial(cli, write, k8s_dir, tmp_path):
     text = (out / "kustomization.yaml").read_text()
     assert "# INCOMPLETE: not exported (see the errors of the export): bad\n" in text
     assert load_stream(text)[0]["resources"] == ["good.yaml"]
+    r = cli("export", "kubernetes", d, "--partial")
+    assert r.code == 1
+    assert "# INCOMPLETE: not exported (see the errors of the export): bad\n" in r.out
+    assert [o["metadata"]["name"] for o in load_stream(r.out)] == ["good", "good"]
 
 
 def test_missing_path_is_a_problem_outside_any_model(cli, k8s_dir, tmp_path):
