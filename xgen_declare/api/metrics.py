@@ -8,6 +8,8 @@
     xgen_manifest_errors                      problems (errors) in the manifests at the last pass
     xgen_gpu_memory_total_bytes{gpu,name}     per GPU, from the inventory of the last full resync
     xgen_gpu_memory_free_bytes{gpu,name}
+    xgen_gpu_memory_predicted_bytes{gpu,name}  what the memory ledger of the last pass puts on each GPU
+    xgen_model_memory_bytes{model,device,source}  per model and device (GPU0, host): predicted / measured
 Model gauges are read from the state records at scrape time, so they match `xgen-declare status`.
 """
 
@@ -31,8 +33,9 @@ PASS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 class _Live:
     """Collector reading the state records (and the cached inventory) at each scrape."""
 
-    def __init__(self, store: StateStore, proc_root: str, inventory: Callable[[], object]):
-        self.store, self.proc_root, self.inventory = store, proc_root, inventory
+    def __init__(self, store: StateStore, proc_root: str, inventory: Callable[[], object],
+                 ledger: Callable[[], object]):
+        self.store, self.proc_root, self.inventory, self.ledger = store, proc_root, inventory, ledger
 
     def collect(self):
         rows = status_rows(self.store, self.proc_root)
@@ -61,6 +64,22 @@ class _Live:
             if g.memory_free_mib is not None:
                 free.add_metric(labels, g.memory_free_mib * MIB)
         yield from (total, free)
+        yield from self._ledger()
+
+    def _ledger(self):
+        ledger = self.ledger()
+        predicted = GaugeMetricFamily("xgen_gpu_memory_predicted_bytes", "Memory the ledger of the last pass "
+                                      "puts on the GPU (all our models)", labels=["gpu", "name"])
+        per_model = GaugeMetricFamily("xgen_model_memory_bytes", "A model's memory per device (ledger of the last "
+                                      "pass)", labels=["model", "device", "source"])
+        if ledger is not None:
+            for d in getattr(ledger, "devices", []):
+                if d.gpu is not None:
+                    predicted.add_metric([str(d.gpu), d.name or ""], float(ledger.used(d.key)))
+            for e in getattr(ledger, "entries", []):
+                for key, value in sorted(e.use.items()):
+                    per_model.add_metric([e.name, key, e.source], float(value))
+        yield from (predicted, per_model)
 
 
 class Metrics:
@@ -72,7 +91,8 @@ class Metrics:
                                             buckets=PASS_BUCKETS, registry=self.registry)
         self.manifest_errors = Gauge("xgen_manifest_errors", "Manifest problems (errors) at the last pass",
                                      registry=self.registry)
-        self.registry.register(_Live(store, proc_root, inventory))
+        self.ledger = None  # placement.ledger.Ledger of the last pass (None: placement not computed)
+        self.registry.register(_Live(store, proc_root, inventory, lambda: self.ledger))
         self._starting: dict[str, float] = {}
 
     def on_transition(self, name: str, old: State, new: State, reason: str, detail: dict) -> None:
@@ -86,6 +106,7 @@ class Metrics:
     def on_pass(self, result, seconds: float) -> None:
         self.reconcile_duration.observe(seconds)
         self.manifest_errors.set(len(result.problems))
+        self.ledger = getattr(result.desired, "ledger", None)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

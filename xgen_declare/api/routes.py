@@ -194,8 +194,9 @@ def _models(ctx: ApiContext, request_host: str, name: str | None = None) -> list
     store = ctx.env.store
     rows = status_rows(store, ctx.env.proc_root, [name] if name else None)
     records = store.load_all()
-    return [model_json(r, records.get(r["name"]), ctx.root, ctx.scrub, ctx.settings.advertise_host, request_host)
-            for r in rows if name is None or r["name"] == name]
+    ledger = ctx.metrics.ledger
+    return [model_json(r, records.get(r["name"]), ctx.root, ctx.scrub, ctx.settings.advertise_host, request_host,
+                       ledger) for r in rows if name is None or r["name"] == name]
 
 
 @router.get(P + "/models")

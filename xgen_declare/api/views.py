@@ -44,8 +44,20 @@ def advertised_endpoint(host: str | None, port: int | None, endpoint: str | None
     return endpoint
 
 
+def memory_json(entry, rec: Record | None) -> dict | None:
+    """The ledger's view of the model (bytes per device: GPU0..., host) and what its log measured."""
+    measured = getattr(rec, "buffers_mib", None) if rec is not None else None
+    if entry is None and not measured:
+        return None
+    out: dict = {"measured_mib": measured}
+    if entry is not None:
+        out.update({"source": entry.source, "bytes": dict(entry.use), "blocked": entry.blocked,
+                    "n_gpu_layers": entry.n_gpu_layers, "tensor_split": entry.tensor_split})
+    return out
+
+
 def model_json(row: dict, rec: Record | None, root: str, scrub: Scrubber, advertise_host: str | None,
-               request_host: str) -> dict:
+               request_host: str, ledger=None) -> dict:
     file = relative(root, row.get("file"))
     out = {k: row[k] for k in ("name", "state", "backend", "pid", "port")}
     out["endpoint"] = advertised_endpoint(rec.host if rec else None, row["port"], row["endpoint"], advertise_host,
@@ -60,6 +72,6 @@ def model_json(row: dict, rec: Record | None, root: str, scrub: Scrubber, advert
         out["gpus"] = rec.gpus
         out["started_at"] = rec.started_at if row["pid"] else None
         out["ready_at"] = rec.ready_at if row["state"] == "Ready" else None
-    # predicted / actual memory: filled in once placement results are recorded with the model
-    out["memory"] = getattr(rec, "memory", None) if rec is not None else None
+    entry = ledger.entry(row["name"]) if ledger is not None else None
+    out["memory"] = memory_json(entry, rec)
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from xgen_declare.api import routes
 
 P = "/api/management"
@@ -207,3 +209,14 @@ def test_internal_errors_never_leak(api, monkeypatch):
     assert r.status_code == 500
     assert r.json() == {"status": "error", "detail": "internal error (details are in the daemon's log)"}
     assert api.client.get(P + "/nope").json() == {"status": "error", "detail": "Not Found"}
+
+
+def test_memory_from_the_ledger(api):
+    tinygguf = pytest.importorskip("xgen_declare.tools.tinygguf")
+    tinygguf.write_tiny_gguf(api.manifests / "tiny.gguf")
+    api.client.post(P + "/load?wait=3", json={"name": "tiny", "model_path": "tiny.gguf", "backend": "llama-server-cpu"})
+    memory = api.client.get(P + "/models/tiny").json()["memory"]
+    assert memory["source"] == "predicted" and memory["bytes"]["host"] > 0
+    prefix = 'xgen_model_memory_bytes{device="host",model="tiny",source="predicted"} '
+    line = next(x for x in api.client.get("/metrics").text.splitlines() if x.startswith(prefix))
+    assert float(line[len(prefix):]) == memory["bytes"]["host"]
