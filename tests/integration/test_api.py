@@ -96,3 +96,12 @@ def test_token_and_public_bind(host):
     assert r.status_code == 200 and r.json()["state"] == "Stopped", r.text
     assert httpx.get(base + P + "/models/off").json()["state"] == "Stopped"
     assert httpx.get(base + P + "/models", headers={"Host": "attacker.example"}).status_code == 400
+
+
+def test_busy_api_port_is_an_error(host):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        r = host.cli("run", str(host.manifests), "--api", "--api-port", str(s.getsockname()[1]), timeout=30)
+    assert r.returncode == 2 and "the API cannot listen on 127.0.0.1:" in r.stderr
+    assert "daemon stopped" in r.stderr  # the lock is released, nothing keeps running

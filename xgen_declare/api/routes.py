@@ -136,9 +136,9 @@ def _load_answer(ctx, request, name, want, rec, changed, rel, wait) -> JSONRespo
         return JSONResponse({"status": "error", "detail": f"{name} is held stopped by `xgen-declare down`; run "
                              f"`xgen-declare up {name}`", **base}, status_code=409)
     if st in FAILED_STATES:
-        return JSONResponse(ctx.scrub.json({"status": "error", "detail": f"{name} did not become ready ({st.value}); "
-                                            "the manifest stays declared", "last_error": rec.last_error if rec else None,
-                                            **base}), status_code=503)
+        body = {"status": "error", "detail": f"{name} did not become ready ({st.value}); the manifest stays declared",
+                "last_error": rec.last_error if rec else None, **base}
+        return JSONResponse(ctx.scrub.json(body), status_code=503)
     return JSONResponse({"status": "pending", "detail": f"not Ready after {wait:g}s; follow {P}/events or "
                          f"{P}/models/{name}", **base}, status_code=202)
 
