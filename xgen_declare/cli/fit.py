@@ -10,6 +10,7 @@ import click
 
 from ..errors import ProblemsError
 from ..inventory.model import Inventory
+from ..placement.crosscheck import cross_check as run_cross_check
 from ..placement.choose import DEFAULT_MARGIN_MIB, GpuBudget, choose, fits, usable_bytes
 from ..placement.gguf_facts import read_gguf_facts
 from ..placement.layers import OUTPUT_FIRST, OUTPUT_LAST
@@ -68,11 +69,12 @@ def _gpus(value: str | None) -> list[int] | None:
 @click.option("--offload-order", type=click.Choice(("output-first", "output-last")), default="output-first",
               show_default=True, help="llama.cpp's rule: output layer offloaded first (builds since Dec 2025) or last")
 @click.option("--inventory", "inventory_file", metavar="FILE", help=inventory_option_help)
+@click.option("--cross-check", is_flag=True, help="Also ask llama.cpp's own llama-fit-params (this host only)")
 @output_option(("table", "json"), "table")
 @global_options
 def command(model: str, ctx_size: int | None, gpus_text: str | None, parallel: int | None, cache_type_k: str,
             cache_type_v: str, flash_attn: str, ubatch_size: int, ngl_text: str, split_text: str, margin_mib: int,
-            offload_order: str, inventory_file: str | None, output: str) -> int:
+            offload_order: str, inventory_file: str | None, cross_check: bool, output: str) -> int:
     """Read MODEL.gguf's header and tensor table (never its weights), predict what llama-server puts on
     each GPU and on the host, and choose the largest n_gpu_layers (and tensor_split over several GPUs)
     that fits each GPU's usable memory (free memory minus --margin-mib). MiB = 2^20 bytes.
@@ -89,10 +91,20 @@ def command(model: str, ctx_size: int | None, gpus_text: str | None, parallel: i
     pred = choose(facts, settings, budgets, ngl, split, rule)
     ok = fits(pred, budgets) if budgets else True
     data = to_json(pred, facts, settings, budgets, inventory, margin_mib, ok)
+    if cross_check:
+        if inventory_file:
+            raise click.UsageError("--cross-check runs llama-fit-params against this host's devices; "
+                                   "it cannot be combined with --inventory")
+        data["cross_check"] = run_cross_check(model, ctx_size, margin_mib, inventory).to_json()
     if output == "json":
         print_json(data)
     else:
         click.echo(render_table(data))
+        if cross_check:
+            cc = data["cross_check"]
+            click.echo(f"llama-fit-params: {cc['error']}" if cc["error"] else
+                       f"llama-fit-params ({cc['tool']}): {' '.join(cc['args'])}  "
+                       f"[ours: -ngl {data['n_gpu_layers']}]")
     return 0 if ok else 1
 
 
