@@ -57,6 +57,11 @@ class Daemon:
         # the HTTP API (another thread) hands work to this loop here; see `submit`
         self.inbox: queue.SimpleQueue[tuple[Callable, Future]] = queue.SimpleQueue()
         self.pass_hooks: list[Callable] = []  # fn(pass_result, seconds) after each reconcile pass
+        self.tick_hooks: list[Callable] = []  # fn(daemon) once per loop step (the router's idle timers)
+        # on-demand models wanted running now (the router wakes them, its idle timers remove them);
+        # idle_reasons: why one left (shown as the stop reason). Only this loop changes them.
+        self.awake: set[str] = set()
+        self.idle_reasons: dict[str, str] = {}
 
     # ---- wake-ups (any thread) -----------------------------------------------------------------
     def file_changed(self, path: str = "") -> None:
@@ -109,6 +114,7 @@ class Daemon:
                      "boot_id": ident.boot_id if ident else None, "started_at": time.time()})
         store.write_daemon_info(info)
         self.sup.load()
+        self.awake = {name for name, p in self.sup.procs.items() if self.sup.running(p)}  # adopted: keep
         files = [self.env.config_path] if self.env.config_path else \
             [os.path.join(p, n) for p in self.env.paths for n in ("xgen-declare.yaml", "xgen-declare.yml")]
         dirs = list(self.env.paths)
@@ -154,6 +160,8 @@ class Daemon:
                 if quiet or starving:
                     self.reconcile(full=False)
             self.sup.tick()
+            for hook in list(self.tick_hooks):
+                hook(self)
         except Exception:  # the daemon never dies of one bad pass
             log.exception("reconcile loop error")
 
@@ -212,7 +220,8 @@ class Daemon:
             self.inventory = self.env.inventory()
             if self.watcher:
                 self.watcher.ensure()
-        result = compute(self.env.paths, config, self.inventory, self.sup.observed())
+        result = compute(self.env.paths, config, self.inventory, self.sup.observed(), awake=self.awake,
+                         idle_reasons=self.idle_reasons)
         self._log(result)
         self.sup.execute(result.plan, result.desired.rendered if result.desired else {}, result.wants)
         self.passes += 1

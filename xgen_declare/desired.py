@@ -7,7 +7,7 @@ manifest is invalid or that cannot be rendered gets a problem, never an exceptio
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from .backends.selection import select_backend
 from .config import Config
@@ -28,6 +28,7 @@ class Desired:
     # model name -> problems that stop it from being rendered (invalid manifest, render error, ...)
     problems: dict[str, list[Problem]] = field(default_factory=dict)
     ledger: Ledger | None = None  # memory per device across the models (None: placement not computed)
+    dormant: set[str] = field(default_factory=set)  # on-demand models not wanted now: outside the ledger
 
     @property
     def names(self) -> set[str]:
@@ -74,9 +75,12 @@ def placement_problems(decls: list[ModelDecl], inventory: Inventory, margin_mib:
 def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
                   held_ports: dict[str, int] | None = None, preview: bool = False,
                   taken_ports: set[int] | None = None, check_host: bool = False, placement: bool = True,
-                  seen: Mapping[str, Any] | None = None, changing: frozenset[str] = frozenset()) -> Desired:
+                  seen: Mapping[str, Any] | None = None, changing: frozenset[str] = frozenset(),
+                  awake: Collection[str] | None = None) -> Desired:
     """`placement`: build the memory ledger and resolve `n_gpu_layers`/`tensor_split: auto` (reads GGUF
-    headers and config.json); `seen`/`changing`: the running models, see placement.gather.place."""
+    headers and config.json); `seen`/`changing`: the running models, see placement.gather.place.
+    `awake`: the on-demand models wanted running now (the router's); None = those running now. The
+    others are `dormant`: rendered (their port stays theirs) but left out of the memory ledger."""
     load = load_paths(paths)
     desired = Desired(load=load)
     for name, probs in load.invalid_names.items():
@@ -93,8 +97,10 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
         models = ok
     ports = assign_ports({m.name: m.spec.port for m in models}, config.ports.start, config.ports.end,
                          held_ports, preview=preview, taken=taken_ports)
+    desired.dormant = dormant_models(models, awake, seen)
     if placement:
-        desired.ledger = place(models, inventory, config.placement.margin_mib, seen, changing)
+        placed = [m for m in models if m.name not in desired.dormant]
+        desired.ledger = place(placed, inventory, config.placement.margin_mib, seen, changing)
     renderer = Renderer(config, inventory)
     for decl in models:
         try:
@@ -104,6 +110,13 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
             line = decl.line_of(exc.field.split(".", 1)[1]) if exc.field.startswith("spec.") else decl.line
             desired.problems[decl.name] = [Problem(decl.file, line, exc.field, str(exc), exc.hint)]
     return desired
+
+
+def dormant_models(models: list[ModelDecl], awake: Collection[str] | None,
+                   seen: Mapping[str, Any] | None) -> set[str]:
+    if awake is None:
+        awake = {name for name, s in (seen or {}).items() if getattr(s, "running", False)}
+    return {m.name for m in models if m.spec.activation == "on-demand" and m.name not in awake}
 
 
 def with_placement(decl: ModelDecl, entry: Entry | None) -> ModelDecl:

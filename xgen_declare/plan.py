@@ -11,7 +11,9 @@ blocked) and `Seen`s (the state records, with liveness checked), and `plan()` de
   * `down` holds a model stopped until `up` or until its spec changes;
   * stops come before restarts, restarts before starts, so freed ports and GPUs can be reused;
   * a model the memory ledger cannot fit arrives as `Want.blocked` (the ledger is built beforehand, in
-    placement/, and carried on the Plan for display only).
+    placement/, and carried on the Plan for display only);
+  * an on-demand model nobody asked for arrives as `Want.idle` (why it is not wanted now): it is kept
+    stopped, or stopped, and shows `Idle` (`Action.idle`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Want:
     enabled: bool = True
     file: str | None = None
     blocked: str | None = None       # why it cannot start now (binary missing, explicit port taken, ...)
+    idle: str | None = None          # on-demand and not wanted now (no request / idle / evicted): why
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Action:
     manifest_error: str | None = None   # set when the manifest is invalid but the model is kept
     release_hold: bool = False          # a `down` hold ends (manifest changed)
     forget: bool = False                # no manifest declares it: drop its record once stopped
+    idle: bool = False                  # an on-demand model not wanted now: it ends (or stays) Idle
 
     def format(self) -> str:
         return f"{self.kind:<8} {self.name}: {self.reason}"
@@ -161,6 +165,10 @@ def _plan_wanted(w: Want, s: Seen | None) -> Action:
         release = True
     else:
         release = False
+    if w.idle:
+        if running:
+            return Action(STOP, w.name, w.idle, idle=True, release_hold=release)
+        return Action(KEEP, w.name, w.idle, idle=True, release_hold=release)
     if running:
         changes = describe_changes(s, w)  # type: ignore[arg-type]
         if not changes:

@@ -10,8 +10,8 @@ import hashlib
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Callable, Collection, Mapping
 
 import psutil
 
@@ -23,6 +23,8 @@ from .plan import KEEP, Plan, Seen, Want, plan
 from .render import Rendered
 
 log = logging.getLogger("xgen_declare.reconcile")
+
+IDLE_REASON = "on-demand: idle until a request arrives through the router"
 
 
 @dataclass
@@ -85,19 +87,25 @@ def _problem_text(problems: list[Problem]) -> str:
 
 
 def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen], *,
-            ports_in_use: Callable[[], set[int]] = listening_ports, only: set[str] | None = None) -> Pass:
-    """Observe the manifests and the host against `seen`, and plan. Never raises for bad input."""
+            ports_in_use: Callable[[], set[int]] = listening_ports, only: set[str] | None = None,
+            awake: Collection[str] | None = None, idle_reasons: Mapping[str, str] | None = None) -> Pass:
+    """Observe the manifests and the host against `seen`, and plan. Never raises for bad input.
+    `awake`: on-demand models the router wants running (None: keep the running ones, start none);
+    `idle_reasons`: why an on-demand model left `awake` (idle, evicted), shown as its stop reason."""
     ours = {s.port for s in seen.values() if s.running and s.port}
     foreign = ports_in_use() - ours
     held = {name: s.port for name, s in seen.items() if s.port}
     try:
-        desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign)
+        desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign, awake)
     except PortRangeExhausted as exc:
         keep = Plan()
         for name in sorted(seen):
             keep.actions.append(_keep_all(name, str(exc)))
         keep.notes.append(f"{exc}: nothing changed")
         return Pass(keep, None, problems=[str(exc)])
+    for name in desired.dormant & set(wants):
+        why = (idle_reasons or {}).get(name) or IDLE_REASON
+        wants[name] = replace(wants[name], idle=why)
     invalid = {name: _problem_text(probs) for name, probs in desired.problems.items() if name not in wants}
     broken: dict[str, str] = {}
     for f in desired.load.broken_files:
@@ -117,13 +125,14 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
 
 
 def _desired_and_wants(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen],
-                       held: dict[str, int], foreign: set[int]) -> tuple[Desired, dict[str, Want]]:
+                       held: dict[str, int], foreign: set[int],
+                       awake: Collection[str] | None = None) -> tuple[Desired, dict[str, Want]]:
     """Render with the memory ledger. Running models count with their measured buffers; when one of
     them will be replaced (its spec changed), the ledger is built again with its prediction instead."""
     changing: frozenset[str] = frozenset()
     for _ in range(2):
         desired = build_desired(paths, config, inventory, held_ports=held, taken_ports=foreign, seen=seen,
-                                changing=changing)
+                                changing=changing, awake=awake)
         blocked = desired.ledger.blocked if desired.ledger is not None else {}
         wants = {name: want_for(r, foreign, blocked.get(name)) for name, r in desired.rendered.items()}
         now = frozenset(n for n, w in wants.items()

@@ -47,11 +47,63 @@ _EQUIVALENT = {"max_model_len": "ctx_size", "ctx_size": "max_model_len",
 
 NoNewline = Annotated[str, Field(min_length=1, max_length=4096)]
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class RpcWorker(BaseModel):
+    """One llama.cpp RPC worker (`ggml-rpc-server`) of a model; see docs/rpc.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: NoNewline = Field(description="Host the worker runs on and llama-server connects to; the daemon whose "
+                            "host has this name (or 127.0.0.1/localhost: this host) starts it")
+    port: int = Field(ge=1, le=65535, description="Port the worker listens on")
+    bind: NoNewline | None = Field(None, description="Address the worker binds (default 127.0.0.1). RPC has no "
+                                   "authentication: a worker on another host needs an explicit bind address "
+                                   "on a trusted network")
+    threads: int | None = Field(None, ge=1, description="CPU threads of the worker's CPU device")
+
+    @field_validator("host", "bind")
+    @classmethod
+    def _single_line(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c.isspace() for c in value) or "," in value):
+            raise ValueError("must be one host name or address (no spaces, commas or newlines)")
+        return value
+
+    @property
+    def endpoint(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
 
 def _reject_control(value: str, what: str) -> str:
     if "\n" in value or "\r" in value or "\x00" in value:
         raise ValueError(f"{what} must not contain newlines or NUL bytes")
     return value
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+DURATION_HINT = 'a duration such as "15m", "30s", "1h30m", or a number of seconds'
+
+
+def parse_duration(value: float | int | str) -> float:
+    """'15m' -> 900.0, '1h30m' -> 5400.0, '30s' / 30 / '30' -> 30.0; > 0, else ValueError with a hint."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be {DURATION_HINT}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            m = _DURATION.match(text)
+            if not text or m is None or not any(m.groups()):
+                raise ValueError(f"{value!r} is not a duration; use {DURATION_HINT}") from None
+            h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            seconds = h * 3600 + mi * 60 + s
+    if not seconds > 0:
+        raise ValueError(f"must be greater than 0 ({DURATION_HINT})")
+    return seconds
 
 
 def model_family(model_path: str, backend: str) -> str:
@@ -65,6 +117,34 @@ def model_family(model_path: str, backend: str) -> str:
 
 def is_gguf_path(model_path: str) -> bool:
     return model_path.lower().endswith(".gguf")
+
+
+class RayCluster(BaseModel):
+    """`spec.ray`: the hosts of a model's Ray cluster (distributed: ray; docs/ray.md). A host is matched
+    against each daemon's names (its hostname, XGEN_DECLARE_HOST): that daemon runs the head or a worker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    head: NoNewline = Field(description="Host that runs the Ray head and `vllm serve`")
+    workers: list[NoNewline] = Field(min_length=1, description="Hosts that join as Ray workers, one per other node")
+    head_address: NoNewline | None = Field(None, description="Address the workers and vLLM connect to "
+                                           "(default: head)")
+    port: int = Field(6379, ge=1, le=65535, description="The head's Ray GCS port")
+    node_manager_port: int = Field(6380, ge=1, le=65535, description="A worker's raylet port (its readiness "
+                                   "and liveness probe connects to it)")
+
+    @field_validator("head", "workers", "head_address")
+    @classmethod
+    def _host_names(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for v in [value] if isinstance(value, str) else value or []:
+            if any(c.isspace() for c in v) or "," in v:
+                raise ValueError("must be host names or addresses (no spaces, commas or newlines)")
+        return value
+
+    @property
+    def address(self) -> str:
+        host = self.head_address or self.head
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
 
 class ModelLoadRequest(BaseModel):
@@ -81,6 +161,12 @@ class ModelLoadRequest(BaseModel):
     alias: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=list, description="Extra names clients may use for this model")
     enabled: bool = Field(True, description="false = declared but kept stopped")
+    activation: Literal["always", "on-demand"] = Field(
+        "always", description="always = kept running; on-demand = started by the router (`run --api`) on the first "
+        "request for it, stopped again after idle_timeout (state Idle while stopped)")
+    idle_timeout: float | str | None = Field(
+        None, description='on-demand only: stop after this long without requests ("15m", "30s", "1h", or seconds); '
+        "unset = keep it running until its memory is needed for another model")
 
     # llama.cpp family
     n_gpu_layers: int | Literal["all", "auto"] = Field(
@@ -110,6 +196,12 @@ class ModelLoadRequest(BaseModel):
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = Field(None, ge=1)
     trust_remote_code: bool = False
+    # vLLM across hosts (docs/ray.md)
+    nodes: int = Field(1, ge=1, description="Hosts the model spans (with distributed: ray): one pipeline stage "
+                       "per node, tensor_parallel_size GPUs on each")
+    distributed: Literal["ray"] | None = Field(None, description="ray = run the model over a Ray cluster of "
+                                               "`nodes` hosts named in `ray`")
+    ray: RayCluster | None = Field(None, description="The Ray cluster's hosts and ports (distributed: ray)")
 
     # process
     port: int | None = Field(None, ge=1, le=65535, description="Fixed port; otherwise assigned from the port range")
@@ -119,6 +211,9 @@ class ModelLoadRequest(BaseModel):
     extra_args: list[str] = Field(default_factory=list, description="Each item is exactly one argv element")
     ready_timeout: float = Field(600, gt=0, description="Seconds to wait for the backend to become ready")
     stop_grace: float = Field(10, ge=0, description="Seconds between SIGTERM and SIGKILL")
+    rpc_workers: list[RpcWorker] = Field(
+        default_factory=list, description="llama.cpp RPC workers (llama-server backends): llama-server gets --rpc "
+        "with all of them; the local ones are started first and supervised with it as one group (docs/rpc.md)")
 
     @field_validator("model_path", "binary", "host", "api_key_file")
     @classmethod
@@ -146,6 +241,11 @@ class ModelLoadRequest(BaseModel):
             if "\x00" in v:
                 raise ValueError("environment values must not contain NUL bytes")
         return values
+
+    @field_validator("idle_timeout")
+    @classmethod
+    def _idle_timeout(cls, value: float | str | None) -> float | None:
+        return None if value is None else parse_duration(value)
 
     @field_validator("n_gpu_layers")
     @classmethod
@@ -186,7 +286,7 @@ class ModelLoadRequest(BaseModel):
                 problems.append(("main_gpu", f"is {self.main_gpu} but gpus lists {n} GPU(s); main_gpu is a position "
                                  f"in gpus, so use 0..{max(n - 1, 0)}"))
             tp_pp = self.tensor_parallel_size * self.pipeline_parallel_size
-            if tp_pp > n:
+            if tp_pp > n and self.distributed is None:
                 problems.append(("tensor_parallel_size", f"tensor_parallel_size x pipeline_parallel_size = {tp_pp} "
                                  f"needs {tp_pp} GPUs but gpus lists {n}; list more GPUs or lower the sizes"))
         family = model_family(self.model_path, self.backend)
@@ -203,6 +303,11 @@ class ModelLoadRequest(BaseModel):
                 instead = f", or use {_EQUIVALENT[name]} for this backend" if name in _EQUIVALENT else ""
                 problems.append((name, f"only applies to {other} backends and would be ignored here; "
                                  f"remove it{instead}"))
+        if self.idle_timeout is not None and self.activation != "on-demand":
+            problems.append(("idle_timeout", "only applies to activation: on-demand (an always model is never "
+                             "stopped for being idle); remove it or set activation: on-demand"))
+        problems.extend(_rpc_problems(self, family))
+        problems.extend(_ray_problems(self, family))
         if self.pooling is not None and self.server_type != "embedding":
             problems.append(("pooling", "only applies to server_type: embedding; remove it or set server_type"))
         if problems:
@@ -211,6 +316,68 @@ class ModelLoadRequest(BaseModel):
 
     def is_set(self, field_name: str) -> bool:
         return field_name in self.model_fields_set
+
+
+def _ray_problems(spec: "ModelLoadRequest", family: str) -> list[tuple[str, str]]:
+    """`nodes` / `distributed` / `ray` rules; derives pipeline_parallel_size = nodes when it is not set."""
+    if spec.distributed is None:
+        out = []
+        if spec.nodes != 1:
+            out.append(("nodes", "spanning hosts needs distributed: ray (vLLM backends only); add it or remove nodes"))
+        if spec.ray is not None:
+            out.append(("ray", "only applies with distributed: ray; add it or remove ray"))
+        return out
+    if family != "vllm":
+        return [("distributed", f"only vLLM backends run across hosts with Ray, not {spec.backend}; for a GGUF "
+                 "model use llama.cpp RPC workers (rpc_workers)")]
+    out = []
+    n = spec.nodes
+    if n < 2:
+        out.append(("nodes", f"is {n} but distributed: ray needs 2 or more (one Ray node per host)"))
+    if not spec.is_set("pipeline_parallel_size"):
+        object.__setattr__(spec, "pipeline_parallel_size", n)  # derived: one pipeline stage per node
+    elif spec.pipeline_parallel_size != n:
+        out.append(("pipeline_parallel_size", f"is {spec.pipeline_parallel_size} but nodes is {n}; with distributed: "
+                    f"ray each node is one pipeline stage: remove it (it is derived) or set it to {n}"))
+    if spec.gpus is not None and spec.tensor_parallel_size > len(spec.gpus):
+        out.append(("tensor_parallel_size", f"is {spec.tensor_parallel_size} (GPUs per node) but gpus lists "
+                    f"{len(spec.gpus)}; list more GPUs or lower tensor_parallel_size"))
+    if spec.activation != "always":
+        out.append(("activation", "a model across hosts is always on (its Ray cluster runs with the daemons); "
+                    "remove activation: on-demand"))
+    if spec.ray is None:
+        out.append(("ray", "distributed: ray needs a ray: section naming the head host and the worker hosts, "
+                    "e.g. {head: gpu-box-1, workers: [gpu-box-2]}"))
+        return out
+    hosts = [spec.ray.head] + spec.ray.workers
+    if len(hosts) != n:
+        out.append(("ray", f"names {len(hosts)} host(s) (head + workers) but nodes is {n}; list one worker per "
+                    "node besides the head"))
+    twice = sorted({h for h in hosts if hosts.count(h) > 1})
+    if twice:
+        out.append(("ray", f"names {', '.join(twice)} more than once; each node is a different host"))
+    if spec.ray.port == spec.ray.node_manager_port:
+        out.append(("ray", f"port and node_manager_port are both {spec.ray.port}; give them different ports"))
+    return out
+
+
+def _rpc_problems(spec: "ModelLoadRequest", family: str) -> list[tuple[str, str]]:
+    if not spec.rpc_workers:
+        return []
+    out = []
+    if family != "llama" or spec.backend == "llama-cpp-python":
+        out.append(("rpc_workers", f"only applies to llama-server backends, not {spec.backend}; remove it or use "
+                    "a llama-server backend"))
+    seen: set[tuple[str, int]] = set()
+    for w in spec.rpc_workers:
+        if (w.host, w.port) in seen:
+            out.append(("rpc_workers", f"lists {w.endpoint} more than once"))
+        seen.add((w.host, w.port))
+        if w.host not in LOOPBACK_HOSTS and w.bind is None:
+            out.append(("rpc_workers", f"worker {w.endpoint} is on another host but binds 127.0.0.1 by default, so "
+                        "llama-server cannot reach it; RPC has no authentication: on a trusted network only, set "
+                        "bind: to an address of that host (or 0.0.0.0)"))
+    return out
 
 
 class CrossFieldErrors(ValueError):

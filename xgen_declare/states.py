@@ -13,6 +13,9 @@
 
     any running state ──stop (manifest removed, disabled, `down`, spec changed)──> Stopping ──> Stopped
 
+    on-demand (`activation: on-demand`): Idle ──a request through the router──> Starting ──> Ready
+       Ready ──idle_timeout without requests / evicted to make room──> Stopping ──> Idle
+
 States are strings on disk and in `status -o json`, spelled exactly as the enum values. A model held by
 `down` is Stopped with `held: true` (no extra state). A model whose manifest became invalid while its
 last good process serves stays Ready and carries the problem in `manifest_error`.
@@ -37,6 +40,7 @@ class State(str, enum.Enum):
     BLOCKED = "Blocked"                    # cannot start: binary missing, port taken, ... (see last_error)
     INVALID = "Invalid"                    # manifest invalid and nothing running
     FAILED = "Failed"                      # start failed and nobody retries (spawn error, one-shot apply)
+    IDLE = "Idle"                          # on-demand model declared but not running: starts on a request
 
     def __str__(self) -> str:
         return self.value
@@ -48,7 +52,7 @@ RUNNING_STATES = frozenset({State.STARTING, State.READY, State.UNHEALTHY, State.
 SERVING_STATES = frozenset({State.READY})
 # States `apply --wait` stops waiting on (nothing more will happen without a daemon or an edit).
 SETTLED_STATES = frozenset({State.READY, State.STOPPED, State.BLOCKED, State.INVALID, State.FAILED,
-                            State.CRASH_LOOP_BACK_OFF})
+                            State.CRASH_LOOP_BACK_OFF, State.IDLE})
 
 
 def parse_state(text: str | None) -> State:

@@ -51,7 +51,7 @@ class Proc:
     popen: subprocess.Popen | None = None
     want: Want | None = None
     spec: Rendered | None = None          # what the next start uses
-    after_stop: str = "stopped"           # stopped | forget | start | crash
+    after_stop: str = "stopped"           # stopped | forget | start | crash | idle
     crash_msg: str = ""
     stop_deadline: float = 0.0
     killed: bool = False
@@ -168,7 +168,7 @@ class Supervisor:
                 p.rec.held, p.rec.held_hash = False, None
             p.rec.manifest_error = a.manifest_error
             if a.kind == STOP:
-                self.stop(a.name, a.reason, forget=a.forget)
+                self.stop(a.name, a.reason, forget=a.forget, idle=a.idle)
             elif a.kind == RESTART:
                 self.restart(a.name, a.reason)
             elif a.kind == START:
@@ -176,6 +176,8 @@ class Supervisor:
                     self._start(p, a.reason, count=a.reason.startswith("process gone"))
             elif a.kind == BLOCKED:
                 self._blocked(p, a.reason)
+            elif a.kind == KEEP and a.idle:
+                self._idle(p, a.reason)
             elif a.kind == KEEP:
                 self._keep(p, a.reason)
             if a.name in self.procs:
@@ -188,6 +190,13 @@ class Supervisor:
             self._set(p, State.INVALID, reason)
         elif p.rec.held or "disabled" in reason:
             self._set(p, State.STOPPED, reason)
+
+    def _idle(self, p: Proc, reason: str) -> None:
+        """An on-demand model nobody wants now: no retries, shown as Idle once nothing runs."""
+        if self.running(p) or p.state == State.STOPPING:
+            return
+        p.next_start_at, p.queued = None, False
+        self._set(p, State.IDLE, reason)
 
     def _blocked(self, p: Proc, reason: str) -> None:
         p.rec.last_error = reason
@@ -203,17 +212,19 @@ class Supervisor:
         elif not p.queued:
             self._start(p, reason)
 
-    def stop(self, name: str, reason: str, *, forget: bool = False, hold: bool = False) -> None:
+    def stop(self, name: str, reason: str, *, forget: bool = False, hold: bool = False, idle: bool = False) -> None:
+        """`idle`: an on-demand model stopped for want of requests; it ends Idle instead of Stopped."""
         p = self.procs.get(name)
         if p is None:
             return
         p.next_start_at, p.queued = None, False
         if hold:
             p.rec.held, p.rec.held_hash = True, p.rec.spec_hash if p.spec is None else p.spec.spec_hash()
+        after = "forget" if forget else "idle" if idle and not hold else "stopped"
         if self.running(p) or p.state == State.STOPPING:
-            self._begin_stop(p, reason, "forget" if forget else "stopped")
+            self._begin_stop(p, reason, after)
         else:
-            self._after_stop(p, "forget" if forget else "stopped", reason)
+            self._after_stop(p, after, reason)
 
     def stop_all(self, reason: str) -> None:
         for name in list(self.procs):
@@ -339,6 +350,8 @@ class Supervisor:
             self._start(p, "restart", count=True)
         elif after == "crash":
             self._crashed(p, p.crash_msg)
+        elif after == "idle":
+            self._set(p, State.IDLE, reason)
         else:
             self._set(p, State.STOPPED, reason)
 

@@ -23,7 +23,7 @@ from ..config import Api
 from ..validation_errors import field_path
 from .events import EventBus, EventFeeder
 from .metrics import Metrics
-from .security import MAX_BODY, ApiProblem, GuardMiddleware, Scrubber, allowed_hosts
+from .security import MAX_BODY, ApiProblem, Scrubber, allowed_hosts
 
 log = logging.getLogger("xgen_declare.api")
 
@@ -63,6 +63,8 @@ class ApiContext:
             states.add_listener(self.metrics.on_transition)
             self.daemon.pass_hooks.extend([self.feeder.on_pass, self.metrics.on_pass])
             self._attached = True
+            if getattr(self, "router", None) is not None:
+                self.router.attach()
 
     def detach(self) -> None:
         self.closing.set()
@@ -72,6 +74,8 @@ class ApiContext:
             for hook in (self.feeder.on_pass, self.metrics.on_pass):
                 if hook in self.daemon.pass_hooks:
                     self.daemon.pass_hooks.remove(hook)
+            if getattr(self, "router", None) is not None:
+                self.router.detach()
             self._attached = False
 
     async def call(self, fn: Callable, timeout: float = CALL_TIMEOUT):
@@ -85,11 +89,13 @@ class ApiContext:
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
+    from ..router import PathGuard, mount_router
     from .routes import router
 
     app = FastAPI(title="xgen-declare management API", version=__version__, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     app.include_router(router)
+    mount_router(app, ctx)  # the OpenAI-compatible /v1 router (docs/router.md)
 
     @app.exception_handler(ApiProblem)
     async def _problem(request: Request, exc: ApiProblem):
@@ -113,5 +119,5 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse({"status": "error", "detail": "internal error (details are in the daemon's log)"},
                             status_code=500)
 
-    app.add_middleware(GuardMiddleware, hosts=allowed_hosts(ctx.settings, ctx.bind_host), max_body=ctx.max_body)
+    app.add_middleware(PathGuard, hosts=allowed_hosts(ctx.settings, ctx.bind_host), max_body=ctx.max_body)
     return app

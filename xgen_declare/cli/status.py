@@ -18,7 +18,8 @@ def command(names: tuple[str, ...], output: str) -> int:
 
     \b
     States: Pending, Starting, Ready, Unhealthy, CrashLoopBackOff, Stopping, Stopped, Blocked,
-    Invalid, Failed. A model held by `down` is Stopped with held: true. `-o json` is a list of
+    Invalid, Failed, Idle (an `activation: on-demand` model that is not running: the router of
+    `run --api` starts it on the first request). A model held by `down` is Stopped with held: true. `-o json` is a list of
     objects with name, state, backend, pid, port, endpoint, restarts, uptime, last_error,
     manifest_error, held, file."""
     g = get_globals()

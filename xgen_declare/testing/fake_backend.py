@@ -20,7 +20,17 @@ FAKE_MODE (comma-separated) changes its behaviour:
     ignore_term      ignores SIGTERM (needs SIGKILL)
     grandchild       forks a grandchild in the same process group (sleeps forever)
     setsid           forks a descendant that calls setsid() (leaves the group), ignores SIGTERM
-FAKE_PIDDIR: write NAME.main.pid / NAME.grandchild.pid / NAME.escapee.pid there.
+    chunks=N         a streamed answer has N content chunks (default 5)
+    chunk_delay=S    sleep S seconds before each streamed chunk (default 0)
+    die_mid_stream   the process exits (code 1) after the second chunk of a streamed answer
+FAKE_PIDDIR: write NAME.main.pid / NAME.grandchild.pid / NAME.escapee.pid there, append one line per
+OpenAI request to NAME.requests ("PATH stream=0|1") and "cancelled" to NAME.cancelled when a client
+goes away mid-stream.
+
+Once ready it answers the OpenAI routes (all protocols): POST /v1/chat/completions, /v1/completions
+(`"stream": true` = Server-Sent Events `data: {...}` chunks, then `data: [DONE]`) and /v1/embeddings.
+The content says who answered: "fake NAME: chunk I". With an API key (`--api-key-file F` on argv or
+VLLM_API_KEY in the environment), a request without `Authorization: Bearer KEY` gets 401.
 `--help`, `--version`, `--list-devices` and `-c CODE` (the inventory's probes) answer and exit.
 """
 
@@ -104,10 +114,53 @@ def spawn_descendant(name: str, role: str, detach: bool) -> None:
 class State:
     ready = False
     hung = False
+    api_key: str | None = None
+
+
+def api_key(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--api-key-file":
+            with open(argv[i + 1]) as f:
+                return f.read().strip()
+    return os.environ.get("VLLM_API_KEY") or None
+
+
+def note(name: str, what: str, line: str) -> None:
+    d = os.environ.get("FAKE_PIDDIR")
+    if d:
+        with open(os.path.join(d, f"{name}.{what}"), "a") as f:
+            f.write(line + "\n")
+
+
+def chunk_json(path: str, name: str, i: int, text: str, final: bool = False) -> dict:
+    if path.endswith("/chat/completions"):
+        delta = {} if final else ({"role": "assistant", "content": text} if i == 0 else {"content": text})
+        choice = {"index": 0, "delta": delta, "finish_reason": "stop" if final else None}
+        return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": name,
+                "choices": [choice]}
+    return {"id": "cmpl-fake", "object": "text_completion", "created": 0, "model": name,
+            "choices": [{"index": 0, "text": "" if final else text, "finish_reason": "stop" if final else None}]}
+
+
+def answer(path: str, name: str, body: dict, n: int) -> dict:
+    text = "".join(f"fake {name}: chunk {i}. " for i in range(n))
+    usage = {"prompt_tokens": 1, "completion_tokens": n, "total_tokens": n + 1}
+    if path.endswith("/embeddings"):
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        return {"object": "list", "model": name, "usage": usage,
+                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))]}
+    if path.endswith("/chat/completions"):
+        return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": name, "usage": usage,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+    return {"id": "cmpl-fake", "object": "text_completion", "created": 0, "model": name, "usage": usage,
+            "choices": [{"index": 0, "text": text, "finish_reason": "stop"}]}
 
 
 def make_handler(protocol: str, name: str):
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # streamed answers are chunked, so a death mid-stream is visible
+
         def log_message(self, fmt: str, *args: object) -> None:  # quiet
             pass
 
@@ -148,6 +201,62 @@ def make_handler(protocol: str, name: str):
                 else:
                     self._send(404, {"detail": "Not Found"})
 
+        def do_POST(self) -> None:  # noqa: N802
+            path = self.path.split("?")[0]
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if State.hung:
+                time.sleep(3600)
+                return
+            if not State.ready:
+                self._send(503, {"error": {"code": 503, "message": "Loading model"}})
+                return
+            if path not in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+                self._send(404, {"error": {"code": 404, "message": f"no route {path}"}})
+                return
+            if State.api_key and self.headers.get("Authorization") != f"Bearer {State.api_key}":
+                self._send(401, {"error": {"code": 401, "message": "Invalid API Key", "type": "authentication_error"}})
+                return
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                self._send(400, {"error": {"code": 400, "message": "bad JSON"}})
+                return
+            m = modes()
+            n = int(m.get("chunks") or 5)
+            stream = bool(body.get("stream")) and not path.endswith("/embeddings")
+            note(name, "requests", f"{path} stream={int(stream)}")
+            if not stream:
+                self._send(200, answer(path, name, body, n))
+                return
+            self._stream(path, n, float(m.get("chunk_delay") or 0), "die_mid_stream" in m)
+
+        def _stream(self, path: str, n: int, delay: float, die: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+
+            def chunk(data: bytes) -> None:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+            try:
+                for i in range(n + 1):
+                    if i < n:
+                        time.sleep(delay)
+                    data = chunk_json(path, name, i, f"fake {name}: chunk {i}. ", final=i == n)
+                    chunk(f"data: {json.dumps(data)}\n\n".encode())
+                    if die and i == 1:
+                        print("fake: dying mid-stream (die_mid_stream)", flush=True)
+                        os._exit(1)
+                chunk(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                note(name, "cancelled", "cancelled")
+
     return Handler
 
 
@@ -168,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     name, protocol = opts["name"], opts["protocol"]
     print(f"fake {protocol} {name}: pid {os.getpid()} argv {argv}", flush=True)
     write_pid(name, "main", os.getpid())
+    State.api_key = api_key(argv)
     if "ignore_term" in m:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "exit_now" in m:

@@ -1,0 +1,89 @@
+"""Pure parts of the router: the route table, activity tracking, the idle rules of the planner, the
+manifest fields, the ledger's shortfall."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from pydantic import ValidationError
+
+from xgen_declare.placement.ledger import Device, Entry, Ledger
+from xgen_declare.placement.predict import MIB
+from xgen_declare.plan import KEEP, STOP, Seen, Want, plan
+from xgen_declare.request import ModelLoadRequest, parse_duration
+from xgen_declare.router.activity import Tracker
+from xgen_declare.router.ondemand import fmt_seconds, shortfall_mib
+from xgen_declare.router.table import table_from_decls
+from xgen_declare.states import State
+
+
+def decl(name, **spec):
+    return SimpleNamespace(name=name, spec=ModelLoadRequest(model_path=f"/m/{name}.gguf", **spec))
+
+
+def test_table_resolves_names_then_aliases_and_reports_conflicts():
+    t = table_from_decls([decl("b", alias=["shared", "a"]), decl("a", alias=["gpt", "shared"]),
+                          decl("c", activation="on-demand", idle_timeout="15m")])
+    assert t.resolve("a").name == "a" and t.resolve("gpt").name == "a" and t.resolve("shared").name == "a"
+    assert t.resolve("nope") is None
+    assert t.known() == ["a", "b", "c", "gpt", "shared"]
+    assert t.conflicts == ["alias 'shared' is claimed by a and b: a answers",
+                           "alias 'a' of b is the name of another model: ignored"]
+    c = t.routes["c"]
+    assert c.on_demand and c.idle_timeout == 900.0 and not t.routes["a"].on_demand
+
+
+def test_tracker_counts_queue_limit_and_lru():
+    now = [100.0]
+    t = Tracker(lambda: now[0])
+    t.begin("a")
+    now[0] = 101
+    t.begin("b")
+    t.end("b")
+    assert t.in_flight("a") == 1 and t.in_flight("b") == 0
+    assert t.lru(["b", "a", "never"]) == ["never", "a", "b"]
+    assert t.try_wait("a", 2) and t.try_wait("a", 2) and not t.try_wait("a", 2)
+    t.done_waiting("a")
+    assert t.waiting("a") == 1
+    now[0] = 111
+    assert t.idle_seconds("b") == 10 and t.idle_seconds("fresh") == 0
+
+
+def want(name, **kw):
+    return Want(name=name, spec_hash="h", argv=("x",), port=1, **kw)
+
+
+def seen(name, running, state=State.READY, **kw):
+    return Seen(name=name, state=state, running=running, spec_hash="h", argv=("x",), port=1, **kw)
+
+
+def test_plan_keeps_idle_models_stopped_and_stops_running_ones_with_the_reason():
+    p = plan({"a": want("a", idle="on-demand: idle"), "b": want("b", idle="evicted for c"),
+              "c": want("c")},
+             {"b": seen("b", True), "c": seen("c", False, State.IDLE)})
+    assert [(a.kind, a.name, a.reason, a.idle) for a in p.actions] == [
+        (STOP, "b", "evicted for c", True), ("start", "c", "not running", False), (KEEP, "a", "on-demand: idle", True)]
+    held = plan({"a": want("a", idle="x")}, {"a": seen("a", False, State.STOPPED, held=True, held_hash="h")})
+    assert held.actions[0].reason.startswith("held by `down`")
+
+
+def test_activation_fields_and_durations():
+    assert [parse_duration(v) for v in ("15m", "1h30m", "30s", "2.5", 45)] == [900, 5400, 30, 2.5, 45]
+    for bad, text in (("5 min", "'5 min' is not a duration"), ("0", "must be greater than 0"),
+                      (True, "must be a duration")):
+        with pytest.raises(ValueError, match=text):
+            parse_duration(bad)
+    assert ModelLoadRequest(model_path="a.gguf").activation == "always"
+    with pytest.raises(ValidationError, match="idle_timeout: only applies to activation: on-demand"):
+        ModelLoadRequest(model_path="a.gguf", idle_timeout="15m")
+    with pytest.raises(ValidationError, match="Input should be 'always' or 'on-demand'"):
+        ModelLoadRequest(model_path="a.gguf", activation="lazy")
+    assert fmt_seconds(900) == "15m" and fmt_seconds(3600) == "1h" and fmt_seconds(1.5) == "1.5s"
+
+
+def test_shortfall_names_the_device_and_the_missing_mib():
+    ledger = Ledger(devices=[Device("GPU0", 0, 16384, 16000)], capacity={"GPU0": 10000 * MIB},
+                    entries=[Entry("base", {"GPU0": 8192 * MIB}), Entry("huge", {"GPU0": 4915 * MIB}, blocked="x")])
+    assert shortfall_mib(ledger, "huge") == {"GPU0": 3107.0}
+    assert shortfall_mib(ledger, "base") == {} and shortfall_mib(None, "x") == {}

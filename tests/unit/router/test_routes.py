@@ -1,0 +1,71 @@
+"""/v1 through a TestClient on an in-process daemon (no backend binary: nothing can start)."""
+
+from __future__ import annotations
+
+from tests.unit.api.conftest import make_api, stop
+
+import pytest
+
+
+@pytest.fixture
+def api(tmp_path):
+    a, t = make_api(tmp_path)
+    yield a
+    stop(a, t)
+
+
+def wait_idle(api, name):
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if api.client.get("/v1/models").json()["data"]:
+            p = api.daemon.sup.procs.get(name)
+            if p is not None and p.state.value == "Idle":
+                return
+        time.sleep(0.02)
+    raise AssertionError("not Idle")
+
+
+def test_models_errors_and_queue_limit(api):
+    api.hand("a.yaml", "a", alias=["gpt-a"], backend="llama-server-cpu")
+    api.hand("lazy.yaml", "lazy", activation="on-demand", backend="llama-server-cpu")
+    api.daemon.file_changed()
+    wait_idle(api, "lazy")
+    c = api.client
+    models = {m["id"]: m for m in c.get("/v1/models").json()["data"]}
+    assert models["lazy"]["state"] == "Idle" and models["lazy"]["activation"] == "on-demand"
+    assert models["a"]["aliases"] == ["gpt-a"]
+
+    r = c.post("/v1/chat/completions", json={"model": "b"})
+    assert r.status_code == 404 and r.json() == {"error": {
+        "message": "the model 'b' does not exist; known models: a, lazy, gpt-a", "type": "invalid_request_error",
+        "param": "model", "code": "model_not_found", "known": ["a", "lazy", "gpt-a"]}}
+    r = c.post("/v1/completions", content=b"[1, 2")
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("the body is not valid JSON (line 1")
+    assert c.post("/v1/completions", json=[1]).json()["error"]["code"] == "invalid_body"
+    assert c.post("/v1/completions", json={"model": 3}).json()["error"]["code"] == "invalid_model"
+    assert c.get("/v1/whatever").json()["error"]["code"] == "missing_model"
+
+    r = c.post("/v1/chat/completions", json={"model": "lazy"})  # no binary: cannot start, says why
+    assert r.status_code == 503 and r.json()["error"]["message"].startswith("lazy cannot start: binary ")
+    api.ctx.router.queue_limit = 0
+    r = c.post("/v1/chat/completions", json={"model": "lazy"})
+    assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+    assert r.headers["retry-after"] == "5"
+    r = c.post("/v1/embeddings", content=b"x" * (33 << 20))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    metrics = c.get("/metrics").text
+    assert 'xgen_router_requests_total{code="429",model="lazy"} 1.0' in metrics
+
+
+def test_token_guards_every_v1_path(tmp_path):
+    a, t = make_api(tmp_path, token="s3cret")
+    try:
+        r = a.client.get("/v1/models")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert r.json()["error"]["type"] == "authentication_error"
+        assert a.client.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert a.client.post("/v1/chat/completions", json={"model": "x"}).status_code == 401
+    finally:
+        stop(a, t)

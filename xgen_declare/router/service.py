@@ -1,0 +1,171 @@
+"""`Router`: what the `/v1` endpoints share — the route table, activity, on-demand control, metrics,
+and the path from a request to a Ready backend (`ready`) plus its upstream request (`open_upstream`).
+
+Reads the supervisor's in-memory state (a string per model, set by the control loop); every change
+goes through the control loop (`ctx.call` → `OnDemand.wake`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+import httpx
+from anyio import to_thread
+
+from ..manifests import load_paths
+from ..states import State
+from .activity import Tracker
+from .errors import RouterError
+from .metrics import RouterMetrics
+from .ondemand import OnDemand
+from .table import Route, RouteTable, table_from_decls
+
+log = logging.getLogger("xgen_declare.router")
+
+__all__ = ["Router", "QUEUE_LIMIT"]
+
+QUEUE_LIMIT = 64          # requests that may wait per model while it starts; beyond: 429
+POLL = 0.05               # seconds between looks at a starting model's state
+REWAKE = 1.0              # a model seen Idle again while a request waits (it was stopping) is woken again
+GRACE = 5.0               # added to ready_timeout: the start itself may wait for an evicted model to stop
+TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)
+FAILED = frozenset({State.FAILED, State.BLOCKED, State.INVALID})
+
+
+def base_url(host: str, port: int) -> str:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+class Router:
+    def __init__(self, ctx, clock: Callable[[], float] = time.monotonic, queue_limit: int = QUEUE_LIMIT):
+        self.ctx, self.clock, self.queue_limit = ctx, clock, queue_limit
+        self.tracker = Tracker(clock)
+        self.metrics = RouterMetrics(ctx.metrics.registry)
+        self.ondemand = OnDemand(self.tracker, ctx.bus, self.metrics)
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._attached = False
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def attach(self) -> None:
+        d = self.ctx.daemon
+        if not self._attached:
+            d.pass_hooks.append(self.ondemand.on_pass)
+            d.tick_hooks.append(self.ondemand.tick)
+            self._attached = True
+
+    def detach(self) -> None:
+        d = self.ctx.daemon
+        for hooks, fn in ((d.pass_hooks, self.ondemand.on_pass), (d.tick_hooks, self.ondemand.tick)):
+            if fn in hooks:
+                hooks.remove(fn)
+        self._attached = False
+
+    def client(self) -> httpx.AsyncClient:
+        """One pooled client per event loop (uvicorn has one; test clients may bring others)."""
+        loop = asyncio.get_running_loop()
+        for old in [lp for lp in self._clients if lp.is_closed()]:
+            del self._clients[old]
+        if loop not in self._clients:
+            self._clients[loop] = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False)
+        return self._clients[loop]
+
+    # ---- reading ---------------------------------------------------------------------------------
+    async def table(self) -> RouteTable:
+        if self.ondemand.table is None:  # before the first pass: straight from the manifests
+            load = await to_thread.run_sync(load_paths, self.ctx.env.paths)
+            if self.ondemand.table is None:
+                self.ondemand.table = table_from_decls(load.models)
+        return self.ondemand.table
+
+    def proc(self, name: str):
+        return self.ctx.daemon.sup.procs.get(name)
+
+    def state_of(self, route: Route) -> State:
+        p = self.proc(route.name)
+        if p is None:
+            return State.IDLE if route.on_demand and route.enabled else State.PENDING
+        return p.state
+
+    def api_key(self, route: Route) -> str | None:
+        if not route.api_key_file:
+            return None
+        try:
+            with open(route.api_key_file) as f:
+                return f.read().strip() or None
+        except OSError as exc:
+            raise RouterError(503, f"cannot read the api_key_file of {route.name}: {exc.strerror}",
+                              code="backend_key_unreadable") from None
+
+    # ---- a request's way to a Ready backend -------------------------------------------------------
+    async def ready(self, route: Route, arrived: float) -> str:
+        """The backend's base URL once the model is Ready (waking an on-demand model, bounded by its
+        ready_timeout); RouterError 503 (or 429 when too many wait) otherwise."""
+        name = route.name
+        if not route.enabled:
+            raise RouterError(503, f"model {name!r} is disabled in its manifest (enabled: false)",
+                              code="model_disabled")
+        url = self._ready_url(name)
+        if url:
+            return url
+        if not self.tracker.try_wait(name, self.queue_limit):
+            raise RouterError(429, f"{self.queue_limit} requests already wait for {name} to start; retry later",
+                              code="queue_full", headers={"Retry-After": "5"})
+        try:
+            url = await self._wait_ready(route, arrived)
+        finally:
+            self.tracker.done_waiting(name)
+        self.metrics.cold_start.labels(model=name).observe(self.clock() - arrived)
+        return url
+
+    def _ready_url(self, name: str) -> str | None:
+        p = self.proc(name)
+        if p is not None and p.state in (State.READY, State.UNHEALTHY) and p.rec.port:
+            return base_url(p.rec.host, p.rec.port)
+        return None
+
+    async def _wait_ready(self, route: Route, arrived: float) -> str:
+        name = route.name
+        deadline = arrived + route.ready_timeout + GRACE
+        last_wake: float | None = None
+        while True:
+            url = self._ready_url(name)
+            if url:
+                return url
+            p, st, now = self.proc(name), self.state_of(route), self.clock()
+            if p is not None and p.rec.held:
+                raise RouterError(503, f"{name} is held stopped by `xgen-declare down`; run `xgen-declare up "
+                                  f"{name}`", code="model_held")
+            if st == State.CRASH_LOOP_BACK_OFF and (last_wake is not None or not route.on_demand):
+                raise RouterError(503, f"{name} exited: {first_line(p.rec.last_error)}", code="model_crashed",
+                                  state=st.value)
+            if st in FAILED and (last_wake is not None or not route.on_demand):
+                why = first_line(p.rec.last_error or p.rec.manifest_error) if p else ""
+                raise RouterError(503, f"{name} is {st.value}" + (f": {why}" if why else ""),
+                                  code="model_unavailable", state=st.value)
+            if st == State.STOPPED and not route.on_demand:
+                raise RouterError(503, f"{name} is Stopped", code="model_unavailable", state=st.value)
+            wakeable = st in (State.IDLE, State.STOPPED) or (last_wake is None and st != State.STOPPING)
+            if route.on_demand and wakeable and (last_wake is None or now - last_wake >= REWAKE):
+                last_wake = now
+                wake = await self.ctx.call(lambda d: self.ondemand.wake(d, name))
+                if not wake.ok:
+                    extra = {"short_mib": wake.short_mib} if wake.short_mib else {}
+                    raise RouterError(503, wake.reason, code="insufficient_memory" if wake.short_mib else
+                                      "model_unavailable", **extra)
+                continue
+            if now >= deadline:
+                raise RouterError(503, f"{name} did not become Ready within {route.ready_timeout:g}s "
+                                  f"(state {st.value})", code="model_not_ready", state=st.value)
+            await asyncio.sleep(POLL)
+
+    def nudge(self) -> None:
+        """Something looked dead upstream: let the control loop look now."""
+        self.ctx.daemon.wake.set()

@@ -1,0 +1,66 @@
+"""Which backend answers a `model` field: every declared model by name and by alias. Pure.
+
+Built from the daemon's last reconcile pass (or straight from the manifests before the first one).
+A name always wins over an alias; an alias two models claim goes to the first by name (and is
+reported in `conflicts`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+__all__ = ["Route", "RouteTable", "table_from_decls"]
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    aliases: tuple[str, ...] = ()
+    activation: str = "always"           # always | on-demand
+    idle_timeout: float | None = None    # seconds; on-demand only
+    ready_timeout: float = 600.0
+    api_key_file: str | None = None      # the backend's key: the router sends it upstream
+    server_type: str = "llm"
+    enabled: bool = True
+
+    @property
+    def on_demand(self) -> bool:
+        return self.activation == "on-demand"
+
+
+@dataclass
+class RouteTable:
+    routes: dict[str, Route] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)   # alias -> model name
+    conflicts: list[str] = field(default_factory=list)
+
+    def resolve(self, model: str) -> Route | None:
+        name = model if model in self.routes else self.aliases.get(model)
+        return self.routes.get(name) if name else None
+
+    def names(self) -> list[str]:
+        return sorted(self.routes)
+
+    def known(self) -> list[str]:
+        """Every name a client may send: model names, then aliases."""
+        return self.names() + sorted(a for a in self.aliases if a not in self.routes)
+
+
+def table_from_decls(decls: Iterable) -> RouteTable:
+    """`decls`: manifests.ModelDecl (name + spec) of the valid manifests."""
+    table = RouteTable()
+    for d in sorted(decls, key=lambda d: d.name):
+        s = d.spec
+        table.routes[d.name] = Route(d.name, tuple(s.alias), s.activation, s.idle_timeout, s.ready_timeout,
+                                     s.api_key_file, s.server_type, s.enabled)
+    for route in table.routes.values():
+        for alias in route.aliases:
+            if alias in table.routes and alias != route.name:
+                table.conflicts.append(f"alias {alias!r} of {route.name} is the name of another model: ignored")
+            elif alias in table.aliases and table.aliases[alias] != route.name:
+                table.conflicts.append(f"alias {alias!r} is claimed by {table.aliases[alias]} and {route.name}: "
+                                       f"{table.aliases[alias]} answers")
+            else:
+                table.aliases.setdefault(alias, route.name)
+    return table
