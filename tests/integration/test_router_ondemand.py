@@ -103,9 +103,10 @@ def test_503_with_the_ledger_reason_never_evicting_always_or_busy_models(host):
     assert r.status_code == 503, r.text
     err = r.json()["error"]
     assert err["code"] == "insufficient_memory" and err["type"] == "server_error"
-    assert err["message"].startswith("huge does not fit, even with every idle on-demand model stopped: overcommit: "
-                                     "huge: 4.8 GiB on GPU0 + base: 8.0 GiB")
-    assert err["short_mib"]["GPU0"] > 0
+    assert err["message"] == ("huge does not fit, even with every idle on-demand model stopped: overcommit: huge: "
+                              "4.8 GiB on GPU0 + base: 8.0 GiB > 10.1 GiB usable; try lower gpu_memory_utilization "
+                              "to ≤ 0.13")
+    assert err["short_mib"] == {"GPU0": 2723.0}
     assert host.status()["small"]["state"] == "Ready"  # nothing was stopped for nothing
 
     # a request in flight keeps small: other cannot have its room meanwhile

@@ -109,15 +109,14 @@ class OnDemand:
         trial = self._trial(d, name, trial_awake)
         evicted: list[str] = []
         if trial.blocked and trial.by_ledger:
-            first = trial
             for candidate in self._candidates(d, name):
                 evicted.append(candidate)
                 trial = self._trial(d, name, trial_awake - set(evicted))
                 if not trial.blocked:
                     break
-            if trial.blocked:
+            if trial.blocked:  # the reason with every candidate gone: what no eviction can fix
                 return Wake(False, f"{name} does not fit, even with every idle on-demand model stopped: "
-                            f"{first.blocked}", first.short_mib)
+                            f"{trial.blocked}", trial.short_mib)
         elif trial.blocked:
             return Wake(False, f"{name} cannot start: {trial.blocked}")
         for victim in evicted:
