@@ -154,6 +154,22 @@ class Api(BaseModel):
                                        "0.0.0.0 / ::")
 
 
+class Rpc(BaseModel):
+    """`rpc:` section: llama.cpp RPC workers (docs/rpc.md). Every host runs its own daemon on the same
+    manifests; a worker's `host` selects the daemon that starts it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    worker_binary: str | None = Field(None, description="The RPC worker executable (default: ggml-rpc-server or "
+                                      "rpc-server next to llama-server, then on PATH)")
+    this_host: list[str] = Field(default_factory=list, description="Extra names of this host (besides its "
+                                 "hostname, 127.0.0.1 and localhost); workers with these hosts start here. "
+                                 "XGEN_DECLARE_HOST (comma-separated) adds more per host")
+    hosts: list[str] = Field(default_factory=list, description="Hosts whose xgen-declare runs on these manifests; "
+                             "a worker on a host listed nowhere gets a warning (nothing would start it)")
+    ready_timeout: float = Field(30, gt=0, description="Seconds a local worker may take to accept connections")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -167,6 +183,7 @@ class Config(BaseModel):
     placement: Placement = Field(default_factory=Placement)
     api: Api = Field(default_factory=Api)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
+    rpc: Rpc = Field(default_factory=Rpc)
 
     # Not from the file: where it was read from (None = defaults).
     source: str | None = Field(None, exclude=True)

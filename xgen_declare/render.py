@@ -36,6 +36,7 @@ from .errors import RenderError
 from .inventory.model import Inventory
 from .manifests import ModelDecl
 from .ports import PortAssignment
+from . import rpc
 
 # xgen_declare/templates is a symlink to the top-level templates/ (so wheels ship them too)
 SHIPPED_TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -105,11 +106,15 @@ class Rendered:
     file: str | None = None
     secret_env: dict[str, str] = field(default_factory=dict)  # env var -> file its value is read from
     warnings: list[str] = field(default_factory=list)
+    workers: list[rpc.WorkerSpec] = field(default_factory=list)  # local RPC workers, started before argv
 
     def spec_hash(self) -> str:
-        """Identity of what would run: any change here means a restart, nothing else does."""
+        """Identity of what would run: any change here means a restart, nothing else does. The RPC
+        workers are part of it: the group is restarted together."""
         identity = {"argv": self.argv, "env": self.env, "secret_env": self.secret_env, "port": self.port,
                     "host": self.host, "gpus": self.gpus, "backend": self.backend}
+        if self.workers:
+            identity["rpc_workers"] = [list(w.argv) for w in self.workers]
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     def merged_env(self, base: dict[str, str]) -> dict[str, str]:
@@ -217,6 +222,7 @@ class Renderer:
             "served_names": _served_names(decl),
             "multi_gpu": bool(spec_data["tensor_split"]) or (spec.gpus is not None and len(spec.gpus) > 1),
             "log_buffers": self.config.placement.record_buffers,
+            "rpc": [w.endpoint for w in spec.rpc_workers],
         }
         template = f"{family}.j2"
         try:
@@ -231,13 +237,32 @@ class Renderer:
         argv = parse_argv(output, template)
         if not argv:
             raise RenderError(f"template {template} rendered an empty command")
+        workers = self._rpc_workers(decl, family, binary, template, argv, warnings)
         host_for_url = f"[{spec.host}]" if ":" in spec.host else spec.host
         return Rendered(
             name=decl.name, backend=backend, argv=argv, env=env, port=port.port, host=spec.host,
             endpoint=f"http://{host_for_url}:{port.port}/v1", readiness_path=READINESS_PATH[family],
             binary=binary, dialect=dialect, backend_reason=selection.explain(), port_source=port.source,
             ready_timeout=spec.ready_timeout, stop_grace=spec.stop_grace, enabled=spec.enabled,
-            gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings)
+            gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings, workers=workers)
+
+    def _rpc_workers(self, decl: ModelDecl, family: str, binary: str, template: str, argv: list[str],
+                     warnings: list[str]) -> list[rpc.WorkerSpec]:
+        spec = decl.spec
+        if not spec.rpc_workers:
+            return []
+        if family != "llama-server" or "--rpc" not in argv:
+            raise RenderError(f"template {template} does not pass rpc_workers on (no --rpc in its output)",
+                              field="spec.rpc_workers")
+        names = rpc.host_names(self.config)
+        warnings.extend(f"rpc_workers[{i}]: {w}" for i, w in rpc.rpc_warnings(spec, self.config, names))
+        worker_bin = rpc.worker_binary(self.config, binary)
+        try:
+            return rpc.render_workers(self.env, parse_argv, decl.name, spec, worker_bin, self.config, names)
+        except RenderError as exc:
+            raise RenderError(f"template {rpc.WORKER_TEMPLATE}: {exc}", field="spec.rpc_workers") from None
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template {rpc.WORKER_TEMPLATE}: {exc}", field="spec.rpc_workers") from None
 
 
 def resolve_model_path(model_path: str, manifest_file: str | None) -> str:

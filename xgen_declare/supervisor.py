@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import procs
+from . import procs, rpc
 from .backoff import Backoff
 from .config import Reconciler
 from .logfiles import open_log, rotate_if_needed, tail
@@ -95,6 +95,7 @@ class Supervisor:
         self.owner = store.owner_id()
         self.procs: dict[str, Proc] = {}
         self._next_rotation = 0.0
+        self.workers = rpc.Workers(self.owner, self.store.log_path, popen)  # llama.cpp RPC groups
 
     # ---- records and adoption ------------------------------------------------------------------
     def _new_proc(self, rec: Record) -> Proc:
@@ -272,6 +273,10 @@ class Supervisor:
             procs.sweep(self._prefix(p), signal.SIGKILL)
         path = self.store.log_path(rec.name)
         rotate_if_needed(path, self.settings.log_max_bytes, self.settings.log_backups)
+        why = self.workers.start(rec.name, spec.workers, env) if spec.workers else None  # group: workers first
+        if why:
+            self._crashed(p, why)
+            return
         fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}")
         try:
             child = self.popen(spec.argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
@@ -341,6 +346,7 @@ class Supervisor:
 
     def _after_stop(self, p: Proc, after: str, reason: str) -> None:
         p.rec.pid, p.popen = None, None
+        self.workers.stop(p.rec.name)  # RPC group: the server is gone, now its workers
         name = p.rec.name
         if after == "forget":
             log.info("%s: %s -> (forgotten)", name, p.state.value)
@@ -358,6 +364,7 @@ class Supervisor:
     # ---- crash, readiness, liveness ------------------------------------------------------------
     def _crashed(self, p: Proc, msg: str) -> None:
         p.rec.pid, p.popen = None, None
+        self.workers.stop(p.rec.name)
         p.backoff.unhealthy()
         if self.one_shot:
             p.rec.last_error = msg
@@ -444,6 +451,8 @@ class Supervisor:
         elif st in (State.STARTING, State.READY, State.UNHEALTHY):
             if not self.running(p):
                 self._exited(p)
+            elif p.spec is not None and p.spec.workers and (why := self.workers.dead(p.rec.name, p.spec.workers)):
+                self._fail_running(p, why)  # llama-server cannot go on without it: restart the group
             elif not (self.one_shot and st != State.STARTING):
                 self._tick_probe(p, now)
         elif p.queued:

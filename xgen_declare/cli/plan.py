@@ -29,6 +29,11 @@ def show(result: Pass, output: str) -> None:
     ledger = result.plan.ledger
     for name, w in sorted((ledger.warnings if ledger is not None else {}).items()):
         eprint(f"warning: {name}: {w}")
+    rendered = result.desired.rendered if result.desired is not None else {}
+    for name, r in sorted(rendered.items()):
+        for w in r.warnings:
+            if w.startswith("rpc_workers"):
+                eprint(f"warning: {name}: {w}")
 
 
 @click.command(short_help="Show what apply would change, and why")

@@ -8,6 +8,7 @@ from ..desired import host_problems, placement_problems
 from ..placement.choose import DEFAULT_MARGIN_MIB
 from ..errors import ProblemsError
 from ..manifests import load_paths
+from ..rpc import rpc_problems
 from .common import eprint, get_globals, global_options, output_option, print_json
 from .hostctx import host_inventory, inventory_option_help
 
@@ -34,6 +35,8 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
         config = None
     result = load_paths(list(paths))
     problems.extend(result.problems)
+    for decl in result.models:
+        problems.extend(rpc_problems(decl, config))  # warnings: an open RPC worker, a host no daemon claims
     if inventory_file:
         inventory = host_inventory(g, config, inventory_file)
         fine = []

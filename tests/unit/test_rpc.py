@@ -1,0 +1,156 @@
+"""llama.cpp RPC groups: the rpc_workers field, rendering (--rpc, local workers), warnings, host names."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from pydantic import ValidationError
+
+from tests.conftest import model_yaml
+from tests.unit.test_render import inventory, render_dir
+from xgen_declare.config import Config, Rpc
+from xgen_declare.request import ModelLoadRequest
+from xgen_declare.rpc import host_names, rpc_warnings, worker_binary
+
+TWO_LOCAL = [{"host": "127.0.0.1", "port": 50052}, {"host": "localhost", "port": 50053, "threads": 1}]
+NAMES = frozenset({"127.0.0.1", "localhost", "::1", "box-1"})
+
+
+def req(**spec) -> ModelLoadRequest:
+    spec.setdefault("model_path", "/models/x.gguf")
+    return ModelLoadRequest(**spec)
+
+
+def errors(**spec) -> list[str]:
+    with pytest.raises(ValidationError) as exc:
+        req(**spec)
+    return [e["msg"] for e in exc.value.errors()]
+
+
+# ---- the field ---------------------------------------------------------------------------------
+
+def test_local_workers_are_valid():
+    spec = req(rpc_workers=TWO_LOCAL)
+    assert [w.endpoint for w in spec.rpc_workers] == ["127.0.0.1:50052", "localhost:50053"]
+
+
+@pytest.mark.parametrize("worker, text", [
+    ({"host": "127.0.0.1", "port": 0}, "Input should be greater than or equal to 1"),
+    ({"host": "127.0.0.1", "port": 70000}, "Input should be less than or equal to 65535"),
+    ({"host": "", "port": 50052}, "String should have at least 1 character"),
+    ({"host": "a\nb", "port": 50052}, "Value error, must be one host name or address (no spaces, commas or newlines)"),
+    ({"host": "a,b", "port": 50052}, "Value error, must be one host name or address (no spaces, commas or newlines)"),
+    ({"host": "127.0.0.1", "port": 50052, "user": "x"}, "Extra inputs are not permitted"),
+])
+def test_bad_worker(worker, text):
+    assert text in errors(rpc_workers=[worker])
+
+
+def test_remote_worker_needs_an_explicit_bind():
+    msg = errors(rpc_workers=[{"host": "gpu-box-2", "port": 50052}])[0]
+    assert "worker gpu-box-2:50052 is on another host but binds 127.0.0.1 by default" in msg
+    assert "set bind: to an address of that host (or 0.0.0.0)" in msg
+    assert req(rpc_workers=[{"host": "gpu-box-2", "port": 50052, "bind": "0.0.0.0"}]).rpc_workers[0].bind == "0.0.0.0"
+
+
+def test_duplicate_worker():
+    assert "rpc_workers: lists 127.0.0.1:50052 more than once" in errors(rpc_workers=[TWO_LOCAL[0], TWO_LOCAL[0]])[0]
+
+
+@pytest.mark.parametrize("backend", ["llama-cpp-python", "vllm-cpu"])
+def test_only_llama_server(backend):
+    path = "/models/x.gguf" if backend.startswith("llama") else "org/model"
+    msg = errors(model_path=path, backend=backend, rpc_workers=TWO_LOCAL[:1])[0]
+    assert f"rpc_workers: only applies to llama-server backends, not {backend}" in msg
+
+
+# ---- rendering ---------------------------------------------------------------------------------
+
+def render_one(write, config=None, **spec):
+    write("m.yaml", model_yaml("m1", backend="llama-server-cpu", **spec))
+    d = render_dir([write.root], inventory("new"), config)
+    assert not d.problems, d.problems
+    return d.rendered["m1"]
+
+
+def test_server_gets_rpc_and_local_workers_are_rendered(write):
+    cfg = Config(rpc=Rpc(worker_binary="/opt/rpc/ggml-rpc-server"))
+    r = render_one(write, cfg, rpc_workers=TWO_LOCAL)
+    i = r.argv.index("--rpc")
+    assert r.argv[i + 1] == "127.0.0.1:50052,localhost:50053"
+    assert [list(w.argv) for w in r.workers] == [
+        ["/opt/rpc/ggml-rpc-server", "--host", "127.0.0.1", "--port", "50052"],
+        ["/opt/rpc/ggml-rpc-server", "--host", "127.0.0.1", "--port", "50053", "--threads", "1"]]
+    assert [w.connect_host for w in r.workers] == ["127.0.0.1", "127.0.0.1"]
+    assert r.warnings == []
+
+
+def test_remote_worker_is_only_referenced(write):
+    cfg = Config(rpc=Rpc(hosts=["gpu-box-2"]))
+    r = render_one(write, cfg, rpc_workers=[TWO_LOCAL[0], {"host": "gpu-box-2", "port": 50052, "bind": "10.0.0.2"}])
+    assert r.argv[r.argv.index("--rpc") + 1] == "127.0.0.1:50052,gpu-box-2:50052"
+    assert [w.port for w in r.workers] == [50052]
+    assert r.warnings == ["rpc_workers[1]: RPC worker gpu-box-2:50052 binds 10.0.0.2: ggml-rpc-server has no "
+                          "authentication, anyone who reaches that port can use the host's devices; keep it on a "
+                          "trusted network"]
+
+
+def test_workers_are_part_of_the_spec_hash(write):
+    plain = render_one(write)
+    assert plain.workers == [] and "--rpc" not in plain.argv
+    one = render_one(write, rpc_workers=TWO_LOCAL[:1])
+    other_threads = render_one(write, rpc_workers=[{**TWO_LOCAL[0], "threads": 2}])
+    assert one.argv == other_threads.argv  # only the worker differs ...
+    assert one.spec_hash() != other_threads.spec_hash()  # ... and the group restarts
+
+
+def test_template_without_rpc_is_an_error(write, tmp_path):
+    tdir = tmp_path / "tpl"
+    tdir.mkdir()
+    (tdir / "llama-server.j2").write_text('{{ binary }} {{ "--port" }} {{ port }}\n')
+    write("m.yaml", model_yaml("m1", backend="llama-server-cpu", rpc_workers=TWO_LOCAL[:1]))
+    d = render_dir([write.root], inventory("new"), Config(templates_dir=str(tdir)))
+    (p,) = d.problems["m1"]
+    assert p.field == "spec.rpc_workers"
+    assert p.message == "template llama-server.j2 does not pass rpc_workers on (no --rpc in its output)"
+
+
+# ---- which host runs which worker ------------------------------------------------------------
+
+def test_host_names(monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "box-1.lan")
+    names = host_names(Config(rpc=Rpc(this_host=["gpu-a"])), {"XGEN_DECLARE_HOST": "x, y"})
+    assert {"127.0.0.1", "localhost", "::1", "box-1.lan", "box-1", "gpu-a", "x", "y"} <= names
+
+
+def test_unclaimed_host_warns():
+    spec = req(rpc_workers=[{"host": "gpu-box-3", "port": 50052, "bind": "0.0.0.0"},
+                            {"host": "box-1", "port": 50053, "bind": "127.0.0.1"}])
+    found = rpc_warnings(spec, Config(), NAMES)
+    assert [i for i, _ in found] == [0, 0]
+    assert found[1][1] == ("no xgen-declare claims RPC worker host gpu-box-3 (not this host's name, not in "
+                           "rpc.hosts of xgen-declare.yaml): nothing will start that worker; run xgen-declare "
+                           "there and list the host in rpc.hosts, or start ggml-rpc-server there yourself")
+    assert len(rpc_warnings(spec, Config(rpc=Rpc(hosts=["gpu-box-3"])), NAMES)) == 1  # only "binds 0.0.0.0"
+
+
+def test_worker_binary_next_to_llama_server(tmp_path):
+    for name in ("llama-server", "rpc-server"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        os.chmod(tmp_path / name, stat.S_IRWXU)
+    assert worker_binary(Config(), str(tmp_path / "llama-server")) == str(tmp_path / "rpc-server")
+    (tmp_path / "ggml-rpc-server").write_text("#!/bin/sh\n")
+    os.chmod(tmp_path / "ggml-rpc-server", stat.S_IRWXU)
+    assert worker_binary(Config(), str(tmp_path / "llama-server")) == str(tmp_path / "ggml-rpc-server")
+    assert worker_binary(Config(rpc=Rpc(worker_binary="/x/w")), "llama-server") == "/x/w"
+
+
+def test_validate_warns_but_passes(cli, write):
+    write("m.yaml", model_yaml("m1", rpc_workers=[{"host": "gpu-box-9", "port": 50052, "bind": "0.0.0.0"}]))
+    r = cli("validate", str(write.root))
+    assert r.code == 0
+    assert "spec.rpc_workers[0]: RPC worker gpu-box-9:50052 binds 0.0.0.0" in r.err
+    assert "no xgen-declare claims RPC worker host gpu-box-9" in r.err
+    assert "ok: 1 model(s) in 1 file(s)" in r.out
