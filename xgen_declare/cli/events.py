@@ -27,8 +27,14 @@ def format_event(ev: dict) -> str:
         text = f"manifest invalid: {ev.get('error')}"
     elif kind == "manifest_valid":
         text = "manifest valid again"
+    elif kind == "on_demand_start":  # the router's (docs/router.md)
+        text = "on-demand start" + (f" (evicted {', '.join(ev['evicted'])})" if ev.get("evicted") else "")
+    elif kind == "idle_stop":
+        text = f"idle stop: no request for {ev.get('idle_seconds')}s (idle_timeout {ev.get('idle_timeout'):g}s)"
+    elif kind == "eviction":
+        text = f"evicted to make room for {ev.get('to_make_room_for')}"
     else:
-        text = json.dumps({k: v for k, v in ev.items() if k not in ("id", "time", "type", "model")})
+        text = f"{kind} " + json.dumps({k: v for k, v in ev.items() if k not in ("id", "time", "type", "model")})
     return f"{when} {model}: {text}"
 
 

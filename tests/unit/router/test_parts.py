@@ -87,3 +87,14 @@ def test_shortfall_names_the_device_and_the_missing_mib():
                     entries=[Entry("base", {"GPU0": 8192 * MIB}), Entry("huge", {"GPU0": 4915 * MIB}, blocked="x")])
     assert shortfall_mib(ledger, "huge") == {"GPU0": 3107.0}
     assert shortfall_mib(ledger, "base") == {} and shortfall_mib(None, "x") == {}
+
+
+def test_router_events_read_well_in_the_cli():
+    from xgen_declare.cli.events import format_event
+
+    assert format_event({"type": "on_demand_start", "model": "b", "evicted": ["a"], "time": 0}).endswith(
+        "b: on-demand start (evicted a)")
+    assert format_event({"type": "idle_stop", "model": "b", "idle_seconds": 5.5, "idle_timeout": 5.0,
+                         "time": 0}).endswith("b: idle stop: no request for 5.5s (idle_timeout 5s)")
+    assert format_event({"type": "eviction", "model": "a", "to_make_room_for": "b", "time": 0}).endswith(
+        "a: evicted to make room for b")
