@@ -251,7 +251,8 @@ async def plan(request: Request):
     ctx = _ctx(request)
 
     def compute_plan(d):
-        result = compute(d.env.paths, d.env.config, d.inventory or d.env.inventory(), d.sup.observed())
+        result = compute(d.env.paths, d.env.config, d.inventory or d.env.inventory(), d.sup.observed(),
+                         awake=set(d.awake))
         return {**result.plan.to_json(), "problems": result.problems}
 
     return ctx.scrub.json(await ctx.call(compute_plan))
