@@ -154,3 +154,14 @@ def test_validate_warns_but_passes(cli, write):
     assert "spec.rpc_workers[0]: RPC worker gpu-box-9:50052 binds 0.0.0.0" in r.err
     assert "no xgen-declare claims RPC worker host gpu-box-9" in r.err
     assert "ok: 1 model(s) in 1 file(s)" in r.out
+
+
+def test_render_shell_shows_the_workers_first(cli, write, tmp_path):
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("gpus: []\nbackends:\n  - {name: llama-server-cpu, available: true, dialect: new}\n")
+    (write.root / "xgen-declare.yaml").write_text("rpc: {worker_binary: /opt/rpc/ggml-rpc-server}\n")
+    write("m.yaml", model_yaml("m1", backend="llama-server-cpu", rpc_workers=TWO_LOCAL[:1]))
+    r = cli("render", str(write.root), "-o", "shell", "--inventory", str(inv))
+    assert r.code == 0, r.err
+    assert "# RPC worker 127.0.0.1:50052\n/opt/rpc/ggml-rpc-server --host 127.0.0.1 --port 50052\n" in r.out
+    assert r.out.index("# RPC worker") < r.out.index("--rpc 127.0.0.1:50052")

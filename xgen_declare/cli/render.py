@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from ..desired import build_desired
@@ -36,6 +38,8 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
             click.echo(f"# {m.name}: {m.backend} -> {m.endpoint}{note}\n# {m.backend_reason}")
             for w in m.warnings:
                 click.echo(f"# warning: {w}")
+            for w in m.workers:  # an RPC group: its local workers start first
+                click.echo(f"# RPC worker {w.host}:{w.port}\n" + " ".join(shlex.quote(a) for a in w.argv))
             click.echo(m.shell() + "\n")
     else:
         rows = [[m.name, m.backend, f"{m.port}{'*' if m.port_source == 'preview' else ''}", m.endpoint,
