@@ -68,6 +68,27 @@ class Placement(BaseModel):
                                  "sizes reach the log; the ledger then uses them for running models")
 
 
+class Ray(BaseModel):
+    """`ray:` section: this host's Ray node for models with `distributed: ray` (docs/ray.md). Whether it is
+    a model's head or a worker comes from the manifest's `spec.ray` and this host's names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    binary: str | None = Field(None, description="The `ray` executable of the Python environment that has vLLM "
+                               "(default: `ray` next to the vLLM executable, else on PATH)")
+    node_ip_address: str | None = Field(None, description="This node's address in the cluster "
+                                        "(--node-ip-address, and VLLM_HOST_IP for vLLM); default: Ray's guess")
+    temp_dir: str | None = Field(None, description="Ray's --temp-dir on this host (relative to this file)")
+    num_cpus: int | None = Field(None, ge=0, description="CPUs this node offers Ray (default: all)")
+    extra_args: list[str] = Field(default_factory=list, description="More `ray start` arguments, one argv "
+                                  "element each (e.g. --object-store-memory=100000000)")
+    inventories: dict[str, str] = Field(default_factory=dict, description="Host name -> inventory file "
+                                        "(`xgen-declare inventory -o yaml`) of the other nodes: the plan checks "
+                                        "tensor_parallel_size against their GPUs (unknown without one)")
+    ready_timeout: float = Field(60, gt=0, description="Seconds a Ray node may take to accept connections")
+    stop_grace: float = Field(15, ge=0, description="Seconds between SIGTERM and SIGKILL (Ray drains on SIGTERM)")
+
+
 class KubernetesImage(BaseModel):
     """One entry of `kubernetes: images:` in its long form (the short form is the image alone)."""
 
@@ -179,6 +200,7 @@ class Config(BaseModel):
     templates_dir: str | None = Field(None, description="Overrides shipped templates, per file")
     state_dir: str | None = None
     vllm_rocm_supported_gfx: list[str] = Field(default_factory=lambda: list(DEFAULT_VLLM_ROCM_GFX))
+    ray: Ray = Field(default_factory=Ray)
     reconciler: Reconciler = Field(default_factory=Reconciler)
     placement: Placement = Field(default_factory=Placement)
     api: Api = Field(default_factory=Api)

@@ -16,6 +16,7 @@ from .inventory.model import Inventory
 from .manifests import LoadResult, ModelDecl, load_paths
 from .ports import assign_ports
 from .render import Rendered, Renderer
+from .raycluster import add_nodes, per_node, split_models, this_host_names
 from .request import model_family
 from .placement.gather import place
 from .placement.ledger import Entry, Ledger
@@ -95,11 +96,12 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
             else:
                 ok.append(decl)
         models = ok
+    models, ray_nodes = split_models(models, this_host_names(config), config)  # distributed: docs/ray.md
     ports = assign_ports({m.name: m.spec.port for m in models}, config.ports.start, config.ports.end,
                          held_ports, preview=preview, taken=taken_ports)
     desired.dormant = dormant_models(models, awake, seen)
     if placement:
-        placed = [m for m in models if m.name not in desired.dormant]
+        placed = [per_node(m) for m in models if m.name not in desired.dormant]
         desired.ledger = place(placed, inventory, config.placement.margin_mib, seen, changing)
     renderer = Renderer(config, inventory)
     for decl in models:
@@ -109,6 +111,7 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
         except RenderError as exc:
             line = decl.line_of(exc.field.split(".", 1)[1]) if exc.field.startswith("spec.") else decl.line
             desired.problems[decl.name] = [Problem(decl.file, line, exc.field, str(exc), exc.hint)]
+    add_nodes(desired, ray_nodes, renderer, config)
     return desired
 
 

@@ -3,17 +3,23 @@
     llama-server       GET /health     503 while loading, 200 when ready
     vLLM               GET /health     connection refused until ready, then 200
     llama-cpp-python   GET /v1/models  200 once loaded (it has no /health: 404)
+    Ray node           TCP connect     the head's GCS port / a worker's raylet port accepts (TCP_PROBE)
 
-Only a 200 counts. Probes run on a small thread pool so a hung backend never stalls the daemon loop;
-the loop collects results with `Prober.result()`. Proxies from the environment are ignored.
+Only a 200 (or an accepted connection) counts. Probes run on a small thread pool so a hung backend
+never stalls the daemon loop; the loop collects results with `Prober.result()`. Proxies from the
+environment are ignored.
 """
 
 from __future__ import annotations
 
+import socket
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
+
+
+TCP_PROBE = "tcp:"  # a readiness "path" that means: the port accepts a TCP connection (no HTTP)
 
 
 @dataclass(frozen=True)
@@ -29,10 +35,25 @@ def probe_url(host: str, port: int, path: str) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
+    if path == TCP_PROBE:
+        return f"tcp://{host}:{port}"
     return f"http://{host}:{port}{path}"
 
 
+def probe_tcp(url: str, timeout: float) -> ProbeResult:
+    host, _, port = url[len("tcp://"):].rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return ProbeResult(True, f"connect {url}: accepted")
+    except socket.timeout:
+        return ProbeResult(False, f"connect {url}: no answer within {timeout:g}s")
+    except OSError as exc:
+        return ProbeResult(False, f"connect {url}: {exc.strerror or type(exc).__name__}")
+
+
 def probe_once(client: httpx.Client, url: str, timeout: float) -> ProbeResult:
+    if url.startswith("tcp://"):
+        return probe_tcp(url, timeout)
     try:
         resp = client.get(url, timeout=timeout)
     except httpx.ConnectError:

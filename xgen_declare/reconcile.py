@@ -15,6 +15,7 @@ from typing import Callable, Collection, Mapping
 
 import psutil
 
+from . import raycluster
 from .config import Config
 from .desired import Desired, build_desired
 from .errors import PortRangeExhausted, Problem
@@ -106,6 +107,7 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     for name in desired.dormant & set(wants):
         why = (idle_reasons or {}).get(name) or IDLE_REASON
         wants[name] = replace(wants[name], idle=why)
+    wants = raycluster.wait_for_head(wants, seen)
     invalid = {name: _problem_text(probs) for name, probs in desired.problems.items() if name not in wants}
     broken: dict[str, str] = {}
     for f in desired.load.broken_files:
@@ -120,6 +122,7 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     if desired.ledger is not None:
         result.ledger = desired.ledger
         result.notes.extend(f"placement: {n}" for n in desired.ledger.notes)
+    result.notes.extend(raycluster.notes(desired.rendered))
     problems = [p.format() for p in desired.load.problems if p.severity == "error"]
     return Pass(result, desired, wants, problems)
 

@@ -323,13 +323,14 @@ def _ray_problems(spec: "ModelLoadRequest", family: str) -> list[tuple[str, str]
     if spec.distributed is None:
         out = []
         if spec.nodes != 1:
-            out.append(("nodes", "spanning hosts needs distributed: ray (vLLM backends only); add it or remove nodes"))
+            out.append(("nodes", "spanning hosts needs distributed: ray, for vLLM backends only; add it or "
+                        "remove nodes"))
         if spec.ray is not None:
             out.append(("ray", "only applies with distributed: ray; add it or remove ray"))
         return out
     if family != "vllm":
         return [("distributed", f"only vLLM backends run across hosts with Ray, not {spec.backend}; for a GGUF "
-                 "model use llama.cpp RPC workers (rpc_workers)")]
+                 "model use llama.cpp RPC workers: rpc_workers")]
     out = []
     n = spec.nodes
     if n < 2:
@@ -337,8 +338,8 @@ def _ray_problems(spec: "ModelLoadRequest", family: str) -> list[tuple[str, str]
     if not spec.is_set("pipeline_parallel_size"):
         object.__setattr__(spec, "pipeline_parallel_size", n)  # derived: one pipeline stage per node
     elif spec.pipeline_parallel_size != n:
-        out.append(("pipeline_parallel_size", f"is {spec.pipeline_parallel_size} but nodes is {n}; with distributed: "
-                    f"ray each node is one pipeline stage: remove it (it is derived) or set it to {n}"))
+        out.append(("pipeline_parallel_size", f"is {spec.pipeline_parallel_size} but nodes is {n} and each node is one "
+                    f"pipeline stage; remove it, it is derived from nodes, or set it to {n}"))
     if spec.gpus is not None and spec.tensor_parallel_size > len(spec.gpus):
         out.append(("tensor_parallel_size", f"is {spec.tensor_parallel_size} (GPUs per node) but gpus lists "
                     f"{len(spec.gpus)}; list more GPUs or lower tensor_parallel_size"))

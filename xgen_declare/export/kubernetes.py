@@ -72,6 +72,12 @@ def export_kubernetes(paths: list[str], config: Config, nodes: Inventory | None 
     result.problems.update({n: list(p) for n, p in desired.problems.items()})
     renderer = Renderer(config, inventory)
     for decl in desired.load.models:
+        if decl.spec.distributed is not None:  # never a Deployment that looks complete (docs/ray.md)
+            result.problems[decl.name] = [Problem(
+                decl.file, decl.line_of("distributed"), "spec.distributed", "a model across nodes (distributed: "
+                "ray) is not exported: it needs a Ray head and workers (e.g. a LeaderWorkerSet), not written yet",
+                "run it with xgen-declare on each host (docs/ray.md) or leave it out of the export")]
+            continue
         rendered = desired.rendered.get(decl.name)
         if rendered is None:
             continue
