@@ -17,6 +17,7 @@ from .manifests import LoadResult, ModelDecl, load_paths
 from .ports import assign_ports
 from .render import Rendered, Renderer
 from .raycluster import add_nodes, per_node, split_models, this_host_names
+from . import rpc, rpc_remote
 from .request import model_family
 from .placement.gather import place
 from .placement.ledger import Entry, Ledger
@@ -97,6 +98,7 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
                 ok.append(decl)
         models = ok
     models, ray_nodes = split_models(models, this_host_names(config), config)  # distributed: docs/ray.md
+    models, rpc_workers = rpc_remote.split_models(models, rpc.host_names(config))  # RPC: docs/rpc.md
     ports = assign_ports({m.name: m.spec.port for m in models}, config.ports.start, config.ports.end,
                          held_ports, preview=preview, taken=taken_ports)
     desired.dormant = dormant_models(models, awake, seen)
@@ -112,6 +114,7 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
             line = decl.line_of(exc.field.split(".", 1)[1]) if exc.field.startswith("spec.") else decl.line
             desired.problems[decl.name] = [Problem(decl.file, line, exc.field, str(exc), exc.hint)]
     add_nodes(desired, ray_nodes, renderer, config)
+    rpc_remote.add_entries(desired, rpc_workers, renderer, config)
     return desired
 
 

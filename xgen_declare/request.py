@@ -214,6 +214,9 @@ class ModelLoadRequest(BaseModel):
     rpc_workers: list[RpcWorker] = Field(
         default_factory=list, description="llama.cpp RPC workers (llama-server backends): llama-server gets --rpc "
         "with all of them; the local ones are started first and supervised with it as one group (docs/rpc.md)")
+    rpc_server_host: NoNewline | None = Field(
+        None, description="With workers on other hosts: the host whose daemon runs llama-server (and its local "
+        "workers); the daemons of the other hosts run only their own workers of this model")
 
     @field_validator("model_path", "binary", "host", "api_key_file")
     @classmethod
@@ -364,7 +367,7 @@ def _ray_problems(spec: "ModelLoadRequest", family: str) -> list[tuple[str, str]
 
 def _rpc_problems(spec: "ModelLoadRequest", family: str) -> list[tuple[str, str]]:
     if not spec.rpc_workers:
-        return []
+        return [("rpc_server_host", "only applies with rpc_workers; remove it")] if spec.rpc_server_host else []
     out = []
     if family != "llama" or spec.backend == "llama-cpp-python":
         out.append(("rpc_workers", f"only applies to llama-server backends, not {spec.backend}; remove it or use "
@@ -378,6 +381,14 @@ def _rpc_problems(spec: "ModelLoadRequest", family: str) -> list[tuple[str, str]
             out.append(("rpc_workers", f"worker {w.endpoint} is on another host but binds 127.0.0.1 by default, so "
                         "llama-server cannot reach it; RPC has no authentication: on a trusted network only, set "
                         "bind: to an address of that host (or 0.0.0.0)"))
+    remote = [w.endpoint for w in spec.rpc_workers if w.host not in LOOPBACK_HOSTS]
+    if remote and spec.rpc_server_host is None:
+        out.append(("rpc_server_host", f"worker(s) {', '.join(remote)} may be on other hosts, whose daemons read "
+                    "this manifest too: name the host that runs llama-server (rpc_server_host: gpu-box-1); the "
+                    "others then run only their workers"))
+    if spec.rpc_server_host in LOOPBACK_HOSTS:
+        out.append(("rpc_server_host", "must be a host name, not a loopback address (every daemon is "
+                    f"{spec.rpc_server_host}); remove it when all workers are local"))
     return out
 
 

@@ -21,6 +21,7 @@ worker binds its port in milliseconds and dies on SIGTERM.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -100,13 +101,13 @@ def worker_binary(config: Config, server_binary: str) -> str:
 def render_workers(env, parse_argv: Callable[[str, str], list[str]], name: str, spec: ModelLoadRequest,
                    binary: str, config: Config, names: frozenset[str]) -> list[WorkerSpec]:
     """The local workers of `spec`, rendered from templates/rpc-worker.j2 (`env`: the renderer's Jinja env)."""
-    out = []
-    template = env.get_template(WORKER_TEMPLATE)
-    for w in local_workers(spec, names):
-        argv = parse_argv(template.render({"name": name, "binary": binary, "worker": w.model_dump()}),
-                          WORKER_TEMPLATE)
-        out.append(WorkerSpec(w.host, w.port, tuple(argv), config.rpc.ready_timeout))
-    return out
+    return [render_worker(env, parse_argv, name, w, binary, config) for w in local_workers(spec, names)]
+
+
+def render_worker(env, parse_argv: Callable[[str, str], list[str]], name: str, w: RpcWorker, binary: str,
+                  config: Config) -> WorkerSpec:
+    output = env.get_template(WORKER_TEMPLATE).render({"name": name, "binary": binary, "worker": w.model_dump()})
+    return WorkerSpec(w.host, w.port, tuple(parse_argv(output, WORKER_TEMPLATE)), config.rpc.ready_timeout)
 
 
 def rpc_warnings(spec: ModelLoadRequest, config: Config, names: frozenset[str]) -> list[tuple[int, str]]:
@@ -115,7 +116,7 @@ def rpc_warnings(spec: ModelLoadRequest, config: Config, names: frozenset[str]) 
     claimed = names | set(config.rpc.hosts)
     for i, w in enumerate(spec.rpc_workers):
         bind = w.bind or "127.0.0.1"
-        if bind not in LOOPBACK_HOSTS:
+        if not _loopback(bind):
             out.append((i, f"RPC worker {w.endpoint} binds {bind}: ggml-rpc-server has no authentication, anyone "
                            "who reaches that port can use the host's devices; keep it on a trusted network"))
         if w.host not in claimed:
@@ -131,6 +132,13 @@ def rpc_problems(decl, config: Config | None, names: frozenset[str] | None = Non
     names = host_names(config) if names is None else names
     return [Problem(decl.file, decl.line_of("rpc_workers", i), f"spec.rpc_workers[{i}]", text, severity="warning")
             for i, text in rpc_warnings(decl.spec, config, names)]
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return address in LOOPBACK_HOSTS or ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 # ---- runtime: the supervisor's side ------------------------------------------------------------

@@ -134,3 +134,82 @@ def test_rpc_group(tmp_path, tiny_models, daemon_factory):
     assert daemon.leftovers() == []
     assert workers_of(owner, "big") == {}
     print("rpc e2e: down -> no process left")
+
+
+def test_rpc_worker_on_another_host(tmp_path, tiny_models):
+    """Two daemons play two hosts on one machine: node-a runs llama-server (rpc_server_host) with a local
+    worker; the host named 127.0.0.2 (XGEN_DECLARE_HOST) runs only its worker, as entry big-rpc-PORT."""
+    from tests.e2e.conftest import Daemon
+
+    bin_dir = rpc_bin_dir()
+    d = tmp_path / "manifests"
+    d.mkdir()
+    p1, p2, api = free_port(), free_port(), free_port()
+    (d / "xgen-declare.yaml").write_text(textwrap.dedent(f"""\
+        ports: {{start: {api}, end: {api}}}
+        binaries: {{llama-server-cpu: {json.dumps(str(bin_dir / "llama-server"))}}}
+        reconciler: {{backoff_base: 1, backoff_max: 4, liveness_period: 1, liveness_threshold: 3}}
+        rpc: {{hosts: [node-a, 127.0.0.2]}}
+        """))
+    (d / "big.yaml").write_text(textwrap.dedent(f"""\
+        apiVersion: xgen/v1
+        kind: Model
+        metadata: {{name: big}}
+        spec:
+          model_path: {json.dumps(str(tiny_models["chat"]))}
+          backend: llama-server-cpu
+          n_gpu_layers: all
+          ctx_size: 512
+          threads: 1
+          ready_timeout: 60
+          stop_grace: 5
+          rpc_server_host: node-a
+          rpc_workers:
+            - {{host: 127.0.0.1, port: {p1}, threads: 1}}
+            - {{host: 127.0.0.2, port: {p2}, bind: 127.0.0.2, threads: 1}}
+        """))
+    a = Daemon(d, tmp_path / "state-a", tmp_path / "daemon-a.log")
+    b = Daemon(d, tmp_path / "state-b", tmp_path / "daemon-b.log")
+    a.env["XGEN_DECLARE_HOST"], b.env["XGEN_DECLARE_HOST"] = "node-a", "127.0.0.2"
+    entry = f"big-rpc-{p2}"
+    try:
+        b.start()
+        st_b = b.wait_ready([entry])
+        assert set(st_b) == {entry}, "the worker host does not serve the model"
+        a.start()
+        st = a.wait_ready(["big"], timeout=120)
+        assert sorted(workers_of(a.owner_prefix(), "big")) == [p1]
+        log = (a.state / "logs" / "big.log").read_text(errors="replace")
+        assert re.search(rf"RPC1\s*: 127\.0\.0\.2:{p2}", log), log[-3000:]
+        assert re.search(rf"RPC\d\[127\.0\.0\.2:{p2}\] model buffer size", log), log[-3000:]
+        assert complete(st["big"]["endpoint"])["usage"]["completion_tokens"] >= 1
+        print(f"\nrpc e2e 2 hosts: node-a serves big with worker {p1}; 127.0.0.2 runs {entry}")
+
+        # the remote worker dies: its host restarts it; node-a's server fails on the next request and is
+        # restarted with back-off until the worker is back, then answers again
+        os.kill(st_b[entry]["pid"], signal.SIGKILL)
+        b.wait(lambda s: s[entry]["state"] == "Ready" and s[entry]["pid"] != st_b[entry]["pid"], timeout=60,
+               what=f"{entry} restarted")
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                st = a.status()
+                if st["big"]["state"] == "Ready" and complete(st["big"]["endpoint"])["usage"]["completion_tokens"]:
+                    break
+            except Exception:  # the old server aborts on this request: expected once
+                pass
+            assert time.monotonic() < deadline, a.tail()
+            time.sleep(0.5)
+        assert a.status()["big"]["restarts"] >= 1
+        print(f"rpc e2e 2 hosts: {entry} killed -> restarted on its host; big restarted "
+              f"(restarts={a.status()['big']['restarts']}) and answers again")
+
+        for daemon in (a, b):
+            r = daemon.cli("down")
+            assert r.returncode == 0, r.stderr
+        a.wait(lambda s: s["big"]["state"] == "Stopped", what="big Stopped")
+        b.wait(lambda s: s[entry]["state"] == "Stopped", what=f"{entry} Stopped")
+        assert a.leftovers() == [] and b.leftovers() == []
+    finally:
+        a.cleanup()
+        b.cleanup()

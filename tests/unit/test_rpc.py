@@ -52,7 +52,23 @@ def test_remote_worker_needs_an_explicit_bind():
     msg = errors(rpc_workers=[{"host": "gpu-box-2", "port": 50052}])[0]
     assert "worker gpu-box-2:50052 is on another host but binds 127.0.0.1 by default" in msg
     assert "set bind: to an address of that host (or 0.0.0.0)" in msg
-    assert req(rpc_workers=[{"host": "gpu-box-2", "port": 50052, "bind": "0.0.0.0"}]).rpc_workers[0].bind == "0.0.0.0"
+    spec = req(rpc_workers=[{"host": "gpu-box-2", "port": 50052, "bind": "0.0.0.0"}], rpc_server_host="gpu-box-1")
+    assert spec.rpc_workers[0].bind == "0.0.0.0"
+
+
+def test_remote_worker_needs_the_server_host():
+    (msg,) = errors(rpc_workers=[{"host": "gpu-box-2", "port": 50052, "bind": "0.0.0.0"}])
+    assert msg == ("Value error, rpc_server_host: worker(s) gpu-box-2:50052 may be on other hosts, whose daemons "
+                   "read this manifest too: name the host that runs llama-server (rpc_server_host: gpu-box-1); "
+                   "the others then run only their workers")
+
+
+def test_server_host_rules():
+    assert errors(rpc_server_host="gpu-box-1") == ["Value error, rpc_server_host: only applies with rpc_workers; "
+                                                   "remove it"]
+    assert "rpc_server_host: must be a host name, not a loopback address" in errors(
+        rpc_workers=TWO_LOCAL, rpc_server_host="localhost")[0]
+    assert req(rpc_workers=TWO_LOCAL, rpc_server_host="gpu-box-1").rpc_server_host == "gpu-box-1"
 
 
 def test_duplicate_worker():
@@ -88,8 +104,9 @@ def test_server_gets_rpc_and_local_workers_are_rendered(write):
 
 
 def test_remote_worker_is_only_referenced(write):
-    cfg = Config(rpc=Rpc(hosts=["gpu-box-2"]))
-    r = render_one(write, cfg, rpc_workers=[TWO_LOCAL[0], {"host": "gpu-box-2", "port": 50052, "bind": "10.0.0.2"}])
+    cfg = Config(rpc=Rpc(hosts=["gpu-box-2"], this_host=["box-1"]))
+    r = render_one(write, cfg, rpc_workers=[TWO_LOCAL[0], {"host": "gpu-box-2", "port": 50052, "bind": "10.0.0.2"}],
+                   rpc_server_host="box-1")
     assert r.argv[r.argv.index("--rpc") + 1] == "127.0.0.1:50052,gpu-box-2:50052"
     assert [w.port for w in r.workers] == [50052]
     assert r.warnings == ["rpc_workers[1]: RPC worker gpu-box-2:50052 binds 10.0.0.2: ggml-rpc-server has no "
@@ -127,7 +144,7 @@ def test_host_names(monkeypatch):
 
 def test_unclaimed_host_warns():
     spec = req(rpc_workers=[{"host": "gpu-box-3", "port": 50052, "bind": "0.0.0.0"},
-                            {"host": "box-1", "port": 50053, "bind": "127.0.0.1"}])
+                            {"host": "box-1", "port": 50053, "bind": "127.0.0.2"}], rpc_server_host="box-1")
     found = rpc_warnings(spec, Config(), NAMES)
     assert [i for i, _ in found] == [0, 0]
     assert found[1][1] == ("no xgen-declare claims RPC worker host gpu-box-3 (not this host's name, not in "
@@ -148,7 +165,8 @@ def test_worker_binary_next_to_llama_server(tmp_path):
 
 
 def test_validate_warns_but_passes(cli, write):
-    write("m.yaml", model_yaml("m1", rpc_workers=[{"host": "gpu-box-9", "port": 50052, "bind": "0.0.0.0"}]))
+    write("m.yaml", model_yaml("m1", rpc_workers=[{"host": "gpu-box-9", "port": 50052, "bind": "0.0.0.0"}],
+                               rpc_server_host="gpu-box-1"))
     r = cli("validate", str(write.root))
     assert r.code == 0
     assert "spec.rpc_workers[0]: RPC worker gpu-box-9:50052 binds 0.0.0.0" in r.err
@@ -165,3 +183,43 @@ def test_render_shell_shows_the_workers_first(cli, write, tmp_path):
     assert r.code == 0, r.err
     assert "# RPC worker 127.0.0.1:50052\n/opt/rpc/ggml-rpc-server --host 127.0.0.1 --port 50052\n" in r.out
     assert r.out.index("# RPC worker") < r.out.index("--rpc 127.0.0.1:50052")
+
+
+# ---- worker-only hosts -------------------------------------------------------------------------
+
+REMOTE = [{"host": "127.0.0.1", "port": 50052}, {"host": "box-2", "port": 50053, "bind": "10.0.0.2"},
+          {"host": "box-2", "port": 50054, "bind": "10.0.0.2"}]
+
+
+def render_as(write, me: str):
+    write("m.yaml", model_yaml("m1", backend="llama-server-cpu", rpc_workers=REMOTE, rpc_server_host="box-1"))
+    cfg = Config(rpc=Rpc(this_host=[me], hosts=["box-1", "box-2"], worker_binary="/w/ggml-rpc-server"))
+    d = render_dir([write.root], inventory("new"), cfg)
+    assert not d.problems, d.problems
+    return d.rendered
+
+
+def test_server_host_runs_the_group(write):
+    r = render_as(write, "box-1")
+    assert sorted(r) == ["m1"]
+    assert r["m1"].argv[r["m1"].argv.index("--rpc") + 1] == "127.0.0.1:50052,box-2:50053,box-2:50054"
+    assert [w.port for w in r["m1"].workers] == [50052]  # loopback = the server's host
+
+
+def test_worker_host_runs_only_its_workers(write):
+    from xgen_declare.probes import TCP_PROBE
+
+    r = render_as(write, "box-2")
+    assert sorted(r) == ["m1-rpc-50053", "m1-rpc-50054"]
+    e = r["m1-rpc-50053"]
+    assert e.argv == ["/w/ggml-rpc-server", "--host", "10.0.0.2", "--port", "50053"]
+    assert (e.backend, e.port, e.host, e.readiness_path, e.endpoint) == (
+        "rpc-worker", 50053, "10.0.0.2", TCP_PROBE, "10.0.0.2:50053")
+    assert e.backend_reason == "RPC worker of m1, whose llama-server runs on box-1"
+    assert e.warnings == ["rpc_workers[1]: RPC worker box-2:50053 binds 10.0.0.2: ggml-rpc-server has no "
+                          "authentication, anyone who reaches that port can use the host's devices; keep it on a "
+                          "trusted network"]
+
+
+def test_other_host_runs_nothing(write):
+    assert render_as(write, "box-3") == {}
