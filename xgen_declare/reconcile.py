@@ -73,8 +73,8 @@ def want_for(r: Rendered, foreign_ports: set[int], placement_blocked: str | None
     binary = binary_identity(r.argv[0])
     blocked = placement_blocked
     if binary is None:
-        blocked = (f"binary {r.argv[0]!r} not found (install it, or set binaries: {r.backend}: PATH in "
-                   f"xgen-declare.yaml)")
+        key = "rpc: worker_binary" if r.backend == "rpc-worker" else f"binaries: {r.backend}"
+        blocked = f"binary {r.argv[0]!r} not found (install it, or set {key}: PATH in xgen-declare.yaml)"
     elif r.port_source == "manifest" and r.port in foreign_ports:
         blocked = (f"port {r.port} (spec.port) is in use by a process not started by xgen-declare; it is "
                    f"left alone: free the port or change spec.port")

@@ -223,3 +223,25 @@ def test_worker_host_runs_only_its_workers(write):
 
 def test_other_host_runs_nothing(write):
     assert render_as(write, "box-3") == {}
+
+
+@pytest.mark.parametrize("server_host", [None, "box-1"])
+def test_export_kubernetes_reports_an_rpc_model(write, server_host):
+    from xgen_declare.export.kubernetes import export_kubernetes
+
+    extra = {"rpc_server_host": server_host} if server_host else {}
+    write("m.yaml", model_yaml("m", backend="llama-server-cpu", rpc_workers=TWO_LOCAL, **extra))
+    cfg = Config.model_validate({"kubernetes": {"images": {"llama-server": "ghcr.io/ggml-org/llama.cpp:server"}}})
+    result = export_kubernetes([str(write.root)], cfg)
+    assert not result.complete and result.models == {}
+    assert [p.message for p in result.problems["m"]] == [
+        "a model with llama.cpp RPC workers is not exported: its workers need pods of their own (e.g. a "
+        "LeaderWorkerSet), not written yet"]
+
+
+def test_missing_worker_binary_blocks_with_the_right_hint(write):
+    from xgen_declare.reconcile import want_for
+
+    entry = render_as(write, "box-2")["m1-rpc-50053"]
+    assert want_for(entry, set()).blocked == ("binary '/w/ggml-rpc-server' not found (install it, or set "
+                                              "rpc: worker_binary: PATH in xgen-declare.yaml)")

@@ -78,6 +78,12 @@ def export_kubernetes(paths: list[str], config: Config, nodes: Inventory | None 
                 "ray) is not exported: it needs a Ray head and workers (e.g. a LeaderWorkerSet), not written yet",
                 "run it with xgen-declare on each host (docs/ray.md) or leave it out of the export")]
             continue
+        if decl.spec.rpc_workers:  # likewise: llama-server without its workers would abort (docs/rpc.md)
+            result.problems[decl.name] = [Problem(
+                decl.file, decl.line_of("rpc_workers"), "spec.rpc_workers", "a model with llama.cpp RPC workers "
+                "is not exported: its workers need pods of their own (e.g. a LeaderWorkerSet), not written yet",
+                "run it with xgen-declare on each host (docs/rpc.md) or leave it out of the export")]
+            continue
         rendered = desired.rendered.get(decl.name)
         if rendered is None:
             continue
