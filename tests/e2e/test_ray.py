@@ -3,7 +3,8 @@
 The two daemons play two hosts (XGEN_DECLARE_HOST node-a / node-b, each with its own config and state
 dir) on the same manifests, as every host of a real cluster would. node-a runs the Ray head, node-b a
 Ray worker; killing the worker's process group makes node-b's daemon restart it and it rejoins
-(`ray status` lists two active nodes again, the killed one replaced). The vLLM entry is kept Blocked here
+(`ray status` lists two active nodes again, the killed one replaced); node-b's daemon killed and
+started again adopts the running worker. The vLLM entry is kept Blocked here
 (its binary points nowhere): serving over the cluster is the optional slow test below.
 
 Needs `ray` in this Python environment (pip install -e '.[ray]'); skipped with that reason otherwise.
@@ -149,6 +150,12 @@ def test_two_node_ray_cluster_supervised_and_worker_rejoins(cluster):
     print(f"after kill: restarts={b_status['tiny-ray-worker']['restarts']}, {len(after)} active nodes "
           f"{sorted(after)}")
     assert len(before & after) == 1  # the head stayed, the worker is a new node
+    # node-b's daemon dies and comes back: it adopts the running worker (same pid, no restart)
+    b.kill9()
+    b.start()
+    pid, restarts = b_status["tiny-ray-worker"]["pid"], b_status["tiny-ray-worker"]["restarts"]
+    adopted = b.wait_ready(["tiny-ray-worker"], timeout=60)["tiny-ray-worker"]
+    assert (adopted["pid"], adopted["restarts"]) == (pid, restarts)
     head = a.status()["tiny-ray-head"]
     assert head["state"] == "Ready" and head["restarts"] == 0
     for p in psutil.Process(head["pid"]).children(recursive=True):
