@@ -18,7 +18,7 @@ import yaml
 from ..errors import Problem
 from ..manifests import load_paths, validate_document
 from ..request import NAME_RE, suggest_name
-from ..state_store import atomic_write
+from ..state_store import atomic_write, fsync_dir
 from ..yamlsource import parse_documents
 from .security import ApiProblem
 
@@ -130,14 +130,7 @@ def write(path: Path, text: str) -> bool:
 
 def remove(path: Path) -> None:
     path.unlink()
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # pragma: no cover
-        pass
+    fsync_dir(path.parent)
 
 
 def relative(root: str, file: str | None) -> str | None:
