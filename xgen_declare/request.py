@@ -12,7 +12,7 @@ are accepted, so seed clients that send every field still validate.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -434,8 +434,3 @@ def suggest_name(model_path: str) -> str:
         base = base[: -len(".gguf")]
     slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")[:63].strip("-")
     return slug or "model"
-
-
-def defaults_dict() -> dict[str, Any]:
-    return {name: f.get_default(call_default_factory=True) for name, f in ModelLoadRequest.model_fields.items()
-            if name != "model_path"}

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 
 from tests.e2e.conftest import post_json
 

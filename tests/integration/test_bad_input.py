@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.integration.conftest import alive, manifest
+from tests.integration.conftest import alive
 
 
 def test_template_that_raises_keeps_the_running_process(host):

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from ..inventory.model import Gpu, Inventory
 
-ROCM_VARS = ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL")
-
 
 def _lookup(inventory: Inventory | None, gpus: list[int]) -> tuple[list[Gpu | None], list[str]]:
     found: list[Gpu | None] = []

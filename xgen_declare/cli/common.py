@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -97,6 +96,3 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     return "\n".join(lines)
 
-
-def isatty() -> bool:
-    return sys.stdout.isatty()
