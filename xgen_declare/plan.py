@@ -196,6 +196,8 @@ def _plan_wanted(w: Want, s: Seen | None) -> Action:
         return Action(START, w.name, f"process gone (was {s.state.value})")
     if not same and s.state in (State.CRASH_LOOP_BACK_OFF, State.FAILED):
         return Action(START, w.name, "spec changed since the last failure")
+    if s.state == State.IDLE:
+        return Action(START, w.name, "on-demand: woken by a request")
     return Action(START, w.name, "not running")
 
 

@@ -130,3 +130,10 @@ def test_plan_is_deterministic_and_json():
     p = plan({"b": want("b"), "a": want("a")}, {})
     assert [a.name for a in p.actions] == ["a", "b"]
     assert p.to_json()["summary"] == "2 to start, 0 to restart, 0 to stop, 0 blocked, 0 unchanged"
+
+
+def test_woken_on_demand_model_starts_with_its_reason():
+    from xgen_declare.states import State
+
+    p = plan({"a": want("a")}, {"a": seen("a", running=False, state=State.IDLE)})
+    assert [(x.kind, x.name, x.reason) for x in p.actions] == [("start", "a", "on-demand: woken by a request")]
