@@ -199,6 +199,15 @@ class Daemon:
                 apply_verb(self.sup, verb, targets)
         self.reconcile(full=False)
 
+    def _record_config_error(self, text: str | None) -> None:
+        """Shown by `status`: the daemon keeps its last good config while the file is invalid."""
+        info = self.env.store.daemon_info()
+        if text is None:
+            info.pop("config_error", None)
+        else:
+            info["config_error"] = text
+        self.env.store.write_daemon_info(info)
+
     def reconcile(self, full: bool):
         """One pass; returns the `Pass` (None when the config is invalid)."""
         self.dirty_since = self.dirty_last = None
@@ -211,8 +220,11 @@ class Daemon:
             if text != self._last_config_error:
                 log.error("config invalid, nothing changed until it is fixed:\n%s", text)
                 self._last_config_error = text
+                self._record_config_error(text)
             self.next_resync = self.clock() + settings.resync_interval
             return None
+        if self._last_config_error is not None:
+            self._record_config_error(None)
         self._last_config_error = None
         self.env.config = config
         self.sup.settings = config.reconciler

@@ -61,8 +61,12 @@ def test_corrupt_state_record_and_broken_config_do_not_crash_the_daemon(host):
     assert d.poll() is None
     st = host.status()
     assert st["a"]["pid"] == pid and alive(pid)
+    r = host.cli("status")
+    assert "daemon: config invalid, running on its last good config until it is fixed" in r.stderr
+    assert "xgen-declare.yaml:1" in r.stderr
     (host.manifests / "xgen-declare.yaml").write_text(good_cfg)
     st = host.wait_ready("a", "b")
     assert st["a"]["pid"] == pid and d.poll() is None
+    assert "config invalid" not in host.cli("status").stderr
     r = host.cli("status", "-o", "json")
     assert r.returncode == 0 and {m["name"] for m in json.loads(r.stdout)} >= {"a", "b"}

@@ -38,6 +38,9 @@ def command(names: tuple[str, ...], output: str) -> int:
                             "ERROR"]))
     pid = daemon_pid(store)
     eprint(f"daemon: pid {pid}" if pid else "daemon: not running (states as last recorded, pids checked)")
+    config_error = store.daemon_info().get("config_error") if pid else None
+    if config_error:
+        eprint(f"daemon: config invalid, running on its last good config until it is fixed:\n{config_error}")
     for p in store.problems:
         eprint(p)
     return 0
