@@ -24,6 +24,7 @@ from typing import Callable
 from . import procs
 from .config import load_config
 from .control import Env, record_paths
+from .plan import BLOCKED
 from .errors import StateError, XgenError
 from .probes import Prober
 from .reconcile import compute
@@ -54,6 +55,7 @@ class Daemon:
                               proc_root=env.proc_root)
         self.watcher: Watcher | None = None
         self.passes = 0
+        self.blocked_last_pass = False
         # the HTTP API (another thread) hands work to this loop here; see `submit`
         self.inbox: queue.SimpleQueue[tuple[Callable, Future]] = queue.SimpleQueue()
         self.pass_hooks: list[Callable] = []  # fn(pass_result, seconds) after each reconcile pass
@@ -159,11 +161,19 @@ class Daemon:
                 starving = now - self.dirty_since >= max(debounce, 1.0)
                 if quiet or starving:
                     self.reconcile(full=False)
+            ready_before = self._ready_names()
             self.sup.tick()
+            if self.blocked_last_pass and self._ready_names() - ready_before:
+                # something became Ready while a model waits on others (a Ray head, freed memory...):
+                # plan again now instead of at the next resync
+                self.file_changed("a model became Ready")
             for hook in list(self.tick_hooks):
                 hook(self)
         except Exception:  # the daemon never dies of one bad pass
             log.exception("reconcile loop error")
+
+    def _ready_names(self) -> set[str]:
+        return {name for name, p in self.sup.procs.items() if p.state == State.READY}
 
     def _wait_time(self) -> float:
         busy = any(p.state in (State.STARTING, State.STOPPING) or p.queued for p in self.sup.procs.values())
@@ -236,6 +246,7 @@ class Daemon:
                          idle_reasons=self.idle_reasons)
         self._log(result)
         self.sup.execute(result.plan, result.desired.rendered if result.desired else {}, result.wants)
+        self.blocked_last_pass = any(a.kind == BLOCKED for a in result.plan.actions)
         self.passes += 1
         self.next_resync = self.clock() + config.reconciler.resync_interval
         for hook in list(self.pass_hooks):

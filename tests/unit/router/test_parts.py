@@ -63,7 +63,7 @@ def test_plan_keeps_idle_models_stopped_and_stops_running_ones_with_the_reason()
               "c": want("c")},
              {"b": seen("b", True), "c": seen("c", False, State.IDLE)})
     assert [(a.kind, a.name, a.reason, a.idle) for a in p.actions] == [
-        (STOP, "b", "evicted for c", True), ("start", "c", "not running", False), (KEEP, "a", "on-demand: idle", True)]
+        (STOP, "b", "evicted for c", True), ("start", "c", "on-demand: woken by a request", False), (KEEP, "a", "on-demand: idle", True)]
     held = plan({"a": want("a", idle="x")}, {"a": seen("a", False, State.STOPPED, held=True, held_hash="h")})
     assert held.actions[0].reason.startswith("held by `down`")
 
