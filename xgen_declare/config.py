@@ -191,6 +191,17 @@ class Rpc(BaseModel):
     ready_timeout: float = Field(30, gt=0, description="Seconds a local worker may take to accept connections")
 
 
+class Router(BaseModel):
+    """`router:` section: limits of the OpenAI-compatible /v1 router (docs/router.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue_limit: int = Field(64, ge=1, description="Requests that may wait per model while it starts; beyond: 429")
+    max_body_mib: int = Field(32, ge=1, le=1024, description="Largest /v1 request body, in MiB; beyond: 413")
+    upstream_read_timeout: float = Field(600, gt=0, description="Seconds the router waits for a backend's next "
+                                         "bytes (a long generation without streaming must fit)")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -204,6 +215,7 @@ class Config(BaseModel):
     reconciler: Reconciler = Field(default_factory=Reconciler)
     placement: Placement = Field(default_factory=Placement)
     api: Api = Field(default_factory=Api)
+    router: Router = Field(default_factory=Router)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
     rpc: Rpc = Field(default_factory=Rpc)
 

@@ -119,5 +119,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse({"status": "error", "detail": "internal error (details are in the daemon's log)"},
                             status_code=500)
 
-    app.add_middleware(PathGuard, hosts=allowed_hosts(ctx.settings, ctx.bind_host), max_body=ctx.max_body)
+    app.add_middleware(PathGuard, hosts=allowed_hosts(ctx.settings, ctx.bind_host), max_body=ctx.max_body,
+                       router_max_body=ctx.env.config.router.max_body_mib * 1024 * 1024)
     return app

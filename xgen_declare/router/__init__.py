@@ -24,7 +24,8 @@ def mount_router(app, ctx) -> Router:
     """Serve /v1 on the management API's app (same bind, same token); hooks join the daemon on attach."""
     from .routes import api, router_error
 
-    router = Router(ctx)
+    limits = ctx.env.config.router
+    router = Router(ctx, queue_limit=limits.queue_limit, read_timeout=limits.upstream_read_timeout)
     ctx.router = router
     app.state.router = router
     app.include_router(api)

@@ -31,7 +31,7 @@ QUEUE_LIMIT = 64          # requests that may wait per model while it starts; be
 POLL = 0.05               # seconds between looks at a starting model's state
 REWAKE = 1.0              # a model seen Idle again while a request waits (it was stopping) is woken again
 GRACE = 5.0               # added to ready_timeout: the start itself may wait for an evicted model to stop
-TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)
+TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)  # read: config router.upstream_read_timeout
 FAILED = frozenset({State.FAILED, State.BLOCKED, State.INVALID})
 
 
@@ -45,8 +45,11 @@ def first_line(text: str | None) -> str:
 
 
 class Router:
-    def __init__(self, ctx, clock: Callable[[], float] = time.monotonic, queue_limit: int = QUEUE_LIMIT):
+    def __init__(self, ctx, clock: Callable[[], float] = time.monotonic, queue_limit: int = QUEUE_LIMIT,
+                 read_timeout: float = TIMEOUT.read):
         self.ctx, self.clock, self.queue_limit = ctx, clock, queue_limit
+        self.timeout = httpx.Timeout(connect=TIMEOUT.connect, read=read_timeout, write=TIMEOUT.write,
+                                     pool=TIMEOUT.pool)
         self.tracker = Tracker(clock)
         self.metrics = RouterMetrics(ctx.metrics.registry)
         self.ondemand = OnDemand(self.tracker, ctx.bus, self.metrics)
@@ -74,7 +77,7 @@ class Router:
         for old in [lp for lp in self._clients if lp.is_closed()]:
             del self._clients[old]
         if loop not in self._clients:
-            self._clients[loop] = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False)
+            self._clients[loop] = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, trust_env=False)
         return self._clients[loop]
 
     # ---- reading ---------------------------------------------------------------------------------

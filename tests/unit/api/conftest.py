@@ -35,12 +35,13 @@ class Api:
         return path
 
 
-def make_api(tmp_path: Path, token: str | None = None, **api_settings) -> tuple[Api, threading.Thread]:
+def make_api(tmp_path: Path, token: str | None = None, router: dict | None = None,
+             **api_settings) -> tuple[Api, threading.Thread]:
     manifests, state = tmp_path / "m", tmp_path / "state"
     manifests.mkdir()
     cfg = {"binaries": {"llama-server-cpu": str(tmp_path / "no-such-binary")}, "python": str(tmp_path / "no-python"),
            "ports": {"start": 29001, "end": 29010}, "reconciler": {"resync_interval": 60, "debounce": 0.02},
-           "api": api_settings}
+           "api": api_settings, **({"router": router} if router else {})}
     (manifests / "xgen-declare.yaml").write_text(json.dumps(cfg))
     (tmp_path / "sys").mkdir()
     config = load_config(None, [str(manifests)])

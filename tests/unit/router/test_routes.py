@@ -69,3 +69,17 @@ def test_token_guards_every_v1_path(tmp_path):
         assert a.client.post("/v1/chat/completions", json={"model": "x"}).status_code == 401
     finally:
         stop(a, t)
+
+
+def test_router_limits_come_from_the_config(tmp_path):
+    from tests.unit.api.conftest import make_api, stop
+
+    api, thread = make_api(tmp_path, router={"queue_limit": 3, "max_body_mib": 1, "upstream_read_timeout": 42})
+    try:
+        assert api.ctx.router.queue_limit == 3 and api.ctx.router.timeout.read == 42
+        r = api.client.post("/v1/embeddings", content=b"x" * (2 << 20))
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+        r = api.client.post("/v1/embeddings", content=b"x" * (1 << 19))  # under the limit: parsed (not JSON)
+        assert r.status_code == 400
+    finally:
+        stop(api, thread)
