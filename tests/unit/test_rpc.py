@@ -235,8 +235,8 @@ def test_export_kubernetes_reports_an_rpc_model(write, server_host):
     result = export_kubernetes([str(write.root)], cfg)
     assert not result.complete and result.models == {}
     assert [p.message for p in result.problems["m"]] == [
-        "a model with llama.cpp RPC workers is not exported: its workers need pods of their own (e.g. a "
-        "LeaderWorkerSet), not written yet"]
+        "a model with llama.cpp RPC workers is not exported: its workers need pods of their own and "
+        "llama-server their addresses, which the export does not express (docs/kubernetes.md)"]
 
 
 def test_missing_worker_binary_blocks_with_the_right_hint(write):

@@ -4,7 +4,8 @@
                    host model paths -> in-container paths
     gpu.py         GPUs a model needs, the vendor's extended resource, node affinity from the labels
                    NVIDIA GPU feature discovery / the AMD node labeller publish
-    kubernetes.py  one Deployment + Service per model, argv from the same Renderer as local processes
+    kubernetes.py  one Deployment + Service per model (a LeaderWorkerSet + Service for distributed: ray),
+                   argv from the same Renderer as local processes
     output.py      YAML files (one per model) + kustomization.yaml, or one stream
 
 Building the objects is pure (no I/O beyond reading the manifests); a model that cannot be expressed

@@ -94,10 +94,10 @@ def gpu_needs(decl: ModelDecl, backend: str, config: Config,
     if count > limit:
         where = "the --inventory's node has" if nodes is not None and nodes.gpus else \
             "a node has at most (kubernetes.max_gpus_per_node)"
-        problems.append(Problem(decl.file, decl.line, "spec", f"needs {count} GPUs but {where} {limit}; a model "
-                                "spanning nodes (LeaderWorkerSet, llama.cpp RPC, Ray) is not expressible yet",
-                                "lower gpus / tensor_parallel_size x pipeline_parallel_size, or run it outside "
-                                "the export"))
+        problems.append(Problem(decl.file, decl.line, "spec", f"needs {count} GPUs but {where} {limit}; a "
+                                "vLLM model can span nodes with nodes + distributed: ray (a LeaderWorkerSet)",
+                                "lower gpus / tensor_parallel_size x pipeline_parallel_size, or spread it over "
+                                "nodes (docs/ray.md, docs/kubernetes.md)"))
     needs = GpuNeeds(count, vendor)
     for key, (key_vendor, label) in NODE_LABEL.items():
         if key not in notes:

@@ -1,4 +1,5 @@
-"""Manifests -> one Deployment + Service per model, or per-model problems.
+"""Manifests -> one Deployment + Service per model (a LeaderWorkerSet + Service for a `distributed: ray`
+vLLM model), or per-model problems.
 
 The container's argv comes from the same `Renderer` as a local process: `build_desired` loads and
 validates the manifests, assigns ports and renders every model against the cluster inventory (which
@@ -11,20 +12,23 @@ never changed. A model that cannot be expressed gets problems and no objects.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
+import shlex
 from dataclasses import dataclass, field, replace
 
-from ..backends import FAMILY
+from ..backends import FAMILY, GPU_KIND
 from ..config import Config
 from ..desired import build_desired
 from ..errors import Problem, RenderError
 from ..inventory.model import Inventory
 from ..manifests import ModelDecl
-from ..ports import PortAssignment
+from ..ports import PortAssignment, assign_ports
+from ..raycluster import CPU_HAS_NO_RAY, per_node
 from ..render import _SECRET_KEY as SECRET_NAME
-from ..render import Rendered, Renderer, resolve_model_path
+from ..render import Rendered, Renderer, parse_argv, resolve_model_path
 from .cluster import cluster_inventory, command_for, container_path, image_for
 from .gpu import GpuNeeds, gpu_needs
 
@@ -32,6 +36,8 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "xgen-declare"}
 API_KEY_DIR = "/var/run/secrets/xgen-declare/api-key"
 API_KEY_KEY = "api-key"
 STARTUP_PERIOD = 10
+ROLE_LABEL = "xgen-declare/role"  # leader | worker, on a LeaderWorkerSet's pods
+LEADER, WORKER = "leader", "worker"
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -72,19 +78,22 @@ def export_kubernetes(paths: list[str], config: Config, nodes: Inventory | None 
     result.problems.update({n: list(p) for n, p in desired.problems.items()})
     renderer = Renderer(config, inventory)
     for decl in desired.load.models:
-        if decl.spec.distributed is not None:  # never a Deployment that looks complete (docs/ray.md)
-            result.problems[decl.name] = [Problem(
-                decl.file, decl.line_of("distributed"), "spec.distributed", "a model across nodes (distributed: "
-                "ray) is not exported: it needs a Ray head and workers (e.g. a LeaderWorkerSet), not written yet",
-                "run it with xgen-declare on each host (docs/ray.md) or leave it out of the export")]
-            continue
-        if decl.spec.rpc_workers:  # likewise: llama-server without its workers would abort (docs/rpc.md)
+        if decl.spec.rpc_workers:  # llama-server without its workers would abort (docs/rpc.md)
             result.problems[decl.name] = [Problem(
                 decl.file, decl.line_of("rpc_workers"), "spec.rpc_workers", "a model with llama.cpp RPC workers "
-                "is not exported: its workers need pods of their own (e.g. a LeaderWorkerSet), not written yet",
+                "is not exported: its workers need pods of their own and llama-server their addresses, which "
+                "the export does not express (docs/kubernetes.md)",
                 "run it with xgen-declare on each host (docs/rpc.md) or leave it out of the export")]
             continue
-        rendered = desired.rendered.get(decl.name)
+        if decl.name in result.problems:
+            continue
+        if decl.spec.distributed is not None:  # a LeaderWorkerSet; never rendered for this host (docs/ray.md)
+            rendered, problems = _render_distributed(decl, renderer, config)
+            if problems:
+                result.problems[decl.name] = problems
+                continue
+        else:
+            rendered = desired.rendered.get(decl.name)
         if rendered is None:
             continue
         exported, problems = _export_model(decl, rendered, renderer, config, inventory, nodes, paths)
@@ -93,6 +102,18 @@ def export_kubernetes(paths: list[str], config: Config, nodes: Inventory | None 
         else:
             result.models[decl.name] = exported
     return result
+
+
+def _render_distributed(decl: ModelDecl, renderer: Renderer,
+                        config: Config) -> tuple[Rendered | None, list[Problem]]:
+    """The vLLM server of a `distributed: ray` model as the head would run it, from the manifest as
+    written: `build_desired` renders it only on the host named `ray.head` (with that host's RAY_ADDRESS),
+    and in the cluster the head is the LeaderWorkerSet's leader pod, wherever it lands."""
+    port = assign_ports({decl.name: decl.spec.port}, config.ports.start, config.ports.end, preview=True)[decl.name]
+    try:
+        return renderer.render(decl, port), []
+    except RenderError as exc:
+        return None, [Problem(decl.file, decl.line, exc.field or "spec", str(exc), exc.hint)]
 
 
 def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, config: Config,
@@ -111,7 +132,9 @@ def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, confi
                 else "pick another backend")
         problem("spec.backend", decl.line_of("backend"), f"backend {backend} cannot run in the cluster: {reason}",
                 hint)
-    needs, gpu_problems = gpu_needs(decl, backend, config, nodes)
+    distributed = spec.distributed is not None
+    # GPUs per pod: a distributed model's pod holds one pipeline stage (gpus / tensor_parallel_size)
+    needs, gpu_problems = gpu_needs(per_node(decl) if distributed else decl, backend, config, nodes)
     problems.extend(gpu_problems)
     if not _DNS1035.match(decl.name):
         problem("metadata.name", decl.doc.line_of(("metadata", "name")) if decl.doc else decl.line,
@@ -143,6 +166,9 @@ def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, confi
         update["api_key_file"] = f"{API_KEY_DIR}/{API_KEY_KEY}"
     if problems:
         return None, problems
+    if distributed and GPU_KIND[backend] is None:
+        warnings.append(Problem(decl.file, decl.line_of("backend"), "spec.backend", CPU_HAS_NO_RAY,
+                                severity="warning"))
     if spec.binary:
         warnings.append(Problem(decl.file, decl.line_of("binary"), "spec.binary", f"is a host path; the pod "
                                 f"runs the image's {update['binary']} instead", severity="warning"))
@@ -158,8 +184,13 @@ def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, confi
         return None, [Problem(decl.file, decl.line, exc.field or "spec", str(exc), exc.hint)]
     secrets = sorted({(api_key_secret(decl.name), API_KEY_KEY)} if (mounts_api_key or argv_model.secret_env)
                      else set()) + sorted((r.name, r.key) for r in config.kubernetes.secret_env.values())
-    objects = [deployment(decl, argv_model, needs, config, mounts_models, mounts_api_key, paths),
-               service(decl, argv_model, config)]
+    if distributed:
+        objects = [leader_worker_set(decl, argv_model, needs, config, mounts_models, mounts_api_key, paths,
+                                     renderer),
+                   service(decl, argv_model, config, role=LEADER)]
+    else:
+        objects = [deployment(decl, argv_model, needs, config, mounts_models, mounts_api_key, paths),
+                   service(decl, argv_model, config)]
     return ModelExport(decl.name, _manifest_name(decl.file, paths), objects, secrets, warnings), []
 
 
@@ -270,13 +301,71 @@ def _volumes(decl: ModelDecl, model: Rendered, needs: GpuNeeds, config: Config, 
         mounts.append({"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True})
         volumes.append({"name": "api-key", "secret": {"secretName": api_key_secret(decl.name),
                                                       "items": [{"key": API_KEY_KEY, "path": API_KEY_KEY}]}})
-    if FAMILY[model.backend] == "vllm" and needs.count > 1:  # NCCL between GPUs needs more than 64 MiB shm
+    if FAMILY[model.backend] == "vllm" and (needs.count > 1 or decl.spec.distributed):
+        # NCCL between GPUs needs more than 64 MiB shm, and so does Ray's object store
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
     return mounts, volumes
 
 
-def service(decl: ModelDecl, model: Rendered, config: Config) -> dict:
+def service(decl: ModelDecl, model: Rendered, config: Config, role: str | None = None) -> dict:
+    """`role`: a LeaderWorkerSet's Service selects its leader pod only (the one serving HTTP)."""
+    select = {**selector(decl), ROLE_LABEL: role} if role else selector(decl)
     return {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(decl, config),
-            "spec": {"type": "ClusterIP", "selector": selector(decl),
+            "spec": {"type": "ClusterIP", "selector": select,
                      "ports": [{"name": "http", "port": model.port, "targetPort": "http", "protocol": "TCP"}]}}
+
+
+def leader_worker_set(decl: ModelDecl, model: Rendered, needs: GpuNeeds, config: Config, mounts_models: bool,
+                      mounts_api_key: bool, paths: list[str], renderer: Renderer) -> dict:
+    """A `distributed: ray` vLLM model: one LeaderWorkerSet group of `nodes` pods, each holding one
+    pipeline stage's GPUs. The leader starts the Ray head, then `vllm serve ... --distributed-executor-backend
+    ray`; the workers join its Ray cluster. Follows the upstream example
+    https://github.com/kubernetes-sigs/lws/blob/060ab4da17eea1f0865fcbd3236bb1075e2cea32/docs/examples/vllm/GPU/lws.yaml
+    (size = nodes, restartPolicy RecreateGroupOnPodRestart, workers reach the leader at $(LWS_LEADER_ADDRESS),
+    which LWS sets in every pod), without its shell script: the Ray nodes come from templates/ray.j2.
+
+    The leader's pod is the Deployment's pod template (image, env and secrets, GPUs per node, volumes,
+    node affinity, probes on /health with a startupProbe sized from ready_timeout,
+    terminationGracePeriodSeconds from stop_grace); the workers get the same pod without HTTP."""
+    ray = decl.spec.ray
+    assert ray is not None and decl.spec.distributed == "ray"
+    pod = deployment(decl, model, needs, config, mounts_models, mounts_api_key, paths)
+    leader_pod = pod["spec"]["template"]["spec"]
+    worker_pod = copy.deepcopy(leader_pod)
+    binary = _ray_binary(config, model.backend)
+    head = [a for a in _ray_argv(renderer, "head", binary, ray) if a != "--block"]  # returns once the head runs
+    # A shell is unavoidable here: the Ray head must be running before `vllm serve` (in the same container,
+    # which ray.init finds), and vLLM must stay the container's main process for the probes and SIGTERM:
+    # `ray start --head && exec vllm serve ...`, both parts shlex-quoted from the rendered argv. vLLM waits
+    # for the workers' GPUs (its Ray placement group) while they join.
+    [leader] = leader_pod["containers"]
+    leader["command"] = ["/bin/sh", "-c", f"{shlex.join(head)} && exec {shlex.join(model.argv)}"]
+    del leader["args"]
+    [worker] = worker_pod["containers"]
+    worker["name"] = "ray-worker"
+    worker["command"] = _ray_argv(renderer, "worker", binary, ray)  # argv, no shell: `ray start --block` stays up
+    for key in ("args", "ports", "startupProbe", "readinessProbe", "livenessProbe"):
+        worker.pop(key, None)
+    worker["readinessProbe"] = {"tcpSocket": {"port": ray.node_manager_port}, "periodSeconds": 10}  # its raylet
+    meta = pod["spec"]["template"]["metadata"]
+    group = {"size": decl.spec.nodes, "restartPolicy": "RecreateGroupOnPodRestart",  # vLLM dies with a stage
+             "leaderTemplate": {"metadata": {"labels": {**meta["labels"], ROLE_LABEL: LEADER}}, "spec": leader_pod},
+             "workerTemplate": {"metadata": {"labels": {**meta["labels"], ROLE_LABEL: WORKER}}, "spec": worker_pod}}
+    return {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": pod["metadata"],
+            "spec": {"replicas": pod["spec"]["replicas"], "leaderWorkerTemplate": group}}
+
+
+def _ray_binary(config: Config, backend: str) -> str:
+    """`ray` next to the image's vLLM executable when that is a path, else on PATH (vllm/vllm-openai)."""
+    vllm = command_for(config, backend)
+    return os.path.join(os.path.dirname(vllm), "ray") if os.path.dirname(vllm) else "ray"
+
+
+def _ray_argv(renderer: Renderer, role: str, binary: str, ray) -> list[str]:
+    """A Ray node from templates/ray.j2, as local daemons run it, minus this host's `ray:` settings: the pod's
+    IP, CPUs and GPUs are what Ray detects inside the pod."""
+    context = {"role": role, "binary": binary, "address": f"$(LWS_LEADER_ADDRESS):{ray.port}", "port": ray.port,
+               "node_manager_port": ray.node_manager_port, "node_ip_address": None, "num_cpus": None,
+               "num_gpus": None, "temp_dir": None, "extra_args": []}
+    return parse_argv(renderer.env.get_template("ray.j2").render(context), "ray.j2")

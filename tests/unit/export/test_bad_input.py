@@ -61,7 +61,7 @@ def test_host_path_outside_the_model_volume_and_relative_paths(cli, write, k8s_d
         "claim or host_path) in xgen-declare.yaml)"]
 
 
-def test_model_too_big_for_a_node_is_not_expressible_yet(cli, write, k8s_dir):
+def test_model_too_big_for_a_node_is_not_expressible(cli, write, k8s_dir):
     d = k8s_dir()
     write("big.yaml", model_yaml("big", model_path="meta-llama/Llama-3.1-405B-Instruct", backend="vllm-cuda",
                                  tensor_parallel_size=8, pipeline_parallel_size=2))
@@ -69,8 +69,8 @@ def test_model_too_big_for_a_node_is_not_expressible_yet(cli, write, k8s_dir):
     assert r.code == 1
     assert _errors(r) == [
         f"big: not exported: {d}/big.yaml:1: spec: needs 16 GPUs but a node has at most (kubernetes.max_gpus_per_node) "
-        "8; a model spanning nodes (LeaderWorkerSet, llama.cpp RPC, Ray) is not expressible yet (lower gpus / "
-        "tensor_parallel_size x pipeline_parallel_size, or run it outside the export)"]
+        "8; a vLLM model can span nodes with nodes + distributed: ray (a LeaderWorkerSet) (lower gpus / "
+        "tensor_parallel_size x pipeline_parallel_size, or spread it over nodes (docs/ray.md, docs/kubernetes.md))"]
 
 
 def test_inventory_bounds_gpus_per_node_and_backends(cli, write, k8s_dir):
@@ -84,9 +84,9 @@ def test_inventory_bounds_gpus_per_node_and_backends(cli, write, k8s_dir):
     assert _errors(r) == [
         f"rocm: not exported: {d}/rocm.yaml:6: spec.backend: backend llama-server-rocm cannot run in the cluster: "
         "unavailable on the nodes: no AMD GPU (pick another backend)",
-        f"tp4: not exported: {d}/tp4.yaml:1: spec: needs 4 GPUs but the --inventory's node has 2; a model spanning "
-        "nodes (LeaderWorkerSet, llama.cpp RPC, Ray) is not expressible yet (lower gpus / tensor_parallel_size x "
-        "pipeline_parallel_size, or run it outside the export)"]
+        f"tp4: not exported: {d}/tp4.yaml:1: spec: needs 4 GPUs but the --inventory's node has 2; a vLLM model "
+        "can span nodes with nodes + distributed: ray (a LeaderWorkerSet) (lower gpus / tensor_parallel_size x "
+        "pipeline_parallel_size, or spread it over nodes (docs/ray.md, docs/kubernetes.md))"]
 
 
 def test_vulkan_without_a_vendor(cli, write, k8s_dir):
