@@ -69,10 +69,13 @@ def env_digest(r: Rendered) -> dict[str, str | None]:
     return out
 
 
-def want_for(r: Rendered, foreign_ports: set[int], placement_blocked: str | None = None) -> Want:
-    binary = binary_identity(r.argv[0])
+def want_for(r: Rendered, foreign_ports: set[int], placement_blocked: str | None = None,
+             local: bool = True) -> Want:
+    """`local`: the model would run on this machine (check its binary); False for a preview of another
+    host from an inventory file, whose binaries are not here."""
+    binary = binary_identity(r.argv[0]) if local else None
     blocked = placement_blocked
-    if binary is None:
+    if binary is None and local:
         key = "rpc: worker_binary" if r.backend == "rpc-worker" else f"binaries: {r.backend}"
         blocked = f"binary {r.argv[0]!r} not found (install it, or set {key}: PATH in xgen-declare.yaml)"
     elif r.port_source == "manifest" and r.port in foreign_ports:
@@ -89,15 +92,18 @@ def _problem_text(problems: list[Problem]) -> str:
 
 def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen], *,
             ports_in_use: Callable[[], set[int]] = listening_ports, only: set[str] | None = None,
-            awake: Collection[str] | None = None, idle_reasons: Mapping[str, str] | None = None) -> Pass:
+            awake: Collection[str] | None = None, idle_reasons: Mapping[str, str] | None = None,
+            local: bool = True) -> Pass:
     """Observe the manifests and the host against `seen`, and plan. Never raises for bad input.
+    `local=False`: a preview for another host (`plan --inventory FILE`): no check of this machine's
+    binaries or listening ports.
     `awake`: on-demand models the router wants running (None: keep the running ones, start none);
     `idle_reasons`: why an on-demand model left `awake` (idle, evicted), shown as its stop reason."""
     ours = {s.port for s in seen.values() if s.running and s.port}
-    foreign = ports_in_use() - ours
+    foreign = (ports_in_use() if local else set()) - ours
     held = {name: s.port for name, s in seen.items() if s.port}
     try:
-        desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign, awake)
+        desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign, awake, local)
     except PortRangeExhausted as exc:
         keep = Plan()
         for name in sorted(seen):
@@ -129,7 +135,7 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
 
 def _desired_and_wants(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen],
                        held: dict[str, int], foreign: set[int],
-                       awake: Collection[str] | None = None) -> tuple[Desired, dict[str, Want]]:
+                       awake: Collection[str] | None = None, local: bool = True) -> tuple[Desired, dict[str, Want]]:
     """Render with the memory ledger. Running models count with their measured buffers; when one of
     them will be replaced (its spec changed), the ledger is built again with its prediction instead."""
     changing: frozenset[str] = frozenset()
@@ -137,7 +143,7 @@ def _desired_and_wants(paths: list[str], config: Config, inventory: Inventory, s
         desired = build_desired(paths, config, inventory, held_ports=held, taken_ports=foreign, seen=seen,
                                 changing=changing, awake=awake)
         blocked = desired.ledger.blocked if desired.ledger is not None else {}
-        wants = {name: want_for(r, foreign, blocked.get(name)) for name, r in desired.rendered.items()}
+        wants = {name: want_for(r, foreign, blocked.get(name), local) for name, r in desired.rendered.items()}
         now = frozenset(n for n, w in wants.items()
                         if n in seen and seen[n].running and seen[n].buffers and seen[n].spec_hash != w.spec_hash)
         if now <= changing:

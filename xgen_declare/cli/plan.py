@@ -13,9 +13,10 @@ from .hostctx import host_inventory, inventory_option_help
 def compute_plan(dirs: tuple[str, ...], inventory_file: str | None = None) -> Pass:
     g = get_globals()
     env = open_env(g, dirs)
+    if inventory_file:  # another host: nothing of ours runs there, and its binaries are not here
+        return compute(env.paths, env.config, host_inventory(g, env.config, inventory_file), {}, local=False)
     seen = seen_from_records(env.store.load_all(), env.proc_root)
-    inventory = host_inventory(g, env.config, inventory_file) if inventory_file else env.inventory()
-    return compute(env.paths, env.config, inventory, seen)
+    return compute(env.paths, env.config, env.inventory(), seen)
 
 
 def show(result: Pass, output: str) -> None:
