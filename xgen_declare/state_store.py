@@ -8,7 +8,7 @@
       owner_id             random id put in every child's environment (XGEN_DECLARE_OWNER)
       requests/*.json      `restart` / `down` / `up` asking a running daemon to act
 
-`state_ports.held_ports()` reads the same `models/*.json` (`name`, `port`) for `render`.
+`held_ports()` reads the ports out of the same records for `render`.
 An unreadable or corrupt record is reported and skipped, never fatal.
 """
 
@@ -258,3 +258,9 @@ class StateStore:
             except OSError:
                 pass
         return out
+
+
+def held_ports(state_dir: str) -> dict[str, int]:
+    """name -> port the state holds (so `render` shows the real ports once a daemon ran); empty when
+    there is no (readable) state."""
+    return {name: r.port for name, r in StateStore(state_dir).load_all().items() if r.port is not None}

@@ -7,7 +7,7 @@ import shlex
 import click
 
 from ..desired import build_desired
-from ..state_ports import held_ports
+from ..state_store import held_ports
 from .common import eprint, get_globals, global_options, output_option, print_json, table
 from .hostctx import host_inventory, inventory_option_help
 

@@ -1,7 +1,7 @@
 import json
 import os
 
-from xgen_declare.state_ports import held_ports
+from xgen_declare.state_store import held_ports
 from xgen_declare.state_store import Record, StateStore
 
 
