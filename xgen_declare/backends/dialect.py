@@ -11,16 +11,14 @@ binary cannot be probed (a preview for another host) the inventory's word is use
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 from ..inventory.model import Inventory
+from ..probecache import ProbeCache, binary_key
 
-_cache: dict[tuple, str | None] = {}
+_cache = ProbeCache("llama-server-dialects.json")
 
 
 def dialect_from_help(text: str) -> str:
@@ -29,46 +27,15 @@ def dialect_from_help(text: str) -> str:
     return "old"
 
 
-def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "xgen-declare" / "llama-server-dialects.json"
-
-
-def _load_disk() -> dict:
-    try:
-        return json.loads(_cache_file().read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _save_disk(data: dict) -> None:
-    path = _cache_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
 def probe_dialect(binary: str, timeout: float = 15.0) -> str | None:
-    """Run `binary --help` (no shell) and classify it; None when it cannot run."""
+    """Run `binary --help` (no shell) and classify it; None when it cannot run (not cached then)."""
     path = shutil.which(binary)
-    if path is None:
+    key = binary_key(path) if path else None
+    if key is None:
         return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
-    if key in _cache:
-        return _cache[key]
-    disk = _load_disk()
-    disk_key = "|".join(map(str, key))
-    if disk_key in disk:
-        _cache[key] = disk[disk_key]
-        return disk[disk_key]
+    dialect = _cache.get(key)
+    if dialect is not None:
+        return dialect or None  # FAILED ("") earlier in this process
     try:
         proc = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL, errors="replace")
@@ -76,10 +43,10 @@ def probe_dialect(binary: str, timeout: float = 15.0) -> str | None:
         dialect = dialect_from_help(text) if "--model" in text or "-m," in text else None
     except (OSError, subprocess.SubprocessError):
         dialect = None
-    _cache[key] = dialect
-    if dialect is not None:
-        disk[disk_key] = dialect
-        _save_disk(disk)
+    if dialect is None:
+        _cache.remember_failure(key)
+    else:
+        _cache.put(key, dialect)
     return dialect
 
 

@@ -9,12 +9,10 @@ The result is cached by real path + mtime + size, in memory and under $XDG_CACHE
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
+from ..probecache import ProbeCache, binary_key
 from .proc import run_probe
 
 PROBE_TIMEOUT_S = 15.0
@@ -26,7 +24,7 @@ _VERSION = re.compile(r"^version:\s*(.+)$", re.MULTILINE)
 _FAMILY = {"cuda": "cuda", "hip": "rocm", "rocm": "rocm", "vulkan": "vulkan"}
 _NOT_GPU = {"cpu", "rpc", "blas", "accelerate", "amx", "kleidiai"}
 
-_memory: dict[str, dict] = {}
+_cache = ProbeCache("llama-server-builds.json")
 
 
 @dataclass(frozen=True)
@@ -51,42 +49,6 @@ def gpu_backends_in(text: str) -> set[str]:
     return {_FAMILY.get(b, b) for b in found if b not in _NOT_GPU}
 
 
-def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "xgen-declare" / "llama-server-builds.json"
-
-
-def _cache_key(binary: str) -> str | None:
-    try:
-        st = os.stat(binary)
-    except OSError:
-        return None
-    return f"{os.path.realpath(binary)}|{st.st_mtime_ns}|{st.st_size}"
-
-
-def _disk_get(key: str) -> dict | None:
-    try:
-        entry = json.loads(_cache_file().read_text()).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None
-    return entry if isinstance(entry, dict) else None
-
-
-def _disk_put(key: str, entry: dict) -> None:
-    path = _cache_file()
-    try:
-        data = json.loads(path.read_text()) if path.exists() else {}
-        if not isinstance(data, dict):
-            data = {}
-        data[key] = entry
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except (OSError, ValueError):
-        pass
-
-
 def _probe(binary: str, timeout: float) -> LlamaBuild:
     devices = run_probe([binary, "--list-devices"], timeout)
     if devices.error and "timed out" in devices.error:
@@ -101,19 +63,18 @@ def _probe(binary: str, timeout: float) -> LlamaBuild:
 
 
 def probe_llama_build(binary: str, timeout: float | None = None) -> LlamaBuild:
-    key = _cache_key(binary)
+    key = binary_key(binary)
     if key is None:
         return LlamaBuild(error="cannot stat the binary")
-    entry = _memory.get(key) or _disk_get(key)
-    if entry is None:
+    entry = _cache.get(key)
+    if not isinstance(entry, dict):
         build = _probe(binary, PROBE_TIMEOUT_S if timeout is None else timeout)
         if build.error:
             return build  # not cached: a crash or hang may be transient
         entry = {"gpu_backends": sorted(build.gpu_backends), "version": build.version}
-        _disk_put(key, entry)
-    _memory[key] = entry
+        _cache.put(key, entry)
     return LlamaBuild(frozenset(entry.get("gpu_backends") or ()), entry.get("version"))
 
 
 def clear_cache() -> None:
-    _memory.clear()
+    _cache.clear()
