@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 
-from .conftest import alive
+from .conftest import NAME_RULE, alive, bad_name_manifests
 
 
 def test_each_protocol_ready_and_wrong_path_never_ready(host):
@@ -109,3 +109,17 @@ def test_status_json_contract(host):
     logs = host.cli("logs", "a", "-n", "2")
     assert logs.returncode == 0 and "fake: ready on" in logs.stdout
     host.cli("down")
+
+
+def test_bad_names_never_reach_the_state_dir(host):
+    host.write("ok")
+    bad_name_manifests(host)
+    r = host.cli("apply", str(host.manifests))
+    assert r.returncode == 1, r.stderr
+    assert "internal error" not in r.stderr
+    for stem in ("dots", "shell", "nul", "long", "newline"):
+        assert f"{host.manifests / stem}.yaml:4: {NAME_RULE}" in r.stderr.splitlines()
+    assert {n: s["state"] for n, s in host.status().items()} == {"ok": "Ready"}
+    assert sorted(p.name for p in (host.state / "models").iterdir()) == ["ok.json"]
+    assert not (host.root / "x.json").exists() and not (host.root / "p").exists()
+    assert host.cli("down").returncode == 0
