@@ -123,3 +123,32 @@ def test_bad_names_never_reach_the_state_dir(host):
     assert sorted(p.name for p in (host.state / "models").iterdir()) == ["ok.json"]
     assert not (host.root / "x.json").exists() and not (host.root / "p").exists()
     assert host.cli("down").returncode == 0
+
+
+EMPTY = "kept: the manifests directory is empty (reconciler.prune_empty is false)"
+
+
+def test_deleting_the_last_manifest_keeps_it_and_says_so(host):
+    """Issue 12 item 4: the empty-directory guard keeps the last model, visibly (plan, status, log)."""
+    host.write("a")
+    assert host.cli("apply", str(host.manifests)).returncode == 0
+    pid = host.status()["a"]["pid"]
+    (host.manifests / "a.yaml").unlink()
+    note = (f"note: the manifests directory {host.manifests} holds no manifest: nothing is stopped (an empty "
+            "directory may be a failed mount); to stop the models, run `xgen-declare down` or set "
+            "reconciler.prune_empty: true")
+    r = host.cli("plan")
+    assert (r.returncode, r.stdout.splitlines()) == (0, [
+        f"keep     a: {EMPTY}", note, "0 to start, 0 to restart, 0 to stop, 0 blocked, 1 unchanged"])
+    r = host.cli("apply")
+    assert r.returncode == 0, r.stderr
+    assert f"a: {EMPTY}" in r.stderr and note[len("note: "):] in r.stderr
+    st = host.status()["a"]
+    assert (st["state"], st["pid"], st["manifest_error"]) == ("Ready", pid, EMPTY)
+    assert host.cli("down").returncode == 0  # what the note suggests
+    assert host.status()["a"]["state"] == "Stopped" and not alive(pid)
+    host.config(prune_empty=True)
+    r = host.cli("plan")
+    assert r.stdout.splitlines()[0] == "stop     a: manifest removed (not running: forget it)"
+    assert host.cli("apply").returncode == 0
+    assert host.status() == {}

@@ -106,3 +106,17 @@ def test_cli_verbs_refuse_a_bad_name(cli, write, tmp_path, verb):
     assert (r.code, r.out, r.err) == (ModelNotFound.exit_code, "", f"error: '../../x' is not a model name "
                                                                    f"({RULE_TEXT})\n")
     assert tree(tmp_path / "s") == ["state", "state/daemon.json", "state/models", "state/models/a.json", "x.log"]
+
+
+@pytest.mark.parametrize("what", ["empty", "missing"])
+def test_an_empty_or_missing_dir_keeps_every_model_and_says_so(cli, write, tmp_path, what):
+    """Issue 12 item 4 (the running case, with status and the log: tests/integration)."""
+    StateStore(tmp_path / "state").save(Record(name="a", state="Stopped"))
+    root = write.root if what == "empty" else tmp_path / "gone"
+    r = cli("--state-dir", str(tmp_path / "state"), "plan", str(root))
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == [
+        f"keep     a: kept: the manifests directory is {what} (reconciler.prune_empty is false)",
+        f"note: the manifests directory {root} holds no manifest: nothing is stopped (an empty directory may "
+        "be a failed mount); to stop the models, run `xgen-declare down` or set reconciler.prune_empty: true",
+        "0 to start, 0 to restart, 0 to stop, 0 blocked, 1 unchanged"]
