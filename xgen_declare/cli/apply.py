@@ -22,7 +22,8 @@ def command(dirs: tuple[str, ...], dry_run: bool, wait: bool, timeout: float, ou
     """Execute the plan once. Processes keep running after apply exits (`run` adopts them later).
 
     Exit code 0 when every enabled model is Ready (or Starting with --no-wait), 1 when any is Failed,
-    Blocked, Invalid or not ready in time. With a daemon running, apply asks it to reconcile now."""
+    Blocked, Invalid or not ready in time, or when a manifest has an error (printed).
+    With a daemon running, apply asks it to reconcile now."""
     if dry_run:
         show(compute_plan(dirs), output)
         return 0
@@ -49,4 +50,4 @@ def command(dirs: tuple[str, ...], dry_run: bool, wait: bool, timeout: float, ou
     for p in result.problems:
         eprint(p)
     ok = {State.READY.value, State.STOPPED.value} | ({State.STARTING.value} if not wait else set())
-    return 0 if all(r["state"] in ok for r in rows) else 1
+    return 0 if all(r["state"] in ok for r in rows) and not result.problems else 1

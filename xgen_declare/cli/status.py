@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..control import daemon_pid, fmt_uptime, status_rows
+from ..names import check_model_names
 from ..state_store import StateStore
 from .common import eprint, get_globals, global_options, output_option, print_json, table
 
@@ -22,6 +23,7 @@ def command(names: tuple[str, ...], output: str) -> int:
     `run --api` starts it on the first request). A model held by `down` is Stopped with held: true. `-o json` is a list of
     objects with name, state, backend, pid, port, endpoint, restarts, uptime, last_error,
     manifest_error, held, file."""
+    check_model_names(names)
     g = get_globals()
     store = StateStore(g.resolve_state_dir(g.load_config() if g.config_path() else None))
     rows = status_rows(store, g.proc(), list(names) or None)
