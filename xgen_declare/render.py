@@ -102,6 +102,7 @@ class Rendered:
     ready_timeout: float
     stop_grace: float
     enabled: bool = True
+    backend_note: str | None = None  # the backend choice followed a rule worth showing (plan/render print it)
     gpus: list[int] | None = None
     file: str | None = None
     secret_env: dict[str, str] = field(default_factory=dict)  # env var -> file its value is read from
@@ -244,7 +245,7 @@ class Renderer:
             endpoint=f"http://{host_for_url}:{port.port}/v1", readiness_path=READINESS_PATH[family],
             binary=binary, dialect=dialect, backend_reason=selection.explain(), port_source=port.source,
             ready_timeout=spec.ready_timeout, stop_grace=spec.stop_grace, enabled=spec.enabled,
-            gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings, workers=workers)
+            backend_note=selection.explain() if selection.noteworthy else None, gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings, workers=workers)
 
     def _rpc_workers(self, decl: ModelDecl, family: str, binary: str, template: str, argv: list[str],
                      warnings: list[str]) -> list[rpc.WorkerSpec]:

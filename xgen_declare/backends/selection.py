@@ -1,12 +1,21 @@
-"""`backend: auto` -> a concrete backend, explained; explicit backends are checked against the host."""
+"""`backend: auto` -> a concrete backend, explained; explicit backends are checked against the host.
+
+Rules beyond "first available in the order" (the seed's, see backends.GGUF_ORDER / HF_ORDER):
+  * Vulkan is never chosen by auto for a model on an NVIDIA GPU (the seed offers Vulkan on AMD hosts only;
+    CUDA is the fast path there). An explicit `backend: llama-server-vulkan` still runs, with a note.
+  * With a manifest `binary:`, an explicit backend needs only its GPU kind on the host: the inventory's
+    word about the default executable does not apply (the binary itself is checked before it starts).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..inventory.model import Inventory
+from ..inventory.model import Gpu, Inventory
 from ..request import ModelLoadRequest, is_gguf_path
-from . import GGUF_ORDER, HF_ORDER, Selection
+from . import GGUF_ORDER, GPU_KIND, HF_ORDER, Selection, gpu_kind_missing
+
+VULKAN = "llama-server-vulkan"
 
 
 def _why_not(inventory: Inventory, name: str) -> str:
@@ -16,24 +25,60 @@ def _why_not(inventory: Inventory, name: str) -> str:
     return b.reason or "unavailable"
 
 
+def model_gpus(spec: ModelLoadRequest, inventory: Inventory) -> list[Gpu]:
+    """The host GPUs a model would use: those listed in `gpus`, else every visible one."""
+    if spec.gpus is not None:
+        return [g for i in spec.gpus if (g := inventory.gpu(i)) is not None]
+    return [g for g in inventory.gpus if not g.hidden]
+
+
+def _nvidia_gpu(spec: ModelLoadRequest, inventory: Inventory) -> Gpu | None:
+    return next((g for g in model_gpus(spec, inventory) if g.vendor == "nvidia"), None)
+
+
+def _vulkan_on_nvidia(gpu: Gpu) -> str:
+    named = f" ({gpu.name})" if gpu.name else ""
+    return (f"GPU {gpu.index}{named} is an NVIDIA GPU: auto picks Vulkan only for AMD GPUs, llama-server-cuda is "
+            f"the fast path there; set backend: {VULKAN} to use it anyway")
+
+
 def select_backend(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
     if spec.backend != "auto":
-        if inventory.is_available(spec.backend):
-            return Selection(spec.backend, f"{spec.backend} set in the manifest")
-        return Selection(spec.backend, f"{spec.backend} set in the manifest",
-                         unavailable=f"backend {spec.backend} is not available on this host: "
-                                     f"{_why_not(inventory, spec.backend)}")
+        return _explicit(spec, inventory)
     if is_gguf_path(spec.model_path):
         kind, order = "a GGUF file", GGUF_ORDER
     else:
         local = Path(spec.model_path).is_dir()
         kind = "a local HuggingFace directory" if local else "a HuggingFace model id"
         order = HF_ORDER
+    nvidia = _nvidia_gpu(spec, inventory)
     skipped = []
     for name in order:
+        if name == VULKAN and nvidia is not None:
+            skipped.append((name, _vulkan_on_nvidia(nvidia)))
+            continue
         if inventory.is_available(name):
-            return Selection(name, f"auto: {name} is the first available backend for {kind}", tuple(skipped))
+            return Selection(name, f"auto: {name} is the first available backend for {kind}", tuple(skipped),
+                             noteworthy=nvidia is not None and inventory.is_available(VULKAN))
         skipped.append((name, _why_not(inventory, name)))
     return Selection(None, f"auto: no backend available for {kind}", tuple(skipped),
                      unavailable=f"no backend available for {kind}: "
                                  + "; ".join(f"{b}: {why}" for b, why in skipped))
+
+
+def _explicit(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
+    name = spec.backend
+    reason = f"{name} set in the manifest"
+    if spec.binary:
+        reason += f" (binary: {spec.binary})"
+        missing = gpu_kind_missing(inventory.gpus, GPU_KIND[name])
+    else:
+        missing = None if inventory.is_available(name) else _why_not(inventory, name)
+    noteworthy = name == VULKAN and _nvidia_gpu(spec, inventory) is not None
+    if noteworthy:
+        auto = select_backend(spec.model_copy(update={"backend": "auto"}), inventory).backend
+        reason += f" (on an NVIDIA GPU; auto would pick {auto})" if auto else " (on an NVIDIA GPU)"
+    if missing is None:
+        return Selection(name, reason, noteworthy=noteworthy)
+    return Selection(name, reason, unavailable=f"backend {name} is not available on this host: {missing}",
+                     noteworthy=noteworthy)
