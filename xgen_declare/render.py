@@ -35,6 +35,7 @@ from .config import Config
 from .errors import RenderError
 from .inventory.model import Inventory
 from .manifests import ModelDecl
+from .modelpath import gguf_repo
 from .ports import PortAssignment
 from . import rpc
 
@@ -207,6 +208,9 @@ class Renderer:
             warnings.append(selection.unavailable)
         env, pin_warnings = pinning_env(backend, spec.gpus, self.inventory)
         warnings.extend(pin_warnings)
+        repo = gguf_repo(spec.model_path, spec.hf_file) if family == "llama-server" else None
+        if repo is not None and self.config.llama_cache_dir:  # where llama-server keeps what it downloads
+            env["LLAMA_CACHE"] = self.config.resolve(self.config.llama_cache_dir)
         env.update(spec.env)
         secret_env = {}
         if spec.api_key_file and family == "vllm":
@@ -224,6 +228,7 @@ class Renderer:
             "multi_gpu": bool(spec_data["tensor_split"]) or (spec.gpus is not None and len(spec.gpus) > 1),
             "log_buffers": self.config.placement.record_buffers,
             "rpc": [w.endpoint for w in spec.rpc_workers],
+            "hf_repo": spec.model_path if repo is not None else None,
         }
         template = f"{family}.j2"
         try:
@@ -238,6 +243,10 @@ class Renderer:
         argv = parse_argv(output, template)
         if not argv:
             raise RenderError(f"template {template} rendered an empty command")
+        if repo is not None and "--hf-repo" not in argv:
+            raise RenderError(f"template {template} does not pass the repository on (no --hf-repo in its output); "
+                              f"{spec.model_path} is downloaded by llama-server, see the shipped template",
+                              field="spec.model_path")
         workers = self._rpc_workers(decl, family, binary, template, argv, warnings)
         host_for_url = f"[{spec.host}]" if ":" in spec.host else spec.host
         return Rendered(

@@ -3,6 +3,8 @@
 Rules beyond "first available in the order" (the seed's, see backends.GGUF_ORDER / HF_ORDER):
   * Vulkan is never chosen by auto for a model on an NVIDIA GPU (the seed offers Vulkan on AMD hosts only;
     CUDA is the fast path there). An explicit `backend: llama-server-vulkan` still runs, with a note.
+  * A HuggingFace repository of GGUF files (request.gguf_repo) goes to llama-server, which downloads it;
+    llama-cpp-python is not offered for one (validation refuses it explicitly).
   * With a manifest `binary:`, an explicit backend needs only its GPU kind on the host: the inventory's
     word about the default executable does not apply (the binary itself is checked before it starts).
 """
@@ -12,10 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..inventory.model import Gpu, Inventory
-from ..request import ModelLoadRequest, is_gguf_path
+from ..modelpath import gguf_repo, is_gguf_path
+from ..request import ModelLoadRequest
 from . import GGUF_ORDER, GPU_KIND, HF_ORDER, Selection, gpu_kind_missing
 
 VULKAN = "llama-server-vulkan"
+NO_REPO = ("cannot download a HuggingFace repository here (use a llama-server backend, or download the .gguf file "
+           "and set model_path to it)")
 
 
 def _why_not(inventory: Inventory, name: str) -> str:
@@ -45,8 +50,11 @@ def _vulkan_on_nvidia(gpu: Gpu) -> str:
 def select_backend(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
     if spec.backend != "auto":
         return _explicit(spec, inventory)
+    repo = gguf_repo(spec.model_path, spec.hf_file) is not None
     if is_gguf_path(spec.model_path):
         kind, order = "a GGUF file", GGUF_ORDER
+    elif repo:
+        kind, order = "a GGUF repository (downloaded by llama-server)", GGUF_ORDER
     else:
         local = Path(spec.model_path).is_dir()
         kind = "a local HuggingFace directory" if local else "a HuggingFace model id"
@@ -56,6 +64,9 @@ def select_backend(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
     for name in order:
         if name == VULKAN and nvidia is not None:
             skipped.append((name, _vulkan_on_nvidia(nvidia)))
+            continue
+        if name == "llama-cpp-python" and repo:
+            skipped.append((name, NO_REPO))
             continue
         if inventory.is_available(name):
             return Selection(name, f"auto: {name} is the first available backend for {kind}", tuple(skipped),
