@@ -104,6 +104,7 @@ class Rendered:
     stop_grace: float
     enabled: bool = True
     backend_note: str | None = None  # the backend choice followed a rule worth showing (plan/render print it)
+    binary_from_manifest: bool = False  # argv[0] is the manifest's `binary:` (so a missing one is fixed there)
     gpus: list[int] | None = None
     file: str | None = None
     secret_env: dict[str, str] = field(default_factory=dict)  # env var -> file its value is read from
@@ -254,7 +255,8 @@ class Renderer:
             endpoint=f"http://{host_for_url}:{port.port}/v1", readiness_path=READINESS_PATH[family],
             binary=binary, dialect=dialect, backend_reason=selection.explain(), port_source=port.source,
             ready_timeout=spec.ready_timeout, stop_grace=spec.stop_grace, enabled=spec.enabled,
-            backend_note=selection.explain() if selection.noteworthy else None, gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings, workers=workers)
+            backend_note=selection.explain() if selection.noteworthy else None,
+            binary_from_manifest=bool(spec.binary), gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings, workers=workers)
 
     def _rpc_workers(self, decl: ModelDecl, family: str, binary: str, template: str, argv: list[str],
                      warnings: list[str]) -> list[rpc.WorkerSpec]:

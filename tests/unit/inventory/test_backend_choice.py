@@ -123,3 +123,13 @@ def test_binary_override_passes_the_host_checks_the_daemon_uses(write, host):
     assert host_problems(decl, inv) == []
     d = build_desired([str(write.root)], Config(), inv, preview=True, check_host=True)
     assert d.problems == {} and d.rendered["m"].warnings == []
+
+
+def test_missing_manifest_binary_blocks_with_a_hint_at_the_manifest(write, host):
+    from xgen_declare.reconcile import want_for
+
+    path = write("a.yaml", model_yaml("m", backend="llama-server-cpu", binary="/opt/llama/llama-server"))
+    d = build_desired([str(write.root)], Config(), host("cpu-only"), preview=True)
+    assert want_for(d.rendered["m"], set()).blocked == (
+        f"binary '/opt/llama/llama-server' not found (fix spec.binary in {path}, or remove it to use the "
+        "backend's default executable)")
