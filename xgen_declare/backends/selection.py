@@ -38,13 +38,18 @@ def model_gpus(spec: ModelLoadRequest, inventory: Inventory) -> list[Gpu]:
 
 
 def _nvidia_gpu(spec: ModelLoadRequest, inventory: Inventory) -> Gpu | None:
-    return next((g for g in model_gpus(spec, inventory) if g.vendor == "nvidia"), None)
+    """An NVIDIA GPU a Vulkan process of this model would drive. Without `gpus` that is every GPU, hidden
+    ones included: Vulkan ignores CUDA_VISIBLE_DEVICES (pinning sets GGML_VK_VISIBLE_DEVICES only for gpus)."""
+    pool = inventory.gpus if spec.gpus is None else model_gpus(spec, inventory)
+    return next((g for g in pool if g.vendor == "nvidia"), None)
 
 
 def _vulkan_on_nvidia(gpu: Gpu) -> str:
     named = f" ({gpu.name})" if gpu.name else ""
+    hidden = (" (Vulkan ignores CUDA_VISIBLE_DEVICES, which hides it; list the AMD GPUs in gpus: to use Vulkan)"
+              if gpu.hidden else "")
     return (f"GPU {gpu.index}{named} is an NVIDIA GPU: auto picks Vulkan only for AMD GPUs, llama-server-cuda is "
-            f"the fast path there; set backend: {VULKAN} to use it anyway")
+            f"the fast path there; set backend: {VULKAN} to use it anyway{hidden}")
 
 
 def select_backend(spec: ModelLoadRequest, inventory: Inventory) -> Selection:

@@ -133,3 +133,14 @@ def test_missing_manifest_binary_blocks_with_a_hint_at_the_manifest(write, host)
     assert want_for(d.rendered["m"], set()).blocked == (
         f"binary '/opt/llama/llama-server' not found (fix spec.binary in {path}, or remove it to use the "
         "backend's default executable)")
+
+
+def test_nvidia_hidden_by_cuda_visible_devices_still_counts_for_vulkan(host):
+    # Vulkan ignores CUDA_VISIBLE_DEVICES: without gpus: it would drive the hidden NVIDIA GPU too
+    inv = host("mixed", "nvidia-a100", "llama-gpu-named", env={"CUDA_VISIBLE_DEVICES": ""})
+    assert inv.gpus[0].hidden and inv.is_available("llama-server-vulkan")
+    sel = pick(inv)
+    assert sel.backend == "llama-server-rocm"
+    assert sel.skipped[0] == ("llama-server-vulkan", NVIDIA_SKIP + " (Vulkan ignores CUDA_VISIBLE_DEVICES, which "
+                                                                   "hides it; list the AMD GPUs in gpus: to use Vulkan)")
+    assert pick(inv, gpus=[1]).backend == "llama-server-vulkan"
