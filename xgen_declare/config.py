@@ -209,6 +209,9 @@ class Config(BaseModel):
     binaries: dict[str, str] = Field(default_factory=dict, description="Executable per backend name")
     python: str | None = Field(None, description="Interpreter for llama-cpp-python (default: this Python)")
     templates_dir: str | None = Field(None, description="Overrides shipped templates, per file")
+    llama_cache_dir: str | None = Field(None, description="Where llama-server keeps the GGUF files it downloads "
+                                        "for models whose model_path is a HuggingFace repository (rendered as "
+                                        "LLAMA_CACHE; relative to this file). Default: llama.cpp's own")
     state_dir: str | None = None
     vllm_rocm_supported_gfx: list[str] = Field(default_factory=lambda: list(DEFAULT_VLLM_ROCM_GFX))
     ray: Ray = Field(default_factory=Ray)

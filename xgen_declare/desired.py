@@ -63,7 +63,7 @@ def placement_problems(decls: list[ModelDecl], inventory: Inventory, margin_mib:
     out = []
     for name, reason in sorted(ledger.blocked.items()):
         decl = by_name[name]
-        vllm = model_family(decl.spec.model_path, decl.spec.backend) == "vllm"
+        vllm = model_family(decl.spec.model_path, decl.spec.backend, decl.spec.hf_file) == "vllm"
         field_name = "tensor_parallel_size" if "tensor parallel" in reason or "tensor_parallel" in reason else (
             "gpu_memory_utilization" if vllm or "gpu_memory_utilization" in reason else "n_gpu_layers")
         line = decl.line_of(field_name) if decl.spec.is_set(field_name) else decl.line

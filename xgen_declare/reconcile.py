@@ -75,7 +75,10 @@ def want_for(r: Rendered, foreign_ports: set[int], placement_blocked: str | None
     host from an inventory file, whose binaries are not here."""
     binary = binary_identity(r.argv[0]) if local else None
     blocked = placement_blocked
-    if binary is None and local:
+    if binary is None and local and r.binary_from_manifest:
+        blocked = (f"binary {r.argv[0]!r} not found (fix spec.binary in {r.file}, or remove it to use the backend's "
+                   "default executable)")
+    elif binary is None and local:
         key = "rpc: worker_binary" if r.backend == "rpc-worker" else f"binaries: {r.backend}"
         blocked = f"binary {r.argv[0]!r} not found (install it, or set {key}: PATH in xgen-declare.yaml)"
     elif r.port_source == "manifest" and r.port in foreign_ports:

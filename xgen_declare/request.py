@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .modelpath import HF_FILE_RE, gguf_problems, gguf_repo, is_gguf_path  # is_gguf_path: imported from here too
 from .names import NAME_RE  # the one rule for model names (names.py)
 
 LLAMA_SERVER_BACKENDS = ("llama-server-vulkan", "llama-server-cuda", "llama-server-rocm", "llama-server-cpu")
@@ -106,17 +107,13 @@ def parse_duration(value: float | int | str) -> float:
     return seconds
 
 
-def model_family(model_path: str, backend: str) -> str:
+def model_family(model_path: str, backend: str, hf_file: str | None = None) -> str:
     """'llama' (GGUF: llama-server / llama-cpp-python) or 'vllm' (HuggingFace id or directory)."""
     if backend in LLAMA_FAMILY_BACKENDS:
         return "llama"
     if backend in VLLM_BACKENDS:
         return "vllm"
-    return "llama" if is_gguf_path(model_path) else "vllm"
-
-
-def is_gguf_path(model_path: str) -> bool:
-    return model_path.lower().endswith(".gguf")
+    return "llama" if is_gguf_path(model_path) or gguf_repo(model_path, hf_file) else "vllm"
 
 
 class RayCluster(BaseModel):
@@ -152,9 +149,12 @@ class ModelLoadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    model_path: NoNewline = Field(description="A .gguf file, a local HuggingFace directory, or a HuggingFace id "
-                                  "org/model. Relative .gguf paths and paths starting with ./ or ../ are relative "
-                                  "to the manifest file's directory")
+    model_path: NoNewline = Field(description="A .gguf file, a local HuggingFace directory, a HuggingFace id "
+                                  "org/model (vLLM), or a HuggingFace repository of GGUF files (org/name-GGUF or "
+                                  "org/name:QUANT: llama-server downloads it). Relative .gguf paths and paths "
+                                  "starting with ./ or ../ are relative to the manifest file's directory")
+    hf_file: NoNewline | None = Field(None, description="With a repository of GGUF files as model_path: the file to "
+                                      "download (llama.cpp's --hf-file), e.g. model-Q4_K_M.gguf")
     backend: BackendName = Field("auto", description="Backend to run; auto picks by the host's GPUs and binaries")
     binary: NoNewline | None = Field(None, description="Per-model override of the backend's executable")
     server_type: Literal["llm", "embedding"] = "llm"
@@ -222,6 +222,13 @@ class ModelLoadRequest(BaseModel):
     @classmethod
     def _single_line(cls, value: str | None) -> str | None:
         return None if value is None else _reject_control(value, "value")
+
+    @field_validator("hf_file")
+    @classmethod
+    def _hf_file(cls, value: str | None) -> str | None:
+        if value is not None and not HF_FILE_RE.match(value):
+            raise ValueError("must be a .gguf file inside the repository (no leading '/' or '-', no '..')")
+        return value
 
     @field_validator("alias", "extra_args")
     @classmethod
@@ -292,13 +299,8 @@ class ModelLoadRequest(BaseModel):
             if tp_pp > n and self.distributed is None:
                 problems.append(("tensor_parallel_size", f"tensor_parallel_size x pipeline_parallel_size = {tp_pp} "
                                  f"needs {tp_pp} GPUs but gpus lists {n}; list more GPUs or lower the sizes"))
-        family = model_family(self.model_path, self.backend)
-        if family == "vllm" and is_gguf_path(self.model_path):
-            problems.append(("backend", f"{self.backend} cannot serve a GGUF file; use a llama-server backend, "
-                             "llama-cpp-python or backend: auto"))
-        if family == "llama" and not is_gguf_path(self.model_path):
-            problems.append(("model_path", f"backend {self.backend} needs a .gguf file; use a vllm backend for "
-                             "HuggingFace models"))
+        family = model_family(self.model_path, self.backend, self.hf_file)
+        problems.extend(gguf_problems(self, family))
         foreign = VLLM_ONLY if family == "llama" else LLAMA_ONLY
         for name, default in foreign.items():
             if getattr(self, name) != default:

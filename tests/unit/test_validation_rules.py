@@ -65,8 +65,8 @@ def test_gguf_with_vllm_backend(write):
 
 def test_llama_backend_needs_gguf(write):
     assert only(write, model_yaml(model_path="org/model", backend="llama-server-cpu")) == \
-        ("6: spec.model_path: backend llama-server-cpu needs a .gguf file (use a vllm backend for HuggingFace "
-         "models)")
+        ("6: spec.model_path: backend llama-server-cpu needs a .gguf file, or a HuggingFace repository of them such "
+         "as org/name-GGUF or org/name:QUANT (use a vllm backend for other HuggingFace models)")
 
 
 def test_vllm_only_field_on_llama_model(write):

@@ -47,6 +47,9 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
         click.echo(table(rows, ["NAME", "BACKEND", "PORT", "ENDPOINT", "COMMAND"]))
         if any(m.port_source == "preview" for m in models):
             click.echo("* preview port: no daemon state yet; the daemon assigns the same way")
+        for m in models:
+            if m.backend_note:
+                eprint(f"note: {m.name}: backend {m.backend}: {m.backend_note}")
     shown = set()
     problems = [p for name in sorted(desired.problems) for p in desired.problems[name]] + desired.load.problems
     for p in problems:  # per-model problems, then those no model owns (a missing path, a broken file)
