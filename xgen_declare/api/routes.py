@@ -61,7 +61,7 @@ async def load(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MAX_
     """Declare a model (writes DIR/api/NAME.yaml) and wait up to `wait` seconds for it to be Ready."""
     ctx = _ctx(request)
     require_token(request.headers, ctx.token)
-    name, spec = declare.parse_load_body(await _json_body(request), ctx.settings.allow_exec_fields)
+    name, spec = declare.parse_load_body(await _json_body(request), ctx.settings)
     path = declare.owned_path(ctx.root, name)
     rel = f"{declare.API_DIR}/{name}.yaml"
     text = declare.manifest_text(name, spec)
