@@ -13,13 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import Problem
 from ..manifests import load_paths, validate_document
 from ..request import NAME_RE, suggest_name
 from ..state_store import atomic_write, fsync_dir
-from ..yamlsource import parse_documents
+from ..yamlsource import dump_exact, parse_documents
 from .security import ApiProblem, is_loopback
 
 API_DIR = "api"
@@ -118,8 +116,13 @@ def refuse_fields(spec: dict, settings) -> None:
 
 
 def manifest_text(name: str, spec: dict) -> str:
+    """The file's text; it reads back as exactly this spec (`dump_exact`), else 422 naming the field."""
     data = {"apiVersion": "xgen/v1", "kind": "Model", "metadata": {"name": name}, "spec": spec}
-    return HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    text, problems = dump_exact(data, f"{API_DIR}/{name}.yaml")
+    if text is None:
+        raise ApiProblem(422, "the request cannot be written as a manifest that reads back unchanged (nothing "
+                         "was written)", model=name, errors=[problem_json(p) for p in problems])
+    return HEADER + text
 
 
 def validate_text(text: str, display: str) -> list[Problem]:

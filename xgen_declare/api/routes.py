@@ -7,7 +7,6 @@ Writes (POST) need the bearer token when one is set. Answers are JSON; errors ar
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from anyio import to_thread
@@ -19,7 +18,7 @@ from ..control import status_rows
 from ..plan import STOP
 from ..reconcile import compute
 from ..states import RUNNING_STATES, State
-from . import declare
+from . import body, declare
 from .app import ApiContext
 from .security import ApiProblem, host_of, require_token
 from .views import advertised_endpoint, model_json
@@ -37,17 +36,7 @@ def _ctx(request: Request) -> ApiContext:
 
 
 async def _json_body(request: Request, empty_ok: bool = False):
-    raw = await request.body()
-    if not raw.strip():
-        if empty_ok:
-            return {}
-        raise ApiProblem(422, "the body is empty; send a JSON object")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        where = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ApiProblem(422, "the body is not valid JSON", errors=[{"field": "", "message": where or str(exc),
-                                                                      "hint": ""}]) from None
+    return body.parse_body(await request.body(), empty_ok)
 
 
 def _request_host(request: Request) -> str:

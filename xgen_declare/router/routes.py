@@ -64,6 +64,8 @@ def _model_of(request: Request, raw: bytes) -> str:
             where = f" (line {exc.lineno} column {exc.colno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) \
                 else ""
             raise RouterError(400, f"the body is not valid JSON{where}", code="invalid_json") from None
+        except RecursionError:
+            raise RouterError(400, "the body nests too deeply to be read as JSON", code="invalid_json") from None
         if not isinstance(body, dict):
             raise RouterError(400, "the body must be a JSON object with a `model` field", code="invalid_body")
         model = body.get("model")

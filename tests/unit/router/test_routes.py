@@ -83,3 +83,10 @@ def test_router_limits_come_from_the_config(tmp_path):
         assert r.status_code == 400
     finally:
         stop(api, thread)
+
+
+def test_deeply_nested_body_is_400_not_500(api):
+    r = api.client.post("/v1/chat/completions", content=b"[" * 100_000 + b"]" * 100_000)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == {"message": "the body nests too deeply to be read as JSON", "type":
+                                 "invalid_request_error", "param": None, "code": "invalid_json"}
