@@ -155,20 +155,36 @@ def read(path: Path) -> str | None:
         return path.read_text()
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _cannot("read", path, exc) from None
 
 
 def write(path: Path, text: str) -> bool:
     """Atomic write; False (nothing touched) when the file already holds exactly this text."""
     if read(path) == text:
         return False
-    path.parent.mkdir(exist_ok=True)
-    atomic_write(path, text)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, text)
+    except OSError as exc:
+        raise _cannot("write", path, exc) from None
     return True
 
 
 def remove(path: Path) -> None:
-    path.unlink()
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise _cannot("remove", path, exc) from None
     fsync_dir(path.parent)
+
+
+def _cannot(verb: str, path: Path, exc: Exception) -> ApiProblem:
+    """503 with the cause: 'cannot write api/NAME.yaml: permission denied' (a read-only or full manifests dir
+    is the host's state, not a bug)."""
+    why = getattr(exc, "strerror", None) or str(exc)
+    rel = f"{API_DIR}/{path.name}"
+    return ApiProblem(503, f"cannot {verb} {rel}: {why[:1].lower()}{why[1:]}", model=path.stem, manifest=rel)
 
 
 def relative(root: str, file: str | None) -> str | None:

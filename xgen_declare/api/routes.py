@@ -78,7 +78,16 @@ async def load(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MAX_
                              errors=[declare.problem_json(p) for p in probs] or [
                                  {"field": "", "message": "; ".join(result.problems) or "not planned", "hint": ""}])
     want = result.wants[name]
-    rec = await _settle(ctx, name, lambda r: _load_done(r, want), wait)
+
+    def superseded() -> bool:  # a later load, an edit or an unload replaced what this request wrote
+        return declare.read(path) != text
+
+    rec = await _settle(ctx, name, lambda r: superseded() or _load_done(r, want), wait)
+    if await to_thread.run_sync(superseded):
+        return JSONResponse({"status": "superseded", "detail": f"a later write of {rel} (another load, an edit or "
+                             "an unload) replaced this request before its spec was Ready; the model follows the file",
+                             "model": name, "state": rec.state_enum.value if rec else None, "changed": changed,
+                             "manifest": rel}, status_code=409)
     return _load_answer(ctx, request, name, want, rec, changed, rel, wait)
 
 
@@ -101,10 +110,16 @@ def _load_done(rec, want) -> bool:
 
 
 async def _settle(ctx: ApiContext, name: str, done, wait: float):
+    """The record once done(record) (called in a worker thread: it may read files) or after `wait` seconds."""
     deadline = time.monotonic() + wait
+
+    def look():
+        rec = ctx.env.store.load(name)
+        return rec, done(rec)
+
     while True:
-        rec = await to_thread.run_sync(ctx.env.store.load, name)
-        if done(rec) or time.monotonic() >= deadline or ctx.closing.is_set():
+        rec, finished = await to_thread.run_sync(look)
+        if finished or time.monotonic() >= deadline or ctx.closing.is_set():
             return rec
         await asyncio.sleep(0.1)
 
@@ -128,8 +143,12 @@ def _load_answer(ctx, request, name, want, rec, changed, rel, wait) -> JSONRespo
         body = {"status": "error", "detail": f"{name} did not become ready ({st.value}); the manifest stays declared",
                 "last_error": rec.last_error if rec else None, **base}
         return JSONResponse(ctx.scrub.json(body), status_code=503)
-    return JSONResponse({"status": "pending", "detail": f"not Ready after {wait:g}s; follow {P}/events or "
-                         f"{P}/models/{name}", **base}, status_code=202)
+    detail = f"not Ready after {wait:g}s"
+    if rec is not None and st in RUNNING_STATES and rec.spec_hash != want.spec_hash:
+        base["state"] = State.PENDING.value  # the state of *this* spec: the process that runs is an older one
+        detail += f": this spec has not started yet (the model still runs its previous spec, {st.value})"
+    return JSONResponse({"status": "pending", "detail": f"{detail}; follow {P}/events or {P}/models/{name}", **base},
+                        status_code=202)
 
 
 @router.post(P + "/unload")
