@@ -53,6 +53,8 @@ async def list_models(request: Request):
         data.append({"id": name, "object": "model", "created": 0, "owned_by": "xgen-declare",
                      "state": router.state_of(route).value, "activation": route.activation,
                      "aliases": list(route.aliases), "server_type": route.server_type})
+        if route.manifest_error:  # invalid now: requests go to the last good process
+            data[-1]["manifest_error"] = router.ctx.scrub.text(route.manifest_error)
     return {"object": "list", "data": data}
 
 
