@@ -169,8 +169,10 @@ class Api(BaseModel):
                                    "when a token is set every write endpoint needs `Authorization: Bearer TOKEN`")
     allowed_hosts: list[str] = Field(default_factory=list, description="Extra names accepted in the Host header "
                                      "(localhost, 127.0.0.1, ::1, host and advertise_host always are)")
-    allow_exec_fields: bool = Field(False, description="Let API requests set env, extra_args and binary (they "
-                                    "amount to running code, e.g. LD_PRELOAD)")
+    allow_exec_fields: bool = Field(False, description="Let API requests set env, extra_args, binary and "
+                                    "trust_remote_code (they amount to running code, e.g. LD_PRELOAD)")
+    allow_network_bind: bool = Field(False, description="Let API requests make a server listen beyond loopback: "
+                                     "a non-loopback host, an RPC worker's bind, distributed: ray")
     advertise_host: str | None = Field(None, description="Host name put in `endpoint` for models that bind "
                                        "0.0.0.0 / ::")
 

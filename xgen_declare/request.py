@@ -11,6 +11,7 @@ are accepted, so seed clients that send every field still validate.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
@@ -54,7 +55,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 class RpcWorker(BaseModel):
     """One llama.cpp RPC worker (`ggml-rpc-server`) of a model; see docs/rpc.md."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: NoNewline = Field(description="Host the worker runs on and llama-server connects to; the daemon whose "
                             "host has this name (or 127.0.0.1/localhost: this host) starts it")
@@ -104,6 +105,8 @@ def parse_duration(value: float | int | str) -> float:
             seconds = h * 3600 + mi * 60 + s
     if not seconds > 0:
         raise ValueError(f"must be greater than 0 ({DURATION_HINT})")
+    if not math.isfinite(seconds):
+        raise ValueError(f"must be finite ({DURATION_HINT}); leave it unset to never stop for idleness")
     return seconds
 
 
@@ -120,7 +123,7 @@ class RayCluster(BaseModel):
     """`spec.ray`: the hosts of a model's Ray cluster (distributed: ray; docs/ray.md). A host is matched
     against each daemon's names (its hostname, XGEN_DECLARE_HOST): that daemon runs the head or a worker."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     head: NoNewline = Field(description="Host that runs the Ray head and `vllm serve`")
     workers: list[NoNewline] = Field(min_length=1, description="Hosts that join as Ray workers, one per other node")
@@ -147,7 +150,7 @@ class RayCluster(BaseModel):
 class ModelLoadRequest(BaseModel):
     """The `spec` of a Model manifest."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
 
     model_path: NoNewline = Field(description="A .gguf file, a local HuggingFace directory, a HuggingFace id "
                                   "org/model (vLLM), or a HuggingFace repository of GGUF files (org/name-GGUF or "
@@ -403,7 +406,7 @@ class CrossFieldErrors(ValueError):
 
 
 class Metadata(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(description="Unique model name: lowercase letters, digits and '-', at most 63 characters")
     labels: dict[str, str] = Field(default_factory=dict)
@@ -421,7 +424,7 @@ class Metadata(BaseModel):
 class Manifest(BaseModel):
     """One YAML document: apiVersion xgen/v1, kind Model."""
 
-    model_config = ConfigDict(extra="forbid", title="xgen-declare Model manifest")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="xgen-declare Model manifest")
 
     apiVersion: Literal["xgen/v1"]
     kind: Literal["Model"]

@@ -158,3 +158,18 @@ def test_all_problems_of_all_files_in_one_run(write):
     result = load_paths([str(write.root)])
     assert sorted((p.file.rsplit("/", 1)[1], p.line) for p in result.problems) == \
         [("a.yaml", 6), ("b.yaml", 2), ("c.yaml", 6), ("c.yaml", 14)]
+
+
+@pytest.mark.parametrize("field, value, where", [("stop_grace", ".inf", "spec.stop_grace"),
+                                                 ("ready_timeout", ".nan", "spec.ready_timeout"),
+                                                 ("tensor_split", "[1.0, .nan]", "spec.tensor_split[1]"),
+                                                 ("gpu_memory_utilization", "-.inf", "spec.gpu_memory_utilization")])
+def test_non_finite_numbers(write, field, value, where):
+    text = model_yaml().rstrip("\n") + f"\n  {field}: {value}\n"
+    assert problems_of(write, text)[0] == f"7: {where}: Input should be a finite number"
+
+
+def test_idle_timeout_must_be_finite(write):
+    assert only(write, model_yaml(activation="on-demand", idle_timeout="inf")) == (
+        '7: spec.idle_timeout: must be finite (a duration such as "15m", "30s", "1h30m", or a number of seconds) '
+        "(leave it unset to never stop for idleness)")

@@ -146,6 +146,9 @@ class Router:
             if p is not None and p.rec.held:
                 raise RouterError(503, f"{name} is held stopped by `xgen-declare down`; run `xgen-declare up "
                                   f"{name}`", code="model_held")
+            if route.manifest_error and st not in (State.STARTING, State.READY, State.UNHEALTHY):
+                raise RouterError(503, f"{name}'s manifest is invalid and its last good process is not running: "
+                                  f"{first_line(route.manifest_error)}", code="manifest_invalid", state=st.value)
             if st == State.CRASH_LOOP_BACK_OFF and (last_wake is not None or not route.on_demand):
                 raise RouterError(503, f"{name} exited: {first_line(p.rec.last_error)}", code="model_crashed",
                                   state=st.value)

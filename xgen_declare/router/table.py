@@ -2,13 +2,15 @@
 
 Built from the daemon's last reconcile pass (or straight from the manifests before the first one).
 A name always wins over an alias; an alias two models claim goes to the first by name (and is
-reported in `conflicts`).
+reported in `conflicts`). A model whose manifest turned invalid keeps its previous route (aliases
+included, marked with the manifest error) as long as the plan keeps it: the reconciler keeps its last
+good process running, so the router keeps sending it requests.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Mapping
 
 __all__ = ["Route", "RouteTable", "table_from_decls"]
 
@@ -23,6 +25,7 @@ class Route:
     api_key_file: str | None = None      # the backend's key: the router sends it upstream
     server_type: str = "llm"
     enabled: bool = True
+    manifest_error: str | None = None    # the manifest is invalid now: this is the last good route
 
     @property
     def on_demand(self) -> bool:
@@ -47,13 +50,22 @@ class RouteTable:
         return self.names() + sorted(a for a in self.aliases if a not in self.routes)
 
 
-def table_from_decls(decls: Iterable) -> RouteTable:
-    """`decls`: manifests.ModelDecl (name + spec) of the valid manifests."""
-    table = RouteTable()
-    for d in sorted(decls, key=lambda d: d.name):
+def table_from_decls(decls: Iterable, kept: Mapping[str, str] | None = None,
+                     previous: RouteTable | None = None) -> RouteTable:
+    """`decls`: manifests.ModelDecl (name + spec) of the valid manifests. `kept`: name -> manifest error of
+    the models the plan keeps although their manifest is invalid; each keeps its route of `previous`."""
+    routes: dict[str, Route] = {}
+    for d in decls:
         s = d.spec
-        table.routes[d.name] = Route(d.name, tuple(s.alias), s.activation, s.idle_timeout, s.ready_timeout,
-                                     s.api_key_file, s.server_type, s.enabled)
+        routes[d.name] = Route(d.name, tuple(s.alias), s.activation, s.idle_timeout, s.ready_timeout,
+                               s.api_key_file, s.server_type, s.enabled)
+    for name, error in (kept or {}).items():
+        last_good = previous.routes.get(name) if previous is not None else None
+        if name not in routes and last_good is not None:
+            routes[name] = replace(last_good, manifest_error=error)
+    table = RouteTable()
+    for name in sorted(routes):
+        table.routes[name] = routes[name]
     for route in table.routes.values():
         for alias in route.aliases:
             if alias in table.routes and alias != route.name:

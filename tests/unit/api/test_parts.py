@@ -64,13 +64,13 @@ def test_advertised_endpoint():
 
 
 def test_parse_load_body_names():
-    assert parse_load_body({"model_path": "/x/Qwen3-8B.Q4_K_M.gguf"}, False)[0] == "qwen3-8b-q4-k-m"
-    assert parse_load_body({"model_path": "meta-llama/Llama-3.3-70B-Instruct"}, False)[0] == "llama-3-3-70b-instruct"
-    name, spec = parse_load_body({"name": "a", "model_path": "./m.gguf", "env": {}}, False)
+    assert parse_load_body({"model_path": "/x/Qwen3-8B.Q4_K_M.gguf"}, Api())[0] == "qwen3-8b-q4-k-m"
+    assert parse_load_body({"model_path": "meta-llama/Llama-3.3-70B-Instruct"}, Api())[0] == "llama-3-3-70b-instruct"
+    name, spec = parse_load_body({"name": "a", "model_path": "./m.gguf", "env": {}}, Api())
     assert (name, spec["model_path"]) == ("a", "../m.gguf")  # empty exec fields are fine
-    assert parse_load_body({"model_path": "org/model"}, False)[1]["model_path"] == "org/model"
+    assert parse_load_body({"model_path": "org/model"}, Api())[1]["model_path"] == "org/model"
     with pytest.raises(ApiProblem) as exc:
-        parse_load_body({"model_path": "/m.gguf", "binary": "/bin/sh"}, False)
+        parse_load_body({"model_path": "/m.gguf", "binary": "/bin/sh"}, Api())
     assert exc.value.status == 403
 
 

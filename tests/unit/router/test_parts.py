@@ -98,3 +98,30 @@ def test_router_events_read_well_in_the_cli():
                          "time": 0}).endswith("b: idle stop: no request for 5.5s (idle_timeout 5s)")
     assert format_event({"type": "eviction", "model": "a", "to_make_room_for": "b", "time": 0}).endswith(
         "a: evicted to make room for b")
+
+
+def _pass(models, *actions):
+    from xgen_declare.plan import Plan
+
+    return SimpleNamespace(desired=SimpleNamespace(load=SimpleNamespace(models=models)), plan=Plan(list(actions)))
+
+
+def test_a_model_whose_manifest_turns_invalid_keeps_its_route_and_aliases():
+    from xgen_declare.plan import Action
+    from xgen_declare.router.ondemand import OnDemand
+
+    od = OnDemand(Tracker(lambda: 0.0))
+    od.on_pass(_pass([decl("a", alias=["gpt-a"]), decl("b")]))
+    error = "a.yaml:7: spec.ctx_sise: unknown field `ctx_sise` (did you mean `ctx_size`?)"
+    kept = Action(KEEP, "a", "manifest invalid: keeping last good process", manifest_error=error)
+    od.on_pass(_pass([decl("b")], kept))
+    route = od.table.resolve("gpt-a")
+    assert (route.name, route.aliases, route.manifest_error) == ("a", ("gpt-a",), error)
+    assert od.table.known() == ["a", "b", "gpt-a"]
+    od.on_pass(_pass([decl("b", alias=["gpt-a"])], kept))  # the last good route stays; its alias is taken
+    assert od.table.resolve("gpt-a").name == "a" and od.table.conflicts == [
+        "alias 'gpt-a' is claimed by a and b: a answers"]
+    od.on_pass(_pass([decl("a", alias=["new"]), decl("b")]))  # repaired: the new manifest's route
+    assert od.table.resolve("new").manifest_error is None and od.table.resolve("gpt-a") is None
+    od.on_pass(_pass([decl("b")], Action(STOP, "a", "manifest removed", forget=True)))
+    assert od.table.resolve("a") is None
