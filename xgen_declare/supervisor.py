@@ -365,12 +365,13 @@ class Supervisor:
     def _crashed(self, p: Proc, msg: str) -> None:
         p.rec.pid, p.popen = None, None
         self.workers.stop(p.rec.name)
-        p.backoff.unhealthy()
         if self.one_shot:
             p.rec.last_error = msg
             self._set(p, State.FAILED, msg.splitlines()[0])
             return
-        delay = p.backoff.next_delay()
+        # the run that just ended counts towards the reset (so no unhealthy() here); the sequence
+        # belongs to the spec that failed: a new spec starts again at backoff_base
+        delay = p.backoff.next_delay(p.spec.spec_hash() if p.spec is not None else p.rec.spec_hash)
         p.next_start_at = self.clock() + delay
         p.rec.last_error = f"{msg} (restarting in {delay:g}s)"
         self._set(p, State.CRASH_LOOP_BACK_OFF, f"{msg.splitlines()[0]}; retry in {delay:g}s")
