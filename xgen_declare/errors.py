@@ -7,6 +7,9 @@
      |    +-- InventoryFileError   problems in an inventory file (--inventory)
      +-- RenderError               a template failed or produced something that is not an argv list
      +-- PortRangeExhausted        no free port left for some models
+     +-- StateError                the state dir cannot be used (locked, unwritable, nothing recorded)
+     |    +-- StateWriteError      one file of it could not be written: path + errno
+     +-- ModelNotFound             a verb named a model nobody knows
 
 A `Problem` is plain data so that it can be collected (validation reports *all* problems at once),
 printed as ``FILE:LINE: FIELD: message (hint)`` or emitted as JSON.
@@ -14,6 +17,7 @@ printed as ``FILE:LINE: FIELD: message (hint)`` or emitted as JSON.
 
 from __future__ import annotations
 
+import errno as errno_mod
 from dataclasses import asdict, dataclass
 
 
@@ -75,6 +79,21 @@ class PortRangeExhausted(XgenError):
 
 class StateError(XgenError):
     """The state dir cannot be used: locked by another daemon, unwritable, no manifests dir recorded."""
+
+
+class StateWriteError(StateError):
+    """A file of the state dir could not be written (read-only, full, ...): `path`, `errno`, `strerror`.
+
+    The daemon keeps supervising from memory and retries; one-shot verbs report it."""
+
+    def __init__(self, path: str, err: int | None, strerror: str | None):
+        self.path, self.errno, self.strerror = str(path), err, strerror or "unknown error"
+        self.code = errno_mod.errorcode.get(err, "") if err is not None else ""
+        where = f" (errno {err} {self.code})" if err is not None else ""
+        super().__init__(f"cannot write {self.path}: {self.strerror}{where}")
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "errno": self.errno, "code": self.code, "error": self.strerror}
 
 
 class ModelNotFound(XgenError):

@@ -23,8 +23,9 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
-from .errors import StateError
+from .errors import StateError, StateWriteError
 from .states import State, parse_state
 
 log = logging.getLogger("xgen_declare.state")
@@ -80,16 +81,26 @@ class Record:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """temp file + fsync + rename (+ fsync of the dir): a reader sees the old or the new file, whole."""
+    """temp file + fsync + rename (+ fsync of the dir): a reader sees the old or the new file, whole.
+    On failure (read-only, full) the old file is untouched and the temp file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            data = text.encode()
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     fsync_dir(path.parent)
 
 
@@ -106,13 +117,33 @@ def fsync_dir(directory: Path) -> None:
 
 
 class StateStore:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, writer: Callable[[Path, str], None] = atomic_write):
         self.root = Path(root)
         self.models_dir = self.root / "models"
         self.logs_dir = self.root / "logs"
         self.requests_dir = self.root / "requests"
         self._lock_fd: int | None = None
         self.problems: list[str] = []  # unreadable records seen by the last load_all()
+        self.writer = writer           # seam: tests inject a writer that fails like a full disk
+        # path -> the last failed write (or delete) of it, until it succeeds; replaced, never mutated,
+        # so other threads (/metrics) may read it at any time
+        self.write_failures: dict[str, StateWriteError] = {}
+
+    # ---- every write goes through here ---------------------------------------------------------
+    def _write(self, path: Path, text: str) -> None:
+        try:
+            self.writer(path, text)
+        except OSError as exc:
+            self._failed(StateWriteError(str(path), exc.errno, exc.strerror or str(exc)))
+        self._succeeded(path)
+
+    def _failed(self, err: StateWriteError):
+        self.write_failures = {**self.write_failures, err.path: err}
+        raise err
+
+    def _succeeded(self, path: Path) -> None:
+        if str(path) in self.write_failures:
+            self.write_failures = {k: v for k, v in self.write_failures.items() if k != str(path)}
 
     # ---- records -------------------------------------------------------------------------------
     def record_path(self, name: str) -> Path:
@@ -123,7 +154,7 @@ class StateStore:
 
     def save(self, rec: Record) -> None:
         rec.updated_at = time.time()
-        atomic_write(self.record_path(rec.name), json.dumps(rec.to_json(), indent=1, sort_keys=True))
+        self._write(self.record_path(rec.name), json.dumps(rec.to_json(), indent=1, sort_keys=True))
 
     def load(self, name: str) -> Record | None:
         try:
@@ -157,10 +188,14 @@ class StateStore:
         return out
 
     def delete(self, name: str) -> None:
+        path = self.record_path(name)
         try:
-            self.record_path(name).unlink()
+            path.unlink()
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            self._failed(StateWriteError(str(path), exc.errno, exc.strerror or str(exc)))
+        self._succeeded(path)
 
     # ---- daemon facts --------------------------------------------------------------------------
     def owner_id(self) -> str:
@@ -172,11 +207,11 @@ class StateStore:
         except FileNotFoundError:
             pass
         value = secrets.token_hex(8)
-        atomic_write(path, value + "\n")
+        self._write(path, value + "\n")
         return value
 
     def write_daemon_info(self, info: dict) -> None:
-        atomic_write(self.root / "daemon.json", json.dumps(info, indent=1, sort_keys=True))
+        self._write(self.root / "daemon.json", json.dumps(info, indent=1, sort_keys=True))
 
     def daemon_info(self) -> dict:
         try:
@@ -237,7 +272,7 @@ class StateStore:
     def put_request(self, verb: str, names: list[str]) -> Path:
         self.requests_dir.mkdir(parents=True, exist_ok=True)
         path = self.requests_dir / f"{time.time_ns()}-{secrets.token_hex(3)}.json"
-        atomic_write(path, json.dumps({"verb": verb, "names": names}))
+        self._write(path, json.dumps({"verb": verb, "names": names}))
         return path
 
     def take_requests(self) -> list[dict]:
