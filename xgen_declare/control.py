@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from . import procs
 from .config import Config, load_config
-from .errors import StateError
+from .errors import StateError, UsageError
 from .plan import Seen
 from .state_store import Record, StateStore
 from .states import RUNNING_STATES, State
@@ -51,7 +51,7 @@ def open_env(g, dirs: tuple[str, ...] | list[str] = (), *, need_paths: bool = Tr
         if not explicit_config and isinstance(info.get("config"), str):
             explicit_config = info["config"]
         if not paths and need_paths:
-            raise StateError(f"state dir {state_dir} records no manifests dir: give DIR "
+            raise UsageError(f"state dir {state_dir} records no manifests dir: give DIR "
                              "(or run `xgen-declare apply DIR` / `run DIR` once)")
         config = load_config(explicit_config, paths)
     assert config is not None

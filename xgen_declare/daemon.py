@@ -32,7 +32,7 @@ from . import procs
 from .config import load_config
 from .control import Env, record_paths
 from .plan import BLOCKED
-from .errors import StateError, StateWriteError, XgenError
+from .errors import StateBusyError, StateWriteError, XgenError
 from .probes import Prober
 from .reconcile import compute
 from .states import State
@@ -120,7 +120,7 @@ class Daemon:
     def start(self) -> None:
         store = self.env.store
         if not store.try_lock():
-            raise StateError(f"another xgen-declare (pid {store.lock_holder() or '?'}) uses the state dir "
+            raise StateBusyError(f"another xgen-declare (pid {store.lock_holder() or '?'}) uses the state dir "
                              f"{store.root}; one daemon per state dir")
         ident = procs.identify(os.getpid(), self.env.proc_root)
         record_paths(self.env)

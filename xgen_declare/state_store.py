@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from .errors import StateError, StateWriteError
+from .errors import StateBusyError, StateWriteError
 from .states import State, parse_state
 
 log = logging.getLogger("xgen_declare.state")
@@ -226,9 +226,14 @@ class StateStore:
 
     # ---- lock ----------------------------------------------------------------------------------
     def try_lock(self) -> bool:
-        """flock(LOCK_EX|LOCK_NB) on daemon.lock; False when another process holds it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "daemon.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        """flock(LOCK_EX|LOCK_NB) on daemon.lock; False when another process holds it; StateWriteError
+        when the state dir cannot be created or the lock file not opened for writing."""
+        path = self.root / "daemon.lock"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StateWriteError(str(path), exc.errno, exc.strerror or str(exc)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -243,8 +248,8 @@ class StateStore:
 
     def lock(self, what: str) -> None:
         if not self.try_lock():
-            raise StateError(f"state dir {self.root} is in use by another xgen-declare process "
-                             f"(pid {self.lock_holder() or '?'}); {what}")
+            raise StateBusyError(f"state dir {self.root} is in use by another xgen-declare process "
+                                 f"(pid {self.lock_holder() or '?'}); {what}")
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -259,14 +264,22 @@ class StateStore:
             return None
 
     def is_locked(self) -> bool:
+        """Some process holds the lock (a shared probe: needs only read access to daemon.lock)."""
         if self._lock_fd is not None:
             return True
-        if not (self.root / "daemon.lock").exists():
+        try:
+            fd = os.open(self.root / "daemon.lock", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
             return False
-        if self.try_lock():
-            self.unlock()
+        except OSError:
+            return True  # cannot tell; callers check the daemon's identity in /proc too
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return False
-        return True
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
 
     # ---- requests to a running daemon ----------------------------------------------------------
     def put_request(self, verb: str, names: list[str]) -> Path:
