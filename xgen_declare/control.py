@@ -198,15 +198,21 @@ def converge_once(env: Env, *, only: set[str] | None = None, wait_ready: bool = 
         while sup.busy(wait_ready) and time.monotonic() < deadline:
             sup.tick()
             time.sleep(0.05)
-        sup.flush()
         sup.close()
-        if env.store.write_failures:
-            failures = "; ".join(str(e) for _, e in sorted(env.store.write_failures.items()))
-            raise StateError(f"state_write_failed: {failures}; the models' states could not be recorded (make the "
-                             f"state dir {env.store.root} writable, then run the verb again)")
+        check_recorded(sup)
         return result, sup
     finally:
         env.store.unlock()
+
+
+def check_recorded(sup) -> None:
+    """One-shot verbs end here: what could not be written is an error (no daemon keeps it in memory)."""
+    sup.flush()
+    failures = sup.store.write_failures
+    if failures:
+        text = "; ".join(str(failures[path]) for path in sorted(failures))
+        raise StateError(f"state_write_failed: {text}; the models' states could not be recorded (make the "
+                         f"state dir {sup.store.root} writable, then run the verb again)")
 
 
 def apply_verb(sup, verb: str, names: list[str]) -> None:

@@ -31,7 +31,8 @@ def test_unwritable_records_never_freeze_the_daemon(host):
     host.write("a", ctx_size=4096)
     host.write("crashy", env={"FAKE_MODE": "exit_now"})
     d = host.start_daemon()
-    st = host.wait(lambda s: s["a"]["state"] == "Ready" and s["crashy"]["restarts"] >= 1, what="a Ready, crashy looping")
+    st = host.wait(lambda s: s["a"]["state"] == "Ready" and s["crashy"]["restarts"] >= 1,
+                   what="a Ready, crashy looping")
     old_pid = st["a"]["pid"]
     dirs = block(host, d.pid, "a", "crashy")
     record = host.state / "models" / "a.json"

@@ -113,3 +113,16 @@ def test_70_internal_and_130_interrupted(cli, tmp_path, monkeypatch, exc, code, 
     monkeypatch.setattr("xgen_declare.cli.status.status_rows", boom)
     r = run(cli, tmp_path, "status")
     assert (r.code, r.err.strip()) == (code, err.strip())
+
+
+def test_6_records_cannot_be_written_by_a_one_shot_verb(cli, manifests, tmp_path):
+    """apply (no daemon keeps its states in memory) fails when it cannot record them. The fault: a
+    directory where the record's temp file goes (EISDIR, for root too)."""
+    manifests("a.yaml", model_yaml("a", backend="llama-server-cpu"))
+    state = tmp_path / "state"
+    (state / "models" / f".a.json.{os.getpid()}.tmp").mkdir(parents=True)
+    r = run(cli, tmp_path, "apply", str(manifests.root))
+    assert r.code == 6
+    assert r.err.endswith(f"error: state_write_failed: cannot write {state / 'models' / 'a.json'}: Is a directory "
+                          f"(errno 21 EISDIR); the models' states could not be recorded (make the state dir {state} "
+                          "writable, then run the verb again)\n")

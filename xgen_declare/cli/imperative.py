@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..control import apply_verb, ask_daemon, converge_once, daemon_pid, open_env, status_rows, wait_states
+from ..control import (apply_verb, ask_daemon, check_recorded, converge_once, daemon_pid, open_env, status_rows,
+                       wait_states)
 from ..errors import ExitCode, ModelNotFound, StateBusyError
 from ..states import SETTLED_STATES, State
 from .common import eprint, get_globals, table
@@ -49,6 +50,7 @@ def _down_without_manifests(env, names: list[str]) -> None:
             sup.tick()
             time.sleep(0.05)
         sup.close()
+        check_recorded(sup)
     finally:
         env.store.unlock()
     eprint("stopped (no manifests dir recorded)")
