@@ -121,7 +121,7 @@ class Daemon:
         store = self.env.store
         if not store.try_lock():
             raise StateBusyError(f"another xgen-declare (pid {store.lock_holder() or '?'}) uses the state dir "
-                             f"{store.root}; one daemon per state dir")
+                                 f"{store.root}; one daemon per state dir")
         ident = procs.identify(os.getpid(), self.env.proc_root)
         record_paths(self.env)
         info = store.daemon_info()

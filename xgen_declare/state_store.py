@@ -10,6 +10,9 @@
 
 `held_ports()` reads the ports out of the same records for `render`.
 An unreadable or corrupt record is reported and skipped, never fatal.
+Every write (and record delete) goes through one place: a failure raises StateWriteError (path,
+errno) and stays in `write_failures` until that path is written again; a record is replaced whole
+or not at all (`atomic_write`), never truncated.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from .errors import StateBusyError, StateWriteError
 from .states import State, parse_state
@@ -137,7 +140,7 @@ class StateStore:
             self._failed(StateWriteError(str(path), exc.errno, exc.strerror or str(exc)))
         self._succeeded(path)
 
-    def _failed(self, err: StateWriteError):
+    def _failed(self, err: StateWriteError) -> NoReturn:
         self.write_failures = {**self.write_failures, err.path: err}
         raise err
 
