@@ -144,6 +144,14 @@ class StateStore:
         self.write_failures = {**self.write_failures, err.path: err}
         raise err
 
+    def note_write(self, path: Path, exc: OSError | None) -> None:
+        """A write done elsewhere (a model's log): keep its failure with the others, or forget it."""
+        if exc is None:
+            self._succeeded(path)
+        else:
+            err = StateWriteError(str(path), exc.errno, exc.strerror or str(exc))
+            self.write_failures = {**self.write_failures, err.path: err}
+
     def _succeeded(self, path: Path) -> None:
         if str(path) in self.write_failures:
             self.write_failures = {k: v for k, v in self.write_failures.items() if k != str(path)}

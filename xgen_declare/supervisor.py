@@ -331,7 +331,7 @@ class Supervisor:
         if why:
             self._crashed(p, why)
             return
-        fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}")
+        fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}", self.store.note_write)
         try:
             child = self.popen(spec.argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
                                env=env, start_new_session=True, close_fds=True)

@@ -144,3 +144,20 @@ def test_a_failed_write_leaves_the_old_file_whole_and_no_temp_file(tmp_path, mon
     assert str(info.value) == f"cannot write {path}: No space left on device (errno 28 ENOSPC)"
     assert path.read_text() == before
     assert sorted(p.name for p in store.models_dir.iterdir()) == ["a.json"]
+
+
+def test_a_log_that_cannot_be_opened_does_not_keep_the_model_from_starting(sup, store, world, clock):
+    store.root.mkdir(parents=True, exist_ok=True)
+    store.logs_dir.write_text("a regular file where the logs dir belongs: EEXIST/ENOTDIR, for root too")
+    run(sup, Action(START, "a", "new"), specs=[spec("a")])
+    settle(sup)
+    assert len(world.started) == 1 and sup.procs["a"].state == State.READY
+    path = store.log_path("a")
+    assert str(store.write_failures[str(path)]) == f"cannot write {path}: File exists (errno 17 EEXIST)"
+    store.logs_dir.unlink()
+    world.last.exit(1)
+    sup.tick()
+    clock.advance(10)
+    sup.tick()  # the retry opens the log again: the failure is gone
+    assert len(world.started) == 2 and store.write_failures == {}
+    assert "starting a (back-off elapsed)" in path.read_text()
