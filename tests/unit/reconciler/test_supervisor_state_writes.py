@@ -2,7 +2,6 @@
 is kept with its path and errno, and the records are written again once the dir is writable."""
 
 import errno
-import logging
 import signal
 from pathlib import Path
 
