@@ -338,7 +338,7 @@ class Daemon:
         """Log changes always; keeps with problems and notes only when they differ from last time."""
         for a in result.plan.changes:
             log.info("apply: %s", a.format())
-        sticky = [f"{a.name}: {a.reason}: {a.manifest_error}" for a in result.plan.actions if a.manifest_error]
+        sticky = [a.log_line() for a in result.plan.actions if a.manifest_error]
         sticky += [a.format() for a in result.plan.by_kind("blocked")]
         sticky += list(result.plan.notes) + list(result.problems)
         if sticky != self._last_log:

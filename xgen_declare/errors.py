@@ -11,6 +11,7 @@
      +-- StateError                the state dir cannot be used: cannot be created or written    6 STATE_DIR
      |    +-- StateWriteError      one file of it could not be written: path + errno             6 STATE_DIR
      |    +-- StateBusyError       another xgen-declare holds it, or the daemon did not answer   4 BUSY
+     |    +-- StateNameError       a name that is not a model name reached it (names.py)         1 INVALID_INPUT
      +-- ModelNotFound             a verb named a model nobody knows                             5 NOT_FOUND
     (api.security.ApiSetupError: the API cannot or may not listen                               7 CANNOT_SERVE)
 
@@ -124,6 +125,13 @@ class StateError(XgenError):
     """The state dir cannot be used: it cannot be created or written."""
 
     exit_code = ExitCode.STATE_DIR
+
+
+class StateNameError(StateError):
+    """A name that is not a model name reached the state dir (names.py; defence in depth: validation
+    refuses it first). The input is wrong, not the state dir."""
+
+    exit_code = ExitCode.INVALID_INPUT
 
 
 class StateBusyError(StateError):

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from .config import CONFIG_NAMES
 from .errors import Problem
+from .names import is_model_name
 from .request import Manifest, ModelLoadRequest
 from .validation_errors import did_you_mean, problems_from_validation
 from .yamlsource import Document, load_documents
@@ -117,13 +118,10 @@ def _load_file(path: Path, result: LoadResult) -> None:
         result.problems.extend(doc_problems)
         if decl is not None:
             result.models.append(decl)
-        elif isinstance(doc.data, dict) and isinstance(doc.data.get("metadata"), dict):
-            name = doc.data["metadata"].get("name")
-            if isinstance(name, str):
-                result.invalid_names.setdefault(name, []).extend(doc_problems)
-            else:
-                result.broken_files.add(str(path))
-        else:
+        elif isinstance(doc.data, dict) and isinstance(doc.data.get("metadata"), dict) and \
+                is_model_name(name := doc.data["metadata"].get("name")):
+            result.invalid_names.setdefault(name, []).extend(doc_problems)
+        else:  # no name, or one that is not a model name: it names no model (never a state record)
             result.broken_files.add(str(path))
 
 

@@ -7,7 +7,8 @@ blocked) and `Seen`s (the state records, with liveness checked), and `plan()` de
     its binary identity changed; the reason names what changed ("argv changed: --ctx-size 4096 → 8192");
   * a model whose manifest is invalid (or whose file cannot be parsed) keeps its last good process;
   * a model no manifest declares is stopped, unless `prune_guard` says the source looks broken (an empty
-    or missing manifests dir): then nothing is pruned;
+    or missing manifests dir): then nothing is pruned, and a running model shows the guard as its
+    manifest_error (`status`);
   * `down` holds a model stopped until `up` or until its spec changes;
   * stops come before restarts, restarts before starts, so freed ports and GPUs can be reused;
   * a model the memory ledger cannot fit arrives as `Want.blocked` (the ledger is built beforehand, in
@@ -83,6 +84,12 @@ class Action:
     def format(self) -> str:
         return f"{self.kind:<8} {self.name}: {self.reason}"
 
+    def log_line(self) -> str:
+        """'NAME: reason: manifest_error' for the log (the reason alone when it is the problem)."""
+        if self.manifest_error in (None, self.reason):
+            return f"{self.name}: {self.reason}"
+        return f"{self.name}: {self.reason}: {self.manifest_error}"
+
     def to_json(self) -> dict:
         data = asdict(self)
         data["changes"] = list(self.changes)
@@ -129,7 +136,8 @@ def plan(wants: Mapping[str, Want], seen: Mapping[str, Seen], *,
          prune_guard: str | None = None, only: set[str] | None = None) -> Plan:
     """`invalid`: name -> problem text for manifests that exist but are invalid (or fail to render).
     `broken_files`: file -> problem text for files that cannot be parsed at all (names unknown).
-    `prune_guard`: when set, models no manifest declares are kept, with this as the reason.
+    `prune_guard`: when set, models no manifest declares are kept, with this as the reason (and as the
+    manifest_error of those running)
     `only`: restrict the plan to these names."""
     invalid = invalid or {}
     broken_files = broken_files or {}
@@ -145,8 +153,6 @@ def plan(wants: Mapping[str, Want], seen: Mapping[str, Seen], *,
             out.actions.append(_plan_invalid(name, s, invalid[name]))
         else:
             out.actions.append(_plan_undeclared(s, broken_files, prune_guard))  # type: ignore[arg-type]
-    if prune_guard and any(a.kind == KEEP and a.reason == prune_guard for a in out.actions):
-        out.notes.append(prune_guard)
     out.actions.sort(key=lambda a: (KINDS.index(a.kind), a.name))
     return out
 
@@ -213,7 +219,7 @@ def _plan_undeclared(s: Seen, broken_files: Mapping[str, str], prune_guard: str 
         why = "keeping last good process" if s.running else "nothing running"
         return Action(KEEP, s.name, f"manifest file cannot be parsed: {why}", manifest_error=problem)
     if prune_guard:
-        return Action(KEEP, s.name, prune_guard)
+        return Action(KEEP, s.name, prune_guard, manifest_error=prune_guard if s.running else None)
     if s.running:
         return Action(STOP, s.name, "manifest removed", forget=True)
     return Action(STOP, s.name, "manifest removed (not running: forget it)", forget=True)

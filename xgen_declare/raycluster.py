@@ -32,6 +32,7 @@ from .errors import InventoryFileError, Problem, RenderError
 from .inventory.file import load_inventory_file
 from .inventory.model import Inventory
 from .manifests import ModelDecl
+from .names import derived_name_error
 from .plan import Seen, Want
 from .probes import TCP_PROBE
 from .render import Rendered, Renderer, parse_argv
@@ -160,6 +161,12 @@ def add_nodes(desired, nodes: list[RayNode], renderer: Renderer, config: Config)
     declared = {d.name for d in desired.load.models}
     for node in nodes:
         decl = node.decl
+        too_long = derived_name_error(decl.name, node.name, "Ray node")
+        if too_long:
+            desired.problems[decl.name] = [Problem(decl.file, decl.doc.line_of(("metadata", "name")) if decl.doc
+                                                   else decl.line, "metadata.name", *too_long)]
+            desired.rendered.pop(decl.name, None)
+            continue
         if node.name in declared:
             desired.problems[decl.name] = [Problem(decl.file, decl.line_of("distributed"), "spec.distributed",
                                                    f"its Ray node would be named {node.name}, which another "

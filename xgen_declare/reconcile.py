@@ -119,18 +119,25 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     for f in desired.load.broken_files:
         texts = [p.format() for p in desired.load.problems if p.file == f and p.severity == "error"]
         broken[f] = "; ".join(texts) or f"{f}: cannot be parsed"
-    guard = None
-    if not desired.load.files and not config.reconciler.prune_empty:
-        where = ", ".join(paths)
-        guard = (f"no manifests found in {where} (empty or missing): nothing is stopped "
-                 f"(set reconciler.prune_empty: true to allow)")
+    guard = empty_guard(paths) if not desired.load.files and not config.reconciler.prune_empty else None
     result = plan(wants, seen, invalid=invalid, broken_files=broken, prune_guard=guard, only=only)
+    if guard and any(a.reason == guard for a in result.actions):
+        result.notes.append(f"the manifests {'directory' if len(paths) == 1 else 'directories'} "
+                            f"{', '.join(paths)} {'holds' if len(paths) == 1 else 'hold'} no manifest: nothing "
+                            "is stopped (an empty directory may be a failed mount); to stop the models, run "
+                            "`xgen-declare down` or set reconciler.prune_empty: true")
     if desired.ledger is not None:
         result.ledger = desired.ledger
         result.notes.extend(f"placement: {n}" for n in desired.ledger.notes)
     result.notes.extend(raycluster.notes(desired.rendered))
     problems = [p.format() for p in desired.load.problems if p.severity == "error"]
     return Pass(result, desired, wants, problems)
+
+
+def empty_guard(paths: list[str]) -> str:
+    """Why models no manifest declares are kept: no manifest file at all (README: the reconciler)."""
+    what = "missing" if not any(os.path.exists(p) for p in paths) else "empty"
+    return f"kept: the manifests directory is {what} (reconciler.prune_empty is false)"
 
 
 def _desired_and_wants(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen],
@@ -163,7 +170,7 @@ def log_plan(p: Plan) -> None:
         if a.kind != KEEP:
             log.info("apply: %s", a.format())
         elif a.manifest_error:
-            log.warning("%s: %s: %s", a.name, a.reason, a.manifest_error)
+            log.warning("%s", a.log_line())
     for n in p.notes:
         log.warning("%s", n)
     if p.ledger is not None:

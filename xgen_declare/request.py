@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+from .names import NAME_RE  # the one rule for model names (names.py)
 
 LLAMA_SERVER_BACKENDS = ("llama-server-vulkan", "llama-server-cuda", "llama-server-rocm", "llama-server-cpu")
 VLLM_BACKENDS = ("vllm-cuda", "vllm-rocm", "vllm-cpu")

@@ -19,6 +19,7 @@ from .backends.selection import select_backend
 from .config import Config
 from .errors import Problem, RenderError
 from .manifests import ModelDecl
+from .names import derived_name_error
 from .probes import TCP_PROBE
 from .render import Rendered, Renderer, parse_argv
 from .request import LOOPBACK_HOSTS, RpcWorker
@@ -79,6 +80,12 @@ def add_entries(desired, workers: list[RemoteWorker], renderer: Renderer, config
     for rw in workers:
         decl = rw.decl
         line = decl.line_of("rpc_workers", rw.index)
+        too_long = derived_name_error(decl.name, rw.name, "RPC worker entry")
+        if too_long:
+            desired.problems.setdefault(decl.name, []).append(Problem(
+                decl.file, decl.doc.line_of(("metadata", "name")) if decl.doc else decl.line, "metadata.name",
+                *too_long))
+            continue
         if rw.name in declared or rw.name in desired.rendered:
             desired.problems[decl.name] = [Problem(decl.file, line, f"spec.rpc_workers[{rw.index}]",
                                                    f"its RPC worker entry would be named {rw.name}, which "

@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from .errors import StateBusyError, StateWriteError
+from .errors import StateBusyError, StateNameError, StateWriteError
+from .names import RULE_TEXT, is_model_name
 from .states import State, parse_state
 
 log = logging.getLogger("xgen_declare.state")
@@ -157,11 +158,17 @@ class StateStore:
             self.write_failures = {k: v for k, v in self.write_failures.items() if k != str(path)}
 
     # ---- records -------------------------------------------------------------------------------
+    def check_name(self, name: str) -> str:
+        """Every path built from a model name goes through here (names.py: never a '/', '..', NUL, ...)."""
+        if not is_model_name(name):
+            raise StateNameError(f"refusing the model name {name!r} in the state dir {self.root}: {RULE_TEXT}")
+        return name
+
     def record_path(self, name: str) -> Path:
-        return self.models_dir / f"{name}.json"
+        return self.models_dir / f"{self.check_name(name)}.json"
 
     def log_path(self, name: str) -> Path:
-        return self.logs_dir / f"{name}.log"
+        return self.logs_dir / f"{self.check_name(name)}.log"
 
     def save(self, rec: Record) -> None:
         rec.updated_at = time.time()
@@ -177,7 +184,12 @@ class StateStore:
         data = json.loads(path.read_text())
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        return Record.from_json(data)
+        rec = Record.from_json(data)
+        if not is_model_name(rec.name):
+            raise ValueError(f"record name {rec.name!r} is not a model name")
+        if path.name != f"{rec.name}.json":
+            raise ValueError(f"record name {rec.name!r} does not match the file name {path.name}")
+        return rec
 
     def load_all(self) -> dict[str, Record]:
         out: dict[str, Record] = {}

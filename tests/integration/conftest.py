@@ -44,6 +44,19 @@ def manifest(name: str, backend: str = "llama-server-cpu", model_path: str | Non
     return f"apiVersion: xgen/v1\nkind: Model\nmetadata:\n  name: {name}\nspec:\n{lines}\n"
 
 
+def bad_name_manifests(host) -> dict[str, str]:
+    """Manifests whose metadata.name is no model name (issue 12 item 3), by file stem."""
+    names = {"dots": "../../x", "shell": f"$(touch {host.root}/p/2)", "nul": "a\0b", "long": "x" * 250,
+             "newline": "abc\n"}
+    for stem, name in names.items():
+        host.write(stem, manifest("placeholder").replace("name: placeholder", f"name: {json.dumps(name)}"))
+    return names
+
+
+NAME_RULE = ("metadata.name: must match ^[a-z0-9][a-z0-9-]{0,62}$ (lowercase letters, digits and '-', starting "
+             "with a letter or digit)")
+
+
 class Host:
     def __init__(self, root: Path):
         self.root = root

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 
-from .conftest import alive
+from .conftest import NAME_RULE, alive, bad_name_manifests
 
 
 def test_each_protocol_ready_and_wrong_path_never_ready(host):
@@ -109,3 +109,46 @@ def test_status_json_contract(host):
     logs = host.cli("logs", "a", "-n", "2")
     assert logs.returncode == 0 and "fake: ready on" in logs.stdout
     host.cli("down")
+
+
+def test_bad_names_never_reach_the_state_dir(host):
+    host.write("ok")
+    bad_name_manifests(host)
+    r = host.cli("apply", str(host.manifests))
+    assert r.returncode == 1, r.stderr
+    assert "internal error" not in r.stderr
+    for stem in ("dots", "shell", "nul", "long", "newline"):
+        assert f"{host.manifests / stem}.yaml:4: {NAME_RULE}" in r.stderr.splitlines()
+    assert {n: s["state"] for n, s in host.status().items()} == {"ok": "Ready"}
+    assert sorted(p.name for p in (host.state / "models").iterdir()) == ["ok.json"]
+    assert not (host.root / "x.json").exists() and not (host.root / "p").exists()
+    assert host.cli("down").returncode == 0
+
+
+EMPTY = "kept: the manifests directory is empty (reconciler.prune_empty is false)"
+
+
+def test_deleting_the_last_manifest_keeps_it_and_says_so(host):
+    """Issue 12 item 4: the empty-directory guard keeps the last model, visibly (plan, status, log)."""
+    host.write("a")
+    assert host.cli("apply", str(host.manifests)).returncode == 0
+    pid = host.status()["a"]["pid"]
+    (host.manifests / "a.yaml").unlink()
+    note = (f"note: the manifests directory {host.manifests} holds no manifest: nothing is stopped (an empty "
+            "directory may be a failed mount); to stop the models, run `xgen-declare down` or set "
+            "reconciler.prune_empty: true")
+    r = host.cli("plan")
+    assert (r.returncode, r.stdout.splitlines()) == (0, [
+        f"keep     a: {EMPTY}", note, "0 to start, 0 to restart, 0 to stop, 0 blocked, 1 unchanged"])
+    r = host.cli("apply")
+    assert r.returncode == 0, r.stderr
+    assert f"a: {EMPTY}" in r.stderr and note[len("note: "):] in r.stderr
+    st = host.status()["a"]
+    assert (st["state"], st["pid"], st["manifest_error"]) == ("Ready", pid, EMPTY)
+    assert host.cli("down").returncode == 0  # what the note suggests
+    assert host.status()["a"]["state"] == "Stopped" and not alive(pid)
+    host.config(prune_empty=True)
+    r = host.cli("plan")
+    assert r.stdout.splitlines()[0] == "stop     a: manifest removed (not running: forget it)"
+    assert host.cli("apply").returncode == 0
+    assert host.status() == {}

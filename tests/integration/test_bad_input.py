@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.integration.conftest import alive
+from tests.integration.conftest import NAME_RULE, alive, bad_name_manifests
 
 
 def test_template_that_raises_keeps_the_running_process(host):
@@ -70,3 +70,29 @@ def test_corrupt_state_record_and_broken_config_do_not_crash_the_daemon(host):
     assert "config invalid" not in host.cli("status").stderr
     r = host.cli("status", "-o", "json")
     assert r.returncode == 0 and {m["name"] for m in json.loads(r.stdout)} >= {"a", "b"}
+
+
+def test_bad_names_never_stop_the_daemon_converging(host):
+    """Issue 12 item 3: a NUL or 250 characters in metadata.name raised out of every pass (edits of other
+    models were never applied, `down` timed out); '../../x' wrote outside the state dir."""
+    host.write("a", ctx_size=4096)
+    d = host.start_daemon()
+    pid = host.wait_ready("a")["a"]["pid"]
+    bad_name_manifests(host)
+    problem = f"{host.manifests / 'nul'}.yaml:4: {NAME_RULE}"
+    deadline = time.monotonic() + 10
+    while problem not in host.daemon_log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2.5)  # past resync_interval (2 s): full passes ran with the bad names
+    host.write("a", ctx_size=8192)
+    st = host.wait(lambda s: s["a"]["state"] == "Ready" and s["a"]["pid"] != pid, what="the edit of a applied")
+    assert st["a"]["restarts"] == 1 and list(st) == ["a"]
+    assert sorted(p.name for p in (host.state / "models").iterdir()) == ["a.json"]
+    assert not (host.root / "x.json").exists() and not (host.root / "p").exists()
+    log = host.daemon_log()
+    assert problem in log and "Traceback" not in log
+    for stem in ("dots", "shell", "nul", "long", "newline"):
+        (host.manifests / f"{stem}.yaml").unlink()
+    r = host.cli("down", "a", timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert host.status()["a"]["state"] == "Stopped" and d.poll() is None

@@ -130,7 +130,9 @@ def test_invalid_or_half_written_edit_keeps_old_process(host):
     time.sleep(0.8)
     st = host.status()
     assert st["a"]["pid"] == pid and st["b"]["state"] == "Ready"
-    assert "nothing is stopped" in host.daemon_log()
+    empty = "kept: the manifests directory is empty (reconciler.prune_empty is false)"
+    assert st["a"]["manifest_error"] == st["b"]["manifest_error"] == empty
+    assert f"WARNING a: {empty}\n" in host.daemon_log()
 
 
 def test_liveness_failure_restarts_after_threshold(host):

@@ -177,6 +177,20 @@ def test_ray_node_name_taken_by_another_manifest(write, monkeypatch):
                                           "declares")
 
 
+def test_ray_node_name_too_long_for_a_model_name(write, monkeypatch):
+    """A 60-character model name is valid, its node's 69-character name is not: a problem of the model
+    (never a state record the store would refuse, issue 12 item 3)."""
+    long = "m" * 60
+    write("m.yaml", model_yaml(long, **spec()))
+    monkeypatch.setenv("XGEN_DECLARE_HOST", "node-b")
+    cfg = Config.model_validate({"ray": {"binary": "/opt/ray/bin/ray"}})
+    d = build_desired([str(write.root)], cfg, inventory("new"), preview=True)
+    assert d.rendered == {}
+    assert [(n, p.field, p.message, p.hint) for n, ps in d.problems.items() for p in ps] == [
+        (long, "metadata.name", f"its Ray node would be named {long}-ray-worker, which is not a model name "
+                                "(at most 63 characters)", "shorten metadata.name to at most 52 characters")]
+
+
 # ---- ordering and the TCP probe ----------------------------------------------------------------------
 def test_vllm_waits_for_its_head():
     wants = {"m": Want("m", "h1", ("vllm",), 8001), "m-ray-head": Want("m-ray-head", "h2", ("ray",), 6390)}

@@ -221,6 +221,18 @@ def test_worker_host_runs_only_its_workers(write):
                           "trusted network"]
 
 
+def test_worker_entry_name_too_long_for_a_model_name(write):
+    long = "m" * 55
+    write("m.yaml", model_yaml(long, backend="llama-server-cpu", rpc_workers=REMOTE, rpc_server_host="box-1"))
+    cfg = Config(rpc=Rpc(this_host=["box-2"], hosts=["box-1", "box-2"], worker_binary="/w/ggml-rpc-server"))
+    d = render_dir([write.root], inventory("new"), cfg)
+    assert d.rendered == {}
+    assert [(n, p.field, p.message, p.hint) for n, ps in d.problems.items() for p in ps] == [
+        (long, "metadata.name", f"its RPC worker entry would be named {long}-rpc-{port}, which is not a model "
+                                "name (at most 63 characters)", "shorten metadata.name to at most 53 characters")
+        for port in (50053, 50054)]
+
+
 def test_other_host_runs_nothing(write):
     assert render_as(write, "box-3") == {}
 

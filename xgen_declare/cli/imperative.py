@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..control import (apply_verb, ask_daemon, check_recorded, converge_once, daemon_pid, open_env, status_rows,
                        wait_states)
 from ..errors import ExitCode, ModelNotFound, StateBusyError
+from ..names import check_model_names
 from ..states import SETTLED_STATES, State
 from .common import eprint, get_globals, table
 
@@ -12,6 +13,7 @@ import click
 
 
 def run_verb(verb: str, names: tuple[str, ...], timeout: float) -> int:
+    check_model_names(names)
     g = get_globals()
     env = open_env(g, (), need_paths=verb != "down")
     known = set(env.store.load_all())

@@ -9,6 +9,7 @@ import click
 
 from ..errors import ModelNotFound
 from ..logfiles import tail
+from ..names import check_model_names
 from ..state_store import StateStore
 from .common import get_globals, global_options
 
@@ -20,6 +21,7 @@ from .common import get_globals, global_options
 @global_options
 def command(name: str, follow: bool, lines: int) -> int:
     """Print the last lines of NAME's log (STATE_DIR/logs/NAME.log; rotated copies are NAME.log.1 ...)."""
+    check_model_names([name])
     g = get_globals()
     store = StateStore(g.resolve_state_dir(g.load_config() if g.config_path() else None))
     path = store.log_path(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..control import daemon_pid, fmt_uptime, format_write_failure, status_rows, write_failures
+from ..names import check_model_names
 from ..state_store import StateStore
 from .common import eprint, get_globals, global_options, output_option, print_json, table
 
@@ -23,6 +24,7 @@ def command(names: tuple[str, ...], output: str) -> int:
     objects with name, state, backend, pid, port, endpoint, restarts, uptime, last_error,
     manifest_error, held, file, state_write_failed (why the daemon cannot write the model's record,
     else null; the line `daemon: state_write_failed: ...` on stderr says it too)."""
+    check_model_names(names)
     g = get_globals()
     store = StateStore(g.resolve_state_dir(g.load_config() if g.config_path() else None))
     rows = status_rows(store, g.proc(), list(names) or None)

@@ -77,9 +77,14 @@ def test_unparseable_file_never_prunes_its_models():
 
 
 def test_empty_dir_prunes_nothing_with_guard():
-    p = plan({}, {"a": seen(), "b": seen("b")}, prune_guard="no manifests found")
-    assert kinds(p) == {"a": "keep", "b": "keep"}
-    assert p.notes == ["no manifests found"]
+    """Issue 12 item 4: the kept model says why (plan; status through manifest_error)."""
+    guard = "kept: the manifests directory is empty (reconciler.prune_empty is false)"
+    p = plan({}, {"a": seen(), "b": seen("b", running=False, state=State.STOPPED)}, prune_guard=guard)
+    assert [(a.format(), a.manifest_error) for a in p.actions] == [
+        ("keep     a: kept: the manifests directory is empty (reconciler.prune_empty is false)", guard),
+        ("keep     b: kept: the manifests directory is empty (reconciler.prune_empty is false)", None)]
+    assert p.actions[0].log_line() == "a: kept: the manifests directory is empty (reconciler.prune_empty is false)"
+    assert p.notes == []
 
 
 def test_disabled_stops_running_model():

@@ -1,0 +1,44 @@
+"""Model names: the one rule, checked where a name comes in and again where it becomes a file name.
+
+A model name is a DNS label as the manifests define it: lowercase letters, digits and '-', starting with
+a letter or digit, at most 63 characters, matched against the WHOLE string (`$` alone would let a
+trailing newline through). The name becomes STATE/models/NAME.json, STATE/logs/NAME.log and
+DIR/api/NAME.yaml, so nothing else (a '/', '..', a NUL byte, a newline, 250 characters) may reach them:
+  * manifests.py   a document whose metadata.name breaks the rule names no model: its file is broken
+  * state_store.py refuses such a name with StateError (defence in depth)
+  * api/, cli/     refuse it before anything is looked up
+Names derived from a model's (Ray nodes, RPC worker entries) must follow the same rule.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from .errors import ModelNotFound
+
+RULE = "^[a-z0-9][a-z0-9-]{0,62}$"
+NAME_RE = re.compile(r"\A[a-z0-9][a-z0-9-]{0,62}\Z")
+RULE_TEXT = f"a model name is a DNS label: {RULE} (lowercase letters, digits and '-', starting with a letter " \
+            "or digit, at most 63 characters)"
+
+
+def is_model_name(value: object) -> bool:
+    return isinstance(value, str) and NAME_RE.match(value) is not None
+
+
+def check_model_names(names: Iterable[str]) -> None:
+    """For verbs given NAMEs (logs, restart, down, up, status): refuse one that cannot be a model."""
+    for name in names:
+        if not is_model_name(name):
+            raise ModelNotFound(f"{name!r} is not a model name ({RULE_TEXT})")
+
+
+def derived_name_error(model: str, derived: str, what: str) -> tuple[str, str] | None:
+    """(message, hint) when a name derived from a valid model name (its Ray node, an RPC worker entry)
+    breaks the rule; only its length can. None when it is fine."""
+    if is_model_name(derived):
+        return None
+    room = 63 - (len(derived) - len(model))
+    return (f"its {what} would be named {derived}, which is not a model name (at most 63 characters)",
+            f"shorten metadata.name to at most {room} characters")
