@@ -4,6 +4,11 @@ It is a state machine driven by `tick()` (no blocking waits), used by the daemon
 one-shot mode, by `apply`/`down`/`restart` when no daemon runs. Every state change goes through
 `states.transition` and is written to the model's record at once.
 
+Memory is the truth, the record its copy: a record that cannot be written (state dir read-only or
+full) never stops supervision. The action is taken first (a stop is signalled, a crash retried), the
+failure is kept in `store.write_failures` (path + errno, for the log, `status` and /metrics) and the
+record is written again every FLUSH_PERIOD until it succeeds.
+
   spawn   argv as a list (never a shell), its own session/process group (start_new_session=True),
           stdout+stderr appended to STATE_DIR/logs/NAME.log, XGEN_DECLARE_OWNER in the environment,
           secrets read from their files into the environment at this moment only;
@@ -27,10 +32,11 @@ from . import procs, rpc
 from .backoff import Backoff
 from .config import Reconciler
 from .logfiles import open_log, rotate_if_needed, tail
-from .plan import BLOCKED, KEEP, RESTART, START, STOP, Plan, Seen, Want
+from .plan import BLOCKED, KEEP, RESTART, START, STOP, Action, Plan, Seen, Want
 from .probes import Prober, probe_url
 from .render import Rendered
 from .placement.buffers import read_buffers
+from .errors import StateWriteError
 from .state_store import OWNER_ENV, Record, StateStore
 from .states import RUNNING_STATES, State, transition
 
@@ -38,6 +44,7 @@ log = logging.getLogger("xgen_declare.supervisor")
 
 READY_POLL = 0.2
 ESCAPEE_POLL = 0.3
+FLUSH_PERIOD = 1.0  # retry of records that could not be written
 
 
 class SecretFileError(Exception):
@@ -95,6 +102,9 @@ class Supervisor:
         self.owner = store.owner_id()
         self.procs: dict[str, Proc] = {}
         self._next_rotation = 0.0
+        self.unsaved: set[str] = set()     # records whose last write failed (memory is ahead of disk)
+        self._undeleted: set[str] = set()  # forgotten models whose record could not be removed
+        self._next_flush = 0.0
         self.workers = rpc.Workers(self.owner, self.store.log_path, popen)  # llama.cpp RPC groups
 
     # ---- records and adoption ------------------------------------------------------------------
@@ -106,7 +116,40 @@ class Supervisor:
         r = p.rec
         detail = {"restarts": r.restarts, "pid": r.pid, "port": r.port, "last_error": r.last_error}
         p.rec.state = transition(r.name, p.state, new, reason, detail).value
-        self.store.save(p.rec)
+        self.save(p.rec)
+
+    def save(self, rec: Record) -> bool:
+        """Write the record; a failure is remembered (store.write_failures) and retried, never raised."""
+        try:
+            self.store.save(rec)
+        except StateWriteError as exc:
+            self.unsaved.add(rec.name)
+            log.debug("%s: %s", rec.name, exc)
+            return False
+        self.unsaved.discard(rec.name)
+        return True
+
+    def _forget(self, name: str) -> None:
+        self.unsaved.discard(name)
+        try:
+            self.store.delete(name)
+            self._undeleted.discard(name)
+        except StateWriteError:
+            self._undeleted.add(name)
+
+    def flush(self) -> None:
+        """Write again what could not be written (the state dir may be writable again)."""
+        for name in sorted(self.unsaved):
+            p = self.procs.get(name)
+            if p is None:
+                self.unsaved.discard(name)
+            else:
+                self.save(p.rec)  # each on its own: one failing record never holds back the others
+        for name in sorted(self._undeleted):
+            if name in self.procs:
+                self._undeleted.discard(name)  # declared again: its record is written instead
+            else:
+                self._forget(name)
 
     def load(self) -> None:
         """Adopt every recorded process that is still the same process; zero restarts."""
@@ -127,6 +170,10 @@ class Supervisor:
                     self._set(p, State.STARTING, "adopted before it was ready")
                     p.ready_deadline = now + rec.ready_timeout
             else:
+                if st in RUNNING_STATES:
+                    # a process of this model that the record does not name (started while the state
+                    # dir could not be written) is an orphan holding the port: never two live
+                    procs.sweep(self._prefix(p), signal.SIGKILL)
                 if rec.pid is not None:
                     rec.pid = None
                     if st in RUNNING_STATES and st != State.STOPPING:
@@ -135,7 +182,7 @@ class Supervisor:
                     self._set(p, State.STOPPED, "process gone")
                 elif st == State.CRASH_LOOP_BACK_OFF:
                     p.next_start_at = now
-                self.store.save(rec)
+                self.save(rec)
 
     def running(self, p: Proc) -> bool:
         if p.popen is not None:
@@ -157,32 +204,39 @@ class Supervisor:
     # ---- executing a plan ----------------------------------------------------------------------
     def execute(self, plan: Plan, specs: dict[str, Rendered], wants: dict[str, Want]) -> None:
         for a in plan.actions:
-            p = self.procs.get(a.name)
-            if p is None:
-                if a.kind == STOP:
-                    continue
-                p = self.procs[a.name] = self._new_proc(Record(name=a.name))
-            if a.name in specs:
-                p.spec, p.want = specs[a.name], wants.get(a.name)
-                p.rec.file = specs[a.name].file
-            if a.release_hold:
-                p.rec.held, p.rec.held_hash = False, None
-            p.rec.manifest_error = a.manifest_error
+            try:
+                self._execute_one(a, specs, wants)
+            except Exception:  # one model's trouble never stops the rest of the plan
+                log.exception("%s: cannot %s", a.name, a.kind)
+
+    def _execute_one(self, a: Action, specs: dict[str, Rendered], wants: dict[str, Want]) -> None:
+        p = self.procs.get(a.name)
+        if p is None:
             if a.kind == STOP:
-                self.stop(a.name, a.reason, forget=a.forget, idle=a.idle)
-            elif a.kind == RESTART:
-                self.restart(a.name, a.reason)
-            elif a.kind == START:
-                if not (p.queued or self.running(p)):
-                    self._start(p, a.reason, count=a.reason.startswith("process gone"))
-            elif a.kind == BLOCKED:
-                self._blocked(p, a.reason)
-            elif a.kind == KEEP and a.idle:
-                self._idle(p, a.reason)
-            elif a.kind == KEEP:
-                self._keep(p, a.reason)
-            if a.name in self.procs:
-                self.store.save(p.rec)
+                return
+            p = self.procs[a.name] = self._new_proc(Record(name=a.name))
+            self._undeleted.discard(a.name)
+        if a.name in specs:
+            p.spec, p.want = specs[a.name], wants.get(a.name)
+            p.rec.file = specs[a.name].file
+        if a.release_hold:
+            p.rec.held, p.rec.held_hash = False, None
+        p.rec.manifest_error = a.manifest_error
+        if a.kind == STOP:
+            self.stop(a.name, a.reason, forget=a.forget, idle=a.idle)
+        elif a.kind == RESTART:
+            self.restart(a.name, a.reason)
+        elif a.kind == START:
+            if not (p.queued or self.running(p)):
+                self._start(p, a.reason, count=a.reason.startswith("process gone"))
+        elif a.kind == BLOCKED:
+            self._blocked(p, a.reason)
+        elif a.kind == KEEP and a.idle:
+            self._idle(p, a.reason)
+        elif a.kind == KEEP:
+            self._keep(p, a.reason)
+        if a.name in self.procs:
+            self.save(p.rec)
 
     def _keep(self, p: Proc, reason: str) -> None:
         if self.running(p) or p.state in (State.STOPPING, State.CRASH_LOOP_BACK_OFF) or p.queued:
@@ -277,7 +331,7 @@ class Supervisor:
         if why:
             self._crashed(p, why)
             return
-        fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}")
+        fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}", self.store.note_write)
         try:
             child = self.popen(spec.argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
                                env=env, start_new_session=True, close_fds=True)
@@ -316,10 +370,10 @@ class Supervisor:
         p.stop_deadline = self.clock() + p.rec.stop_grace
         p.killed = False
         self.prober.forget(p.rec.name)
-        self._set(p, State.STOPPING, reason)
-        if p.rec.pid and self.running(p):
+        if p.rec.pid and self.running(p):  # signal first, then record it
             procs.signal_group(p.rec.pid, signal.SIGTERM)
         procs.sweep(self._prefix(p), signal.SIGTERM)
+        self._set(p, State.STOPPING, reason)
 
     def _prefix(self, p: Proc) -> str:
         return f"{self.owner}/{p.rec.name}/"
@@ -350,8 +404,8 @@ class Supervisor:
         name = p.rec.name
         if after == "forget":
             log.info("%s: %s -> (forgotten)", name, p.state.value)
-            self.store.delete(name)
             del self.procs[name]
+            self._forget(name)
         elif after == "start":
             self._start(p, "restart", count=True)
         elif after == "crash":
@@ -365,12 +419,13 @@ class Supervisor:
     def _crashed(self, p: Proc, msg: str) -> None:
         p.rec.pid, p.popen = None, None
         self.workers.stop(p.rec.name)
-        p.backoff.unhealthy()
         if self.one_shot:
             p.rec.last_error = msg
             self._set(p, State.FAILED, msg.splitlines()[0])
             return
-        delay = p.backoff.next_delay()
+        # the run that just ended counts towards the reset (so no unhealthy() here); the sequence
+        # belongs to the spec that failed: a new spec starts again at backoff_base
+        delay = p.backoff.next_delay(p.spec.spec_hash() if p.spec is not None else p.rec.spec_hash)
         p.next_start_at = self.clock() + delay
         p.rec.last_error = f"{msg} (restarting in {delay:g}s)"
         self._set(p, State.CRASH_LOOP_BACK_OFF, f"{msg.splitlines()[0]}; retry in {delay:g}s")
@@ -434,6 +489,9 @@ class Supervisor:
     # ---- the loop body -------------------------------------------------------------------------
     def tick(self) -> None:
         now = self.clock()
+        if (self.unsaved or self._undeleted) and now >= self._next_flush:
+            self._next_flush = now + FLUSH_PERIOD
+            self.flush()
         for p in list(self.procs.values()):
             try:
                 self._tick_one(p, now)

@@ -83,7 +83,7 @@ def test_load_follow_events_unload(host):
 def test_token_and_public_bind(host):
     port = free_port()
     refused = host.cli("run", str(host.manifests), "--api", "--api-host", "0.0.0.0", "--api-port", str(port))
-    assert refused.returncode == 2 and "without a token" in refused.stderr
+    assert refused.returncode == 7 and "without a token" in refused.stderr
     host.env["XGEN_API_TOKEN"] = "t0ken"
     host.start_daemon("--api", "--api-host", "0.0.0.0", "--api-port", str(port))
     base = f"http://127.0.0.1:{port}"
@@ -103,7 +103,7 @@ def test_busy_api_port_is_an_error(host):
         s.bind(("127.0.0.1", 0))
         s.listen()
         r = host.cli("run", str(host.manifests), "--api", "--api-port", str(s.getsockname()[1]), timeout=30)
-    assert r.returncode == 2 and "the API cannot listen on 127.0.0.1:" in r.stderr
+    assert r.returncode == 7 and "the API cannot listen on 127.0.0.1:" in r.stderr
     assert "daemon stopped" in r.stderr  # the lock is released, nothing keeps running
 
 

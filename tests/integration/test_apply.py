@@ -15,7 +15,7 @@ def test_each_protocol_ready_and_wrong_path_never_ready(host):
     # a llama-server manifest whose server speaks llama-cpp-python: /health stays 404
     host.write("wrong", ready_timeout=1.5, env={"FAKE_PROTOCOL": "llama-cpp-python"})
     r = host.cli("apply", str(host.manifests), "-o", "json")
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 3, r.stderr  # goal not reached: "wrong" Failed
     st = host.status()
     assert {n: st[n]["state"] for n in st} == {"ls": "Ready", "vl": "Ready", "py": "Ready", "wrong": "Failed"}
     assert st["wrong"]["last_error"].startswith(
@@ -56,7 +56,7 @@ def test_missing_binary_is_blocked(host):
     host.write("v", backend="vllm-cpu")
     host.write("ok")
     r = host.cli("apply", str(host.manifests))
-    assert r.returncode == 1
+    assert r.returncode == 3
     st = host.status()
     assert st["ok"]["state"] == "Ready"
     assert st["v"]["state"] == "Blocked"
@@ -72,7 +72,7 @@ def test_foreign_listener_next_port_or_blocked(host):
         host.write("auto")                                   # would get host.base: takes the next one
         host.write("fixed", port=host.base)                  # explicit: Blocked, foreign never signalled
         r = host.cli("apply", str(host.manifests))
-        assert r.returncode == 1
+        assert r.returncode == 3
         st = host.status()
         assert (st["auto"]["state"], st["auto"]["port"]) == ("Ready", host.base + 1)
         assert st["fixed"]["state"] == "Blocked"

@@ -10,6 +10,8 @@
     xgen_gpu_memory_free_bytes{gpu,name}
     xgen_gpu_memory_predicted_bytes{gpu,name}  what the memory ledger of the last pass puts on each GPU
     xgen_model_memory_bytes{model,device,source}  per model and device (GPU0, host): predicted / measured
+    xgen_state_write_failures                 files of the state dir the daemon cannot write now (0: healthy)
+    xgen_state_write_failed{path,errno,code}  1 per such file (state_write_failed: read-only, full, ...)
 Model gauges are read from the state records at scrape time, so they match `xgen-declare status`.
 """
 
@@ -53,6 +55,7 @@ class _Live:
             up = now - rec.ready_at if rec and rec.ready_at and r["state"] == State.READY.value else 0.0
             ready.add_metric([r["name"]], max(0.0, up))
         yield from (state, restarts, ready)
+        yield from self._write_failures()
         inv = self.inventory()
         total = GaugeMetricFamily("xgen_gpu_memory_total_bytes", "GPU memory", labels=["gpu", "name"])
         free = GaugeMetricFamily("xgen_gpu_memory_free_bytes", "Free GPU memory at the last inventory",
@@ -65,6 +68,16 @@ class _Live:
                 free.add_metric(labels, g.memory_free_mib * MIB)
         yield from (total, free)
         yield from self._ledger()
+
+    def _write_failures(self):
+        failures = self.store.write_failures  # this process's store: the daemon's own writes
+        count = GaugeMetricFamily("xgen_state_write_failures", "Files of the state dir the daemon cannot write now")
+        count.add_metric([], float(len(failures)))
+        each = GaugeMetricFamily("xgen_state_write_failed", "1 per state-dir file whose last write failed",
+                                 labels=["path", "errno", "code"])
+        for path, err in sorted(failures.items()):
+            each.add_metric([path, str(err.errno), err.code], 1.0)
+        yield from (count, each)
 
     def _ledger(self):
         ledger = self.ledger()
