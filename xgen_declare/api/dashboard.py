@@ -118,19 +118,23 @@ async def detail(request: Request, name: str):
 # ---- log -------------------------------------------------------------------------------------------
 
 def read_tail(path, lines: int) -> tuple[list[str], int]:
-    """The last `lines` complete lines and the byte offset after them."""
+    """The last `lines` complete lines and the byte offset after them (a line still being written waits
+    for its newline, so following from that offset sees it whole)."""
     try:
         with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - CHUNK * 4))
-            data = f.read(size)
+            size = os.fstat(f.fileno()).st_size
+            start = max(0, size - CHUNK * 4)
+            f.seek(start)
+            data = f.read(size - start)
     except OSError:
         return [], 0
-    text = data.decode(errors="replace")
-    if size > CHUNK * 4:
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], start
+    text = data[:end].decode(errors="replace")
+    if start > 0:
         text = text.split("\n", 1)[-1]  # a partial first line
-    return (text.splitlines()[-lines:] if lines else []), size
+    return (text.split("\n")[-lines:] if lines else []), start + end + 1
 
 
 def read_from(path, offset: int) -> tuple[list[str], int]:
