@@ -235,7 +235,9 @@ async function connect() {
   const es = new EventSource(`${P}/events?since=${store.lastEventId}`);
   for (const t of EVENT_TYPES) es.addEventListener(t, (msg) => onEvent(JSON.parse(msg.data)));
   es.onopen = () => { live(true, 'live'); refreshSoon(0); };
-  es.onerror = () => {
+  es.onerror = (e) => {
+    // the API's own `error` events (a model failed) arrive here too, as messages with data
+    if (e instanceof MessageEvent) return;
     es.close();
     live(false, 'reconnecting…');
     setTimeout(connect, 2000);
