@@ -38,6 +38,7 @@ def launch(size: tuple[int, int] = DESKTOP):
         if not os.access(path, os.X_OK):
             _missing(f"{what} not found at {path} (scripts/install-browser.sh installs Debian's chromium and "
                      "chromium-driver)")
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never fetch a browser or a driver
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",

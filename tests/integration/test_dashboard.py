@@ -12,6 +12,8 @@ import time
 
 import httpx
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 
 from .browser import DESKTOP, PHONE, Console, launch, shot, until
 from .conftest import Host, manifest
@@ -78,8 +80,21 @@ def test_lists_the_models_with_their_states(dash, page):
     page.find_element("css selector", '[data-copy="alpha"]').click()
     note = until(lambda: page.find_element("id", "notice").text, what="copy notice", driver=page)
     assert f'OpenAI(base_url="{models["alpha"]["endpoint"]}"' in note and 'model="alpha"' in note
-    shot(page, "dashboard-models")
-    shot(page, "dashboard-models-phone", PHONE)
+
+
+def test_keyboard_reaches_the_views_and_the_buttons(dash, page):
+    page.get(dash.base + "/ui/#models")
+    page.refresh()  # focus starts at the top of a freshly loaded page
+    until(lambda: len(page.find_elements("css selector", "#models-table tbody tr")) == 3, driver=page)
+    stops = []
+    for _ in range(14):
+        ActionChains(page).send_keys(Keys.TAB).perform()
+        el = page.switch_to.active_element
+        stops.append((el.tag_name, el.text))
+    assert [t for _, t in stops[:5]] == ["xgen-declare", "Models", "GPUs & memory", "Plan", "Playground"], stops
+    assert ("a", "alpha") in stops and ("button", "Restart") in stops and ("button", "Copy") in stops, stops
+    assert page.execute_script("const el = document.activeElement;"
+                               "return el.matches(':focus-visible') && getComputedStyle(el).outlineStyle") == "solid"
 
 
 def test_a_killed_backend_restarts_live_without_reload(dash, page):
@@ -120,7 +135,7 @@ def test_down_up_restart_buttons(dash, page):
     until(lambda: cell(page, "beta", "state") == "Stopped (held)", timeout=15, what="beta held", driver=page)
     assert "held stopped by `down`" in cell(page, "beta", "problem")
     assert api_models(dash)["beta"]["held"] is True
-    page.find_element("css selector", '[data-action="up"][data-model="beta"]').click()
+    page.find_element("css selector", '[data-action="up"][data-model="beta"]').send_keys(Keys.ENTER)  # keyboard
     until(lambda: cell(page, "beta", "state") == "Ready", timeout=15, what="beta Ready again", driver=page)
     before = api_models(dash)["alpha"]["restarts"]
     page.find_element("css selector", '[data-action="restart"][data-model="alpha"]').click()
@@ -174,5 +189,4 @@ def test_the_log_follows_live(dash, page):
 def test_no_console_errors(page):
     page.get(page.current_url.split("#")[0] + "#plan")
     until(lambda: page.find_elements("css selector", "#plan-table tbody tr"), driver=page)
-    shot(page, "dashboard-plan")
     assert page.console.severe() == []

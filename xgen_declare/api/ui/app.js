@@ -101,6 +101,13 @@ export function memoryText(m) {
   return parts.join(' / ');
 }
 
+// the manifest's gpus, else the GPUs the memory ledger puts the model on
+export function gpusOf(m) {
+  if (m.gpus && m.gpus.length) return m.gpus.join(', ');
+  const onGpu = Object.keys((m.memory && m.memory.bytes) || {}).filter((k) => k.startsWith('GPU'));
+  return onGpu.map((k) => k.slice(3)).join(', ');
+}
+
 function endpointCell(m) {
   if (!m.endpoint) return '';
   return h('span', { class: 'endpoint' }, h('a', { href: `${m.endpoint}/models`, class: 'mono' }, m.endpoint),
@@ -114,7 +121,7 @@ function cellContent(col, m) {
       m.source === 'api' ? h('span', { class: 'badge' }, 'api') : null];
     case 'state': return stateBadge(m.state, m.held);
     case 'backend': return m.backend || '';
-    case 'gpus': return m.gpus && m.gpus.length ? m.gpus.join(', ') : (m.gpus ? 'none' : '');
+    case 'gpus': return gpusOf(m);
     case 'port': return m.port ?? '';
     case 'endpoint': return endpointCell(m);
     case 'restarts': return String(m.restarts ?? 0);
@@ -253,6 +260,7 @@ function route() {
     if (a.dataset.view === v) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   });
   if (current === 'model' && v !== 'model') leaveModel();
+  if (current !== null && current !== v && !$('#notice').classList.contains('error')) notice('');
   current = v;
   if (v === 'gpus') showGpus();
   else if (v === 'plan') showPlan();

@@ -4,7 +4,7 @@
 import { $, h, fill, fmtTime, fmtUptime, stateBadge } from './dom.js';
 import { P, get } from './api.js';
 import { store, onChange, uptimeNow } from './store.js';
-import { actionButtons, memoryText, problemOf } from './app.js';
+import { actionButtons, gpusOf, memoryText, problemOf } from './app.js';
 
 const MAX_LOG_LINES = 2000;
 const DETAIL_REFRESH = 15000;
@@ -22,7 +22,7 @@ function factsOf(m) {
   return facts([
     ['state', m ? stateBadge(m.state, m.held) : 'not running'],
     ['backend', m && m.backend], ['pid', m && m.pid], ['port', m && m.port],
-    ['endpoint', m && m.endpoint], ['GPUs', m && m.gpus ? m.gpus.join(', ') || 'none' : null],
+    ['endpoint', m && m.endpoint], ['GPUs', m && gpusOf(m)],
     ['restarts', m && String(m.restarts)], ['uptime', m && fmtUptime(uptimeNow(m))],
     ['memory', m && memoryText(m)], ['manifest', m && m.file], ['declared by', m && m.source],
     ['problem', m && problemOf(m)],

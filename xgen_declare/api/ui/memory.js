@@ -37,9 +37,8 @@ function deviceCard(group, ledger, models) {
   const over = group.some((d) => d.overcommitted);
   const pool = group.length > 1 || main.shared_pool;
   const title = pool ? `Shared memory pool: ${keys.join(' + ')}`
-    : `${main.device}${main.name ? ` · ${main.name}` : ''}`;
-  const badges = [main.device === 'host' && !pool ? 'host memory' : null,
-    group.some((d) => d.integrated) ? 'integrated GPU: shares the host memory' : null].filter(Boolean);
+    : main.device === 'host' ? 'Host memory' : `${main.device}${main.name ? ` · ${main.name}` : ''}`;
+  const badges = [group.some((d) => d.integrated) ? 'integrated GPU: shares the host memory' : null].filter(Boolean);
   const shares = [];
   const blocked = [];
   const measured = [];

@@ -6,12 +6,20 @@ import { store } from './store.js';
 
 let controller = null;
 
+// options are kept (only their text changes), so a list open in the user's hands is not rebuilt
 export function fillPlayModels() {
   const select = $('#play-model');
   const chosen = select.value;
-  const models = [...store.models.values()].sort((a, b) => a.name.localeCompare(b.name));
-  fill(select, models.map((m) => h('option', { value: m.name }, `${m.name} (${m.state})`)));
-  if (chosen && store.models.has(chosen)) select.value = chosen;
+  const names = [...store.models.keys()].sort();
+  const have = [...select.options].map((o) => o.value);
+  if (have.join('\n') !== names.join('\n')) {
+    fill(select, names.map((name) => h('option', { value: name })));
+    if (chosen && store.models.has(chosen)) select.value = chosen;
+  }
+  for (const option of select.options) {
+    const m = store.models.get(option.value);
+    option.textContent = `${m.name} (${m.state})`;
+  }
 }
 
 function contentOf(chunk) {
