@@ -174,6 +174,7 @@ def test_markup_from_manifests_logs_and_backends_stays_text(dash, page):
     assert page.find_elements("css selector", "#model-body img, #model-body script") == []
     events = page.find_element("id", "model-events").text
     assert "Starting → Ready" in events
+    assert page.find_element("css selector", '#model-router dd[data-fact="requests"]').text == "1 × 200"  # playground
     shot(page, "dashboard-model")
 
 

@@ -11,7 +11,7 @@ import pytest
 from .browser import DESKTOP, PHONE, Console, launch, shot, until
 from .conftest import Host
 from .test_router import start_router
-from .test_router_ondemand import gpu_host, vllm
+from .test_router_ondemand import RX6800, gpu_host, vllm
 
 P = "/api/management"
 TOKEN = "dash-token"
@@ -141,3 +141,32 @@ def test_cancelling_the_token_form_shows_the_401(dash, page):
 def test_no_console_errors_but_the_expected_401s(page):
     assert page.console.severe(allowed=("status of 401",)) == []
     assert [e for e in page.console.read() if "401" in e["message"]]  # the refused writes were logged
+
+
+STRIX = RX6800.parent / "strix-halo"
+
+
+def test_an_integrated_gpu_is_drawn_as_one_pool_with_the_host(tmp_path, page):
+    host = Host(tmp_path)
+    host.env["XGEN_SYSFS_ROOT"] = str(STRIX)  # gfx1151: an iGPU sharing the host's memory
+    host.config(binaries={"vllm-rocm": str(host.fake)})
+    host.write("apu", vllm("apu", 0.2, activation="always"))
+    try:
+        base = start_router(host)
+        host.wait_ready("apu")
+        page.get(base + "/ui/#gpus")
+        card = '#devices .card[data-device="GPU0+host"]'
+        title = until(lambda: page.find_element("css selector", card + " h3").text, driver=page)
+        assert title == "Shared memory pool: GPU0 + hostintegrated GPU: shares the host memory"
+        memory = httpx.get(base + P + "/models/apu", timeout=10).json()["memory"]
+        seg = until(lambda: page.find_element("css selector", card + " .bar .seg"), driver=page)
+        assert (seg.get_attribute("data-model"), seg.get_attribute("data-device")) == ("apu", "GPU0")
+        assert int(seg.get_attribute("data-bytes")) == memory["bytes"]["GPU0"]
+        ledger = httpx.get(base + P + "/ledger", timeout=10).json()
+        assert [d["shared_pool"] for d in ledger["devices"]] == [True, True]
+        usable = min(d["usable_mib"] for d in ledger["devices"])  # the pool is bounded by its tighter side
+        line = page.find_element("css selector", card + " .bar .usable")
+        assert float(line.get_attribute("data-usable-mib")) == usable
+        assert page.find_elements("css selector", '#devices .card[data-device="GPU0"]') == []
+    finally:
+        host.cleanup()

@@ -33,7 +33,10 @@ function swatch(name) {
 
 function deviceCard(group, ledger, models) {
   const keys = group.map((d) => d.device);
-  const main = group.find((d) => d.device === 'host') || group[0];
+  const host = group.find((d) => d.device === 'host') || group[0];
+  // a shared pool: the host's size, and the tighter of its sides' usable memory
+  const usables = group.map((d) => d.usable_mib).filter((u) => u !== null && u !== undefined);
+  const main = { ...host, usable_mib: usables.length ? Math.min(...usables) : null };
   const over = group.some((d) => d.overcommitted);
   const pool = group.length > 1 || main.shared_pool;
   const title = pool ? `Shared memory pool: ${keys.join(' + ')}`
