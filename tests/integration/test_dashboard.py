@@ -97,6 +97,17 @@ def test_keyboard_reaches_the_views_and_the_buttons(dash, page):
                                "return el.matches(':focus-visible') && getComputedStyle(el).outlineStyle") == "solid"
 
 
+def test_dark_and_light_follow_the_system(dash, page):
+    background = "return getComputedStyle(document.body).backgroundColor"
+    try:
+        for scheme, colour in (("dark", "rgb(18, 21, 26)"), ("light", "rgb(247, 248, 250)")):
+            page.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                                 {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
+            assert page.execute_script(background) == colour, scheme
+    finally:
+        page.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
 def test_a_killed_backend_restarts_live_without_reload(dash, page):
     go(page, "models")
     page.execute_script("""

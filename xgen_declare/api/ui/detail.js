@@ -7,7 +7,7 @@ import { store, onChange, uptimeNow } from './store.js';
 import { actionButtons, gpusOf, memoryText, problemOf } from './app.js';
 
 const MAX_LOG_LINES = 2000;
-const DETAIL_REFRESH = 15000;
+const DETAIL_REFRESH = 30000;  // router figures; events of this model refresh them sooner
 let openName = null;
 let logStream = null;
 let timer = null;
