@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
 from xgen_declare.api import ui
 from xgen_declare.api.dashboard import ledger_json, read_from
@@ -154,9 +155,16 @@ def test_ledger_json_devices_pool_overcommit_and_blocked():
         (True, 45 * 1024.0, True), (True, 45 * 1024.0, True)]
 
 
-def test_ledger_endpoint_without_a_pass_lists_no_device(api):
+def test_ledger_endpoint_after_a_pass_and_without_one(api):
+    api.client.post(P + "/reconcile")
     r = api.client.get(P + "/ledger").json()
-    assert r["devices"] == [] and r["blocked"] == {}
+    assert (r["computed"], [d["device"] for d in r["devices"]], r["blocked"]) == (True, ["host"], {})
+    gpu = SimpleNamespace(index=1, name="RX 6800", integrated=False, memory_total_mib=16384, memory_free_mib=16000)
+    assert ledger_json(None, SimpleNamespace(gpus=[gpu]))["devices"] == [
+        {"device": "GPU1", "gpu": 1, "name": "RX 6800", "integrated": False, "total_mib": 16384, "free_mib": 16000,
+         "usable_mib": None, "used_mib": None, "shared_pool": False, "overcommitted": False}]
+    assert ledger_json(None, None) == {"computed": False, "margin_mib": None, "devices": [], "blocked": {},
+                                       "notes": [], "warnings": {}}
 
 
 def test_router_figures(api):
