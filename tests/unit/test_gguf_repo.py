@@ -158,8 +158,9 @@ def test_cli_validate_and_render(cli, write):
 
 def test_api_load_body_of_a_repository_names_it_and_validates():
     from xgen_declare.api.declare import manifest_text, parse_load_body, validate_text
+    from xgen_declare.config import Api
 
-    name, spec = parse_load_body({"model_path": REPO_ID + ":Q4_K_M", "n_gpu_layers": 99}, False)
+    name, spec = parse_load_body({"model_path": REPO_ID + ":Q4_K_M", "n_gpu_layers": 99}, Api())
     assert name == "llama-2-7b-gguf-q4-k-m" and spec["model_path"] == REPO_ID + ":Q4_K_M"  # not made relative
     assert validate_text(manifest_text(name, spec), "api/x.yaml") == []
     bad = validate_text(manifest_text("v", {"model_path": REPO_ID, "backend": "vllm-cuda"}), "api/v.yaml")
