@@ -154,6 +154,17 @@ def test_blocked_model_answers_503_with_the_reason(api):
     assert "not found" in body["last_error"]
 
 
+def test_gpu_the_host_lacks_is_blocked_with_the_reason(api):
+    """The host (an empty sysfs: no GPU) is checked on load too, before anything else blocks the model."""
+    r = api.client.post(P + "/load?wait=5", json={"name": "g7", "model_path": "/m/x.gguf",
+                                                  "backend": "llama-server-cpu", "gpus": [7]})
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert (body["status"], body["state"]) == ("error", "Blocked")
+    assert body["last_error"] == ("api/g7.yaml:11: spec.gpus[0]: GPU 7 does not exist on this host (GPUs: none) "
+                                  "(see `xgen-declare gpus`)")
+
+
 def test_models_and_model(api):
     api.client.post(P + "/load?wait=5", json={**OFF, "name": "m1", "extra_args": []})
     api.hand("hand.yaml", "m2", backend="llama-server-cpu", enabled=False)
