@@ -1,14 +1,17 @@
-"""Which backend answers a `model` field: every declared model by name and by alias. Pure.
+"""Which backend answers a `model` field: every declared model by name, by alias and, for vLLM, by its
+model id (render.served_names: the names the backend itself answers to). Pure.
 
 Built from the daemon's last reconcile pass (or straight from the manifests before the first one).
-A name always wins over an alias; an alias two models claim goes to the first by name (and is
-reported in `conflicts`).
+A name always wins over an alias, an alias over a model id; a name two models claim goes to the first
+by name (and is reported in `conflicts`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Iterable
+
+from ..render import served_names
 
 __all__ = ["Route", "RouteTable", "table_from_decls"]
 
@@ -43,14 +46,15 @@ class RouteTable:
         return sorted(self.routes)
 
     def known(self) -> list[str]:
-        """Every name a client may send: model names, then aliases."""
+        """Every name a client may send: model names, then aliases and model ids."""
         return self.names() + sorted(a for a in self.aliases if a not in self.routes)
 
 
 def table_from_decls(decls: Iterable) -> RouteTable:
     """`decls`: manifests.ModelDecl (name + spec) of the valid manifests."""
     table = RouteTable()
-    for d in sorted(decls, key=lambda d: d.name):
+    decls = sorted(decls, key=lambda d: d.name)
+    for d in decls:
         s = d.spec
         table.routes[d.name] = Route(d.name, tuple(s.alias), s.activation, s.idle_timeout, s.ready_timeout,
                                      s.api_key_file, s.server_type, s.enabled)
@@ -63,4 +67,15 @@ def table_from_decls(decls: Iterable) -> RouteTable:
                                        f"{table.aliases[alias]} answers")
             else:
                 table.aliases.setdefault(alias, route.name)
+    explicit = dict(table.aliases)
+    for d in decls:
+        names = served_names(d.name, d.spec, getattr(d, "file", None))
+        for model_id in (n for n in names if n != d.name and n not in d.spec.alias):
+            owner = table.aliases.get(model_id)
+            if model_id in table.routes or model_id in explicit:
+                continue  # a model's name or alias says it: that one answers
+            if owner is not None and owner != d.name:
+                table.conflicts.append(f"model id {model_id!r} is served by {owner} and {d.name}: {owner} answers")
+            else:
+                table.aliases[model_id] = d.name
     return table
