@@ -195,7 +195,7 @@ HOSTILE = ["a b", "it's \"quoted\"", "x; rm -rf /", "$(touch /tmp/pwned)", "`id`
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_strings_stay_one_argv_element(write, value):
-    write("a.yaml", model_yaml("h", model_path=f"/m/{value}.gguf", alias=[value.replace(",", "")],
+    write("a.yaml", model_yaml("h", model_path=f"/m/{value}.gguf", alias=["a" + value.replace(",", "")],
                                extra_args=[value], env={"X": value}))
     r = render_dir([write.root]).rendered["h"]
     assert r.argv[r.argv.index("--model") + 1] == f"/m/{value}.gguf"
