@@ -50,8 +50,9 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
         if any(m.port_source == "preview" for m in models):
             click.echo("* preview port: no daemon state yet; the daemon assigns the same way")
     shown = set()
-    per_model = {**desired.problems, **desired.blocked}
-    problems = [p for name in sorted(per_model) for p in per_model[name]] + desired.load.problems
+    names = sorted(set(desired.problems) | set(desired.blocked))
+    problems = [p for name in names for p in desired.problems.get(name, []) + desired.blocked.get(name, [])]
+    problems += desired.load.problems
     for p in problems:  # per-model problems, then those no model owns (a missing path, a broken file)
         if p not in shown:
             shown.add(p)
