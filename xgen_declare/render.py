@@ -37,6 +37,7 @@ from .inventory.model import Inventory
 from .manifests import ModelDecl
 from .modelpath import gguf_repo
 from .ports import PortAssignment
+from .request import ModelLoadRequest, model_family
 from . import rpc
 
 # xgen_declare/templates is a symlink to the top-level templates/ (so wheels ship them too)
@@ -225,7 +226,7 @@ class Renderer:
             "host": spec.host, "port": port.port, "dialect": dialect or "new",
             "embedding": spec.server_type == "embedding",
             "pooling": spec.pooling or ("mean" if spec.server_type == "embedding" else None),
-            "served_names": _served_names(decl),
+            "served_names": served_names(decl.name, spec, decl.file),
             "multi_gpu": bool(spec_data["tensor_split"]) or (spec.gpus is not None and len(spec.gpus) > 1),
             "log_buffers": self.config.placement.record_buffers,
             "rpc": [w.endpoint for w in spec.rpc_workers],
@@ -287,8 +288,15 @@ def resolve_model_path(model_path: str, manifest_file: str | None) -> str:
     return model_path
 
 
-def _served_names(decl: ModelDecl) -> list[str]:
-    names = [decl.name] + [a for a in decl.spec.alias if a != decl.name]
+def served_names(name: str, spec: ModelLoadRequest, file: str | None) -> list[str]:
+    """The names a client may send in `model`: the model's name, its aliases and, for vLLM, the model id as
+    it is on argv (what vLLM answers to without --served-model-name: `meta-llama/Llama-3.3-70B-Instruct`).
+    vLLM answers to every one and reports the first. The router (router/table.py) routes the same names."""
+    names = [name] + [a for a in spec.alias if a != name]
+    if model_family(spec.model_path, spec.backend) == "vllm":
+        model_id = resolve_model_path(spec.model_path, file)
+        if model_id not in names:
+            names.append(model_id)
     return names
 
 

@@ -15,7 +15,7 @@ import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .modelpath import HF_FILE_RE, gguf_problems, gguf_repo, is_gguf_path  # is_gguf_path: imported from here too
 from .names import NAME_RE  # the one rule for model names (names.py)
@@ -49,6 +49,23 @@ _EQUIVALENT = {"max_model_len": "ctx_size", "ctx_size": "max_model_len",
 
 NoNewline = Annotated[str, Field(min_length=1, max_length=4096)]
 
+
+def not_a_flag(hint: str) -> AfterValidator:
+    """For a value that lands in argv as a positional or as a flag's value: one that starts with '-' would
+    be read as a flag (`model_path: --model=evil/repo` made `vllm serve --model=evil/repo`; vLLM's
+    `--served-model-name` takes every value up to the next flag; argparse refuses `--host -x`)."""
+    def check(value: str) -> str:
+        if value.startswith("-"):
+            raise ValueError(f"must not start with '-': a backend would read it as a command-line flag; {hint}")
+        return value
+    return AfterValidator(check)
+
+
+PATH_HINT = "write ./ before a file name that starts with '-'"
+HOST_HINT = "give a host name or address"
+ArgvPath = Annotated[NoNewline, not_a_flag(PATH_HINT)]
+ArgvHost = Annotated[NoNewline, not_a_flag(HOST_HINT)]
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -57,10 +74,10 @@ class RpcWorker(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    host: NoNewline = Field(description="Host the worker runs on and llama-server connects to; the daemon whose "
+    host: ArgvHost = Field(description="Host the worker runs on and llama-server connects to; the daemon whose "
                             "host has this name (or 127.0.0.1/localhost: this host) starts it")
     port: int = Field(ge=1, le=65535, description="Port the worker listens on")
-    bind: NoNewline | None = Field(None, description="Address the worker binds (default 127.0.0.1). RPC has no "
+    bind: ArgvHost | None = Field(None, description="Address the worker binds (default 127.0.0.1). RPC has no "
                                    "authentication: a worker on another host needs an explicit bind address "
                                    "on a trusted network")
     threads: int | None = Field(None, ge=1, description="CPU threads of the worker's CPU device")
@@ -125,9 +142,9 @@ class RayCluster(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    head: NoNewline = Field(description="Host that runs the Ray head and `vllm serve`")
-    workers: list[NoNewline] = Field(min_length=1, description="Hosts that join as Ray workers, one per other node")
-    head_address: NoNewline | None = Field(None, description="Address the workers and vLLM connect to "
+    head: ArgvHost = Field(description="Host that runs the Ray head and `vllm serve`")
+    workers: list[ArgvHost] = Field(min_length=1, description="Hosts that join as Ray workers, one per other node")
+    head_address: ArgvHost | None = Field(None, description="Address the workers and vLLM connect to "
                                            "(default: head)")
     port: int = Field(6379, ge=1, le=65535, description="The head's Ray GCS port")
     node_manager_port: int = Field(6380, ge=1, le=65535, description="A worker's raylet port (its readiness "
@@ -152,16 +169,18 @@ class ModelLoadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
 
-    model_path: NoNewline = Field(description="A .gguf file, a local HuggingFace directory, a HuggingFace id "
+    model_path: ArgvPath = Field(description="A .gguf file, a local HuggingFace directory, a HuggingFace id "
                                   "org/model (vLLM), or a HuggingFace repository of GGUF files (org/name-GGUF or "
                                   "org/name:QUANT: llama-server downloads it). Relative .gguf paths and paths "
                                   "starting with ./ or ../ are relative to the manifest file's directory")
     hf_file: NoNewline | None = Field(None, description="With a repository of GGUF files as model_path: the file to "
                                       "download (llama.cpp's --hf-file), e.g. model-Q4_K_M.gguf")
     backend: BackendName = Field("auto", description="Backend to run; auto picks by the host's GPUs and binaries")
-    binary: NoNewline | None = Field(None, description="Per-model override of the backend's executable")
+    binary: Annotated[NoNewline, not_a_flag("give the executable's path")] | None = Field(
+        None, description="Per-model override of the backend's executable")
     server_type: Literal["llm", "embedding"] = "llm"
-    alias: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+    alias: list[Annotated[str, Field(min_length=1, max_length=256),
+                          not_a_flag("start each alias with a letter or digit")]] = Field(
         default_factory=list, description="Extra names clients may use for this model")
     enabled: bool = Field(True, description="false = declared but kept stopped")
     activation: Literal["always", "on-demand"] = Field(
@@ -208,8 +227,9 @@ class ModelLoadRequest(BaseModel):
 
     # process
     port: int | None = Field(None, ge=1, le=65535, description="Fixed port; otherwise assigned from the port range")
-    host: NoNewline = Field("127.0.0.1", description="Address the backend binds (loopback by default)")
-    api_key_file: NoNewline | None = Field(None, description="File holding the API key; never put on argv")
+    host: ArgvHost = Field("127.0.0.1", description="Address the backend binds (loopback by default)")
+    api_key_file: ArgvPath | None = Field(None, description="File holding the API key (llama-server: "
+                                          "--api-key-file FILE; vLLM: read into VLLM_API_KEY at start)")
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(default_factory=dict)
     extra_args: list[str] = Field(default_factory=list, description="Each item is exactly one argv element")
     ready_timeout: float = Field(600, gt=0, description="Seconds to wait for the backend to become ready")
@@ -217,7 +237,7 @@ class ModelLoadRequest(BaseModel):
     rpc_workers: list[RpcWorker] = Field(
         default_factory=list, description="llama.cpp RPC workers (llama-server backends): llama-server gets --rpc "
         "with all of them; the local ones are started first and supervised with it as one group (docs/rpc.md)")
-    rpc_server_host: NoNewline | None = Field(
+    rpc_server_host: ArgvHost | None = Field(
         None, description="With workers on other hosts: the host whose daemon runs llama-server (and its local "
         "workers); the daemons of the other hosts run only their own workers of this model")
 

@@ -202,3 +202,20 @@ def test_an_invalid_edit_keeps_routing_to_the_last_good_process(host):
     assert failures == []
     assert host.status()["a"]["pid"] == pid and host.status()["a"]["state"] == "Ready"
     assert "gpt-a" in done and "a" in done
+
+
+def test_a_vllm_model_answers_to_its_model_id_through_the_router(host):
+    """`model: org/v` (what vLLM itself answers to without --served-model-name) reaches the model through
+    the router and is accepted by the backend (the fake vLLM answers 404 to names it was not given)."""
+    host.write("v", manifest("v", backend="vllm-cpu", alias=["vee"]))
+    base = start_router(host)
+    st = host.wait_ready("v")
+    for model in ("v", "vee", "org/v"):
+        r = chat(base, model)
+        assert r.status_code == 200, (model, r.text)
+        assert r.json()["model"] == "v"  # vLLM reports the first served name
+    direct = f"http://127.0.0.1:{st['v']['port']}/v1/chat/completions"
+    r = httpx.post(direct, json={"model": "org/other", "messages": []}, timeout=10)
+    assert r.status_code == 404 and r.json()["error"]["message"] == "The model `org/other` does not exist."
+    r = chat(base, "org/other")
+    assert r.status_code == 404 and r.json()["error"]["known"] == ["v", "org/v", "vee"]

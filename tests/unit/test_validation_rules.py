@@ -146,6 +146,42 @@ def test_newline_in_value_rejected(write):
         "6: spec.extra_args: each item must not contain newlines or NUL bytes"
 
 
+FLAG = "must not start with '-': a backend would read it as a command-line flag"
+PATH_HINT = "write ./ before a file name that starts with '-'"
+HOST_HINT = "give a host name or address"
+RPC = {"backend": "llama-server-cpu", "rpc_server_host": "box-1"}
+RAY = {"model_path": "org/m", "nodes": 2, "distributed": "ray"}
+INJECTIONS = [  # (spec, line, field, hint): every value that lands in argv as a positional or a flag's value
+    ({"model_path": "--trust-remote-code"}, 6, "spec.model_path", PATH_HINT),
+    ({"model_path": "--model=evil/repo"}, 6, "spec.model_path", PATH_HINT),
+    ({"model_path": "-", "backend": "vllm-cpu"}, 6, "spec.model_path", PATH_HINT),
+    ({"alias": ["ok", "--trust-remote-code"]}, 6, "spec.alias[1]", "start each alias with a letter or digit"),
+    ({"host": "--ssl-keyfile=/etc/shadow"}, 6, "spec.host", HOST_HINT),
+    ({"api_key_file": "-k"}, 6, "spec.api_key_file", PATH_HINT),
+    ({"binary": "-c"}, 6, "spec.binary", "give the executable's path"),
+    ({**RPC, "rpc_workers": [{"host": "-x", "port": 50052, "bind": "0.0.0.0"}]}, 8, "spec.rpc_workers[0].host",
+     HOST_HINT),
+    ({**RPC, "rpc_workers": [{"host": "box-2", "port": 50052, "bind": "--evil"}]}, 8, "spec.rpc_workers[0].bind",
+     HOST_HINT),
+    ({**RPC, "rpc_server_host": "-x", "rpc_workers": [{"host": "box-2", "port": 1, "bind": "0.0.0.0"}]}, 7,
+     "spec.rpc_server_host", HOST_HINT),
+    ({**RAY, "ray": {"head": "--address=evil:1", "workers": ["b"]}}, 9, "spec.ray.head", HOST_HINT),
+    ({**RAY, "ray": {"head": "a", "workers": ["b", "-w"]}}, 9, "spec.ray.workers[1]", HOST_HINT),
+    ({**RAY, "ray": {"head": "a", "workers": ["b"], "head_address": "-h"}}, 9, "spec.ray.head_address", HOST_HINT),
+]
+
+
+@pytest.mark.parametrize("spec,line,field,hint", INJECTIONS, ids=[c[2] + ":" + str(i) for i, c in enumerate(INJECTIONS)])
+def test_values_that_land_in_argv_never_start_with_a_dash(write, spec, line, field, hint):
+    """`model_path: --model=evil/repo` was vLLM's `serve --model=evil/repo`: a flag, not a model."""
+    assert only(write, model_yaml(**spec)) == f"{line}: {field}: {FLAG} ({hint})"
+
+
+def test_a_dash_inside_a_value_is_fine(write):
+    assert problems_of(write, model_yaml(model_path="./-x.gguf", alias=["a-b"], host="my-host",
+                                         api_key_file="/run/-key")) == []
+
+
 def test_pooling_needs_embedding(write):
     assert only(write, model_yaml(pooling="mean")) == \
         "6: spec.pooling: only applies to server_type: embedding (remove it or set server_type)"

@@ -25,7 +25,7 @@ from .memory import ContextSettings
 from .predict import require_supported
 from .vllm_checks import find_config, vllm_problems, weights_bytes
 
-__all__ = ["devices_of", "demand_for", "facts_of", "previous_values"]
+__all__ = ["devices_of", "demand_for", "facts_of", "gpus_for", "previous_values"]
 
 _FACTS: dict[tuple[str, int, int], GgufFacts] = {}
 LLAMA_CPP_PYTHON_CTX = 2048  # llama-cpp-python's n_ctx default
@@ -56,7 +56,8 @@ def facts_of(path: str) -> GgufFacts:
     return facts
 
 
-def _gpus_for(decl: ModelDecl, backend: str, inventory: Inventory) -> list[int]:
+def gpus_for(decl: ModelDecl, backend: str, inventory: Inventory) -> list[int]:
+    """Host indices of the GPUs the model gets: its `gpus`, else every visible GPU of the backend's kind."""
     spec = decl.spec
     if spec.gpus is not None:
         return list(spec.gpus) if GPU_KIND.get(backend) or backend == "llama-cpp-python" else []
@@ -75,7 +76,7 @@ def demand_for(decl: ModelDecl, inventory: Inventory, seen: Any = None) -> Deman
     backend = select_backend(spec, inventory).backend
     if backend is None:
         return None
-    gpus = _gpus_for(decl, backend, inventory)
+    gpus = gpus_for(decl, backend, inventory)
     running = bool(seen is not None and seen.running)
     buffers = getattr(seen, "buffers", None) if running else None
     actual = total_bytes(buffers) if buffers else None

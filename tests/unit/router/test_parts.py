@@ -34,6 +34,24 @@ def test_table_resolves_names_then_aliases_and_reports_conflicts():
     assert c.on_demand and c.idle_timeout == 900.0 and not t.routes["a"].on_demand
 
 
+def test_table_routes_a_vllm_models_id_as_vllm_serves_it():
+    """A client sending the HuggingFace id (what vLLM answers to by default) reaches the model; a name or
+    an alias says it first; two models serving one id: the first by name answers, reported."""
+    def vllm(name, model_path, **spec):
+        return SimpleNamespace(name=name, file="/m/x.yaml", spec=ModelLoadRequest(model_path=model_path, **spec))
+
+    t = table_from_decls([vllm("llama", "meta-llama/Llama-3.3-70B-Instruct", alias=["l3"]),
+                          vllm("copy", "meta-llama/Llama-3.3-70B-Instruct"),
+                          vllm("qwen", "Qwen/Qwen3-8B"), vllm("named", "org/taken", alias=["Qwen/Qwen3-8B"]),
+                          vllm("local", "./dirs/tiny"), decl("gguf")])
+    assert t.resolve("meta-llama/Llama-3.3-70B-Instruct").name == "copy"
+    assert t.resolve("l3").name == "llama" and t.resolve("org/taken").name == "named"
+    assert t.resolve("Qwen/Qwen3-8B").name == "named"      # the alias, not qwen's model id
+    assert t.resolve("/m/dirs/tiny").name == "local"       # as on vLLM's argv: relative to the manifest
+    assert t.resolve("/m/gguf.gguf") is None                # llama.cpp models: by name and alias only
+    assert t.conflicts == ["model id 'meta-llama/Llama-3.3-70B-Instruct' is served by copy and llama: copy answers"]
+
+
 def test_tracker_counts_queue_limit_and_lru():
     now = [100.0]
     t = Tracker(lambda: now[0])
