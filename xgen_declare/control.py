@@ -159,7 +159,8 @@ def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | 
         rows.append({"name": name, "state": st.value, "backend": r.backend or None, "pid": r.pid if alive else None,
                      "port": r.port, "endpoint": r.endpoint, "restarts": r.restarts, "uptime": up,
                      "last_error": last_error, "manifest_error": r.manifest_error, "held": r.held,
-                     "file": r.file, "state_write_failed": write_failed})
+                     "file": r.file, "state_write_failed": write_failed, "spec_hash": r.spec_hash,
+                     "provenance": r.provenance})
     return rows
 
 

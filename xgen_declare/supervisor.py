@@ -16,6 +16,9 @@ record is written again every FLUSH_PERIOD until it succeeds.
           escapees, reap; the next process of a restart starts only once the old one is gone;
   crash   the group and escapees are killed, the model waits in CrashLoopBackOff (doubling delay);
   adopt   a record whose pid still has the recorded start ticks + boot id is taken over as is.
+
+Each spawn records its provenance (manifest file, sha256, git commit, dirty; provenance.py); a spawn
+of a new spec hash opens a rollout history entry, closed when it is Ready or fails (history.py).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from . import procs, rpc
+from . import history, procs, rpc
+from .provenance import Provenance, of_file
 from .backoff import Backoff
 from .config import Reconciler
 from .logfiles import open_log, rotate_if_needed, tail
@@ -36,7 +40,7 @@ from .plan import BLOCKED, KEEP, RESTART, START, STOP, Action, Plan, Seen, Want
 from .probes import Prober, probe_url
 from .render import Rendered
 from .placement.buffers import read_buffers
-from .errors import StateWriteError
+from .errors import StateNameError, StateWriteError
 from .state_store import OWNER_ENV, Record, StateStore
 from .states import RUNNING_STATES, State, transition
 
@@ -91,7 +95,8 @@ def child_env(spec: Rendered, marker: str) -> dict[str, str]:
 class Supervisor:
     def __init__(self, store: StateStore, settings: Reconciler | None = None, *,
                  clock: Callable[[], float] = time.monotonic, popen: Callable = subprocess.Popen,
-                 prober: Prober | None = None, one_shot: bool = False, proc_root: str = procs.PROC):
+                 prober: Prober | None = None, one_shot: bool = False, proc_root: str = procs.PROC,
+                 provenance: Callable[[str | None], Provenance] = of_file):
         self.store = store
         self.settings = settings or Reconciler()
         self.clock = clock
@@ -99,6 +104,8 @@ class Supervisor:
         self.prober = prober or Prober(self.settings.probe_timeout)
         self.one_shot = one_shot
         self.proc_root = proc_root
+        self.provenance = provenance
+        self._history_unsaved: dict[str, list[dict]] = {}  # closed rollout entries not yet written
         self.owner = store.owner_id()
         self.procs: dict[str, Proc] = {}
         self._next_rotation = 0.0
@@ -139,6 +146,8 @@ class Supervisor:
 
     def flush(self) -> None:
         """Write again what could not be written (the state dir may be writable again)."""
+        for name in sorted(self._history_unsaved):
+            self._write_history(name)
         for name in sorted(self.unsaved):
             p = self.procs.get(name)
             if p is None:
@@ -178,6 +187,8 @@ class Supervisor:
                     rec.pid = None
                     if st in RUNNING_STATES and st != State.STOPPING:
                         rec.last_error = "process exited while no daemon was watching"
+                self._rollout_end(p, history.FAILED if st == State.STARTING else history.INTERRUPTED,
+                                  "process gone while no daemon was watching")
                 if st == State.STOPPING:
                     self._set(p, State.STOPPED, "process gone")
                 elif st == State.CRASH_LOOP_BACK_OFF:
@@ -332,6 +343,10 @@ class Supervisor:
             self._crashed(p, why)
             return
         fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}", self.store.note_write)
+        prov, new_hash = self.provenance(spec.file), spec.spec_hash()
+        self._rollout_end(p, history.INTERRUPTED, "replaced by another start")  # normally closed already
+        if rec.spec_hash != new_hash or rec.started_at is None:
+            rec.rollout = history.open_entry(rec.spec_hash, new_hash, prov)
         try:
             child = self.popen(spec.argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
                                env=env, start_new_session=True, close_fds=True)
@@ -339,6 +354,7 @@ class Supervisor:
             os.close(fd)
             rec.last_error = f"cannot execute {spec.argv[0]}: {exc.strerror or exc}"
             rec.pid = None
+            self._rollout_end(p, history.FAILED, rec.last_error)
             self._set(p, State.FAILED if self.one_shot else State.BLOCKED, rec.last_error)
             return
         os.close(fd)
@@ -355,7 +371,7 @@ class Supervisor:
         rec.env_digest = dict(w.env_digest) if w else {}
         rec.endpoint, rec.readiness_path, rec.gpus = spec.endpoint, spec.readiness_path, spec.gpus
         rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
-        rec.started_at, rec.ready_at = time.time(), None
+        rec.started_at, rec.ready_at, rec.provenance = time.time(), None, prov.to_json()
         p.popen, p.killed, p.probe_failures, p.last_probe = child, False, 0, ""
         p.ready_deadline, p.next_probe_at, p.next_start_at = now + spec.ready_timeout, now, None
         self._set(p, State.STARTING, f"pid {child.pid}: {reason}")
@@ -367,6 +383,8 @@ class Supervisor:
                 p.after_stop = after
             return
         p.after_stop = after
+        if after != "crash":  # a crash closes it as failed (_crashed)
+            self._rollout_end(p, history.INTERRUPTED, f"stopped before it was Ready: {reason}")
         p.stop_deadline = self.clock() + p.rec.stop_grace
         p.killed = False
         self.prober.forget(p.rec.name)
@@ -418,6 +436,7 @@ class Supervisor:
     # ---- crash, readiness, liveness ------------------------------------------------------------
     def _crashed(self, p: Proc, msg: str) -> None:
         p.rec.pid, p.popen = None, None
+        self._rollout_end(p, history.FAILED, msg)
         self.workers.stop(p.rec.name)
         if self.one_shot:
             p.rec.last_error = msg
@@ -458,6 +477,7 @@ class Supervisor:
                     rec.buffers_mib = read_buffers(self.store.log_path(name), rec.gpus)  # placement ledger
                     p.backoff.healthy()
                     p.next_probe_at = now + self.settings.liveness_period
+                    self._rollout_end(p, history.SUCCEEDED)
                     self._set(p, State.READY, res.detail)
                     return
                 p.last_probe = res.detail
@@ -486,10 +506,31 @@ class Supervisor:
         if now >= p.next_probe_at and not self.prober.busy(name) and rec.port:
             self.prober.start(name, probe_url(rec.host, rec.port, rec.readiness_path))
 
+    # ---- rollout history -----------------------------------------------------------------------
+    def _rollout_end(self, p: Proc, result: str, detail: str | None = None) -> None:
+        """Close the model's open history entry (if any) with `result`; written at once, or by flush()."""
+        entry = p.rec.rollout
+        if entry is None:
+            return
+        p.rec.rollout = None
+        self._history_unsaved.setdefault(p.rec.name, []).append(history.close_entry(entry, result, detail))
+        self._write_history(p.rec.name)
+
+    def _write_history(self, name: str) -> None:
+        pending = self._history_unsaved.get(name, [])
+        while pending:
+            try:
+                self.store.append_history(name, pending[0])
+            except (StateWriteError, StateNameError) as exc:
+                log.debug("%s: history: %s", name, exc)
+                return
+            pending.pop(0)
+        self._history_unsaved.pop(name, None)
+
     # ---- the loop body -------------------------------------------------------------------------
     def tick(self) -> None:
         now = self.clock()
-        if (self.unsaved or self._undeleted) and now >= self._next_flush:
+        if (self.unsaved or self._undeleted or self._history_unsaved) and now >= self._next_flush:
             self._next_flush = now + FLUSH_PERIOD
             self.flush()
         for p in list(self.procs.values()):

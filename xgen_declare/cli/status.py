@@ -23,7 +23,8 @@ def command(names: tuple[str, ...], output: str) -> int:
     `run --api` starts it on the first request). A model held by `down` is Stopped with held: true. `-o json` is a list of
     objects with name, state, backend, pid, port, endpoint, restarts, uptime, last_error,
     manifest_error, held, file, state_write_failed (why the daemon cannot write the model's record,
-    else null; the line `daemon: state_write_failed: ...` on stderr says it too)."""
+    else null; the line `daemon: state_write_failed: ...` on stderr says it too), spec_hash and
+    provenance (file, sha256, git commit and dirty of the manifest the process was started from)."""
     check_model_names(names)
     g = get_globals()
     store = StateStore(g.resolve_state_dir(g.load_config() if g.config_path() else None))
