@@ -73,7 +73,7 @@ def seen_from_records(records: dict[str, Record], proc_root: str = "/proc") -> d
                          port=r.port, backend=r.backend, host=r.host,
                          gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
                          binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
-                         last_error=r.last_error, buffers=r.buffers_mib)
+                         last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings)
     return out
 
 

@@ -320,6 +320,10 @@ class Daemon:
             self.inventory = self.env.inventory()
             if self.watcher:
                 self.watcher.ensure()
+        # a running model that was not on-demand stays awake if it turns on-demand: an in-place change
+        # (rollout.py); the router's idle timer stops it later
+        self.awake |= {n for n, p in self.sup.procs.items()
+                       if (p.rec.settings or {}).get("activation", "always") != "on-demand" and self.sup.running(p)}
         result = compute(self.env.paths, config, self.inventory, self.sup.observed(), awake=self.awake,
                          idle_reasons=self.idle_reasons)
         self._log(result)

@@ -6,6 +6,7 @@ An entry opens when the supervisor spawns a spec whose hash differs from the one
     succeeded    the new spec became Ready
     failed       it exited, crashed or was not Ready within ready_timeout before it was Ready
     interrupted  it was stopped before it was Ready (another edit, `down`, manifest removed, ...)
+    updated in place  (from == to) fields only xgen-declare reads changed; the process was not touched
 
 The open entry lives in the model's record (`Record.rollout`), so a daemon that is restarted (even
 `kill -9`) closes what the previous one opened. The file keeps the last HISTORY_KEEP entries
@@ -19,6 +20,7 @@ import time
 from .provenance import Provenance
 
 SUCCEEDED, FAILED, INTERRUPTED = "succeeded", "failed", "interrupted"
+UPDATED_IN_PLACE = "updated in place"  # fields only xgen-declare reads changed (rollout.py): same process
 
 
 def open_entry(old_hash: str | None, new_hash: str, prov: Provenance, now: float | None = None) -> dict:

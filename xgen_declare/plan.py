@@ -5,6 +5,8 @@ blocked) and `Seen`s (the state records, with liveness checked), and `plan()` de
 
   * a running model is restarted only when its spec hash (argv, env, port, GPU set, host, backend) or
     its binary identity changed; the reason names what changed ("argv changed: --ctx-size 4096 → 8192");
+  * a change only xgen-declare reads (rollout.IN_PLACE_FIELDS: labels, activation, idle_timeout, ...)
+    is an `update` in place: the process is not touched;
   * a model whose manifest is invalid (or whose file cannot be parsed) keeps its last good process;
   * a model no manifest declares is stopped, unless `prune_guard` says the source looks broken (an empty
     or missing manifests dir): then nothing is pruned, and a running model shows the guard as its
@@ -23,10 +25,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from .rollout import settings_changes
 from .states import RUNNING_STATES, State
 
-START, RESTART, STOP, KEEP, BLOCKED = "start", "restart", "stop", "keep", "blocked"
-KINDS = (STOP, RESTART, START, BLOCKED, KEEP)  # execution and display order
+START, RESTART, STOP, KEEP, BLOCKED, UPDATE = "start", "restart", "stop", "keep", "blocked", "update"
+KINDS = (STOP, RESTART, START, UPDATE, BLOCKED, KEEP)  # execution and display order
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Want:
     file: str | None = None
     blocked: str | None = None       # why it cannot start now (binary missing, explicit port taken, ...)
     idle: str | None = None          # on-demand and not wanted now (no request / idle / evicted): why
+    settings: Mapping[str, Any] = field(default_factory=dict)  # rollout.in_place_settings: no restart needed
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Seen:
     held_hash: str | None = None
     last_error: str | None = None
     buffers: Mapping[str, Mapping[str, float]] | None = None  # measured MiB per device and term (llama.cpp log)
+    settings: Mapping[str, Any] | None = None  # the in-place settings applied (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -110,11 +115,12 @@ class Plan:
 
     @property
     def changes(self) -> list[Action]:
-        return [a for a in self.actions if a.kind in (START, RESTART, STOP)]
+        return [a for a in self.actions if a.kind in (START, RESTART, STOP, UPDATE)]
 
     def summary(self) -> str:
         counts = {k: len(self.by_kind(k)) for k in KINDS}
-        return (f"{counts[START]} to start, {counts[RESTART]} to restart, {counts[STOP]} to stop, "
+        update = f", {counts[UPDATE]} to update in place" if counts[UPDATE] else ""
+        return (f"{counts[START]} to start, {counts[RESTART]} to restart, {counts[STOP]} to stop{update}, "
                 f"{counts[BLOCKED]} blocked, {counts[KEEP]} unchanged")
 
     def format(self) -> str:
@@ -178,6 +184,9 @@ def _plan_wanted(w: Want, s: Seen | None) -> Action:
     if running:
         changes = describe_changes(s, w)  # type: ignore[arg-type]
         if not changes:
+            in_place = settings_changes(s.settings, w.settings)  # type: ignore[union-attr]
+            if in_place:
+                return Action(UPDATE, w.name, "update in place: " + "; ".join(in_place), tuple(in_place))
             return Action(KEEP, w.name, "unchanged")
         if w.blocked:
             return Action(BLOCKED, w.name, f"{w.blocked}; keeping the running process", tuple(changes))

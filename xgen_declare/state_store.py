@@ -71,6 +71,7 @@ class Record:
     buffers_mib: dict[str, dict[str, float]] | None = None  # measured per device ("GPU0", "host") and term
     provenance: dict | None = None     # provenance.Provenance of the running spec: file, sha256, commit, dirty
     rollout: dict | None = None        # the history entry of a start not yet Ready (result still open)
+    settings: dict | None = None       # rollout.in_place_settings applied to the running process
 
     @property
     def state_enum(self) -> State:

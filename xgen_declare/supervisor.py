@@ -36,7 +36,7 @@ from .provenance import Provenance, of_file
 from .backoff import Backoff
 from .config import Reconciler
 from .logfiles import open_log, rotate_if_needed, tail
-from .plan import BLOCKED, KEEP, RESTART, START, STOP, Action, Plan, Seen, Want
+from .plan import BLOCKED, KEEP, RESTART, START, STOP, UPDATE, Action, Plan, Seen, Want
 from .probes import Prober, probe_url
 from .render import Rendered
 from .placement.buffers import read_buffers
@@ -209,7 +209,7 @@ class Supervisor:
                              argv=tuple(r.argv), port=r.port, backend=r.backend, host=r.host,
                              gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
                              binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
-                             last_error=r.last_error, buffers=r.buffers_mib)
+                             last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings)
         return out
 
     # ---- executing a plan ----------------------------------------------------------------------
@@ -242,6 +242,8 @@ class Supervisor:
                 self._start(p, a.reason, count=a.reason.startswith("process gone"))
         elif a.kind == BLOCKED:
             self._blocked(p, a.reason)
+        elif a.kind == UPDATE:
+            self._update_in_place(p, a)
         elif a.kind == KEEP and a.idle:
             self._idle(p, a.reason)
         elif a.kind == KEEP:
@@ -249,7 +251,25 @@ class Supervisor:
         if a.name in self.procs:
             self.save(p.rec)
 
+    def _update_in_place(self, p: Proc, a: Action) -> None:
+        """Fields only xgen-declare reads (rollout.IN_PLACE_FIELDS): the record takes them, the process
+        runs on untouched; the history says so."""
+        rec, spec = p.rec, p.spec
+        if p.want is not None:
+            rec.settings = dict(p.want.settings)
+        if spec is not None:
+            rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
+        prov = self.provenance(rec.file)
+        rec.provenance = prov.to_json()
+        log.info("%s: %s (process %s untouched)", rec.name, a.reason, rec.pid)
+        entry = history.open_entry(rec.spec_hash, rec.spec_hash or "", prov)
+        self._history_unsaved.setdefault(rec.name, []).append(
+            history.close_entry(entry, history.UPDATED_IN_PLACE, a.reason))
+        self._write_history(rec.name)
+
     def _keep(self, p: Proc, reason: str) -> None:
+        if p.want is not None and p.rec.settings is None and self.running(p):
+            p.rec.settings = dict(p.want.settings)  # a record from before settings were recorded
         if self.running(p) or p.state in (State.STOPPING, State.CRASH_LOOP_BACK_OFF) or p.queued:
             return
         if p.rec.manifest_error:
@@ -368,6 +388,7 @@ class Supervisor:
         rec.boot_id = ident.boot_id if ident else procs.boot_id(self.proc_root)
         rec.spec_hash, rec.argv, rec.port, rec.host = spec.spec_hash(), list(spec.argv), spec.port, spec.host
         rec.binary_id = w.binary_id if w else None
+        rec.settings = dict(w.settings) if w else None
         rec.env_digest = dict(w.env_digest) if w else {}
         rec.endpoint, rec.readiness_path, rec.gpus = spec.endpoint, spec.readiness_path, spec.gpus
         rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
