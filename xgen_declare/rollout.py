@@ -11,6 +11,7 @@ to the running model "in place" — `plan` says `update NAME: update in place: .
     spec.idle_timeout    the router's idle timer
     spec.ready_timeout   the supervisor's wait for Ready (applies to the next start)
     spec.stop_grace      SIGTERM -> SIGKILL delay of the next stop
+    spec.rollout         strategy and drain_timeout of the next rollout or stop
 
 `spec.alias` is NOT among them: llama-server gets the names as `--alias` and vLLM as
 `--served-model-name` (vLLM answers 404 to a `model` it does not serve), so a new alias restarts.
@@ -24,13 +25,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 if TYPE_CHECKING:  # the planner imports this module: keep it free of the manifest loader
     from .manifests import ModelDecl
 
-IN_PLACE_FIELDS = ("activation", "idle_timeout", "ready_timeout", "stop_grace", "labels")
+IN_PLACE_FIELDS = ("activation", "idle_timeout", "ready_timeout", "stop_grace", "labels", "rollout")
 
 
 def in_place_settings(decl: ModelDecl) -> dict[str, Any]:
     spec = decl.spec
     return {"activation": spec.activation, "idle_timeout": spec.idle_timeout, "ready_timeout": spec.ready_timeout,
-            "stop_grace": spec.stop_grace, "labels": dict(decl.labels)}
+            "stop_grace": spec.stop_grace, "labels": dict(decl.labels), "rollout": spec.rollout.model_dump()}
 
 
 def _fmt(value: Any) -> str:
@@ -56,6 +57,9 @@ def settings_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> l
         if key == "labels" and isinstance(a, dict) and isinstance(b, dict):
             keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             out.append("labels: " + ", ".join(keys) + " changed")
+        elif isinstance(a, dict) and isinstance(b, dict):  # rollout: one entry per changed sub-field
+            out.extend(f"{key}.{k} {_fmt(a.get(k))} → {_fmt(b.get(k))}" for k in sorted(set(a) | set(b))
+                       if a.get(k) != b.get(k))
         else:
             out.append(f"{key} {_fmt(a)} → {_fmt(b)}")
     return out

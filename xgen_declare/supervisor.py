@@ -12,6 +12,10 @@ record is written again every FLUSH_PERIOD until it succeeds.
   spawn   argv as a list (never a shell), its own session/process group (start_new_session=True),
           stdout+stderr appended to STATE_DIR/logs/NAME.log, XGEN_DECLARE_OWNER in the environment,
           secrets read from their files into the environment at this moment only;
+  drain   before a stop (rollout, idle stop, eviction, `down`, removal, --stop-on-exit): the router
+          sends the model nothing new (`draining()`; new requests wait in its queue) and the stop
+          waits until `in_flight(NAME)` (requests forwarded by the router) is 0, at most the model's
+          rollout.drain_timeout; a crash or failed probe is not drained;
   stop    SIGTERM to the group (+ tagged escapees), wait stop_grace, SIGKILL the group and the
           escapees, reap; the next process of a restart starts only once the old one is gone;
   crash   the group and escapees are killed, the model waits in CrashLoopBackOff (doubling delay);
@@ -49,6 +53,7 @@ log = logging.getLogger("xgen_declare.supervisor")
 READY_POLL = 0.2
 ESCAPEE_POLL = 0.3
 FLUSH_PERIOD = 1.0  # retry of records that could not be written
+DEFAULT_DRAIN = 60.0  # rollout.drain_timeout when the record has none
 
 
 class SecretFileError(Exception):
@@ -74,6 +79,9 @@ class Proc:
     next_start_at: float | None = None    # CrashLoopBackOff retry time
     queued: bool = False                  # start waits for a stopping model's port/GPUs
     count_next: bool = False              # the queued start is a restart
+    drain_deadline: float | None = None   # draining before a stop: the router sends nothing new
+    drain_reason: str = ""
+    drain_after: str = "stopped"          # what the stop after the drain leads to (as after_stop)
 
     @property
     def state(self) -> State:
@@ -113,6 +121,8 @@ class Supervisor:
         self._undeleted: set[str] = set()  # forgotten models whose record could not be removed
         self._next_flush = 0.0
         self.workers = rpc.Workers(self.owner, self.store.log_path, popen)  # llama.cpp RPC groups
+        # requests the router has forwarded to NAME and not finished (the router sets it; none without one)
+        self.in_flight: Callable[[str], int] = lambda name: 0
 
     # ---- records and adoption ------------------------------------------------------------------
     def _new_proc(self, rec: Record) -> Proc:
@@ -233,6 +243,9 @@ class Supervisor:
         if a.release_hold:
             p.rec.held, p.rec.held_hash = False, None
         p.rec.manifest_error = a.manifest_error
+        if p.drain_deadline is not None and a.kind in (KEEP, UPDATE) and not a.idle:
+            log.info("%s: wanted running again: drain cancelled (%s)", a.name, a.reason)
+            p.drain_deadline = None
         if a.kind == STOP:
             self.stop(a.name, a.reason, forget=a.forget, idle=a.idle)
         elif a.kind == RESTART:
@@ -294,7 +307,7 @@ class Supervisor:
         p = self.procs[name]
         p.next_start_at = None
         if self.running(p) or p.state == State.STOPPING:
-            self._begin_stop(p, reason, "start")
+            self._drain_then_stop(p, reason, "start")
         elif not p.queued:
             self._start(p, reason)
 
@@ -308,7 +321,7 @@ class Supervisor:
             p.rec.held, p.rec.held_hash = True, p.rec.spec_hash if p.spec is None else p.spec.spec_hash()
         after = "forget" if forget else "idle" if idle and not hold else "stopped"
         if self.running(p) or p.state == State.STOPPING:
-            self._begin_stop(p, reason, after)
+            self._drain_then_stop(p, reason, after)
         else:
             self._after_stop(p, after, reason)
 
@@ -320,7 +333,7 @@ class Supervisor:
     def _conflict(self, p: Proc) -> str | None:
         spec = p.spec
         for other in self.procs.values():
-            if other is p or other.state != State.STOPPING or spec is None:
+            if other is p or spec is None or (other.state != State.STOPPING and other.drain_deadline is None):
                 continue
             if other.rec.port == spec.port:
                 return f"waiting for {other.rec.name} to free port {spec.port}"
@@ -397,8 +410,48 @@ class Supervisor:
         p.ready_deadline, p.next_probe_at, p.next_start_at = now + spec.ready_timeout, now, None
         self._set(p, State.STARTING, f"pid {child.pid}: {reason}")
 
+    # ---- drain, then stop -----------------------------------------------------------------------
+    def draining(self, name: str) -> bool:
+        """The router sends NAME nothing new (its new requests wait): it is drained before a stop."""
+        p = self.procs.get(name)
+        return p is not None and p.drain_deadline is not None
+
+    def _drain_timeout(self, p: Proc) -> float:
+        settings = p.want.settings if p.want is not None and p.want.settings else (p.rec.settings or {})
+        value = (settings.get("rollout") or {}).get("drain_timeout")
+        return float(value) if isinstance(value, (int, float)) else DEFAULT_DRAIN
+
+    def _drain_then_stop(self, p: Proc, reason: str, after: str) -> None:
+        """Stop once the router's requests in flight are done (at most drain_timeout); a model that
+        is not serving (starting, stopping) is stopped at once."""
+        if p.state not in (State.READY, State.UNHEALTHY) or not self.running(p):
+            self._begin_stop(p, reason, after)
+            return
+        if p.drain_deadline is not None:  # draining already: a removal outranks the rest
+            if p.drain_after != "forget" or after == "forget":
+                p.drain_after, p.drain_reason = after, reason
+            return
+        timeout = self._drain_timeout(p)
+        # set first, then count: a request counted after this sees the flag and waits (router)
+        p.drain_deadline, p.drain_reason, p.drain_after = self.clock() + timeout, reason, after
+        busy = self.in_flight(p.rec.name)
+        if busy and timeout > 0:
+            log.info("%s: draining %d request(s) in flight (up to %gs) before the stop: %s", p.rec.name, busy,
+                     timeout, reason)
+        else:
+            self._tick_drain(p, self.clock())
+
+    def _tick_drain(self, p: Proc, now: float) -> None:
+        busy = self.in_flight(p.rec.name)
+        if busy and now < (p.drain_deadline or 0):
+            return
+        if busy:
+            log.warning("%s: drain_timeout passed with %d request(s) still in flight: stopping", p.rec.name, busy)
+        self._begin_stop(p, p.drain_reason, p.drain_after)
+
     # ---- stop ----------------------------------------------------------------------------------
     def _begin_stop(self, p: Proc, reason: str, after: str) -> None:
+        p.drain_deadline = None
         if p.state == State.STOPPING:
             if p.after_stop != "forget" or after == "forget":
                 p.after_stop = after
@@ -438,7 +491,7 @@ class Supervisor:
             p.stop_deadline = now
 
     def _after_stop(self, p: Proc, after: str, reason: str) -> None:
-        p.rec.pid, p.popen = None, None
+        p.rec.pid, p.popen, p.drain_deadline = None, None, None
         self.workers.stop(p.rec.name)  # RPC group: the server is gone, now its workers
         name = p.rec.name
         if after == "forget":
@@ -569,8 +622,14 @@ class Supervisor:
         if st == State.STOPPING:
             self._tick_stopping(p, now)
         elif st in (State.STARTING, State.READY, State.UNHEALTHY):
-            if not self.running(p):
+            if not self.running(p) and p.drain_deadline is not None:  # it went away while draining
+                p.drain_deadline = None
+                procs.sweep(self._prefix(p), signal.SIGKILL)
+                self._after_stop(p, p.drain_after, f"exited while draining: {p.drain_reason}")
+            elif not self.running(p):
                 self._exited(p)
+            elif p.drain_deadline is not None:
+                self._tick_drain(p, now)
             elif p.spec is not None and p.spec.workers and (why := self.workers.dead(p.rec.name, p.spec.workers)):
                 self._fail_running(p, why)  # llama-server cannot go on without it: restart the group
             elif not (self.one_shot and st != State.STARTING):
@@ -584,7 +643,7 @@ class Supervisor:
     def busy(self, wait_ready: bool = False) -> bool:
         """Something still in flight: stops (and queued starts); with wait_ready also starts."""
         for p in self.procs.values():
-            if p.state == State.STOPPING or p.queued:
+            if p.state == State.STOPPING or p.queued or p.drain_deadline is not None:
                 return True
             if wait_ready and p.state == State.STARTING:
                 return True
