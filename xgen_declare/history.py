@@ -7,6 +7,7 @@ An entry opens when the supervisor spawns a spec whose hash differs from the one
     failed       it exited, crashed or was not Ready within ready_timeout before it was Ready
     interrupted  it was stopped before it was Ready (another edit, `down`, manifest removed, ...)
     updated in place  (from == to) fields only xgen-declare reads changed; the process was not touched
+    rolled back  (from = the failed spec) the last good spec was started again and is Ready
 
 The open entry lives in the model's record (`Record.rollout`), so a daemon that is restarted (even
 `kill -9`) closes what the previous one opened. The file keeps the last HISTORY_KEEP entries
@@ -20,6 +21,7 @@ import time
 from .provenance import Provenance
 
 SUCCEEDED, FAILED, INTERRUPTED = "succeeded", "failed", "interrupted"
+ROLLED_BACK = "rolled back"  # the last good spec, started again after a failed rollout, is Ready
 UPDATED_IN_PLACE = "updated in place"  # fields only xgen-declare reads changed (rollout.py): same process
 
 

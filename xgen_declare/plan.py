@@ -73,6 +73,7 @@ class Seen:
     last_error: str | None = None
     buffers: Mapping[str, Mapping[str, float]] | None = None  # measured MiB per device and term (llama.cpp log)
     settings: Mapping[str, Any] | None = None  # the in-place settings applied (None: not recorded)
+    failed_hash: str | None = None   # a rollout of this spec failed and was rolled back (not retried)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,10 @@ def _plan_wanted(w: Want, s: Seen | None) -> Action:
         if running:
             return Action(STOP, w.name, w.idle, idle=True, release_hold=release)
         return Action(KEEP, w.name, w.idle, idle=True, release_hold=release)
+    if s is not None and s.failed_hash and s.failed_hash == w.spec_hash and (
+            running or s.state == State.CRASH_LOOP_BACK_OFF):
+        return Action(KEEP, w.name, f"rolled back: a rollout of this spec ({w.spec_hash}) failed; fix the manifest, or "
+                      f"run `xgen-declare restart {w.name}` to try it again")
     if running:
         changes = describe_changes(s, w)  # type: ignore[arg-type]
         if not changes:

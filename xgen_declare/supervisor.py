@@ -82,6 +82,8 @@ class Proc:
     drain_deadline: float | None = None   # draining before a stop: the router sends nothing new
     drain_reason: str = ""
     drain_after: str = "stopped"          # what the stop after the drain leads to (as after_stop)
+    last_good: tuple[Rendered, Want | None] | None = None  # the spec (and want) that last became Ready
+    rolling_back: bool = False            # the start under way is the last good spec after a failed rollout
 
     @property
     def state(self) -> State:
@@ -123,6 +125,8 @@ class Supervisor:
         self.workers = rpc.Workers(self.owner, self.store.log_path, popen)  # llama.cpp RPC groups
         # requests the router has forwarded to NAME and not finished (the router sets it; none without one)
         self.in_flight: Callable[[str], int] = lambda name: 0
+        # rollout events (rollout_started/succeeded/failed, rolled_back): fn(type, **data); the API sets it
+        self.on_event: Callable[..., None] = lambda type_, **data: None
 
     # ---- records and adoption ------------------------------------------------------------------
     def _new_proc(self, rec: Record) -> Proc:
@@ -219,7 +223,8 @@ class Supervisor:
                              argv=tuple(r.argv), port=r.port, backend=r.backend, host=r.host,
                              gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
                              binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
-                             last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings)
+                             last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
+                             failed_hash=r.failed_spec_hash)
         return out
 
     # ---- executing a plan ----------------------------------------------------------------------
@@ -238,8 +243,13 @@ class Supervisor:
             p = self.procs[a.name] = self._new_proc(Record(name=a.name))
             self._undeleted.discard(a.name)
         if a.name in specs:
-            p.spec, p.want = specs[a.name], wants.get(a.name)
-            p.rec.file = specs[a.name].file
+            w = wants.get(a.name)
+            failed = p.rec.failed_spec_hash
+            if failed and w is not None and w.spec_hash != failed:
+                p.rec.failed_spec_hash = p.rec.rollout_error = None  # the manifest moved on from the failed spec
+            if not (failed and w is not None and w.spec_hash == failed):  # rolled back: keep the good spec
+                p.spec, p.want = specs[a.name], w
+                p.rec.file = specs[a.name].file
         if a.release_hold:
             p.rec.held, p.rec.held_hash = False, None
         p.rec.manifest_error = a.manifest_error
@@ -305,7 +315,7 @@ class Supervisor:
 
     def restart(self, name: str, reason: str) -> None:
         p = self.procs[name]
-        p.next_start_at = None
+        p.next_start_at, p.rolling_back = None, False
         if self.running(p) or p.state == State.STOPPING:
             self._drain_then_stop(p, reason, "start")
         elif not p.queued:
@@ -380,6 +390,9 @@ class Supervisor:
         self._rollout_end(p, history.INTERRUPTED, "replaced by another start")  # normally closed already
         if rec.spec_hash != new_hash or rec.started_at is None:
             rec.rollout = history.open_entry(rec.spec_hash, new_hash, prov)
+            if rec.spec_hash is not None and not p.rolling_back:
+                self.on_event("rollout_started", model=rec.name, from_hash=rec.spec_hash, to_hash=new_hash,
+                              commit=prov.commit)
         try:
             child = self.popen(spec.argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
                                env=env, start_new_session=True, close_fds=True)
@@ -510,7 +523,10 @@ class Supervisor:
     # ---- crash, readiness, liveness ------------------------------------------------------------
     def _crashed(self, p: Proc, msg: str) -> None:
         p.rec.pid, p.popen = None, None
+        entry = p.rec.rollout
         self._rollout_end(p, history.FAILED, msg)
+        if entry is not None and self._roll_back(p, entry, msg):
+            return
         self.workers.stop(p.rec.name)
         if self.one_shot:
             p.rec.last_error = msg
@@ -551,7 +567,7 @@ class Supervisor:
                     rec.buffers_mib = read_buffers(self.store.log_path(name), rec.gpus)  # placement ledger
                     p.backoff.healthy()
                     p.next_probe_at = now + self.settings.liveness_period
-                    self._rollout_end(p, history.SUCCEEDED)
+                    self._ready_spec(p)
                     self._set(p, State.READY, res.detail)
                     return
                 p.last_probe = res.detail
@@ -579,6 +595,47 @@ class Supervisor:
             return
         if now >= p.next_probe_at and not self.prober.busy(name) and rec.port:
             self.prober.start(name, probe_url(rec.host, rec.port, rec.readiness_path))
+
+    # ---- rollout results and rollback ----------------------------------------------------------
+    def _ready_spec(self, p: Proc) -> None:
+        """The process became Ready: its spec is the last good one; a rollout ends here."""
+        rec = p.rec
+        rolled_back, p.rolling_back = p.rolling_back, False
+        if rec.rollout is not None:
+            entry = rec.rollout
+            self._rollout_end(p, history.ROLLED_BACK if rolled_back else history.SUCCEEDED)
+            if rolled_back:
+                self.on_event("rolled_back", model=rec.name, to_hash=rec.spec_hash, failed_hash=rec.failed_spec_hash)
+            elif entry.get("from") is not None:
+                self.on_event("rollout_succeeded", model=rec.name, from_hash=entry.get("from"),
+                              to_hash=rec.spec_hash)
+        if not rolled_back:
+            rec.failed_spec_hash = rec.rollout_error = None
+        if p.spec is not None and p.spec.spec_hash() == rec.spec_hash:
+            p.last_good = (p.spec, p.want)
+        rec.last_good_spec_hash = rec.spec_hash
+
+    def _roll_back(self, p: Proc, entry: dict, msg: str) -> bool:
+        """A new spec failed before it was Ready: start the last good spec again (recreate). Not in
+        one-shot mode (apply reports the failure), not for a failing rollback itself."""
+        good = p.last_good
+        failed = entry.get("to")
+        if self.one_shot or p.rolling_back or good is None or entry.get("from") is None:
+            return False
+        if good[0].spec_hash() != entry.get("from") or failed == entry.get("from"):
+            return False
+        rec = p.rec
+        rec.failed_spec_hash = failed
+        rec.rollout_error = f"the rollout of spec {failed} failed: {msg}"
+        rec.last_error = rec.rollout_error
+        self.on_event("rollout_failed", model=rec.name, from_hash=entry.get("from"), to_hash=failed,
+                      error=history.close_entry(entry, history.FAILED, msg)["detail"])
+        log.warning("%s: the rollout of spec %s failed (%s): rolling back to %s", rec.name, failed,
+                    history.close_entry(entry, history.FAILED, msg)["detail"], entry.get("from"))
+        p.spec, p.want = good
+        p.rolling_back = True
+        self._start(p, f"rolling back to the last good spec {entry.get('from')}", count=True)
+        return True
 
     # ---- rollout history -----------------------------------------------------------------------
     def _rollout_end(self, p: Proc, result: str, detail: str | None = None) -> None:

@@ -76,6 +76,8 @@ def model_json(row: dict, rec: Record | None, root: str, scrub: Scrubber, advert
     out["source"] = "api" if file and file.startswith(API_DIR + "/") else "file"
     out["spec_hash"] = row.get("spec_hash")
     out["provenance"] = provenance_json(row.get("provenance"), root)
+    out["last_good_spec_hash"] = row.get("last_good_spec_hash")
+    out["rollout_error"] = scrub.text(row.get("rollout_error"))
     if rec is not None:
         out["argv"] = redact_argv(list(rec.argv))
         out["gpus"] = rec.gpus
