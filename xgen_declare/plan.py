@@ -161,6 +161,10 @@ def plan(wants: Mapping[str, Want], seen: Mapping[str, Seen], *,
         else:
             out.actions.append(_plan_undeclared(s, broken_files, prune_guard))  # type: ignore[arg-type]
     out.actions.sort(key=lambda a: (KINDS.index(a.kind), a.name))
+    for a in out.by_kind(RESTART):
+        if ((wants[a.name].settings.get("rollout") or {}).get("strategy")) == "surge":
+            out.notes.append(f"{a.name}: rollout.strategy surge is not implemented yet: this restart drains, stops, "
+                             "then starts (recreate)")
     return out
 
 

@@ -131,3 +131,24 @@ def test_plan_keeps_a_rolled_back_model():
     w3 = Want(name="a", spec_hash="h3", argv=("x", "3"), port=8001)
     assert plan({"a": w3}, {"a": _seen()}).actions[0].kind == RESTART
     assert plan({"a": w}, {"a": _seen(State.STOPPED, False)}).actions[0].kind == "start"
+
+
+def test_an_edit_during_a_rollout_wins_without_orphans(tmp_path, clock, world):
+    sup = make(tmp_path, clock, world)
+    v1, v2, v3 = (spec("a", version=v) for v in "123")
+    act(sup, START, v1)
+    settle(sup)
+    sup.prober.ok = False  # v2 stays Starting
+    act(sup, RESTART, v2)
+    settle(sup, 2)
+    assert version(world) == "2" and sup.procs["a"].state == State.STARTING
+    act(sup, RESTART, v3)  # the newest spec wins
+    sup.prober.ok = True
+    settle(sup, 4)
+    assert version(world) == "3" and sup.procs["a"].state == State.READY
+    alive = [p for p in world.started if p.returncode is None]
+    assert [p.argv[-1] for p in alive] == ["3"]
+    assert [(e["to"], e["result"]) for e in sup.store.load_history("a")] == [
+        (v1.spec_hash(), "succeeded"), (v2.spec_hash(), "interrupted"), (v3.spec_hash(), "succeeded")]
+    assert sup.store.load("a").rollout_error is None  # an interrupted rollout is not rolled back
+    sup.close()
