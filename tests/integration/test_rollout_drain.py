@@ -4,13 +4,14 @@ manifest let a stream in flight finish before the process is stopped."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
 import httpx
 
 from .conftest import manifest
-from .test_router import start_router
+from .test_router import free_port, start_router
 
 SLOW = {"FAKE_MODE": "chunks=10,chunk_delay=0.1,load=0.5"}
 
@@ -93,3 +94,21 @@ def test_down_and_removal_let_a_stream_finish(host):
         t.join(30)
     assert results == {"a": None, "b": None}
     host.wait(lambda s: s["a"]["state"] == "Stopped" and "b" not in s, 15, "a stopped, b forgotten")
+
+
+def test_stop_on_exit_lets_a_stream_finish(host):
+    host.write("a", manifest("a", env={"FAKE_MODE": "chunks=10,chunk_delay=0.2"}))
+    port = free_port()
+    daemon = host.start_daemon("--api", "--api-port", str(port), "--stop-on-exit")
+    base = f"http://127.0.0.1:{port}"
+    host.wait_ready("a", timeout=20)
+    result: list[str | None] = []
+    t = threading.Thread(target=lambda: result.append(stream_once(base, "a")))
+    t.start()
+    time.sleep(0.5)  # under way
+    daemon.send_signal(signal.SIGTERM)
+    t.join(30)
+    assert daemon.wait(30) == 0
+    assert result == [None]
+    assert host.status()["a"]["state"] == "Stopped"
+    assert "a: draining 1 request(s) in flight" in host.daemon_log()
