@@ -1,14 +1,20 @@
 """A bad edit never takes a model down (issue 15 item 2), daemon + router + fake backend: the new spec
 exits at start, the last good spec is started again, clients streaming through the router see no
 failed request, `status` shows rollout_error, the failed spec is not retried in a loop; the next edit
-rolls out normally."""
+rolls out normally. A daemon killed -9 mid-rollout: the next one adopts the new process and closes
+the rollout (one process for the name)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import httpx
+import psutil
+
+from xgen_declare.procs import find_marked
 
 from .conftest import manifest
 from .test_router import start_router
@@ -54,3 +60,22 @@ def test_a_spec_that_cannot_start_is_rolled_back_without_failed_requests(host):
     host.write("a", manifest("a", ctx_size=2048, env=SLOW, rollout=rollout))  # a good edit: rolled out
     st = host.wait(lambda s: s["a"]["spec_hash"] not in (good,) and s["a"]["state"] == "Ready", 20, "new spec")
     assert st["a"]["rollout_error"] is None and st["a"]["last_good_spec_hash"] == st["a"]["spec_hash"]
+
+
+def test_daemon_killed_mid_rollout_the_next_one_finishes_it(host):
+    host.write("a", manifest("a", ctx_size=4096))
+    host.start_daemon()
+    old = host.wait_ready("a")["a"]["pid"]
+    host.write("a", manifest("a", ctx_size=8192, env={"FAKE_MODE": "load=3"}))
+    st = host.wait(lambda s: s["a"]["state"] == "Starting" and s["a"]["pid"] not in (None, old), 15, "new spec starting")
+    new = st["a"]["pid"]
+    os.killpg(host.daemons[-1].pid, signal.SIGKILL)
+    host.daemons[-1].wait(10)
+    host.start_daemon()
+    st = host.wait(lambda s: s["a"]["state"] == "Ready", 20, "adopted and Ready")
+    assert st["a"]["pid"] == new and not psutil.pid_exists(old)
+    owner = (host.state / "owner_id").read_text().strip()
+    assert [p.pid for p in find_marked(owner + "/a/")] == [new]  # one process serves the name
+    history = json.loads(host.cli("history", "a", "-o", "json").stdout)
+    assert [e["result"] for e in history] == ["succeeded", "succeeded"]
+    assert history[-1]["to"] == st["a"]["spec_hash"]
