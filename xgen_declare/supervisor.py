@@ -409,11 +409,15 @@ class Supervisor(RolloutMixin):
 
     # ---- stop ----------------------------------------------------------------------------------
     def _begin_stop(self, p: Proc, reason: str, after: str) -> None:
-        p.drain_deadline = None
         if p.state == State.STOPPING:
+            p.drain_deadline = None
             if p.after_stop != "forget" or after == "forget":
                 p.after_stop = after
             return
+        # the router sends nothing new from here (the drain flag) until the state says Stopping: the
+        # process is signalled before its state is recorded
+        if p.drain_deadline is None:
+            p.drain_deadline = self.clock()
         p.after_stop = after
         if after != "crash":  # a crash closes it as failed (_crashed)
             self._rollout_end(p, history.INTERRUPTED, f"stopped before it was Ready: {reason}")
@@ -424,6 +428,7 @@ class Supervisor(RolloutMixin):
             procs.signal_group(p.rec.pid, signal.SIGTERM)
         procs.sweep(self._prefix(p), signal.SIGTERM)
         self._set(p, State.STOPPING, reason)
+        p.drain_deadline = None
 
     def _prefix(self, p: Proc) -> str:
         return f"{self.owner}/{p.rec.name}/"
@@ -449,7 +454,7 @@ class Supervisor(RolloutMixin):
             p.stop_deadline = now
 
     def _after_stop(self, p: Proc, after: str, reason: str) -> None:
-        p.rec.pid, p.popen, p.drain_deadline = None, None, None
+        p.rec.pid, p.popen = None, None
         self.workers.stop(p.rec.name)  # RPC group: the server is gone, now its workers
         name = p.rec.name
         if after == "forget":
@@ -563,9 +568,9 @@ class Supervisor(RolloutMixin):
             self._tick_stopping(p, now)
         elif st in (State.STARTING, State.READY, State.UNHEALTHY):
             if not self.running(p) and p.drain_deadline is not None:  # it went away while draining
-                p.drain_deadline = None
                 procs.sweep(self._prefix(p), signal.SIGKILL)
                 self._after_stop(p, p.drain_after, f"exited while draining: {p.drain_reason}")
+                p.drain_deadline = None  # only now: the router must not pick the dead process meanwhile
             elif not self.running(p):
                 self._exited(p)
             elif p.drain_deadline is not None:

@@ -145,3 +145,28 @@ def test_another_model_waits_for_a_draining_models_port(sup, world):
     for _ in range(3):
         sup.tick()
     assert sup.procs["a"].state == State.IDLE and sup.procs["b"].state == State.STARTING
+
+
+def test_the_router_never_sees_a_signalled_process_as_servable(sup, world, monkeypatch):
+    """Between SIGTERM and the Stopping state (recorded after the signal), the model must read as draining
+    (Router._ready_url checks both): otherwise a request goes to a dying process (seen as a 502
+    ConnectError in tests/integration/test_rollout_drain.py before this was fixed)."""
+    from xgen_declare import procs
+
+    seen = []
+    real = world.signal_group
+
+    def spy(pgid, sig):
+        p = sup.procs["a"]
+        seen.append(p.state == State.STOPPING or sup.draining("a"))
+        return real(pgid, sig)
+
+    monkeypatch.setattr(procs, "signal_group", spy)
+    act(sup, START, spec("a"))
+    ready(sup)
+    sup.busy_requests["a"] = 1
+    act(sup, RESTART, spec("a", version="2"))  # drained, then stopped
+    sup.busy_requests["a"] = 0
+    sup.tick()
+    assert seen == [True]
+    assert sup.procs["a"].state == State.STOPPING and not sup.draining("a")
