@@ -139,27 +139,14 @@ async def forward(request: Request, path: str):
     return ProxyStream(body(), status_code=upstream.status_code, headers=headers, on_close=close)
 
 
-# the connection closed before any answer: typically a kept-alive connection to a process that a rollout
-# replaced on the same port (the pool drops it); sent again, at most STALE_RETRIES times, then 502
-STALE = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
-STALE_RETRIES = 3
-
-
 async def _open(router: Router, request: Request, route, url: str, raw: bytes) -> httpx.Response:
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
     key = router.api_key(route)
     if key:
         headers["Authorization"] = f"Bearer {key}"
     client = router.client()
+    req = client.build_request(request.method, url, params=request.query_params, headers=headers, content=raw)
     try:
-        for _ in range(STALE_RETRIES):
-            req = client.build_request(request.method, url, params=request.query_params, headers=headers, content=raw)
-            try:
-                return await client.send(req, stream=True)
-            except STALE as exc:  # a pooled connection to a process since replaced on this port: the pool drops it
-                log.info("%s: upstream connection closed before an answer (%s): sending again", route.name,
-                         type(exc).__name__)
-        req = client.build_request(request.method, url, params=request.query_params, headers=headers, content=raw)
         return await client.send(req, stream=True)
     except httpx.TimeoutException as exc:
         raise RouterError(504, f"backend {route.name} did not answer in time ({type(exc).__name__})",
