@@ -73,7 +73,8 @@ def seen_from_records(records: dict[str, Record], proc_root: str = "/proc") -> d
                          port=r.port, backend=r.backend, host=r.host,
                          gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
                          binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
-                         last_error=r.last_error, buffers=r.buffers_mib)
+                         last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
+                         failed_hash=r.failed_spec_hash)
     return out
 
 
@@ -159,7 +160,9 @@ def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | 
         rows.append({"name": name, "state": st.value, "backend": r.backend or None, "pid": r.pid if alive else None,
                      "port": r.port, "endpoint": r.endpoint, "restarts": r.restarts, "uptime": up,
                      "last_error": last_error, "manifest_error": r.manifest_error, "held": r.held,
-                     "file": r.file, "state_write_failed": write_failed})
+                     "file": r.file, "state_write_failed": write_failed, "spec_hash": r.spec_hash,
+                     "provenance": r.provenance, "last_good_spec_hash": r.last_good_spec_hash,
+                     "rollout_error": r.rollout_error})
     return rows
 
 
@@ -228,6 +231,8 @@ def apply_verb(sup, verb: str, names: list[str]) -> None:
             sup.save(p.rec)
         elif verb == "restart":
             p.rec.held, p.rec.held_hash = False, None
+            p.rec.failed_spec_hash = p.rec.rollout_error = None  # try the rolled-back spec again
+            p.rolling_back = False
             if p.spec is not None or sup.running(p):
                 sup.restart(name, "`restart`")
             else:

@@ -76,6 +76,7 @@ class Daemon:
         self._errors_logged: dict[str, float] = {}  # error text -> when it was last logged
         self._write_report: set[tuple[str, int | None]] = set()  # failures (path, errno) last reported
         self._published: dict | None = None
+        self._models_stopped = False
         self._next_publish = 0.0
 
     # ---- wake-ups (any thread) -----------------------------------------------------------------
@@ -246,18 +247,25 @@ class Daemon:
         return {name for name, p in self.sup.procs.items() if p.state == State.READY}
 
     def _wait_time(self) -> float:
-        busy = any(p.state in (State.STARTING, State.STOPPING) or p.queued for p in self.sup.procs.values())
+        busy = any(p.state in (State.STARTING, State.STOPPING) or p.queued or p.drain_deadline is not None
+                   for p in self.sup.procs.values())
         wait = BUSY_WAIT if busy else IDLE_WAIT
         if self.dirty_since is not None:
             wait = min(wait, self.env.config.reconciler.debounce / 2 or BUSY_WAIT)
         return max(0.01, wait)
 
+    def stop_models(self) -> None:
+        """With --stop-on-exit: drain (while the router still serves, see cli/run.py) and stop every model."""
+        if not self.stop_on_exit or self._models_stopped:
+            return
+        self._models_stopped = True
+        self.sup.stop_all("daemon exits with --stop-on-exit")
+        while self.sup.busy():
+            self.sup.tick()
+            time.sleep(BUSY_WAIT)
+
     def shutdown(self) -> None:
-        if self.stop_on_exit:
-            self.sup.stop_all("daemon exits with --stop-on-exit")
-            while self.sup.busy():
-                self.sup.tick()
-                time.sleep(BUSY_WAIT)
+        self.stop_models()
         if self.watcher:
             self.watcher.stop()
         self.sup.close()
@@ -320,6 +328,10 @@ class Daemon:
             self.inventory = self.env.inventory()
             if self.watcher:
                 self.watcher.ensure()
+        # a running model that was not on-demand stays awake if it turns on-demand: an in-place change
+        # (rollout.py); the router's idle timer stops it later
+        self.awake |= {n for n, p in self.sup.procs.items()
+                       if (p.rec.settings or {}).get("activation", "always") != "on-demand" and self.sup.running(p)}
         result = compute(self.env.paths, config, self.inventory, self.sup.observed(), awake=self.awake,
                          idle_reasons=self.idle_reasons)
         self._log(result)

@@ -22,6 +22,7 @@ from .errors import PortRangeExhausted, Problem
 from .inventory.model import Inventory
 from .plan import KEEP, Plan, Seen, Want, plan
 from .render import Rendered
+from .rollout import in_place_settings
 
 log = logging.getLogger("xgen_declare.reconcile")
 
@@ -116,6 +117,9 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
             keep.actions.append(_keep_all(name, str(exc)))
         keep.notes.append(f"{exc}: nothing changed")
         return Pass(keep, None, problems=[str(exc)])
+    decls = {d.name: d for d in desired.load.models}
+    for name in set(decls) & set(wants):
+        wants[name] = replace(wants[name], settings=in_place_settings(decls[name]))
     for name in desired.dormant & set(wants):
         why = (idle_reasons or {}).get(name) or IDLE_REASON
         wants[name] = replace(wants[name], idle=why)

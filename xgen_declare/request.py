@@ -136,6 +136,53 @@ def model_family(model_path: str, backend: str, hf_file: str | None = None) -> s
     return "llama" if is_gguf_path(model_path) or gguf_repo(model_path, hf_file) else "vllm"
 
 
+MAX_DRAIN = 3600.0  # seconds; a rollout never holds requests longer than this
+
+
+def parse_drain(value: float | int | str) -> float:
+    """A drain_timeout: 0 (no drain) up to MAX_DRAIN seconds, as a duration or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be {DURATION_HINT}")
+    text = value.strip().lower() if isinstance(value, str) else value
+    try:
+        number: float | None = float(text)
+    except (TypeError, ValueError):
+        number = None
+    if number is not None and number < 0:
+        raise ValueError("must be 0 or more (0 = stop without waiting for requests)")
+    if number is not None and math.isfinite(number):
+        seconds = number
+    elif number is not None and math.isnan(number):
+        raise ValueError(f"must be {DURATION_HINT}")
+    elif number is not None:
+        raise ValueError("must be finite; use at most 1h: requests wait this long for a rollout or a stop")
+    else:
+        seconds = 0.0 if text in ("0s", "0m", "0h") else parse_duration(value)
+    if seconds > MAX_DRAIN:
+        raise ValueError(f"{seconds:g}s is more than {MAX_DRAIN:g}s; use at most 1h: requests wait this long for a "
+                         "rollout or a stop")
+    return seconds
+
+
+class RolloutSpec(BaseModel):
+    """`spec.rollout`: how a change of the running spec is rolled out, and how long a stop waits for the
+    requests in flight through the router (README "Rollouts")."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    strategy: Literal["auto", "surge", "recreate"] = Field(
+        "auto", description="recreate = stop the old process (after draining it), then start the new one; "
+        "surge and auto: see README Rollouts (surge is not implemented yet: it rolls out like recreate)")
+    drain_timeout: float | str = Field(
+        60.0, description="How long a stop (rollout, idle stop, eviction, down, removal) waits for the requests "
+        "in flight through the router to finish; new requests wait meanwhile. 0 = do not wait; at most 1h")
+
+    @field_validator("drain_timeout")
+    @classmethod
+    def _drain(cls, value: float | str) -> float:
+        return parse_drain(value)
+
+
 class RayCluster(BaseModel):
     """`spec.ray`: the hosts of a model's Ray cluster (distributed: ray; docs/ray.md). A host is matched
     against each daemon's names (its hostname, XGEN_DECLARE_HOST): that daemon runs the head or a worker."""
@@ -234,6 +281,8 @@ class ModelLoadRequest(BaseModel):
     extra_args: list[str] = Field(default_factory=list, description="Each item is exactly one argv element")
     ready_timeout: float = Field(600, gt=0, description="Seconds to wait for the backend to become ready")
     stop_grace: float = Field(10, ge=0, description="Seconds between SIGTERM and SIGKILL")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="strategy (auto|surge|recreate) and "
+                                 "drain_timeout (60s) of a change to the running model")
     rpc_workers: list[RpcWorker] = Field(
         default_factory=list, description="llama.cpp RPC workers (llama-server backends): llama-server gets --rpc "
         "with all of them; the local ones are started first and supervised with it as one group (docs/rpc.md)")

@@ -7,6 +7,7 @@
       daemon.json          which manifests dir and config the state dir serves; the daemon's identity
       owner_id             random id put in every child's environment (XGEN_DECLARE_OWNER)
       requests/*.json      `restart` / `down` / `up` asking a running daemon to act
+      history/NAME.json    the model's last HISTORY_KEEP rollouts (from -> to spec hash, commit, result)
 
 `held_ports()` reads the ports out of the same records for `render`.
 An unreadable or corrupt record is reported and skipped, never fatal.
@@ -35,6 +36,7 @@ from .states import State, parse_state
 log = logging.getLogger("xgen_declare.state")
 
 OWNER_ENV = "XGEN_DECLARE_OWNER"
+HISTORY_KEEP = 20  # rollouts kept per model in history/NAME.json
 
 
 @dataclass
@@ -67,6 +69,12 @@ class Record:
     ready_at: float | None = None      # wall clock, display only
     updated_at: float | None = None
     buffers_mib: dict[str, dict[str, float]] | None = None  # measured per device ("GPU0", "host") and term
+    provenance: dict | None = None     # provenance.Provenance of the running spec: file, sha256, commit, dirty
+    rollout: dict | None = None        # the history entry of a start not yet Ready (result still open)
+    settings: dict | None = None       # rollout.in_place_settings applied to the running process
+    last_good_spec_hash: str | None = None  # the spec hash that last became Ready
+    failed_spec_hash: str | None = None     # a rollout of this spec failed and was rolled back: not retried
+    rollout_error: str | None = None        # why (the failed spec's error and log tail)
 
     @property
     def state_enum(self) -> State:
@@ -219,6 +227,22 @@ class StateStore:
         except OSError as exc:
             self._failed(StateWriteError(str(path), exc.errno, exc.strerror or str(exc)))
         self._succeeded(path)
+
+    # ---- rollout history ----------------------------------------------------------------------
+    def history_path(self, name: str) -> Path:
+        return self.root / "history" / f"{self.check_name(name)}.json"
+
+    def load_history(self, name: str) -> list[dict]:
+        """Oldest first; empty when there is none (or it cannot be read)."""
+        try:
+            data = json.loads(self.history_path(name).read_text())
+        except (OSError, ValueError):
+            return []
+        return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+
+    def append_history(self, name: str, entry: dict, keep: int = HISTORY_KEEP) -> None:
+        entries = (self.load_history(name) + [entry])[-keep:]
+        self._write(self.history_path(name), json.dumps(entries, indent=1, sort_keys=True))
 
     # ---- daemon facts --------------------------------------------------------------------------
     def owner_id(self) -> str:

@@ -12,10 +12,17 @@ record is written again every FLUSH_PERIOD until it succeeds.
   spawn   argv as a list (never a shell), its own session/process group (start_new_session=True),
           stdout+stderr appended to STATE_DIR/logs/NAME.log, XGEN_DECLARE_OWNER in the environment,
           secrets read from their files into the environment at this moment only;
+  drain   before a stop (rollout, idle stop, eviction, `down`, removal, --stop-on-exit): the router
+          sends the model nothing new (`draining()`; new requests wait in its queue) and the stop
+          waits until `in_flight(NAME)` (requests forwarded by the router) is 0, at most the model's
+          rollout.drain_timeout; a crash or failed probe is not drained;
   stop    SIGTERM to the group (+ tagged escapees), wait stop_grace, SIGKILL the group and the
           escapees, reap; the next process of a restart starts only once the old one is gone;
   crash   the group and escapees are killed, the model waits in CrashLoopBackOff (doubling delay);
   adopt   a record whose pid still has the recorded start ticks + boot id is taken over as is.
+
+Each spawn records its provenance (manifest file, sha256, git commit, dirty; provenance.py); a spawn
+of a new spec hash opens a rollout history entry, closed when it is Ready or fails (history.py).
 """
 
 from __future__ import annotations
@@ -28,11 +35,13 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from . import procs, rpc
+from . import history, procs, rpc
+from .provenance import Provenance, of_file
+from .supervisor_rollouts import RolloutMixin
 from .backoff import Backoff
 from .config import Reconciler
 from .logfiles import open_log, rotate_if_needed, tail
-from .plan import BLOCKED, KEEP, RESTART, START, STOP, Action, Plan, Seen, Want
+from .plan import BLOCKED, KEEP, RESTART, START, STOP, UPDATE, Action, Plan, Seen, Want
 from .probes import Prober, probe_url
 from .render import Rendered
 from .placement.buffers import read_buffers
@@ -70,6 +79,11 @@ class Proc:
     next_start_at: float | None = None    # CrashLoopBackOff retry time
     queued: bool = False                  # start waits for a stopping model's port/GPUs
     count_next: bool = False              # the queued start is a restart
+    drain_deadline: float | None = None   # draining before a stop: the router sends nothing new
+    drain_reason: str = ""
+    drain_after: str = "stopped"          # what the stop after the drain leads to (as after_stop)
+    last_good: tuple[Rendered, Want | None] | None = None  # the spec (and want) that last became Ready
+    rolling_back: bool = False            # the start under way is the last good spec after a failed rollout
 
     @property
     def state(self) -> State:
@@ -88,10 +102,11 @@ def child_env(spec: Rendered, marker: str) -> dict[str, str]:
     return env
 
 
-class Supervisor:
+class Supervisor(RolloutMixin):
     def __init__(self, store: StateStore, settings: Reconciler | None = None, *,
                  clock: Callable[[], float] = time.monotonic, popen: Callable = subprocess.Popen,
-                 prober: Prober | None = None, one_shot: bool = False, proc_root: str = procs.PROC):
+                 prober: Prober | None = None, one_shot: bool = False, proc_root: str = procs.PROC,
+                 provenance: Callable[[str | None], Provenance] = of_file):
         self.store = store
         self.settings = settings or Reconciler()
         self.clock = clock
@@ -99,6 +114,8 @@ class Supervisor:
         self.prober = prober or Prober(self.settings.probe_timeout)
         self.one_shot = one_shot
         self.proc_root = proc_root
+        self.provenance = provenance
+        self._history_unsaved: dict[str, list[dict]] = {}  # closed rollout entries not yet written
         self.owner = store.owner_id()
         self.procs: dict[str, Proc] = {}
         self._next_rotation = 0.0
@@ -106,6 +123,10 @@ class Supervisor:
         self._undeleted: set[str] = set()  # forgotten models whose record could not be removed
         self._next_flush = 0.0
         self.workers = rpc.Workers(self.owner, self.store.log_path, popen)  # llama.cpp RPC groups
+        # requests the router has forwarded to NAME and not finished (the router sets it; none without one)
+        self.in_flight: Callable[[str], int] = lambda name: 0
+        # rollout events (rollout_started/succeeded/failed, rolled_back): fn(type, **data); the API sets it
+        self.on_event: Callable[..., None] = lambda type_, **data: None
 
     # ---- records and adoption ------------------------------------------------------------------
     def _new_proc(self, rec: Record) -> Proc:
@@ -139,6 +160,8 @@ class Supervisor:
 
     def flush(self) -> None:
         """Write again what could not be written (the state dir may be writable again)."""
+        for name in sorted(self._history_unsaved):
+            self._write_history(name)
         for name in sorted(self.unsaved):
             p = self.procs.get(name)
             if p is None:
@@ -178,6 +201,8 @@ class Supervisor:
                     rec.pid = None
                     if st in RUNNING_STATES and st != State.STOPPING:
                         rec.last_error = "process exited while no daemon was watching"
+                self._rollout_end(p, history.FAILED if st == State.STARTING else history.INTERRUPTED,
+                                  "process gone while no daemon was watching")
                 if st == State.STOPPING:
                     self._set(p, State.STOPPED, "process gone")
                 elif st == State.CRASH_LOOP_BACK_OFF:
@@ -198,7 +223,8 @@ class Supervisor:
                              argv=tuple(r.argv), port=r.port, backend=r.backend, host=r.host,
                              gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
                              binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
-                             last_error=r.last_error, buffers=r.buffers_mib)
+                             last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
+                             failed_hash=r.failed_spec_hash)
         return out
 
     # ---- executing a plan ----------------------------------------------------------------------
@@ -217,11 +243,19 @@ class Supervisor:
             p = self.procs[a.name] = self._new_proc(Record(name=a.name))
             self._undeleted.discard(a.name)
         if a.name in specs:
-            p.spec, p.want = specs[a.name], wants.get(a.name)
-            p.rec.file = specs[a.name].file
+            w = wants.get(a.name)
+            failed = p.rec.failed_spec_hash
+            if failed and w is not None and w.spec_hash != failed:
+                p.rec.failed_spec_hash = p.rec.rollout_error = None  # the manifest moved on from the failed spec
+            if not (failed and w is not None and w.spec_hash == failed):  # rolled back: keep the good spec
+                p.spec, p.want = specs[a.name], w
+                p.rec.file = specs[a.name].file
         if a.release_hold:
             p.rec.held, p.rec.held_hash = False, None
         p.rec.manifest_error = a.manifest_error
+        if p.drain_deadline is not None and a.kind in (KEEP, UPDATE) and not a.idle:
+            log.info("%s: wanted running again: drain cancelled (%s)", a.name, a.reason)
+            p.drain_deadline = None
         if a.kind == STOP:
             self.stop(a.name, a.reason, forget=a.forget, idle=a.idle)
         elif a.kind == RESTART:
@@ -231,6 +265,8 @@ class Supervisor:
                 self._start(p, a.reason, count=a.reason.startswith("process gone"))
         elif a.kind == BLOCKED:
             self._blocked(p, a.reason)
+        elif a.kind == UPDATE:
+            self._update_in_place(p, a)
         elif a.kind == KEEP and a.idle:
             self._idle(p, a.reason)
         elif a.kind == KEEP:
@@ -239,6 +275,8 @@ class Supervisor:
             self.save(p.rec)
 
     def _keep(self, p: Proc, reason: str) -> None:
+        if p.want is not None and p.rec.settings is None and self.running(p):
+            p.rec.settings = dict(p.want.settings)  # a record from before settings were recorded
         if self.running(p) or p.state in (State.STOPPING, State.CRASH_LOOP_BACK_OFF) or p.queued:
             return
         if p.rec.manifest_error:
@@ -261,9 +299,9 @@ class Supervisor:
 
     def restart(self, name: str, reason: str) -> None:
         p = self.procs[name]
-        p.next_start_at = None
+        p.next_start_at, p.rolling_back = None, False
         if self.running(p) or p.state == State.STOPPING:
-            self._begin_stop(p, reason, "start")
+            self._drain_then_stop(p, reason, "start")
         elif not p.queued:
             self._start(p, reason)
 
@@ -277,7 +315,7 @@ class Supervisor:
             p.rec.held, p.rec.held_hash = True, p.rec.spec_hash if p.spec is None else p.spec.spec_hash()
         after = "forget" if forget else "idle" if idle and not hold else "stopped"
         if self.running(p) or p.state == State.STOPPING:
-            self._begin_stop(p, reason, after)
+            self._drain_then_stop(p, reason, after)
         else:
             self._after_stop(p, after, reason)
 
@@ -289,7 +327,7 @@ class Supervisor:
     def _conflict(self, p: Proc) -> str | None:
         spec = p.spec
         for other in self.procs.values():
-            if other is p or other.state != State.STOPPING or spec is None:
+            if other is p or spec is None or (other.state != State.STOPPING and other.drain_deadline is None):
                 continue
             if other.rec.port == spec.port:
                 return f"waiting for {other.rec.name} to free port {spec.port}"
@@ -332,6 +370,13 @@ class Supervisor:
             self._crashed(p, why)
             return
         fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}", self.store.note_write)
+        prov, new_hash = self.provenance(spec.file), spec.spec_hash()
+        self._rollout_end(p, history.INTERRUPTED, "replaced by another start")  # normally closed already
+        if rec.spec_hash != new_hash or rec.started_at is None:
+            rec.rollout = history.open_entry(rec.spec_hash, new_hash, prov)
+            if rec.spec_hash is not None and not p.rolling_back:
+                self.on_event("rollout_started", model=rec.name, from_hash=rec.spec_hash, to_hash=new_hash,
+                              commit=prov.commit)
         try:
             child = self.popen(spec.argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
                                env=env, start_new_session=True, close_fds=True)
@@ -339,6 +384,7 @@ class Supervisor:
             os.close(fd)
             rec.last_error = f"cannot execute {spec.argv[0]}: {exc.strerror or exc}"
             rec.pid = None
+            self._rollout_end(p, history.FAILED, rec.last_error)
             self._set(p, State.FAILED if self.one_shot else State.BLOCKED, rec.last_error)
             return
         os.close(fd)
@@ -352,10 +398,11 @@ class Supervisor:
         rec.boot_id = ident.boot_id if ident else procs.boot_id(self.proc_root)
         rec.spec_hash, rec.argv, rec.port, rec.host = spec.spec_hash(), list(spec.argv), spec.port, spec.host
         rec.binary_id = w.binary_id if w else None
+        rec.settings = dict(w.settings) if w else None
         rec.env_digest = dict(w.env_digest) if w else {}
         rec.endpoint, rec.readiness_path, rec.gpus = spec.endpoint, spec.readiness_path, spec.gpus
         rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
-        rec.started_at, rec.ready_at = time.time(), None
+        rec.started_at, rec.ready_at, rec.provenance = time.time(), None, prov.to_json()
         p.popen, p.killed, p.probe_failures, p.last_probe = child, False, 0, ""
         p.ready_deadline, p.next_probe_at, p.next_start_at = now + spec.ready_timeout, now, None
         self._set(p, State.STARTING, f"pid {child.pid}: {reason}")
@@ -363,10 +410,17 @@ class Supervisor:
     # ---- stop ----------------------------------------------------------------------------------
     def _begin_stop(self, p: Proc, reason: str, after: str) -> None:
         if p.state == State.STOPPING:
+            p.drain_deadline = None
             if p.after_stop != "forget" or after == "forget":
                 p.after_stop = after
             return
+        # the router sends nothing new from here (the drain flag) until the state says Stopping: the
+        # process is signalled before its state is recorded
+        if p.drain_deadline is None:
+            p.drain_deadline = self.clock()
         p.after_stop = after
+        if after != "crash":  # a crash closes it as failed (_crashed)
+            self._rollout_end(p, history.INTERRUPTED, f"stopped before it was Ready: {reason}")
         p.stop_deadline = self.clock() + p.rec.stop_grace
         p.killed = False
         self.prober.forget(p.rec.name)
@@ -374,6 +428,7 @@ class Supervisor:
             procs.signal_group(p.rec.pid, signal.SIGTERM)
         procs.sweep(self._prefix(p), signal.SIGTERM)
         self._set(p, State.STOPPING, reason)
+        p.drain_deadline = None
 
     def _prefix(self, p: Proc) -> str:
         return f"{self.owner}/{p.rec.name}/"
@@ -418,6 +473,10 @@ class Supervisor:
     # ---- crash, readiness, liveness ------------------------------------------------------------
     def _crashed(self, p: Proc, msg: str) -> None:
         p.rec.pid, p.popen = None, None
+        entry = p.rec.rollout
+        self._rollout_end(p, history.FAILED, msg)
+        if entry is not None and self._roll_back(p, entry, msg):
+            return
         self.workers.stop(p.rec.name)
         if self.one_shot:
             p.rec.last_error = msg
@@ -458,6 +517,7 @@ class Supervisor:
                     rec.buffers_mib = read_buffers(self.store.log_path(name), rec.gpus)  # placement ledger
                     p.backoff.healthy()
                     p.next_probe_at = now + self.settings.liveness_period
+                    self._ready_spec(p)
                     self._set(p, State.READY, res.detail)
                     return
                 p.last_probe = res.detail
@@ -489,7 +549,7 @@ class Supervisor:
     # ---- the loop body -------------------------------------------------------------------------
     def tick(self) -> None:
         now = self.clock()
-        if (self.unsaved or self._undeleted) and now >= self._next_flush:
+        if (self.unsaved or self._undeleted or self._history_unsaved) and now >= self._next_flush:
             self._next_flush = now + FLUSH_PERIOD
             self.flush()
         for p in list(self.procs.values()):
@@ -507,8 +567,14 @@ class Supervisor:
         if st == State.STOPPING:
             self._tick_stopping(p, now)
         elif st in (State.STARTING, State.READY, State.UNHEALTHY):
-            if not self.running(p):
+            if not self.running(p) and p.drain_deadline is not None:  # it went away while draining
+                procs.sweep(self._prefix(p), signal.SIGKILL)
+                self._after_stop(p, p.drain_after, f"exited while draining: {p.drain_reason}")
+                p.drain_deadline = None  # only now: the router must not pick the dead process meanwhile
+            elif not self.running(p):
                 self._exited(p)
+            elif p.drain_deadline is not None:
+                self._tick_drain(p, now)
             elif p.spec is not None and p.spec.workers and (why := self.workers.dead(p.rec.name, p.spec.workers)):
                 self._fail_running(p, why)  # llama-server cannot go on without it: restart the group
             elif not (self.one_shot and st != State.STARTING):
@@ -522,7 +588,7 @@ class Supervisor:
     def busy(self, wait_ready: bool = False) -> bool:
         """Something still in flight: stops (and queued starts); with wait_ready also starts."""
         for p in self.procs.values():
-            if p.state == State.STOPPING or p.queued:
+            if p.state == State.STOPPING or p.queued or p.drain_deadline is not None:
                 return True
             if wait_ready and p.state == State.STARTING:
                 return True

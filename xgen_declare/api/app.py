@@ -62,6 +62,7 @@ class ApiContext:
             states.add_listener(self.feeder.on_transition)
             states.add_listener(self.metrics.on_transition)
             self.daemon.pass_hooks.extend([self.feeder.on_pass, self.metrics.on_pass])
+            self.daemon.sup.on_event = self.bus.publish  # rollout events (supervisor.py)
             self._attached = True
             if getattr(self, "router", None) is not None:
                 self.router.attach()

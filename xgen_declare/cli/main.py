@@ -32,6 +32,7 @@ VERBS = {
     "run": "run",
     "status": "status",
     "logs": "logs",
+    "history": "history",
     "restart": "restart",
     "down": "down",
     "up": "up",

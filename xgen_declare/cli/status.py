@@ -23,7 +23,9 @@ def command(names: tuple[str, ...], output: str) -> int:
     `run --api` starts it on the first request). A model held by `down` is Stopped with held: true. `-o json` is a list of
     objects with name, state, backend, pid, port, endpoint, restarts, uptime, last_error,
     manifest_error, held, file, state_write_failed (why the daemon cannot write the model's record,
-    else null; the line `daemon: state_write_failed: ...` on stderr says it too)."""
+    else null; the line `daemon: state_write_failed: ...` on stderr says it too), spec_hash and
+    provenance (file, sha256, git commit and dirty of the manifest the process was started from),
+    last_good_spec_hash and rollout_error (a new spec failed and the last good one runs again)."""
     check_model_names(names)
     g = get_globals()
     store = StateStore(g.resolve_state_dir(g.load_config() if g.config_path() else None))
@@ -37,7 +39,8 @@ def command(names: tuple[str, ...], output: str) -> int:
     body = []
     for r in rows:
         state = r["state"] + (" (held)" if r["held"] else "")
-        err = r["manifest_error"] and f"manifest: {r['manifest_error']}" or r["last_error"]
+        err = (r["manifest_error"] and f"manifest: {r['manifest_error']}" or r["last_error"]
+               or r["rollout_error"] and f"rolled back: {r['rollout_error']}")
         body.append([r["name"], state, r["backend"], r["pid"], r["port"], r["endpoint"], r["restarts"],
                      fmt_uptime(r["uptime"]), (err or "").splitlines()[0] if err else None])
     click.echo(table(body, ["NAME", "STATE", "BACKEND", "PID", "PORT", "ENDPOINT", "RESTARTS", "UPTIME",

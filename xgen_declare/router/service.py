@@ -62,6 +62,7 @@ class Router:
         if not self._attached:
             d.pass_hooks.append(self.ondemand.on_pass)
             d.tick_hooks.append(self.ondemand.tick)
+            d.sup.in_flight = self.tracker.active  # a stop drains the requests forwarded to the model
             self._attached = True
 
     def detach(self) -> None:
@@ -69,6 +70,7 @@ class Router:
         for hooks, fn in ((d.pass_hooks, self.ondemand.on_pass), (d.tick_hooks, self.ondemand.tick)):
             if fn in hooks:
                 hooks.remove(fn)
+        d.sup.in_flight = lambda name: 0
         self._attached = False
 
     def client(self) -> httpx.AsyncClient:
@@ -130,13 +132,14 @@ class Router:
 
     def _ready_url(self, name: str) -> str | None:
         p = self.proc(name)
-        if p is not None and p.state in (State.READY, State.UNHEALTHY) and p.rec.port:
+        if p is not None and p.state in (State.READY, State.UNHEALTHY) and p.rec.port and p.drain_deadline is None:
             return base_url(p.rec.host, p.rec.port)
         return None
 
     async def _wait_ready(self, route: Route, arrived: float) -> str:
         name = route.name
-        deadline = arrived + route.ready_timeout + GRACE
+        # a rollout may hold it: drain, stop, then the new start
+        deadline = arrived + route.drain_timeout + route.stop_grace + route.ready_timeout + GRACE
         last_wake: float | None = None
         while True:
             url = self._ready_url(name)

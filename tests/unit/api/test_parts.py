@@ -102,3 +102,14 @@ def test_events_cli_formatting():
     assert len(evs) == 1
     assert format_event(evs[0]).endswith("a: Pending -> Starting (new model)")
     assert format_event({"type": "restart", "model": "a", "restarts": 2, "time": 0}).endswith("a: restart #2")
+
+
+def test_rollout_events_are_one_line_each():
+    base = {"model": "a", "time": 0}
+    assert format_event({**base, "type": "rollout_started", "from_hash": "h1", "to_hash": "h2"}).endswith(
+        "a: rollout started: h1 -> h2")
+    assert format_event({**base, "type": "rollout_failed", "from_hash": "h1", "to_hash": "h2",
+                         "error": "exited with code 1 during start"}).endswith(
+        "a: rollout failed: h1 -> h2: exited with code 1 during start")
+    assert format_event({**base, "type": "rolled_back", "to_hash": "h1", "failed_hash": "h2"}).endswith(
+        "a: rolled back to h1 (h2 failed)")
