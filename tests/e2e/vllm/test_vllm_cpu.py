@@ -113,7 +113,7 @@ def test_generate_completion_chat_and_clean_stop(vllm_runner, tiny_hf_model):
     assert_all_gone(s, stop_s)
 
 
-def test_embedding_runner_pooling(vllm_runner):
+def test_embedding_runner_pooling(vllm_runner, tiny_hf_model):
     rendered = vllm_runner.render("tiny-embed", COMMON_SPEC + "server_type: embedding\n")
     i = rendered.argv.index("--runner")
     assert rendered.argv[i + 1] == "pooling"
@@ -125,7 +125,7 @@ def test_embedding_runner_pooling(vllm_runner):
 
     with httpx.Client(base_url=s.url, timeout=60) as c:
         models = c.get("/v1/models").json()["data"]
-        assert [m["owned_by"] for m in models] == ["vllm"]
+        assert [(m["id"], m["owned_by"]) for m in models] == [("tiny-embed", "vllm"), (str(tiny_hf_model), "vllm")]
         r = c.post("/v1/embeddings", json={"model": "tiny-embed", "input": ["hello world", "xgen"]})
         assert r.status_code == 200, r.text
         data = r.json()["data"]
