@@ -1,7 +1,6 @@
 """The daemon's step: a failing part never stops the others, and a state dir that cannot be written is
 reported as state_write_failed (log once per pass, daemon.json for `status`, /metrics) until it heals."""
 
-import errno
 import json
 import logging
 
@@ -13,17 +12,6 @@ from xgen_declare.config import load_config
 from xgen_declare.control import Env, status_rows
 from xgen_declare.daemon import Daemon
 from xgen_declare.state_store import StateStore
-from xgen_declare.testing.fakes import FailingWriter, FakeClock
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def writer():
-    return FailingWriter(errno.EROFS)
 
 
 @pytest.fixture

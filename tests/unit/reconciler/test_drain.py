@@ -13,22 +13,12 @@ from xgen_declare.provenance import Provenance
 from xgen_declare.state_store import StateStore
 from xgen_declare.states import State
 from xgen_declare.supervisor import Supervisor
-from xgen_declare.testing.fakes import FakeClock, FakeProber, FakeProcesses, spec
+from xgen_declare.testing.fakes import FakeProber, spec
 
 
 def want(name="a", drain=30.0, h="h"):
     return Want(name=name, spec_hash=h, argv=("x",), port=8001,
                 settings={"rollout": {"strategy": "recreate", "drain_timeout": drain}})
-
-
-@pytest.fixture
-def world(monkeypatch):
-    return FakeProcesses().install(monkeypatch)
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from xgen_declare.config import Reconciler
 from xgen_declare.plan import KEEP, RESTART, UPDATE, Action, Plan, Seen, Want, plan
@@ -11,7 +10,7 @@ from xgen_declare.rollout import settings_changes
 from xgen_declare.state_store import StateStore
 from xgen_declare.states import State
 from xgen_declare.supervisor import Supervisor
-from xgen_declare.testing.fakes import FakeClock, FakeProber, FakeProcesses, spec
+from xgen_declare.testing.fakes import FakeClock, FakeProber, spec
 
 ARGV = ("llama-server", "--port", "8001")
 BASE = {"activation": "always", "idle_timeout": None, "ready_timeout": 600.0, "stop_grace": 10.0, "labels": {}}
@@ -55,11 +54,6 @@ def test_settings_changes_text():
     assert settings_changes({**BASE}, {**BASE, "stop_grace": 30.0, "ready_timeout": 60.5}) == [
         "ready_timeout 600 → 60.5", "stop_grace 10 → 30"]
     assert settings_changes(None, BASE) == []
-
-
-@pytest.fixture
-def world(monkeypatch):
-    return FakeProcesses().install(monkeypatch)
 
 
 def test_supervisor_updates_the_record_not_the_process(tmp_path, world):

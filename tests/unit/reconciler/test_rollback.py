@@ -3,7 +3,6 @@ rolled-back spec is not retried in a loop (plain data)."""
 
 from __future__ import annotations
 
-import pytest
 
 from xgen_declare.config import Reconciler
 from xgen_declare.control import apply_verb
@@ -12,17 +11,7 @@ from xgen_declare.provenance import Provenance
 from xgen_declare.state_store import StateStore
 from xgen_declare.states import State
 from xgen_declare.supervisor import Supervisor
-from xgen_declare.testing.fakes import FakeClock, FakeProber, FakeProcesses, spec
-
-
-@pytest.fixture
-def world(monkeypatch):
-    return FakeProcesses().install(monkeypatch)
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
+from xgen_declare.testing.fakes import FakeProber, spec
 
 
 def make(tmp_path, clock, world, one_shot=False):

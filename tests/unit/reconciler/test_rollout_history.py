@@ -9,19 +9,9 @@ from xgen_declare.provenance import Provenance
 from xgen_declare.state_store import StateStore
 from xgen_declare.states import State
 from xgen_declare.supervisor import Supervisor
-from xgen_declare.testing.fakes import FakeClock, FakeProber, FakeProcesses, spec
+from xgen_declare.testing.fakes import FakeProber, spec
 
 COMMIT = "f" * 40
-
-
-@pytest.fixture
-def world(monkeypatch):
-    return FakeProcesses().install(monkeypatch)
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture

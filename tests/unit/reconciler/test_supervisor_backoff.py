@@ -8,17 +8,7 @@ from xgen_declare.plan import RESTART, START, Action, Plan
 from xgen_declare.state_store import StateStore
 from xgen_declare.states import State
 from xgen_declare.supervisor import Supervisor
-from xgen_declare.testing.fakes import FakeClock, FakeProber, FakeProcesses, spec
-
-
-@pytest.fixture
-def world(monkeypatch):
-    return FakeProcesses().install(monkeypatch)
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
+from xgen_declare.testing.fakes import FakeProber, spec
 
 
 @pytest.fixture

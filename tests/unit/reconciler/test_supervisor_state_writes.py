@@ -13,22 +13,7 @@ from xgen_declare.plan import RESTART, START, STOP, Action, Plan
 from xgen_declare.state_store import Record, StateStore
 from xgen_declare.states import State
 from xgen_declare.supervisor import Supervisor
-from xgen_declare.testing.fakes import FailingWriter, FakeClock, FakeProber, FakeProcesses, spec
-
-
-@pytest.fixture
-def world(monkeypatch):
-    return FakeProcesses().install(monkeypatch)
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def writer():
-    return FailingWriter(errno.EROFS)
+from xgen_declare.testing.fakes import FakeProber, spec
 
 
 @pytest.fixture
