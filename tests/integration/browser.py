@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 CHROMIUM = os.environ.get("XGEN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -98,3 +99,26 @@ def shot(driver, name: str, size: tuple[int, int] | None = None) -> None:
     if size is not None:
         driver.set_window_size(*DESKTOP)
     time.sleep(0.2)
+
+
+P = "/api/management"
+
+
+def open_page(url: str):
+    """A desktop-sized browser on `url`, its console collected (driver.console); the caller quits it."""
+    driver = launch(DESKTOP)
+    driver.console = Console(driver)
+    driver.get(url)
+    return driver
+
+
+def api_models(dash) -> dict[str, dict]:
+    return {m["name"]: m for m in httpx.get(dash.base + P + "/models", timeout=10).json()["models"]}
+
+
+def cell(page, model: str, col: str) -> str:
+    return page.find_element("css selector", f'tr[data-model="{model}"] td[data-col="{col}"]').text
+
+
+def go(page, view: str) -> None:
+    page.find_element("css selector", f'nav a[data-view="{view}"]').click()

@@ -15,11 +15,10 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
-from .browser import DESKTOP, PHONE, Console, launch, shot, until
+from .browser import P, api_models, cell, go, open_page, shot, until
 from .conftest import Host, manifest
 from .test_router import start_router
 
-P = "/api/management"
 SCRIPT = "<script>window.__xss = 1</script>"
 IMG = "<img src=x onerror=\"window.__xss = 2\">"
 
@@ -41,25 +40,9 @@ def dash(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(dash):
-    driver = launch(DESKTOP)
-    driver.console = Console(driver)
-    try:
-        driver.get(dash.base + "/")
-        yield driver
-    finally:
-        driver.quit()
-
-
-def api_models(dash) -> dict[str, dict]:
-    return {m["name"]: m for m in httpx.get(dash.base + P + "/models", timeout=10).json()["models"]}
-
-
-def cell(page, model: str, col: str) -> str:
-    return page.find_element("css selector", f'tr[data-model="{model}"] td[data-col="{col}"]').text
-
-
-def go(page, view: str) -> None:
-    page.find_element("css selector", f'nav a[data-view="{view}"]').click()
+    driver = open_page(dash.base + "/")
+    yield driver
+    driver.quit()
 
 
 def test_lists_the_models_with_their_states(dash, page):

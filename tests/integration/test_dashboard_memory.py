@@ -8,12 +8,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .browser import DESKTOP, PHONE, Console, launch, shot, until
+from .browser import DESKTOP, PHONE, P, api_models, cell, go, open_page, shot, until
 from .conftest import Host
 from .test_router import start_router
 from .test_router_ondemand import RX6800, gpu_host, vllm
 
-P = "/api/management"
 TOKEN = "dash-token"
 
 
@@ -35,25 +34,9 @@ def dash(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(dash):
-    driver = launch(DESKTOP)
-    driver.console = Console(driver)
-    try:
-        driver.get(dash.base + "/ui/")
-        yield driver
-    finally:
-        driver.quit()
-
-
-def api_models(dash) -> dict[str, dict]:
-    return {m["name"]: m for m in httpx.get(dash.base + P + "/models", timeout=10).json()["models"]}
-
-
-def cell(page, model: str, col: str) -> str:
-    return page.find_element("css selector", f'tr[data-model="{model}"] td[data-col="{col}"]').text
-
-
-def go(page, view: str) -> None:
-    page.find_element("css selector", f'nav a[data-view="{view}"]').click()
+    driver = open_page(dash.base + "/ui/")
+    yield driver
+    driver.quit()
 
 
 def test_gpu_bars_match_the_api_memory_figures(dash, page):
