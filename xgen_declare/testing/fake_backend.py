@@ -23,6 +23,7 @@ FAKE_MODE (comma-separated) changes its behaviour:
     chunks=N         a streamed answer has N content chunks (default 5)
     chunk_delay=S    sleep S seconds before each streamed chunk (default 0)
     die_mid_stream   the process exits (code 1) after the second chunk of a streamed answer
+Every non-streamed answer carries `X-Fake-Pid: PID`.
 FAKE_PIDDIR: write NAME.main.pid / NAME.grandchild.pid / NAME.escapee.pid there, append one line per
 OpenAI request to NAME.requests ("PATH stream=0|1") and "cancelled" to NAME.cancelled when a client
 goes away mid-stream.
@@ -169,6 +170,7 @@ def make_handler(protocol: str, name: str):
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            self.send_header("X-Fake-Pid", str(os.getpid()))  # benches tell an old process from its successor
             self.end_headers()
             self.wfile.write(data)
 
