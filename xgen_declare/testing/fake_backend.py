@@ -161,6 +161,7 @@ def answer(path: str, name: str, body: dict, n: int) -> dict:
 def make_handler(protocol: str, name: str):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # streamed answers are chunked, so a death mid-stream is visible
+        disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
 
         def log_message(self, fmt: str, *args: object) -> None:  # quiet
             pass
@@ -262,6 +263,11 @@ def make_handler(protocol: str, name: str):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default listen backlog (5) drops connections under benchmark load
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if "--help" in argv or "-h" in argv:
@@ -300,16 +306,14 @@ def main(argv: list[str] | None = None) -> None:
     load = float(m.get("load") or 0.2)
     server = None
     if protocol == "llama-server":  # listens at once, answers 503 while loading
-        server = ThreadingHTTPServer((opts["host"], opts["port"]), make_handler(protocol, name))
-        server.daemon_threads = True
+        server = Server((opts["host"], opts["port"]), make_handler(protocol, name))
         threading.Thread(target=server.serve_forever, daemon=True).start()
     if "never_ready" in m:
         while True:
             time.sleep(3600)
     time.sleep(load)
     if server is None:  # vLLM / llama-cpp-python: refuse connections until loaded
-        server = ThreadingHTTPServer((opts["host"], opts["port"]), make_handler(protocol, name))
-        server.daemon_threads = True
+        server = Server((opts["host"], opts["port"]), make_handler(protocol, name))
         threading.Thread(target=server.serve_forever, daemon=True).start()
     State.ready = True
     print(f"fake: ready on {opts['host']}:{opts['port']}", flush=True)
