@@ -59,7 +59,7 @@ def free_port() -> int:
 def free_port_block(n: int, lo: int = 30000, hi: int = 60000) -> int:
     """The first port of N consecutive ports nobody listens on (picked from this pid, then probed)."""
     start = lo + (os.getpid() * 97) % (hi - lo - n)
-    for base in range(start, hi - n, n):
+    for base in [*range(start, hi - n, n), *range(lo, start, n)]:  # from a per-process start, wrapping
         if all(_port_free(p) for p in range(base, base + n)):
             return base
     raise RuntimeError(f"no {n} free consecutive ports in {lo}-{hi}")
@@ -241,14 +241,16 @@ class Figures:
         self.columns = columns
         self.rows: dict[str, dict] = {}
 
-    def add(self, figure: str, *values: float | str | None, unit: str = "ms", ratio: bool = True) -> None:
-        row = dict(zip(self.columns, values))
+    def add(self, figure: str, *values: float | str | None, unit: str = "ms", ratio: bool = True,
+            columns: tuple[str, ...] | None = None) -> None:
+        columns = columns or self.columns
+        row = dict(zip(columns, values))
         nums = [v for v in values if isinstance(v, (int, float))]
         if ratio and len(values) >= 2 and len(nums) == len(values) and values[1]:
             row["ratio"] = round(values[0] / values[1], 3)
         row["unit"] = unit
         self.rows[figure] = row
-        cells = " | ".join(f"{c} {_fmt(v, unit)}" for c, v in zip(self.columns, values))
+        cells = " | ".join(f"{c} {_fmt(v, unit)}" for c, v in zip(columns, values))
         extra = f" | ratio {row['ratio']:.2f}" if "ratio" in row else ""
         print(f"  {figure}: {cells}{extra}", flush=True)
 
