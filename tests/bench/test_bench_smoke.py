@@ -51,8 +51,8 @@ def test_vs_supervisord_quick(tmp_path):
     figs = run("vs_supervisord.py", tmp_path)
     prefixes = ["(a) edit all 4", "(b) edit 1 of 4: new process", "(b) edit 1 of 4: collateral",
                 "(c) kill -9 one process -> answers again, default", "(c) kill -9 one process -> answers again, tuned",
-                "(d) kill -9 of the supervisor", "(d) ... processes the restarted supervisor shows running",
-                "(d) ... processes replaced"]
+                "(d) kill -9 of the supervisor", "(d) ... answering processes the restarted supervisor shows running",
+                "(d) ... processes the restarted supervisor spawned"]
     assert len(figs) == len(prefixes), list(figs)
     for prefix in prefixes:
         rows = [row for name, row in figs.items() if name.startswith(prefix)]
