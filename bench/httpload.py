@@ -22,6 +22,10 @@ class Result:
     error: str = ""
 
 
+class _Stale(Exception):
+    """The server closed the connection before answering."""
+
+
 class Conn:
     def __init__(self, host: str, port: int, token: str | None = None):
         self.host, self.port = host, port
@@ -38,12 +42,22 @@ class Conn:
         self.reader = self.writer = None
 
     async def request(self, method: str, path: str, body: dict | None = None, timeout: float = 60) -> Result:
-        t0 = time.perf_counter()
-        try:
-            return await asyncio.wait_for(self._request(method, path, body, t0), timeout)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
-            self.close()
-            return Result(0, 0.0, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+        """One request; a kept-alive connection the server closed meanwhile (llama-server closes it after
+        a streamed answer) is opened again once, as HTTP clients do, before anything counts as an error."""
+        for attempt in (1, 2):
+            reused = self.writer is not None
+            t0 = time.perf_counter()
+            try:
+                return await asyncio.wait_for(self._request(method, path, body, t0), timeout)
+            except _Stale:
+                self.close()
+                if reused and attempt == 1:
+                    continue
+                return Result(0, 0.0, time.perf_counter() - t0, "connection closed before the status line")
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+                self.close()
+                return Result(0, 0.0, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+        raise AssertionError("unreachable")
 
     async def _request(self, method: str, path: str, body: dict | None, t0: float) -> Result:
         if self.writer is None:
@@ -52,10 +66,13 @@ class Conn:
         data = json.dumps(body).encode() if body is not None else b""
         head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(data)}\r\nAccept: */*\r\n{self.auth}\r\n").encode()
-        self.writer.write(head + data)
-        status_line = await self.reader.readline()
+        try:
+            self.writer.write(head + data)
+            status_line = await self.reader.readline()
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            raise _Stale() from exc
         if not status_line:
-            raise ConnectionResetError("connection closed before the status line")
+            raise _Stale()
         status = int(status_line.split()[1])
         headers: dict[str, str] = {}
         while True:

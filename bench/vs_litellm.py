@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shutil
 import signal
@@ -125,15 +126,20 @@ def measure(label: str, targets: dict[str, int], model: str, args, fig: Figures,
     for port in targets.values():  # warm up every path (connections, imports, caches)
         asyncio.run(sequential("127.0.0.1", port, PATH, body, 20, TOKEN))
         asyncio.run(sequential("127.0.0.1", port, PATH, sbody, 5, TOKEN))
-    lat = {k: [r.total * 1000 for r in asyncio.run(sequential("127.0.0.1", p, PATH, body, n, TOKEN))]
-           for k, p in targets.items()}
-    ttfb = {k: [r.ttfb * 1000 for r in asyncio.run(sequential("127.0.0.1", p, PATH, sbody, n, TOKEN))]
-            for k, p in targets.items()}
+    lat, ttfb, seq_errors = {}, {}, []
+    for k, p in targets.items():
+        plain = asyncio.run(sequential("127.0.0.1", p, PATH, body, n, TOKEN))
+        streamed = asyncio.run(sequential("127.0.0.1", p, PATH, sbody, n, TOKEN))
+        lat[k] = [r.total * 1000 for r in plain if not r.error] or [math.nan]
+        ttfb[k] = [r.ttfb * 1000 for r in streamed if not r.error] or [math.nan]
+        seq_errors.append(sum(1 for r in plain + streamed if r.error))
+        _show_errors(k, plain + streamed)
     names = list(targets)
     for q in (50, 99):
         fig.add(f"{label} non-streaming latency p{q}", *(percentile(lat[k], q) for k in names), ratio=False)
     for q in (50, 99):
         fig.add(f"{label} streaming TTFB p{q}", *(percentile(ttfb[k], q) for k in names), ratio=False)
+    fig.add(f"{label} errors in those {2 * n} sequential requests", *seq_errors, unit="", ratio=False)
     d = percentile(lat["direct"], 50)
     fig.add(f"{label} added latency p50 (proxy - direct)", None, *(percentile(lat[k], 50) - d for k in names[1:]),
             ratio=False)
