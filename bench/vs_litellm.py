@@ -1,6 +1,6 @@
 """Router overhead: direct vs xgen-declare's /v1 router vs the LiteLLM proxy, in one run (a script).
 
-    .venv/bin/python bench/vs_litellm.py [--requests 200] [--rate-requests 384] [--quick] [--json FILE]
+    .venv/bin/python bench/vs_litellm.py [--requests 100] [--rate-requests 192] [--quick] [--json FILE]
                                          [--litellm .venv-litellm/bin/litellm] [--llama-server PATH]
 
 The upstream is one model run by `xgen-declare run --api` (the router's own daemon):
@@ -180,9 +180,9 @@ def start_upstream(h: DaemonHarness, model: str) -> tuple[int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=200, help="sequential requests per latency figure")
-    ap.add_argument("--rate-requests", type=int, default=384, help="requests per requests/s figure")
-    ap.add_argument("--stream-rounds", type=int, default=2, help="streams per worker of the 64-stream figure")
+    ap.add_argument("--requests", type=int, default=100, help="sequential requests per latency figure")
+    ap.add_argument("--rate-requests", type=int, default=192, help="requests per requests/s figure")
+    ap.add_argument("--stream-rounds", type=int, default=1, help="streams per worker of the 64-stream figure")
     ap.add_argument("--litellm")
     ap.add_argument("--llama-server")
     ap.add_argument("--quick", action="store_true", help="CI smoke test: few requests")
