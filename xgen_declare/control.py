@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from . import procs
 from .config import Config, load_config
-from .errors import StateError
+from .errors import StateError, UsageError
 from .plan import Seen
 from .state_store import Record, StateStore
 from .states import RUNNING_STATES, State
@@ -51,7 +51,7 @@ def open_env(g, dirs: tuple[str, ...] | list[str] = (), *, need_paths: bool = Tr
         if not explicit_config and isinstance(info.get("config"), str):
             explicit_config = info["config"]
         if not paths and need_paths:
-            raise StateError(f"state dir {state_dir} records no manifests dir: give DIR "
+            raise UsageError(f"state dir {state_dir} records no manifests dir: give DIR "
                              "(or run `xgen-declare apply DIR` / `run DIR` once)")
         config = load_config(explicit_config, paths)
     assert config is not None
@@ -73,7 +73,8 @@ def seen_from_records(records: dict[str, Record], proc_root: str = "/proc") -> d
                          port=r.port, backend=r.backend, host=r.host,
                          gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
                          binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
-                         last_error=r.last_error, buffers=r.buffers_mib)
+                         last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
+                         failed_hash=r.failed_spec_hash)
     return out
 
 
@@ -108,26 +109,60 @@ def wait_states(store: StateStore, names: list[str], done: frozenset[State], tim
     return False
 
 
+def write_failures(store: StateStore, info: dict | None = None) -> list[dict]:
+    """`state_write_failed` of the running daemon ({path, errno, code, error}); empty without a daemon.
+    `info`: daemon.json as already read, when the caller knows a daemon runs."""
+    if info is None:
+        info = store.daemon_info() if daemon_pid(store) is not None else {}
+    found = info.get("state_write_failed")
+    return [f for f in found if isinstance(f, dict) and isinstance(f.get("path"), str)] \
+        if isinstance(found, list) else []
+
+
+def format_write_failure(f: dict) -> str:
+    """The same text as str(StateWriteError): cannot write PATH: ERROR (errno N CODE)."""
+    code = f" {f['code']}" if f.get("code") else ""
+    return f"cannot write {f['path']}: {f.get('error')} (errno {f.get('errno')}{code})"
+
+
+def live_records(store: StateStore, info: dict) -> dict[str, Record]:
+    """The records, with what the running daemon could not write yet (daemon.json "unsaved") over them."""
+    records = store.load_all()
+    unsaved = info.get("unsaved")
+    for name, data in (unsaved.items() if isinstance(unsaved, dict) else ()):
+        try:
+            records[name] = Record.from_json(data)
+        except (TypeError, ValueError):
+            pass
+    return records
+
+
 def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | None = None) -> list[dict]:
     """`status -o json` objects. A record claiming a running state whose process is gone shows Failed."""
     now = time.time()
     daemon = daemon_pid(store) is not None
+    info = store.daemon_info() if daemon else {}
+    failed = {f["path"]: format_write_failure(f) for f in write_failures(store, info)}
     rows = []
-    for name, r in sorted(store.load_all().items()):
+    for name, r in sorted(live_records(store, info).items()):
         if names and name not in names:
             continue
         st = r.state_enum
         alive = procs.matches(r.pid, r.start_ticks, r.boot_id, proc_root)
         last_error = r.last_error
+        write_failed = failed.get(str(store.record_path(name)))
         if st == State.STOPPING and not alive and not daemon:
             st = State.STOPPED
         elif st in RUNNING_STATES and st != State.STOPPING and not alive:
-            st, last_error = State.FAILED, f"process {r.pid} is gone (no daemon noticed yet)"
+            noticed = "the daemon has not recorded what followed" if daemon else "no daemon noticed yet"
+            st, last_error = State.FAILED, f"process {r.pid} is gone ({noticed})"
         up = round(now - r.started_at) if alive and r.started_at else None
         rows.append({"name": name, "state": st.value, "backend": r.backend or None, "pid": r.pid if alive else None,
                      "port": r.port, "endpoint": r.endpoint, "restarts": r.restarts, "uptime": up,
                      "last_error": last_error, "manifest_error": r.manifest_error, "held": r.held,
-                     "file": r.file})
+                     "file": r.file, "state_write_failed": write_failed, "spec_hash": r.spec_hash,
+                     "provenance": r.provenance, "last_good_spec_hash": r.last_good_spec_hash,
+                     "rollout_error": r.rollout_error})
     return rows
 
 
@@ -167,9 +202,20 @@ def converge_once(env: Env, *, only: set[str] | None = None, wait_ready: bool = 
             sup.tick()
             time.sleep(0.05)
         sup.close()
+        check_recorded(sup)
         return result, sup
     finally:
         env.store.unlock()
+
+
+def check_recorded(sup) -> None:
+    """One-shot verbs end here: what could not be written is an error (no daemon keeps it in memory)."""
+    sup.flush()
+    failures = sup.store.write_failures
+    if failures:
+        text = "; ".join(str(failures[path]) for path in sorted(failures))
+        raise StateError(f"state_write_failed: {text}; the models' states could not be recorded (make the "
+                         f"state dir {sup.store.root} writable, then run the verb again)")
 
 
 def apply_verb(sup, verb: str, names: list[str]) -> None:
@@ -182,11 +228,13 @@ def apply_verb(sup, verb: str, names: list[str]) -> None:
             sup.stop(name, "`down`", hold=True)
         elif verb == "up":
             p.rec.held, p.rec.held_hash = False, None
-            sup.store.save(p.rec)
+            sup.save(p.rec)
         elif verb == "restart":
             p.rec.held, p.rec.held_hash = False, None
+            p.rec.failed_spec_hash = p.rec.rollout_error = None  # try the rolled-back spec again
+            p.rolling_back = False
             if p.spec is not None or sup.running(p):
                 sup.restart(name, "`restart`")
             else:
                 p.rec.spec_hash = None  # the plan then starts it ("spec changed since the last failure")
-                sup.store.save(p.rec)
+                sup.save(p.rec)

@@ -7,7 +7,14 @@ handlers only set flags and wake it. A reconcile pass runs
   * every `resync_interval` (a full re-read that also refreshes the inventory),
   * on SIGHUP and on requests from `restart` / `down` / `up`.
 SIGINT / SIGTERM end the loop; models keep running (the next daemon adopts them) unless
-`stop_on_exit`. Any error inside a pass is logged and the loop goes on.
+`stop_on_exit`. Each part of a step (requests, the pass, the supervisor's tick, hooks) is guarded on
+its own: an error in one is logged (the traceback once per distinct error, then one line at most
+every ERROR_REPEAT seconds) and the others still run; a failing pass waits for the next resync.
+
+A state dir that cannot be written never stops supervision (see supervisor.py). The daemon reports it
+as `state_write_failed` in its log (once per pass, and when the set of failures changes), in
+daemon.json for `status` (with the records memory is ahead of disk, so `status` shows the truth)
+and on /metrics; recovery is automatic and logged once.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from . import procs
 from .config import load_config
 from .control import Env, record_paths
 from .plan import BLOCKED
-from .errors import StateError, XgenError
+from .errors import StateBusyError, StateWriteError, XgenError
 from .probes import Prober
 from .reconcile import compute
 from .states import State
@@ -36,6 +43,8 @@ log = logging.getLogger("xgen_declare.daemon")
 
 IDLE_WAIT = 0.5
 BUSY_WAIT = 0.05
+ERROR_REPEAT = 60.0
+PUBLISH_PERIOD = 1.0
 
 
 class Daemon:
@@ -64,6 +73,11 @@ class Daemon:
         # idle_reasons: why one left (shown as the stop reason). Only this loop changes them.
         self.awake: set[str] = set()
         self.idle_reasons: dict[str, str] = {}
+        self._errors_logged: dict[str, float] = {}  # error text -> when it was last logged
+        self._write_report: set[tuple[str, int | None]] = set()  # failures (path, errno) last reported
+        self._published: dict | None = None
+        self._models_stopped = False
+        self._next_publish = 0.0
 
     # ---- wake-ups (any thread) -----------------------------------------------------------------
     def file_changed(self, path: str = "") -> None:
@@ -107,8 +121,8 @@ class Daemon:
     def start(self) -> None:
         store = self.env.store
         if not store.try_lock():
-            raise StateError(f"another xgen-declare (pid {store.lock_holder() or '?'}) uses the state dir "
-                             f"{store.root}; one daemon per state dir")
+            raise StateBusyError(f"another xgen-declare (pid {store.lock_holder() or '?'}) uses the state dir "
+                                 f"{store.root}; one daemon per state dir")
         ident = procs.identify(os.getpid(), self.env.proc_root)
         record_paths(self.env)
         info = store.daemon_info()
@@ -146,54 +160,123 @@ class Daemon:
             self.wake.clear()
 
     def step(self) -> None:
+        now = self.clock()
+        passes = self.passes
+        self._guard("control requests", self._take_requests)
+        self._run_inbox()
+        if self.resync_now or now >= self.next_resync:
+            self.resync_now = False
+            # moved before the pass: a pass that fails is tried again at the next resync, not every step
+            self.next_resync = now + self.env.config.reconciler.resync_interval
+            self._guard("reconcile pass", self.reconcile, True)
+        elif self.dirty_since is not None:
+            debounce = self.env.config.reconciler.debounce
+            quiet = now - (self.dirty_last or now) >= debounce
+            starving = now - self.dirty_since >= max(debounce, 1.0)
+            if quiet or starving:
+                self._guard("reconcile pass", self.reconcile, False)
+        ready_before = self._ready_names()
+        self._guard("supervisor", self.sup.tick)
+        if self.blocked_last_pass and self._ready_names() - ready_before:
+            # something became Ready while a model waits on others (a Ray head, freed memory...):
+            # plan again now instead of at the next resync
+            self.file_changed("a model became Ready")
+        for hook in list(self.tick_hooks):
+            self._guard("tick hook", hook, self)
+        self._guard("state report", self._report_writes, now, self.passes != passes)
+
+    def _guard(self, what: str, fn: Callable, *args: object) -> None:
+        """Run one part of a step; the daemon never dies of it and the log is not flooded."""
         try:
-            now = self.clock()
-            requests = self.env.store.take_requests()
-            if requests:
-                self._handle(requests)
-            self._run_inbox()
-            if self.resync_now or now >= self.next_resync:
-                self.resync_now = False
-                self.reconcile(full=True)
-            elif self.dirty_since is not None:
-                debounce = self.env.config.reconciler.debounce
-                quiet = now - (self.dirty_last or now) >= debounce
-                starving = now - self.dirty_since >= max(debounce, 1.0)
-                if quiet or starving:
-                    self.reconcile(full=False)
-            ready_before = self._ready_names()
-            self.sup.tick()
-            if self.blocked_last_pass and self._ready_names() - ready_before:
-                # something became Ready while a model waits on others (a Ray head, freed memory...):
-                # plan again now instead of at the next resync
-                self.file_changed("a model became Ready")
-            for hook in list(self.tick_hooks):
-                hook(self)
-        except Exception:  # the daemon never dies of one bad pass
-            log.exception("reconcile loop error")
+            fn(*args)
+        except Exception as exc:
+            key = f"{what}: {type(exc).__name__}: {exc}"
+            now = time.monotonic()
+            last = self._errors_logged.get(key)
+            if last is None:
+                log.exception("%s failed", what)
+            elif now - last >= ERROR_REPEAT:
+                log.error("%s failed again: %s: %s", what, type(exc).__name__, exc)
+            else:
+                return
+            if len(self._errors_logged) > 100:
+                self._errors_logged.clear()
+            self._errors_logged[key] = now
+
+    def _take_requests(self) -> None:
+        requests = self.env.store.take_requests()
+        if requests:
+            self._handle(requests)
+
+    def _report_writes(self, now: float, passed: bool) -> None:
+        """`state_write_failed` in the log (once per pass and on change) and in daemon.json (for status)."""
+        failures = self.env.store.write_failures
+        keys = {(path, err.errno) for path, err in failures.items()}
+        changed = keys != self._write_report
+        if changed or (passed and keys):
+            if keys:
+                log.warning("state_write_failed: %s; supervision goes on from memory, the records are written "
+                            "again once the state dir is writable",
+                            "; ".join(str(failures[path]) for path in sorted(failures)))
+            elif self._write_report:
+                log.info("state dir writable again: every record is written")
+            self._write_report = keys
+        if changed or (keys and now >= self._next_publish):
+            self._next_publish = now + PUBLISH_PERIOD
+            self._publish(failures)
+
+    def _publish(self, failures: dict) -> None:
+        procs_ = self.sup.procs
+        facts = {"state_write_failed": [failures[p].to_json() for p in sorted(failures)],
+                 "unsaved": {n: procs_[n].rec.to_json() for n in sorted(self.sup.unsaved) if n in procs_}}
+        if facts == self._published:
+            return
+        info = self.env.store.daemon_info()
+        for key, value in facts.items():
+            if value:
+                info[key] = value
+            else:
+                info.pop(key, None)
+        try:
+            self.env.store.write_daemon_info(info)
+            self._published = facts
+        except StateWriteError:
+            pass  # in store.write_failures: reported with the others
 
     def _ready_names(self) -> set[str]:
         return {name for name, p in self.sup.procs.items() if p.state == State.READY}
 
     def _wait_time(self) -> float:
-        busy = any(p.state in (State.STARTING, State.STOPPING) or p.queued for p in self.sup.procs.values())
+        busy = any(p.state in (State.STARTING, State.STOPPING) or p.queued or p.drain_deadline is not None
+                   for p in self.sup.procs.values())
         wait = BUSY_WAIT if busy else IDLE_WAIT
         if self.dirty_since is not None:
             wait = min(wait, self.env.config.reconciler.debounce / 2 or BUSY_WAIT)
         return max(0.01, wait)
 
+    def stop_models(self) -> None:
+        """With --stop-on-exit: drain (while the router still serves, see cli/run.py) and stop every model."""
+        if not self.stop_on_exit or self._models_stopped:
+            return
+        self._models_stopped = True
+        self.sup.stop_all("daemon exits with --stop-on-exit")
+        while self.sup.busy():
+            self.sup.tick()
+            time.sleep(BUSY_WAIT)
+
     def shutdown(self) -> None:
-        if self.stop_on_exit:
-            self.sup.stop_all("daemon exits with --stop-on-exit")
-            while self.sup.busy():
-                self.sup.tick()
-                time.sleep(BUSY_WAIT)
+        self.stop_models()
         if self.watcher:
             self.watcher.stop()
         self.sup.close()
         info = self.env.store.daemon_info()
         info["pid"] = None
-        self.env.store.write_daemon_info(info)
+        for key in ("state_write_failed", "unsaved"):
+            info.pop(key, None)
+        try:
+            self.env.store.write_daemon_info(info)
+        except StateWriteError as exc:
+            log.warning("state_write_failed: %s (the lock is released all the same)", exc)
         self.env.store.unlock()
         log.info("daemon stopped")
 
@@ -216,7 +299,10 @@ class Daemon:
             info.pop("config_error", None)
         else:
             info["config_error"] = text
-        self.env.store.write_daemon_info(info)
+        try:
+            self.env.store.write_daemon_info(info)
+        except StateWriteError:
+            pass  # in store.write_failures: reported once per pass
 
     def reconcile(self, full: bool):
         """One pass; returns the `Pass` (None when the config is invalid)."""
@@ -242,6 +328,10 @@ class Daemon:
             self.inventory = self.env.inventory()
             if self.watcher:
                 self.watcher.ensure()
+        # a running model that was not on-demand stays awake if it turns on-demand: an in-place change
+        # (rollout.py); the router's idle timer stops it later
+        self.awake |= {n for n, p in self.sup.procs.items()
+                       if (p.rec.settings or {}).get("activation", "always") != "on-demand" and self.sup.running(p)}
         result = compute(self.env.paths, config, self.inventory, self.sup.observed(), awake=self.awake,
                          idle_reasons=self.idle_reasons)
         self._log(result)

@@ -19,7 +19,8 @@ from .render import Rendered, Renderer
 from .raycluster import add_nodes, per_node, split_models, this_host_names
 from . import rpc, rpc_remote
 from .request import model_family
-from .placement.gather import place
+from .backends import GPU_KIND
+from .placement.gather import gpus_for, place
 from .placement.ledger import Entry, Ledger
 
 
@@ -31,6 +32,8 @@ class Desired:
     problems: dict[str, list[Problem]] = field(default_factory=dict)
     ledger: Ledger | None = None  # memory per device across the models (None: placement not computed)
     dormant: set[str] = field(default_factory=set)  # on-demand models not wanted now: outside the ledger
+    # model name -> what this host cannot give it (gpu_problems): rendered, but Blocked, outside the ledger
+    blocked: dict[str, list[Problem]] = field(default_factory=dict)
 
     @property
     def names(self) -> set[str]:
@@ -38,13 +41,24 @@ class Desired:
 
 
 def host_problems(decl: ModelDecl, inventory: Inventory) -> list[Problem]:
-    """Checks that need the host: used by `validate --inventory` and before starting."""
+    """Checks that need the host, for `validate --inventory`: the backend, then `gpu_problems`."""
     out = []
-    spec = decl.spec
-    sel = select_backend(spec, inventory)
+    sel = select_backend(decl.spec, inventory)
     if sel.unavailable:
         out.append(Problem(decl.file, decl.line_of("backend"), "spec.backend", sel.unavailable,
                            "install the backend, fix `binaries:` in xgen-declare.yaml, or pick another backend"))
+    return out + gpu_problems(decl, inventory)
+
+
+def gpu_problems(decl: ModelDecl, inventory: Inventory) -> list[Problem]:
+    """The GPUs a manifest asks for against the host's: the one check behind `validate --inventory`,
+    `render`, `plan`, `apply`, the daemon and the API (a model with a problem here is Blocked).
+
+    Every index in `gpus` must exist. Without `gpus` the model gets every GPU of its backend's kind, and
+    `tensor_split` (at most one entry per GPU), `main_gpu` (a position) and vLLM's `tp x pp` must fit that
+    count; with `gpus` listed, request.py checks them against the list."""
+    spec = decl.spec
+    out = []
     known = {g.index for g in inventory.gpus}
     for pos, index in enumerate(spec.gpus or []):
         if index not in known:
@@ -52,6 +66,29 @@ def host_problems(decl: ModelDecl, inventory: Inventory) -> list[Problem]:
             out.append(Problem(decl.file, decl.line_of("gpus", pos), f"spec.gpus[{pos}]",
                                f"GPU {index} does not exist on this host (GPUs: {have})",
                                "see `xgen-declare gpus`"))
+    backend = select_backend(spec, inventory).backend
+    if spec.gpus is not None or backend is None or GPU_KIND[backend] is None:
+        return out
+    gets = gpus_for(decl, backend, inventory)
+    n, ids = len(gets), ", ".join(str(i) for i in gets) or "none"
+    where = f"{backend} gets {n} GPU(s) on this host ({ids})"
+    if model_family(spec.model_path, backend) == "vllm":
+        tp_pp = spec.tensor_parallel_size * spec.pipeline_parallel_size
+        if spec.distributed is None and tp_pp > n:
+            out.append(Problem(decl.file, decl.line_of("tensor_parallel_size"), "spec.tensor_parallel_size",
+                               f"tensor_parallel_size x pipeline_parallel_size = {tp_pp} needs {tp_pp} GPUs but "
+                               f"{backend} gets {n} on this host ({ids})",
+                               "lower the sizes, or run it on a host with more GPUs"))
+        return out
+    split = spec.tensor_split
+    if split and split != "auto" and len(split) > n:  # fewer: llama.cpp gives the GPUs after them nothing
+        out.append(Problem(decl.file, decl.line_of("tensor_split"), "spec.tensor_split",
+                           f"has {len(split)} entries but {where}",
+                           "give at most one proportion per GPU, or list the GPUs to use in gpus"))
+    if spec.main_gpu >= max(n, 1):
+        out.append(Problem(decl.file, decl.line_of("main_gpu"), "spec.main_gpu", f"is {spec.main_gpu} but {where}",
+                           f"main_gpu is a position among them: use 0..{max(n - 1, 0)}, or list the GPUs to use "
+                           "in gpus"))
     return out
 
 
@@ -63,7 +100,7 @@ def placement_problems(decls: list[ModelDecl], inventory: Inventory, margin_mib:
     out = []
     for name, reason in sorted(ledger.blocked.items()):
         decl = by_name[name]
-        vllm = model_family(decl.spec.model_path, decl.spec.backend) == "vllm"
+        vllm = model_family(decl.spec.model_path, decl.spec.backend, decl.spec.hf_file) == "vllm"
         field_name = "tensor_parallel_size" if "tensor parallel" in reason or "tensor_parallel" in reason else (
             "gpu_memory_utilization" if vllm or "gpu_memory_utilization" in reason else "n_gpu_layers")
         line = decl.line_of(field_name) if decl.spec.is_set(field_name) else decl.line
@@ -102,8 +139,9 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     ports = assign_ports({m.name: m.spec.port for m in models}, config.ports.start, config.ports.end,
                          held_ports, preview=preview, taken=taken_ports)
     desired.dormant = dormant_models(models, awake, seen)
+    desired.blocked = {m.name: probs for m in models if (probs := gpu_problems(m, inventory))}
     if placement:
-        placed = [per_node(m) for m in models if m.name not in desired.dormant]
+        placed = [per_node(m) for m in models if m.name not in desired.dormant and m.name not in desired.blocked]
         desired.ledger = place(placed, inventory, config.placement.margin_mib, seen, changing)
     renderer = Renderer(config, inventory)
     for decl in models:

@@ -1,12 +1,19 @@
-"""One error tree for xgen-declare.
+"""One error tree for xgen-declare, and the exit codes (`ExitCode`, one meaning each; README "Exit codes").
 
-    XgenError                      base of everything we raise on purpose; the CLI maps it to exit code 2
-     +-- ProblemsError             one or more `Problem`s (file, line, field, message, hint); exit code 1
+    XgenError                      base of everything we raise on purpose; each class names its exit code
+     +-- ProblemsError             one or more `Problem`s (file, line, field, message, hint)    1 INVALID_INPUT
      |    +-- ManifestError        problems in manifests
      |    +-- ConfigError          problems in xgen-declare.yaml
      |    +-- InventoryFileError   problems in an inventory file (--inventory)
-     +-- RenderError               a template failed or produced something that is not an argv list
-     +-- PortRangeExhausted        no free port left for some models
+     +-- RenderError               a template failed or produced something that is not an argv 1 INVALID_INPUT
+     +-- PortRangeExhausted        no free port left for some models (config)                    1 INVALID_INPUT
+     +-- UsageError                the command line lacks something (e.g. DIR)                   2 USAGE
+     +-- StateError                the state dir cannot be used: cannot be created or written    6 STATE_DIR
+     |    +-- StateWriteError      one file of it could not be written: path + errno             6 STATE_DIR
+     |    +-- StateBusyError       another xgen-declare holds it, or the daemon did not answer   4 BUSY
+     |    +-- StateNameError       a name that is not a model name reached it (names.py)         1 INVALID_INPUT
+     +-- ModelNotFound             a verb named a model nobody knows                             5 NOT_FOUND
+    (api.security.ApiSetupError: the API cannot or may not listen                               7 CANNOT_SERVE)
 
 A `Problem` is plain data so that it can be collected (validation reports *all* problems at once),
 printed as ``FILE:LINE: FIELD: message (hint)`` or emitted as JSON.
@@ -14,7 +21,42 @@ printed as ``FILE:LINE: FIELD: message (hint)`` or emitted as JSON.
 
 from __future__ import annotations
 
+import enum
+import errno as errno_mod
 from dataclasses import asdict, dataclass
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    INVALID_INPUT = 1
+    USAGE = 2
+    NOT_CONVERGED = 3
+    BUSY = 4
+    NOT_FOUND = 5
+    STATE_DIR = 6
+    CANNOT_SERVE = 7
+    INTERNAL = 70
+    INTERRUPTED = 130
+
+
+# the one table: `--help`, README's "Exit codes" section (a test compares them) and the CLI use it
+EXIT_CODES: dict[ExitCode, str] = {
+    ExitCode.OK: "success: the verb did what was asked",
+    ExitCode.INVALID_INPUT: "invalid input: a manifest, the config, an inventory file, a model file or a template "
+                            "has errors (each printed as FILE:LINE: field: message)",
+    ExitCode.USAGE: "usage error: unknown verb or option, bad option value, missing argument",
+    ExitCode.NOT_CONVERGED: "goal not reached: a model did not end Ready (Stopped, for `down`): Failed, Blocked, "
+                            "CrashLoopBackOff or not ready in time; `fit`: the model does not fit",
+    ExitCode.BUSY: "busy: another xgen-declare (a daemon, or `apply`, `down`, ...) holds the state dir, or the "
+                   "daemon did not take the request in time; try again later",
+    ExitCode.NOT_FOUND: "not found: a model named on the command line is unknown",
+    ExitCode.STATE_DIR: "state dir unusable: it cannot be created or written (read-only, full: "
+                        "`state_write_failed`)",
+    ExitCode.CANNOT_SERVE: "cannot serve: the API cannot listen (address in use) or may not (a non-loopback "
+                           "address without a token, an unreadable token file)",
+    ExitCode.INTERNAL: "internal error: a bug in xgen-declare (rerun with `XGEN_DEBUG=1` for the traceback)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+}
 
 
 @dataclass(frozen=True)
@@ -40,11 +82,11 @@ class Problem:
 class XgenError(Exception):
     """Base of every error that is meant to reach a user as a message, never as a traceback."""
 
-    exit_code = 2
+    exit_code: int = ExitCode.INVALID_INPUT
 
 
 class ProblemsError(XgenError):
-    exit_code = 1
+    exit_code = ExitCode.INVALID_INPUT
 
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
@@ -73,9 +115,47 @@ class PortRangeExhausted(XgenError):
     pass
 
 
+class UsageError(XgenError):
+    """The command line lacks something the verb needs (for example DIR, when the state dir records none)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class StateError(XgenError):
-    """The state dir cannot be used: locked by another daemon, unwritable, no manifests dir recorded."""
+    """The state dir cannot be used: it cannot be created or written."""
+
+    exit_code = ExitCode.STATE_DIR
+
+
+class StateNameError(StateError):
+    """A name that is not a model name reached the state dir (names.py; defence in depth: validation
+    refuses it first). The input is wrong, not the state dir."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class StateBusyError(StateError):
+    """Another xgen-declare process holds the state dir's lock, or the daemon did not take a request."""
+
+    exit_code = ExitCode.BUSY
+
+
+class StateWriteError(StateError):
+    """A file of the state dir could not be written (read-only, full, ...): `path`, `errno`, `strerror`.
+
+    The daemon keeps supervising from memory and retries; one-shot verbs report it."""
+
+    def __init__(self, path: str, err: int | None, strerror: str | None):
+        self.path, self.errno, self.strerror = str(path), err, strerror or "unknown error"
+        self.code = errno_mod.errorcode.get(err, "") if err is not None else ""
+        where = f" (errno {err} {self.code})" if err is not None else ""
+        super().__init__(f"cannot write {self.path}: {self.strerror}{where}")
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "errno": self.errno, "code": self.code, "error": self.strerror}
 
 
 class ModelNotFound(XgenError):
     """A verb named a model the state dir and the manifests do not know."""
+
+    exit_code = ExitCode.NOT_FOUND

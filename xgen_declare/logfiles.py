@@ -11,14 +11,27 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 
-def open_log(path: Path, header: str) -> int:
-    """An O_APPEND descriptor for the child, after writing a header line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+def open_log(path: Path, header: str, on_error: Callable[[Path, OSError | None], None] | None = None) -> int:
+    """An O_APPEND descriptor for the child, after writing a header line. Never fails: a log that
+    cannot be opened (state dir read-only, full) gives /dev/null, so the model still starts;
+    `on_error(path, exc)` hears of it (exc None: the log was opened)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:
+        if on_error is not None:
+            on_error(path, exc)
+        return os.open(os.devnull, os.O_WRONLY)
+    if on_error is not None:
+        on_error(path, None)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    os.write(fd, f"=== xgen-declare {stamp}: {header}\n".encode(errors="replace"))
+    try:
+        os.write(fd, f"=== xgen-declare {stamp}: {header}\n".encode(errors="replace"))
+    except OSError:
+        pass  # a full disk: the child's output may still fit, or be lost; the model runs either way
     return fd
 
 

@@ -5,6 +5,8 @@ blocked) and `Seen`s (the state records, with liveness checked), and `plan()` de
 
   * a running model is restarted only when its spec hash (argv, env, port, GPU set, host, backend) or
     its binary identity changed; the reason names what changed ("argv changed: --ctx-size 4096 → 8192");
+  * a change only xgen-declare reads (rollout.IN_PLACE_FIELDS: labels, activation, idle_timeout, ...)
+    is an `update` in place: the process is not touched;
   * a model whose manifest is invalid (or whose file cannot be parsed) keeps its last good process;
   * a model no manifest declares is stopped, unless `prune_guard` says the source looks broken (an empty
     or missing manifests dir): then nothing is pruned, and a running model shows the guard as its
@@ -23,10 +25,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from .rollout import settings_changes
 from .states import RUNNING_STATES, State
 
-START, RESTART, STOP, KEEP, BLOCKED = "start", "restart", "stop", "keep", "blocked"
-KINDS = (STOP, RESTART, START, BLOCKED, KEEP)  # execution and display order
+START, RESTART, STOP, KEEP, BLOCKED, UPDATE = "start", "restart", "stop", "keep", "blocked", "update"
+KINDS = (STOP, RESTART, START, UPDATE, BLOCKED, KEEP)  # execution and display order
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Want:
     file: str | None = None
     blocked: str | None = None       # why it cannot start now (binary missing, explicit port taken, ...)
     idle: str | None = None          # on-demand and not wanted now (no request / idle / evicted): why
+    settings: Mapping[str, Any] = field(default_factory=dict)  # rollout.in_place_settings: no restart needed
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class Seen:
     held_hash: str | None = None
     last_error: str | None = None
     buffers: Mapping[str, Mapping[str, float]] | None = None  # measured MiB per device and term (llama.cpp log)
+    settings: Mapping[str, Any] | None = None  # the in-place settings applied (None: not recorded)
+    failed_hash: str | None = None   # a rollout of this spec failed and was rolled back (not retried)
 
 
 @dataclass(frozen=True)
@@ -110,11 +116,12 @@ class Plan:
 
     @property
     def changes(self) -> list[Action]:
-        return [a for a in self.actions if a.kind in (START, RESTART, STOP)]
+        return [a for a in self.actions if a.kind in (START, RESTART, STOP, UPDATE)]
 
     def summary(self) -> str:
         counts = {k: len(self.by_kind(k)) for k in KINDS}
-        return (f"{counts[START]} to start, {counts[RESTART]} to restart, {counts[STOP]} to stop, "
+        update = f", {counts[UPDATE]} to update in place" if counts[UPDATE] else ""
+        return (f"{counts[START]} to start, {counts[RESTART]} to restart, {counts[STOP]} to stop{update}, "
                 f"{counts[BLOCKED]} blocked, {counts[KEEP]} unchanged")
 
     def format(self) -> str:
@@ -154,6 +161,10 @@ def plan(wants: Mapping[str, Want], seen: Mapping[str, Seen], *,
         else:
             out.actions.append(_plan_undeclared(s, broken_files, prune_guard))  # type: ignore[arg-type]
     out.actions.sort(key=lambda a: (KINDS.index(a.kind), a.name))
+    for a in out.by_kind(RESTART):
+        if ((wants[a.name].settings.get("rollout") or {}).get("strategy")) == "surge":
+            out.notes.append(f"{a.name}: rollout.strategy surge is not implemented yet: this restart drains, stops, "
+                             "then starts (recreate)")
     return out
 
 
@@ -175,9 +186,16 @@ def _plan_wanted(w: Want, s: Seen | None) -> Action:
         if running:
             return Action(STOP, w.name, w.idle, idle=True, release_hold=release)
         return Action(KEEP, w.name, w.idle, idle=True, release_hold=release)
+    if s is not None and s.failed_hash and s.failed_hash == w.spec_hash and (
+            running or s.state == State.CRASH_LOOP_BACK_OFF):
+        return Action(KEEP, w.name, f"rolled back: a rollout of this spec ({w.spec_hash}) failed; fix the manifest, or "
+                      f"run `xgen-declare restart {w.name}` to try it again")
     if running:
         changes = describe_changes(s, w)  # type: ignore[arg-type]
         if not changes:
+            in_place = settings_changes(s.settings, w.settings)  # type: ignore[union-attr]
+            if in_place:
+                return Action(UPDATE, w.name, "update in place: " + "; ".join(in_place), tuple(in_place))
             return Action(KEEP, w.name, "unchanged")
         if w.blocked:
             return Action(BLOCKED, w.name, f"{w.blocked}; keeping the running process", tuple(changes))

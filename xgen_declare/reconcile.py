@@ -22,6 +22,7 @@ from .errors import PortRangeExhausted, Problem
 from .inventory.model import Inventory
 from .plan import KEEP, Plan, Seen, Want, plan
 from .render import Rendered
+from .rollout import in_place_settings
 
 log = logging.getLogger("xgen_declare.reconcile")
 
@@ -91,12 +92,18 @@ def env_digest(r: Rendered) -> dict[str, str | None]:
 
 
 def want_for(r: Rendered, foreign_ports: set[int], placement_blocked: str | None = None,
-             local: bool = True) -> Want:
+             local: bool = True, host_blocked: str | None = None) -> Want:
     """`local`: the model would run on this machine (check its binary); False for a preview of another
-    host from an inventory file, whose binaries are not here."""
+    host from an inventory file, whose binaries are not here. `host_blocked`: what the host cannot give
+    the model (desired.gpu_problems); it is the reason shown, before any other."""
     binary = binary_identity(r.argv[0]) if local else None
     blocked = placement_blocked
-    if binary is None and local:
+    if host_blocked:
+        blocked = host_blocked
+    elif binary is None and local and r.binary_from_manifest:
+        blocked = (f"binary {r.argv[0]!r} not found (fix spec.binary in {r.file}, or remove it to use the backend's "
+                   "default executable)")
+    elif binary is None and local:
         key = "rpc: worker_binary" if r.backend == "rpc-worker" else f"binaries: {r.backend}"
         blocked = f"binary {r.argv[0]!r} not found (install it, or set {key}: PATH in xgen-declare.yaml)"
     elif r.port_source == "manifest" and r.port in foreign_ports:
@@ -131,6 +138,9 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
             keep.actions.append(_keep_all(name, str(exc)))
         keep.notes.append(f"{exc}: nothing changed")
         return Pass(keep, None, problems=[str(exc)])
+    decls = {d.name: d for d in desired.load.models}
+    for name in set(decls) & set(wants):
+        wants[name] = replace(wants[name], settings=in_place_settings(decls[name]))
     for name in desired.dormant & set(wants):
         why = (idle_reasons or {}).get(name) or IDLE_REASON
         wants[name] = replace(wants[name], idle=why)
@@ -171,7 +181,9 @@ def _desired_and_wants(paths: list[str], config: Config, inventory: Inventory, s
         desired = build_desired(paths, config, inventory, held_ports=held, taken_ports=foreign, seen=seen,
                                 changing=changing, awake=awake)
         blocked = desired.ledger.blocked if desired.ledger is not None else {}
-        wants = {name: want_for(r, foreign, blocked.get(name), local) for name, r in desired.rendered.items()}
+        host = {name: _problem_text(probs) for name, probs in desired.blocked.items()}
+        wants = {name: want_for(r, foreign, blocked.get(name), local, host.get(name))
+                 for name, r in desired.rendered.items()}
         now = frozenset(n for n, w in wants.items()
                         if n in seen and seen[n].running and seen[n].buffers and seen[n].spec_hash != w.spec_hash)
         if now <= changing:

@@ -35,7 +35,9 @@ from .config import Config
 from .errors import RenderError
 from .inventory.model import Inventory
 from .manifests import ModelDecl
+from .modelpath import gguf_repo
 from .ports import PortAssignment
+from .request import ModelLoadRequest, model_family
 from . import rpc
 
 # xgen_declare/templates is a symlink to the top-level templates/ (so wheels ship them too)
@@ -102,6 +104,8 @@ class Rendered:
     ready_timeout: float
     stop_grace: float
     enabled: bool = True
+    backend_note: str | None = None  # the backend choice followed a rule worth showing (plan/render print it)
+    binary_from_manifest: bool = False  # argv[0] is the manifest's `binary:` (so a missing one is fixed there)
     gpus: list[int] | None = None
     file: str | None = None
     secret_env: dict[str, str] = field(default_factory=dict)  # env var -> file its value is read from
@@ -228,6 +232,9 @@ class Renderer:
             warnings.append(selection.unavailable)
         env, pin_warnings = pinning_env(backend, spec.gpus, self.inventory)
         warnings.extend(pin_warnings)
+        repo = gguf_repo(spec.model_path, spec.hf_file) if family == "llama-server" else None
+        if repo is not None and self.config.llama_cache_dir:  # where llama-server keeps what it downloads
+            env["LLAMA_CACHE"] = self.config.resolve(self.config.llama_cache_dir)
         env.update(spec.env)
         secret_env = {}
         if spec.api_key_file and family == "vllm":
@@ -241,10 +248,11 @@ class Renderer:
             "host": spec.host, "port": port.port, "dialect": dialect or "new",
             "embedding": spec.server_type == "embedding",
             "pooling": spec.pooling or ("mean" if spec.server_type == "embedding" else None),
-            "served_names": _served_names(decl),
+            "served_names": served_names(decl.name, spec, decl.file),
             "multi_gpu": bool(spec_data["tensor_split"]) or (spec.gpus is not None and len(spec.gpus) > 1),
             "log_buffers": self.config.placement.record_buffers,
             "rpc": [w.endpoint for w in spec.rpc_workers],
+            "hf_repo": spec.model_path if repo is not None else None,
         }
         template = f"{family}.j2"
         try:
@@ -259,6 +267,10 @@ class Renderer:
         argv = parse_argv(output, template)
         if not argv:
             raise RenderError(f"template {template} rendered an empty command")
+        if repo is not None and "--hf-repo" not in argv:
+            raise RenderError(f"template {template} does not pass the repository on (no --hf-repo in its output); "
+                              f"{spec.model_path} is downloaded by llama-server, see the shipped template",
+                              field="spec.model_path")
         workers = self._rpc_workers(decl, family, binary, template, argv, warnings)
         host_for_url = f"[{spec.host}]" if ":" in spec.host else spec.host
         return Rendered(
@@ -266,7 +278,8 @@ class Renderer:
             endpoint=f"http://{host_for_url}:{port.port}/v1", readiness_path=READINESS_PATH[family],
             binary=binary, dialect=dialect, backend_reason=selection.explain(), port_source=port.source,
             ready_timeout=spec.ready_timeout, stop_grace=spec.stop_grace, enabled=spec.enabled,
-            gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings, workers=workers)
+            backend_note=selection.explain() if selection.noteworthy else None,
+            binary_from_manifest=bool(spec.binary), gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings, workers=workers)
 
     def _rpc_workers(self, decl: ModelDecl, family: str, binary: str, template: str, argv: list[str],
                      warnings: list[str]) -> list[rpc.WorkerSpec]:
@@ -297,8 +310,15 @@ def resolve_model_path(model_path: str, manifest_file: str | None) -> str:
     return model_path
 
 
-def _served_names(decl: ModelDecl) -> list[str]:
-    names = [decl.name] + [a for a in decl.spec.alias if a != decl.name]
+def served_names(name: str, spec: ModelLoadRequest, file: str | None) -> list[str]:
+    """The names a client may send in `model`: the model's name, its aliases and, for vLLM, the model id as
+    it is on argv (what vLLM answers to without --served-model-name: `meta-llama/Llama-3.3-70B-Instruct`).
+    vLLM answers to every one and reports the first. The router (router/table.py) routes the same names."""
+    names = [name] + [a for a in spec.alias if a != name]
+    if model_family(spec.model_path, spec.backend) == "vllm":
+        model_id = resolve_model_path(spec.model_path, file)
+        if model_id not in names:
+            names.append(model_id)
     return names
 
 

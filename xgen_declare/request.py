@@ -11,11 +11,13 @@ are accepted, so seed clients that send every field still validate.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .modelpath import HF_FILE_RE, gguf_problems, gguf_repo, is_gguf_path  # is_gguf_path: imported from here too
 from .names import NAME_RE  # the one rule for model names (names.py)
 
 LLAMA_SERVER_BACKENDS = ("llama-server-vulkan", "llama-server-cuda", "llama-server-rocm", "llama-server-cpu")
@@ -47,18 +49,35 @@ _EQUIVALENT = {"max_model_len": "ctx_size", "ctx_size": "max_model_len",
 
 NoNewline = Annotated[str, Field(min_length=1, max_length=4096)]
 
+
+def not_a_flag(hint: str) -> AfterValidator:
+    """For a value that lands in argv as a positional or as a flag's value: one that starts with '-' would
+    be read as a flag (`model_path: --model=evil/repo` made `vllm serve --model=evil/repo`; vLLM's
+    `--served-model-name` takes every value up to the next flag; argparse refuses `--host -x`)."""
+    def check(value: str) -> str:
+        if value.startswith("-"):
+            raise ValueError(f"must not start with '-': a backend would read it as a command-line flag; {hint}")
+        return value
+    return AfterValidator(check)
+
+
+PATH_HINT = "write ./ before a file name that starts with '-'"
+HOST_HINT = "give a host name or address"
+ArgvPath = Annotated[NoNewline, not_a_flag(PATH_HINT)]
+ArgvHost = Annotated[NoNewline, not_a_flag(HOST_HINT)]
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class RpcWorker(BaseModel):
     """One llama.cpp RPC worker (`ggml-rpc-server`) of a model; see docs/rpc.md."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    host: NoNewline = Field(description="Host the worker runs on and llama-server connects to; the daemon whose "
+    host: ArgvHost = Field(description="Host the worker runs on and llama-server connects to; the daemon whose "
                             "host has this name (or 127.0.0.1/localhost: this host) starts it")
     port: int = Field(ge=1, le=65535, description="Port the worker listens on")
-    bind: NoNewline | None = Field(None, description="Address the worker binds (default 127.0.0.1). RPC has no "
+    bind: ArgvHost | None = Field(None, description="Address the worker binds (default 127.0.0.1). RPC has no "
                                    "authentication: a worker on another host needs an explicit bind address "
                                    "on a trusted network")
     threads: int | None = Field(None, ge=1, description="CPU threads of the worker's CPU device")
@@ -103,31 +122,76 @@ def parse_duration(value: float | int | str) -> float:
             seconds = h * 3600 + mi * 60 + s
     if not seconds > 0:
         raise ValueError(f"must be greater than 0 ({DURATION_HINT})")
+    if not math.isfinite(seconds):
+        raise ValueError(f"must be finite ({DURATION_HINT}); leave it unset to never stop for idleness")
     return seconds
 
 
-def model_family(model_path: str, backend: str) -> str:
+def model_family(model_path: str, backend: str, hf_file: str | None = None) -> str:
     """'llama' (GGUF: llama-server / llama-cpp-python) or 'vllm' (HuggingFace id or directory)."""
     if backend in LLAMA_FAMILY_BACKENDS:
         return "llama"
     if backend in VLLM_BACKENDS:
         return "vllm"
-    return "llama" if is_gguf_path(model_path) else "vllm"
+    return "llama" if is_gguf_path(model_path) or gguf_repo(model_path, hf_file) else "vllm"
 
 
-def is_gguf_path(model_path: str) -> bool:
-    return model_path.lower().endswith(".gguf")
+MAX_DRAIN = 3600.0  # seconds; a rollout never holds requests longer than this
+
+
+def parse_drain(value: float | int | str) -> float:
+    """A drain_timeout: 0 (no drain) up to MAX_DRAIN seconds, as a duration or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be {DURATION_HINT}")
+    text = value.strip().lower() if isinstance(value, str) else value
+    try:
+        number: float | None = float(text)
+    except (TypeError, ValueError):
+        number = None
+    if number is not None and number < 0:
+        raise ValueError("must be 0 or more (0 = stop without waiting for requests)")
+    if number is not None and math.isfinite(number):
+        seconds = number
+    elif number is not None and math.isnan(number):
+        raise ValueError(f"must be {DURATION_HINT}")
+    elif number is not None:
+        raise ValueError("must be finite; use at most 1h: requests wait this long for a rollout or a stop")
+    else:
+        seconds = 0.0 if text in ("0s", "0m", "0h") else parse_duration(value)
+    if seconds > MAX_DRAIN:
+        raise ValueError(f"{seconds:g}s is more than {MAX_DRAIN:g}s; use at most 1h: requests wait this long for a "
+                         "rollout or a stop")
+    return seconds
+
+
+class RolloutSpec(BaseModel):
+    """`spec.rollout`: how a change of the running spec is rolled out, and how long a stop waits for the
+    requests in flight through the router (README "Rollouts")."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    strategy: Literal["auto", "surge", "recreate"] = Field(
+        "auto", description="recreate = stop the old process (after draining it), then start the new one; "
+        "surge and auto: see README Rollouts (surge is not implemented yet: it rolls out like recreate)")
+    drain_timeout: float | str = Field(
+        60.0, description="How long a stop (rollout, idle stop, eviction, down, removal) waits for the requests "
+        "in flight through the router to finish; new requests wait meanwhile. 0 = do not wait; at most 1h")
+
+    @field_validator("drain_timeout")
+    @classmethod
+    def _drain(cls, value: float | str) -> float:
+        return parse_drain(value)
 
 
 class RayCluster(BaseModel):
     """`spec.ray`: the hosts of a model's Ray cluster (distributed: ray; docs/ray.md). A host is matched
     against each daemon's names (its hostname, XGEN_DECLARE_HOST): that daemon runs the head or a worker."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    head: NoNewline = Field(description="Host that runs the Ray head and `vllm serve`")
-    workers: list[NoNewline] = Field(min_length=1, description="Hosts that join as Ray workers, one per other node")
-    head_address: NoNewline | None = Field(None, description="Address the workers and vLLM connect to "
+    head: ArgvHost = Field(description="Host that runs the Ray head and `vllm serve`")
+    workers: list[ArgvHost] = Field(min_length=1, description="Hosts that join as Ray workers, one per other node")
+    head_address: ArgvHost | None = Field(None, description="Address the workers and vLLM connect to "
                                            "(default: head)")
     port: int = Field(6379, ge=1, le=65535, description="The head's Ray GCS port")
     node_manager_port: int = Field(6380, ge=1, le=65535, description="A worker's raylet port (its readiness "
@@ -150,15 +214,20 @@ class RayCluster(BaseModel):
 class ModelLoadRequest(BaseModel):
     """The `spec` of a Model manifest."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
 
-    model_path: NoNewline = Field(description="A .gguf file, a local HuggingFace directory, or a HuggingFace id "
-                                  "org/model. Relative .gguf paths and paths starting with ./ or ../ are relative "
-                                  "to the manifest file's directory")
+    model_path: ArgvPath = Field(description="A .gguf file, a local HuggingFace directory, a HuggingFace id "
+                                  "org/model (vLLM), or a HuggingFace repository of GGUF files (org/name-GGUF or "
+                                  "org/name:QUANT: llama-server downloads it). Relative .gguf paths and paths "
+                                  "starting with ./ or ../ are relative to the manifest file's directory")
+    hf_file: NoNewline | None = Field(None, description="With a repository of GGUF files as model_path: the file to "
+                                      "download (llama.cpp's --hf-file), e.g. model-Q4_K_M.gguf")
     backend: BackendName = Field("auto", description="Backend to run; auto picks by the host's GPUs and binaries")
-    binary: NoNewline | None = Field(None, description="Per-model override of the backend's executable")
+    binary: Annotated[NoNewline, not_a_flag("give the executable's path")] | None = Field(
+        None, description="Per-model override of the backend's executable")
     server_type: Literal["llm", "embedding"] = "llm"
-    alias: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+    alias: list[Annotated[str, Field(min_length=1, max_length=256),
+                          not_a_flag("start each alias with a letter or digit")]] = Field(
         default_factory=list, description="Extra names clients may use for this model")
     enabled: bool = Field(True, description="false = declared but kept stopped")
     activation: Literal["always", "on-demand"] = Field(
@@ -205,16 +274,19 @@ class ModelLoadRequest(BaseModel):
 
     # process
     port: int | None = Field(None, ge=1, le=65535, description="Fixed port; otherwise assigned from the port range")
-    host: NoNewline = Field("127.0.0.1", description="Address the backend binds (loopback by default)")
-    api_key_file: NoNewline | None = Field(None, description="File holding the API key; never put on argv")
+    host: ArgvHost = Field("127.0.0.1", description="Address the backend binds (loopback by default)")
+    api_key_file: ArgvPath | None = Field(None, description="File holding the API key (llama-server: "
+                                          "--api-key-file FILE; vLLM: read into VLLM_API_KEY at start)")
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(default_factory=dict)
     extra_args: list[str] = Field(default_factory=list, description="Each item is exactly one argv element")
     ready_timeout: float = Field(600, gt=0, description="Seconds to wait for the backend to become ready")
     stop_grace: float = Field(10, ge=0, description="Seconds between SIGTERM and SIGKILL")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="strategy (auto|surge|recreate) and "
+                                 "drain_timeout (60s) of a change to the running model")
     rpc_workers: list[RpcWorker] = Field(
         default_factory=list, description="llama.cpp RPC workers (llama-server backends): llama-server gets --rpc "
         "with all of them; the local ones are started first and supervised with it as one group (docs/rpc.md)")
-    rpc_server_host: NoNewline | None = Field(
+    rpc_server_host: ArgvHost | None = Field(
         None, description="With workers on other hosts: the host whose daemon runs llama-server (and its local "
         "workers); the daemons of the other hosts run only their own workers of this model")
 
@@ -222,6 +294,13 @@ class ModelLoadRequest(BaseModel):
     @classmethod
     def _single_line(cls, value: str | None) -> str | None:
         return None if value is None else _reject_control(value, "value")
+
+    @field_validator("hf_file")
+    @classmethod
+    def _hf_file(cls, value: str | None) -> str | None:
+        if value is not None and not HF_FILE_RE.match(value):
+            raise ValueError("must be a .gguf file inside the repository (no leading '/' or '-', no '..')")
+        return value
 
     @field_validator("alias", "extra_args")
     @classmethod
@@ -292,13 +371,8 @@ class ModelLoadRequest(BaseModel):
             if tp_pp > n and self.distributed is None:
                 problems.append(("tensor_parallel_size", f"tensor_parallel_size x pipeline_parallel_size = {tp_pp} "
                                  f"needs {tp_pp} GPUs but gpus lists {n}; list more GPUs or lower the sizes"))
-        family = model_family(self.model_path, self.backend)
-        if family == "vllm" and is_gguf_path(self.model_path):
-            problems.append(("backend", f"{self.backend} cannot serve a GGUF file; use a llama-server backend, "
-                             "llama-cpp-python or backend: auto"))
-        if family == "llama" and not is_gguf_path(self.model_path):
-            problems.append(("model_path", f"backend {self.backend} needs a .gguf file; use a vllm backend for "
-                             "HuggingFace models"))
+        family = model_family(self.model_path, self.backend, self.hf_file)
+        problems.extend(gguf_problems(self, family))
         foreign = VLLM_ONLY if family == "llama" else LLAMA_ONLY
         for name, default in foreign.items():
             if getattr(self, name) != default:
@@ -401,7 +475,7 @@ class CrossFieldErrors(ValueError):
 
 
 class Metadata(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(description="Unique model name: lowercase letters, digits and '-', at most 63 characters")
     labels: dict[str, str] = Field(default_factory=dict)
@@ -419,7 +493,7 @@ class Metadata(BaseModel):
 class Manifest(BaseModel):
     """One YAML document: apiVersion xgen/v1, kind Model."""
 
-    model_config = ConfigDict(extra="forbid", title="xgen-declare Model manifest")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="xgen-declare Model manifest")
 
     apiVersion: Literal["xgen/v1"]
     kind: Literal["Model"]

@@ -4,13 +4,25 @@ It is a state machine driven by `tick()` (no blocking waits), used by the daemon
 one-shot mode, by `apply`/`down`/`restart` when no daemon runs. Every state change goes through
 `states.transition` and is written to the model's record at once.
 
+Memory is the truth, the record its copy: a record that cannot be written (state dir read-only or
+full) never stops supervision. The action is taken first (a stop is signalled, a crash retried), the
+failure is kept in `store.write_failures` (path + errno, for the log, `status` and /metrics) and the
+record is written again every FLUSH_PERIOD until it succeeds.
+
   spawn   argv as a list (never a shell), its own session/process group (start_new_session=True),
           stdout+stderr appended to STATE_DIR/logs/NAME.log, XGEN_DECLARE_OWNER in the environment,
           secrets read from their files into the environment at this moment only;
+  drain   before a stop (rollout, idle stop, eviction, `down`, removal, --stop-on-exit): the router
+          sends the model nothing new (`draining()`; new requests wait in its queue) and the stop
+          waits until `in_flight(NAME)` (requests forwarded by the router) is 0, at most the model's
+          rollout.drain_timeout; a crash or failed probe is not drained;
   stop    SIGTERM to the group (+ tagged escapees), wait stop_grace, SIGKILL the group and the
           escapees, reap; the next process of a restart starts only once the old one is gone;
   crash   the group and escapees are killed, the model waits in CrashLoopBackOff (doubling delay);
   adopt   a record whose pid still has the recorded start ticks + boot id is taken over as is.
+
+Each spawn records its provenance (manifest file, sha256, git commit, dirty; provenance.py); a spawn
+of a new spec hash opens a rollout history entry, closed when it is Ready or fails (history.py).
 """
 
 from __future__ import annotations
@@ -23,14 +35,17 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from . import procs, rpc
+from . import history, procs, rpc
+from .provenance import Provenance, of_file
+from .supervisor_rollouts import RolloutMixin
 from .backoff import Backoff
 from .config import Reconciler
 from .logfiles import open_log, rotate_if_needed, tail
-from .plan import BLOCKED, KEEP, RESTART, START, STOP, Plan, Seen, Want
+from .plan import BLOCKED, KEEP, RESTART, START, STOP, UPDATE, Action, Plan, Seen, Want
 from .probes import Prober, probe_url
 from .render import Rendered
 from .placement.buffers import read_buffers
+from .errors import StateWriteError
 from .state_store import OWNER_ENV, Record, StateStore
 from .states import RUNNING_STATES, State, transition
 
@@ -38,6 +53,7 @@ log = logging.getLogger("xgen_declare.supervisor")
 
 READY_POLL = 0.05  # readiness probes of a starting model (bench/cold_start.py: 0.2 s cost ~100 ms a cold start)
 ESCAPEE_POLL = 0.3
+FLUSH_PERIOD = 1.0  # retry of records that could not be written
 
 
 class SecretFileError(Exception):
@@ -63,6 +79,11 @@ class Proc:
     next_start_at: float | None = None    # CrashLoopBackOff retry time
     queued: bool = False                  # start waits for a stopping model's port/GPUs
     count_next: bool = False              # the queued start is a restart
+    drain_deadline: float | None = None   # draining before a stop: the router sends nothing new
+    drain_reason: str = ""
+    drain_after: str = "stopped"          # what the stop after the drain leads to (as after_stop)
+    last_good: tuple[Rendered, Want | None] | None = None  # the spec (and want) that last became Ready
+    rolling_back: bool = False            # the start under way is the last good spec after a failed rollout
 
     @property
     def state(self) -> State:
@@ -81,10 +102,11 @@ def child_env(spec: Rendered, marker: str) -> dict[str, str]:
     return env
 
 
-class Supervisor:
+class Supervisor(RolloutMixin):
     def __init__(self, store: StateStore, settings: Reconciler | None = None, *,
                  clock: Callable[[], float] = time.monotonic, popen: Callable = subprocess.Popen,
-                 prober: Prober | None = None, one_shot: bool = False, proc_root: str = procs.PROC):
+                 prober: Prober | None = None, one_shot: bool = False, proc_root: str = procs.PROC,
+                 provenance: Callable[[str | None], Provenance] = of_file):
         self.store = store
         self.settings = settings or Reconciler()
         self.clock = clock
@@ -92,10 +114,19 @@ class Supervisor:
         self.prober = prober or Prober(self.settings.probe_timeout)
         self.one_shot = one_shot
         self.proc_root = proc_root
+        self.provenance = provenance
+        self._history_unsaved: dict[str, list[dict]] = {}  # closed rollout entries not yet written
         self.owner = store.owner_id()
         self.procs: dict[str, Proc] = {}
         self._next_rotation = 0.0
+        self.unsaved: set[str] = set()     # records whose last write failed (memory is ahead of disk)
+        self._undeleted: set[str] = set()  # forgotten models whose record could not be removed
+        self._next_flush = 0.0
         self.workers = rpc.Workers(self.owner, self.store.log_path, popen)  # llama.cpp RPC groups
+        # requests the router has forwarded to NAME and not finished (the router sets it; none without one)
+        self.in_flight: Callable[[str], int] = lambda name: 0
+        # rollout events (rollout_started/succeeded/failed, rolled_back): fn(type, **data); the API sets it
+        self.on_event: Callable[..., None] = lambda type_, **data: None
 
     # ---- records and adoption ------------------------------------------------------------------
     def _new_proc(self, rec: Record) -> Proc:
@@ -106,7 +137,42 @@ class Supervisor:
         r = p.rec
         detail = {"restarts": r.restarts, "pid": r.pid, "port": r.port, "last_error": r.last_error}
         p.rec.state = transition(r.name, p.state, new, reason, detail).value
-        self.store.save(p.rec)
+        self.save(p.rec)
+
+    def save(self, rec: Record) -> bool:
+        """Write the record; a failure is remembered (store.write_failures) and retried, never raised."""
+        try:
+            self.store.save(rec)
+        except StateWriteError as exc:
+            self.unsaved.add(rec.name)
+            log.debug("%s: %s", rec.name, exc)
+            return False
+        self.unsaved.discard(rec.name)
+        return True
+
+    def _forget(self, name: str) -> None:
+        self.unsaved.discard(name)
+        try:
+            self.store.delete(name)
+            self._undeleted.discard(name)
+        except StateWriteError:
+            self._undeleted.add(name)
+
+    def flush(self) -> None:
+        """Write again what could not be written (the state dir may be writable again)."""
+        for name in sorted(self._history_unsaved):
+            self._write_history(name)
+        for name in sorted(self.unsaved):
+            p = self.procs.get(name)
+            if p is None:
+                self.unsaved.discard(name)
+            else:
+                self.save(p.rec)  # each on its own: one failing record never holds back the others
+        for name in sorted(self._undeleted):
+            if name in self.procs:
+                self._undeleted.discard(name)  # declared again: its record is written instead
+            else:
+                self._forget(name)
 
     def load(self) -> None:
         """Adopt every recorded process that is still the same process; zero restarts."""
@@ -127,15 +193,21 @@ class Supervisor:
                     self._set(p, State.STARTING, "adopted before it was ready")
                     p.ready_deadline = now + rec.ready_timeout
             else:
+                if st in RUNNING_STATES:
+                    # a process of this model that the record does not name (started while the state
+                    # dir could not be written) is an orphan holding the port: never two live
+                    procs.sweep(self._prefix(p), signal.SIGKILL)
                 if rec.pid is not None:
                     rec.pid = None
                     if st in RUNNING_STATES and st != State.STOPPING:
                         rec.last_error = "process exited while no daemon was watching"
+                self._rollout_end(p, history.FAILED if st == State.STARTING else history.INTERRUPTED,
+                                  "process gone while no daemon was watching")
                 if st == State.STOPPING:
                     self._set(p, State.STOPPED, "process gone")
                 elif st == State.CRASH_LOOP_BACK_OFF:
                     p.next_start_at = now
-                self.store.save(rec)
+                self.save(rec)
 
     def running(self, p: Proc) -> bool:
         if p.popen is not None:
@@ -151,40 +223,60 @@ class Supervisor:
                              argv=tuple(r.argv), port=r.port, backend=r.backend, host=r.host,
                              gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
                              binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
-                             last_error=r.last_error, buffers=r.buffers_mib)
+                             last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
+                             failed_hash=r.failed_spec_hash)
         return out
 
     # ---- executing a plan ----------------------------------------------------------------------
     def execute(self, plan: Plan, specs: dict[str, Rendered], wants: dict[str, Want]) -> None:
         for a in plan.actions:
-            p = self.procs.get(a.name)
-            if p is None:
-                if a.kind == STOP:
-                    continue
-                p = self.procs[a.name] = self._new_proc(Record(name=a.name))
-            if a.name in specs:
-                p.spec, p.want = specs[a.name], wants.get(a.name)
-                p.rec.file = specs[a.name].file
-            if a.release_hold:
-                p.rec.held, p.rec.held_hash = False, None
-            p.rec.manifest_error = a.manifest_error
+            try:
+                self._execute_one(a, specs, wants)
+            except Exception:  # one model's trouble never stops the rest of the plan
+                log.exception("%s: cannot %s", a.name, a.kind)
+
+    def _execute_one(self, a: Action, specs: dict[str, Rendered], wants: dict[str, Want]) -> None:
+        p = self.procs.get(a.name)
+        if p is None:
             if a.kind == STOP:
-                self.stop(a.name, a.reason, forget=a.forget, idle=a.idle)
-            elif a.kind == RESTART:
-                self.restart(a.name, a.reason)
-            elif a.kind == START:
-                if not (p.queued or self.running(p)):
-                    self._start(p, a.reason, count=a.reason.startswith("process gone"))
-            elif a.kind == BLOCKED:
-                self._blocked(p, a.reason)
-            elif a.kind == KEEP and a.idle:
-                self._idle(p, a.reason)
-            elif a.kind == KEEP:
-                self._keep(p, a.reason)
-            if a.name in self.procs:
-                self.store.save(p.rec)
+                return
+            p = self.procs[a.name] = self._new_proc(Record(name=a.name))
+            self._undeleted.discard(a.name)
+        if a.name in specs:
+            w = wants.get(a.name)
+            failed = p.rec.failed_spec_hash
+            if failed and w is not None and w.spec_hash != failed:
+                p.rec.failed_spec_hash = p.rec.rollout_error = None  # the manifest moved on from the failed spec
+            if not (failed and w is not None and w.spec_hash == failed):  # rolled back: keep the good spec
+                p.spec, p.want = specs[a.name], w
+                p.rec.file = specs[a.name].file
+        if a.release_hold:
+            p.rec.held, p.rec.held_hash = False, None
+        p.rec.manifest_error = a.manifest_error
+        if p.drain_deadline is not None and a.kind in (KEEP, UPDATE) and not a.idle:
+            log.info("%s: wanted running again: drain cancelled (%s)", a.name, a.reason)
+            p.drain_deadline = None
+        if a.kind == STOP:
+            self.stop(a.name, a.reason, forget=a.forget, idle=a.idle)
+        elif a.kind == RESTART:
+            self.restart(a.name, a.reason)
+        elif a.kind == START:
+            if not (p.queued or self.running(p)):
+                self._start(p, a.reason, count=a.reason.startswith("process gone"))
+        elif a.kind == BLOCKED:
+            self._blocked(p, a.reason)
+        elif a.kind == UPDATE:
+            self._update_in_place(p, a)
+        elif a.kind == KEEP and a.idle:
+            self._idle(p, a.reason)
+        elif a.kind == KEEP:
+            self._keep(p, a.reason)
+        if a.name in self.procs:
+            self.save(p.rec)
 
     def _keep(self, p: Proc, reason: str) -> None:
+        if p.want is not None and p.rec.settings is None and self.running(p):
+            p.rec.settings = dict(p.want.settings)  # a record from before settings were recorded
         if self.running(p) or p.state in (State.STOPPING, State.CRASH_LOOP_BACK_OFF) or p.queued:
             return
         if p.rec.manifest_error:
@@ -207,9 +299,9 @@ class Supervisor:
 
     def restart(self, name: str, reason: str) -> None:
         p = self.procs[name]
-        p.next_start_at = None
+        p.next_start_at, p.rolling_back = None, False
         if self.running(p) or p.state == State.STOPPING:
-            self._begin_stop(p, reason, "start")
+            self._drain_then_stop(p, reason, "start")
         elif not p.queued:
             self._start(p, reason)
 
@@ -223,7 +315,7 @@ class Supervisor:
             p.rec.held, p.rec.held_hash = True, p.rec.spec_hash if p.spec is None else p.spec.spec_hash()
         after = "forget" if forget else "idle" if idle and not hold else "stopped"
         if self.running(p) or p.state == State.STOPPING:
-            self._begin_stop(p, reason, after)
+            self._drain_then_stop(p, reason, after)
         else:
             self._after_stop(p, after, reason)
 
@@ -235,7 +327,7 @@ class Supervisor:
     def _conflict(self, p: Proc) -> str | None:
         spec = p.spec
         for other in self.procs.values():
-            if other is p or other.state != State.STOPPING or spec is None:
+            if other is p or spec is None or (other.state != State.STOPPING and other.drain_deadline is None):
                 continue
             if other.rec.port == spec.port:
                 return f"waiting for {other.rec.name} to free port {spec.port}"
@@ -277,7 +369,14 @@ class Supervisor:
         if why:
             self._crashed(p, why)
             return
-        fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}")
+        fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}", self.store.note_write)
+        prov, new_hash = self.provenance(spec.file), spec.spec_hash()
+        self._rollout_end(p, history.INTERRUPTED, "replaced by another start")  # normally closed already
+        if rec.spec_hash != new_hash or rec.started_at is None:
+            rec.rollout = history.open_entry(rec.spec_hash, new_hash, prov)
+            if rec.spec_hash is not None and not p.rolling_back:
+                self.on_event("rollout_started", model=rec.name, from_hash=rec.spec_hash, to_hash=new_hash,
+                              commit=prov.commit)
         try:
             child = self.popen(spec.argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
                                env=env, start_new_session=True, close_fds=True)
@@ -285,6 +384,7 @@ class Supervisor:
             os.close(fd)
             rec.last_error = f"cannot execute {spec.argv[0]}: {exc.strerror or exc}"
             rec.pid = None
+            self._rollout_end(p, history.FAILED, rec.last_error)
             self._set(p, State.FAILED if self.one_shot else State.BLOCKED, rec.last_error)
             return
         os.close(fd)
@@ -298,10 +398,11 @@ class Supervisor:
         rec.boot_id = ident.boot_id if ident else procs.boot_id(self.proc_root)
         rec.spec_hash, rec.argv, rec.port, rec.host = spec.spec_hash(), list(spec.argv), spec.port, spec.host
         rec.binary_id = w.binary_id if w else None
+        rec.settings = dict(w.settings) if w else None
         rec.env_digest = dict(w.env_digest) if w else {}
         rec.endpoint, rec.readiness_path, rec.gpus = spec.endpoint, spec.readiness_path, spec.gpus
         rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
-        rec.started_at, rec.ready_at = time.time(), None
+        rec.started_at, rec.ready_at, rec.provenance = time.time(), None, prov.to_json()
         p.popen, p.killed, p.probe_failures, p.last_probe = child, False, 0, ""
         p.ready_deadline, p.next_probe_at, p.next_start_at = now + spec.ready_timeout, now, None
         self._set(p, State.STARTING, f"pid {child.pid}: {reason}")
@@ -309,17 +410,25 @@ class Supervisor:
     # ---- stop ----------------------------------------------------------------------------------
     def _begin_stop(self, p: Proc, reason: str, after: str) -> None:
         if p.state == State.STOPPING:
+            p.drain_deadline = None
             if p.after_stop != "forget" or after == "forget":
                 p.after_stop = after
             return
+        # the router sends nothing new from here (the drain flag) until the state says Stopping: the
+        # process is signalled before its state is recorded
+        if p.drain_deadline is None:
+            p.drain_deadline = self.clock()
         p.after_stop = after
+        if after != "crash":  # a crash closes it as failed (_crashed)
+            self._rollout_end(p, history.INTERRUPTED, f"stopped before it was Ready: {reason}")
         p.stop_deadline = self.clock() + p.rec.stop_grace
         p.killed = False
         self.prober.forget(p.rec.name)
-        self._set(p, State.STOPPING, reason)
-        if p.rec.pid and self.running(p):
+        if p.rec.pid and self.running(p):  # signal first, then record it
             procs.signal_group(p.rec.pid, signal.SIGTERM)
         procs.sweep(self._prefix(p), signal.SIGTERM)
+        self._set(p, State.STOPPING, reason)
+        p.drain_deadline = None
 
     def _prefix(self, p: Proc) -> str:
         return f"{self.owner}/{p.rec.name}/"
@@ -350,8 +459,8 @@ class Supervisor:
         name = p.rec.name
         if after == "forget":
             log.info("%s: %s -> (forgotten)", name, p.state.value)
-            self.store.delete(name)
             del self.procs[name]
+            self._forget(name)
         elif after == "start":
             self._start(p, "restart", count=True)
         elif after == "crash":
@@ -364,13 +473,18 @@ class Supervisor:
     # ---- crash, readiness, liveness ------------------------------------------------------------
     def _crashed(self, p: Proc, msg: str) -> None:
         p.rec.pid, p.popen = None, None
+        entry = p.rec.rollout
+        self._rollout_end(p, history.FAILED, msg)
+        if entry is not None and self._roll_back(p, entry, msg):
+            return
         self.workers.stop(p.rec.name)
-        p.backoff.unhealthy()
         if self.one_shot:
             p.rec.last_error = msg
             self._set(p, State.FAILED, msg.splitlines()[0])
             return
-        delay = p.backoff.next_delay()
+        # the run that just ended counts towards the reset (so no unhealthy() here); the sequence
+        # belongs to the spec that failed: a new spec starts again at backoff_base
+        delay = p.backoff.next_delay(p.spec.spec_hash() if p.spec is not None else p.rec.spec_hash)
         p.next_start_at = self.clock() + delay
         p.rec.last_error = f"{msg} (restarting in {delay:g}s)"
         self._set(p, State.CRASH_LOOP_BACK_OFF, f"{msg.splitlines()[0]}; retry in {delay:g}s")
@@ -403,6 +517,7 @@ class Supervisor:
                     rec.buffers_mib = read_buffers(self.store.log_path(name), rec.gpus)  # placement ledger
                     p.backoff.healthy()
                     p.next_probe_at = now + self.settings.liveness_period
+                    self._ready_spec(p)
                     self._set(p, State.READY, res.detail)
                     return
                 p.last_probe = res.detail
@@ -434,6 +549,9 @@ class Supervisor:
     # ---- the loop body -------------------------------------------------------------------------
     def tick(self) -> None:
         now = self.clock()
+        if (self.unsaved or self._undeleted or self._history_unsaved) and now >= self._next_flush:
+            self._next_flush = now + FLUSH_PERIOD
+            self.flush()
         for p in list(self.procs.values()):
             try:
                 self._tick_one(p, now)
@@ -449,8 +567,14 @@ class Supervisor:
         if st == State.STOPPING:
             self._tick_stopping(p, now)
         elif st in (State.STARTING, State.READY, State.UNHEALTHY):
-            if not self.running(p):
+            if not self.running(p) and p.drain_deadline is not None:  # it went away while draining
+                procs.sweep(self._prefix(p), signal.SIGKILL)
+                self._after_stop(p, p.drain_after, f"exited while draining: {p.drain_reason}")
+                p.drain_deadline = None  # only now: the router must not pick the dead process meanwhile
+            elif not self.running(p):
                 self._exited(p)
+            elif p.drain_deadline is not None:
+                self._tick_drain(p, now)
             elif p.spec is not None and p.spec.workers and (why := self.workers.dead(p.rec.name, p.spec.workers)):
                 self._fail_running(p, why)  # llama-server cannot go on without it: restart the group
             elif not (self.one_shot and st != State.STARTING):
@@ -464,7 +588,7 @@ class Supervisor:
     def busy(self, wait_ready: bool = False) -> bool:
         """Something still in flight: stops (and queued starts); with wait_ready also starts."""
         for p in self.procs.values():
-            if p.state == State.STOPPING or p.queued:
+            if p.state == State.STOPPING or p.queued or p.drain_deadline is not None:
                 return True
             if wait_ready and p.state == State.STARTING:
                 return True

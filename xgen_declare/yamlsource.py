@@ -209,3 +209,49 @@ def load_documents(path: Path, display: str | None = None) -> tuple[list[Documen
     if problem:
         return [], [problem]
     return parse_documents(text, display)
+
+
+def dump_exact(data: Any, display: str) -> tuple[str | None, list[Problem]]:
+    """YAML text that `parse_documents` reads back as exactly `data` (same strings, same types), or the
+    problem naming the first value that does not survive. PyYAML writes some characters raw that a YAML
+    reader then folds (U+0085 NEL in a quoted scalar comes back as a space): readable UTF-8 is tried
+    first, then every non-ASCII character escaped."""
+    where: tuple = ()
+    for allow_unicode in (True, False):
+        try:
+            text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=allow_unicode)
+            text.encode("utf-8")  # what the file will hold (a lone surrogate cannot be written)
+        except (yaml.YAMLError, UnicodeEncodeError, RecursionError):
+            continue
+        docs, problems = parse_documents(text, display)
+        back = docs[0].data if len(docs) == 1 and not problems else None
+        found = first_difference(data, back)
+        if found is None:
+            return text, []
+        where = found
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" if i else str(p) for i, p in enumerate(where))
+    return None, [Problem(display, None, field, "this value cannot be written to YAML and read back unchanged",
+                          "remove control characters and unpaired surrogates from it")]
+
+
+def first_difference(a: Any, b: Any, path: Path_ = ()) -> Path_ | None:
+    """The path of the first place where `a` and `b` differ in value or type (True is not 1); None if equal."""
+    if type(a) is not type(b):
+        return path
+    if isinstance(a, dict):
+        if list(a) != list(b):
+            return path
+        for key in a:
+            found = first_difference(a[key], b[key], path + (key,))
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, list):
+        if len(a) != len(b):
+            return path
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = first_difference(x, y, path + (i,))
+            if found is not None:
+                return found
+        return None
+    return None if a == b else path

@@ -83,7 +83,7 @@ def test_load_follow_events_unload(host):
 def test_token_and_public_bind(host):
     port = free_port()
     refused = host.cli("run", str(host.manifests), "--api", "--api-host", "0.0.0.0", "--api-port", str(port))
-    assert refused.returncode == 2 and "without a token" in refused.stderr
+    assert refused.returncode == 7 and "without a token" in refused.stderr
     host.env["XGEN_API_TOKEN"] = "t0ken"
     host.start_daemon("--api", "--api-host", "0.0.0.0", "--api-port", str(port))
     base = f"http://127.0.0.1:{port}"
@@ -103,5 +103,38 @@ def test_busy_api_port_is_an_error(host):
         s.bind(("127.0.0.1", 0))
         s.listen()
         r = host.cli("run", str(host.manifests), "--api", "--api-port", str(s.getsockname()[1]), timeout=30)
-    assert r.returncode == 2 and "the API cannot listen on 127.0.0.1:" in r.stderr
+    assert r.returncode == 7 and "the API cannot listen on 127.0.0.1:" in r.stderr
     assert "daemon stopped" in r.stderr  # the lock is released, nothing keeps running
+
+
+def test_concurrent_loads_of_one_name_each_answer_their_own_request(host):
+    """Twenty loads of one name with different specs: the last write is applied (success, Ready with its
+    spec); every other answer says it was superseded, at once, instead of 202 "pending" + "Ready" after `wait`."""
+    port = free_port()
+    host.start_daemon("--api", "--api-port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    wait_up(host, base)
+    answers: dict[int, httpx.Response] = {}
+
+    def load(i: int) -> None:
+        answers[i] = httpx.post(base + P + "/load", params={"wait": 30}, timeout=60,
+                                json={**SEED, "name": "m", "alias": [f"v{i}"]})
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    elapsed = time.monotonic() - t0
+    final = (host.manifests / "api" / "m.yaml").read_text()
+    last = next(i for i in range(20) if f"- v{i}\n" in final)
+    kinds = {i: (r.status_code, r.json()["status"]) for i, r in answers.items()}
+    assert kinds[last] == (200, "success") and answers[last].json()["state"] == "Ready", answers[last].text
+    assert set(kinds.values()) <= {(200, "success"), (409, "superseded")}, kinds
+    assert elapsed < 25, (elapsed, kinds)
+    argv = httpx.get(base + P + "/models/m").json()["argv"]
+    assert argv[argv.index("--alias") + 1] == f"m,v{last}"
+    for i, r in answers.items():  # a success was true when it was answered: its spec had become Ready
+        if i != last and kinds[i][0] == 200:
+            assert r.json()["state"] == "Ready"

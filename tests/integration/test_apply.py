@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
+
+import psutil
 
 from .conftest import NAME_RULE, alive, bad_name_manifests
+
+RX6800 = Path(__file__).resolve().parents[1] / "fixtures" / "sysfs" / "rx6800"
 
 
 def test_each_protocol_ready_and_wrong_path_never_ready(host):
@@ -15,7 +20,7 @@ def test_each_protocol_ready_and_wrong_path_never_ready(host):
     # a llama-server manifest whose server speaks llama-cpp-python: /health stays 404
     host.write("wrong", ready_timeout=1.5, env={"FAKE_PROTOCOL": "llama-cpp-python"})
     r = host.cli("apply", str(host.manifests), "-o", "json")
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 3, r.stderr  # goal not reached: "wrong" Failed
     st = host.status()
     assert {n: st[n]["state"] for n in st} == {"ls": "Ready", "vl": "Ready", "py": "Ready", "wrong": "Failed"}
     assert st["wrong"]["last_error"].startswith(
@@ -56,11 +61,40 @@ def test_missing_binary_is_blocked(host):
     host.write("v", backend="vllm-cpu")
     host.write("ok")
     r = host.cli("apply", str(host.manifests))
-    assert r.returncode == 1
+    assert r.returncode == 3
     st = host.status()
     assert st["ok"]["state"] == "Ready"
     assert st["v"]["state"] == "Blocked"
     assert st["v"]["last_error"].startswith(f"binary '{host.root}/no-such-vllm' not found")
+    host.cli("down")
+
+
+def test_gpu_the_host_lacks_is_blocked_by_apply_and_the_daemon(host):
+    """One AMD GPU (rx6800 sysfs): gpus [7] was Ready with GGML_VK_VISIBLE_DEVICES=7; now Blocked with the
+    reason plan shows, by apply and by the daemon, until the manifest asks for a GPU the host has."""
+    host.env["XGEN_SYSFS_ROOT"] = str(RX6800)
+    host.config(binaries={"llama-server-vulkan": str(host.fake)})
+    path = host.write("g", backend="llama-server-vulkan", gpus=[7])
+    host.write("ok")
+    reason = (f"{path}:8: spec.gpus[0]: GPU 7 does not exist on this host (GPUs: 0) "
+              "(see `xgen-declare gpus`)")
+    assert host.cli("plan", str(host.manifests)).stdout.splitlines()[:2] == ["start    ok: new model", f"blocked  g: {reason}"]
+    r = host.cli("apply", str(host.manifests))
+    assert r.returncode == 3, r.stderr  # goal not reached (README: Exit codes)
+    st = host.status()
+    assert (st["ok"]["state"], st["g"]["state"], st["g"]["last_error"]) == ("Ready", "Blocked", reason)
+    assert st["g"]["pid"] is None
+    render = host.cli("render", str(host.manifests))
+    assert render.returncode == 1 and render.stderr.splitlines() == [reason]
+
+    host.start_daemon()
+    host.write("g", backend="llama-server-vulkan", gpus=[0, 7])  # an edit: still Blocked, a new reason
+    reason = reason.replace("gpus[0]", "gpus[1]")
+    host.wait(lambda s: s["g"]["state"] == "Blocked" and s["g"]["last_error"] == reason, 15, "g Blocked anew")
+    host.write("g", backend="llama-server-vulkan", gpus=[0])
+    st = host.wait_ready("g", "ok")
+    assert host.status()["ok"]["restarts"] == 0
+    assert psutil.Process(st["g"]["pid"]).environ()["GGML_VK_VISIBLE_DEVICES"] == "0"
     host.cli("down")
 
 
@@ -72,7 +106,7 @@ def test_foreign_listener_next_port_or_blocked(host):
         host.write("auto")                                   # would get host.base: takes the next one
         host.write("fixed", port=host.base)                  # explicit: Blocked, foreign never signalled
         r = host.cli("apply", str(host.manifests))
-        assert r.returncode == 1
+        assert r.returncode == 3
         st = host.status()
         assert (st["auto"]["state"], st["auto"]["port"]) == ("Ready", host.base + 1)
         assert st["fixed"]["state"] == "Blocked"

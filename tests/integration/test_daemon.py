@@ -90,14 +90,16 @@ def test_daemon_sigkill_then_adoption_with_zero_restarts(host):
     d = host.start_daemon()
     st = host.wait_ready("a", "b")
     before = {n: (st[n]["pid"], st[n]["restarts"]) for n in st}
-    # a second daemon on the same state dir is refused
+    # a second daemon on the same state dir is refused: busy (4), not a usage error
     second = host.cli("run", str(host.manifests), timeout=20)
-    assert second.returncode == 2 and "one daemon per state dir" in second.stderr
+    assert second.returncode == 4 and "one daemon per state dir" in second.stderr
     os.killpg(d.pid, signal.SIGKILL)
     d.wait(5)
     assert all(alive(pid) for pid, _ in before.values())
     host.start_daemon()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 20  # the records say Ready already: wait for the new daemon itself
+    while "b: adopted pid" not in host.daemon_log() and time.monotonic() < deadline:
+        time.sleep(0.1)
     st = host.wait_ready("a", "b")
     assert {n: (st[n]["pid"], st[n]["restarts"]) for n in st} == before
     assert "a: adopted pid" in host.daemon_log()

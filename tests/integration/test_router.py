@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import httpx
 import pytest
 
-from .conftest import manifest
+from .conftest import FAST, manifest
+
+FAST_RESYNC = FAST["resync_interval"]
 
 
 def free_port() -> int:
@@ -144,3 +147,75 @@ def test_host_header_still_checked(host, path):
     base = start_router(host)
     r = httpx.post(base + path, json={"model": "x"}, headers={"Host": "evil.example"}, timeout=10)
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
+
+
+def test_an_invalid_edit_keeps_routing_to_the_last_good_process(host):
+    """A typo in a running model's manifest: the reconciler keeps the last good process, and so does the
+    router (name and alias), through the invalid edit and its repair: zero failed requests."""
+    good = manifest("a", alias=["gpt-a"], env={"FAKE_MODE": "chunks=3,chunk_delay=0.02"})
+    host.write("a", good)
+    base = start_router(host)
+    pid = host.wait_ready("a")["a"]["pid"]
+    failures: list[str] = []
+    done: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        i = 0
+        while not stop.is_set():
+            model = ("a", "gpt-a")[i % 2]
+            i += 1
+            try:
+                with httpx.stream("POST", base + "/v1/chat/completions", timeout=10,
+                                  json={"model": model, "stream": True, "messages": []}) as r:
+                    lines = list(r.iter_lines())
+                if r.status_code != 200 or "data: [DONE]" not in lines:
+                    failures.append(f"{model}: {r.status_code} {lines[-3:]}")
+                else:
+                    done.append(model)
+            except httpx.HTTPError as exc:
+                failures.append(f"{model}: {exc!r}")
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(done) < 5:
+            assert time.monotonic() < deadline and not failures, failures
+            time.sleep(0.05)
+        host.write("a", good.replace("  ready_timeout:", "  ctx_sise: 4096\n  ready_timeout:"))
+        host.wait(lambda s: "ctx_sise" in (s["a"]["manifest_error"] or ""), 10, "the invalid edit noticed")
+        before = len(done)
+        time.sleep(2 * FAST_RESYNC + 1)  # several passes (and full resyncs) with the invalid manifest
+        assert len(done) - before >= 5, "the client did not get through while the manifest was invalid"
+        models = httpx.get(base + "/v1/models", timeout=10).json()["data"]
+        assert [(m["id"], m["aliases"]) for m in models] == [("a", ["gpt-a"])]
+        assert "ctx_sise" in models[0]["manifest_error"] and str(host.manifests) not in models[0]["manifest_error"]
+        host.write("a", good)
+        host.wait(lambda s: not s["a"]["manifest_error"], 10, "the repair noticed")
+        before = len(done)
+        time.sleep(1)
+        assert len(done) - before >= 3
+    finally:
+        stop.set()
+        thread.join(15)
+    assert failures == []
+    assert host.status()["a"]["pid"] == pid and host.status()["a"]["state"] == "Ready"
+    assert "gpt-a" in done and "a" in done
+
+
+def test_a_vllm_model_answers_to_its_model_id_through_the_router(host):
+    """`model: org/v` (what vLLM itself answers to without --served-model-name) reaches the model through
+    the router and is accepted by the backend (the fake vLLM answers 404 to names it was not given)."""
+    host.write("v", manifest("v", backend="vllm-cpu", alias=["vee"]))
+    base = start_router(host)
+    st = host.wait_ready("v")
+    for model in ("v", "vee", "org/v"):
+        r = chat(base, model)
+        assert r.status_code == 200, (model, r.text)
+        assert r.json()["model"] == "v"  # vLLM reports the first served name
+    direct = f"http://127.0.0.1:{st['v']['port']}/v1/chat/completions"
+    r = httpx.post(direct, json={"model": "org/other", "messages": []}, timeout=10)
+    assert r.status_code == 404 and r.json()["error"]["message"] == "The model `org/other` does not exist."
+    r = chat(base, "org/other")
+    assert r.status_code == 404 and r.json()["error"]["known"] == ["v", "org/v", "vee"]

@@ -35,7 +35,11 @@ def flags(argv: list[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     i = 1
     while i < len(argv):
-        if argv[i].startswith("-"):
+        if argv[i] == "--served-model-name":  # vLLM's nargs="+": every name up to the next flag
+            j = next((k for k in range(i + 1, len(argv)) if argv[k].startswith("--")), len(argv))
+            out[argv[i]] = " ".join(argv[i + 1:j])
+            i = j
+        elif argv[i].startswith("-"):
             nxt = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else None
             out[argv[i]] = nxt
             i += 2 if nxt is not None else 1
@@ -60,6 +64,7 @@ SEED = {
     "llama-70b-offload": ("llama-server-vulkan", {"--model": "/app/models/llama-70b.Q4_K_M.gguf",
                                                   "--n-gpu-layers": "20", "--main-gpu": "0"}),
     "llama-3-3-70b": ("vllm", {"_positional": "serve meta-llama/Llama-3.3-70B-Instruct",
+                               "--served-model-name": "llama-3-3-70b meta-llama/Llama-3.3-70B-Instruct",
                                "--tensor-parallel-size": "4", "--gpu-memory-utilization": "0.9",
                                "--max-model-len": "32768", "--trust-remote-code": None}),
 }
@@ -159,6 +164,23 @@ def test_vllm_embedding_and_api_key_is_env_not_argv(write):
     assert "VLLM_API_KEY='***'" in r.shell() or "VLLM_API_KEY=***" in r.shell()
 
 
+def test_vllm_serves_the_name_aliases_and_the_model_id(write):
+    """vLLM answers only to --served-model-name once given; the model id (what it answers to by default)
+    stays one of them, after the name it reports first. Local directories: as on argv."""
+    write("a.yaml", model_yaml("v", model_path="meta-llama/Llama-3.3-70B-Instruct", backend="vllm-cuda",
+                               alias=["llama", "v"]))
+    write("sub/b.yaml", model_yaml("d", model_path="./tiny", backend="vllm-cpu"))
+    write("c.yaml", model_yaml("g", alias=["x"]))
+    d = render_dir([write.root])
+    argv = d.rendered["v"].argv
+    i = argv.index("--served-model-name")
+    assert argv[i + 1:i + 5] == ["v", "llama", "meta-llama/Llama-3.3-70B-Instruct", "--gpu-memory-utilization"]
+    argv = d.rendered["d"].argv
+    i = argv.index("--served-model-name")
+    assert argv[2] == argv[i + 2] == str(write.root / "sub" / "tiny")
+    assert flags(d.rendered["g"].argv)["--alias"] == "g,x"
+
+
 def test_llama_server_api_key_file_flag(write):
     write("a.yaml", model_yaml("k", api_key_file="/run/secrets/key", env={"HF_TOKEN": "hf_abc", "PLAIN": "1"}))
     r = render_dir([write.root]).rendered["k"]
@@ -173,7 +195,7 @@ HOSTILE = ["a b", "it's \"quoted\"", "x; rm -rf /", "$(touch /tmp/pwned)", "`id`
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_strings_stay_one_argv_element(write, value):
-    write("a.yaml", model_yaml("h", model_path=f"/m/{value}.gguf", alias=[value.replace(",", "")],
+    write("a.yaml", model_yaml("h", model_path=f"/m/{value}.gguf", alias=["a" + value.replace(",", "")],
                                extra_args=[value], env={"X": value}))
     r = render_dir([write.root]).rendered["h"]
     assert r.argv[r.argv.index("--model") + 1] == f"/m/{value}.gguf"

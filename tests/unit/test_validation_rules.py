@@ -65,8 +65,8 @@ def test_gguf_with_vllm_backend(write):
 
 def test_llama_backend_needs_gguf(write):
     assert only(write, model_yaml(model_path="org/model", backend="llama-server-cpu")) == \
-        ("6: spec.model_path: backend llama-server-cpu needs a .gguf file (use a vllm backend for HuggingFace "
-         "models)")
+        ("6: spec.model_path: backend llama-server-cpu needs a .gguf file, or a HuggingFace repository of them such "
+         "as org/name-GGUF or org/name:QUANT (use a vllm backend for other HuggingFace models)")
 
 
 def test_vllm_only_field_on_llama_model(write):
@@ -146,6 +146,42 @@ def test_newline_in_value_rejected(write):
         "6: spec.extra_args: each item must not contain newlines or NUL bytes"
 
 
+FLAG = "must not start with '-': a backend would read it as a command-line flag"
+PATH_HINT = "write ./ before a file name that starts with '-'"
+HOST_HINT = "give a host name or address"
+RPC = {"backend": "llama-server-cpu", "rpc_server_host": "box-1"}
+RAY = {"model_path": "org/m", "nodes": 2, "distributed": "ray"}
+INJECTIONS = [  # (spec, line, field, hint): every value that lands in argv as a positional or a flag's value
+    ({"model_path": "--trust-remote-code"}, 6, "spec.model_path", PATH_HINT),
+    ({"model_path": "--model=evil/repo"}, 6, "spec.model_path", PATH_HINT),
+    ({"model_path": "-", "backend": "vllm-cpu"}, 6, "spec.model_path", PATH_HINT),
+    ({"alias": ["ok", "--trust-remote-code"]}, 6, "spec.alias[1]", "start each alias with a letter or digit"),
+    ({"host": "--ssl-keyfile=/etc/shadow"}, 6, "spec.host", HOST_HINT),
+    ({"api_key_file": "-k"}, 6, "spec.api_key_file", PATH_HINT),
+    ({"binary": "-c"}, 6, "spec.binary", "give the executable's path"),
+    ({**RPC, "rpc_workers": [{"host": "-x", "port": 50052, "bind": "0.0.0.0"}]}, 8, "spec.rpc_workers[0].host",
+     HOST_HINT),
+    ({**RPC, "rpc_workers": [{"host": "box-2", "port": 50052, "bind": "--evil"}]}, 8, "spec.rpc_workers[0].bind",
+     HOST_HINT),
+    ({**RPC, "rpc_server_host": "-x", "rpc_workers": [{"host": "box-2", "port": 1, "bind": "0.0.0.0"}]}, 7,
+     "spec.rpc_server_host", HOST_HINT),
+    ({**RAY, "ray": {"head": "--address=evil:1", "workers": ["b"]}}, 9, "spec.ray.head", HOST_HINT),
+    ({**RAY, "ray": {"head": "a", "workers": ["b", "-w"]}}, 9, "spec.ray.workers[1]", HOST_HINT),
+    ({**RAY, "ray": {"head": "a", "workers": ["b"], "head_address": "-h"}}, 9, "spec.ray.head_address", HOST_HINT),
+]
+
+
+@pytest.mark.parametrize("spec,line,field,hint", INJECTIONS, ids=[c[2] + ":" + str(i) for i, c in enumerate(INJECTIONS)])
+def test_values_that_land_in_argv_never_start_with_a_dash(write, spec, line, field, hint):
+    """`model_path: --model=evil/repo` was vLLM's `serve --model=evil/repo`: a flag, not a model."""
+    assert only(write, model_yaml(**spec)) == f"{line}: {field}: {FLAG} ({hint})"
+
+
+def test_a_dash_inside_a_value_is_fine(write):
+    assert problems_of(write, model_yaml(model_path="./-x.gguf", alias=["a-b"], host="my-host",
+                                         api_key_file="/run/-key")) == []
+
+
 def test_pooling_needs_embedding(write):
     assert only(write, model_yaml(pooling="mean")) == \
         "6: spec.pooling: only applies to server_type: embedding (remove it or set server_type)"
@@ -158,3 +194,18 @@ def test_all_problems_of_all_files_in_one_run(write):
     result = load_paths([str(write.root)])
     assert sorted((p.file.rsplit("/", 1)[1], p.line) for p in result.problems) == \
         [("a.yaml", 6), ("b.yaml", 2), ("c.yaml", 6), ("c.yaml", 14)]
+
+
+@pytest.mark.parametrize("field, value, where", [("stop_grace", ".inf", "spec.stop_grace"),
+                                                 ("ready_timeout", ".nan", "spec.ready_timeout"),
+                                                 ("tensor_split", "[1.0, .nan]", "spec.tensor_split[1]"),
+                                                 ("gpu_memory_utilization", "-.inf", "spec.gpu_memory_utilization")])
+def test_non_finite_numbers(write, field, value, where):
+    text = model_yaml().rstrip("\n") + f"\n  {field}: {value}\n"
+    assert problems_of(write, text)[0] == f"7: {where}: Input should be a finite number"
+
+
+def test_idle_timeout_must_be_finite(write):
+    assert only(write, model_yaml(activation="on-demand", idle_timeout="inf")) == (
+        '7: spec.idle_timeout: must be finite (a duration such as "15m", "30s", "1h30m", or a number of seconds) '
+        "(leave it unset to never stop for idleness)")

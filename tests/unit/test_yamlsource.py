@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import model_yaml
 from xgen_declare.manifests import load_paths, validate_document
-from xgen_declare.yamlsource import MAX_FILE_BYTES, parse_documents
+from xgen_declare.yamlsource import MAX_FILE_BYTES, dump_exact, first_difference, parse_documents
 
 
 def test_lines_of_keys_and_items():
@@ -134,3 +134,21 @@ def test_arbitrary_text_never_raises(text):
     for doc in docs:
         validate_document(doc)
     assert all(p.file == "t.yaml" for p in problems)
+
+
+def test_dump_exact_reads_back_the_same_strings_and_types():
+    data = {"spec": {"alias": ["a\x85b", "x\u2028", "é"], "n": 1, "f": 1.0, "b": True, "s": "true", "d": "2020-01-01"}}
+    text, problems = dump_exact(data, "api/m.yaml")
+    assert problems == [] and "\\N" in text  # NEL escaped: PyYAML writes it raw in UTF-8 mode, read back as ' '
+    docs, _ = parse_documents(text, "api/m.yaml")
+    assert first_difference(docs[0].data, data) is None
+    assert dump_exact({"k": "é"}, "x")[0] == "k: é\n"  # readable UTF-8 when it survives
+
+
+def test_dump_exact_names_a_value_that_does_not_survive():
+    text, problems = dump_exact({"spec": {"tensor_split": [1.0, float("nan")]}}, "api/m.yaml")
+    assert text is None
+    assert [p.format() for p in problems] == ["api/m.yaml: spec.tensor_split[1]: this value cannot be written to "
+                                              "YAML and read back unchanged (remove control characters and unpaired "
+                                              "surrogates from it)"]
+    assert first_difference({"a": [1]}, {"a": [True]}) == ("a", 0)

@@ -62,6 +62,7 @@ class ApiContext:
             states.add_listener(self.feeder.on_transition)
             states.add_listener(self.metrics.on_transition)
             self.daemon.pass_hooks.extend([self.feeder.on_pass, self.metrics.on_pass])
+            self.daemon.sup.on_event = self.bus.publish  # rollout events (supervisor.py)
             self._attached = True
             if getattr(self, "router", None) is not None:
                 self.router.attach()
@@ -91,10 +92,12 @@ class ApiContext:
 def create_app(ctx: ApiContext) -> FastAPI:
     from ..router import PathGuard, mount_router
     from .routes import router
+    from .ui import mount_dashboard
 
     app = FastAPI(title="xgen-declare management API", version=__version__, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     app.include_router(router)
+    mount_dashboard(app)  # the web dashboard at /ui/ and its endpoints (docs/dashboard.md)
     mount_router(app, ctx)  # the OpenAI-compatible /v1 router (docs/router.md)
 
     @app.exception_handler(ApiProblem)

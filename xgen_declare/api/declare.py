@@ -13,17 +13,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import Problem
 from ..manifests import load_paths, validate_document
 from ..request import NAME_RE, suggest_name
 from ..state_store import atomic_write, fsync_dir
-from ..yamlsource import parse_documents
-from .security import ApiProblem
+from ..yamlsource import dump_exact, parse_documents
+from .security import ApiProblem, is_loopback
 
 API_DIR = "api"
-EXEC_FIELDS = ("env", "extra_args", "binary")
+EXEC_FIELDS = ("env", "extra_args", "binary")   # and trust_remote_code: true (`exec_fields`)
+EXEC_WHY = "run code of the caller's choosing"
+NETWORK_WHY = "make a server listen beyond this machine"
 HEADER = ("# Written by the xgen-declare management API (POST /api/management/load); POST unload removes it.\n"
           "# To own this model by hand, move the file out of api/ and stop loading it through the API.\n")
 
@@ -59,8 +59,9 @@ def owned_path(root: str, name: str) -> Path:
     return path
 
 
-def parse_load_body(body: Any, allow_exec: bool) -> tuple[str, dict]:
-    """(name, spec) from the seed's ModelLoadRequest JSON plus an optional `name`."""
+def parse_load_body(body: Any, settings) -> tuple[str, dict]:
+    """(name, spec) from the seed's ModelLoadRequest JSON plus an optional `name`. `settings`: the `api:`
+    section (what the config lets a caller declare)."""
     if not isinstance(body, dict):
         raise ApiProblem(422, "the body must be a JSON object (the seed's ModelLoadRequest)")
     spec = dict(body)
@@ -69,12 +70,7 @@ def parse_load_body(body: Any, allow_exec: bool) -> tuple[str, dict]:
         path = spec.get("model_path")
         name = suggest_name(path) if isinstance(path, str) and path else "model"
     check_name(name)
-    refused = [f for f in EXEC_FIELDS if spec.get(f) not in (None, [], {}, "")]
-    if refused and not allow_exec:
-        raise ApiProblem(403, "these fields run code of the caller's choosing and are refused through the API",
-                         errors=[{"field": f"spec.{f}", "message": "not allowed through the API",
-                                  "hint": "set api.allow_exec_fields: true in xgen-declare.yaml, or write a "
-                                          "manifest file"} for f in refused])
+    refuse_fields(spec, settings)
     path = spec.get("model_path")
     if isinstance(path, str) and not os.path.isabs(path) and (path.lower().endswith(".gguf") or
                                                             path.startswith(("./", "../"))):
@@ -82,9 +78,51 @@ def parse_load_body(body: Any, allow_exec: bool) -> tuple[str, dict]:
     return name, spec
 
 
+def exec_fields(spec: dict) -> list[str]:
+    """Fields set to something that runs code of the caller's choosing."""
+    out = [f for f in EXEC_FIELDS if spec.get(f) not in (None, [], {}, "")]
+    if spec.get("trust_remote_code") not in (None, False):  # the repository's own Python
+        out.append("trust_remote_code")
+    return out
+
+
+def network_fields(spec: dict) -> list[str]:
+    """Fields that make a server listen beyond loopback: the backend's `host`, an RPC worker's `bind`, a
+    Ray cluster (its head and workers listen on the hosts' addresses, without authentication)."""
+    out = []
+    if isinstance(spec.get("host"), str) and not is_loopback(spec["host"]):
+        out.append("host")
+    workers = spec.get("rpc_workers")
+    for i, w in enumerate(workers if isinstance(workers, list) else []):
+        if isinstance(w, dict) and isinstance(w.get("bind"), str) and not is_loopback(w["bind"]):
+            out.append(f"rpc_workers[{i}].bind")
+    if spec.get("distributed") is not None:
+        out.append("distributed")
+    return out
+
+
+def refuse_fields(spec: dict, settings) -> None:
+    """403 naming every field the config does not let a caller set (`api.allow_exec_fields`,
+    `api.allow_network_bind`)."""
+    refused = [] if settings.allow_exec_fields else [(f, "allow_exec_fields") for f in exec_fields(spec)]
+    net = [] if settings.allow_network_bind else [(f, "allow_network_bind") for f in network_fields(spec)]
+    if not refused and not net:
+        return
+    kinds = [k for k, found in ((EXEC_WHY, refused), (NETWORK_WHY, net)) if found]
+    detail = f"these fields {' or '.join(kinds)}{',' if len(kinds) > 1 else ''} and are refused through the API"
+    raise ApiProblem(403, detail, errors=[{"field": f"spec.{f}", "message": "not allowed through the API",
+                                           "hint": f"set api.{key}: true in xgen-declare.yaml, or write a manifest "
+                                                   "file"} for f, key in refused + net])
+
+
 def manifest_text(name: str, spec: dict) -> str:
+    """The file's text; it reads back as exactly this spec (`dump_exact`), else 422 naming the field."""
     data = {"apiVersion": "xgen/v1", "kind": "Model", "metadata": {"name": name}, "spec": spec}
-    return HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    text, problems = dump_exact(data, f"{API_DIR}/{name}.yaml")
+    if text is None:
+        raise ApiProblem(422, "the request cannot be written as a manifest that reads back unchanged (nothing "
+                         "was written)", model=name, errors=[problem_json(p) for p in problems])
+    return HEADER + text
 
 
 def validate_text(text: str, display: str) -> list[Problem]:
@@ -117,20 +155,36 @@ def read(path: Path) -> str | None:
         return path.read_text()
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _cannot("read", path, exc) from None
 
 
 def write(path: Path, text: str) -> bool:
     """Atomic write; False (nothing touched) when the file already holds exactly this text."""
     if read(path) == text:
         return False
-    path.parent.mkdir(exist_ok=True)
-    atomic_write(path, text)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, text)
+    except OSError as exc:
+        raise _cannot("write", path, exc) from None
     return True
 
 
 def remove(path: Path) -> None:
-    path.unlink()
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise _cannot("remove", path, exc) from None
     fsync_dir(path.parent)
+
+
+def _cannot(verb: str, path: Path, exc: Exception) -> ApiProblem:
+    """503 with the cause: 'cannot write api/NAME.yaml: permission denied' (a read-only or full manifests dir
+    is the host's state, not a bug)."""
+    why = getattr(exc, "strerror", None) or str(exc)
+    rel = f"{API_DIR}/{path.name}"
+    return ApiProblem(503, f"cannot {verb} {rel}: {why[:1].lower()}{why[1:]}", model=path.stem, manifest=rel)
 
 
 def relative(root: str, file: str | None) -> str | None:

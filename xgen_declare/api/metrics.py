@@ -3,6 +3,8 @@
     xgen_model_state{model,state}             1 for the model's current state, 0 for the others
     xgen_model_restarts_total{model}          counted restarts (crashes, liveness, spec changes, `restart`)
     xgen_model_ready_seconds{model}           seconds since the model became Ready (0 when not Ready)
+    xgen_model_info{model,spec_hash,file,sha256,commit,dirty}  1: the running spec and its provenance
+                                              (file relative to the manifests dir; "" when unknown)
     xgen_model_start_latency_seconds{model}   histogram: Starting -> Ready, as seen by this daemon
     xgen_reconcile_duration_seconds           histogram: one converge pass (observe + plan + apply)
     xgen_manifest_errors                      problems (errors) in the manifests at the last pass
@@ -10,6 +12,8 @@
     xgen_gpu_memory_free_bytes{gpu,name}
     xgen_gpu_memory_predicted_bytes{gpu,name}  what the memory ledger of the last pass puts on each GPU
     xgen_model_memory_bytes{model,device,source}  per model and device (GPU0, host): predicted / measured
+    xgen_state_write_failures                 files of the state dir the daemon cannot write now (0: healthy)
+    xgen_state_write_failed{path,errno,code}  1 per such file (state_write_failed: read-only, full, ...)
 Model gauges are read from the state records at scrape time, so they match `xgen-declare status`.
 """
 
@@ -24,10 +28,21 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..control import status_rows
 from ..state_store import StateStore
 from ..states import State
+from .declare import relative
 
 MIB = 1024 * 1024
 START_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 PASS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+def _info_labels(row: dict, root: str | None) -> list[str]:
+    prov = row.get("provenance") or {}
+    file = prov.get("file") or row.get("file")
+    if file and root:
+        file = relative(root, file)
+    dirty = prov.get("dirty")
+    return [row["name"], row.get("spec_hash") or "", file or "", prov.get("sha256") or "", prov.get("commit") or "",
+            "" if dirty is None else str(bool(dirty)).lower()]
 
 
 class _Live:
@@ -44,15 +59,20 @@ class _Live:
         restarts = CounterMetricFamily("xgen_model_restarts", "Counted restarts of the model", labels=["model"])
         ready = GaugeMetricFamily("xgen_model_ready_seconds", "Seconds since the model became Ready (0 when not)",
                                   labels=["model"])
+        info = GaugeMetricFamily("xgen_model_info", "The model's spec hash and the manifest it was started from",
+                                 labels=["model", "spec_hash", "file", "sha256", "commit", "dirty"])
+        roots = self.store.manifest_paths()
         now = time.time()
         for r in rows:
+            info.add_metric(_info_labels(r, roots[0] if roots else None), 1.0)
             for s in State:
                 state.add_metric([r["name"], s.value], 1.0 if r["state"] == s.value else 0.0)
             restarts.add_metric([r["name"]], float(r["restarts"]))
             rec = records.get(r["name"])
             up = now - rec.ready_at if rec and rec.ready_at and r["state"] == State.READY.value else 0.0
             ready.add_metric([r["name"]], max(0.0, up))
-        yield from (state, restarts, ready)
+        yield from (state, restarts, ready, info)
+        yield from self._write_failures()
         inv = self.inventory()
         total = GaugeMetricFamily("xgen_gpu_memory_total_bytes", "GPU memory", labels=["gpu", "name"])
         free = GaugeMetricFamily("xgen_gpu_memory_free_bytes", "Free GPU memory at the last inventory",
@@ -65,6 +85,16 @@ class _Live:
                 free.add_metric(labels, g.memory_free_mib * MIB)
         yield from (total, free)
         yield from self._ledger()
+
+    def _write_failures(self):
+        failures = self.store.write_failures  # this process's store: the daemon's own writes
+        count = GaugeMetricFamily("xgen_state_write_failures", "Files of the state dir the daemon cannot write now")
+        count.add_metric([], float(len(failures)))
+        each = GaugeMetricFamily("xgen_state_write_failed", "1 per state-dir file whose last write failed",
+                                 labels=["path", "errno", "code"])
+        for path, err in sorted(failures.items()):
+            each.add_metric([path, str(err.errno), err.code], 1.0)
+        yield from (count, each)
 
     def _ledger(self):
         ledger = self.ledger()

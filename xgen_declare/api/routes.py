@@ -7,7 +7,6 @@ Writes (POST) need the bearer token when one is set. Answers are JSON; errors ar
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from anyio import to_thread
@@ -19,7 +18,7 @@ from ..control import status_rows
 from ..plan import STOP
 from ..reconcile import compute
 from ..states import RUNNING_STATES, State
-from . import declare
+from . import body, declare
 from .app import ApiContext
 from .security import ApiProblem, host_of, require_token
 from .views import advertised_endpoint, model_json
@@ -37,17 +36,7 @@ def _ctx(request: Request) -> ApiContext:
 
 
 async def _json_body(request: Request, empty_ok: bool = False):
-    raw = await request.body()
-    if not raw.strip():
-        if empty_ok:
-            return {}
-        raise ApiProblem(422, "the body is empty; send a JSON object")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        where = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ApiProblem(422, "the body is not valid JSON", errors=[{"field": "", "message": where or str(exc),
-                                                                      "hint": ""}]) from None
+    return body.parse_body(await request.body(), empty_ok)
 
 
 def _request_host(request: Request) -> str:
@@ -61,7 +50,7 @@ async def load(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MAX_
     """Declare a model (writes DIR/api/NAME.yaml) and wait up to `wait` seconds for it to be Ready."""
     ctx = _ctx(request)
     require_token(request.headers, ctx.token)
-    name, spec = declare.parse_load_body(await _json_body(request), ctx.settings.allow_exec_fields)
+    name, spec = declare.parse_load_body(await _json_body(request), ctx.settings)
     path = declare.owned_path(ctx.root, name)
     rel = f"{declare.API_DIR}/{name}.yaml"
     text = declare.manifest_text(name, spec)
@@ -89,7 +78,16 @@ async def load(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MAX_
                              errors=[declare.problem_json(p) for p in probs] or [
                                  {"field": "", "message": "; ".join(result.problems) or "not planned", "hint": ""}])
     want = result.wants[name]
-    rec = await _settle(ctx, name, lambda r: _load_done(r, want), wait)
+
+    def superseded() -> bool:  # a later load, an edit or an unload replaced what this request wrote
+        return declare.read(path) != text
+
+    rec = await _settle(ctx, name, lambda r: superseded() or _load_done(r, want), wait)
+    if await to_thread.run_sync(superseded):
+        return JSONResponse({"status": "superseded", "detail": f"a later write of {rel} (another load, an edit or "
+                             "an unload) replaced this request before its spec was Ready; the model follows the file",
+                             "model": name, "state": rec.state_enum.value if rec else None, "changed": changed,
+                             "manifest": rel}, status_code=409)
     return _load_answer(ctx, request, name, want, rec, changed, rel, wait)
 
 
@@ -112,10 +110,16 @@ def _load_done(rec, want) -> bool:
 
 
 async def _settle(ctx: ApiContext, name: str, done, wait: float):
+    """The record once done(record) (called in a worker thread: it may read files) or after `wait` seconds."""
     deadline = time.monotonic() + wait
+
+    def look():
+        rec = ctx.env.store.load(name)
+        return rec, done(rec)
+
     while True:
-        rec = await to_thread.run_sync(ctx.env.store.load, name)
-        if done(rec) or time.monotonic() >= deadline or ctx.closing.is_set():
+        rec, finished = await to_thread.run_sync(look)
+        if finished or time.monotonic() >= deadline or ctx.closing.is_set():
             return rec
         await asyncio.sleep(0.1)
 
@@ -139,8 +143,12 @@ def _load_answer(ctx, request, name, want, rec, changed, rel, wait) -> JSONRespo
         body = {"status": "error", "detail": f"{name} did not become ready ({st.value}); the manifest stays declared",
                 "last_error": rec.last_error if rec else None, **base}
         return JSONResponse(ctx.scrub.json(body), status_code=503)
-    return JSONResponse({"status": "pending", "detail": f"not Ready after {wait:g}s; follow {P}/events or "
-                         f"{P}/models/{name}", **base}, status_code=202)
+    detail = f"not Ready after {wait:g}s"
+    if rec is not None and st in RUNNING_STATES and rec.spec_hash != want.spec_hash:
+        base["state"] = State.PENDING.value  # the state of *this* spec: the process that runs is an older one
+        detail += f": this spec has not started yet (the model still runs its previous spec, {st.value})"
+    return JSONResponse({"status": "pending", "detail": f"{detail}; follow {P}/events or {P}/models/{name}", **base},
+                        status_code=202)
 
 
 @router.post(P + "/unload")

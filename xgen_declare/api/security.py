@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from ..config import Api, Config
-from ..errors import XgenError
+from ..errors import ExitCode, XgenError
 
 MAX_BODY = 64 * 1024
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -28,6 +28,8 @@ TOKEN_ENV = "XGEN_API_TOKEN"
 
 class ApiSetupError(XgenError):
     """The API cannot start as configured (no token for a public bind, unreadable token file, port in use)."""
+
+    exit_code = ExitCode.CANNOT_SERVE
 
 
 class ApiProblem(Exception):

@@ -44,6 +44,13 @@ def advertised_endpoint(host: str | None, port: int | None, endpoint: str | None
     return endpoint
 
 
+def provenance_json(prov: dict | None, root: str) -> dict | None:
+    """The record's provenance with the file relative to the manifests dir (no host paths)."""
+    if not prov:
+        return None
+    return {**prov, "file": relative(root, prov.get("file"))}
+
+
 def memory_json(entry, rec: Record | None) -> dict | None:
     """The ledger's view of the model (bytes per device: GPU0..., host) and what its log measured."""
     measured = getattr(rec, "buffers_mib", None) if rec is not None else None
@@ -67,6 +74,10 @@ def model_json(row: dict, rec: Record | None, root: str, scrub: Scrubber, advert
     out["manifest_error"] = scrub.text(row["manifest_error"])
     out["file"] = file
     out["source"] = "api" if file and file.startswith(API_DIR + "/") else "file"
+    out["spec_hash"] = row.get("spec_hash")
+    out["provenance"] = provenance_json(row.get("provenance"), root)
+    out["last_good_spec_hash"] = row.get("last_good_spec_hash")
+    out["rollout_error"] = scrub.text(row.get("rollout_error"))
     if rec is not None:
         out["argv"] = redact_argv(list(rec.argv))
         out["gpus"] = rec.gpus

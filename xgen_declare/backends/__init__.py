@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Iterable
+
+from ..inventory.model import Gpu
 from ..request import ALL_BACKENDS, LLAMA_SERVER_BACKENDS, VLLM_BACKENDS
 
 # Template (family) per backend name: templates/<family>.j2
@@ -28,7 +31,8 @@ DEFAULT_BINARY = {
     "vllm-cpu": "vllm",
 }
 
-# Selection order for backend: auto (the seed's order, extended).
+# Selection order for backend: auto (the seed's order, extended). Vulkan is first only for AMD GPUs: the seed
+# offers it on AMD hosts alone, and for a model on an NVIDIA GPU auto skips it (selection.py).
 GGUF_ORDER = ["llama-server-vulkan", "llama-server-cuda", "llama-server-rocm", "llama-server-cpu", "llama-cpp-python"]
 HF_ORDER = ["vllm-cuda", "vllm-rocm", "vllm-cpu"]
 
@@ -41,6 +45,22 @@ GPU_KIND = {
 
 assert set(FAMILY) == set(ALL_BACKENDS) == set(GPU_KIND)
 
+_KIND_WORDS = {"nvidia": ("NVIDIA GPU", "CUDA_VISIBLE_DEVICES"), "amd": ("AMD GPU", "ROCR_VISIBLE_DEVICES"),
+               "any": ("GPU", "CUDA_VISIBLE_DEVICES/ROCR_VISIBLE_DEVICES")}
+
+
+def gpu_kind_missing(gpus: Iterable[Gpu], kind: str | None) -> str | None:
+    """Why a host with these GPUs cannot run a backend needing `kind` (GPU_KIND), or None when it can."""
+    if kind is None:
+        return None
+    label, var = _KIND_WORDS[kind]
+    pool = [g for g in gpus if kind == "any" or g.vendor == kind]
+    if not pool:
+        return f"no {label}"
+    if all(g.hidden for g in pool):
+        return f"every {label} is hidden by {var}"
+    return None
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -48,6 +68,7 @@ class Selection:
     reason: str
     skipped: tuple[tuple[str, str], ...] = ()
     unavailable: str | None = None  # set when an explicit backend is unavailable on the host
+    noteworthy: bool = False  # a rule beyond availability decided (Vulkan on NVIDIA): plan and render say so
 
     def explain(self) -> str:
         parts = [self.reason]

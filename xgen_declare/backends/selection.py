@@ -1,12 +1,26 @@
-"""`backend: auto` -> a concrete backend, explained; explicit backends are checked against the host."""
+"""`backend: auto` -> a concrete backend, explained; explicit backends are checked against the host.
+
+Rules beyond "first available in the order" (the seed's, see backends.GGUF_ORDER / HF_ORDER):
+  * Vulkan is never chosen by auto for a model on an NVIDIA GPU (the seed offers Vulkan on AMD hosts only;
+    CUDA is the fast path there). An explicit `backend: llama-server-vulkan` still runs, with a note.
+  * A HuggingFace repository of GGUF files (request.gguf_repo) goes to llama-server, which downloads it;
+    llama-cpp-python is not offered for one (validation refuses it explicitly).
+  * With a manifest `binary:`, an explicit backend needs only its GPU kind on the host: the inventory's
+    word about the default executable does not apply (the binary itself is checked before it starts).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..inventory.model import Inventory
-from ..request import ModelLoadRequest, is_gguf_path
-from . import GGUF_ORDER, HF_ORDER, Selection
+from ..inventory.model import Gpu, Inventory
+from ..modelpath import gguf_repo, is_gguf_path
+from ..request import ModelLoadRequest
+from . import GGUF_ORDER, GPU_KIND, HF_ORDER, Selection, gpu_kind_missing
+
+VULKAN = "llama-server-vulkan"
+NO_REPO = ("cannot download a HuggingFace repository here (use a llama-server backend, or download the .gguf file "
+           "and set model_path to it)")
 
 
 def _why_not(inventory: Inventory, name: str) -> str:
@@ -16,24 +30,71 @@ def _why_not(inventory: Inventory, name: str) -> str:
     return b.reason or "unavailable"
 
 
+def model_gpus(spec: ModelLoadRequest, inventory: Inventory) -> list[Gpu]:
+    """The host GPUs a model would use: those listed in `gpus`, else every visible one."""
+    if spec.gpus is not None:
+        return [g for i in spec.gpus if (g := inventory.gpu(i)) is not None]
+    return [g for g in inventory.gpus if not g.hidden]
+
+
+def _nvidia_gpu(spec: ModelLoadRequest, inventory: Inventory) -> Gpu | None:
+    """An NVIDIA GPU a Vulkan process of this model would drive. Without `gpus` that is every GPU, hidden
+    ones included: Vulkan ignores CUDA_VISIBLE_DEVICES (pinning sets GGML_VK_VISIBLE_DEVICES only for gpus)."""
+    pool = inventory.gpus if spec.gpus is None else model_gpus(spec, inventory)
+    return next((g for g in pool if g.vendor == "nvidia"), None)
+
+
+def _vulkan_on_nvidia(gpu: Gpu) -> str:
+    named = f" ({gpu.name})" if gpu.name else ""
+    hidden = (" (Vulkan ignores CUDA_VISIBLE_DEVICES, which hides it; list the AMD GPUs in gpus: to use Vulkan)"
+              if gpu.hidden else "")
+    return (f"GPU {gpu.index}{named} is an NVIDIA GPU: auto picks Vulkan only for AMD GPUs, llama-server-cuda is "
+            f"the fast path there; set backend: {VULKAN} to use it anyway{hidden}")
+
+
 def select_backend(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
     if spec.backend != "auto":
-        if inventory.is_available(spec.backend):
-            return Selection(spec.backend, f"{spec.backend} set in the manifest")
-        return Selection(spec.backend, f"{spec.backend} set in the manifest",
-                         unavailable=f"backend {spec.backend} is not available on this host: "
-                                     f"{_why_not(inventory, spec.backend)}")
+        return _explicit(spec, inventory)
+    repo = gguf_repo(spec.model_path, spec.hf_file) is not None
     if is_gguf_path(spec.model_path):
         kind, order = "a GGUF file", GGUF_ORDER
+    elif repo:
+        kind, order = "a GGUF repository (downloaded by llama-server)", GGUF_ORDER
     else:
         local = Path(spec.model_path).is_dir()
         kind = "a local HuggingFace directory" if local else "a HuggingFace model id"
         order = HF_ORDER
+    nvidia = _nvidia_gpu(spec, inventory)
     skipped = []
     for name in order:
+        if name == VULKAN and nvidia is not None:
+            skipped.append((name, _vulkan_on_nvidia(nvidia)))
+            continue
+        if name == "llama-cpp-python" and repo:
+            skipped.append((name, NO_REPO))
+            continue
         if inventory.is_available(name):
-            return Selection(name, f"auto: {name} is the first available backend for {kind}", tuple(skipped))
+            return Selection(name, f"auto: {name} is the first available backend for {kind}", tuple(skipped),
+                             noteworthy=nvidia is not None and inventory.is_available(VULKAN))
         skipped.append((name, _why_not(inventory, name)))
     return Selection(None, f"auto: no backend available for {kind}", tuple(skipped),
                      unavailable=f"no backend available for {kind}: "
                                  + "; ".join(f"{b}: {why}" for b, why in skipped))
+
+
+def _explicit(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
+    name = spec.backend
+    reason = f"{name} set in the manifest"
+    if spec.binary:
+        reason += f" (binary: {spec.binary})"
+        missing = gpu_kind_missing(inventory.gpus, GPU_KIND[name])
+    else:
+        missing = None if inventory.is_available(name) else _why_not(inventory, name)
+    noteworthy = name == VULKAN and _nvidia_gpu(spec, inventory) is not None
+    if noteworthy:
+        auto = select_backend(spec.model_copy(update={"backend": "auto"}), inventory).backend
+        reason += f" (on an NVIDIA GPU; auto would pick {auto})" if auto else " (on an NVIDIA GPU)"
+    if missing is None:
+        return Selection(name, reason, noteworthy=noteworthy)
+    return Selection(name, reason, unavailable=f"backend {name} is not available on this host: {missing}",
+                     noteworthy=noteworthy)

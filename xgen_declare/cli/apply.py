@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..control import converge_once, daemon_pid, open_env, status_rows
+from ..errors import ExitCode
 from ..states import State
 from .common import eprint, get_globals, global_options, output_option, print_json, table
 from .plan import compute_plan, show
@@ -21,9 +22,9 @@ from .plan import compute_plan, show
 def command(dirs: tuple[str, ...], dry_run: bool, wait: bool, timeout: float, output: str) -> int:
     """Execute the plan once. Processes keep running after apply exits (`run` adopts them later).
 
-    Exit code 0 when every enabled model is Ready (or Starting with --no-wait), 1 when any is Failed,
-    Blocked, Invalid or not ready in time, or when a manifest has an error (printed).
-    With a daemon running, apply asks it to reconcile now."""
+    Exit code 0 when every enabled model is Ready (or Starting with --no-wait); 1 when a manifest has
+    an error (printed; a model Invalid); 3 when a model is Failed, Blocked or not ready in time. With a
+    daemon running, apply asks it to reconcile now."""
     if dry_run:
         show(compute_plan(dirs), output)
         return 0
@@ -50,4 +51,6 @@ def command(dirs: tuple[str, ...], dry_run: bool, wait: bool, timeout: float, ou
     for p in result.problems:
         eprint(p)
     ok = {State.READY.value, State.STOPPED.value} | ({State.STARTING.value} if not wait else set())
-    return 0 if all(r["state"] in ok for r in rows) and not result.problems else 1
+    if result.problems or any(r["state"] == State.INVALID.value for r in rows):
+        return ExitCode.INVALID_INPUT
+    return ExitCode.OK if all(r["state"] in ok for r in rows) else ExitCode.NOT_CONVERGED

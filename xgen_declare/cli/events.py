@@ -33,6 +33,12 @@ def format_event(ev: dict) -> str:
         text = f"idle stop: no request for {ev.get('idle_seconds')}s (idle_timeout {ev.get('idle_timeout'):g}s)"
     elif kind == "eviction":
         text = f"evicted to make room for {ev.get('to_make_room_for')}"
+    elif kind in ("rollout_started", "rollout_succeeded"):
+        text = f"{kind.replace('_', ' ')}: {ev.get('from_hash')} -> {ev.get('to_hash')}"
+    elif kind == "rollout_failed":
+        text = f"rollout failed: {ev.get('from_hash')} -> {ev.get('to_hash')}: {ev.get('error')}"
+    elif kind == "rolled_back":
+        text = f"rolled back to {ev.get('to_hash')} ({ev.get('failed_hash')} failed)"
     else:
         text = f"{kind} " + json.dumps({k: v for k, v in ev.items() if k not in ("id", "time", "type", "model")})
     return f"{when} {model}: {text}"

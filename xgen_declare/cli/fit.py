@@ -1,6 +1,6 @@
 """`xgen-declare fit MODEL.gguf`: per-GPU memory prediction and the chosen n_gpu_layers / tensor_split.
 
-Exit codes: 0 the prediction fits; 1 bad input (not GGUF, truncated, unknown architecture) or an
+Exit codes: 0 the prediction fits; 1 bad input (not GGUF, truncated, unknown architecture); 3 an
 explicit n_gpu_layers/tensor_split that does not fit the usable memory.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import ProblemsError
+from ..errors import ExitCode, ProblemsError
 from ..inventory.model import Inventory
 from ..placement.crosscheck import cross_check as run_cross_check
 from ..placement.choose import DEFAULT_MARGIN_MIB, GpuBudget, choose, fits, usable_bytes
@@ -105,7 +105,7 @@ def command(model: str, ctx_size: int | None, gpus_text: str | None, parallel: i
             click.echo(f"llama-fit-params: {cc['error']}" if cc["error"] else
                        f"llama-fit-params ({cc['tool']}): {' '.join(cc['args'])}  "
                        f"[ours: -ngl {data['n_gpu_layers']}]")
-    return 0 if ok else 1
+    return ExitCode.OK if ok else ExitCode.NOT_CONVERGED  # computed; the model does not fit
 
 
 def _inventory(inventory_file: str | None) -> Inventory:

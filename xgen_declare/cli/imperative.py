@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ..control import apply_verb, ask_daemon, converge_once, daemon_pid, open_env, status_rows, wait_states
-from ..errors import ModelNotFound, StateError
+from ..control import (apply_verb, ask_daemon, check_recorded, converge_once, daemon_pid, open_env, status_rows,
+                       wait_states)
+from ..errors import ExitCode, ModelNotFound, StateBusyError
 from ..names import check_model_names
 from ..states import SETTLED_STATES, State
 from .common import eprint, get_globals, table
@@ -23,7 +24,7 @@ def run_verb(verb: str, names: tuple[str, ...], timeout: float) -> int:
     pid = daemon_pid(env.store)
     if pid is not None:
         if not ask_daemon(env.store, pid, verb, list(names)):
-            raise StateError(f"the daemon (pid {pid}) did not take the request within 30s")
+            raise StateBusyError(f"the daemon (pid {pid}) did not take the request within 30s")
         done = frozenset({State.STOPPED}) if verb == "down" else SETTLED_STATES - {State.STOPPED}
         wait_states(env.store, targets, done, timeout)
     else:
@@ -35,7 +36,7 @@ def run_verb(verb: str, names: tuple[str, ...], timeout: float) -> int:
     click.echo(table([[r["name"], r["state"] + (" (held)" if r["held"] else ""), r["pid"], r["endpoint"]]
                       for r in rows], ["NAME", "STATE", "PID", "ENDPOINT"]))
     goal = State.STOPPED.value if verb == "down" else State.READY.value
-    return 0 if all(r["state"] == goal for r in rows) else 1
+    return ExitCode.OK if all(r["state"] == goal for r in rows) else ExitCode.NOT_CONVERGED
 
 
 def _down_without_manifests(env, names: list[str]) -> None:
@@ -51,6 +52,7 @@ def _down_without_manifests(env, names: list[str]) -> None:
             sup.tick()
             time.sleep(0.05)
         sup.close()
+        check_recorded(sup)
     finally:
         env.store.unlock()
     eprint("stopped (no manifests dir recorded)")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import click
-import yaml
 
+from ..yamlsource import dump_exact
 from .common import eprint, get_globals, global_options, output_option, print_json
 from .hostctx import host_inventory
 
@@ -26,7 +26,12 @@ def command(output: str) -> int:
     if output == "json":
         print_json(data)
     else:
-        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+        text, problems = dump_exact(data, "inventory")  # a GPU name with U+0085 must read back as printed
+        if text is None:
+            for p in problems:
+                eprint(p.format())
+            return 1
+        click.echo(text, nl=False)
     if inventory.warnings:
         eprint(f"{len(inventory.warnings)} detection warning(s); see `warnings:` in the output")
     return 0

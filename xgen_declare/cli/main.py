@@ -1,8 +1,8 @@
 """Entry point: builds the click group from the verb registry and maps errors to exit codes.
 
-Exit codes (decided here only): 0 ok; 1 invalid input (manifests, config, inventory) or a verb's own
-failure; 2 usage or other xgen-declare errors; 70 internal error (a bug: set XGEN_DEBUG=1 for the
-traceback); 130 interrupted.
+Exit codes: one meaning each, listed in errors.EXIT_CODES (shown by `--help` and in README "Exit
+codes"). An error carries its code (`XgenError.exit_code`); click's usage errors are 2; anything else
+is a bug: 70, with a one-line message (XGEN_DEBUG=1 for the traceback); Ctrl-C is 130.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import textwrap
 
 import click
 
 from .. import __version__
-from ..errors import ProblemsError, XgenError
+from ..errors import EXIT_CODES, ExitCode, ProblemsError, XgenError
 from .common import Globals, global_options
 
 # verb name -> module in this package exposing `command` (a click.Command)
@@ -31,6 +32,7 @@ VERBS = {
     "run": "run",
     "status": "status",
     "logs": "logs",
+    "history": "history",
     "restart": "restart",
     "down": "down",
     "up": "up",
@@ -39,7 +41,15 @@ VERBS = {
 }
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def exit_code_help() -> str:
+    """The table of errors.EXIT_CODES for `--help` (\b: click keeps these lines as they are)."""
+    lines = [textwrap.fill(text, 96, initial_indent=f"{int(code):>5}  ", subsequent_indent=" " * 7)
+             for code, text in EXIT_CODES.items()]
+    return "\b\nExit codes:\n" + "\n".join(lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=exit_code_help())
 @click.version_option(__version__, "--version", prog_name="xgen-declare")
 @global_options
 @click.pass_context
@@ -71,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        return exc.exit_code
+        return ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        return 130
+        return ExitCode.INTERRUPTED
     except ProblemsError as exc:
         for p in exc.problems:
             click.echo(p.format(), err=True)
@@ -83,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug: say so plainly, traceback only on request
@@ -91,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         click.echo(f"internal error: {type(exc).__name__}: {exc} (this is a bug in xgen-declare; "
                    "rerun with XGEN_DEBUG=1 for a traceback and report it)", err=True)
-        return 70
+        return ExitCode.INTERNAL
 
 
 def entry() -> None:  # pragma: no cover

@@ -32,6 +32,8 @@ def show(result: Pass, output: str) -> None:
         eprint(f"warning: {name}: {w}")
     rendered = result.desired.rendered if result.desired is not None else {}
     for name, r in sorted(rendered.items()):
+        if r.backend_note:
+            eprint(f"note: {name}: backend {r.backend}: {r.backend_note}")
         for w in r.warnings:
             if w.startswith("rpc_workers"):
                 eprint(f"warning: {name}: {w}")

@@ -22,14 +22,16 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
 
     Ports come from the daemon's state when it has one, otherwise a deterministic preview
     assignment is shown (marked "preview"). `-o shell` prints a quoted, copy-pasteable preview;
-    secrets show as ***. Exit code 1 when a model cannot be rendered.
+    secrets show as ***. Exit code 1 when a model cannot be rendered, or this host (--inventory: that
+    host) cannot give it the GPUs it asks for (the reason `plan` shows for it, Blocked).
     """
     g = get_globals()
     config = g.load_config(list(paths))
     inventory = host_inventory(g, config, inventory_file)
     held = held_ports(g.resolve_state_dir(config))
     desired = build_desired(list(paths), config, inventory, held_ports=held, preview=not held)
-    models = [desired.rendered[n] for n in sorted(desired.rendered)]
+    # a model this host cannot run as declared has no command: its error, as `plan` shows it, instead
+    models = [desired.rendered[n] for n in sorted(desired.rendered) if n not in desired.blocked]
     if output == "json":
         print_json([m.to_json() for m in models])
     elif output == "shell":
@@ -47,8 +49,13 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
         click.echo(table(rows, ["NAME", "BACKEND", "PORT", "ENDPOINT", "COMMAND"]))
         if any(m.port_source == "preview" for m in models):
             click.echo("* preview port: no daemon state yet; the daemon assigns the same way")
+        for m in models:
+            if m.backend_note:
+                eprint(f"note: {m.name}: backend {m.backend}: {m.backend_note}")
     shown = set()
-    problems = [p for name in sorted(desired.problems) for p in desired.problems[name]] + desired.load.problems
+    names = sorted(set(desired.problems) | set(desired.blocked))
+    problems = [p for name in names for p in desired.problems.get(name, []) + desired.blocked.get(name, [])]
+    problems += desired.load.problems
     for p in problems:  # per-model problems, then those no model owns (a missing path, a broken file)
         if p not in shown:
             shown.add(p)

@@ -59,6 +59,9 @@ def command(dirs: tuple[str, ...], stop_on_exit: bool, api: bool, api_host: str 
         server.start()
         daemon.loop()
     finally:
-        server.stop()
-        daemon.shutdown()
+        try:
+            daemon.stop_models()  # --stop-on-exit: drained through the router, so it still serves meanwhile
+        finally:
+            server.stop()
+            daemon.shutdown()
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..control import daemon_pid, fmt_uptime, status_rows
+from ..control import daemon_pid, fmt_uptime, format_write_failure, status_rows, write_failures
 from ..names import check_model_names
 from ..state_store import StateStore
 from .common import eprint, get_globals, global_options, output_option, print_json, table
@@ -22,18 +22,25 @@ def command(names: tuple[str, ...], output: str) -> int:
     Invalid, Failed, Idle (an `activation: on-demand` model that is not running: the router of
     `run --api` starts it on the first request). A model held by `down` is Stopped with held: true. `-o json` is a list of
     objects with name, state, backend, pid, port, endpoint, restarts, uptime, last_error,
-    manifest_error, held, file."""
+    manifest_error, held, file, state_write_failed (why the daemon cannot write the model's record,
+    else null; the line `daemon: state_write_failed: ...` on stderr says it too), spec_hash and
+    provenance (file, sha256, git commit and dirty of the manifest the process was started from),
+    last_good_spec_hash and rollout_error (a new spec failed and the last good one runs again)."""
     check_model_names(names)
     g = get_globals()
     store = StateStore(g.resolve_state_dir(g.load_config() if g.config_path() else None))
     rows = status_rows(store, g.proc(), list(names) or None)
+    for f in write_failures(store):
+        eprint(f"daemon: state_write_failed: {format_write_failure(f)}; the daemon supervises from memory "
+               "and writes the records again once the state dir is writable")
     if output == "json":
         print_json(rows)
         return 0
     body = []
     for r in rows:
         state = r["state"] + (" (held)" if r["held"] else "")
-        err = r["manifest_error"] and f"manifest: {r['manifest_error']}" or r["last_error"]
+        err = (r["manifest_error"] and f"manifest: {r['manifest_error']}" or r["last_error"]
+               or r["rollout_error"] and f"rolled back: {r['rollout_error']}")
         body.append([r["name"], state, r["backend"], r["pid"], r["port"], r["endpoint"], r["restarts"],
                      fmt_uptime(r["uptime"]), (err or "").splitlines()[0] if err else None])
     click.echo(table(body, ["NAME", "STATE", "BACKEND", "PID", "PORT", "ENDPOINT", "RESTARTS", "UPTIME",

@@ -24,7 +24,7 @@ import sys
 from dataclasses import replace
 from typing import Any, Callable
 
-from ..backends import DEFAULT_BINARY, GGUF_ORDER, HF_ORDER
+from ..backends import DEFAULT_BINARY, GGUF_ORDER, HF_ORDER, gpu_kind_missing
 from ..backends.dialect import probe_dialect
 from ..config import Config
 from .llama_build import probe_llama_build
@@ -88,16 +88,7 @@ class _Host:
         self.visible = [g for g in gpus if not g.hidden]
 
     def missing(self, kind: str | None) -> str | None:
-        if kind is None:
-            return None
-        label, var = {"nvidia": ("NVIDIA GPU", "CUDA_VISIBLE_DEVICES"), "amd": ("AMD GPU", "ROCR_VISIBLE_DEVICES"),
-                      "any": ("GPU", "CUDA_VISIBLE_DEVICES/ROCR_VISIBLE_DEVICES")}[kind]
-        pool = [g for g in self.gpus if kind == "any" or g.vendor == kind]
-        if not pool:
-            return f"no {label}"
-        if all(g.hidden for g in pool):
-            return f"every {label} is hidden by {var}"
-        return None
+        return gpu_kind_missing(self.gpus, kind)
 
 
 class BackendProbe:

@@ -14,7 +14,8 @@ from ..backends import GPU_KIND
 from ..backends.selection import select_backend
 from ..inventory.model import Inventory
 from ..manifests import ModelDecl
-from ..request import is_gguf_path, model_family
+from ..modelpath import gguf_repo, is_gguf_path
+from ..request import model_family
 from ..render import resolve_model_path
 from .buffers import total_bytes
 from .gguf_facts import GgufError, GgufFacts, read_gguf_facts
@@ -24,7 +25,7 @@ from .memory import ContextSettings
 from .predict import require_supported
 from .vllm_checks import find_config, vllm_problems, weights_bytes
 
-__all__ = ["devices_of", "demand_for", "facts_of", "previous_values"]
+__all__ = ["devices_of", "demand_for", "facts_of", "gpus_for", "previous_values"]
 
 _FACTS: dict[tuple[str, int, int], GgufFacts] = {}
 LLAMA_CPP_PYTHON_CTX = 2048  # llama-cpp-python's n_ctx default
@@ -55,7 +56,8 @@ def facts_of(path: str) -> GgufFacts:
     return facts
 
 
-def _gpus_for(decl: ModelDecl, backend: str, inventory: Inventory) -> list[int]:
+def gpus_for(decl: ModelDecl, backend: str, inventory: Inventory) -> list[int]:
+    """Host indices of the GPUs the model gets: its `gpus`, else every visible GPU of the backend's kind."""
     spec = decl.spec
     if spec.gpus is not None:
         return list(spec.gpus) if GPU_KIND.get(backend) or backend == "llama-cpp-python" else []
@@ -74,11 +76,11 @@ def demand_for(decl: ModelDecl, inventory: Inventory, seen: Any = None) -> Deman
     backend = select_backend(spec, inventory).backend
     if backend is None:
         return None
-    gpus = _gpus_for(decl, backend, inventory)
+    gpus = gpus_for(decl, backend, inventory)
     running = bool(seen is not None and seen.running)
     buffers = getattr(seen, "buffers", None) if running else None
     actual = total_bytes(buffers) if buffers else None
-    family = model_family(spec.model_path, backend)
+    family = model_family(spec.model_path, backend, spec.hf_file)
     if family == "vllm":
         return _vllm_demand(decl, backend, gpus, inventory, running, actual)
     d = Demand(decl.name, backend, "llama", gpus=gpus, running=running, actual=actual,
@@ -88,14 +90,18 @@ def demand_for(decl: ModelDecl, inventory: Inventory, seen: Any = None) -> Deman
     if not gpus:
         d.n_gpu_layers, d.tensor_split = 0, []
     path = resolve_model_path(spec.model_path, decl.file)
+    fallback = ("n_gpu_layers: auto is left to llama-server's --fit" if spec.n_gpu_layers == "auto"
+                else "the manifest's explicit values are used")
+    if gguf_repo(spec.model_path, spec.hf_file) is not None:
+        d.warning = (f"{spec.model_path} is a HuggingFace repository: its size is unknown until llama-server "
+                     f"downloads it; placement unknown, {fallback}")
+        return d
     if not is_gguf_path(path):
         d.warning = f"{path} is not a .gguf file: placement unknown"
         return d
     try:
         d.facts = facts_of(path)
     except GgufError as exc:
-        fallback = ("n_gpu_layers: auto is left to llama-server's --fit" if spec.n_gpu_layers == "auto"
-                    else "the manifest's explicit values are used")
         d.warning = f"placement unknown: {exc}; {fallback}"
         return d
     if running and seen is not None:

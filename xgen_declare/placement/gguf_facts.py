@@ -16,7 +16,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from ..errors import XgenError
+from ..errors import ExitCode, XgenError
 
 __all__ = ["GgufError", "TensorFact", "GgufFacts", "read_gguf_facts", "ggml_type_size"]
 
@@ -43,7 +43,7 @@ _TYPE_BY_NAME = {name.lower(): (block, size) for name, block, size in _GGML_TYPE
 class GgufError(XgenError):
     """The file cannot be used for placement: not GGUF, truncated, or an architecture we cannot model."""
 
-    exit_code = 1
+    exit_code = ExitCode.INVALID_INPUT
 
     def __init__(self, path: str, message: str):
         self.path = path

@@ -53,6 +53,12 @@ class Tracker:
         with self._lock:
             return self._in_flight.get(name, 0)
 
+    def active(self, name: str) -> int:
+        """Requests forwarded (or about to be) and not finished: in flight minus those waiting for a start.
+        A stop drains these (supervisor.in_flight)."""
+        with self._lock:
+            return max(self._in_flight.get(name, 0) - self._waiting.get(name, 0), 0)
+
     def waiting(self, name: str) -> int:
         with self._lock:
             return self._waiting.get(name, 0)

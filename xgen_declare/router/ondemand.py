@@ -71,7 +71,8 @@ class OnDemand:
     # ---- hooks (control loop) --------------------------------------------------------------------
     def on_pass(self, result, seconds: float = 0.0) -> None:
         if result is not None and result.desired is not None:
-            self.table = table_from_decls(result.desired.load.models)
+            kept = {a.name: a.manifest_error for a in result.plan.actions if a.manifest_error}
+            self.table = table_from_decls(result.desired.load.models, kept, self.table)
 
     def tick(self, d) -> None:
         table = self.table

@@ -53,6 +53,8 @@ async def list_models(request: Request):
         data.append({"id": name, "object": "model", "created": 0, "owned_by": "xgen-declare",
                      "state": router.state_of(route).value, "activation": route.activation,
                      "aliases": list(route.aliases), "server_type": route.server_type})
+        if route.manifest_error:  # invalid now: requests go to the last good process
+            data[-1]["manifest_error"] = router.ctx.scrub.text(route.manifest_error)
     return {"object": "list", "data": data}
 
 
@@ -64,6 +66,8 @@ def _model_of(request: Request, raw: bytes) -> str:
             where = f" (line {exc.lineno} column {exc.colno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) \
                 else ""
             raise RouterError(400, f"the body is not valid JSON{where}", code="invalid_json") from None
+        except RecursionError:
+            raise RouterError(400, "the body nests too deeply to be read as JSON", code="invalid_json") from None
         if not isinstance(body, dict):
             raise RouterError(400, "the body must be a JSON object with a `model` field", code="invalid_body")
         model = body.get("model")

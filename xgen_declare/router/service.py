@@ -66,6 +66,7 @@ class Router:
             d.pass_hooks.append(self.ondemand.on_pass)
             d.tick_hooks.append(self.ondemand.tick)
             d.tick_hooks.append(self._on_tick)
+            d.sup.in_flight = self.tracker.active  # a stop drains the requests forwarded to the model
             self._attached = True
 
     def detach(self) -> None:
@@ -74,6 +75,7 @@ class Router:
                           (d.tick_hooks, self._on_tick)):
             if fn in hooks:
                 hooks.remove(fn)
+        d.sup.in_flight = lambda name: 0
         self._attached = False
 
     def client(self) -> httpx.AsyncClient:
@@ -149,7 +151,7 @@ class Router:
 
     def _ready_url(self, name: str) -> str | None:
         p = self.proc(name)
-        if p is not None and p.state in (State.READY, State.UNHEALTHY) and p.rec.port:
+        if p is not None and p.state in (State.READY, State.UNHEALTHY) and p.rec.port and p.drain_deadline is None:
             return base_url(p.rec.host, p.rec.port)
         return None
 
@@ -168,7 +170,8 @@ class Router:
 
     async def _wait_ready_loop(self, route: Route, arrived: float, changed: asyncio.Event) -> str:
         name = route.name
-        deadline = arrived + route.ready_timeout + GRACE
+        # a rollout may hold it: drain, stop, then the new start
+        deadline = arrived + route.drain_timeout + route.stop_grace + route.ready_timeout + GRACE
         last_wake: float | None = None
         while True:
             url = self._ready_url(name)
@@ -178,6 +181,9 @@ class Router:
             if p is not None and p.rec.held:
                 raise RouterError(503, f"{name} is held stopped by `xgen-declare down`; run `xgen-declare up "
                                   f"{name}`", code="model_held")
+            if route.manifest_error and st not in (State.STARTING, State.READY, State.UNHEALTHY):
+                raise RouterError(503, f"{name}'s manifest is invalid and its last good process is not running: "
+                                  f"{first_line(route.manifest_error)}", code="manifest_invalid", state=st.value)
             if st == State.CRASH_LOOP_BACK_OFF and (last_wake is not None or not route.on_demand):
                 raise RouterError(503, f"{name} exited: {first_line(p.rec.last_error)}", code="model_crashed",
                                   state=st.value)

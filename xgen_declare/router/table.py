@@ -1,14 +1,19 @@
-"""Which backend answers a `model` field: every declared model by name and by alias. Pure.
+"""Which backend answers a `model` field: every declared model by name, by alias and, for vLLM, by its
+model id (render.served_names: the names the backend itself answers to). Pure.
 
 Built from the daemon's last reconcile pass (or straight from the manifests before the first one).
-A name always wins over an alias; an alias two models claim goes to the first by name (and is
-reported in `conflicts`).
+A name always wins over an alias, an alias over a model id; a name two models claim goes to the first
+by name (and is reported in `conflicts`). A model whose manifest turned invalid keeps its previous route
+(aliases and model ids included, marked with the manifest error) as long as the plan keeps it: the
+reconciler keeps its last good process running, so the router keeps sending it requests.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Mapping
+
+from ..render import served_names
 
 __all__ = ["Route", "RouteTable", "table_from_decls"]
 
@@ -23,6 +28,9 @@ class Route:
     api_key_file: str | None = None      # the backend's key: the router sends it upstream
     server_type: str = "llm"
     enabled: bool = True
+    manifest_error: str | None = None    # the manifest is invalid now: this is the last good route
+    drain_timeout: float = 60.0          # a rollout or stop may hold requests this long, plus stop_grace
+    stop_grace: float = 10.0
 
     @property
     def on_demand(self) -> bool:
@@ -43,17 +51,28 @@ class RouteTable:
         return sorted(self.routes)
 
     def known(self) -> list[str]:
-        """Every name a client may send: model names, then aliases."""
+        """Every name a client may send: model names, then aliases and model ids."""
         return self.names() + sorted(a for a in self.aliases if a not in self.routes)
 
 
-def table_from_decls(decls: Iterable) -> RouteTable:
-    """`decls`: manifests.ModelDecl (name + spec) of the valid manifests."""
-    table = RouteTable()
-    for d in sorted(decls, key=lambda d: d.name):
+def table_from_decls(decls: Iterable, kept: Mapping[str, str] | None = None,
+                     previous: RouteTable | None = None) -> RouteTable:
+    """`decls`: manifests.ModelDecl (name + spec) of the valid manifests. `kept`: name -> manifest error of
+    the models the plan keeps although their manifest is invalid; each keeps its route of `previous`."""
+    decls = sorted(decls, key=lambda d: d.name)
+    routes: dict[str, Route] = {}
+    for d in decls:
         s = d.spec
-        table.routes[d.name] = Route(d.name, tuple(s.alias), s.activation, s.idle_timeout, s.ready_timeout,
-                                     s.api_key_file, s.server_type, s.enabled)
+        routes[d.name] = Route(d.name, tuple(s.alias), s.activation, s.idle_timeout, s.ready_timeout,
+                               s.api_key_file, s.server_type, s.enabled, drain_timeout=s.rollout.drain_timeout,
+                               stop_grace=s.stop_grace)
+    for name, error in (kept or {}).items():
+        last_good = previous.routes.get(name) if previous is not None else None
+        if name not in routes and last_good is not None:
+            routes[name] = replace(last_good, manifest_error=error)
+    table = RouteTable()
+    for name in sorted(routes):
+        table.routes[name] = routes[name]
     for route in table.routes.values():
         for alias in route.aliases:
             if alias in table.routes and alias != route.name:
@@ -63,4 +82,20 @@ def table_from_decls(decls: Iterable) -> RouteTable:
                                        f"{table.aliases[alias]} answers")
             else:
                 table.aliases.setdefault(alias, route.name)
+    explicit = dict(table.aliases)
+    for d in decls:
+        names = served_names(d.name, d.spec, getattr(d, "file", None))
+        for model_id in (n for n in names if n != d.name and n not in d.spec.alias):
+            owner = table.aliases.get(model_id)
+            if model_id in table.routes or model_id in explicit:
+                continue  # a model's name or alias says it: that one answers
+            if owner is not None and owner != d.name:
+                table.conflicts.append(f"model id {model_id!r} is served by {owner} and {d.name}: {owner} answers")
+            else:
+                table.aliases[model_id] = d.name
+    for name in kept or {}:  # a kept model's model ids, as its last good route had them
+        if name in table.routes and previous is not None:
+            for model_id, owner in previous.aliases.items():
+                if owner == name and model_id not in table.routes:
+                    table.aliases.setdefault(model_id, name)
     return table

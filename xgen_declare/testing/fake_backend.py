@@ -2,8 +2,9 @@
 templates: the config's `binaries:` / `python:` point at a wrapper that runs this module).
 
 It takes whatever argv the template renders, reads `--host`/`--port` (and a served name from
-`--alias`, `--model_alias` or `--served-model-name`), and speaks the readiness protocol of the
-backend family it was started as (from argv: `serve ...` = vLLM, `-m llama_cpp.server ...` =
+`--alias`, `--model_alias` or `--served-model-name`; as vLLM, the vllm protocol answers to every name of
+--served-model-name and 404 to any other `model`), and speaks the readiness protocol of the backend
+family it was started as (from argv: `serve ...` = vLLM, `-m llama_cpp.server ...` =
 llama-cpp-python, else llama-server), or of FAKE_PROTOCOL when set:
 
     llama-server       /health 503 while loading, then 200; /v1/models 200 once loaded
@@ -65,10 +66,22 @@ def parse(argv: list[str]) -> dict:
             opts["port"] = int(nxt)
         elif arg == "--host":
             opts["host"] = nxt
-        elif arg in ("--alias", "--model_alias", "--served-model-name"):
+        elif arg in ("--alias", "--model_alias"):
             opts["name"] = nxt.split(",")[0]
+        elif arg == "--served-model-name":  # vLLM: nargs="+", answers to each, reports the first
+            names = _until_flag(argv[i + 1:])
+            opts["name"], opts["served"] = names[0], names
     opts["protocol"] = os.environ.get("FAKE_PROTOCOL") or opts["protocol"]
     return opts
+
+
+def _until_flag(args: list[str]) -> list[str]:
+    out = []
+    for a in args:
+        if a.startswith("-"):
+            break
+        out.append(a)
+    return out or ["fake"]
 
 
 def modes() -> dict[str, str]:
@@ -158,7 +171,7 @@ def answer(path: str, name: str, body: dict, n: int) -> dict:
             "choices": [{"index": 0, "text": text, "finish_reason": "stop"}]}
 
 
-def make_handler(protocol: str, name: str):
+def make_handler(protocol: str, name: str, served: list[str] | None = None):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # streamed answers are chunked, so a death mid-stream is visible
         disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
@@ -180,7 +193,7 @@ def make_handler(protocol: str, name: str):
                 time.sleep(3600)
                 return
             path = self.path.split("?")[0]
-            models = {"object": "list", "data": [{"id": name, "object": "model"}]}
+            models = {"object": "list", "data": [{"id": n, "object": "model"} for n in served or [name]]}
             if protocol == "llama-server":
                 if path == "/health":
                     if State.ready:
@@ -224,6 +237,11 @@ def make_handler(protocol: str, name: str):
                 body = json.loads(raw or b"{}")
             except ValueError:
                 self._send(400, {"error": {"code": 400, "message": "bad JSON"}})
+                return
+            model = body.get("model")
+            if protocol == "vllm" and model is not None and model not in (served or [name]):  # vLLM's _check_model
+                self._send(404, {"error": {"message": f"The model `{model}` does not exist.", "type": "NotFoundError",
+                                           "param": "model", "code": 404}})
                 return
             m = modes()
             n = int(m.get("chunks") or 5)
@@ -306,14 +324,14 @@ def main(argv: list[str] | None = None) -> None:
     load = float(m.get("load") or 0.2)
     server = None
     if protocol == "llama-server":  # listens at once, answers 503 while loading
-        server = Server((opts["host"], opts["port"]), make_handler(protocol, name))
+        server = Server((opts["host"], opts["port"]), make_handler(protocol, name, opts.get("served")))
         threading.Thread(target=server.serve_forever, daemon=True).start()
     if "never_ready" in m:
         while True:
             time.sleep(3600)
     time.sleep(load)
     if server is None:  # vLLM / llama-cpp-python: refuse connections until loaded
-        server = Server((opts["host"], opts["port"]), make_handler(protocol, name))
+        server = Server((opts["host"], opts["port"]), make_handler(protocol, name, opts.get("served")))
         threading.Thread(target=server.serve_forever, daemon=True).start()
     State.ready = True
     print(f"fake: ready on {opts['host']}:{opts['port']}", flush=True)

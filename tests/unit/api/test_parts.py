@@ -64,13 +64,13 @@ def test_advertised_endpoint():
 
 
 def test_parse_load_body_names():
-    assert parse_load_body({"model_path": "/x/Qwen3-8B.Q4_K_M.gguf"}, False)[0] == "qwen3-8b-q4-k-m"
-    assert parse_load_body({"model_path": "meta-llama/Llama-3.3-70B-Instruct"}, False)[0] == "llama-3-3-70b-instruct"
-    name, spec = parse_load_body({"name": "a", "model_path": "./m.gguf", "env": {}}, False)
+    assert parse_load_body({"model_path": "/x/Qwen3-8B.Q4_K_M.gguf"}, Api())[0] == "qwen3-8b-q4-k-m"
+    assert parse_load_body({"model_path": "meta-llama/Llama-3.3-70B-Instruct"}, Api())[0] == "llama-3-3-70b-instruct"
+    name, spec = parse_load_body({"name": "a", "model_path": "./m.gguf", "env": {}}, Api())
     assert (name, spec["model_path"]) == ("a", "../m.gguf")  # empty exec fields are fine
-    assert parse_load_body({"model_path": "org/model"}, False)[1]["model_path"] == "org/model"
+    assert parse_load_body({"model_path": "org/model"}, Api())[1]["model_path"] == "org/model"
     with pytest.raises(ApiProblem) as exc:
-        parse_load_body({"model_path": "/m.gguf", "binary": "/bin/sh"}, False)
+        parse_load_body({"model_path": "/m.gguf", "binary": "/bin/sh"}, Api())
     assert exc.value.status == 403
 
 
@@ -102,3 +102,14 @@ def test_events_cli_formatting():
     assert len(evs) == 1
     assert format_event(evs[0]).endswith("a: Pending -> Starting (new model)")
     assert format_event({"type": "restart", "model": "a", "restarts": 2, "time": 0}).endswith("a: restart #2")
+
+
+def test_rollout_events_are_one_line_each():
+    base = {"model": "a", "time": 0}
+    assert format_event({**base, "type": "rollout_started", "from_hash": "h1", "to_hash": "h2"}).endswith(
+        "a: rollout started: h1 -> h2")
+    assert format_event({**base, "type": "rollout_failed", "from_hash": "h1", "to_hash": "h2",
+                         "error": "exited with code 1 during start"}).endswith(
+        "a: rollout failed: h1 -> h2: exited with code 1 during start")
+    assert format_event({**base, "type": "rolled_back", "to_hash": "h1", "failed_hash": "h2"}).endswith(
+        "a: rolled back to h1 (h2 failed)")

@@ -48,6 +48,19 @@ def test_load_invalid_is_422_with_field_paths_and_writes_nothing(api):
     assert not (api.manifests / "api").exists()
 
 
+def test_load_refuses_values_that_would_be_read_as_flags(api):
+    flag = "must not start with '-': a backend would read it as a command-line flag"
+    r = api.client.post(P + "/load", json={"name": "evil", "model_path": "--model=evil/repo"})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [{"field": "spec.model_path", "message": flag,
+                                   "hint": "write ./ before a file name that starts with '-'"}]
+    r = api.client.post(P + "/load", json={"name": "evil", "model_path": "org/m", "alias": ["--trust-remote-code"]})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [{"field": "spec.alias[0]", "message": flag,
+                                   "hint": "start each alias with a letter or digit"}]
+    assert not (api.manifests / "api").exists()
+
+
 def test_load_bad_bodies(api):
     assert api.client.post(P + "/load", content=b"{nope").json()["detail"] == "the body is not valid JSON"
     assert api.client.post(P + "/load", json=[1]).status_code == 422
@@ -152,6 +165,17 @@ def test_blocked_model_answers_503_with_the_reason(api):
     body = r.json()
     assert (body["status"], body["state"]) == ("error", "Blocked")
     assert "not found" in body["last_error"]
+
+
+def test_gpu_the_host_lacks_is_blocked_with_the_reason(api):
+    """The host (an empty sysfs: no GPU) is checked on load too, before anything else blocks the model."""
+    r = api.client.post(P + "/load?wait=5", json={"name": "g7", "model_path": "/m/x.gguf",
+                                                  "backend": "llama-server-cpu", "gpus": [7]})
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert (body["status"], body["state"]) == ("error", "Blocked")
+    assert body["last_error"] == ("api/g7.yaml:11: spec.gpus[0]: GPU 7 does not exist on this host (GPUs: none) "
+                                  "(see `xgen-declare gpus`)")
 
 
 def test_models_and_model(api):

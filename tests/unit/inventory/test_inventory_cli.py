@@ -120,3 +120,20 @@ def test_example_inventory_files_load(cli):
     assert strix.gpus[0].gfx == "gfx1151" and strix.gpus[0].integrated
     a100 = load_inventory_file(str(root / "2xa100.yaml"))
     assert [g.vendor for g in a100.gpus] == ["nvidia", "nvidia"] and a100.is_available("vllm-cuda")
+
+
+def test_inventory_yaml_reads_back_exactly(cli, monkeypatch, tmp_path):
+    """A name PyYAML would write raw and a reader fold (U+0085 NEL) is escaped, not changed."""
+    from pathlib import Path
+
+    from xgen_declare.cli import inventory as inventory_cli
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "inventories" / "2xa100.yaml"
+    inv = load_inventory_file(str(example))
+    inv.gpus[0].name = "NVIDIA\x85A100"
+    monkeypatch.setattr(inventory_cli, "host_inventory", lambda *a: inv)
+    r = cli("inventory")
+    assert r.code == 0, r.err
+    path = tmp_path / "host.yaml"
+    path.write_text(r.out)
+    assert load_inventory_file(str(path)).gpus[0].name == "NVIDIA\x85A100"

@@ -16,8 +16,11 @@ def test_gguf_prefers_vulkan_on_strix_halo(host):
 def test_gguf_on_nvidia_skips_vulkan_binary_missing(host):
     sel = pick(host("mixed", "nvidia-a100", "llama-cuda"), "/m/x.gguf")
     assert sel.backend == "llama-server-cuda"
-    assert sel.skipped == (("llama-server-vulkan",
-                            "llama-server-vulkan not found on PATH (nor a llama-server built with vulkan)"),)
+    assert sel.skipped == (("llama-server-vulkan",  # the rule comes first (and Vulkan is not installed either)
+                            "GPU 0 (NVIDIA A100-SXM4-80GB) is an NVIDIA GPU: auto picks Vulkan only for AMD GPUs, "
+                            "llama-server-cuda is the fast path there; set backend: llama-server-vulkan to use it "
+                            "anyway"),)
+    assert not sel.noteworthy  # nothing installed was passed over: no note in plan/render
 
 
 def test_gguf_on_cpu_only_falls_to_llama_server_cpu_with_reasons(host):

@@ -48,10 +48,10 @@ def test_fit_table(cli, sparse, host):
     assert "n_gpu_layers: 33/33" in r.out and "GPU0" in r.out and "CPU" in r.out
 
 
-def test_explicit_layers_that_do_not_fit_exit_1(cli, sparse, host):
+def test_explicit_layers_that_do_not_fit_exit_3(cli, sparse, host):
     r = cli("fit", sparse("llama3-70b", "Q4_K"), "--gpus", "0", "--n-gpu-layers", "all", "--inventory", host,
             "-o", "json")
-    assert r.code == 1 and r.json()["per_gpu"][0]["fits"] is False
+    assert r.code == 3 and r.json()["per_gpu"][0]["fits"] is False
 
 
 def test_not_gguf_is_a_message(cli, tmp_path, host):

@@ -35,3 +35,9 @@ def test_wall_clock_is_not_used(monkeypatch):
     monkeypatch.setattr(time, "time", lambda: 10**12)  # a wall-clock jump changes nothing
     assert b.next_delay() == 1
     assert b.next_delay() == 2
+
+
+def test_a_new_key_starts_again_at_base():
+    b = Backoff(10, 300, 600, FakeClock())
+    assert [b.next_delay("spec1") for _ in range(3)] == [10, 20, 40]
+    assert [b.next_delay("spec2") for _ in range(2)] == [10, 20]

@@ -34,6 +34,24 @@ def test_table_resolves_names_then_aliases_and_reports_conflicts():
     assert c.on_demand and c.idle_timeout == 900.0 and not t.routes["a"].on_demand
 
 
+def test_table_routes_a_vllm_models_id_as_vllm_serves_it():
+    """A client sending the HuggingFace id (what vLLM answers to by default) reaches the model; a name or
+    an alias says it first; two models serving one id: the first by name answers, reported."""
+    def vllm(name, model_path, **spec):
+        return SimpleNamespace(name=name, file="/m/x.yaml", spec=ModelLoadRequest(model_path=model_path, **spec))
+
+    t = table_from_decls([vllm("llama", "meta-llama/Llama-3.3-70B-Instruct", alias=["l3"]),
+                          vllm("copy", "meta-llama/Llama-3.3-70B-Instruct"),
+                          vllm("qwen", "Qwen/Qwen3-8B"), vllm("named", "org/taken", alias=["Qwen/Qwen3-8B"]),
+                          vllm("local", "./dirs/tiny"), decl("gguf")])
+    assert t.resolve("meta-llama/Llama-3.3-70B-Instruct").name == "copy"
+    assert t.resolve("l3").name == "llama" and t.resolve("org/taken").name == "named"
+    assert t.resolve("Qwen/Qwen3-8B").name == "named"      # the alias, not qwen's model id
+    assert t.resolve("/m/dirs/tiny").name == "local"       # as on vLLM's argv: relative to the manifest
+    assert t.resolve("/m/gguf.gguf") is None                # llama.cpp models: by name and alias only
+    assert t.conflicts == ["model id 'meta-llama/Llama-3.3-70B-Instruct' is served by copy and llama: copy answers"]
+
+
 def test_tracker_counts_queue_limit_and_lru():
     now = [100.0]
     t = Tracker(lambda: now[0])
@@ -98,3 +116,30 @@ def test_router_events_read_well_in_the_cli():
                          "time": 0}).endswith("b: idle stop: no request for 5.5s (idle_timeout 5s)")
     assert format_event({"type": "eviction", "model": "a", "to_make_room_for": "b", "time": 0}).endswith(
         "a: evicted to make room for b")
+
+
+def _pass(models, *actions):
+    from xgen_declare.plan import Plan
+
+    return SimpleNamespace(desired=SimpleNamespace(load=SimpleNamespace(models=models)), plan=Plan(list(actions)))
+
+
+def test_a_model_whose_manifest_turns_invalid_keeps_its_route_and_aliases():
+    from xgen_declare.plan import Action
+    from xgen_declare.router.ondemand import OnDemand
+
+    od = OnDemand(Tracker(lambda: 0.0))
+    od.on_pass(_pass([decl("a", alias=["gpt-a"]), decl("b")]))
+    error = "a.yaml:7: spec.ctx_sise: unknown field `ctx_sise` (did you mean `ctx_size`?)"
+    kept = Action(KEEP, "a", "manifest invalid: keeping last good process", manifest_error=error)
+    od.on_pass(_pass([decl("b")], kept))
+    route = od.table.resolve("gpt-a")
+    assert (route.name, route.aliases, route.manifest_error) == ("a", ("gpt-a",), error)
+    assert od.table.known() == ["a", "b", "gpt-a"]
+    od.on_pass(_pass([decl("b", alias=["gpt-a"])], kept))  # the last good route stays; its alias is taken
+    assert od.table.resolve("gpt-a").name == "a" and od.table.conflicts == [
+        "alias 'gpt-a' is claimed by a and b: a answers"]
+    od.on_pass(_pass([decl("a", alias=["new"]), decl("b")]))  # repaired: the new manifest's route
+    assert od.table.resolve("new").manifest_error is None and od.table.resolve("gpt-a") is None
+    od.on_pass(_pass([decl("b")], Action(STOP, "a", "manifest removed", forget=True)))
+    assert od.table.resolve("a") is None

@@ -83,3 +83,24 @@ def test_router_limits_come_from_the_config(tmp_path):
         assert r.status_code == 400
     finally:
         stop(api, thread)
+
+
+def test_deeply_nested_body_is_400_not_500(api):
+    r = api.client.post("/v1/chat/completions", content=b"[" * 100_000 + b"]" * 100_000)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == {"message": "the body nests too deeply to be read as JSON", "type":
+                                 "invalid_request_error", "param": None, "code": "invalid_json"}
+
+
+def test_an_invalid_manifest_with_nothing_running_is_503_with_the_error(api):
+    api.hand("a.yaml", "a", alias=["gpt-a"], backend="llama-server-cpu")  # no binary: never runs
+    api.client.post("/api/management/reconcile")
+    assert api.client.post("/v1/chat/completions", json={"model": "gpt-a"}).status_code == 503
+    api.hand("a.yaml", "a", alias=["gpt-a"], backend="llama-server-cpu", ctx_sise=1)
+    api.client.post("/api/management/reconcile")
+    r = api.client.post("/v1/chat/completions", json={"model": "gpt-a"})
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == {
+        "message": "a's manifest is invalid and its last good process is not running: a.yaml:8: spec.ctx_sise: "
+                   "unknown field `ctx_sise` (did you mean `ctx_size`?)", "type": "server_error", "param": None,
+        "code": "manifest_invalid", "state": "Invalid"}

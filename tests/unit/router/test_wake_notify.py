@@ -18,7 +18,7 @@ from xgen_declare.states import State
 
 
 def fake_ctx():
-    proc = SimpleNamespace(state=State.STARTING, rec=SimpleNamespace(port=8123, host="127.0.0.1", held=False,
+    proc = SimpleNamespace(state=State.STARTING, drain_deadline=None, rec=SimpleNamespace(port=8123, host="127.0.0.1", held=False,
                                                                      last_error=None, manifest_error=None))
     daemon = SimpleNamespace(sup=SimpleNamespace(procs={"m": proc}), pass_hooks=[], tick_hooks=[],
                              wake=threading.Event())

@@ -1,0 +1,89 @@
+"""Rollouts with the real llama-server behind the router (issue 15): clients streaming through the
+router across a `recreate` edit and across an edit whose new spec cannot start see no failed request;
+the bad edit leaves the last good spec serving with rollout_error."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import httpx
+
+from tests.e2e.test_cpu_backends import manifest, write_config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Clients:
+    """`n` clients streaming chat completions through the router in a loop."""
+
+    def __init__(self, base: str, n: int = 2):
+        self.failures: list[str] = []
+        self.done = 0
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.loop, args=(base,), daemon=True) for _ in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def loop(self, base: str) -> None:
+        body = {"model": "chat", "stream": True, "max_tokens": 16,
+                "messages": [{"role": "user", "content": "count to ten"}]}
+        while not self.stop.is_set():
+            status = None
+            try:
+                with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=120) as r:
+                    status, lines = r.status_code, list(r.iter_lines())
+                ok = status == 200 and "data: [DONE]" in lines and not any('"error"' in x for x in lines)
+            except httpx.HTTPError as exc:
+                ok, lines = False, [repr(exc)]
+            if ok:
+                self.done += 1
+            else:
+                self.failures.append(f"{status} {lines[-3:]}")
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(120)
+
+
+def test_recreate_and_a_bad_edit_fail_no_request(tmp_path, tiny_models, llama_server_binary, daemon_factory):
+    d = tmp_path / "manifests"
+    d.mkdir()
+    write_config(d, llama_server_binary, 25600 + (free_port() % 50) * 20)
+    rollout = "  rollout: {strategy: recreate, drain_timeout: 60s}\n"
+    path = d / "chat.yaml"
+    path.write_text(manifest("chat", tiny_models["chat"], "llama-server-cpu", ctx=512) + rollout)
+    daemon = daemon_factory(d)
+    port = free_port()
+    daemon.start("--api", "--api-port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    first = daemon.wait_ready(["chat"])["chat"]
+    clients = Clients(base)
+    try:
+        daemon.wait(lambda s: clients.done >= 4, what="requests before the edit")
+        path.write_text(manifest("chat", tiny_models["chat"], "llama-server-cpu", ctx=1024) + rollout)
+        second = daemon.wait(lambda s: s["chat"]["spec_hash"] != first["spec_hash"] and s["chat"]["state"] == "Ready",
+                             what="the edit rolled out")["chat"]
+        n = clients.done
+        daemon.wait(lambda s: clients.done >= n + 4, what="requests after the edit")
+        bad = manifest("chat", tiny_models["chat"], "llama-server-cpu", ctx=2048) + rollout + \
+            "  extra_args: [--no-such-flag-for-the-test]\n"
+        path.write_text(bad)
+        st = daemon.wait(lambda s: s["chat"]["rollout_error"] and s["chat"]["state"] == "Ready",
+                         what="the bad edit rolled back")["chat"]
+        n = clients.done
+        daemon.wait(lambda s: clients.done >= n + 4, what="requests after the rollback")
+    finally:
+        clients.finish()
+    assert clients.failures == []
+    assert second["pid"] != first["pid"] and second["restarts"] == 1
+    assert st["spec_hash"] == second["spec_hash"] == st["last_good_spec_hash"]
+    assert "--no-such-flag-for-the-test" in st["rollout_error"]  # llama-server's own complaint, from the log tail
+    history = json.loads(daemon.cli("history", "chat", "-o", "json").stdout)
+    assert [e["result"] for e in history] == ["succeeded", "succeeded", "failed", "rolled back"]

@@ -1,0 +1,180 @@
+"""The dashboard's server side through a TestClient (no backend binary: models end Blocked): the files
+and their Content-Security-Policy, the restart/down/up verbs (token, Origin), model detail (secrets
+masked), the log tail and its stream, the ledger and the router's figures. The page itself is tested
+in a real browser (tests/integration/test_dashboard.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+from xgen_declare.api import ui
+from xgen_declare.api.dashboard import ledger_json, read_from
+from xgen_declare.placement.ledger import GIB, Device, Entry, Ledger
+
+P = "/api/management"
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def test_root_redirects_and_files_carry_a_strict_csp(api):
+    r = api.client.get("/", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (307, "/ui/")
+    r = api.client.get("/ui/")
+    assert r.status_code == 200 and r.headers["content-type"] == "text/html; charset=utf-8"
+    assert r.headers["content-security-policy"] == CSP
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert '<script type="module" src="app.js"></script>' in r.text
+    js = api.client.get("/ui/app.js")
+    assert js.headers["content-type"] == "text/javascript; charset=utf-8" and js.headers["content-security-policy"] == CSP
+    assert api.client.get("/ui/dom.js").status_code == 200
+    for bad in ("/ui/nope.js", "/ui/..%2Fapp.py", "/ui/%2e%2e/app.py"):
+        assert api.client.get(bad).status_code == 404, bad
+
+
+def test_assets_have_no_inline_code_and_never_write_html():
+    files = {p.name: p.read_text() for p in ui.UI_DIR.iterdir()}
+    html = files["index.html"]
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html), "inline script"
+    assert "<style" not in html and not re.search(r"\sstyle=", html), "inline style"
+    assert not re.search(r"\son[a-z]+=", html), "inline event handler"
+    for name, text in files.items():
+        if name.endswith(".js"):
+            for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+                assert sink not in text, f"{name} uses {sink}"
+    assert ui.page_weight() <= 300 * 1024
+
+
+def test_verbs_down_up_restart(api):
+    api.hand("m1.yaml", "m1", backend="llama-server-cpu")
+    api.client.post(P + "/reconcile")
+    assert api.client.get(P + "/models/m1").json()["state"] == "Blocked"
+    r = api.client.post(P + "/models/m1/down?wait=5")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "success", "model": "m1", "action": "down", "state": "Stopped", "held": True}
+    r = api.client.post(P + "/models/m1/up?wait=5")
+    assert r.json() == {"status": "success", "model": "m1", "action": "up", "state": "Blocked", "held": False}
+    r = api.client.post(P + "/models/m1/restart?wait=5")
+    assert (r.status_code, r.json()["state"]) == (200, "Blocked")
+    r = api.client.post(P + "/models/zz/restart")
+    assert r.status_code == 404 and r.json()["detail"] == "no model 'zz' (known: m1)"
+    r = api.client.post(P + "/models/m1/explode")
+    assert r.status_code == 404 and r.json()["detail"] == "no action 'explode'; use one of: restart, down, up"
+    r = api.client.post(P + "/models/m1/down", headers={"origin": "https://evil.example"})
+    assert r.status_code == 403 and r.json()["detail"] == "cross-origin write refused"
+    assert api.client.get(P + "/models/m1").json()["held"] is False
+
+
+def test_verbs_need_the_token(api_token):
+    api_token.hand("m1.yaml", "m1", backend="llama-server-cpu")
+    c = api_token.client
+    c.post(P + "/reconcile", headers={"authorization": "Bearer s3cret"})
+    r = c.post(P + "/models/m1/down")
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert r.json()["detail"] == ("this endpoint changes state and needs `Authorization: Bearer <token>` (the token "
+                                  "of api.token_file / XGEN_API_TOKEN)")
+    assert c.post(P + "/models/m1/down", headers={"authorization": "Bearer nope"}).status_code == 401
+    assert c.get(P + "/models/m1").json()["held"] is False
+    r = c.post(P + "/models/m1/down?wait=5", headers={"authorization": "Bearer s3cret"})
+    assert r.status_code == 200 and r.json()["held"] is True
+
+
+def test_detail_masks_secrets_and_keeps_markup_as_data(api):
+    xss = "<img src=x onerror=alert(1)>"
+    api.hand("d.yaml", "d", backend="llama-server-cpu", alias=["<script>alert(2)</script>"],
+             env={"HF_TOKEN": "hf-secret", "MODE": "fast"}, extra_args=["--api-key", "k-secret"])
+    text = (api.manifests / "d.yaml").read_text().replace("metadata:\n  name: d\n",
+                                                          f"metadata:\n  name: d\n  labels: {{team: {json.dumps(xss)}}}\n")
+    (api.manifests / "d.yaml").write_text(text)
+    api.client.post(P + "/reconcile")
+    r = api.client.get(P + "/models/d/detail")
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert (d["labels"], d["alias"], d["file"], d["activation"]) == ({"team": xss}, ["<script>alert(2)</script>"],
+                                                                     "d.yaml", "always")
+    assert d["rendered"]["env"] == {"HF_TOKEN": "***", "MODE": "fast"}
+    argv = d["rendered"]["argv"]
+    assert argv[argv.index("--api-key") + 1] == "***" and "k-secret" not in r.text and "hf-secret" not in r.text
+    assert d["router"]["requests"] == {} and d["problems"] == []
+    assert api.client.get(P + "/models/nope/detail").status_code == 404
+
+
+def test_detail_of_an_invalid_manifest_lists_its_problems(api):
+    (api.manifests / "bad.yaml").write_text("apiVersion: xgen/v1\nkind: Model\nmetadata: {name: bad}\n"
+                                            "spec: {model_path: /m/x.gguf, ctx_sise: 1}\n")
+    d = api.client.get(P + "/models/bad/detail").json()
+    assert d["rendered"] is None
+    assert d["problems"] == ["bad.yaml:4: spec.ctx_sise: unknown field `ctx_sise` (did you mean `ctx_size`?)"]
+
+
+def test_log_tail_and_stream(api):
+    log = api.ctx.env.store.log_path("m1")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"one\ntwo <script>x</script>\nthree {api.manifests}/m1.yaml\npartial")
+    r = api.client.get(P + "/models/m1/log?lines=2").json()
+    assert r == {"model": "m1", "lines": ["two <script>x</script>", "three m1.yaml"],
+                 "offset": log.stat().st_size - len("partial")}
+    offset = len("one\n")
+    r = api.client.get(P + f"/models/m1/log/stream?offset={offset}&timeout=0.5")
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: ")]
+    assert events == [{"lines": ["two <script>x</script>", "three m1.yaml"]}]
+    assert f"id: {log.stat().st_size - len('partial')}\n" in r.text
+    r = api.client.get(P + "/models/m1/log/stream?lines=1&timeout=0.3")
+    assert [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: ")][0] == {"lines": ["three m1.yaml"]}
+    assert api.client.get(P + "/models/..%2Fx/log").status_code in (404, 422)
+
+
+def test_read_from_follows_rotation_and_waits_for_whole_lines(tmp_path):
+    f = tmp_path / "a.log"
+    f.write_text("a\nb\nhalf")
+    assert read_from(f, 0) == (["a", "b"], 4)
+    assert read_from(f, 4) == ([], 4)
+    f.write_text("new\n")  # copy-truncate rotation: the file is shorter than the offset
+    assert read_from(f, 8) == (["new"], 4)
+    assert read_from(tmp_path / "missing.log", 3) == ([], 3)
+
+
+def test_ledger_json_devices_pool_overcommit_and_blocked():
+    ledger = Ledger(devices=[Device("GPU0", 0, 16384, 16000, name="RX 6800"), Device("host", None, 65536, 60000)],
+                    capacity={"GPU0": 10 * GIB, "host": 50 * GIB},
+                    entries=[Entry("a", {"GPU0": 11 * GIB}, "measured"),
+                             Entry("b", {"GPU0": 4 * GIB}, "reserved", blocked="overcommit: b: 4.0 GiB on GPU0 + a")],
+                    margin_mib=6000)
+    out = ledger_json(ledger, None)
+    assert out["devices"][0] == {"device": "GPU0", "gpu": 0, "name": "RX 6800", "integrated": False, "total_mib": 16384,
+                                 "free_mib": 16000, "usable_mib": 10240.0, "used_mib": 11264.0, "shared_pool": False,
+                                 "overcommitted": True}
+    assert out["devices"][1]["overcommitted"] is False and out["devices"][1]["used_mib"] == 0.0
+    assert (out["computed"], out["margin_mib"], out["blocked"]) == (True, 6000, {"b": "overcommit: b: 4.0 GiB on GPU0 + a"})
+    igpu = Ledger(devices=[Device("GPU0", 0, 32768, 30000, integrated=True), Device("host", None, 65536, 60000)],
+                  capacity={"GPU0": 30 * GIB, "host": 40 * GIB}, entries=[Entry("c", {"GPU0": 20 * GIB, "host": 25 * GIB})])
+    pool = ledger_json(igpu, None)["devices"]
+    assert [(d["shared_pool"], d["used_mib"], d["overcommitted"]) for d in pool] == [
+        (True, 45 * 1024.0, True), (True, 45 * 1024.0, True)]
+
+
+def test_ledger_endpoint_after_a_pass_and_without_one(api):
+    api.client.post(P + "/reconcile")
+    r = api.client.get(P + "/ledger").json()
+    assert (r["computed"], [d["device"] for d in r["devices"]], r["blocked"]) == (True, ["host"], {})
+    gpu = SimpleNamespace(index=1, name="RX 6800", integrated=False, memory_total_mib=16384, memory_free_mib=16000)
+    assert ledger_json(None, SimpleNamespace(gpus=[gpu]))["devices"] == [
+        {"device": "GPU1", "gpu": 1, "name": "RX 6800", "integrated": False, "total_mib": 16384, "free_mib": 16000,
+         "usable_mib": None, "used_mib": None, "shared_pool": False, "overcommitted": False}]
+    assert ledger_json(None, None) == {"computed": False, "margin_mib": None, "devices": [], "blocked": {},
+                                       "notes": [], "warnings": {}}
+
+
+def test_router_figures(api):
+    m = api.ctx.router.metrics
+    m.requests.labels(model="m1", code="200").inc()
+    m.requests.labels(model="m1", code="503").inc(2)
+    m.ttfb.labels(model="m1").observe(0.2)
+    m.ttfb.labels(model="m1").observe(0.4)
+    m.cold_start.labels(model="m1").observe(3.0)
+    m.in_flight.labels(model="m1").inc()
+    figures = api.client.get(P + "/router").json()["models"]["m1"]
+    assert figures == {"requests": {"200": 1, "503": 2}, "in_flight": 1, "ttfb_count": 2, "ttfb_seconds_avg": 0.3,
+                       "cold_starts": 1, "cold_start_seconds_avg": 3.0, "evictions": 0, "idle_stops": 0}

@@ -1,0 +1,64 @@
+"""What a caller of the API may not declare unless the config allows it: fields that run code of the
+caller's choosing (`api.allow_exec_fields`) and addresses that put a server on the network
+(`api.allow_network_bind`). Nothing is written when a request is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+P = "/api/management"
+OFF = {"model_path": "/models/Qwen3-8B.Q4_K_M.gguf", "backend": "llama-server-cpu", "enabled": False, "name": "m"}
+EXEC_HINT = "set api.allow_exec_fields: true in xgen-declare.yaml, or write a manifest file"
+NET_HINT = "set api.allow_network_bind: true in xgen-declare.yaml, or write a manifest file"
+
+
+def test_trust_remote_code_is_an_exec_field(api):
+    r = api.client.post(P + "/load", json={**OFF, "model_path": "org/repo", "backend": "vllm-cpu",
+                                           "trust_remote_code": True})
+    assert r.status_code == 403, r.text
+    assert r.json() == {
+        "status": "error", "detail": "these fields run code of the caller's choosing and are refused through the API",
+        "errors": [{"field": "spec.trust_remote_code", "message": "not allowed through the API", "hint": EXEC_HINT}]}
+    assert not (api.manifests / "api").exists()
+    # false (the default) declares nothing that runs code
+    r = api.client.post(P + "/load?wait=5", json={**OFF, "trust_remote_code": False})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("extra, field", [
+    ({"host": "0.0.0.0"}, "spec.host"),
+    ({"host": "192.168.1.7"}, "spec.host"),
+    ({"host": "::"}, "spec.host"),
+    ({"rpc_workers": [{"host": "127.0.0.1", "port": 50052}, {"host": "127.0.0.1", "port": 50053,
+                                                              "bind": "0.0.0.0"}]}, "spec.rpc_workers[1].bind"),
+    ({"distributed": "ray", "nodes": 2, "ray": {"head": "h1", "workers": ["h2"]}}, "spec.distributed"),
+])
+def test_network_bind_refused_unless_allowed(api, extra, field):
+    r = api.client.post(P + "/load", json={**OFF, **extra})
+    assert r.status_code == 403, r.text
+    assert r.json() == {
+        "status": "error", "detail": "these fields make a server listen beyond this machine and are refused "
+        "through the API", "errors": [{"field": field, "message": "not allowed through the API", "hint": NET_HINT}]}
+    assert not (api.manifests / "api").exists()
+
+
+def test_loopback_addresses_are_fine_and_the_switch_allows_the_rest(api):
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        r = api.client.post(P + "/load?wait=5", json={**OFF, "host": host})
+        assert r.status_code == 200, (host, r.text)
+    r = api.client.post(P + "/load?wait=5", json={**OFF, "rpc_workers": [{"host": "127.0.0.1", "port": 50052,
+                                                                          "bind": "127.0.0.1"}]})
+    assert r.status_code == 200, r.text
+    api.ctx.settings.allow_network_bind = True
+    r = api.client.post(P + "/load?wait=5", json={**OFF, "host": "0.0.0.0"})
+    assert r.status_code == 200, r.text
+    assert "host: 0.0.0.0" in (api.manifests / "api" / "m.yaml").read_text()
+
+
+def test_both_kinds_refused_together(api):
+    r = api.client.post(P + "/load", json={**OFF, "host": "0.0.0.0", "binary": "/bin/sh"})
+    assert r.status_code == 403
+    assert r.json()["detail"] == ("these fields run code of the caller's choosing or make a server listen beyond "
+                                  "this machine, and are refused through the API")
+    assert [(e["field"], e["hint"]) for e in r.json()["errors"]] == [("spec.binary", EXEC_HINT),
+                                                                     ("spec.host", NET_HINT)]

@@ -1,0 +1,102 @@
+"""The daemon's step: a failing part never stops the others, and a state dir that cannot be written is
+reported as state_write_failed (log once per pass, daemon.json for `status`, /metrics) until it heals."""
+
+import errno
+import json
+import logging
+
+import pytest
+
+from tests.conftest import model_yaml
+from xgen_declare.api.metrics import Metrics
+from xgen_declare.config import load_config
+from xgen_declare.control import Env, status_rows
+from xgen_declare.daemon import Daemon
+from xgen_declare.state_store import StateStore
+from xgen_declare.testing.fakes import FailingWriter, FakeClock
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def writer():
+    return FailingWriter(errno.EROFS)
+
+
+@pytest.fixture
+def daemon(tmp_path, clock, writer):
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    cfg = {"binaries": {"llama-server-cpu": str(tmp_path / "no-such-binary")}, "ports": {"start": 29101, "end": 29110},
+           "reconciler": {"resync_interval": 60, "debounce": 0}}
+    (manifests / "xgen-declare.yaml").write_text(json.dumps(cfg))
+    (manifests / "m.yaml").write_text(model_yaml("m", backend="llama-server-cpu", enabled=False))
+    (tmp_path / "sys").mkdir()
+    env = Env(load_config(None, [str(manifests)]), StateStore(tmp_path / "state", writer=writer), [str(manifests)],
+              None, sysfs_root=str(tmp_path / "sys"))
+    d = Daemon(env, clock=clock)
+    d.start()
+    yield d
+    d.shutdown()
+
+
+def steps(d, clock, n, dt=0.05):
+    for _ in range(n):
+        d.step()
+        clock.advance(dt)
+
+
+def test_a_failing_pass_neither_stops_the_supervisor_nor_floods_the_log(daemon, clock, monkeypatch, caplog):
+    calls = {"pass": 0, "tick": 0}
+
+    def bad_pass(full):
+        calls["pass"] += 1
+        raise RuntimeError("boom")
+
+    def tick():
+        calls["tick"] += 1
+
+    monkeypatch.setattr(daemon, "reconcile", bad_pass)
+    monkeypatch.setattr(daemon.sup, "tick", tick)
+    steps(daemon, clock, 20)
+    assert calls == {"pass": 1, "tick": 20}  # the failed pass waits for the next resync
+    assert caplog.text.count("reconcile pass failed") == 1 and caplog.text.count("Traceback") == 1
+    clock.advance(60)
+    steps(daemon, clock, 1)
+    assert calls["pass"] == 2 and caplog.text.count("reconcile pass failed") == 1  # repeats: no new traceback
+
+
+def test_state_write_failed_is_reported_once_per_pass_until_the_dir_heals(daemon, clock, writer, caplog):
+    store = daemon.env.store
+    path = store.record_path("m")
+    writer.fail(store.models_dir)
+    caplog.set_level(logging.INFO, "xgen_declare")
+    steps(daemon, clock, 10)
+    line = (f"state_write_failed: cannot write {path}: Read-only file system (errno 30 EROFS); supervision goes on "
+            "from memory, the records are written again once the state dir is writable")
+    assert caplog.text.count("state_write_failed: cannot") == 1 and line in caplog.text
+    assert not path.exists() and daemon.sup.procs["m"].state.value == "Stopped"
+
+    # `status` (another process's view: a second StateStore) shows the daemon's state and the failure
+    row = status_rows(StateStore(store.root))[0]
+    assert (row["name"], row["state"]) == ("m", "Stopped")
+    assert row["state_write_failed"] == f"cannot write {path}: Read-only file system (errno 30 EROFS)"
+    metrics = Metrics(store).render().decode()
+    assert "xgen_state_write_failures 1.0" in metrics
+    assert f'xgen_state_write_failed{{code="EROFS",errno="30",path="{path}"}} 1.0' in metrics
+
+    clock.advance(60)  # the next pass reports it again, once
+    steps(daemon, clock, 10)
+    assert caplog.text.count("state_write_failed: cannot") == 2
+
+    writer.heal()
+    steps(daemon, clock, 30)
+    assert json.loads(path.read_text())["state"] == "Stopped"
+    assert caplog.text.count("state dir writable again: every record is written") == 1
+    assert "state_write_failed" not in store.daemon_info()
+    assert status_rows(StateStore(store.root))[0]["state_write_failed"] is None
+    assert "xgen_state_write_failures 0.0" in Metrics(store).render().decode()
+    assert caplog.text.count("state_write_failed: cannot") == 2
