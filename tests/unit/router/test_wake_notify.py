@@ -39,8 +39,8 @@ def test_waiting_request_wakes_on_the_tick_that_saw_ready(monkeypatch):
             hook(ctx.daemon)
 
     async def main():
+        t0 = time.monotonic()  # before the thread starts its 0.3 s sleep
         threading.Thread(target=control_loop, daemon=True).start()
-        t0 = time.monotonic()
         url = await asyncio.wait_for(router.ready(route, router.clock()), 10)
         return url, time.monotonic() - t0
 
