@@ -13,12 +13,7 @@ backends started through the rendered templates, default reconciler settings (de
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,72 +27,47 @@ sys.path.insert(0, str(ROOT))
 from xgen_declare.config import Config, Ports  # noqa: E402
 from xgen_declare.inventory.model import Inventory  # noqa: E402
 from xgen_declare.plan import plan  # noqa: E402
-from xgen_declare.procs import find_marked  # noqa: E402
 from xgen_declare.reconcile import compute  # noqa: E402
-from xgen_declare.testing import write_wrapper  # noqa: E402
+from xgen_declare.testing.harness import (DaemonHarness, environment, free_port_block, model_manifest,  # noqa: E402
+                                          percentile)
 
 
-def manifest(name: str, ctx: int = 4096, port: int | None = None) -> str:
-    extra = f"\n  port: {port}" if port else ""
-    return (f"apiVersion: xgen/v1\nkind: Model\nmetadata:\n  name: {name}\nspec:\n  model_path: /models/{name}.gguf\n"
-            f"  backend: llama-server-cpu\n  ctx_size: {ctx}{extra}\n")
-
-
-def save(path: Path, text: str) -> None:
-    tmp = path.with_name("." + path.name + ".swp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def manifest(name: str, ctx: int = 4096) -> str:
+    return model_manifest(name, ctx_size=ctx)
 
 
 class Bench:
     def __init__(self, root: Path, models: int):
-        self.root, self.m = root, root / "manifests"
-        self.state = root / "state"
-        self.m.mkdir()
-        fake = write_wrapper(root / "fake-backend")
-        base = 30000 + (os.getpid() % 50) * 100
-        cfg = {"binaries": {"llama-server-cpu": str(fake)}, "ports": {"start": base, "end": base + 99}}
-        (self.m / "xgen-declare.yaml").write_text(json.dumps(cfg))
+        base = free_port_block(max(models, 20))
+        self.h = DaemonHarness(root, ports=(base, base + max(models, 20) - 1))
         self.names = [f"m{i:02d}" for i in range(models)]
         for n in self.names:
-            save(self.m / f"{n}.yaml", manifest(n))
-        self.env = {**os.environ, "XGEN_STATE_DIR": str(self.state), "XDG_CACHE_HOME": str(root / "cache")}
-        self.daemon: subprocess.Popen | None = None
+            self.h.write(n, manifest(n))
 
     def start(self) -> None:
-        self.log = open(self.root / "daemon.log", "w")
-        self.daemon = subprocess.Popen([sys.executable, "-m", "xgen_declare.cli.main", "run", str(self.m)],
-                                       env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+        self.h.start()
+
+    @property
+    def daemon(self):
+        return self.h.daemon
+
+    def save(self, name: str, text: str) -> None:
+        self.h.write(name, text)
 
     def record(self, name: str) -> dict:
-        try:
-            return json.loads((self.state / "models" / f"{name}.json").read_text())
-        except (OSError, ValueError):
-            return {}
+        return self.h.record(name)
 
     def wait(self, pred, timeout: float = 60, poll: float = 0.002) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return time.monotonic()
-            time.sleep(poll)
-        raise SystemExit(f"timed out; daemon log:\n{(self.root / 'daemon.log').read_text()[-3000:]}")
+        try:
+            return self.h.wait(pred, timeout, poll)
+        except TimeoutError as exc:
+            raise SystemExit(str(exc)) from None
 
     def all_ready(self) -> bool:
-        return all(self.record(n).get("state") == "Ready" for n in self.names)
+        return self.h.all_ready(self.names)
 
     def cleanup(self) -> None:
-        if self.daemon and self.daemon.poll() is None:
-            os.killpg(self.daemon.pid, signal.SIGKILL)
-            self.daemon.wait()
-        owner = self.state / "owner_id"
-        if owner.exists():
-            for p in find_marked(owner.read_text().strip() + "/"):
-                try:
-                    p.kill()
-                except psutil.Error:
-                    pass
+        self.h.cleanup()
 
 
 def bench_edits(b: Bench, edits: int) -> None:
@@ -106,11 +76,11 @@ def bench_edits(b: Bench, edits: int) -> None:
     for i in range(edits):
         old = b.record(name).get("pid")
         t0 = time.monotonic()
-        save(b.m / f"{name}.yaml", manifest(name, 8192 if i % 2 == 0 else 4096))
+        b.save(name, manifest(name, 8192 if i % 2 == 0 else 4096))
         t1 = b.wait(lambda: b.record(name).get("pid") not in (None, old))
         lat.append((t1 - t0) * 1000)
         b.wait(lambda: b.record(name).get("state") == "Ready", poll=0.01)
-    p95 = sorted(lat)[max(0, math.ceil(0.95 * len(lat)) - 1)]  # nearest rank
+    p95 = percentile(lat, 95)
     print(f"save-to-spawn latency over {edits} edits: p50 {statistics.median(lat):.0f} ms, p95 {p95:.0f} ms, "
           f"max {max(lat):.0f} ms (debounce 100 ms included)")
 
@@ -118,7 +88,7 @@ def bench_edits(b: Bench, edits: int) -> None:
 def bench_one_of_many(b: Bench) -> None:
     before = {n: (b.record(n)["pid"], b.record(n)["restarts"]) for n in b.names}
     target = b.names[len(b.names) // 2]
-    save(b.m / f"{target}.yaml", manifest(target, 2048))
+    b.save(target, manifest(target, 2048))
     b.wait(lambda: b.record(target).get("pid") != before[target][0] and b.record(target).get("state") == "Ready")
     time.sleep(2.0)  # anything else that was going to happen has happened
     after = {n: (b.record(n).get("pid"), b.record(n).get("restarts")) for n in b.names}
@@ -166,7 +136,7 @@ def main() -> None:
     ap.add_argument("--manifests", type=int, default=1000)
     ap.add_argument("--idle", type=float, default=60)
     args = ap.parse_args()
-    print(f"host: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(environment())
     bench_plan(args.manifests)
     with tempfile.TemporaryDirectory() as d:
         b = Bench(Path(d), args.models)

@@ -33,3 +33,12 @@ if [ "${XGEN_NO_RPC:-0}" != 1 ]; then
   scripts/build-rpc.sh >/dev/null
   echo "bootstrap: llama.cpp RPC build ready in $(( $(date +%s) - t2 )) s"
 fi
+# Comparison benches (bench/, smoke-tested by tests/bench): supervisord into .venv (extra "bench"), the
+# LiteLLM proxy into .venv-litellm (its own pins; scripts/install-litellm.sh). XGEN_NO_BENCH=1 skips both
+# (the bench smoke tests then skip locally, and fail under CI).
+if [ "${XGEN_NO_BENCH:-0}" != 1 ]; then
+  t3=$(date +%s)
+  .venv/bin/python -m pip install --quiet --progress-bar off -e '.[bench]'
+  scripts/install-litellm.sh >/dev/null
+  echo "bootstrap: bench tools (supervisor, litellm) ready in $(( $(date +%s) - t3 )) s"
+fi

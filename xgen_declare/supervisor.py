@@ -51,7 +51,7 @@ from .states import RUNNING_STATES, State, transition
 
 log = logging.getLogger("xgen_declare.supervisor")
 
-READY_POLL = 0.2
+READY_POLL = 0.05  # readiness probes of a starting model (bench/cold_start.py: 0.2 s cost ~100 ms a cold start)
 ESCAPEE_POLL = 0.3
 FLUSH_PERIOD = 1.0  # retry of records that could not be written
 

