@@ -36,13 +36,23 @@ class Pass:
     problems: list[str] = field(default_factory=list)
 
 
-def listening_ports() -> set[int]:
-    """TCP ports something listens on (any user); empty when /proc/net cannot be read."""
+def port_holders() -> dict[int, int | None]:
+    """TCP port something listens on (any user) -> the listener's pid (None when this user may not see
+    it); empty when /proc/net cannot be read. `doctor` names the holders."""
     try:
         conns = psutil.net_connections(kind="inet")
     except (psutil.Error, OSError):
-        return set()
-    return {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.laddr}
+        return {}
+    out: dict[int, int | None] = {}
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and out.get(c.laddr.port) is None:
+            out[c.laddr.port] = c.pid
+    return out
+
+
+def listening_ports() -> set[int]:
+    """TCP ports something listens on (any user); empty when /proc/net cannot be read."""
+    return set(port_holders())
 
 
 def binary_identity(exe: str) -> str | None:

@@ -36,6 +36,7 @@ VERBS = {
     "up": "up",
     "export": "export",
     "events": "events",
+    "doctor": "doctor",
 }
 
 
