@@ -7,7 +7,7 @@ import os
 import click
 
 from ..doctor import DoctorHost, run_doctor
-from .common import get_globals, global_options, output_option, print_json
+from .common import PATHS, get_globals, global_options, output_option, print_json
 
 MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
 
@@ -27,7 +27,7 @@ def summary(findings) -> dict[str, int]:
 
 
 @click.command(short_help="Check this host, the backends, the manifests and the daemon")
-@click.argument("dirs", nargs=-1, metavar="[DIR]...")
+@click.argument("dirs", nargs=-1, metavar="[DIR]...", type=PATHS)
 @output_option(("text", "json"), "text")
 @click.option("--dev-root", metavar="DIR", help="Root of the device nodes to check [env: XGEN_DEV_ROOT; default: /dev]")
 @global_options

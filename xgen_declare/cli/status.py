@@ -6,11 +6,11 @@ import click
 
 from ..control import daemon_pid, fmt_uptime, status_rows
 from ..state_store import StateStore
-from .common import eprint, get_globals, global_options, output_option, print_json, table
+from .common import complete_model_names, eprint, get_globals, global_options, output_option, print_json, table
 
 
 @click.command(short_help="Show the state of every model")
-@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=complete_model_names)
 @output_option(("table", "json"), "table")
 @global_options
 def command(names: tuple[str, ...], output: str) -> int:
