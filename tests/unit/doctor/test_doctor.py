@@ -177,3 +177,29 @@ def test_invalid_manifest_fails(fake_host):
     assert fail.message == (f"1 problem(s) in {fake_host.manifests}: {fake_host.manifests}/m1.yaml:6: spec.ctx_size: "
                             "Input should be a valid integer, unable to parse string as an integer (write a whole number)")
     assert fail.fix == "`xgen-declare validate DIR` lists every problem with its file, line and field"
+
+
+def _fake_vllm(tmp, script: str):
+    """A `vllm` executable whose #! line names a fake Python that runs `script` (sh) for `-c ...`."""
+    python = tmp / "fake-python3"
+    python.write_text(f"#!/bin/sh\n{script}\n")
+    python.chmod(0o755)
+    vllm = tmp / "vllm"
+    vllm.write_text(f"#!{python}\nimport sys\n")
+    vllm.chmod(0o755)
+    return vllm
+
+
+def test_vllm_imports_and_its_platform(fake_host):
+    vllm = _fake_vllm(fake_host.tmp, 'echo "INFO some log line"; echo 0.32.0; echo cpu')
+    fake_host.write_config(f"binaries: {{vllm-cpu: {vllm}}}\n")
+    assert ("ok", "vllm", f"vllm-cpu: {vllm}: vLLM 0.32.0 imports, platform cpu") in lines(fake_host.run())
+
+
+def test_vllm_that_does_not_import_fails(fake_host):
+    vllm = _fake_vllm(fake_host.tmp, "echo \"ModuleNotFoundError: No module named 'torchvision'\" >&2; exit 1")
+    fake_host.write_config(f"binaries: {{vllm-cpu: {vllm}}}\n")
+    (fail,) = [f for f in fake_host.run() if f.status == "fail"]
+    assert (fail.check, fail.message) == (
+        "vllm", f"vllm-cpu: `{fake_host.tmp}/fake-python3 -c 'import vllm'` exited with 1: ModuleNotFoundError: "
+                "No module named 'torchvision'")
