@@ -97,5 +97,7 @@ if [ "$REAL" = 1 ]; then
 fi
 say "demo up in $(fmt_secs $((SECONDS - T0))) (install included)"
 if [ "${DEMO_EXIT:-0}" = 1 ]; then stop; exit 0; fi
-echo "Serving. Try: $X status | $X logs demo-chat | $X doctor | edit manifests/demo/*.yaml and watch it converge. Ctrl-C stops."
+echo "Serving. Ctrl-C stops. In another terminal (the demo keeps its state in $XGEN_STATE_DIR):"
+echo "  export XGEN_STATE_DIR=$XGEN_STATE_DIR"
+echo "  $X status; $X logs demo-chat; $X doctor    # then edit manifests/demo/*.yaml and watch it converge"
 wait "$daemon"

@@ -102,7 +102,7 @@ def backend_findings(inv: Inventory, config: Config, host: DoctorHost, wanted: s
             elif _family(b.name) == "vllm" and b.binary:
                 out.append(_vllm(b, host))
             else:
-                out.append(Finding("backend", "ok", f"{b.name}: {b.binary}"))
+                out.append(Finding("backend", "ok", f"{b.name}: {b.binary} (imports llama_cpp.server)"))
             continue
         if not _applies(b.name, inv):
             elsewhere.append(f"{b.name} ({b.reason})")

@@ -117,9 +117,8 @@ def _read_int(path: Path) -> int | None:
 def _count_dirs(paths: list[str]) -> int:
     n = 0
     for p in paths:
-        for _root, dirs, _files in os.walk(p):
+        for _root, _dirs, _files in os.walk(p):  # watchdog watches every subdirectory, hidden ones too
             n += 1
-            dirs[:] = [d for d in dirs if not d.startswith(".") or d == "..data"]
     return n
 
 
