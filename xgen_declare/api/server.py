@@ -42,8 +42,13 @@ class ApiServer:
                 raise ApiSetupError(f"the API cannot listen on {self.host}:{self.port} (see the message above; "
                                     "--api-port picks another port)")
             time.sleep(0.02)
-        log.info("management API on http://%s:%s/api/management (%s)", self.host if ":" not in self.host else
-                 f"[{self.host}]", self.port, "token required for writes" if self.ctx.token else "no token")
+        url = f"http://{self.host if ':' not in self.host else f'[{self.host}]'}:{self.port}"
+        log.info("management API on %s/api/management (%s)", url,
+                 "token required for writes" if self.ctx.token else "no token")
+        store = self.ctx.daemon.env.store
+        info = store.daemon_info()
+        info["api"] = url  # for `doctor`; cleared when the daemon starts again
+        store.write_daemon_info(info)
 
     def stop(self) -> None:
         self.ctx.detach()

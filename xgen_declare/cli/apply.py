@@ -7,12 +7,12 @@ import click
 from ..control import converge_once, daemon_pid, open_env, status_rows
 from ..errors import ExitCode
 from ..states import State
-from .common import eprint, get_globals, global_options, output_option, print_json, table
+from .common import PATHS, eprint, get_globals, global_options, output_option, print_json, table
 from .plan import compute_plan, show
 
 
 @click.command(short_help="Converge once: start, restart and stop models")
-@click.argument("dirs", nargs=-1, metavar="[DIR]...")
+@click.argument("dirs", nargs=-1, metavar="[DIR]...", type=PATHS)
 @click.option("--dry-run", is_flag=True, help="Print the plan (exactly what `plan` prints) and change nothing")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until started models are Ready or failed (stops are always waited for)")

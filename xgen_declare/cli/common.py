@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import click
+import click.shell_completion
 
 from ..config import Config, load_config
 
@@ -73,6 +74,32 @@ def get_globals(ctx: click.Context | None = None) -> Globals:
     if root.obj is None:
         root.obj = Globals()
     return root.obj
+
+
+def model_names(g: Globals) -> list[str]:
+    """Names the state dir knows (records) and those its recorded manifests dirs declare."""
+    from ..manifests import load_paths
+    from ..state_store import StateStore
+
+    store = StateStore(g.resolve_state_dir())
+    names = set(store.load_all())
+    paths = store.manifest_paths()
+    if paths:
+        names.update(d.name for d in load_paths(paths).models)
+    return sorted(names)
+
+
+def complete_model_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of NAME arguments (click calls this while the user presses TAB)."""
+    try:
+        names = model_names(get_globals(ctx))
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+    return [click.shell_completion.CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+# DIR / PATH / FILE arguments: completed by the shell as paths.
+PATHS = click.Path(readable=False)  # no checks: each verb reports its own errors
 
 
 def output_option(choices: tuple[str, ...], default: str) -> Callable:

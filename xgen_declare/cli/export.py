@@ -6,7 +6,7 @@ import click
 
 from ..export import export_kubernetes, render_stream, write_dir
 from ..inventory.file import load_inventory_file
-from .common import eprint, get_globals, global_options
+from .common import PATHS, eprint, get_globals, global_options
 
 
 @click.group(short_help="Export the manifests to another system (kubernetes)")
@@ -16,7 +16,7 @@ def command() -> None:
 
 
 @command.command("kubernetes", short_help="One Deployment + Service per model, kustomize-friendly")
-@click.argument("paths", nargs=-1, required=True, metavar="DIR...")
+@click.argument("paths", nargs=-1, required=True, metavar="DIR...", type=PATHS)
 @click.option("-o", "--output", "output", default="-", show_default=True, metavar="OUTDIR|-",
               help="Directory for one file per model plus kustomization.yaml, or - for one stream on stdout")
 @click.option("--inventory", "inventory_file", metavar="FILE",

@@ -16,7 +16,7 @@ from ..placement.gguf_facts import read_gguf_facts
 from ..placement.layers import OUTPUT_FIRST, OUTPUT_LAST
 from ..placement.memory import CACHE_TYPES, ContextSettings
 from ..placement.predict import MIB, DevicePart, Prediction
-from .common import get_globals, global_options, output_option, print_json, table
+from .common import PATHS, get_globals, global_options, output_option, print_json, table
 from .hostctx import host_inventory, inventory_option_help
 
 
@@ -54,7 +54,7 @@ def _gpus(value: str | None) -> list[int] | None:
 
 
 @click.command(short_help="Predict GPU memory of a GGUF model and choose n_gpu_layers / tensor_split")
-@click.argument("model", metavar="MODEL.gguf")
+@click.argument("model", metavar="MODEL.gguf", type=PATHS)
 @click.option("--ctx-size", type=click.IntRange(min=0), default=None, help="Context size (default/0: the model's own)")
 @click.option("--gpus", "gpus_text", metavar="0,1", help="Host GPU indices (default: every visible GPU)")
 @click.option("--parallel", type=click.IntRange(min=1), default=None, help="llama-server slots (default: auto, 4 unified)")

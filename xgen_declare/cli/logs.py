@@ -11,11 +11,11 @@ from ..errors import ModelNotFound
 from ..logfiles import tail
 from ..names import check_model_names
 from ..state_store import StateStore
-from .common import get_globals, global_options
+from .common import complete_model_names, get_globals, global_options
 
 
 @click.command(short_help="Print a model's log")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_model_names)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop)")
 @click.option("-n", "--lines", "lines", type=int, default=50, show_default=True, help="Lines to show first")
 @global_options

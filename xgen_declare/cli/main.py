@@ -38,6 +38,7 @@ VERBS = {
     "up": "up",
     "export": "export",
     "events": "events",
+    "doctor": "doctor",
 }
 
 

@@ -6,7 +6,7 @@ import click
 
 from ..control import open_env, seen_from_records
 from ..reconcile import Pass, compute
-from .common import eprint, get_globals, global_options, output_option, print_json
+from .common import PATHS, eprint, get_globals, global_options, output_option, print_json
 from .hostctx import host_inventory, inventory_option_help
 
 
@@ -40,7 +40,7 @@ def show(result: Pass, output: str) -> None:
 
 
 @click.command(short_help="Show what apply would change, and why")
-@click.argument("dirs", nargs=-1, metavar="[DIR]...")
+@click.argument("dirs", nargs=-1, metavar="[DIR]...", type=PATHS)
 @output_option(("table", "json"), "table")
 @click.option("--inventory", "inventory_file", metavar="FILE", help=inventory_option_help)
 @global_options

@@ -8,12 +8,12 @@ import click
 
 from ..desired import build_desired
 from ..state_store import held_ports
-from .common import eprint, get_globals, global_options, output_option, print_json, table
+from .common import PATHS, eprint, get_globals, global_options, output_option, print_json, table
 from .hostctx import host_inventory, inventory_option_help
 
 
 @click.command(short_help="Show the exact command of each model")
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...", type=PATHS)
 @output_option(("table", "json", "shell"), "table")
 @click.option("--inventory", "inventory_file", metavar="FILE", help=inventory_option_help)
 @global_options

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from .common import global_options
+from .common import complete_model_names, global_options
 from .imperative import run_verb
 
 
 @click.command(short_help="Restart models now")
-@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...", shell_complete=complete_model_names)
 @click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds to wait at most")
 @global_options
 def command(names: tuple[str, ...], timeout: float) -> int:

@@ -9,7 +9,7 @@ import click
 
 from ..control import open_env
 from ..daemon import Daemon
-from .common import get_globals, global_options
+from .common import PATHS, get_globals, global_options
 
 
 def setup_logging(verbose: bool) -> None:
@@ -22,7 +22,7 @@ def setup_logging(verbose: bool) -> None:
 
 
 @click.command(short_help="Run the daemon in the foreground: watch DIR and keep models converged")
-@click.argument("dirs", nargs=-1, metavar="[DIR]...")
+@click.argument("dirs", nargs=-1, metavar="[DIR]...", type=PATHS)
 @click.option("--stop-on-exit", is_flag=True, help="Stop every model when the daemon exits (default: leave "
               "them running for the next daemon to adopt)")
 @click.option("--api", "api", is_flag=True, help="Serve the management HTTP API (docs/api.md) in this process")

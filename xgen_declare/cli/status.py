@@ -7,11 +7,11 @@ import click
 from ..control import daemon_pid, fmt_uptime, format_write_failure, status_rows, write_failures
 from ..names import check_model_names
 from ..state_store import StateStore
-from .common import eprint, get_globals, global_options, output_option, print_json, table
+from .common import complete_model_names, eprint, get_globals, global_options, output_option, print_json, table
 
 
 @click.command(short_help="Show the state of every model")
-@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=complete_model_names)
 @output_option(("table", "json"), "table")
 @global_options
 def command(names: tuple[str, ...], output: str) -> int:

