@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -22,9 +21,9 @@ import psutil
 import pytest
 
 from xgen_declare.control import status_rows
-from xgen_declare.procs import find_marked
 from xgen_declare.state_store import StateStore
 from xgen_declare.testing import write_wrapper
+from xgen_declare.testing.harness import kill_daemons, marked_by
 
 _ports = itertools.count(0)
 FAST = {"backoff_base": 0.3, "backoff_max": 2, "backoff_reset": 5, "liveness_period": 0.3,
@@ -128,17 +127,8 @@ class Host:
 
     # ---- cleanup ----------------------------------------------------------------------------
     def cleanup(self) -> None:
-        for p in self.daemons:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait(10)
-        owner = self.state / "owner_id"
-        victims = []
-        if owner.exists():
-            victims += find_marked(owner.read_text().strip() + "/")
+        kill_daemons(self.daemons)
+        victims = marked_by(self.state)
         for f in self.pids.glob("*.pid"):
             try:
                 victims.append(psutil.Process(int(f.read_text())))

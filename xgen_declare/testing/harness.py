@@ -197,22 +197,31 @@ class DaemonHarness:
 
     # ---- cleanup -----------------------------------------------------------------------------
     def cleanup(self) -> None:
-        for p in self.daemons:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                p.wait(10)
-        owner = self.state / "owner_id"
-        victims = find_marked(owner.read_text().strip() + "/") if owner.exists() else []
-        for v in victims:
+        kill_daemons(self.daemons)
+        for v in marked_by(self.state):
             try:
                 v.kill()
             except psutil.Error:
                 pass
         mine = [pid for pid in self.seen_pids if _is_fake_of(pid, self.root)]
         kill_pids(mine)
+
+
+def kill_daemons(daemons) -> None:
+    """SIGKILL each daemon still running, with its process group (what it started may outlive it)."""
+    for p in daemons:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(10)
+
+
+def marked_by(state: Path) -> list:
+    """The processes carrying the owner marker of the daemons of STATE (its owner_id file)."""
+    owner = state / "owner_id"
+    return find_marked(owner.read_text().strip() + "/") if owner.exists() else []
 
 
 def _is_fake_of(pid: int, root: Path) -> bool:
