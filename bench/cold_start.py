@@ -32,8 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from httpload import Conn  # noqa: E402
 from vs_litellm import find_llama_server  # noqa: E402
-from xgen_declare.testing.harness import (DaemonHarness, Figures, environment, free_port_block,  # noqa: E402
-                                          health_pid, model_manifest)
+from xgen_declare.testing.harness import (DaemonHarness, Figures, environment, free_port_block, health_pid, model_manifest)
 
 PATH = "/v1/chat/completions"
 

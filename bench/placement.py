@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from xgen_declare.placement.gguf_facts import read_gguf_facts  # noqa: E402
 from xgen_declare.placement.memory import ContextSettings, output_buffer_bytes  # noqa: E402
 from xgen_declare.placement.predict import MIB, predict  # noqa: E402
-from xgen_declare.placement.synthetic import write_sparse_gguf  # noqa: E402
+from xgen_declare.testing.synthetic import write_sparse_gguf  # noqa: E402
 
 _LINES = {
     "weights": re.compile(r"load_tensors:\s+(\S+) model buffer size =\s+([\d.]+) MiB"),

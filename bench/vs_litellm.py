@@ -38,8 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from httpload import Conn, concurrent, sequential  # noqa: E402
-from xgen_declare.testing.harness import (DaemonHarness, Figures, environment, free_port, model_manifest,  # noqa: E402
-                                          percentile)
+from xgen_declare.testing.harness import DaemonHarness, Figures, environment, free_port, model_manifest, percentile
 
 PATH = "/v1/chat/completions"
 TOKEN = "sk-bench-" + os.urandom(16).hex()  # LiteLLM refuses to start without a master key; ours gets it too

@@ -39,8 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from xgen_declare.testing.harness import (DaemonHarness, Figures, environment, free_port_block,  # noqa: E402
-                                          health_pid, kill_pids, model_manifest)
+from xgen_declare.testing.harness import (DaemonHarness, Figures, environment, free_port_block, health_pid, kill_pids, model_manifest)
 
 FAKE_ENV = {"FAKE_MODE": "load=0"}
 TUNED = {"backoff_base": 0.01}

@@ -12,10 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError, Problem
-from .request import ALL_BACKENDS
-from .validation_errors import problems_from_validation
-from .yamlsource import load_documents
+from xgen_declare.errors import ConfigError, Problem
+from xgen_declare.backends.families import ALL_BACKENDS
+from xgen_declare.manifests.validation_errors import problems_from_validation
+from xgen_declare.manifests.yamlsource import load_documents
 
 CONFIG_NAMES = ("xgen-declare.yaml", "xgen-declare.yml")
 

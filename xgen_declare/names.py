@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from .errors import ModelNotFound
+from xgen_declare.errors import ModelNotFound
 
 RULE = "^[a-z0-9][a-z0-9-]{0,62}$"
 NAME_RE = re.compile(r"\A[a-z0-9][a-z0-9-]{0,62}\Z")

@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from xgen_declare.procs import find_marked
+from xgen_declare.processes.procs import find_marked
 
 E2E_DIR = Path(__file__).resolve().parent
 

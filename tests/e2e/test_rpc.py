@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from tests.e2e.conftest import post_json
-from xgen_declare.procs import find_marked
+from xgen_declare.processes.procs import find_marked
 
 
 def rpc_bin_dir() -> Path:

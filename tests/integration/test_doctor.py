@@ -8,7 +8,7 @@ import time
 
 import psutil
 
-from xgen_declare.state_store import StateStore
+from xgen_declare.processes.state_store import StateStore
 
 from .test_api import free_port
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from xgen_declare.state_store import StateStore
+from xgen_declare.processes.state_store import StateStore
 
 from .conftest import manifest
 from .test_router import chat, start_router

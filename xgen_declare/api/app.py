@@ -18,12 +18,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__, states
-from ..config import Api
-from ..validation_errors import field_path
-from .events import EventBus, EventFeeder
-from .metrics import Metrics
-from .security import MAX_BODY, ApiProblem, Scrubber, allowed_hosts
+from xgen_declare import __version__, states
+from xgen_declare.config import Api
+from xgen_declare.manifests.validation_errors import field_path
+from xgen_declare.api.events import EventBus, EventFeeder
+from xgen_declare.api.metrics import Metrics
+from xgen_declare.api.security import MAX_BODY, ApiProblem, Scrubber, allowed_hosts
 
 log = logging.getLogger("xgen_declare.api")
 
@@ -32,7 +32,7 @@ CALL_TIMEOUT = 120.0
 
 @dataclass
 class ApiContext:
-    daemon: Any                          # xgen_declare.daemon.Daemon
+    daemon: Any                          # xgen_declare.reconciler.daemon.Daemon
     settings: Api
     bind_host: str
     token: str | None
@@ -90,9 +90,9 @@ class ApiContext:
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    from ..router import PathGuard, mount_router
-    from .routes import router
-    from .ui import mount_dashboard
+    from xgen_declare.router import PathGuard, mount_router
+    from xgen_declare.api.routes import router
+    from xgen_declare.api.ui import mount_dashboard
 
     app = FastAPI(title="xgen-declare management API", version=__version__, docs_url=None, redoc_url=None)
     app.state.ctx = ctx

@@ -24,13 +24,13 @@ from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..control import apply_verb
-from ..reconcile import compute
-from ..states import SETTLED_STATES, State
-from . import declare
-from .app import ApiContext
-from .security import ApiProblem, require_token
-from .views import redact_argv
+from xgen_declare.reconciler.control import apply_verb
+from xgen_declare.reconciler.compute import compute
+from xgen_declare.states import SETTLED_STATES, State
+from xgen_declare.api import declare
+from xgen_declare.api.app import ApiContext
+from xgen_declare.api.security import ApiProblem, require_token
+from xgen_declare.api.views import redact_argv
 
 router = APIRouter()
 P = "/api/management"

@@ -22,8 +22,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..states import State
-from .security import Scrubber
+from xgen_declare.states import State
+from xgen_declare.api.security import Scrubber
 
 RING = 1000
 ERROR_STATES = frozenset({State.CRASH_LOOP_BACK_OFF, State.FAILED, State.BLOCKED, State.UNHEALTHY})

@@ -25,10 +25,10 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ..control import status_rows
-from ..state_store import StateStore
-from ..states import State
-from .declare import relative
+from xgen_declare.reconciler.control import status_rows
+from xgen_declare.processes.state_store import StateStore
+from xgen_declare.states import State
+from xgen_declare.api.declare import relative
 
 MIB = 1024 * 1024
 START_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)

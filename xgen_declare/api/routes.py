@@ -14,14 +14,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..control import status_rows
-from ..plan import STOP
-from ..reconcile import compute
-from ..states import RUNNING_STATES, State
-from . import body, declare
-from .app import ApiContext
-from .security import ApiProblem, host_of, require_token
-from .views import advertised_endpoint, model_json
+from xgen_declare.reconciler.control import status_rows
+from xgen_declare.reconciler.plan import STOP
+from xgen_declare.reconciler.compute import compute
+from xgen_declare.states import RUNNING_STATES, State
+from xgen_declare.api import body, declare
+from xgen_declare.api.app import ApiContext
+from xgen_declare.api.security import ApiProblem, host_of, require_token
+from xgen_declare.api.views import advertised_endpoint, model_json
 
 router = APIRouter()
 P = "/api/management"
@@ -226,8 +226,8 @@ async def model(request: Request, name: str):
 @router.get(P + "/gpus")
 def gpus(request: Request):
     """Same JSON as `xgen-declare gpus -o json` (detected now)."""
-    from ..cli.gpus import gpus_json
-    from ..inventory.host import detect_host
+    from xgen_declare.cli.gpus import gpus_json
+    from xgen_declare.inventory.host import detect_host
 
     env = _ctx(request).env
     return gpus_json(detect_host(None, sysfs_root=env.sysfs_root, proc_root=env.proc_root, with_backends=False))
@@ -236,7 +236,7 @@ def gpus(request: Request):
 @router.get(P + "/backends")
 def backends(request: Request):
     """Same JSON as `xgen-declare backends -o json` (the daemon's inventory of its last full resync)."""
-    from ..cli.backends import backends_json
+    from xgen_declare.cli.backends import backends_json
 
     ctx = _ctx(request)
     return backends_json(ctx.daemon.inventory or ctx.env.inventory())

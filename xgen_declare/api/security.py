@@ -18,8 +18,8 @@ import os
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from ..config import Api, Config
-from ..errors import ExitCode, XgenError
+from xgen_declare.config import Api, Config
+from xgen_declare.errors import ExitCode, XgenError
 
 MAX_BODY = 64 * 1024
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})

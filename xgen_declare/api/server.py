@@ -8,8 +8,8 @@ import time
 
 import uvicorn
 
-from .app import ApiContext, create_app
-from .security import ApiSetupError, check_bind, load_token
+from xgen_declare.api.app import ApiContext, create_app
+from xgen_declare.api.security import ApiSetupError, check_bind, load_token
 
 log = logging.getLogger("xgen_declare.api")
 

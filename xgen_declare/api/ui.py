@@ -43,7 +43,7 @@ def _serve(files: dict[str, bytes], name: str) -> Response:
 
 
 def mount_dashboard(app: FastAPI) -> None:
-    from .dashboard import router as endpoints
+    from xgen_declare.api.dashboard import router as endpoints
 
     files = assets()
     app.include_router(endpoints)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from ..state_store import Record
-from .declare import API_DIR, relative
-from .security import Scrubber
+from xgen_declare.processes.state_store import Record
+from xgen_declare.api.declare import API_DIR, relative
+from xgen_declare.api.security import Scrubber
 
 REDACTED = "***"
 _SECRET_FLAG = re.compile(r"(token|secret|password|passwd|api[-_]?key|credential)", re.I)

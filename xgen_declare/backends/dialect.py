@@ -15,8 +15,8 @@ import re
 import shutil
 import subprocess
 
-from ..inventory.model import Inventory
-from ..probecache import ProbeCache, binary_key
+from xgen_declare.inventory.model import Inventory
+from xgen_declare.inventory.probecache import ProbeCache, binary_key
 
 _cache = ProbeCache("llama-server-dialects.json")
 

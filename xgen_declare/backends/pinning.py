@@ -13,7 +13,7 @@ in `gpus`. A value of None in the returned env means "remove this variable from 
 
 from __future__ import annotations
 
-from ..inventory.model import Gpu, Inventory
+from xgen_declare.inventory.model import Gpu, Inventory
 
 
 def _lookup(inventory: Inventory | None, gpus: list[int]) -> tuple[list[Gpu | None], list[str]]:

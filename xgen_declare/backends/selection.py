@@ -11,12 +11,31 @@ Rules beyond "first available in the order" (the seed's, see backends.GGUF_ORDER
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..inventory.model import Gpu, Inventory
-from ..modelpath import gguf_repo, is_gguf_path
-from ..request import ModelLoadRequest
-from . import GGUF_ORDER, GPU_KIND, HF_ORDER, Selection, gpu_kind_missing
+from xgen_declare.inventory.model import Gpu, Inventory
+from xgen_declare.backends.modelpath import gguf_repo, is_gguf_path
+from xgen_declare.backends.families import GGUF_ORDER, GPU_KIND, HF_ORDER, gpu_kind_missing
+
+if TYPE_CHECKING:
+    from xgen_declare.manifests.request import ModelLoadRequest
+
+@dataclass(frozen=True)
+class Selection:
+    backend: str | None
+    reason: str
+    skipped: tuple[tuple[str, str], ...] = ()
+    unavailable: str | None = None  # set when an explicit backend is unavailable on the host
+    noteworthy: bool = False  # a rule beyond availability decided (Vulkan on NVIDIA): plan and render say so
+
+    def explain(self) -> str:
+        parts = [self.reason]
+        if self.skipped:
+            parts.append("skipped: " + "; ".join(f"{b} ({why})" for b, why in self.skipped))
+        return ". ".join(parts)
+
 
 VULKAN = "llama-server-vulkan"
 NO_REPO = ("cannot download a HuggingFace repository here (use a llama-server backend, or download the .gguf file "

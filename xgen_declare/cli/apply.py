@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ..control import converge_once, daemon_pid, open_env, status_rows
-from ..errors import ExitCode
-from ..states import State
-from .common import PATHS, eprint, get_globals, global_options, output_option, print_json, table
-from .plan import compute_plan, show
+from xgen_declare.reconciler.control import converge_once, daemon_pid, open_env, status_rows
+from xgen_declare.errors import ExitCode
+from xgen_declare.states import State
+from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, output_option, print_json, table
+from xgen_declare.cli.plan import compute_plan, show
 
 
 @click.command(short_help="Converge once: start, restart and stop models")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import eprint, get_globals, global_options, output_option, print_json, table
-from .hostctx import host_inventory
+from xgen_declare.cli.common import eprint, get_globals, global_options, output_option, print_json, table
+from xgen_declare.cli.hostctx import host_inventory
 
 
 def backends_json(inventory) -> list[dict]:

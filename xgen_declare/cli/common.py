@@ -10,7 +10,7 @@ from typing import Any, Callable
 import click
 import click.shell_completion
 
-from ..config import Config, load_config
+from xgen_declare.config import Config, load_config
 
 
 @dataclass
@@ -78,8 +78,8 @@ def get_globals(ctx: click.Context | None = None) -> Globals:
 
 def model_names(g: Globals) -> list[str]:
     """Names the state dir knows (records) and those its recorded manifests dirs declare."""
-    from ..manifests import load_paths
-    from ..state_store import StateStore
+    from xgen_declare.manifests.load import load_paths
+    from xgen_declare.processes.state_store import StateStore
 
     store = StateStore(g.resolve_state_dir())
     names = set(store.load_all())

@@ -6,8 +6,8 @@ import os
 
 import click
 
-from ..doctor import DoctorHost, run_doctor
-from .common import PATHS, get_globals, global_options, output_option, print_json
+from xgen_declare.doctor import DoctorHost, run_doctor
+from xgen_declare.cli.common import PATHS, get_globals, global_options, output_option, print_json
 
 MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
 

@@ -8,8 +8,8 @@ import time
 import click
 import httpx
 
-from ..errors import XgenError
-from .common import get_globals, global_options, output_option
+from xgen_declare.errors import XgenError
+from xgen_declare.cli.common import get_globals, global_options, output_option
 
 
 def format_event(ev: dict) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..export import export_kubernetes, render_stream, write_dir
-from ..inventory.file import load_inventory_file
-from .common import PATHS, eprint, get_globals, global_options
+from xgen_declare.export import export_kubernetes, render_stream, write_dir
+from xgen_declare.inventory.file import load_inventory_file
+from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options
 
 
 @click.group(short_help="Export the manifests to another system (kubernetes)")

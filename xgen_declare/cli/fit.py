@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import click
 
-from ..errors import ExitCode, ProblemsError
-from ..inventory.model import Inventory
-from ..placement.crosscheck import cross_check as run_cross_check
-from ..placement.choose import DEFAULT_MARGIN_MIB, GpuBudget, choose, fits, usable_bytes
-from ..placement.gguf_facts import read_gguf_facts
-from ..placement.layers import OUTPUT_FIRST, OUTPUT_LAST
-from ..placement.memory import CACHE_TYPES, ContextSettings
-from ..placement.predict import MIB, DevicePart, Prediction
-from .common import PATHS, get_globals, global_options, output_option, print_json, table
-from .hostctx import host_inventory, inventory_option_help
+from xgen_declare.errors import ExitCode, ProblemsError
+from xgen_declare.inventory.model import Inventory
+from xgen_declare.placement.crosscheck import cross_check as run_cross_check
+from xgen_declare.placement.choose import DEFAULT_MARGIN_MIB, GpuBudget, choose, fits, usable_bytes
+from xgen_declare.placement.gguf_facts import read_gguf_facts
+from xgen_declare.placement.layers import OUTPUT_FIRST, OUTPUT_LAST
+from xgen_declare.placement.memory import CACHE_TYPES, ContextSettings
+from xgen_declare.placement.predict import MIB, DevicePart, Prediction
+from xgen_declare.cli.common import PATHS, get_globals, global_options, output_option, print_json, table
+from xgen_declare.cli.hostctx import host_inventory, inventory_option_help
 
 
 def _ngl(value: str) -> int | str:

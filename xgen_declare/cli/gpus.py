@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..inventory.host import detect_host
-from .common import eprint, get_globals, global_options, output_option, print_json, table
+from xgen_declare.inventory.host import detect_host
+from xgen_declare.cli.common import eprint, get_globals, global_options, output_option, print_json, table
 
 
 def _memory(free: int | None, total: int | None) -> str:

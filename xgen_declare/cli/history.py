@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ..errors import ModelNotFound
-from ..history import table_rows
-from ..names import check_model_names
-from ..state_store import StateStore
-from .common import get_globals, global_options, output_option, print_json, table
+from xgen_declare.errors import ModelNotFound
+from xgen_declare.processes.history import table_rows
+from xgen_declare.names import check_model_names
+from xgen_declare.processes.state_store import StateStore
+from xgen_declare.cli.common import get_globals, global_options, output_option, print_json, table
 
 
 @click.command(short_help="Show a model's last rollouts")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..config import Config
-from ..inventory import detect
-from ..inventory.file import load_inventory_file
-from ..inventory.model import Inventory
-from .common import Globals
+from xgen_declare.config import Config
+from xgen_declare.inventory import detect
+from xgen_declare.inventory.file import load_inventory_file
+from xgen_declare.inventory.model import Inventory
+from xgen_declare.cli.common import Globals
 
 inventory_option_help = ("Inventory of another host (from `xgen-declare inventory -o yaml`): preview for it "
                          "instead of this host")

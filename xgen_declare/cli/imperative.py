@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from ..control import (apply_verb, ask_daemon, check_recorded, converge_once, daemon_pid, open_env, status_rows,
-                       wait_states)
-from ..errors import ExitCode, ModelNotFound, StateBusyError
-from ..names import check_model_names
-from ..states import SETTLED_STATES, State
-from .common import eprint, get_globals, table
+from xgen_declare.reconciler.control import (apply_verb, ask_daemon, check_recorded, converge_once, daemon_pid, open_env, status_rows, wait_states)
+from xgen_declare.errors import ExitCode, ModelNotFound, StateBusyError
+from xgen_declare.names import check_model_names
+from xgen_declare.states import SETTLED_STATES, State
+from xgen_declare.cli.common import eprint, get_globals, table
 
 import click
 
@@ -40,7 +39,7 @@ def run_verb(verb: str, names: tuple[str, ...], timeout: float) -> int:
 
 
 def _down_without_manifests(env, names: list[str]) -> None:
-    from ..supervisor import Supervisor
+    from xgen_declare.processes.supervisor import Supervisor
     import time
 
     env.store.lock("stop the daemon first")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..yamlsource import dump_exact
-from .common import eprint, get_globals, global_options, output_option, print_json
-from .hostctx import host_inventory
+from xgen_declare.manifests.yamlsource import dump_exact
+from xgen_declare.cli.common import eprint, get_globals, global_options, output_option, print_json
+from xgen_declare.cli.hostctx import host_inventory
 
 
 @click.command(short_help="Print this host's inventory (for --inventory elsewhere)")

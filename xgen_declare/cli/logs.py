@@ -7,11 +7,11 @@ import time
 
 import click
 
-from ..errors import ModelNotFound
-from ..logfiles import tail
-from ..names import check_model_names
-from ..state_store import StateStore
-from .common import complete_model_names, get_globals, global_options
+from xgen_declare.errors import ModelNotFound
+from xgen_declare.processes.logfiles import tail
+from xgen_declare.names import check_model_names
+from xgen_declare.processes.state_store import StateStore
+from xgen_declare.cli.common import complete_model_names, get_globals, global_options
 
 
 @click.command(short_help="Print a model's log")

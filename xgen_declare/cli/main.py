@@ -14,9 +14,9 @@ import textwrap
 
 import click
 
-from .. import __version__
-from ..errors import EXIT_CODES, ExitCode, ProblemsError, XgenError
-from .common import Globals, global_options
+from xgen_declare import __version__
+from xgen_declare.errors import EXIT_CODES, ExitCode, ProblemsError, XgenError
+from xgen_declare.cli.common import Globals, global_options
 
 # verb name -> module in this package exposing `command` (a click.Command)
 VERBS = {

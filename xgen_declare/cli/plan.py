@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..control import open_env, seen_from_records
-from ..reconcile import Pass, compute
-from .common import PATHS, eprint, get_globals, global_options, output_option, print_json
-from .hostctx import host_inventory, inventory_option_help
+from xgen_declare.reconciler.control import open_env, seen_from_records
+from xgen_declare.reconciler.compute import Pass, compute
+from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, output_option, print_json
+from xgen_declare.cli.hostctx import host_inventory, inventory_option_help
 
 
 def compute_plan(dirs: tuple[str, ...], inventory_file: str | None = None) -> Pass:

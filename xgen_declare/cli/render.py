@@ -6,10 +6,10 @@ import shlex
 
 import click
 
-from ..desired import build_desired
-from ..state_store import held_ports
-from .common import PATHS, eprint, get_globals, global_options, output_option, print_json, table
-from .hostctx import host_inventory, inventory_option_help
+from xgen_declare.desired.build import build_desired
+from xgen_declare.processes.state_store import held_ports
+from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, output_option, print_json, table
+from xgen_declare.cli.hostctx import host_inventory, inventory_option_help
 
 
 @click.command(short_help="Show the exact command of each model")

@@ -7,9 +7,9 @@ import sys
 
 import click
 
-from ..control import open_env
-from ..daemon import Daemon
-from .common import PATHS, get_globals, global_options
+from xgen_declare.reconciler.control import open_env
+from xgen_declare.reconciler.daemon import Daemon
+from xgen_declare.cli.common import PATHS, get_globals, global_options
 
 
 def setup_logging(verbose: bool) -> None:
@@ -46,11 +46,11 @@ def command(dirs: tuple[str, ...], stop_on_exit: bool, api: bool, api_host: str 
     daemon = Daemon(env, stop_on_exit=stop_on_exit)
     server = None
     if api or api_host or api_port:
-        from ..api import ApiServer
+        from xgen_declare.api import ApiServer
 
         server = ApiServer(daemon, api_host, api_port)  # refuses a public bind without a token, before any work
     daemon.install_signals()
-    logging.getLogger("xgen_declare.daemon").info("serving %s (state dir %s, pid %s)", " ".join(env.paths),
+    logging.getLogger("xgen_declare.reconciler.daemon").info("serving %s (state dir %s, pid %s)", " ".join(env.paths),
                                                   env.store.root, __import__("os").getpid())
     if server is None:
         return daemon.run()

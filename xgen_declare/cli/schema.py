@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..request import Manifest
-from .common import global_options, print_json
+from xgen_declare.manifests.request import Manifest
+from xgen_declare.cli.common import global_options, print_json
 
 
 def manifest_schema() -> dict:

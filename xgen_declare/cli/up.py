@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import complete_model_names, global_options
-from .imperative import run_verb
+from xgen_declare.cli.common import complete_model_names, global_options
+from xgen_declare.cli.imperative import run_verb
 
 
 @click.command(short_help="Release down holds and start models")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from ..desired import host_problems, placement_problems
-from ..placement.choose import DEFAULT_MARGIN_MIB
-from ..errors import ProblemsError
-from ..manifests import load_paths
-from ..rpc import rpc_problems
-from .common import PATHS, eprint, get_globals, global_options, output_option, print_json
-from .hostctx import host_inventory, inventory_option_help
+from xgen_declare.desired.build import host_problems, placement_problems
+from xgen_declare.placement.choose import DEFAULT_MARGIN_MIB
+from xgen_declare.errors import ProblemsError
+from xgen_declare.manifests.load import load_paths
+from xgen_declare.desired.rpc import rpc_problems
+from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, output_option, print_json
+from xgen_declare.cli.hostctx import host_inventory, inventory_option_help
 
 
 @click.command(short_help="Check manifests (all problems of all files)")

@@ -15,7 +15,7 @@ config and manifest loading, the state store, status rows); none probes a second
 
 from __future__ import annotations
 
-from .findings import DoctorHost, Finding
-from .run import run_doctor
+from xgen_declare.doctor.findings import DoctorHost, Finding
+from xgen_declare.doctor.run import run_doctor
 
 __all__ = ["DoctorHost", "Finding", "run_doctor"]

@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 import shlex
 
-from ..backends import GPU_KIND
-from ..config import Config
-from ..inventory.llama_build import probe_llama_build
-from ..inventory.model import Backend, Inventory
-from ..inventory.proc import run_probe
-from ..probecache import ProbeCache, binary_key
-from ..rpc import worker_binary
-from .findings import DoctorHost, Finding
+from xgen_declare.backends.families import GPU_KIND
+from xgen_declare.config import Config
+from xgen_declare.inventory.llama_build import probe_llama_build
+from xgen_declare.inventory.model import Backend, Inventory
+from xgen_declare.inventory.proc import run_probe
+from xgen_declare.inventory.probecache import ProbeCache, binary_key
+from xgen_declare.desired.rpc import worker_binary
+from xgen_declare.doctor.findings import DoctorHost, Finding
 
 VLLM_IMPORT = ("import vllm\nfrom vllm.platforms import current_platform\n"
                "print(vllm.__version__)\nprint(current_platform.device_type)")

@@ -9,9 +9,9 @@ import os
 import shutil
 from pathlib import Path
 
-from ..inventory.amd import KFD_NODES
-from ..inventory.model import Gpu, Inventory
-from .findings import DoctorHost, Finding, os_reason
+from xgen_declare.inventory.amd import KFD_NODES
+from xgen_declare.inventory.model import Gpu, Inventory
+from xgen_declare.doctor.findings import DoctorHost, Finding, os_reason
 
 AMD_ACCESS_FIX = ("add the user to the render and video groups: sudo usermod -aG render,video $USER, then log in "
                   "again (in a container: --group-add render --group-add video)")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import psutil
 
-from ..config import Config
-from ..state_store import StateStore
-from .findings import DoctorHost, Finding, os_reason
+from xgen_declare.config import Config
+from xgen_declare.processes.state_store import StateStore
+from xgen_declare.doctor.findings import DoctorHost, Finding, os_reason
 
 LOW_DISK_MIB = 1024
 STATE_DIR_FIX = "make it writable for this user (chown), or pick another: --state-dir / XGEN_STATE_DIR / state_dir:"

@@ -7,14 +7,14 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from ..config import Config, load_config
-from ..control import daemon_pid, fmt_uptime, status_rows
-from ..desired import host_problems
-from ..errors import Problem, ProblemsError
-from ..inventory.model import Inventory
-from ..manifests import LoadResult
-from ..state_store import StateStore
-from .findings import Finding
+from xgen_declare.config import Config, load_config
+from xgen_declare.reconciler.control import daemon_pid, fmt_uptime, status_rows
+from xgen_declare.desired.build import host_problems
+from xgen_declare.errors import Problem, ProblemsError
+from xgen_declare.inventory.model import Inventory
+from xgen_declare.manifests.load import LoadResult
+from xgen_declare.processes.state_store import StateStore
+from xgen_declare.doctor.findings import Finding
 
 VALIDATE_FIX = "`xgen-declare validate DIR` lists every problem with its file, line and field"
 TROUBLED = {"Failed", "CrashLoopBackOff", "Unhealthy", "Blocked", "Invalid"}

@@ -6,15 +6,15 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from ..config import Config
-from ..inventory.host import detect_host
-from ..manifests import load_paths
-from ..state_store import StateStore
-from .backends import backend_findings
-from .findings import DoctorHost, Finding
-from .gpus import device_findings, gpu_findings
-from .host import inotify_findings, port_findings, state_dir_findings
-from .manifests import daemon_findings, load_config_finding, manifest_findings
+from xgen_declare.config import Config
+from xgen_declare.inventory.host import detect_host
+from xgen_declare.manifests.load import load_paths
+from xgen_declare.processes.state_store import StateStore
+from xgen_declare.doctor.backends import backend_findings
+from xgen_declare.doctor.findings import DoctorHost, Finding
+from xgen_declare.doctor.gpus import device_findings, gpu_findings
+from xgen_declare.doctor.host import inotify_findings, port_findings, state_dir_findings
+from xgen_declare.doctor.manifests import daemon_findings, load_config_finding, manifest_findings
 
 
 def run_doctor(dirs: list[str], *, config_path: str | None, resolve_state_dir: Callable[[Config | None], str],

@@ -12,7 +12,7 @@ Building the objects is pure (no I/O beyond reading the manifests); a model that
 gets problems, never a partial object.
 """
 
-from .kubernetes import ExportResult, ModelExport, export_kubernetes
-from .output import render_stream, write_dir
+from xgen_declare.export.kubernetes import ExportResult, ModelExport, export_kubernetes
+from xgen_declare.export.output import render_stream, write_dir
 
 __all__ = ["ExportResult", "ModelExport", "export_kubernetes", "render_stream", "write_dir"]

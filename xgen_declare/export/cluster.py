@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 
-from ..backends import FAMILY
-from ..config import Config, KubernetesImage
-from ..inventory.model import Backend, Inventory
-from ..request import ALL_BACKENDS
+from xgen_declare.backends.families import FAMILY
+from xgen_declare.config import Config, KubernetesImage
+from xgen_declare.inventory.model import Backend, Inventory
+from xgen_declare.backends.families import ALL_BACKENDS
 
 # The backend's executable inside the usual images of each family (ghcr.io/ggml-org/llama.cpp:server-*
 # put it at /app/llama-server; vllm/vllm-openai has `vllm` on PATH; llama-cpp-python runs as a module).

@@ -20,12 +20,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..backends import FAMILY, GPU_KIND
-from ..config import Config
-from ..errors import Problem
-from ..inventory.model import Inventory
-from ..manifests import ModelDecl
-from ..validation_errors import did_you_mean
+from xgen_declare.backends.families import FAMILY, GPU_KIND
+from xgen_declare.config import Config
+from xgen_declare.errors import Problem
+from xgen_declare.inventory.model import Inventory
+from xgen_declare.manifests.load import ModelDecl
+from xgen_declare.manifests.validation_errors import did_you_mean
 
 PREFIX = "xgen-declare/"
 VENDOR, PRODUCT, MEMORY, FAMILY_KEY, VRAM = (PREFIX + k for k in (

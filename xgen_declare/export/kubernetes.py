@@ -19,18 +19,18 @@ import re
 import shlex
 from dataclasses import dataclass, field, replace
 
-from ..backends import FAMILY, GPU_KIND
-from ..config import Config
-from ..desired import build_desired
-from ..errors import Problem, RenderError
-from ..inventory.model import Inventory
-from ..manifests import ModelDecl
-from ..ports import PortAssignment, assign_ports
-from ..raycluster import CPU_HAS_NO_RAY, per_node
-from ..render import _SECRET_KEY as SECRET_NAME
-from ..render import Rendered, Renderer, parse_argv, resolve_model_path
-from .cluster import cluster_inventory, command_for, container_path, image_for
-from .gpu import GpuNeeds, gpu_needs
+from xgen_declare.backends.families import FAMILY, GPU_KIND
+from xgen_declare.config import Config
+from xgen_declare.desired.build import build_desired
+from xgen_declare.errors import Problem, RenderError
+from xgen_declare.inventory.model import Inventory
+from xgen_declare.manifests.load import ModelDecl
+from xgen_declare.desired.ports import PortAssignment, assign_ports
+from xgen_declare.desired.ray import CPU_HAS_NO_RAY, per_node
+from xgen_declare.desired.render import _SECRET_KEY as SECRET_NAME
+from xgen_declare.desired.render import Rendered, Renderer, parse_argv, resolve_model_path
+from xgen_declare.export.cluster import cluster_inventory, command_for, container_path, image_for
+from xgen_declare.export.gpu import GpuNeeds, gpu_needs
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "xgen-declare"}
 API_KEY_DIR = "/var/run/secrets/xgen-declare/api-key"

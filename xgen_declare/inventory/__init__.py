@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
-from .model import Backend, Cpu, Gpu, Inventory
+from xgen_declare.inventory.model import Backend, Cpu, Gpu, Inventory
 
 __all__ = ["Backend", "Cpu", "Gpu", "Inventory", "detect"]
 
 
 def detect(config=None, *, sysfs_root: str | None = None, proc_root: str | None = None,
            path: str | None = None) -> Inventory:
-    from .host import detect_host
+    from xgen_declare.inventory.host import detect_host
 
     return detect_host(config, sysfs_root=sysfs_root, proc_root=proc_root, path=path)

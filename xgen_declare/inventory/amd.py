@@ -14,9 +14,9 @@ import os
 import re
 from pathlib import Path
 
-from .gfx import APU_GFX, classify_gfx, decode_gfx_target_version
-from .model import Gpu
-from .sysfs import mib, parse_key_ints, read_int, read_text
+from xgen_declare.inventory.gfx import APU_GFX, classify_gfx, decode_gfx_target_version
+from xgen_declare.inventory.model import Gpu
+from xgen_declare.inventory.sysfs import mib, parse_key_ints, read_int, read_text
 
 KFD_NODES = ("class", "kfd", "kfd", "topology", "nodes")
 PCI_ADDR = re.compile(r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")

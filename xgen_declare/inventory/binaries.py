@@ -24,12 +24,12 @@ import sys
 from dataclasses import replace
 from typing import Any, Callable
 
-from ..backends import DEFAULT_BINARY, GGUF_ORDER, HF_ORDER, gpu_kind_missing
-from ..backends.dialect import probe_dialect
-from ..config import Config
-from .llama_build import probe_llama_build
-from .model import Backend, Gpu
-from .proc import run_probe
+from xgen_declare.backends.families import DEFAULT_BINARY, GGUF_ORDER, HF_ORDER, gpu_kind_missing
+from xgen_declare.backends.dialect import probe_dialect
+from xgen_declare.config import Config
+from xgen_declare.inventory.llama_build import probe_llama_build
+from xgen_declare.inventory.model import Backend, Gpu
+from xgen_declare.inventory.proc import run_probe
 
 SERVER_DEPS = ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
 PYTHON_TIMEOUT_S = 30.0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from .model import Cpu
-from .sysfs import read_text
+from xgen_declare.inventory.model import Cpu
+from xgen_declare.inventory.sysfs import read_text
 
 
 def read_meminfo(proc_root: str, warnings: list[str]) -> dict[str, int]:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..errors import InventoryFileError, Problem
-from ..validation_errors import problems_from_validation
-from ..yamlsource import load_documents
-from .model import Inventory
+from xgen_declare.errors import InventoryFileError, Problem
+from xgen_declare.manifests.validation_errors import problems_from_validation
+from xgen_declare.manifests.yamlsource import load_documents
+from xgen_declare.inventory.model import Inventory
 
 
 def load_inventory_file(path: str) -> Inventory:

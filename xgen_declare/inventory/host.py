@@ -15,12 +15,12 @@ import os
 import socket
 from typing import Any, Callable, Mapping
 
-from ..config import Config
-from .amd import detect_amd
-from .binaries import detect_backends
-from .cpu import detect_cpu, read_meminfo
-from .model import Cpu, Gpu, Inventory
-from .nvidia import detect_nvidia
+from xgen_declare.config import Config
+from xgen_declare.inventory.amd import detect_amd
+from xgen_declare.inventory.binaries import detect_backends
+from xgen_declare.inventory.cpu import detect_cpu, read_meminfo
+from xgen_declare.inventory.model import Cpu, Gpu, Inventory
+from xgen_declare.inventory.nvidia import detect_nvidia
 
 VISIBILITY_VARS = {"nvidia": "CUDA_VISIBLE_DEVICES", "amd": "ROCR_VISIBLE_DEVICES"}
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..probecache import ProbeCache, binary_key
-from .proc import run_probe
+from xgen_declare.inventory.probecache import ProbeCache, binary_key
+from xgen_declare.inventory.proc import run_probe
 
 PROBE_TIMEOUT_S = 15.0
 

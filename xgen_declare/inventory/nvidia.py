@@ -11,8 +11,8 @@ import re
 import shutil
 from typing import Any, Callable
 
-from .model import Gpu
-from .proc import run_probe
+from xgen_declare.inventory.model import Gpu
+from xgen_declare.inventory.proc import run_probe
 
 SMI_QUERY = "index,uuid,name,pci.bus_id,memory.total,memory.free,driver_version"
 SMI_TIMEOUT_S = 10.0

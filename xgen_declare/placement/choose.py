@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .gguf_facts import GgufFacts
-from .layers import OUTPUT_FIRST, Rule
-from .memory import ContextSettings
-from .predict import MIB, Prediction, predict
+from xgen_declare.placement.gguf_facts import GgufFacts
+from xgen_declare.placement.layers import OUTPUT_FIRST, Rule
+from xgen_declare.placement.memory import ContextSettings
+from xgen_declare.placement.predict import MIB, Prediction, predict
 
 __all__ = ["GpuBudget", "usable_bytes", "fits", "choose", "DEFAULT_MARGIN_MIB"]
 

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from ..inventory.model import Inventory
+from xgen_declare.inventory.model import Inventory
 
 LLAMA_SERVER_BACKENDS = ("llama-server-cuda", "llama-server-rocm", "llama-server-vulkan", "llama-server-cpu")
 

@@ -16,7 +16,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-from ..errors import ExitCode, XgenError
+from xgen_declare.errors import ExitCode, XgenError
 
 __all__ = ["GgufError", "TensorFact", "GgufFacts", "read_gguf_facts", "ggml_type_size"]
 

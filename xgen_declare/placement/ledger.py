@@ -25,11 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .choose import GpuBudget, choose, fits, usable_bytes
-from .gguf_facts import GgufError, GgufFacts
-from .layers import OUTPUT_FIRST, Rule
-from .memory import ContextSettings
-from .predict import MIB, Prediction, predict
+from xgen_declare.placement.choose import GpuBudget, choose, fits, usable_bytes
+from xgen_declare.placement.gguf_facts import GgufError, GgufFacts
+from xgen_declare.placement.layers import OUTPUT_FIRST, Rule
+from xgen_declare.placement.memory import ContextSettings
+from xgen_declare.placement.predict import MIB, Prediction, predict
 
 __all__ = ["Device", "Demand", "Entry", "Ledger", "build_ledger", "HOST", "gpu_key", "GIB"]
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .gguf_facts import GgufFacts, ggml_type_size
+from xgen_declare.placement.gguf_facts import GgufFacts, ggml_type_size
 
 __all__ = ["ContextSettings", "CACHE_TYPES", "kv_cells", "kv_bytes_per_layer", "compute_bytes",
            "host_compute_bytes", "output_buffer_bytes", "n_ff_active"]

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .gguf_facts import GgufError, GgufFacts
-from .layers import OUTPUT_FIRST, Rule, assign_layers, normalize_n_gpu_layers
-from .memory import (ContextSettings, compute_bytes, host_compute_bytes, kv_bytes_per_layer, kv_cells,
-                     output_buffer_bytes)
+from xgen_declare.placement.gguf_facts import GgufError, GgufFacts
+from xgen_declare.placement.layers import OUTPUT_FIRST, Rule, assign_layers, normalize_n_gpu_layers
+from xgen_declare.placement.memory import (ContextSettings, compute_bytes, host_compute_bytes, kv_bytes_per_layer, kv_cells, output_buffer_bytes)
 
 __all__ = ["DevicePart", "Prediction", "predict", "layer_sizes", "require_supported", "SUPPORTED_ARCHS", "MIB"]
 

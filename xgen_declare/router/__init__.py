@@ -13,16 +13,16 @@ request's `model` picks the backend; on-demand start, idle stop and making room 
 
 from __future__ import annotations
 
-from .errors import RouterError
-from .guard import ROUTER_MAX_BODY, PathGuard
-from .service import Router
+from xgen_declare.router.errors import RouterError
+from xgen_declare.router.guard import ROUTER_MAX_BODY, PathGuard
+from xgen_declare.router.service import Router
 
 __all__ = ["PathGuard", "ROUTER_MAX_BODY", "Router", "RouterError", "mount_router"]
 
 
 def mount_router(app, ctx) -> Router:
     """Serve /v1 on the management API's app (same bind, same token); hooks join the daemon on attach."""
-    from .routes import api, router_error
+    from xgen_declare.router.routes import api, router_error
 
     limits = ctx.env.config.router
     router = Router(ctx, queue_limit=limits.queue_limit, read_timeout=limits.upstream_read_timeout)

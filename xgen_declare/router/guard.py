@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from ..api.security import GuardMiddleware
-from .errors import error_body
+from xgen_declare.api.security import GuardMiddleware
+from xgen_declare.router.errors import error_body
 
 __all__ = ["PathGuard", "ROUTER_MAX_BODY"]
 

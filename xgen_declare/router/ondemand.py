@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..placement.predict import MIB
-from ..reconcile import compute
-from ..states import State
-from .activity import Tracker
-from .table import RouteTable, table_from_decls
+from xgen_declare.placement.predict import MIB
+from xgen_declare.reconciler.compute import compute
+from xgen_declare.states import State
+from xgen_declare.router.activity import Tracker
+from xgen_declare.router.table import RouteTable, table_from_decls
 
 log = logging.getLogger("xgen_declare.router")
 

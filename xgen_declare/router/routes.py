@@ -17,9 +17,9 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..api.security import token_ok
-from .errors import RouterError, error_body
-from .service import Router
+from xgen_declare.api.security import token_ok
+from xgen_declare.router.errors import RouterError, error_body
+from xgen_declare.router.service import Router
 
 log = logging.getLogger("xgen_declare.router")
 

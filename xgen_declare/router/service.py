@@ -15,13 +15,13 @@ from typing import Callable
 import httpx
 from anyio import to_thread
 
-from ..manifests import load_paths
-from ..states import State
-from .activity import Tracker
-from .errors import RouterError
-from .metrics import RouterMetrics
-from .ondemand import OnDemand
-from .table import Route, RouteTable, table_from_decls
+from xgen_declare.manifests.load import load_paths
+from xgen_declare.states import State
+from xgen_declare.router.activity import Tracker
+from xgen_declare.router.errors import RouterError
+from xgen_declare.router.metrics import RouterMetrics
+from xgen_declare.router.ondemand import OnDemand
+from xgen_declare.router.table import Route, RouteTable, table_from_decls
 
 log = logging.getLogger("xgen_declare.router")
 

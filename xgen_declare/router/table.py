@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
-from ..render import served_names
+from xgen_declare.desired.render import served_names
 
 __all__ = ["Route", "RouteTable", "table_from_decls"]
 

@@ -19,9 +19,9 @@ import os
 import signal
 from pathlib import Path
 
-from ..probes import ProbeResult
-from ..render import Rendered
-from ..state_store import atomic_write
+from xgen_declare.processes.probes import ProbeResult
+from xgen_declare.desired.render import Rendered
+from xgen_declare.processes.state_store import atomic_write
 
 FIRST_FAKE_PID = 2**22 + 1000
 
@@ -77,7 +77,7 @@ class FakeProcesses:
         return True
 
     def install(self, monkeypatch) -> "FakeProcesses":
-        from .. import procs
+        from xgen_declare.processes import procs
 
         monkeypatch.setattr(procs, "signal_group", self.signal_group)
         monkeypatch.setattr(procs, "find_marked", lambda prefix: [])

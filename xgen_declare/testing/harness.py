@@ -29,8 +29,8 @@ from typing import Callable, Iterable
 
 import psutil
 
-from ..procs import find_marked
-from . import write_wrapper
+from xgen_declare.processes.procs import find_marked
+from xgen_declare.testing import write_wrapper
 
 __all__ = ["DaemonHarness", "model_manifest", "save_atomic", "free_port", "free_port_block", "percentile",
            "environment", "health_pid", "kill_pids", "Figures"]

@@ -29,9 +29,9 @@ import psutil
 import pytest
 
 from xgen_declare.config import Config
-from xgen_declare.desired import build_desired
+from xgen_declare.desired.build import build_desired
 from xgen_declare.inventory.model import Backend, Inventory
-from xgen_declare.render import Rendered
+from xgen_declare.desired.render import Rendered
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "vllm_launcher.py"

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from xgen_declare.api.app import ApiContext, create_app
 from xgen_declare.config import load_config
-from xgen_declare.control import Env
-from xgen_declare.daemon import Daemon
-from xgen_declare.state_store import StateStore
+from xgen_declare.reconciler.control import Env
+from xgen_declare.reconciler.daemon import Daemon
+from xgen_declare.processes.state_store import StateStore
 
 
 @dataclass

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from xgen_declare.manifests import load_paths
+from xgen_declare.manifests.load import load_paths
 
 P = "/api/management"
 OFF = {"model_path": "/models/Qwen3-8B.Q4_K_M.gguf", "backend": "llama-server-cpu", "enabled": False, "name": "m"}

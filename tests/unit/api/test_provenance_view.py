@@ -2,7 +2,7 @@
 
 import time
 
-from xgen_declare.state_store import Record
+from xgen_declare.processes.state_store import Record
 
 COMMIT = "1" * 40
 SHA = "2" * 64

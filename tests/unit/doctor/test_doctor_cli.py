@@ -8,8 +8,8 @@ import os
 import socket
 import time
 
-from xgen_declare import procs
-from xgen_declare.state_store import Record, StateStore
+from xgen_declare.processes import procs
+from xgen_declare.processes.state_store import Record, StateStore
 
 from .conftest import FIXTURES, lines
 

@@ -5,7 +5,7 @@ import pytest
 
 from xgen_declare.config import Config
 from xgen_declare.inventory import binaries
-from xgen_declare.backends import GGUF_ORDER, HF_ORDER
+from xgen_declare.backends.families import GGUF_ORDER, HF_ORDER
 
 
 def reasons(inv):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xgen_declare.placement.synthetic import SHAPES, write_sparse_gguf
+from xgen_declare.testing.synthetic import SHAPES, write_sparse_gguf
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,7 @@ def test_truncated_is_a_message(cli, sparse, tmp_path, host):
 
 
 def test_unknown_arch_is_a_message(cli, tmp_path, host):
-    from xgen_declare.placement.synthetic import Shape, write_sparse_gguf
+    from xgen_declare.testing.synthetic import Shape, write_sparse_gguf
     p = write_sparse_gguf(tmp_path / "m.gguf", Shape("mamba", 2, 64, 1, 1, 128, 400), vocab=False)
     r = cli("fit", str(p), "--inventory", host)
     assert r.code == 1 and r.err.startswith(f"error: {p}: unknown architecture 'mamba'")

@@ -4,7 +4,7 @@ import time
 import pytest
 
 from xgen_declare.placement.gguf_facts import GgufError, ggml_type_size, read_gguf_facts
-from xgen_declare.placement.synthetic import Shape, write_sparse_gguf
+from xgen_declare.testing.synthetic import Shape, write_sparse_gguf
 
 
 def test_llama3_8b_facts(sparse):

@@ -4,7 +4,7 @@ from xgen_declare.placement.gguf_facts import GgufError, read_gguf_facts
 from xgen_declare.placement.layers import OUTPUT_LAST
 from xgen_declare.placement.memory import ContextSettings, compute_bytes, kv_cells
 from xgen_declare.placement.predict import MIB, predict
-from xgen_declare.placement.synthetic import Shape, write_sparse_gguf
+from xgen_declare.testing.synthetic import Shape, write_sparse_gguf
 
 CTX8K = ContextSettings(ctx_size=8192, parallel=1)
 

@@ -9,9 +9,9 @@ import pytest
 from tests.conftest import model_yaml
 from xgen_declare.api.metrics import Metrics
 from xgen_declare.config import load_config
-from xgen_declare.control import Env, status_rows
-from xgen_declare.daemon import Daemon
-from xgen_declare.state_store import StateStore
+from xgen_declare.reconciler.control import Env, status_rows
+from xgen_declare.reconciler.daemon import Daemon
+from xgen_declare.processes.state_store import StateStore
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import socket
 
 import psutil
 
-from xgen_declare import reconcile
-from xgen_declare.reconcile import listening_ports
+from xgen_declare.reconciler import compute as reconcile
+from xgen_declare.reconciler.compute import listening_ports
 
 
 def test_sees_listeners_not_bound_or_connected_sockets(monkeypatch):

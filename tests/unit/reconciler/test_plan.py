@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xgen_declare.plan import Seen, Want, argv_changes, plan
+from xgen_declare.reconciler.plan import Seen, Want, argv_changes, plan
 from xgen_declare.states import State
 
 ARGV = ("llama-server", "--model", "/m/a.gguf", "--port", "8001", "--ctx-size", "4096")

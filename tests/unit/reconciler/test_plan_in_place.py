@@ -4,12 +4,12 @@ from __future__ import annotations
 
 
 from xgen_declare.config import Reconciler
-from xgen_declare.plan import KEEP, RESTART, UPDATE, Action, Plan, Seen, Want, plan
-from xgen_declare.provenance import Provenance
-from xgen_declare.rollout import settings_changes
-from xgen_declare.state_store import StateStore
+from xgen_declare.reconciler.plan import KEEP, RESTART, UPDATE, Action, Plan, Seen, Want, plan
+from xgen_declare.processes.provenance import Provenance
+from xgen_declare.reconciler.rollout import settings_changes
+from xgen_declare.processes.state_store import StateStore
 from xgen_declare.states import State
-from xgen_declare.supervisor import Supervisor
+from xgen_declare.processes.supervisor import Supervisor
 from xgen_declare.testing.fakes import FakeClock, FakeProber, spec
 
 ARGV = ("llama-server", "--port", "8001")

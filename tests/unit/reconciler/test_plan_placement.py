@@ -9,9 +9,9 @@ import pytest
 
 from xgen_declare.config import Config
 from xgen_declare.inventory.model import Inventory
-from xgen_declare.plan import BLOCKED, START, Seen
-from xgen_declare.placement.synthetic import write_sparse_gguf
-from xgen_declare.reconcile import compute
+from xgen_declare.reconciler.plan import BLOCKED, START, Seen
+from xgen_declare.testing.synthetic import write_sparse_gguf
+from xgen_declare.reconciler.compute import compute
 from xgen_declare.states import State
 
 HOST = {

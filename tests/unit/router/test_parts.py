@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from xgen_declare.placement.ledger import Device, Entry, Ledger
 from xgen_declare.placement.predict import MIB
-from xgen_declare.plan import KEEP, STOP, Seen, Want, plan
-from xgen_declare.request import ModelLoadRequest, parse_duration
+from xgen_declare.reconciler.plan import KEEP, STOP, Seen, Want, plan
+from xgen_declare.manifests.request import ModelLoadRequest, parse_duration
 from xgen_declare.router.activity import Tracker
 from xgen_declare.router.ondemand import fmt_seconds, shortfall_mib
 from xgen_declare.router.table import table_from_decls
@@ -119,13 +119,13 @@ def test_router_events_read_well_in_the_cli():
 
 
 def _pass(models, *actions):
-    from xgen_declare.plan import Plan
+    from xgen_declare.reconciler.plan import Plan
 
     return SimpleNamespace(desired=SimpleNamespace(load=SimpleNamespace(models=models)), plan=Plan(list(actions)))
 
 
 def test_a_model_whose_manifest_turns_invalid_keeps_its_route_and_aliases():
-    from xgen_declare.plan import Action
+    from xgen_declare.reconciler.plan import Action
     from xgen_declare.router.ondemand import OnDemand
 
     od = OnDemand(Tracker(lambda: 0.0))

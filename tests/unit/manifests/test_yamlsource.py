@@ -1,0 +1,154 @@
+"""Safe YAML loading with lines, and a property test: no input ever escapes as an exception."""
+
+from __future__ import annotations
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import model_yaml
+from xgen_declare.manifests.load import load_paths, validate_document
+from xgen_declare.manifests.yamlsource import MAX_FILE_BYTES, dump_exact, first_difference, parse_documents
+
+
+def test_lines_of_keys_and_items():
+    docs, problems = parse_documents("a: 1\nb:\n  - x\n  - y: 2\n", "f")
+    assert problems == []
+    d = docs[0]
+    assert d.line_of(("b", 1, "y")) == 4 and d.line_of(("b", 0)) == 3 and d.line_of(("nope",)) == 1
+
+
+def test_duplicate_key():
+    _, problems = parse_documents("a: 1\nb: 2\na: 3\n", "f")
+    assert [(p.line, p.message, p.hint) for p in problems] == [(3, "duplicated key 'a'", "it is already set on line 1; keep one")]
+
+
+def test_python_tags_refused():
+    for text in ("x: !!python/object/apply:os.system ['id']\n", "!!python/name:os.system\n",
+                 "x: !!binary aGk=\n", "x: !custom 1\n"):
+        docs, problems = parse_documents(text, "f")
+        assert docs == [] and len(problems) == 1 and "is not allowed" in problems[0].message
+
+
+def test_alias_bomb_and_recursion():
+    bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh"))
+    _, problems = parse_documents(bomb, "f")
+    assert "more than 20000 nodes" in problems[0].message
+    _, problems = parse_documents("a: &a [*a]\n", "f")
+    assert "deeper than" in problems[0].message
+
+
+def test_syntax_error_has_line():
+    _, problems = parse_documents("a: 1\nb: [1, 2\nc: 3\n", "f")
+    assert problems[0].line == 3 and problems[0].message.startswith("YAML syntax error")
+
+
+def test_file_size_cap_and_binary(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (MAX_FILE_BYTES + 1))
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"a: \xff\xfe\n")
+    probs = {p.file.rsplit("/", 1)[1]: p for p in load_paths([str(tmp_path)]).problems}
+    assert "the limit is" in probs["big.yaml"].message
+    assert probs["bad.yaml"].message == "file is not valid UTF-8"
+
+
+def test_discovery_skips_hidden_backups_and_config(tmp_path):
+    for name in ["a.yaml", "b.yml", ".hidden.yaml", "c.yaml~", ".c.yaml.swp", "d.yaml.bak", "xgen-declare.yaml",
+                 "notes.txt", "..data/e.yaml", "sub/f.yaml", "#g.yaml#"]:
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(model_yaml(name.replace(".", "-").replace("/", "-").strip("-#~").lower()[:20] or "x"))
+    files = sorted(f.rsplit("/", 1)[1] for f in load_paths([str(tmp_path)]).files)
+    assert files == ["a.yaml", "b.yml", "f.yaml"]
+
+
+def test_configmap_style_symlinks(tmp_path):
+    data = tmp_path / "..2026_11_25"
+    data.mkdir()
+    (data / "m.yaml").write_text(model_yaml("cm"))
+    (tmp_path / "..data").symlink_to(data.name)
+    (tmp_path / "m.yaml").symlink_to("..data/m.yaml")
+    result = load_paths([str(tmp_path)])
+    assert [m.name for m in result.models] == ["cm"] and result.problems == []
+
+
+# --- property test: mutate valid manifests; every outcome is a problem with file and line -------------
+
+VALID = model_yaml("prop", ctx_size=4096, gpus=[0, 1], tensor_split=[1.0, 1.0], alias=["a"], env={"A": "1"})
+BASE = yaml.safe_load(VALID)
+
+hostile_values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=50),
+    st.text(min_size=5000, max_size=6000), st.lists(st.integers(), max_size=5),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    st.sampled_from(["!!python/object:os.system {}", "*undefined_alias", "&a [*a]", "!!binary aGk=",
+                     "{a: 1, a: 2}", "[", "'unterminated", "\t- tab", "~", ".nan", "0x1F", "2026-01-01"]),
+)
+fields = st.sampled_from(list(BASE["spec"]) + list(BASE) + ["metadata", "name", "n_gpu_layers", "port",
+                                                              "gpus", "tensor_split", "unknown_field"])
+
+
+def _mutated(field: str, value) -> str:
+    if isinstance(value, str) and value[:1] in "!*&{['\t~." or value in ("0x1F", "2026-01-01"):
+        rendered = value  # raw YAML syntax, not a quoted string
+    else:
+        rendered = yaml.safe_dump(value, default_flow_style=True).strip()
+        if rendered.endswith("..."):
+            rendered = rendered[:-3].strip()
+    lines = VALID.splitlines()
+    out, replaced = [], False
+    for line in lines:
+        key = line.strip().split(":", 1)[0]
+        if key == field and not replaced:
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}{field}: {rendered}")
+            replaced = True
+        else:
+            out.append(line)
+    if not replaced:
+        out.append(f"  {field}: {rendered}")
+    return "\n".join(out) + "\n"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=fields, value=hostile_values)
+def test_mutations_only_ever_produce_problems_with_file_and_line(field, value):
+    text = _mutated(field, value)
+    docs, problems = parse_documents(text, "prop.yaml")
+    for doc in docs:
+        decl, doc_problems = validate_document(doc)
+        problems.extend(doc_problems)
+        assert (decl is None) == bool(doc_problems)
+    for p in problems:
+        assert p.file == "prop.yaml"
+        assert isinstance(p.line, int) and p.line >= 1, p
+        assert p.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_arbitrary_text_never_raises(text):
+    docs, problems = parse_documents(text, "t.yaml")
+    for doc in docs:
+        validate_document(doc)
+    assert all(p.file == "t.yaml" for p in problems)
+
+
+def test_dump_exact_reads_back_the_same_strings_and_types():
+    data = {"spec": {"alias": ["a\x85b", "x\u2028", "é"], "n": 1, "f": 1.0, "b": True, "s": "true", "d": "2020-01-01"}}
+    text, problems = dump_exact(data, "api/m.yaml")
+    assert problems == [] and "\\N" in text  # NEL escaped: PyYAML writes it raw in UTF-8 mode, read back as ' '
+    docs, _ = parse_documents(text, "api/m.yaml")
+    assert first_difference(docs[0].data, data) is None
+    assert dump_exact({"k": "é"}, "x")[0] == "k: é\n"  # readable UTF-8 when it survives
+
+
+def test_dump_exact_names_a_value_that_does_not_survive():
+    text, problems = dump_exact({"spec": {"tensor_split": [1.0, float("nan")]}}, "api/m.yaml")
+    assert text is None
+    assert [p.format() for p in problems] == ["api/m.yaml: spec.tensor_split[1]: this value cannot be written to "
+                                              "YAML and read back unchanged (remove control characters and unpaired "
+                                              "surrogates from it)"]
+    assert first_difference({"a": [1]}, {"a": [True]}) == ("a", 0)

@@ -1,0 +1,60 @@
+"""Provenance of a manifest (file, sha256, git commit, dirty) with a fake git runner."""
+
+import hashlib
+
+from xgen_declare.processes.provenance import Provenance, of_file
+
+
+class FakeGit:
+    def __init__(self, head: str | None, status: str | None = ""):
+        self.head, self.status, self.calls = head, status, []
+
+    def __call__(self, args, cwd):
+        self.calls.append((args, cwd))
+        if args[0] == "rev-parse":
+            return None if self.head is None else self.head + "\n"
+        return self.status
+
+
+def test_a_clean_file_in_git(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_bytes(b"kind: Model\n")
+    git = FakeGit("a" * 40, "")
+    prov = of_file(str(f), git)
+    assert prov == Provenance(str(f), hashlib.sha256(b"kind: Model\n").hexdigest(), "a" * 40, False)
+    assert git.calls[0] == (["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], str(tmp_path))
+    assert git.calls[1][0][-2:] == ["--", "m.yaml"]
+
+
+def test_a_modified_file_is_dirty(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text("x: 1\n")
+    assert of_file(str(f), FakeGit("b" * 40, " M m.yaml\x00")).dirty is True
+
+
+def test_outside_git_only_file_and_hash(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text("x: 1\n")
+    git = FakeGit(None)
+    prov = of_file(str(f), git)
+    assert (prov.commit, prov.dirty) == (None, None)
+    assert prov.sha256 == hashlib.sha256(b"x: 1\n").hexdigest()
+    assert len(git.calls) == 1  # no status without a commit
+
+
+def test_git_status_failing_leaves_dirty_unknown(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text("x: 1\n")
+    prov = of_file(str(f), FakeGit("c" * 40, None))
+    assert (prov.commit, prov.dirty) == ("c" * 40, None)
+
+
+def test_no_file_no_git_call():
+    git = FakeGit("a" * 40)
+    assert of_file(None, git) == Provenance()
+    assert git.calls == []
+
+
+def test_an_unreadable_file_has_no_hash(tmp_path):
+    prov = of_file(str(tmp_path / "gone.yaml"), FakeGit(None))
+    assert prov.sha256 is None and prov.file == str(tmp_path / "gone.yaml")

@@ -1,0 +1,52 @@
+"""Port assignment: explicit ports as given; others keep the port the state already holds for them,
+and new ones take the lowest free port of the range. A model never moves because others come or go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xgen_declare.errors import PortRangeExhausted
+
+
+@dataclass(frozen=True)
+class PortAssignment:
+    port: int
+    source: str  # "manifest" | "state" | "preview" | "assigned"
+
+
+def assign_ports(wanted: dict[str, int | None], start: int, end: int,
+                 held: dict[str, int] | None = None, *, preview: bool = False,
+                 taken: set[int] | None = None) -> dict[str, PortAssignment]:
+    """`wanted`: name -> explicit port or None. `held`: name -> port from the state.
+    `taken`: ports that must not be handed out (e.g. found busy). Deterministic: new names in
+    sorted order."""
+    held = held or {}
+    out: dict[str, PortAssignment] = {}
+    used: set[int] = set(taken or ())
+    for name, port in wanted.items():
+        if port is not None:
+            out[name] = PortAssignment(port, "manifest")
+            used.add(port)
+    for name in sorted(wanted):
+        if name in out:
+            continue
+        port = held.get(name)
+        if port is not None and start <= port <= end and port not in used:
+            out[name] = PortAssignment(port, "state")
+            used.add(port)
+    free = (p for p in range(start, end + 1) if p not in used)
+    missing = []
+    for name in sorted(wanted):
+        if name in out:
+            continue
+        port = next(free, None)
+        if port is None:
+            missing.append(name)
+            continue
+        out[name] = PortAssignment(port, "preview" if preview else "assigned")
+    if missing:
+        raise PortRangeExhausted(
+            f"no free port in {start}-{end} for: {', '.join(missing)} "
+            f"(widen ports: in xgen-declare.yaml, or give these models an explicit spec.port)")
+    return out

@@ -1,0 +1,329 @@
+"""Render a validated model into the exact argv + env that starts its backend.
+
+Templates (templates/<family>.j2) run in Jinja's SandboxedEnvironment with StrictUndefined. Their
+output format is fixed so that no value can add argv elements:
+
+  * every ``{{ expression }}`` is passed through `finalize`, which JSON-encodes it: a string becomes one
+    JSON string, a number its decimal text, a bool "true"/"false", a list one JSON string per item;
+    None is an error (templates test for it with ``{% if x is not none %}``);
+  * literal template text may only be whitespace (and Jinja comments);
+  * the output is read back as a sequence of JSON strings, one argv element each.
+
+So a value such as ``"a b; $(rm -rf /)\\n- --evil"`` stays exactly one argv element, and newlines or NUL
+bytes in values are rejected outright. No shell ever sees the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from xgen_declare.backends.families import DEFAULT_BINARY, FAMILY, READINESS_PATH
+from xgen_declare.backends.dialect import dialect_for
+from xgen_declare.backends.pinning import pinning_env
+from xgen_declare.backends.selection import select_backend
+from xgen_declare.config import Config
+from xgen_declare.errors import RenderError
+from xgen_declare.inventory.model import Inventory
+from xgen_declare.manifests.load import ModelDecl
+from xgen_declare.backends.modelpath import gguf_repo
+from xgen_declare.desired.ports import PortAssignment
+from xgen_declare.backends.families import model_family
+from xgen_declare.manifests.request import ModelLoadRequest
+from xgen_declare.desired import rpc
+
+# xgen_declare/templates is a symlink to the top-level templates/ (so wheels ship them too)
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+_SECRET_KEY = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL)", re.I)
+REDACTED = "***"
+
+
+def _finalize(value: Any) -> str:
+    if value is None:
+        raise RenderError("a template expression produced None; guard it with {% if ... is not none %}")
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the variable
+        raise RenderError("undefined value in template")
+    if isinstance(value, (list, tuple)):
+        return " ".join(_finalize(v) for v in value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float, str)):
+        text = str(value)
+    else:
+        raise RenderError(f"a template expression produced a {type(value).__name__}; only strings, numbers, "
+                          "booleans and lists of them become argv elements")
+    if "\n" in text or "\r" in text or "\x00" in text:
+        raise RenderError(f"argv element {text[:40]!r} contains a newline or NUL byte")
+    return json.dumps(text)
+
+
+def _fail(message: str) -> None:
+    raise RenderError(str(message))
+
+
+def parse_argv(output: str, template: str) -> list[str]:
+    decoder = json.JSONDecoder()
+    argv: list[str] = []
+    i, n = 0, len(output)
+    while True:
+        while i < n and output[i].isspace():
+            i += 1
+        if i >= n:
+            return argv
+        if output[i] != '"':
+            line = output.count("\n", 0, i) + 1
+            raise RenderError(f"template {template}: output line {line}: text outside {{{{ }}}} "
+                              f"({output[i:i + 30]!r}); write literal flags as {{{{ \"--flag\" }}}}")
+        value, i = decoder.raw_decode(output, i)
+        argv.append(value)
+
+
+@dataclass
+class Rendered:
+    name: str
+    backend: str
+    argv: list[str]
+    env: dict[str, str | None]
+    port: int
+    host: str
+    endpoint: str
+    readiness_path: str
+    binary: str
+    dialect: str | None
+    backend_reason: str
+    port_source: str
+    ready_timeout: float
+    stop_grace: float
+    enabled: bool = True
+    backend_note: str | None = None  # the backend choice followed a rule worth showing (plan/render print it)
+    binary_from_manifest: bool = False  # argv[0] is the manifest's `binary:` (so a missing one is fixed there)
+    gpus: list[int] | None = None
+    file: str | None = None
+    secret_env: dict[str, str] = field(default_factory=dict)  # env var -> file its value is read from
+    warnings: list[str] = field(default_factory=list)
+    workers: list[rpc.WorkerSpec] = field(default_factory=list)  # local RPC workers, started before argv
+
+    def spec_hash(self) -> str:
+        """Identity of what would run: any change here means a restart, nothing else does. The RPC
+        workers are part of it: the group is restarted together."""
+        identity = {"argv": self.argv, "env": self.env, "secret_env": self.secret_env, "port": self.port,
+                    "host": self.host, "gpus": self.gpus, "backend": self.backend}
+        if self.workers:
+            identity["rpc_workers"] = [list(w.argv) for w in self.workers]
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    def merged_env(self, base: dict[str, str]) -> dict[str, str]:
+        """`base` (e.g. os.environ) with this model's env applied; a None value removes the variable."""
+        env = dict(base)
+        for key, value in self.env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
+
+    def display_env(self) -> dict[str, str | None]:
+        env = {k: (REDACTED if v is not None and _SECRET_KEY.search(k) else v) for k, v in self.env.items()}
+        env.update({k: REDACTED for k in self.secret_env})
+        return env
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["env"] = self.display_env()
+        data["secret_env"] = sorted(self.secret_env)
+        return data
+
+    def shell(self) -> str:
+        """A copy-pasteable, correctly quoted preview (never executed by us)."""
+        parts = []
+        unset = [k for k, v in self.env.items() if v is None]
+        if unset:
+            parts.append("env " + " ".join(f"-u {k}" for k in unset))
+        for k, v in self.display_env().items():
+            if v is not None:
+                parts.append(f"{k}={shlex.quote(v)}")
+        parts.extend(shlex.quote(a) for a in self.argv)
+        return " \\\n  ".join(_group_flags(parts))
+
+
+def _group_flags(parts: list[str]) -> list[str]:
+    """Keep a flag and its value on one line of the preview."""
+    lines: list[str] = []
+    seen_flag = False
+    for p in parts:
+        is_flag = p.startswith("-") and not p[1:2].isdigit()  # "-1" is a value
+        if lines and not is_flag and "=" not in lines[-1] and (
+                not seen_flag or (lines[-1].startswith("-") and " " not in lines[-1])):
+            lines[-1] += " " + p
+        else:
+            lines.append(p)
+        seen_flag = seen_flag or is_flag
+    return lines
+
+
+class _SharedBytecode(jinja2.BytecodeCache):
+    """Compiled templates shared by every Renderer of this process. Each reconcile pass builds a new
+    Renderer (its Environment's own cache dies with it), and compiling llama-server.j2 took ~70 ms of
+    every pass on a loaded 2-core host. Jinja keys a bucket by template name + file and checks the
+    source's checksum, so an edited template is compiled again."""
+
+    def __init__(self) -> None:
+        self._store: dict[str, tuple[str, Any]] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        hit = self._store.get(bucket.key)
+        if hit is not None and hit[0] == bucket.checksum:
+            bucket.code = hit[1]
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._store[bucket.key] = (bucket.checksum, bucket.code)
+
+
+_BYTECODE = _SharedBytecode()
+
+
+class Renderer:
+    def __init__(self, config: Config, inventory: Inventory):
+        self.config = config
+        self.inventory = inventory
+        search = []
+        user_dir = config.resolve(config.templates_dir)
+        if user_dir:
+            search.append(user_dir)
+        search.append(str(SHIPPED_TEMPLATES))
+        self.env = SandboxedEnvironment(loader=jinja2.FileSystemLoader(search), undefined=jinja2.StrictUndefined,
+                                        finalize=_finalize, autoescape=False, keep_trailing_newline=True,
+                                        bytecode_cache=_BYTECODE)
+        self.env.globals["fail"] = _fail
+
+    def binary_for(self, backend: str, decl: ModelDecl) -> str:
+        if decl.spec.binary:
+            return decl.spec.binary
+        if backend == "llama-cpp-python":
+            return self.config.resolve(self.config.python) or os.environ.get("XGEN_PYTHON") or _this_python()
+        configured = self.config.binaries.get(backend)
+        if configured:
+            return self.config.resolve(configured)
+        inv = self.inventory.backend(backend)
+        if inv is not None and inv.binary:
+            return inv.binary
+        return DEFAULT_BINARY[backend]
+
+    def render(self, decl: ModelDecl, port: PortAssignment) -> Rendered:
+        spec = decl.spec
+        selection = select_backend(spec, self.inventory)
+        if selection.backend is None:
+            raise RenderError(selection.unavailable, field="spec.backend")
+        backend = selection.backend
+        family = FAMILY[backend]
+        binary = self.binary_for(backend, decl)
+        dialect = dialect_for(backend, binary, self.inventory)
+        warnings = []
+        if selection.unavailable:
+            warnings.append(selection.unavailable)
+        env, pin_warnings = pinning_env(backend, spec.gpus, self.inventory)
+        warnings.extend(pin_warnings)
+        repo = gguf_repo(spec.model_path, spec.hf_file) if family == "llama-server" else None
+        if repo is not None and self.config.llama_cache_dir:  # where llama-server keeps what it downloads
+            env["LLAMA_CACHE"] = self.config.resolve(self.config.llama_cache_dir)
+        env.update(spec.env)
+        secret_env = {}
+        if spec.api_key_file and family == "vllm":
+            secret_env["VLLM_API_KEY"] = spec.api_key_file
+        spec_data = spec.model_dump()
+        spec_data["model_path"] = resolve_model_path(spec.model_path, decl.file)
+        if spec_data.get("tensor_split") == "auto":  # not resolved by placement: llama.cpp's default split
+            spec_data["tensor_split"] = []
+        context = {
+            "name": decl.name, "spec": spec_data, "backend": backend, "binary": binary,
+            "host": spec.host, "port": port.port, "dialect": dialect or "new",
+            "embedding": spec.server_type == "embedding",
+            "pooling": spec.pooling or ("mean" if spec.server_type == "embedding" else None),
+            "served_names": served_names(decl.name, spec, decl.file),
+            "multi_gpu": bool(spec_data["tensor_split"]) or (spec.gpus is not None and len(spec.gpus) > 1),
+            "log_buffers": self.config.placement.record_buffers,
+            "rpc": [w.endpoint for w in spec.rpc_workers],
+            "hf_repo": spec.model_path if repo is not None else None,
+        }
+        template = f"{family}.j2"
+        try:
+            output = self.env.get_template(template).render(context)
+        except RenderError as exc:
+            raise RenderError(f"template {template}: {exc}") from None
+        except jinja2.TemplateError as exc:
+            where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+            raise RenderError(f"template {template}{where}: {exc}") from None
+        except Exception as exc:  # a user template may raise anything: report it, never crash
+            raise RenderError(f"template {template}: {type(exc).__name__}: {exc}") from None
+        argv = parse_argv(output, template)
+        if not argv:
+            raise RenderError(f"template {template} rendered an empty command")
+        if repo is not None and "--hf-repo" not in argv:
+            raise RenderError(f"template {template} does not pass the repository on (no --hf-repo in its output); "
+                              f"{spec.model_path} is downloaded by llama-server, see the shipped template",
+                              field="spec.model_path")
+        workers = self._rpc_workers(decl, family, binary, template, argv, warnings)
+        host_for_url = f"[{spec.host}]" if ":" in spec.host else spec.host
+        return Rendered(
+            name=decl.name, backend=backend, argv=argv, env=env, port=port.port, host=spec.host,
+            endpoint=f"http://{host_for_url}:{port.port}/v1", readiness_path=READINESS_PATH[family],
+            binary=binary, dialect=dialect, backend_reason=selection.explain(), port_source=port.source,
+            ready_timeout=spec.ready_timeout, stop_grace=spec.stop_grace, enabled=spec.enabled,
+            backend_note=selection.explain() if selection.noteworthy else None,
+            binary_from_manifest=bool(spec.binary), gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings, workers=workers)
+
+    def _rpc_workers(self, decl: ModelDecl, family: str, binary: str, template: str, argv: list[str],
+                     warnings: list[str]) -> list[rpc.WorkerSpec]:
+        spec = decl.spec
+        if not spec.rpc_workers:
+            return []
+        if family != "llama-server" or "--rpc" not in argv:
+            raise RenderError(f"template {template} does not pass rpc_workers on (no --rpc in its output)",
+                              field="spec.rpc_workers")
+        names = rpc.host_names(self.config)
+        warnings.extend(f"rpc_workers[{i}]: {w}" for i, w in rpc.rpc_warnings(spec, self.config, names))
+        worker_bin = rpc.worker_binary(self.config, binary)
+        try:
+            return rpc.render_workers(self.env, parse_argv, decl.name, spec, worker_bin, self.config, names)
+        except RenderError as exc:
+            raise RenderError(f"template {rpc.WORKER_TEMPLATE}: {exc}", field="spec.rpc_workers") from None
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template {rpc.WORKER_TEMPLATE}: {exc}", field="spec.rpc_workers") from None
+
+
+def resolve_model_path(model_path: str, manifest_file: str | None) -> str:
+    """A relative .gguf path, or one starting with ./ or ../, is relative to the manifest's directory.
+    Anything else (an absolute path, a HuggingFace id org/model) is passed on unchanged."""
+    if manifest_file is None or os.path.isabs(model_path):
+        return model_path
+    if model_path.startswith(("./", "../")) or (model_path.lower().endswith(".gguf")):
+        return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(manifest_file)), model_path))
+    return model_path
+
+
+def served_names(name: str, spec: ModelLoadRequest, file: str | None) -> list[str]:
+    """The names a client may send in `model`: the model's name, its aliases and, for vLLM, the model id as
+    it is on argv (what vLLM answers to without --served-model-name: `meta-llama/Llama-3.3-70B-Instruct`).
+    vLLM answers to every one and reports the first. The router (router/table.py) routes the same names."""
+    names = [name] + [a for a in spec.alias if a != name]
+    if model_family(spec.model_path, spec.backend) == "vllm":
+        model_id = resolve_model_path(spec.model_path, file)
+        if model_id not in names:
+            names.append(model_id)
+    return names
+
+
+def _this_python() -> str:
+    import sys
+
+    return sys.executable

@@ -1,0 +1,97 @@
+"""RPC workers on hosts that do not run the model's llama-server (`rpc_server_host` names another host).
+
+On such a host the model itself is not served; each of its workers whose `host` is one of this host's
+names (never a loopback name: those belong to the server's host) becomes an entry of its own,
+`<model>-rpc-<port>`, supervised like any model: its own process group, a TCP readiness and liveness
+probe (probes.TCP_PROBE), restart with back-off, adoption, `down`/`up` by name. The server's host sees
+a worker that dies as llama-server aborting on the next request; it is restarted there with back-off
+until the worker is back. See docs/rpc.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jinja2
+
+from xgen_declare.desired import rpc
+from xgen_declare.backends.selection import select_backend
+from xgen_declare.config import Config
+from xgen_declare.errors import Problem, RenderError
+from xgen_declare.manifests.load import ModelDecl
+from xgen_declare.names import derived_name_error
+from xgen_declare.processes.probes import TCP_PROBE
+from xgen_declare.desired.render import Rendered, Renderer, parse_argv
+from xgen_declare.manifests.request import LOOPBACK_HOSTS, RpcWorker
+
+
+@dataclass(frozen=True)
+class RemoteWorker:
+    decl: ModelDecl
+    index: int  # position in rpc_workers
+    worker: RpcWorker
+
+    @property
+    def name(self) -> str:
+        return entry_name(self.decl.name, self.worker.port)
+
+
+def entry_name(model: str, port: int) -> str:
+    return f"{model}-rpc-{port}"
+
+
+def split_models(models: list[ModelDecl], names: frozenset[str]) -> tuple[list[ModelDecl], list[RemoteWorker]]:
+    """The models whose llama-server runs here, and the workers this host runs for models served elsewhere."""
+    keep, workers = [], []
+    for decl in models:
+        server = decl.spec.rpc_server_host
+        if server is None or server in names:
+            keep.append(decl)
+            continue
+        workers.extend(RemoteWorker(decl, i, w) for i, w in enumerate(decl.spec.rpc_workers)
+                       if w.host in names and w.host not in LOOPBACK_HOSTS)
+    return keep, workers
+
+
+def render_entry(rw: RemoteWorker, renderer: Renderer, config: Config) -> Rendered:
+    decl, spec, w = rw.decl, rw.decl.spec, rw.worker
+    backend = select_backend(spec, renderer.inventory).backend
+    server_binary = renderer.binary_for(backend, decl) if backend else "llama-server"
+    binary = rpc.worker_binary(config, server_binary)
+    try:
+        ws = rpc.render_worker(renderer.env, parse_argv, decl.name, w, binary, config)
+    except (RenderError, jinja2.TemplateError) as exc:
+        raise RenderError(f"template {rpc.WORKER_TEMPLATE}: {exc}", field="spec.rpc_workers") from None
+    host = ws.connect_host
+    where = f"[{host}]" if ":" in host else host
+    warnings = [f"rpc_workers[{i}]: {text}" for i, text in rpc.rpc_warnings(spec, config, frozenset({w.host}))
+                if i == rw.index]
+    return Rendered(
+        name=rw.name, backend="rpc-worker", argv=list(ws.argv), env=dict(spec.env), port=w.port, host=host,
+        endpoint=f"{where}:{w.port}", readiness_path=TCP_PROBE, binary=ws.argv[0], dialect=None,
+        backend_reason=f"RPC worker of {decl.name}, whose llama-server runs on {spec.rpc_server_host}",
+        port_source="manifest", ready_timeout=ws.ready_timeout, stop_grace=rpc.WORKER_STOP_GRACE,
+        enabled=spec.enabled, gpus=None, file=decl.file, warnings=warnings)
+
+
+def add_entries(desired, workers: list[RemoteWorker], renderer: Renderer, config: Config) -> None:
+    """Render this host's workers of models served elsewhere into `desired` (a desired.Desired)."""
+    declared = {d.name for d in desired.load.models}
+    for rw in workers:
+        decl = rw.decl
+        line = decl.line_of("rpc_workers", rw.index)
+        too_long = derived_name_error(decl.name, rw.name, "RPC worker entry")
+        if too_long:
+            desired.problems.setdefault(decl.name, []).append(Problem(
+                decl.file, decl.doc.line_of(("metadata", "name")) if decl.doc else decl.line, "metadata.name",
+                *too_long))
+            continue
+        if rw.name in declared or rw.name in desired.rendered:
+            desired.problems[decl.name] = [Problem(decl.file, line, f"spec.rpc_workers[{rw.index}]",
+                                                   f"its RPC worker entry would be named {rw.name}, which "
+                                                   "another model uses", "rename one of the models")]
+            continue
+        try:
+            desired.rendered[rw.name] = render_entry(rw, renderer, config)
+        except RenderError as exc:
+            desired.problems[rw.name] = [Problem(decl.file, line, exc.field, str(exc), exc.hint)]

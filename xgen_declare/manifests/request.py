@@ -1,0 +1,499 @@
+"""`ModelLoadRequest`: the validated spec of one model, plus the manifest envelope around it.
+
+Field names follow the seed's ModelLoadRequest and the manifest contract; never rename them.
+Cross-field rules that need no host facts live here; rules that need the host (is this backend
+available, does GPU 3 exist) live in the inventory/selection code and run only with an inventory.
+
+Fields that only one backend family understands are an **error** when set to a non-default value
+for the other family (a silently ignored field is a lie about what runs). Explicit default values
+are accepted, so seed clients that send every field still validate.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems, gguf_repo, is_gguf_path  # is_gguf_path: imported from here too
+from xgen_declare.backends.families import (ALL_BACKENDS, LLAMA_FAMILY_BACKENDS, LLAMA_SERVER_BACKENDS,  # noqa: F401
+                                            VLLM_BACKENDS, model_family)
+from xgen_declare.names import NAME_RE  # the one rule for model names (names.py)
+
+
+BackendName = Literal[
+    "auto",
+    "llama-server-vulkan", "llama-server-cuda", "llama-server-rocm", "llama-server-cpu",
+    "llama-cpp-python",
+    "vllm-cuda", "vllm-rocm", "vllm-cpu",
+]
+CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+
+# Fields that only one family understands, with their defaults (a default value is not "set").
+LLAMA_ONLY = {
+    "n_gpu_layers": -1, "main_gpu": 0, "split_mode": "layer", "tensor_split": [],
+    "ctx_size": None, "parallel": None, "cache_type_k": "f16", "cache_type_v": "f16",
+    "flash_attn": "auto", "threads": None, "pooling": None, "mlock": False,
+}
+VLLM_ONLY = {
+    "tensor_parallel_size": 1, "pipeline_parallel_size": 1, "gpu_memory_utilization": 0.9,
+    "max_model_len": None, "trust_remote_code": False,
+}
+# What to use instead, for the hint.
+_EQUIVALENT = {"max_model_len": "ctx_size", "ctx_size": "max_model_len",
+               "tensor_parallel_size": "gpus + tensor_split", "tensor_split": "tensor_parallel_size"}
+
+NoNewline = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+def not_a_flag(hint: str) -> AfterValidator:
+    """For a value that lands in argv as a positional or as a flag's value: one that starts with '-' would
+    be read as a flag (`model_path: --model=evil/repo` made `vllm serve --model=evil/repo`; vLLM's
+    `--served-model-name` takes every value up to the next flag; argparse refuses `--host -x`)."""
+    def check(value: str) -> str:
+        if value.startswith("-"):
+            raise ValueError(f"must not start with '-': a backend would read it as a command-line flag; {hint}")
+        return value
+    return AfterValidator(check)
+
+
+PATH_HINT = "write ./ before a file name that starts with '-'"
+HOST_HINT = "give a host name or address"
+ArgvPath = Annotated[NoNewline, not_a_flag(PATH_HINT)]
+ArgvHost = Annotated[NoNewline, not_a_flag(HOST_HINT)]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class RpcWorker(BaseModel):
+    """One llama.cpp RPC worker (`ggml-rpc-server`) of a model; see docs/rpc.md."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    host: ArgvHost = Field(description="Host the worker runs on and llama-server connects to; the daemon whose "
+                            "host has this name (or 127.0.0.1/localhost: this host) starts it")
+    port: int = Field(ge=1, le=65535, description="Port the worker listens on")
+    bind: ArgvHost | None = Field(None, description="Address the worker binds (default 127.0.0.1). RPC has no "
+                                   "authentication: a worker on another host needs an explicit bind address "
+                                   "on a trusted network")
+    threads: int | None = Field(None, ge=1, description="CPU threads of the worker's CPU device")
+
+    @field_validator("host", "bind")
+    @classmethod
+    def _single_line(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c.isspace() for c in value) or "," in value):
+            raise ValueError("must be one host name or address (no spaces, commas or newlines)")
+        return value
+
+    @property
+    def endpoint(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _reject_control(value: str, what: str) -> str:
+    if "\n" in value or "\r" in value or "\x00" in value:
+        raise ValueError(f"{what} must not contain newlines or NUL bytes")
+    return value
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+DURATION_HINT = 'a duration such as "15m", "30s", "1h30m", or a number of seconds'
+
+
+def parse_duration(value: float | int | str) -> float:
+    """'15m' -> 900.0, '1h30m' -> 5400.0, '30s' / 30 / '30' -> 30.0; > 0, else ValueError with a hint."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be {DURATION_HINT}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            m = _DURATION.match(text)
+            if not text or m is None or not any(m.groups()):
+                raise ValueError(f"{value!r} is not a duration; use {DURATION_HINT}") from None
+            h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            seconds = h * 3600 + mi * 60 + s
+    if not seconds > 0:
+        raise ValueError(f"must be greater than 0 ({DURATION_HINT})")
+    if not math.isfinite(seconds):
+        raise ValueError(f"must be finite ({DURATION_HINT}); leave it unset to never stop for idleness")
+    return seconds
+
+
+MAX_DRAIN = 3600.0  # seconds; a rollout never holds requests longer than this
+
+
+def parse_drain(value: float | int | str) -> float:
+    """A drain_timeout: 0 (no drain) up to MAX_DRAIN seconds, as a duration or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be {DURATION_HINT}")
+    text = value.strip().lower() if isinstance(value, str) else value
+    try:
+        number: float | None = float(text)
+    except (TypeError, ValueError):
+        number = None
+    if number is not None and number < 0:
+        raise ValueError("must be 0 or more (0 = stop without waiting for requests)")
+    if number is not None and math.isfinite(number):
+        seconds = number
+    elif number is not None and math.isnan(number):
+        raise ValueError(f"must be {DURATION_HINT}")
+    elif number is not None:
+        raise ValueError("must be finite; use at most 1h: requests wait this long for a rollout or a stop")
+    else:
+        seconds = 0.0 if text in ("0s", "0m", "0h") else parse_duration(value)
+    if seconds > MAX_DRAIN:
+        raise ValueError(f"{seconds:g}s is more than {MAX_DRAIN:g}s; use at most 1h: requests wait this long for a "
+                         "rollout or a stop")
+    return seconds
+
+
+class RolloutSpec(BaseModel):
+    """`spec.rollout`: how a change of the running spec is rolled out, and how long a stop waits for the
+    requests in flight through the router (README "Rollouts")."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    strategy: Literal["auto", "surge", "recreate"] = Field(
+        "auto", description="recreate = stop the old process (after draining it), then start the new one; "
+        "surge and auto: see README Rollouts (surge is not implemented yet: it rolls out like recreate)")
+    drain_timeout: float | str = Field(
+        60.0, description="How long a stop (rollout, idle stop, eviction, down, removal) waits for the requests "
+        "in flight through the router to finish; new requests wait meanwhile. 0 = do not wait; at most 1h")
+
+    @field_validator("drain_timeout")
+    @classmethod
+    def _drain(cls, value: float | str) -> float:
+        return parse_drain(value)
+
+
+class RayCluster(BaseModel):
+    """`spec.ray`: the hosts of a model's Ray cluster (distributed: ray; docs/ray.md). A host is matched
+    against each daemon's names (its hostname, XGEN_DECLARE_HOST): that daemon runs the head or a worker."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    head: ArgvHost = Field(description="Host that runs the Ray head and `vllm serve`")
+    workers: list[ArgvHost] = Field(min_length=1, description="Hosts that join as Ray workers, one per other node")
+    head_address: ArgvHost | None = Field(None, description="Address the workers and vLLM connect to "
+                                           "(default: head)")
+    port: int = Field(6379, ge=1, le=65535, description="The head's Ray GCS port")
+    node_manager_port: int = Field(6380, ge=1, le=65535, description="A worker's raylet port (its readiness "
+                                   "and liveness probe connects to it)")
+
+    @field_validator("head", "workers", "head_address")
+    @classmethod
+    def _host_names(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for v in [value] if isinstance(value, str) else value or []:
+            if any(c.isspace() for c in v) or "," in v:
+                raise ValueError("must be host names or addresses (no spaces, commas or newlines)")
+        return value
+
+    @property
+    def address(self) -> str:
+        host = self.head_address or self.head
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
+class ModelLoadRequest(BaseModel):
+    """The `spec` of a Model manifest."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+
+    model_path: ArgvPath = Field(description="A .gguf file, a local HuggingFace directory, a HuggingFace id "
+                                  "org/model (vLLM), or a HuggingFace repository of GGUF files (org/name-GGUF or "
+                                  "org/name:QUANT: llama-server downloads it). Relative .gguf paths and paths "
+                                  "starting with ./ or ../ are relative to the manifest file's directory")
+    hf_file: NoNewline | None = Field(None, description="With a repository of GGUF files as model_path: the file to "
+                                      "download (llama.cpp's --hf-file), e.g. model-Q4_K_M.gguf")
+    backend: BackendName = Field("auto", description="Backend to run; auto picks by the host's GPUs and binaries")
+    binary: Annotated[NoNewline, not_a_flag("give the executable's path")] | None = Field(
+        None, description="Per-model override of the backend's executable")
+    server_type: Literal["llm", "embedding"] = "llm"
+    alias: list[Annotated[str, Field(min_length=1, max_length=256),
+                          not_a_flag("start each alias with a letter or digit")]] = Field(
+        default_factory=list, description="Extra names clients may use for this model")
+    enabled: bool = Field(True, description="false = declared but kept stopped")
+    activation: Literal["always", "on-demand"] = Field(
+        "always", description="always = kept running; on-demand = started by the router (`run --api`) on the first "
+        "request for it, stopped again after idle_timeout (state Idle while stopped)")
+    idle_timeout: float | str | None = Field(
+        None, description='on-demand only: stop after this long without requests ("15m", "30s", "1h", or seconds); '
+        "unset = keep it running until its memory is needed for another model")
+
+    # llama.cpp family
+    n_gpu_layers: int | Literal["all", "auto"] = Field(
+        -1, description='-1 or "all" = every layer, 0 = CPU only, N layers, or "auto"')
+    main_gpu: int = Field(0, ge=0, description="A position in `gpus` (the backend sees only those GPUs)")
+    split_mode: Literal["none", "layer", "row", "tensor"] = "layer"
+    tensor_split: list[float] | Literal["auto"] = Field(
+        default_factory=list, description='One proportion per entry of `gpus`, or "auto": xgen-declare chooses a '
+        "split that fits each GPU's usable memory at plan time (from the GGUF header) and renders it explicitly")
+    ctx_size: int | None = Field(None, ge=0, description="Context size in tokens (0 = the model's own)")
+    parallel: int | None = Field(None, ge=1, description="llama-server slots")
+    cache_type_k: CacheType = "f16"
+    cache_type_v: CacheType = "f16"
+    flash_attn: Literal["on", "off", "auto"] = "auto"
+    threads: int | None = Field(None, ge=1, description="CPU threads for CPU layers")
+    pooling: Literal["none", "mean", "cls", "last", "rank"] | None = Field(
+        None, description="Embeddings pooling; default mean for server_type embedding")
+    mlock: bool = False
+
+    # GPUs (both families)
+    gpus: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="Host GPU indices as listed by `xgen-declare gpus`; omitted = all")
+
+    # vLLM family
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = Field(None, ge=1)
+    trust_remote_code: bool = False
+    # vLLM across hosts (docs/ray.md)
+    nodes: int = Field(1, ge=1, description="Hosts the model spans (with distributed: ray): one pipeline stage "
+                       "per node, tensor_parallel_size GPUs on each")
+    distributed: Literal["ray"] | None = Field(None, description="ray = run the model over a Ray cluster of "
+                                               "`nodes` hosts named in `ray`")
+    ray: RayCluster | None = Field(None, description="The Ray cluster's hosts and ports (distributed: ray)")
+
+    # process
+    port: int | None = Field(None, ge=1, le=65535, description="Fixed port; otherwise assigned from the port range")
+    host: ArgvHost = Field("127.0.0.1", description="Address the backend binds (loopback by default)")
+    api_key_file: ArgvPath | None = Field(None, description="File holding the API key (llama-server: "
+                                          "--api-key-file FILE; vLLM: read into VLLM_API_KEY at start)")
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(default_factory=dict)
+    extra_args: list[str] = Field(default_factory=list, description="Each item is exactly one argv element")
+    ready_timeout: float = Field(600, gt=0, description="Seconds to wait for the backend to become ready")
+    stop_grace: float = Field(10, ge=0, description="Seconds between SIGTERM and SIGKILL")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="strategy (auto|surge|recreate) and "
+                                 "drain_timeout (60s) of a change to the running model")
+    rpc_workers: list[RpcWorker] = Field(
+        default_factory=list, description="llama.cpp RPC workers (llama-server backends): llama-server gets --rpc "
+        "with all of them; the local ones are started first and supervised with it as one group (docs/rpc.md)")
+    rpc_server_host: ArgvHost | None = Field(
+        None, description="With workers on other hosts: the host whose daemon runs llama-server (and its local "
+        "workers); the daemons of the other hosts run only their own workers of this model")
+
+    @field_validator("model_path", "binary", "host", "api_key_file")
+    @classmethod
+    def _single_line(cls, value: str | None) -> str | None:
+        return None if value is None else _reject_control(value, "value")
+
+    @field_validator("hf_file")
+    @classmethod
+    def _hf_file(cls, value: str | None) -> str | None:
+        if value is not None and not HF_FILE_RE.match(value):
+            raise ValueError("must be a .gguf file inside the repository (no leading '/' or '-', no '..')")
+        return value
+
+    @field_validator("alias", "extra_args")
+    @classmethod
+    def _single_line_items(cls, values: list[str]) -> list[str]:
+        for v in values:
+            _reject_control(v, "each item")
+        return values
+
+    @field_validator("alias")
+    @classmethod
+    def _alias_no_comma(cls, values: list[str]) -> list[str]:
+        if any("," in v for v in values):
+            raise ValueError("aliases must not contain ',' (llama-server reads --alias as a comma-separated list)")
+        return values
+
+    @field_validator("env")
+    @classmethod
+    def _env_values(cls, values: dict[str, str]) -> dict[str, str]:
+        for v in values.values():
+            if "\x00" in v:
+                raise ValueError("environment values must not contain NUL bytes")
+        return values
+
+    @field_validator("idle_timeout")
+    @classmethod
+    def _idle_timeout(cls, value: float | str | None) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("n_gpu_layers")
+    @classmethod
+    def _ngl(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < -1:
+            raise ValueError('must be -1 or "all" (every layer), 0 (CPU only), a positive layer count, or "auto"')
+        return value
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _gmu(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError("must be greater than 0 and at most 1 (a fraction of each GPU's memory, e.g. 0.9)")
+        return value
+
+    @field_validator("tensor_split")
+    @classmethod
+    def _split(cls, values: list[float] | str) -> list[float] | str:
+        if values == "auto":
+            return values
+        if any(v < 0 for v in values):
+            raise ValueError("entries must be >= 0 (proportions per GPU, e.g. [3.0, 1.0])")
+        if values and not any(v > 0 for v in values):
+            raise ValueError("at least one entry must be greater than 0")
+        return values
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "ModelLoadRequest":
+        problems: list[tuple[str, str]] = []
+        if self.gpus is not None:
+            if len(set(self.gpus)) != len(self.gpus):
+                problems.append(("gpus", "lists a GPU more than once"))
+            n = len(self.gpus)
+            if self.tensor_split and self.tensor_split != "auto" and len(self.tensor_split) != n:
+                problems.append(("tensor_split", f"has {len(self.tensor_split)} entries but gpus lists {n} GPU(s); "
+                                 "give one proportion per entry of gpus"))
+            if self.main_gpu >= max(n, 1):
+                problems.append(("main_gpu", f"is {self.main_gpu} but gpus lists {n} GPU(s); main_gpu is a position "
+                                 f"in gpus, so use 0..{max(n - 1, 0)}"))
+            tp_pp = self.tensor_parallel_size * self.pipeline_parallel_size
+            if tp_pp > n and self.distributed is None:
+                problems.append(("tensor_parallel_size", f"tensor_parallel_size x pipeline_parallel_size = {tp_pp} "
+                                 f"needs {tp_pp} GPUs but gpus lists {n}; list more GPUs or lower the sizes"))
+        family = model_family(self.model_path, self.backend, self.hf_file)
+        problems.extend(gguf_problems(self, family))
+        foreign = VLLM_ONLY if family == "llama" else LLAMA_ONLY
+        for name, default in foreign.items():
+            if getattr(self, name) != default:
+                other = "vLLM" if family == "llama" else "llama.cpp"
+                instead = f", or use {_EQUIVALENT[name]} for this backend" if name in _EQUIVALENT else ""
+                problems.append((name, f"only applies to {other} backends and would be ignored here; "
+                                 f"remove it{instead}"))
+        if self.idle_timeout is not None and self.activation != "on-demand":
+            problems.append(("idle_timeout", "only applies to activation: on-demand (an always model is never "
+                             "stopped for being idle); remove it or set activation: on-demand"))
+        problems.extend(_rpc_problems(self, family))
+        problems.extend(_ray_problems(self, family))
+        if self.pooling is not None and self.server_type != "embedding":
+            problems.append(("pooling", "only applies to server_type: embedding; remove it or set server_type"))
+        if problems:
+            raise CrossFieldErrors(problems)
+        return self
+
+    def is_set(self, field_name: str) -> bool:
+        return field_name in self.model_fields_set
+
+
+def _ray_problems(spec: "ModelLoadRequest", family: str) -> list[tuple[str, str]]:
+    """`nodes` / `distributed` / `ray` rules; derives pipeline_parallel_size = nodes when it is not set."""
+    if spec.distributed is None:
+        out = []
+        if spec.nodes != 1:
+            out.append(("nodes", "spanning hosts needs distributed: ray, for vLLM backends only; add it or "
+                        "remove nodes"))
+        if spec.ray is not None:
+            out.append(("ray", "only applies with distributed: ray; add it or remove ray"))
+        return out
+    if family != "vllm":
+        return [("distributed", f"only vLLM backends run across hosts with Ray, not {spec.backend}; for a GGUF "
+                 "model use llama.cpp RPC workers: rpc_workers")]
+    out = []
+    n = spec.nodes
+    if n < 2:
+        out.append(("nodes", f"is {n} but distributed: ray needs 2 or more (one Ray node per host)"))
+    if not spec.is_set("pipeline_parallel_size"):
+        object.__setattr__(spec, "pipeline_parallel_size", n)  # derived: one pipeline stage per node
+    elif spec.pipeline_parallel_size != n:
+        out.append(("pipeline_parallel_size", f"is {spec.pipeline_parallel_size} but nodes is {n} and each node is one "
+                    f"pipeline stage; remove it, it is derived from nodes, or set it to {n}"))
+    if spec.gpus is not None and spec.tensor_parallel_size > len(spec.gpus):
+        out.append(("tensor_parallel_size", f"is {spec.tensor_parallel_size} (GPUs per node) but gpus lists "
+                    f"{len(spec.gpus)}; list more GPUs or lower tensor_parallel_size"))
+    if spec.activation != "always":
+        out.append(("activation", "a model across hosts is always on (its Ray cluster runs with the daemons); "
+                    "remove activation: on-demand"))
+    if spec.ray is None:
+        out.append(("ray", "distributed: ray needs a ray: section naming the head host and the worker hosts, "
+                    "e.g. {head: gpu-box-1, workers: [gpu-box-2]}"))
+        return out
+    hosts = [spec.ray.head] + spec.ray.workers
+    if len(hosts) != n:
+        out.append(("ray", f"names {len(hosts)} host(s) (head + workers) but nodes is {n}; list one worker per "
+                    "node besides the head"))
+    twice = sorted({h for h in hosts if hosts.count(h) > 1})
+    if twice:
+        out.append(("ray", f"names {', '.join(twice)} more than once; each node is a different host"))
+    if spec.ray.port == spec.ray.node_manager_port:
+        out.append(("ray", f"port and node_manager_port are both {spec.ray.port}; give them different ports"))
+    return out
+
+
+def _rpc_problems(spec: "ModelLoadRequest", family: str) -> list[tuple[str, str]]:
+    if not spec.rpc_workers:
+        return [("rpc_server_host", "only applies with rpc_workers; remove it")] if spec.rpc_server_host else []
+    out = []
+    if family != "llama" or spec.backend == "llama-cpp-python":
+        out.append(("rpc_workers", f"only applies to llama-server backends, not {spec.backend}; remove it or use "
+                    "a llama-server backend"))
+    seen: set[tuple[str, int]] = set()
+    for w in spec.rpc_workers:
+        if (w.host, w.port) in seen:
+            out.append(("rpc_workers", f"lists {w.endpoint} more than once"))
+        seen.add((w.host, w.port))
+        if w.host not in LOOPBACK_HOSTS and w.bind is None:
+            out.append(("rpc_workers", f"worker {w.endpoint} is on another host but binds 127.0.0.1 by default, so "
+                        "llama-server cannot reach it; RPC has no authentication: on a trusted network only, set "
+                        "bind: to an address of that host (or 0.0.0.0)"))
+    remote = [w.endpoint for w in spec.rpc_workers if w.host not in LOOPBACK_HOSTS]
+    if remote and spec.rpc_server_host is None:
+        out.append(("rpc_server_host", f"worker(s) {', '.join(remote)} may be on other hosts, whose daemons read "
+                    "this manifest too: name the host that runs llama-server (rpc_server_host: gpu-box-1); the "
+                    "others then run only their workers"))
+    if spec.rpc_server_host in LOOPBACK_HOSTS:
+        out.append(("rpc_server_host", "must be a host name, not a loopback address (every daemon is "
+                    f"{spec.rpc_server_host}); remove it when all workers are local"))
+    return out
+
+
+class CrossFieldErrors(ValueError):
+    """Several cross-field problems at once, each tied to its own field."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(description="Unique model name: lowercase letters, digits and '-', at most 63 characters")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("must match ^[a-z0-9][a-z0-9-]{0,62}$ (lowercase letters, digits and '-', "
+                             "starting with a letter or digit)")
+        return value
+
+
+class Manifest(BaseModel):
+    """One YAML document: apiVersion xgen/v1, kind Model."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="xgen-declare Model manifest")
+
+    apiVersion: Literal["xgen/v1"]
+    kind: Literal["Model"]
+    metadata: Metadata
+    spec: ModelLoadRequest
+
+
+def suggest_name(model_path: str) -> str:
+    """A valid model name derived from a path or id: 'Qwen3-8B.Q4_K_M.gguf' -> 'qwen3-8b-q4-k-m'."""
+    base = model_path.rstrip("/").split("/")[-1]
+    if base.lower().endswith(".gguf"):
+        base = base[: -len(".gguf")]
+    slug = re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")[:63].strip("-")
+    return slug or "model"

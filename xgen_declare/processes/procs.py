@@ -1,0 +1,137 @@
+"""Process identity and signalling, with /proc as the only source of truth.
+
+A process is identified by (pid, start time in clock ticks from /proc/PID/stat field 22, boot id from
+/proc/sys/kernel/random/boot_id): a pid reused by another process, or a record from before a reboot,
+never matches, so it is never signalled. Every child carries XGEN_DECLARE_OWNER=OWNER/NAME/SPAWN in
+its environment; `find_marked` finds descendants that left the process group (setsid) by that tag.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+import psutil
+
+PROC = "/proc"
+
+
+@dataclass(frozen=True)
+class Identity:
+    pid: int
+    start_ticks: int
+    boot_id: str
+
+
+_boot_ids: dict[str, str] = {}
+
+
+def boot_id(proc_root: str = PROC) -> str | None:
+    """The kernel's boot id (constant until reboot: cached)."""
+    if proc_root in _boot_ids:
+        return _boot_ids[proc_root]
+    try:
+        with open(os.path.join(proc_root, "sys/kernel/random/boot_id")) as f:
+            value = f.read().strip()
+    except OSError:
+        return None
+    if value:
+        _boot_ids[proc_root] = value
+    return value or None
+
+
+def _stat_fields(pid: int, proc_root: str) -> list[str] | None:
+    try:
+        with open(os.path.join(proc_root, str(pid), "stat")) as f:
+            text = f.read()
+    except OSError:
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'
+    end = text.rfind(")")
+    if end < 0:
+        return None
+    return text[end + 2:].split()  # fields 3.. (state is index 0)
+
+
+def start_ticks(pid: int, proc_root: str = PROC) -> int | None:
+    """Field 22 (starttime, clock ticks since boot) of /proc/PID/stat; None when gone or a zombie."""
+    rest = _stat_fields(pid, proc_root)
+    if rest is None or len(rest) < 20 or rest[0] in ("Z", "X"):
+        return None
+    try:
+        return int(rest[19])
+    except ValueError:
+        return None
+
+
+def identify(pid: int, proc_root: str = PROC) -> Identity | None:
+    ticks, boot = start_ticks(pid, proc_root), boot_id(proc_root)
+    if ticks is None or boot is None:
+        return None
+    return Identity(pid, ticks, boot)
+
+
+def matches(pid: int | None, ticks: int | None, boot: str | None, proc_root: str = PROC) -> bool:
+    """True only when PID is alive and is the very process the record describes."""
+    if not pid or ticks is None or not boot:
+        return False
+    return boot_id(proc_root) == boot and start_ticks(pid, proc_root) == ticks
+
+
+def group_alive(pgid: int, proc_root: str = PROC) -> bool:
+    """Some non-zombie process is still in process group `pgid` (zombies hold no port or GPU)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        entries = os.listdir(proc_root)
+    except OSError:
+        return True
+    for entry in entries:
+        if entry.isdigit():
+            rest = _stat_fields(int(entry), proc_root)
+            if rest and len(rest) > 2 and rest[2] == str(pgid) and rest[0] not in ("Z", "X"):
+                return True
+    return False
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def find_marked(prefix: str) -> list[psutil.Process]:
+    """Processes (readable by us) whose XGEN_DECLARE_OWNER starts with `prefix`."""
+    from xgen_declare.processes.state_store import OWNER_ENV
+
+    out = []
+    me = os.getpid()
+    for p in psutil.process_iter():
+        if p.pid == me:
+            continue
+        try:
+            value = p.environ().get(OWNER_ENV)
+        except (psutil.Error, OSError):
+            continue
+        if value and value.startswith(prefix):
+            out.append(p)
+    return out
+
+
+def sweep(prefix: str, sig: int = signal.SIGKILL) -> list[int]:
+    """Signal every process tagged with `prefix` (escaped descendants); returns their pids."""
+    hit = []
+    for p in find_marked(prefix):
+        try:
+            p.send_signal(sig)
+            hit.append(p.pid)
+        except psutil.Error:
+            pass
+    return hit

@@ -1,0 +1,361 @@
+"""The state dir: one JSON record per model, written atomically, plus the daemon's lock and facts.
+
+    STATE_DIR/
+      models/NAME.json     Record: pid + process identity, spec hash, port, restarts, errors, hold
+      logs/NAME.log        the backend's stdout+stderr (copy-truncate rotation: NAME.log.1 ...)
+      daemon.lock          flock'ed by the process that acts on models (daemon, apply, down, ...)
+      daemon.json          which manifests dir and config the state dir serves; the daemon's identity
+      owner_id             random id put in every child's environment (XGEN_DECLARE_OWNER)
+      requests/*.json      `restart` / `down` / `up` asking a running daemon to act
+      history/NAME.json    the model's last HISTORY_KEEP rollouts (from -> to spec hash, commit, result)
+
+`held_ports()` reads the ports out of the same records for `render`.
+An unreadable or corrupt record is reported and skipped, never fatal.
+Every write (and record delete) goes through one place: a failure raises StateWriteError (path,
+errno) and stays in `write_failures` until that path is written again; a record is replaced whole
+or not at all (`atomic_write`), never truncated.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, NoReturn
+
+from xgen_declare.errors import StateBusyError, StateNameError, StateWriteError
+from xgen_declare.names import RULE_TEXT, is_model_name
+from xgen_declare.states import State, parse_state
+
+log = logging.getLogger("xgen_declare.state")
+
+OWNER_ENV = "XGEN_DECLARE_OWNER"
+HISTORY_KEEP = 20  # rollouts kept per model in history/NAME.json
+
+
+@dataclass
+class Record:
+    name: str
+    state: str = State.PENDING.value
+    backend: str = ""
+    pid: int | None = None
+    start_ticks: int | None = None     # /proc/PID/stat field 22
+    boot_id: str | None = None         # /proc/sys/kernel/random/boot_id
+    marker: str | None = None          # value of XGEN_DECLARE_OWNER in the child's environment
+    spec_hash: str | None = None
+    binary_id: str | None = None
+    argv: list[str] = field(default_factory=list)
+    env_digest: dict[str, str | None] = field(default_factory=dict)
+    port: int | None = None
+    host: str = "127.0.0.1"
+    endpoint: str | None = None
+    readiness_path: str = "/health"
+    gpus: list[int] | None = None
+    stop_grace: float = 10.0
+    ready_timeout: float = 600.0
+    file: str | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    manifest_error: str | None = None
+    held: bool = False
+    held_hash: str | None = None
+    started_at: float | None = None    # wall clock, display only (uptime)
+    ready_at: float | None = None      # wall clock, display only
+    updated_at: float | None = None
+    buffers_mib: dict[str, dict[str, float]] | None = None  # measured per device ("GPU0", "host") and term
+    provenance: dict | None = None     # provenance.Provenance of the running spec: file, sha256, commit, dirty
+    rollout: dict | None = None        # the history entry of a start not yet Ready (result still open)
+    settings: dict | None = None       # rollout.in_place_settings applied to the running process
+    last_good_spec_hash: str | None = None  # the spec hash that last became Ready
+    failed_spec_hash: str | None = None     # a rollout of this spec failed and was rolled back: not retried
+    rollout_error: str | None = None        # why (the failed spec's error and log tail)
+
+    @property
+    def state_enum(self) -> State:
+        return parse_state(self.state)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Record":
+        known = {f.name for f in fields(cls)}
+        rec = cls(**{k: v for k, v in data.items() if k in known})
+        if not isinstance(rec.name, str) or not rec.name:
+            raise ValueError("record has no name")
+        return rec
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """temp file + fsync + rename (+ fsync of the dir): a reader sees the old or the new file, whole.
+    On failure (read-only, full) the old file is untouched and the temp file is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            data = text.encode()
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in `directory` durable."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on dirs
+        pass
+
+
+class StateStore:
+    def __init__(self, root: str | os.PathLike, writer: Callable[[Path, str], None] = atomic_write):
+        self.root = Path(root)
+        self.models_dir = self.root / "models"
+        self.logs_dir = self.root / "logs"
+        self.requests_dir = self.root / "requests"
+        self._lock_fd: int | None = None
+        self.problems: list[str] = []  # unreadable records seen by the last load_all()
+        self.writer = writer           # seam: tests inject a writer that fails like a full disk
+        # path -> the last failed write (or delete) of it, until it succeeds; replaced, never mutated,
+        # so other threads (/metrics) may read it at any time
+        self.write_failures: dict[str, StateWriteError] = {}
+
+    # ---- every write goes through here ---------------------------------------------------------
+    def _write(self, path: Path, text: str) -> None:
+        try:
+            self.writer(path, text)
+        except OSError as exc:
+            self._failed(StateWriteError(str(path), exc.errno, exc.strerror or str(exc)))
+        self._succeeded(path)
+
+    def _failed(self, err: StateWriteError) -> NoReturn:
+        self.write_failures = {**self.write_failures, err.path: err}
+        raise err
+
+    def note_write(self, path: Path, exc: OSError | None) -> None:
+        """A write done elsewhere (a model's log): keep its failure with the others, or forget it."""
+        if exc is None:
+            self._succeeded(path)
+        else:
+            err = StateWriteError(str(path), exc.errno, exc.strerror or str(exc))
+            self.write_failures = {**self.write_failures, err.path: err}
+
+    def _succeeded(self, path: Path) -> None:
+        if str(path) in self.write_failures:
+            self.write_failures = {k: v for k, v in self.write_failures.items() if k != str(path)}
+
+    # ---- records -------------------------------------------------------------------------------
+    def check_name(self, name: str) -> str:
+        """Every path built from a model name goes through here (names.py: never a '/', '..', NUL, ...)."""
+        if not is_model_name(name):
+            raise StateNameError(f"refusing the model name {name!r} in the state dir {self.root}: {RULE_TEXT}")
+        return name
+
+    def record_path(self, name: str) -> Path:
+        return self.models_dir / f"{self.check_name(name)}.json"
+
+    def log_path(self, name: str) -> Path:
+        return self.logs_dir / f"{self.check_name(name)}.log"
+
+    def save(self, rec: Record) -> None:
+        rec.updated_at = time.time()
+        self._write(self.record_path(rec.name), json.dumps(rec.to_json(), indent=1, sort_keys=True))
+
+    def load(self, name: str) -> Record | None:
+        try:
+            return self._read(self.record_path(name))
+        except FileNotFoundError:
+            return None
+
+    def _read(self, path: Path) -> Record:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        rec = Record.from_json(data)
+        if not is_model_name(rec.name):
+            raise ValueError(f"record name {rec.name!r} is not a model name")
+        if path.name != f"{rec.name}.json":
+            raise ValueError(f"record name {rec.name!r} does not match the file name {path.name}")
+        return rec
+
+    def load_all(self) -> dict[str, Record]:
+        out: dict[str, Record] = {}
+        self.problems = []
+        try:
+            files = sorted(self.models_dir.glob("*.json"))
+        except OSError:
+            return out
+        for f in files:
+            try:
+                rec = self._read(f)
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, TypeError) as exc:
+                self.problems.append(f"{f}: unreadable state record ({exc}); ignored")
+                log.warning("%s: unreadable state record (%s); ignored", f, exc)
+                continue
+            out[rec.name] = rec
+        return out
+
+    def delete(self, name: str) -> None:
+        path = self.record_path(name)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self._failed(StateWriteError(str(path), exc.errno, exc.strerror or str(exc)))
+        self._succeeded(path)
+
+    # ---- rollout history ----------------------------------------------------------------------
+    def history_path(self, name: str) -> Path:
+        return self.root / "history" / f"{self.check_name(name)}.json"
+
+    def load_history(self, name: str) -> list[dict]:
+        """Oldest first; empty when there is none (or it cannot be read)."""
+        try:
+            data = json.loads(self.history_path(name).read_text())
+        except (OSError, ValueError):
+            return []
+        return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+
+    def append_history(self, name: str, entry: dict, keep: int = HISTORY_KEEP) -> None:
+        entries = (self.load_history(name) + [entry])[-keep:]
+        self._write(self.history_path(name), json.dumps(entries, indent=1, sort_keys=True))
+
+    # ---- daemon facts --------------------------------------------------------------------------
+    def owner_id(self) -> str:
+        path = self.root / "owner_id"
+        try:
+            value = path.read_text().strip()
+            if value:
+                return value
+        except FileNotFoundError:
+            pass
+        value = secrets.token_hex(8)
+        self._write(path, value + "\n")
+        return value
+
+    def write_daemon_info(self, info: dict) -> None:
+        self._write(self.root / "daemon.json", json.dumps(info, indent=1, sort_keys=True))
+
+    def daemon_info(self) -> dict:
+        try:
+            data = json.loads((self.root / "daemon.json").read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def manifest_paths(self) -> list[str]:
+        paths = self.daemon_info().get("manifests")
+        return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
+
+    # ---- lock ----------------------------------------------------------------------------------
+    def try_lock(self) -> bool:
+        """flock(LOCK_EX|LOCK_NB) on daemon.lock; False when another process holds it; StateWriteError
+        when the state dir cannot be created or the lock file not opened for writing."""
+        path = self.root / "daemon.lock"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StateWriteError(str(path), exc.errno, exc.strerror or str(exc)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        return True
+
+    def lock(self, what: str) -> None:
+        if not self.try_lock():
+            raise StateBusyError(f"state dir {self.root} is in use by another xgen-declare process "
+                                 f"(pid {self.lock_holder() or '?'}); {what}")
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def lock_holder(self) -> int | None:
+        try:
+            text = (self.root / "daemon.lock").read_text().strip()
+            return int(text) if text else None
+        except (OSError, ValueError):
+            return None
+
+    def is_locked(self) -> bool:
+        """Some process holds the lock (a shared probe: needs only read access to daemon.lock)."""
+        if self._lock_fd is not None:
+            return True
+        try:
+            fd = os.open(self.root / "daemon.lock", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # cannot tell; callers check the daemon's identity in /proc too
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+
+    # ---- requests to a running daemon ----------------------------------------------------------
+    def put_request(self, verb: str, names: list[str]) -> Path:
+        self.requests_dir.mkdir(parents=True, exist_ok=True)
+        path = self.requests_dir / f"{time.time_ns()}-{secrets.token_hex(3)}.json"
+        self._write(path, json.dumps({"verb": verb, "names": names}))
+        return path
+
+    def take_requests(self) -> list[dict]:
+        out = []
+        try:
+            files = sorted(self.requests_dir.glob("*.json"))
+        except OSError:
+            return out
+        for f in files:
+            try:
+                data = json.loads(f.read_text())
+                if isinstance(data, dict) and isinstance(data.get("verb"), str):
+                    out.append(data)
+            except (OSError, ValueError):
+                pass
+            try:
+                f.unlink()
+            except OSError:
+                pass
+        return out
+
+
+def held_ports(state_dir: str) -> dict[str, int]:
+    """name -> port the state holds (so `render` shows the real ports once a daemon ran); empty when
+    there is no (readable) state."""
+    return {name: r.port for name, r in StateStore(state_dir).load_all().items() if r.port is not None}

@@ -1,0 +1,599 @@
+"""The supervisor executes plans and keeps processes alive: spawn, probe, stop, back off, adopt.
+
+It is a state machine driven by `tick()` (no blocking waits), used by the daemon (`run`) and, in
+one-shot mode, by `apply`/`down`/`restart` when no daemon runs. Every state change goes through
+`states.transition` and is written to the model's record at once.
+
+Memory is the truth, the record its copy: a record that cannot be written (state dir read-only or
+full) never stops supervision. The action is taken first (a stop is signalled, a crash retried), the
+failure is kept in `store.write_failures` (path + errno, for the log, `status` and /metrics) and the
+record is written again every FLUSH_PERIOD until it succeeds.
+
+  spawn   argv as a list (never a shell), its own session/process group (start_new_session=True),
+          stdout+stderr appended to STATE_DIR/logs/NAME.log, XGEN_DECLARE_OWNER in the environment,
+          secrets read from their files into the environment at this moment only;
+  drain   before a stop (rollout, idle stop, eviction, `down`, removal, --stop-on-exit): the router
+          sends the model nothing new (`draining()`; new requests wait in its queue) and the stop
+          waits until `in_flight(NAME)` (requests forwarded by the router) is 0, at most the model's
+          rollout.drain_timeout; a crash or failed probe is not drained;
+  stop    SIGTERM to the group (+ tagged escapees), wait stop_grace, SIGKILL the group and the
+          escapees, reap; the next process of a restart starts only once the old one is gone;
+  crash   the group and escapees are killed, the model waits in CrashLoopBackOff (doubling delay);
+  adopt   a record whose pid still has the recorded start ticks + boot id is taken over as is.
+
+Each spawn records its provenance (manifest file, sha256, git commit, dirty; provenance.py); a spawn
+of a new spec hash opens a rollout history entry, closed when it is Ready or fails (history.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from xgen_declare.processes import history, procs
+from xgen_declare.desired import rpc
+from xgen_declare.processes.provenance import Provenance, of_file
+from xgen_declare.processes.rollouts import RolloutMixin
+from xgen_declare.processes.backoff import Backoff
+from xgen_declare.config import Reconciler
+from xgen_declare.processes.logfiles import open_log, rotate_if_needed, tail
+from xgen_declare.reconciler.plan import BLOCKED, KEEP, RESTART, START, STOP, UPDATE, Action, Plan, Seen, Want
+from xgen_declare.processes.probes import Prober, probe_url
+from xgen_declare.desired.render import Rendered
+from xgen_declare.placement.buffers import read_buffers
+from xgen_declare.errors import StateWriteError
+from xgen_declare.processes.state_store import OWNER_ENV, Record, StateStore
+from xgen_declare.states import RUNNING_STATES, State, transition
+
+log = logging.getLogger("xgen_declare.processes.supervisor")
+
+READY_POLL = 0.05  # readiness probes of a starting model (bench/cold_start.py: 0.2 s cost ~100 ms a cold start)
+ESCAPEE_POLL = 0.3
+FLUSH_PERIOD = 1.0  # retry of records that could not be written
+
+
+class SecretFileError(Exception):
+    pass
+
+
+@dataclass
+class Proc:
+    rec: Record
+    backoff: Backoff
+    popen: subprocess.Popen | None = None
+    want: Want | None = None
+    spec: Rendered | None = None          # what the next start uses
+    after_stop: str = "stopped"           # stopped | forget | start | crash | idle
+    crash_msg: str = ""
+    stop_deadline: float = 0.0
+    killed: bool = False
+    next_escapee_check: float = 0.0
+    ready_deadline: float = 0.0
+    next_probe_at: float = 0.0
+    probe_failures: int = 0
+    last_probe: str = ""
+    next_start_at: float | None = None    # CrashLoopBackOff retry time
+    queued: bool = False                  # start waits for a stopping model's port/GPUs
+    count_next: bool = False              # the queued start is a restart
+    drain_deadline: float | None = None   # draining before a stop: the router sends nothing new
+    drain_reason: str = ""
+    drain_after: str = "stopped"          # what the stop after the drain leads to (as after_stop)
+    last_good: tuple[Rendered, Want | None] | None = None  # the spec (and want) that last became Ready
+    rolling_back: bool = False            # the start under way is the last good spec after a failed rollout
+
+    @property
+    def state(self) -> State:
+        return self.rec.state_enum
+
+
+def child_env(spec: Rendered, marker: str) -> dict[str, str]:
+    env = spec.merged_env(dict(os.environ))
+    for var, path in spec.secret_env.items():
+        try:
+            with open(path) as f:
+                env[var] = f.read().strip()
+        except OSError as exc:
+            raise SecretFileError(f"cannot read the secret file for {var} ({path}): {exc.strerror}") from None
+    env[OWNER_ENV] = marker
+    return env
+
+
+class Supervisor(RolloutMixin):
+    def __init__(self, store: StateStore, settings: Reconciler | None = None, *,
+                 clock: Callable[[], float] = time.monotonic, popen: Callable = subprocess.Popen,
+                 prober: Prober | None = None, one_shot: bool = False, proc_root: str = procs.PROC,
+                 provenance: Callable[[str | None], Provenance] = of_file):
+        self.store = store
+        self.settings = settings or Reconciler()
+        self.clock = clock
+        self.popen = popen
+        self.prober = prober or Prober(self.settings.probe_timeout)
+        self.one_shot = one_shot
+        self.proc_root = proc_root
+        self.provenance = provenance
+        self._history_unsaved: dict[str, list[dict]] = {}  # closed rollout entries not yet written
+        self.owner = store.owner_id()
+        self.procs: dict[str, Proc] = {}
+        self._next_rotation = 0.0
+        self.unsaved: set[str] = set()     # records whose last write failed (memory is ahead of disk)
+        self._undeleted: set[str] = set()  # forgotten models whose record could not be removed
+        self._next_flush = 0.0
+        self.workers = rpc.Workers(self.owner, self.store.log_path, popen)  # llama.cpp RPC groups
+        # requests the router has forwarded to NAME and not finished (the router sets it; none without one)
+        self.in_flight: Callable[[str], int] = lambda name: 0
+        # rollout events (rollout_started/succeeded/failed, rolled_back): fn(type, **data); the API sets it
+        self.on_event: Callable[..., None] = lambda type_, **data: None
+
+    # ---- records and adoption ------------------------------------------------------------------
+    def _new_proc(self, rec: Record) -> Proc:
+        s = self.settings
+        return Proc(rec, Backoff(s.backoff_base, s.backoff_max, s.backoff_reset, self.clock))
+
+    def _set(self, p: Proc, new: State, reason: str = "") -> None:
+        r = p.rec
+        detail = {"restarts": r.restarts, "pid": r.pid, "port": r.port, "last_error": r.last_error}
+        p.rec.state = transition(r.name, p.state, new, reason, detail).value
+        self.save(p.rec)
+
+    def save(self, rec: Record) -> bool:
+        """Write the record; a failure is remembered (store.write_failures) and retried, never raised."""
+        try:
+            self.store.save(rec)
+        except StateWriteError as exc:
+            self.unsaved.add(rec.name)
+            log.debug("%s: %s", rec.name, exc)
+            return False
+        self.unsaved.discard(rec.name)
+        return True
+
+    def _forget(self, name: str) -> None:
+        self.unsaved.discard(name)
+        try:
+            self.store.delete(name)
+            self._undeleted.discard(name)
+        except StateWriteError:
+            self._undeleted.add(name)
+
+    def flush(self) -> None:
+        """Write again what could not be written (the state dir may be writable again)."""
+        for name in sorted(self._history_unsaved):
+            self._write_history(name)
+        for name in sorted(self.unsaved):
+            p = self.procs.get(name)
+            if p is None:
+                self.unsaved.discard(name)
+            else:
+                self.save(p.rec)  # each on its own: one failing record never holds back the others
+        for name in sorted(self._undeleted):
+            if name in self.procs:
+                self._undeleted.discard(name)  # declared again: its record is written instead
+            else:
+                self._forget(name)
+
+    def load(self) -> None:
+        """Adopt every recorded process that is still the same process; zero restarts."""
+        now = self.clock()
+        for name, rec in self.store.load_all().items():
+            p = self._new_proc(rec)
+            self.procs[name] = p
+            alive = procs.matches(rec.pid, rec.start_ticks, rec.boot_id, self.proc_root)
+            st = p.state
+            if alive:
+                log.info("%s: adopted pid %s (%s)", name, rec.pid, st.value)
+                if st == State.STOPPING:
+                    p.stop_deadline = now + rec.stop_grace
+                elif st in (State.READY, State.UNHEALTHY):
+                    p.backoff.healthy()
+                    p.next_probe_at = now
+                else:
+                    self._set(p, State.STARTING, "adopted before it was ready")
+                    p.ready_deadline = now + rec.ready_timeout
+            else:
+                if st in RUNNING_STATES:
+                    # a process of this model that the record does not name (started while the state
+                    # dir could not be written) is an orphan holding the port: never two live
+                    procs.sweep(self._prefix(p), signal.SIGKILL)
+                if rec.pid is not None:
+                    rec.pid = None
+                    if st in RUNNING_STATES and st != State.STOPPING:
+                        rec.last_error = "process exited while no daemon was watching"
+                self._rollout_end(p, history.FAILED if st == State.STARTING else history.INTERRUPTED,
+                                  "process gone while no daemon was watching")
+                if st == State.STOPPING:
+                    self._set(p, State.STOPPED, "process gone")
+                elif st == State.CRASH_LOOP_BACK_OFF:
+                    p.next_start_at = now
+                self.save(rec)
+
+    def running(self, p: Proc) -> bool:
+        if p.popen is not None:
+            return p.popen.poll() is None
+        return procs.matches(p.rec.pid, p.rec.start_ticks, p.rec.boot_id, self.proc_root)
+
+    def observed(self) -> dict[str, Seen]:
+        out = {}
+        for name, p in self.procs.items():
+            r = p.rec
+            running = self.running(p) or (p.state == State.STOPPING)
+            out[name] = Seen(name=name, state=p.state, running=running, spec_hash=r.spec_hash,
+                             argv=tuple(r.argv), port=r.port, backend=r.backend, host=r.host,
+                             gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
+                             binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
+                             last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
+                             failed_hash=r.failed_spec_hash)
+        return out
+
+    # ---- executing a plan ----------------------------------------------------------------------
+    def execute(self, plan: Plan, specs: dict[str, Rendered], wants: dict[str, Want]) -> None:
+        for a in plan.actions:
+            try:
+                self._execute_one(a, specs, wants)
+            except Exception:  # one model's trouble never stops the rest of the plan
+                log.exception("%s: cannot %s", a.name, a.kind)
+
+    def _execute_one(self, a: Action, specs: dict[str, Rendered], wants: dict[str, Want]) -> None:
+        p = self.procs.get(a.name)
+        if p is None:
+            if a.kind == STOP:
+                return
+            p = self.procs[a.name] = self._new_proc(Record(name=a.name))
+            self._undeleted.discard(a.name)
+        if a.name in specs:
+            w = wants.get(a.name)
+            failed = p.rec.failed_spec_hash
+            if failed and w is not None and w.spec_hash != failed:
+                p.rec.failed_spec_hash = p.rec.rollout_error = None  # the manifest moved on from the failed spec
+            if not (failed and w is not None and w.spec_hash == failed):  # rolled back: keep the good spec
+                p.spec, p.want = specs[a.name], w
+                p.rec.file = specs[a.name].file
+        if a.release_hold:
+            p.rec.held, p.rec.held_hash = False, None
+        p.rec.manifest_error = a.manifest_error
+        if p.drain_deadline is not None and a.kind in (KEEP, UPDATE) and not a.idle:
+            log.info("%s: wanted running again: drain cancelled (%s)", a.name, a.reason)
+            p.drain_deadline = None
+        if a.kind == STOP:
+            self.stop(a.name, a.reason, forget=a.forget, idle=a.idle)
+        elif a.kind == RESTART:
+            self.restart(a.name, a.reason)
+        elif a.kind == START:
+            if not (p.queued or self.running(p)):
+                self._start(p, a.reason, count=a.reason.startswith("process gone"))
+        elif a.kind == BLOCKED:
+            self._blocked(p, a.reason)
+        elif a.kind == UPDATE:
+            self._update_in_place(p, a)
+        elif a.kind == KEEP and a.idle:
+            self._idle(p, a.reason)
+        elif a.kind == KEEP:
+            self._keep(p, a.reason)
+        if a.name in self.procs:
+            self.save(p.rec)
+
+    def _keep(self, p: Proc, reason: str) -> None:
+        if p.want is not None and p.rec.settings is None and self.running(p):
+            p.rec.settings = dict(p.want.settings)  # a record from before settings were recorded
+        if self.running(p) or p.state in (State.STOPPING, State.CRASH_LOOP_BACK_OFF) or p.queued:
+            return
+        if p.rec.manifest_error:
+            self._set(p, State.INVALID, reason)
+        elif p.rec.held or "disabled" in reason:
+            self._set(p, State.STOPPED, reason)
+
+    def _idle(self, p: Proc, reason: str) -> None:
+        """An on-demand model nobody wants now: no retries, shown as Idle once nothing runs."""
+        if self.running(p) or p.state == State.STOPPING:
+            return
+        p.next_start_at, p.queued = None, False
+        self._set(p, State.IDLE, reason)
+
+    def _blocked(self, p: Proc, reason: str) -> None:
+        p.rec.last_error = reason
+        if not self.running(p) and p.state != State.STOPPING:
+            p.next_start_at, p.queued = None, False
+            self._set(p, State.BLOCKED, reason)
+
+    def restart(self, name: str, reason: str) -> None:
+        p = self.procs[name]
+        p.next_start_at, p.rolling_back = None, False
+        if self.running(p) or p.state == State.STOPPING:
+            self._drain_then_stop(p, reason, "start")
+        elif not p.queued:
+            self._start(p, reason)
+
+    def stop(self, name: str, reason: str, *, forget: bool = False, hold: bool = False, idle: bool = False) -> None:
+        """`idle`: an on-demand model stopped for want of requests; it ends Idle instead of Stopped."""
+        p = self.procs.get(name)
+        if p is None:
+            return
+        p.next_start_at, p.queued = None, False
+        if hold:
+            p.rec.held, p.rec.held_hash = True, p.rec.spec_hash if p.spec is None else p.spec.spec_hash()
+        after = "forget" if forget else "idle" if idle and not hold else "stopped"
+        if self.running(p) or p.state == State.STOPPING:
+            self._drain_then_stop(p, reason, after)
+        else:
+            self._after_stop(p, after, reason)
+
+    def stop_all(self, reason: str) -> None:
+        for name in list(self.procs):
+            self.stop(name, reason)
+
+    # ---- start ---------------------------------------------------------------------------------
+    def _conflict(self, p: Proc) -> str | None:
+        spec = p.spec
+        for other in self.procs.values():
+            if other is p or spec is None or (other.state != State.STOPPING and other.drain_deadline is None):
+                continue
+            if other.rec.port == spec.port:
+                return f"waiting for {other.rec.name} to free port {spec.port}"
+            mine, theirs = set(spec.gpus or []), set(other.rec.gpus or [])
+            if (spec.gpus is None or other.rec.gpus is None or mine & theirs) and (spec.gpus or other.rec.gpus):
+                return f"waiting for {other.rec.name} to free its GPUs"
+        return None
+
+    def _start(self, p: Proc, reason: str, count: bool = False) -> None:
+        if p.spec is None:
+            self._set(p, State.FAILED if self.one_shot else p.state, "no valid spec to start")
+            return
+        why = self._conflict(p)
+        if why:
+            p.queued, p.count_next = True, p.count_next or count
+            self._set(p, State.PENDING, why)
+            return
+        p.queued = False
+        self._spawn(p, reason, count or p.count_next)
+
+    def _spawn(self, p: Proc, reason: str, count: bool = False) -> None:
+        """`count`: this start replaces a process (crash, liveness, spec change, `restart`)."""
+        spec, rec, now = p.spec, p.rec, self.clock()
+        assert spec is not None
+        marker = f"{self.owner}/{rec.name}/{os.urandom(4).hex()}"
+        try:
+            env = child_env(spec, marker)
+        except SecretFileError as exc:
+            rec.last_error = str(exc)
+            self._set(p, State.BLOCKED, str(exc))
+            return
+        if rec.started_at is None:
+            # no record of an earlier process (first start, or its record was unreadable): a tagged
+            # process of this model from before would be an orphan holding the port; never two live
+            procs.sweep(self._prefix(p), signal.SIGKILL)
+        path = self.store.log_path(rec.name)
+        rotate_if_needed(path, self.settings.log_max_bytes, self.settings.log_backups)
+        why = self.workers.start(rec.name, spec.workers, env) if spec.workers else None  # group: workers first
+        if why:
+            self._crashed(p, why)
+            return
+        fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}", self.store.note_write)
+        prov, new_hash = self.provenance(spec.file), spec.spec_hash()
+        self._rollout_end(p, history.INTERRUPTED, "replaced by another start")  # normally closed already
+        if rec.spec_hash != new_hash or rec.started_at is None:
+            rec.rollout = history.open_entry(rec.spec_hash, new_hash, prov)
+            if rec.spec_hash is not None and not p.rolling_back:
+                self.on_event("rollout_started", model=rec.name, from_hash=rec.spec_hash, to_hash=new_hash,
+                              commit=prov.commit)
+        try:
+            child = self.popen(spec.argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
+                               env=env, start_new_session=True, close_fds=True)
+        except OSError as exc:
+            os.close(fd)
+            rec.last_error = f"cannot execute {spec.argv[0]}: {exc.strerror or exc}"
+            rec.pid = None
+            self._rollout_end(p, history.FAILED, rec.last_error)
+            self._set(p, State.FAILED if self.one_shot else State.BLOCKED, rec.last_error)
+            return
+        os.close(fd)
+        ident = procs.identify(child.pid, self.proc_root)
+        if count:
+            rec.restarts += 1
+        p.count_next = False
+        w = p.want
+        rec.backend, rec.pid, rec.marker = spec.backend, child.pid, marker
+        rec.start_ticks = ident.start_ticks if ident else None
+        rec.boot_id = ident.boot_id if ident else procs.boot_id(self.proc_root)
+        rec.spec_hash, rec.argv, rec.port, rec.host = spec.spec_hash(), list(spec.argv), spec.port, spec.host
+        rec.binary_id = w.binary_id if w else None
+        rec.settings = dict(w.settings) if w else None
+        rec.env_digest = dict(w.env_digest) if w else {}
+        rec.endpoint, rec.readiness_path, rec.gpus = spec.endpoint, spec.readiness_path, spec.gpus
+        rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
+        rec.started_at, rec.ready_at, rec.provenance = time.time(), None, prov.to_json()
+        p.popen, p.killed, p.probe_failures, p.last_probe = child, False, 0, ""
+        p.ready_deadline, p.next_probe_at, p.next_start_at = now + spec.ready_timeout, now, None
+        self._set(p, State.STARTING, f"pid {child.pid}: {reason}")
+
+    # ---- stop ----------------------------------------------------------------------------------
+    def _begin_stop(self, p: Proc, reason: str, after: str) -> None:
+        if p.state == State.STOPPING:
+            p.drain_deadline = None
+            if p.after_stop != "forget" or after == "forget":
+                p.after_stop = after
+            return
+        # the router sends nothing new from here (the drain flag) until the state says Stopping: the
+        # process is signalled before its state is recorded
+        if p.drain_deadline is None:
+            p.drain_deadline = self.clock()
+        p.after_stop = after
+        if after != "crash":  # a crash closes it as failed (_crashed)
+            self._rollout_end(p, history.INTERRUPTED, f"stopped before it was Ready: {reason}")
+        p.stop_deadline = self.clock() + p.rec.stop_grace
+        p.killed = False
+        self.prober.forget(p.rec.name)
+        if p.rec.pid and self.running(p):  # signal first, then record it
+            procs.signal_group(p.rec.pid, signal.SIGTERM)
+        procs.sweep(self._prefix(p), signal.SIGTERM)
+        self._set(p, State.STOPPING, reason)
+        p.drain_deadline = None
+
+    def _prefix(self, p: Proc) -> str:
+        return f"{self.owner}/{p.rec.name}/"
+
+    def _tick_stopping(self, p: Proc, now: float) -> None:
+        leader = self.running(p)
+        group = bool(p.rec.pid) and procs.group_alive(p.rec.pid, self.proc_root)
+        if not leader and not group:
+            if now < p.next_escapee_check:
+                return
+            p.next_escapee_check = now + ESCAPEE_POLL
+            if not procs.find_marked(self._prefix(p)):
+                self._after_stop(p, p.after_stop, "stopped")
+                return
+        if now >= p.stop_deadline and not p.killed:
+            log.warning("%s: still running %gs after SIGTERM: SIGKILL to the group", p.rec.name, p.rec.stop_grace)
+            if p.rec.pid and (leader or group):
+                procs.signal_group(p.rec.pid, signal.SIGKILL)
+            procs.sweep(self._prefix(p), signal.SIGKILL)
+            p.killed = True
+        elif p.killed and now >= p.stop_deadline + 5:
+            procs.sweep(self._prefix(p), signal.SIGKILL)  # keep trying; never lose track
+            p.stop_deadline = now
+
+    def _after_stop(self, p: Proc, after: str, reason: str) -> None:
+        p.rec.pid, p.popen = None, None
+        self.workers.stop(p.rec.name)  # RPC group: the server is gone, now its workers
+        name = p.rec.name
+        if after == "forget":
+            log.info("%s: %s -> (forgotten)", name, p.state.value)
+            del self.procs[name]
+            self._forget(name)
+        elif after == "start":
+            self._start(p, "restart", count=True)
+        elif after == "crash":
+            self._crashed(p, p.crash_msg)
+        elif after == "idle":
+            self._set(p, State.IDLE, reason)
+        else:
+            self._set(p, State.STOPPED, reason)
+
+    # ---- crash, readiness, liveness ------------------------------------------------------------
+    def _crashed(self, p: Proc, msg: str) -> None:
+        p.rec.pid, p.popen = None, None
+        entry = p.rec.rollout
+        self._rollout_end(p, history.FAILED, msg)
+        if entry is not None and self._roll_back(p, entry, msg):
+            return
+        self.workers.stop(p.rec.name)
+        if self.one_shot:
+            p.rec.last_error = msg
+            self._set(p, State.FAILED, msg.splitlines()[0])
+            return
+        # the run that just ended counts towards the reset (so no unhealthy() here); the sequence
+        # belongs to the spec that failed: a new spec starts again at backoff_base
+        delay = p.backoff.next_delay(p.spec.spec_hash() if p.spec is not None else p.rec.spec_hash)
+        p.next_start_at = self.clock() + delay
+        p.rec.last_error = f"{msg} (restarting in {delay:g}s)"
+        self._set(p, State.CRASH_LOOP_BACK_OFF, f"{msg.splitlines()[0]}; retry in {delay:g}s")
+
+    def _exited(self, p: Proc) -> None:
+        code = p.popen.returncode if p.popen is not None else None
+        how = ("exited (adopted process: exit code unknown)" if code is None else
+               f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
+        when = " during start" if p.state == State.STARTING else ""
+        # leftovers (group members, escaped descendants) must not keep the port; they carry the owner
+        # tag. The leader's pid is not signalled as a group id: it is reaped and may be reused.
+        procs.sweep(self._prefix(p), signal.SIGKILL)
+        lines = tail(self.store.log_path(p.rec.name), 10)
+        msg = f"{how}{when}" + (f"; last log lines:\n{lines}" if lines else "")
+        self.prober.forget(p.rec.name)
+        self._crashed(p, msg)
+
+    def _fail_running(self, p: Proc, msg: str) -> None:
+        """Stop a process that failed a probe rule; it then counts as a crash."""
+        p.crash_msg = msg
+        self._begin_stop(p, msg, "crash")
+
+    def _tick_probe(self, p: Proc, now: float) -> None:
+        name, rec, st = p.rec.name, p.rec, p.state
+        res = self.prober.result(name)
+        if res is not None:
+            if st == State.STARTING:
+                if res.ok:
+                    rec.ready_at, rec.last_error = time.time(), None
+                    rec.buffers_mib = read_buffers(self.store.log_path(name), rec.gpus)  # placement ledger
+                    p.backoff.healthy()
+                    p.next_probe_at = now + self.settings.liveness_period
+                    self._ready_spec(p)
+                    self._set(p, State.READY, res.detail)
+                    return
+                p.last_probe = res.detail
+                p.next_probe_at = now + READY_POLL
+            else:
+                p.next_probe_at = now + self.settings.liveness_period
+                if res.ok:
+                    p.probe_failures = 0
+                    if st == State.UNHEALTHY:
+                        rec.last_error = None
+                        self._set(p, State.READY, res.detail)
+                else:
+                    p.probe_failures += 1
+                    rec.last_error = f"liveness probe failed ({p.probe_failures}/" \
+                                     f"{self.settings.liveness_threshold}): {res.detail}"
+                    if p.probe_failures >= self.settings.liveness_threshold:
+                        self._fail_running(p, f"liveness probe failed {p.probe_failures} times: {res.detail}")
+                        return
+                    self._set(p, State.UNHEALTHY, res.detail)
+        if st == State.STARTING and now >= p.ready_deadline:
+            detail = f": {p.last_probe}" if p.last_probe else ""
+            lines = tail(self.store.log_path(name), 10)
+            self._fail_running(p, f"not ready after {rec.ready_timeout:g}s{detail}"
+                               + (f"; last log lines:\n{lines}" if lines else ""))
+            return
+        if now >= p.next_probe_at and not self.prober.busy(name) and rec.port:
+            self.prober.start(name, probe_url(rec.host, rec.port, rec.readiness_path))
+
+    # ---- the loop body -------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = self.clock()
+        if (self.unsaved or self._undeleted or self._history_unsaved) and now >= self._next_flush:
+            self._next_flush = now + FLUSH_PERIOD
+            self.flush()
+        for p in list(self.procs.values()):
+            try:
+                self._tick_one(p, now)
+            except Exception:  # one model's trouble never stops the others
+                log.exception("%s: supervisor error", p.rec.name)
+        if now >= self._next_rotation:
+            self._next_rotation = now + 10
+            for name in self.procs:
+                rotate_if_needed(self.store.log_path(name), self.settings.log_max_bytes, self.settings.log_backups)
+
+    def _tick_one(self, p: Proc, now: float) -> None:
+        st = p.state
+        if st == State.STOPPING:
+            self._tick_stopping(p, now)
+        elif st in (State.STARTING, State.READY, State.UNHEALTHY):
+            if not self.running(p) and p.drain_deadline is not None:  # it went away while draining
+                procs.sweep(self._prefix(p), signal.SIGKILL)
+                self._after_stop(p, p.drain_after, f"exited while draining: {p.drain_reason}")
+                p.drain_deadline = None  # only now: the router must not pick the dead process meanwhile
+            elif not self.running(p):
+                self._exited(p)
+            elif p.drain_deadline is not None:
+                self._tick_drain(p, now)
+            elif p.spec is not None and p.spec.workers and (why := self.workers.dead(p.rec.name, p.spec.workers)):
+                self._fail_running(p, why)  # llama-server cannot go on without it: restart the group
+            elif not (self.one_shot and st != State.STARTING):
+                self._tick_probe(p, now)
+        elif p.queued:
+            self._start(p, "port/GPUs freed")
+        elif st == State.CRASH_LOOP_BACK_OFF and p.next_start_at is not None and now >= p.next_start_at:
+            if p.spec is not None:
+                self._spawn(p, "back-off elapsed", count=True)
+
+    def busy(self, wait_ready: bool = False) -> bool:
+        """Something still in flight: stops (and queued starts); with wait_ready also starts."""
+        for p in self.procs.values():
+            if p.state == State.STOPPING or p.queued or p.drain_deadline is not None:
+                return True
+            if wait_ready and p.state == State.STARTING:
+                return True
+        return False
+
+    def close(self) -> None:
+        self.prober.close()

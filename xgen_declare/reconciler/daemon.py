@@ -1,0 +1,361 @@
+"""The foreground daemon behind `run`: lock, adopt, watch, converge, supervise — until told to stop.
+
+One thread owns every model (this loop); the watchdog thread, the probe threads and the signal
+handlers only set flags and wake it. A reconcile pass runs
+  * after file events, once the tree was quiet for `debounce` (an edit storm is coalesced; at most
+    one pass per `max(debounce, 1s)` while events keep coming),
+  * every `resync_interval` (a full re-read that also refreshes the inventory),
+  * on SIGHUP and on requests from `restart` / `down` / `up`.
+SIGINT / SIGTERM end the loop; models keep running (the next daemon adopts them) unless
+`stop_on_exit`. Each part of a step (requests, the pass, the supervisor's tick, hooks) is guarded on
+its own: an error in one is logged (the traceback once per distinct error, then one line at most
+every ERROR_REPEAT seconds) and the others still run; a failing pass waits for the next resync.
+
+A state dir that cannot be written never stops supervision (see supervisor.py). The daemon reports it
+as `state_write_failed` in its log (once per pass, and when the set of failures changes), in
+daemon.json for `status` (with the records memory is ahead of disk, so `status` shows the truth)
+and on /metrics; recovery is automatic and logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from concurrent.futures import Future
+from typing import Callable
+
+from xgen_declare.processes import procs
+from xgen_declare.config import load_config
+from xgen_declare.reconciler.control import Env, record_paths
+from xgen_declare.reconciler.plan import BLOCKED
+from xgen_declare.errors import StateBusyError, StateWriteError, XgenError
+from xgen_declare.processes.probes import Prober
+from xgen_declare.reconciler.compute import compute
+from xgen_declare.states import State
+from xgen_declare.processes.supervisor import Supervisor
+from xgen_declare.reconciler.watch import Watcher
+
+log = logging.getLogger("xgen_declare.reconciler.daemon")
+
+IDLE_WAIT = 0.5
+BUSY_WAIT = 0.05
+ERROR_REPEAT = 60.0
+PUBLISH_PERIOD = 1.0
+
+
+class Daemon:
+    def __init__(self, env: Env, *, stop_on_exit: bool = False, clock: Callable[[], float] = time.monotonic):
+        self.env, self.stop_on_exit, self.clock = env, stop_on_exit, clock
+        self.wake = threading.Event()
+        self.stopping = False
+        self.dirty_since: float | None = None
+        self.dirty_last: float | None = None
+        self.resync_now = False
+        self.inventory = None
+        self.next_resync = 0.0
+        self._last_log: list[str] = []
+        self._last_config_error: str | None = None
+        prober = Prober(env.config.reconciler.probe_timeout, on_done=self.wake.set)
+        self.sup = Supervisor(env.store, env.config.reconciler, clock=clock, prober=prober,
+                              proc_root=env.proc_root)
+        self.watcher: Watcher | None = None
+        self.passes = 0
+        self.blocked_last_pass = False
+        # the HTTP API (another thread) hands work to this loop here; see `submit`
+        self.inbox: queue.SimpleQueue[tuple[Callable, Future]] = queue.SimpleQueue()
+        self.pass_hooks: list[Callable] = []  # fn(pass_result, seconds) after each reconcile pass
+        self.tick_hooks: list[Callable] = []  # fn(daemon) once per loop step (the router's idle timers)
+        # on-demand models wanted running now (the router wakes them, its idle timers remove them);
+        # idle_reasons: why one left (shown as the stop reason). Only this loop changes them.
+        self.awake: set[str] = set()
+        self.idle_reasons: dict[str, str] = {}
+        self._errors_logged: dict[str, float] = {}  # error text -> when it was last logged
+        self._write_report: set[tuple[str, int | None]] = set()  # failures (path, errno) last reported
+        self._published: dict | None = None
+        self._models_stopped = False
+        self._next_publish = 0.0
+
+    # ---- wake-ups (any thread) -----------------------------------------------------------------
+    def file_changed(self, path: str = "") -> None:
+        now = self.clock()
+        if self.dirty_since is None:
+            self.dirty_since = now
+        self.dirty_last = now
+        self.wake.set()
+
+    def submit(self, fn: Callable[["Daemon"], object]) -> Future:
+        """Run fn(daemon) on the control loop (any thread may call this); the Future gets its result."""
+        fut: Future = Future()
+        self.inbox.put((fn, fut))
+        self.wake.set()
+        return fut
+
+    def _run_inbox(self) -> None:
+        while True:
+            try:
+                fn, fut = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(self))
+            except Exception as exc:  # goes back to the caller, the loop goes on
+                fut.set_exception(exc)
+
+    def _on_hup(self, *_: object) -> None:
+        self.resync_now = True
+        self.wake.set()
+
+    def _on_stop(self, signum: int, _frame: object) -> None:
+        log.info("received %s: shutting down (%s)", signal.Signals(signum).name,
+                 "stopping every model" if self.stop_on_exit else "models keep running")
+        self.stopping = True
+        self.wake.set()
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        store = self.env.store
+        if not store.try_lock():
+            raise StateBusyError(f"another xgen-declare (pid {store.lock_holder() or '?'}) uses the state dir "
+                                 f"{store.root}; one daemon per state dir")
+        ident = procs.identify(os.getpid(), self.env.proc_root)
+        record_paths(self.env)
+        info = store.daemon_info()
+        info.update({"pid": os.getpid(), "start_ticks": ident.start_ticks if ident else None,
+                     "boot_id": ident.boot_id if ident else None, "started_at": time.time()})
+        info.pop("api", None)  # set by the API server once it listens (shown by `doctor`)
+        store.write_daemon_info(info)
+        self.sup.load()
+        self.awake = {name for name, p in self.sup.procs.items() if self.sup.running(p)}  # adopted: keep
+        files = [self.env.config_path] if self.env.config_path else \
+            [os.path.join(p, n) for p in self.env.paths for n in ("xgen-declare.yaml", "xgen-declare.yml")]
+        dirs = list(self.env.paths)
+        tdir = self.env.config.resolve(self.env.config.templates_dir)
+        if tdir:
+            dirs.append(tdir)
+        self.watcher = Watcher(dirs, files, self.file_changed)
+        self.watcher.start()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGHUP, self._on_hup)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+
+    def run(self) -> int:
+        self.start()
+        try:
+            self.loop()
+        finally:
+            self.shutdown()
+        return 0
+
+    def loop(self) -> None:
+        while not self.stopping:
+            self.step()
+            self.wake.wait(self._wait_time())
+            self.wake.clear()
+
+    def step(self) -> None:
+        now = self.clock()
+        passes = self.passes
+        self._guard("control requests", self._take_requests)
+        self._run_inbox()
+        if self.resync_now or now >= self.next_resync:
+            self.resync_now = False
+            # moved before the pass: a pass that fails is tried again at the next resync, not every step
+            self.next_resync = now + self.env.config.reconciler.resync_interval
+            self._guard("reconcile pass", self.reconcile, True)
+        elif self.dirty_since is not None:
+            debounce = self.env.config.reconciler.debounce
+            quiet = now - (self.dirty_last or now) >= debounce
+            starving = now - self.dirty_since >= max(debounce, 1.0)
+            if quiet or starving:
+                self._guard("reconcile pass", self.reconcile, False)
+        ready_before = self._ready_names()
+        self._guard("supervisor", self.sup.tick)
+        if self.blocked_last_pass and self._ready_names() - ready_before:
+            # something became Ready while a model waits on others (a Ray head, freed memory...):
+            # plan again now instead of at the next resync
+            self.file_changed("a model became Ready")
+        for hook in list(self.tick_hooks):
+            self._guard("tick hook", hook, self)
+        self._guard("state report", self._report_writes, now, self.passes != passes)
+
+    def _guard(self, what: str, fn: Callable, *args: object) -> None:
+        """Run one part of a step; the daemon never dies of it and the log is not flooded."""
+        try:
+            fn(*args)
+        except Exception as exc:
+            key = f"{what}: {type(exc).__name__}: {exc}"
+            now = time.monotonic()
+            last = self._errors_logged.get(key)
+            if last is None:
+                log.exception("%s failed", what)
+            elif now - last >= ERROR_REPEAT:
+                log.error("%s failed again: %s: %s", what, type(exc).__name__, exc)
+            else:
+                return
+            if len(self._errors_logged) > 100:
+                self._errors_logged.clear()
+            self._errors_logged[key] = now
+
+    def _take_requests(self) -> None:
+        requests = self.env.store.take_requests()
+        if requests:
+            self._handle(requests)
+
+    def _report_writes(self, now: float, passed: bool) -> None:
+        """`state_write_failed` in the log (once per pass and on change) and in daemon.json (for status)."""
+        failures = self.env.store.write_failures
+        keys = {(path, err.errno) for path, err in failures.items()}
+        changed = keys != self._write_report
+        if changed or (passed and keys):
+            if keys:
+                log.warning("state_write_failed: %s; supervision goes on from memory, the records are written "
+                            "again once the state dir is writable",
+                            "; ".join(str(failures[path]) for path in sorted(failures)))
+            elif self._write_report:
+                log.info("state dir writable again: every record is written")
+            self._write_report = keys
+        if changed or (keys and now >= self._next_publish):
+            self._next_publish = now + PUBLISH_PERIOD
+            self._publish(failures)
+
+    def _publish(self, failures: dict) -> None:
+        procs_ = self.sup.procs
+        facts = {"state_write_failed": [failures[p].to_json() for p in sorted(failures)],
+                 "unsaved": {n: procs_[n].rec.to_json() for n in sorted(self.sup.unsaved) if n in procs_}}
+        if facts == self._published:
+            return
+        info = self.env.store.daemon_info()
+        for key, value in facts.items():
+            if value:
+                info[key] = value
+            else:
+                info.pop(key, None)
+        try:
+            self.env.store.write_daemon_info(info)
+            self._published = facts
+        except StateWriteError:
+            pass  # in store.write_failures: reported with the others
+
+    def _ready_names(self) -> set[str]:
+        return {name for name, p in self.sup.procs.items() if p.state == State.READY}
+
+    def _wait_time(self) -> float:
+        busy = any(p.state in (State.STARTING, State.STOPPING) or p.queued or p.drain_deadline is not None
+                   for p in self.sup.procs.values())
+        wait = BUSY_WAIT if busy else IDLE_WAIT
+        if self.dirty_since is not None:
+            wait = min(wait, self.env.config.reconciler.debounce / 2 or BUSY_WAIT)
+        return max(0.01, wait)
+
+    def stop_models(self) -> None:
+        """With --stop-on-exit: drain (while the router still serves, see cli/run.py) and stop every model."""
+        if not self.stop_on_exit or self._models_stopped:
+            return
+        self._models_stopped = True
+        self.sup.stop_all("daemon exits with --stop-on-exit")
+        while self.sup.busy():
+            self.sup.tick()
+            time.sleep(BUSY_WAIT)
+
+    def shutdown(self) -> None:
+        self.stop_models()
+        if self.watcher:
+            self.watcher.stop()
+        self.sup.close()
+        info = self.env.store.daemon_info()
+        info["pid"] = None
+        for key in ("state_write_failed", "unsaved"):
+            info.pop(key, None)
+        try:
+            self.env.store.write_daemon_info(info)
+        except StateWriteError as exc:
+            log.warning("state_write_failed: %s (the lock is released all the same)", exc)
+        self.env.store.unlock()
+        log.info("daemon stopped")
+
+    # ---- work ----------------------------------------------------------------------------------
+    def _handle(self, requests: list[dict]) -> None:
+        from xgen_declare.reconciler.control import apply_verb
+
+        for req in requests:
+            verb, names = req.get("verb"), [n for n in req.get("names") or [] if isinstance(n, str)]
+            targets = names or sorted(self.sup.procs)
+            log.info("request: %s %s", verb, " ".join(targets))
+            if verb in ("down", "up", "restart"):
+                apply_verb(self.sup, verb, targets)
+        self.reconcile(full=False)
+
+    def _record_config_error(self, text: str | None) -> None:
+        """Shown by `status`: the daemon keeps its last good config while the file is invalid."""
+        info = self.env.store.daemon_info()
+        if text is None:
+            info.pop("config_error", None)
+        else:
+            info["config_error"] = text
+        try:
+            self.env.store.write_daemon_info(info)
+        except StateWriteError:
+            pass  # in store.write_failures: reported once per pass
+
+    def reconcile(self, full: bool):
+        """One pass; returns the `Pass` (None when the config is invalid)."""
+        self.dirty_since = self.dirty_last = None
+        t0 = time.monotonic()
+        settings = self.env.config.reconciler
+        try:
+            config = load_config(self.env.config_path, self.env.paths)
+        except XgenError as exc:
+            text = str(exc)
+            if text != self._last_config_error:
+                log.error("config invalid, nothing changed until it is fixed:\n%s", text)
+                self._last_config_error = text
+                self._record_config_error(text)
+            self.next_resync = self.clock() + settings.resync_interval
+            return None
+        if self._last_config_error is not None:
+            self._record_config_error(None)
+        self._last_config_error = None
+        self.env.config = config
+        self.sup.settings = config.reconciler
+        if full or self.inventory is None:
+            self.inventory = self.env.inventory()
+            if self.watcher:
+                self.watcher.ensure()
+        # a running model that was not on-demand stays awake if it turns on-demand: an in-place change
+        # (rollout.py); the router's idle timer stops it later
+        self.awake |= {n for n, p in self.sup.procs.items()
+                       if (p.rec.settings or {}).get("activation", "always") != "on-demand" and self.sup.running(p)}
+        result = compute(self.env.paths, config, self.inventory, self.sup.observed(), awake=self.awake,
+                         idle_reasons=self.idle_reasons)
+        self._log(result)
+        self.sup.execute(result.plan, result.desired.rendered if result.desired else {}, result.wants)
+        self.blocked_last_pass = any(a.kind == BLOCKED for a in result.plan.actions)
+        self.passes += 1
+        self.next_resync = self.clock() + config.reconciler.resync_interval
+        for hook in list(self.pass_hooks):
+            try:
+                hook(result, time.monotonic() - t0)
+            except Exception:
+                log.exception("pass hook failed")
+        return result
+
+    def _log(self, result) -> None:
+        """Log changes always; keeps with problems and notes only when they differ from last time."""
+        for a in result.plan.changes:
+            log.info("apply: %s", a.format())
+        sticky = [a.log_line() for a in result.plan.actions if a.manifest_error]
+        sticky += [a.format() for a in result.plan.by_kind("blocked")]
+        sticky += list(result.plan.notes) + list(result.problems)
+        if sticky != self._last_log:
+            for line in sticky:
+                if line not in self._last_log:
+                    log.warning("%s", line)
+            self._last_log = sticky

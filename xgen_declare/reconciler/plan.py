@@ -1,0 +1,330 @@
+"""The pure planner: what is wanted + what is observed -> actions, each with a human reason.
+
+No I/O here: the reconciler gathers `Want`s (rendered models, binary identity, whether a start would be
+blocked) and `Seen`s (the state records, with liveness checked), and `plan()` decides. Rules:
+
+  * a running model is restarted only when its spec hash (argv, env, port, GPU set, host, backend) or
+    its binary identity changed; the reason names what changed ("argv changed: --ctx-size 4096 → 8192");
+  * a change only xgen-declare reads (rollout.IN_PLACE_FIELDS: labels, activation, idle_timeout, ...)
+    is an `update` in place: the process is not touched;
+  * a model whose manifest is invalid (or whose file cannot be parsed) keeps its last good process;
+  * a model no manifest declares is stopped, unless `prune_guard` says the source looks broken (an empty
+    or missing manifests dir): then nothing is pruned, and a running model shows the guard as its
+    manifest_error (`status`);
+  * `down` holds a model stopped until `up` or until its spec changes;
+  * stops come before restarts, restarts before starts, so freed ports and GPUs can be reused;
+  * a model the memory ledger cannot fit arrives as `Want.blocked` (the ledger is built beforehand, in
+    placement/, and carried on the Plan for display only);
+  * an on-demand model nobody asked for arrives as `Want.idle` (why it is not wanted now): it is kept
+    stopped, or stopped, and shows `Idle` (`Action.idle`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from xgen_declare.reconciler.rollout import settings_changes
+from xgen_declare.states import RUNNING_STATES, State
+
+START, RESTART, STOP, KEEP, BLOCKED, UPDATE = "start", "restart", "stop", "keep", "blocked", "update"
+KINDS = (STOP, RESTART, START, UPDATE, BLOCKED, KEEP)  # execution and display order
+
+
+@dataclass(frozen=True)
+class Want:
+    """A model as the manifests want it (rendered), plus facts about the host gathered beforehand."""
+
+    name: str
+    spec_hash: str
+    argv: tuple[str, ...]
+    port: int
+    backend: str = ""
+    host: str = "127.0.0.1"
+    gpus: tuple[int, ...] | None = None
+    env_digest: Mapping[str, str | None] = field(default_factory=dict)
+    binary_id: str | None = None     # None: the executable was not found
+    enabled: bool = True
+    file: str | None = None
+    blocked: str | None = None       # why it cannot start now (binary missing, explicit port taken, ...)
+    idle: str | None = None          # on-demand and not wanted now (no request / idle / evicted): why
+    settings: Mapping[str, Any] = field(default_factory=dict)  # rollout.in_place_settings: no restart needed
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A model as the state dir (checked against /proc) shows it."""
+
+    name: str
+    state: State
+    running: bool                    # a live process whose identity matches the record
+    spec_hash: str | None = None
+    argv: tuple[str, ...] = ()
+    port: int | None = None
+    backend: str = ""
+    host: str = "127.0.0.1"
+    gpus: tuple[int, ...] | None = None
+    env_digest: Mapping[str, str | None] = field(default_factory=dict)
+    binary_id: str | None = None
+    file: str | None = None
+    held: bool = False
+    held_hash: str | None = None
+    last_error: str | None = None
+    buffers: Mapping[str, Mapping[str, float]] | None = None  # measured MiB per device and term (llama.cpp log)
+    settings: Mapping[str, Any] | None = None  # the in-place settings applied (None: not recorded)
+    failed_hash: str | None = None   # a rollout of this spec failed and was rolled back (not retried)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    name: str
+    reason: str
+    changes: tuple[str, ...] = ()
+    manifest_error: str | None = None   # set when the manifest is invalid but the model is kept
+    release_hold: bool = False          # a `down` hold ends (manifest changed)
+    forget: bool = False                # no manifest declares it: drop its record once stopped
+    idle: bool = False                  # an on-demand model not wanted now: it ends (or stays) Idle
+
+    def format(self) -> str:
+        return f"{self.kind:<8} {self.name}: {self.reason}"
+
+    def log_line(self) -> str:
+        """'NAME: reason: manifest_error' for the log (the reason alone when it is the problem)."""
+        if self.manifest_error in (None, self.reason):
+            return f"{self.name}: {self.reason}"
+        return f"{self.name}: {self.reason}: {self.manifest_error}"
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["changes"] = list(self.changes)
+        return data
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    ledger: Any = None  # placement.ledger.Ledger: memory per device across the models (shown, not acted on)
+
+    def by_kind(self, kind: str) -> list[Action]:
+        return [a for a in self.actions if a.kind == kind]
+
+    def get(self, name: str) -> Action | None:
+        return next((a for a in self.actions if a.name == name), None)
+
+    @property
+    def changes(self) -> list[Action]:
+        return [a for a in self.actions if a.kind in (START, RESTART, STOP, UPDATE)]
+
+    def summary(self) -> str:
+        counts = {k: len(self.by_kind(k)) for k in KINDS}
+        update = f", {counts[UPDATE]} to update in place" if counts[UPDATE] else ""
+        return (f"{counts[START]} to start, {counts[RESTART]} to restart, {counts[STOP]} to stop{update}, "
+                f"{counts[BLOCKED]} blocked, {counts[KEEP]} unchanged")
+
+    def format(self) -> str:
+        lines = [a.format() for a in self.actions]
+        lines.extend(f"note: {n}" for n in self.notes)
+        table = self.ledger.format() if self.ledger is not None else ""
+        if table:
+            lines.append(table)
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"actions": [a.to_json() for a in self.actions], "notes": list(self.notes),
+                "ledger": self.ledger.to_json() if self.ledger is not None else None, "summary": self.summary()}
+
+
+def plan(wants: Mapping[str, Want], seen: Mapping[str, Seen], *,
+         invalid: Mapping[str, str] | None = None, broken_files: Mapping[str, str] | None = None,
+         prune_guard: str | None = None, only: set[str] | None = None) -> Plan:
+    """`invalid`: name -> problem text for manifests that exist but are invalid (or fail to render).
+    `broken_files`: file -> problem text for files that cannot be parsed at all (names unknown).
+    `prune_guard`: when set, models no manifest declares are kept, with this as the reason (and as the
+    manifest_error of those running)
+    `only`: restrict the plan to these names."""
+    invalid = invalid or {}
+    broken_files = broken_files or {}
+    out = Plan()
+    names = set(wants) | set(invalid) | set(seen)
+    if only is not None:
+        names &= only
+    for name in sorted(names):
+        s = seen.get(name)
+        if name in wants:
+            out.actions.append(_plan_wanted(wants[name], s))
+        elif name in invalid:
+            out.actions.append(_plan_invalid(name, s, invalid[name]))
+        else:
+            out.actions.append(_plan_undeclared(s, broken_files, prune_guard))  # type: ignore[arg-type]
+    out.actions.sort(key=lambda a: (KINDS.index(a.kind), a.name))
+    for a in out.by_kind(RESTART):
+        if ((wants[a.name].settings.get("rollout") or {}).get("strategy")) == "surge":
+            out.notes.append(f"{a.name}: rollout.strategy surge is not implemented yet: this restart drains, stops, "
+                             "then starts (recreate)")
+    return out
+
+
+def _plan_wanted(w: Want, s: Seen | None) -> Action:
+    running = bool(s and s.running)
+    if not w.enabled:
+        if running:
+            return Action(STOP, w.name, "disabled in the manifest (enabled: false)")
+        return Action(KEEP, w.name, "disabled in the manifest (enabled: false)")
+    if s is not None and s.held:
+        if s.held_hash == w.spec_hash:
+            if running:
+                return Action(STOP, w.name, "held by `down`")
+            return Action(KEEP, w.name, "held by `down` (run `xgen-declare up` to start it)")
+        release = True
+    else:
+        release = False
+    if w.idle:
+        if running:
+            return Action(STOP, w.name, w.idle, idle=True, release_hold=release)
+        return Action(KEEP, w.name, w.idle, idle=True, release_hold=release)
+    if s is not None and s.failed_hash and s.failed_hash == w.spec_hash and (
+            running or s.state == State.CRASH_LOOP_BACK_OFF):
+        return Action(KEEP, w.name, f"rolled back: a rollout of this spec ({w.spec_hash}) failed; fix the manifest, or "
+                      f"run `xgen-declare restart {w.name}` to try it again")
+    if running:
+        changes = describe_changes(s, w)  # type: ignore[arg-type]
+        if not changes:
+            in_place = settings_changes(s.settings, w.settings)  # type: ignore[union-attr]
+            if in_place:
+                return Action(UPDATE, w.name, "update in place: " + "; ".join(in_place), tuple(in_place))
+            return Action(KEEP, w.name, "unchanged")
+        if w.blocked:
+            return Action(BLOCKED, w.name, f"{w.blocked}; keeping the running process", tuple(changes))
+        return Action(RESTART, w.name, "; ".join(changes), tuple(changes))
+    if w.blocked:
+        return Action(BLOCKED, w.name, w.blocked, release_hold=release)
+    if release:
+        return Action(START, w.name, "manifest changed since `down`: hold released", release_hold=True)
+    if s is None:
+        return Action(START, w.name, "new model")
+    same = s.spec_hash == w.spec_hash and (s.binary_id is None or s.binary_id == w.binary_id)
+    if s.state == State.CRASH_LOOP_BACK_OFF and same:
+        return Action(KEEP, w.name, "crash loop back-off: the supervisor retries after the delay")
+    if s.state == State.FAILED and same:
+        return Action(KEEP, w.name, "failed with this spec (fix the manifest or run `xgen-declare restart "
+                                    f"{w.name}`)")
+    if s.state == State.BLOCKED:
+        return Action(START, w.name, "no longer blocked")
+    if s.state == State.INVALID:
+        return Action(START, w.name, "manifest valid again")
+    if s.state in RUNNING_STATES:
+        return Action(START, w.name, f"process gone (was {s.state.value})")
+    if not same and s.state in (State.CRASH_LOOP_BACK_OFF, State.FAILED):
+        return Action(START, w.name, "spec changed since the last failure")
+    if s.state == State.IDLE:
+        return Action(START, w.name, "on-demand: woken by a request")
+    return Action(START, w.name, "not running")
+
+
+def _plan_invalid(name: str, s: Seen | None, problem: str) -> Action:
+    if s is not None and s.running:
+        return Action(KEEP, name, "manifest invalid: keeping last good process", manifest_error=problem)
+    return Action(KEEP, name, "manifest invalid: nothing running", manifest_error=problem)
+
+
+def _plan_undeclared(s: Seen, broken_files: Mapping[str, str], prune_guard: str | None) -> Action:
+    if s.file is not None and s.file in broken_files:
+        problem = broken_files[s.file]
+        why = "keeping last good process" if s.running else "nothing running"
+        return Action(KEEP, s.name, f"manifest file cannot be parsed: {why}", manifest_error=problem)
+    if prune_guard:
+        return Action(KEEP, s.name, prune_guard, manifest_error=prune_guard if s.running else None)
+    if s.running:
+        return Action(STOP, s.name, "manifest removed", forget=True)
+    return Action(STOP, s.name, "manifest removed (not running: forget it)", forget=True)
+
+
+# ---- reasons -------------------------------------------------------------------------------------
+
+def describe_changes(s: Seen, w: Want) -> list[str]:
+    """Human descriptions of what differs; empty when nothing that matters changed."""
+    out: list[str] = []
+    hash_changed = s.spec_hash != w.spec_hash
+    if hash_changed:
+        argv = argv_changes(list(s.argv), list(w.argv))
+        if argv:
+            out.append("argv changed: " + ", ".join(argv))
+        env = sorted(k for k in set(s.env_digest) | set(w.env_digest) if s.env_digest.get(k) != w.env_digest.get(k))
+        if env:
+            out.append("env changed: " + ", ".join(env))
+        if (s.gpus and list(s.gpus)) != (w.gpus and list(w.gpus)):
+            out.append(f"gpus changed: {_gpus(s.gpus)} → {_gpus(w.gpus)}")
+        if s.backend != w.backend and s.backend:
+            out.append(f"backend changed: {s.backend} → {w.backend}")
+        if not argv and s.port != w.port:
+            out.append(f"port changed: {s.port} → {w.port}")
+        if not out:
+            out.append("spec changed (secret files or other settings)")
+    if s.binary_id and w.binary_id and s.binary_id != w.binary_id:
+        exe = w.argv[0] if w.argv else "binary"
+        out.append(f"binary changed: {exe} was replaced or upgraded")
+    return out
+
+
+def _gpus(g: tuple[int, ...] | None) -> str:
+    return "all" if g is None else json.dumps(list(g))
+
+
+def _is_flag(arg: str) -> bool:
+    if not arg.startswith("-") or arg == "-":
+        return False
+    try:
+        float(arg)
+        return False
+    except ValueError:
+        return True
+
+
+def _split_argv(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    positional: list[str] = []
+    flags: dict[str, list[str]] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not _is_flag(arg):
+            positional.append(arg)
+            i += 1
+            continue
+        j = i + 1
+        while j < len(argv) and not _is_flag(argv[j]):
+            j += 1
+        flags.setdefault(arg, []).append(" ".join(argv[i + 1:j]))
+        i = j
+    return positional, flags
+
+
+def argv_changes(old: list[str], new: list[str]) -> list[str]:
+    """["--ctx-size 4096 → 8192", "added --parallel 4", "removed --mlock", "binary /a → /b"]."""
+    if old == new:
+        return []
+    old_pos, old_flags = _split_argv(old)
+    new_pos, new_flags = _split_argv(new)
+    out = []
+    for i in range(max(len(old_pos), len(new_pos))):
+        a = old_pos[i] if i < len(old_pos) else None
+        b = new_pos[i] if i < len(new_pos) else None
+        if a != b:
+            label = "binary" if i == 0 else f"argument {i}"
+            out.append(f"{label} {a or '(none)'} → {b or '(none)'}")
+    for flag in list(old_flags) + [f for f in new_flags if f not in old_flags]:
+        a, b = old_flags.get(flag), new_flags.get(flag)
+        if a == b:
+            continue
+        if a is None:
+            out.append(f"added {flag} {' '.join(b)}".rstrip())  # type: ignore[arg-type]
+        elif b is None:
+            out.append(f"removed {flag} {' '.join(a)}".rstrip())
+        else:
+            out.append(f"{flag} {', '.join(a) or '(switch)'} → {', '.join(b) or '(switch)'}")
+    if not out:
+        out.append("argument order changed")
+    return out

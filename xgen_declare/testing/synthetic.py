@@ -1,0 +1,166 @@
+"""Sparse GGUF files of realistic shapes, for tests and the accuracy bench.
+
+The header, the metadata and the tensor table are real; the data region is a hole (the file is
+truncated to its full length, so it reads as zeros and occupies almost no disk). llama-server loads
+such a file like any other (zero weights), which lets the bench compare our prediction with the
+buffer sizes llama.cpp itself logs, without downloading a model.
+
+Shapes in `SHAPES` follow the published configs (Llama-3-8B / 70B, Qwen2.5-7B, Mixtral-8x7B, a
+1B-class Llama-3.2); weights are written in one type (`weight_type`), norms in f32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+__all__ = ["Shape", "SHAPES", "write_sparse_gguf"]
+
+
+@dataclass(frozen=True)
+class Shape:
+    arch: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int | list[int]
+    n_ff: int
+    n_vocab: int
+    n_ctx_train: int = 8192
+    head_dim: int | None = None
+    n_expert: int = 0
+    n_expert_used: int = 0
+    tied_embeddings: bool = False
+    attn_bias: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def with_(self, **changes) -> "Shape":
+        return replace(self, **changes)
+
+
+SHAPES: dict[str, Shape] = {
+    "llama3-8b": Shape("llama", 32, 4096, 32, 8, 14336, 128256),
+    "llama3-70b": Shape("llama", 80, 8192, 64, 8, 28672, 128256),
+    "llama3.2-1b": Shape("llama", 16, 2048, 32, 8, 8192, 128256, 131072, tied_embeddings=True),
+    "qwen2.5-7b": Shape("qwen2", 28, 3584, 28, 4, 18944, 152064, 32768, attn_bias=True),
+    "mixtral-8x7b": Shape("llama", 32, 4096, 32, 8, 14336, 32000, 32768, n_expert=8, n_expert_used=2),
+    "moe-small": Shape("llama", 16, 2048, 16, 4, 768, 32000, 32768, head_dim=128, n_expert=32,
+                       n_expert_used=4),
+    "tiny": Shape("llama", 4, 256, 8, 2, 512, 1024, 2048),
+}
+
+
+def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
+    """(name, numpy-order shape (out, in), ggml type) for every tensor, in llama.cpp's naming."""
+    from gguf import GGMLQuantizationType as T
+
+    hd = s.head_dim or s.n_embd // s.n_head
+    out: list[tuple[str, tuple[int, ...], object]] = [("token_embd.weight", (s.n_vocab, s.n_embd), wtype)]
+    for i in range(s.n_layer):
+        kv = s.n_head_kv[i] if isinstance(s.n_head_kv, list) else s.n_head_kv
+        p = f"blk.{i}"
+        out += [(f"{p}.attn_norm.weight", (s.n_embd,), T.F32),
+                (f"{p}.attn_q.weight", (s.n_head * hd, s.n_embd), wtype),
+                (f"{p}.attn_k.weight", (kv * hd, s.n_embd), wtype),
+                (f"{p}.attn_v.weight", (kv * hd, s.n_embd), wtype),
+                (f"{p}.attn_output.weight", (s.n_embd, s.n_head * hd), wtype),
+                (f"{p}.ffn_norm.weight", (s.n_embd,), T.F32)]
+        if s.attn_bias:
+            out += [(f"{p}.attn_q.bias", (s.n_head * hd,), T.F32), (f"{p}.attn_k.bias", (kv * hd,), T.F32),
+                    (f"{p}.attn_v.bias", (kv * hd,), T.F32)]
+        if s.n_expert:
+            out += [(f"{p}.ffn_gate_inp.weight", (s.n_expert, s.n_embd), T.F32),
+                    (f"{p}.ffn_gate_exps.weight", (s.n_expert, s.n_ff, s.n_embd), wtype),
+                    (f"{p}.ffn_up_exps.weight", (s.n_expert, s.n_ff, s.n_embd), wtype),
+                    (f"{p}.ffn_down_exps.weight", (s.n_expert, s.n_embd, s.n_ff), wtype)]
+        else:
+            out += [(f"{p}.ffn_gate.weight", (s.n_ff, s.n_embd), wtype),
+                    (f"{p}.ffn_up.weight", (s.n_ff, s.n_embd), wtype),
+                    (f"{p}.ffn_down.weight", (s.n_embd, s.n_ff), wtype)]
+    out.append(("output_norm.weight", (s.n_embd,), T.F32))
+    if not s.tied_embeddings:
+        out.append(("output.weight", (s.n_vocab, s.n_embd), wtype))
+    return out
+
+
+def _nbytes(shape: tuple[int, ...], ggml_type) -> int:
+    from gguf import GGML_QUANT_SIZES
+
+    block, size = GGML_QUANT_SIZES[ggml_type]
+    n = 1
+    for d in shape:
+        n *= d
+    return n // block * size
+
+
+def write_sparse_gguf(path: str | Path, shape: Shape | str, weight_type: str = "F16",
+                      vocab: bool = True) -> Path:
+    """Write `shape` (a Shape or a key of SHAPES) as a sparse GGUF at `path`; returns the path.
+
+    With `vocab`, a byte-fallback SentencePiece vocabulary padded to n_vocab is included so that
+    llama-server can load the file; without it the header stays tiny (enough for prediction tests).
+    """
+    import numpy as np
+    from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType
+
+    s = SHAPES[shape] if isinstance(shape, str) else shape
+    wtype = GGMLQuantizationType[weight_type.upper()]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = GGUFWriter(str(path), s.arch)
+    w.add_name(f"sparse-{s.arch}-{s.n_layer}L")
+    w.add_file_type(getattr(LlamaFileType, f"MOSTLY_{weight_type.upper()}", LlamaFileType.MOSTLY_F16))
+    w.add_context_length(s.n_ctx_train)
+    w.add_embedding_length(s.n_embd)
+    w.add_block_count(s.n_layer)
+    w.add_feed_forward_length(s.n_ff)
+    w.add_head_count(s.n_head)
+    w.add_head_count_kv(s.n_head_kv)
+    hd = s.head_dim or s.n_embd // s.n_head
+    if s.head_dim:
+        w.add_key_length(hd)
+        w.add_value_length(hd)
+    w.add_rope_dimension_count(hd)
+    w.add_rope_freq_base(500000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(s.n_vocab)
+    if s.n_expert:
+        w.add_expert_count(s.n_expert)
+        w.add_expert_used_count(s.n_expert_used)
+    for key, value in s.extra.items():
+        w.add_key_value(key, value[0], value[1])
+    if vocab:
+        _add_vocab(w, s.n_vocab)
+    for name, tshape, ttype in _tensors(s, wtype):
+        w.add_tensor_info(name, tshape, np.dtype(np.float32), _nbytes(tshape, ttype), raw_dtype=ttype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+    align = w.data_alignment
+    data_start = -(-path.stat().st_size // align) * align
+    data = sum(-(-ti.nbytes // align) * align for ti in w.tensors[0].values())
+    with open(path, "r+b") as f:
+        f.truncate(data_start + data)
+    return path
+
+
+def _add_vocab(w, n_vocab: int) -> None:
+    from xgen_declare.tools.tinygguf import build_vocab
+
+    tokens, scores, types = build_vocab()
+    extra = n_vocab - len(tokens)
+    if extra < 0:
+        raise ValueError(f"n_vocab must be at least {len(tokens)}")
+    tokens += [f"<pad_{i}>" for i in range(extra)]
+    scores += [-1e4] * extra
+    types += [4] * extra  # USER_DEFINED: never produced by the tokenizer's merges
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
