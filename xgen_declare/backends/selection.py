@@ -72,8 +72,11 @@ def _vulkan_on_nvidia(gpu: Gpu) -> str:
 
 
 def select_backend(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
-    if spec.backend != "auto":
-        return _explicit(spec, inventory)
+    """The backend a model runs on here, explained. Called once per model and pass, by desired/resolve.py."""
+    return _auto(spec, inventory) if spec.backend == "auto" else _explicit(spec, inventory)
+
+
+def _auto(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
     repo = gguf_repo(spec.model_path, spec.hf_file) is not None
     if is_gguf_path(spec.model_path):
         kind, order = "a GGUF file", GGUF_ORDER
@@ -111,7 +114,7 @@ def _explicit(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
         missing = None if inventory.is_available(name) else _why_not(inventory, name)
     noteworthy = name == VULKAN and _nvidia_gpu(spec, inventory) is not None
     if noteworthy:
-        auto = select_backend(spec.model_copy(update={"backend": "auto"}), inventory).backend
+        auto = _auto(spec, inventory).backend
         reason += f" (on an NVIDIA GPU; auto would pick {auto})" if auto else " (on an NVIDIA GPU)"
     if missing is None:
         return Selection(name, reason, noteworthy=noteworthy)

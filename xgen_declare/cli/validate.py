@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from xgen_declare.desired.build import host_problems, placement_problems
+from xgen_declare.desired.checks import host_problems, placement_problems
+from xgen_declare.desired.resolve import resolve
 from xgen_declare.placement.choose import DEFAULT_MARGIN_MIB
 from xgen_declare.errors import ProblemsError
 from xgen_declare.manifests.load import load_paths
@@ -41,10 +42,11 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
         inventory = host_inventory(g, config, inventory_file)
         fine = []
         for decl in result.models:
-            found = host_problems(decl, inventory)
+            res = resolve(decl, inventory)
+            found = host_problems(res, inventory)
             problems.extend(found)
             if not found:
-                fine.append(decl)
+                fine.append(res)
         margin = config.placement.margin_mib if config is not None else DEFAULT_MARGIN_MIB
         problems.extend(placement_problems(fine, inventory, margin))
     errors = [p for p in problems if p.severity == "error"]

@@ -1,4 +1,4 @@
-"""Gather the ledger's inputs: read GGUF headers / config.json and turn manifests into `Demand`s.
+"""Gather the ledger's inputs: read GGUF headers / config.json and turn resolved models into `Demand`s.
 
 This is the I/O half of placement (files only, never a process); `ledger.build_ledger` is the pure
 half. Bad input never raises: a model whose file cannot be read gets a warning ("placement unknown")
@@ -10,22 +10,18 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from xgen_declare.backends.families import GPU_KIND
-from xgen_declare.backends.selection import select_backend
 from xgen_declare.inventory.model import Inventory
-from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.backends.modelpath import gguf_repo, is_gguf_path
-from xgen_declare.backends.families import model_family
-from xgen_declare.desired.render import resolve_model_path
+from xgen_declare.desired.resolve import Resolved
 from xgen_declare.placement.buffers import total_bytes
 from xgen_declare.placement.gguf_facts import GgufError, GgufFacts, read_gguf_facts
 from xgen_declare.placement.layers import OUTPUT_FIRST, OUTPUT_LAST
 from xgen_declare.placement.ledger import HOST, Demand, Device, gpu_key
 from xgen_declare.placement.memory import ContextSettings
 from xgen_declare.placement.predict import require_supported
-from xgen_declare.placement.vllm_checks import find_config, vllm_problems, weights_bytes
+from xgen_declare.placement.vllm_checks import TP, Blocker, find_config, vllm_problems, weights_bytes
 
-__all__ = ["devices_of", "demand_for", "facts_of", "gpus_for", "previous_values"]
+__all__ = ["devices_of", "demand_for", "facts_of", "previous_values", "place"]
 
 _FACTS: dict[tuple[str, int, int], GgufFacts] = {}
 LLAMA_CPP_PYTHON_CTX = 2048  # llama-cpp-python's n_ctx default
@@ -56,40 +52,25 @@ def facts_of(path: str) -> GgufFacts:
     return facts
 
 
-def gpus_for(decl: ModelDecl, backend: str, inventory: Inventory) -> list[int]:
-    """Host indices of the GPUs the model gets: its `gpus`, else every visible GPU of the backend's kind."""
-    spec = decl.spec
-    if spec.gpus is not None:
-        return list(spec.gpus) if GPU_KIND.get(backend) or backend == "llama-cpp-python" else []
-    kind = GPU_KIND.get(backend)
-    if kind is None:
-        return []
-    return [g.index for g in inventory.gpus if not g.hidden and (kind == "any" or g.vendor == kind)]
-
-
-def demand_for(decl: ModelDecl, inventory: Inventory, seen: Any = None) -> Demand | None:
+def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand | None:
     """The model's Demand, or None when it is disabled or has no backend here. `seen`: the planner's
-    Seen of it (running, state, argv, buffers) when a record exists."""
-    spec = decl.spec
-    if not spec.enabled:
+    Seen of it (running, state, placement values, buffers) when a record exists."""
+    spec, decl, backend = res.spec, res.decl, res.backend
+    if not spec.enabled or backend is None:
         return None
-    backend = select_backend(spec, inventory).backend
-    if backend is None:
-        return None
-    gpus = gpus_for(decl, backend, inventory)
+    gpus = list(res.gpus)
     running = bool(seen is not None and seen.running)
     buffers = getattr(seen, "buffers", None) if running else None
     actual = total_bytes(buffers) if buffers else None
-    family = model_family(spec.model_path, backend, spec.hf_file)
-    if family == "vllm":
-        return _vllm_demand(decl, backend, gpus, inventory, running, actual)
+    if res.kind == "vllm":
+        return _vllm_demand(res, gpus, inventory, running, actual)
     d = Demand(decl.name, backend, "llama", gpus=gpus, running=running, actual=actual,
                n_gpu_layers=spec.n_gpu_layers, tensor_split=spec.tensor_split,
                rule=OUTPUT_LAST if backend == "llama-cpp-python" else OUTPUT_FIRST,
                settings=_settings(decl, backend))
     if not gpus:
         d.n_gpu_layers, d.tensor_split = 0, []
-    path = resolve_model_path(spec.model_path, decl.file)
+    path = res.model_path
     fallback = ("n_gpu_layers: auto is left to llama-server's --fit" if spec.n_gpu_layers == "auto"
                 else "the manifest's explicit values are used")
     if gguf_repo(spec.model_path, spec.hf_file) is not None:
@@ -105,11 +86,11 @@ def demand_for(decl: ModelDecl, inventory: Inventory, seen: Any = None) -> Deman
         d.warning = f"placement unknown: {exc}; {fallback}"
         return d
     if running and seen is not None:
-        d.previous = previous_values(list(seen.argv), d.facts.block_count)
+        d.previous = previous_values(getattr(seen, "placement", None), d.facts.block_count)
     return d
 
 
-def _settings(decl: ModelDecl, backend: str) -> ContextSettings:
+def _settings(decl: Any, backend: str) -> ContextSettings:
     spec = decl.spec
     if backend == "llama-cpp-python":
         ctx = LLAMA_CPP_PYTHON_CTX if spec.ctx_size is None else spec.ctx_size
@@ -119,13 +100,13 @@ def _settings(decl: ModelDecl, backend: str) -> ContextSettings:
                            cache_type_v=spec.cache_type_v, flash_attn=spec.flash_attn)
 
 
-def _vllm_demand(decl: ModelDecl, backend: str, gpus: list[int], inventory: Inventory, running: bool,
+def _vllm_demand(res: Resolved, gpus: list[int], inventory: Inventory, running: bool,
                  actual: dict[str, int] | None) -> Demand:
-    spec = decl.spec
+    decl, spec, backend = res.decl, res.spec, res.backend
     tp, pp = spec.tensor_parallel_size, spec.pipeline_parallel_size
     d = Demand(decl.name, backend, "vllm", gpus=gpus[:tp * pp] if gpus else [], running=running, actual=actual,
                gpu_memory_utilization=spec.gpu_memory_utilization)
-    cfg, model_dir, warning = find_config(resolve_model_path(spec.model_path, decl.file))
+    cfg, model_dir, warning = find_config(res.model_path)
     d.warning = warning
     if cfg is not None:
         totals = [g.memory_total_mib if (g := inventory.gpu(i)) else None for i in gpus]
@@ -133,61 +114,42 @@ def _vllm_demand(decl: ModelDecl, backend: str, gpus: list[int], inventory: Inve
                                    gmu=spec.gpu_memory_utilization, max_model_len=spec.max_model_len,
                                    weights=weights_bytes(model_dir))
     elif gpus and tp * pp > len(gpus):
-        d.problems = [f"tensor_parallel_size x pipeline_parallel_size = {tp * pp} needs {tp * pp} GPUs but "
-                      f"{len(gpus)} are available to this model"]
+        d.problems = [Blocker(f"tensor_parallel_size x pipeline_parallel_size = {tp * pp} needs {tp * pp} GPUs "
+                              f"but {len(gpus)} are available to this model", TP)]
     return d
 
 
-def previous_values(argv: list[str], n_layer: int) -> tuple[int, list[float]] | None:
-    """n_gpu_layers / tensor_split a running llama.cpp process was started with (from its argv)."""
-    ngl: int | None = None
-    split: list[float] = []
-    for i, arg in enumerate(argv):
-        nxt = argv[i + 1] if i + 1 < len(argv) else ""
-        if arg in ("--n-gpu-layers", "-ngl", "--gpu-layers", "--n_gpu_layers"):
-            if nxt == "all":
-                ngl = n_layer + 1
-            else:
-                try:
-                    ngl = int(nxt)
-                except ValueError:
-                    return None  # "auto": llama.cpp chose
-                ngl = n_layer + 1 if ngl < 0 else min(ngl, n_layer + 1)
-        elif arg in ("--tensor-split", "-ts"):
-            split = _floats(nxt.split(","))
-        elif arg == "--tensor_split":
-            j = i + 1
-            while j < len(argv) and not argv[j].startswith("--"):
-                j += 1
-            split = _floats(argv[i + 1:j])
-    return None if ngl is None else (ngl, split)
+def previous_values(placed: Any, n_layer: int) -> tuple[int, list[float]] | None:
+    """n_gpu_layers / tensor_split a running llama.cpp process was started with, from its state record
+    (Resolved.placement_values, stored at spawn): None when not recorded or left to llama.cpp (`auto`)."""
+    if not isinstance(placed, Mapping):
+        return None
+    ngl, split = placed.get("n_gpu_layers"), placed.get("tensor_split")
+    if isinstance(ngl, bool) or not isinstance(ngl, int):
+        return None  # "auto": llama.cpp chose (--fit)
+    ngl = n_layer + 1 if ngl < 0 else min(ngl, n_layer + 1)
+    floats = [float(x) for x in split if isinstance(x, (int, float))] if isinstance(split, list) else []
+    return ngl, floats
 
 
-def _floats(items: list[str]) -> list[float]:
-    try:
-        return [float(x) for x in items if x]
-    except ValueError:
-        return []
-
-
-def demands(decls: list[ModelDecl], inventory: Inventory, seen: Mapping[str, Any] | None = None) -> list[Demand]:
+def demands(models: list[Resolved], inventory: Inventory, seen: Mapping[str, Any] | None = None) -> list[Demand]:
     seen = seen or {}
     out = []
-    for decl in decls:
-        d = demand_for(decl, inventory, seen.get(decl.name))
+    for res in models:
+        d = demand_for(res, inventory, seen.get(res.name))
         if d is not None:
             out.append(d)
     return out
 
 
-def place(decls: list[ModelDecl], inventory: Inventory, margin_mib: int, seen: Mapping[str, Any] | None = None,
+def place(models: list[Resolved], inventory: Inventory, margin_mib: int, seen: Mapping[str, Any] | None = None,
           changing: frozenset[str] | set[str] = frozenset()):
     """The ledger for these models on this host (`seen`: name -> the planner's Seen; `changing`: running
     models whose process will be replaced, so their measured buffers no longer apply)."""
     from xgen_declare.placement.ledger import build_ledger
 
     seen = seen or {}
-    wanted = demands(decls, inventory, seen)
+    wanted = demands(models, inventory, seen)
     for d in wanted:
         d.changing = d.name in changing
     names = {d.name for d in wanted}

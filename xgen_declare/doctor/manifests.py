@@ -9,7 +9,8 @@ from dataclasses import replace
 
 from xgen_declare.config import Config, load_config
 from xgen_declare.reconciler.control import daemon_pid, fmt_uptime, status_rows
-from xgen_declare.desired.build import host_problems
+from xgen_declare.desired.checks import host_problems
+from xgen_declare.desired.resolve import resolve
 from xgen_declare.errors import Problem, ProblemsError
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.manifests.load import LoadResult
@@ -54,7 +55,7 @@ def manifest_findings(dirs: list[str], result: LoadResult | None, inv: Inventory
     if warnings:
         out.append(Finding("manifests", "warn", f"{len(warnings)} warning(s): {_first(warnings)}", VALIDATE_FIX))
     for decl in result.models:
-        for p in host_problems(decl, inv):
+        for p in host_problems(resolve(decl, inv), inv):
             out.append(Finding("manifests", "fail", f"{decl.name}: {replace(p, hint='').format()}",
                                p.hint or VALIDATE_FIX))
     return out

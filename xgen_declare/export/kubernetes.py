@@ -26,9 +26,10 @@ from xgen_declare.errors import Problem, RenderError
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.desired.ports import PortAssignment, assign_ports
-from xgen_declare.desired.ray import CPU_HAS_NO_RAY, per_node
+from xgen_declare.desired.ray import CPU_HAS_NO_RAY, per_node_decl
 from xgen_declare.desired.render import _SECRET_KEY as SECRET_NAME
-from xgen_declare.desired.render import Rendered, Renderer, parse_argv, resolve_model_path
+from xgen_declare.desired.render import Rendered, Renderer, parse_argv
+from xgen_declare.desired.resolve import resolve, resolve_model_path
 from xgen_declare.export.cluster import cluster_inventory, command_for, container_path, image_for
 from xgen_declare.export.gpu import GpuNeeds, gpu_needs
 
@@ -111,7 +112,7 @@ def _render_distributed(decl: ModelDecl, renderer: Renderer,
     and in the cluster the head is the LeaderWorkerSet's leader pod, wherever it lands."""
     port = assign_ports({decl.name: decl.spec.port}, config.ports.start, config.ports.end, preview=True)[decl.name]
     try:
-        return renderer.render(decl, port), []
+        return renderer.render(resolve(decl, renderer.inventory), port), []
     except RenderError as exc:
         return None, [Problem(decl.file, decl.line, exc.field or "spec", str(exc), exc.hint)]
 
@@ -134,7 +135,7 @@ def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, confi
                 hint)
     distributed = spec.distributed is not None
     # GPUs per pod: a distributed model's pod holds one pipeline stage (gpus / tensor_parallel_size)
-    needs, gpu_problems = gpu_needs(per_node(decl) if distributed else decl, backend, config, nodes)
+    needs, gpu_problems = gpu_needs(per_node_decl(decl) if distributed else decl, backend, config, nodes)
     problems.extend(gpu_problems)
     if not _DNS1035.match(decl.name):
         problem("metadata.name", decl.doc.line_of(("metadata", "name")) if decl.doc else decl.line,
@@ -179,7 +180,8 @@ def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, confi
                                     severity="warning"))
     pod_decl = replace(decl, spec=spec.model_copy(update=update))
     try:
-        argv_model = renderer.render(pod_decl, PortAssignment(rendered.port, rendered.port_source))
+        argv_model = renderer.render(resolve(pod_decl, renderer.inventory),
+                                     PortAssignment(rendered.port, rendered.port_source))
     except RenderError as exc:
         return None, [Problem(decl.file, decl.line, exc.field or "spec", str(exc), exc.hint)]
     secrets = sorted({(api_key_secret(decl.name), API_KEY_KEY)} if (mounts_api_key or argv_model.secret_env)

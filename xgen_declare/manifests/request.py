@@ -17,9 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems, gguf_repo, is_gguf_path  # is_gguf_path: imported from here too
-from xgen_declare.backends.families import (ALL_BACKENDS, LLAMA_FAMILY_BACKENDS, LLAMA_SERVER_BACKENDS,  # noqa: F401
-                                            VLLM_BACKENDS, model_family)
+from xgen_declare.backends.families import model_family
+from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems
 from xgen_declare.names import NAME_RE  # the one rule for model names (names.py)
 
 

@@ -85,6 +85,7 @@ class Entry:
     use: dict[str, int] = field(default_factory=dict)  # device key -> bytes
     source: str = "predicted"  # predicted | measured | reserved (vLLM) | unknown
     blocked: str | None = None
+    blocked_field: str = "n_gpu_layers"  # the manifest field a blocked model's report points at
     n_gpu_layers: int | None = None  # resolved values to render (auto) or the explicit ones
     tensor_split: list[float] | None = None
     resolved: bool = False  # n_gpu_layers / tensor_split were `auto` and are now numbers
@@ -374,9 +375,10 @@ def _admit_vllm(ledger: Ledger, d: Demand) -> Entry:
     measured = bool(d.running and not d.changing and d.actual)
     use = d.actual if measured else _vllm_use(d, by_key)
     entry = Entry(d.name, dict(use or {}), "measured" if measured else "reserved",
-                  gpu_memory_utilization=d.gpu_memory_utilization)
+                  gpu_memory_utilization=d.gpu_memory_utilization, blocked_field="gpu_memory_utilization")
     if d.problems:
         entry.blocked = "; ".join(d.problems)
+        entry.blocked_field = getattr(d.problems[0], "field", "tensor_parallel_size")
         return entry
     for g in d.gpus:
         key = gpu_key(g)

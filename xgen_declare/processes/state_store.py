@@ -72,6 +72,7 @@ class Record:
     provenance: dict | None = None     # provenance.Provenance of the running spec: file, sha256, commit, dirty
     rollout: dict | None = None        # the history entry of a start not yet Ready (result still open)
     settings: dict | None = None       # rollout.in_place_settings applied to the running process
+    placement: dict | None = None      # n_gpu_layers / tensor_split it was started with (Resolved.placement_values)
     last_good_spec_hash: str | None = None  # the spec hash that last became Ready
     failed_spec_hash: str | None = None     # a rollout of this spec failed and was rolled back: not retried
     rollout_error: str | None = None        # why (the failed spec's error and log tail)

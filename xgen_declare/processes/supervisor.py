@@ -225,7 +225,7 @@ class Supervisor(RolloutMixin):
                              gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
                              binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
                              last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
-                             failed_hash=r.failed_spec_hash)
+                             failed_hash=r.failed_spec_hash, placement=r.placement)
         return out
 
     # ---- executing a plan ----------------------------------------------------------------------
@@ -400,6 +400,7 @@ class Supervisor(RolloutMixin):
         rec.spec_hash, rec.argv, rec.port, rec.host = spec.spec_hash(), list(spec.argv), spec.port, spec.host
         rec.binary_id = w.binary_id if w else None
         rec.settings = dict(w.settings) if w else None
+        rec.placement = dict(spec.placement) if spec.placement is not None else None
         rec.env_digest = dict(w.env_digest) if w else {}
         rec.endpoint, rec.readiness_path, rec.gpus = spec.endpoint, spec.readiness_path, spec.gpus
         rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file

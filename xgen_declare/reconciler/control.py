@@ -74,7 +74,7 @@ def seen_from_records(records: dict[str, Record], proc_root: str = "/proc") -> d
                          gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
                          binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
                          last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
-                         failed_hash=r.failed_spec_hash)
+                         failed_hash=r.failed_spec_hash, placement=r.placement)
     return out
 
 

@@ -74,6 +74,7 @@ class Seen:
     buffers: Mapping[str, Mapping[str, float]] | None = None  # measured MiB per device and term (llama.cpp log)
     settings: Mapping[str, Any] | None = None  # the in-place settings applied (None: not recorded)
     failed_hash: str | None = None   # a rollout of this spec failed and was rolled back (not retried)
+    placement: Mapping[str, Any] | None = None  # n_gpu_layers / tensor_split the process was started with
 
 
 @dataclass(frozen=True)

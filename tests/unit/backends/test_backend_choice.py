@@ -8,7 +8,9 @@ import pytest
 from tests.conftest import model_yaml
 from xgen_declare.backends.selection import select_backend
 from xgen_declare.config import Config
-from xgen_declare.desired.build import build_desired, host_problems
+from xgen_declare.desired.build import build_desired
+from xgen_declare.desired.checks import host_problems
+from xgen_declare.desired.resolve import resolve
 from xgen_declare.manifests.load import load_paths
 from xgen_declare.manifests.request import ModelLoadRequest
 
@@ -120,7 +122,7 @@ def test_binary_override_passes_the_host_checks_the_daemon_uses(write, host):
     write("a.yaml", model_yaml("m", backend="llama-server-cpu", binary="/opt/llama/llama-server"))
     inv = host("cpu-only")
     decl = load_paths([str(write.root)]).models[0]
-    assert host_problems(decl, inv) == []
+    assert host_problems(resolve(decl, inv), inv) == []
     d = build_desired([str(write.root)], Config(), inv, preview=True, check_host=True)
     assert d.problems == {} and d.rendered["m"].warnings == []
 

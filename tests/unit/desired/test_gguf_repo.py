@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import model_yaml
-from tests.unit.test_render import HELP, flags, inventory, render_dir
+from tests.unit.desired.test_render import HELP, flags, inventory, render_dir
 from xgen_declare.backends.selection import select_backend
 from xgen_declare.config import Config, load_config
 from xgen_declare.inventory.model import Backend, Inventory
 from xgen_declare.manifests.load import load_paths
 from xgen_declare.desired.demands import place
+from xgen_declare.desired.resolve import resolve
 from xgen_declare.backends.modelpath import gguf_repo
 from xgen_declare.backends.families import model_family
 from xgen_declare.manifests.request import ModelLoadRequest
@@ -137,7 +138,7 @@ def test_user_template_without_hf_repo_is_an_error_not_a_wrong_command(tmp_path,
 def test_placement_says_the_size_is_unknown_until_downloaded(write):
     write("a.yaml", model_yaml("a", model_path=REPO_ID, n_gpu_layers="auto"))
     decls = load_paths([str(write.root)]).models
-    ledger = place(decls, inventory("new"), 1024)
+    ledger = place([resolve(d, inventory("new")) for d in decls], inventory("new"), 1024)
     assert ledger.warnings["a"] == (f"{REPO_ID} is a HuggingFace repository: its size is unknown until "
                                     "llama-server downloads it; placement unknown, n_gpu_layers: auto is left to "
                                     "llama-server's --fit")

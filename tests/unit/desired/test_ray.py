@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import model_yaml
-from tests.unit.test_render import inventory
+from tests.unit.desired.test_render import inventory
 from xgen_declare.config import Config
 from xgen_declare.desired.build import build_desired
 from xgen_declare.inventory.model import Gpu

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import model_yaml
-from tests.unit.test_render import inventory, render_dir
+from tests.unit.desired.test_render import inventory, render_dir
 from xgen_declare.config import Config, Rpc
 from xgen_declare.manifests.request import ModelLoadRequest
 from xgen_declare.desired.rpc import host_names, rpc_warnings, worker_binary

@@ -145,3 +145,30 @@ def test_validate_with_inventory_reports_placement(cli, tmp_path, models):
                         "usable; try n_gpu_layers ≤ 31 (see `xgen-declare plan` for the ledger)")
     assert lines[1].startswith(f"{mdir / 'm.yaml'}:14: warning: spec.model_path: placement unknown: ")
     assert cli("validate", str(mdir)).code == 0  # without --inventory nothing about this host is checked
+
+
+def test_running_auto_model_keeps_the_values_its_record_says_it_started_with(tmp_path, models):
+    """The state record carries the placement values rendered at spawn (Resolved.placement_values): the next
+    pass keeps them while they fit, without reading the running process's argv back."""
+    spec = dict(model_path=str(models / "l1b.gguf"), backend="llama-server-cuda", gpus=[0], n_gpu_layers="auto")
+    first = run(tmp_path, doc("a", **spec))
+    fresh = first.desired.rendered["a"]
+    assert fresh.placement["n_gpu_layers"] == first.plan.ledger.entry("a").n_gpu_layers > 5
+    want = first.wants["a"]
+    base = dict(spec_hash="old", argv=("llama-server",), port=want.port, backend=want.backend, gpus=want.gpus)
+    kept = run(tmp_path, doc("a", **spec), seen={"a": Seen("a", State.READY, True, **base,
+                                                          placement={"n_gpu_layers": 5, "tensor_split": []})})
+    assert kept.plan.ledger.entry("a").n_gpu_layers == 5
+    assert kept.desired.rendered["a"].placement == {"n_gpu_layers": 5, "tensor_split": []}
+    unknown = run(tmp_path, doc("a", **spec), seen={"a": Seen("a", State.READY, True, **base)})  # older record
+    assert unknown.plan.ledger.entry("a").n_gpu_layers == fresh.placement["n_gpu_layers"]
+
+
+def test_previous_values_from_a_record():
+    from xgen_declare.desired.demands import previous_values
+
+    assert previous_values({"n_gpu_layers": -1, "tensor_split": [1, 2.5]}, 16) == (17, [1.0, 2.5])
+    assert previous_values({"n_gpu_layers": 99, "tensor_split": "auto"}, 16) == (17, [])
+    assert previous_values({"n_gpu_layers": 3, "tensor_split": []}, 16) == (3, [])
+    assert previous_values({"n_gpu_layers": "auto", "tensor_split": []}, 16) is None
+    assert previous_values(None, 16) is None

@@ -15,9 +15,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from xgen_declare.backends.families import LLAMA_SERVER_BACKENDS
 from xgen_declare.inventory.model import Inventory
-
-LLAMA_SERVER_BACKENDS = ("llama-server-cuda", "llama-server-rocm", "llama-server-vulkan", "llama-server-cpu")
 
 
 @dataclass
