@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from xgen_declare.config import Config, Ports  # noqa: E402
 from xgen_declare.inventory.model import Inventory  # noqa: E402
 from xgen_declare.reconciler.plan import plan  # noqa: E402
-from xgen_declare.reconciler.compute import compute  # noqa: E402
+from xgen_declare.reconciler.apply import compute  # noqa: E402
 from xgen_declare.testing.harness import DaemonHarness, environment, free_port_block, model_manifest, percentile
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from xgen_declare.reconciler.control import status_rows
+from xgen_declare.reconciler.client import status_rows
 from xgen_declare.processes.state_store import StateStore
 from xgen_declare.testing import write_wrapper
 from xgen_declare.testing.harness import kill_daemons, marked_by

@@ -24,8 +24,8 @@ from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from xgen_declare.reconciler.control import apply_verb
-from xgen_declare.reconciler.compute import compute
+from xgen_declare.reconciler.plan import Request as Asked
+from xgen_declare.reconciler.apply import compute
 from xgen_declare.states import SETTLED_STATES, State
 from xgen_declare.api import declare
 from xgen_declare.api.app import ApiContext
@@ -59,8 +59,7 @@ async def verb(request: Request, name: str, verb: str, wait: float = Query(0, ge
     def act(d):
         if name not in d.sup.procs:
             return sorted(d.sup.procs)
-        apply_verb(d.sup, verb, [name])
-        d.reconcile(full=False)
+        d.reconcile(full=False, requests={name: Asked(verb)})
         return None
 
     unknown = await ctx.call(act)

@@ -25,7 +25,7 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from xgen_declare.reconciler.control import status_rows
+from xgen_declare.reconciler.client import status_rows
 from xgen_declare.processes.state_store import StateStore
 from xgen_declare.states import State
 from xgen_declare.api.declare import relative

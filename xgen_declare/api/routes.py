@@ -14,9 +14,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from xgen_declare.reconciler.control import status_rows
+from xgen_declare.reconciler.client import status_rows
 from xgen_declare.reconciler.plan import STOP
-from xgen_declare.reconciler.compute import compute
+from xgen_declare.reconciler.apply import compute
 from xgen_declare.states import RUNNING_STATES, State
 from xgen_declare.api import body, declare
 from xgen_declare.api.app import ApiContext

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from xgen_declare.reconciler.control import converge_once, daemon_pid, open_env, status_rows
+from xgen_declare.reconciler.apply import converge_once
+from xgen_declare.reconciler.client import daemon_pid, status_rows
+from xgen_declare.reconciler.env import open_env
 from xgen_declare.errors import ExitCode
 from xgen_declare.states import State
 from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, output_option, print_json, table

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from xgen_declare.reconciler.control import (apply_verb, ask_daemon, check_recorded, converge_once, daemon_pid, open_env, status_rows, wait_states)
+from xgen_declare.reconciler.apply import check_recorded, converge_once
+from xgen_declare.reconciler.plan import Request
+from xgen_declare.reconciler.client import ask_daemon, daemon_pid, status_rows, wait_states
+from xgen_declare.reconciler.env import open_env
 from xgen_declare.errors import ExitCode, ModelNotFound, StateBusyError
 from xgen_declare.names import check_model_names
 from xgen_declare.states import SETTLED_STATES, State
@@ -30,7 +33,8 @@ def run_verb(verb: str, names: tuple[str, ...], timeout: float) -> int:
         if verb == "down" and not env.paths:
             _down_without_manifests(env, targets)
         else:
-            converge_once(env, only=set(targets), timeout=timeout, before=lambda sup: apply_verb(sup, verb, targets))
+            converge_once(env, only=set(targets), timeout=timeout,
+                          requests={name: Request(verb) for name in targets})
     rows = status_rows(env.store, env.proc_root, targets)
     click.echo(table([[r["name"], r["state"] + (" (held)" if r["held"] else ""), r["pid"], r["endpoint"]]
                       for r in rows], ["NAME", "STATE", "PID", "ENDPOINT"]))
@@ -46,7 +50,8 @@ def _down_without_manifests(env, names: list[str]) -> None:
     try:
         sup = Supervisor(env.store, env.config.reconciler, one_shot=True, proc_root=env.proc_root)
         sup.load()
-        apply_verb(sup, "down", names)
+        for name in names:  # no manifests to plan with: the supervisor stops and holds them directly
+            sup.stop(name, "`down`", hold=True)
         while sup.busy():
             sup.tick()
             time.sleep(0.05)

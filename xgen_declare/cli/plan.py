@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from xgen_declare.reconciler.control import open_env, seen_from_records
-from xgen_declare.reconciler.compute import Pass, compute
+from xgen_declare.reconciler.env import open_env
+from xgen_declare.reconciler.observe import seen_from_records
+from xgen_declare.reconciler.apply import Pass, compute
 from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, output_option, print_json
 from xgen_declare.cli.hostctx import host_inventory, inventory_option_help
 

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from xgen_declare.reconciler.control import open_env
+from xgen_declare.reconciler.env import open_env
 from xgen_declare.reconciler.daemon import Daemon
 from xgen_declare.cli.common import PATHS, get_globals, global_options
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from xgen_declare.reconciler.control import daemon_pid, fmt_uptime, format_write_failure, status_rows, write_failures
+from xgen_declare.reconciler.client import daemon_pid, fmt_uptime, format_write_failure, status_rows, write_failures
 from xgen_declare.names import check_model_names
 from xgen_declare.processes.state_store import StateStore
 from xgen_declare.cli.common import (complete_model_names, eprint, get_globals, global_options, output_option, print_json, table)

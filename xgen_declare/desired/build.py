@@ -16,7 +16,7 @@ from xgen_declare.desired import ray, rpc, rpc_remote
 from xgen_declare.desired.checks import gpu_problems, host_problems
 from xgen_declare.desired.demands import place
 from xgen_declare.desired.ports import assign_ports
-from xgen_declare.desired.render import Rendered, Renderer
+from xgen_declare.desired.render import Entries, Rendered, Renderer
 from xgen_declare.desired.resolve import Resolved, resolve, with_placement
 from xgen_declare.errors import Problem, RenderError
 from xgen_declare.inventory.model import Inventory
@@ -85,9 +85,17 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
             decl = res.decl
             line = decl.line_of(exc.field.split(".", 1)[1]) if exc.field.startswith("spec.") else decl.line
             desired.problems[res.name] = [Problem(decl.file, line, exc.field, str(exc), exc.hint)]
-    ray.add_nodes(desired, ray_nodes, renderer, config)
-    rpc_remote.add_entries(desired, rpc_workers, renderer, config)
+    declared = {d.name for d in load.models}
+    _merge(desired, ray.node_entries(ray_nodes, declared, renderer, config))
+    _merge(desired, rpc_remote.worker_entries(rpc_workers, declared, set(desired.rendered), renderer, config))
     return desired
+
+
+def _merge(desired: Desired, entries: Entries) -> None:
+    for name in entries.withdrawn:
+        desired.rendered.pop(name, None)
+    desired.problems.update(entries.problems)
+    desired.rendered.update(entries.rendered)
 
 
 def dormant_models(models: list[Resolved], awake: Collection[str] | None,

@@ -35,7 +35,7 @@ from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.names import derived_name_error
 from xgen_declare.reconciler.plan import Seen, Want
 from xgen_declare.processes.probes import TCP_PROBE
-from xgen_declare.desired.render import Rendered, Renderer, parse_argv
+from xgen_declare.desired.render import Entries, Rendered, Renderer, parse_argv
 from xgen_declare.manifests.request import LOOPBACK_HOSTS, ModelLoadRequest
 from xgen_declare.desired.rpc import host_names
 from xgen_declare.states import State
@@ -164,41 +164,42 @@ def render_node(node: RayNode, renderer: Renderer, config: Config) -> Rendered:
         file=decl.file, warnings=warnings)
 
 
-def add_nodes(desired, nodes: list[RayNode], renderer: Renderer, config: Config) -> None:
-    """Render the Ray nodes into `desired` (a desired.Desired). A failed GPU check is a problem of the
-    entry this host would run (the vLLM model on the head); unknown GPUs are warnings on the node."""
-    declared = {d.name for d in desired.load.models}
+def node_entries(nodes: list[RayNode], declared: set[str], renderer: Renderer, config: Config) -> Entries:
+    """The Ray nodes, rendered (`declared`: every name a manifest declares). A failed GPU check is a problem
+    of the entry this host would run (the vLLM model on the head); unknown GPUs are warnings on the node."""
+    out = Entries()
     for node in nodes:
         decl = node.decl
         too_long = derived_name_error(decl.name, node.name, "Ray node")
         if too_long:
-            desired.problems[decl.name] = [Problem(decl.file, decl.doc.line_of(("metadata", "name")) if decl.doc
+            out.problems[decl.name] = [Problem(decl.file, decl.doc.line_of(("metadata", "name")) if decl.doc
                                                    else decl.line, "metadata.name", *too_long)]
-            desired.rendered.pop(decl.name, None)
+            out.withdrawn.add(decl.name)
             continue
         if node.name in declared:
-            desired.problems[decl.name] = [Problem(decl.file, decl.line_of("distributed"), "spec.distributed",
+            out.problems[decl.name] = [Problem(decl.file, decl.line_of("distributed"), "spec.distributed",
                                                    f"its Ray node would be named {node.name}, which another "
                                                    "manifest declares", "rename one of the models")]
-            desired.rendered.pop(decl.name, None)
+            out.withdrawn.add(decl.name)
             continue
         errors, warnings = gpu_check(node.res, node.host, renderer.inventory, config)
         owner = decl.name if node.role == "head" else node.name
         if errors:
-            desired.problems[owner] = [Problem(decl.file, decl.line_of("tensor_parallel_size")
+            out.problems[owner] = [Problem(decl.file, decl.line_of("tensor_parallel_size")
                                                if decl.spec.is_set("tensor_parallel_size") else decl.line,
                                                "spec.tensor_parallel_size", e, "see docs/ray.md") for e in errors]
-            desired.rendered.pop(owner, None)
+            out.withdrawn.add(owner)
             if node.role == "head":
                 continue
         try:
             rendered = render_node(node, renderer, config)
         except RenderError as exc:
-            desired.problems[node.name] = [Problem(decl.file, decl.line_of("ray"), "spec.ray", str(exc), exc.hint)]
+            out.problems[node.name] = [Problem(decl.file, decl.line_of("ray"), "spec.ray", str(exc), exc.hint)]
             continue
         rendered.warnings.extend(warnings)
         if not errors:
-            desired.rendered[node.name] = rendered
+            out.rendered[node.name] = rendered
+    return out
 
 
 def gpu_check(res: Resolved, me: str, local: Inventory, config: Config) -> tuple[list[str], list[str]]:

@@ -15,12 +15,9 @@ bytes in values are rejected outright. No shell ever sees the result.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
-import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +28,18 @@ from xgen_declare.backends.families import DEFAULT_BINARY, READINESS_PATH, model
 from xgen_declare.backends.dialect import dialect_for
 from xgen_declare.backends.pinning import pinning_env
 from xgen_declare.config import Config
-from xgen_declare.errors import RenderError
+from xgen_declare.errors import Problem, RenderError
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.desired.ports import PortAssignment
 from xgen_declare.manifests.request import ModelLoadRequest
 from xgen_declare.desired.resolve import Resolved, resolve_model_path
 from xgen_declare.desired import rpc
+from xgen_declare.processes.spec import Rendered
+from xgen_declare.processes.rpc_workers import WorkerSpec
 
 # xgen_declare/templates is a symlink to the top-level templates/ (so wheels ship them too)
 SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-_SECRET_KEY = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL)", re.I)
-REDACTED = "***"
 
 
 def _finalize(value: Any) -> str:
@@ -86,88 +83,16 @@ def parse_argv(output: str, template: str) -> list[str]:
         argv.append(value)
 
 
+
+
 @dataclass
-class Rendered:
-    name: str
-    backend: str
-    argv: list[str]
-    env: dict[str, str | None]
-    port: int
-    host: str
-    endpoint: str
-    readiness_path: str
-    binary: str
-    dialect: str | None
-    backend_reason: str
-    port_source: str
-    ready_timeout: float
-    stop_grace: float
-    enabled: bool = True
-    backend_note: str | None = None  # the backend choice followed a rule worth showing (plan/render print it)
-    binary_from_manifest: bool = False  # argv[0] is the manifest's `binary:` (so a missing one is fixed there)
-    gpus: list[int] | None = None
-    file: str | None = None
-    secret_env: dict[str, str] = field(default_factory=dict)  # env var -> file its value is read from
-    warnings: list[str] = field(default_factory=list)
-    workers: list[rpc.WorkerSpec] = field(default_factory=list)  # local RPC workers, started before argv
-    placement: dict | None = None  # n_gpu_layers / tensor_split as rendered (Resolved.placement_values)
+class Entries:
+    """What a stage beyond the models themselves (Ray nodes, remote RPC workers) adds to the desired
+    state; build.py merges it, so no stage edits a shared Desired."""
 
-    def spec_hash(self) -> str:
-        """Identity of what would run: any change here means a restart, nothing else does. The RPC
-        workers are part of it: the group is restarted together."""
-        identity = {"argv": self.argv, "env": self.env, "secret_env": self.secret_env, "port": self.port,
-                    "host": self.host, "gpus": self.gpus, "backend": self.backend}
-        if self.workers:
-            identity["rpc_workers"] = [list(w.argv) for w in self.workers]
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-    def merged_env(self, base: dict[str, str]) -> dict[str, str]:
-        """`base` (e.g. os.environ) with this model's env applied; a None value removes the variable."""
-        env = dict(base)
-        for key, value in self.env.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = value
-        return env
-
-    def display_env(self) -> dict[str, str | None]:
-        env = {k: (REDACTED if v is not None and _SECRET_KEY.search(k) else v) for k, v in self.env.items()}
-        env.update({k: REDACTED for k in self.secret_env})
-        return env
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["env"] = self.display_env()
-        data["secret_env"] = sorted(self.secret_env)
-        return data
-
-    def shell(self) -> str:
-        """A copy-pasteable, correctly quoted preview (never executed by us)."""
-        parts = []
-        unset = [k for k, v in self.env.items() if v is None]
-        if unset:
-            parts.append("env " + " ".join(f"-u {k}" for k in unset))
-        for k, v in self.display_env().items():
-            if v is not None:
-                parts.append(f"{k}={shlex.quote(v)}")
-        parts.extend(shlex.quote(a) for a in self.argv)
-        return " \\\n  ".join(_group_flags(parts))
-
-
-def _group_flags(parts: list[str]) -> list[str]:
-    """Keep a flag and its value on one line of the preview."""
-    lines: list[str] = []
-    seen_flag = False
-    for p in parts:
-        is_flag = p.startswith("-") and not p[1:2].isdigit()  # "-1" is a value
-        if lines and not is_flag and "=" not in lines[-1] and (
-                not seen_flag or (lines[-1].startswith("-") and " " not in lines[-1])):
-            lines[-1] += " " + p
-        else:
-            lines.append(p)
-        seen_flag = seen_flag or is_flag
-    return lines
+    rendered: dict[str, Rendered] = field(default_factory=dict)
+    problems: dict[str, list[Problem]] = field(default_factory=dict)  # replaces the name's problems
+    withdrawn: set[str] = field(default_factory=set)  # models rendered earlier that must not run after all
 
 
 class _SharedBytecode(jinja2.BytecodeCache):
@@ -281,7 +206,7 @@ class Renderer:
             warnings=warnings, workers=workers, placement=res.placement_values())
 
     def _rpc_workers(self, decl: ModelDecl, family: str, binary: str, template: str, argv: list[str],
-                     warnings: list[str]) -> list[rpc.WorkerSpec]:
+                     warnings: list[str]) -> list[WorkerSpec]:
         spec = decl.spec
         if not spec.rpc_workers:
             return []

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import jinja2
 
 from xgen_declare.desired import rpc
+from xgen_declare.processes.rpc_workers import WORKER_STOP_GRACE
 from xgen_declare.config import Config
 from xgen_declare.errors import Problem, RenderError
 from xgen_declare.desired.resolve import Resolved
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.names import derived_name_error
 from xgen_declare.processes.probes import TCP_PROBE
-from xgen_declare.desired.render import Rendered, Renderer, parse_argv
+from xgen_declare.desired.render import Entries, Rendered, Renderer, parse_argv
 from xgen_declare.manifests.request import LOOPBACK_HOSTS, RpcWorker
 
 
@@ -75,28 +76,31 @@ def render_entry(rw: RemoteWorker, renderer: Renderer, config: Config) -> Render
         name=rw.name, backend="rpc-worker", argv=list(ws.argv), env=dict(spec.env), port=w.port, host=host,
         endpoint=f"{where}:{w.port}", readiness_path=TCP_PROBE, binary=ws.argv[0], dialect=None,
         backend_reason=f"RPC worker of {decl.name}, whose llama-server runs on {spec.rpc_server_host}",
-        port_source="manifest", ready_timeout=ws.ready_timeout, stop_grace=rpc.WORKER_STOP_GRACE,
+        port_source="manifest", ready_timeout=ws.ready_timeout, stop_grace=WORKER_STOP_GRACE,
         enabled=spec.enabled, gpus=None, file=decl.file, warnings=warnings)
 
 
-def add_entries(desired, workers: list[RemoteWorker], renderer: Renderer, config: Config) -> None:
-    """Render this host's workers of models served elsewhere into `desired` (a desired.Desired)."""
-    declared = {d.name for d in desired.load.models}
+def worker_entries(workers: list[RemoteWorker], declared: set[str], taken: set[str], renderer: Renderer,
+                   config: Config) -> Entries:
+    """This host's workers of models served elsewhere, rendered (`declared`: every name a manifest declares,
+    `taken`: the entries rendered so far)."""
+    out = Entries()
     for rw in workers:
         decl = rw.decl
         line = decl.line_of("rpc_workers", rw.index)
         too_long = derived_name_error(decl.name, rw.name, "RPC worker entry")
         if too_long:
-            desired.problems.setdefault(decl.name, []).append(Problem(
+            out.problems.setdefault(decl.name, []).append(Problem(
                 decl.file, decl.doc.line_of(("metadata", "name")) if decl.doc else decl.line, "metadata.name",
                 *too_long))
             continue
-        if rw.name in declared or rw.name in desired.rendered:
-            desired.problems[decl.name] = [Problem(decl.file, line, f"spec.rpc_workers[{rw.index}]",
+        if rw.name in declared or rw.name in taken or rw.name in out.rendered:
+            out.problems[decl.name] = [Problem(decl.file, line, f"spec.rpc_workers[{rw.index}]",
                                                    f"its RPC worker entry would be named {rw.name}, which "
                                                    "another model uses", "rename one of the models")]
             continue
         try:
-            desired.rendered[rw.name] = render_entry(rw, renderer, config)
+            out.rendered[rw.name] = render_entry(rw, renderer, config)
         except RenderError as exc:
-            desired.problems[rw.name] = [Problem(decl.file, line, exc.field, str(exc), exc.hint)]
+            out.problems[rw.name] = [Problem(decl.file, line, exc.field, str(exc), exc.hint)]
+    return out

@@ -37,7 +37,7 @@ def probe_write(directory: Path) -> None:
 
 
 def port_holders() -> dict[int, int | None]:
-    from xgen_declare.reconciler.compute import port_holders as holders
+    from xgen_declare.reconciler.observe import port_holders as holders
 
     return holders()
 

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 
 from xgen_declare.config import Config, load_config
-from xgen_declare.reconciler.control import daemon_pid, fmt_uptime, status_rows
+from xgen_declare.reconciler.client import daemon_pid, fmt_uptime, status_rows
 from xgen_declare.desired.checks import host_problems
 from xgen_declare.desired.resolve import resolve
 from xgen_declare.errors import Problem, ProblemsError

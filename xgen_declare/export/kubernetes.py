@@ -27,7 +27,7 @@ from xgen_declare.inventory.model import Inventory
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.desired.ports import PortAssignment, assign_ports
 from xgen_declare.desired.ray import CPU_HAS_NO_RAY, per_node_decl
-from xgen_declare.desired.render import _SECRET_KEY as SECRET_NAME
+from xgen_declare.processes.spec import SECRET_KEY as SECRET_NAME
 from xgen_declare.desired.render import Rendered, Renderer, parse_argv
 from xgen_declare.desired.resolve import resolve, resolve_model_path
 from xgen_declare.export.cluster import cluster_inventory, command_for, container_path, image_for

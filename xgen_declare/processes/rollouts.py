@@ -5,7 +5,7 @@ that never became Ready. See supervisor.py for the process side and README "Roll
   drain     `_drain_then_stop`: the drain flag first (`draining()`: the router sends nothing new,
             new requests wait in its queue), then the stop waits until `in_flight(NAME)` is 0, at
             most the model's rollout.drain_timeout (`_tick_drain`, each tick);
-  in place  `_update_in_place`: the record takes fields only xgen-declare reads (rollout.py);
+  in place  `update_in_place`: the record takes fields only xgen-declare reads (rollout.py);
   results   `_ready_spec` (Ready: the last good spec), `_rollout_end` (history entry closed and
             written, or kept for flush()), `_roll_back` (a failed new spec: the last good one again).
 """
@@ -20,8 +20,7 @@ from xgen_declare.errors import StateNameError, StateWriteError
 from xgen_declare.states import State
 
 if TYPE_CHECKING:
-    from xgen_declare.reconciler.plan import Action
-    from xgen_declare.processes.supervisor import Proc
+    from xgen_declare.processes.proc import Proc
 
 log = logging.getLogger("xgen_declare.processes.supervisor")
 
@@ -39,7 +38,7 @@ class RolloutMixin:
     provenance: Callable[[str | None], Any]
     _history_unsaved: dict[str, list[dict]]
 
-    def _update_in_place(self, p: "Proc", a: "Action") -> None:
+    def update_in_place(self, p: "Proc", reason: str) -> None:
         """Fields only xgen-declare reads (rollout.IN_PLACE_FIELDS): the record takes them, the process
         runs on untouched; the history says so."""
         rec, spec = p.rec, p.spec
@@ -49,10 +48,10 @@ class RolloutMixin:
             rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
         prov = self.provenance(rec.file)
         rec.provenance = prov.to_json()
-        log.info("%s: %s (process %s untouched)", rec.name, a.reason, rec.pid)
+        log.info("%s: %s (process %s untouched)", rec.name, reason, rec.pid)
         entry = history.open_entry(rec.spec_hash, rec.spec_hash or "", prov)
         self._history_unsaved.setdefault(rec.name, []).append(
-            history.close_entry(entry, history.UPDATED_IN_PLACE, a.reason))
+            history.close_entry(entry, history.UPDATED_IN_PLACE, reason))
         self._write_history(rec.name)
 
     # ---- drain, then stop -----------------------------------------------------------------------

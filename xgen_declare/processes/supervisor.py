@@ -32,22 +32,21 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from typing import Callable
 
+from xgen_declare.config import Reconciler
+from xgen_declare.errors import StateWriteError
+from xgen_declare.placement.buffers import read_buffers
 from xgen_declare.processes import history, procs
-from xgen_declare.desired import rpc
+from xgen_declare.processes.backoff import Backoff
+from xgen_declare.processes.logfiles import open_log, rotate_if_needed, tail
+from xgen_declare.processes.probes import Prober, probe_url
+from xgen_declare.processes.proc import Proc, SecretFileError, child_env
 from xgen_declare.processes.provenance import Provenance, of_file
 from xgen_declare.processes.rollouts import RolloutMixin
-from xgen_declare.processes.backoff import Backoff
-from xgen_declare.config import Reconciler
-from xgen_declare.processes.logfiles import open_log, rotate_if_needed, tail
-from xgen_declare.reconciler.plan import BLOCKED, KEEP, RESTART, START, STOP, UPDATE, Action, Plan, Seen, Want
-from xgen_declare.processes.probes import Prober, probe_url
-from xgen_declare.desired.render import Rendered
-from xgen_declare.placement.buffers import read_buffers
-from xgen_declare.errors import StateWriteError
-from xgen_declare.processes.state_store import OWNER_ENV, Record, StateStore
+from xgen_declare.processes.rpc_workers import Workers
+from xgen_declare.processes.spec import Rendered, Seen, Want
+from xgen_declare.processes.state_store import Record, StateStore
 from xgen_declare.states import RUNNING_STATES, State, transition
 
 log = logging.getLogger("xgen_declare.processes.supervisor")
@@ -57,50 +56,6 @@ ESCAPEE_POLL = 0.3
 FLUSH_PERIOD = 1.0  # retry of records that could not be written
 
 
-class SecretFileError(Exception):
-    pass
-
-
-@dataclass
-class Proc:
-    rec: Record
-    backoff: Backoff
-    popen: subprocess.Popen | None = None
-    want: Want | None = None
-    spec: Rendered | None = None          # what the next start uses
-    after_stop: str = "stopped"           # stopped | forget | start | crash | idle
-    crash_msg: str = ""
-    stop_deadline: float = 0.0
-    killed: bool = False
-    next_escapee_check: float = 0.0
-    ready_deadline: float = 0.0
-    next_probe_at: float = 0.0
-    probe_failures: int = 0
-    last_probe: str = ""
-    next_start_at: float | None = None    # CrashLoopBackOff retry time
-    queued: bool = False                  # start waits for a stopping model's port/GPUs
-    count_next: bool = False              # the queued start is a restart
-    drain_deadline: float | None = None   # draining before a stop: the router sends nothing new
-    drain_reason: str = ""
-    drain_after: str = "stopped"          # what the stop after the drain leads to (as after_stop)
-    last_good: tuple[Rendered, Want | None] | None = None  # the spec (and want) that last became Ready
-    rolling_back: bool = False            # the start under way is the last good spec after a failed rollout
-
-    @property
-    def state(self) -> State:
-        return self.rec.state_enum
-
-
-def child_env(spec: Rendered, marker: str) -> dict[str, str]:
-    env = spec.merged_env(dict(os.environ))
-    for var, path in spec.secret_env.items():
-        try:
-            with open(path) as f:
-                env[var] = f.read().strip()
-        except OSError as exc:
-            raise SecretFileError(f"cannot read the secret file for {var} ({path}): {exc.strerror}") from None
-    env[OWNER_ENV] = marker
-    return env
 
 
 class Supervisor(RolloutMixin):
@@ -123,7 +78,7 @@ class Supervisor(RolloutMixin):
         self.unsaved: set[str] = set()     # records whose last write failed (memory is ahead of disk)
         self._undeleted: set[str] = set()  # forgotten models whose record could not be removed
         self._next_flush = 0.0
-        self.workers = rpc.Workers(self.owner, self.store.log_path, popen)  # llama.cpp RPC groups
+        self.workers = Workers(self.owner, self.store.log_path, popen)  # llama.cpp RPC groups
         # requests the router has forwarded to NAME and not finished (the router sets it; none without one)
         self.in_flight: Callable[[str], int] = lambda name: 0
         # rollout events (rollout_started/succeeded/failed, rolled_back): fn(type, **data); the API sets it
@@ -228,71 +183,66 @@ class Supervisor(RolloutMixin):
                              failed_hash=r.failed_spec_hash, placement=r.placement)
         return out
 
-    # ---- executing a plan ----------------------------------------------------------------------
-    def execute(self, plan: Plan, specs: dict[str, Rendered], wants: dict[str, Want]) -> None:
-        for a in plan.actions:
-            try:
-                self._execute_one(a, specs, wants)
-            except Exception:  # one model's trouble never stops the rest of the plan
-                log.exception("%s: cannot %s", a.name, a.kind)
+    # ---- what the executor (reconciler/apply.py) calls, one action at a time ------------------
+    def proc(self, name: str, create: bool = True) -> Proc | None:
+        """The model's Proc; a new one (and record) when `create`."""
+        p = self.procs.get(name)
+        if p is None and create:
+            p = self.procs[name] = self._new_proc(Record(name=name))
+            self._undeleted.discard(name)
+        return p
 
-    def _execute_one(self, a: Action, specs: dict[str, Rendered], wants: dict[str, Want]) -> None:
-        p = self.procs.get(a.name)
-        if p is None:
-            if a.kind == STOP:
-                return
-            p = self.procs[a.name] = self._new_proc(Record(name=a.name))
-            self._undeleted.discard(a.name)
-        if a.name in specs:
-            w = wants.get(a.name)
-            failed = p.rec.failed_spec_hash
-            if failed and w is not None and w.spec_hash != failed:
-                p.rec.failed_spec_hash = p.rec.rollout_error = None  # the manifest moved on from the failed spec
-            if not (failed and w is not None and w.spec_hash == failed):  # rolled back: keep the good spec
-                p.spec, p.want = specs[a.name], w
-                p.rec.file = specs[a.name].file
-        if a.release_hold:
-            p.rec.held, p.rec.held_hash = False, None
-        p.rec.manifest_error = a.manifest_error
-        if p.drain_deadline is not None and a.kind in (KEEP, UPDATE) and not a.idle:
-            log.info("%s: wanted running again: drain cancelled (%s)", a.name, a.reason)
+    def take_spec(self, p: Proc, spec: Rendered, want: Want | None) -> None:
+        """What the next start of `p` runs, unless it is the spec whose rollout failed (rolled back: the
+        last good spec stays); a new spec clears the rollback."""
+        failed = p.rec.failed_spec_hash
+        if failed and want is not None and want.spec_hash != failed:
+            p.rec.failed_spec_hash = p.rec.rollout_error = None  # the manifest moved on from the failed spec
+        if not (failed and want is not None and want.spec_hash == failed):
+            p.spec, p.want = spec, want
+            p.rec.file = spec.file
+
+    def retry_failed(self, p: Proc) -> None:
+        """`restart`: the spec whose rollout failed may be tried again."""
+        p.rec.failed_spec_hash = p.rec.rollout_error = None
+        p.rolling_back = False
+
+    def hold(self, p: Proc) -> None:
+        """`down`: kept stopped until `up`, `restart` or a new spec."""
+        p.rec.held, p.rec.held_hash = True, p.rec.spec_hash if p.spec is None else p.spec.spec_hash()
+
+    def release_hold(self, p: Proc) -> None:
+        p.rec.held, p.rec.held_hash = False, None
+
+    def cancel_drain(self, p: Proc, reason: str) -> None:
+        if p.drain_deadline is not None:
+            log.info("%s: wanted running again: drain cancelled (%s)", p.rec.name, reason)
             p.drain_deadline = None
-        if a.kind == STOP:
-            self.stop(a.name, a.reason, forget=a.forget, idle=a.idle)
-        elif a.kind == RESTART:
-            self.restart(a.name, a.reason)
-        elif a.kind == START:
-            if not (p.queued or self.running(p)):
-                self._start(p, a.reason, count=a.reason.startswith("process gone"))
-        elif a.kind == BLOCKED:
-            self._blocked(p, a.reason)
-        elif a.kind == UPDATE:
-            self._update_in_place(p, a)
-        elif a.kind == KEEP and a.idle:
-            self._idle(p, a.reason)
-        elif a.kind == KEEP:
-            self._keep(p, a.reason)
-        if a.name in self.procs:
-            self.save(p.rec)
 
-    def _keep(self, p: Proc, reason: str) -> None:
+    def start(self, p: Proc, reason: str, count: bool = False) -> None:
+        """Start unless it runs (or a start is queued); `count`: it replaces a process that went away."""
+        if not (p.queued or self.running(p)):
+            self._start(p, reason, count=count)
+
+    def keep(self, p: Proc, reason: str, settle_stopped: bool = False) -> None:
+        """Nothing to do, but a model that does not run shows why: Invalid, or Stopped (held, disabled)."""
         if p.want is not None and p.rec.settings is None and self.running(p):
             p.rec.settings = dict(p.want.settings)  # a record from before settings were recorded
         if self.running(p) or p.state in (State.STOPPING, State.CRASH_LOOP_BACK_OFF) or p.queued:
             return
         if p.rec.manifest_error:
             self._set(p, State.INVALID, reason)
-        elif p.rec.held or "disabled" in reason:
+        elif p.rec.held or settle_stopped:
             self._set(p, State.STOPPED, reason)
 
-    def _idle(self, p: Proc, reason: str) -> None:
+    def idle(self, p: Proc, reason: str) -> None:
         """An on-demand model nobody wants now: no retries, shown as Idle once nothing runs."""
         if self.running(p) or p.state == State.STOPPING:
             return
         p.next_start_at, p.queued = None, False
         self._set(p, State.IDLE, reason)
 
-    def _blocked(self, p: Proc, reason: str) -> None:
+    def block(self, p: Proc, reason: str) -> None:
         p.rec.last_error = reason
         if not self.running(p) and p.state != State.STOPPING:
             p.next_start_at, p.queued = None, False
@@ -313,7 +263,7 @@ class Supervisor(RolloutMixin):
             return
         p.next_start_at, p.queued = None, False
         if hold:
-            p.rec.held, p.rec.held_hash = True, p.rec.spec_hash if p.spec is None else p.spec.spec_hash()
+            self.hold(p)
         after = "forget" if forget else "idle" if idle and not hold else "stopped"
         if self.running(p) or p.state == State.STOPPING:
             self._drain_then_stop(p, reason, after)

@@ -26,15 +26,15 @@ import signal
 import threading
 import time
 from concurrent.futures import Future
-from typing import Callable
+from typing import Callable, Mapping
 
 from xgen_declare.processes import procs
 from xgen_declare.config import load_config
-from xgen_declare.reconciler.control import Env, record_paths
-from xgen_declare.reconciler.plan import BLOCKED
+from xgen_declare.reconciler.env import Env, record_paths
+from xgen_declare.reconciler.plan import BLOCKED, Request
 from xgen_declare.errors import StateBusyError, StateWriteError, XgenError
 from xgen_declare.processes.probes import Prober
-from xgen_declare.reconciler.compute import compute
+from xgen_declare.reconciler.apply import PlanLog, converge
 from xgen_declare.states import State
 from xgen_declare.processes.supervisor import Supervisor
 from xgen_declare.reconciler.watch import Watcher
@@ -57,7 +57,7 @@ class Daemon:
         self.resync_now = False
         self.inventory = None
         self.next_resync = 0.0
-        self._last_log: list[str] = []
+        self.plan_log = PlanLog()
         self._last_config_error: str | None = None
         prober = Prober(env.config.reconciler.probe_timeout, on_done=self.wake.set)
         self.sup = Supervisor(env.store, env.config.reconciler, clock=clock, prober=prober,
@@ -283,15 +283,15 @@ class Daemon:
 
     # ---- work ----------------------------------------------------------------------------------
     def _handle(self, requests: list[dict]) -> None:
-        from xgen_declare.reconciler.control import apply_verb
-
+        """`down` / `up` / `restart` from the CLI: inputs of the next pass's plan."""
+        asked: dict[str, Request] = {}
         for req in requests:
             verb, names = req.get("verb"), [n for n in req.get("names") or [] if isinstance(n, str)]
             targets = names or sorted(self.sup.procs)
             log.info("request: %s %s", verb, " ".join(targets))
-            if verb in ("down", "up", "restart"):
-                apply_verb(self.sup, verb, targets)
-        self.reconcile(full=False)
+            if verb in set(Request):
+                asked.update({name: Request(verb) for name in targets})
+        self.reconcile(full=False, requests=asked)
 
     def _record_config_error(self, text: str | None) -> None:
         """Shown by `status`: the daemon keeps its last good config while the file is invalid."""
@@ -305,8 +305,9 @@ class Daemon:
         except StateWriteError:
             pass  # in store.write_failures: reported once per pass
 
-    def reconcile(self, full: bool):
-        """One pass; returns the `Pass` (None when the config is invalid)."""
+    def reconcile(self, full: bool, requests: Mapping[str, Request] | None = None):
+        """One pass; returns the `Pass` (None when the config is invalid and nothing was asked: with
+        `requests`, the last good config serves, so `down` works while the file is being fixed)."""
         self.dirty_since = self.dirty_last = None
         t0 = time.monotonic()
         settings = self.env.config.reconciler
@@ -319,10 +320,13 @@ class Daemon:
                 self._last_config_error = text
                 self._record_config_error(text)
             self.next_resync = self.clock() + settings.resync_interval
-            return None
-        if self._last_config_error is not None:
-            self._record_config_error(None)
-        self._last_config_error = None
+            if not requests:
+                return None
+            config = self.env.config
+        else:
+            if self._last_config_error is not None:
+                self._record_config_error(None)
+            self._last_config_error = None
         self.env.config = config
         self.sup.settings = config.reconciler
         if full or self.inventory is None:
@@ -333,10 +337,8 @@ class Daemon:
         # (rollout.py); the router's idle timer stops it later
         self.awake |= {n for n, p in self.sup.procs.items()
                        if (p.rec.settings or {}).get("activation", "always") != "on-demand" and self.sup.running(p)}
-        result = compute(self.env.paths, config, self.inventory, self.sup.observed(), awake=self.awake,
-                         idle_reasons=self.idle_reasons)
-        self._log(result)
-        self.sup.execute(result.plan, result.desired.rendered if result.desired else {}, result.wants)
+        result = converge(self.sup, self.env.paths, config, self.inventory, self.plan_log, awake=self.awake,
+                          idle_reasons=self.idle_reasons, requests=requests)
         self.blocked_last_pass = any(a.kind == BLOCKED for a in result.plan.actions)
         self.passes += 1
         self.next_resync = self.clock() + config.reconciler.resync_interval
@@ -346,16 +348,3 @@ class Daemon:
             except Exception:
                 log.exception("pass hook failed")
         return result
-
-    def _log(self, result) -> None:
-        """Log changes always; keeps with problems and notes only when they differ from last time."""
-        for a in result.plan.changes:
-            log.info("apply: %s", a.format())
-        sticky = [a.log_line() for a in result.plan.actions if a.manifest_error]
-        sticky += [a.format() for a in result.plan.by_kind("blocked")]
-        sticky += list(result.plan.notes) + list(result.problems)
-        if sticky != self._last_log:
-            for line in sticky:
-                if line not in self._last_log:
-                    log.warning("%s", line)
-            self._last_log = sticky

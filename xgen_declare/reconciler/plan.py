@@ -22,71 +22,70 @@ blocked) and `Seen`s (the state records, with liveness checked), and `plan()` de
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from typing import Any, Mapping
 
 from xgen_declare.reconciler.rollout import settings_changes
+from xgen_declare.processes.spec import Seen, Want
 from xgen_declare.states import RUNNING_STATES, State
 
-START, RESTART, STOP, KEEP, BLOCKED, UPDATE = "start", "restart", "stop", "keep", "blocked", "update"
+class ActionKind(StrEnum):
+    START = "start"
+    RESTART = "restart"
+    STOP = "stop"
+    KEEP = "keep"
+    BLOCKED = "blocked"
+    UPDATE = "update"
+
+
+START, RESTART, STOP, KEEP, BLOCKED, UPDATE = (ActionKind.START, ActionKind.RESTART, ActionKind.STOP,
+                                               ActionKind.KEEP, ActionKind.BLOCKED, ActionKind.UPDATE)
 KINDS = (STOP, RESTART, START, UPDATE, BLOCKED, KEEP)  # execution and display order
 
 
-@dataclass(frozen=True)
-class Want:
-    """A model as the manifests want it (rendered), plus facts about the host gathered beforehand."""
+class Cause(StrEnum):
+    """Why an action is planned, as data: the executor decides on this, never on the reason's text."""
 
-    name: str
-    spec_hash: str
-    argv: tuple[str, ...]
-    port: int
-    backend: str = ""
-    host: str = "127.0.0.1"
-    gpus: tuple[int, ...] | None = None
-    env_digest: Mapping[str, str | None] = field(default_factory=dict)
-    binary_id: str | None = None     # None: the executable was not found
-    enabled: bool = True
-    file: str | None = None
-    blocked: str | None = None       # why it cannot start now (binary missing, explicit port taken, ...)
-    idle: str | None = None          # on-demand and not wanted now (no request / idle / evicted): why
-    settings: Mapping[str, Any] = field(default_factory=dict)  # rollout.in_place_settings: no restart needed
+    NEW = "new"                     # first start of a model
+    CHANGED = "changed"             # spec, binary or in-place settings changed
+    UNCHANGED = "unchanged"
+    PROCESS_GONE = "process_gone"   # a running state whose process is gone: its start counts as a restart
+    RECOVERED = "recovered"         # no longer blocked / invalid / failed / held; woken; not running
+    DISABLED = "disabled"           # enabled: false
+    HELD = "held"                   # a `down` hold
+    REQUESTED = "requested"         # `restart` / `down` / `up` asked for it
+    IDLE = "idle"                   # on-demand and not wanted now
+    ROLLED_BACK = "rolled_back"     # this spec's rollout failed: the last good one keeps serving
+    BACKING_OFF = "backing_off"     # crash loop back-off, or failed with this spec
+    BLOCKED = "blocked"             # the host cannot run it now
+    INVALID = "invalid"             # the manifest is invalid (or its file cannot be parsed)
+    PRUNE_GUARD = "prune_guard"     # kept: the manifests dir is empty or missing
+    REMOVED = "removed"             # no manifest declares it
+    OTHER = "other"
 
 
-@dataclass(frozen=True)
-class Seen:
-    """A model as the state dir (checked against /proc) shows it."""
+class Request(StrEnum):
+    """What `down` / `up` / `restart` ask of a model: an input of the plan, never an edit of its record."""
 
-    name: str
-    state: State
-    running: bool                    # a live process whose identity matches the record
-    spec_hash: str | None = None
-    argv: tuple[str, ...] = ()
-    port: int | None = None
-    backend: str = ""
-    host: str = "127.0.0.1"
-    gpus: tuple[int, ...] | None = None
-    env_digest: Mapping[str, str | None] = field(default_factory=dict)
-    binary_id: str | None = None
-    file: str | None = None
-    held: bool = False
-    held_hash: str | None = None
-    last_error: str | None = None
-    buffers: Mapping[str, Mapping[str, float]] | None = None  # measured MiB per device and term (llama.cpp log)
-    settings: Mapping[str, Any] | None = None  # the in-place settings applied (None: not recorded)
-    failed_hash: str | None = None   # a rollout of this spec failed and was rolled back (not retried)
-    placement: Mapping[str, Any] | None = None  # n_gpu_layers / tensor_split the process was started with
+    DOWN = "down"
+    UP = "up"
+    RESTART = "restart"
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: str
+    kind: ActionKind
     name: str
     reason: str
     changes: tuple[str, ...] = ()
     manifest_error: str | None = None   # set when the manifest is invalid but the model is kept
-    release_hold: bool = False          # a `down` hold ends (manifest changed)
+    release_hold: bool = False          # a `down` hold ends (manifest changed, `up`, `restart`)
     forget: bool = False                # no manifest declares it: drop its record once stopped
     idle: bool = False                  # an on-demand model not wanted now: it ends (or stays) Idle
+    cause: Cause = Cause.OTHER
+    hold: bool = False                  # `down`: record the hold (kept stopped until `up` or a new spec)
+    retry: bool = False                 # `restart`: try a spec whose rollout failed again
 
     def format(self) -> str:
         return f"{self.kind:<8} {self.name}: {self.reason}"
@@ -141,107 +140,158 @@ class Plan:
 
 def plan(wants: Mapping[str, Want], seen: Mapping[str, Seen], *,
          invalid: Mapping[str, str] | None = None, broken_files: Mapping[str, str] | None = None,
-         prune_guard: str | None = None, only: set[str] | None = None) -> Plan:
+         prune_guard: str | None = None, only: set[str] | None = None,
+         requests: Mapping[str, Request] | None = None) -> Plan:
     """`invalid`: name -> problem text for manifests that exist but are invalid (or fail to render).
     `broken_files`: file -> problem text for files that cannot be parsed at all (names unknown).
     `prune_guard`: when set, models no manifest declares are kept, with this as the reason (and as the
     manifest_error of those running)
-    `only`: restrict the plan to these names."""
+    `only`: restrict the plan to these names.
+    `requests`: name -> `down` / `up` / `restart` asked for this pass."""
     invalid = invalid or {}
     broken_files = broken_files or {}
+    requests = requests or {}
     out = Plan()
     names = set(wants) | set(invalid) | set(seen)
     if only is not None:
         names &= only
     for name in sorted(names):
         s = seen.get(name)
+        request = requests.get(name)
         if name in wants:
-            out.actions.append(_plan_wanted(wants[name], s))
+            out.actions.append(_plan_wanted(wants[name], s, request))
         elif name in invalid:
-            out.actions.append(_plan_invalid(name, s, invalid[name]))
+            out.actions.append(_plan_invalid(name, s, invalid[name], request))
         else:
-            out.actions.append(_plan_undeclared(s, broken_files, prune_guard))  # type: ignore[arg-type]
+            out.actions.append(_plan_undeclared(s, broken_files, prune_guard, request))  # type: ignore[arg-type]
     out.actions.sort(key=lambda a: (KINDS.index(a.kind), a.name))
     for a in out.by_kind(RESTART):
-        if ((wants[a.name].settings.get("rollout") or {}).get("strategy")) == "surge":
+        if a.name in wants and ((wants[a.name].settings.get("rollout") or {}).get("strategy")) == "surge":
             out.notes.append(f"{a.name}: rollout.strategy surge is not implemented yet: this restart drains, stops, "
                              "then starts (recreate)")
     return out
 
 
-def _plan_wanted(w: Want, s: Seen | None) -> Action:
+def _down(name: str, running: bool) -> Action:
+    if running:
+        return Action(STOP, name, "`down`", cause=Cause.REQUESTED, hold=True)
+    return Action(KEEP, name, "held by `down` (run `xgen-declare up` to start it)", cause=Cause.REQUESTED, hold=True)
+
+
+def _plan_wanted(w: Want, s: Seen | None, request: Request | None = None) -> Action:
     running = bool(s and s.running)
+    if request == Request.DOWN:
+        return _down(w.name, running)
+    action = _wanted(w, s, running, request)
+    if request == Request.RESTART:
+        action = replace(action, retry=True)
+        again = running or action.cause in (Cause.ROLLED_BACK, Cause.BACKING_OFF)
+        if action.kind in (KEEP, UPDATE) and again and not action.idle and w.enabled:
+            kind = RESTART if running else START
+            action = replace(action, kind=kind, reason="`restart`", cause=Cause.REQUESTED, changes=())
+    if request in (Request.UP, Request.RESTART) and s is not None and s.held:
+        action = replace(action, release_hold=True)
+    return action
+
+
+def _wanted(w: Want, s: Seen | None, running: bool, request: Request | None) -> Action:
     if not w.enabled:
         if running:
-            return Action(STOP, w.name, "disabled in the manifest (enabled: false)")
-        return Action(KEEP, w.name, "disabled in the manifest (enabled: false)")
-    if s is not None and s.held:
+            return Action(STOP, w.name, "disabled in the manifest (enabled: false)", cause=Cause.DISABLED)
+        return Action(KEEP, w.name, "disabled in the manifest (enabled: false)", cause=Cause.DISABLED)
+    released = request in (Request.UP, Request.RESTART)
+    if s is not None and s.held and not released:
         if s.held_hash == w.spec_hash:
             if running:
-                return Action(STOP, w.name, "held by `down`")
-            return Action(KEEP, w.name, "held by `down` (run `xgen-declare up` to start it)")
+                return Action(STOP, w.name, "held by `down`", cause=Cause.HELD)
+            return Action(KEEP, w.name, "held by `down` (run `xgen-declare up` to start it)", cause=Cause.HELD)
         release = True
     else:
         release = False
     if w.idle:
         if running:
-            return Action(STOP, w.name, w.idle, idle=True, release_hold=release)
-        return Action(KEEP, w.name, w.idle, idle=True, release_hold=release)
+            return Action(STOP, w.name, w.idle, idle=True, release_hold=release, cause=Cause.IDLE)
+        return Action(KEEP, w.name, w.idle, idle=True, release_hold=release, cause=Cause.IDLE)
     if s is not None and s.failed_hash and s.failed_hash == w.spec_hash and (
             running or s.state == State.CRASH_LOOP_BACK_OFF):
         return Action(KEEP, w.name, f"rolled back: a rollout of this spec ({w.spec_hash}) failed; fix the manifest, or "
-                      f"run `xgen-declare restart {w.name}` to try it again")
+                      f"run `xgen-declare restart {w.name}` to try it again", cause=Cause.ROLLED_BACK)
     if running:
         changes = describe_changes(s, w)  # type: ignore[arg-type]
         if not changes:
             in_place = settings_changes(s.settings, w.settings)  # type: ignore[union-attr]
             if in_place:
-                return Action(UPDATE, w.name, "update in place: " + "; ".join(in_place), tuple(in_place))
-            return Action(KEEP, w.name, "unchanged")
+                return Action(UPDATE, w.name, "update in place: " + "; ".join(in_place), tuple(in_place),
+                              cause=Cause.CHANGED)
+            return Action(KEEP, w.name, "unchanged", cause=Cause.UNCHANGED)
         if w.blocked:
-            return Action(BLOCKED, w.name, f"{w.blocked}; keeping the running process", tuple(changes))
-        return Action(RESTART, w.name, "; ".join(changes), tuple(changes))
+            return Action(BLOCKED, w.name, f"{w.blocked}; keeping the running process", tuple(changes),
+                          cause=Cause.BLOCKED)
+        return Action(RESTART, w.name, "; ".join(changes), tuple(changes), cause=Cause.CHANGED)
     if w.blocked:
-        return Action(BLOCKED, w.name, w.blocked, release_hold=release)
+        return Action(BLOCKED, w.name, w.blocked, release_hold=release, cause=Cause.BLOCKED)
     if release:
-        return Action(START, w.name, "manifest changed since `down`: hold released", release_hold=True)
+        return Action(START, w.name, "manifest changed since `down`: hold released", release_hold=True,
+                      cause=Cause.CHANGED)
     if s is None:
-        return Action(START, w.name, "new model")
+        return Action(START, w.name, "new model", cause=Cause.NEW)
     same = s.spec_hash == w.spec_hash and (s.binary_id is None or s.binary_id == w.binary_id)
     if s.state == State.CRASH_LOOP_BACK_OFF and same:
-        return Action(KEEP, w.name, "crash loop back-off: the supervisor retries after the delay")
+        return Action(KEEP, w.name, "crash loop back-off: the supervisor retries after the delay",
+                      cause=Cause.BACKING_OFF)
     if s.state == State.FAILED and same:
         return Action(KEEP, w.name, "failed with this spec (fix the manifest or run `xgen-declare restart "
-                                    f"{w.name}`)")
+                                    f"{w.name}`)", cause=Cause.BACKING_OFF)
     if s.state == State.BLOCKED:
-        return Action(START, w.name, "no longer blocked")
+        return Action(START, w.name, "no longer blocked", cause=Cause.RECOVERED)
     if s.state == State.INVALID:
-        return Action(START, w.name, "manifest valid again")
+        return Action(START, w.name, "manifest valid again", cause=Cause.RECOVERED)
     if s.state in RUNNING_STATES:
-        return Action(START, w.name, f"process gone (was {s.state.value})")
+        return Action(START, w.name, f"process gone (was {s.state.value})", cause=Cause.PROCESS_GONE)
     if not same and s.state in (State.CRASH_LOOP_BACK_OFF, State.FAILED):
-        return Action(START, w.name, "spec changed since the last failure")
+        return Action(START, w.name, "spec changed since the last failure", cause=Cause.CHANGED)
     if s.state == State.IDLE:
-        return Action(START, w.name, "on-demand: woken by a request")
-    return Action(START, w.name, "not running")
+        return Action(START, w.name, "on-demand: woken by a request", cause=Cause.RECOVERED)
+    if s.held:
+        return Action(START, w.name, f"`{request}`: hold released", cause=Cause.REQUESTED)
+    return Action(START, w.name, "not running", cause=Cause.RECOVERED)
 
 
-def _plan_invalid(name: str, s: Seen | None, problem: str) -> Action:
-    if s is not None and s.running:
-        return Action(KEEP, name, "manifest invalid: keeping last good process", manifest_error=problem)
-    return Action(KEEP, name, "manifest invalid: nothing running", manifest_error=problem)
+def _plan_invalid(name: str, s: Seen | None, problem: str, request: Request | None = None) -> Action:
+    running = bool(s is not None and s.running)
+    if request == Request.DOWN:
+        return replace(_down(name, running), manifest_error=problem)
+    if request == Request.RESTART and running:  # the last good spec, started again
+        return Action(RESTART, name, "`restart` (manifest invalid: the last good spec)", manifest_error=problem,
+                      cause=Cause.REQUESTED, release_hold=bool(s and s.held), retry=True)
+    release = request == Request.UP and bool(s and s.held)
+    if running:
+        return Action(KEEP, name, "manifest invalid: keeping last good process", manifest_error=problem,
+                      cause=Cause.INVALID, release_hold=release)
+    return Action(KEEP, name, "manifest invalid: nothing running", manifest_error=problem, cause=Cause.INVALID,
+                  release_hold=release)
 
 
-def _plan_undeclared(s: Seen, broken_files: Mapping[str, str], prune_guard: str | None) -> Action:
+def _plan_undeclared(s: Seen, broken_files: Mapping[str, str], prune_guard: str | None,
+                     request: Request | None = None) -> Action:
+    kept = None
     if s.file is not None and s.file in broken_files:
-        problem = broken_files[s.file]
         why = "keeping last good process" if s.running else "nothing running"
-        return Action(KEEP, s.name, f"manifest file cannot be parsed: {why}", manifest_error=problem)
-    if prune_guard:
-        return Action(KEEP, s.name, prune_guard, manifest_error=prune_guard if s.running else None)
+        kept = Action(KEEP, s.name, f"manifest file cannot be parsed: {why}", manifest_error=broken_files[s.file],
+                      cause=Cause.INVALID)
+    elif prune_guard:
+        kept = Action(KEEP, s.name, prune_guard, manifest_error=prune_guard if s.running else None,
+                      cause=Cause.PRUNE_GUARD)
+    if kept is not None:  # the model's manifest may be back soon: `down`, `up` and `restart` still apply
+        if request == Request.DOWN:
+            return replace(_down(s.name, s.running), manifest_error=kept.manifest_error)
+        if request == Request.RESTART and s.running:
+            return replace(kept, kind=RESTART, reason="`restart` (the last spec)", cause=Cause.REQUESTED,
+                           release_hold=s.held, retry=True)
+        return replace(kept, release_hold=request == Request.UP and s.held)
     if s.running:
-        return Action(STOP, s.name, "manifest removed", forget=True)
-    return Action(STOP, s.name, "manifest removed (not running: forget it)", forget=True)
+        return Action(STOP, s.name, "manifest removed", forget=True, cause=Cause.REMOVED)
+    return Action(STOP, s.name, "manifest removed (not running: forget it)", forget=True, cause=Cause.REMOVED)
 
 
 # ---- reasons -------------------------------------------------------------------------------------

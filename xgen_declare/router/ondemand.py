@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 
 from xgen_declare.placement.predict import MIB
-from xgen_declare.reconciler.compute import compute
+from xgen_declare.reconciler.apply import compute
 from xgen_declare.states import State
 from xgen_declare.router.activity import Tracker
 from xgen_declare.router.table import RouteTable, table_from_decls

@@ -20,7 +20,7 @@ import signal
 from pathlib import Path
 
 from xgen_declare.processes.probes import ProbeResult
-from xgen_declare.desired.render import Rendered
+from xgen_declare.processes.spec import Rendered
 from xgen_declare.processes.state_store import atomic_write
 
 FIRST_FAKE_PID = 2**22 + 1000

@@ -31,7 +31,7 @@ import pytest
 from xgen_declare.config import Config
 from xgen_declare.desired.build import build_desired
 from xgen_declare.inventory.model import Backend, Inventory
-from xgen_declare.desired.render import Rendered
+from xgen_declare.processes.spec import Rendered
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "vllm_launcher.py"

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from xgen_declare.api.app import ApiContext, create_app
 from xgen_declare.config import load_config
-from xgen_declare.reconciler.control import Env
+from xgen_declare.reconciler.env import Env
 from xgen_declare.reconciler.daemon import Daemon
 from xgen_declare.processes.state_store import StateStore
 

@@ -128,7 +128,7 @@ def test_binary_override_passes_the_host_checks_the_daemon_uses(write, host):
 
 
 def test_missing_manifest_binary_blocks_with_a_hint_at_the_manifest(write, host):
-    from xgen_declare.reconciler.compute import want_for
+    from xgen_declare.reconciler.observe import want_for
 
     path = write("a.yaml", model_yaml("m", backend="llama-server-cpu", binary="/opt/llama/llama-server"))
     d = build_desired([str(write.root)], Config(), host("cpu-only"), preview=True)

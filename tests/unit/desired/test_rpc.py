@@ -252,7 +252,7 @@ def test_export_kubernetes_reports_an_rpc_model(write, server_host):
 
 
 def test_missing_worker_binary_blocks_with_the_right_hint(write):
-    from xgen_declare.reconciler.compute import want_for
+    from xgen_declare.reconciler.observe import want_for
 
     entry = render_as(write, "box-2")["m1-rpc-50053"]
     assert want_for(entry, set()).blocked == ("binary '/w/ggml-rpc-server' not found (install it, or set "

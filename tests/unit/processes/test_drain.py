@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+from xgen_declare.reconciler.apply import execute
 from xgen_declare.config import Reconciler
 from xgen_declare.reconciler.plan import KEEP, RESTART, START, STOP, Action, Plan, Want
 from xgen_declare.processes.provenance import Provenance
@@ -32,7 +33,7 @@ def sup(tmp_path, clock, world):
 
 
 def act(sup, kind, s, w=None, **kw):
-    sup.execute(Plan([Action(kind, s.name, "test", **kw)]), {s.name: s}, {s.name: w or want(s.name)})
+    execute(sup, Plan([Action(kind, s.name, "test", **kw)]), {s.name: s}, {s.name: w or want(s.name)})
 
 
 def ready(sup, name="a"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 
 from xgen_declare.config import Reconciler
-from xgen_declare.reconciler.control import apply_verb
-from xgen_declare.reconciler.plan import KEEP, RESTART, START, Action, Plan, Seen, Want, plan
+from xgen_declare.reconciler.apply import execute
+from xgen_declare.reconciler.plan import KEEP, RESTART, START, Action, Plan, Request, Seen, Want, plan
 from xgen_declare.processes.provenance import Provenance
 from xgen_declare.processes.state_store import StateStore
 from xgen_declare.states import State
@@ -25,7 +25,7 @@ def make(tmp_path, clock, world, one_shot=False):
 
 def act(sup, kind, s):
     w = Want(name="a", spec_hash=s.spec_hash(), argv=tuple(s.argv), port=s.port)
-    sup.execute(Plan([Action(kind, "a", "test")]), {"a": s}, {"a": w})
+    execute(sup, Plan([Action(kind, "a", "test")]), {"a": s}, {"a": w})
 
 
 def settle(sup, n=3):
@@ -78,9 +78,12 @@ def test_restart_verb_tries_the_failed_spec_again(tmp_path, clock, world):
     sup = make(tmp_path, clock, world)
     v1, v2 = roll_out_a_bad_spec(sup, world)
     settle(sup)
-    apply_verb(sup, "restart", ["a"])
+    w2 = Want(name="a", spec_hash=v2.spec_hash(), argv=tuple(v2.argv), port=v2.port)
+    assert plan({"a": w2}, sup.observed()).get("a").kind == KEEP  # rolled back: not retried by itself
+    asked = plan({"a": w2}, sup.observed(), requests={"a": Request.RESTART})  # `restart a`: a plan input
+    assert (asked.get("a").kind, asked.get("a").retry) == (RESTART, True)
+    execute(sup, asked, {"a": v2}, {"a": w2})
     assert sup.procs["a"].rec.failed_spec_hash is None
-    act(sup, RESTART, v2)  # what the daemon's pass after the verb plans
     settle(sup, 3)
     assert version(world) == "2"
     sup.close()

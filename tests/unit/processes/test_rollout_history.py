@@ -3,6 +3,7 @@ probes, git)."""
 
 import pytest
 
+from xgen_declare.reconciler.apply import execute
 from xgen_declare.config import Reconciler
 from xgen_declare.reconciler.plan import RESTART, START, STOP, Action, Plan
 from xgen_declare.processes.provenance import Provenance
@@ -29,7 +30,7 @@ def sup(tmp_path, store, clock, world):
 
 
 def run(sup, s, kind=START):
-    sup.execute(Plan([Action(kind, s.name, "test")]), {s.name: s}, {})
+    execute(sup, Plan([Action(kind, s.name, "test")]), {s.name: s}, {})
 
 
 def settle(sup, clock, steps=4):

@@ -3,6 +3,7 @@ enough Ready run, and a fresh sequence for a new spec."""
 
 import pytest
 
+from xgen_declare.reconciler.apply import execute
 from xgen_declare.config import Reconciler
 from xgen_declare.reconciler.plan import RESTART, START, Action, Plan
 from xgen_declare.processes.state_store import StateStore
@@ -21,7 +22,7 @@ def sup(tmp_path, clock, world):
 
 
 def start(sup, s, kind=START):
-    sup.execute(Plan([Action(kind, s.name, "test")]), {s.name: s}, {})
+    execute(sup, Plan([Action(kind, s.name, "test")]), {s.name: s}, {})
 
 
 def ready(sup):

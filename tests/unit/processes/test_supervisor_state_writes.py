@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from xgen_declare.reconciler.apply import execute
 from xgen_declare.processes import state_store
 from xgen_declare.config import Reconciler
 from xgen_declare.reconciler.plan import RESTART, START, STOP, Action, Plan
@@ -30,7 +31,7 @@ def sup(tmp_path, store, clock, world):
 
 
 def run(sup, *actions, specs=()):
-    sup.execute(Plan(list(actions)), {s.name: s for s in specs}, {})
+    execute(sup, Plan(list(actions)), {s.name: s for s in specs}, {})
 
 
 def settle(sup, n=4):

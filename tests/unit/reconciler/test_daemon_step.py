@@ -9,7 +9,8 @@ import pytest
 from tests.conftest import model_yaml
 from xgen_declare.api.metrics import Metrics
 from xgen_declare.config import load_config
-from xgen_declare.reconciler.control import Env, status_rows
+from xgen_declare.reconciler.client import status_rows
+from xgen_declare.reconciler.env import Env
 from xgen_declare.reconciler.daemon import Daemon
 from xgen_declare.processes.state_store import StateStore
 

@@ -9,8 +9,8 @@ import socket
 
 import psutil
 
-from xgen_declare.reconciler import compute as reconcile
-from xgen_declare.reconciler.compute import listening_ports
+from xgen_declare.reconciler import observe as reconcile
+from xgen_declare.reconciler.observe import listening_ports
 
 
 def test_sees_listeners_not_bound_or_connected_sockets(monkeypatch):

@@ -142,3 +142,48 @@ def test_woken_on_demand_model_starts_with_its_reason():
 
     p = plan({"a": want("a")}, {"a": seen("a", running=False, state=State.IDLE)})
     assert [(x.kind, x.name, x.reason) for x in p.actions] == [("start", "a", "on-demand: woken by a request")]
+
+
+# ---- `down` / `up` / `restart` are plan inputs (requests), typed causes --------------------------
+
+def test_down_is_a_planned_stop_that_records_a_hold():
+    from xgen_declare.reconciler.plan import KEEP, STOP, Cause, Request
+
+    a = plan({"a": want()}, {"a": seen()}, requests={"a": Request.DOWN}).get("a")
+    assert (a.kind, a.reason, a.hold, a.cause) == (STOP, "`down`", True, Cause.REQUESTED)
+    idle = plan({"a": want()}, {"a": seen(running=False, state=State.STOPPED)}, requests={"a": Request.DOWN}).get("a")
+    assert (idle.kind, idle.hold) == (KEEP, True)
+    bad = plan({}, {"a": seen()}, invalid={"a": "x.yaml:3: spec.port: bad"}, requests={"a": Request.DOWN}).get("a")
+    assert (bad.kind, bad.hold, bad.manifest_error) == (STOP, True, "x.yaml:3: spec.port: bad")
+
+
+def test_up_releases_the_hold_and_starts():
+    from xgen_declare.reconciler.plan import START, Request
+
+    held = seen(running=False, state=State.STOPPED, held=True, held_hash="h1")
+    assert plan({"a": want()}, {"a": held}).get("a").reason.startswith("held by `down`")
+    a = plan({"a": want()}, {"a": held}, requests={"a": Request.UP}).get("a")
+    assert (a.kind, a.reason, a.release_hold) == (START, "`up`: hold released", True)
+
+
+def test_restart_request_restarts_an_unchanged_model_and_retries_a_rolled_back_spec():
+    from xgen_declare.reconciler.plan import KEEP, RESTART, START, Cause, Request
+
+    a = plan({"a": want()}, {"a": seen()}, requests={"a": Request.RESTART}).get("a")
+    assert (a.kind, a.reason, a.cause, a.retry) == (RESTART, "`restart`", Cause.REQUESTED, True)
+    rolled = seen(h="h0", failed_hash="h1")  # running the last good spec h0; h1 failed
+    assert plan({"a": want()}, {"a": rolled}).get("a").kind == KEEP
+    assert plan({"a": want()}, {"a": rolled}, requests={"a": Request.RESTART}).get("a").kind == RESTART
+    failed = seen(running=False, state=State.FAILED)
+    assert plan({"a": want()}, {"a": failed}).get("a").kind == KEEP
+    again = plan({"a": want()}, {"a": failed}, requests={"a": Request.RESTART}).get("a")
+    assert (again.kind, again.retry) == (START, True)
+
+
+def test_causes_are_data_the_executor_reads():
+    from xgen_declare.reconciler.plan import Cause
+
+    gone = plan({"a": want()}, {"a": seen(running=False, state=State.READY)}).get("a")
+    assert gone.cause == Cause.PROCESS_GONE and gone.to_json()["cause"] == "process_gone"
+    assert plan({"a": want(enabled=False)}, {"a": seen(running=False, state=State.STOPPED)}).get("a").cause \
+        == Cause.DISABLED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+from xgen_declare.reconciler.apply import execute
 from xgen_declare.config import Reconciler
 from xgen_declare.reconciler.plan import KEEP, RESTART, UPDATE, Action, Plan, Seen, Want, plan
 from xgen_declare.processes.provenance import Provenance
@@ -62,14 +63,14 @@ def test_supervisor_updates_the_record_not_the_process(tmp_path, world):
     sup = Supervisor(store, Reconciler(), clock=clock, popen=world.popen, prober=FakeProber(),
                      proc_root=str(tmp_path / "proc"), provenance=lambda f: Provenance(f, "s" * 64))
     s1 = spec("a", stop_grace=5)
-    sup.execute(Plan([Action("start", "a", "new model")]), {"a": s1}, {"a": want()})
+    execute(sup, Plan([Action("start", "a", "new model")]), {"a": s1}, {"a": want()})
     for _ in range(3):
         sup.tick()
     pid = store.load("a").pid
     s2 = spec("a", stop_grace=30)
     assert s2.spec_hash() == s1.spec_hash()
     s2.file = "/m/a.yaml"
-    sup.execute(Plan([Action(UPDATE, "a", "update in place: stop_grace 5 → 30")]), {"a": s2},
+    execute(sup, Plan([Action(UPDATE, "a", "update in place: stop_grace 5 → 30")]), {"a": s2},
                 {"a": want(stop_grace=30.0)})
     rec = store.load("a")
     assert (rec.pid, rec.state, rec.stop_grace, rec.settings["stop_grace"]) == (pid, "Ready", 30, 30.0)

@@ -11,7 +11,7 @@ from xgen_declare.config import Config
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.reconciler.plan import BLOCKED, START, Seen
 from xgen_declare.testing.synthetic import write_sparse_gguf
-from xgen_declare.reconciler.compute import compute
+from xgen_declare.reconciler.apply import compute
 from xgen_declare.states import State
 
 HOST = {

@@ -1,0 +1,59 @@
+"""One supervised model in memory: its record (the truth's copy on disk), back-off, process handle and
+the timers of the state it is in; and the environment a spawn gets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+
+from xgen_declare.processes.backoff import Backoff
+from xgen_declare.processes.spec import Rendered, Want
+from xgen_declare.processes.state_store import OWNER_ENV, Record
+from xgen_declare.states import State
+
+
+class SecretFileError(Exception):
+    pass
+
+
+@dataclass
+class Proc:
+    rec: Record
+    backoff: Backoff
+    popen: subprocess.Popen | None = None
+    want: Want | None = None
+    spec: Rendered | None = None          # what the next start uses
+    after_stop: str = "stopped"           # stopped | forget | start | crash | idle
+    crash_msg: str = ""
+    stop_deadline: float = 0.0
+    killed: bool = False
+    next_escapee_check: float = 0.0
+    ready_deadline: float = 0.0
+    next_probe_at: float = 0.0
+    probe_failures: int = 0
+    last_probe: str = ""
+    next_start_at: float | None = None    # CrashLoopBackOff retry time
+    queued: bool = False                  # start waits for a stopping model's port/GPUs
+    count_next: bool = False              # the queued start is a restart
+    drain_deadline: float | None = None   # draining before a stop: the router sends nothing new
+    drain_reason: str = ""
+    drain_after: str = "stopped"          # what the stop after the drain leads to (as after_stop)
+    last_good: tuple[Rendered, Want | None] | None = None  # the spec (and want) that last became Ready
+    rolling_back: bool = False            # the start under way is the last good spec after a failed rollout
+
+    @property
+    def state(self) -> State:
+        return self.rec.state_enum
+
+
+def child_env(spec: Rendered, marker: str) -> dict[str, str]:
+    env = spec.merged_env(dict(os.environ))
+    for var, path in spec.secret_env.items():
+        try:
+            with open(path) as f:
+                env[var] = f.read().strip()
+        except OSError as exc:
+            raise SecretFileError(f"cannot read the secret file for {var} ({path}): {exc.strerror}") from None
+    env[OWNER_ENV] = marker
+    return env

@@ -1,0 +1,150 @@
+"""What the supervisor runs and what the planner compares: plain data shared by desired/ (which renders a
+`Rendered`), reconciler/ (which plans `Want`s against `Seen`s) and processes/ (which runs them).
+
+`Rendered.spec_hash()` is a process's identity: argv, env, secret files, port, host, GPUs, backend and
+RPC workers, hashed canonically. A running model is restarted only when it changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from xgen_declare.processes.rpc_workers import WorkerSpec
+from xgen_declare.states import State
+
+SECRET_KEY = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL)", re.I)
+REDACTED = "***"
+
+
+@dataclass
+class Rendered:
+    name: str
+    backend: str
+    argv: list[str]
+    env: dict[str, str | None]
+    port: int
+    host: str
+    endpoint: str
+    readiness_path: str
+    binary: str
+    dialect: str | None
+    backend_reason: str
+    port_source: str
+    ready_timeout: float
+    stop_grace: float
+    enabled: bool = True
+    backend_note: str | None = None  # the backend choice followed a rule worth showing (plan/render print it)
+    binary_from_manifest: bool = False  # argv[0] is the manifest's `binary:` (so a missing one is fixed there)
+    gpus: list[int] | None = None
+    file: str | None = None
+    secret_env: dict[str, str] = field(default_factory=dict)  # env var -> file its value is read from
+    warnings: list[str] = field(default_factory=list)
+    workers: list[WorkerSpec] = field(default_factory=list)  # local RPC workers, started before argv
+    placement: dict | None = None  # n_gpu_layers / tensor_split as rendered (Resolved.placement_values)
+
+    def spec_hash(self) -> str:
+        """Identity of what would run: any change here means a restart, nothing else does. The RPC
+        workers are part of it: the group is restarted together."""
+        identity = {"argv": self.argv, "env": self.env, "secret_env": self.secret_env, "port": self.port,
+                    "host": self.host, "gpus": self.gpus, "backend": self.backend}
+        if self.workers:
+            identity["rpc_workers"] = [list(w.argv) for w in self.workers]
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    def merged_env(self, base: dict[str, str]) -> dict[str, str]:
+        """`base` (e.g. os.environ) with this model's env applied; a None value removes the variable."""
+        env = dict(base)
+        for key, value in self.env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
+
+    def display_env(self) -> dict[str, str | None]:
+        env = {k: (REDACTED if v is not None and SECRET_KEY.search(k) else v) for k, v in self.env.items()}
+        env.update({k: REDACTED for k in self.secret_env})
+        return env
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["env"] = self.display_env()
+        data["secret_env"] = sorted(self.secret_env)
+        return data
+
+    def shell(self) -> str:
+        """A copy-pasteable, correctly quoted preview (never executed by us)."""
+        parts = []
+        unset = [k for k, v in self.env.items() if v is None]
+        if unset:
+            parts.append("env " + " ".join(f"-u {k}" for k in unset))
+        for k, v in self.display_env().items():
+            if v is not None:
+                parts.append(f"{k}={shlex.quote(v)}")
+        parts.extend(shlex.quote(a) for a in self.argv)
+        return " \\\n  ".join(_group_flags(parts))
+
+
+def _group_flags(parts: list[str]) -> list[str]:
+    """Keep a flag and its value on one line of the preview."""
+    lines: list[str] = []
+    seen_flag = False
+    for p in parts:
+        is_flag = p.startswith("-") and not p[1:2].isdigit()  # "-1" is a value
+        if lines and not is_flag and "=" not in lines[-1] and (
+                not seen_flag or (lines[-1].startswith("-") and " " not in lines[-1])):
+            lines[-1] += " " + p
+        else:
+            lines.append(p)
+        seen_flag = seen_flag or is_flag
+    return lines
+
+
+@dataclass(frozen=True)
+class Want:
+    """A model as the manifests want it (rendered), plus facts about the host gathered beforehand."""
+
+    name: str
+    spec_hash: str
+    argv: tuple[str, ...]
+    port: int
+    backend: str = ""
+    host: str = "127.0.0.1"
+    gpus: tuple[int, ...] | None = None
+    env_digest: Mapping[str, str | None] = field(default_factory=dict)
+    binary_id: str | None = None     # None: the executable was not found
+    enabled: bool = True
+    file: str | None = None
+    blocked: str | None = None       # why it cannot start now (binary missing, explicit port taken, ...)
+    idle: str | None = None          # on-demand and not wanted now (no request / idle / evicted): why
+    settings: Mapping[str, Any] = field(default_factory=dict)  # rollout.in_place_settings: no restart needed
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A model as the state dir (checked against /proc) shows it."""
+
+    name: str
+    state: State
+    running: bool                    # a live process whose identity matches the record
+    spec_hash: str | None = None
+    argv: tuple[str, ...] = ()
+    port: int | None = None
+    backend: str = ""
+    host: str = "127.0.0.1"
+    gpus: tuple[int, ...] | None = None
+    env_digest: Mapping[str, str | None] = field(default_factory=dict)
+    binary_id: str | None = None
+    file: str | None = None
+    held: bool = False
+    held_hash: str | None = None
+    last_error: str | None = None
+    buffers: Mapping[str, Mapping[str, float]] | None = None  # measured MiB per device and term (llama.cpp log)
+    settings: Mapping[str, Any] | None = None  # the in-place settings applied (None: not recorded)
+    failed_hash: str | None = None   # a rollout of this spec failed and was rolled back (not retried)
+    placement: Mapping[str, Any] | None = None  # n_gpu_layers / tensor_split the process was started with

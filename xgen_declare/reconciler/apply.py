@@ -1,0 +1,232 @@
+"""One converge pass, the only one: observe (manifests, host, ports, records) -> plan (pure) -> execute.
+
+`compute()` observes and plans; `execute()` is THE executor, which carries a plan's actions out through
+the supervisor; `converge()` is both, with one plan logger. The daemon, `apply` (one-shot, no daemon),
+`down`/`up`/`restart`, the API and the router all go through here, so they print and do the same thing.
+Holds and forced restarts are plan inputs (`requests`), never edits of a record outside the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Collection, Mapping
+
+from xgen_declare.config import Config
+from xgen_declare.desired import ray as raycluster
+from xgen_declare.desired.build import Desired, build_desired
+from xgen_declare.errors import PortRangeExhausted, Problem, StateError
+from xgen_declare.inventory.model import Inventory
+from xgen_declare.processes.spec import Rendered, Seen, Want
+from xgen_declare.processes.supervisor import Supervisor
+from xgen_declare.reconciler.env import Env, record_paths
+from xgen_declare.reconciler.observe import listening_ports, want_for
+from xgen_declare.reconciler.plan import (BLOCKED, KEEP, RESTART, START, STOP, UPDATE, Action, Cause, Plan, Request,
+                                          plan)
+from xgen_declare.reconciler.rollout import in_place_settings
+
+log = logging.getLogger("xgen_declare.reconciler.apply")
+
+IDLE_REASON = "on-demand: idle until a request arrives through the router"
+
+
+@dataclass
+class Pass:
+    plan: Plan
+    desired: Desired | None
+    wants: dict[str, Want] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _problem_text(problems: list[Problem]) -> str:
+    return "; ".join(p.format() for p in problems if p.severity == "error") or "invalid"
+
+
+def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen], *,
+            ports_in_use: Callable[[], set[int]] = listening_ports, only: set[str] | None = None,
+            awake: Collection[str] | None = None, idle_reasons: Mapping[str, str] | None = None,
+            local: bool = True, requests: Mapping[str, Request] | None = None) -> Pass:
+    """Observe the manifests and the host against `seen`, and plan. Never raises for bad input.
+    `local=False`: a preview for another host (`plan --inventory FILE`): no check of this machine's
+    binaries or listening ports.
+    `awake`: on-demand models the router wants running (None: keep the running ones, start none);
+    `idle_reasons`: why an on-demand model left `awake` (idle, evicted), shown as its stop reason;
+    `requests`: `down` / `up` / `restart` asked for this pass (plan inputs)."""
+    ours = {s.port for s in seen.values() if s.running and s.port}
+    foreign = (ports_in_use() if local else set()) - ours
+    held = {name: s.port for name, s in seen.items() if s.port}
+    try:
+        desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign, awake, local)
+    except PortRangeExhausted as exc:
+        keep = Plan()
+        for name in sorted(seen):
+            keep.actions.append(_keep_all(name, str(exc)))
+        keep.notes.append(f"{exc}: nothing changed")
+        return Pass(keep, None, problems=[str(exc)])
+    decls = {d.name: d for d in desired.load.models}
+    for name in set(decls) & set(wants):
+        wants[name] = replace(wants[name], settings=in_place_settings(decls[name]))
+    for name in desired.dormant & set(wants):
+        why = (idle_reasons or {}).get(name) or IDLE_REASON
+        wants[name] = replace(wants[name], idle=why)
+    wants = raycluster.wait_for_head(wants, seen)
+    invalid = {name: _problem_text(probs) for name, probs in desired.problems.items() if name not in wants}
+    broken: dict[str, str] = {}
+    for f in desired.load.broken_files:
+        texts = [p.format() for p in desired.load.problems if p.file == f and p.severity == "error"]
+        broken[f] = "; ".join(texts) or f"{f}: cannot be parsed"
+    guard = empty_guard(paths) if not desired.load.files and not config.reconciler.prune_empty else None
+    result = plan(wants, seen, invalid=invalid, broken_files=broken, prune_guard=guard, only=only, requests=requests)
+    if guard and any(a.cause == Cause.PRUNE_GUARD for a in result.actions):
+        result.notes.append(f"the manifests {'directory' if len(paths) == 1 else 'directories'} "
+                            f"{', '.join(paths)} {'holds' if len(paths) == 1 else 'hold'} no manifest: nothing "
+                            "is stopped (an empty directory may be a failed mount); to stop the models, run "
+                            "`xgen-declare down` or set reconciler.prune_empty: true")
+    if desired.ledger is not None:
+        result.ledger = desired.ledger
+        result.notes.extend(f"placement: {n}" for n in desired.ledger.notes)
+    result.notes.extend(raycluster.notes(desired.rendered))
+    problems = [p.format() for p in desired.load.problems if p.severity == "error"]
+    return Pass(result, desired, wants, problems)
+
+
+def empty_guard(paths: list[str]) -> str:
+    """Why models no manifest declares are kept: no manifest file at all (README: the reconciler)."""
+    what = "missing" if not any(os.path.exists(p) for p in paths) else "empty"
+    return f"kept: the manifests directory is {what} (reconciler.prune_empty is false)"
+
+
+def _desired_and_wants(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen],
+                       held: dict[str, int], foreign: set[int],
+                       awake: Collection[str] | None = None, local: bool = True) -> tuple[Desired, dict[str, Want]]:
+    """Render with the memory ledger. Running models count with their measured buffers; when one of
+    them will be replaced (its spec changed), the ledger is built again with its prediction instead."""
+    changing: frozenset[str] = frozenset()
+    for _ in range(2):
+        desired = build_desired(paths, config, inventory, held_ports=held, taken_ports=foreign, seen=seen,
+                                changing=changing, awake=awake)
+        blocked = desired.ledger.blocked if desired.ledger is not None else {}
+        host = {name: _problem_text(probs) for name, probs in desired.blocked.items()}
+        wants = {name: want_for(r, foreign, blocked.get(name), local, host.get(name))
+                 for name, r in desired.rendered.items()}
+        now = frozenset(n for n, w in wants.items()
+                        if n in seen and seen[n].running and seen[n].buffers and seen[n].spec_hash != w.spec_hash)
+        if now <= changing:
+            break
+        changing = changing | now
+    return desired, wants
+
+
+def _keep_all(name: str, why: str) -> Action:
+    return Action(KEEP, name, f"not planned: {why}")
+
+
+# ---- the executor ----------------------------------------------------------------------------------
+
+def execute(sup: Supervisor, p: Plan, specs: Mapping[str, Rendered], wants: Mapping[str, Want]) -> None:
+    """Carry the plan's actions out, in its order (stops, restarts, starts, ...). One model's trouble
+    never stops the rest."""
+    for a in p.actions:
+        try:
+            _execute_one(sup, a, specs.get(a.name), wants.get(a.name))
+        except Exception:
+            log.exception("%s: cannot %s", a.name, a.kind)
+
+
+def _execute_one(sup: Supervisor, a: Action, spec: Rendered | None, want: Want | None) -> None:
+    proc = sup.proc(a.name, create=a.kind != STOP)
+    if proc is None:
+        return
+    if a.retry:
+        sup.retry_failed(proc)
+    if spec is not None:
+        sup.take_spec(proc, spec, want)
+    if a.release_hold:
+        sup.release_hold(proc)
+    proc.rec.manifest_error = a.manifest_error
+    if a.kind in (KEEP, UPDATE) and not a.idle:
+        sup.cancel_drain(proc, a.reason)
+    if a.kind == STOP:
+        sup.stop(a.name, a.reason, forget=a.forget, hold=a.hold, idle=a.idle)
+    elif a.kind == RESTART:
+        sup.restart(a.name, a.reason)
+    elif a.kind == START:
+        sup.start(proc, a.reason, count=a.cause == Cause.PROCESS_GONE)
+    elif a.kind == BLOCKED:
+        sup.block(proc, a.reason)
+    elif a.kind == UPDATE:
+        sup.update_in_place(proc, a.reason)
+    elif a.idle:
+        sup.idle(proc, a.reason)
+    else:
+        if a.hold:
+            sup.hold(proc)
+        sup.keep(proc, a.reason, settle_stopped=a.cause == Cause.DISABLED)
+    if a.name in sup.procs:
+        sup.save(proc.rec)
+
+
+class PlanLog:
+    """The one plan logger: changes always; problems, blocked models and notes once, and again only when
+    they change (a daemon plans every few seconds)."""
+
+    def __init__(self) -> None:
+        self._last: list[str] = []
+
+    def log(self, result: Pass) -> None:
+        p = result.plan
+        for a in p.changes:
+            log.info("apply: %s", a.format())
+        sticky = [a.log_line() for a in p.actions if a.manifest_error]
+        sticky += [a.format() for a in p.by_kind(BLOCKED)]
+        sticky += list(p.notes) + list(result.problems)
+        if p.ledger is not None:
+            sticky += [f"{name}: {w}" for name, w in sorted(p.ledger.warnings.items())]
+        for line in sticky:
+            if line not in self._last:
+                log.warning("%s", line)
+        self._last = sticky
+
+
+def converge(sup: Supervisor, paths: list[str], config: Config, inventory: Inventory, plan_log: PlanLog, *,
+             only: set[str] | None = None, awake: Collection[str] | None = None,
+             idle_reasons: Mapping[str, str] | None = None,
+             requests: Mapping[str, Request] | None = None) -> Pass:
+    """observe -> plan -> execute, once."""
+    result = compute(paths, config, inventory, sup.observed(), only=only, awake=awake, idle_reasons=idle_reasons,
+                     requests=requests)
+    plan_log.log(result)
+    execute(sup, result.plan, result.desired.rendered if result.desired else {}, result.wants)
+    return result
+
+
+def converge_once(env: Env, *, only: set[str] | None = None, wait_ready: bool = True,
+                  timeout: float = 900.0, requests: Mapping[str, Request] | None = None) -> tuple[Pass, Supervisor]:
+    """apply without a daemon: lock, adopt, plan, execute, tick until stops (and starts) settle."""
+    env.store.lock("stop the daemon first, or let it converge (it watches the manifests dir)")
+    try:
+        record_paths(env)
+        sup = Supervisor(env.store, env.config.reconciler, one_shot=True, proc_root=env.proc_root)
+        sup.load()
+        result = converge(sup, env.paths, env.config, env.inventory(), PlanLog(), only=only, requests=requests)
+        deadline = time.monotonic() + timeout
+        while sup.busy(wait_ready) and time.monotonic() < deadline:
+            sup.tick()
+            time.sleep(0.05)
+        sup.close()
+        check_recorded(sup)
+        return result, sup
+    finally:
+        env.store.unlock()
+
+
+def check_recorded(sup) -> None:
+    """One-shot verbs end here: what could not be written is an error (no daemon keeps it in memory)."""
+    sup.flush()
+    failures = sup.store.write_failures
+    if failures:
+        text = "; ".join(str(failures[path]) for path in sorted(failures))
+        raise StateError(f"state_write_failed: {text}; the models' states could not be recorded (make the "
+                         f"state dir {sup.store.root} writable, then run the verb again)")

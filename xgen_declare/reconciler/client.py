@@ -1,0 +1,113 @@
+"""The client side of a running daemon, and the read-only view of a state dir: is a daemon serving it,
+hand it a `down`/`up`/`restart` request, wait for states, and the rows `status` shows (with what the
+daemon could not write yet)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from xgen_declare.processes import procs
+from xgen_declare.processes.state_store import Record, StateStore
+from xgen_declare.states import RUNNING_STATES, State
+
+
+def daemon_pid(store: StateStore) -> int | None:
+    """The pid of the daemon serving this state dir, when one runs (lock held + identity matches)."""
+    info = store.daemon_info()
+    pid = info.get("pid")
+    if not isinstance(pid, int) or not store.is_locked():
+        return None
+    if not procs.matches(pid, info.get("start_ticks"), info.get("boot_id")):
+        return None
+    return pid
+
+
+def ask_daemon(store: StateStore, pid: int, verb: str, names: list[str], timeout: float = 30.0) -> bool:
+    """Drop a request for the daemon, wake it (SIGHUP) and wait until it took the request."""
+    path = store.put_request(verb, names)
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not path.exists()
+
+
+def wait_states(store: StateStore, names: list[str], done: frozenset[State], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        recs = store.load_all()
+        if all(n not in recs or recs[n].state_enum in done for n in names):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def write_failures(store: StateStore, info: dict | None = None) -> list[dict]:
+    """`state_write_failed` of the running daemon ({path, errno, code, error}); empty without a daemon.
+    `info`: daemon.json as already read, when the caller knows a daemon runs."""
+    if info is None:
+        info = store.daemon_info() if daemon_pid(store) is not None else {}
+    found = info.get("state_write_failed")
+    return [f for f in found if isinstance(f, dict) and isinstance(f.get("path"), str)] \
+        if isinstance(found, list) else []
+
+
+def format_write_failure(f: dict) -> str:
+    """The same text as str(StateWriteError): cannot write PATH: ERROR (errno N CODE)."""
+    code = f" {f['code']}" if f.get("code") else ""
+    return f"cannot write {f['path']}: {f.get('error')} (errno {f.get('errno')}{code})"
+
+
+def live_records(store: StateStore, info: dict) -> dict[str, Record]:
+    """The records, with what the running daemon could not write yet (daemon.json "unsaved") over them."""
+    records = store.load_all()
+    unsaved = info.get("unsaved")
+    for name, data in (unsaved.items() if isinstance(unsaved, dict) else ()):
+        try:
+            records[name] = Record.from_json(data)
+        except (TypeError, ValueError):
+            pass
+    return records
+
+
+def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | None = None) -> list[dict]:
+    """`status -o json` objects. A record claiming a running state whose process is gone shows Failed."""
+    now = time.time()
+    daemon = daemon_pid(store) is not None
+    info = store.daemon_info() if daemon else {}
+    failed = {f["path"]: format_write_failure(f) for f in write_failures(store, info)}
+    rows = []
+    for name, r in sorted(live_records(store, info).items()):
+        if names and name not in names:
+            continue
+        st = r.state_enum
+        alive = procs.matches(r.pid, r.start_ticks, r.boot_id, proc_root)
+        last_error = r.last_error
+        write_failed = failed.get(str(store.record_path(name)))
+        if st == State.STOPPING and not alive and not daemon:
+            st = State.STOPPED
+        elif st in RUNNING_STATES and st != State.STOPPING and not alive:
+            noticed = "the daemon has not recorded what followed" if daemon else "no daemon noticed yet"
+            st, last_error = State.FAILED, f"process {r.pid} is gone ({noticed})"
+        up = round(now - r.started_at) if alive and r.started_at else None
+        rows.append({"name": name, "state": st.value, "backend": r.backend or None, "pid": r.pid if alive else None,
+                     "port": r.port, "endpoint": r.endpoint, "restarts": r.restarts, "uptime": up,
+                     "last_error": last_error, "manifest_error": r.manifest_error, "held": r.held,
+                     "file": r.file, "state_write_failed": write_failed, "spec_hash": r.spec_hash,
+                     "provenance": r.provenance, "last_good_spec_hash": r.last_good_spec_hash,
+                     "rollout_error": r.rollout_error})
+    return rows
+
+
+def fmt_uptime(seconds: int | None) -> str | None:
+    if seconds is None:
+        return None
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
