@@ -35,78 +35,56 @@ def manifest(name: str, ctx: int = 4096) -> str:
     return model_manifest(name, ctx_size=ctx)
 
 
-class Bench:
-    def __init__(self, root: Path, models: int):
-        base = free_port_block(max(models, 20))
-        self.h = DaemonHarness(root, ports=(base, base + max(models, 20) - 1))
-        self.names = [f"m{i:02d}" for i in range(models)]
-        for n in self.names:
-            self.h.write(n, manifest(n))
-
-    def start(self) -> None:
-        self.h.start()
-
-    @property
-    def daemon(self):
-        return self.h.daemon
-
-    def save(self, name: str, text: str) -> None:
-        self.h.write(name, text)
-
-    def record(self, name: str) -> dict:
-        return self.h.record(name)
-
-    def wait(self, pred, timeout: float = 60, poll: float = 0.002) -> float:
-        try:
-            return self.h.wait(pred, timeout, poll)
-        except TimeoutError as exc:
-            raise SystemExit(str(exc)) from None
-
-    def all_ready(self) -> bool:
-        return self.h.all_ready(self.names)
-
-    def cleanup(self) -> None:
-        self.h.cleanup()
+def harness(root: Path, models: int) -> tuple[DaemonHarness, list[str]]:
+    """The shared harness on a port block wide enough for MODELS, with their manifests written."""
+    width = max(models, 20)
+    base = free_port_block(width)
+    h = DaemonHarness(root, ports=(base, base + width - 1))
+    names = [f"m{i:02d}" for i in range(models)]
+    for n in names:
+        h.write(n, manifest(n))
+    return h, names
 
 
-def bench_edits(b: Bench, edits: int) -> None:
+def bench_edits(h: DaemonHarness, names: list[str], edits: int) -> None:
     lat = []
-    name = b.names[0]
+    name = names[0]
     for i in range(edits):
-        old = b.record(name).get("pid")
+        old = h.record(name).get("pid")
         t0 = time.monotonic()
-        b.save(name, manifest(name, 8192 if i % 2 == 0 else 4096))
-        t1 = b.wait(lambda: b.record(name).get("pid") not in (None, old))
+        h.write(name, manifest(name, 8192 if i % 2 == 0 else 4096))
+        t1 = h.wait(lambda: h.record(name).get("pid") not in (None, old), poll=0.002)
         lat.append((t1 - t0) * 1000)
-        b.wait(lambda: b.record(name).get("state") == "Ready", poll=0.01)
+        h.wait(lambda: h.record(name).get("state") == "Ready", poll=0.01)
     p95 = percentile(lat, 95)
     print(f"save-to-spawn latency over {edits} edits: p50 {statistics.median(lat):.0f} ms, p95 {p95:.0f} ms, "
           f"max {max(lat):.0f} ms (debounce 100 ms included)")
 
 
-def bench_one_of_many(b: Bench) -> None:
-    before = {n: (b.record(n)["pid"], b.record(n)["restarts"]) for n in b.names}
-    target = b.names[len(b.names) // 2]
-    b.save(target, manifest(target, 2048))
-    b.wait(lambda: b.record(target).get("pid") != before[target][0] and b.record(target).get("state") == "Ready")
+def bench_one_of_many(h: DaemonHarness, names: list[str]) -> None:
+    before = {n: (h.record(n)["pid"], h.record(n)["restarts"]) for n in names}
+    target = names[len(names) // 2]
+    h.write(target, manifest(target, 2048))
+    h.wait(lambda: h.record(target).get("pid") != before[target][0] and h.record(target).get("state") == "Ready",
+           poll=0.002)
     time.sleep(2.0)  # anything else that was going to happen has happened
-    after = {n: (b.record(n).get("pid"), b.record(n).get("restarts")) for n in b.names}
-    changed = [n for n in b.names if after[n][0] != before[n][0]]
-    counted = sum(after[n][1] - before[n][1] for n in b.names)
-    print(f"restarts caused by editing 1 of {len(b.names)} running models: {len(changed)} process replaced "
+    after = {n: (h.record(n).get("pid"), h.record(n).get("restarts")) for n in names}
+    changed = [n for n in names if after[n][0] != before[n][0]]
+    counted = sum(after[n][1] - before[n][1] for n in names)
+    print(f"restarts caused by editing 1 of {len(names)} running models: {len(changed)} process replaced "
           f"({', '.join(changed)}), restarts counters +{counted}")
 
 
-def bench_idle(b: Bench, seconds: float) -> None:
-    assert b.daemon is not None
-    p = psutil.Process(b.daemon.pid)
+def bench_idle(h: DaemonHarness, names: list[str], seconds: float) -> None:
+    assert h.daemon is not None
+    p = psutil.Process(h.daemon.pid)
     time.sleep(2)
     c0, t0 = p.cpu_times(), time.monotonic()
     time.sleep(seconds)
     c1, t1 = p.cpu_times(), time.monotonic()
     cpu = (c1.user + c1.system - c0.user - c0.system) / (t1 - t0) * 100
     rss = p.memory_info().rss / 2**20
-    print(f"daemon idle with {len(b.names)} Ready models over {seconds:.0f} s: CPU {cpu:.2f} %, RSS {rss:.1f} MiB "
+    print(f"daemon idle with {len(names)} Ready models over {seconds:.0f} s: CPU {cpu:.2f} %, RSS {rss:.1f} MiB "
           f"(liveness probe every 10 s per model)")
 
 
@@ -138,15 +116,17 @@ def main() -> None:
     print(environment())
     bench_plan(args.manifests)
     with tempfile.TemporaryDirectory() as d:
-        b = Bench(Path(d), args.models)
+        h, names = harness(Path(d), args.models)
         try:
-            b.start()
-            b.wait(b.all_ready, timeout=120, poll=0.05)
-            bench_one_of_many(b)
-            bench_idle(b, args.idle)
-            bench_edits(b, args.edits)
+            h.start()
+            h.wait(lambda: h.all_ready(names), timeout=120, poll=0.05)
+            bench_one_of_many(h, names)
+            bench_idle(h, names, args.idle)
+            bench_edits(h, names, args.edits)
+        except TimeoutError as exc:
+            raise SystemExit(str(exc)) from None
         finally:
-            b.cleanup()
+            h.cleanup()
 
 
 if __name__ == "__main__":

@@ -4,24 +4,20 @@
   test is turned into a failure (CI must never pass by skipping the real tests).
 * `tiny_models` writes the chat and embedding GGUFs once per session (xgen_declare.tools.tinygguf).
 * `Daemon` runs `xgen-declare run DIR` as a real subprocess with its own state dir and always cleans up:
-  the daemon's process group, then every process carrying this state dir's owner id.
+  the daemon's process group, then every process carrying this state dir's owner id (the shared
+  harness, xgen_declare.testing.harness, does both).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
-from xgen_declare.processes.procs import find_marked
+from xgen_declare.testing import harness
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -72,87 +68,24 @@ def llama_cpp_python() -> str:
     return sys.executable
 
 
-class Daemon:
-    """`xgen-declare run DIR` in a subprocess, plus helpers that call the CLI against its state dir."""
+class Daemon(harness.Daemon):
+    """`xgen-declare run DIR` in a subprocess, plus helpers that call the CLI against its state dir: the
+    shared harness's Daemon, status read through `status -o json` every 0.3 s, a wait ending as soon as
+    the daemon exits, its output appended to LOG."""
 
     def __init__(self, manifests: Path, state: Path, log: Path):
-        self.manifests, self.state, self.log = manifests, state, log
-        self.proc: subprocess.Popen | None = None
-        self.env = {**os.environ, "XGEN_STATE_DIR": str(state), "PYTHONUNBUFFERED": "1"}
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "xgen_declare.cli.main", *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def start(self, *extra: str) -> None:
-        out = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "xgen_declare.cli.main", "run", str(self.manifests),
-                                      *extra], env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        super().__init__(manifests, state, log)
+        self.log = log
 
     def kill9(self) -> None:
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.proc = None
-
-    def status(self) -> dict[str, dict]:
-        r = self.cli("status", "-o", "json")
-        assert r.returncode == 0, r.stderr
-        return {m["name"]: m for m in json.loads(r.stdout)}
+        self.kill_daemon(group=True)
 
     def wait(self, predicate, timeout: float = 90, what: str = "condition") -> dict[str, dict]:
-        deadline = time.monotonic() + timeout
-        last: dict = {}
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.tail()}")
-            last = self.status()
-            if predicate(last):
-                return last
-            time.sleep(0.3)
-        raise AssertionError(f"timed out waiting for {what}; last status: {json.dumps(last, indent=1)}\n"
-                             f"daemon log:\n{self.tail()}")
+        return self.wait_status(predicate, timeout, what)
 
     def wait_ready(self, names, timeout: float = 90) -> dict[str, dict]:
-        return self.wait(lambda s: all(s.get(n, {}).get("state") == "Ready" for n in names), timeout,
-                         f"{sorted(names)} Ready")
-
-    def tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def owner_prefix(self) -> str | None:
-        try:
-            return (self.state / "owner_id").read_text().strip()
-        except OSError:
-            return None
-
-    def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(10)
-        prefix = self.owner_prefix()
-        if prefix:
-            for p in find_marked(prefix):
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                try:
-                    p.kill()
-                except psutil.Error:
-                    pass
-
-    def leftovers(self) -> list[psutil.Process]:
-        prefix = self.owner_prefix()
-        return [p for p in find_marked(prefix) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] \
-            if prefix else []
+        return super().wait_ready(*names, timeout=timeout)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import importlib.util
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import psutil
 import pytest
 
 from tests.e2e.conftest import Daemon
+from xgen_declare.testing.harness import free_port
 
 RAY_BIN = Path(sys.executable).with_name("ray")
 
@@ -57,12 +57,6 @@ ray:
   stop_grace: 5
 reconciler: {{resync_interval: 1, backoff_base: 1, liveness_period: 2}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def active_nodes(gcs: int) -> set[str]:

@@ -5,18 +5,12 @@ the bad edit leaves the last good spec serving with rollout_error."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 
 import httpx
 
 from tests.e2e.test_cpu_backends import manifest, write_config
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from xgen_declare.testing.harness import free_port
 
 
 class Clients:

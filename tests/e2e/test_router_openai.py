@@ -4,21 +4,15 @@ again after idle_timeout)."""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import httpx
 import pytest
 
 from tests.e2e.test_cpu_backends import manifest, write_config
+from xgen_declare.testing.harness import free_port
 
 openai = pytest.importorskip("openai")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_openai_client_two_models_one_url_on_demand_start_and_idle(tmp_path, tiny_models, llama_server_binary,

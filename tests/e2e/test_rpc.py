@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import textwrap
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from tests.e2e.conftest import post_json
 from xgen_declare.processes.procs import find_marked
+from xgen_declare.testing.harness import free_port
 
 
 def rpc_bin_dir() -> Path:
@@ -31,12 +31,6 @@ def rpc_bin_dir() -> Path:
             return d
     pytest.skip(f"no RPC build of llama.cpp in {explicit or cache}: run scripts/build-rpc.sh (about 6 minutes "
                 "on 2 cores; cached afterwards)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def complete(endpoint: str) -> dict:

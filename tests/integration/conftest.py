@@ -1,9 +1,10 @@
 """Integration fixtures: real processes (the fake backend started through the rendered templates).
 
-`Host` owns one manifests dir, one config (`binaries:`/`python:` point at a wrapper running
-xgen_declare.testing.fake_backend), one state dir, and every process a test starts. Its finalizer
-kills the daemon's group, every process carrying the state dir's owner id (setsid escapees included)
-and every pid the fakes wrote, even when the test failed.
+`Host` is the shared harness's FakeHost (xgen_declare.testing.harness) with this suite's settings: one
+manifests dir, one config (`binaries:`/`python:` point at a wrapper running
+xgen_declare.testing.fake_backend, FAST reconciler timings), one state dir, the fakes' pid files, and
+every process a test starts. Its finalizer kills the daemon's group, every process carrying the state
+dir's owner id (setsid escapees included) and every pid the fakes wrote, even when the test failed.
 """
 
 from __future__ import annotations
@@ -12,18 +13,13 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from xgen_declare.reconciler.client import status_rows
-from xgen_declare.processes.state_store import StateStore
-from xgen_declare.testing import write_wrapper
-from xgen_declare.testing.harness import kill_daemons, marked_by
+from xgen_declare.testing.harness import FakeHost, model_manifest
 
 _ports = itertools.count(0)
 FAST = {"backoff_base": 0.3, "backoff_max": 2, "backoff_reset": 5, "liveness_period": 0.3,
@@ -38,9 +34,7 @@ def manifest(name: str, backend: str = "llama-server-cpu", model_path: str | Non
     spec.setdefault("ready_timeout", 10)
     spec.setdefault("stop_grace", 2)
     path = model_path or (f"/models/{name}.gguf" if backend != "vllm-cpu" else f"org/{name}")
-    body = {"model_path": path, "backend": backend, **spec}
-    lines = "\n".join(f"  {k}: {json.dumps(v)}" for k, v in body.items())
-    return f"apiVersion: xgen/v1\nkind: Model\nmetadata:\n  name: {name}\nspec:\n{lines}\n"
+    return model_manifest(name, backend, path, **spec)
 
 
 def bad_name_manifests(host) -> dict[str, str]:
@@ -56,90 +50,55 @@ NAME_RULE = ("metadata.name: must match ^[a-z0-9][a-z0-9-]{0,62}$ (lowercase let
              "with a letter or digit)")
 
 
-class Host:
+class Host(FakeHost):
+    """The status is read in-process (the rows `status -o json` prints) every 50 ms; a model not listed
+    yet means "not yet"; a daemon that exits does not end a wait (tests kill it on purpose)."""
+
+    status_via_cli, poll, timeout, watch_exit, missing_ok = False, 0.05, 15.0, False, True
+    cli_timeout = 60.0
+
     def __init__(self, root: Path):
-        self.root = root
-        self.manifests = root / "manifests"
-        self.state = root / "state"
-        self.pids = root / "pids"
-        for d in (self.manifests, self.state, self.pids):
-            d.mkdir()
-        self.fake = write_wrapper(root / "fake-backend")
+        self.pids = Path(root) / "pids"
+        self.pids.mkdir()
+        super().__init__(root, env={"FAKE_PIDDIR": str(self.pids)})
         self.base = port_base()
-        self.daemons: list[subprocess.Popen] = []
-        self.env = {**os.environ, "XGEN_STATE_DIR": str(self.state), "XDG_CACHE_HOME": str(root / "cache"),
-                    "FAKE_PIDDIR": str(self.pids), "PYTHONUNBUFFERED": "1"}
-        self.env.pop("XGEN_CONFIG", None)
         self.config()
 
     # ---- files -----------------------------------------------------------------------------
     def config(self, binaries: dict | None = None, **reconciler) -> None:
         b = {"llama-server-cpu": str(self.fake), "vllm-cpu": str(self.fake)}
         b.update(binaries or {})
-        cfg = {"binaries": b, "python": str(self.fake), "ports": {"start": self.base, "end": self.base + 9},
-               "reconciler": {**FAST, **reconciler}}
-        (self.manifests / "xgen-declare.yaml").write_text(json.dumps(cfg))
+        self.write_config({"binaries": b, "python": str(self.fake), "ports": {"start": self.base, "end": self.base + 9},
+                           "reconciler": {**FAST, **reconciler}})
 
     def write(self, name: str, text: str | None = None, **kw) -> Path:
-        path = self.manifests / f"{name}.yaml"
-        tmp = path.with_name(f".{name}.swp")  # atomic, like an editor's save
-        tmp.write_text(text if text is not None else manifest(name, **kw))
-        os.replace(tmp, path)
-        return path
+        return super().write(name, text if text is not None else manifest(name, **kw))
 
-    # ---- CLI and daemon ----------------------------------------------------------------------
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "xgen_declare.cli.main", *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-
+    # ---- daemon (the names the tests use) ------------------------------------------------------
     def start_daemon(self, *extra: str) -> subprocess.Popen:
-        log = open(self.root / f"daemon{len(self.daemons)}.log", "w")
-        p = subprocess.Popen([sys.executable, "-m", "xgen_declare.cli.main", "run", str(self.manifests), *extra],
-                             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.daemons.append(p)
-        return p
+        return self.start(*extra)
 
     def daemon_log(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.root.glob("daemon*.log")))
+        return self.log_text()
 
-    def status(self) -> dict[str, dict]:
-        return {r["name"]: r for r in status_rows(StateStore(self.state))}
-
-    def wait(self, pred, timeout: float = 15, what: str = "condition") -> dict[str, dict]:
-        deadline = time.monotonic() + timeout
-        st: dict = {}
-        while time.monotonic() < deadline:
-            st = self.status()
-            try:
-                if pred(st):
-                    return st
-            except KeyError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; status: {json.dumps(st, indent=1)}\n"
-                             f"daemon log:\n{self.daemon_log()[-4000:]}")
-
-    def wait_ready(self, *names: str, timeout: float = 15) -> dict[str, dict]:
-        return self.wait(lambda s: all(s[n]["state"] == "Ready" for n in names), timeout, f"{names} Ready")
+    def wait(self, pred, timeout: float | None = None, what: str = "condition") -> dict[str, dict]:
+        return self.wait_status(pred, timeout, what)
 
     def fake_pid(self, name: str, role: str) -> int:
         return int((self.pids / f"{name}.{role}.pid").read_text())
 
     # ---- cleanup ----------------------------------------------------------------------------
-    def cleanup(self) -> None:
-        kill_daemons(self.daemons)
-        victims = marked_by(self.state)
+    def strays(self) -> list[psutil.Process]:
+        """The processes whose pids the fakes wrote that still run with this host's FAKE_PIDDIR."""
+        out = []
         for f in self.pids.glob("*.pid"):
             try:
-                victims.append(psutil.Process(int(f.read_text())))
+                p = psutil.Process(int(f.read_text()))
+                if p.environ().get("FAKE_PIDDIR") == str(self.pids):
+                    out.append(p)
             except (psutil.Error, ValueError, OSError):
                 pass
-        for v in victims:
-            try:
-                if v.environ().get("FAKE_PIDDIR") == str(self.pids):
-                    v.kill()
-            except psutil.Error:
-                pass
+        return out
 
 
 def alive(pid: int) -> bool:

@@ -9,18 +9,13 @@ import time
 import httpx
 
 from xgen_declare.cli.events import read_events
+from xgen_declare.testing.harness import free_port
 
 from .conftest import alive
 
 P = "/api/management"
 SEED = {"model_path": "/models/Qwen3-8B.Q4_K_M.gguf", "backend": "llama-server-cpu", "main_gpu": 0,
         "split_mode": "layer", "tensor_split": [], "n_gpu_layers": -1, "ready_timeout": 10, "stop_grace": 2}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_up(host, base: str, timeout: float = 20) -> None:

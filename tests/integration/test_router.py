@@ -5,22 +5,17 @@ a backend dying mid-stream."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
 import httpx
 import pytest
 
+from xgen_declare.testing.harness import free_port
+
 from .conftest import FAST, manifest
 
 FAST_RESYNC = FAST["resync_interval"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_router(host, token: str | None = None) -> str:

@@ -1,24 +1,27 @@
-"""One harness for the benchmarks in bench/: a real `xgen-declare run` daemon over a manifests dir,
-a state dir and fake backends (`write_wrapper`), plus the small helpers every bench script prints
-with (environment line, nearest-rank percentiles, a /health poller that tells which pid answered).
+"""The one harness that runs a real `xgen-declare run` daemon for the integration tests, the e2e tests
+and the benches: manifests and config written into a temp dir, the daemon started as a subprocess with
+its own state dir, states waited for through `status -o json`, the daemon stopped, and everything it
+started swept away afterwards (even when the test failed).
 
-    h = DaemonHarness(Path(tmp), reconciler={"debounce": 0.1})
+    d = Daemon(manifests, state, log)         # e2e: real backends, the caller's manifests and config
+    d.start(); d.wait_ready("chat"); d.cleanup()
+
+    h = DaemonHarness(Path(tmp), reconciler={"debounce": 0.1})   # benches: fake backends, see FakeHost
     h.write("m0", model_manifest("m0", port=31000))
     h.start()                         # or h.start_router() -> "http://127.0.0.1:PORT"
     h.wait(lambda: h.record("m0").get("state") == "Ready")
     h.cleanup()                       # daemon group, every owner-tagged process, every pid it saw
 
-The daemon runs this interpreter (`python -m xgen_declare.cli.main run`), so PYTHONPATH decides
-which checkout is measured.
+tests/integration/conftest.py (`Host`), tests/e2e/conftest.py (`Daemon`) and bench/*.py are thin
+layers over these classes. The daemon runs this interpreter (`python -m xgen_declare.cli.main run`),
+so PYTHONPATH decides which checkout is tested or measured.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import math
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -31,11 +34,17 @@ import psutil
 
 from xgen_declare.processes.procs import find_marked
 from xgen_declare.testing import write_wrapper
+# re-exported: bench/*.py import them from here
+from xgen_declare.testing.benchkit import Figures, environment, health_pid, percentile  # noqa: F401
 
-__all__ = ["DaemonHarness", "model_manifest", "save_atomic", "free_port", "free_port_block", "percentile",
-           "environment", "health_pid", "kill_pids", "Figures"]
+__all__ = ["Daemon", "FakeHost", "DaemonHarness", "model_manifest", "save_atomic", "write_config", "free_port",
+           "free_port_block", "poll_until", "kill_daemons", "marked_by", "sweep", "kill_pids",
+           "percentile", "environment", "health_pid", "Figures"]
+
+CONFIG_FILE = "xgen-declare.yaml"
 
 
+# ---- files -----------------------------------------------------------------------------------
 def model_manifest(name: str, backend: str = "llama-server-cpu", model_path: str | None = None, **spec) -> str:
     """A manifest for NAME; every spec value is written as JSON (lists and mappings included)."""
     body = {"model_path": model_path or f"/models/{name}.gguf", "backend": backend, **spec}
@@ -50,7 +59,16 @@ def save_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_config(manifests: Path, cfg: dict) -> Path:
+    """MANIFESTS/xgen-declare.yaml holding CFG (JSON is YAML)."""
+    path = manifests / CONFIG_FILE
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+# ---- ports -----------------------------------------------------------------------------------
 def free_port() -> int:
+    """A port nobody listens on now (the kernel's pick)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -74,60 +92,157 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def percentile(values: Iterable[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
-    data = sorted(values)
-    return data[max(0, math.ceil(q / 100 * len(data)) - 1)]
+# ---- the daemon ------------------------------------------------------------------------------
+class Daemon:
+    """`xgen-declare run MANIFESTS` with state dir STATE, started as often as a test likes, and the CLI
+    run against the same state dir. Every daemon started is kept in `daemons`; `proc` is the one started
+    last (None once `kill_daemon` killed it). Output of every start goes to LOG (appended) or, without
+    LOG, to STATE's parent/daemon<N>.log.
 
+    How status is read and waited for (class attributes, set by the layers above):
+      status_via_cli  `status -o json` in a subprocess (True), or the same rows read in-process
+      poll, timeout   seconds between two reads / default wait
+      watch_exit      a wait fails at once when `proc` exited
+      missing_ok      a predicate's KeyError (a model not listed yet) means "not yet"
+    """
 
-def environment(**versions: str | None) -> str:
-    """One line: CPU count, load average, Python and the named tools' versions."""
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    tools = ", ".join(f"{k} {v or 'absent'}" for k, v in versions.items())
-    return (f"environment: {os.cpu_count()} CPUs, load average {load}, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}" + (f", {tools}" if tools else ""))
+    status_via_cli, poll, timeout, watch_exit, missing_ok = True, 0.3, 90.0, True, False
+    cli_timeout = 120.0
 
+    def __init__(self, manifests: Path, state: Path, log: Path | None = None, env: dict | None = None):
+        self.manifests, self.state, self.log_file = Path(manifests), Path(state), log
+        self.env = {**os.environ, "XGEN_STATE_DIR": str(self.state), "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.daemons: list[subprocess.Popen] = []
+        self.logs: list[Path] = [Path(log)] if log else []
+        self.proc: subprocess.Popen | None = None
 
-def health_pid(port: int, timeout: float = 0.5, path: str = "/health") -> int | None:
-    """The pid of the fake backend answering 200 on PORT (its X-Fake-Pid header), or None; 0 when a
-    200 came without the header (a real backend)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        if resp.status != 200:
-            return None
-        return int(resp.getheader("X-Fake-Pid") or 0)
-    except (OSError, http.client.HTTPException, ValueError):
-        return None
-    finally:
-        conn.close()
+    # ---- running ---------------------------------------------------------------------------
+    def cli(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "xgen_declare.cli.main", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout or self.cli_timeout)
 
+    def start(self, *extra: str) -> subprocess.Popen:
+        """`run MANIFESTS EXTRA...` in a session of its own (so its group can be killed)."""
+        path = Path(self.log_file or self.state.parent / f"daemon{len(self.daemons)}.log")
+        if path not in self.logs:
+            self.logs.append(path)
+        with open(path, "ab") as out:
+            p = subprocess.Popen([sys.executable, "-m", "xgen_declare.cli.main", "run", str(self.manifests), *extra],
+                                 env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.daemons.append(p)
+        self.proc = p
+        return p
 
-def kill_pids(pids: Iterable[int]) -> None:
-    for pid in pids:
+    def kill_daemon(self, group: bool = False) -> None:
+        """SIGKILL to the daemon started last: alone (its models run in sessions of their own), or with
+        its process group."""
+        p, self.proc = self.proc, None
+        if p is not None and p.poll() is None:
+            if group:
+                os.killpg(p.pid, signal.SIGKILL)
+            else:
+                p.kill()
+            p.wait(10)
+
+    # ---- reading -----------------------------------------------------------------------------
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+    def tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def owner_prefix(self) -> str | None:
+        """The owner id the daemons of this state dir put in every child's XGEN_DECLARE_OWNER."""
         try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            return (self.state / "owner_id").read_text().strip() or None
+        except OSError:
+            return None
+
+    def status(self) -> dict[str, dict]:
+        """The rows of `status -o json`, by model name."""
+        if self.status_via_cli:
+            r = self.cli("status", "-o", "json")
+            assert r.returncode == 0, r.stderr
+            rows = json.loads(r.stdout)
+        else:  # the rows the CLI would print, without a subprocess per poll
+            from xgen_declare.processes.state_store import StateStore
+            from xgen_declare.reconciler.client import status_rows
+            rows = status_rows(StateStore(self.state))
+        return {m["name"]: m for m in rows}
+
+    def wait_status(self, pred: Callable[[dict[str, dict]], object], timeout: float | None = None,
+                    what: str = "condition") -> dict[str, dict]:
+        """Read the status until PRED(status) holds and return that status; AssertionError (with the
+        last status and the daemon log) after TIMEOUT, or as soon as the daemon exits (watch_exit)."""
+        last: dict = {}
+
+        def holds() -> bool:
+            nonlocal last
+            if self.watch_exit and self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.tail()}")
+            last = self.status()
+            try:
+                return bool(pred(last))
+            except KeyError:
+                if not self.missing_ok:
+                    raise
+                return False
+
+        timeout = self.timeout if timeout is None else timeout
+        if poll_until(holds, timeout, self.poll) is None:
+            raise AssertionError(f"timed out waiting for {what}; last status: {json.dumps(last, indent=1)}\n"
+                                 f"daemon log:\n{self.log_text()[-4000:]}")
+        return last
+
+    def wait_ready(self, *names: str, timeout: float | None = None) -> dict[str, dict]:
+        return self.wait_status(lambda s: all(s.get(n, {}).get("state") == "Ready" for n in names), timeout,
+                                f"{sorted(names)} Ready")
+
+    # ---- cleanup -----------------------------------------------------------------------------
+    def strays(self) -> list[psutil.Process]:
+        """Processes this run started that may carry no owner marker (a layer above knows them)."""
+        return []
+
+    def cleanup(self) -> None:
+        sweep(self.daemons, self.state, self.strays())
+
+    def leftovers(self) -> list[psutil.Process]:
+        """Live (not zombie) processes still carrying this state dir's owner marker."""
+        return [p for p in marked_by(self.state) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
-class DaemonHarness:
-    """A manifests dir (with its xgen-declare.yaml), a state dir and the daemon started on them."""
+class FakeHost(Daemon):
+    """A daemon over fake backends in one temp ROOT: ROOT/manifests (with its xgen-declare.yaml, written
+    by `write_config`), ROOT/state, ROOT/daemon<N>.log, a `fake` wrapper (xgen_declare.testing.fake_backend
+    behind a binary's name), its own XDG cache, and no XGEN_CONFIG from the caller's environment."""
+
+    def __init__(self, root: Path, env: dict | None = None):
+        self.root = Path(root)
+        super().__init__(self.root / "manifests", self.root / "state",
+                         env={"XDG_CACHE_HOME": str(self.root / "cache"), **(env or {})})
+        self.env.pop("XGEN_CONFIG", None)
+        for d in (self.manifests, self.state):
+            d.mkdir(parents=True, exist_ok=True)
+        self.fake = write_wrapper(self.root / "fake-backend")
+
+    def write_config(self, cfg: dict) -> Path:
+        return write_config(self.manifests, cfg)
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.manifests / f"{name}.yaml"
+        save_atomic(path, text)
+        return path
+
+
+# ---- the benches' layer ------------------------------------------------------------------------
+class DaemonHarness(FakeHost):
+    """What bench/*.py drive: a FakeHost on a block of free ports, models read from their state files."""
 
     def __init__(self, root: Path, *, reconciler: dict | None = None, binaries: dict | None = None,
                  ports: tuple[int, int] | None = None, extra_config: dict | None = None):
-        self.root = root
-        self.manifests, self.state = root / "manifests", root / "state"
-        self.manifests.mkdir(parents=True, exist_ok=True)
-        self.fake = write_wrapper(root / "fake-backend")
+        super().__init__(root)
         base = free_port_block(20) if ports is None else ports[0]
         self.ports = ports or (base, base + 19)
-        self.env = {**os.environ, "XGEN_STATE_DIR": str(self.state), "XDG_CACHE_HOME": str(root / "cache"),
-                    "PYTHONUNBUFFERED": "1"}
-        self.env.pop("XGEN_CONFIG", None)
-        self.daemons: list[subprocess.Popen] = []
         self.seen_pids: set[int] = set()
         self.config(reconciler=reconciler, binaries=binaries, extra=extra_config)
 
@@ -140,21 +255,7 @@ class DaemonHarness:
         cfg = {"binaries": b, "ports": {"start": self.ports[0], "end": self.ports[1]}, **(extra or {})}
         if reconciler:
             cfg["reconciler"] = reconciler
-        (self.manifests / "xgen-declare.yaml").write_text(json.dumps(cfg))
-
-    def write(self, name: str, text: str) -> Path:
-        path = self.manifests / f"{name}.yaml"
-        save_atomic(path, text)
-        return path
-
-    # ---- the daemon --------------------------------------------------------------------------
-    def start(self, *extra: str) -> subprocess.Popen:
-        log = open(self.root / f"daemon{len(self.daemons)}.log", "w")
-        p = subprocess.Popen([sys.executable, "-m", "xgen_declare.cli.main", "run", str(self.manifests), *extra],
-                             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        self.daemons.append(p)
-        return p
+        self.write_config(cfg)
 
     def start_router(self, timeout: float = 60) -> str:
         """The daemon with `--api` on a free port; returns the base URL once /metrics answers."""
@@ -163,15 +264,8 @@ class DaemonHarness:
         self.wait(lambda: _answers(port, "/metrics"), timeout, poll=0.05, what="the API")
         return f"http://127.0.0.1:{port}"
 
-    def kill_daemon(self) -> None:
-        """SIGKILL to the daemon alone (its models run in sessions of their own)."""
-        d = self.daemon
-        if d is not None and d.poll() is None:
-            d.kill()
-            d.wait(10)
-
     def log(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.root.glob("daemon*.log")))
+        return self.log_text()
 
     def record(self, name: str) -> dict:
         try:
@@ -188,26 +282,28 @@ class DaemonHarness:
     def wait(self, pred: Callable[[], bool], timeout: float = 60, poll: float = 0.005,
              what: str = "condition") -> float:
         """Poll PRED; returns the monotonic time it first held. Raises with the daemon log on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return time.monotonic()
-            time.sleep(poll)
-        raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}; daemon log:\n{self.log()[-3000:]}")
+        held = poll_until(pred, timeout, poll)
+        if held is None:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}; daemon log:\n{self.log()[-3000:]}")
+        return held
 
-    # ---- cleanup -----------------------------------------------------------------------------
-    def cleanup(self) -> None:
-        kill_daemons(self.daemons)
-        for v in marked_by(self.state):
-            try:
-                v.kill()
-            except psutil.Error:
-                pass
-        mine = [pid for pid in self.seen_pids if _is_fake_of(pid, self.root)]
-        kill_pids(mine)
+    def strays(self) -> list[psutil.Process]:
+        """The fakes whose pids a record showed (their command line names ROOT)."""
+        return [p for p in _processes(self.seen_pids) if _cmdline_has(p, str(self.root))]
 
 
-def kill_daemons(daemons) -> None:
+# ---- waiting and cleanup -------------------------------------------------------------------
+def poll_until(pred: Callable[[], object], timeout: float, poll: float) -> float | None:
+    """Call PRED every POLL seconds until it is true: the monotonic time it was, or None after TIMEOUT."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return time.monotonic()
+        time.sleep(poll)
+    return None
+
+
+def kill_daemons(daemons: Iterable[subprocess.Popen]) -> None:
     """SIGKILL each daemon still running, with its process group (what it started may outlive it)."""
     for p in daemons:
         if p.poll() is None:
@@ -218,15 +314,50 @@ def kill_daemons(daemons) -> None:
             p.wait(10)
 
 
-def marked_by(state: Path) -> list:
+def marked_by(state: Path) -> list[psutil.Process]:
     """The processes carrying the owner marker of the daemons of STATE (its owner_id file)."""
     owner = state / "owner_id"
     return find_marked(owner.read_text().strip() + "/") if owner.exists() else []
 
 
-def _is_fake_of(pid: int, root: Path) -> bool:
+def sweep(daemons: Iterable[subprocess.Popen], state: Path, strays: Iterable[psutil.Process] = ()) -> None:
+    """Kill DAEMONS with their groups, then every process carrying STATE's owner marker with its group
+    (setsid escapees included), then STRAYS."""
+    kill_daemons(daemons)
+    marked = marked_by(state)
+    for p in marked:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for p in [*marked, *strays]:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+def kill_pids(pids: Iterable[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _processes(pids: Iterable[int]) -> list[psutil.Process]:
+    out = []
+    for pid in pids:
+        try:
+            out.append(psutil.Process(pid))
+        except psutil.Error:
+            pass
+    return out
+
+
+def _cmdline_has(p: psutil.Process, text: str) -> bool:
     try:
-        return any(str(root) in part for part in psutil.Process(pid).cmdline())
+        return any(text in part for part in p.cmdline())
     except psutil.Error:
         return False
 
@@ -240,37 +371,3 @@ def _answers(port: int, path: str) -> bool:
         return False
     finally:
         conn.close()
-
-
-class Figures:
-    """The figures of one bench run: printed as rows (`figure: a | b | ratio a/b`), dumped as JSON for
-    the smoke test (tests/bench), which checks that every figure was produced."""
-
-    def __init__(self, columns: tuple[str, ...]):
-        self.columns = columns
-        self.rows: dict[str, dict] = {}
-
-    def add(self, figure: str, *values: float | str | None, unit: str = "ms", ratio: bool = True,
-            columns: tuple[str, ...] | None = None) -> None:
-        columns = columns or self.columns
-        row = dict(zip(columns, values))
-        nums = [v for v in values if isinstance(v, (int, float))]
-        if ratio and len(values) >= 2 and len(nums) == len(values) and values[1]:
-            row["ratio"] = round(values[0] / values[1], 3)
-        row["unit"] = unit
-        self.rows[figure] = row
-        cells = " | ".join(f"{c} {_fmt(v, unit)}" for c, v in zip(columns, values))
-        extra = f" | ratio {row['ratio']:.2f}" if "ratio" in row else ""
-        print(f"  {figure}: {cells}{extra}", flush=True)
-
-    def dump(self, path: str | None) -> None:
-        if path:
-            Path(path).write_text(json.dumps(self.rows, indent=1))
-
-
-def _fmt(v: float | str | None, unit: str) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    return f"{v:.1f} {unit}" if unit == "ms" else f"{v:g} {unit}".rstrip()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -32,6 +31,7 @@ from xgen_declare.config import Config
 from xgen_declare.desired.build import build_desired
 from xgen_declare.inventory.model import Backend, Inventory
 from xgen_declare.processes.spec import Rendered
+from xgen_declare.testing.harness import free_port
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "vllm_launcher.py"
@@ -89,12 +89,6 @@ def tiny_hf_model(vllm_python, tmp_path_factory) -> Path:
                    cwd=str(HERE.parents[2]), timeout=300)
     print(f"\n[vllm-e2e] tiny HF model generated in {time.monotonic() - t0:.1f} s: {out}")
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
