@@ -13,7 +13,7 @@
      |    +-- StateBusyError       another xgen-declare holds it, or the daemon did not answer   4 BUSY
      |    +-- StateNameError       a name that is not a model name reached it (names.py)         1 INVALID_INPUT
      +-- ModelNotFound             a verb named a model nobody knows                             5 NOT_FOUND
-    (api.security.ApiSetupError: the API cannot or may not listen                               7 CANNOT_SERVE)
+    (http.security.ApiSetupError: the API cannot or may not listen                               7 CANNOT_SERVE)
 
 A `Problem` is plain data so that it can be collected (validation reports *all* problems at once),
 printed as ``FILE:LINE: FIELD: message (hint)`` or emitted as JSON.

@@ -10,7 +10,8 @@ endpoints that write manifests, Server-Sent Events and Prometheus metrics.
     server.py    uvicorn in a thread of the daemon
 """
 
-from xgen_declare.api.app import ApiContext, create_app
+from xgen_declare.api.app import create_app
+from xgen_declare.api.context import ApiContext
 from xgen_declare.api.server import ApiServer
 
 __all__ = ["ApiContext", "ApiServer", "create_app"]

@@ -14,7 +14,7 @@ import json
 import math
 from typing import Any
 
-from xgen_declare.api.security import ApiProblem
+from xgen_declare.http.security import ApiProblem
 
 MAX_DEPTH = 32
 

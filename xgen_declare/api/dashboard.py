@@ -28,8 +28,8 @@ from xgen_declare.reconciler.plan import Request as Asked
 from xgen_declare.reconciler.apply import compute
 from xgen_declare.states import SETTLED_STATES, State
 from xgen_declare.api import declare
-from xgen_declare.api.app import ApiContext
-from xgen_declare.api.security import ApiProblem, require_token
+from xgen_declare.api.context import ApiContext
+from xgen_declare.http.security import ApiProblem, require_token
 from xgen_declare.api.views import redact_argv
 
 router = APIRouter()
@@ -235,7 +235,7 @@ def _no_figures() -> dict:
 
 def router_figures(ctx: ApiContext) -> dict[str, dict]:
     """Per model, from the router's Prometheus series (the same numbers /metrics shows)."""
-    metrics = getattr(getattr(ctx, "router", None), "metrics", None)
+    metrics = ctx.router.metrics if ctx.router is not None else None
     out: dict[str, dict] = {}
     if metrics is None:
         return out

@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from xgen_declare.states import State
-from xgen_declare.api.security import Scrubber
+from xgen_declare.http.security import Scrubber
 
 RING = 1000
 ERROR_STATES = frozenset({State.CRASH_LOOP_BACK_OFF, State.FAILED, State.BLOCKED, State.UNHEALTHY})

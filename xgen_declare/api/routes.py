@@ -19,8 +19,8 @@ from xgen_declare.reconciler.plan import STOP
 from xgen_declare.reconciler.apply import compute
 from xgen_declare.states import RUNNING_STATES, State
 from xgen_declare.api import body, declare
-from xgen_declare.api.app import ApiContext
-from xgen_declare.api.security import ApiProblem, host_of, require_token
+from xgen_declare.api.context import ApiContext
+from xgen_declare.http.security import ApiProblem, host_of, require_token
 from xgen_declare.api.views import advertised_endpoint, model_json
 
 router = APIRouter()
@@ -226,20 +226,18 @@ async def model(request: Request, name: str):
 @router.get(P + "/gpus")
 def gpus(request: Request):
     """Same JSON as `xgen-declare gpus -o json` (detected now)."""
-    from xgen_declare.cli.gpus import gpus_json
     from xgen_declare.inventory.host import detect_host
 
     env = _ctx(request).env
-    return gpus_json(detect_host(None, sysfs_root=env.sysfs_root, proc_root=env.proc_root, with_backends=False))
+    return detect_host(None, sysfs_root=env.sysfs_root, proc_root=env.proc_root, with_backends=False).gpus_json()
 
 
 @router.get(P + "/backends")
 def backends(request: Request):
     """Same JSON as `xgen-declare backends -o json` (the daemon's inventory of its last full resync)."""
-    from xgen_declare.cli.backends import backends_json
 
     ctx = _ctx(request)
-    return backends_json(ctx.daemon.inventory or ctx.env.inventory())
+    return (ctx.daemon.inventory or ctx.env.inventory()).backends_json()
 
 
 @router.post(P + "/reconcile")

@@ -8,8 +8,9 @@ import time
 
 import uvicorn
 
-from xgen_declare.api.app import ApiContext, create_app
-from xgen_declare.api.security import ApiSetupError, check_bind, load_token
+from xgen_declare.api.app import create_app
+from xgen_declare.api.context import ApiContext
+from xgen_declare.http.security import ApiSetupError, check_bind, load_token
 
 log = logging.getLogger("xgen_declare.api")
 

@@ -6,7 +6,7 @@ import re
 
 from xgen_declare.processes.state_store import Record
 from xgen_declare.api.declare import API_DIR, relative
-from xgen_declare.api.security import Scrubber
+from xgen_declare.http.security import Scrubber
 from xgen_declare.processes.spec import REDACTED
 
 _SECRET_FLAG = re.compile(r"(token|secret|password|passwd|api[-_]?key|credential)", re.I)

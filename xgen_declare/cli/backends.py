@@ -8,12 +8,6 @@ from xgen_declare.cli.common import eprint, get_globals, global_options, output_
 from xgen_declare.cli.hostctx import host_inventory
 
 
-def backends_json(inventory) -> list[dict]:
-    """`backends -o json` (also GET /api/management/backends)."""
-    return [{"name": b.name, "available": b.available, "binary": b.binary, "reason": b.reason}
-            for b in inventory.backends]
-
-
 @click.command(short_help="Show which backends are available here")
 @output_option(("table", "json"), "table")
 @global_options
@@ -27,7 +21,7 @@ def command(output: str) -> int:
     g = get_globals()
     inventory = host_inventory(g, g.load_config(), None)
     if output == "json":
-        print_json(backends_json(inventory))
+        print_json(inventory.backends_json())
     else:
         rows = [[b.name, "yes" if b.available else "no", b.binary, b.version, b.dialect, b.reason]
                 for b in inventory.backends]

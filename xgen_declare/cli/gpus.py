@@ -12,11 +12,6 @@ def _memory(free: int | None, total: int | None) -> str:
     return f"{'?' if free is None else free}/{'?' if total is None else total}"
 
 
-def gpus_json(inventory) -> list[dict]:
-    """`gpus -o json` (also GET /api/management/gpus)."""
-    return [gpu.model_dump(mode="json") for gpu in inventory.gpus]
-
-
 @click.command(short_help="List this host's GPUs")
 @output_option(("table", "json"), "table")
 @global_options
@@ -32,7 +27,7 @@ def command(output: str) -> int:
     g = get_globals()
     inventory = detect_host(None, sysfs_root=g.sysfs(), proc_root=g.proc(), with_backends=False)
     if output == "json":
-        print_json(gpus_json(inventory))
+        print_json(inventory.gpus_json())
     elif inventory.gpus:
         rows = [[x.index, x.vendor, x.type, x.gfx, x.name, _memory(x.memory_free_mib, x.memory_total_mib),
                  x.pci_bus_id, "yes" if x.integrated else "no", "hidden" if x.hidden else ""]

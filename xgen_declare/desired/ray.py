@@ -33,7 +33,7 @@ from xgen_declare.inventory.model import Inventory
 from xgen_declare.desired.resolve import Resolved, with_decl
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.names import derived_name_error
-from xgen_declare.reconciler.plan import Seen, Want
+from xgen_declare.processes.spec import Seen, Want
 from xgen_declare.processes.probes import TCP_PROBE
 from xgen_declare.desired.render import Entries, Rendered, Renderer, parse_argv
 from xgen_declare.manifests.request import LOOPBACK_HOSTS, ModelLoadRequest

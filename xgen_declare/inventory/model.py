@@ -82,3 +82,12 @@ class Inventory(BaseModel):
 
     def gpu(self, index: int) -> Gpu | None:
         return next((g for g in self.gpus if g.index == index), None)
+
+    def gpus_json(self) -> list[dict]:
+        """`gpus -o json` and GET /api/management/gpus."""
+        return [gpu.model_dump(mode="json") for gpu in self.gpus]
+
+    def backends_json(self) -> list[dict]:
+        """`backends -o json` and GET /api/management/backends."""
+        return [{"name": b.name, "available": b.available, "binary": b.binary, "reason": b.reason}
+                for b in self.backends]

@@ -30,6 +30,6 @@ def mount_router(app, ctx) -> Router:
     app.state.router = router
     app.include_router(api)
     app.add_exception_handler(RouterError, router_error)
-    if getattr(ctx, "_attached", False):
+    if ctx.attached:
         router.attach()
     return router

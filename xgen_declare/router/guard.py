@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from xgen_declare.api.security import GuardMiddleware
+from xgen_declare.http.security import GuardMiddleware
 from xgen_declare.router.errors import error_body
 
 __all__ = ["PathGuard", "ROUTER_MAX_BODY"]

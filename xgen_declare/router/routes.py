@@ -17,7 +17,7 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from xgen_declare.api.security import token_ok
+from xgen_declare.http.security import token_ok
 from xgen_declare.router.errors import RouterError, error_body
 from xgen_declare.router.service import Router
 

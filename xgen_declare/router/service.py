@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import httpx
 from anyio import to_thread
 
 from xgen_declare.manifests.load import load_paths
 from xgen_declare.states import State
+from xgen_declare.http.security import Scrubber
 from xgen_declare.router.activity import Tracker
 from xgen_declare.router.errors import RouterError
 from xgen_declare.router.metrics import RouterMetrics
@@ -44,8 +45,23 @@ def first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
+class Host(Protocol):
+    """What the router needs from the server it is mounted on: api/context.py's ApiContext."""
+
+    daemon: Any                      # the control loop (reconciler/daemon.py Daemon)
+    token: str | None
+    bus: Any                         # api/events.py EventBus: on-demand starts, evictions
+    metrics: Any                     # api/metrics.py Metrics: the registry the router's series join
+    scrub: Scrubber
+
+    @property
+    def env(self) -> Any: ...
+
+    async def call(self, fn: Callable, timeout: float = ...) -> Any: ...
+
+
 class Router:
-    def __init__(self, ctx, clock: Callable[[], float] = time.monotonic, queue_limit: int = QUEUE_LIMIT,
+    def __init__(self, ctx: Host, clock: Callable[[], float] = time.monotonic, queue_limit: int = QUEUE_LIMIT,
                  read_timeout: float = TIMEOUT.read):
         self.ctx, self.clock, self.queue_limit = ctx, clock, queue_limit
         self.timeout = httpx.Timeout(connect=TIMEOUT.connect, read=read_timeout, write=TIMEOUT.write,

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from xgen_declare.api.app import ApiContext, create_app
+from xgen_declare.api.app import create_app
+from xgen_declare.api.context import ApiContext
 from xgen_declare.config import load_config
 from xgen_declare.reconciler.env import Env
 from xgen_declare.reconciler.daemon import Daemon

@@ -8,7 +8,7 @@ import pytest
 
 from xgen_declare.api.declare import parse_load_body
 from xgen_declare.api.events import EventBus, EventFeeder
-from xgen_declare.api.security import (ApiProblem, ApiSetupError, Scrubber, check_bind, host_of, is_loopback, load_token, token_ok)
+from xgen_declare.http.security import (ApiProblem, ApiSetupError, Scrubber, check_bind, host_of, is_loopback, load_token, token_ok)
 from xgen_declare.api.views import advertised_endpoint, redact_argv
 from xgen_declare.cli.events import format_event, read_events
 from xgen_declare.config import Api, Config

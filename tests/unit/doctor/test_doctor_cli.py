@@ -11,7 +11,7 @@ import time
 from xgen_declare.processes import procs
 from xgen_declare.processes.state_store import Record, StateStore
 
-from .conftest import FIXTURES, lines
+from .conftest import lines
 
 
 def _free_port() -> int:

@@ -1,0 +1,88 @@
+"""What the management API's routes (and the router mounted beside them) share: the daemon, the token,
+the event bus, metrics, the path scrubber and the router itself.
+
+The control loop owns every model: routes read snapshots (the state records on disk, written
+atomically by the loop) and hand work to the loop with `ctx.call(fn)` (`Daemon.submit`), never
+touching the supervisor from the server's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from xgen_declare import states
+from xgen_declare.api.events import EventBus, EventFeeder
+from xgen_declare.api.metrics import Metrics
+from xgen_declare.config import Api
+from xgen_declare.http.security import MAX_BODY, ApiProblem, Scrubber
+from xgen_declare.router.service import Router
+
+CALL_TIMEOUT = 120.0
+
+
+@dataclass
+class ApiContext:
+    daemon: Any                          # xgen_declare.reconciler.daemon.Daemon
+    settings: Api
+    bind_host: str
+    token: str | None
+    bus: EventBus = field(default_factory=EventBus)
+    closing: threading.Event = field(default_factory=threading.Event)
+    max_body: int = MAX_BODY
+    router: Router | None = None         # the /v1 router, once mounted (router.mount_router)
+
+    def __post_init__(self) -> None:
+        env = self.daemon.env
+        self.scrub = Scrubber([(p, "") for p in env.paths] + [(str(env.store.root), "$STATE_DIR/")])
+        self.feeder = EventFeeder(self.bus, self.scrub)
+        self.metrics = Metrics(env.store, env.proc_root, lambda: self.daemon.inventory)
+        self.write_lock = asyncio.Lock()
+        self._attached = False
+
+    @property
+    def attached(self) -> bool:
+        """Hooked into the daemon (its state listeners, pass hooks and rollout events)."""
+        return self._attached
+
+    @property
+    def env(self):
+        return self.daemon.env
+
+    @property
+    def root(self) -> str:
+        """The manifests dir that holds api/ (the first DIR given to `run`)."""
+        return self.env.paths[0]
+
+    def attach(self) -> None:
+        if not self._attached:
+            states.add_listener(self.feeder.on_transition)
+            states.add_listener(self.metrics.on_transition)
+            self.daemon.pass_hooks.extend([self.feeder.on_pass, self.metrics.on_pass])
+            self.daemon.sup.on_event = self.bus.publish  # rollout events (supervisor.py)
+            self._attached = True
+            if self.router is not None:
+                self.router.attach()
+
+    def detach(self) -> None:
+        self.closing.set()
+        if self._attached:
+            states.remove_listener(self.feeder.on_transition)
+            states.remove_listener(self.metrics.on_transition)
+            for hook in (self.feeder.on_pass, self.metrics.on_pass):
+                if hook in self.daemon.pass_hooks:
+                    self.daemon.pass_hooks.remove(hook)
+            if self.router is not None:
+                self.router.detach()
+            self._attached = False
+
+    async def call(self, fn: Callable, timeout: float = CALL_TIMEOUT):
+        """Run fn(daemon) on the control loop and await its result."""
+        fut = self.daemon.submit(fn)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+        except asyncio.TimeoutError:
+            fut.cancel()
+            raise ApiProblem(503, f"the control loop did not answer within {timeout:g}s") from None
