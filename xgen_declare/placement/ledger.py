@@ -1,7 +1,7 @@
 """The memory ledger across every model of a host: per device, what each model uses. Pure.
 
 Inputs are `Device`s (GPUs and the host, from the inventory) and one `Demand` per enabled model (read
-beforehand by `placement.gather`). `build_ledger` admits the models one by one and returns a `Ledger`:
+beforehand by `desired/demands.py`). `build_ledger` admits the models one by one and returns a `Ledger`:
 
 * **capacity** of a device for *our* models = min(free now + R, total) - margin, where R is what our
   running models use now (measured buffers, else their prediction). Live free memory already excludes

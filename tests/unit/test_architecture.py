@@ -1,0 +1,140 @@
+"""The package's structure as README "Architecture" states it, checked on the source: no import cycle,
+placement a leaf library, one caller of select_backend, a small top level, and the arrows between
+folders (processes never reaches up into desired/ or reconciler/, router never into api/, nobody but
+cli/ into cli/). Every import counts, including those inside functions and under TYPE_CHECKING."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[2] / "xgen_declare"
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in PKG.rglob("*.py"):
+        parts = path.relative_to(PKG.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+MODULES = modules()
+
+
+def _owner(target: str) -> str | None:
+    while target and target not in MODULES:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+def imports_of(name: str) -> set[str]:
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([node.module] if node.module else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+        else:
+            continue
+        for t in targets:
+            if t.startswith("xgen_declare"):
+                owner = _owner(t)
+                if owner and owner != name:
+                    found.add(owner)
+    return found
+
+
+GRAPH = {name: imports_of(name) for name in MODULES}
+
+
+def cycles() -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(GRAPH[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(GRAPH):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def edges(src: str, dst: str) -> list[str]:
+    return sorted(f"{a} -> {b}" for a, bs in GRAPH.items() for b in bs
+                  if a.startswith(f"xgen_declare.{src}") and b.startswith(f"xgen_declare.{dst}"))
+
+
+def test_no_import_cycle():
+    assert cycles() == []
+
+
+def test_placement_imports_nothing_but_itself_and_errors():
+    outside = sorted(f"{a} -> {b}" for a, bs in GRAPH.items() if a.startswith("xgen_declare.placement")
+                     for b in bs if not b.startswith("xgen_declare.placement") and b != "xgen_declare.errors")
+    assert outside == []
+    assert GRAPH["xgen_declare.errors"] == set()
+
+
+def test_select_backend_has_one_caller():
+    callers = sorted(str(path.relative_to(PKG)) for path in PKG.rglob("*.py")
+                     for node in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None))
+                     == "select_backend")
+    assert callers == ["desired/resolve.py"]
+
+
+def test_top_level_holds_at_most_six_modules():
+    top = sorted(p.name for p in PKG.glob("*.py"))
+    assert len(top) <= 6, top
+
+
+def test_arrows_between_folders():
+    assert edges("processes", "desired") == [] and edges("processes", "reconciler") == []
+    assert edges("router", "api") == []
+    assert edges("desired", "reconciler") == []
+    outside_cli = sorted(e for e in (f"{a} -> {b}" for a, bs in GRAPH.items() for b in bs
+                                     if b.startswith("xgen_declare.cli") and not a.startswith("xgen_declare.cli")))
+    assert outside_cli == []
+
+
+def test_the_checks_can_fail():
+    """The graph sees what it must: relative and function-local imports, and a cycle when there is one."""
+    assert "xgen_declare.desired.resolve" in GRAPH["xgen_declare.desired.build"]
+    GRAPH["xgen_declare.errors"].add("xgen_declare.states")
+    GRAPH["xgen_declare.states"].add("xgen_declare.errors")
+    try:
+        assert ["xgen_declare.errors", "xgen_declare.states"] in cycles()
+    finally:
+        GRAPH["xgen_declare.errors"].discard("xgen_declare.states")
+        GRAPH["xgen_declare.states"].discard("xgen_declare.errors")
