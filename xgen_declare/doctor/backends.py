@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from xgen_declare.backends.families import GPU_KIND
+from xgen_declare.backends.families import FAMILY, GPU_KIND
 from xgen_declare.config import Config
 from xgen_declare.inventory.llama_build import probe_llama_build
 from xgen_declare.inventory.model import Backend, Inventory
@@ -28,10 +28,6 @@ INSTALL_FIX = {
     "vllm": "install vLLM (scripts/install-vllm.sh for the CPU build) or set binaries: {name}: PATH in "
             "xgen-declare.yaml",
 }
-
-
-def _family(name: str) -> str:
-    return "llama-server" if name.startswith("llama-server") else "vllm" if name.startswith("vllm") else name
 
 
 def _applies(name: str, inv: Inventory) -> bool:
@@ -97,9 +93,9 @@ def backend_findings(inv: Inventory, config: Config, host: DoctorHost, wanted: s
     out, elsewhere, absent = [], [], []
     for b in inv.backends:
         if b.available:
-            if _family(b.name) == "llama-server" and b.binary:
+            if FAMILY[b.name] == "llama-server" and b.binary:
                 out.append(_llama_server(b, config, host))
-            elif _family(b.name) == "vllm" and b.binary:
+            elif FAMILY[b.name] == "vllm" and b.binary:
                 out.append(_vllm(b, host))
             else:
                 out.append(Finding("backend", "ok", f"{b.name}: {b.binary} (imports llama_cpp.server)"))
@@ -107,7 +103,7 @@ def backend_findings(inv: Inventory, config: Config, host: DoctorHost, wanted: s
         if not _applies(b.name, inv):
             elsewhere.append(f"{b.name} ({b.reason})")
             continue
-        fix = INSTALL_FIX[_family(b.name)].format(name=b.name)
+        fix = INSTALL_FIX[FAMILY[b.name]].format(name=b.name)
         if b.name in config.binaries:
             where = config.source or "xgen-declare.yaml"
             out.append(Finding("backend", "fail", f"{b.name}: {b.reason}",

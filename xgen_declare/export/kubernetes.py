@@ -129,8 +129,8 @@ def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, confi
 
     if not inventory.is_available(backend):
         reason = inventory.backend(backend).reason
-        hint = (f"add `kubernetes: images: {backend}: IMAGE` to xgen-declare.yaml" if "kubernetes.images" in reason
-                else "pick another backend")
+        hint = (f"add `kubernetes: images: {backend}: IMAGE` to xgen-declare.yaml"
+                if image_for(config, backend) is None else "pick another backend")
         problem("spec.backend", decl.line_of("backend"), f"backend {backend} cannot run in the cluster: {reason}",
                 hint)
     distributed = spec.distributed is not None
