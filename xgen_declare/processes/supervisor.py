@@ -1,8 +1,10 @@
-"""The supervisor executes plans and keeps processes alive: spawn, probe, stop, back off, adopt.
+"""The supervisor keeps processes alive: spawn, stop, and the state machine driven by `tick()`.
 
-It is a state machine driven by `tick()` (no blocking waits), used by the daemon (`run`) and, in
-one-shot mode, by `apply`/`down`/`restart` when no daemon runs. Every state change goes through
-`states.transition` and is written to the model's record at once.
+It carries out what the executor (reconciler/apply.py) asks, one model at a time, and never plans.
+It is driven by `tick()` (no blocking waits), in the daemon (`run`) and, in one-shot mode, in
+`apply`/`down`/`restart` when no daemon runs. Every state change goes through `states.transition`
+and is written to the model's record at once. Split by job: records.py (adoption, writes that may
+fail), health.py (probes, crashes, back-off), rollouts.py (drain, in-place updates, rollback).
 
 Memory is the truth, the record its copy: a record that cannot be written (state dir read-only or
 full) never stops supervision. The action is taken first (a stop is signalled, a crash retried), the
@@ -35,30 +37,28 @@ import time
 from typing import Callable
 
 from xgen_declare.config import Reconciler
-from xgen_declare.errors import StateWriteError
-from xgen_declare.placement.buffers import read_buffers
 from xgen_declare.processes import history, procs
 from xgen_declare.processes.backoff import Backoff
-from xgen_declare.processes.logfiles import open_log, rotate_if_needed, tail
-from xgen_declare.processes.probes import Prober, probe_url
+from xgen_declare.processes.logfiles import open_log, rotate_if_needed
+from xgen_declare.processes.probes import Prober
 from xgen_declare.processes.proc import Proc, SecretFileError, child_env
 from xgen_declare.processes.provenance import Provenance, of_file
+from xgen_declare.processes.health import HealthMixin
+from xgen_declare.processes.records import FLUSH_PERIOD, RecordsMixin
 from xgen_declare.processes.rollouts import RolloutMixin
 from xgen_declare.processes.rpc_workers import Workers
 from xgen_declare.processes.spec import Rendered, Seen, Want
 from xgen_declare.processes.state_store import Record, StateStore
-from xgen_declare.states import RUNNING_STATES, State, transition
+from xgen_declare.states import State, transition
 
 log = logging.getLogger("xgen_declare.processes.supervisor")
 
-READY_POLL = 0.05  # readiness probes of a starting model (bench/cold_start.py: 0.2 s cost ~100 ms a cold start)
 ESCAPEE_POLL = 0.3
-FLUSH_PERIOD = 1.0  # retry of records that could not be written
 
 
 
 
-class Supervisor(RolloutMixin):
+class Supervisor(RolloutMixin, HealthMixin, RecordsMixin):
     def __init__(self, store: StateStore, settings: Reconciler | None = None, *,
                  clock: Callable[[], float] = time.monotonic, popen: Callable = subprocess.Popen,
                  prober: Prober | None = None, one_shot: bool = False, proc_root: str = procs.PROC,
@@ -94,76 +94,6 @@ class Supervisor(RolloutMixin):
         detail = {"restarts": r.restarts, "pid": r.pid, "port": r.port, "last_error": r.last_error}
         p.rec.state = transition(r.name, p.state, new, reason, detail).value
         self.save(p.rec)
-
-    def save(self, rec: Record) -> bool:
-        """Write the record; a failure is remembered (store.write_failures) and retried, never raised."""
-        try:
-            self.store.save(rec)
-        except StateWriteError as exc:
-            self.unsaved.add(rec.name)
-            log.debug("%s: %s", rec.name, exc)
-            return False
-        self.unsaved.discard(rec.name)
-        return True
-
-    def _forget(self, name: str) -> None:
-        self.unsaved.discard(name)
-        try:
-            self.store.delete(name)
-            self._undeleted.discard(name)
-        except StateWriteError:
-            self._undeleted.add(name)
-
-    def flush(self) -> None:
-        """Write again what could not be written (the state dir may be writable again)."""
-        for name in sorted(self._history_unsaved):
-            self._write_history(name)
-        for name in sorted(self.unsaved):
-            p = self.procs.get(name)
-            if p is None:
-                self.unsaved.discard(name)
-            else:
-                self.save(p.rec)  # each on its own: one failing record never holds back the others
-        for name in sorted(self._undeleted):
-            if name in self.procs:
-                self._undeleted.discard(name)  # declared again: its record is written instead
-            else:
-                self._forget(name)
-
-    def load(self) -> None:
-        """Adopt every recorded process that is still the same process; zero restarts."""
-        now = self.clock()
-        for name, rec in self.store.load_all().items():
-            p = self._new_proc(rec)
-            self.procs[name] = p
-            alive = procs.matches(rec.pid, rec.start_ticks, rec.boot_id, self.proc_root)
-            st = p.state
-            if alive:
-                log.info("%s: adopted pid %s (%s)", name, rec.pid, st.value)
-                if st == State.STOPPING:
-                    p.stop_deadline = now + rec.stop_grace
-                elif st in (State.READY, State.UNHEALTHY):
-                    p.backoff.healthy()
-                    p.next_probe_at = now
-                else:
-                    self._set(p, State.STARTING, "adopted before it was ready")
-                    p.ready_deadline = now + rec.ready_timeout
-            else:
-                if st in RUNNING_STATES:
-                    # a process of this model that the record does not name (started while the state
-                    # dir could not be written) is an orphan holding the port: never two live
-                    procs.sweep(self._prefix(p), signal.SIGKILL)
-                if rec.pid is not None:
-                    rec.pid = None
-                    if st in RUNNING_STATES and st != State.STOPPING:
-                        rec.last_error = "process exited while no daemon was watching"
-                self._rollout_end(p, history.FAILED if st == State.STARTING else history.INTERRUPTED,
-                                  "process gone while no daemon was watching")
-                if st == State.STOPPING:
-                    self._set(p, State.STOPPED, "process gone")
-                elif st == State.CRASH_LOOP_BACK_OFF:
-                    p.next_start_at = now
-                self.save(rec)
 
     def running(self, p: Proc) -> bool:
         if p.popen is not None:
@@ -421,82 +351,6 @@ class Supervisor(RolloutMixin):
             self._set(p, State.IDLE, reason)
         else:
             self._set(p, State.STOPPED, reason)
-
-    # ---- crash, readiness, liveness ------------------------------------------------------------
-    def _crashed(self, p: Proc, msg: str) -> None:
-        p.rec.pid, p.popen = None, None
-        entry = p.rec.rollout
-        self._rollout_end(p, history.FAILED, msg)
-        if entry is not None and self._roll_back(p, entry, msg):
-            return
-        self.workers.stop(p.rec.name)
-        if self.one_shot:
-            p.rec.last_error = msg
-            self._set(p, State.FAILED, msg.splitlines()[0])
-            return
-        # the run that just ended counts towards the reset (so no unhealthy() here); the sequence
-        # belongs to the spec that failed: a new spec starts again at backoff_base
-        delay = p.backoff.next_delay(p.spec.spec_hash() if p.spec is not None else p.rec.spec_hash)
-        p.next_start_at = self.clock() + delay
-        p.rec.last_error = f"{msg} (restarting in {delay:g}s)"
-        self._set(p, State.CRASH_LOOP_BACK_OFF, f"{msg.splitlines()[0]}; retry in {delay:g}s")
-
-    def _exited(self, p: Proc) -> None:
-        code = p.popen.returncode if p.popen is not None else None
-        how = ("exited (adopted process: exit code unknown)" if code is None else
-               f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
-        when = " during start" if p.state == State.STARTING else ""
-        # leftovers (group members, escaped descendants) must not keep the port; they carry the owner
-        # tag. The leader's pid is not signalled as a group id: it is reaped and may be reused.
-        procs.sweep(self._prefix(p), signal.SIGKILL)
-        lines = tail(self.store.log_path(p.rec.name), 10)
-        msg = f"{how}{when}" + (f"; last log lines:\n{lines}" if lines else "")
-        self.prober.forget(p.rec.name)
-        self._crashed(p, msg)
-
-    def _fail_running(self, p: Proc, msg: str) -> None:
-        """Stop a process that failed a probe rule; it then counts as a crash."""
-        p.crash_msg = msg
-        self._begin_stop(p, msg, "crash")
-
-    def _tick_probe(self, p: Proc, now: float) -> None:
-        name, rec, st = p.rec.name, p.rec, p.state
-        res = self.prober.result(name)
-        if res is not None:
-            if st == State.STARTING:
-                if res.ok:
-                    rec.ready_at, rec.last_error = time.time(), None
-                    rec.buffers_mib = read_buffers(self.store.log_path(name), rec.gpus)  # placement ledger
-                    p.backoff.healthy()
-                    p.next_probe_at = now + self.settings.liveness_period
-                    self._ready_spec(p)
-                    self._set(p, State.READY, res.detail)
-                    return
-                p.last_probe = res.detail
-                p.next_probe_at = now + READY_POLL
-            else:
-                p.next_probe_at = now + self.settings.liveness_period
-                if res.ok:
-                    p.probe_failures = 0
-                    if st == State.UNHEALTHY:
-                        rec.last_error = None
-                        self._set(p, State.READY, res.detail)
-                else:
-                    p.probe_failures += 1
-                    rec.last_error = f"liveness probe failed ({p.probe_failures}/" \
-                                     f"{self.settings.liveness_threshold}): {res.detail}"
-                    if p.probe_failures >= self.settings.liveness_threshold:
-                        self._fail_running(p, f"liveness probe failed {p.probe_failures} times: {res.detail}")
-                        return
-                    self._set(p, State.UNHEALTHY, res.detail)
-        if st == State.STARTING and now >= p.ready_deadline:
-            detail = f": {p.last_probe}" if p.last_probe else ""
-            lines = tail(self.store.log_path(name), 10)
-            self._fail_running(p, f"not ready after {rec.ready_timeout:g}s{detail}"
-                               + (f"; last log lines:\n{lines}" if lines else ""))
-            return
-        if now >= p.next_probe_at and not self.prober.busy(name) and rec.port:
-            self.prober.start(name, probe_url(rec.host, rec.port, rec.readiness_path))
 
     # ---- the loop body -------------------------------------------------------------------------
     def tick(self) -> None:
