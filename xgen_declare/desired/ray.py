@@ -36,7 +36,8 @@ from xgen_declare.names import derived_name_error
 from xgen_declare.processes.spec import Seen, Want
 from xgen_declare.processes.probes import TCP_PROBE
 from xgen_declare.desired.render import Entries, Rendered, Renderer, parse_argv
-from xgen_declare.manifests.request import LOOPBACK_HOSTS, ModelLoadRequest
+from xgen_declare.manifests.fields import LOOPBACK_HOSTS
+from xgen_declare.manifests.request import ModelLoadRequest
 from xgen_declare.desired.rpc import host_names
 from xgen_declare.states import State
 

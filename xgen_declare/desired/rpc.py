@@ -19,7 +19,8 @@ from typing import Callable
 
 from xgen_declare.config import Config
 from xgen_declare.errors import Problem
-from xgen_declare.manifests.request import LOOPBACK_HOSTS, ModelLoadRequest, RpcWorker
+from xgen_declare.manifests.fields import LOOPBACK_HOSTS, RpcWorker
+from xgen_declare.manifests.request import ModelLoadRequest
 from xgen_declare.processes.rpc_workers import WorkerSpec
 
 WORKER_NAMES = ("ggml-rpc-server", "rpc-server")  # newer name first

@@ -23,7 +23,7 @@ from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.names import derived_name_error
 from xgen_declare.processes.probes import TCP_PROBE
 from xgen_declare.desired.render import Entries, Rendered, Renderer, parse_argv
-from xgen_declare.manifests.request import LOOPBACK_HOSTS, RpcWorker
+from xgen_declare.manifests.fields import LOOPBACK_HOSTS, RpcWorker
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from xgen_declare.placement.ledger import Device, Entry, Ledger
 from xgen_declare.placement.predict import MIB
 from xgen_declare.reconciler.plan import KEEP, STOP, Seen, Want, plan
-from xgen_declare.manifests.request import ModelLoadRequest, parse_duration
+from xgen_declare.manifests.fields import parse_duration
+from xgen_declare.manifests.request import ModelLoadRequest
 from xgen_declare.router.activity import Tracker
 from xgen_declare.router.ondemand import fmt_seconds, shortfall_mib
 from xgen_declare.router.table import table_from_decls
