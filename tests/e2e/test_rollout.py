@@ -81,3 +81,48 @@ def test_recreate_and_a_bad_edit_fail_no_request(tmp_path, tiny_models, llama_se
     assert "--no-such-flag-for-the-test" in st["rollout_error"]  # llama-server's own complaint, from the log tail
     history = json.loads(daemon.cli("history", "chat", "-o", "json").stdout)
     assert [e["result"] for e in history] == ["succeeded", "succeeded", "failed", "rolled back"]
+
+
+def test_surge_swaps_processes_under_load_and_a_bad_surge_leaves_the_old_one_serving(
+        tmp_path, tiny_models, llama_server_binary, daemon_factory):
+    """Issue 15: `strategy: surge` starts the new llama-server beside the serving one on a spare port; the
+    router moves to it once Ready and the old one drains, then stops. A spec that cannot start never
+    stops the old process. 4 clients stream through the router all along: no request fails."""
+    import psutil
+
+    d = tmp_path / "manifests"
+    d.mkdir()
+    write_config(d, llama_server_binary, 25600 + (free_port() % 50) * 20)
+    rollout = "  rollout: {strategy: surge, drain_timeout: 60s}\n"
+    path = d / "chat.yaml"
+    path.write_text(manifest("chat", tiny_models["chat"], "llama-server-cpu", ctx=512) + rollout)
+    daemon = daemon_factory(d)
+    port = free_port()
+    daemon.start("--api", "--api-port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    first = daemon.wait_ready(["chat"])["chat"]
+    clients = Clients(base, n=4)
+    try:
+        daemon.wait(lambda s: clients.done >= 4, what="requests before the edit")
+        plan = daemon.cli("plan", "-o", "json")
+        path.write_text(manifest("chat", tiny_models["chat"], "llama-server-cpu", ctx=1024) + rollout)
+        second = daemon.wait(lambda s: s["chat"]["spec_hash"] != first["spec_hash"] and s["chat"]["state"] == "Ready",
+                             what="the surge swapped processes")["chat"]
+        daemon.wait(lambda s: not psutil.pid_exists(first["pid"]) or
+                    psutil.Process(first["pid"]).status() == psutil.STATUS_ZOMBIE, what="the old process gone")
+        n = clients.done
+        daemon.wait(lambda s: clients.done >= n + 4, what="requests after the surge")
+        path.write_text(manifest("chat", tiny_models["chat"], "llama-server-cpu", ctx=2048) + rollout +
+                        "  extra_args: [--no-such-flag-for-the-test]\n")
+        st = daemon.wait(lambda s: s["chat"]["rollout_error"], what="the bad surge failed")["chat"]
+        n = clients.done
+        daemon.wait(lambda s: clients.done >= n + 4, what="requests after the failed surge")
+    finally:
+        clients.finish()
+    assert clients.failures == []
+    assert plan.returncode == 0
+    assert second["pid"] != first["pid"] and second["port"] != first["port"] and second["restarts"] == 0
+    assert (st["state"], st["pid"], st["spec_hash"]) == ("Ready", second["pid"], second["spec_hash"])
+    assert "--no-such-flag-for-the-test" in st["rollout_error"] and "the old process kept serving" in st["rollout_error"]
+    history = json.loads(daemon.cli("history", "chat", "-o", "json").stdout)
+    assert [e["result"] for e in history] == ["succeeded", "succeeded", "failed"]

@@ -35,6 +35,7 @@ class Desired:
     # model name -> what this host cannot give it (gpu_problems): rendered, but Blocked, outside the ledger
     blocked: dict[str, list[Problem]] = field(default_factory=dict)
     resolved: dict[str, Resolved] = field(default_factory=dict)  # the models this host serves, as resolved
+    renderer: Renderer | None = None  # the pass's renderer (a surge renders a model again on a spare port)
 
     @property
     def names(self) -> set[str]:
@@ -73,7 +74,7 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     if placement:
         placed = [ray.per_node(m) for m in models if m.name not in desired.dormant and m.name not in desired.blocked]
         desired.ledger = place(placed, inventory, config.placement.margin_mib, seen, changing)
-    renderer = Renderer(config, inventory)
+    renderer = desired.renderer = Renderer(config, inventory)
     for res in models:
         entry = desired.ledger.entry(res.name) if desired.ledger else None
         if entry is not None and entry.resolved:

@@ -41,6 +41,12 @@ class Proc:
     drain_after: str = "stopped"          # what the stop after the drain leads to (as after_stop)
     last_good: tuple[Rendered, Want | None] | None = None  # the spec (and want) that last became Ready
     rolling_back: bool = False            # the start under way is the last good spec after a failed rollout
+    # surge (surge.py): the new process started beside this one, and the old one draining after the swap;
+    # both are Procs of the same model whose records live inside this one's (rec.surge / rec.retiring)
+    successor: "Proc | None" = None
+    retiring: "Proc | None" = None
+    role: str = ""                        # "" (the model's process), "surge" or "retiring"
+    parent: "Proc | None" = None          # the model's Proc, for a successor or retiring one
 
     @property
     def state(self) -> State:

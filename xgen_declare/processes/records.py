@@ -39,12 +39,14 @@ class RecordsMixin:
     _history_unsaved: dict[str, list[dict]]
 
     proc_root: str
+    owner: str
     clock: Callable[[], float]
     _write_history: Callable[[str], None]  # RolloutMixin's
     _new_proc: Callable[..., Any]
     _set: Callable[..., Any]
     _prefix: Callable[..., Any]
     _rollout_end: Callable[..., Any]
+    _settle_interrupted_surge: Callable[..., Any]  # SurgeMixin's
 
     def load(self) -> None:
         """Adopt every recorded process that is still the same process; zero restarts."""
@@ -52,6 +54,7 @@ class RecordsMixin:
         for name, rec in self.store.load_all().items():
             p = self._new_proc(rec)
             self.procs[name] = p
+            self._settle_interrupted_surge(p)  # never two processes of one model after a daemon restart
             alive = procs.matches(rec.pid, rec.start_ticks, rec.boot_id, self.proc_root)
             st = p.state
             if alive:
@@ -68,7 +71,7 @@ class RecordsMixin:
                 if st in RUNNING_STATES:
                     # a process of this model that the record does not name (started while the state
                     # dir could not be written) is an orphan holding the port: never two live
-                    procs.sweep(self._prefix(p), signal.SIGKILL)
+                    procs.sweep(f"{self.owner}/{name}/", signal.SIGKILL)
                 if rec.pid is not None:
                     rec.pid = None
                     if st in RUNNING_STATES and st != State.STOPPING:
@@ -80,7 +83,6 @@ class RecordsMixin:
                 elif st == State.CRASH_LOOP_BACK_OFF:
                     p.next_start_at = now
                 self.save(rec)
-
 
     def save(self, rec: Record) -> bool:
         """Write the record; a failure is remembered (store.write_failures) and retried, never raised."""

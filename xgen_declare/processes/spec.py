@@ -148,3 +148,5 @@ class Seen:
     settings: Mapping[str, Any] | None = None  # the in-place settings applied (None: not recorded)
     failed_hash: str | None = None   # a rollout of this spec failed and was rolled back (not retried)
     placement: Mapping[str, Any] | None = None  # n_gpu_layers / tensor_split the process was started with
+    surge_hash: str | None = None    # a surge under way: the new process's spec hash ...
+    surge_port: int | None = None    # ... and the port it was started on

@@ -73,6 +73,8 @@ class Record:
     rollout: dict | None = None        # the history entry of a start not yet Ready (result still open)
     settings: dict | None = None       # rollout.in_place_settings applied to the running process
     placement: dict | None = None      # n_gpu_layers / tensor_split it was started with (Resolved.placement_values)
+    surge: dict | None = None          # a surge's new process, started beside this one (its Record as JSON)
+    retiring: dict | None = None       # the old process of a surge, draining after the swap (its Record as JSON)
     last_good_spec_hash: str | None = None  # the spec hash that last became Ready
     failed_spec_hash: str | None = None     # a rollout of this spec failed and was rolled back: not retried
     rollout_error: str | None = None        # why (the failed spec's error and log tail)

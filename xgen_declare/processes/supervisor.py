@@ -46,6 +46,7 @@ from xgen_declare.processes.provenance import Provenance, of_file
 from xgen_declare.processes.health import HealthMixin
 from xgen_declare.processes.records import FLUSH_PERIOD, RecordsMixin
 from xgen_declare.processes.rollouts import RolloutMixin
+from xgen_declare.processes.surge import SurgeMixin
 from xgen_declare.processes.rpc_workers import Workers
 from xgen_declare.processes.spec import Rendered, Seen, Want
 from xgen_declare.processes.state_store import Record, StateStore
@@ -58,7 +59,7 @@ ESCAPEE_POLL = 0.3
 
 
 
-class Supervisor(RolloutMixin, HealthMixin, RecordsMixin):
+class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
     def __init__(self, store: StateStore, settings: Reconciler | None = None, *,
                  clock: Callable[[], float] = time.monotonic, popen: Callable = subprocess.Popen,
                  prober: Prober | None = None, one_shot: bool = False, proc_root: str = procs.PROC,
@@ -81,6 +82,9 @@ class Supervisor(RolloutMixin, HealthMixin, RecordsMixin):
         self.workers = Workers(self.owner, self.store.log_path, popen)  # llama.cpp RPC groups
         # requests the router has forwarded to NAME and not finished (the router sets it; none without one)
         self.in_flight: Callable[[str], int] = lambda name: 0
+        # requests the router has forwarded to NAME's process on PORT and not finished (a surge drains the
+        # old process by these); the router sets it
+        self.in_flight_at: Callable[[str, int], int] = lambda name, port: 0
         # rollout events (rollout_started/succeeded/failed, rolled_back): fn(type, **data); the API sets it
         self.on_event: Callable[..., None] = lambda type_, **data: None
 
@@ -91,6 +95,12 @@ class Supervisor(RolloutMixin, HealthMixin, RecordsMixin):
 
     def _set(self, p: Proc, new: State, reason: str = "") -> None:
         r = p.rec
+        if p.parent is not None:  # a surge's second process: the model's own state does not change
+            log.info("%s (%s process, pid %s): %s -> %s%s", r.name, p.role, r.pid, p.state.value, new.value,
+                     f": {reason}" if reason else "")
+            r.state = new.value
+            self._save_side(p)
+            return
         detail = {"restarts": r.restarts, "pid": r.pid, "port": r.port, "last_error": r.last_error}
         p.rec.state = transition(r.name, p.state, new, reason, detail).value
         self.save(p.rec)
@@ -110,7 +120,9 @@ class Supervisor(RolloutMixin, HealthMixin, RecordsMixin):
                              gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
                              binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
                              last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
-                             failed_hash=r.failed_spec_hash, placement=r.placement)
+                             failed_hash=r.failed_spec_hash, placement=r.placement,
+                             surge_hash=p.successor.rec.spec_hash if p.successor else None,
+                             surge_port=p.successor.rec.port if p.successor else None)
         return out
 
     # ---- what the executor (reconciler/apply.py) calls, one action at a time ------------------
@@ -240,10 +252,10 @@ class Supervisor(RolloutMixin, HealthMixin, RecordsMixin):
             rec.last_error = str(exc)
             self._set(p, State.BLOCKED, str(exc))
             return
-        if rec.started_at is None:
+        if rec.started_at is None and p.parent is None:
             # no record of an earlier process (first start, or its record was unreadable): a tagged
             # process of this model from before would be an orphan holding the port; never two live
-            procs.sweep(self._prefix(p), signal.SIGKILL)
+            procs.sweep(f"{self.owner}/{rec.name}/", signal.SIGKILL)
         path = self.store.log_path(rec.name)
         rotate_if_needed(path, self.settings.log_max_bytes, self.settings.log_backups)
         why = self.workers.start(rec.name, spec.workers, env) if spec.workers else None  # group: workers first
@@ -305,7 +317,7 @@ class Supervisor(RolloutMixin, HealthMixin, RecordsMixin):
             self._rollout_end(p, history.INTERRUPTED, f"stopped before it was Ready: {reason}")
         p.stop_deadline = self.clock() + p.rec.stop_grace
         p.killed = False
-        self.prober.forget(p.rec.name)
+        self.prober.forget(self._probe_key(p))
         if p.rec.pid and self.running(p):  # signal first, then record it
             procs.signal_group(p.rec.pid, signal.SIGTERM)
         procs.sweep(self._prefix(p), signal.SIGTERM)
@@ -313,7 +325,12 @@ class Supervisor(RolloutMixin, HealthMixin, RecordsMixin):
         p.drain_deadline = None
 
     def _prefix(self, p: Proc) -> str:
-        return f"{self.owner}/{p.rec.name}/"
+        """The owner tag of this spawn (its escaped descendants carry it too); without one recorded, every
+        process of the model. A surge's two processes have tags of their own, never each other's."""
+        return p.rec.marker if p.rec.marker else f"{self.owner}/{p.rec.name}/"
+
+    def _probe_key(self, p: Proc) -> str:
+        return p.rec.name if p.parent is None else f"{p.rec.name}+{p.role}"
 
     def _tick_stopping(self, p: Proc, now: float) -> None:
         leader = self.running(p)
@@ -337,6 +354,9 @@ class Supervisor(RolloutMixin, HealthMixin, RecordsMixin):
 
     def _after_stop(self, p: Proc, after: str, reason: str) -> None:
         p.rec.pid, p.popen = None, None
+        if p.parent is not None:  # a surge's second process is gone (retired, or aborted)
+            self._side_gone(p, reason)
+            return
         self.workers.stop(p.rec.name)  # RPC group: the server is gone, now its workers
         name = p.rec.name
         if after == "forget":
@@ -361,6 +381,8 @@ class Supervisor(RolloutMixin, HealthMixin, RecordsMixin):
         for p in list(self.procs.values()):
             try:
                 self._tick_one(p, now)
+                if p.successor is not None or p.retiring is not None:
+                    self._tick_surge(p, now)
             except Exception:  # one model's trouble never stops the others
                 log.exception("%s: supervisor error", p.rec.name)
         if now >= self._next_rotation:
@@ -395,6 +417,8 @@ class Supervisor(RolloutMixin, HealthMixin, RecordsMixin):
         """Something still in flight: stops (and queued starts); with wait_ready also starts."""
         for p in self.procs.values():
             if p.state == State.STOPPING or p.queued or p.drain_deadline is not None:
+                return True
+            if p.successor is not None or p.retiring is not None:
                 return True
             if wait_ready and p.state == State.STARTING:
                 return True

@@ -25,6 +25,7 @@ from xgen_declare.reconciler.env import Env, record_paths
 from xgen_declare.reconciler.observe import listening_ports, want_for
 from xgen_declare.reconciler.plan import (BLOCKED, KEEP, RESTART, START, STOP, UPDATE, Action, Cause, Plan, Request,
                                           plan)
+from xgen_declare.reconciler import strategy
 from xgen_declare.reconciler.rollout import in_place_settings
 
 log = logging.getLogger("xgen_declare.reconciler.apply")
@@ -38,6 +39,7 @@ class Pass:
     desired: Desired | None
     wants: dict[str, Want] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    surges: strategy.Surges = field(default_factory=lambda: strategy.Surges())  # specs a surge runs instead
 
 
 def _problem_text(problems: list[Problem]) -> str:
@@ -79,6 +81,7 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
         broken[f] = "; ".join(texts) or f"{f}: cannot be parsed"
     guard = empty_guard(paths) if not desired.load.files and not config.reconciler.prune_empty else None
     result = plan(wants, seen, invalid=invalid, broken_files=broken, prune_guard=guard, only=only, requests=requests)
+    surges = strategy.choose(result, desired, wants, seen, foreign, (config.ports.start, config.ports.end))
     if guard and any(a.cause == Cause.PRUNE_GUARD for a in result.actions):
         result.notes.append(f"the manifests {'directory' if len(paths) == 1 else 'directories'} "
                             f"{', '.join(paths)} {'holds' if len(paths) == 1 else 'hold'} no manifest: nothing "
@@ -89,7 +92,7 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
         result.notes.extend(f"placement: {n}" for n in desired.ledger.notes)
     result.notes.extend(raycluster.notes(desired.rendered))
     problems = [p.format() for p in desired.load.problems if p.severity == "error"]
-    return Pass(result, desired, wants, problems)
+    return Pass(result, desired, wants, problems, surges)
 
 
 def empty_guard(paths: list[str]) -> str:
@@ -139,9 +142,12 @@ def _execute_one(sup: Supervisor, a: Action, spec: Rendered | None, want: Want |
     proc = sup.proc(a.name, create=a.kind != STOP)
     if proc is None:
         return
+    surging = a.surge or a.cause == Cause.SURGING
+    if proc.successor is not None and not surging:  # a newer spec, a revert, a stop: the surge ends
+        sup.abort_surge(proc, f"{a.kind}: {a.reason}")
     if a.retry:
         sup.retry_failed(proc)
-    if spec is not None:
+    if spec is not None and not surging:  # a surge's spec is the successor's; the old process keeps its own
         sup.take_spec(proc, spec, want)
     if a.release_hold:
         sup.release_hold(proc)
@@ -150,6 +156,8 @@ def _execute_one(sup: Supervisor, a: Action, spec: Rendered | None, want: Want |
         sup.cancel_drain(proc, a.reason)
     if a.kind == STOP:
         sup.stop(a.name, a.reason, forget=a.forget, hold=a.hold, idle=a.idle)
+    elif a.kind == RESTART and a.surge and spec is not None:
+        sup.surge(proc, spec, want, a.reason)
     elif a.kind == RESTART:
         sup.restart(a.name, a.reason)
     elif a.kind == START:
@@ -198,7 +206,8 @@ def converge(sup: Supervisor, paths: list[str], config: Config, inventory: Inven
     result = compute(paths, config, inventory, sup.observed(), only=only, awake=awake, idle_reasons=idle_reasons,
                      requests=requests)
     plan_log.log(result)
-    execute(sup, result.plan, result.desired.rendered if result.desired else {}, result.wants)
+    specs = {**(result.desired.rendered if result.desired else {}), **result.surges.specs}
+    execute(sup, result.plan, specs, {**result.wants, **result.surges.wants})
     return result
 
 

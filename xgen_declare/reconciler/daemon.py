@@ -249,7 +249,7 @@ class Daemon:
 
     def _wait_time(self) -> float:
         busy = any(p.state in (State.STARTING, State.STOPPING) or p.queued or p.drain_deadline is not None
-                   for p in self.sup.procs.values())
+                   or p.successor is not None or p.retiring is not None for p in self.sup.procs.values())
         wait = BUSY_WAIT if busy else IDLE_WAIT
         if self.dirty_since is not None:
             wait = min(wait, self.env.config.reconciler.debounce / 2 or BUSY_WAIT)

@@ -58,6 +58,7 @@ class Cause(StrEnum):
     IDLE = "idle"                   # on-demand and not wanted now
     ROLLED_BACK = "rolled_back"     # this spec's rollout failed: the last good one keeps serving
     BACKING_OFF = "backing_off"     # crash loop back-off, or failed with this spec
+    SURGING = "surging"             # a surge to the wanted spec is under way (strategy.py)
     BLOCKED = "blocked"             # the host cannot run it now
     INVALID = "invalid"             # the manifest is invalid (or its file cannot be parsed)
     PRUNE_GUARD = "prune_guard"     # kept: the manifests dir is empty or missing
@@ -86,6 +87,7 @@ class Action:
     cause: Cause = Cause.OTHER
     hold: bool = False                  # `down`: record the hold (kept stopped until `up` or a new spec)
     retry: bool = False                 # `restart`: try a spec whose rollout failed again
+    surge: bool = False                 # the restart starts the new process beside the old one (strategy.py)
 
     def format(self) -> str:
         return f"{self.kind:<8} {self.name}: {self.reason}"
@@ -165,10 +167,6 @@ def plan(wants: Mapping[str, Want], seen: Mapping[str, Seen], *,
         else:
             out.actions.append(_plan_undeclared(s, broken_files, prune_guard, request))  # type: ignore[arg-type]
     out.actions.sort(key=lambda a: (KINDS.index(a.kind), a.name))
-    for a in out.by_kind(RESTART):
-        if a.name in wants and ((wants[a.name].settings.get("rollout") or {}).get("strategy")) == "surge":
-            out.notes.append(f"{a.name}: rollout.strategy surge is not implemented yet: this restart drains, stops, "
-                             "then starts (recreate)")
     return out
 
 

@@ -4,6 +4,8 @@
 the control loop never stops (idle timer, eviction) a model whose count is not zero. `waiting` counts
 the requests held while the model starts (bounded: beyond `queue_limit` the router answers 429).
 `last_used` is when a request last arrived or finished (the idle timer and the LRU order read it).
+`at(name, port)` counts the requests forwarded to one process of a model (its port) and not finished:
+a surge drains the old process by it while the new one already takes new requests.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Tracker:
         self._in_flight: dict[str, int] = {}
         self._waiting: dict[str, int] = {}
         self._last: dict[str, float] = {}
+        self._upstream: dict[tuple[str, int], int] = {}
 
     def begin(self, name: str) -> None:
         with self._lock:
@@ -32,6 +35,23 @@ class Tracker:
         with self._lock:
             self._in_flight[name] = max(self._in_flight.get(name, 0) - 1, 0)
             self._last[name] = self.clock()
+
+    def bind(self, name: str, port: int) -> None:
+        """A request of `name` goes to the process on `port` (count it until `unbind`)."""
+        with self._lock:
+            self._upstream[(name, port)] = self._upstream.get((name, port), 0) + 1
+
+    def unbind(self, name: str, port: int) -> None:
+        with self._lock:
+            left = self._upstream.get((name, port), 0) - 1
+            if left > 0:
+                self._upstream[(name, port)] = left
+            else:
+                self._upstream.pop((name, port), None)
+
+    def at(self, name: str, port: int) -> int:
+        with self._lock:
+            return self._upstream.get((name, port), 0)
 
     def try_wait(self, name: str, limit: int) -> bool:
         """Count one more waiting request, unless `limit` already wait (then False)."""

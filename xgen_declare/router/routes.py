@@ -100,6 +100,10 @@ async def forward(request: Request, path: str):
     done = _Once(lambda: (router.tracker.end(name), router.metrics.in_flight.labels(model=name).dec()))
     try:
         url = await router.ready(route, arrived)
+        port = httpx.URL(url).port or 0
+        router.tracker.bind(name, port)
+        done = _Once(lambda: (router.tracker.end(name), router.tracker.unbind(name, port),
+                              router.metrics.in_flight.labels(model=name).dec()))
         upstream = await _open(router, request, route, url + "/v1/" + path, raw)
     except RouterError as exc:
         done()

@@ -83,6 +83,7 @@ class Router:
             d.tick_hooks.append(self.ondemand.tick)
             d.tick_hooks.append(self._on_tick)
             d.sup.in_flight = self.tracker.active  # a stop drains the requests forwarded to the model
+            d.sup.in_flight_at = self.tracker.at  # a surge drains the old process by its port
             self._attached = True
 
     def detach(self) -> None:
@@ -92,6 +93,7 @@ class Router:
             if fn in hooks:
                 hooks.remove(fn)
         d.sup.in_flight = lambda name: 0
+        d.sup.in_flight_at = lambda name, port: 0
         self._attached = False
 
     def client(self) -> httpx.AsyncClient:

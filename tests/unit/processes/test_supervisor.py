@@ -138,3 +138,80 @@ def test_down_holds_the_spec_it_stopped(sup, world):
     assert (rec.state, rec.held, rec.held_hash) == ("Stopped", True, s.spec_hash())
     sup.release_hold(sup.procs["a"])
     assert (sup.procs["a"].rec.held, sup.procs["a"].rec.held_hash) == (False, None)
+
+
+# ---- surge (processes/surge.py) ------------------------------------------------------------------
+
+def serving(sup, world, port=8101):
+    old = spec("a", port=port, version="1")
+    begin(sup, old)
+    ticks(sup)
+    return old, world.last
+
+
+def test_surge_starts_beside_the_old_process_and_takes_over_when_ready(sup, world, clock):
+    old, first = serving(sup, world)
+    new = spec("a", port=8102, version="2")
+    p = sup.procs["a"]
+    events = []
+    sup.on_event = lambda type_, **data: events.append(type_)
+    sup.surge(p, new, None, "argv changed")
+    successor = world.last
+    assert successor is not first and first.returncode is None
+    assert p.state == State.READY and p.rec.port == 8101  # the old one still serves
+    assert sup.store.load("a").surge["port"] == 8102 and sup.observed()["a"].surge_hash == new.spec_hash()
+    ticks(sup, 2)  # probed Ready: the swap
+    rec = sup.store.load("a")
+    assert (rec.state, rec.pid, rec.port, rec.spec_hash) == ("Ready", successor.pid, 8102, new.spec_hash())
+    assert rec.retiring["pid"] == first.pid and rec.surge is None and rec.last_good_spec_hash == new.spec_hash()
+    busy = {("a", 8101): 1}
+    sup.in_flight_at = lambda name, port: busy.get((name, port), 0)
+    clock.advance(2)
+    ticks(sup)
+    assert first.signals == []  # a request still runs on the old process
+    busy.clear()
+    ticks(sup, 3)
+    assert first.signals == [signal.SIGTERM] and successor.signals == []
+    rec = sup.store.load("a")
+    assert rec.retiring is None and p.retiring is None and rec.pid == successor.pid
+    assert events == ["rollout_started", "rollout_succeeded"]
+    assert [e["result"] for e in sup.store.load_history("a")] == ["succeeded", "succeeded"]
+
+
+def test_a_surge_that_fails_leaves_the_old_process_serving(sup, world):
+    old, first = serving(sup, world)
+    p = sup.procs["a"]
+    sup.surge(p, spec("a", port=8102, version="2"), None, "argv changed")
+    world.last.exit(3)
+    sup.tick()
+    rec = sup.store.load("a")
+    assert (rec.state, rec.pid, rec.surge) == ("Ready", first.pid, None) and first.signals == []
+    bad = spec("a", port=8102, version="2").spec_hash()
+    assert rec.failed_spec_hash == bad and rec.rollout_error.startswith(
+        f"the rollout of spec {bad} failed (the old process kept serving): exited with code 3 during start; "
+        "last log lines:\n")
+    assert sup.store.load_history("a")[-1]["result"] == "failed"
+
+
+def test_a_newer_spec_or_a_stop_ends_the_surge_under_way(sup, world):
+    serving(sup, world)
+    p = sup.procs["a"]
+    sup.surge(p, spec("a", port=8102, version="2"), None, "edit 1")
+    second = world.last
+    sup.surge(p, spec("a", port=8103, version="3"), None, "edit 2")
+    assert second.signals == [signal.SIGKILL] and world.last.argv[2] == "8103"
+    sup.abort_surge(p, "stop: manifest removed")
+    assert world.last.signals == [signal.SIGKILL] and p.successor is None and sup.store.load("a").surge is None
+
+
+def test_a_surge_interrupted_by_a_daemon_restart_is_rolled_back(sup, world, tmp_path, clock):
+    serving(sup, world)
+    p = sup.procs["a"]
+    sup.surge(p, spec("a", port=8102, version="2"), None, "edit")
+    assert sup.store.load("a").surge is not None
+    again = Supervisor(sup.store, Reconciler(**SETTINGS), clock=clock, popen=world.popen, prober=FakeProber(),
+                       proc_root=str(tmp_path / "proc"))
+    again.load()  # the fakes are no real processes: both count as gone, and the surge is settled
+    rec = again.store.load("a")
+    assert rec.surge is None and again.procs["a"].successor is None
+    assert sup.store.load_history("a")[-1]["result"] == "interrupted"

@@ -80,11 +80,3 @@ def test_supervisor_updates_the_record_not_the_process(tmp_path, world):
     assert (last["from"], last["to"], last["result"], last["detail"]) == (
         s1.spec_hash(), s1.spec_hash(), "updated in place", "update in place: stop_grace 5 → 30")
     sup.close()
-
-
-def test_plan_says_surge_is_rolled_out_as_recreate():
-    p = plan({"a": want(h="h2", rollout={"strategy": "surge", "drain_timeout": 60.0})}, {"a": seen()})
-    assert p.actions[0].kind == RESTART
-    assert p.notes == ["a: rollout.strategy surge is not implemented yet: this restart drains, stops, then starts "
-                       "(recreate)"]
-    assert plan({"a": want(h="h2")}, {"a": seen()}).notes == []

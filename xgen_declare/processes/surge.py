@@ -1,0 +1,257 @@
+"""The supervisor's surge rollout (a mixin of `Supervisor`): a new spec starts beside the old process and
+takes over only once it is Ready (README "Rollouts", `rollout.strategy: surge`).
+
+  start    `surge(p, spec, want)`: the new spec (rendered on a spare port by the planner) is spawned as
+           `p.successor` while the model's own process keeps serving; the router still sends it everything;
+  swap     the successor is Ready: it becomes the model's process (record, port, probes; the router sends
+           new requests to it at once), the old one becomes `p.retiring`;
+  drain    the retiring process is stopped once the requests the router forwarded to its port are done
+           (`in_flight_at(NAME, PORT)`), at most rollout.drain_timeout;
+  fail     the successor exits or is not Ready within its ready_timeout: it is killed, the old process
+           never stopped serving; the model stays Ready with rollout_error, the failed spec is not
+           retried until the manifest changes again or `restart` (the plan's rule);
+  newer    any other action for the model (a newer spec, a revert, a stop) ends the successor first;
+  adopt    after a daemon restart (kill -9 included) a successor still starting is killed (rolled
+           back: the next pass starts the surge again) and a retiring process is stopped, so one model
+           never keeps two processes.
+
+Both extra processes are `Proc`s of the same model with a `parent`; their records live inside the
+model's record (`rec.surge`, `rec.retiring`) so that the next daemon finds them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from xgen_declare.placement.buffers import read_buffers
+from xgen_declare.processes import history, procs
+from xgen_declare.processes.logfiles import tail
+from xgen_declare.processes.probes import probe_url
+from xgen_declare.processes.spec import Rendered, Want
+from xgen_declare.processes.state_store import Record
+from xgen_declare.states import State
+
+if TYPE_CHECKING:
+    from xgen_declare.processes.proc import Proc
+
+log = logging.getLogger("xgen_declare.processes.supervisor")
+
+SURGE, RETIRING = "surge", "retiring"
+# the old process is not stopped sooner than this after the swap, even with nothing counted on its port:
+# a request the router pointed at it just before the swap is counted (Tracker.bind) a moment later
+RETIRE_GRACE = 1.0
+CARRIED = ("held", "held_hash", "restarts", "manifest_error", "file", "last_good_spec_hash")  # model-level fields
+
+
+class SurgeMixin:
+    # attributes and methods of Supervisor (and its other mixins) used here
+    procs: dict[str, "Proc"]
+    store: Any
+    settings: Any
+    prober: Any
+    clock: Callable[[], float]
+    proc_root: str
+    on_event: Callable[..., None]
+    in_flight_at: Callable[[str, int], int]
+    provenance: Callable[..., Any]
+    _history_unsaved: dict[str, list[dict]]
+    _new_proc: Callable[..., Any]
+    _spawn: Callable[..., Any]
+    _set: Callable[..., Any]
+    _begin_stop: Callable[..., Any]
+    _tick_stopping: Callable[..., Any]
+    _ready_spec: Callable[..., Any]
+    _drain_timeout: Callable[..., Any]
+    _probe_key: Callable[..., Any]
+    _prefix: Callable[..., Any]
+    _write_history: Callable[..., Any]
+    running: Callable[..., bool]
+    save: Callable[..., bool]
+
+    # ---- start -------------------------------------------------------------------------------------
+    def surge(self, p: "Proc", spec: Rendered, want: Want | None, reason: str) -> None:
+        """Start `spec` beside the model's running process; it takes over once Ready."""
+        if p.successor is not None:
+            if p.successor.rec.spec_hash == spec.spec_hash():
+                return  # this surge is under way already
+            self.abort_surge(p, f"replaced by a newer spec ({reason})")
+        if p.retiring is not None:  # one old process at a time: the earlier one goes now
+            self._begin_stop(p.retiring, "a newer surge began", "retired")
+        # spec_hash: the old one, so the spawn opens the history entry old -> new and says rollout_started
+        s = self._new_proc(Record(name=p.rec.name, spec_hash=p.rec.spec_hash))
+        s.parent, s.role, s.spec, s.want = p, SURGE, spec, want
+        p.successor = s
+        log.info("%s: surge: starting spec %s on port %s beside pid %s (%s)", p.rec.name, spec.spec_hash(),
+                 spec.port, p.rec.pid, reason)
+        self._spawn(s, f"surge: {reason}")
+        if s.state != State.STARTING:  # could not even be spawned
+            self._surge_failed(p, s.rec.last_error or "could not be started")
+
+    # ---- each tick ---------------------------------------------------------------------------------
+    def _tick_surge(self, p: "Proc", now: float) -> None:
+        s = p.successor
+        if s is not None:
+            if s.state == State.STOPPING:
+                self._tick_stopping(s, now)
+            elif not self.running(s):
+                code = s.popen.returncode if s.popen is not None else None
+                how = f"exited with code {code} during start" if code is not None else "exited during start"
+                self._surge_failed(p, how + self._log_tail(p))
+            else:
+                self._probe_successor(p, s, now)
+        r = p.retiring
+        if r is not None:
+            if r.state == State.STOPPING:
+                self._tick_stopping(r, now)
+            elif not self.running(r):
+                self._side_gone(r, "exited while draining")
+            elif now < r.next_probe_at:  # RETIRE_GRACE (a retiring process is never probed)
+                pass
+            elif self.in_flight_at(p.rec.name, r.rec.port or 0) == 0 or now >= (r.drain_deadline or 0):
+                busy = self.in_flight_at(p.rec.name, r.rec.port or 0)
+                if busy:
+                    log.warning("%s: drain_timeout passed with %d request(s) on the old process: stopping it",
+                                p.rec.name, busy)
+                r.drain_deadline = None
+                self._begin_stop(r, "surge: replaced by the new process", "retired")
+
+    def _probe_successor(self, p: "Proc", s: "Proc", now: float) -> None:
+        key = self._probe_key(s)
+        res = self.prober.result(key)
+        if res is not None:
+            if res.ok:
+                self._swap(p, s, res.detail)
+                return
+            s.last_probe = res.detail
+        if now >= s.ready_deadline:
+            detail = f": {s.last_probe}" if s.last_probe else ""
+            self._surge_failed(p, f"not ready after {s.rec.ready_timeout:g}s{detail}" + self._log_tail(p))
+            return
+        if not self.prober.busy(key) and s.rec.port:
+            self.prober.start(key, probe_url(s.rec.host, s.rec.port, s.rec.readiness_path))
+
+    # ---- the swap, and the old process's end ---------------------------------------------------------
+    def _swap(self, p: "Proc", s: "Proc", detail: str) -> None:
+        """The successor is Ready: it becomes the model's process; the old one drains, then stops."""
+        old_rec, new_rec = p.rec, s.rec
+        for name in CARRIED:
+            setattr(new_rec, name, getattr(old_rec, name))
+        new_rec.surge = None
+        old = self._new_proc(old_rec)
+        old.parent, old.role, old.popen, old.spec, old.want = p, RETIRING, p.popen, p.spec, p.want
+        old.drain_deadline = self.clock() + self._drain_timeout(s)
+        old.next_probe_at = self.clock() + RETIRE_GRACE
+        self.prober.forget(p.rec.name)
+        self.prober.forget(self._probe_key(s))
+        p.rec, p.popen, p.spec, p.want, p.successor = new_rec, s.popen, s.spec, s.want, None
+        p.killed, p.probe_failures, p.last_probe = False, 0, ""
+        p.next_probe_at = self.clock() + self.settings.liveness_period
+        p.backoff.healthy()
+        p.retiring = old
+        old_rec.state = State.READY.value
+        new_rec.ready_at, new_rec.last_error = time.time(), None
+        new_rec.buffers_mib = read_buffers(self.store.log_path(new_rec.name), new_rec.gpus)  # placement ledger
+        self._ready_spec(p)
+        new_rec.retiring = old_rec.to_json()
+        log.info("%s: surge: pid %s on port %s is Ready and serves; pid %s drains", new_rec.name, new_rec.pid,
+                 new_rec.port, old_rec.pid)
+        self._set(p, State.READY, f"surge: new process Ready ({detail}); the old one drains")
+
+    def _side_gone(self, side: "Proc", reason: str) -> None:
+        """A successor or retiring process is gone: only the model's own process remains."""
+        p = side.parent
+        assert p is not None
+        if p.retiring is side:
+            p.retiring, p.rec.retiring = None, None
+            log.info("%s: surge: the old process is gone (%s)", p.rec.name, reason)
+        elif p.successor is side:
+            p.successor, p.rec.surge = None, None
+        self.save(p.rec)
+
+    def _save_side(self, side: "Proc") -> None:
+        p = side.parent
+        assert p is not None
+        if p.successor is side:
+            p.rec.surge = side.rec.to_json()
+        elif p.retiring is side:
+            p.rec.retiring = side.rec.to_json()
+        self.save(p.rec)
+
+    def _log_tail(self, p: "Proc") -> str:
+        lines = tail(self.store.log_path(p.rec.name), 10)  # both processes write the model's log
+        return f"; last log lines:\n{lines}" if lines else ""
+
+    # ---- failure and abort ----------------------------------------------------------------------------
+    def _surge_failed(self, p: "Proc", msg: str) -> None:
+        s = p.successor
+        if s is None:
+            return
+        entry = s.rec.rollout
+        failed = s.rec.spec_hash or (s.spec.spec_hash() if s.spec else None)
+        self._kill_side(s)
+        text = history.close_entry(entry, history.FAILED, msg)["detail"] if entry else msg
+        if entry is not None:
+            s.rec.rollout = None
+            self._history_unsaved.setdefault(p.rec.name, []).append(history.close_entry(entry, history.FAILED, msg))
+            self._write_history(p.rec.name)
+        p.rec.failed_spec_hash = failed
+        p.rec.rollout_error = f"the rollout of spec {failed} failed (the old process kept serving): {msg}"
+        log.warning("%s: surge: the new spec %s failed (%s); pid %s kept serving", p.rec.name, failed, text,
+                    p.rec.pid)
+        self.on_event("rollout_failed", model=p.rec.name, from_hash=p.rec.spec_hash, to_hash=failed, error=text)
+        self._side_gone(s, msg)
+
+    def abort_surge(self, p: "Proc", reason: str) -> None:
+        """End a surge under way without judging its spec (a newer spec, a revert, a stop)."""
+        s = p.successor
+        if s is None:
+            return
+        log.info("%s: surge of spec %s ended: %s", p.rec.name, s.rec.spec_hash, reason)
+        self._kill_side(s)
+        if s.rec.rollout is not None:
+            entry, s.rec.rollout = s.rec.rollout, None
+            self._history_unsaved.setdefault(p.rec.name, []).append(
+                history.close_entry(entry, history.INTERRUPTED, reason))
+            self._write_history(p.rec.name)
+        self._side_gone(s, reason)
+
+    def _kill_side(self, s: "Proc") -> None:
+        """A successor never served: SIGKILL its group and its tagged escapees, and reap it."""
+        self.prober.forget(self._probe_key(s))
+        if s.rec.pid and self.running(s):
+            procs.signal_group(s.rec.pid, signal.SIGKILL)
+        procs.sweep(self._prefix(s), signal.SIGKILL)
+        if s.popen is not None:
+            try:
+                s.popen.wait(timeout=2)
+            except Exception:  # reaped later; the group is killed either way
+                pass
+        s.rec.pid, s.popen = None, None
+
+    # ---- adoption ------------------------------------------------------------------------------------
+    def _settle_interrupted_surge(self, p: "Proc") -> None:
+        """At load: a successor (still starting when the last daemon died) is killed: the plan starts the
+        surge again; a retiring process is stopped. Either way one process per model remains."""
+        for key, what in (("surge", "the new process of an interrupted surge"),
+                          ("retiring", "the old process of an interrupted surge")):
+            data = getattr(p.rec, key)
+            if not data:
+                continue
+            try:
+                side = Record.from_json(data)
+            except (TypeError, ValueError):
+                side = None
+            if side is not None and procs.matches(side.pid, side.start_ticks, side.boot_id, self.proc_root):
+                log.warning("%s: %s (pid %s) is stopped after the daemon restart", p.rec.name, what, side.pid)
+                procs.signal_group(side.pid, signal.SIGKILL)
+            if side is not None and side.marker:
+                procs.sweep(side.marker, signal.SIGKILL)
+            if side is not None and side.rollout is not None:
+                self._history_unsaved.setdefault(p.rec.name, []).append(
+                    history.close_entry(side.rollout, history.INTERRUPTED, "the daemon restarted during a surge"))
+                self._write_history(p.rec.name)
+            setattr(p.rec, key, None)
+        self.save(p.rec)
