@@ -121,7 +121,7 @@ def test_surge_swaps_processes_under_load_and_a_bad_surge_leaves_the_old_one_ser
         clients.finish()
     assert clients.failures == []
     assert plan.returncode == 0
-    assert second["pid"] != first["pid"] and second["port"] != first["port"] and second["restarts"] == 0
+    assert second["pid"] != first["pid"] and second["port"] != first["port"] and second["restarts"] == 1
     assert (st["state"], st["pid"], st["spec_hash"]) == ("Ready", second["pid"], second["spec_hash"])
     assert "--no-such-flag-for-the-test" in st["rollout_error"] and "the old process kept serving" in st["rollout_error"]
     history = json.loads(daemon.cli("history", "chat", "-o", "json").stdout)

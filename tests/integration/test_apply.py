@@ -41,7 +41,8 @@ def test_dry_run_prints_exactly_what_plan_prints(host):
     assert plan.returncode == dry.returncode == 0
     assert plan.stdout == dry.stdout
     assert plan.stdout.splitlines() == [
-        "restart  a: argv changed: --ctx-size 4096 → 8192",
+        "restart  a: argv changed: --ctx-size 4096 → 8192; auto: recreate (placement unknown: the memory ledger "
+        "cannot tell whether two processes fit)",
         "start    b: new model",
         "0 to start, 1 to restart, 0 to stop, 0 blocked, 0 unchanged".replace("0 to start", "1 to start"),
     ]

@@ -125,6 +125,26 @@ def find_marked(prefix: str) -> list[psutil.Process]:
     return out
 
 
+def tag_of(p: psutil.Process, default: str = "") -> str:
+    """The process's XGEN_DECLARE_OWNER tag (`default` when unreadable or absent)."""
+    from xgen_declare.processes.state_store import OWNER_ENV
+
+    try:
+        return p.environ().get(OWNER_ENV) or default
+    except (psutil.Error, OSError):
+        return default
+
+
+def kill_tree(p: psutil.Process) -> None:
+    """SIGKILL a process's group (when it leads one) and the process itself."""
+    try:
+        if os.getpgid(p.pid) == p.pid:
+            os.killpg(p.pid, signal.SIGKILL)
+        p.send_signal(signal.SIGKILL)
+    except (psutil.Error, OSError):
+        pass
+
+
 def sweep(prefix: str, sig: int = signal.SIGKILL) -> list[int]:
     """Signal every process tagged with `prefix` (escaped descendants); returns their pids."""
     hit = []

@@ -56,6 +56,7 @@ class SurgeMixin:
     proc_root: str
     on_event: Callable[..., None]
     in_flight_at: Callable[[str, int], int]
+    owner: str
     provenance: Callable[..., Any]
     _history_unsaved: dict[str, list[dict]]
     _new_proc: Callable[..., Any]
@@ -140,6 +141,7 @@ class SurgeMixin:
         for name in CARRIED:
             setattr(new_rec, name, getattr(old_rec, name))
         new_rec.surge = None
+        new_rec.restarts += 1  # a process replaced, as by recreate
         old = self._new_proc(old_rec)
         old.parent, old.role, old.popen, old.spec, old.want = p, RETIRING, p.popen, p.spec, p.want
         old.drain_deadline = self.clock() + self._drain_timeout(s)
@@ -254,4 +256,13 @@ class SurgeMixin:
                     history.close_entry(side.rollout, history.INTERRUPTED, "the daemon restarted during a surge"))
                 self._write_history(p.rec.name)
             setattr(p.rec, key, None)
+        rec = p.rec
+        if rec.marker and procs.matches(rec.pid, rec.start_ticks, rec.boot_id, self.proc_root):
+            # a process of this model that no record names (spawned while the state dir could not be
+            # written, e.g. a successor) is an orphan beside the adopted one: never two live
+            for orphan in procs.find_marked(f"{self.owner}/{rec.name}/"):
+                if not procs.tag_of(orphan, "").startswith(rec.marker):
+                    log.warning("%s: pid %s carries the model's tag but no record names it: killed", rec.name,
+                                orphan.pid)
+                    procs.kill_tree(orphan)
         self.save(p.rec)

@@ -69,6 +69,8 @@ def _decide(a: Action, s: Seen, w: Want, desired: Any, taken: set[int], port_ran
     fits, fit_text = _fits(a.name, s, desired)
     if why is None and fits is False:
         why = fit_text
+    if why is None and fits is None and strategy == "auto":
+        why = "placement unknown: the memory ledger cannot tell whether two processes fit"
     port = None if why else _spare(taken, port_range)
     if why is None and port is None:
         why = f"no spare port in the ports range {port_range[0]}-{port_range[1]} for the second process"
@@ -85,8 +87,9 @@ def _decide(a: Action, s: Seen, w: Want, desired: Any, taken: set[int], port_ran
     out.specs[a.name] = spec
     out.wants[a.name] = replace(w, spec_hash=spec.spec_hash(), argv=tuple(spec.argv), port=port)
     note = "" if fits else "; placement unknown: no memory check"
-    return replace(a, surge=True, reason=f"{a.reason}; {strategy}: surge, the new process starts on port {port} "
-                   f"beside the old one{note}")
+    how = "auto: surge, the" if strategy == "auto" else "surge: the"
+    return replace(a, surge=True, reason=f"{a.reason}; {how} new process starts on port {port} beside the old "
+                   f"one{note}")
 
 
 def _cannot(name: str, s: Seen, desired: Any) -> str | None:

@@ -117,3 +117,14 @@ def test_a_model_not_ready_recreates(tmp_path, gguf):
     seen = {"a": Seen(**{**seen["a"].__dict__, "state": State.UNHEALTHY})}
     a = run(tmp_path, text, seen).plan.get("a")
     assert a.surge is False and a.reason.endswith("; auto: recreate (the running process is Unhealthy, not Ready)")
+
+
+def test_auto_needs_the_ledger_to_say_yes_explicit_surge_goes_on_with_a_note(tmp_path):
+    spec = dict(model_path="/models/missing.gguf", backend="llama-server-cpu")
+    first = run(tmp_path, doc("a", ctx_size=2048, **spec))
+    seen = running(first)
+    a = run(tmp_path, doc("a", ctx_size=4096, **spec), seen).plan.get("a")
+    assert a.surge is False and a.reason.endswith(
+        "; auto: recreate (placement unknown: the memory ledger cannot tell whether two processes fit)")
+    b = run(tmp_path, doc("a", ctx_size=4096, rollout={"strategy": "surge"}, **spec), seen).plan.get("a")
+    assert b.surge is True and b.reason.endswith("beside the old one; placement unknown: no memory check")
