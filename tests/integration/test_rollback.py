@@ -79,3 +79,31 @@ def test_daemon_killed_mid_rollout_the_next_one_finishes_it(host):
     history = json.loads(host.cli("history", "a", "-o", "json").stdout)
     assert [e["result"] for e in history] == ["succeeded", "succeeded"]
     assert history[-1]["to"] == st["a"]["spec_hash"]
+
+
+def test_daemon_killed_mid_surge_leaves_one_process_and_the_next_one_finishes_it(host):
+    """Issue 15, bad input: kill -9 while a surge's new process starts beside the serving one. The next
+    daemon kills the successor (rolled back), plans the surge again and completes it; after it settles
+    exactly one process carries the model's tag, on the new spec."""
+    surge = {"strategy": "surge"}
+    host.write("a", manifest("a", ctx_size=4096, rollout=surge))
+    host.start_daemon()
+    first = host.wait_ready("a")["a"]
+    host.write("a", manifest("a", ctx_size=8192, rollout=surge, env={"FAKE_MODE": "load=3"}))
+    owner = (host.state / "owner_id").read_text().strip()
+    host.wait(lambda s: len(find_marked(owner + "/a/")) == 2, 15, "the successor started beside the old one")
+    successor = next(p.pid for p in find_marked(owner + "/a/") if p.pid != first["pid"])
+    assert host.status()["a"]["pid"] == first["pid"]  # the old one still serves
+    os.killpg(host.daemons[-1].pid, signal.SIGKILL)
+    host.daemons[-1].wait(10)
+    host.start_daemon()
+    st = host.wait(lambda s: s["a"]["state"] == "Ready" and s["a"]["spec_hash"] != first["spec_hash"], 30,
+                   "the surge started again and swapped")
+    host.wait(lambda s: len(find_marked(owner + "/a/")) == 1, 15, "one process for the name")
+    assert [p.pid for p in find_marked(owner + "/a/")] == [st["a"]["pid"]]
+    assert st["a"]["pid"] not in (first["pid"], successor) and not psutil.pid_exists(successor)
+    assert st["a"]["port"] != first["port"]
+    log = host.daemon_log()
+    assert "the new process of an interrupted surge" in log
+    history = json.loads(host.cli("history", "a", "-o", "json").stdout)
+    assert [e["result"] for e in history] == ["succeeded", "interrupted", "succeeded"]
