@@ -46,18 +46,23 @@ class Clients:
             t.join(120)
 
 
-def test_recreate_and_a_bad_edit_fail_no_request(tmp_path, tiny_models, llama_server_binary, daemon_factory):
+def serve_chat(tmp_path, tiny_models, llama_server_binary, daemon_factory, rollout: str):
+    """A daemon with the router serving `chat` (real llama-server, ctx 512): (manifest path, daemon, router
+    base URL, chat's first status row)."""
     d = tmp_path / "manifests"
     d.mkdir()
     write_config(d, llama_server_binary, 25600 + (free_port() % 50) * 20)
-    rollout = "  rollout: {strategy: recreate, drain_timeout: 60s}\n"
     path = d / "chat.yaml"
     path.write_text(manifest("chat", tiny_models["chat"], "llama-server-cpu", ctx=512) + rollout)
     daemon = daemon_factory(d)
     port = free_port()
     daemon.start("--api", "--api-port", str(port))
-    base = f"http://127.0.0.1:{port}"
-    first = daemon.wait_ready(["chat"])["chat"]
+    return path, daemon, f"http://127.0.0.1:{port}", daemon.wait_ready(["chat"])["chat"]
+
+
+def test_recreate_and_a_bad_edit_fail_no_request(tmp_path, tiny_models, llama_server_binary, daemon_factory):
+    rollout = "  rollout: {strategy: recreate, drain_timeout: 60s}\n"
+    path, daemon, base, first = serve_chat(tmp_path, tiny_models, llama_server_binary, daemon_factory, rollout)
     clients = Clients(base)
     try:
         daemon.wait(lambda s: clients.done >= 4, what="requests before the edit")
@@ -90,17 +95,8 @@ def test_surge_swaps_processes_under_load_and_a_bad_surge_leaves_the_old_one_ser
     stops the old process. 4 clients stream through the router all along: no request fails."""
     import psutil
 
-    d = tmp_path / "manifests"
-    d.mkdir()
-    write_config(d, llama_server_binary, 25600 + (free_port() % 50) * 20)
     rollout = "  rollout: {strategy: surge, drain_timeout: 60s}\n"
-    path = d / "chat.yaml"
-    path.write_text(manifest("chat", tiny_models["chat"], "llama-server-cpu", ctx=512) + rollout)
-    daemon = daemon_factory(d)
-    port = free_port()
-    daemon.start("--api", "--api-port", str(port))
-    base = f"http://127.0.0.1:{port}"
-    first = daemon.wait_ready(["chat"])["chat"]
+    path, daemon, base, first = serve_chat(tmp_path, tiny_models, llama_server_binary, daemon_factory, rollout)
     clients = Clients(base, n=4)
     try:
         daemon.wait(lambda s: clients.done >= 4, what="requests before the edit")
