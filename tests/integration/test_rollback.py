@@ -93,7 +93,9 @@ def test_daemon_killed_mid_surge_leaves_one_process_and_the_next_one_finishes_it
     owner = (host.state / "owner_id").read_text().strip()
     host.wait(lambda s: len(find_marked(owner + "/a/")) == 2, 15, "the successor started beside the old one")
     successor = next(p.pid for p in find_marked(owner + "/a/") if p.pid != first["pid"])
-    assert host.status()["a"]["pid"] == first["pid"]  # the old one still serves
+    row = host.status()["a"]
+    assert row["pid"] == first["pid"]  # the old one still serves; status shows the surge under way
+    assert row["surge"]["pid"] == successor and row["surge"]["port"] != first["port"]
     os.killpg(host.daemons[-1].pid, signal.SIGKILL)
     host.daemons[-1].wait(10)
     host.start_daemon()

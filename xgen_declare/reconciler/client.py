@@ -97,8 +97,16 @@ def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | 
                      "last_error": last_error, "manifest_error": r.manifest_error, "held": r.held,
                      "file": r.file, "state_write_failed": write_failed, "spec_hash": r.spec_hash,
                      "provenance": r.provenance, "last_good_spec_hash": r.last_good_spec_hash,
-                     "rollout_error": r.rollout_error})
+                     "rollout_error": r.rollout_error, "surge": _side(r.surge), "retiring": _side(r.retiring)})
     return rows
+
+
+def _side(data: dict | None) -> dict | None:
+    """A surge's second process as `status` shows it: its spec hash, pid and port."""
+    if not isinstance(data, dict):
+        return None
+    return {"spec_hash": data.get("spec_hash"), "pid": data.get("pid"), "port": data.get("port"),
+            "state": data.get("state")}
 
 
 def fmt_uptime(seconds: int | None) -> str | None:
