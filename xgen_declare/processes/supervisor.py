@@ -203,6 +203,7 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
         p = self.procs.get(name)
         if p is None:
             return
+        self.abort_surge(p, f"stopped: {reason}")
         p.next_start_at, p.queued = None, False
         if hold:
             self.hold(p)

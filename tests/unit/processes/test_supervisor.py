@@ -215,3 +215,13 @@ def test_a_surge_interrupted_by_a_daemon_restart_is_rolled_back(sup, world, tmp_
     rec = again.store.load("a")
     assert rec.surge is None and again.procs["a"].successor is None
     assert sup.store.load_history("a")[-1]["result"] == "interrupted"
+
+
+def test_stopping_a_model_ends_its_surge_first(sup, world):
+    old, first = serving(sup, world)
+    sup.surge(sup.procs["a"], spec("a", port=8102, version="2"), None, "edit")
+    successor = world.last
+    sup.stop_all("daemon exits with --stop-on-exit")
+    assert successor.signals == [signal.SIGKILL] and first.signals == [signal.SIGTERM]
+    ticks(sup, 3)
+    assert sup.store.load("a").state == "Stopped" and sup.procs["a"].successor is None and not sup.busy()
