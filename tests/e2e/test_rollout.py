@@ -112,13 +112,19 @@ def test_surge_swaps_processes_under_load_and_a_bad_surge_leaves_the_old_one_ser
                         "  extra_args: [--no-such-flag-for-the-test]\n")
         st = daemon.wait(lambda s: s["chat"]["rollout_error"], what="the bad surge failed")["chat"]
         n = clients.done
-        daemon.wait(lambda s: clients.done >= n + 4, what="requests after the failed surge")
+        daemon.wait(lambda s: clients.done >= n + 8, what="requests after the failed surge")
     finally:
         clients.finish()
     assert clients.failures == []
     assert plan.returncode == 0
     assert second["pid"] != first["pid"] and second["port"] != first["port"] and second["restarts"] == 1
     assert (st["state"], st["pid"], st["spec_hash"]) == ("Ready", second["pid"], second["spec_hash"])
-    assert "--no-such-flag-for-the-test" in st["rollout_error"] and "the old process kept serving" in st["rollout_error"]
+    assert "the old process kept serving" in st["rollout_error"]
+    assert "--no-such-flag-for-the-test" in st["rollout_error"]  # llama-server's own complaint: its own log's tail
     history = json.loads(daemon.cli("history", "chat", "-o", "json").stdout)
     assert [e["result"] for e in history] == ["succeeded", "succeeded", "failed"]
+    logs = [daemon.state / "logs" / f for f in ("chat.log", "chat.surge.log")]  # a surge writes the other one
+    surges = sum(f.read_text().count("starting chat (surge: ") for f in logs)
+    assert surges == 2  # the failed spec is not tried again while it stays in the manifest
+    plan = json.loads(daemon.cli("plan", "-o", "json").stdout)
+    assert plan["actions"][0]["cause"] == "rolled_back"

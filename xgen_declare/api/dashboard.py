@@ -157,7 +157,7 @@ def read_from(path, offset: int) -> tuple[list[str], int]:
 async def log_tail(request: Request, name: str, lines: int = Query(200, ge=0, le=MAX_LINES)):
     ctx = _ctx(request)
     declare.check_name(name)
-    found, offset = await to_thread.run_sync(read_tail, ctx.env.store.log_path(name), lines)
+    found, offset = await to_thread.run_sync(read_tail, ctx.env.store.model_log(name), lines)
     return {"model": name, "lines": [ctx.scrub.text(x) for x in found], "offset": offset}
 
 
@@ -168,7 +168,7 @@ async def log_stream(request: Request, name: str, offset: int | None = Query(Non
     is the byte offset: a reconnecting EventSource resumes where it was (Last-Event-ID)."""
     ctx = _ctx(request)
     declare.check_name(name)
-    path = ctx.env.store.log_path(name)
+    path = ctx.env.store.model_log(name)
     header = request.headers.get("last-event-id", "")
     start = offset if offset is not None else int(header) if header.isdigit() else None
     end = time.monotonic() + timeout if timeout else None

@@ -24,7 +24,7 @@ def command(name: str, follow: bool, lines: int) -> int:
     check_model_names([name])
     g = get_globals()
     store = StateStore(g.resolve_state_dir(g.load_config() if g.config_path() else None))
-    path = store.log_path(name)
+    path = store.model_log(name)
     if not path.exists():
         raise ModelNotFound(f"no log for {name!r} in {store.logs_dir} (known: "
                             f"{', '.join(sorted(store.load_all())) or 'none'})")

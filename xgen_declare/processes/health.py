@@ -41,6 +41,7 @@ class HealthMixin:
     clock: Callable[[], float]
 
     _set: Callable[..., Any]
+    _log: Callable[..., Any]
     _begin_stop: Callable[..., Any]
     _prefix: Callable[..., Any]
     _rollout_end: Callable[..., Any]
@@ -73,7 +74,7 @@ class HealthMixin:
         # leftovers (group members, escaped descendants) must not keep the port; they carry the owner
         # tag. The leader's pid is not signalled as a group id: it is reaped and may be reused.
         procs.sweep(self._prefix(p), signal.SIGKILL)
-        lines = tail(self.store.log_path(p.rec.name), 10)
+        lines = tail(self._log(p), 10)
         msg = f"{how}{when}" + (f"; last log lines:\n{lines}" if lines else "")
         self.prober.forget(p.rec.name)
         self._crashed(p, msg)
@@ -90,7 +91,7 @@ class HealthMixin:
             if st == State.STARTING:
                 if res.ok:
                     rec.ready_at, rec.last_error = time.time(), None
-                    rec.buffers_mib = read_buffers(self.store.log_path(name), rec.gpus)  # placement ledger
+                    rec.buffers_mib = read_buffers(self._log(p), rec.gpus)  # placement ledger
                     p.backoff.healthy()
                     p.next_probe_at = now + self.settings.liveness_period
                     self._ready_spec(p)
@@ -115,7 +116,7 @@ class HealthMixin:
                     self._set(p, State.UNHEALTHY, res.detail)
         if st == State.STARTING and now >= p.ready_deadline:
             detail = f": {p.last_probe}" if p.last_probe else ""
-            lines = tail(self.store.log_path(name), 10)
+            lines = tail(self._log(p), 10)
             self._fail_running(p, f"not ready after {rec.ready_timeout:g}s{detail}"
                                + (f"; last log lines:\n{lines}" if lines else ""))
             return

@@ -123,6 +123,9 @@ class Want:
     blocked: str | None = None       # why it cannot start now (binary missing, explicit port taken, ...)
     idle: str | None = None          # on-demand and not wanted now (no request / idle / evicted): why
     settings: Mapping[str, Any] = field(default_factory=dict)  # rollout.in_place_settings: no restart needed
+    # a surge's want (on its spare port): the hash the plan knows the spec by (on the model's own port), so a
+    # failed surge is recognised and not retried (reconciler/strategy.py)
+    planned_hash: str | None = None
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ class Record:
     rollout: dict | None = None        # the history entry of a start not yet Ready (result still open)
     settings: dict | None = None       # rollout.in_place_settings applied to the running process
     placement: dict | None = None      # n_gpu_layers / tensor_split it was started with (Resolved.placement_values)
+    log_alt: bool = False              # its output goes to NAME.surge.log (StateStore.log_path)
     surge: dict | None = None          # a surge's new process, started beside this one (its Record as JSON)
     retiring: dict | None = None       # the old process of a surge, draining after the swap (its Record as JSON)
     last_good_spec_hash: str | None = None  # the spec hash that last became Ready
@@ -178,8 +179,15 @@ class StateStore:
     def record_path(self, name: str) -> Path:
         return self.models_dir / f"{self.check_name(name)}.json"
 
-    def log_path(self, name: str) -> Path:
-        return self.logs_dir / f"{self.check_name(name)}.log"
+    def log_path(self, name: str, alt: bool = False) -> Path:
+        """NAME.log, or NAME.surge.log (`alt`): a surge's new process writes the file the serving one
+        does not, so each process's output stays its own (Record.log_alt says which is current)."""
+        return self.logs_dir / f"{self.check_name(name)}{'.surge' if alt else ''}.log"
+
+    def model_log(self, name: str) -> Path:
+        """The log of the model's current process (`logs NAME`, the API)."""
+        rec = self.load(name)
+        return self.log_path(name, bool(rec and rec.log_alt))
 
     def save(self, rec: Record) -> None:
         rec.updated_at = time.time()

@@ -34,6 +34,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Callable
 
 from xgen_declare.config import Reconciler
@@ -257,7 +258,9 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
             # no record of an earlier process (first start, or its record was unreadable): a tagged
             # process of this model from before would be an orphan holding the port; never two live
             procs.sweep(f"{self.owner}/{rec.name}/", signal.SIGKILL)
-        path = self.store.log_path(rec.name)
+        if p.parent is not None:  # a surge's new process: the log file the serving one does not write
+            rec.log_alt = not p.parent.rec.log_alt
+        path = self._log(p)
         rotate_if_needed(path, self.settings.log_max_bytes, self.settings.log_backups)
         why = self.workers.start(rec.name, spec.workers, env) if spec.workers else None  # group: workers first
         if why:
@@ -330,6 +333,9 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
         process of the model. A surge's two processes have tags of their own, never each other's."""
         return p.rec.marker if p.rec.marker else f"{self.owner}/{p.rec.name}/"
 
+    def _log(self, p: Proc) -> Path:
+        return self.store.log_path(p.rec.name, p.rec.log_alt)
+
     def _probe_key(self, p: Proc) -> str:
         return p.rec.name if p.parent is None else f"{p.rec.name}+{p.role}"
 
@@ -389,7 +395,9 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
         if now >= self._next_rotation:
             self._next_rotation = now + 10
             for name in self.procs:
-                rotate_if_needed(self.store.log_path(name), self.settings.log_max_bytes, self.settings.log_backups)
+                for alt in (False, True):
+                    rotate_if_needed(self.store.log_path(name, alt), self.settings.log_max_bytes,
+                                     self.settings.log_backups)
 
     def _tick_one(self, p: Proc, now: float) -> None:
         st = p.state

@@ -67,6 +67,7 @@ class SurgeMixin:
     _ready_spec: Callable[..., Any]
     _drain_timeout: Callable[..., Any]
     _probe_key: Callable[..., Any]
+    _log: Callable[..., Any]
     _prefix: Callable[..., Any]
     _write_history: Callable[..., Any]
     running: Callable[..., bool]
@@ -100,7 +101,7 @@ class SurgeMixin:
             elif not self.running(s):
                 code = s.popen.returncode if s.popen is not None else None
                 how = f"exited with code {code} during start" if code is not None else "exited during start"
-                self._surge_failed(p, how + self._log_tail(p))
+                self._surge_failed(p, how + self._log_tail(s))
             else:
                 self._probe_successor(p, s, now)
         r = p.retiring
@@ -129,7 +130,7 @@ class SurgeMixin:
             s.last_probe = res.detail
         if now >= s.ready_deadline:
             detail = f": {s.last_probe}" if s.last_probe else ""
-            self._surge_failed(p, f"not ready after {s.rec.ready_timeout:g}s{detail}" + self._log_tail(p))
+            self._surge_failed(p, f"not ready after {s.rec.ready_timeout:g}s{detail}" + self._log_tail(s))
             return
         if not self.prober.busy(key) and s.rec.port:
             self.prober.start(key, probe_url(s.rec.host, s.rec.port, s.rec.readiness_path))
@@ -155,7 +156,7 @@ class SurgeMixin:
         p.retiring = old
         old_rec.state = State.READY.value
         new_rec.ready_at, new_rec.last_error = time.time(), None
-        new_rec.buffers_mib = read_buffers(self.store.log_path(new_rec.name), new_rec.gpus)  # placement ledger
+        new_rec.buffers_mib = read_buffers(self._log(p), new_rec.gpus)  # placement ledger
         self._ready_spec(p)
         new_rec.retiring = old_rec.to_json()
         log.info("%s: surge: pid %s on port %s is Ready and serves; pid %s drains", new_rec.name, new_rec.pid,
@@ -182,8 +183,8 @@ class SurgeMixin:
             p.rec.retiring = side.rec.to_json()
         self.save(p.rec)
 
-    def _log_tail(self, p: "Proc") -> str:
-        lines = tail(self.store.log_path(p.rec.name), 10)  # both processes write the model's log
+    def _log_tail(self, s: "Proc") -> str:
+        lines = tail(self._log(s), 10)  # the successor's own log file
         return f"; last log lines:\n{lines}" if lines else ""
 
     # ---- failure and abort ----------------------------------------------------------------------------
@@ -192,7 +193,9 @@ class SurgeMixin:
         if s is None:
             return
         entry = s.rec.rollout
-        failed = s.rec.spec_hash or (s.spec.spec_hash() if s.spec else None)
+        # the plan's hash of the spec (on the model's own port): the next pass sees it failed and keeps it out
+        failed = (s.want.planned_hash if s.want is not None else None) or s.rec.spec_hash or \
+            (s.spec.spec_hash() if s.spec else None)
         self._kill_side(s)
         text = history.close_entry(entry, history.FAILED, msg)["detail"] if entry else msg
         if entry is not None:

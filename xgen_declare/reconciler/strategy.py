@@ -85,7 +85,8 @@ def _decide(a: Action, s: Seen, w: Want, desired: Any, taken: set[int], port_ran
     assert port is not None and spec is not None
     taken.add(port)
     out.specs[a.name] = spec
-    out.wants[a.name] = replace(w, spec_hash=spec.spec_hash(), argv=tuple(spec.argv), port=port)
+    out.wants[a.name] = replace(w, spec_hash=spec.spec_hash(), argv=tuple(spec.argv), port=port,
+                                planned_hash=w.spec_hash)
     note = "" if fits else "; placement unknown: no memory check"
     how = "auto: surge, the" if strategy == "auto" else "surge: the"
     return replace(a, surge=True, reason=f"{a.reason}; {how} new process starts on port {port} beside the old "

@@ -10,7 +10,9 @@ import pytest
 
 from xgen_declare.config import Reconciler
 from xgen_declare.processes.state_store import StateStore
+from xgen_declare.processes.spec import Want
 from xgen_declare.processes.supervisor import Supervisor
+from xgen_declare.reconciler.plan import Cause, plan
 from xgen_declare.states import State
 from xgen_declare.testing.fakes import FakeProber, FakeProcesses, spec
 
@@ -181,12 +183,17 @@ def test_surge_starts_beside_the_old_process_and_takes_over_when_ready(sup, worl
 def test_a_surge_that_fails_leaves_the_old_process_serving(sup, world):
     old, first = serving(sup, world)
     p = sup.procs["a"]
-    sup.surge(p, spec("a", port=8102, version="2"), None, "argv changed")
+    new = spec("a", port=8102, version="2")
+    planned = spec("a", port=8101, version="2").spec_hash()  # how the plan knows the spec: on the model's port
+    want = Want(name="a", spec_hash=new.spec_hash(), argv=tuple(new.argv), port=8102, planned_hash=planned)
+    sup.surge(p, new, want, "argv changed")
     world.last.exit(3)
     sup.tick()
     rec = sup.store.load("a")
     assert (rec.state, rec.pid, rec.surge) == ("Ready", first.pid, None) and first.signals == []
-    bad = spec("a", port=8102, version="2").spec_hash()
+    bad = planned  # so the next pass keeps it out (plan: rolled back), instead of surging it again and again
+    assert plan({"a": Want(name="a", spec_hash=planned, argv=(), port=8101)}, sup.observed()).get("a").cause \
+        == Cause.ROLLED_BACK
     assert rec.failed_spec_hash == bad and rec.rollout_error.startswith(
         f"the rollout of spec {bad} failed (the old process kept serving): exited with code 3 during start; "
         "last log lines:\n")
