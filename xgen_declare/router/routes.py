@@ -58,7 +58,9 @@ async def list_models(request: Request):
     return {"object": "list", "data": data}
 
 
-def _model_of(request: Request, raw: bytes) -> str:
+def _model_of(request: Request, raw: bytes) -> tuple[str, bool]:
+    """The request's `model`, and whether it asks for a streamed answer."""
+    stream = False
     if request.method in ("POST", "PUT", "PATCH") and raw.strip():
         try:
             body = json.loads(raw)
@@ -71,6 +73,7 @@ def _model_of(request: Request, raw: bytes) -> str:
         if not isinstance(body, dict):
             raise RouterError(400, "the body must be a JSON object with a `model` field", code="invalid_body")
         model = body.get("model")
+        stream = body.get("stream") is True
     else:
         model = request.query_params.get("model")
     if model is None or model == "":
@@ -78,7 +81,7 @@ def _model_of(request: Request, raw: bytes) -> str:
                           param="model")
     if not isinstance(model, str):
         raise RouterError(400, "`model` must be a string", code="invalid_model", param="model")
-    return model
+    return model, stream
 
 
 @api.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
@@ -87,7 +90,7 @@ async def forward(request: Request, path: str):
     arrived = router.clock()
     check_token(request)
     raw = await request.body()
-    model = _model_of(request, raw)
+    model, stream = _model_of(request, raw)
     table = await router.table()
     route = table.resolve(model)
     if route is None:
@@ -104,7 +107,7 @@ async def forward(request: Request, path: str):
         router.tracker.bind(name, port)
         done = _Once(lambda: (router.tracker.end(name), router.tracker.unbind(name, port),
                               router.metrics.in_flight.labels(model=name).dec()))
-        upstream = await _open(router, request, route, url + "/v1/" + path, raw)
+        upstream = await _open(router, request, route, url + "/v1/" + path, raw, stream)
     except RouterError as exc:
         done()
         router.metrics.requests.labels(model=name, code=str(exc.status)).inc()
@@ -143,22 +146,38 @@ async def forward(request: Request, path: str):
     return ProxyStream(body(), status_code=upstream.status_code, headers=headers, on_close=close)
 
 
-async def _open(router: Router, request: Request, route, url: str, raw: bytes) -> httpx.Response:
+async def _open(router: Router, request: Request, route, url: str, raw: bytes, stream: bool) -> httpx.Response:
+    """Send the request upstream; the answer is streamed back. llama-server closes a connection after a
+    streamed answer without saying so, and a pooled connection the backend closed fails at once
+    ("Server disconnected without sending a response"): streamed requests therefore ask for
+    `Connection: close`, and a request that failed that way, before any answer, is sent once more on a
+    new connection (the backend never read it)."""
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
     key = router.api_key(route)
     if key:
         headers["Authorization"] = f"Bearer {key}"
+    if stream:
+        headers["Connection"] = "close"
     client = router.client()
-    req = client.build_request(request.method, url, params=request.query_params, headers=headers, content=raw)
-    try:
-        return await client.send(req, stream=True)
-    except httpx.TimeoutException as exc:
-        raise RouterError(504, f"backend {route.name} did not answer in time ({type(exc).__name__})",
-                          code="backend_timeout") from None
-    except httpx.HTTPError as exc:
-        router.nudge()
-        raise RouterError(502, f"backend {route.name} is not answering ({type(exc).__name__}); its state is being "
-                          "updated", code="backend_unreachable") from None
+    for attempt in (1, 2):
+        req = client.build_request(request.method, url, params=request.query_params, headers=headers, content=raw)
+        try:
+            return await client.send(req, stream=True)
+        except httpx.RemoteProtocolError:
+            if attempt == 1:
+                headers["Connection"] = "close"  # a new connection: the pool's idle ones may be stale too
+                continue
+            router.nudge()
+            raise RouterError(502, f"backend {route.name} is not answering (RemoteProtocolError); its state is "
+                              "being updated", code="backend_unreachable") from None
+        except httpx.TimeoutException as exc:
+            raise RouterError(504, f"backend {route.name} did not answer in time ({type(exc).__name__})",
+                              code="backend_timeout") from None
+        except httpx.HTTPError as exc:
+            router.nudge()
+            raise RouterError(502, f"backend {route.name} is not answering ({type(exc).__name__}); its state is "
+                              "being updated", code="backend_unreachable") from None
+    raise AssertionError("unreachable")
 
 
 class _Once:
