@@ -200,7 +200,7 @@ def run_case(case: str, root: Path, llama: str, edits: int, clients_n: int, gap:
     out.update({
         "requests": len(res), "failed": len(failures),
         "failed_in_rollout": sum(1 for (s, e, err), w in zip(res, in_window) if err and w),
-        "failures": [f"{where(s, e)}: {err[:160]}" for s, e, err in failures[:8]],
+        "failures": [f"{where(s, e)}: {err[:160]}" for s, e, err in failures[:100]],
         "windows": [[round(a - clients.t0, 3), round(b - clients.t0, 3)] for a, b in windows],
         "requests_steady": len(lat["steady"]), "requests_rollout": len(lat["rollout"]),
         "serve_ms": [round(x, 1) for x in serve_ms],
@@ -310,8 +310,10 @@ def main() -> None:
           f"{doc['seconds']:.0f} s; load average at the end {load}", flush=True)
     print(table(results), flush=True)
     for r in results:
-        for f in r["failures"]:
+        for f in r["failures"][:8]:
             print(f"  failed ({r['label']}): {f}", flush=True)
+        if len(r["failures"]) > 8:
+            print(f"  ... {r['failed'] - 8} more failed ({r['label']}): see -o json / --json", flush=True)
         if r["final_status"]["state"] != "Ready":
             print(f"  final status ({r['label']}): {r['final_status']}", flush=True)
 
