@@ -31,10 +31,10 @@ def need(what: str, found: object) -> None:
         pytest.skip(msg)
 
 
-def run(script: str, tmp_path: Path, timeout: float = 400) -> dict[str, dict]:
+def run(script: str, tmp_path: Path, timeout: float = 400, *extra: str) -> dict[str, dict]:
     out = tmp_path / "figures.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick", "--json", str(out)], env=env,
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick", "--json", str(out), *extra], env=env,
                        capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.startswith("environment: ") and " CPUs, load average " in r.stdout.splitlines()[0]
@@ -95,3 +95,17 @@ def test_cold_start_quick(tmp_path):
         assert numbers(rows["+ first request TTFB, direct"], ("direct",))
         assert numbers(rows["cold request -> first byte: ours | direct start + TTFB"], ("ours", "direct"))
         assert numbers(rows["overhead ours - direct"], ("overhead",))
+
+
+def test_rollout_quick(tmp_path):
+    need("llama-server (pip install -e '.[cpu]')", find_llama_server(None))
+    doc = run("rollout.py", tmp_path, 300, "--edits", "1", "--cases", "recreate,bad")
+    assert list(doc["cases"]) == ["recreate", "bad"]
+    for case, r in doc["cases"].items():
+        assert r["edits"] == 1 and len(r["serve_ms"]) == 1, (case, r)
+        for key in ("requests", "failed", "requests_steady", "requests_rollout", "p50_steady_ms", "p99_steady_ms",
+                    "p50_rollout_ms", "p99_rollout_ms", "serve_ms_median"):
+            assert isinstance(r[key], (int, float)), (case, key, r)
+        assert r["final_status"]["state"] == "Ready" and r["leftover_processes"] == 0, (case, r)
+    assert doc["cases"]["bad"]["old_spec_kept_serving"] == 1
+    assert doc["cases"]["bad"]["final_status"]["rollout_error"]
