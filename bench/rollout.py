@@ -2,7 +2,7 @@
 
 A script that prints figures (no timing assertions):
 
-    .venv/bin/python bench/rollout.py [--edits 10] [--clients 4] [--cases surge,recreate,stop-start,bad]
+    .venv/bin/python bench/rollout.py [--edits 10] [--clients 4] [--cases surge,recreate,stop-start,bad,bad-surge]
                                       [--quick] [-o table|json] [--json FILE] [--llama-server PATH] [--keep DIR]
 
 Per case, a fresh `xgen-declare run --api` daemon (through the shared harness) serves one real
@@ -55,7 +55,8 @@ from xgen_declare.testing.harness import DaemonHarness, environment, model_manif
 
 NAME = "chat"
 CASES = {"surge": {"strategy": "surge"}, "recreate": {"strategy": "recreate"},
-         "stop-start": {"strategy": "recreate", "drain_timeout": 0}, "bad": {"strategy": "recreate"}}
+         "stop-start": {"strategy": "recreate", "drain_timeout": 0}, "bad": {"strategy": "recreate"},
+         "bad-surge": {"strategy": "surge"}}
 BODY = {"model": NAME, "stream": True, "max_tokens": 16, "messages": [{"role": "user", "content": "count to ten"}]}
 WARMUP = 1.0     # seconds after the clients start that count in requests, not in latencies
 POLL = 0.05      # seconds between two status reads
@@ -145,7 +146,7 @@ def run_case(case: str, root: Path, llama: str, edits: int, clients_n: int, gap:
         good, err = st["spec_hash"], st.get("rollout_error")
         for i in range(1, edits + 1):
             ctx = 512 + 64 * i
-            text = manifest(gguf, rollout, ctx, f"--no-such-flag-bench-{i}" if case == "bad" else None)
+            text = manifest(gguf, rollout, ctx, f"--no-such-flag-bench-{i}" if case.startswith("bad") else None)
             seq: list[str] = []
             row: dict = {}
 
@@ -155,7 +156,7 @@ def run_case(case: str, root: Path, llama: str, edits: int, clients_n: int, gap:
                 seq.append(row["state"])
                 if row["state"] != "Ready":
                     return False
-                if case == "bad":
+                if case.startswith("bad"):
                     return row["spec_hash"] == good and bool(row["rollout_error"]) and row["rollout_error"] != err
                 return row["spec_hash"] != good and not row["rollout_error"]
 
@@ -166,7 +167,7 @@ def run_case(case: str, root: Path, llama: str, edits: int, clients_n: int, gap:
             serve_ms.append((t1 - t0) * 1000)
             sequences.append(states_seen(seq))
             h.record(NAME)  # notes the pid for the harness's cleanup
-            if case == "bad":
+            if case.startswith("bad"):
                 kept_serving += row["spec_hash"] == row["last_good_spec_hash"] == good
                 err = row["rollout_error"]
             else:
@@ -217,14 +218,15 @@ def run_case(case: str, root: Path, llama: str, edits: int, clients_n: int, gap:
             out[f"p{q}_{k}_ms"] = round(percentile(lat[k], q), 1) if lat[k] else None
         a, b = out[f"p{q}_rollout_ms"], out[f"p{q}_steady_ms"]
         out[f"p{q}_added_ms"] = round(a - b, 1) if a is not None and b is not None else None
-    if case == "bad":
+    if case.startswith("bad"):
         out["old_spec_kept_serving"] = kept_serving
     if case == "surge":
         ran_as = "recreate" if out.get("plan_note") or any("Stopping" in q for q in sequences) else "surge"
         out["label"] = f"surge (ran as {ran_as})"
     else:
         out["label"] = {"recreate": "recreate, drain 60s", "stop-start": "recreate, drain 0 (stop-start)",
-                        "bad": "bad spec -> rollback"}[case]
+                        "bad": "bad spec -> rollback (recreate)",
+                        "bad-surge": "bad spec -> old kept (surge)"}[case]
     return out
 
 
@@ -243,11 +245,11 @@ def table(results: list[dict]) -> str:
             ("latency p99 steady / rollout", lambda r: f"{fmt(r['p99_steady_ms'])} / {fmt(r['p99_rollout_ms'])} ms"),
             ("added latency p50 / p99", lambda r: f"{fmt(r['p50_added_ms'])} / {fmt(r['p99_added_ms'])} ms"),
             ("save -> new spec serving, median / max",
-             lambda r: "-" if r["case"] == "bad" else f"{fmt(r['serve_ms_median'])} / {fmt(r['serve_ms_max'])} ms"),
+             lambda r: "-" if r["case"].startswith("bad") else f"{fmt(r['serve_ms_median'])} / {fmt(r['serve_ms_max'])} ms"),
             ("save -> rolled back, median / max",
-             lambda r: f"{fmt(r['serve_ms_median'])} / {fmt(r['serve_ms_max'])} ms" if r["case"] == "bad" else "-"),
+             lambda r: f"{fmt(r['serve_ms_median'])} / {fmt(r['serve_ms_max'])} ms" if r["case"].startswith("bad") else "-"),
             ("old spec kept serving (Ready, rollout_error)",
-             lambda r: f"{r['old_spec_kept_serving']} of {r['edits']}" if r["case"] == "bad" else "-"),
+             lambda r: f"{r['old_spec_kept_serving']} of {r['edits']}" if r["case"].startswith("bad") else "-"),
             ("states seen in a rollout (most often)", lambda r: r["states_seen"] or "-"),
             ("edits during which a status read said Failed",
              lambda r: f"{r['edits_with_failed_read']} of {r['edits']}"),
@@ -293,7 +295,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rollout-") as tmp:
         d = args.keep or tmp
         for case in cases:
-            edits = min(3, args.edits) if case == "bad" else args.edits
+            edits = min(3, args.edits) if case.startswith("bad") else args.edits
             print(f"case {case}: {edits} edits, {args.clients} clients", file=sys.stderr, flush=True)
             results.append(run_case(case, Path(d) / case, llama, edits, args.clients, args.gap,
                                     1.0 if args.quick else 2.0))
