@@ -64,6 +64,9 @@ class Placement(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     margin_mib: int = Field(1024, ge=0, description="Memory kept free on each GPU (like llama.cpp --fit-target)")
+    host_memory_mib: int | None = Field(None, ge=0, description="At most this much host memory (MiB) for the "
+                                        "models xgen-declare runs (a host shared with other work); default: "
+                                        "all that is available")
     record_buffers: bool = Field(True, description="Render llama-server with --log-verbosity 4 so its buffer "
                                  "sizes reach the log; the ledger then uses them for running models")
 

@@ -48,7 +48,8 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
             if not found:
                 fine.append(res)
         margin = config.placement.margin_mib if config is not None else DEFAULT_MARGIN_MIB
-        problems.extend(placement_problems(fine, inventory, margin))
+        cap = config.placement.host_memory_mib if config is not None else None
+        problems.extend(placement_problems(fine, inventory, margin, cap))
     errors = [p for p in problems if p.severity == "error"]
     if output == "json":
         print_json([p.to_json() for p in problems])

@@ -73,7 +73,8 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     desired.blocked = {m.name: probs for m in models if (probs := gpu_problems(m, inventory))}
     if placement:
         placed = [ray.per_node(m) for m in models if m.name not in desired.dormant and m.name not in desired.blocked]
-        desired.ledger = place(placed, inventory, config.placement.margin_mib, seen, changing)
+        desired.ledger = place(placed, inventory, config.placement.margin_mib, seen, changing,
+                               config.placement.host_memory_mib)
     renderer = desired.renderer = Renderer(config, inventory)
     for res in models:
         entry = desired.ledger.entry(res.name) if desired.ledger else None

@@ -64,10 +64,11 @@ def gpu_problems(res: Resolved, inventory: Inventory) -> list[Problem]:
     return out
 
 
-def placement_problems(models: list[Resolved], inventory: Inventory, margin_mib: int) -> list[Problem]:
+def placement_problems(models: list[Resolved], inventory: Inventory, margin_mib: int,
+                       host_memory_mib: int | None = None) -> list[Problem]:
     """The memory ledger of these models on `inventory` (nothing running) as problems: a model that does
     not fit, a failed vLLM pre-check (errors), placement unknown (warnings). For `validate --inventory`."""
-    ledger = place(models, inventory, margin_mib)
+    ledger = place(models, inventory, margin_mib, host_memory_mib=host_memory_mib)
     by_name = {r.name: r.decl for r in models}
     out = []
     for name, reason in sorted(ledger.blocked.items()):

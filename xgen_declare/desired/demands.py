@@ -27,11 +27,16 @@ _FACTS: dict[tuple[str, int, int], GgufFacts] = {}
 LLAMA_CPP_PYTHON_CTX = 2048  # llama-cpp-python's n_ctx default
 
 
-def devices_of(inventory: Inventory) -> list[Device]:
+def devices_of(inventory: Inventory, host_memory_mib: int | None = None) -> list[Device]:
+    """The ledger's devices; `host_memory_mib` (placement.host_memory_mib) caps the host memory."""
     out = [Device(gpu_key(g.index), g.index, g.memory_total_mib, g.memory_free_mib, g.integrated, g.name)
            for g in inventory.gpus if not g.hidden]
     cpu = inventory.cpu
-    out.append(Device(HOST, None, cpu.memory_total_mib, cpu.memory_available_mib, False, "host memory"))
+    total, free = cpu.memory_total_mib, cpu.memory_available_mib
+    if host_memory_mib is not None:
+        total = host_memory_mib if total is None else min(total, host_memory_mib)
+        free = host_memory_mib if free is None else min(free, host_memory_mib)
+    out.append(Device(HOST, None, total, free, False, "host memory"))
     return out
 
 
@@ -143,7 +148,7 @@ def demands(models: list[Resolved], inventory: Inventory, seen: Mapping[str, Any
 
 
 def place(models: list[Resolved], inventory: Inventory, margin_mib: int, seen: Mapping[str, Any] | None = None,
-          changing: frozenset[str] | set[str] = frozenset()):
+          changing: frozenset[str] | set[str] = frozenset(), host_memory_mib: int | None = None):
     """The ledger for these models on this host (`seen`: name -> the planner's Seen; `changing`: running
     models whose process will be replaced, so their measured buffers no longer apply)."""
     from xgen_declare.placement.ledger import build_ledger
@@ -160,4 +165,5 @@ def place(models: list[Resolved], inventory: Inventory, margin_mib: int, seen: M
             continue
         for key, amount in total_bytes(buffers).items():
             freed[key] = freed.get(key, 0) + amount
-    return build_ledger(devices_of(inventory), wanted, margin_mib, freed)
+    return build_ledger(devices_of(inventory, host_memory_mib), wanted, margin_mib, freed,
+                        enforce_host=host_memory_mib is not None)

@@ -101,6 +101,7 @@ class Ledger:
     margin_mib: int = 1024
     notes: list[str] = field(default_factory=list)  # about the host (memory overcommit of the host)
     warnings: dict[str, str] = field(default_factory=dict)  # model -> why its placement is unknown
+    enforce_host: bool = False  # host memory is a budget (placement.host_memory_mib), not only a note
 
     def entry(self, name: str) -> Entry | None:
         return next((e for e in self.entries if e.name == name), None)
@@ -179,10 +180,12 @@ def _gib(n: int) -> str:
 # ---- building --------------------------------------------------------------------------------------
 
 def build_ledger(devices: list[Device], demands: list[Demand], margin_mib: int = 1024,
-                 freed: dict[str, int] | None = None) -> Ledger:
+                 freed: dict[str, int] | None = None, enforce_host: bool = False) -> Ledger:
     """`freed`: device key -> bytes used now by running models of ours that are not in `demands`
-    (being stopped or disabled): added back like the running ones."""
-    ledger = Ledger(devices=list(devices), margin_mib=margin_mib)
+    (being stopped or disabled): added back like the running ones. `enforce_host`: a model whose host
+    memory does not fit is blocked (without it, a host that is not a shared pool only gets a note: CPU
+    weights are mapped from the page cache)."""
+    ledger = Ledger(devices=list(devices), margin_mib=margin_mib, enforce_host=enforce_host)
     now = dict(freed or {})
     for d in demands:
         if d.running:
@@ -201,7 +204,7 @@ def build_ledger(devices: list[Device], demands: list[Demand], margin_mib: int =
             # its process keeps running (a blocked restart): what it holds stays used
             ledger.entries.append(Entry(f"{d.name} (running)", dict(d.actual), "measured"))
     host = ledger.capacity.get(HOST)
-    if host is not None and not ledger.shared() and ledger.used(HOST) > host:
+    if host is not None and not ledger.shared() and not enforce_host and ledger.used(HOST) > host:
         ledger.notes.append(f"host memory: models use {_gib(ledger.used(HOST))} of {_gib(host)} usable "
                             "(weights on the CPU are mapped from the page cache; not blocked)")
     ledger.entries.sort(key=lambda e: e.name)
@@ -278,6 +281,11 @@ def _admit(ledger: Ledger, d: Demand) -> Entry:
                   tensor_split=[float(x) for x in pred.tensor_split], resolved=d.auto, detail=_detail(pred))
     if budgets and not fits(pred, budgets):
         entry.blocked = _llama_collision(ledger, d, pred, budgets)
+    elif ledger.enforce_host and not ledger.shared():
+        mine, left = entry.use.get(HOST, 0), _remaining(ledger, HOST)
+        if mine and left is not None and mine > left:
+            entry.blocked = (_collision_text(ledger, d.name, mine, "of host memory", HOST)
+                             + " (placement.host_memory_mib); stop another model or raise the limit")
     return entry
 
 
@@ -393,7 +401,7 @@ def _admit_vllm(ledger: Ledger, d: Demand) -> Entry:
         return entry
     for key, amount in use.items():
         rem = _remaining(ledger, key)
-        if key == HOST and not ledger.shared():
+        if key == HOST and not ledger.shared() and not ledger.enforce_host:
             continue
         if rem is None or amount <= rem:
             continue

@@ -133,3 +133,42 @@ def test_host_overcommit_is_a_note_only(l8b):
     led = build_ledger([host(total=4096, avail=4000)], [Demand("a", "llama-server-cpu", "llama", facts=l8b,
                                                                  settings=CTX8K, n_gpu_layers=0)], 1024)
     assert not led.blocked and led.notes[0].startswith("host memory: models use 16.1 GiB of 2.9 GiB usable")
+
+
+def test_host_memory_mib_caps_the_host_for_our_models():
+    from xgen_declare.desired.demands import devices_of
+    from xgen_declare.inventory.model import Inventory
+
+    inv = Inventory.model_validate({"cpu": {"memory_total_mib": 65536, "memory_available_mib": 60000}})
+    host = devices_of(inv, 4096)[-1]
+    assert (host.key, host.total_mib, host.free_mib) == ("host", 4096, 4096)
+    assert (devices_of(inv)[-1].total_mib, devices_of(inv)[-1].free_mib) == (65536, 60000)
+    small = Inventory.model_validate({"cpu": {"memory_total_mib": 2048, "memory_available_mib": 1000}})
+    assert (devices_of(small, 4096)[-1].total_mib, devices_of(small, 4096)[-1].free_mib) == (2048, 1000)
+
+
+def test_a_host_memory_limit_is_a_budget_for_cpu_models():
+    from xgen_declare.placement.ledger import HOST, Demand, Device, build_ledger
+    from xgen_declare.placement.memory import ContextSettings
+    from xgen_declare.testing.synthetic import write_sparse_gguf
+    import tempfile
+    from pathlib import Path
+    from xgen_declare.placement.gguf_facts import read_gguf_facts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.gguf"
+        write_sparse_gguf(path, "llama3.2-1b", "F16", vocab=False)
+        facts = read_gguf_facts(str(path))
+
+    def demand(name):
+        return Demand(name, "llama-server-cpu", "llama", gpus=[], facts=facts, n_gpu_layers=0, tensor_split=[],
+                      settings=ContextSettings(ctx_size=2048))
+
+    host = [Device(HOST, None, 65536, 60000, False, "host memory")]
+    free = build_ledger(host, [demand("a"), demand("b")], margin_mib=0)
+    one = free.entry("a").use[HOST]
+    assert free.blocked == {}  # no limit: CPU weights come from the page cache, only a note when over
+    capped = [Device(HOST, None, (one + one // 2) >> 20, (one + one // 2) >> 20, False, "host memory")]
+    ledger = build_ledger(capped, [demand("a"), demand("b")], margin_mib=0, enforce_host=True)
+    assert "a" not in ledger.blocked and ledger.blocked["b"].startswith("overcommit: b: ")
+    assert ledger.blocked["b"].endswith("(placement.host_memory_mib); stop another model or raise the limit")
