@@ -187,3 +187,25 @@ def test_deleting_the_last_manifest_keeps_it_and_says_so(host):
     assert r.stdout.splitlines()[0] == "stop     a: manifest removed (not running: forget it)"
     assert host.cli("apply").returncode == 0
     assert host.status() == {}
+
+
+def test_one_shot_apply_surges_and_a_failed_surge_is_exit_3_with_the_old_process_kept(host):
+    """`apply` (no daemon) under `strategy: surge`: the new process starts beside the old one and takes over;
+    a new spec that exits at start leaves the old one serving, says why and exits 3 (goal not reached)."""
+    surge = {"strategy": "surge"}
+    host.write("a", ctx_size=4096, rollout=surge)
+    assert host.cli("apply", str(host.manifests)).returncode == 0
+    first = host.status()["a"]
+    host.write("a", ctx_size=8192, rollout=surge)
+    r = host.cli("apply")
+    assert r.returncode == 0, r.stderr
+    assert "surge: the new process starts on port" in r.stdout
+    second = host.status()["a"]
+    assert second["state"] == "Ready" and second["pid"] != first["pid"] and second["port"] != first["port"]
+    assert not alive(first["pid"])
+    host.write("a", ctx_size=16384, rollout=surge, env={"FAKE_MODE": "exit_now"})
+    r = host.cli("apply")
+    assert r.returncode == 3, r.stderr
+    third = host.status()["a"]
+    assert (third["state"], third["pid"], third["spec_hash"]) == ("Ready", second["pid"], second["spec_hash"])
+    assert "a: the rollout of spec " in r.stderr and "(the old process kept serving): exited with code 3" in r.stderr

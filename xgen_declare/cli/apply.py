@@ -55,4 +55,8 @@ def command(dirs: tuple[str, ...], dry_run: bool, wait: bool, timeout: float, ou
     ok = {State.READY.value, State.STOPPED.value} | ({State.STARTING.value} if not wait else set())
     if result.problems or any(r["state"] == State.INVALID.value for r in rows):
         return ExitCode.INVALID_INPUT
-    return ExitCode.OK if all(r["state"] in ok for r in rows) else ExitCode.NOT_CONVERGED
+    surged = {a.name for a in result.plan.actions if a.surge}
+    failed = [r for r in rows if r["name"] in surged and r["rollout_error"]]  # the old one kept serving
+    for r in failed:
+        eprint(f"{r['name']}: {r['rollout_error'].splitlines()[0]}")
+    return ExitCode.OK if all(r["state"] in ok for r in rows) and not failed else ExitCode.NOT_CONVERGED
