@@ -128,3 +128,54 @@ def test_surge_swaps_processes_under_load_and_a_bad_surge_leaves_the_old_one_ser
     assert surges == 2  # the failed spec is not tried again while it stays in the manifest
     plan = json.loads(daemon.cli("plan", "-o", "json").stdout)
     assert plan["actions"][0]["cause"] == "rolled_back"
+
+
+def test_eviction_never_cuts_a_stream(tmp_path, llama_server_binary, daemon_factory):
+    """Issue 15 item 3 with the real llama-server: two on-demand models and host memory for one
+    (placement.host_memory_mib). While `a` streams a long answer, a request for `b` cannot evict it (a
+    model with requests in flight is never an eviction candidate: 503 with the ledger's reason) and the
+    stream ends whole; once `a` is quiet, `b` evicts it (nothing in flight to drain) and is served. The
+    model is a larger generated one (43 MB, ~360 tokens/s on one thread) so that an answer takes seconds."""
+    from xgen_declare.tools.tinygguf import write_tiny_gguf
+
+    model = write_tiny_gguf(tmp_path / "mid.gguf", n_embd=512, n_layer=4)
+    d = tmp_path / "manifests"
+    d.mkdir()
+    write_config(d, llama_server_binary, 25600 + (free_port() % 50) * 20)
+    with open(d / "xgen-declare.yaml", "a") as f:
+        f.write("placement: {margin_mib: 0, host_memory_mib: 100}\n")  # one model at ctx 2048: ~70 MiB predicted
+    for name in ("a", "b"):
+        (d / f"{name}.yaml").write_text(manifest(name, model, "llama-server-cpu", ctx=2048)
+                                        + "  activation: on-demand\n")
+    daemon = daemon_factory(d)
+    port = free_port()
+    daemon.start("--api", "--api-port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    daemon.wait(lambda s: s.get("a", {}).get("state") == "Idle" and s.get("b", {}).get("state") == "Idle",
+                what="both models idle")
+    long = {"model": "a", "stream": True, "max_tokens": 1500, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "count"}]}
+    result: dict = {"lines": []}
+
+    def stream() -> None:
+        with httpx.stream("POST", base + "/v1/chat/completions", json=long, timeout=120) as r:
+            result["status"] = r.status_code
+            for line in r.iter_lines():
+                result["lines"].append(line)
+
+    t = threading.Thread(target=stream)
+    t.start()
+    daemon.wait(lambda s: s["a"]["state"] == "Ready" and len(result["lines"]) > 2, what="a streaming")
+    short = {"model": "b", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+    busy = httpx.post(base + "/v1/chat/completions", json=short, timeout=60)
+    still_streaming = t.is_alive()
+    t.join(120)
+    assert still_streaming, "the stream ended before b was asked for"
+    assert busy.status_code == 503, busy.text
+    assert "does not fit" in busy.json()["error"]["message"] and "host_memory_mib" in busy.json()["error"]["message"]
+    assert result["status"] == 200 and "data: [DONE]" in result["lines"]
+    assert not any('"error"' in x for x in result["lines"])
+    served = httpx.post(base + "/v1/chat/completions", json=short, timeout=60)
+    assert served.status_code == 200, served.text
+    st = daemon.wait(lambda s: s["a"]["state"] == "Idle" and s["b"]["state"] == "Ready", what="a evicted for b")
+    assert st["a"]["pid"] is None
