@@ -39,7 +39,7 @@ class RecordsMixin:
     _history_unsaved: dict[str, list[dict]]
 
     proc_root: str
-    owner: str
+    _model_prefix: Callable[[str], str]
     clock: Callable[[], float]
     _write_history: Callable[[str], None]  # RolloutMixin's
     _new_proc: Callable[..., Any]
@@ -71,7 +71,7 @@ class RecordsMixin:
                 if st in RUNNING_STATES:
                     # a process of this model that the record does not name (started while the state
                     # dir could not be written) is an orphan holding the port: never two live
-                    procs.sweep(f"{self.owner}/{name}/", signal.SIGKILL)
+                    procs.sweep(self._model_prefix(name), signal.SIGKILL)
                 if rec.pid is not None:
                     rec.pid = None
                     if st in RUNNING_STATES and st != State.STOPPING:

@@ -49,10 +49,8 @@ class RolloutMixin:
         prov = self.provenance(rec.file)
         rec.provenance = prov.to_json()
         log.info("%s: %s (process %s untouched)", rec.name, reason, rec.pid)
-        entry = history.open_entry(rec.spec_hash, rec.spec_hash or "", prov)
-        self._history_unsaved.setdefault(rec.name, []).append(
-            history.close_entry(entry, history.UPDATED_IN_PLACE, reason))
-        self._write_history(rec.name)
+        self._close_history(rec.name, history.open_entry(rec.spec_hash, rec.spec_hash or "", prov),
+                            history.UPDATED_IN_PLACE, reason)
 
     # ---- drain, then stop -----------------------------------------------------------------------
     def draining(self, name: str) -> bool:
@@ -135,14 +133,20 @@ class RolloutMixin:
         return True
 
     # ---- rollout history -----------------------------------------------------------------------
-    def _rollout_end(self, p: "Proc", result: str, detail: str | None = None) -> None:
-        """Close the model's open history entry (if any) with `result`; written at once, or by flush()."""
+    def _rollout_end(self, p: "Proc", result: str, detail: str | None = None) -> dict | None:
+        """Close the open history entry of `p` (if any) with `result`; the closed entry, or None."""
         entry = p.rec.rollout
         if entry is None:
-            return
+            return None
         p.rec.rollout = None
-        self._history_unsaved.setdefault(p.rec.name, []).append(history.close_entry(entry, result, detail))
-        self._write_history(p.rec.name)
+        return self._close_history(p.rec.name, entry, result, detail)
+
+    def _close_history(self, name: str, entry: dict, result: str, detail: str | None = None) -> dict:
+        """Close a history entry of model `name`; written at once, or by flush()."""
+        closed = history.close_entry(entry, result, detail)
+        self._history_unsaved.setdefault(name, []).append(closed)
+        self._write_history(name)
+        return closed
 
     def _write_history(self, name: str) -> None:
         pending = self._history_unsaved.get(name, [])

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from xgen_declare.processes.rpc_workers import WorkerSpec
+from xgen_declare.processes.state_store import Record
 from xgen_declare.states import State
 
 SECRET_KEY = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL)", re.I)
@@ -153,3 +154,14 @@ class Seen:
     placement: Mapping[str, Any] | None = None  # n_gpu_layers / tensor_split the process was started with
     surge_hash: str | None = None    # a surge under way: the new process's spec hash ...
     surge_port: int | None = None    # ... and the port it was started on
+
+    @classmethod
+    def of(cls, r: Record, running: bool, successor: Record | None = None) -> "Seen":
+        """The planner's view of a record (`successor`: the record of a surge under way)."""
+        return cls(name=r.name, state=r.state_enum, running=running, spec_hash=r.spec_hash, argv=tuple(r.argv),
+                   port=r.port, backend=r.backend, host=r.host, gpus=tuple(r.gpus) if r.gpus is not None else None,
+                   env_digest=dict(r.env_digest), binary_id=r.binary_id, file=r.file, held=r.held,
+                   held_hash=r.held_hash, last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
+                   failed_hash=r.failed_spec_hash, placement=r.placement,
+                   surge_hash=successor.spec_hash if successor else None,
+                   surge_port=successor.port if successor else None)

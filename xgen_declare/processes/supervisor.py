@@ -114,16 +114,8 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
     def observed(self) -> dict[str, Seen]:
         out = {}
         for name, p in self.procs.items():
-            r = p.rec
             running = self.running(p) or (p.state == State.STOPPING)
-            out[name] = Seen(name=name, state=p.state, running=running, spec_hash=r.spec_hash,
-                             argv=tuple(r.argv), port=r.port, backend=r.backend, host=r.host,
-                             gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
-                             binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
-                             last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
-                             failed_hash=r.failed_spec_hash, placement=r.placement,
-                             surge_hash=p.successor.rec.spec_hash if p.successor else None,
-                             surge_port=p.successor.rec.port if p.successor else None)
+            out[name] = Seen.of(p.rec, running, p.successor.rec if p.successor else None)
         return out
 
     # ---- what the executor (reconciler/apply.py) calls, one action at a time ------------------
@@ -247,7 +239,7 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
         """`count`: this start replaces a process (crash, liveness, spec change, `restart`)."""
         spec, rec, now = p.spec, p.rec, self.clock()
         assert spec is not None
-        marker = f"{self.owner}/{rec.name}/{os.urandom(4).hex()}"
+        marker = f"{self._model_prefix(rec.name)}{os.urandom(4).hex()}"
         try:
             env = child_env(spec, marker)
         except SecretFileError as exc:
@@ -257,7 +249,7 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
         if rec.started_at is None and p.parent is None:
             # no record of an earlier process (first start, or its record was unreadable): a tagged
             # process of this model from before would be an orphan holding the port; never two live
-            procs.sweep(f"{self.owner}/{rec.name}/", signal.SIGKILL)
+            procs.sweep(self._model_prefix(rec.name), signal.SIGKILL)
         if p.parent is not None:  # a surge's new process: the log file the serving one does not write
             rec.log_alt = not p.parent.rec.log_alt
         path = self._log(p)
@@ -331,7 +323,11 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
     def _prefix(self, p: Proc) -> str:
         """The owner tag of this spawn (its escaped descendants carry it too); without one recorded, every
         process of the model. A surge's two processes have tags of their own, never each other's."""
-        return p.rec.marker if p.rec.marker else f"{self.owner}/{p.rec.name}/"
+        return p.rec.marker if p.rec.marker else self._model_prefix(p.rec.name)
+
+    def _model_prefix(self, name: str) -> str:
+        """The owner tag every process of model `name` carries (each spawn adds its own suffix)."""
+        return f"{self.owner}/{name}/"
 
     def _log(self, p: Proc) -> Path:
         return self.store.log_path(p.rec.name, p.rec.log_alt)

@@ -58,7 +58,6 @@ class SurgeMixin:
     in_flight_at: Callable[[str, int], int]
     owner: str
     provenance: Callable[..., Any]
-    _history_unsaved: dict[str, list[dict]]
     _new_proc: Callable[..., Any]
     _spawn: Callable[..., Any]
     _set: Callable[..., Any]
@@ -70,6 +69,9 @@ class SurgeMixin:
     _log: Callable[..., Any]
     _prefix: Callable[..., Any]
     _write_history: Callable[..., Any]
+    _rollout_end: Callable[..., Any]
+    _close_history: Callable[..., Any]
+    _model_prefix: Callable[[str], str]
     running: Callable[..., bool]
     save: Callable[..., bool]
 
@@ -112,8 +114,7 @@ class SurgeMixin:
                 self._side_gone(r, "exited while draining")
             elif now < r.next_probe_at:  # RETIRE_GRACE (a retiring process is never probed)
                 pass
-            elif self.in_flight_at(p.rec.name, r.rec.port or 0) == 0 or now >= (r.drain_deadline or 0):
-                busy = self.in_flight_at(p.rec.name, r.rec.port or 0)
+            elif not (busy := self.in_flight_at(p.rec.name, r.rec.port or 0)) or now >= (r.drain_deadline or 0):
                 if busy:
                     log.warning("%s: drain_timeout passed with %d request(s) on the old process: stopping it",
                                 p.rec.name, busy)
@@ -192,16 +193,12 @@ class SurgeMixin:
         s = p.successor
         if s is None:
             return
-        entry = s.rec.rollout
         # the plan's hash of the spec (on the model's own port): the next pass sees it failed and keeps it out
         failed = (s.want.planned_hash if s.want is not None else None) or s.rec.spec_hash or \
             (s.spec.spec_hash() if s.spec else None)
         self._kill_side(s)
-        text = history.close_entry(entry, history.FAILED, msg)["detail"] if entry else msg
-        if entry is not None:
-            s.rec.rollout = None
-            self._history_unsaved.setdefault(p.rec.name, []).append(history.close_entry(entry, history.FAILED, msg))
-            self._write_history(p.rec.name)
+        closed = self._rollout_end(s, history.FAILED, msg)
+        text = closed["detail"] if closed else msg
         p.rec.failed_spec_hash = failed
         p.rec.rollout_error = f"the rollout of spec {failed} failed (the old process kept serving): {msg}"
         log.warning("%s: surge: the new spec %s failed (%s); pid %s kept serving", p.rec.name, failed, text,
@@ -216,11 +213,7 @@ class SurgeMixin:
             return
         log.info("%s: surge of spec %s ended: %s", p.rec.name, s.rec.spec_hash, reason)
         self._kill_side(s)
-        if s.rec.rollout is not None:
-            entry, s.rec.rollout = s.rec.rollout, None
-            self._history_unsaved.setdefault(p.rec.name, []).append(
-                history.close_entry(entry, history.INTERRUPTED, reason))
-            self._write_history(p.rec.name)
+        self._rollout_end(s, history.INTERRUPTED, reason)
         self._side_gone(s, reason)
 
     def _kill_side(self, s: "Proc") -> None:
@@ -255,15 +248,14 @@ class SurgeMixin:
             if side is not None and side.marker:
                 procs.sweep(side.marker, signal.SIGKILL)
             if side is not None and side.rollout is not None:
-                self._history_unsaved.setdefault(p.rec.name, []).append(
-                    history.close_entry(side.rollout, history.INTERRUPTED, "the daemon restarted during a surge"))
-                self._write_history(p.rec.name)
+                self._close_history(p.rec.name, side.rollout, history.INTERRUPTED,
+                                    "the daemon restarted during a surge")
             setattr(p.rec, key, None)
         rec = p.rec
         if rec.marker and procs.matches(rec.pid, rec.start_ticks, rec.boot_id, self.proc_root):
             # a process of this model that no record names (spawned while the state dir could not be
             # written, e.g. a successor) is an orphan beside the adopted one: never two live
-            for orphan in procs.find_marked(f"{self.owner}/{rec.name}/"):
+            for orphan in procs.find_marked(self._model_prefix(rec.name)):
                 if not procs.tag_of(orphan, "").startswith(rec.marker):
                     log.warning("%s: pid %s carries the model's tag but no record names it: killed", rec.name,
                                 orphan.pid)

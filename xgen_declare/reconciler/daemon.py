@@ -248,9 +248,7 @@ class Daemon:
         return {name for name, p in self.sup.procs.items() if p.state == State.READY}
 
     def _wait_time(self) -> float:
-        busy = any(p.state in (State.STARTING, State.STOPPING) or p.queued or p.drain_deadline is not None
-                   or p.successor is not None or p.retiring is not None for p in self.sup.procs.values())
-        wait = BUSY_WAIT if busy else IDLE_WAIT
+        wait = BUSY_WAIT if self.sup.busy(wait_ready=True) else IDLE_WAIT  # starts, stops, drains, surges
         if self.dirty_since is not None:
             wait = min(wait, self.env.config.reconciler.debounce / 2 or BUSY_WAIT)
         return max(0.01, wait)

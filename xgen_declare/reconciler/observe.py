@@ -106,11 +106,5 @@ def seen_from_records(records: dict[str, Record], proc_root: str = "/proc") -> d
     """The planner's view of a state dir without a daemon in this process (read-only)."""
     out = {}
     for name, r in records.items():
-        alive = procs.matches(r.pid, r.start_ticks, r.boot_id, proc_root)
-        out[name] = Seen(name=name, state=r.state_enum, running=alive, spec_hash=r.spec_hash, argv=tuple(r.argv),
-                         port=r.port, backend=r.backend, host=r.host,
-                         gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=dict(r.env_digest),
-                         binary_id=r.binary_id, file=r.file, held=r.held, held_hash=r.held_hash,
-                         last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
-                         failed_hash=r.failed_spec_hash, placement=r.placement)
+        out[name] = Seen.of(r, procs.matches(r.pid, r.start_ticks, r.boot_id, proc_root))
     return out
