@@ -122,6 +122,11 @@ class Ledger:
         pool = self.shared()
         return sum(self.used(k) for k in pool) if key in pool else self.used(key)
 
+    def remaining(self, key: str) -> int | None:
+        """Bytes still free for our models on `key` (its whole pool when shared); None: unknown."""
+        cap = self.capacity.get(key)
+        return None if cap is None else max(cap - self.pool_used(key), 0)
+
     def format(self) -> str:
         """The ledger table; empty when no model's use is known (nothing to show)."""
         if not any(e.use for e in self.entries):
@@ -228,17 +233,12 @@ def _current_use(d: Demand, devices: list[Device]) -> dict[str, int]:
         return {}
 
 
-def _remaining(ledger: Ledger, key: str) -> int | None:
-    cap = ledger.capacity.get(key)
-    return None if cap is None else max(cap - ledger.pool_used(key), 0)
-
-
 def _budgets(ledger: Ledger, gpus: list[int]) -> list[GpuBudget]:
     by_key = {d.key: d for d in ledger.devices}
     out = []
     for g in gpus:
         dev = by_key.get(gpu_key(g))
-        out.append(GpuBudget(g, _remaining(ledger, gpu_key(g)), bool(dev and dev.integrated),
+        out.append(GpuBudget(g, ledger.remaining(gpu_key(g)), bool(dev and dev.integrated),
                              dev.free_mib if dev else None))
     return out
 
@@ -282,7 +282,7 @@ def _admit(ledger: Ledger, d: Demand) -> Entry:
     if budgets and not fits(pred, budgets):
         entry.blocked = _llama_collision(ledger, d, pred, budgets)
     elif ledger.enforce_host and not ledger.shared():
-        mine, left = entry.use.get(HOST, 0), _remaining(ledger, HOST)
+        mine, left = entry.use.get(HOST, 0), ledger.remaining(HOST)
         if mine and left is not None and mine > left:
             entry.blocked = (_collision_text(ledger, d.name, mine, "of host memory", HOST)
                              + " (placement.host_memory_mib); stop another model or raise the limit")
@@ -323,7 +323,7 @@ def _llama_collision(ledger: Ledger, d: Demand, pred: Prediction, budgets: list[
 def _move_other(ledger: Ledger, key: str, need: int, exclude: list[int]) -> str | None:
     """'move X to GPUn' when moving an admitted model X off `key` frees enough for `need` there and X
     fits what is left on GPU n (assumed to use as much there)."""
-    rem = _remaining(ledger, key)
+    rem = ledger.remaining(key)
     if rem is None or key in ledger.shared():
         return None
     for e in sorted((e for e in ledger.entries if not e.blocked and e.use.get(key)), key=lambda e: -e.use[key]):
@@ -332,7 +332,7 @@ def _move_other(ledger: Ledger, key: str, need: int, exclude: list[int]) -> str 
         for dev in ledger.devices:
             if dev.gpu is None or dev.key == key or dev.integrated or dev.gpu in exclude:
                 continue
-            room = _remaining(ledger, dev.key)
+            room = ledger.remaining(dev.key)
             if room is not None and e.use[key] <= room:
                 return f"move {e.name} to {dev.key}"
     return None
@@ -400,7 +400,7 @@ def _admit_vllm(ledger: Ledger, d: Demand) -> Entry:
     if d.running and not d.changing:
         return entry
     for key, amount in use.items():
-        rem = _remaining(ledger, key)
+        rem = ledger.remaining(key)
         if key == HOST and not ledger.shared() and not ledger.enforce_host:
             continue
         if rem is None or amount <= rem:

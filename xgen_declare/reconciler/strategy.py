@@ -117,13 +117,12 @@ def _fits(name: str, s: Seen, desired: Any) -> tuple[bool | None, str]:
         return None, ""
     old = total_bytes(s.buffers) if s.buffers else dict(entry.use)  # the new one's prediction as estimate
     for key, amount in sorted(old.items()):
-        cap = ledger.capacity.get(key)
-        if cap is None or not amount:
+        free = ledger.remaining(key)
+        if free is None or not amount:
             continue
-        free = cap - ledger.used(key)
         if amount > free:
             return False, (f"the second process does not fit: {amount / MIB:.0f} MiB more on {key}, "
-                           f"{max(free, 0) / MIB:.0f} MiB left")
+                           f"{free / MIB:.0f} MiB left")
     return True, ""
 
 
