@@ -69,22 +69,17 @@ def test_streamed_requests_ask_for_connection_close():
     assert seen == ["close"]
 
 
-def test_a_second_failure_and_other_errors_are_502_without_retry():
+@pytest.mark.parametrize("error, tries", [
+    (httpx.RemoteProtocolError("Server disconnected without sending a response."), 2),  # retried once
+    (httpx.ConnectError("connection refused"), 1),                                      # never retried
+])
+def test_a_second_failure_and_other_errors_are_502(error, tries):
     calls = []
 
-    def dead(request):
+    def failing(request):
         calls.append(1)
-        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        raise error
 
     with pytest.raises(RouterError) as exc:
-        send(dead)
-    assert (exc.value.status, len(calls)) == (502, 2)
-    calls.clear()
-
-    def refused(request):
-        calls.append(1)
-        raise httpx.ConnectError("connection refused")
-
-    with pytest.raises(RouterError) as exc:
-        send(refused)
-    assert (exc.value.status, len(calls)) == (502, 1)
+        send(failing)
+    assert (exc.value.status, len(calls)) == (502, tries)
