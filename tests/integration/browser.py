@@ -49,8 +49,9 @@ def launch(size: tuple[int, int] = DESKTOP):
     return webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
 
 
-def until(fn, timeout: float = 10.0, what: str = "condition", driver=None):
-    """fn()'s first truthy value, polling every 50 ms (stale elements count as not yet)."""
+def until(fn, timeout: float = 10.0, what: str = "condition", driver=None, host=None):
+    """fn()'s first truthy value, polling every 50 ms (stale elements count as not yet). On a timeout the
+    message shows the page's text and, with `host`, what the API says now and the daemon log's tail."""
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
     deadline = time.monotonic() + timeout
@@ -64,7 +65,14 @@ def until(fn, timeout: float = 10.0, what: str = "condition", driver=None):
             last = exc
         time.sleep(0.05)
     page = driver.find_element("tag name", "body").text[-3000:] if driver is not None else ""
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})\npage:\n{page}")
+    more = ""
+    if host is not None:
+        try:
+            now = {n: (m["state"], m["pid"], m["held"]) for n, m in api_models(host).items()}
+        except Exception as exc:  # noqa: BLE001 - the diagnosis must not hide the timeout
+            now = repr(exc)
+        more = f"\nAPI now (state, pid, held): {now}\ndaemon log (tail):\n{host.daemon_log()[-4000:]}"
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})\npage:\n{page}{more}")
 
 
 class Console:

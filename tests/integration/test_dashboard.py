@@ -48,9 +48,9 @@ def page(dash):
 def test_lists_the_models_with_their_states(dash, page):
     assert page.current_url == dash.base + "/ui/"
     go(page, "models")
-    until(lambda: len(page.find_elements("css selector", "#models-table tbody tr")) == 3, what="3 rows", driver=page)
+    until(lambda: len(page.find_elements("css selector", "#models-table tbody tr")) == 3, what="3 rows", driver=page, host=dash)
     models = api_models(dash)
-    until(lambda: cell(page, "alpha", "state") == "Ready" and cell(page, "beta", "state") == "Ready", driver=page)
+    until(lambda: cell(page, "alpha", "state") == "Ready" and cell(page, "beta", "state") == "Ready", driver=page, host=dash)
     for name, m in models.items():
         assert cell(page, name, "state") == m["state"]
         assert cell(page, name, "backend") == (m["backend"] or "")
@@ -61,14 +61,14 @@ def test_lists_the_models_with_their_states(dash, page):
     assert cell(page, "gamma", "state") == "Stopped"
     assert cell(page, "alpha", "endpoint").startswith(models["alpha"]["endpoint"])
     page.find_element("css selector", '[data-copy="alpha"]').click()
-    note = until(lambda: page.find_element("id", "notice").text, what="copy notice", driver=page)
+    note = until(lambda: page.find_element("id", "notice").text, what="copy notice", driver=page, host=dash)
     assert f'OpenAI(base_url="{models["alpha"]["endpoint"]}"' in note and 'model="alpha"' in note
 
 
 def test_keyboard_reaches_the_views_and_the_buttons(dash, page):
     page.get(dash.base + "/ui/#models")
     page.refresh()  # focus starts at the top of a freshly loaded page
-    until(lambda: len(page.find_elements("css selector", "#models-table tbody tr")) == 3, driver=page)
+    until(lambda: len(page.find_elements("css selector", "#models-table tbody tr")) == 3, driver=page, host=dash)
     stops = []
     for _ in range(14):
         ActionChains(page).send_keys(Keys.TAB).perform()
@@ -108,7 +108,7 @@ def test_a_killed_backend_restarts_live_without_reload(dash, page):
     killed = time.time()
     os.kill(dash.fake_pid("beta", "main"), signal.SIGKILL)
     until(lambda: cell(page, "beta", "restarts") == str(before + 1) and cell(page, "beta", "state") == "Ready",
-          timeout=15, what="beta restarted and Ready", driver=page)
+          timeout=15, what="beta restarted and Ready", driver=page, host=dash)
     assert page.execute_script("return window.__marker") == "no reload"
     with httpx.stream("GET", dash.base + P + "/events", params={"since": 0, "timeout": 0.3}, timeout=10) as r:
         events = [json.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: ")]
@@ -126,43 +126,43 @@ def test_a_killed_backend_restarts_live_without_reload(dash, page):
 def test_down_up_restart_buttons(dash, page):
     go(page, "models")
     page.find_element("css selector", '[data-action="down"][data-model="beta"]').click()
-    until(lambda: cell(page, "beta", "state") == "Stopped (held)", timeout=15, what="beta held", driver=page)
+    until(lambda: cell(page, "beta", "state") == "Stopped (held)", timeout=15, what="beta held", driver=page, host=dash)
     assert "held stopped by `down`" in cell(page, "beta", "problem")
     assert api_models(dash)["beta"]["held"] is True
     page.find_element("css selector", '[data-action="up"][data-model="beta"]').send_keys(Keys.ENTER)  # keyboard
-    until(lambda: cell(page, "beta", "state") == "Ready", timeout=15, what="beta Ready again", driver=page)
+    until(lambda: cell(page, "beta", "state") == "Ready", timeout=15, what="beta Ready again", driver=page, host=dash)
     before = api_models(dash)["alpha"]["restarts"]
     page.find_element("css selector", '[data-action="restart"][data-model="alpha"]').click()
     until(lambda: cell(page, "alpha", "restarts") == str(before + 1) and cell(page, "alpha", "state") == "Ready",
-          timeout=15, what="alpha restarted", driver=page)
+          timeout=15, what="alpha restarted", driver=page, host=dash)
     assert page.find_element("id", "notice").text.startswith("restart alpha: accepted")
 
 
 def test_the_playground_streams_an_answer(dash, page):
     go(page, "playground")
-    until(lambda: page.find_elements("css selector", '#play-model option[value="alpha"]'), driver=page)
+    until(lambda: page.find_elements("css selector", '#play-model option[value="alpha"]'), driver=page, host=dash)
     page.find_element("css selector", '#play-model option[value="alpha"]').click()
     page.find_element("id", "play-send").click()
     out = page.find_element("id", "play-output")
-    partial = until(lambda: "chunk 0" in out.text and out.text, what="first chunk", driver=page)
+    partial = until(lambda: "chunk 0" in out.text and out.text, what="first chunk", driver=page, host=dash)
     assert "chunk 5" not in partial  # shown while the answer still streams
-    until(lambda: "fake alpha: chunk 5" in out.text, what="whole answer", driver=page)
-    until(lambda: page.find_element("id", "play-stats").text.startswith("done: alpha"), driver=page)
+    until(lambda: "fake alpha: chunk 5" in out.text, what="whole answer", driver=page, host=dash)
+    until(lambda: page.find_element("id", "play-stats").text.startswith("done: alpha"), driver=page, host=dash)
     assert out.text.startswith("fake alpha: chunk 0. fake alpha: chunk 1.")
     shot(page, "dashboard-playground")
 
 
 def test_markup_from_manifests_logs_and_backends_stays_text(dash, page):
     page.get(dash.base + "/ui/#model/beta")
-    labels = until(lambda: page.find_element("css selector", '#model-body dd[data-fact="labels"]').text, driver=page)
+    labels = until(lambda: page.find_element("css selector", '#model-body dd[data-fact="labels"]').text, driver=page, host=dash)
     assert labels == f"team={IMG}"
     page.get(dash.base + "/ui/#model/alpha")
-    aliases = until(lambda: page.find_element("css selector", '#model-body dd[data-fact="aliases"]').text, driver=page)
+    aliases = until(lambda: page.find_element("css selector", '#model-body dd[data-fact="aliases"]').text, driver=page, host=dash)
     assert aliases == SCRIPT
     argv = [li.text for li in page.find_elements("css selector", "#model-argv li")]
     assert f"alpha,{SCRIPT}" in argv
     log = until(lambda: SCRIPT in page.find_element("id", "model-log").text and page.find_element("id", "model-log"),
-                what="the alias in the log", driver=page)
+                what="the alias in the log", driver=page, host=dash)
     assert "fake: ready on" in log.text
     assert page.execute_script("return window.__xss") is None
     assert page.find_elements("css selector", "#model-body img, #model-body script") == []
@@ -175,13 +175,13 @@ def test_markup_from_manifests_logs_and_backends_stays_text(dash, page):
 def test_the_log_follows_live(dash, page):
     page.get(dash.base + "/ui/#model/alpha")
     log = until(lambda: "fake: ready on" in page.find_element("id", "model-log").text
-                and page.find_element("id", "model-log"), driver=page)
+                and page.find_element("id", "model-log"), driver=page, host=dash)
     with open(dash.state / "logs" / "alpha.log", "a") as f:
         f.write(f"a line written now {IMG}\n")
-    until(lambda: f"a line written now {IMG}" in log.text, timeout=5, what="the new line", driver=page)
+    until(lambda: f"a line written now {IMG}" in log.text, timeout=5, what="the new line", driver=page, host=dash)
 
 
-def test_no_console_errors(page):
+def test_no_console_errors(dash, page):
     page.get(page.current_url.split("#")[0] + "#plan")
-    until(lambda: page.find_elements("css selector", "#plan-table tbody tr"), driver=page)
+    until(lambda: page.find_elements("css selector", "#plan-table tbody tr"), driver=page, host=dash)
     assert page.console.severe() == []

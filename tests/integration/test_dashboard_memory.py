@@ -43,7 +43,7 @@ def test_gpu_bars_match_the_api_memory_figures(dash, page):
     go(page, "gpus")
     card = '#devices .card[data-device="GPU0"]'
     segs = until(lambda: len(page.find_elements("css selector", card + " .bar .seg")) == 2
-                 and page.find_elements("css selector", card + " .bar .seg"), what="two segments", driver=page)
+                 and page.find_elements("css selector", card + " .bar .seg"), what="two segments", driver=page, host=dash)
     shown = {(s.get_attribute("data-model"), s.get_attribute("data-device")):
              (int(s.get_attribute("data-bytes")), s.get_attribute("data-source")) for s in segs}
     models = api_models(dash)
@@ -64,11 +64,11 @@ def test_an_overcommit_shows_the_ledger_reason(dash, page):
     reason = api_models(dash)["huge"]["memory"]["blocked"]
     assert reason.startswith("overcommit: huge: 4.8 GiB on GPU0 + base: 8.0 GiB + small: 1.6 GiB > ")
     go(page, "gpus")
-    item = until(lambda: page.find_element("css selector", '#devices .reasons li[data-model="huge"]'), driver=page)
+    item = until(lambda: page.find_element("css selector", '#devices .reasons li[data-model="huge"]'), driver=page, host=dash)
     assert item.text == f"huge (Blocked) needs 4.8 GiB on GPU0, not admitted: {reason}"
     assert "overcommit" in item.get_attribute("class")
     go(page, "models")
-    until(lambda: reason in cell(page, "huge", "problem"), what="the reason in the table", driver=page)
+    until(lambda: reason in cell(page, "huge", "problem"), what="the reason in the table", driver=page, host=dash)
     assert cell(page, "huge", "state") == "Blocked"
     assert cell(page, "base", "gpus") == "0" and cell(page, "base", "memory") == "8.0 GiB reserved"
     shot(page, "dashboard-models")
@@ -78,12 +78,12 @@ def test_an_overcommit_shows_the_ledger_reason(dash, page):
         until(lambda: page.execute_script(
             "const w = document.querySelector('.table-wrap'), d = document.documentElement;"
             "return w.scrollWidth <= w.clientWidth && d.scrollWidth <= d.clientWidth"), what=f"no overflow at {size}",
-            driver=page)
+            driver=page, host=dash)
     page.set_window_size(*DESKTOP)
     go(page, "plan")
-    row = until(lambda: page.find_element("css selector", '#plan-table tr[data-model="huge"]'), driver=page)
+    row = until(lambda: page.find_element("css selector", '#plan-table tr[data-model="huge"]'), driver=page, host=dash)
     assert row.get_attribute("data-kind") == "blocked" and reason in row.text
-    fit = until(lambda: page.find_element("css selector", '#plan-body li[data-device="GPU0"]').text, driver=page)
+    fit = until(lambda: page.find_element("css selector", '#plan-body li[data-device="GPU0"]').text, driver=page, host=dash)
     assert fit.startswith("GPU0: 9.6 GiB used of 10.1 GiB usable → ") and fit.endswith(" left for more models")
     shot(page, "dashboard-plan")
 
@@ -92,21 +92,21 @@ def test_actions_ask_for_the_token_and_show_the_401(dash, page):
     go(page, "models")
     page.find_element("css selector", '[data-action="down"][data-model="small"]').click()
     form = page.find_element("id", "token-form")
-    until(form.is_displayed, what="the token form", driver=page)
+    until(form.is_displayed, what="the token form", driver=page, host=dash)
     notice = page.find_element("id", "notice")
     assert notice.text.startswith("401 Unauthorized: this endpoint changes state and needs `Authorization: Bearer")
     assert page.switch_to.active_element == page.find_element("id", "token-input")
     page.find_element("id", "token-input").send_keys("wrong")
     page.find_element("css selector", '#token-form button[type="submit"]').click()
-    until(lambda: "refused" in page.find_element("id", "token-why").text, what="the wrong token refused", driver=page)
+    until(lambda: "refused" in page.find_element("id", "token-why").text, what="the wrong token refused", driver=page, host=dash)
     assert form.is_displayed() and notice.text.startswith("401 Unauthorized")
     assert api_models(dash)["small"]["held"] is False
     page.find_element("id", "token-input").send_keys(TOKEN)
     page.find_element("css selector", '#token-form button[type="submit"]').click()
-    until(lambda: cell(page, "small", "state") == "Stopped (held)", timeout=15, what="small held", driver=page)
+    until(lambda: cell(page, "small", "state") == "Stopped (held)", timeout=15, what="small held", driver=page, host=dash)
     assert not form.is_displayed() and notice.text.startswith("down small: ")
     page.find_element("css selector", '[data-action="up"][data-model="small"]').click()  # the token is kept
-    until(lambda: cell(page, "small", "state") == "Ready", timeout=15, what="small Ready", driver=page)
+    until(lambda: cell(page, "small", "state") == "Ready", timeout=15, what="small Ready", driver=page, host=dash)
     assert not form.is_displayed()
     assert page.execute_script("return sessionStorage.getItem('xgen-declare-token')") == TOKEN
 
@@ -114,10 +114,10 @@ def test_actions_ask_for_the_token_and_show_the_401(dash, page):
 def test_cancelling_the_token_form_shows_the_401(dash, page):
     page.execute_script("sessionStorage.clear()")
     page.find_element("css selector", '[data-action="restart"][data-model="small"]').click()
-    until(page.find_element("id", "token-form").is_displayed, driver=page)
+    until(page.find_element("id", "token-form").is_displayed, driver=page, host=dash)
     page.find_element("id", "token-cancel").click()
     until(lambda: page.find_element("id", "notice").text.startswith("restart small: 401: this endpoint changes state"),
-          what="the 401 after cancelling", driver=page)
+          what="the 401 after cancelling", driver=page, host=dash)
     assert api_models(dash)["small"]["restarts"] == 0
 
 
@@ -139,10 +139,10 @@ def test_an_integrated_gpu_is_drawn_as_one_pool_with_the_host(tmp_path, page):
         host.wait_ready("apu")
         page.get(base + "/ui/#gpus")
         card = '#devices .card[data-device="GPU0+host"]'
-        title = until(lambda: page.find_element("css selector", card + " h3").text, driver=page)
+        title = until(lambda: page.find_element("css selector", card + " h3").text, driver=page, host=dash)
         assert title == "Shared memory pool: GPU0 + hostintegrated GPU: shares the host memory"
         memory = httpx.get(base + P + "/models/apu", timeout=10).json()["memory"]
-        seg = until(lambda: page.find_element("css selector", card + " .bar .seg"), driver=page)
+        seg = until(lambda: page.find_element("css selector", card + " .bar .seg"), driver=page, host=dash)
         assert (seg.get_attribute("data-model"), seg.get_attribute("data-device")) == ("apu", "GPU0")
         assert int(seg.get_attribute("data-bytes")) == memory["bytes"]["GPU0"]
         ledger = httpx.get(base + P + "/ledger", timeout=10).json()

@@ -10,6 +10,8 @@ SIGINT / SIGTERM end the loop; models keep running (the next daemon adopts them)
 `stop_on_exit`. Each part of a step (requests, the pass, the supervisor's tick, hooks) is guarded on
 its own: an error in one is logged (the traceback once per distinct error, then one line at most
 every ERROR_REPEAT seconds) and the others still run; a failing pass waits for the next resync.
+A part that holds the loop longer than SLOW_PART seconds is logged as a warning (everything else
+waited on it), so a stall shows in the log with its cause.
 
 A state dir that cannot be written never stops supervision (see supervisor.py). The daemon reports it
 as `state_write_failed` in its log (once per pass, and when the set of failures changes), in
@@ -44,6 +46,7 @@ log = logging.getLogger("xgen_declare.reconciler.daemon")
 IDLE_WAIT = 0.5
 BUSY_WAIT = 0.05
 ERROR_REPEAT = 60.0
+SLOW_PART = 2.0  # a part of a step that holds the loop longer is logged (stops, probes and starts wait on it)
 PUBLISH_PERIOD = 1.0
 
 
@@ -164,7 +167,7 @@ class Daemon:
         now = self.clock()
         passes = self.passes
         self._guard("control requests", self._take_requests)
-        self._run_inbox()
+        self._guard("API requests", self._run_inbox)
         if self.resync_now or now >= self.next_resync:
             self.resync_now = False
             # moved before the pass: a pass that fails is tried again at the next resync, not every step
@@ -187,22 +190,30 @@ class Daemon:
         self._guard("state report", self._report_writes, now, self.passes != passes)
 
     def _guard(self, what: str, fn: Callable, *args: object) -> None:
-        """Run one part of a step; the daemon never dies of it and the log is not flooded."""
+        """Run one part of a step; the daemon never dies of it and the log is not flooded; a part that
+        held the loop longer than SLOW_PART is logged."""
+        started = time.monotonic()
         try:
             fn(*args)
         except Exception as exc:
-            key = f"{what}: {type(exc).__name__}: {exc}"
-            now = time.monotonic()
-            last = self._errors_logged.get(key)
-            if last is None:
-                log.exception("%s failed", what)
-            elif now - last >= ERROR_REPEAT:
-                log.error("%s failed again: %s: %s", what, type(exc).__name__, exc)
-            else:
-                return
-            if len(self._errors_logged) > 100:
-                self._errors_logged.clear()
-            self._errors_logged[key] = now
+            self._failed(what, exc)
+        took = time.monotonic() - started
+        if took > SLOW_PART:
+            log.warning("slow control loop: %s took %.1fs (stops, starts and probes waited for it)", what, took)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        key = f"{what}: {type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        last = self._errors_logged.get(key)
+        if last is None:
+            log.error("%s failed", what, exc_info=exc)
+        elif now - last >= ERROR_REPEAT:
+            log.error("%s failed again: %s: %s", what, type(exc).__name__, exc)
+        else:
+            return
+        if len(self._errors_logged) > 100:
+            self._errors_logged.clear()
+        self._errors_logged[key] = now
 
     def _take_requests(self) -> None:
         requests = self.env.store.take_requests()

@@ -89,3 +89,15 @@ def test_state_write_failed_is_reported_once_per_pass_until_the_dir_heals(daemon
     assert status_rows(StateStore(store.root))[0]["state_write_failed"] is None
     assert "xgen_state_write_failures 0.0" in Metrics(store).render().decode()
     assert caplog.text.count("state_write_failed: cannot") == 2
+
+def test_a_part_that_holds_the_loop_is_logged_with_its_name(daemon, clock, monkeypatch, caplog):
+    import time
+
+    from xgen_declare.reconciler import daemon as daemon_module
+
+    monkeypatch.setattr(daemon_module, "SLOW_PART", 0.05)
+    monkeypatch.setattr(daemon.sup, "tick", lambda: time.sleep(0.1))
+    caplog.set_level(logging.WARNING)
+    steps(daemon, clock, 1)
+    assert "slow control loop: supervisor took 0.1s" in caplog.text
+    assert "reconcile pass took" not in caplog.text  # the quick parts are not logged
