@@ -138,6 +138,55 @@ def test_down_up_restart_buttons(dash, page):
     assert page.find_element("id", "notice").text.startswith("restart alpha: accepted")
 
 
+HOLD_THE_FIRST_READ = """
+    window.__fetch = window.fetch;
+    window.__reads = [];
+    let release;
+    const gate = new Promise((ok) => { release = ok; });
+    window.fetch = async (url, init) => {
+      if (!String(url).endsWith('/api/management/models')) return window.__fetch(url, init);
+      const n = window.__reads.push('asked') - 1;
+      const r = await window.__fetch(url, init);
+      if (n > 1) return r;
+      if (n === 1) {  // the newer read answers first; the older one is let go a little later
+        window.__reads[n] = 'answered';
+        setTimeout(release, 200);
+        return r;
+      }
+      const body = await r.json();  // the older read: what a read made before the stop ended says
+      for (const m of body.models) if (m.name === 'beta') m.state = 'Stopping';
+      await gate;
+      window.__reads[n] = 'answered late';
+      return new Response(JSON.stringify(body), {status: 200, headers: {'Content-Type': 'application/json'}});
+    };
+"""
+
+
+def test_an_older_answer_arriving_late_never_undoes_a_newer_one(dash, page):
+    """The page re-reads the models on every event and action, and the API answers each read in its own
+    thread: answers can come back out of order (CI once saw beta left "Stopping" after it had stopped).
+    Two reads in flight, the older one answered last with the older state: the page keeps the newer."""
+    go(page, "models")
+    down = '[data-action="down"][data-model="beta"]'
+    page.find_element("css selector", down).click()
+    until(lambda: cell(page, "beta", "state") == "Stopped (held)", timeout=15, what="beta held", driver=page, host=dash)
+    page.execute_script(HOLD_THE_FIRST_READ)
+    try:
+        page.find_element("css selector", down).click()  # a read of the models after the answer (held back)
+        until(lambda: page.execute_script("return window.__reads.length") >= 1, what="the first read", driver=page,
+              host=dash)
+        page.find_element("css selector", down).click()  # a second read, answered at once
+        until(lambda: page.execute_script("return window.__reads[0]") == "answered late", what="the late answer",
+              driver=page, host=dash)
+        time.sleep(0.3)
+        assert page.execute_script("return window.__reads.slice(0, 2)") == ["answered late", "answered"]
+        assert cell(page, "beta", "state") == "Stopped (held)"
+    finally:
+        page.execute_script("window.fetch = window.__fetch;")
+        page.find_element("css selector", '[data-action="up"][data-model="beta"]').click()
+    until(lambda: cell(page, "beta", "state") == "Ready", timeout=15, what="beta Ready again", driver=page, host=dash)
+
+
 def test_the_playground_streams_an_answer(dash, page):
     go(page, "playground")
     until(lambda: page.find_elements("css selector", '#play-model option[value="alpha"]'), driver=page, host=dash)

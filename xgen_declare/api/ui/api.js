@@ -40,6 +40,24 @@ export async function get(path) {
   return r.json();
 }
 
+// A reader for views that re-read on every event: several reads may be in flight and their answers
+// may come back out of order (the API answers each in its own thread). Only the newest answer counts:
+// an older one that arrives after it resolves to STALE, so it never undoes what the newer one showed.
+// `path` is a string or a function of the reader's arguments.
+export const STALE = Symbol('stale');
+
+export function newest(path) {
+  let asked = 0;
+  let shown = 0;
+  return async (...args) => {
+    const mine = ++asked;
+    const body = await get(typeof path === 'function' ? path(...args) : path);
+    if (mine < shown) return STALE;
+    shown = mine;
+    return body;
+  };
+}
+
 // POST (or any request that needs the token); asks for the token on a 401 and tries again.
 export async function send(path, init, onUnauthorized) {
   for (;;) {

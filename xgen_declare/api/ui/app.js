@@ -3,7 +3,7 @@
 // shortly after, and every RESYNC ms in case an event was missed).
 
 import { $, h, fill, fmtBytes, fmtMiB, fmtUptime, stateBadge } from './dom.js';
-import { P, get, send, setupTokenForm } from './api.js';
+import { P, STALE, newest, send, setupTokenForm } from './api.js';
 import { store, changed, onChange, remember, uptimeNow, memoryTotals } from './store.js';
 import { showGpus, showPlan, planChanged } from './memory.js';
 import { openModel, leaveModel } from './detail.js';
@@ -180,9 +180,12 @@ export function refreshSoon(delay) {
   refreshTimer = setTimeout(refresh, delay);
 }
 
+const readModels = newest(`${P}/models`);
+
 async function refresh() {
   try {
-    const body = await get(`${P}/models`);
+    const body = await readModels();
+    if (body === STALE) return;  // a later read already answered
     store.models = new Map(body.models.map((m) => [m.name, m]));
     store.fetchedAt = performance.now();
     renderModels();

@@ -2,7 +2,7 @@
 // log as it grows (its own event stream), the model's events and the router's figures.
 
 import { $, h, fill, fmtTime, fmtUptime, stateBadge } from './dom.js';
-import { P, get } from './api.js';
+import { P, STALE, get, newest } from './api.js';
 import { store, onChange, uptimeNow } from './store.js';
 import { actionButtons, gpusOf, memoryText, problemOf } from './app.js';
 
@@ -81,15 +81,18 @@ function render(name, d) {
       h('pre', { class: 'output', id: 'model-log', tabindex: '0', 'aria-label': `log of ${name}` })));
 }
 
+const detailPath = (name) => `${P}/models/${encodeURIComponent(name)}/detail`;
+const readFigures = newest(detailPath);  // the re-reads: only the newest answer counts
+
 async function loadDetail(name, first) {
   let d;
   try {
-    d = await get(`${P}/models/${encodeURIComponent(name)}/detail`);
+    d = await (first ? get(detailPath(name)) : readFigures(name));
   } catch (e) {
     if (first) fill($('#model-body'), h('p', { class: 'overcommit' }, `cannot read ${name}: ${e.message}`));
     return;
   }
-  if (openName !== name) return;
+  if (openName !== name || d === STALE) return;
   if (first) {
     render(name, d);
     follow(name);

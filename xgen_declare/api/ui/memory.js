@@ -1,14 +1,19 @@
 // GPUs & memory (GET ledger + each model's memory from GET models) and Plan (GET plan).
 
 import { $, h, fill, fmtBytes, fmtMiB, hue, stateBadge } from './dom.js';
-import { P, get } from './api.js';
+import { P, STALE, newest } from './api.js';
 import { store, ledgerBytes, measuredMiB } from './store.js';
 
 const MIB = 1024 * 1024;
 
+const readLedger = newest(`${P}/ledger`);
+const readPlan = newest(`${P}/plan`);
+
 export async function showGpus() {
   try {
-    store.ledger = await get(`${P}/ledger`);
+    const ledger = await readLedger();
+    if (ledger === STALE) return;
+    store.ledger = ledger;
     renderGpus();
   } catch (e) {
     fill($('#devices'), h('p', { class: 'overcommit' }, `cannot read the memory ledger: ${e.message}`));
@@ -113,11 +118,12 @@ export async function showPlan() {
   $('#plan-summary').textContent = 'computing…';
   let plan;
   try {
-    plan = await get(`${P}/plan`);
+    plan = await readPlan();
   } catch (e) {
     $('#plan-summary').textContent = `cannot compute the plan: ${e.message}`;
     return;
   }
+  if (plan === STALE) return;
   $('#plan-summary').textContent = plan.summary;
   const rows = plan.actions.map((a) => h('tr', { data: { model: a.name, kind: a.kind } },
     h('td', { class: `plan-kind k-${a.kind}` }, a.kind),
