@@ -72,14 +72,19 @@ def live_records(store: StateStore, info: dict) -> dict[str, Record]:
     return records
 
 
-def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | None = None) -> list[dict]:
-    """`status -o json` objects. A record claiming a running state whose process is gone shows Failed."""
+def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | None = None,
+                records: dict[str, Record] | None = None) -> list[dict]:
+    """`status -o json` objects. A record claiming a running state whose process is gone shows Failed.
+    `records`, when given, receives the records the rows were made from (one read for both)."""
     now = time.time()
     daemon = daemon_pid(store) is not None
     info = store.daemon_info() if daemon else {}
     failed = {f["path"]: format_write_failure(f) for f in write_failures(store, info)}
+    live = live_records(store, info)
+    if records is not None:
+        records.update(live)
     rows = []
-    for name, r in sorted(live_records(store, info).items()):
+    for name, r in sorted(live.items()):
         if names and name not in names:
             continue
         st = r.state_enum

@@ -96,3 +96,25 @@ def test_pending_names_the_state_of_its_own_spec(api):
     body = json.loads(routes._load_answer(api.ctx, request, "m", want, rec, True, "api/m.yaml", 3).body)
     assert (body["status"], body["state"]) == ("pending", "Starting")
     assert body["detail"] == "not Ready after 3s; follow /api/management/events or /api/management/models/m"
+
+
+def test_a_models_answer_is_made_from_one_read_of_the_records(api, monkeypatch):
+    """The row (state, pid, uptime) and the record's facts (argv, started_at, memory) come from the same
+    read: a record rewritten between two reads never mixes two moments in one answer."""
+    assert api.client.post(P + "/load?wait=1", json=OFF).status_code in (200, 202)
+    store = api.daemon.env.store
+    real, reads = store.load_all, []
+    loop_thread = api.daemon.submit(lambda d: threading.get_ident()).result(timeout=10)
+
+    def counted():
+        if threading.get_ident() != loop_thread:  # the API's reads, not the control loop's
+            reads.append(1)
+        return real()
+
+    monkeypatch.setattr(store, "load_all", counted)
+    body = api.client.get(P + "/models").json()
+    assert [m["name"] for m in body["models"]] == ["m"]
+    assert len(reads) == 1
+    reads.clear()
+    assert api.client.get(P + "/models/m").json()["name"] == "m"
+    assert len(reads) == 1
