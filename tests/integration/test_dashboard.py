@@ -1,7 +1,8 @@
 """The dashboard in a real browser (headless chromium) against a daemon with fake backends and no API
 token: the models with their states, a killed backend's restart shown live (no reload, within 1 s of
-the event), restart/down/up buttons, the playground streaming through /v1, strings from a manifest, a
-log and a backend rendered as text, and no console error. One browser and one daemon for the module."""
+the event), restart/down/up buttons, an older answer arriving late never undoing a newer one, the
+playground streaming through /v1, strings from a manifest, a log and a backend rendered as text, and no
+console error. One browser and one daemon for the module."""
 
 from __future__ import annotations
 
