@@ -22,7 +22,6 @@ import os
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-import jinja2
 
 from xgen_declare.backends.families import GPU_KIND
 from xgen_declare.backends.pinning import pinning_env
@@ -35,7 +34,7 @@ from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.names import derived_name_error
 from xgen_declare.processes.spec import Seen, Want
 from xgen_declare.processes.probes import TCP_PROBE
-from xgen_declare.desired.render import Entries, Rendered, Renderer, parse_argv
+from xgen_declare.desired.render import Entries, Rendered, Renderer
 from xgen_declare.manifests.fields import LOOPBACK_HOSTS
 from xgen_declare.manifests.request import ModelLoadRequest
 from xgen_declare.desired.rpc import host_names
@@ -145,15 +144,7 @@ def render_node(node: RayNode, renderer: Renderer, config: Config) -> Rendered:
         "node_ip_address": rc.node_ip_address, "num_cpus": rc.num_cpus, "num_gpus": num_gpus,
         "temp_dir": config.resolve(rc.temp_dir), "extra_args": list(rc.extra_args),
     }
-    try:
-        output = renderer.env.get_template(TEMPLATE).render(context)
-    except RenderError as exc:
-        raise RenderError(f"template {TEMPLATE}: {exc}") from None
-    except jinja2.TemplateError as exc:
-        raise RenderError(f"template {TEMPLATE}: {exc}") from None
-    argv = parse_argv(output, TEMPLATE)
-    if not argv:
-        raise RenderError(f"template {TEMPLATE} rendered an empty command")
+    argv = renderer.argv(TEMPLATE, context)
     port = spec.ray.port if node.role == "head" else spec.ray.node_manager_port
     host = rc.node_ip_address or "127.0.0.1"
     where = f"[{host}]" if ":" in host else host

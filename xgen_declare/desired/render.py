@@ -130,6 +130,27 @@ class Renderer:
                                         bytecode_cache=_BYTECODE)
         self.env.globals["fail"] = _fail
 
+    def argv(self, template: str, context: dict, field: str = "") -> list[str]:
+        """The one way a template becomes a command (models, RPC workers, Ray nodes, export): render it,
+        each {{ }} one argv element; any error (a user template may raise anything, call fail(), print
+        text outside {{ }} or nothing at all) is a RenderError naming the template once, and `field`."""
+        try:
+            output = self.env.get_template(template).render(context)
+        except RenderError as exc:
+            raise RenderError(f"template {template}: {exc}", field=field) from None
+        except jinja2.TemplateError as exc:
+            where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+            raise RenderError(f"template {template}{where}: {exc}", field=field) from None
+        except Exception as exc:  # never crash on a user's template: report it
+            raise RenderError(f"template {template}: {type(exc).__name__}: {exc}", field=field) from None
+        try:
+            argv = parse_argv(output, template)
+        except RenderError as exc:
+            raise RenderError(str(exc), field=field) from None
+        if not argv:
+            raise RenderError(f"template {template} rendered an empty command", field=field)
+        return argv
+
     def binary_for(self, backend: str, decl: ModelDecl) -> str:
         if decl.spec.binary:
             return decl.spec.binary
@@ -178,18 +199,7 @@ class Renderer:
             "hf_repo": spec.model_path if repo is not None else None,
         }
         template = f"{family}.j2"
-        try:
-            output = self.env.get_template(template).render(context)
-        except RenderError as exc:
-            raise RenderError(f"template {template}: {exc}") from None
-        except jinja2.TemplateError as exc:
-            where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
-            raise RenderError(f"template {template}{where}: {exc}") from None
-        except Exception as exc:  # a user template may raise anything: report it, never crash
-            raise RenderError(f"template {template}: {type(exc).__name__}: {exc}") from None
-        argv = parse_argv(output, template)
-        if not argv:
-            raise RenderError(f"template {template} rendered an empty command")
+        argv = self.argv(template, context)
         if repo is not None and "--hf-repo" not in argv:
             raise RenderError(f"template {template} does not pass the repository on (no --hf-repo in its output); "
                               f"{spec.model_path} is downloaded by llama-server, see the shipped template",
@@ -216,12 +226,7 @@ class Renderer:
         names = rpc.host_names(self.config)
         warnings.extend(f"rpc_workers[{i}]: {w}" for i, w in rpc.rpc_warnings(spec, self.config, names))
         worker_bin = rpc.worker_binary(self.config, binary)
-        try:
-            return rpc.render_workers(self.env, parse_argv, decl.name, spec, worker_bin, self.config, names)
-        except RenderError as exc:
-            raise RenderError(f"template {rpc.WORKER_TEMPLATE}: {exc}", field="spec.rpc_workers") from None
-        except jinja2.TemplateError as exc:
-            raise RenderError(f"template {rpc.WORKER_TEMPLATE}: {exc}", field="spec.rpc_workers") from None
+        return rpc.render_workers(self.argv, decl.name, spec, worker_bin, self.config, names)
 
 
 

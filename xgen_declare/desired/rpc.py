@@ -26,6 +26,7 @@ from xgen_declare.processes.rpc_workers import WorkerSpec
 WORKER_NAMES = ("ggml-rpc-server", "rpc-server")  # newer name first
 HOST_ENV = "XGEN_DECLARE_HOST"
 WORKER_TEMPLATE = "rpc-worker.j2"
+ArgvOf = Callable[[str, dict, str], list[str]]  # Renderer.argv(template, context, field)
 
 
 
@@ -67,16 +68,15 @@ def worker_binary(config: Config, server_binary: str) -> str:
     return WORKER_NAMES[0]
 
 
-def render_workers(env, parse_argv: Callable[[str, str], list[str]], name: str, spec: ModelLoadRequest,
-                   binary: str, config: Config, names: frozenset[str]) -> list[WorkerSpec]:
-    """The local workers of `spec`, rendered from templates/rpc-worker.j2 (`env`: the renderer's Jinja env)."""
-    return [render_worker(env, parse_argv, name, w, binary, config) for w in local_workers(spec, names)]
+def render_workers(argv_of: ArgvOf, name: str, spec: ModelLoadRequest, binary: str, config: Config,
+                   names: frozenset[str]) -> list[WorkerSpec]:
+    """The local workers of `spec`, rendered from templates/rpc-worker.j2 (`argv_of`: Renderer.argv)."""
+    return [render_worker(argv_of, name, w, binary, config) for w in local_workers(spec, names)]
 
 
-def render_worker(env, parse_argv: Callable[[str, str], list[str]], name: str, w: RpcWorker, binary: str,
-                  config: Config) -> WorkerSpec:
-    output = env.get_template(WORKER_TEMPLATE).render({"name": name, "binary": binary, "worker": w.model_dump()})
-    return WorkerSpec(w.host, w.port, tuple(parse_argv(output, WORKER_TEMPLATE)), config.rpc.ready_timeout)
+def render_worker(argv_of: ArgvOf, name: str, w: RpcWorker, binary: str, config: Config) -> WorkerSpec:
+    argv = argv_of(WORKER_TEMPLATE, {"name": name, "binary": binary, "worker": w.model_dump()}, "spec.rpc_workers")
+    return WorkerSpec(w.host, w.port, tuple(argv), config.rpc.ready_timeout)
 
 
 def rpc_warnings(spec: ModelLoadRequest, config: Config, names: frozenset[str]) -> list[tuple[int, str]]:

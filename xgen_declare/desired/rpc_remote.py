@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jinja2
 
 from xgen_declare.desired import rpc
 from xgen_declare.processes.rpc_workers import WORKER_STOP_GRACE
@@ -22,7 +21,7 @@ from xgen_declare.desired.resolve import Resolved
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.names import derived_name_error
 from xgen_declare.processes.probes import TCP_PROBE
-from xgen_declare.desired.render import Entries, Rendered, Renderer, parse_argv
+from xgen_declare.desired.render import Entries, Rendered, Renderer
 from xgen_declare.manifests.fields import LOOPBACK_HOSTS, RpcWorker
 
 
@@ -64,10 +63,7 @@ def render_entry(rw: RemoteWorker, renderer: Renderer, config: Config) -> Render
     backend = rw.res.backend
     server_binary = renderer.binary_for(backend, decl) if backend else "llama-server"
     binary = rpc.worker_binary(config, server_binary)
-    try:
-        ws = rpc.render_worker(renderer.env, parse_argv, decl.name, w, binary, config)
-    except (RenderError, jinja2.TemplateError) as exc:
-        raise RenderError(f"template {rpc.WORKER_TEMPLATE}: {exc}", field="spec.rpc_workers") from None
+    ws = rpc.render_worker(renderer.argv, decl.name, w, binary, config)
     host = ws.connect_host
     where = f"[{host}]" if ":" in host else host
     warnings = [f"rpc_workers[{i}]: {text}" for i, text in rpc.rpc_warnings(spec, config, frozenset({w.host}))

@@ -28,7 +28,7 @@ from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.desired.ports import PortAssignment, assign_ports
 from xgen_declare.desired.ray import CPU_HAS_NO_RAY, per_node_decl
 from xgen_declare.processes.spec import SECRET_KEY as SECRET_NAME
-from xgen_declare.desired.render import Rendered, Renderer, parse_argv
+from xgen_declare.desired.render import Rendered, Renderer
 from xgen_declare.desired.resolve import resolve, resolve_model_path
 from xgen_declare.export.cluster import cluster_inventory, command_for, container_path, image_for
 from xgen_declare.export.gpu import GpuNeeds, gpu_needs
@@ -187,9 +187,11 @@ def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, confi
     secrets = sorted({(api_key_secret(decl.name), API_KEY_KEY)} if (mounts_api_key or argv_model.secret_env)
                      else set()) + sorted((r.name, r.key) for r in config.kubernetes.secret_env.values())
     if distributed:
-        objects = [leader_worker_set(decl, argv_model, needs, config, mounts_models, mounts_api_key, paths,
-                                     renderer),
-                   service(decl, argv_model, config, role=LEADER)]
+        try:
+            lws = leader_worker_set(decl, argv_model, needs, config, mounts_models, mounts_api_key, paths, renderer)
+        except RenderError as exc:  # ray.j2, rendered here for the pods
+            return None, [Problem(decl.file, decl.line, exc.field or "spec.ray", str(exc), exc.hint)]
+        objects = [lws, service(decl, argv_model, config, role=LEADER)]
     else:
         objects = [deployment(decl, argv_model, needs, config, mounts_models, mounts_api_key, paths),
                    service(decl, argv_model, config)]
@@ -370,4 +372,4 @@ def _ray_argv(renderer: Renderer, role: str, binary: str, ray) -> list[str]:
     context = {"role": role, "binary": binary, "address": f"$(LWS_LEADER_ADDRESS):{ray.port}", "port": ray.port,
                "node_manager_port": ray.node_manager_port, "node_ip_address": None, "num_cpus": None,
                "num_gpus": None, "temp_dir": None, "extra_args": []}
-    return parse_argv(renderer.env.get_template("ray.j2").render(context), "ray.j2")
+    return renderer.argv("ray.j2", context)

