@@ -213,11 +213,7 @@ class StateStore:
     def load_all(self) -> dict[str, Record]:
         out: dict[str, Record] = {}
         self.problems = []
-        try:
-            files = sorted(self.models_dir.glob("*.json"))
-        except OSError:
-            return out
-        for f in files:
+        for f in _json_files(self.models_dir):
             try:
                 rec = self._read(f)
             except FileNotFoundError:
@@ -348,11 +344,7 @@ class StateStore:
 
     def take_requests(self) -> list[dict]:
         out = []
-        try:
-            files = sorted(self.requests_dir.glob("*.json"))
-        except OSError:
-            return out
-        for f in files:
+        for f in _json_files(self.requests_dir):
             try:
                 data = json.loads(f.read_text())
                 if isinstance(data, dict) and isinstance(data.get("verb"), str):
@@ -370,3 +362,11 @@ def held_ports(state_dir: str) -> dict[str, int]:
     """name -> port the state holds (so `render` shows the real ports once a daemon ran); empty when
     there is no (readable) state."""
     return {name: r.port for name, r in StateStore(state_dir).load_all().items() if r.port is not None}
+
+
+def _json_files(directory: Path) -> list[Path]:
+    """DIR/*.json in name order; none when the directory is missing or unreadable."""
+    try:
+        return sorted(directory.glob("*.json"))
+    except OSError:
+        return []
