@@ -13,6 +13,9 @@
 
     any running state ──stop (manifest removed, disabled, `down`, spec changed)──> Stopping ──> Stopped
 
+    `status` shows Exited for a record in a running state whose process is gone while a daemon runs (the
+    moment before the daemon records what followed), and Failed when no daemon runs to notice.
+
     on-demand (`activation: on-demand`): Idle ──a request through the router──> Starting ──> Ready
        Ready ──idle_timeout without requests / evicted to make room──> Stopping ──> Idle
 
@@ -41,6 +44,9 @@ class State(str, enum.Enum):
     INVALID = "Invalid"                    # manifest invalid and nothing running
     FAILED = "Failed"                      # start failed and nobody retries (spawn error, one-shot apply)
     IDLE = "Idle"                          # on-demand model declared but not running: starts on a request
+    # `status` only, never recorded: the process is gone and the running daemon has not yet recorded what
+    # followed (it will, within a step: CrashLoopBackOff, Failed, Stopped...). Not settled: wait on.
+    EXITED = "Exited"
 
     def __str__(self) -> str:
         return self.value

@@ -18,7 +18,7 @@ from xgen_declare.processes.state_store import StateStore
 from xgen_declare.doctor.findings import Finding
 
 VALIDATE_FIX = "`xgen-declare validate DIR` lists every problem with its file, line and field"
-TROUBLED = {"Failed", "CrashLoopBackOff", "Unhealthy", "Blocked", "Invalid"}
+TROUBLED = {"Failed", "CrashLoopBackOff", "Unhealthy", "Blocked", "Invalid", "Exited"}
 
 
 def _first(problems: list[Problem]) -> str:

@@ -74,7 +74,8 @@ def live_records(store: StateStore, info: dict) -> dict[str, Record]:
 
 def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | None = None,
                 records: dict[str, Record] | None = None) -> list[dict]:
-    """`status -o json` objects. A record claiming a running state whose process is gone shows Failed.
+    """`status -o json` objects. A record claiming a running state whose process is gone shows Exited while a
+    daemon runs (it records what followed within a step) and Failed without one.
     `records`, when given, receives the records the rows were made from (one read for both)."""
     now = time.time()
     daemon = daemon_pid(store) is not None
@@ -94,8 +95,12 @@ def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | 
         if st == State.STOPPING and not alive and not daemon:
             st = State.STOPPED
         elif st in RUNNING_STATES and st != State.STOPPING and not alive:
-            noticed = "the daemon has not recorded what followed" if daemon else "no daemon noticed yet"
-            st, last_error = State.FAILED, f"process {r.pid} is gone ({noticed})"
+            # with a daemon this is the moment before it records what followed (its own error, a restart):
+            # Exited, never a settled state a script could stop waiting on; without one nobody will record
+            if daemon:
+                st, last_error = State.EXITED, f"process {r.pid} is gone (the daemon has not recorded what followed)"
+            else:
+                st, last_error = State.FAILED, f"process {r.pid} is gone (no daemon noticed yet)"
         up = round(now - r.started_at) if alive and r.started_at else None
         rows.append({"name": name, "state": st.value, "backend": r.backend or None, "pid": r.pid if alive else None,
                      "port": r.port, "endpoint": r.endpoint, "restarts": r.restarts, "uptime": up,
