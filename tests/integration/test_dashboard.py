@@ -228,7 +228,7 @@ def test_the_log_follows_live(dash, page):
                 and page.find_element("id", "model-log"), driver=page, host=dash)
     with open(dash.state / "logs" / "alpha.log", "a") as f:
         f.write(f"a line written now {IMG}\n")
-    until(lambda: f"a line written now {IMG}" in log.text, timeout=5, what="the new line", driver=page, host=dash)
+    until(lambda: f"a line written now {IMG}" in log.text, timeout=15, what="the new line", driver=page, host=dash)
 
 
 def test_no_console_errors(dash, page):
