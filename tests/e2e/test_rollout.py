@@ -10,7 +10,7 @@ import threading
 import httpx
 
 from tests.e2e.test_cpu_backends import manifest, write_config
-from xgen_declare.testing.harness import free_port
+from xgen_declare.testing.harness import free_port, free_port_block
 
 
 class Clients:
@@ -51,7 +51,7 @@ def serve_chat(tmp_path, tiny_models, llama_server_binary, daemon_factory, rollo
     base URL, chat's first status row)."""
     d = tmp_path / "manifests"
     d.mkdir()
-    write_config(d, llama_server_binary, 25600 + (free_port() % 50) * 20)
+    write_config(d, llama_server_binary, free_port_block(20))
     path = d / "chat.yaml"
     path.write_text(manifest("chat", tiny_models["chat"], "llama-server-cpu", ctx=512) + rollout)
     daemon = daemon_factory(d)
@@ -141,7 +141,7 @@ def test_eviction_never_cuts_a_stream(tmp_path, llama_server_binary, daemon_fact
     model = write_tiny_gguf(tmp_path / "mid.gguf", n_embd=512, n_layer=4)
     d = tmp_path / "manifests"
     d.mkdir()
-    write_config(d, llama_server_binary, 25600 + (free_port() % 50) * 20)
+    write_config(d, llama_server_binary, free_port_block(20))
     with open(d / "xgen-declare.yaml", "a") as f:
         f.write("placement: {margin_mib: 0, host_memory_mib: 100}\n")  # one model at ctx 2048: ~70 MiB predicted
     for name in ("a", "b"):

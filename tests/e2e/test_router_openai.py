@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_cpu_backends import manifest, write_config
-from xgen_declare.testing.harness import free_port
+from xgen_declare.testing.harness import free_port, free_port_block
 
 openai = pytest.importorskip("openai")
 
@@ -19,7 +19,7 @@ def test_openai_client_two_models_one_url_on_demand_start_and_idle(tmp_path, tin
                                                                    daemon_factory):
     d = tmp_path / "manifests"
     d.mkdir()
-    write_config(d, llama_server_binary, 24600 + (free_port() % 50) * 20)
+    write_config(d, llama_server_binary, free_port_block(20))
     (d / "chat.yaml").write_text(manifest("chat", tiny_models["chat"], "llama-server-cpu"))
     lazy = manifest("lazy", tiny_models["chat"], "llama-server-cpu") + "  activation: on-demand\n  idle_timeout: 3s\n"
     (d / "lazy.yaml").write_text(lazy)

@@ -9,9 +9,7 @@ dir's owner id (setsid escapees included) and every pid the fakes wrote, even wh
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import subprocess
 import textwrap
 from pathlib import Path
@@ -19,15 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from xgen_declare.testing.harness import FakeHost, model_manifest
+from xgen_declare.testing.harness import FakeHost, free_port_block, model_manifest
 
-_ports = itertools.count(0)
 FAST = {"backoff_base": 0.3, "backoff_max": 2, "backoff_reset": 5, "liveness_period": 0.3,
         "liveness_threshold": 3, "probe_timeout": 0.5, "resync_interval": 2, "debounce": 0.05}
-
-
-def port_base() -> int:
-    return 21000 + (os.getpid() % 200) * 100 + (next(_ports) % 10) * 10
 
 
 def manifest(name: str, backend: str = "llama-server-cpu", model_path: str | None = None, **spec) -> str:
@@ -61,7 +54,7 @@ class Host(FakeHost):
         self.pids = Path(root) / "pids"
         self.pids.mkdir()
         super().__init__(root, env={"FAKE_PIDDIR": str(self.pids)})
-        self.base = port_base()
+        self.base = free_port_block(10)  # below the ephemeral range, after the last test's block
         self.config()
 
     # ---- files -----------------------------------------------------------------------------

@@ -5,8 +5,11 @@ and new ones take the lowest free port of the range. A model never moves because
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from xgen_declare.errors import PortRangeExhausted
+
+EPHEMERAL_DEFAULT = (32768, 60999)  # Linux's ip_local_port_range default
 
 
 @dataclass(frozen=True)
@@ -49,4 +52,31 @@ def assign_ports(wanted: dict[str, int | None], start: int, end: int,
         raise PortRangeExhausted(
             f"no free port in {start}-{end} for: {', '.join(missing)} "
             f"(widen ports: in xgen-declare.yaml, or give these models an explicit spec.port)")
+    return out
+
+
+def ephemeral_range(proc_root: str = "/proc") -> tuple[int, int]:
+    """The kernel's ip_local_port_range: where outgoing connections take their local ports. A server cannot
+    bind a port an outgoing connection holds (open, or in TIME_WAIT for a minute after), SO_REUSEADDR
+    or not, so model ports are best kept out of it (or reserved)."""
+    try:
+        lo, hi = Path(proc_root, "sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return EPHEMERAL_DEFAULT
+
+
+def reserved_ports(proc_root: str = "/proc") -> set[int]:
+    """net.ipv4.ip_local_reserved_ports ("8001-8020,9000"): ports outgoing connections never take."""
+    try:
+        text = Path(proc_root, "sys/net/ipv4/ip_local_reserved_ports").read_text().strip()
+    except OSError:
+        return set()
+    out: set[int] = set()
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        lo, _, hi = part.partition("-")
+        try:
+            out.update(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            continue
     return out

@@ -1,4 +1,5 @@
-"""The host around the models: the port range (free, ours, or held by whom), the state dir (writable,
+"""The host around the models: the port range (free, ours, or held by whom; inside the kernel's ephemeral
+range or not), the state dir (writable,
 lock holder, disk space) and the inotify limits against the directories the daemon watches."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 import psutil
 
 from xgen_declare.config import Config
+from xgen_declare.desired.ports import ephemeral_range, reserved_ports
 from xgen_declare.processes.state_store import StateStore
 from xgen_declare.doctor.findings import DoctorHost, Finding, os_reason
 
@@ -62,7 +64,28 @@ def port_findings(config: Config, store: StateStore, host: DoctorHost, explicit:
         if port in foreign:
             out.append(Finding("ports", "fail", f"{name}: spec.port {port} is held by {foreign[port]}; the model "
                                "stays Blocked", f"free port {port} or change spec.port of {name}"))
+    out.extend(ephemeral_findings(start, end, explicit, host.proc_root))
     return out
+
+
+def ephemeral_findings(start: int, end: int, explicit: dict[int, str], proc_root: str) -> list[Finding]:
+    """Model ports inside the kernel's ephemeral range (and not reserved): any outgoing connection may take
+    one as its local port, and while it is open or in TIME_WAIT the backend cannot bind it."""
+    lo, hi = ephemeral_range(proc_root)
+    reserved = reserved_ports(proc_root)
+    ports = set(range(start, end + 1)) | set(explicit)
+    exposed = sorted(p for p in ports if lo <= p <= hi and p not in reserved)
+    if not exposed:
+        return []
+    names = sorted({explicit[p] for p in exposed if p in explicit})
+    what = f"{len(exposed)} model port(s) ({exposed[0]}-{exposed[-1]}" + (
+        f"; spec.port of {', '.join(names)}" if names else "") + ")"
+    return [Finding("ports", "warn", f"{what} lie in the kernel's ephemeral range {lo}-{hi} "
+                    "(net.ipv4.ip_local_port_range): an outgoing connection can hold such a port (open, or in "
+                    "TIME_WAIT for a minute) and a backend then cannot bind it",
+                    f"move the range below {lo} (ports: in xgen-declare.yaml; the default is 8001-8020), or "
+                    f"reserve it: sudo sysctl net.ipv4.ip_local_reserved_ports={exposed[0]}-{exposed[-1]} "
+                    "(persist in /etc/sysctl.d/)")]
 
 
 def _existing(path: Path) -> Path:

@@ -32,6 +32,7 @@ from typing import Callable, Iterable
 
 import psutil
 
+from xgen_declare.desired.ports import ephemeral_range
 from xgen_declare.processes.procs import find_marked
 from xgen_declare.testing import write_wrapper
 # re-exported: bench/*.py import them from here
@@ -67,18 +68,38 @@ def write_config(manifests: Path, cfg: dict) -> Path:
 
 
 # ---- ports -----------------------------------------------------------------------------------
+# Ports handed to servers are picked outside the kernel's ephemeral range: an outgoing connection (a probe,
+# the router's upstream, a client) takes its local port from that range, and while it is open or in
+# TIME_WAIT (60 s) a server cannot bind that port, SO_REUSEADDR or not. CI saw a backend exit 1 that way.
+_picked: list[int] = []  # the end of the last block this process handed out: successive picks differ
+
+
+def pick_range() -> tuple[int, int]:
+    """[lo, hi) to pick test ports from: below the ephemeral range, else above it."""
+    eph_lo, eph_hi = ephemeral_range()
+    if eph_lo - 20000 >= 2000:
+        return 20000, eph_lo
+    if 65535 - eph_hi >= 2000:
+        return eph_hi + 1, 65536
+    return 20000, 65536  # the whole range is ephemeral: nothing better to do
+
+
 def free_port() -> int:
-    """A port nobody listens on now (the kernel's pick)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on now, outside the ephemeral range (never the kernel's pick: that is in it)."""
+    return free_port_block(1)
 
 
-def free_port_block(n: int, lo: int = 30000, hi: int = 60000) -> int:
-    """The first port of N consecutive ports nobody listens on (picked from this pid, then probed)."""
-    start = lo + (os.getpid() * 97) % (hi - lo - n)
-    for base in [*range(start, hi - n, n), *range(lo, start, n)]:  # from a per-process start, wrapping
+def free_port_block(n: int, lo: int | None = None, hi: int | None = None) -> int:
+    """The first port of N consecutive ports nobody listens on, in [lo, hi) (default: `pick_range()`;
+    a given range is clipped to it, and replaced by it when nothing is left). Starts from this pid's place, then after the last block picked."""
+    r_lo, r_hi = pick_range()
+    lo, hi = max(lo or r_lo, r_lo), min(hi or r_hi, r_hi)
+    if hi - lo < n:  # nothing of the given range is outside the ephemeral one
+        lo, hi = r_lo, r_hi
+    start = _picked[-1] if _picked and lo <= _picked[-1] <= hi - n else lo + (os.getpid() * 97) % (hi - lo - n + 1)
+    for base in [*range(start, hi - n + 1, n), *range(lo, start, n)]:  # from `start`, wrapping
         if all(_port_free(p) for p in range(base, base + n)):
+            _picked.append(base + n)
             return base
     raise RuntimeError(f"no {n} free consecutive ports in {lo}-{hi}")
 

@@ -41,6 +41,8 @@ class FakeHost:
         (self.proc / "sys/fs/inotify").mkdir(parents=True)
         (self.proc / "sys/fs/inotify/max_user_watches").write_text("8192\n")
         (self.proc / "sys/fs/inotify/max_user_instances").write_text("128\n")
+        (self.proc / "sys/net/ipv4").mkdir(parents=True)
+        (self.proc / "sys/net/ipv4/ip_local_port_range").write_text("32768\t60999\n")
         self.state = tmp_path / "state"
         self.manifests = tmp_path / "manifests"
         self.manifests.mkdir()

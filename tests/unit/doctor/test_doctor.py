@@ -17,6 +17,7 @@ import pytest
 
 from xgen_declare.doctor.gpus import AMD_ACCESS_FIX, AMD_MISSING_FIX
 from xgen_declare.doctor.host import STATE_DIR_FIX
+from xgen_declare.testing.harness import free_port
 
 from .conftest import FIXTURES, lines
 
@@ -109,7 +110,7 @@ def test_no_backend_at_all(fake_host):
 def held_port():
     """A real listening socket on a free loopback port: (port, holder description)."""
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", free_port()))  # outside the ephemeral range (that has a finding of its own)
     sock.listen()
     yield sock.getsockname()[1], f"pid {os.getpid()} ({psutil.Process().name()})"
     sock.close()
@@ -135,6 +136,20 @@ def test_a_held_port_in_a_wide_range_is_a_warning(fake_host):
     (finding,) = [f for f in fake_host.run() if f.check == "ports"]
     assert (finding.status, finding.message) == (
         "warn", "range 8001-8020: 19 free; 8003 held by a process of another user")
+
+
+def test_model_ports_in_the_ephemeral_range_are_a_warning(fake_host):
+    fake_host.write_config("ports: {start: 40000, end: 40009}\n")
+    fake_host.manifest("pinned", port=50000)
+    found = [f for f in fake_host.run() if f.check == "ports"]
+    assert [(f.status, f.message, f.fix) for f in found][-1] == (
+        "warn", "11 model port(s) (40000-50000; spec.port of pinned) lie in the kernel's ephemeral range "
+        "32768-60999 (net.ipv4.ip_local_port_range): an outgoing connection can hold such a port (open, or in "
+        "TIME_WAIT for a minute) and a backend then cannot bind it",
+        "move the range below 32768 (ports: in xgen-declare.yaml; the default is 8001-8020), or reserve it: "
+        "sudo sysctl net.ipv4.ip_local_reserved_ports=40000-50000 (persist in /etc/sysctl.d/)")
+    (fake_host.proc / "sys/net/ipv4/ip_local_reserved_ports").write_text("40000-40009,50000\n")
+    assert [f.status for f in fake_host.run() if f.check == "ports"] == ["ok"]  # reserved: nothing to say
 
 
 def test_read_only_state_dir_through_the_seam(fake_host):

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 
 from xgen_declare.processes import procs
 from xgen_declare.processes.state_store import Record, StateStore
+from xgen_declare.testing.harness import free_port
 
 from .conftest import lines
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _args(fake_host, *extra):
@@ -27,7 +21,7 @@ def _args(fake_host, *extra):
 
 def test_cli_json_healthy_exit_0(cli, fake_host, monkeypatch):
     monkeypatch.setenv("PATH", fake_host.path())
-    port = _free_port()
+    port = free_port()
     fake_host.write_config(f"ports: {{start: {port}, end: {port}}}\n")
     fake_host.manifest("m1")
     r = cli(*_args(fake_host, "-o", "json"))
