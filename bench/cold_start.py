@@ -68,7 +68,10 @@ def direct(spec: dict, root: Path, model: str, port: int) -> tuple[float, float]
         try:
             while health_pid(port, timeout=1, path=spec["readiness_path"]) is None:
                 if p.poll() is not None:
-                    raise SystemExit(f"direct start exited ({p.returncode}); see {root / 'direct.log'}")
+                    log.flush()  # the temp dir goes with the exit: say what the log says
+                    tail = (root / "direct.log").read_text(errors="replace").splitlines()[-15:]
+                    raise SystemExit(f"direct start on port {port} exited ({p.returncode}); direct.log ends:\n"
+                                     + "\n".join(tail))
                 if time.perf_counter() - t0 > 120:
                     raise SystemExit("direct start not ready within 120 s")
                 time.sleep(0.002)
