@@ -1,6 +1,6 @@
 """The host around the models: the port range (free, ours, or held by whom; inside the kernel's ephemeral
-range or not), the state dir (writable,
-lock holder, disk space) and the inotify limits against the directories the daemon watches."""
+range or not), the state dir (writable, lock holder, disk space) and the inotify limits against the
+directories the daemon watches."""
 
 from __future__ import annotations
 
@@ -78,14 +78,26 @@ def ephemeral_findings(start: int, end: int, explicit: dict[int, str], proc_root
     if not exposed:
         return []
     names = sorted({explicit[p] for p in exposed if p in explicit})
-    what = f"{len(exposed)} model port(s) ({exposed[0]}-{exposed[-1]}" + (
+    spans = _spans(exposed)
+    what = f"{len(exposed)} model port(s) ({', '.join(spans)}" + (
         f"; spec.port of {', '.join(names)}" if names else "") + ")"
     return [Finding("ports", "warn", f"{what} lie in the kernel's ephemeral range {lo}-{hi} "
                     "(net.ipv4.ip_local_port_range): an outgoing connection can hold such a port (open, or in "
                     "TIME_WAIT for a minute) and a backend then cannot bind it",
-                    f"move the range below {lo} (ports: in xgen-declare.yaml; the default is 8001-8020), or "
-                    f"reserve it: sudo sysctl net.ipv4.ip_local_reserved_ports={exposed[0]}-{exposed[-1]} "
+                    f"move them below {lo} (ports: in xgen-declare.yaml, or spec.port; the default range is "
+                    f"8001-8020), or reserve them: sudo sysctl net.ipv4.ip_local_reserved_ports={','.join(spans)} "
                     "(persist in /etc/sysctl.d/)")]
+
+
+def _spans(ports: list[int]) -> list[str]:
+    """Sorted ports as runs: [8001, 8002, 8003, 9000] -> ["8001-8003", "9000"] (the sysctl's own form)."""
+    runs: list[list[int]] = []
+    for p in ports:
+        if runs and p == runs[-1][1] + 1:
+            runs[-1][1] = p
+        else:
+            runs.append([p, p])
+    return [f"{a}-{b}" if a != b else str(a) for a, b in runs]
 
 
 def _existing(path: Path) -> Path:

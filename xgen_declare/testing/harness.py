@@ -71,7 +71,7 @@ def write_config(manifests: Path, cfg: dict) -> Path:
 # Ports handed to servers are picked outside the kernel's ephemeral range: an outgoing connection (a probe,
 # the router's upstream, a client) takes its local port from that range, and while it is open or in
 # TIME_WAIT (60 s) a server cannot bind that port, SO_REUSEADDR or not. CI saw a backend exit 1 that way.
-_picked: list[int] = []  # the end of the last block this process handed out: successive picks differ
+_after_last: list[int] = []  # [the end of the last block this process handed out]: successive picks differ
 
 
 def pick_range() -> tuple[int, int]:
@@ -90,16 +90,18 @@ def free_port() -> int:
 
 
 def free_port_block(n: int, lo: int | None = None, hi: int | None = None) -> int:
-    """The first port of N consecutive ports nobody listens on, in [lo, hi) (default: `pick_range()`;
-    a given range is clipped to it, and replaced by it when nothing is left). Starts from this pid's place, then after the last block picked."""
+    """The first port of N consecutive ports nobody listens on, in [lo, hi) (default: `pick_range()`; a
+    given range is clipped to it, and replaced by it when nothing is left). The search starts after the
+    last block this process picked (the first time: at a place derived from the pid), wrapping."""
     r_lo, r_hi = pick_range()
     lo, hi = max(lo or r_lo, r_lo), min(hi or r_hi, r_hi)
     if hi - lo < n:  # nothing of the given range is outside the ephemeral one
         lo, hi = r_lo, r_hi
-    start = _picked[-1] if _picked and lo <= _picked[-1] <= hi - n else lo + (os.getpid() * 97) % (hi - lo - n + 1)
-    for base in [*range(start, hi - n + 1, n), *range(lo, start, n)]:  # from `start`, wrapping
+    after = _after_last[0] if _after_last else None
+    start = after if after is not None and lo <= after <= hi - n else lo + (os.getpid() * 97) % (hi - lo - n + 1)
+    for base in [*range(start, hi - n + 1, n), *range(lo, start, n)]:
         if all(_port_free(p) for p in range(base, base + n)):
-            _picked.append(base + n)
+            _after_last[:] = [base + n]
             return base
     raise RuntimeError(f"no {n} free consecutive ports in {lo}-{hi}")
 

@@ -143,11 +143,11 @@ def test_model_ports_in_the_ephemeral_range_are_a_warning(fake_host):
     fake_host.manifest("pinned", port=50000)
     found = [f for f in fake_host.run() if f.check == "ports"]
     assert [(f.status, f.message, f.fix) for f in found][-1] == (
-        "warn", "11 model port(s) (40000-50000; spec.port of pinned) lie in the kernel's ephemeral range "
+        "warn", "11 model port(s) (40000-40009, 50000; spec.port of pinned) lie in the kernel's ephemeral range "
         "32768-60999 (net.ipv4.ip_local_port_range): an outgoing connection can hold such a port (open, or in "
         "TIME_WAIT for a minute) and a backend then cannot bind it",
-        "move the range below 32768 (ports: in xgen-declare.yaml; the default is 8001-8020), or reserve it: "
-        "sudo sysctl net.ipv4.ip_local_reserved_ports=40000-50000 (persist in /etc/sysctl.d/)")
+        "move them below 32768 (ports: in xgen-declare.yaml, or spec.port; the default range is 8001-8020), or "
+        "reserve them: sudo sysctl net.ipv4.ip_local_reserved_ports=40000-40009,50000 (persist in /etc/sysctl.d/)")
     (fake_host.proc / "sys/net/ipv4/ip_local_reserved_ports").write_text("40000-40009,50000\n")
     assert [f.status for f in fake_host.run() if f.check == "ports"] == ["ok"]  # reserved: nothing to say
 
