@@ -13,6 +13,8 @@
      |    +-- StateBusyError       another xgen-declare holds it, or the daemon did not answer   4 BUSY
      |    +-- StateNameError       a name that is not a model name reached it (names.py)         1 INVALID_INPUT
      +-- ModelNotFound             a verb named a model nobody knows                             5 NOT_FOUND
+     +-- FileRefused               a path from outside is not a regular file, a link where none  1 INVALID_INPUT
+                                   may be, or larger than its limit (readers/bounded.py)
     (http.security.ApiSetupError: the API cannot or may not listen                               7 CANNOT_SERVE)
 
 A `Problem` is plain data so that it can be collected (validation reports *all* problems at once),
@@ -159,3 +161,16 @@ class ModelNotFound(XgenError):
     """A verb named a model the state dir and the manifests do not know."""
 
     exit_code = ExitCode.NOT_FOUND
+
+
+class FileRefused(XgenError):
+    """A path that came from outside (a manifest, the config, the state dir, a request) was not read:
+    it is not a regular file (a FIFO, a device, a directory), it is a symlink where none may be, or it
+    is larger than the limit for what it holds. `path`, `reason` and `hint` say which and what to do;
+    OSError (missing, unreadable) is left to the caller, which knows the file's role."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+    def __init__(self, path: str, reason: str, hint: str = ""):
+        self.path, self.reason, self.hint = str(path), reason, hint
+        super().__init__(f"{self.path}: {reason}" + (f" ({hint})" if hint else ""))

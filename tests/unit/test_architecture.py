@@ -99,11 +99,18 @@ def test_no_import_cycle():
     assert cycles() == []
 
 
-def test_placement_imports_nothing_but_itself_and_errors():
+def test_placement_imports_nothing_but_itself_errors_and_readers():
     outside = sorted(f"{a} -> {b}" for a, bs in GRAPH.items() if a.startswith("xgen_declare.placement")
-                     for b in bs if not b.startswith("xgen_declare.placement") and b != "xgen_declare.errors")
+                     for b in bs if not b.startswith(("xgen_declare.placement", "xgen_declare.readers"))
+                     and b != "xgen_declare.errors")
     assert outside == []
     assert GRAPH["xgen_declare.errors"] == set()
+
+
+def test_readers_sit_below_everything_but_errors():
+    outside = sorted(f"{a} -> {b}" for a, bs in GRAPH.items() if a.startswith("xgen_declare.readers")
+                     for b in bs if not b.startswith("xgen_declare.readers") and b != "xgen_declare.errors")
+    assert outside == []
 
 
 def test_select_backend_has_one_caller():
