@@ -3,9 +3,12 @@
 A header-only reader (not `gguf.GGUFReader`): GGUFReader builds a Python object per metadata
 array element, which costs ~0.5 s for a 128k-token vocabulary; here string arrays are skipped by
 their lengths and the data region is never touched, so a 70B file (sparse or not) is read in a few
-tens of milliseconds. Layout (GGUF v2/v3, little-endian): magic "GGUF", version u32, tensor count
-u64, metadata count u64, metadata (key string, type u32, value), tensor infos (name, n_dims u32,
-dims u64 x n, ggml type u32, offset u64), padding to `general.alignment`, data.
+tens of milliseconds. The parse itself, and its budgets, are in gguf_header.py.
+
+Every fact is read through a typed getter: an integer field holding a string, a float or an array is
+a GgufError naming the key, and so is a value outside what a real model holds (`block_count` at most
+MAX_BLOCK_COUNT: the chooser predicts every layer count, so its work grows with the square of it).
+Nothing here allocates in proportion to a header field beyond those limits.
 """
 
 from __future__ import annotations
@@ -13,18 +16,20 @@ from __future__ import annotations
 import mmap
 import os
 import re
-import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from xgen_declare.errors import ExitCode, XgenError
+from xgen_declare.errors import FileRefused
+from xgen_declare.placement.gguf_header import GgufError, Header, LongArray, LongString, read_header
+from xgen_declare.readers.bounded import opened
 
-__all__ = ["GgufError", "TensorFact", "GgufFacts", "read_gguf_facts", "ggml_type_size"]
+__all__ = ["GgufError", "TensorFact", "GgufFacts", "read_gguf_facts", "ggml_type_size", "MAX_BLOCK_COUNT"]
 
-_MAGIC = b"GGUF"
-# GGUF metadata value types -> struct format (scalars); 8 = string, 9 = array
-_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_SIZE = {k: struct.calcsize(v) for k, v in _SCALAR.items()}
 _BLK_RE = re.compile(r"^blk\.(\d+)\.")
+MAX_BLOCK_COUNT = 256  # the largest published models have ~130 layers (Llama 3.1 405B: 126)
+_DIM = 1 << 20  # embedding length, feed-forward length per layer
+_HEADS = 1 << 16  # attention heads, head sizes, experts
+_LENGTH = 1 << 32  # context length, sliding window, vocabulary
 
 # ggml type id -> (name, elements per block, bytes per block); mirrors ggml.h / gguf.GGML_QUANT_SIZES
 _GGML_TYPES = {
@@ -38,16 +43,6 @@ _GGML_TYPES = {
     35: ("tq2_0", 256, 66), 39: ("mxfp4", 32, 17),
 }
 _TYPE_BY_NAME = {name.lower(): (block, size) for name, block, size in _GGML_TYPES.values()}
-
-
-class GgufError(XgenError):
-    """The file cannot be used for placement: not GGUF, truncated, or an architecture we cannot model."""
-
-    exit_code = ExitCode.INVALID_INPUT
-
-    def __init__(self, path: str, message: str):
-        self.path = path
-        super().__init__(f"{path}: {message}")
 
 
 def ggml_type_size(type_name: str, n_elements: int) -> int:
@@ -64,7 +59,7 @@ class TensorFact:
     nbytes: int
     offset: int  # from the start of the data region
 
-    @property
+    @cached_property
     def layer(self) -> int | None:
         m = _BLK_RE.match(self.name)
         return int(m.group(1)) if m else None
@@ -90,6 +85,14 @@ class GgufFacts:
     data_offset: int = 0
     tensors: list[TensorFact] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)  # scalar and short-array metadata; long arrays as their length
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def memo(self, key, compute):
+        """`compute(self)`, once per facts (they are not changed after reading): the chooser predicts
+        every layer count, and each prediction would otherwise walk the whole tensor table again."""
+        if key not in self._memo:
+            self._memo[key] = compute(self)
+        return self._memo[key]
 
     @property
     def n_embd_k_gqa(self) -> list[int]:
@@ -105,119 +108,39 @@ class GgufFacts:
 
     def layer_bytes(self) -> list[int]:
         """Weight bytes of each repeating layer blk.N."""
-        out = [0] * self.block_count
-        for t in self.tensors:
-            if t.layer is not None and t.layer < self.block_count:
-                out[t.layer] += t.nbytes
-        return out
+        return list(self.memo("layer_bytes", _layer_bytes))
 
     def tensor(self, name: str) -> TensorFact | None:
         return next((t for t in self.tensors if t.name == name), None)
 
 
-class _Cursor:
-    def __init__(self, buf, path: str):
-        self.buf, self.pos, self.path = buf, 0, path
-
-    def take(self, fmt: str, size: int):
-        if self.pos + size > len(self.buf):
-            raise GgufError(self.path, "truncated GGUF file: the header or tensor table ends early")
-        (value,) = struct.unpack_from(fmt, self.buf, self.pos)
-        self.pos += size
-        return value
-
-    def u32(self) -> int:
-        return self.take("<I", 4)
-
-    def u64(self) -> int:
-        return self.take("<Q", 8)
-
-    def string(self) -> str:
-        n = self.u64()
-        if self.pos + n > len(self.buf):
-            raise GgufError(self.path, "truncated GGUF file: a string runs past the end of the file")
-        raw = bytes(self.buf[self.pos:self.pos + n])
-        self.pos += n
-        return raw.decode("utf-8", errors="replace")
-
-    def value(self, vtype: int, keep_array: int = 64):
-        if vtype in _SCALAR:
-            return self.take(_SCALAR[vtype], _SIZE[vtype])
-        if vtype == 8:
-            return self.string()
-        if vtype == 9:
-            etype, count = self.u32(), self.u64()
-            if etype in _SCALAR:
-                size = _SIZE[etype] * count
-                if self.pos + size > len(self.buf):
-                    raise GgufError(self.path, "truncated GGUF file: an array runs past the end of the file")
-                if count <= keep_array:
-                    values = list(struct.unpack_from(f"<{count}{_SCALAR[etype][1]}", self.buf, self.pos))
-                else:
-                    values = _LongArray(count)
-                self.pos += size
-                return values
-            if etype == 8:
-                if count <= keep_array:
-                    return [self.string() for _ in range(count)]
-                for _ in range(count):
-                    n = self.u64()
-                    self.pos += n
-                if self.pos > len(self.buf):
-                    raise GgufError(self.path, "truncated GGUF file: an array runs past the end of the file")
-                return _LongArray(count)
-            return [self.value(etype) for _ in range(count)]
-        raise GgufError(self.path, f"unknown GGUF metadata type {vtype} at byte {self.pos}")
-
-
-class _LongArray(int):
-    """A metadata array too long to keep (a vocabulary): stands for its length."""
+def _layer_bytes(facts: GgufFacts) -> tuple[int, ...]:
+    out = [0] * facts.block_count
+    for t in facts.tensors:
+        if t.layer is not None and t.layer < facts.block_count:
+            out[t.layer] += t.nbytes
+    return tuple(out)
 
 
 def read_gguf_facts(path: str) -> GgufFacts:
-    """Read the facts of a GGUF file; raises GgufError (with the path) for anything unusable."""
+    """Read the facts of a GGUF file; raises GgufError (with the path), and nothing else, for anything
+    unusable. The file is opened with readers.bounded (a FIFO or a device is refused without blocking)
+    and mapped; the parse is bounded by gguf_header's budgets and by MAX_BLOCK_COUNT here."""
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        with opened(path) as f:
+            size = os.fstat(f.fileno()).st_size
             if size < 24:
                 raise GgufError(path, f"not a GGUF file ({size} bytes, too short for a GGUF header)")
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return _parse(buf, path, size)
+                return _facts(path, size, read_header(buf, path))
+    except GgufError:
+        raise
+    except FileRefused as exc:
+        raise GgufError(path, f"{exc.reason} (point model_path at a GGUF file)") from None
     except OSError as exc:
         raise GgufError(path, f"cannot read: {exc.strerror or exc}") from None
-
-
-def _parse(buf, path: str, size: int) -> GgufFacts:
-    if buf[:4] != _MAGIC:
-        raise GgufError(path, "not a GGUF file (no GGUF magic at the start)")
-    c = _Cursor(buf, path)
-    c.pos = 4
-    version = c.u32()
-    if version not in (2, 3):
-        raise GgufError(path, f"unsupported GGUF version {version} (2 and 3 are read)")
-    n_tensors, n_kv = c.u64(), c.u64()
-    if n_tensors > 1_000_000 or n_kv > 1_000_000:
-        raise GgufError(path, "corrupt GGUF header (implausible tensor or metadata count)")
-    meta: dict = {}
-    for _ in range(n_kv):
-        key = c.string()
-        meta[key] = c.value(c.u32())
-    raw_tensors = []
-    for _ in range(n_tensors):
-        name = c.string()
-        n_dims = c.u32()
-        if n_dims > 8:
-            raise GgufError(path, f"corrupt tensor table (tensor {name!r} has {n_dims} dimensions)")
-        dims = tuple(c.u64() for _ in range(n_dims))
-        raw_tensors.append((name, dims, c.u32(), c.u64()))
-    align = int(meta.get("general.alignment", 32)) or 32
-    data_offset = -(-c.pos // align) * align
-    tensors = [_tensor_fact(path, *t) for t in raw_tensors]
-    end = max((t.offset + t.nbytes for t in tensors), default=0)
-    if data_offset + end > size:
-        raise GgufError(path, f"truncated GGUF file: the tensor data needs {data_offset + end} bytes but the file "
-                              f"has {size}")
-    return _facts(path, size, version, meta, tensors, data_offset)
+    except Exception as exc:  # a gap in the checks below must not become a crash of every caller
+        raise GgufError(path, f"unreadable GGUF header ({type(exc).__name__}: {exc})") from exc
 
 
 def _tensor_fact(path: str, name: str, dims: tuple[int, ...], type_id: int, offset: int) -> TensorFact:
@@ -230,49 +153,107 @@ def _tensor_fact(path: str, name: str, dims: tuple[int, ...], type_id: int, offs
     return TensorFact(name, tname, dims, -(-n // block) * bsize, offset)
 
 
-def _per_layer(value, n_layer: int) -> list[int]:
+def _describe(value) -> str:
+    if isinstance(value, bool):
+        return f"a boolean ({value})"
+    if isinstance(value, LongString):
+        return f"a string of {int(value)} bytes"
+    if isinstance(value, LongArray):
+        return f"an array of {int(value)} values"
+    if isinstance(value, str):
+        return f"a string ({value[:40]!r})"
     if isinstance(value, list):
-        if len(value) != n_layer:
-            return (list(value) + [value[-1]] * n_layer)[:n_layer] if value else [0] * n_layer
-        return [int(v) for v in value]
-    return [int(value)] * n_layer
+        return f"an array of {len(value)} values"
+    if isinstance(value, float):
+        return f"a float ({value!r})"
+    return type(value).__name__
 
 
-def _facts(path: str, size: int, version: int, meta: dict, tensors: list[TensorFact], data_offset: int) -> GgufFacts:
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, (bool, LongArray, LongString))
+
+
+class _Meta:
+    """Typed reads of the metadata: each names the key when the value is not what a model holds."""
+
+    def __init__(self, path: str, meta: dict):
+        self.path, self.meta = path, meta
+
+    def wrong(self, key: str, message: str) -> GgufError:
+        return GgufError(self.path, f"metadata {key} {message}; the file is corrupt or not a model llama.cpp "
+                                    "can load (re-download or re-convert it)")
+
+    def check(self, key: str, value, hi: int, lo: int = 0) -> int:
+        if not _is_int(value):
+            raise self.wrong(key, f"is {_describe(value)}, not an integer")
+        if not lo <= value <= hi:
+            raise self.wrong(key, f"= {value} is outside {lo}..{hi}, the range xgen-declare reads")
+        return value
+
+    def int(self, key: str, hi: int, default=None, lo: int = 0, lists_ok: bool = False):
+        """The integer at `key` in lo..hi; `default` when absent (or, with lists_ok, an array)."""
+        value = self.meta.get(key)
+        if value is None or (lists_ok and isinstance(value, (list, LongArray))):
+            return default
+        return self.check(key, value, hi, lo)
+
+    def per_layer(self, key: str, n_layer: int, hi: int, default=None) -> list[int]:
+        """A value per layer: GGUF stores a scalar or an array (padded with its last value or cut to n_layer)."""
+        value = self.meta.get(key, default)
+        if not isinstance(value, list):
+            return [self.check(key, value, hi)] * n_layer
+        values = [self.check(f"{key}[{i}]", v, hi) for i, v in enumerate(value[:n_layer])]
+        if not values:
+            return [0] * n_layer
+        return values + [values[-1]] * (n_layer - len(values))
+
+
+def _facts(path: str, size: int, header: Header) -> GgufFacts:
+    meta = header.metadata
     arch = meta.get("general.architecture")
     if not isinstance(arch, str) or not arch:
-        raise GgufError(path, "GGUF file without general.architecture")
-
-    def get(key: str, default=None):
-        return meta.get(f"{arch}.{key}", default)
-
-    n_layer = get("block_count")
-    n_embd = get("embedding_length")
-    n_head = get("attention.head_count")
-    if n_layer is None or n_embd is None or n_head is None:
-        missing = [k for k, v in (("block_count", n_layer), ("embedding_length", n_embd),
-                                  ("attention.head_count", n_head)) if v is None]
-        raise GgufError(path, f"architecture {arch!r} lacks {', '.join(arch + '.' + m for m in missing)}; "
+        raise GgufError(path, "GGUF file without general.architecture" if arch is None or arch == "" else
+                        f"metadata general.architecture is {_describe(arch)}, not a name; the file is corrupt")
+    m = _Meta(path, meta)
+    align = m.int("general.alignment", 1 << 20, default=32, lo=1)
+    if align & (align - 1):
+        raise m.wrong("general.alignment", f"= {align} is not a power of two")
+    missing = [k for k in ("block_count", "embedding_length", "attention.head_count") if f"{arch}.{k}" not in meta]
+    if missing:
+        raise GgufError(path, f"architecture {arch!r} lacks {', '.join(arch + '.' + k for k in missing)}; "
                               "placement cannot be predicted for this model")
-    n_layer, n_embd = int(n_layer), int(n_embd)
-    heads = _per_layer(n_head, n_layer)
-    heads_kv = _per_layer(get("attention.head_count_kv", n_head), n_layer)
-    head_max = max(heads) if heads else 1
-    key_len = int(get("attention.key_length", n_embd // head_max if head_max else 0))
-    value_len = int(get("attention.value_length", key_len))
+    key = f"{arch}.block_count"
+    n_layer = m.int(key, 1 << 64)
+    if n_layer > MAX_BLOCK_COUNT or n_layer < 1:
+        raise m.wrong(key, f"= {n_layer}: xgen-declare models 1..{MAX_BLOCK_COUNT} layers (the largest published "
+                           "models have ~130)")
+    n_embd = m.int(f"{arch}.embedding_length", _DIM, lo=1)
+    heads = m.per_layer(f"{arch}.attention.head_count", n_layer, _HEADS)
+    heads_kv = m.per_layer(f"{arch}.attention.head_count_kv", n_layer, _HEADS,
+                           default=meta[f"{arch}.attention.head_count"])
+    head_max = max(heads)
+    key_len = m.int(f"{arch}.attention.key_length", _HEADS, default=n_embd // head_max if head_max else 0)
+    value_len = m.int(f"{arch}.attention.value_length", _HEADS, default=key_len)
+    ff = f"{arch}.feed_forward_length"
+    if isinstance(meta.get(ff), list):
+        m.per_layer(ff, n_layer, _DIM)  # memory.n_ff_active reads it: checked here
+    else:
+        m.int(ff, _DIM)
     tokens = meta.get("tokenizer.ggml.tokens")
-    n_tokens = len(tokens) if isinstance(tokens, list) else int(tokens) if isinstance(tokens, int) else 0
-    vocab = int(get("vocab_size", n_tokens) or 0) or None
-    short_meta = {k: (int(v) if isinstance(v, _LongArray) else v) for k, v in meta.items()}
+    n_tokens = len(tokens) if isinstance(tokens, list) else int(tokens) if isinstance(tokens, LongArray) else 0
+    vocab = m.int(f"{arch}.vocab_size", _LENGTH, default=n_tokens) or None
+    tensors = [_tensor_fact(path, *t) for t in header.tensors]
+    data_offset = -(-header.end // align) * align
+    end = max((t.offset + t.nbytes for t in tensors), default=0)
+    if data_offset + end > size:
+        raise GgufError(path, f"truncated GGUF file: the tensor data needs {data_offset + end} bytes but the file "
+                              f"has {size}")
+    short_meta = {k: (int(v) if isinstance(v, (LongArray, LongString)) else v) for k, v in meta.items()}
     return GgufFacts(
-        path=path, file_size=size, version=version, architecture=arch, block_count=n_layer,
-        embedding_length=n_embd, context_length=_int_or_none(get("context_length")),
+        path=path, file_size=size, version=header.version, architecture=arch, block_count=n_layer,
+        embedding_length=n_embd, context_length=m.int(f"{arch}.context_length", _LENGTH, lists_ok=True),
         head_count=heads, head_count_kv=heads_kv, key_length=key_len, value_length=value_len,
-        vocab_size=vocab, expert_count=int(get("expert_count", 0) or 0),
-        expert_used_count=int(get("expert_used_count", 0) or 0),
-        sliding_window=_int_or_none(get("attention.sliding_window")), data_offset=data_offset,
-        tensors=tensors, metadata=short_meta)
-
-
-def _int_or_none(value) -> int | None:
-    return None if value is None or isinstance(value, (list, str)) else int(value)
+        vocab_size=vocab, expert_count=m.int(f"{arch}.expert_count", _HEADS, default=0),
+        expert_used_count=m.int(f"{arch}.expert_used_count", _HEADS, default=0),
+        sliding_window=m.int(f"{arch}.attention.sliding_window", _LENGTH, lists_ok=True),
+        data_offset=data_offset, tensors=tensors, metadata=short_meta)

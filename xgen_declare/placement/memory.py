@@ -76,6 +76,10 @@ def kv_cells(facts: GgufFacts, s: ContextSettings) -> int:
 
 
 def kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
+    return facts.memo(("kv_bytes_per_layer", s), lambda f: _kv_bytes_per_layer(f, s))
+
+
+def _kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
     cells = kv_cells(facts, s)
     return [cells * (ggml_type_size(s.cache_type_k, k) + ggml_type_size(s.cache_type_v, v))
             for k, v in zip(facts.n_embd_k_gqa, facts.n_embd_v_gqa)]
@@ -83,6 +87,10 @@ def kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
 
 def n_ff_active(facts: GgufFacts) -> int:
     """Widest FFN activation of any layer: dense n_ff, or n_ff_exp x experts used (+ shared experts)."""
+    return facts.memo("n_ff_active", _n_ff_active)
+
+
+def _n_ff_active(facts: GgufFacts) -> int:
     widths: dict[int, int] = {}
     for t in facts.tensors:
         if t.layer is None or len(t.shape) < 2:
@@ -111,7 +119,7 @@ def compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
     """Compute buffer of a device that holds at least one repeating layer."""
     n_kv, ub, n_embd = _graph_kv(facts, s), s.n_ubatch, facts.embedding_length
     ffn = ub * (12 * n_ff_active(facts) + 20 * n_embd)
-    if any(t.name.endswith("_exps.weight") for t in facts.tensors):
+    if facts.memo("has_experts", lambda f: any(t.name.endswith("_exps.weight") for t in f.tensors)):
         ffn += ub * 4 * n_embd * max(facts.expert_used_count, 1)  # per-expert down outputs before the sum
     attn = ub * (24 * n_embd + 8 * max(facts.n_embd_k_gqa + [0]))
     if not s.flash:

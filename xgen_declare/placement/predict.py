@@ -85,6 +85,10 @@ class Prediction:
 def layer_sizes(facts: GgufFacts) -> tuple[int, list[int], int, int]:
     """(input bytes, bytes of each repeating layer, output-layer bytes, extra bytes of the output
     layer when it is on a GPU: a tied `token_embd` is duplicated there)."""
+    return facts.memo("layer_sizes", _layer_sizes)
+
+
+def _layer_sizes(facts: GgufFacts) -> tuple[int, list[int], int, int]:
     inputs = output = 0
     layers = facts.layer_bytes()
     for t in facts.tensors:
