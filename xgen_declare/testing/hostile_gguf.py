@@ -12,12 +12,12 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-__all__ = ["U32", "U64", "I32", "STRING", "ARRAY", "u32", "u64", "i32", "string", "array", "nested_array",
-           "base_metadata", "base_tensors", "gguf_bytes", "write_gguf"]
+__all__ = ["U32", "U64", "I32", "F32", "STRING", "ARRAY", "u32", "u64", "i32", "f32", "string", "array",
+           "nested_array", "base_metadata", "base_tensors", "gguf_bytes", "write_gguf"]
 
 # GGUF metadata value types
-U32, I32, U64, STRING, ARRAY = 4, 5, 10, 8, 9
-F32 = 0  # ggml type id of the tensors written here
+U32, I32, F32, U64, STRING, ARRAY = 4, 5, 6, 10, 8, 9
+_GGML_F32 = 0  # ggml type id of the tensors written here
 
 
 def _str(text: str | bytes) -> bytes:
@@ -31,6 +31,10 @@ def u32(n: int) -> tuple[int, bytes]:
 
 def i32(n: int) -> tuple[int, bytes]:
     return I32, struct.pack("<i", n)
+
+
+def f32(x: float) -> tuple[int, bytes]:
+    return F32, struct.pack("<f", x)
 
 
 def u64(n: int) -> tuple[int, bytes]:
@@ -82,7 +86,7 @@ def gguf_bytes(metadata: dict[str, tuple[int, bytes]], tensors: list[tuple[str, 
     offset = 0
     for name, dims in tensors:
         out += [_str(name), struct.pack("<I", len(dims)), struct.pack(f"<{len(dims)}Q", *dims),
-                struct.pack("<IQ", F32, offset)]
+                struct.pack("<IQ", _GGML_F32, offset)]
         n = 4
         for d in dims:
             n *= d
