@@ -172,3 +172,25 @@ def test_a_host_memory_limit_is_a_budget_for_cpu_models():
     ledger = build_ledger(capped, [demand("a"), demand("b")], margin_mib=0, enforce_host=True)
     assert "a" not in ledger.blocked and ledger.blocked["b"].startswith("overcommit: b: ")
     assert ledger.blocked["b"].endswith("(placement.host_memory_mib); stop another model or raise the limit")
+
+
+def test_a_prediction_that_raises_is_placement_unknown_for_that_model_only(l1b, monkeypatch):
+    """A model the prediction fails on (a gap in the checks, not an input the reader lets through on
+    purpose) is admitted as unknown with its explicit values and a warning; the others are placed."""
+    from xgen_declare.placement import ledger as ledger_mod
+
+    real = ledger_mod.choose
+
+    def choose(facts, *a, **k):
+        if facts is broken:
+            raise ZeroDivisionError("division by zero")
+        return real(facts, *a, **k)
+
+    broken = read_gguf_facts(l1b.path)
+    monkeypatch.setattr(ledger_mod, "choose", choose)
+    led = build_ledger([gpu(0), host()], [llama("bad", broken, n_gpu_layers=7, tensor_split=[]),
+                                          llama("good", l1b, n_gpu_layers="auto")], 1024)
+    bad, good = led.entry("bad"), led.entry("good")
+    assert (bad.source, bad.use, bad.n_gpu_layers, bad.blocked) == ("unknown", {}, 7, None)
+    assert led.warnings == {"bad": "placement unknown: ZeroDivisionError: division by zero"}
+    assert good.source == "predicted" and good.n_gpu_layers == 17 and not good.blocked

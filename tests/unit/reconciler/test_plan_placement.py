@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from xgen_declare.config import Config
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.reconciler.plan import BLOCKED, START, Seen
+from xgen_declare.testing.deadline import within
 from xgen_declare.testing.synthetic import write_sparse_gguf
 from xgen_declare.reconciler.apply import compute
 from xgen_declare.states import State
@@ -172,3 +174,67 @@ def test_previous_values_from_a_record():
     assert previous_values({"n_gpu_layers": 3, "tensor_split": []}, 16) == (3, [])
     assert previous_values({"n_gpu_layers": "auto", "tensor_split": []}, 16) is None
     assert previous_values(None, 16) is None
+
+
+def _hostile(path, kind):
+    from xgen_declare.testing.hostile_gguf import STRING, array, nested_array, string, u64, write_gguf
+    if kind == "fifo":
+        os.mkfifo(path)
+        return str(path)
+    bad = {"nested": {"general__x": nested_array(5000)},
+           "string_count": {"llama__block_count": string("abc")},
+           "block_count_2^33": {"llama__block_count": u64(2 ** 33)},
+           "strings_2^60": {"general__x": array(STRING, 2 ** 60), "tensors": [], "size": 1 << 30}}[kind]
+    return write_gguf(path, **bad)
+
+
+@pytest.mark.parametrize("kind,said", [
+    ("nested", "implausible GGUF header: metadata key 'general.x': arrays nested more than 3 deep"),
+    ("string_count", "metadata llama.block_count is a string ('abc'), not an integer"),
+    ("block_count_2^33", "metadata llama.block_count = 8589934592: xgen-declare models 1..256 layers"),
+    ("strings_2^60", "implausible GGUF header: metadata key 'general.x': an array of 1152921504606846976 strings"),
+    ("fifo", "is a FIFO (named pipe), not a regular file"),
+])
+def test_a_hostile_gguf_is_one_models_warning_and_the_others_are_placed(tmp_path, models, kind, said):
+    """#21 finding 2: one crafted model file broke every pass for all models (RecursionError, ValueError,
+    MemoryError, a 20 s loop, a FIFO that blocked). Now it is that model's 'placement unknown'."""
+    bad = _hostile(tmp_path / "bad.gguf", kind)
+    r = within(20, lambda: run(tmp_path, doc("bad", model_path=bad, backend="llama-server-cuda", gpus=[0],
+                                             n_gpu_layers="auto"),
+                               doc("good", model_path=str(models / "l1b.gguf"), backend="llama-server-cuda",
+                                   gpus=[1], n_gpu_layers="auto", ctx_size=8192)), "the plan")
+    warning = r.plan.ledger.warnings["bad"]
+    assert warning.startswith(f"placement unknown: {bad}: {said}") and "good" not in r.plan.ledger.warnings
+    assert warning.endswith("n_gpu_layers: auto is left to llama-server's --fit")
+    argv = r.desired.rendered["bad"].argv
+    assert argv[argv.index("--n-gpu-layers") + 1] == "auto"
+    good = r.plan.ledger.entry("good")
+    assert good.source == "predicted" and good.n_gpu_layers == 17 and good.resolved
+    assert {a.kind for a in r.plan.actions} == {START}
+
+
+@pytest.mark.parametrize("kind", ["string_count", "nested", "fifo"])
+def test_plan_render_and_fit_on_a_hostile_gguf_exit_like_any_unreadable_one(cli, tmp_path, models, kind):
+    """`plan` and `render` warn 'placement unknown' and go on (exit 0, as for a file that is not GGUF);
+    `fit MODEL.gguf` has nothing else to say: invalid input, exit 1. Never 70 (internal error)."""
+    host = tmp_path / "host.yaml"
+    host.write_text(json.dumps(HOST))
+    mdir = tmp_path / "v"
+    mdir.mkdir()
+    bad = _hostile(tmp_path / "bad.gguf", kind)
+    (mdir / "m.yaml").write_text("---\n".join([
+        doc("bad", model_path=bad, backend="llama-server-cuda", gpus=[0], n_gpu_layers="auto"),
+        doc("good", model_path=str(models / "l1b.gguf"), backend="llama-server-cuda", gpus=[1], ctx_size=8192,
+            n_gpu_layers="auto")]))
+    state = ["--state-dir", str(tmp_path / "state")]
+    r = within(30, lambda: cli("plan", str(mdir), "--inventory", str(host), *state), "plan")
+    assert r.code == 0, r.err
+    assert f"warning: bad: placement unknown: {bad}: " in r.err and "internal error" not in r.err
+    assert "good" in r.out and "GPU1" in r.out  # the ledger still places the good model
+    r = within(30, lambda: cli("render", str(mdir), "--inventory", str(host), "-o", "json", *state), "render")
+    assert r.code == 0, r.err
+    rendered = {m["name"]: m["argv"] for m in json.loads(r.out)}
+    assert rendered["good"][rendered["good"].index("--n-gpu-layers") + 1] == "17"
+    assert rendered["bad"][rendered["bad"].index("--n-gpu-layers") + 1] == "auto"
+    r = within(30, lambda: cli("fit", bad, "--inventory", str(host)), "fit")
+    assert r.code == 1 and r.err.startswith(f"error: {bad}: ") and "internal error" not in r.err
