@@ -62,3 +62,45 @@ def test_bad_json_is_a_warning(tmp_path):
     (d / "config.json").write_text("{not json")
     cfg, _, warning = find_config(str(d))
     assert cfg is None and "not valid JSON" in warning
+
+
+def test_a_fifo_config_json_is_a_warning_not_a_wait(tmp_path, monkeypatch):
+    """#21 finding 2, vLLM side: config.json is read with readers.bounded, in a model dir and in the cache."""
+    import os
+
+    from xgen_declare.testing.deadline import within
+
+    d = tmp_path / "fifo"
+    d.mkdir()
+    os.mkfifo(d / "config.json")
+    cfg, _, warning = within(5, lambda: find_config(str(d)), "find_config")
+    assert cfg is None
+    assert warning == (f"{d / 'config.json'}: is a FIFO (named pipe), not a regular file: vLLM pre-checks skipped "
+                       "(placement unknown)")
+    snap = tmp_path / "hub" / "models--org--m" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    os.mkfifo(snap / "config.json")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    cfg, _, warning = within(5, lambda: find_config("org/m"), "find_config")
+    assert cfg is None and "not in the local HuggingFace cache" in warning
+
+
+def test_json_nested_too_deep_is_a_warning(tmp_path):
+    d = tmp_path / "deep"
+    d.mkdir()
+    (d / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    cfg, _, warning = find_config(str(d))
+    assert cfg is None and warning == f"{d / 'config.json'}: not valid JSON: vLLM pre-checks skipped (placement unknown)"
+
+
+def test_fields_of_the_wrong_type_skip_the_check_instead_of_raising():
+    for bad in ({"head_dim": "128"}, {"num_key_value_heads": "8"}, {"max_position_embeddings": 10 ** 400},
+                {"num_hidden_layers": 2.5}, {"num_attention_heads": True}):
+        assert vllm_problems({**L8B, **bad}, tp=1, pp=1, gpus=[0], totals_mib=[24576], gmu=0.9, max_model_len=None,
+                             weights=0) == [], bad
+
+
+def test_a_dangling_weights_link_is_left_out(tmp_path):
+    d = model_dir(tmp_path)
+    (d / "gone.safetensors").symlink_to(tmp_path / "no-such-blob")
+    assert weights_bytes(d) == 1 << 20
