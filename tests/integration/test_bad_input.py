@@ -5,6 +5,7 @@ never leaves an orphan; the problem shows in `status` or the log."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from tests.integration.conftest import NAME_RULE, alive, bad_name_manifests
@@ -96,3 +97,30 @@ def test_bad_names_never_stop_the_daemon_converging(host):
     r = host.cli("down", "a", timeout=30)
     assert r.returncode == 0, r.stderr
     assert host.status()["a"]["state"] == "Stopped" and d.poll() is None
+
+
+def test_hostile_model_files_never_stop_the_daemon_converging(host):
+    """Issue #21 finding 2: one crafted GGUF (nested arrays, a string block_count, a FIFO named .gguf)
+    failed every pass for every model. Now each is its own model's 'placement unknown': all models
+    converge, an edit is applied, `plan` answers, the log holds no traceback."""
+    from xgen_declare.testing.hostile_gguf import nested_array, string, write_gguf
+
+    os.mkfifo(host.root / "fifo.gguf")
+    files = {"nested": write_gguf(host.root / "nested.gguf", general__x=nested_array(5000)),
+             "count": write_gguf(host.root / "count.gguf", llama__block_count=string("abc")),
+             "fifo": str(host.root / "fifo.gguf")}
+    for name, path in files.items():
+        host.write(name, model_path=path)
+    host.write("a", ctx_size=4096)
+    d = host.start_daemon()
+    st = host.wait_ready("a", *files)
+    pid = st["a"]["pid"]
+    host.write("a", ctx_size=8192)
+    st = host.wait(lambda s: s["a"]["state"] == "Ready" and s["a"]["pid"] != pid, what="the edit of a applied")
+    assert all(st[n]["state"] == "Ready" for n in files)
+    r = host.cli("plan", timeout=30)
+    assert r.returncode == 0, r.stderr
+    for name, path in files.items():
+        assert f"warning: {name}: placement unknown: {path}: " in r.stderr
+    log = host.daemon_log()
+    assert "Traceback" not in log and "reconcile pass failed" not in log and d.poll() is None
