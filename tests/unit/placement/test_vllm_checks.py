@@ -90,7 +90,8 @@ def test_json_nested_too_deep_is_a_warning(tmp_path):
     d.mkdir()
     (d / "config.json").write_text("[" * 100_000 + "]" * 100_000)
     cfg, _, warning = find_config(str(d))
-    assert cfg is None and warning == f"{d / 'config.json'}: not valid JSON: vLLM pre-checks skipped (placement unknown)"
+    assert cfg is None
+    assert warning == f"{d / 'config.json'}: not valid JSON: vLLM pre-checks skipped (placement unknown)"
 
 
 def test_fields_of_the_wrong_type_skip_the_check_instead_of_raising():

@@ -215,8 +215,8 @@ def test_a_hostile_gguf_is_one_models_warning_and_the_others_are_placed(tmp_path
 
 @pytest.mark.parametrize("kind", ["string_count", "nested", "fifo"])
 def test_plan_render_and_fit_on_a_hostile_gguf_exit_like_any_unreadable_one(cli, tmp_path, models, kind):
-    """`plan` and `render` warn 'placement unknown' and go on (exit 0, as for a file that is not GGUF);
-    `fit MODEL.gguf` has nothing else to say: invalid input, exit 1. Never 70 (internal error)."""
+    """`plan`, `render` and `export` warn 'placement unknown' and go on (exit 0, as for a file that is not
+    GGUF); `fit MODEL.gguf` has nothing else to say: invalid input, exit 1. Never 70 (internal error)."""
     host = tmp_path / "host.yaml"
     host.write_text(json.dumps(HOST))
     mdir = tmp_path / "v"
@@ -236,5 +236,10 @@ def test_plan_render_and_fit_on_a_hostile_gguf_exit_like_any_unreadable_one(cli,
     rendered = {m["name"]: m["argv"] for m in json.loads(r.out)}
     assert rendered["good"][rendered["good"].index("--n-gpu-layers") + 1] == "17"
     assert rendered["bad"][rendered["bad"].index("--n-gpu-layers") + 1] == "auto"
+    (mdir / "xgen-declare.yaml").write_text(json.dumps({"kubernetes": {
+        "images": {"llama-server-cuda": "llama:cuda"}, "model_volume": {"local_dir": "/", "claim": "models"}}}))
+    r = within(30, lambda: cli("export", "kubernetes", str(mdir), *state), "export")
+    assert r.code == 0, r.err
+    assert "name: bad" in r.out and "name: good" in r.out
     r = within(30, lambda: cli("fit", bad, "--inventory", str(host)), "fit")
     assert r.code == 1 and r.err.startswith(f"error: {bad}: ") and "internal error" not in r.err
