@@ -243,3 +243,19 @@ def test_plan_render_and_fit_on_a_hostile_gguf_exit_like_any_unreadable_one(cli,
     assert "name: bad" in r.out and "name: good" in r.out
     r = within(30, lambda: cli("fit", bad, "--inventory", str(host)), "fit")
     assert r.code == 1 and r.err.startswith(f"error: {bad}: ") and "internal error" not in r.err
+
+
+def test_an_exception_while_gathering_one_models_demand_is_that_models_warning(tmp_path, models, monkeypatch):
+    """Any exception but GgufError out of one model's demand (here: the vLLM config lookup) is that
+    model's 'placement unknown'; the llama.cpp model beside it is still placed."""
+    from xgen_declare.desired import demands
+
+    def boom(model_path):
+        raise RuntimeError("a gap in the checks")
+
+    monkeypatch.setattr(demands, "find_config", boom)
+    r = run(tmp_path, doc("v", model_path="org/m", backend="vllm-cuda", gpus=[1]),
+            doc("good", model_path=str(models / "l1b.gguf"), backend="llama-server-cuda", gpus=[0], ctx_size=8192,
+                n_gpu_layers="auto"))
+    assert r.plan.ledger.warnings == {"v": "placement unknown: RuntimeError: a gap in the checks"}
+    assert r.plan.ledger.entry("good").n_gpu_layers == 17 and {a.kind for a in r.plan.actions} == {START}
