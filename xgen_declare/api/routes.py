@@ -16,7 +16,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from xgen_declare.reconciler.client import status_rows
 from xgen_declare.reconciler.plan import STOP
-from xgen_declare.reconciler.apply import compute
 from xgen_declare.states import RUNNING_STATES, State
 from xgen_declare.api import body, declare
 from xgen_declare.api.context import ApiContext
@@ -126,10 +125,10 @@ async def _settle(ctx: ApiContext, name: str, done, wait: float):
 
 def _load_answer(ctx, request, name, want, rec, changed, rel, wait) -> JSONResponse:
     st = rec.state_enum if rec else State.PENDING
-    port = (rec.port if rec else None) or want.port
+    port = (rec.port if rec else None) or want.port or None  # None: disabled, it takes no port
     endpoint = advertised_endpoint(want.host, port, rec.endpoint if rec and rec.endpoint else None,
                                    ctx.settings.advertise_host, _request_host(request))
-    if endpoint is None:
+    if endpoint is None and port is not None:
         host = f"[{want.host}]" if ":" in want.host else want.host
         endpoint = f"http://{host}:{port}/v1"
     base = {"model": name, "backend": (rec.backend if rec and rec.backend else None) or want.backend,
@@ -253,15 +252,11 @@ async def reconcile(request: Request):
 
 @router.get(P + "/plan")
 async def plan(request: Request):
-    """What a pass would change now, with reasons (same as `xgen-declare plan -o json`). Changes nothing."""
+    """What a pass would change now, with reasons (same as `xgen-declare plan -o json`). Changes nothing.
+    Computed in a worker thread from the control loop's last snapshot (never queued on the loop)."""
     ctx = _ctx(request)
-
-    def compute_plan(d):
-        result = compute(d.env.paths, d.env.config, d.inventory or d.env.inventory(), d.sup.observed(),
-                         awake=set(d.awake))
-        return {**result.plan.to_json(), "problems": result.problems}
-
-    return ctx.scrub.json(await ctx.call(compute_plan))
+    result, _snap = await to_thread.run_sync(ctx.preview)
+    return ctx.scrub.json({**result.plan.to_json(), "problems": result.problems})
 
 
 # ---- events and metrics ------------------------------------------------------------------------
