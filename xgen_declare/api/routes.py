@@ -63,6 +63,9 @@ async def load(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MAX_
             raise ApiProblem(409, f"model {name!r} is declared in {declare.relative(ctx.root, other)}, a hand-written "
                              "manifest: edit that file (files are the source of truth)", model=name,
                              file=declare.relative(ctx.root, other))
+        clash = await to_thread.run_sync(declare.served_elsewhere, ctx.env.paths, text, path)
+        if clash:
+            raise _clash_problem(ctx, name, *clash)
         previous = declare.read(path)
         changed = await to_thread.run_sync(declare.write, path, text)
         result = await ctx.call(lambda d: d.reconcile(full=False))
@@ -88,6 +91,16 @@ async def load(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MAX_
                              "model": name, "state": rec.state_enum.value if rec else None, "changed": changed,
                              "manifest": rel}, status_code=409)
     return _load_answer(ctx, request, name, want, rec, changed, rel, wait)
+
+
+def _clash_problem(ctx: ApiContext, name: str, what: str, served: str, other: str, file: str) -> ApiProblem:
+    where = declare.relative(ctx.root, file)
+    todo = {"name": "load it under another name", "alias": "choose another alias",
+            "model id": f"send its requests to {other} (it serves that model already), or give this one another "
+                        "model_path"}[what]
+    return ApiProblem(409, f"{what} {served!r} of {name} is already served by {other} ({where}): {todo}, or edit "
+                      f"{where} (files are the source of truth; nothing was written)", model=name, file=where,
+                      conflict={"what": what, "name": served, "model": other})
 
 
 def _restore(path, previous: str | None) -> None:

@@ -17,6 +17,7 @@ from typing import Callable, Collection, Mapping
 from xgen_declare.config import Config
 from xgen_declare.desired import ray as raycluster
 from xgen_declare.desired.build import Desired, build_desired
+from xgen_declare.desired.served import claims
 from xgen_declare.errors import Problem, StateError
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.processes.spec import Rendered, Seen, Want
@@ -84,10 +85,18 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
         result.ledger = desired.ledger
         result.notes.extend(f"placement: {n}" for n in desired.ledger.notes)
     result.notes.extend(raycluster.notes(desired.rendered))
+    result.notes.extend(f"names: {c}" for c in name_conflicts(desired))
     problems = [p.format() for p in desired.load.problems if p.severity == "error"]
     if desired.unported:
         problems.append(ports_problem(desired))
     return Pass(result, desired, wants, problems, surges)
+
+
+def name_conflicts(desired: Desired) -> list[str]:
+    """Aliases and model ids two models claim (desired/served.py): the router sends them to one; said here
+    so that `plan`, the log and the API's plan show it."""
+    decls = desired.load.models  # what the router's table is built from (router/ondemand.py)
+    return claims({d.name: d.spec.alias for d in decls}, decls)[1]
 
 
 def ports_problem(desired: Desired) -> str:
