@@ -86,3 +86,13 @@ def test_plan_exits_1_naming_the_models_without_a_port(cli, write, tmp_path):
     write("c.yaml", m("c", enabled=False))  # disabled: needs no port, the plan is fine
     r = cli(*state, "plan", str(write.root))
     assert r.code == 0, r.err
+
+
+def test_render_marks_a_disabled_models_missing_port(cli, write, tmp_path):
+    write("a.yaml", m("a"))
+    write("idle.yaml", m("idle", enabled=False))
+    r = cli("--state-dir", str(tmp_path / "state"), "render", str(write.root))
+    assert r.code == 0, r.err
+    rows = {line.split()[0]: line.split()[2] for line in r.out.splitlines()[1:3]}
+    assert rows == {"a": "8001*", "idle": "0-"}
+    assert "- no port: enabled: false takes none from the range (it gets one once enabled)" in r.out.splitlines()
