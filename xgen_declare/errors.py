@@ -13,6 +13,7 @@
      |    +-- StateBusyError       another xgen-declare holds it, or the daemon did not answer   4 BUSY
      |    +-- StateNameError       a name that is not a model name reached it (names.py)         1 INVALID_INPUT
      +-- ModelNotFound             a verb named a model nobody knows                             5 NOT_FOUND
+     +-- LoopBusy                  the daemon's control loop has too many requests waiting       4 BUSY
      +-- FileRefused               a path from outside is not a regular file, a link where none  1 INVALID_INPUT
                                    may be, or larger than its limit (readers/bounded.py)
     (http.security.ApiSetupError: the API cannot or may not listen                               7 CANNOT_SERVE)
@@ -138,6 +139,13 @@ class StateNameError(StateError):
 
 class StateBusyError(StateError):
     """Another xgen-declare process holds the state dir's lock, or the daemon did not take a request."""
+
+    exit_code = ExitCode.BUSY
+
+
+class LoopBusy(XgenError):
+    """The control loop's inbox is full (reconciler/daemon.py `submit`): the request was not queued; the
+    API answers 503 with Retry-After."""
 
     exit_code = ExitCode.BUSY
 

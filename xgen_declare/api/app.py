@@ -33,8 +33,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.exception_handler(ApiProblem)
     async def _problem(request: Request, exc: ApiProblem):
-        return JSONResponse(ctx.scrub.json(exc.body()), status_code=exc.status,
-                            headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if "retry_after" in exc.extra:  # a full control-loop inbox (context.py): come back later
+            headers = {"Retry-After": str(exc.extra["retry_after"])}
+        return JSONResponse(ctx.scrub.json(exc.body()), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):

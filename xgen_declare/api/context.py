@@ -2,8 +2,10 @@
 the event bus, metrics, the path scrubber and the router itself.
 
 The control loop owns every model: routes read snapshots (the state records on disk, written
-atomically by the loop) and hand work to the loop with `ctx.call(fn)` (`Daemon.submit`), never
-touching the supervisor from the server's thread.
+atomically by the loop; the loop's published `snapshot`, from which `ctx.preview()` computes plans in
+the server's threads) and hand work to the loop with `ctx.call(fn)` (`Daemon.submit`), never touching
+the supervisor from the server's thread. Reads never queue on the loop; a write finding its inbox full
+gets 503 "the daemon is busy" with Retry-After.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from xgen_declare import states
 from xgen_declare.api.events import EventBus, EventFeeder
 from xgen_declare.api.metrics import Metrics
 from xgen_declare.config import Api
+from xgen_declare.errors import LoopBusy
 from xgen_declare.http.security import MAX_BODY, ApiProblem, Scrubber
+from xgen_declare.reconciler.snapshot import Previewer
 from xgen_declare.router.service import Router
 
 CALL_TIMEOUT = 120.0
+BUSY_RETRY_AFTER = 1  # seconds, in the 503 of a full inbox
 
 
 @dataclass
@@ -40,6 +45,7 @@ class ApiContext:
         self.feeder = EventFeeder(self.bus, self.scrub)
         self.metrics = Metrics(env.store, env.proc_root, lambda: self.daemon.inventory)
         self.write_lock = asyncio.Lock()
+        self.previewer = Previewer(lambda: self.daemon.snapshot, lambda: self.env.inventory())
         self._attached = False
 
     @property
@@ -78,9 +84,17 @@ class ApiContext:
                 self.router.detach()
             self._attached = False
 
+    def preview(self):
+        """(Pass, LoopSnapshot): the plan a pass would make now, from the loop's last snapshot. Blocking:
+        call it in a worker thread (`to_thread.run_sync(ctx.preview)`); it never waits for the loop."""
+        return self.previewer.get()
+
     async def call(self, fn: Callable, timeout: float = CALL_TIMEOUT):
-        """Run fn(daemon) on the control loop and await its result."""
-        fut = self.daemon.submit(fn)
+        """Run fn(daemon) on the control loop and await its result (503 when its inbox is full)."""
+        try:
+            fut = self.daemon.submit(fn)
+        except LoopBusy as exc:
+            raise ApiProblem(503, str(exc), retry_after=BUSY_RETRY_AFTER) from None
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
         except asyncio.TimeoutError:

@@ -25,7 +25,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from xgen_declare.reconciler.plan import Request as Asked
-from xgen_declare.reconciler.apply import compute
 from xgen_declare.states import SETTLED_STATES, State
 from xgen_declare.api import declare
 from xgen_declare.api.context import ApiContext
@@ -102,13 +101,9 @@ async def detail(request: Request, name: str):
     ctx = _ctx(request)
     declare.check_name(name)
 
-    def compute_detail(d):
-        result = compute(d.env.paths, d.env.config, d.inventory or d.env.inventory(), d.sup.observed(),
-                         awake=set(d.awake))
-        return detail_json(result, name, ctx.root), name in d.sup.procs
-
-    body, known = await ctx.call(compute_detail)
-    if not body["declared"] and not known:
+    result, snap = await to_thread.run_sync(ctx.preview)  # the loop's last snapshot, never the loop itself
+    body = detail_json(result, name, ctx.root)
+    if not body["declared"] and name not in snap.known:
         raise ApiProblem(404, f"no model {name!r}", model=name)
     body["router"] = router_figures(ctx).get(name, _no_figures())
     return ctx.scrub.json(body)

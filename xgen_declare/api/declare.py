@@ -3,7 +3,8 @@
 A load request becomes an ordinary Model manifest, validated by the same code as a hand-written one
 (parsed back from the exact YAML text that is written), then written atomically (temp file + fsync +
 rename). Anything that declares NAME elsewhere under the manifests dirs is hand-written and wins: the
-API answers 409 naming that file. Relative model paths in requests are relative to DIR (rewritten
+API answers 409 naming that file; so does a request whose alias (or vLLM model id) another manifest
+serves (the router would send one model's requests to the other). Relative model paths in requests are relative to DIR (rewritten
 with a leading ../ because the file sits in DIR/api/).
 """
 
@@ -13,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from xgen_declare.desired.served import clashes
 from xgen_declare.errors import Problem
 from xgen_declare.manifests.load import load_paths, validate_document
 from xgen_declare.manifests.request import NAME_RE, suggest_name
@@ -147,6 +149,21 @@ def declared_elsewhere(paths: list[str], name: str, own: Path) -> str | None:
     for p in load.invalid_names.get(name, []):
         if p.file and os.path.realpath(p.file) != mine:
             return p.file
+    return None
+
+
+def served_elsewhere(paths: list[str], text: str, own: Path) -> tuple[str, str, str, str] | None:
+    """(what, served name, other model, its file) when the manifest `text` (to be written at `own`) would
+    serve a name, alias or model id that another manifest serves (desired/served.py): the router would send
+    one of them the other's requests. None when it serves only names of its own."""
+    docs, problems = parse_documents(text, str(own))
+    decl = validate_document(docs[0])[0] if docs and not problems else None
+    if decl is None:
+        return None
+    mine = os.path.realpath(own)
+    others = [d for d in load_paths(paths).models if os.path.realpath(d.file) != mine and d.name != decl.name]
+    for what, served, other in clashes(decl, others):
+        return what, served, other.name, other.file
     return None
 
 

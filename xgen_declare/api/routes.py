@@ -16,7 +16,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from xgen_declare.reconciler.client import status_rows
 from xgen_declare.reconciler.plan import STOP
-from xgen_declare.reconciler.apply import compute
 from xgen_declare.states import RUNNING_STATES, State
 from xgen_declare.api import body, declare
 from xgen_declare.api.context import ApiContext
@@ -64,6 +63,9 @@ async def load(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MAX_
             raise ApiProblem(409, f"model {name!r} is declared in {declare.relative(ctx.root, other)}, a hand-written "
                              "manifest: edit that file (files are the source of truth)", model=name,
                              file=declare.relative(ctx.root, other))
+        clash = await to_thread.run_sync(declare.served_elsewhere, ctx.env.paths, text, path)
+        if clash:
+            raise _clash_problem(ctx, name, *clash)
         previous = declare.read(path)
         changed = await to_thread.run_sync(declare.write, path, text)
         result = await ctx.call(lambda d: d.reconcile(full=False))
@@ -89,6 +91,16 @@ async def load(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MAX_
                              "model": name, "state": rec.state_enum.value if rec else None, "changed": changed,
                              "manifest": rel}, status_code=409)
     return _load_answer(ctx, request, name, want, rec, changed, rel, wait)
+
+
+def _clash_problem(ctx: ApiContext, name: str, what: str, served: str, other: str, file: str) -> ApiProblem:
+    where = declare.relative(ctx.root, file)
+    todo = {"name": "load it under another name", "alias": "choose another alias",
+            "model id": f"send its requests to {other} (it serves that model already), or give this one another "
+                        "model_path"}[what]
+    return ApiProblem(409, f"{what} {served!r} of {name} is already served by {other} ({where}): {todo}, or edit "
+                      f"{where} (files are the source of truth; nothing was written)", model=name, file=where,
+                      conflict={"what": what, "name": served, "model": other})
 
 
 def _restore(path, previous: str | None) -> None:
@@ -126,10 +138,10 @@ async def _settle(ctx: ApiContext, name: str, done, wait: float):
 
 def _load_answer(ctx, request, name, want, rec, changed, rel, wait) -> JSONResponse:
     st = rec.state_enum if rec else State.PENDING
-    port = (rec.port if rec else None) or want.port
+    port = (rec.port if rec else None) or want.port or None  # None: disabled, it takes no port
     endpoint = advertised_endpoint(want.host, port, rec.endpoint if rec and rec.endpoint else None,
                                    ctx.settings.advertise_host, _request_host(request))
-    if endpoint is None:
+    if endpoint is None and port is not None:
         host = f"[{want.host}]" if ":" in want.host else want.host
         endpoint = f"http://{host}:{port}/v1"
     base = {"model": name, "backend": (rec.backend if rec and rec.backend else None) or want.backend,
@@ -253,15 +265,11 @@ async def reconcile(request: Request):
 
 @router.get(P + "/plan")
 async def plan(request: Request):
-    """What a pass would change now, with reasons (same as `xgen-declare plan -o json`). Changes nothing."""
+    """What a pass would change now, with reasons (same as `xgen-declare plan -o json`). Changes nothing.
+    Computed in a worker thread from the control loop's last snapshot (never queued on the loop)."""
     ctx = _ctx(request)
-
-    def compute_plan(d):
-        result = compute(d.env.paths, d.env.config, d.inventory or d.env.inventory(), d.sup.observed(),
-                         awake=set(d.awake))
-        return {**result.plan.to_json(), "problems": result.problems}
-
-    return ctx.scrub.json(await ctx.call(compute_plan))
+    result, _snap = await to_thread.run_sync(ctx.preview)
+    return ctx.scrub.json({**result.plan.to_json(), "problems": result.problems})
 
 
 # ---- events and metrics ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from xgen_declare.reconciler.env import open_env
 from xgen_declare.errors import ExitCode
 from xgen_declare.states import State
 from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, output_option, print_json, table
-from xgen_declare.cli.plan import compute_plan, show
+from xgen_declare.cli.plan import compute_plan, exit_code, show
 
 
 @click.command(short_help="Converge once: start, restart and stop models")
@@ -28,8 +28,9 @@ def command(dirs: tuple[str, ...], dry_run: bool, wait: bool, timeout: float, ou
     an error (printed; a model Invalid); 3 when a model is Failed, Blocked or not ready in time. With a
     daemon running, apply asks it to reconcile now."""
     if dry_run:
-        show(compute_plan(dirs), output)
-        return 0
+        preview = compute_plan(dirs)
+        show(preview, output)
+        return exit_code(preview)
     g = get_globals()
     env = open_env(g, dirs)
     pid = daemon_pid(env.store)

@@ -9,6 +9,7 @@ from xgen_declare.reconciler.observe import seen_from_records
 from xgen_declare.reconciler.apply import Pass, compute
 from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, output_option, print_json
 from xgen_declare.cli.hostctx import host_inventory, inventory_option_help
+from xgen_declare.errors import ExitCode
 
 
 def compute_plan(dirs: tuple[str, ...], inventory_file: str | None = None) -> Pass:
@@ -53,6 +54,16 @@ def command(dirs: tuple[str, ...], output: str, inventory_file: str | None) -> i
     Below the actions, the memory ledger: per GPU (and host memory), what each model uses — predicted
     from the GGUF header, measured from llama.cpp's log once running, or reserved by vLLM's
     gpu_memory_utilization — against the usable memory. A model that does not fit is blocked, with the
-    models it collides with and what would fit."""
-    show(compute_plan(dirs, inventory_file), output)
-    return 0
+    models it collides with and what would fit.
+
+    Exit code 1 when the port range has no port left for some models (they are named; the plan Blocks
+    them and starts the others)."""
+    result = compute_plan(dirs, inventory_file)
+    show(result, output)
+    return exit_code(result)
+
+
+def exit_code(result: Pass) -> int:
+    """A plan that Blocks models for want of a port is invalid input (the config's range is too small)."""
+    unported = result.desired.unported if result.desired is not None else []
+    return ExitCode.INVALID_INPUT if unported else ExitCode.OK

@@ -44,11 +44,14 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
                 click.echo(f"# RPC worker {w.host}:{w.port}\n" + " ".join(shlex.quote(a) for a in w.argv))
             click.echo(m.shell() + "\n")
     else:
-        rows = [[m.name, m.backend, f"{m.port}{'*' if m.port_source == 'preview' else ''}", m.endpoint,
+        mark = {"preview": "*", "none": "-"}
+        rows = [[m.name, m.backend, f"{m.port}{mark.get(m.port_source, '')}", m.endpoint,
                  " ".join(m.argv)] for m in models]
         click.echo(table(rows, ["NAME", "BACKEND", "PORT", "ENDPOINT", "COMMAND"]))
         if any(m.port_source == "preview" for m in models):
             click.echo("* preview port: no daemon state yet; the daemon assigns the same way")
+        if any(m.port_source == "none" for m in models):
+            click.echo("- no port: enabled: false takes none from the range (it gets one once enabled)")
         for m in models:
             if m.backend_note:
                 eprint(f"note: {m.name}: backend {m.backend}: {m.backend_note}")

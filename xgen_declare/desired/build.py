@@ -15,7 +15,7 @@ from xgen_declare.config import Config
 from xgen_declare.desired import ray, rpc, rpc_remote
 from xgen_declare.desired.checks import gpu_problems, host_problems
 from xgen_declare.desired.demands import place
-from xgen_declare.desired.ports import assign_ports
+from xgen_declare.desired.ports import NO_PORT, PortAssignment, exhausted_text, fit_ports
 from xgen_declare.desired.render import Entries, Rendered, Renderer
 from xgen_declare.desired.resolve import Resolved, resolve, with_placement
 from xgen_declare.errors import Problem, RenderError
@@ -35,6 +35,9 @@ class Desired:
     # model name -> what this host cannot give it (gpu_problems): rendered, but Blocked, outside the ledger
     blocked: dict[str, list[Problem]] = field(default_factory=dict)
     resolved: dict[str, Resolved] = field(default_factory=dict)  # the models this host serves, as resolved
+    # the models the port range had no port left for (each also in `blocked`): sorted, with the range
+    unported: list[str] = field(default_factory=list)
+    port_range: tuple[int, int] | None = None
     renderer: Renderer | None = None  # the pass's renderer (a surge renders a model again on a spare port)
 
     @property
@@ -67,10 +70,12 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
         models = ok
     models, ray_nodes = ray.split_models(models, ray.this_host_names(config), config)  # docs/ray.md
     models, rpc_workers = rpc_remote.split_models(models, rpc.host_names(config))  # RPC: docs/rpc.md
-    ports = assign_ports({m.name: m.spec.port for m in models}, config.ports.start, config.ports.end,
-                         held_ports, preview=preview, taken=taken_ports)
+    ports = _ports(desired, models, config, held_ports, preview, taken_ports)
     desired.dormant = dormant_models(models, awake, seen)
     desired.blocked = {m.name: probs for m in models if (probs := gpu_problems(m, inventory))}
+    for res in models:
+        if res.name in desired.unported:
+            desired.blocked.setdefault(res.name, []).insert(0, _no_port_problem(res, config))
     if placement:
         placed = [ray.per_node(m) for m in models if m.name not in desired.dormant and m.name not in desired.blocked]
         desired.ledger = place(placed, inventory, config.placement.margin_mib, seen, changing,
@@ -91,6 +96,31 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     _merge(desired, ray.node_entries(ray_nodes, declared, renderer, config))
     _merge(desired, rpc_remote.worker_entries(rpc_workers, declared, set(desired.rendered), renderer, config))
     return desired
+
+
+def _ports(desired: Desired, models: list[Resolved], config: Config, held: dict[str, int] | None, preview: bool,
+           taken: set[int] | None) -> dict[str, PortAssignment]:
+    """Enabled models take ports (explicit, held, then the lowest free); a disabled one takes none unless
+    its manifest names one. A model the range has no room for gets NO_PORT and is Blocked (the others
+    still start: one full range never stops the whole pass)."""
+    start, end = config.ports.start, config.ports.end
+    enabled = {m.name: m.spec.port for m in models if m.spec.enabled}
+    ports, missing = fit_ports(enabled, start, end, held, preview=preview, taken=taken)
+    for m in models:
+        if not m.spec.enabled:
+            ports[m.name] = PortAssignment(m.spec.port, "manifest") if m.spec.port is not None else NO_PORT
+    for name in missing:
+        ports[name] = NO_PORT
+    desired.unported, desired.port_range = missing, (start, end)
+    return ports
+
+
+def _no_port_problem(res: Resolved, config: Config) -> Problem:
+    decl = res.decl
+    return Problem(decl.file, decl.line, "spec.port",
+                   f"{exhausted_text(config.ports.start, config.ports.end)} (ports: in xgen-declare.yaml): every "
+                   "port of the range is taken by other models",
+                   f"widen ports: in xgen-declare.yaml, or give {decl.name} an explicit spec.port")
 
 
 def _merge(desired: Desired, entries: Entries) -> None:

@@ -18,12 +18,32 @@ class PortAssignment:
     source: str  # "manifest" | "state" | "preview" | "assigned"
 
 
+NO_PORT = PortAssignment(0, "none")  # a disabled model, or one the range had no room for: it never starts
+
+
+def exhausted_text(start: int, end: int) -> str:
+    return f"no free port in {start}-{end}"
+
+
 def assign_ports(wanted: dict[str, int | None], start: int, end: int,
                  held: dict[str, int] | None = None, *, preview: bool = False,
                  taken: set[int] | None = None) -> dict[str, PortAssignment]:
+    """`fit_ports`, all or nothing: PortRangeExhausted when a model finds no port."""
+    out, missing = fit_ports(wanted, start, end, held, preview=preview, taken=taken)
+    if missing:
+        raise PortRangeExhausted(
+            f"{exhausted_text(start, end)} for: {', '.join(missing)} "
+            f"(widen ports: in xgen-declare.yaml, or give these models an explicit spec.port)")
+    return out
+
+
+def fit_ports(wanted: dict[str, int | None], start: int, end: int,
+              held: dict[str, int] | None = None, *, preview: bool = False,
+              taken: set[int] | None = None) -> tuple[dict[str, PortAssignment], list[str]]:
     """`wanted`: name -> explicit port or None. `held`: name -> port from the state.
     `taken`: ports that must not be handed out (e.g. found busy). Deterministic: new names in
-    sorted order."""
+    sorted order. Returns the assignments and the names (sorted) the range had no port left for:
+    those only; the others keep or get theirs."""
     held = held or {}
     out: dict[str, PortAssignment] = {}
     used: set[int] = set(taken or ())
@@ -48,11 +68,7 @@ def assign_ports(wanted: dict[str, int | None], start: int, end: int,
             missing.append(name)
             continue
         out[name] = PortAssignment(port, "preview" if preview else "assigned")
-    if missing:
-        raise PortRangeExhausted(
-            f"no free port in {start}-{end} for: {', '.join(missing)} "
-            f"(widen ports: in xgen-declare.yaml, or give these models an explicit spec.port)")
-    return out
+    return out, missing
 
 
 def ephemeral_range(proc_root: str = "/proc") -> tuple[int, int]:

@@ -17,7 +17,8 @@ from typing import Callable, Collection, Mapping
 from xgen_declare.config import Config
 from xgen_declare.desired import ray as raycluster
 from xgen_declare.desired.build import Desired, build_desired
-from xgen_declare.errors import PortRangeExhausted, Problem, StateError
+from xgen_declare.desired.served import claims
+from xgen_declare.errors import Problem, StateError
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.processes.spec import Rendered, Seen, Want
 from xgen_declare.processes.supervisor import Supervisor
@@ -59,14 +60,7 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     ours = {s.port for s in seen.values() if s.running and s.port}
     foreign = (ports_in_use() if local else set()) - ours
     held = {name: s.port for name, s in seen.items() if s.port}
-    try:
-        desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign, awake, local)
-    except PortRangeExhausted as exc:
-        keep = Plan()
-        for name in sorted(seen):
-            keep.actions.append(_keep_all(name, str(exc)))
-        keep.notes.append(f"{exc}: nothing changed")
-        return Pass(keep, None, problems=[str(exc)])
+    desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign, awake, local)
     decls = {d.name: d for d in desired.load.models}
     for name in set(decls) & set(wants):
         wants[name] = replace(wants[name], settings=in_place_settings(decls[name]))
@@ -91,8 +85,26 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
         result.ledger = desired.ledger
         result.notes.extend(f"placement: {n}" for n in desired.ledger.notes)
     result.notes.extend(raycluster.notes(desired.rendered))
+    result.notes.extend(f"names: {c}" for c in name_conflicts(desired))
     problems = [p.format() for p in desired.load.problems if p.severity == "error"]
+    if desired.unported:
+        problems.append(ports_problem(desired))
     return Pass(result, desired, wants, problems, surges)
+
+
+def name_conflicts(desired: Desired) -> list[str]:
+    """Aliases and model ids two models claim (desired/served.py): the router sends them to one; said here
+    so that `plan`, the log and the API's plan show it."""
+    decls = desired.load.models  # what the router's table is built from (router/ondemand.py)
+    return claims({d.name: d.spec.alias for d in decls}, decls)[1]
+
+
+def ports_problem(desired: Desired) -> str:
+    """The one line for a full port range: the config's field, the models left Blocked, what to do."""
+    start, end = desired.port_range or (0, 0)
+    names = ", ".join(desired.unported)
+    return (f"xgen-declare.yaml: ports: no free port in {start}-{end} for: {names} (Blocked; the other models "
+            f"start) (widen ports: in xgen-declare.yaml, or give {names} an explicit spec.port)")
 
 
 def empty_guard(paths: list[str]) -> str:
@@ -120,10 +132,6 @@ def _desired_and_wants(paths: list[str], config: Config, inventory: Inventory, s
             break
         changing = changing | now
     return desired, wants
-
-
-def _keep_all(name: str, why: str) -> Action:
-    return Action(KEEP, name, f"not planned: {why}")
 
 
 # ---- the executor ----------------------------------------------------------------------------------

@@ -13,6 +13,12 @@ every ERROR_REPEAT seconds) and the others still run; a failing pass waits for t
 A part that holds the loop longer than SLOW_PART seconds is logged as a warning (everything else
 waited on it), so a stall shows in the log with its cause.
 
+Work from other threads (the API) waits in a bounded inbox: `submit` refuses with LoopBusy when
+INBOX_LIMIT requests wait, and a step runs at most INBOX_PER_STEP of them (and stops taking more after
+INBOX_BUDGET seconds): the rest wait for the next step, so the supervisor's tick (stops, probes,
+restarts) runs between them however many arrive. Reads never queue here: after each step the loop
+publishes `snapshot` (snapshot.py), from which the API computes plans and details in its own threads.
+
 A state dir that cannot be written never stops supervision (see supervisor.py). The daemon reports it
 as `state_write_failed` in its log (once per pass, and when the set of failures changes), in
 daemon.json for `status` (with the records memory is ahead of disk, so `status` shows the truth)
@@ -34,11 +40,12 @@ from xgen_declare.processes import procs
 from xgen_declare.config import load_config
 from xgen_declare.reconciler.env import Env, record_paths
 from xgen_declare.reconciler.plan import BLOCKED, Request
-from xgen_declare.errors import StateBusyError, StateWriteError, XgenError
+from xgen_declare.errors import LoopBusy, StateBusyError, StateWriteError, XgenError
 from xgen_declare.processes.probes import Prober
 from xgen_declare.reconciler.apply import PlanLog, converge
 from xgen_declare.states import State
 from xgen_declare.processes.supervisor import Supervisor
+from xgen_declare.reconciler.snapshot import LoopSnapshot
 from xgen_declare.reconciler.watch import Watcher
 
 log = logging.getLogger("xgen_declare.reconciler.daemon")
@@ -48,6 +55,9 @@ BUSY_WAIT = 0.05
 ERROR_REPEAT = 60.0
 SLOW_PART = 2.0  # a part of a step that holds the loop longer is logged (stops, probes and starts wait on it)
 PUBLISH_PERIOD = 1.0
+INBOX_LIMIT = 64       # requests waiting for the loop; more are refused (LoopBusy -> HTTP 503)
+INBOX_PER_STEP = 8     # requests a step runs at most; the rest wait for the next step
+INBOX_BUDGET = 0.5     # seconds of requests a step runs at most (one at least)
 
 
 class Daemon:
@@ -69,7 +79,7 @@ class Daemon:
         self.passes = 0
         self.blocked_last_pass = False
         # the HTTP API (another thread) hands work to this loop here; see `submit`
-        self.inbox: queue.SimpleQueue[tuple[Callable, Future]] = queue.SimpleQueue()
+        self.inbox: queue.Queue[tuple[Callable, Future]] = queue.Queue(maxsize=INBOX_LIMIT)
         self.pass_hooks: list[Callable] = []  # fn(pass_result, seconds) after each reconcile pass
         self.tick_hooks: list[Callable] = []  # fn(daemon) once per loop step (the router's idle timers)
         # on-demand models wanted running now (the router wakes them, its idle timers remove them);
@@ -81,6 +91,8 @@ class Daemon:
         self._published: dict | None = None
         self._models_stopped = False
         self._next_publish = 0.0
+        self.snapshot: LoopSnapshot | None = None  # what readers in other threads see (snapshot.py)
+        self._publish_snapshot()
 
     # ---- wake-ups (any thread) -----------------------------------------------------------------
     def file_changed(self, path: str = "") -> None:
@@ -91,24 +103,43 @@ class Daemon:
         self.wake.set()
 
     def submit(self, fn: Callable[["Daemon"], object]) -> Future:
-        """Run fn(daemon) on the control loop (any thread may call this); the Future gets its result."""
+        """Run fn(daemon) on the control loop (any thread may call this); the Future gets its result.
+        LoopBusy when INBOX_LIMIT requests already wait (nothing was queued)."""
         fut: Future = Future()
-        self.inbox.put((fn, fut))
+        try:
+            self.inbox.put_nowait((fn, fut))
+        except queue.Full:
+            raise LoopBusy(f"the daemon is busy: {INBOX_LIMIT} requests already wait for its control loop; "
+                           "try again in a moment") from None
         self.wake.set()
         return fut
 
     def _run_inbox(self) -> None:
-        while True:
+        """At most INBOX_PER_STEP requests, and none started after INBOX_BUDGET seconds; the rest next step."""
+        deadline = time.monotonic() + INBOX_BUDGET
+        for _ in range(INBOX_PER_STEP):
             try:
                 fn, fut = self.inbox.get_nowait()
             except queue.Empty:
                 return
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                fut.set_result(fn(self))
-            except Exception as exc:  # goes back to the caller, the loop goes on
-                fut.set_exception(exc)
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn(self))
+                except Exception as exc:  # goes back to the caller, the loop goes on
+                    fut.set_exception(exc)
+            if time.monotonic() >= deadline:
+                break
+        if not self.inbox.empty():
+            self.wake.set()  # the next step comes at once, after the supervisor's tick
+
+    def _publish_snapshot(self) -> None:
+        """Replace `snapshot` (whole) when an input of a plan changed since the last one."""
+        last = self.snapshot
+        snap = LoopSnapshot(version=(last.version + 1) if last else 1, paths=tuple(self.env.paths),
+                            config=self.env.config, inventory=self.inventory, seen=self.sup.observed(),
+                            awake=frozenset(self.awake))
+        if not snap.same_inputs(last):
+            self.snapshot = snap
 
     def _on_hup(self, *_: object) -> None:
         self.resync_now = True
@@ -135,6 +166,7 @@ class Daemon:
         store.write_daemon_info(info)
         self.sup.load()
         self.awake = {name for name, p in self.sup.procs.items() if self.sup.running(p)}  # adopted: keep
+        self._publish_snapshot()
         files = [self.env.config_path] if self.env.config_path else \
             [os.path.join(p, n) for p in self.env.paths for n in ("xgen-declare.yaml", "xgen-declare.yml")]
         dirs = list(self.env.paths)
@@ -188,6 +220,7 @@ class Daemon:
         for hook in list(self.tick_hooks):
             self._guard("tick hook", hook, self)
         self._guard("state report", self._report_writes, now, self.passes != passes)
+        self._guard("snapshot", self._publish_snapshot)
 
     def _guard(self, what: str, fn: Callable, *args: object) -> None:
         """Run one part of a step; the daemon never dies of it and the log is not flooded; a part that

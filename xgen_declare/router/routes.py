@@ -55,7 +55,7 @@ async def list_models(request: Request):
                      "aliases": list(route.aliases), "server_type": route.server_type})
         if route.manifest_error:  # invalid now: requests go to the last good process
             data[-1]["manifest_error"] = router.ctx.scrub.text(route.manifest_error)
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": data, "conflicts": list(table.conflicts)}  # aliases two models claim
 
 
 def _model_of(request: Request, raw: bytes) -> tuple[str, bool]:

@@ -3,7 +3,8 @@ model id (render.served_names: the names the backend itself answers to). Pure.
 
 Built from the daemon's last reconcile pass (or straight from the manifests before the first one).
 A name always wins over an alias, an alias over a model id; a name two models claim goes to the first
-by name (and is reported in `conflicts`). A model whose manifest turned invalid keeps its previous route
+by name (and is reported in `conflicts`; the rules are desired/served.py's, which `plan` and the log
+share). A model whose manifest turned invalid keeps its previous route
 (aliases and model ids included, marked with the manifest error) as long as the plan keeps it: the
 reconciler keeps its last good process running, so the router keeps sending it requests.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
-from xgen_declare.desired.render import served_names
+from xgen_declare.desired.served import claims
 
 __all__ = ["Route", "RouteTable", "table_from_decls"]
 
@@ -73,26 +74,7 @@ def table_from_decls(decls: Iterable, kept: Mapping[str, str] | None = None,
     table = RouteTable()
     for name in sorted(routes):
         table.routes[name] = routes[name]
-    for route in table.routes.values():
-        for alias in route.aliases:
-            if alias in table.routes and alias != route.name:
-                table.conflicts.append(f"alias {alias!r} of {route.name} is the name of another model: ignored")
-            elif alias in table.aliases and table.aliases[alias] != route.name:
-                table.conflicts.append(f"alias {alias!r} is claimed by {table.aliases[alias]} and {route.name}: "
-                                       f"{table.aliases[alias]} answers")
-            else:
-                table.aliases.setdefault(alias, route.name)
-    explicit = dict(table.aliases)
-    for d in decls:
-        names = served_names(d.name, d.spec, getattr(d, "file", None))
-        for model_id in (n for n in names if n != d.name and n not in d.spec.alias):
-            owner = table.aliases.get(model_id)
-            if model_id in table.routes or model_id in explicit:
-                continue  # a model's name or alias says it: that one answers
-            if owner is not None and owner != d.name:
-                table.conflicts.append(f"model id {model_id!r} is served by {owner} and {d.name}: {owner} answers")
-            else:
-                table.aliases[model_id] = d.name
+    table.aliases, table.conflicts = claims({n: r.aliases for n, r in table.routes.items()}, decls)
     for name in kept or {}:  # a kept model's model ids, as its last good route had them
         if name in table.routes and previous is not None:
             for model_id, owner in previous.aliases.items():

@@ -17,8 +17,8 @@ def test_load_writes_manifest_and_same_spec_is_a_noop(api):
     assert r.status_code == 200, r.text
     body = r.json()
     assert {k: body[k] for k in ("status", "model", "backend", "port", "endpoint")} == {
-        "status": "success", "model": "qwen3-8b-q4-k-m", "backend": "llama-server-cpu", "port": 29001,
-        "endpoint": "http://127.0.0.1:29001/v1"}
+        "status": "success", "model": "qwen3-8b-q4-k-m", "backend": "llama-server-cpu", "port": None,
+        "endpoint": None}  # enabled: false takes no port (#21 finding 8)
     assert (body["state"], body["changed"], body["manifest"]) == ("Stopped", True, "api/qwen3-8b-q4-k-m.yaml")
     path = api.manifests / "api" / "qwen3-8b-q4-k-m.yaml"
     text = path.read_text()
@@ -244,3 +244,39 @@ def test_memory_from_the_ledger(api):
     prefix = 'xgen_model_memory_bytes{device="host",model="tiny",source="predicted"} '
     line = next(x for x in api.client.get("/metrics").text.splitlines() if x.startswith(prefix))
     assert float(line[len(prefix):]) == memory["bytes"]["host"]
+
+
+# ---- #21 finding 5: reads never queue on the control loop; a full inbox answers 503 ---------------------
+
+def test_plan_and_detail_answer_while_the_loop_is_held_and_its_inbox_full(api):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xgen_declare.reconciler.daemon import INBOX_LIMIT
+
+    pool = ThreadPoolExecutor(4)
+
+    def get(path: str):  # a read that waits for the held loop fails here, in bounded time
+        return pool.submit(api.client.get, P + path).result(timeout=10)
+
+    api.hand("chat.yaml", "chat", backend="llama-server-cpu", enabled=False)
+    assert api.client.post(P + "/reconcile").status_code == 200
+    held, release = threading.Event(), threading.Event()
+    api.daemon.submit(lambda d: (held.set(), release.wait(20)))  # a slow request holds the loop
+    try:
+        assert held.wait(10)
+        for _ in range(INBOX_LIMIT):
+            api.daemon.submit(lambda d: None)
+        r = get("/plan")
+        assert r.status_code == 200, r.text
+        assert [(a["name"], a["kind"]) for a in r.json()["actions"]] == [("chat", "keep")]
+        r = get("/models/chat/detail")
+        assert r.status_code == 200 and r.json()["declared"] is True
+        assert get("/models/nope/detail").status_code == 404
+        r = api.client.post(P + "/reconcile")
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert r.json() == {"status": "error", "detail": f"the daemon is busy: {INBOX_LIMIT} requests already wait "
+                            "for its control loop; try again in a moment", "retry_after": 1}
+    finally:
+        release.set()
+        pool.shutdown(wait=False)
