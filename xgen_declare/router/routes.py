@@ -18,7 +18,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from xgen_declare.http.security import token_ok
-from xgen_declare.router.errors import RouterError, error_body
+from xgen_declare.router.errors import RouterError, clip, error_body
+from xgen_declare.router.paths import upstream_path
 from xgen_declare.router.service import Router
 
 log = logging.getLogger("xgen_declare.router")
@@ -89,13 +90,14 @@ async def forward(request: Request, path: str):
     router = _router(request)
     arrived = router.clock()
     check_token(request)
+    target = upstream_path(path)  # before anything else: a path that leaves /v1/ reaches no backend
     raw = await request.body()
     model, stream = _model_of(request, raw)
     table = await router.table()
     route = table.resolve(model)
     if route is None:
         known = table.known()
-        raise RouterError(404, f"the model {model!r} does not exist; known models: {', '.join(known) or 'none'}",
+        raise RouterError(404, f"the model {clip(model)!r} does not exist; known models: {', '.join(known) or 'none'}",
                           code="model_not_found", param="model", known=known)
     name = route.name
     router.tracker.begin(name)
@@ -107,7 +109,7 @@ async def forward(request: Request, path: str):
         router.tracker.bind(name, port)
         done = _Once(lambda: (router.tracker.end(name), router.tracker.unbind(name, port),
                               router.metrics.in_flight.labels(model=name).dec()))
-        upstream = await _open(router, request, route, url + "/v1/" + path, raw, stream)
+        upstream = await _open(router, request, route, url + target, raw, stream)
     except RouterError as exc:
         done()
         router.metrics.requests.labels(model=name, code=str(exc.status)).inc()
