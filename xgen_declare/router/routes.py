@@ -155,7 +155,7 @@ async def _open(router: Router, request: Request, route, url: str, raw: bytes, s
     `Connection: close`, and a request that failed that way, before any answer, is sent once more on a
     new connection (the backend never read it)."""
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
-    key = router.api_key(route)
+    key = await router.api_key(route)
     if key:
         headers["Authorization"] = f"Bearer {key}"
     if stream:

@@ -20,6 +20,7 @@ from xgen_declare.states import State
 from xgen_declare.http.security import Scrubber
 from xgen_declare.router.activity import Tracker
 from xgen_declare.router.errors import RouterError
+from xgen_declare.router.keys import KeyCache
 from xgen_declare.router.metrics import RouterMetrics
 from xgen_declare.router.ondemand import OnDemand
 from xgen_declare.router.table import Route, RouteTable, table_from_decls
@@ -68,7 +69,8 @@ class Router:
                                      pool=TIMEOUT.pool)
         self.tracker = Tracker(clock)
         self.metrics = RouterMetrics(ctx.metrics.registry)
-        self.ondemand = OnDemand(self.tracker, ctx.bus, self.metrics)
+        self.keys = KeyCache()
+        self.ondemand = OnDemand(self.tracker, ctx.bus, self.metrics, self.keys)
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
         self._attached = False
         # requests waiting for a model to start: woken by the control loop step that changed its state
@@ -121,10 +123,15 @@ class Router:
 
     # ---- reading ---------------------------------------------------------------------------------
     async def table(self) -> RouteTable:
-        if self.ondemand.table is None:  # before the first pass: straight from the manifests
-            load = await to_thread.run_sync(load_paths, self.ctx.env.paths)
+        if self.ondemand.table is None:  # before the first pass: straight from the manifests (and key files)
+            def build() -> RouteTable:
+                table = table_from_decls(load_paths(self.ctx.env.paths).models)
+                self.keys.refresh(table)
+                return table
+
+            table = await to_thread.run_sync(build)
             if self.ondemand.table is None:
-                self.ondemand.table = table_from_decls(load.models)
+                self.ondemand.table = table
         return self.ondemand.table
 
     def proc(self, name: str):
@@ -136,15 +143,20 @@ class Router:
             return State.IDLE if route.on_demand and route.enabled else State.PENDING
         return p.state
 
-    def api_key(self, route: Route) -> str | None:
-        if not route.api_key_file:
+    async def api_key(self, route: Route) -> str | None:
+        """The key to send upstream, as the control loop last read it (router/keys.py); never opens the
+        file on the event loop. 503 if the file cannot be used."""
+        path = route.api_key_file
+        if not path:
             return None
-        try:
-            with open(route.api_key_file) as f:
-                return f.read().strip() or None
-        except OSError as exc:
-            raise RouterError(503, f"cannot read the api_key_file of {route.name}: {exc.strerror}",
-                              code="backend_key_unreadable") from None
+        key = self.keys.cached(path)
+        if key is None:  # a route the control loop has not looked at yet: read it in a worker thread
+            key = await to_thread.run_sync(self.keys.refresh_one, path)
+        if key.problem:
+            where = f" (in {route.file})" if route.file else ""
+            raise RouterError(503, f"cannot send {route.name}'s key upstream: spec.api_key_file{where}: {path} "
+                              f"{key.problem}", code="backend_key_unreadable")
+        return key.value
 
     # ---- a request's way to a Ready backend -------------------------------------------------------
     async def ready(self, route: Route, arrived: float) -> str:

@@ -26,7 +26,7 @@ class FakeRouter:
     def client(self):
         return self._client
 
-    def api_key(self, route):
+    async def api_key(self, route):
         return None
 
     def nudge(self):
