@@ -104,7 +104,9 @@ async def forward(request: Request, path: str):
     router.metrics.in_flight.labels(model=name).inc()
     done = _Once(lambda: (router.tracker.end(name), router.metrics.in_flight.labels(model=name).dec()))
     try:
-        url = await router.ready(route, arrived)
+        # without a token, a GET (an <img> on any page, old browsers send no Sec-Fetch-Site) starts nothing
+        may_wake = router.ctx.token is not None or request.method not in ("GET", "HEAD")
+        url = await router.ready(route, arrived, may_wake)
         port = httpx.URL(url).port or 0
         router.tracker.bind(name, port)
         done = _Once(lambda: (router.tracker.end(name), router.tracker.unbind(name, port),

@@ -159,9 +159,10 @@ class Router:
         return key.value
 
     # ---- a request's way to a Ready backend -------------------------------------------------------
-    async def ready(self, route: Route, arrived: float) -> str:
+    async def ready(self, route: Route, arrived: float, may_wake: bool = True) -> str:
         """The backend's base URL once the model is Ready (waking an on-demand model, bounded by its
-        ready_timeout); RouterError 503 (or 429 when too many wait) otherwise."""
+        ready_timeout); RouterError 503 (or 429 when too many wait) otherwise. `may_wake` False: an Idle
+        on-demand model is not started for this request (503 model_idle)."""
         name = route.name
         if not route.enabled:
             raise RouterError(503, f"model {name!r} is disabled in its manifest (enabled: false)",
@@ -173,7 +174,7 @@ class Router:
             raise RouterError(429, f"{self.queue_limit} requests already wait for {name} to start; retry later",
                               code="queue_full", headers={"Retry-After": "5"})
         try:
-            url = await self._wait_ready(route, arrived)
+            url = await self._wait_ready(route, arrived, may_wake)
         finally:
             self.tracker.done_waiting(name)
         self.metrics.cold_start.labels(model=name).observe(self.clock() - arrived)
@@ -185,11 +186,11 @@ class Router:
             return base_url(p.rec.host, p.rec.port)
         return None
 
-    async def _wait_ready(self, route: Route, arrived: float) -> str:
+    async def _wait_ready(self, route: Route, arrived: float, may_wake: bool = True) -> str:
         waiter = (asyncio.get_running_loop(), asyncio.Event())
         self._waiting.setdefault(route.name, set()).add(waiter)
         try:
-            return await self._wait_ready_loop(route, arrived, waiter[1])
+            return await self._wait_ready_loop(route, arrived, waiter[1], may_wake)
         finally:
             waiters = self._waiting.get(route.name)
             if waiters is not None:
@@ -198,7 +199,8 @@ class Router:
                     self._waiting.pop(route.name, None)
                     self._seen.pop(route.name, None)
 
-    async def _wait_ready_loop(self, route: Route, arrived: float, changed: asyncio.Event) -> str:
+    async def _wait_ready_loop(self, route: Route, arrived: float, changed: asyncio.Event,
+                               may_wake: bool = True) -> str:
         name = route.name
         # a rollout may hold it: drain, stop, then the new start
         deadline = arrived + route.drain_timeout + route.stop_grace + route.ready_timeout + GRACE
@@ -224,7 +226,11 @@ class Router:
             if st == State.STOPPED and not route.on_demand:
                 raise RouterError(503, f"{name} is Stopped", code="model_unavailable", state=st.value)
             wakeable = st in (State.IDLE, State.STOPPED) or (last_wake is None and st != State.STOPPING)
-            if route.on_demand and wakeable and (last_wake is None or now - last_wake >= REWAKE):
+            if route.on_demand and wakeable and not may_wake and st != State.STARTING:  # joins a start, never makes one
+                raise RouterError(503, f"{name} is {st.value} (on-demand) and a GET does not start it while the "
+                                  "router has no token (any web page could send one): send the request as a POST, "
+                                  "or set api.token_file / XGEN_API_TOKEN", code="model_idle", state=st.value)
+            if route.on_demand and wakeable and may_wake and (last_wake is None or now - last_wake >= REWAKE):
                 last_wake = now
                 wake = await self.ctx.call(lambda d: self.ondemand.wake(d, name))
                 if not wake.ok:
