@@ -27,7 +27,8 @@ def mount_router(app, ctx) -> Router:
     from xgen_declare.router.routes import api, router_error
 
     limits = ctx.env.config.router
-    router = Router(ctx, queue_limit=limits.queue_limit, read_timeout=limits.upstream_read_timeout)
+    router = Router(ctx, queue_limit=limits.queue_limit, read_timeout=limits.upstream_read_timeout,
+                    connections=limits.connections_per_model)
     ctx.router = router
     app.state.router = router
     app.include_router(api)

@@ -108,7 +108,8 @@ async def forward(request: Request, path: str):
         may_wake = router.ctx.token is not None or request.method not in ("GET", "HEAD")
         url = await router.ready(route, arrived, may_wake)
         port = httpx.URL(url).port or 0
-        router.tracker.bind(name, port)
+        if not router.tracker.try_bind(name, port, router.connections):  # its pool is full: 429 now, not 504 later
+            raise router.busy(route)
         done = _Once(lambda: (router.tracker.end(name), router.tracker.unbind(name, port),
                               router.metrics.in_flight.labels(model=name).dec()))
         upstream = await _open(router, request, route, url + target, raw, stream)
@@ -162,7 +163,7 @@ async def _open(router: Router, request: Request, route, url: str, raw: bytes, s
         headers["Authorization"] = f"Bearer {key}"
     if stream:
         headers["Connection"] = "close"
-    client = router.client()
+    client = router.client(route.name)
     for attempt in (1, 2):
         req = client.build_request(request.method, url, params=request.query_params, headers=headers, content=raw)
         try:
@@ -174,6 +175,8 @@ async def _open(router: Router, request: Request, route, url: str, raw: bytes, s
             router.nudge()
             raise RouterError(502, f"backend {route.name} is not answering (RemoteProtocolError); its state is "
                               "being updated", code="backend_unreachable") from None
+        except httpx.PoolTimeout:  # try_bind keeps within the pool; should it fill anyway: busy, not a timeout
+            raise router.busy(route) from None
         except httpx.TimeoutException as exc:
             raise RouterError(504, f"backend {route.name} did not answer in time ({type(exc).__name__})",
                               code="backend_timeout") from None

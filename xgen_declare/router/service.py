@@ -30,6 +30,8 @@ log = logging.getLogger("xgen_declare.router")
 __all__ = ["Router", "QUEUE_LIMIT"]
 
 QUEUE_LIMIT = 64          # requests that may wait per model while it starts; beyond: 429
+CONNECTIONS = 64          # requests forwarded to one model at once (its own pool); beyond: 429
+KEEPALIVE = 20            # idle connections a model's pool keeps
 POLL = 0.05               # fallback: seconds between looks at a starting model's state (see `_on_tick`)
 REWAKE = 1.0              # a model seen Idle again while a request waits (it was stopping) is woken again
 GRACE = 5.0               # added to ready_timeout: the start itself may wait for an evicted model to stop
@@ -63,15 +65,15 @@ class Host(Protocol):
 
 class Router:
     def __init__(self, ctx: Host, clock: Callable[[], float] = time.monotonic, queue_limit: int = QUEUE_LIMIT,
-                 read_timeout: float = TIMEOUT.read):
-        self.ctx, self.clock, self.queue_limit = ctx, clock, queue_limit
+                 read_timeout: float = TIMEOUT.read, connections: int = CONNECTIONS):
+        self.ctx, self.clock, self.queue_limit, self.connections = ctx, clock, queue_limit, connections
         self.timeout = httpx.Timeout(connect=TIMEOUT.connect, read=read_timeout, write=TIMEOUT.write,
                                      pool=TIMEOUT.pool)
         self.tracker = Tracker(clock)
         self.metrics = RouterMetrics(ctx.metrics.registry)
         self.keys = KeyCache()
         self.ondemand = OnDemand(self.tracker, ctx.bus, self.metrics, self.keys)
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = {}
         self._attached = False
         # requests waiting for a model to start: woken by the control loop step that changed its state
         self._waiting: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
@@ -98,14 +100,24 @@ class Router:
         d.sup.in_flight_at = lambda name, port: 0
         self._attached = False
 
-    def client(self) -> httpx.AsyncClient:
-        """One pooled client per event loop (uvicorn has one; test clients may bring others)."""
+    def client(self, name: str) -> httpx.AsyncClient:
+        """Model `name`'s own pooled client, `connections` at most (one pool for all let 100 streams to
+        one model make every other model wait for a connection, then 504), per event loop (uvicorn has
+        one; test clients may bring others)."""
         loop = asyncio.get_running_loop()
         for old in [lp for lp in self._clients if lp.is_closed()]:
             del self._clients[old]
-        if loop not in self._clients:
-            self._clients[loop] = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, trust_env=False)
-        return self._clients[loop]
+        pools = self._clients.setdefault(loop, {})
+        if name not in pools:
+            limits = httpx.Limits(max_connections=self.connections,
+                                  max_keepalive_connections=min(self.connections, KEEPALIVE))
+            pools[name] = httpx.AsyncClient(timeout=self.timeout, limits=limits, follow_redirects=False,
+                                            trust_env=False)
+        return pools[name]
+
+    def busy(self, route: Route) -> RouterError:
+        return RouterError(429, f"{self.connections} requests to {route.name} are being answered already (router."
+                           "connections_per_model); retry later", code="model_busy", headers={"Retry-After": "1"})
 
     def _on_tick(self, d) -> None:
         """Control loop, after each step: wake the requests of every model whose state changed."""

@@ -23,7 +23,7 @@ class FakeRouter:
         self._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         self.nudged = 0
 
-    def client(self):
+    def client(self, name):
         return self._client
 
     async def api_key(self, route):
