@@ -10,9 +10,9 @@ __all__ = ["RouterError", "clip", "error_body", "TYPES"]
 
 CLIP = 200  # characters of a client's text (a model name, a path) echoed in an error; the rest is cut
 
-TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "invalid_request_error", 404: "invalid_request_error",
-         413: "invalid_request_error", 429: "rate_limit_error", 502: "server_error", 503: "server_error",
-         504: "server_error"}
+TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "invalid_request_error",
+         404: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error", 502: "server_error",
+         503: "server_error", 504: "server_error"}
 
 
 def clip(text: str, limit: int = CLIP) -> str:
