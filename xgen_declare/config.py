@@ -205,6 +205,9 @@ class Router(BaseModel):
     max_body_mib: int = Field(32, ge=1, le=1024, description="Largest /v1 request body, in MiB; beyond: 413")
     upstream_read_timeout: float = Field(600, gt=0, description="Seconds the router waits for a backend's next "
                                          "bytes (a long generation without streaming must fit)")
+    connections_per_model: int = Field(64, ge=1, le=10000, description="Requests the router forwards to one model "
+                                       "at once, over that model's own connection pool (a busy model cannot take "
+                                       "the others' connections); beyond: 429")
 
 
 class Config(BaseModel):

@@ -3,7 +3,10 @@
   * binding: loopback by default; any other address needs a token (`check_bind`);
   * writes: `Authorization: Bearer TOKEN` whenever a token is set (`require_token`);
   * Host header: checked against an allow-list (DNS rebinding from a browser on this machine);
-  * Origin header of writes: when present (browsers), it must be an allowed host too (CSRF);
+  * Origin header of writes: when present (browsers), it must be this server's own origin: scheme, host
+    and port of the request's Host (CSRF; another local port is another site); `Sec-Fetch-Site` other
+    than `same-origin`/`none` is refused the same way. The router's half (`guard_reads`) applies both
+    to reads too: a GET there may start a model (an `<img>` on any page would);
   * bodies: at most MAX_BODY bytes, counted while reading (chunked bodies included);
   * errors: one shape, `{"status": "error", "detail": ...}`, with the manifests dir and the state dir
     scrubbed from every text (`Scrubber`) and no traceback ever (`ApiProblem` + a catch-all handler).
@@ -19,9 +22,14 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from xgen_declare.config import Api, Config
-from xgen_declare.errors import ExitCode, XgenError
+from xgen_declare.errors import ExitCode, FileRefused, XgenError
+from xgen_declare.readers.bounded import KIB, read_text
 
 MAX_BODY = 64 * 1024
+TOKEN_LIMIT = 64 * KIB
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+SAME_ORIGIN_FETCH = frozenset({"same-origin", "none"})  # Sec-Fetch-Site a browser sends for its own pages / typed URLs
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 TOKEN_ENV = "XGEN_API_TOKEN"
 
@@ -62,8 +70,11 @@ def load_token(api: Api, config: Config, environ: dict[str, str] | None = None) 
         return None
     path = config.resolve(api.token_file) or api.token_file
     try:
-        with open(path) as f:
-            value = f.read().strip()
+        value = read_text(path, TOKEN_LIMIT, what="a token file").strip()
+    except FileRefused as exc:
+        raise ApiSetupError(f"api.token_file: {exc}") from None
+    except UnicodeDecodeError:
+        raise ApiSetupError(f"api.token_file: {path} is not UTF-8 text; put the token in it") from None
     except OSError as exc:
         raise ApiSetupError(f"api.token_file: cannot read {path}: {exc.strerror}") from None
     if not value:
@@ -91,6 +102,41 @@ def host_of(header: str) -> str:
     if header.startswith("["):
         return header[1:].split("]", 1)[0]
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def host_port(header: str) -> int | None:
+    """'example.org:8000' -> 8000, '[::1]:8000' -> 8000, 'example.org' -> None (the scheme's default)."""
+    header = header.strip()
+    tail = header.rsplit("]", 1)[1] if header.startswith("[") and "]" in header else \
+        header if header.count(":") == 1 else ""
+    port = tail.rpartition(":")[2] if ":" in tail else ""
+    return int(port) if port.isdigit() else None
+
+
+def same_origin(origin: str, scheme: str, host_header: str) -> bool:
+    """Whether a browser's `Origin` is the origin the request was sent to: scheme, host and port all equal
+    (the port defaults by scheme). `http://localhost:9999` is another site than `http://localhost:8000`."""
+    try:
+        o = urlsplit(origin.strip())
+        port = o.port
+    except ValueError:
+        return False
+    if o.scheme not in DEFAULT_PORTS or not o.hostname or o.path or o.query:
+        return False
+    own_port = host_port(host_header) or DEFAULT_PORTS.get(scheme)
+    return (o.scheme == scheme and o.hostname.lower() == host_of(host_header)
+            and (port or DEFAULT_PORTS[o.scheme]) == own_port)
+
+
+def cross_site(headers: dict[str, str], scheme: str) -> str | None:
+    """Why a browser request comes from another site (None: it does not, or it is no browser)."""
+    origin = headers.get("origin")
+    if origin is not None and not same_origin(origin, scheme, headers.get("host", "")):
+        return f"Origin {origin[:100]!r} is not this server's origin"
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site.strip().lower() not in SAME_ORIGIN_FETCH:
+        return f"Sec-Fetch-Site is {fetch_site[:40]!r}"
+    return None
 
 
 def token_ok(header: str | None, token: str) -> bool:
@@ -142,10 +188,11 @@ async def _send_json(send, status: int, body: dict, headers: list | None = None)
 
 
 class GuardMiddleware:
-    """ASGI middleware: Host allow-list on every request, body size limit on requests with a body."""
+    """ASGI middleware: Host allow-list on every request, same-origin rule on writes (on every request
+    with `guard_reads`), body size limit on requests with a body."""
 
-    def __init__(self, app, hosts: frozenset[str], max_body: int = MAX_BODY):
-        self.app, self.hosts, self.max_body = app, hosts, max_body
+    def __init__(self, app, hosts: frozenset[str], max_body: int = MAX_BODY, guard_reads: bool = False):
+        self.app, self.hosts, self.max_body, self.guard_reads = app, hosts, max_body, guard_reads
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -154,12 +201,16 @@ class GuardMiddleware:
         if "*" not in self.hosts and host_of(headers.get("host", "")) not in self.hosts:
             return await _send_json(send, 400, {"status": "error", "detail": "Host header not allowed (add the "
                                                 "name to api.allowed_hosts if it is yours)"})
-        if scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+        read = scope.get("method") in READS
+        if self.guard_reads or not read:
+            # a browser page of another site (CSRF): browsers send Origin on a POST and Sec-Fetch-Site on
+            # everything (an <img> GET has no Origin), curl sends neither
+            why = cross_site(headers, scope.get("scheme", "http"))
+            if why is not None:
+                detail = "cross-origin request refused" if read else "cross-origin write refused"
+                return await _send_json(send, 403, {"status": "error", "detail": detail, "reason": why})
+        if read:
             return await self.app(scope, receive, send)
-        origin = headers.get("origin")
-        if origin is not None and "*" not in self.hosts and host_of(urlsplit(origin).netloc) not in self.hosts:
-            # a browser page of another site (CSRF): browsers always send Origin on a POST, curl never does
-            return await _send_json(send, 403, {"status": "error", "detail": "cross-origin write refused"})
         too_big = {"status": "error", "detail": f"request body larger than {self.max_body} bytes"}
         try:
             if int(headers.get("content-length") or 0) > self.max_body:

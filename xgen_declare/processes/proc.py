@@ -7,10 +7,14 @@ import os
 import subprocess
 from dataclasses import dataclass
 
+from xgen_declare.errors import FileRefused
 from xgen_declare.processes.backoff import Backoff
 from xgen_declare.processes.spec import Rendered, Want
 from xgen_declare.processes.state_store import OWNER_ENV, Record
+from xgen_declare.readers.bounded import KIB, read_text
 from xgen_declare.states import State
+
+SECRET_LIMIT = 64 * KIB  # a key, not a file to load into the environment
 
 
 class SecretFileError(Exception):
@@ -55,10 +59,13 @@ class Proc:
 
 def child_env(spec: Rendered, marker: str) -> dict[str, str]:
     env = spec.merged_env(dict(os.environ))
-    for var, path in spec.secret_env.items():
+    for var, path in spec.secret_env.items():  # on the control loop: bounded, a FIFO is refused, never waited on
         try:
-            with open(path) as f:
-                env[var] = f.read().strip()
+            env[var] = read_text(path, SECRET_LIMIT, what="a secret file").strip()
+        except FileRefused as exc:
+            raise SecretFileError(f"cannot read the secret file for {var}: {exc}") from None
+        except UnicodeDecodeError:
+            raise SecretFileError(f"cannot read the secret file for {var} ({path}): it is not UTF-8 text") from None
         except OSError as exc:
             raise SecretFileError(f"cannot read the secret file for {var} ({path}): {exc.strerror}") from None
     env[OWNER_ENV] = marker

@@ -3,9 +3,11 @@ request's `model` picks the backend; on-demand start, idle stop and making room 
 
     table.py     model names and aliases -> Route (pure)
     activity.py  per-model in-flight / waiting counts and last use (thread-safe)
+    keys.py      the backends' api_key_file contents, read on the control loop (bounded), looked up by requests
     ondemand.py  wake (with eviction, least recently used first) and idle stop, on the control loop
     service.py   Router: request -> Ready backend URL (waits bounded by ready_timeout), upstream client
     routes.py    GET /v1/models and the pass-through of /v1/* (streaming, client disconnect)
+    paths.py     the path forwarded upstream stays under /v1/ (dot segments refused, plain or encoded)
     guard.py     the API's guard for /v1 (larger body limit, OpenAI-shaped errors)
     errors.py    OpenAI-style error bodies (`RouterError`)
     metrics.py   xgen_router_* series in the API's registry
@@ -25,7 +27,8 @@ def mount_router(app, ctx) -> Router:
     from xgen_declare.router.routes import api, router_error
 
     limits = ctx.env.config.router
-    router = Router(ctx, queue_limit=limits.queue_limit, read_timeout=limits.upstream_read_timeout)
+    router = Router(ctx, queue_limit=limits.queue_limit, read_timeout=limits.upstream_read_timeout,
+                    connections=limits.connections_per_model)
     ctx.router = router
     app.state.router = router
     app.include_router(api)

@@ -5,7 +5,8 @@ the control loop never stops (idle timer, eviction) a model whose count is not z
 the requests held while the model starts (bounded: beyond `queue_limit` the router answers 429).
 `last_used` is when a request last arrived or finished (the idle timer and the LRU order read it).
 `at(name, port)` counts the requests forwarded to one process of a model (its port) and not finished:
-a surge drains the old process by it while the new one already takes new requests.
+a surge drains the old process by it while the new one already takes new requests; `try_bind` caps
+their sum per model (router.connections_per_model, the size of the model's connection pool).
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ class Tracker:
         """A request of `name` goes to the process on `port` (count it until `unbind`)."""
         with self._lock:
             self._upstream[(name, port)] = self._upstream.get((name, port), 0) + 1
+
+    def try_bind(self, name: str, port: int, limit: int) -> bool:
+        """`bind`, unless `limit` requests of `name` are bound already, to any of its processes (then False)."""
+        with self._lock:
+            if sum(n for (model, _), n in self._upstream.items() if model == name) >= limit:
+                return False
+            self._upstream[(name, port)] = self._upstream.get((name, port), 0) + 1
+            return True
 
     def unbind(self, name: str, port: int) -> None:
         with self._lock:

@@ -6,11 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RouterError", "error_body", "TYPES"]
+__all__ = ["RouterError", "clip", "error_body", "TYPES"]
 
-TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-         413: "invalid_request_error", 429: "rate_limit_error", 502: "server_error", 503: "server_error",
-         504: "server_error"}
+CLIP = 200  # characters of a client's text (a model name, a path) echoed in an error; the rest is cut
+
+TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "invalid_request_error",
+         404: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error", 502: "server_error",
+         503: "server_error", 504: "server_error"}
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """A client's text as an error message may quote it: at most `limit` characters, then an ellipsis."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def error_body(status: int, message: str, code: str | None = None, param: str | None = None,

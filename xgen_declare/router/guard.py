@@ -20,7 +20,8 @@ class PathGuard:
     def __init__(self, app, hosts: frozenset[str], max_body: int, router_max_body: int = ROUTER_MAX_BODY):
         self.app = app
         self.management = GuardMiddleware(app, hosts, max_body)
-        self.router = GuardMiddleware(self._passed, hosts, router_max_body)
+        # reads too: a GET on /v1 may start an on-demand model (Origin / Sec-Fetch-Site of another site: 403)
+        self.router = GuardMiddleware(self._passed, hosts, router_max_body, guard_reads=True)
 
     async def _passed(self, scope, receive, send):
         scope[_PASSED] = True
@@ -41,8 +42,9 @@ class PathGuard:
                 return None
             status = start["status"] if start else 400
             try:
-                detail = json.loads(message.get("body") or b"{}").get("detail", "refused")
-            except ValueError:
+                answer = json.loads(message.get("body") or b"{}")
+                detail = answer.get("detail", "refused") + (f" ({answer['reason']})" if answer.get("reason") else "")
+            except (ValueError, AttributeError, TypeError):
                 detail = "refused"
             code = {413: "body_too_large", 403: "cross_origin", 400: "bad_request"}.get(status)
             data = json.dumps(error_body(status, detail, code)).encode()

@@ -20,6 +20,7 @@ from xgen_declare.placement.predict import MIB
 from xgen_declare.reconciler.apply import compute
 from xgen_declare.states import State
 from xgen_declare.router.activity import Tracker
+from xgen_declare.router.keys import KeyCache
 from xgen_declare.router.table import RouteTable, table_from_decls
 
 log = logging.getLogger("xgen_declare.router")
@@ -64,20 +65,25 @@ def fmt_seconds(s: float) -> str:
 
 
 class OnDemand:
-    def __init__(self, tracker: Tracker, bus=None, metrics=None):
-        self.tracker, self.bus, self.metrics = tracker, bus, metrics
+    def __init__(self, tracker: Tracker, bus=None, metrics=None, keys: KeyCache | None = None):
+        self.tracker, self.bus, self.metrics, self.keys = tracker, bus, metrics, keys
         self.table: RouteTable | None = None
 
     # ---- hooks (control loop) --------------------------------------------------------------------
     def on_pass(self, result, seconds: float = 0.0) -> None:
         if result is not None and result.desired is not None:
             kept = {a.name: a.manifest_error for a in result.plan.actions if a.manifest_error}
-            self.table = table_from_decls(result.desired.load.models, kept, self.table)
+            table = table_from_decls(result.desired.load.models, kept, self.table)
+            if self.keys is not None:  # the keys before the routes: a request never finds a key unread
+                self.keys.refresh(table)
+            self.table = table
 
     def tick(self, d) -> None:
         table = self.table
         if table is None:
             return
+        if self.keys is not None:  # a key file changed (or turned into a FIFO): read it here, not in a request
+            self.keys.refresh(table)
         stopped = []
         for name in sorted(d.awake):
             route = table.routes.get(name)

@@ -18,7 +18,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from xgen_declare.http.security import token_ok
-from xgen_declare.router.errors import RouterError, error_body
+from xgen_declare.router.errors import RouterError, clip, error_body
+from xgen_declare.router.paths import upstream_path
 from xgen_declare.router.service import Router
 
 log = logging.getLogger("xgen_declare.router")
@@ -89,25 +90,29 @@ async def forward(request: Request, path: str):
     router = _router(request)
     arrived = router.clock()
     check_token(request)
+    target = upstream_path(path)  # before anything else: a path that leaves /v1/ reaches no backend
     raw = await request.body()
     model, stream = _model_of(request, raw)
     table = await router.table()
     route = table.resolve(model)
     if route is None:
         known = table.known()
-        raise RouterError(404, f"the model {model!r} does not exist; known models: {', '.join(known) or 'none'}",
+        raise RouterError(404, f"the model {clip(model)!r} does not exist; known models: {', '.join(known) or 'none'}",
                           code="model_not_found", param="model", known=known)
     name = route.name
     router.tracker.begin(name)
     router.metrics.in_flight.labels(model=name).inc()
     done = _Once(lambda: (router.tracker.end(name), router.metrics.in_flight.labels(model=name).dec()))
     try:
-        url = await router.ready(route, arrived)
+        # without a token, a GET (an <img> on any page, old browsers send no Sec-Fetch-Site) starts nothing
+        may_wake = router.ctx.token is not None or request.method not in ("GET", "HEAD")
+        url = await router.ready(route, arrived, may_wake)
         port = httpx.URL(url).port or 0
-        router.tracker.bind(name, port)
+        if not router.tracker.try_bind(name, port, router.connections):  # its pool is full: 429 now, not 504 later
+            raise router.busy(route)
         done = _Once(lambda: (router.tracker.end(name), router.tracker.unbind(name, port),
                               router.metrics.in_flight.labels(model=name).dec()))
-        upstream = await _open(router, request, route, url + "/v1/" + path, raw, stream)
+        upstream = await _open(router, request, route, url + target, raw, stream)
     except RouterError as exc:
         done()
         router.metrics.requests.labels(model=name, code=str(exc.status)).inc()
@@ -153,12 +158,12 @@ async def _open(router: Router, request: Request, route, url: str, raw: bytes, s
     `Connection: close`, and a request that failed that way, before any answer, is sent once more on a
     new connection (the backend never read it)."""
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
-    key = router.api_key(route)
+    key = await router.api_key(route)
     if key:
         headers["Authorization"] = f"Bearer {key}"
     if stream:
         headers["Connection"] = "close"
-    client = router.client()
+    client = router.client(route.name)
     for attempt in (1, 2):
         req = client.build_request(request.method, url, params=request.query_params, headers=headers, content=raw)
         try:
@@ -170,6 +175,8 @@ async def _open(router: Router, request: Request, route, url: str, raw: bytes, s
             router.nudge()
             raise RouterError(502, f"backend {route.name} is not answering (RemoteProtocolError); its state is "
                               "being updated", code="backend_unreachable") from None
+        except httpx.PoolTimeout:  # try_bind keeps within the pool; should it fill anyway: busy, not a timeout
+            raise router.busy(route) from None
         except httpx.TimeoutException as exc:
             raise RouterError(504, f"backend {route.name} did not answer in time ({type(exc).__name__})",
                               code="backend_timeout") from None

@@ -20,6 +20,7 @@ from xgen_declare.states import State
 from xgen_declare.http.security import Scrubber
 from xgen_declare.router.activity import Tracker
 from xgen_declare.router.errors import RouterError
+from xgen_declare.router.keys import KeyCache
 from xgen_declare.router.metrics import RouterMetrics
 from xgen_declare.router.ondemand import OnDemand
 from xgen_declare.router.table import Route, RouteTable, table_from_decls
@@ -29,6 +30,8 @@ log = logging.getLogger("xgen_declare.router")
 __all__ = ["Router", "QUEUE_LIMIT"]
 
 QUEUE_LIMIT = 64          # requests that may wait per model while it starts; beyond: 429
+CONNECTIONS = 64          # requests forwarded to one model at once (its own pool); beyond: 429
+KEEPALIVE = 20            # idle connections a model's pool keeps
 POLL = 0.05               # fallback: seconds between looks at a starting model's state (see `_on_tick`)
 REWAKE = 1.0              # a model seen Idle again while a request waits (it was stopping) is woken again
 GRACE = 5.0               # added to ready_timeout: the start itself may wait for an evicted model to stop
@@ -62,14 +65,15 @@ class Host(Protocol):
 
 class Router:
     def __init__(self, ctx: Host, clock: Callable[[], float] = time.monotonic, queue_limit: int = QUEUE_LIMIT,
-                 read_timeout: float = TIMEOUT.read):
-        self.ctx, self.clock, self.queue_limit = ctx, clock, queue_limit
+                 read_timeout: float = TIMEOUT.read, connections: int = CONNECTIONS):
+        self.ctx, self.clock, self.queue_limit, self.connections = ctx, clock, queue_limit, connections
         self.timeout = httpx.Timeout(connect=TIMEOUT.connect, read=read_timeout, write=TIMEOUT.write,
                                      pool=TIMEOUT.pool)
         self.tracker = Tracker(clock)
         self.metrics = RouterMetrics(ctx.metrics.registry)
-        self.ondemand = OnDemand(self.tracker, ctx.bus, self.metrics)
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self.keys = KeyCache()
+        self.ondemand = OnDemand(self.tracker, ctx.bus, self.metrics, self.keys)
+        self._clients: dict[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = {}
         self._attached = False
         # requests waiting for a model to start: woken by the control loop step that changed its state
         self._waiting: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
@@ -96,14 +100,24 @@ class Router:
         d.sup.in_flight_at = lambda name, port: 0
         self._attached = False
 
-    def client(self) -> httpx.AsyncClient:
-        """One pooled client per event loop (uvicorn has one; test clients may bring others)."""
+    def client(self, name: str) -> httpx.AsyncClient:
+        """Model `name`'s own pooled client, `connections` at most (one pool for all let 100 streams to
+        one model make every other model wait for a connection, then 504), per event loop (uvicorn has
+        one; test clients may bring others)."""
         loop = asyncio.get_running_loop()
         for old in [lp for lp in self._clients if lp.is_closed()]:
             del self._clients[old]
-        if loop not in self._clients:
-            self._clients[loop] = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, trust_env=False)
-        return self._clients[loop]
+        pools = self._clients.setdefault(loop, {})
+        if name not in pools:
+            limits = httpx.Limits(max_connections=self.connections,
+                                  max_keepalive_connections=min(self.connections, KEEPALIVE))
+            pools[name] = httpx.AsyncClient(timeout=self.timeout, limits=limits, follow_redirects=False,
+                                            trust_env=False)
+        return pools[name]
+
+    def busy(self, route: Route) -> RouterError:
+        return RouterError(429, f"{self.connections} requests to {route.name} are being answered already (router."
+                           "connections_per_model); retry later", code="model_busy", headers={"Retry-After": "1"})
 
     def _on_tick(self, d) -> None:
         """Control loop, after each step: wake the requests of every model whose state changed."""
@@ -121,10 +135,15 @@ class Router:
 
     # ---- reading ---------------------------------------------------------------------------------
     async def table(self) -> RouteTable:
-        if self.ondemand.table is None:  # before the first pass: straight from the manifests
-            load = await to_thread.run_sync(load_paths, self.ctx.env.paths)
+        if self.ondemand.table is None:  # before the first pass: straight from the manifests (and key files)
+            def build() -> RouteTable:
+                table = table_from_decls(load_paths(self.ctx.env.paths).models)
+                self.keys.refresh(table)
+                return table
+
+            table = await to_thread.run_sync(build)
             if self.ondemand.table is None:
-                self.ondemand.table = table_from_decls(load.models)
+                self.ondemand.table = table
         return self.ondemand.table
 
     def proc(self, name: str):
@@ -136,20 +155,26 @@ class Router:
             return State.IDLE if route.on_demand and route.enabled else State.PENDING
         return p.state
 
-    def api_key(self, route: Route) -> str | None:
-        if not route.api_key_file:
+    async def api_key(self, route: Route) -> str | None:
+        """The key to send upstream, as the control loop last read it (router/keys.py); never opens the
+        file on the event loop. 503 if the file cannot be used."""
+        path = route.api_key_file
+        if not path:
             return None
-        try:
-            with open(route.api_key_file) as f:
-                return f.read().strip() or None
-        except OSError as exc:
-            raise RouterError(503, f"cannot read the api_key_file of {route.name}: {exc.strerror}",
-                              code="backend_key_unreadable") from None
+        key = self.keys.cached(path)
+        if key is None:  # a route the control loop has not looked at yet: read it in a worker thread
+            key = await to_thread.run_sync(self.keys.refresh_one, path)
+        if key.problem:
+            where = f" (in {route.file})" if route.file else ""
+            raise RouterError(503, f"cannot send {route.name}'s key upstream: spec.api_key_file{where}: {path} "
+                              f"{key.problem}", code="backend_key_unreadable")
+        return key.value
 
     # ---- a request's way to a Ready backend -------------------------------------------------------
-    async def ready(self, route: Route, arrived: float) -> str:
+    async def ready(self, route: Route, arrived: float, may_wake: bool = True) -> str:
         """The backend's base URL once the model is Ready (waking an on-demand model, bounded by its
-        ready_timeout); RouterError 503 (or 429 when too many wait) otherwise."""
+        ready_timeout); RouterError 503 (or 429 when too many wait) otherwise. `may_wake` False: an Idle
+        on-demand model is not started for this request (503 model_idle)."""
         name = route.name
         if not route.enabled:
             raise RouterError(503, f"model {name!r} is disabled in its manifest (enabled: false)",
@@ -161,7 +186,7 @@ class Router:
             raise RouterError(429, f"{self.queue_limit} requests already wait for {name} to start; retry later",
                               code="queue_full", headers={"Retry-After": "5"})
         try:
-            url = await self._wait_ready(route, arrived)
+            url = await self._wait_ready(route, arrived, may_wake)
         finally:
             self.tracker.done_waiting(name)
         self.metrics.cold_start.labels(model=name).observe(self.clock() - arrived)
@@ -173,11 +198,11 @@ class Router:
             return base_url(p.rec.host, p.rec.port)
         return None
 
-    async def _wait_ready(self, route: Route, arrived: float) -> str:
+    async def _wait_ready(self, route: Route, arrived: float, may_wake: bool = True) -> str:
         waiter = (asyncio.get_running_loop(), asyncio.Event())
         self._waiting.setdefault(route.name, set()).add(waiter)
         try:
-            return await self._wait_ready_loop(route, arrived, waiter[1])
+            return await self._wait_ready_loop(route, arrived, waiter[1], may_wake)
         finally:
             waiters = self._waiting.get(route.name)
             if waiters is not None:
@@ -186,7 +211,8 @@ class Router:
                     self._waiting.pop(route.name, None)
                     self._seen.pop(route.name, None)
 
-    async def _wait_ready_loop(self, route: Route, arrived: float, changed: asyncio.Event) -> str:
+    async def _wait_ready_loop(self, route: Route, arrived: float, changed: asyncio.Event,
+                               may_wake: bool = True) -> str:
         name = route.name
         # a rollout may hold it: drain, stop, then the new start
         deadline = arrived + route.drain_timeout + route.stop_grace + route.ready_timeout + GRACE
@@ -212,7 +238,11 @@ class Router:
             if st == State.STOPPED and not route.on_demand:
                 raise RouterError(503, f"{name} is Stopped", code="model_unavailable", state=st.value)
             wakeable = st in (State.IDLE, State.STOPPED) or (last_wake is None and st != State.STOPPING)
-            if route.on_demand and wakeable and (last_wake is None or now - last_wake >= REWAKE):
+            if route.on_demand and wakeable and not may_wake and st != State.STARTING:  # joins a start, never makes one
+                raise RouterError(503, f"{name} is {st.value} (on-demand) and a GET does not start it while the "
+                                  "router has no token (any web page could send one): send the request as a POST, "
+                                  "or set api.token_file / XGEN_API_TOKEN", code="model_idle", state=st.value)
+            if route.on_demand and wakeable and may_wake and (last_wake is None or now - last_wake >= REWAKE):
                 last_wake = now
                 wake = await self.ctx.call(lambda d: self.ondemand.wake(d, name))
                 if not wake.ok:

@@ -32,6 +32,7 @@ class Route:
     manifest_error: str | None = None    # the manifest is invalid now: this is the last good route
     drain_timeout: float = 60.0          # a rollout or stop may hold requests this long, plus stop_grace
     stop_grace: float = 10.0
+    file: str | None = None              # the manifest that declares it (named in errors)
 
     @property
     def on_demand(self) -> bool:
@@ -66,7 +67,7 @@ def table_from_decls(decls: Iterable, kept: Mapping[str, str] | None = None,
         s = d.spec
         routes[d.name] = Route(d.name, tuple(s.alias), s.activation, s.idle_timeout, s.ready_timeout,
                                s.api_key_file, s.server_type, s.enabled, drain_timeout=s.rollout.drain_timeout,
-                               stop_grace=s.stop_grace)
+                               stop_grace=s.stop_grace, file=getattr(d, "file", None))
     for name, error in (kept or {}).items():
         last_good = previous.routes.get(name) if previous is not None else None
         if name not in routes and last_good is not None:

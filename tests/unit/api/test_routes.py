@@ -143,7 +143,10 @@ def test_cross_origin_writes_refused(api):
     assert r.status_code == 403 and r.json()["detail"] == "cross-origin write refused"
     assert api.client.post(P + "/unload?name=x", headers={"origin": "null"}).status_code == 403
     assert not (api.manifests / "api").exists()
+    # another port of this host is another origin (finding 21 of #21): only the server's own origin writes
     r = api.client.post(P + "/load?wait=5", json=OFF, headers={"origin": "http://localhost:3000"})
+    assert r.status_code == 403 and r.json()["reason"] == "Origin 'http://localhost:3000' is not this server's origin"
+    r = api.client.post(P + "/load?wait=5", json=OFF, headers={"origin": "http://127.0.0.1"})
     assert r.status_code == 200, r.text
 
 

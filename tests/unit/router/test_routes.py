@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from tests.unit.api.conftest import make_api, stop
 
 import pytest
@@ -104,3 +106,43 @@ def test_an_invalid_manifest_with_nothing_running_is_503_with_the_error(api):
         "message": "a's manifest is invalid and its last good process is not running: a.yaml:8: spec.ctx_sise: "
                    "unknown field `ctx_sise` (did you mean `ctx_size`?)", "type": "server_error", "param": None,
         "code": "manifest_invalid", "state": "Invalid"}
+
+
+def test_a_get_wakes_no_model_without_a_token_and_cross_site_reads_are_refused(api):
+    """Issue #21 finding 9: an <img src=".../v1/x?model=lazy"> on any page woke an on-demand model."""
+    api.hand("lazy.yaml", "lazy", activation="on-demand", backend="llama-server-cpu")
+    api.daemon.file_changed()
+    wait_idle(api, "lazy")
+    r = api.client.get("/v1/props?model=lazy")
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == {
+        "message": "lazy is Idle (on-demand) and a GET does not start it while the router has no token (any web page "
+                   "could send one): send the request as a POST, or set api.token_file / XGEN_API_TOKEN",
+        "type": "server_error", "param": None, "code": "model_idle", "state": "Idle"}
+    assert "lazy" not in api.daemon.awake
+    r = api.client.get("/v1/props?model=lazy", headers={"sec-fetch-site": "cross-site", "sec-fetch-dest": "image"})
+    assert r.status_code == 403 and r.json()["error"] == {
+        "message": "cross-origin request refused (Sec-Fetch-Site is 'cross-site')", "type": "invalid_request_error",
+        "param": None, "code": "cross_origin"}
+    r = api.client.post("/v1/completions", json={"model": "lazy"}, headers={"origin": "http://127.0.0.1:9999"})
+    assert r.status_code == 403 and r.json()["error"]["message"] == (
+        "cross-origin write refused (Origin 'http://127.0.0.1:9999' is not this server's origin)")
+    # a POST still wakes it (here it cannot start: no binary, and says so)
+    r = api.client.post("/v1/completions", json={"model": "lazy"}, headers={"origin": "http://127.0.0.1"})
+    assert r.status_code == 503 and r.json()["error"]["message"].startswith("lazy cannot start: binary ")
+
+
+def test_with_a_token_a_get_may_wake(tmp_path):
+    a, t = make_api(tmp_path, token="s3cret")
+    try:
+        a.hand("lazy.yaml", "lazy", activation="on-demand", backend="llama-server-cpu")
+        a.daemon.file_changed()
+        auth = {"Authorization": "Bearer s3cret"}
+        deadline = time.monotonic() + 5
+        while (p := a.daemon.sup.procs.get("lazy")) is None or p.state.value != "Idle":
+            assert time.monotonic() < deadline, "not Idle"
+            a.client.get("/v1/models", headers=auth)
+        r = a.client.get("/v1/props?model=lazy", headers=auth)
+        assert r.status_code == 503 and r.json()["error"]["message"].startswith("lazy cannot start: binary ")
+    finally:
+        stop(a, t)

@@ -23,10 +23,10 @@ class FakeRouter:
         self._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         self.nudged = 0
 
-    def client(self):
+    def client(self, name):
         return self._client
 
-    def api_key(self, route):
+    async def api_key(self, route):
         return None
 
     def nudge(self):
