@@ -137,7 +137,8 @@ def read_tail(path, lines: int) -> tuple[list[str], int]:
 
 
 def read_from(path, offset: int) -> tuple[list[str], int]:
-    """Complete lines written after `offset` (a truncated, i.e. rotated, file starts again at 0)."""
+    """Complete lines written after `offset` (a truncated, i.e. rotated, file starts again at 0). A line
+    longer than CHUNK comes in pieces of CHUNK bytes (cut between characters), so the stream never stops."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -149,8 +150,23 @@ def read_from(path, offset: int) -> tuple[list[str], int]:
         return [], offset
     end = data.rfind(b"\n")
     if end < 0:
-        return [], offset
+        if len(data) < CHUNK:
+            return [], offset  # the rest of a line still being written
+        piece = _whole_chars(data)
+        return [piece.decode(errors="replace")], offset + len(piece)
     return data[:end].decode(errors="replace").split("\n"), offset + end + 1
+
+
+def _whole_chars(data: bytes) -> bytes:
+    """`data` without a UTF-8 character cut at its end (at most 3 bytes dropped; they start the next piece)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return data
+        if byte >= 0xC0:  # the lead byte of the last character: complete if its length fits
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data if need <= back else data[:-back]
+    return data
 
 
 @router.get(P + "/models/{name}/log")

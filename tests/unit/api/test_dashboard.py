@@ -10,7 +10,7 @@ import re
 from types import SimpleNamespace
 
 from xgen_declare.api import ui
-from xgen_declare.api.dashboard import ledger_json, read_from
+from xgen_declare.api.dashboard import CHUNK, ledger_json, read_from
 from xgen_declare.placement.ledger import GIB, Device, Entry, Ledger
 
 P = "/api/management"
@@ -134,6 +134,43 @@ def test_read_from_follows_rotation_and_waits_for_whole_lines(tmp_path):
     f.write_text("new\n")  # copy-truncate rotation: the file is shorter than the offset
     assert read_from(f, 8) == (["new"], 4)
     assert read_from(tmp_path / "missing.log", 3) == ([], 3)
+
+
+def test_read_from_streams_a_line_longer_than_a_read_in_pieces(tmp_path):
+    """Issue 21 finding 19: a line longer than CHUNK stopped the live log for good."""
+    f = tmp_path / "a.log"
+    long = "é" + "x" * (CHUNK * 2) + "ü"  # multi-byte characters at both ends of the cuts' range
+    f.write_bytes(f"first\n{long}\nafter\n".encode())
+    got, offset, calls = [], 0, 0
+    while calls < 10:
+        lines, offset = read_from(f, offset)
+        calls += 1
+        got += lines
+        if "after" in got:
+            break
+    assert got[0] == "first" and got[-1] == "after"
+    assert "".join(got[1:-1]) == long  # nothing lost, no character cut in two
+    assert all(len(x.encode()) <= CHUNK for x in got) and len(got) >= 4
+    assert offset == f.stat().st_size
+
+
+def test_read_from_waits_for_the_rest_of_a_short_unfinished_line(tmp_path):
+    f = tmp_path / "a.log"
+    f.write_bytes(b"x" * (CHUNK - 1))
+    assert read_from(f, 0) == ([], 0)
+    f.write_bytes("x".encode() * (CHUNK - 2) + "é".encode())  # CHUNK bytes ending in a whole character
+    assert read_from(f, 0) == (["x" * (CHUNK - 2) + "é"], CHUNK)
+    f.write_bytes(b"x" * (CHUNK - 1) + "é".encode())  # its 2 bytes straddle the cut: it waits for the next piece
+    assert read_from(f, 0) == (["x" * (CHUNK - 1)], CHUNK - 1)
+
+
+def test_the_stream_goes_on_after_a_long_line(api):
+    log = api.ctx.env.store.log_path("m1")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("a\n" + "y" * (CHUNK * 3) + "\nlast line\n")
+    r = api.client.get(P + "/models/m1/log/stream?offset=0&timeout=1")
+    lines = [x for e in r.text.splitlines() if e.startswith("data: ") for x in json.loads(e[6:])["lines"]]
+    assert lines[0] == "a" and lines[-1] == "last line" and "".join(lines[1:-1]) == "y" * (CHUNK * 3)
 
 
 def test_ledger_json_devices_pool_overcommit_and_blocked():
