@@ -19,9 +19,22 @@ from xgen_declare.http.security import ApiProblem, allowed_hosts
 from xgen_declare.manifests.validation_errors import field_path
 from xgen_declare.router import PathGuard, mount_router
 
-__all__ = ["ApiContext", "create_app"]
+__all__ = ["ApiContext", "create_app", "clip_json"]
 
 log = logging.getLogger("xgen_declare.api")
+
+MAX_ECHO = 2048        # characters of any one string in an error body (a name, a field path, a message)
+
+
+def clip_json(value):
+    """`value` with every string cut to MAX_ECHO characters: what a client sent is never echoed whole."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_ECHO else f"{value[:MAX_ECHO]}… ({len(value) - MAX_ECHO} more characters)"
+    if isinstance(value, list):
+        return [clip_json(v) for v in value]
+    if isinstance(value, dict):
+        return {clip_json(k): clip_json(v) for k, v in value.items()}
+    return value
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -33,18 +46,19 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.exception_handler(ApiProblem)
     async def _problem(request: Request, exc: ApiProblem):
-        return JSONResponse(ctx.scrub.json(exc.body()), status_code=exc.status,
+        return JSONResponse(clip_json(ctx.scrub.json(exc.body())), status_code=exc.status,
                             headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         errors = [{"field": field_path(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid"), "hint": ""}
                   for e in exc.errors()]
-        return JSONResponse({"status": "error", "detail": "invalid request", "errors": errors}, status_code=422)
+        return JSONResponse(clip_json({"status": "error", "detail": "invalid request", "errors": errors}),
+                            status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"status": "error", "detail": str(exc.detail)}, status_code=exc.status_code,
+        return JSONResponse(clip_json({"status": "error", "detail": str(exc.detail)}), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

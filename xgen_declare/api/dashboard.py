@@ -30,7 +30,7 @@ from xgen_declare.states import SETTLED_STATES, State
 from xgen_declare.api import declare
 from xgen_declare.api.context import ApiContext
 from xgen_declare.http.security import ApiProblem, require_token
-from xgen_declare.api.views import redact_argv
+from xgen_declare.api.views import redact_argv, shown
 
 router = APIRouter()
 P = "/api/management"
@@ -52,7 +52,7 @@ async def verb(request: Request, name: str, verb: str, wait: float = Query(0, ge
     """`xgen-declare VERB NAME` through the daemon: restart, down (stop and hold), up (release the hold)."""
     ctx = _ctx(request)
     if verb not in VERBS:
-        raise ApiProblem(404, f"no action {verb!r}; use one of: {', '.join(VERBS)}")
+        raise ApiProblem(404, f"no action {shown(verb)}; use one of: {', '.join(VERBS)}")
     require_token(request.headers, ctx.token)
     declare.check_name(name)
 
