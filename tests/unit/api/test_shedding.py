@@ -72,3 +72,21 @@ def test_a_limit_that_cannot_be_raised_is_kept_with_a_warning(monkeypatch, caplo
     with caplog.at_level(logging.WARNING, "xgen_declare.api"):
         assert raise_fd_limit() == 1024
     assert caplog.messages == ["cannot raise the open-files limit from 1024 to 4096: not allowed"]
+
+
+def test_the_server_loops_errors_are_logged_once_per_interval_without_traceback(caplog):
+    """accept() failing with EMFILE is reported by asyncio once per try (once a second, with a traceback)."""
+    clock = Clock()
+    shed = shedding.Shedding(10, 1, 1, note=OncePerInterval(interval=60, clock=clock), clock=clock)
+    err = OSError(24, "Too many open files")
+    with caplog.at_level(logging.ERROR, "xgen_declare.api"):
+        for _ in range(5):
+            shed.loop_error(None, {"message": "socket.accept() out of system resource", "exception": err})
+            clock.now += 1
+        clock.now += 60
+        shed.loop_error(None, {"message": "socket.accept() out of system resource", "exception": err})
+    assert caplog.messages == [
+        "API server: socket.accept() out of system resource: OSError: [Errno 24] Too many open files",
+        "API server: socket.accept() out of system resource: OSError: [Errno 24] Too many open files "
+        "(4 more like it in the last 65s)"]
+    assert all(r.exc_info is None for r in caplog.records)
