@@ -84,6 +84,7 @@ class Shedding:
         self.note = note or OncePerInterval(log)
         self.clock = clock
         self.waiting: dict[GuardedH11Protocol, float] = {}  # oldest first: waiting for a request's headers
+        self.closing: set[GuardedH11Protocol] = set()       # closed here, not yet gone (connection_lost)
 
     def wait(self, conn: GuardedH11Protocol) -> None:
         self.waiting.pop(conn, None)
@@ -117,7 +118,7 @@ class GuardedH11Protocol(H11Protocol):
         self._timer = None
         self._partial = False
         self._await_request()
-        if len(self.connections) > self.shed.max_connections:
+        if len(self.connections) - len(self.shed.closing) > self.shed.max_connections:
             victim = self.shed.oldest_waiting(but=self)
             if victim is not None:  # a slow or idle client; told why when it sent part of a request
                 victim._close("evicted", "503 Service Unavailable", 503 if victim._partial else 0,
@@ -144,6 +145,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
         self.shed.done_waiting(self)
+        self.shed.closing.discard(self)
         super().connection_lost(exc)
 
     # ---- deadlines -------------------------------------------------------------------------------
@@ -189,6 +191,9 @@ class GuardedH11Protocol(H11Protocol):
         """Answer (when no answer has started) and close; noted once per interval per cause."""
         self._cancel()
         self.shed.done_waiting(self)
+        if self.transport.is_closing():
+            return
+        self.shed.closing.add(self)
         started = self.cycle is not None and getattr(self.cycle, "response_started", False)
         if status and not started:
             body = json.dumps({"status": "error", "detail": detail}).encode()
