@@ -6,7 +6,9 @@ in a real browser (tests/integration/test_dashboard.py)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 from types import SimpleNamespace
 
 from xgen_declare.api import ui
@@ -215,3 +217,36 @@ def test_router_figures(api):
     figures = api.client.get(P + "/router").json()["models"]["m1"]
     assert figures == {"requests": {"200": 1, "503": 2}, "in_flight": 1, "ttfb_count": 2, "ttfb_seconds_avg": 0.3,
                        "cold_starts": 1, "cold_start_seconds_avg": 3.0, "evictions": 0, "idle_stops": 0}
+
+
+def _unblock(fifo) -> None:
+    """Let an open() stuck on the FIFO (the old code's) return: a writer comes and goes."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+
+
+def test_a_fifo_in_place_of_the_log_is_refused_not_waited_on(api):
+    """A FIFO planted as a model's log blocked open() for ever: a worker thread per request (#21)."""
+    log = api.ctx.env.store.log_path("m1")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(log)
+    answers: dict = {}
+
+    def ask():
+        answers["tail"] = api.client.get(P + "/models/m1/log")
+        answers["stream"] = api.client.get(P + "/models/m1/log/stream?offset=0&timeout=1")
+
+    asker = threading.Thread(target=ask, daemon=True)
+    asker.start()
+    asker.join(10)
+    while asker.is_alive():  # the old code: unblock it so that the suite goes on, then fail
+        _unblock(log)
+        asker.join(1)
+    assert "stream" in answers
+    detail = ("the model's log $STATE_DIR/logs/m1.log is a FIFO (named pipe), not a regular file; remove it (the "
+              "daemon writes it again when the model starts)")
+    assert answers["tail"].status_code == 409
+    assert answers["tail"].json() == {"status": "error", "detail": detail}
+    assert f'event: refused\ndata: {json.dumps({"status": "error", "detail": detail})}\n\n' in answers["stream"].text
