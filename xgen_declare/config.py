@@ -178,6 +178,14 @@ class Api(BaseModel):
                                      "a non-loopback host, an RPC worker's bind, distributed: ray")
     advertise_host: str | None = Field(None, description="Host name put in `endpoint` for models that bind "
                                        "0.0.0.0 / ::")
+    max_connections: int = Field(256, ge=1, le=100000, description="Open connections the API keeps; beyond, the "
+                                 "one waiting longest for its request headers is closed, or the new one gets 503 "
+                                 "when all are busy. Kept below the open-files limit (ulimit -n), which the daemon "
+                                 "raises toward the hard limit at start")
+    header_timeout: float = Field(10, gt=0, le=3600, description="Seconds a client has to send a request's line "
+                                  "and headers (after connecting, or after the previous answer); then 408 and close")
+    body_timeout: float = Field(60, gt=0, le=3600, description="Seconds a client has to send a request's body "
+                                "after its headers; then 408 and close")
 
 
 class Rpc(BaseModel):

@@ -8,6 +8,7 @@ endpoints that write manifests, Server-Sent Events and Prometheus metrics.
     metrics.py   /metrics
     security.py  bind/token/Host/body-size rules, error scrubbing
     server.py    uvicorn in a thread of the daemon
+    shedding.py  header/body deadlines, connection cap, fd limit, errors logged once per interval
 """
 
 from xgen_declare.api.app import create_app

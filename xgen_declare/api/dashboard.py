@@ -24,12 +24,14 @@ from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from xgen_declare.errors import FileRefused
+from xgen_declare.readers.bounded import opened
 from xgen_declare.reconciler.plan import Request as Asked
 from xgen_declare.states import SETTLED_STATES, State
 from xgen_declare.api import declare
 from xgen_declare.api.context import ApiContext
 from xgen_declare.http.security import ApiProblem, require_token
-from xgen_declare.api.views import redact_argv
+from xgen_declare.api.views import redact_argv, shown
 
 router = APIRouter()
 P = "/api/management"
@@ -51,7 +53,7 @@ async def verb(request: Request, name: str, verb: str, wait: float = Query(0, ge
     """`xgen-declare VERB NAME` through the daemon: restart, down (stop and hold), up (release the hold)."""
     ctx = _ctx(request)
     if verb not in VERBS:
-        raise ApiProblem(404, f"no action {verb!r}; use one of: {', '.join(VERBS)}")
+        raise ApiProblem(404, f"no action {shown(verb)}; use one of: {', '.join(VERBS)}")
     require_token(request.headers, ctx.token)
     declare.check_name(name)
 
@@ -113,9 +115,9 @@ async def detail(request: Request, name: str):
 
 def read_tail(path, lines: int) -> tuple[list[str], int]:
     """The last `lines` complete lines and the byte offset after them (a line still being written waits
-    for its newline, so following from that offset sees it whole)."""
+    for its newline, so following from that offset sees it whole). FileRefused: not a regular file."""
     try:
-        with open(path, "rb") as f:
+        with opened(path, follow=False) as f:  # a FIFO or a link planted in the state dir is refused
             size = os.fstat(f.fileno()).st_size
             start = max(0, size - CHUNK * 4)
             f.seek(start)
@@ -132,9 +134,10 @@ def read_tail(path, lines: int) -> tuple[list[str], int]:
 
 
 def read_from(path, offset: int) -> tuple[list[str], int]:
-    """Complete lines written after `offset` (a truncated, i.e. rotated, file starts again at 0)."""
+    """Complete lines written after `offset` (a truncated, i.e. rotated, file starts again at 0). A line
+    longer than CHUNK comes in pieces of CHUNK bytes (cut between characters), so the stream never stops."""
     try:
-        with open(path, "rb") as f:
+        with opened(path, follow=False) as f:
             size = os.fstat(f.fileno()).st_size
             if size < offset:
                 offset = 0
@@ -144,16 +147,39 @@ def read_from(path, offset: int) -> tuple[list[str], int]:
         return [], offset
     end = data.rfind(b"\n")
     if end < 0:
-        return [], offset
+        if len(data) < CHUNK:
+            return [], offset  # the rest of a line still being written
+        piece = _whole_chars(data)
+        return [piece.decode(errors="replace")], offset + len(piece)
     return data[:end].decode(errors="replace").split("\n"), offset + end + 1
+
+
+def _whole_chars(data: bytes) -> bytes:
+    """`data` without a UTF-8 character cut at its end (at most 3 bytes dropped; they start the next piece)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return data
+        if byte >= 0xC0:  # the lead byte of the last character: complete if its length fits
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data if need <= back else data[:-back]
+    return data
 
 
 @router.get(P + "/models/{name}/log")
 async def log_tail(request: Request, name: str, lines: int = Query(200, ge=0, le=MAX_LINES)):
     ctx = _ctx(request)
     declare.check_name(name)
-    found, offset = await to_thread.run_sync(read_tail, ctx.env.store.model_log(name), lines)
+    try:
+        found, offset = await to_thread.run_sync(read_tail, ctx.env.store.model_log(name), lines)
+    except FileRefused as exc:
+        raise _refused(exc) from None
     return {"model": name, "lines": [ctx.scrub.text(x) for x in found], "offset": offset}
+
+
+def _refused(exc: FileRefused) -> ApiProblem:
+    return ApiProblem(409, f"the model's log {exc.path} {exc.reason}; remove it (the daemon writes it again "
+                      "when the model starts)")
 
 
 @router.get(P + "/models/{name}/log/stream")
@@ -174,17 +200,20 @@ async def log_stream(request: Request, name: str, offset: int | None = Query(Non
     async def stream():
         pos = start
         yield "retry: 2000\n\n"
-        if pos is None:
-            found, pos = await to_thread.run_sync(read_tail, path, lines)
-            yield event(found, pos)
-        while not ctx.closing.is_set() and (end is None or time.monotonic() < end):
-            if await request.is_disconnected():
-                return
-            found, pos = await to_thread.run_sync(read_from, path, pos)
-            if found:
+        try:
+            if pos is None:
+                found, pos = await to_thread.run_sync(read_tail, path, lines)
                 yield event(found, pos)
-            else:
-                await asyncio.sleep(LOG_POLL)
+            while not ctx.closing.is_set() and (end is None or time.monotonic() < end):
+                if await request.is_disconnected():
+                    return
+                found, pos = await to_thread.run_sync(read_from, path, pos)
+                if found:
+                    yield event(found, pos)
+                else:
+                    await asyncio.sleep(LOG_POLL)
+        except FileRefused as exc:  # the stream ends with why (the client retries every 2 s)
+            yield f"event: refused\ndata: {json.dumps(ctx.scrub.json(_refused(exc).body()))}\n\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

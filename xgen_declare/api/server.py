@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 
 import uvicorn
 
-from xgen_declare.api.app import create_app
+from xgen_declare.api.app import AnsweredOnce, create_app
 from xgen_declare.api.context import ApiContext
+from xgen_declare.api.shedding import (ACCEPT_BURST, OncePerInterval, Shedding, connection_cap, protocol_class,
+                                       raise_fd_limit)
 from xgen_declare.http.security import ApiSetupError, check_bind, load_token
 
 log = logging.getLogger("xgen_declare.api")
+UVICORN_LOG = "uvicorn.error"  # one line per malformed request, per refused upgrade...: once per interval
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with its event loop's errors (accept() failing: EMFILE...) logged once per interval."""
+
+    def __init__(self, config: uvicorn.Config, shed: Shedding):
+        super().__init__(config)
+        self.shed = shed
+
+    async def serve(self, sockets=None) -> None:
+        asyncio.get_running_loop().set_exception_handler(self.shed.loop_error)
+        await super().serve(sockets)
 
 
 class ApiServer:
@@ -31,9 +47,16 @@ class ApiServer:
     def start(self, timeout: float = 15.0) -> None:
         """Listen (in a thread); raises ApiSetupError when the address cannot be bound."""
         self.ctx.attach()
-        cfg = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", access_log=False,
-                             lifespan="off", server_header=False, timeout_graceful_shutdown=2)
-        self.server = uvicorn.Server(cfg)
+        settings = self.ctx.settings
+        cap = connection_cap(settings.max_connections, raise_fd_limit())
+        shed = Shedding(cap, settings.header_timeout, settings.body_timeout)
+        cfg = uvicorn.Config(AnsweredOnce(self.app), host=self.host, port=self.port, log_level="warning",
+                             access_log=False, lifespan="off", server_header=False, timeout_graceful_shutdown=2,
+                             http=protocol_class(shed), backlog=ACCEPT_BURST)
+        uvicorn_log = logging.getLogger(UVICORN_LOG)
+        if not any(isinstance(f, OncePerInterval) for f in uvicorn_log.filters):
+            uvicorn_log.addFilter(OncePerInterval())
+        self.server = _Server(cfg, shed)
         self.thread = threading.Thread(target=self.server.run, name="xgen-api", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + timeout

@@ -11,6 +11,12 @@ from xgen_declare.processes.spec import REDACTED
 
 _SECRET_FLAG = re.compile(r"(token|secret|password|passwd|api[-_]?key|credential)", re.I)
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+SHOWN = 64
+
+
+def shown(text: str, limit: int = SHOWN) -> str:
+    """A client's string quoted in a message: repr, cut to `limit` characters (it may be megabytes)."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
 
 
 def redact_argv(argv: list[str]) -> list[str]:

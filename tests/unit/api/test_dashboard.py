@@ -6,11 +6,13 @@ in a real browser (tests/integration/test_dashboard.py)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 from types import SimpleNamespace
 
 from xgen_declare.api import ui
-from xgen_declare.api.dashboard import ledger_json, read_from
+from xgen_declare.api.dashboard import CHUNK, ledger_json, read_from
 from xgen_declare.placement.ledger import GIB, Device, Entry, Ledger
 
 P = "/api/management"
@@ -136,6 +138,43 @@ def test_read_from_follows_rotation_and_waits_for_whole_lines(tmp_path):
     assert read_from(tmp_path / "missing.log", 3) == ([], 3)
 
 
+def test_read_from_streams_a_line_longer_than_a_read_in_pieces(tmp_path):
+    """Issue 21 finding 19: a line longer than CHUNK stopped the live log for good."""
+    f = tmp_path / "a.log"
+    long = "é" + "x" * (CHUNK * 2) + "ü"  # multi-byte characters at both ends of the cuts' range
+    f.write_bytes(f"first\n{long}\nafter\n".encode())
+    got, offset, calls = [], 0, 0
+    while calls < 10:
+        lines, offset = read_from(f, offset)
+        calls += 1
+        got += lines
+        if "after" in got:
+            break
+    assert got[0] == "first" and got[-1] == "after"
+    assert "".join(got[1:-1]) == long  # nothing lost, no character cut in two
+    assert all(len(x.encode()) <= CHUNK for x in got) and len(got) >= 4
+    assert offset == f.stat().st_size
+
+
+def test_read_from_waits_for_the_rest_of_a_short_unfinished_line(tmp_path):
+    f = tmp_path / "a.log"
+    f.write_bytes(b"x" * (CHUNK - 1))
+    assert read_from(f, 0) == ([], 0)
+    f.write_bytes("x".encode() * (CHUNK - 2) + "é".encode())  # CHUNK bytes ending in a whole character
+    assert read_from(f, 0) == (["x" * (CHUNK - 2) + "é"], CHUNK)
+    f.write_bytes(b"x" * (CHUNK - 1) + "é".encode())  # its 2 bytes straddle the cut: it waits for the next piece
+    assert read_from(f, 0) == (["x" * (CHUNK - 1)], CHUNK - 1)
+
+
+def test_the_stream_goes_on_after_a_long_line(api):
+    log = api.ctx.env.store.log_path("m1")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("a\n" + "y" * (CHUNK * 3) + "\nlast line\n")
+    r = api.client.get(P + "/models/m1/log/stream?offset=0&timeout=1")
+    lines = [x for e in r.text.splitlines() if e.startswith("data: ") for x in json.loads(e[6:])["lines"]]
+    assert lines[0] == "a" and lines[-1] == "last line" and "".join(lines[1:-1]) == "y" * (CHUNK * 3)
+
+
 def test_ledger_json_devices_pool_overcommit_and_blocked():
     ledger = Ledger(devices=[Device("GPU0", 0, 16384, 16000, name="RX 6800"), Device("host", None, 65536, 60000)],
                     capacity={"GPU0": 10 * GIB, "host": 50 * GIB},
@@ -178,3 +217,36 @@ def test_router_figures(api):
     figures = api.client.get(P + "/router").json()["models"]["m1"]
     assert figures == {"requests": {"200": 1, "503": 2}, "in_flight": 1, "ttfb_count": 2, "ttfb_seconds_avg": 0.3,
                        "cold_starts": 1, "cold_start_seconds_avg": 3.0, "evictions": 0, "idle_stops": 0}
+
+
+def _unblock(fifo) -> None:
+    """Let an open() stuck on the FIFO (the old code's) return: a writer comes and goes."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+
+
+def test_a_fifo_in_place_of_the_log_is_refused_not_waited_on(api):
+    """A FIFO planted as a model's log blocked open() for ever: a worker thread per request (#21)."""
+    log = api.ctx.env.store.log_path("m1")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(log)
+    answers: dict = {}
+
+    def ask():
+        answers["tail"] = api.client.get(P + "/models/m1/log")
+        answers["stream"] = api.client.get(P + "/models/m1/log/stream?offset=0&timeout=1")
+
+    asker = threading.Thread(target=ask, daemon=True)
+    asker.start()
+    asker.join(10)
+    while asker.is_alive():  # the old code: unblock it so that the suite goes on, then fail
+        _unblock(log)
+        asker.join(1)
+    assert "stream" in answers
+    detail = ("the model's log $STATE_DIR/logs/m1.log is a FIFO (named pipe), not a regular file; remove it (the "
+              "daemon writes it again when the model starts)")
+    assert answers["tail"].status_code == 409
+    assert answers["tail"].json() == {"status": "error", "detail": detail}
+    assert f'event: refused\ndata: {json.dumps({"status": "error", "detail": detail})}\n\n' in answers["stream"].text
