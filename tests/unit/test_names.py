@@ -58,10 +58,10 @@ def test_state_store_skips_records_with_a_bad_or_foreign_name(tmp_path):
     (tmp_path / "models" / "other.json").write_text(json.dumps({"name": "good"}))
     assert list(s.load_all()) == ["good"]
     assert s.problems == [
-        f"{tmp_path}/models/evil.json: unreadable state record (record name '../../x' is not a model name); "
-        "ignored",
-        f"{tmp_path}/models/other.json: unreadable state record (record name 'good' does not match the file "
-        "name other.json); ignored"]
+        f"corrupt record {tmp_path}/models/evil.json: record name '../../x' is not a model name; fix: remove it "
+        "(xgen-declare writes it again)",
+        f"corrupt record {tmp_path}/models/other.json: record name 'good' does not match the file name "
+        "other.json; fix: remove it (xgen-declare writes it again)"]
 
 
 def test_a_bad_name_names_no_model_and_its_file_is_broken(write):

@@ -10,7 +10,13 @@
       history/NAME.json    the model's last HISTORY_KEEP rollouts (from -> to spec hash, commit, result)
 
 `held_ports()` reads the ports out of the same records for `render`.
-An unreadable or corrupt record is reported and skipped, never fatal.
+An unreadable or corrupt record is reported ("corrupt record FILE: what; fix: remove it", in `problems`)
+and skipped by every reader (`load`, `load_all`), never fatal.
+
+Nothing here follows a symlink planted in the state dir: every read goes through readers/bounded.py
+with follow=False and a size limit; every write is a temp file created with
+O_EXCL|O_NOFOLLOW (0600; what sat at its name is unlinked first), renamed over the target (a rename
+replaces a link, never writes through it); the directories it creates are 0700 (logfiles.py does the same for the logs).
 Every write (and record delete) goes through one place: a failure raises StateWriteError (path,
 errno) and stays in `write_failures` until that path is written again; a record is replaced whole
 or not at all (`atomic_write`), never truncated.
@@ -24,19 +30,25 @@ import json
 import logging
 import os
 import secrets
+import stat
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from xgen_declare.errors import StateBusyError, StateNameError, StateWriteError
+from xgen_declare.errors import FileRefused, StateBusyError, StateNameError, StateWriteError
 from xgen_declare.names import RULE_TEXT, is_model_name
+from xgen_declare.readers.bounded import KIB, MIB, read_text
 from xgen_declare.states import State, parse_state
 
 log = logging.getLogger("xgen_declare.state")
 
 OWNER_ENV = "XGEN_DECLARE_OWNER"
 HISTORY_KEEP = 20  # rollouts kept per model in history/NAME.json
+RECORD_LIMIT = 4 * MIB   # a record, the history of a model, daemon.json (ours are a few KiB)
+SMALL_LIMIT = 64 * KIB   # owner_id, daemon.lock, a request
+DIR_MODE = 0o700
+LINK_WORDS = "is a symlink; remove it (xgen-declare creates this file itself and never writes through a link)"
 
 
 @dataclass
@@ -101,7 +113,7 @@ def atomic_write(path: Path, text: str) -> None:
     On failure (read-only, full) the old file is untouched and the temp file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = _create_new(tmp)
     try:
         try:
             data = text.encode()
@@ -118,6 +130,51 @@ def atomic_write(path: Path, text: str) -> None:
             pass
         raise
     fsync_dir(path.parent)
+
+
+def _create_new(tmp: Path) -> int:
+    """A new 0600 file at `tmp`, created with O_EXCL|O_NOFOLLOW: whatever sits at that name (a leftover of a
+    killed write, a link someone planted) is unlinked first (unlink removes a link, never its target),
+    never opened or truncated. A directory there stays and fails the write (EISDIR), as before."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(tmp, flags, 0o600)
+    except FileExistsError:
+        os.unlink(tmp)
+        return os.open(tmp, flags, 0o600)
+
+
+def make_private_dir(directory: Path) -> None:
+    """Create `directory` (and missing parents) 0700, as `mkdir -p -m 0700` would; an existing one is
+    left as it is."""
+    try:
+        directory.mkdir(mode=DIR_MODE)
+    except FileNotFoundError:
+        if directory.parent == directory:
+            raise
+        make_private_dir(directory.parent)
+        make_private_dir(directory)
+    except FileExistsError:
+        if not directory.is_dir():  # a file where the directory belongs: EEXIST, as mkdir says
+            raise
+
+
+def read_state_text(path: Path, what: str, limit: int = RECORD_LIMIT) -> str:
+    """A file of the state dir: never through a symlink, never more than `limit` bytes (FileRefused),
+    OSError (missing, ...) and UnicodeDecodeError as they come."""
+    return read_text(path, limit, follow=False, what=what)
+
+
+def read_state_json(path: Path, what: str) -> object:
+    """`read_state_text` parsed; broken JSON is ValueError("not valid JSON (...)")."""
+    try:
+        return json.loads(read_state_text(path, what))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+
+
+def corrupt(path: Path, why: object) -> str:
+    return f"corrupt record {path}: {why}; fix: remove it (xgen-declare writes it again)"
 
 
 def fsync_dir(directory: Path) -> None:
@@ -139,7 +196,7 @@ class StateStore:
         self.logs_dir = self.root / "logs"
         self.requests_dir = self.root / "requests"
         self._lock_fd: int | None = None
-        self.problems: list[str] = []  # unreadable records seen by the last load_all()
+        self.problems: list[str] = []  # corrupt records seen by the last load_all() (and load() since)
         self.writer = writer           # seam: tests inject a writer that fails like a full disk
         # path -> the last failed write (or delete) of it, until it succeeds; replaced, never mutated,
         # so other threads (/metrics) may read it at any time
@@ -148,6 +205,7 @@ class StateStore:
     # ---- every write goes through here ---------------------------------------------------------
     def _write(self, path: Path, text: str) -> None:
         try:
+            make_private_dir(path.parent)
             self.writer(path, text)
         except OSError as exc:
             self._failed(StateWriteError(str(path), exc.errno, exc.strerror or str(exc)))
@@ -185,22 +243,45 @@ class StateStore:
         return self.logs_dir / f"{self.check_name(name)}{'.surge' if alt else ''}.log"
 
     def model_log(self, name: str) -> Path:
-        """The log of the model's current process (`logs NAME`, the API)."""
+        """The log of the model's current process (`logs NAME`); a corrupt record: NAME.log (reported)."""
         rec = self.load(name)
         return self.log_path(name, bool(rec and rec.log_alt))
+
+    def model_log_checked(self, name: str) -> tuple[Path, str | None]:
+        """`model_log` and the problem of a corrupt record (None when fine), without touching `problems`
+        (for the API's threads)."""
+        rec, problem = self.read_record(name)
+        return self.log_path(name, bool(rec and rec.log_alt)), problem
 
     def save(self, rec: Record) -> None:
         rec.updated_at = time.time()
         self._write(self.record_path(rec.name), json.dumps(rec.to_json(), indent=1, sort_keys=True))
 
     def load(self, name: str) -> Record | None:
+        """The record of `name`; None when there is none, or when it is corrupt (then reported in
+        `problems` and the log, like load_all(): every verb and endpoint goes on without it)."""
+        rec, problem = self.read_record(name)
+        if problem is not None:
+            self._report(problem)
+        return rec
+
+    def read_record(self, name: str) -> tuple[Record | None, str | None]:
+        """(record or None, the problem of a corrupt one or None); reports nothing."""
+        path = self.record_path(name)
         try:
-            return self._read(self.record_path(name))
+            return self._read(path), None
         except FileNotFoundError:
-            return None
+            return None, None
+        except (OSError, ValueError, TypeError, FileRefused) as exc:
+            return None, corrupt(path, exc.reason if isinstance(exc, FileRefused) else exc)
+
+    def _report(self, message: str) -> None:
+        if message not in self.problems:
+            self.problems.append(message)
+        log.warning("%s", message)
 
     def _read(self, path: Path) -> Record:
-        data = json.loads(path.read_text())
+        data = read_state_json(path, "a state record")
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         rec = Record.from_json(data)
@@ -218,9 +299,8 @@ class StateStore:
                 rec = self._read(f)
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError, TypeError) as exc:
-                self.problems.append(f"{f}: unreadable state record ({exc}); ignored")
-                log.warning("%s: unreadable state record (%s); ignored", f, exc)
+            except (OSError, ValueError, TypeError, FileRefused) as exc:
+                self._report(corrupt(f, exc.reason if isinstance(exc, FileRefused) else exc))
                 continue
             out[rec.name] = rec
         return out
@@ -240,12 +320,18 @@ class StateStore:
         return self.root / "history" / f"{self.check_name(name)}.json"
 
     def load_history(self, name: str) -> list[dict]:
-        """Oldest first; empty when there is none (or it cannot be read)."""
+        """Oldest first; empty when there is none, or when it is corrupt (reported in `problems`)."""
+        path = self.history_path(name)
         try:
-            data = json.loads(self.history_path(name).read_text())
-        except (OSError, ValueError):
+            data = read_state_json(path, "a rollout history")
+            if not isinstance(data, list):
+                raise ValueError("not a JSON list")
+        except FileNotFoundError:
             return []
-        return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+        except (OSError, ValueError, FileRefused) as exc:
+            self._report(corrupt(path, exc.reason if isinstance(exc, FileRefused) else exc))
+            return []
+        return [e for e in data if isinstance(e, dict)]
 
     def append_history(self, name: str, entry: dict, keep: int = HISTORY_KEEP) -> None:
         entries = (self.load_history(name) + [entry])[-keep:]
@@ -255,7 +341,7 @@ class StateStore:
     def owner_id(self) -> str:
         path = self.root / "owner_id"
         try:
-            value = path.read_text().strip()
+            value = read_state_text(path, "the owner id", SMALL_LIMIT).strip()
             if value:
                 return value
         except FileNotFoundError:
@@ -269,9 +355,9 @@ class StateStore:
 
     def daemon_info(self) -> dict:
         try:
-            data = json.loads((self.root / "daemon.json").read_text())
+            data = json.loads(read_state_text(self.root / "daemon.json", "the daemon's facts"))
             return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, FileRefused):
             return {}
 
     def manifest_paths(self) -> list[str]:
@@ -284,10 +370,14 @@ class StateStore:
         when the state dir cannot be created or the lock file not opened for writing."""
         path = self.root / "daemon.lock"
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            make_private_dir(self.root)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise StateWriteError(str(path), exc.errno, exc.strerror or str(exc)) from None
+            why = LINK_WORDS if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+            raise StateWriteError(str(path), exc.errno, why) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StateWriteError(str(path), errno.EINVAL, "not a regular file; remove it (xgen-declare creates it)")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -312,9 +402,9 @@ class StateStore:
 
     def lock_holder(self) -> int | None:
         try:
-            text = (self.root / "daemon.lock").read_text().strip()
+            text = read_state_text(self.root / "daemon.lock", "the lock file", SMALL_LIMIT).strip()
             return int(text) if text else None
-        except (OSError, ValueError):
+        except (OSError, ValueError, FileRefused):
             return None
 
     def is_locked(self) -> bool:
@@ -322,7 +412,7 @@ class StateStore:
         if self._lock_fd is not None:
             return True
         try:
-            fd = os.open(self.root / "daemon.lock", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.root / "daemon.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return False
         except OSError:
@@ -337,7 +427,6 @@ class StateStore:
 
     # ---- requests to a running daemon ----------------------------------------------------------
     def put_request(self, verb: str, names: list[str]) -> Path:
-        self.requests_dir.mkdir(parents=True, exist_ok=True)
         path = self.requests_dir / f"{time.time_ns()}-{secrets.token_hex(3)}.json"
         self._write(path, json.dumps({"verb": verb, "names": names}))
         return path
@@ -346,10 +435,10 @@ class StateStore:
         out = []
         for f in _json_files(self.requests_dir):
             try:
-                data = json.loads(f.read_text())
+                data = json.loads(read_state_text(f, "a request", SMALL_LIMIT))
                 if isinstance(data, dict) and isinstance(data.get("verb"), str):
                     out.append(data)
-            except (OSError, ValueError):
+            except (OSError, ValueError, FileRefused):
                 pass
             try:
                 f.unlink()
