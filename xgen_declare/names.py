@@ -53,6 +53,12 @@ def cut(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
+def quote_cut(text: str, limit: int = 64) -> str:
+    """`text` quoted for a message (repr: control characters escaped), cut after `limit` characters: a
+    250-character name is not repeated whole in every line that refuses it."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text) - limit} more characters)"
+
+
 def is_model_name(value: object) -> bool:
     return isinstance(value, str) and NAME_RE.match(value) is not None
 
@@ -61,7 +67,7 @@ def check_model_names(names: Iterable[str]) -> None:
     """For verbs given NAMEs (logs, restart, down, up, status): refuse one that cannot be a model."""
     for name in names:
         if not is_model_name(name):
-            raise ModelNotFound(f"{name!r} is not a model name ({RULE_TEXT})")
+            raise ModelNotFound(f"{quote_cut(name)} is not a model name ({RULE_TEXT})")
 
 
 def derived_name_error(model: str, derived: str, what: str) -> tuple[str, str] | None:

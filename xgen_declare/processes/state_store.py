@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 from xgen_declare.errors import FileRefused, StateBusyError, StateNameError, StateWriteError
-from xgen_declare.names import RULE_TEXT, is_model_name
+from xgen_declare.names import RULE_TEXT, is_model_name, quote_cut
 from xgen_declare.readers.bounded import KIB, MIB, read_text
 from xgen_declare.states import State, parse_state
 
@@ -231,7 +231,8 @@ class StateStore:
     def check_name(self, name: str) -> str:
         """Every path built from a model name goes through here (names.py: never a '/', '..', NUL, ...)."""
         if not is_model_name(name):
-            raise StateNameError(f"refusing the model name {name!r} in the state dir {self.root}: {RULE_TEXT}")
+            raise StateNameError(f"refusing the model name {quote_cut(name)} in the state dir {self.root}: "
+                                 f"{RULE_TEXT}")
         return name
 
     def record_path(self, name: str) -> Path:
@@ -286,9 +287,9 @@ class StateStore:
             raise ValueError("not a JSON object")
         rec = Record.from_json(data)
         if not is_model_name(rec.name):
-            raise ValueError(f"record name {rec.name!r} is not a model name")
+            raise ValueError(f"record name {quote_cut(rec.name)} is not a model name")
         if path.name != f"{rec.name}.json":
-            raise ValueError(f"record name {rec.name!r} does not match the file name {path.name}")
+            raise ValueError(f"record name {quote_cut(rec.name)} does not match the file name {path.name}")
         return rec
 
     def load_all(self) -> dict[str, Record]:
