@@ -61,3 +61,15 @@ def test_logs_prints_terminal_escapes_escaped(cli, tmp_path):
     r = cli("logs", "a", "--state-dir", str(s.root))
     assert r.code == 0
     assert r.out == "model alias \\x1b]0;pwned\\x07 loaded\n\\x1b[2J\\x9b31mred\tok\n"
+
+
+def test_status_with_a_corrupt_record_reports_it_and_shows_the_others(cli, tmp_path):
+    s = state(tmp_path)
+    s.save(Record(name="good", state="Stopped"))
+    (s.models_dir / "a.json").write_text('{"name": "a", "po')
+    r = cli("status", "--state-dir", str(s.root), "-o", "json")
+    assert r.code == 0 and [row["name"] for row in r.json()] == ["good"]
+    r = cli("status", "--state-dir", str(s.root))
+    assert r.code == 0 and r.out.splitlines()[1].startswith("good")
+    assert (f"corrupt record {s.models_dir}/a.json: not valid JSON (Unterminated string starting at: line 1 "
+            f"column 15 (char 14)); {FIX}\n") in r.err
