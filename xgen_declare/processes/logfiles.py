@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from xgen_declare.errors import FileRefused
-from xgen_declare.processes.state_store import make_private_dir
+from xgen_declare.processes.statefiles import make_private_dir
 from xgen_declare.readers.bounded import tail_bytes
 
 LOG_MODE = 0o600
