@@ -73,3 +73,17 @@ def test_status_with_a_corrupt_record_reports_it_and_shows_the_others(cli, tmp_p
     assert r.code == 0 and r.out.splitlines()[1].startswith("good")
     assert (f"corrupt record {s.models_dir}/a.json: not valid JSON (Unterminated string starting at: line 1 "
             f"column 15 (char 14)); {FIX}\n") in r.err
+
+
+def test_plan_and_down_report_a_corrupt_record_and_go_on(cli, tmp_path, write):
+    s = state(tmp_path)
+    s.save(Record(name="good", state="Stopped"))
+    (s.models_dir / "a.json").write_text("[1]")
+    problem = f"corrupt record {s.models_dir}/a.json: not a JSON object; {FIX}\n"
+    (tmp_path / "sys").mkdir()
+    write("good.yaml", "apiVersion: xgen/v1\nkind: Model\nmetadata: {name: good}\n"
+                       "spec: {model_path: /m/x.gguf, backend: llama-server-cpu, enabled: false}\n")
+    r = cli("plan", str(write.root), "--state-dir", str(s.root), "--sysfs-root", str(tmp_path / "sys"))
+    assert r.code == 0 and problem in r.err, r.err
+    r = cli("down", "good", "--state-dir", str(s.root), "--timeout", "5")
+    assert problem in r.err and r.code == 0, r.err
