@@ -33,6 +33,13 @@ def tree(root) -> list[str]:
     return sorted(os.path.relpath(os.path.join(d, f), root) for d, dirs, files in os.walk(root) for f in files + dirs)
 
 
+def test_a_long_name_is_cut_in_messages_and_control_characters_escaped(cli, tmp_path):
+    """#21: a 250-character name is not repeated whole; its control characters never reach the terminal."""
+    r = cli("logs", "x" * 250 + "\x1b]0;pwned\x07", "--state-dir", str(tmp_path / "state"))
+    assert r.code == 5 and "\x1b" not in r.err
+    assert r.err == f"error: {'x' * 64!r}... (196 more characters) is not a model name ({RULE_TEXT})\n"
+
+
 def test_the_rule():
     assert all(is_model_name(n) for n in ("a", "0", "qwen3-8b", "x" * 63))
     assert not any(is_model_name(n) for n in BAD)
@@ -42,7 +49,8 @@ def test_the_rule():
 @pytest.mark.parametrize("bad", BAD)
 def test_state_store_refuses_every_other_name(tmp_path, bad):
     s = StateStore(tmp_path / "state")
-    expected = f"refusing the model name {bad!r} in the state dir {tmp_path / 'state'}: {RULE_TEXT}"
+    shown = repr(bad) if len(bad) <= 64 else f"{bad[:64]!r}... ({len(bad) - 64} more characters)"  # cut
+    expected = f"refusing the model name {shown} in the state dir {tmp_path / 'state'}: {RULE_TEXT}"
     for op in (lambda: s.save(Record(name=bad)), lambda: s.load(bad), lambda: s.delete(bad),
                lambda: s.log_path(bad), lambda: s.record_path(bad)):
         with pytest.raises(StateError) as exc:
@@ -58,10 +66,10 @@ def test_state_store_skips_records_with_a_bad_or_foreign_name(tmp_path):
     (tmp_path / "models" / "other.json").write_text(json.dumps({"name": "good"}))
     assert list(s.load_all()) == ["good"]
     assert s.problems == [
-        f"{tmp_path}/models/evil.json: unreadable state record (record name '../../x' is not a model name); "
-        "ignored",
-        f"{tmp_path}/models/other.json: unreadable state record (record name 'good' does not match the file "
-        "name other.json); ignored"]
+        f"corrupt record {tmp_path}/models/evil.json: record name '../../x' is not a model name; fix: remove it "
+        "(xgen-declare writes it again)",
+        f"corrupt record {tmp_path}/models/other.json: record name 'good' does not match the file name "
+        "other.json; fix: remove it (xgen-declare writes it again)"]
 
 
 def test_a_bad_name_names_no_model_and_its_file_is_broken(write):

@@ -3,7 +3,7 @@
     POST models/{name}/restart|down|up   the `restart` / `down` / `up` verbs (token like every write)
     GET  models/{name}/detail            rendered argv (secret flag values ***), env (secret values ***),
                                          labels, aliases, the model's problems and router figures
-    GET  models/{name}/log?lines=N       the tail of the model's log (JSON)
+    GET  models/{name}/log?lines=N       the tail of the model's log (JSON; `problems`: a corrupt record, a link)
     GET  models/{name}/log/stream        the log as it grows (Server-Sent Events, id = byte offset)
     GET  ledger                          the memory ledger of the last pass: every device with usable
                                          memory, margin, shared pool, overcommit; blocked models' reasons
@@ -115,9 +115,10 @@ async def detail(request: Request, name: str):
 
 def read_tail(path, lines: int) -> tuple[list[str], int]:
     """The last `lines` complete lines and the byte offset after them (a line still being written waits
-    for its newline, so following from that offset sees it whole). FileRefused: not a regular file."""
+    for its newline, so following from that offset sees it whole). Never through a symlink: a link or
+    a non-file at the log's path raises FileRefused."""
     try:
-        with opened(path, follow=False) as f:  # a FIFO or a link planted in the state dir is refused
+        with opened(path, follow=False) as f:
             size = os.fstat(f.fileno()).st_size
             start = max(0, size - CHUNK * 4)
             f.seek(start)
@@ -143,7 +144,7 @@ def read_from(path, offset: int) -> tuple[list[str], int]:
                 offset = 0
             f.seek(offset)
             data = f.read(CHUNK)
-    except OSError:
+    except OSError:  # not there (yet): FileRefused ends the stream with why
         return [], offset
     end = data.rfind(b"\n")
     if end < 0:
@@ -170,11 +171,21 @@ def _whole_chars(data: bytes) -> bytes:
 async def log_tail(request: Request, name: str, lines: int = Query(200, ge=0, le=MAX_LINES)):
     ctx = _ctx(request)
     declare.check_name(name)
+    found, offset, problems = await to_thread.run_sync(_tail_checked, ctx.env.store, name, lines)
+    return {"model": name, "lines": [ctx.scrub.text(x) for x in found], "offset": offset,
+            "problems": [ctx.scrub.text(p) for p in problems]}
+
+
+def _tail_checked(store, name: str, lines: int) -> tuple[list[str], int, list[str]]:
+    """The log's tail, and what was wrong on the way (a corrupt record, a link at the log's path): a
+    200 with `problems`, never a 500."""
+    path, problem = store.model_log_checked(name)
+    problems = [problem] if problem else []
     try:
-        found, offset = await to_thread.run_sync(read_tail, ctx.env.store.model_log(name), lines)
+        found, offset = read_tail(path, lines)
     except FileRefused as exc:
-        raise _refused(exc) from None
-    return {"model": name, "lines": [ctx.scrub.text(x) for x in found], "offset": offset}
+        return [], 0, problems + [str(exc)]
+    return found, offset, problems
 
 
 def _refused(exc: FileRefused) -> ApiProblem:
@@ -189,7 +200,7 @@ async def log_stream(request: Request, name: str, offset: int | None = Query(Non
     is the byte offset: a reconnecting EventSource resumes where it was (Last-Event-ID)."""
     ctx = _ctx(request)
     declare.check_name(name)
-    path = ctx.env.store.model_log(name)
+    path, _ = ctx.env.store.model_log_checked(name)  # a corrupt record: NAME.log (the tail endpoint says why)
     header = request.headers.get("last-event-id", "")
     start = offset if offset is not None else int(header) if header.isdigit() else None
     end = time.monotonic() + timeout if timeout else None
@@ -202,7 +213,7 @@ async def log_stream(request: Request, name: str, offset: int | None = Query(Non
         yield "retry: 2000\n\n"
         try:
             if pos is None:
-                found, pos = await to_thread.run_sync(read_tail, path, lines)
+                found, pos, _ = await to_thread.run_sync(_tail_checked, ctx.env.store, name, lines)
                 yield event(found, pos)
             while not ctx.closing.is_set() and (end is None or time.monotonic() < end):
                 if await request.is_disconnected():

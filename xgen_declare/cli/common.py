@@ -11,6 +11,7 @@ import click
 import click.shell_completion
 
 from xgen_declare.config import Config, load_config
+from xgen_declare.names import escape_controls
 
 
 @dataclass
@@ -116,7 +117,8 @@ def eprint(message: str) -> None:
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
-    cells = [[str(c) if c is not None else "-" for c in row] for row in rows]
+    """Aligned columns; control characters in a cell (a backend's output in an error) are escaped."""
+    cells = [[escape_controls(str(c)) if c is not None else "-" for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     for r in cells:

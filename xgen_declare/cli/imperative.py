@@ -19,6 +19,8 @@ def run_verb(verb: str, names: tuple[str, ...], timeout: float) -> int:
     g = get_globals()
     env = open_env(g, (), need_paths=verb != "down")
     known = set(env.store.load_all())
+    for problem in env.store.problems:  # a corrupt record: reported, skipped (#21 finding 15)
+        eprint(problem)
     unknown = [n for n in names if n not in known]
     if unknown and verb != "up":
         raise ModelNotFound(f"unknown model(s): {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})")

@@ -1,17 +1,31 @@
-"""`xgen-declare logs NAME [-f] [-n N]`: the backend's stdout+stderr from the state dir."""
+"""`xgen-declare logs NAME [-f] [-n N]`: the backend's stdout+stderr from the state dir.
+
+The log is opened once, never through a symlink (readers/bounded.py, follow=False): a link planted at
+NAME.log is refused (exit 1), never followed to its target. Control characters in the backend's output
+(terminal escapes) are printed escaped (`names.escape_controls`): a log line never drives the terminal.
+A corrupt record is reported on stderr and skipped (the log of NAME.log is shown).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 import click
 
 from xgen_declare.errors import ModelNotFound
-from xgen_declare.processes.logfiles import tail
-from xgen_declare.names import check_model_names
+from xgen_declare.names import check_model_names, escape_controls
 from xgen_declare.processes.state_store import StateStore
-from xgen_declare.cli.common import complete_model_names, get_globals, global_options
+from xgen_declare.readers.bounded import opened
+from xgen_declare.cli.common import complete_model_names, eprint, get_globals, global_options
+
+FOLLOW_POLL = 0.2
+
+
+def printable(text: str) -> str:
+    """Log text with its line breaks kept and every other control character escaped."""
+    return "\n".join(escape_controls(line) for line in text.split("\n"))
 
 
 @click.command(short_help="Print a model's log")
@@ -25,28 +39,36 @@ def command(name: str, follow: bool, lines: int) -> int:
     g = get_globals()
     store = StateStore(g.resolve_state_dir(g.load_config() if g.config_path() else None))
     path = store.model_log(name)
-    if not path.exists():
+    for problem in store.problems:
+        eprint(problem)
+    try:
+        with opened(path, follow=False) as f:
+            _print_tail(f, lines)
+            if follow:
+                _follow(f)
+    except FileNotFoundError:
         raise ModelNotFound(f"no log for {name!r} in {store.logs_dir} (known: "
-                            f"{', '.join(sorted(store.load_all())) or 'none'})")
-    text = tail(path, lines, max_bytes=max(64 * 1024, lines * 512))
-    if text:
-        click.echo(text)
-    if not follow:
-        return 0
-    with open(path, "rb") as f:
-        f.seek(0, 2)
-        pos = f.tell()
-        while True:
-            chunk = f.read()
-            if chunk:
-                sys.stdout.write(chunk.decode(errors="replace"))
-                sys.stdout.flush()
-                pos = f.tell()
-                continue
-            try:
-                if path.stat().st_size < pos:  # rotated (copy-truncate): start from the top
-                    f.seek(0)
-                    pos = 0
-            except OSError:
-                pass
-            time.sleep(0.2)
+                            f"{', '.join(sorted(store.load_all())) or 'none'})") from None
+    return 0
+
+
+def _print_tail(f, lines: int) -> None:
+    size = os.fstat(f.fileno()).st_size
+    f.seek(max(0, size - max(64 * 1024, lines * 512)))
+    text = f.read().decode(errors="replace").rstrip("\n")
+    shown = text.split("\n")[-lines:] if lines > 0 and text else []
+    if shown:
+        click.echo("\n".join(escape_controls(line) for line in shown))
+
+
+def _follow(f) -> None:
+    f.seek(0, os.SEEK_END)
+    while True:
+        chunk = f.read()
+        if chunk:
+            sys.stdout.write(printable(chunk.decode(errors="replace")))
+            sys.stdout.flush()
+            continue
+        if os.fstat(f.fileno()).st_size < f.tell():  # rotated (copy-truncate): start from the top
+            f.seek(0)
+        time.sleep(FOLLOW_POLL)

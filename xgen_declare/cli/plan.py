@@ -18,6 +18,8 @@ def compute_plan(dirs: tuple[str, ...], inventory_file: str | None = None) -> Pa
     if inventory_file:  # another host: nothing of ours runs there, and its binaries are not here
         return compute(env.paths, env.config, host_inventory(g, env.config, inventory_file), {}, local=False)
     seen = seen_from_records(env.store.load_all(), env.proc_root)
+    for problem in env.store.problems:  # a corrupt record: reported, skipped (#21 finding 15)
+        eprint(problem)
     return compute(env.paths, env.config, env.inventory(), seen)
 
 

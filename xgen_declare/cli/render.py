@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
-
 import click
 
 from xgen_declare.desired.build import build_desired
+from xgen_declare.names import escape_controls
+from xgen_declare.processes.spec import shell_quote
 from xgen_declare.processes.state_store import held_ports
 from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, output_option, print_json, table
 from xgen_declare.cli.hostctx import host_inventory, inventory_option_help
@@ -22,7 +22,7 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
 
     Ports come from the daemon's state when it has one, otherwise a deterministic preview
     assignment is shown (marked "preview"). `-o shell` prints a quoted, copy-pasteable preview;
-    secrets show as ***. Exit code 1 when a model cannot be rendered, or this host (--inventory: that
+    secrets show as ***; a value with control characters is written as $'..\\xHH..' (never raw). Exit code 1 when a model cannot be rendered, or this host (--inventory: that
     host) cannot give it the GPUs it asks for (the reason `plan` shows for it, Blocked).
     """
     g = get_globals()
@@ -37,11 +37,14 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
     elif output == "shell":
         for m in models:
             note = " (preview port)" if m.port_source == "preview" else ""
-            click.echo(f"# {m.name}: {m.backend} -> {m.endpoint}{note}\n# {m.backend_reason}")
+            # comments carry values from manifests (a reason, a warning): control characters escaped
+            click.echo(escape_controls(f"# {m.name}: {m.backend} -> {m.endpoint}{note}") + "\n"
+                       + escape_controls(f"# {m.backend_reason}"))
             for w in m.warnings:
-                click.echo(f"# warning: {w}")
+                click.echo(escape_controls(f"# warning: {w}"))
             for w in m.workers:  # an RPC group: its local workers start first
-                click.echo(f"# RPC worker {w.host}:{w.port}\n" + " ".join(shlex.quote(a) for a in w.argv))
+                click.echo(escape_controls(f"# RPC worker {w.host}:{w.port}") + "\n"
+                           + " ".join(shell_quote(a) for a in w.argv))
             click.echo(m.shell() + "\n")
     else:
         mark = {"preview": "*", "none": "-"}

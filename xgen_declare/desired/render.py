@@ -9,8 +9,9 @@ output format is fixed so that no value can add argv elements:
   * literal template text may only be whitespace (and Jinja comments);
   * the output is read back as a sequence of JSON strings, one argv element each.
 
-So a value such as ``"a b; $(rm -rf /)\\n- --evil"`` stays exactly one argv element, and newlines or NUL
-bytes in values are rejected outright. No shell ever sees the result.
+So a value such as ``"a b; $(rm -rf /)\\n- --evil"`` stays exactly one argv element, and control characters
+(newlines, NUL, terminal escapes: names.CONTROL_RE; a tab may pass) are rejected outright. No shell ever
+sees the result.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from xgen_declare.backends.dialect import dialect_for
 from xgen_declare.backends.pinning import pinning_env
 from xgen_declare.config import Config
 from xgen_declare.errors import Problem, RenderError
+from xgen_declare.names import cut, escape_controls, first_control
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.desired.ports import PortAssignment
@@ -57,8 +59,10 @@ def _finalize(value: Any) -> str:
     else:
         raise RenderError(f"a template expression produced a {type(value).__name__}; only strings, numbers, "
                           "booleans and lists of them become argv elements")
-    if "\n" in text or "\r" in text or "\x00" in text:
-        raise RenderError(f"argv element {text[:40]!r} contains a newline or NUL byte")
+    found = first_control(text)
+    if found is not None:  # names.CONTROL_RE: newlines, NUL, terminal escapes (a tab may pass)
+        raise RenderError(f"argv element {escape_controls(cut(text, 40))!r} contains a control character "
+                          f"({found[1]} at position {found[0]}); remove it from the value the template renders")
     return json.dumps(text)
 
 

@@ -10,7 +10,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-NoNewline = Annotated[str, Field(min_length=1, max_length=4096)]
+from xgen_declare.names import first_control
+
+def _reject_control(value: str, what: str) -> str:
+    """Control characters (names.CONTROL_RE: C0 but tab, DEL, C1) never reach argv: a newline or NUL
+    breaks the argv, and an alias such as "\\x1b]0;pwned\\x07" would drive operators' terminals through
+    `logs` and `render -o shell`. A tab is allowed (harmless on a terminal, and some flags take one)."""
+    found = first_control(value)
+    if found is not None:
+        pos, shown = found
+        raise ValueError(f"{what} must not contain control characters ({shown} at position {pos}): remove it "
+                         "(newlines, NUL bytes and terminal escapes are refused, a tab is allowed)")
+    return value
+
+
+NoNewline = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(lambda v: _reject_control(v, "value"))]
 
 
 def not_a_flag(hint: str) -> AfterValidator:
@@ -55,12 +69,6 @@ class RpcWorker(BaseModel):
     @property
     def endpoint(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def _reject_control(value: str, what: str) -> str:
-    if "\n" in value or "\r" in value or "\x00" in value:
-        raise ValueError(f"{what} must not contain newlines or NUL bytes")
-    return value
 
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")

@@ -18,6 +18,9 @@ from __future__ import annotations
 import os
 import re
 
+from xgen_declare.errors import FileRefused
+from xgen_declare.readers.bounded import tail_bytes
+
 __all__ = ["parse_buffers", "read_buffers", "to_device_keys", "total_bytes"]
 
 _TERM = [
@@ -49,13 +52,9 @@ def parse_buffers(lines) -> dict[str, dict[str, float]]:
 def read_buffers(log_path: str | os.PathLike, gpus: list[int] | None = None) -> dict[str, dict[str, float]] | None:
     """Per device key ("GPU<host index>", "host"): MiB per term, from the end of the log; None when the
     log has no buffer lines (or cannot be read)."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(size - _TAIL_BYTES, 0))
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError:
+    try:  # a state-dir log: never through a planted link, never a FIFO (#21 finding 13)
+        text = tail_bytes(log_path, _TAIL_BYTES, follow=False).decode("utf-8", errors="replace")
+    except (OSError, FileRefused):
         return None
     found = parse_buffers(text.splitlines())
     return to_device_keys(found, gpus) if found else None

@@ -4,6 +4,11 @@ A process is identified by (pid, start time in clock ticks from /proc/PID/stat f
 /proc/sys/kernel/random/boot_id): a pid reused by another process, or a record from before a reboot,
 never matches, so it is never signalled. Every child carries XGEN_DECLARE_OWNER=OWNER/NAME/SPAWN in
 its environment; `find_marked` finds descendants that left the process group (setsid) by that tag.
+
+A record is data anyone with write access to the state dir can forge: pid + start ticks + boot id of
+an unrelated process are all public in /proc. So adoption (`owned`) also reads the process's own
+XGEN_DECLARE_OWNER (PROC/PID/environ, bounded, through the proc_root seam) and requires it to equal
+the marker the record names; a process without it is never adopted and never signalled.
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ from dataclasses import dataclass
 
 import psutil
 
+from xgen_declare.errors import FileRefused
+from xgen_declare.readers.bounded import MIB, read_bytes
+
 PROC = "/proc"
+ENVIRON_LIMIT = 4 * MIB  # argv + environment are bounded by the kernel's ARG_MAX (2 MiB by default)
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,31 @@ def matches(pid: int | None, ticks: int | None, boot: str | None, proc_root: str
     if not pid or ticks is None or not boot:
         return False
     return boot_id(proc_root) == boot and start_ticks(pid, proc_root) == ticks
+
+
+def owner_tag_of(pid: int, proc_root: str = PROC) -> str | None:
+    """XGEN_DECLARE_OWNER of process `pid` as its environment says (PROC/PID/environ, at most
+    ENVIRON_LIMIT bytes); None when absent, unreadable or too large."""
+    from xgen_declare.processes.state_store import OWNER_ENV
+
+    try:
+        data = read_bytes(os.path.join(proc_root, str(pid), "environ"), ENVIRON_LIMIT, what="a process environment")
+    except (OSError, FileRefused):
+        return None
+    key = OWNER_ENV.encode() + b"="
+    for item in data.split(b"\0"):
+        if item.startswith(key):
+            return item[len(key):].decode("utf-8", "replace")
+    return None
+
+
+def owned(pid: int | None, ticks: int | None, boot: str | None, marker: str | None, prefix: str,
+          proc_root: str = PROC) -> bool:
+    """`matches`, and the process carries exactly `marker`, which is one of ours (starts with `prefix`,
+    OWNER/NAME/): only such a process may be adopted or signalled on a record's word."""
+    if not marker or not marker.startswith(prefix) or not matches(pid, ticks, boot, proc_root):
+        return False
+    return owner_tag_of(pid, proc_root) == marker  # type: ignore[arg-type]
 
 
 def group_alive(pgid: int, proc_root: str = PROC) -> bool:

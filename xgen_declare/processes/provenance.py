@@ -20,6 +20,9 @@ import subprocess
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+from xgen_declare.errors import FileRefused
+from xgen_declare.readers.bounded import opened
+
 GIT_TIMEOUT = 5.0
 
 # argv, cwd -> stdout, or None when git failed (the seam for tests)
@@ -51,11 +54,11 @@ class Provenance:
 
 def file_sha256(path: str) -> str | None:
     h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
+    try:  # a FIFO or a device named as the manifest: refused at once, never waited on or read forever
+        with opened(path) as f:
             for chunk in iter(lambda: f.read(1 << 16), b""):
                 h.update(chunk)
-    except OSError:
+    except (OSError, FileRefused):
         return None
     return h.hexdigest()
 

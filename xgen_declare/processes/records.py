@@ -1,8 +1,10 @@
 """The supervisor's records side (a mixin of `Supervisor`): adoption from the records at start, and
 memory as the truth with the record as its copy.
 
-`load()` adopts every recorded process that is still the same process (pid + start ticks + boot id):
-zero restarts; a record whose process is gone is settled, and an orphan of the model (tagged with its
+`load()` adopts every recorded process that is still the same process (pid + start ticks + boot id)
+and carries the owner marker the record names in its environment (procs.owned): zero restarts; a live
+pid without that marker (a forged or foreign record) is not adopted, never signalled, and reported in
+the record's last_error; a record whose process is gone is settled, and an orphan of the model (tagged with its
 owner prefix but not named by the record) is killed, so one name never has two live processes.
 
 A record that cannot be written (state dir read-only or full) never stops supervision: the failure is
@@ -19,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from xgen_declare.errors import StateWriteError
 from xgen_declare.processes import history, procs
-from xgen_declare.processes.state_store import Record
+from xgen_declare.names import cut, escape_controls
+from xgen_declare.processes.state_store import OWNER_ENV, Record
 from xgen_declare.states import RUNNING_STATES, State
 
 if TYPE_CHECKING:
@@ -28,6 +31,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("xgen_declare.processes.supervisor")
 
 FLUSH_PERIOD = 1.0  # retry of records that could not be written
+
+
+def foreign_words(rec: Record) -> str:
+    marker = escape_controls(cut(rec.marker, 60)) if rec.marker else "none recorded"
+    return (f"pid {rec.pid} of the record is alive but does not carry the record's owner marker "
+            f"({OWNER_ENV}={marker}) in its environment: not adopted and never signalled (a forged or "
+            "foreign record; the model is started again)")
 
 
 class RecordsMixin:
@@ -56,6 +66,10 @@ class RecordsMixin:
             self.procs[name] = p
             self._settle_interrupted_surge(p)  # never two processes of one model after a daemon restart
             alive = procs.matches(rec.pid, rec.start_ticks, rec.boot_id, self.proc_root)
+            foreign = alive and not self._owns(rec)
+            if foreign:
+                alive = False
+                log.warning("%s: %s", name, foreign_words(rec))
             st = p.state
             if alive:
                 log.info("%s: adopted pid %s (%s)", name, rec.pid, st.value)
@@ -73,9 +87,11 @@ class RecordsMixin:
                     # dir could not be written) is an orphan holding the port: never two live
                     procs.sweep(self._model_prefix(name), signal.SIGKILL)
                 if rec.pid is not None:
-                    rec.pid = None
-                    if st in RUNNING_STATES and st != State.STOPPING:
+                    if foreign:
+                        rec.last_error = foreign_words(rec)
+                    elif st in RUNNING_STATES and st != State.STOPPING:
                         rec.last_error = "process exited while no daemon was watching"
+                    rec.pid = None
                 self._rollout_end(p, history.FAILED if st == State.STARTING else history.INTERRUPTED,
                                   "process gone while no daemon was watching")
                 if st == State.STOPPING:
@@ -83,6 +99,11 @@ class RecordsMixin:
                 elif st == State.CRASH_LOOP_BACK_OFF:
                     p.next_start_at = now
                 self.save(rec)
+
+    def _owns(self, rec: Record) -> bool:
+        """The record's process is alive, the same process, and carries the record's owner marker."""
+        return procs.owned(rec.pid, rec.start_ticks, rec.boot_id, rec.marker, self._model_prefix(rec.name),
+                           self.proc_root)
 
     def save(self, rec: Record) -> bool:
         """Write the record; a failure is remembered (store.write_failures) and retried, never raised."""

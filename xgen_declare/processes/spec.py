@@ -14,6 +14,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from xgen_declare.names import CONTROL_RE, escape_controls
 from xgen_declare.processes.rpc_workers import WorkerSpec
 from xgen_declare.processes.state_store import Record
 from xgen_declare.states import State
@@ -86,9 +87,24 @@ class Rendered:
             parts.append("env " + " ".join(f"-u {k}" for k in unset))
         for k, v in self.display_env().items():
             if v is not None:
-                parts.append(f"{k}={shlex.quote(v)}")
-        parts.extend(shlex.quote(a) for a in self.argv)
+                parts.append(f"{escape_controls(k)}={shell_quote(v)}")
+        parts.extend(shell_quote(a) for a in self.argv)
         return " \\\n  ".join(_group_flags(parts))
+
+
+def shell_quote(value: str) -> str:
+    """shlex.quote, except that a value holding control characters (names.CONTROL_RE: an env value with a
+    newline, a terminal escape) is written in bash's $'...' form with each one as \\xHH of its UTF-8
+    bytes: the preview stays copy-pasteable, and printing it never drives the terminal."""
+    if CONTROL_RE.search(value) is None:
+        return shlex.quote(value)
+    out = []
+    for c in value:
+        if CONTROL_RE.match(c):
+            out.append("".join(f"\\x{b:02x}" for b in c.encode()))
+        else:
+            out.append({"\\": "\\\\", "'": "\\'"}.get(c, c))
+    return "$'" + "".join(out) + "'"
 
 
 def _group_flags(parts: list[str]) -> list[str]:

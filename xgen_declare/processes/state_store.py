@@ -10,7 +10,13 @@
       history/NAME.json    the model's last HISTORY_KEEP rollouts (from -> to spec hash, commit, result)
 
 `held_ports()` reads the ports out of the same records for `render`.
-An unreadable or corrupt record is reported and skipped, never fatal.
+An unreadable or corrupt record is reported ("corrupt record FILE: what; fix: remove it", in `problems`)
+and skipped by every reader (`load`, `load_all`), never fatal.
+
+Nothing here follows a symlink planted in the state dir (statefiles.py): every read goes through
+readers/bounded.py with follow=False and a size limit; every write is a temp file created with
+O_EXCL|O_NOFOLLOW (0600; what sat at its name is unlinked first), renamed over the target (a rename
+replaces a link, never writes through it); its directories are created 0700 (logfiles.py: the logs).
 Every write (and record delete) goes through one place: a failure raises StateWriteError (path,
 errno) and stays in `write_failures` until that path is written again; a record is replaced whole
 or not at all (`atomic_write`), never truncated.
@@ -24,13 +30,19 @@ import json
 import logging
 import os
 import secrets
+import stat
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from xgen_declare.errors import StateBusyError, StateNameError, StateWriteError
-from xgen_declare.names import RULE_TEXT, is_model_name
+from xgen_declare.errors import FileRefused, StateBusyError, StateNameError, StateWriteError
+from xgen_declare.names import RULE_TEXT, is_model_name, quote_cut
+from xgen_declare.processes.statefiles import (LINK_WORDS, SMALL_LIMIT, atomic_write, corrupt, fsync_dir,
+                                               make_private_dir, read_state_json, read_state_text)
+
+__all__ = ["OWNER_ENV", "HISTORY_KEEP", "Record", "StateStore", "atomic_write", "fsync_dir", "held_ports",
+           "make_private_dir"]  # atomic_write, fsync_dir: api/declare.py and testing/fakes.py import them here
 from xgen_declare.states import State, parse_state
 
 log = logging.getLogger("xgen_declare.state")
@@ -96,42 +108,6 @@ class Record:
         return rec
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """temp file + fsync + rename (+ fsync of the dir): a reader sees the old or the new file, whole.
-    On failure (read-only, full) the old file is untouched and the temp file is removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:
-            data = text.encode()
-            while data:
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in `directory` durable."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on dirs
-        pass
-
-
 class StateStore:
     def __init__(self, root: str | os.PathLike, writer: Callable[[Path, str], None] = atomic_write):
         self.root = Path(root)
@@ -139,7 +115,7 @@ class StateStore:
         self.logs_dir = self.root / "logs"
         self.requests_dir = self.root / "requests"
         self._lock_fd: int | None = None
-        self.problems: list[str] = []  # unreadable records seen by the last load_all()
+        self.problems: list[str] = []  # corrupt records seen by the last load_all() (and load() since)
         self.writer = writer           # seam: tests inject a writer that fails like a full disk
         # path -> the last failed write (or delete) of it, until it succeeds; replaced, never mutated,
         # so other threads (/metrics) may read it at any time
@@ -148,6 +124,7 @@ class StateStore:
     # ---- every write goes through here ---------------------------------------------------------
     def _write(self, path: Path, text: str) -> None:
         try:
+            make_private_dir(path.parent)
             self.writer(path, text)
         except OSError as exc:
             self._failed(StateWriteError(str(path), exc.errno, exc.strerror or str(exc)))
@@ -173,7 +150,8 @@ class StateStore:
     def check_name(self, name: str) -> str:
         """Every path built from a model name goes through here (names.py: never a '/', '..', NUL, ...)."""
         if not is_model_name(name):
-            raise StateNameError(f"refusing the model name {name!r} in the state dir {self.root}: {RULE_TEXT}")
+            raise StateNameError(f"refusing the model name {quote_cut(name)} in the state dir {self.root}: "
+                                 f"{RULE_TEXT}")
         return name
 
     def record_path(self, name: str) -> Path:
@@ -185,29 +163,52 @@ class StateStore:
         return self.logs_dir / f"{self.check_name(name)}{'.surge' if alt else ''}.log"
 
     def model_log(self, name: str) -> Path:
-        """The log of the model's current process (`logs NAME`, the API)."""
+        """The log of the model's current process (`logs NAME`); a corrupt record: NAME.log (reported)."""
         rec = self.load(name)
         return self.log_path(name, bool(rec and rec.log_alt))
+
+    def model_log_checked(self, name: str) -> tuple[Path, str | None]:
+        """`model_log` and the problem of a corrupt record (None when fine), without touching `problems`
+        (for the API's threads)."""
+        rec, problem = self.read_record(name)
+        return self.log_path(name, bool(rec and rec.log_alt)), problem
 
     def save(self, rec: Record) -> None:
         rec.updated_at = time.time()
         self._write(self.record_path(rec.name), json.dumps(rec.to_json(), indent=1, sort_keys=True))
 
     def load(self, name: str) -> Record | None:
+        """The record of `name`; None when there is none, or when it is corrupt (then reported in
+        `problems` and the log, like load_all(): every verb and endpoint goes on without it)."""
+        rec, problem = self.read_record(name)
+        if problem is not None:
+            self._report(problem)
+        return rec
+
+    def read_record(self, name: str) -> tuple[Record | None, str | None]:
+        """(record or None, the problem of a corrupt one or None); reports nothing."""
+        path = self.record_path(name)
         try:
-            return self._read(self.record_path(name))
+            return self._read(path), None
         except FileNotFoundError:
-            return None
+            return None, None
+        except (OSError, ValueError, TypeError, FileRefused) as exc:
+            return None, corrupt(path, exc.reason if isinstance(exc, FileRefused) else exc)
+
+    def _report(self, message: str) -> None:
+        if message not in self.problems:
+            self.problems.append(message)
+        log.warning("%s", message)
 
     def _read(self, path: Path) -> Record:
-        data = json.loads(path.read_text())
+        data = read_state_json(path, "a state record")
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         rec = Record.from_json(data)
         if not is_model_name(rec.name):
-            raise ValueError(f"record name {rec.name!r} is not a model name")
+            raise ValueError(f"record name {quote_cut(rec.name)} is not a model name")
         if path.name != f"{rec.name}.json":
-            raise ValueError(f"record name {rec.name!r} does not match the file name {path.name}")
+            raise ValueError(f"record name {quote_cut(rec.name)} does not match the file name {path.name}")
         return rec
 
     def load_all(self) -> dict[str, Record]:
@@ -218,9 +219,8 @@ class StateStore:
                 rec = self._read(f)
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError, TypeError) as exc:
-                self.problems.append(f"{f}: unreadable state record ({exc}); ignored")
-                log.warning("%s: unreadable state record (%s); ignored", f, exc)
+            except (OSError, ValueError, TypeError, FileRefused) as exc:
+                self._report(corrupt(f, exc.reason if isinstance(exc, FileRefused) else exc))
                 continue
             out[rec.name] = rec
         return out
@@ -240,12 +240,18 @@ class StateStore:
         return self.root / "history" / f"{self.check_name(name)}.json"
 
     def load_history(self, name: str) -> list[dict]:
-        """Oldest first; empty when there is none (or it cannot be read)."""
+        """Oldest first; empty when there is none, or when it is corrupt (reported in `problems`)."""
+        path = self.history_path(name)
         try:
-            data = json.loads(self.history_path(name).read_text())
-        except (OSError, ValueError):
+            data = read_state_json(path, "a rollout history")
+            if not isinstance(data, list):
+                raise ValueError("not a JSON list")
+        except FileNotFoundError:
             return []
-        return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+        except (OSError, ValueError, FileRefused) as exc:
+            self._report(corrupt(path, exc.reason if isinstance(exc, FileRefused) else exc))
+            return []
+        return [e for e in data if isinstance(e, dict)]
 
     def append_history(self, name: str, entry: dict, keep: int = HISTORY_KEEP) -> None:
         entries = (self.load_history(name) + [entry])[-keep:]
@@ -255,7 +261,7 @@ class StateStore:
     def owner_id(self) -> str:
         path = self.root / "owner_id"
         try:
-            value = path.read_text().strip()
+            value = read_state_text(path, "the owner id", SMALL_LIMIT).strip()
             if value:
                 return value
         except FileNotFoundError:
@@ -269,9 +275,9 @@ class StateStore:
 
     def daemon_info(self) -> dict:
         try:
-            data = json.loads((self.root / "daemon.json").read_text())
+            data = json.loads(read_state_text(self.root / "daemon.json", "the daemon's facts"))
             return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, FileRefused):
             return {}
 
     def manifest_paths(self) -> list[str]:
@@ -284,10 +290,14 @@ class StateStore:
         when the state dir cannot be created or the lock file not opened for writing."""
         path = self.root / "daemon.lock"
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            make_private_dir(self.root)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise StateWriteError(str(path), exc.errno, exc.strerror or str(exc)) from None
+            why = LINK_WORDS if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+            raise StateWriteError(str(path), exc.errno, why) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StateWriteError(str(path), errno.EINVAL, "not a regular file; remove it (xgen-declare creates it)")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -312,9 +322,9 @@ class StateStore:
 
     def lock_holder(self) -> int | None:
         try:
-            text = (self.root / "daemon.lock").read_text().strip()
+            text = read_state_text(self.root / "daemon.lock", "the lock file", SMALL_LIMIT).strip()
             return int(text) if text else None
-        except (OSError, ValueError):
+        except (OSError, ValueError, FileRefused):
             return None
 
     def is_locked(self) -> bool:
@@ -322,7 +332,7 @@ class StateStore:
         if self._lock_fd is not None:
             return True
         try:
-            fd = os.open(self.root / "daemon.lock", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.root / "daemon.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return False
         except OSError:
@@ -337,7 +347,6 @@ class StateStore:
 
     # ---- requests to a running daemon ----------------------------------------------------------
     def put_request(self, verb: str, names: list[str]) -> Path:
-        self.requests_dir.mkdir(parents=True, exist_ok=True)
         path = self.requests_dir / f"{time.time_ns()}-{secrets.token_hex(3)}.json"
         self._write(path, json.dumps({"verb": verb, "names": names}))
         return path
@@ -346,10 +355,10 @@ class StateStore:
         out = []
         for f in _json_files(self.requests_dir):
             try:
-                data = json.loads(f.read_text())
+                data = json.loads(read_state_text(f, "a request", SMALL_LIMIT))
                 if isinstance(data, dict) and isinstance(data.get("verb"), str):
                     out.append(data)
-            except (OSError, ValueError):
+            except (OSError, ValueError, FileRefused):
                 pass
             try:
                 f.unlink()

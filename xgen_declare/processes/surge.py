@@ -242,7 +242,8 @@ class SurgeMixin:
                 side = Record.from_json(data)
             except (TypeError, ValueError):
                 side = None
-            if side is not None and procs.matches(side.pid, side.start_ticks, side.boot_id, self.proc_root):
+            if side is not None and procs.owned(side.pid, side.start_ticks, side.boot_id, side.marker,
+                                                self._model_prefix(p.rec.name), self.proc_root):
                 log.warning("%s: %s (pid %s) is stopped after the daemon restart", p.rec.name, what, side.pid)
                 procs.signal_group(side.pid, signal.SIGKILL)
             if side is not None and side.marker:
@@ -252,7 +253,8 @@ class SurgeMixin:
                                     "the daemon restarted during a surge")
             setattr(p.rec, key, None)
         rec = p.rec
-        if rec.marker and procs.matches(rec.pid, rec.start_ticks, rec.boot_id, self.proc_root):
+        if procs.owned(rec.pid, rec.start_ticks, rec.boot_id, rec.marker, self._model_prefix(rec.name),
+                       self.proc_root):
             # a process of this model that no record names (spawned while the state dir could not be
             # written, e.g. a successor) is an orphan beside the adopted one: never two live
             for orphan in procs.find_marked(self._model_prefix(rec.name)):

@@ -60,7 +60,8 @@ def open_regular(path: str | os.PathLike, *, follow: bool = True) -> int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise FileRefused(os.fspath(path), f"is {kind_of(st.st_mode)}, not a regular file",
-                              "point it at a regular file")
+                              "point it at a regular file" if follow else
+                              "remove it; xgen-declare writes this file itself")
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     except BaseException:
         os.close(fd)

@@ -118,3 +118,16 @@ def test_a_models_answer_is_made_from_one_read_of_the_records(api, monkeypatch):
     reads.clear()
     assert api.client.get(P + "/models/m").json()["name"] == "m"
     assert len(reads) == 1
+
+
+def test_a_link_at_the_temp_name_is_never_written_through(api, tmp_path):
+    """#21 finding 13: the manifest's temp file (api/.NAME.yaml.PID.tmp) is created O_EXCL|O_NOFOLLOW; a
+    link planted at its name is removed, its target never clobbered."""
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    (api.manifests / "api").mkdir(parents=True)
+    (api.manifests / "api" / f".m.yaml.{os.getpid()}.tmp").symlink_to(target)
+    r = api.client.post(P + "/load?wait=1", json=OFF)
+    assert r.status_code == 200, r.text
+    assert target.read_text() == "keep me\n"
+    assert "name: m" in (api.manifests / "api" / "m.yaml").read_text()

@@ -57,10 +57,25 @@ def test_duplicate_keys_are_422(api):
     assert not (api.manifests / "api").exists()
 
 
-@pytest.mark.parametrize("value", ["a\x85b", "\x85", "x\u2028y", "p\u2029", "\ufeffz", "tab\tx", "\x1bq", "é ü"])
+# C0 (but tab), DEL and C1 ("\x85", "\x1bq") are refused since #21 finding 17 (the test below)
+@pytest.mark.parametrize("value", ["x\u2028y", "p\u2029", "\ufeffz", "tab\tx", "é ü"])
 def test_the_written_manifest_declares_exactly_the_requested_strings(api, value):
     r = api.client.post(P + "/load?wait=5", json={**OFF, "alias": [value], "model_path": f"/models/{value}.gguf"})
     assert r.status_code == 200, r.text
     load = load_paths([str(api.manifests)])
     (decl,) = load.models
     assert decl.spec.alias == [value] and decl.spec.model_path == f"/models/{value}.gguf"
+
+
+@pytest.mark.parametrize("value, shown", [("\x1b]0;pwned\x07", "\\x1b at position 0"), ("a\x85b", "\\x85 at position 1"),
+                                          ("\x1bq", "\\x1b at position 0")])
+def test_an_alias_with_terminal_escapes_is_422_naming_the_field(api, value, shown):
+    """#21 finding 17: control characters never reach argv through the API either."""
+    body = {"name": "m", "model_path": "/models/x.gguf", "backend": "llama-server-cpu", "enabled": False,
+            "alias": [value]}
+    r = api.client.post("/api/management/load?wait=1", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [{"field": "spec.alias", "hint": "", "message": (
+        f"each item must not contain control characters ({shown}): remove it (newlines, NUL bytes and "
+        "terminal escapes are refused, a tab is allowed)")}]
+    assert not (api.manifests / "api" / "m.yaml").exists()

@@ -116,7 +116,7 @@ def test_log_tail_and_stream(api):
     log.write_text(f"one\ntwo <script>x</script>\nthree {api.manifests}/m1.yaml\npartial")
     r = api.client.get(P + "/models/m1/log?lines=2").json()
     assert r == {"model": "m1", "lines": ["two <script>x</script>", "three m1.yaml"],
-                 "offset": log.stat().st_size - len("partial")}
+                 "offset": log.stat().st_size - len("partial"), "problems": []}
     offset = len("one\n")
     r = api.client.get(P + f"/models/m1/log/stream?offset={offset}&timeout=0.5")
     assert r.headers["content-type"].startswith("text/event-stream")
@@ -126,6 +126,40 @@ def test_log_tail_and_stream(api):
     r = api.client.get(P + "/models/m1/log/stream?lines=1&timeout=0.3")
     assert [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: ")][0] == {"lines": ["three m1.yaml"]}
     assert api.client.get(P + "/models/..%2Fx/log").status_code in (404, 422)
+
+
+def test_the_log_endpoints_never_serve_a_file_through_a_link(api, tmp_path):
+    """#21 finding 13: a link planted at logs/NAME.log is refused, its target never served."""
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    log = api.ctx.env.store.log_path("m1")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.symlink_to(secret)
+    r = api.client.get(P + "/models/m1/log")
+    assert r.status_code == 200 and "root:" not in r.text
+    assert r.json() == {"model": "m1", "lines": [], "offset": 0, "problems": [
+        "$STATE_DIR/logs/m1.log: is a symlink, and this file may not be one (remove the link; xgen-declare "
+        "writes this file itself)"]}
+    r = api.client.get(P + "/models/m1/log/stream?offset=0&timeout=0.3")
+    assert r.status_code == 200 and "root:" not in r.text
+    r = api.client.get(P + "/models/m1/log/stream?timeout=0.3")
+    assert r.status_code == 200 and "root:" not in r.text
+
+
+def test_the_log_endpoints_report_a_corrupt_record_and_go_on(api):
+    """#21 finding 15: a corrupt record is a problem in a 200 answer, never a 500."""
+    store = api.ctx.env.store
+    store.models_dir.mkdir(parents=True, exist_ok=True)
+    (store.models_dir / "m1.json").write_text("[1]")
+    store.log_path("m1").parent.mkdir(parents=True, exist_ok=True)
+    store.log_path("m1").write_text("one\n")
+    r = api.client.get(P + "/models/m1/log")
+    assert r.status_code == 200
+    assert r.json() == {"model": "m1", "lines": ["one"], "offset": 4, "problems": [
+        "corrupt record $STATE_DIR/models/m1.json: not a JSON object; fix: remove it (xgen-declare writes it again)"]}
+    r = api.client.get(P + "/models/m1/log/stream?timeout=0.3")
+    assert r.status_code == 200
+    assert [json.loads(x[6:]) for x in r.text.splitlines() if x.startswith("data: ")][0] == {"lines": ["one"]}
 
 
 def test_read_from_follows_rotation_and_waits_for_whole_lines(tmp_path):
@@ -245,8 +279,10 @@ def test_a_fifo_in_place_of_the_log_is_refused_not_waited_on(api):
         _unblock(log)
         asker.join(1)
     assert "stream" in answers
+    assert answers["tail"].status_code == 200
+    assert answers["tail"].json() == {"model": "m1", "lines": [], "offset": 0, "problems": [
+        "$STATE_DIR/logs/m1.log: is a FIFO (named pipe), not a regular file (remove it; xgen-declare writes this "
+        "file itself)"]}
     detail = ("the model's log $STATE_DIR/logs/m1.log is a FIFO (named pipe), not a regular file; remove it (the "
               "daemon writes it again when the model starts)")
-    assert answers["tail"].status_code == 409
-    assert answers["tail"].json() == {"status": "error", "detail": detail}
     assert f'event: refused\ndata: {json.dumps({"status": "error", "detail": detail})}\n\n' in answers["stream"].text

@@ -289,3 +289,16 @@ def test_relative_model_paths_are_relative_to_the_manifest(write):
     assert d.rendered["a"].argv[d.rendered["a"].argv.index("--model") + 1] == str(write.root / "sub/models/x.gguf")
     assert d.rendered["b"].argv[2] == str(write.root / "hf-dir")
     assert d.rendered["c"].argv[2] == "org/model"
+
+
+@pytest.mark.parametrize("value, shown", [("a\x1b]0;pwned\x07", "\\x1b at position 1"), ("x\x9b", "\\x9b at position 1"),
+                                          ("b\n--evil", "\\n at position 1")])
+def test_a_template_value_with_control_characters_is_refused(value, shown):
+    """#21 finding 17, defence in depth: whatever a template renders, no control character reaches argv."""
+    from xgen_declare.desired.render import _finalize
+
+    with pytest.raises(RenderError) as exc:
+        _finalize(value)
+    assert str(exc.value).endswith(f"contains a control character ({shown}); remove it from the value the "
+                                   "template renders")
+    assert _finalize("tab\tok") == '"tab\\tok"'

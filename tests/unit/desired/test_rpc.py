@@ -40,7 +40,9 @@ def test_local_workers_are_valid():
     ({"host": "127.0.0.1", "port": 0}, "Input should be greater than or equal to 1"),
     ({"host": "127.0.0.1", "port": 70000}, "Input should be less than or equal to 65535"),
     ({"host": "", "port": 50052}, "String should have at least 1 character"),
-    ({"host": "a\nb", "port": 50052}, "Value error, must be one host name or address (no spaces, commas or newlines)"),
+    ({"host": "a\nb", "port": 50052}, "Value error, value must not contain control characters (\\n at position 1): "
+                                       "remove it (newlines, NUL bytes and terminal escapes are refused, a tab is "
+                                       "allowed)"),  # #21 finding 17: every argv value refuses control characters
     ({"host": "a,b", "port": 50052}, "Value error, must be one host name or address (no spaces, commas or newlines)"),
     ({"host": "127.0.0.1", "port": 50052, "user": "x"}, "Extra inputs are not permitted"),
 ])

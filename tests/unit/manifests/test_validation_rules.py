@@ -143,7 +143,29 @@ def test_n_gpu_layers_below_minus_one(write):
 
 def test_newline_in_value_rejected(write):
     assert only(write, model_yaml(extra_args=["--a", "b\n--evil"])) == \
-        "6: spec.extra_args: each item must not contain newlines or NUL bytes"
+        "6: spec.extra_args: each item must not contain control characters (\\n at position 1): remove it " \
+        "(newlines, NUL bytes and terminal escapes are refused, a tab is allowed)"
+
+
+CONTROL = "must not contain control characters ({} at position {}): remove it (newlines, NUL bytes and terminal " \
+          "escapes are refused, a tab is allowed)"
+
+
+@pytest.mark.parametrize("field, value, shown, where", [
+    ("alias", ["ok", "x\x1b]0;pwned\x07"], "\\x1b", 1),   # OSC: retitles an operator's terminal
+    ("alias", ["a\x9b31m"], "\\x9b", 1),                    # C1 CSI
+    ("extra_args", ["--x", "\x1b[2J"], "\\x1b", 0),         # CSI: clears the screen
+    ("model_path", "/m/a\x07.gguf", "\\x07", 4),
+    ("hf_file", "a\x7f.gguf", "\\x7f", 1),
+])
+def test_control_characters_in_argv_values_are_refused(write, field, value, shown, where):
+    """#21 finding 17: every value that becomes argv refuses C0 (but tab), DEL and C1."""
+    what = "each item" if isinstance(value, list) else "value"
+    assert only(write, model_yaml(**{field: value})) == f"6: spec.{field}: {what} " + CONTROL.format(shown, where)
+
+
+def test_a_tab_in_an_argv_value_is_allowed(write):
+    assert problems_of(write, model_yaml(alias=["a\tb"], extra_args=["--x", "1\t2"])) == []
 
 
 FLAG = "must not start with '-': a backend would read it as a command-line flag"

