@@ -2,8 +2,10 @@
 memory as the truth with the record as its copy.
 
 `load()` adopts every recorded process that is still the same process (pid + start ticks + boot id):
-zero restarts; a record whose process is gone is settled, and an orphan of the model (tagged with its
-owner prefix but not named by the record) is killed, so one name never has two live processes.
+zero restarts; a record whose process is gone is settled (a running one through the one exit path,
+health.py `_gone`: group, escapees, back-off; in one-shot mode the plan starts it again), and an
+orphan of the model (tagged with its owner prefix but not named by the record) is killed, so one name
+never has two live processes.
 
 A record that cannot be written (state dir read-only or full) never stops supervision: the failure is
 kept in `store.write_failures` (path + errno, for the log, `status` and /metrics), the record is
@@ -21,6 +23,8 @@ from xgen_declare.errors import StateWriteError
 from xgen_declare.processes import history, procs
 from xgen_declare.processes.state_store import Record
 from xgen_declare.states import RUNNING_STATES, State
+
+LIVE = (State.STARTING, State.READY, State.UNHEALTHY)  # states whose process should run (health.LIVE)
 
 if TYPE_CHECKING:
     from xgen_declare.processes.proc import Proc
@@ -47,6 +51,8 @@ class RecordsMixin:
     _prefix: Callable[..., Any]
     _rollout_end: Callable[..., Any]
     _settle_interrupted_surge: Callable[..., Any]  # SurgeMixin's
+    _gone: Callable[..., Any]  # HealthMixin's: the one exit path
+    one_shot: bool
 
     def load(self) -> None:
         """Adopt every recorded process that is still the same process; zero restarts."""
@@ -72,6 +78,15 @@ class RecordsMixin:
                     # a process of this model that the record does not name (started while the state
                     # dir could not be written) is an orphan holding the port: never two live
                     procs.sweep(self._model_prefix(name), signal.SIGKILL)
+                if st in LIVE and rec.pid is not None and not self.one_shot:
+                    # this daemon noticed the end first: the one exit path (what is left of the group,
+                    # escapees, back-off: a run recorded Ready counts as a Ready run, log tail, record)
+                    if st != State.STARTING:
+                        p.backoff.healthy()
+                    self._gone(p, "exited while no daemon was watching")
+                    continue
+                if st in LIVE:  # one-shot: the rest of its group too; the plan starts it (process gone)
+                    procs.kill_left_group(rec.pid, rec.start_ticks, rec.boot_id, self.proc_root)
                 if rec.pid is not None:
                     rec.pid = None
                     if st in RUNNING_STATES and st != State.STOPPING:
