@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from xgen_declare.errors import StateWriteError
 from xgen_declare.processes import history, procs
 from xgen_declare.processes.state_store import Record
+from xgen_declare.processes.health import LIVE
 from xgen_declare.states import RUNNING_STATES, State
-
-LIVE = (State.STARTING, State.READY, State.UNHEALTHY)  # states whose process should run (health.LIVE)
 
 if TYPE_CHECKING:
     from xgen_declare.processes.proc import Proc
