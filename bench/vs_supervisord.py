@@ -12,8 +12,9 @@ each scenario alternates between them, so both see the same machine load.
       ours: save the M manifests, the daemon converges; theirs: rewrite the M program files, then
       `supervisorctl reread` and `supervisorctl update` (their documented workflow, timed with them)
   (b) change 1 of M -> that process answers; collateral restarts (other pids that changed, 2 s later)
-  (c) kill -9 one process -> a new pid answers /health. Default policies (ours: backoff_base 10 s,
-      supervisord: autorestart=unexpected, at once), then tuned (ours: backoff_base 0.01 s;
+  (c) kill -9 one process -> a new pid answers /health. Default policies (ours: the first crash after a
+      Ready run restarts at once, a second one within backoff_reset waits backoff_base 10 s; each rep kills
+      another model; supervisord: autorestart=unexpected, at once), then tuned (ours: backoff_base 0.01 s;
       supervisord: its default already restarts at once, so unchanged)
   (d) kill -9 of the daemon / supervisord, then start it again: which original processes still answer,
       how many answering processes the restarted tool shows running with that same pid, and how many
@@ -336,7 +337,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=20)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--kill-reps", type=int, default=5, help="kills with the tuned policy")
-    ap.add_argument("--default-kill-reps", type=int, default=2, help="kills with the default policy (10 s each)")
+    ap.add_argument("--default-kill-reps", type=int, default=2, help="kills with the default policy (one per model)")
     ap.add_argument("--crash-window", type=float, default=5.0, help="seconds watched after the restart in (d)")
     ap.add_argument("--quick", action="store_true", help="CI smoke test: 4 models, 1 repetition")
     ap.add_argument("--json", help="write the figures here")

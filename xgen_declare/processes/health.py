@@ -5,9 +5,16 @@ that exits, and the crash back-off.
             measured buffers are read from its log for the ledger) or `ready_timeout` passes (a crash);
   liveness  a Ready model is probed every `liveness_period`; a failure makes it Unhealthy, and
             `liveness_threshold` failures in a row stop it as a crash;
-  crash     the group and escapees are killed; a new spec that never became Ready is rolled back to the
-            last good one (rollouts.py), anything else waits in CrashLoopBackOff (doubling delay, keyed
-            by the spec that failed; one-shot verbs record Failed instead).
+  exit      `_gone` is THE exit path of a process that ended without being stopped, whoever notices it
+            first: its own tick (`poll()`), the reconcile pass (`settle_exits()`, run by the executor
+            before it plans), a start the plan asks for, the next daemon (`load()`), and for a surge's
+            two processes `_tick_surge`. It kills what is left of the process group (helpers that
+            cleared their tag) and sweeps the spawn's tagged escapees, reaps, reads the log tail, and
+            ends in the crash path (or in what a drain was for, or in the surge's failure);
+  crash     a new spec that never became Ready is rolled back to the last good one (rollouts.py),
+            anything else waits in CrashLoopBackOff (backoff.py: the first crash after a Ready run
+            restarts at once, then a doubling delay keyed by the spec that failed; one-shot verbs
+            record Failed instead).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from xgen_declare.processes import history, procs
 from xgen_declare.processes.logfiles import tail
 from xgen_declare.processes.probes import probe_url
 from xgen_declare.states import State
+
+LIVE = (State.STARTING, State.READY, State.UNHEALTHY)  # states whose process should run (not being stopped)
 
 if TYPE_CHECKING:
     from xgen_declare.processes.proc import Proc
@@ -39,6 +48,8 @@ class HealthMixin:
     workers: Any
     one_shot: bool
     clock: Callable[[], float]
+    procs: dict[str, Any]
+    proc_root: str
 
     _set: Callable[..., Any]
     _log: Callable[..., Any]
@@ -47,6 +58,12 @@ class HealthMixin:
     _rollout_end: Callable[..., Any]
     _roll_back: Callable[..., Any]
     _ready_spec: Callable[..., Any]
+    _probe_key: Callable[..., Any]
+    _after_stop: Callable[..., Any]
+    _surge_failed: Callable[..., Any]
+    _side_gone: Callable[..., Any]
+    _log_tail: Callable[..., Any]
+    running: Callable[..., bool]
 
     def _crashed(self, p: "Proc", msg: str) -> None:
         p.rec.pid, p.popen = None, None
@@ -62,22 +79,55 @@ class HealthMixin:
         # the run that just ended counts towards the reset (so no unhealthy() here); the sequence
         # belongs to the spec that failed: a new spec starts again at backoff_base
         delay = p.backoff.next_delay(p.spec.spec_hash() if p.spec is not None else p.rec.spec_hash)
-        p.next_start_at = self.clock() + delay
-        p.rec.last_error = f"{msg} (restarting in {delay:g}s)"
-        self._set(p, State.CRASH_LOOP_BACK_OFF, f"{msg.splitlines()[0]}; retry in {delay:g}s")
+        p.next_start_at = self.clock() + delay  # the tick starts it (at once: in the same tick)
+        when = f"in {delay:g}s" if delay else "at once (the first crash after a Ready run)"
+        p.rec.last_error = f"{msg} (restarting {when})"
+        self._set(p, State.CRASH_LOOP_BACK_OFF, f"{msg.splitlines()[0]}; " +
+                  (f"retry in {delay:g}s" if delay else "restarting at once (the first crash after a Ready run)"))
 
-    def _exited(self, p: "Proc") -> None:
-        code = p.popen.returncode if p.popen is not None else None
-        how = ("exited (adopted process: exit code unknown)" if code is None else
-               f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
-        when = " during start" if p.state == State.STARTING else ""
-        # leftovers (group members, escaped descendants) must not keep the port; they carry the owner
-        # tag. The leader's pid is not signalled as a group id: it is reaped and may be reused.
+    # ---- a process that is gone: one exit path, whoever notices it first ---------------------------
+    def exit_unhandled(self, p: "Proc") -> bool:
+        """A process of `p` that should run is gone and `_gone` has not handled its end yet."""
+        return p.state in LIVE and (p.popen is not None or bool(p.rec.pid)) and not self.running(p)
+
+    def settle_exits(self) -> list[str]:
+        """Every process found gone ends through `_gone` now. The executor calls this before it plans: a
+        pass that sees an exit before the tick does must not plan a start that skips the crash path (no
+        group kill, no escapee sweep, no back-off). Returns the models whose process was found gone."""
+        found = []
+        for p in list(self.procs.values()):
+            for q in (p, p.successor, p.retiring):
+                if q is not None and self.exit_unhandled(q):
+                    found.append(p.rec.name)
+                    self._gone(q)
+        return found
+
+    def _gone(self, p: "Proc", how: str | None = None) -> None:
+        """THE end of a process that exited (or was killed) without being stopped by us."""
+        rec = p.rec
+        # leftovers must not keep the port or GPU memory: what is left of the group (the leader's pid names
+        # it until the last member is gone, so it is ours while it has members) and the spawn's escapees
+        procs.kill_left_group(rec.pid, rec.start_ticks, rec.boot_id, self.proc_root)
         procs.sweep(self._prefix(p), signal.SIGKILL)
+        code = p.popen.poll() if p.popen is not None else None  # reaped here at the latest
+        if how is None:
+            how = ("exited (adopted process: exit code unknown)" if code is None else
+                   f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
+        self.prober.forget(self._probe_key(p))
+        log.info("%s: pid %s %s", rec.name, rec.pid, how)
+        if p.parent is not None:  # a surge's second process
+            if p.parent.successor is p:
+                self._surge_failed(p.parent, f"{how} during start{self._log_tail(p)}")
+            else:
+                self._side_gone(p, f"{how} while draining")
+            return
+        if p.drain_deadline is not None:  # it went away while draining: what the stop was for follows
+            self._after_stop(p, p.drain_after, f"exited while draining: {p.drain_reason}")
+            p.drain_deadline = None  # only now: the router must not pick the dead process meanwhile
+            return
+        when = " during start" if p.state == State.STARTING else ""
         lines = tail(self._log(p), 10)
-        msg = f"{how}{when}" + (f"; last log lines:\n{lines}" if lines else "")
-        self.prober.forget(p.rec.name)
-        self._crashed(p, msg)
+        self._crashed(p, f"{how}{when}" + (f"; last log lines:\n{lines}" if lines else ""))
 
     def _fail_running(self, p: "Proc", msg: str) -> None:
         """Stop a process that failed a probe rule; it then counts as a crash."""

@@ -141,6 +141,22 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
+def kill_left_group(pgid: int | None, ticks: int | None, boot: str | None, proc_root: str = PROC) -> bool:
+    """SIGKILL what is left of the process group of a leader that is gone (the helpers it forked in its
+    group, which carry no tag if they cleared their environment). Not when the record is from another boot,
+    nor when `pgid` now names a live process other than the recorded one: the pid was reused (it can be
+    only once the old group is empty), and that group is not ours. True when a signal was sent."""
+    if not pgid:
+        return False
+    here = boot_id(proc_root)
+    if boot and here and boot != here:
+        return False
+    now = start_ticks(pgid, proc_root)  # None: gone, or the leader's own zombie
+    if now is not None and now != ticks:
+        return False
+    return signal_group(pgid, signal.SIGKILL)
+
+
 def find_marked(prefix: str) -> list[psutil.Process]:
     """Processes (readable by us) whose XGEN_DECLARE_OWNER starts with `prefix`."""
     from xgen_declare.processes.state_store import OWNER_ENV

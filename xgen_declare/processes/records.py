@@ -3,9 +3,11 @@ memory as the truth with the record as its copy.
 
 `load()` adopts every recorded process that is still the same process (pid + start ticks + boot id)
 and carries the owner marker the record names in its environment (procs.owned): zero restarts; a live
-pid without that marker (a forged or foreign record) is not adopted, never signalled, and reported in
-the record's last_error; a record whose process is gone is settled, and an orphan of the model (tagged with its
-owner prefix but not named by the record) is killed, so one name never has two live processes.
+pid without that marker (a forged or foreign record) is not adopted, never signalled (no group kill,
+no exit path), and reported in the record's last_error; a record whose own process is gone is settled
+(a running one through the one exit path, health.py `_gone`: group, escapees, back-off; in one-shot
+mode the plan starts it again), and an orphan of the model (tagged with its owner prefix but not named
+by the record) is killed, so one name never has two live processes.
 
 A record that cannot be written (state dir read-only or full) never stops supervision: the failure is
 kept in `store.write_failures` (path + errno, for the log, `status` and /metrics), the record is
@@ -23,6 +25,7 @@ from xgen_declare.errors import StateWriteError
 from xgen_declare.processes import history, procs
 from xgen_declare.names import cut, escape_controls
 from xgen_declare.processes.state_store import OWNER_ENV, Record
+from xgen_declare.processes.health import LIVE
 from xgen_declare.states import RUNNING_STATES, State
 
 if TYPE_CHECKING:
@@ -57,6 +60,8 @@ class RecordsMixin:
     _prefix: Callable[..., Any]
     _rollout_end: Callable[..., Any]
     _settle_interrupted_surge: Callable[..., Any]  # SurgeMixin's
+    _gone: Callable[..., Any]  # HealthMixin's: the one exit path
+    one_shot: bool
 
     def load(self) -> None:
         """Adopt every recorded process that is still the same process; zero restarts."""
@@ -86,6 +91,15 @@ class RecordsMixin:
                     # a process of this model that the record does not name (started while the state
                     # dir could not be written) is an orphan holding the port: never two live
                     procs.sweep(self._model_prefix(name), signal.SIGKILL)
+                if st in LIVE and rec.pid is not None and not foreign and not self.one_shot:
+                    # this daemon noticed the end first: the one exit path (what is left of the group,
+                    # escapees, back-off: a run recorded Ready counts as a Ready run, log tail, record)
+                    if st != State.STARTING:
+                        p.backoff.healthy()
+                    self._gone(p, "exited while no daemon was watching")
+                    continue
+                if st in LIVE and not foreign:  # one-shot: the rest of its group too; the plan starts it (process gone)
+                    procs.kill_left_group(rec.pid, rec.start_ticks, rec.boot_id, self.proc_root)
                 if rec.pid is not None:
                     if foreign:
                         rec.last_error = foreign_words(rec)

@@ -20,7 +20,11 @@ record is written again every FLUSH_PERIOD until it succeeds.
           rollout.drain_timeout; a crash or failed probe is not drained;
   stop    SIGTERM to the group (+ tagged escapees), wait stop_grace, SIGKILL the group and the
           escapees, reap; the next process of a restart starts only once the old one is gone;
-  crash   the group and escapees are killed, the model waits in CrashLoopBackOff (doubling delay);
+  exit    a process that is gone ends through one path whoever notices it first (its tick, the reconcile
+          pass, a planned start, the next daemon; health.py `_gone`): the rest of its group and its
+          escapees are killed, then the crash path;
+  crash   the model waits in CrashLoopBackOff: the first crash after a Ready run restarts at once,
+          later ones wait a doubling delay (backoff.py);
   adopt   a record whose pid still has the recorded start ticks + boot id is taken over as is.
 
 Each spawn records its provenance (manifest file, sha256, git commit, dirty; provenance.py); a spawn
@@ -155,7 +159,13 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
             p.drain_deadline = None
 
     def start(self, p: Proc, reason: str, count: bool = False) -> None:
-        """Start unless it runs (or a start is queued); `count`: it replaces a process that went away."""
+        """Start unless it runs (or a start is queued); `count`: it replaces a process that went away.
+        A process found gone ends through the one exit path first, and then its back-off decides when
+        it starts again (the tick), never this start."""
+        if self.exit_unhandled(p):
+            self._gone(p)
+        if p.state == State.CRASH_LOOP_BACK_OFF and p.next_start_at is not None and count:
+            return
         if not (p.queued or self.running(p)):
             self._start(p, reason, count=count)
 
@@ -185,6 +195,8 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
 
     def restart(self, name: str, reason: str) -> None:
         p = self.procs[name]
+        if self.exit_unhandled(p):
+            self._gone(p)  # its leftovers first; the restart asked for goes on at once
         p.next_start_at, p.rolling_back = None, False
         if self.running(p) or p.state == State.STOPPING:
             self._drain_then_stop(p, reason, "start")
@@ -196,6 +208,8 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
         p = self.procs.get(name)
         if p is None:
             return
+        if self.exit_unhandled(p):
+            self._gone(p)  # a stop of a process found gone still kills what is left of it
         self.abort_surge(p, f"stopped: {reason}")
         p.next_start_at, p.queued = None, False
         if hold:
@@ -281,6 +295,7 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
         if count:
             rec.restarts += 1
         p.count_next = False
+        p.backoff.unhealthy()  # a new run: it counts as a Ready run (backoff.py) only once it is Ready
         w = p.want
         rec.backend, rec.pid, rec.marker = spec.backend, child.pid, marker
         rec.start_ticks = ident.start_ticks if ident else None
@@ -400,12 +415,8 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
         if st == State.STOPPING:
             self._tick_stopping(p, now)
         elif st in (State.STARTING, State.READY, State.UNHEALTHY):
-            if not self.running(p) and p.drain_deadline is not None:  # it went away while draining
-                procs.sweep(self._prefix(p), signal.SIGKILL)
-                self._after_stop(p, p.drain_after, f"exited while draining: {p.drain_reason}")
-                p.drain_deadline = None  # only now: the router must not pick the dead process meanwhile
-            elif not self.running(p):
-                self._exited(p)
+            if not self.running(p):
+                self._gone(p)  # the one exit path (a drain's end included)
             elif p.drain_deadline is not None:
                 self._tick_drain(p, now)
             elif p.spec is not None and p.spec.workers and (why := self.workers.dead(p.rec.name, p.spec.workers)):
@@ -414,9 +425,11 @@ class Supervisor(SurgeMixin, RolloutMixin, HealthMixin, RecordsMixin):
                 self._tick_probe(p, now)
         elif p.queued:
             self._start(p, "port/GPUs freed")
-        elif st == State.CRASH_LOOP_BACK_OFF and p.next_start_at is not None and now >= p.next_start_at:
+        # after the branches above: a crash handled in this tick whose back-off is 0 restarts in it
+        if p.state == State.CRASH_LOOP_BACK_OFF and p.next_start_at is not None and now >= p.next_start_at:
             if p.spec is not None:
-                self._spawn(p, "back-off elapsed", count=True)
+                self._spawn(p, "back-off elapsed" if st == State.CRASH_LOOP_BACK_OFF else "restart at once",
+                            count=True)
 
     def busy(self, wait_ready: bool = False) -> bool:
         """Something still in flight: stops (and queued starts); with wait_ready also starts."""

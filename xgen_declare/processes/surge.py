@@ -74,6 +74,7 @@ class SurgeMixin:
     _model_prefix: Callable[[str], str]
     running: Callable[..., bool]
     save: Callable[..., bool]
+    _gone: Callable[..., Any]
 
     # ---- start -------------------------------------------------------------------------------------
     def surge(self, p: "Proc", spec: Rendered, want: Want | None, reason: str) -> None:
@@ -101,9 +102,7 @@ class SurgeMixin:
             if s.state == State.STOPPING:
                 self._tick_stopping(s, now)
             elif not self.running(s):
-                code = s.popen.returncode if s.popen is not None else None
-                how = f"exited with code {code} during start" if code is not None else "exited during start"
-                self._surge_failed(p, how + self._log_tail(s))
+                self._gone(s)  # the one exit path: the surge failed
             else:
                 self._probe_successor(p, s, now)
         r = p.retiring
@@ -111,7 +110,7 @@ class SurgeMixin:
             if r.state == State.STOPPING:
                 self._tick_stopping(r, now)
             elif not self.running(r):
-                self._side_gone(r, "exited while draining")
+                self._gone(r)  # the one exit path: only the model's own process remains
             elif now < r.next_probe_at:  # RETIRE_GRACE (a retiring process is never probed)
                 pass
             elif not (busy := self.in_flight_at(p.rec.name, r.rec.port or 0)) or now >= (r.drain_deadline or 0):

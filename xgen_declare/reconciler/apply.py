@@ -210,7 +210,9 @@ def converge(sup: Supervisor, paths: list[str], config: Config, inventory: Inven
              only: set[str] | None = None, awake: Collection[str] | None = None,
              idle_reasons: Mapping[str, str] | None = None,
              requests: Mapping[str, Request] | None = None) -> Pass:
-    """observe -> plan -> execute, once."""
+    """observe -> plan -> execute, once. A process found gone ends through the supervisor's one exit path
+    before the plan sees it (no `process gone` start past the crash path and its back-off)."""
+    sup.settle_exits()
     result = compute(paths, config, inventory, sup.observed(), only=only, awake=awake, idle_reasons=idle_reasons,
                      requests=requests)
     plan_log.log(result)

@@ -50,7 +50,10 @@ class Cause(StrEnum):
     NEW = "new"                     # first start of a model
     CHANGED = "changed"             # spec, binary or in-place settings changed
     UNCHANGED = "unchanged"
-    PROCESS_GONE = "process_gone"   # a running state whose process is gone: its start counts as a restart
+    # a running state whose process is gone: its start counts as a restart. A daemon's pass never plans it
+    # for a process it supervised (converge() ends it through the supervisor's exit path first, which
+    # leaves CrashLoopBackOff); one-shot `apply` does, for a process that died while no daemon watched
+    PROCESS_GONE = "process_gone"
     RECOVERED = "recovered"         # no longer blocked / invalid / failed / held; woken; not running
     DISABLED = "disabled"           # enabled: false
     HELD = "held"                   # a `down` hold

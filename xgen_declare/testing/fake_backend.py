@@ -21,11 +21,13 @@ FAKE_MODE (comma-separated) changes its behaviour:
     ignore_term      ignores SIGTERM (needs SIGKILL)
     grandchild       forks a grandchild in the same process group (sleeps forever)
     setsid           forks a descendant that calls setsid() (leaves the group), ignores SIGTERM
+    untagged_child   forks a helper in the same process group that runs without XGEN_DECLARE_OWNER in
+                     its environment (as a helper that scrubs it): only a kill of the group reaches it
     chunks=N         a streamed answer has N content chunks (default 5)
     chunk_delay=S    sleep S seconds before each streamed chunk (default 0)
     die_mid_stream   the process exits (code 1) after the second chunk of a streamed answer
 Every non-streamed answer carries `X-Fake-Pid: PID`.
-FAKE_PIDDIR: write NAME.main.pid / NAME.grandchild.pid / NAME.escapee.pid there, append one line per
+FAKE_PIDDIR: write NAME.main.pid / NAME.grandchild.pid / NAME.escapee.pid / NAME.untagged.pid there, append one line per
 OpenAI request to NAME.requests ("PATH stream=0|1") and "cancelled" to NAME.cancelled when a client
 goes away mid-stream.
 
@@ -123,6 +125,18 @@ def spawn_descendant(name: str, role: str, detach: bool) -> None:
         os.waitpid(pid, 0)
     else:
         write_pid(name, role, pid)
+
+
+def spawn_untagged(name: str) -> None:
+    """A helper in our group whose environment lacks the owner tag (/proc/PID/environ is what exec got)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            env = {k: v for k, v in os.environ.items() if k != "XGEN_DECLARE_OWNER"}  # state_store.OWNER_ENV
+            os.execve(sys.executable, [sys.executable, "-c", "import time\nwhile True: time.sleep(3600)"], env)
+        finally:
+            os._exit(0)
+    write_pid(name, "untagged", pid)
 
 
 class State:
@@ -321,6 +335,8 @@ def main(argv: list[str] | None = None) -> None:
         spawn_descendant(name, "grandchild", detach=False)
     if "setsid" in m:
         spawn_descendant(name, "escapee", detach=True)
+    if "untagged_child" in m:
+        spawn_untagged(name)
     load = float(m.get("load") or 0.2)
     server = None
     if protocol == "llama-server":  # listens at once, answers 503 while loading

@@ -57,7 +57,11 @@ def test_backoff_resets_after_backoff_reset_seconds_ready(sup, world, clock):
     clock.advance(601)  # Ready for longer than backoff_reset
     sup.tick(), sup.tick()
     assert sup.procs["a"].state == State.READY
-    assert crash(sup, world, clock) == 10
+    world.last.exit(1)  # a new sequence: its first crash after a Ready run restarts at once
+    sup.tick()
+    assert sup.procs["a"].state == State.STARTING and len(world.started) == 7
+    ready(sup)
+    assert crash(sup, world, clock) == 10  # the second crash within the window waits backoff_base
     assert sup.procs["a"].rec.last_error.endswith("(restarting in 10s)")
 
 
