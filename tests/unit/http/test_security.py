@@ -13,7 +13,7 @@ from xgen_declare.config import Api, load_config
 from xgen_declare.http import security
 from xgen_declare.http.security import ApiSetupError, GuardMiddleware, load_token
 
-from tests.unit.deadline import within
+from xgen_declare.testing.deadline import within
 
 HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -111,7 +111,7 @@ def test_a_token_file_that_is_a_fifo_is_refused_at_once(tmp_path):
     fifo = tmp_path / "token"
     os.mkfifo(fifo)
     with pytest.raises(ApiSetupError) as err:  # used to block in open() until a writer came
-        within(lambda: load_token(Api(token_file=str(fifo)), config, environ={}), release=fifo)
+        within(5, lambda: load_token(Api(token_file=str(fifo)), config, environ={}), release=fifo)
     assert str(err.value) == f"api.token_file: {fifo}: is a FIFO (named pipe), not a regular file (point it at a " \
         "regular file)"
     big = tmp_path / "big"

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.unit.deadline import within
+from xgen_declare.testing.deadline import within
 from xgen_declare.processes.proc import SecretFileError, child_env
 from xgen_declare.testing.fakes import spec
 
@@ -28,7 +28,7 @@ def test_a_fifo_secret_file_is_refused_without_blocking(tmp_path):
     fifo = tmp_path / "k"
     os.mkfifo(fifo)
     with pytest.raises(SecretFileError) as err:
-        within(lambda: child_env(with_secret(fifo), "m"), release=fifo)
+        within(5, lambda: child_env(with_secret(fifo), "m"), release=fifo)
     assert str(err.value) == (f"cannot read the secret file for VLLM_API_KEY: {fifo}: is a FIFO (named pipe), not a "
                               "regular file (point it at a regular file)")
 

@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import os
-import threading
-
 import pytest
 
 from xgen_declare.errors import ExitCode, FileRefused
 from xgen_declare.readers.bounded import opened, read_bytes, read_text, tail_bytes
-
-
-def _with_deadline(fn, seconds=5.0):
-    """Run fn in a thread; fail (instead of hanging the suite) if it does not return in time."""
-    out: dict = {}
-
-    def run():
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            out["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), "the read blocked"
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
+from xgen_declare.testing.deadline import within
 
 
 def test_a_regular_file_is_read(tmp_path):
@@ -41,7 +21,7 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     p = tmp_path / "m.yaml"
     os.mkfifo(p)
     with pytest.raises(FileRefused, match=r"is a FIFO \(named pipe\), not a regular file") as err:
-        _with_deadline(lambda: read_text(p, 100))
+        within(5, lambda: read_text(p, 100), release=p)
     assert err.value.path == str(p) and err.value.exit_code == ExitCode.INVALID_INPUT
 
 
@@ -49,7 +29,7 @@ def test_a_link_to_dev_zero_is_refused_before_any_read(tmp_path):
     p = tmp_path / "m.yaml"
     p.symlink_to("/dev/zero")
     with pytest.raises(FileRefused, match="is a character device, not a regular file"):
-        _with_deadline(lambda: read_bytes(p, 1 << 20))
+        within(5, lambda: read_bytes(p, 1 << 20))
 
 
 def test_a_directory_is_refused(tmp_path):

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.unit.deadline import within
+from xgen_declare.testing.deadline import within
 from xgen_declare.router.errors import RouterError
 from xgen_declare.router.keys import KeyCache
 from xgen_declare.router.service import Router
@@ -35,7 +35,7 @@ class Ctx:
 
 
 def api_key(router: Router, route: Route):
-    return within(lambda: asyncio.run(asyncio.wait_for(router.api_key(route), 5)), release=route.api_key_file)
+    return within(5, lambda: asyncio.run(asyncio.wait_for(router.api_key(route), 5)), release=route.api_key_file)
 
 
 def test_a_fifo_key_file_answers_503_at_once_and_other_keys_still_work(tmp_path):
@@ -44,7 +44,7 @@ def test_a_fifo_key_file_answers_503_at_once_and_other_keys_still_work(tmp_path)
     good.write_text("sk-good\n")
     router = Router(Ctx())
     t = table(a=fifo, b=good)
-    within(lambda: router.keys.refresh(t), release=fifo)  # the control loop's read: refused, not blocked
+    within(5, lambda: router.keys.refresh(t), release=fifo)  # the control loop's read: refused, not blocked
     with pytest.raises(RouterError) as err:
         api_key(router, t.routes["a"])
     assert err.value.status == 503 and err.value.code == "backend_key_unreadable"
@@ -82,7 +82,7 @@ def test_a_changed_key_file_is_read_again_and_a_swap_to_a_fifo_is_seen(tmp_path)
     assert keys.cached(str(key)).value == "sk-2-longer"
     key.unlink()
     os.mkfifo(key)
-    within(lambda: keys.refresh(t), release=key)
+    within(5, lambda: keys.refresh(t), release=key)
     assert keys.cached(str(key)).problem == "is a FIFO (named pipe), not a regular file (point it at a regular file)"
     key.unlink()
     keys.refresh(t)
