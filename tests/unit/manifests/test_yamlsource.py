@@ -34,7 +34,7 @@ def test_alias_bomb_and_recursion():
     bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
         f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh"))
     _, problems = parse_documents(bomb, "f")
-    assert "more than 20000 nodes" in problems[0].message
+    assert "file expands to more than 20000 nodes" in problems[0].message
     _, problems = parse_documents("a: &a [*a]\n", "f")
     assert "deeper than" in problems[0].message
 
@@ -50,7 +50,8 @@ def test_file_size_cap_and_binary(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(b"a: \xff\xfe\n")
     probs = {p.file.rsplit("/", 1)[1]: p for p in load_paths([str(tmp_path)]).problems}
-    assert "the limit is" in probs["big.yaml"].message
+    assert (probs["big.yaml"].message, probs["big.yaml"].hint) == (
+        "file not read: it is 1.0 MiB; the limit for a manifest is 1.0 MiB", "split it into smaller files")
     assert probs["bad.yaml"].message == "file is not valid UTF-8"
 
 
