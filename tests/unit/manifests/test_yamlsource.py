@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import model_yaml
 from xgen_declare.manifests.load import load_paths, validate_document
-from xgen_declare.manifests.yamlsource import MAX_FILE_BYTES, dump_exact, first_difference, parse_documents
+from xgen_declare.manifests.yamlsource import MAX_FILE_BYTES, MAX_NODES, dump_exact, first_difference, parse_documents
 
 
 def test_lines_of_keys_and_items():
@@ -55,6 +55,24 @@ def test_the_node_budget_is_per_file_not_per_document():
         "many.yaml:7: file expands to more than 20000 nodes (all its documents together) (an alias bomb? write "
         "the values out instead of repeating anchors, or split the file)"]
     assert len(docs) == 1 and took < 5, took  # the second document spends the budget; the rest is never built
+
+
+def test_a_huge_flat_document_is_not_composed_whole(monkeypatch):
+    """Finding 12, the other half: a 1 MiB flat list (no alias) was composed whole by the pure-Python composer
+    (57 s on a loaded 2-core host) before the budget refused it. Composing now stops at 2 * MAX_NODES
+    (keys are at most half of the nodes, so nothing the budget accepts is refused)."""
+    calls = [0]
+    compose = yaml.composer.Composer.compose_node
+
+    def counting(self, parent, index):
+        calls[0] += 1
+        return compose(self, parent, index)
+
+    monkeypatch.setattr(yaml.composer.Composer, "compose_node", counting)
+    _, problems = parse_documents("a: [" + ",".join(["x"] * 100_000) + "]\n", "flat.yaml")
+    assert calls[0] <= 2 * MAX_NODES, calls[0]
+    assert [p.message for p in problems] == ["file expands to more than 20000 nodes (all its documents together)"]
+    assert parse_documents("{" + ",".join(f"k{i}: {i}" for i in range(MAX_NODES - 1)) + "}\n", "ok")[1] == []
 
 
 def test_syntax_error_has_line():
