@@ -58,3 +58,41 @@ def test_the_real_observer_ignores_the_state_dir(tmp_path):
     finally:
         w.stop()
     assert seen and not [p for p in seen if "/state" in p]
+
+
+def test_the_daemon_ignores_its_own_state_dir_inside_the_manifests_dir(tmp_path, clock):
+    """The daemon gives the watcher its store's root: a record it writes does not wake it again."""
+    import json
+
+    from tests.conftest import model_yaml
+    from xgen_declare.config import load_config
+    from xgen_declare.processes.state_store import Record, StateStore
+    from xgen_declare.reconciler.daemon import Daemon
+    from xgen_declare.reconciler.env import Env
+
+    mdir = tmp_path / "m"
+    mdir.mkdir()
+    (mdir / "xgen-declare.yaml").write_text(json.dumps({"ports": {"start": 29111, "end": 29120}}))
+    (mdir / "m.yaml").write_text(model_yaml("m", backend="llama-server-cpu", enabled=False))
+    (tmp_path / "sys").mkdir()
+    store = StateStore(mdir / "state")
+    env = Env(load_config(None, [str(mdir)]), store, [str(mdir)], None, sysfs_root=str(tmp_path / "sys"))
+    d = Daemon(env, clock=clock)
+    seen: list[str] = []
+    sentinel = threading.Event()
+
+    def changed(path: str = "") -> None:
+        seen.append(path)
+        if path.endswith("sentinel.yaml"):
+            sentinel.set()
+
+    d.file_changed = changed  # before start(): the watcher calls this
+    d.start()
+    try:
+        for i in range(3):
+            store.save(Record(name="m", state="Stopped", restarts=i))
+        (mdir / "sentinel.yaml").write_text("x: 1\n")
+        assert sentinel.wait(10), f"no event for the sentinel within 10 s (seen: {seen})"
+    finally:
+        d.shutdown()
+    assert seen and not [p for p in seen if p.startswith(str(mdir / "state"))]
