@@ -13,12 +13,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from xgen_declare.errors import Problem
+from xgen_declare.errors import FileRefused, Problem
 from xgen_declare.manifests.load import load_paths, validate_document
 from xgen_declare.manifests.request import NAME_RE, suggest_name
 from xgen_declare.processes.state_store import atomic_write, fsync_dir
-from xgen_declare.manifests.yamlsource import dump_exact, parse_documents
+from xgen_declare.manifests.yamlsource import MAX_FILE_BYTES, dump_exact, parse_documents
 from xgen_declare.http.security import ApiProblem, is_loopback
+from xgen_declare.readers.bounded import read_text
 
 API_DIR = "api"
 EXEC_FIELDS = ("env", "extra_args", "binary")   # and trust_remote_code: true (`exec_fields`)
@@ -151,10 +152,14 @@ def declared_elsewhere(paths: list[str], name: str, own: Path) -> str | None:
 
 
 def read(path: Path) -> str | None:
+    """The file's text (bounded: a FIFO or a device there is refused, never opened blocking or read
+    whole), None when there is none."""
     try:
-        return path.read_text()
+        return read_text(path, MAX_FILE_BYTES, what="a manifest")
     except FileNotFoundError:
         return None
+    except FileRefused as exc:
+        raise _cannot("read", path, ValueError(f"it {exc.reason}")) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise _cannot("read", path, exc) from None
 
