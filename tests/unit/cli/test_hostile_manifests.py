@@ -81,3 +81,11 @@ def test_plan_keeps_the_model_whose_file_became_a_fifo(cli, root, tmp_path):
     actions = {a["name"]: (a["kind"], a["reason"], a["manifest_error"]) for a in r.json()["actions"]}
     assert actions["a"] == ("keep", "manifest file cannot be parsed: nothing running", f"{root}/a.yaml: {FIFO}")
     assert f"{root}/a.yaml: {FIFO}" in r.err
+
+
+def test_validate_with_a_fifo_as_the_inventory_file_exits_1(cli, root, tmp_path):
+    os.mkfifo(tmp_path / "host.yaml")
+    r = within(cli, "validate", str(root), "--inventory", str(tmp_path / "host.yaml"))
+    assert r.code == 1
+    assert f"{tmp_path}/host.yaml: file not read: it is a FIFO (named pipe), not a regular file (replace it with a " \
+           "regular file or remove it)" in r.err
