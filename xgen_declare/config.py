@@ -262,7 +262,7 @@ def find_config(explicit: str | None, manifest_paths: list[str]) -> Path | None:
         d = Path(p)
         if d.is_dir():
             for name in CONFIG_NAMES:
-                if (d / name).is_file():
+                if os.path.lexists(d / name):  # a FIFO or a device too: the bounded read refuses it (exit 1)
                     return d / name
     return None
 
@@ -271,7 +271,7 @@ def load_config(explicit: str | None = None, manifest_paths: list[str] | None = 
     path = find_config(explicit, manifest_paths or [])
     if path is None:
         return Config()
-    docs, problems = load_documents(path)
+    docs, problems = load_documents(path, what="the config")
     if problems:
         raise ConfigError(problems)
     if len(docs) > 1:

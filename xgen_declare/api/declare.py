@@ -19,8 +19,10 @@ from xgen_declare.errors import Problem
 from xgen_declare.manifests.load import load_paths, validate_document
 from xgen_declare.manifests.request import NAME_RE, suggest_name
 from xgen_declare.processes.state_store import atomic_write, fsync_dir
-from xgen_declare.manifests.yamlsource import dump_exact, parse_documents
+from xgen_declare.manifests.yamlsource import MAX_FILE_BYTES, dump_exact, parse_documents
 from xgen_declare.http.security import ApiProblem, is_loopback
+from xgen_declare.readers.bounded import read_text
+from xgen_declare.errors import FileRefused
 
 API_DIR = "api"
 EXEC_FIELDS = ("env", "extra_args", "binary")   # and trust_remote_code: true (`exec_fields`)
@@ -168,10 +170,14 @@ def served_elsewhere(paths: list[str], text: str, own: Path) -> tuple[str, str, 
 
 
 def read(path: Path) -> str | None:
+    """The file's text (bounded: a FIFO or a device there is refused, never opened blocking or read
+    whole), None when there is none."""
     try:
-        return path.read_text()
+        return read_text(path, MAX_FILE_BYTES, what="a manifest")
     except FileNotFoundError:
         return None
+    except FileRefused as exc:
+        raise _cannot("read", path, ValueError(f"it {exc.reason}")) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise _cannot("read", path, exc) from None
 

@@ -1,13 +1,15 @@
 """Discover manifest files and load them into validated `ModelDecl`s, collecting every problem.
 
 Discovery: PATHs are files or directories; directories are read recursively for *.yaml / *.yml.
-Hidden entries (incl. Kubernetes ConfigMap `..data` dirs), editor swap/backup files and the config
-file (xgen-declare.yaml) are skipped. A file may hold several documents, one model each.
+Hidden entries (incl. Kubernetes ConfigMap `..data` dirs), editor swap/backup files, the config
+file (xgen-declare.yaml) and a state dir are skipped; so are, each with a Problem, links that lead
+outside the directory and FIFOs/sockets/devices. A file may hold several documents, one model each.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from pydantic import ValidationError
 from xgen_declare.config import CONFIG_NAMES
 from xgen_declare.errors import Problem
 from xgen_declare.names import is_model_name
+from xgen_declare.readers.bounded import kind_of
 from xgen_declare.manifests.request import Manifest, ModelLoadRequest
 from xgen_declare.manifests.validation_errors import did_you_mean, problems_from_validation
 from xgen_declare.manifests.yamlsource import Document, load_documents
@@ -63,14 +66,18 @@ def is_manifest_name(name: str) -> bool:
 
 
 def discover(paths: list[str]) -> tuple[list[Path], list[Problem]]:
+    """The manifest files under PATHs, and a Problem for each entry skipped (see `_walk`). A path given
+    itself is taken whatever it is: the bounded read refuses a FIFO or a device with a Problem."""
     files: list[Path] = []
     problems: list[Problem] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_file():
+        if p.is_dir():
+            found, skipped = _walk(p)
+            files.extend(found)
+            problems.extend(skipped)
+        elif os.path.lexists(p):
             files.append(p)
-        elif p.is_dir():
-            files.extend(_walk(p))
         else:
             problems.append(Problem(raw, None, "", "no such file or directory", "check the path"))
     seen: set[str] = set()
@@ -83,25 +90,78 @@ def discover(paths: list[str]) -> tuple[list[Path], list[Problem]]:
     return unique, problems
 
 
-def _walk(root: Path) -> list[Path]:
+# A state dir (processes/state_store.py) holds these; one inside the manifests dir is not walked.
+STATE_DIR_MARKERS = ("daemon.lock", "daemon.json")
+
+
+def is_state_dir(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, "models")) and \
+        any(os.path.isfile(os.path.join(path, m)) for m in STATE_DIR_MARKERS)
+
+
+def _inside(real: str, root_real: str) -> bool:
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def _walk(root: Path) -> tuple[list[Path], list[Problem]]:
+    """Manifest files under `root`, never leaving it: a symlinked dir or file whose real path lies outside
+    is skipped with a warning (a link to / was walked whole on every pass); links that stay inside (the
+    Kubernetes ConfigMap layout: m.yaml -> ..data/m.yaml, ..data -> ..2026_01_01_x) are followed. A FIFO,
+    socket or device named *.yaml is an error and never opened; a state dir inside is not walked."""
     out: list[Path] = []
+    problems: list[Problem] = []
+    root_real = os.path.realpath(root)
     visited: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in visited:  # a symlink loop
+        if real in visited or (dirpath != str(root) and is_state_dir(dirpath)):  # a link loop; a state dir
             dirnames[:] = []
             continue
         visited.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            target = os.path.realpath(os.path.join(dirpath, d))
+            if _inside(target, root_real):
+                keep.append(d)
+            else:
+                problems.append(_outside(os.path.join(dirpath, d), "directory", target))
+        dirnames[:] = keep
         for name in sorted(filenames):
             if is_manifest_name(name):
-                out.append(Path(dirpath) / name)
-    return out
+                path, problem = _entry(Path(dirpath) / name, root_real)
+                if path is not None:
+                    out.append(path)
+                if problem is not None:
+                    problems.append(problem)
+    return out, problems
+
+
+def _entry(path: Path, root_real: str) -> tuple[Path | None, Problem | None]:
+    """A file the walk found: taken, or skipped with the Problem that says why."""
+    try:
+        mode = os.stat(path).st_mode  # follows links; never blocks, even on a FIFO
+    except OSError:
+        return path, None  # a dangling link or a race: the read reports it
+    if not stat.S_ISREG(mode):
+        return None, Problem(str(path), None, "", f"is {kind_of(mode)}, not a regular file: skipped (never opened)",
+                             "replace it with a regular manifest file or remove it")
+    target = os.path.realpath(path)
+    if not _inside(target, root_real):
+        return None, _outside(str(path), "file", target)
+    return path, None
+
+
+def _outside(path: str, what: str, target: str) -> Problem:
+    return Problem(path, None, "", f"symlinked {what} leads outside the manifests directory (to {target}): "
+                   "skipped", "copy it into the directory, or give its path on the command line",
+                   severity="warning")
 
 
 def load_paths(paths: list[str]) -> LoadResult:
     files, problems = discover(paths)
     result = LoadResult(problems=problems, files=[str(f) for f in files])
+    # a skipped entry is a file whose models are unknown: a model it used to declare keeps its process
+    result.broken_files.update(p.file for p in problems if p.file not in paths)
     for f in files:
         _load_file(f, result)
     _check_across(result)
@@ -109,7 +169,7 @@ def load_paths(paths: list[str]) -> LoadResult:
 
 
 def _load_file(path: Path, result: LoadResult) -> None:
-    docs, problems = load_documents(path)
+    docs, problems = load_documents(path, what="a manifest")
     result.problems.extend(problems)
     if problems:
         result.broken_files.add(str(path))

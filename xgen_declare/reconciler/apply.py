@@ -71,7 +71,8 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     invalid = {name: _problem_text(probs) for name, probs in desired.problems.items() if name not in wants}
     broken: dict[str, str] = {}
     for f in desired.load.broken_files:
-        texts = [p.format() for p in desired.load.problems if p.file == f and p.severity == "error"]
+        texts = [p.format() for p in desired.load.problems if p.file == f and p.severity == "error"] or \
+            [p.format() for p in desired.load.problems if p.file == f]  # skipped by the walk (a link outside)
         broken[f] = "; ".join(texts) or f"{f}: cannot be parsed"
     guard = empty_guard(paths) if not desired.load.files and not config.reconciler.prune_empty else None
     result = plan(wants, seen, invalid=invalid, broken_files=broken, prune_guard=guard, only=only, requests=requests)

@@ -173,7 +173,7 @@ class Daemon:
         tdir = self.env.config.resolve(self.env.config.templates_dir)
         if tdir:
             dirs.append(tdir)
-        self.watcher = Watcher(dirs, files, self.file_changed)
+        self.watcher = Watcher(dirs, files, self.file_changed, ignore=[str(store.root)])  # its own writes
         self.watcher.start()
 
     def install_signals(self) -> None:

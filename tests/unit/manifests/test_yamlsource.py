@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import model_yaml
 from xgen_declare.manifests.load import load_paths, validate_document
-from xgen_declare.manifests.yamlsource import MAX_FILE_BYTES, dump_exact, first_difference, parse_documents
+from xgen_declare.manifests.yamlsource import MAX_FILE_BYTES, MAX_NODES, dump_exact, first_difference, parse_documents
 
 
 def test_lines_of_keys_and_items():
@@ -34,9 +36,43 @@ def test_alias_bomb_and_recursion():
     bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
         f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh"))
     _, problems = parse_documents(bomb, "f")
-    assert "more than 20000 nodes" in problems[0].message
+    assert "file expands to more than 20000 nodes" in problems[0].message
     _, problems = parse_documents("a: &a [*a]\n", "f")
     assert "deeper than" in problems[0].message
+
+
+def test_the_node_budget_is_per_file_not_per_document():
+    """Issue 21 finding 12: 1 MiB of small bombs, each under the budget, cost 80 s of CPU (128 KiB: 9 s of a
+    stalled control loop). Now the documents of a file share one budget and the rest is not built."""
+    bomb = "---\na: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{c}: &{c} [{','.join(['*' + p] * 10)}]\n" for p, c in zip("abc", "bcd"))  # ~11 100 nodes each
+    assert parse_documents(bomb, "one")[1] == []  # one of them is fine
+    text = bomb * (128 * 1024 // len(bomb))
+    started = time.monotonic()
+    docs, problems = parse_documents(text, "many.yaml")
+    took = time.monotonic() - started
+    assert [p.format() for p in problems] == [
+        "many.yaml:7: file expands to more than 20000 nodes (all its documents together) (an alias bomb? write "
+        "the values out instead of repeating anchors, or split the file)"]
+    assert len(docs) == 1 and took < 5, took  # the second document spends the budget; the rest is never built
+
+
+def test_a_huge_flat_document_is_not_composed_whole(monkeypatch):
+    """Finding 12, the other half: a 1 MiB flat list (no alias) was composed whole by the pure-Python composer
+    (57 s on a loaded 2-core host) before the budget refused it. Composing now stops at 2 * MAX_NODES
+    (keys are at most half of the nodes, so nothing the budget accepts is refused)."""
+    calls = [0]
+    compose = yaml.composer.Composer.compose_node
+
+    def counting(self, parent, index):
+        calls[0] += 1
+        return compose(self, parent, index)
+
+    monkeypatch.setattr(yaml.composer.Composer, "compose_node", counting)
+    _, problems = parse_documents("a: [" + ",".join(["x"] * 100_000) + "]\n", "flat.yaml")
+    assert calls[0] <= 2 * MAX_NODES, calls[0]
+    assert [p.message for p in problems] == ["file expands to more than 20000 nodes (all its documents together)"]
+    assert parse_documents("{" + ",".join(f"k{i}: {i}" for i in range(MAX_NODES - 1)) + "}\n", "ok")[1] == []
 
 
 def test_syntax_error_has_line():
@@ -50,7 +86,8 @@ def test_file_size_cap_and_binary(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(b"a: \xff\xfe\n")
     probs = {p.file.rsplit("/", 1)[1]: p for p in load_paths([str(tmp_path)]).problems}
-    assert "the limit is" in probs["big.yaml"].message
+    assert (probs["big.yaml"].message, probs["big.yaml"].hint) == (
+        "file not read: it is 1.0 MiB; the limit for a manifest is 1.0 MiB", "split it into smaller files")
     assert probs["bad.yaml"].message == "file is not valid UTF-8"
 
 

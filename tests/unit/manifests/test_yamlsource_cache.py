@@ -4,8 +4,6 @@ before is not parsed again; callers get their own copy (they may change it)."""
 
 from __future__ import annotations
 
-import yaml
-
 from xgen_declare.manifests import yamlsource
 from xgen_declare.manifests.yamlsource import load_documents, parse_documents
 
@@ -14,14 +12,14 @@ TEXT = "apiVersion: xgen/v1\nkind: Model\nmetadata:\n  name: a\nspec:\n  model_p
 
 def counting_loader(monkeypatch) -> list[int]:
     made: list[int] = []
-    real = yaml.SafeLoader
+    real = yamlsource._Loader  # the SafeLoader subclass that counts composed nodes
 
     class Counting(real):
         def __init__(self, stream):
             made.append(1)
             super().__init__(stream)
 
-    monkeypatch.setattr(yamlsource.yaml, "SafeLoader", Counting)
+    monkeypatch.setattr(yamlsource, "_Loader", Counting)
     return made
 
 
