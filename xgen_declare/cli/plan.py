@@ -58,14 +58,21 @@ def command(dirs: tuple[str, ...], output: str, inventory_file: str | None) -> i
     gpu_memory_utilization — against the usable memory. A model that does not fit is blocked, with the
     models it collides with and what would fit.
 
-    Exit code 1 when the port range has no port left for some models (they are named; the plan Blocks
-    them and starts the others)."""
+    Exit code 1 when a manifest or the config has errors (printed as FILE:LINE: field: message; the
+    plan keeps such a model's last good process), or when the port range has no port left for some
+    models (they are named; the plan Blocks them and starts the others)."""
     result = compute_plan(dirs, inventory_file)
     show(result, output)
     return exit_code(result)
 
 
 def exit_code(result: Pass) -> int:
-    """A plan that Blocks models for want of a port is invalid input (the config's range is too small)."""
-    unported = result.desired.unported if result.desired is not None else []
-    return ExitCode.INVALID_INPUT if unported else ExitCode.OK
+    """Invalid input (README "Exit codes"), 1: a manifest or the config has errors (a broken file, a
+    hostile entry skipped by the walk, a model that cannot be rendered), or the port range has no port
+    left for some models. The plan is printed all the same; warnings alone are 0."""
+    desired = result.desired
+    if desired is None:
+        return ExitCode.OK
+    broken = any(p.severity == "error" for p in desired.load.problems) or any(
+        p.severity == "error" for probs in desired.problems.values() for p in probs)
+    return ExitCode.INVALID_INPUT if broken or desired.unported else ExitCode.OK
