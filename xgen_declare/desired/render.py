@@ -29,7 +29,7 @@ from xgen_declare.backends.families import DEFAULT_BINARY, READINESS_PATH, model
 from xgen_declare.backends.dialect import dialect_for
 from xgen_declare.backends.pinning import pinning_env
 from xgen_declare.config import Config
-from xgen_declare.errors import Problem, RenderError
+from xgen_declare.errors import FileRefused, Problem, RenderError
 from xgen_declare.names import cut, escape_controls, first_control
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.manifests.load import ModelDecl
@@ -37,6 +37,7 @@ from xgen_declare.desired.ports import PortAssignment
 from xgen_declare.manifests.request import ModelLoadRequest
 from xgen_declare.desired.resolve import Resolved, resolve_model_path
 from xgen_declare.desired import rpc
+from xgen_declare.readers.bounded import MIB, read_text
 from xgen_declare.processes.spec import Rendered
 from xgen_declare.processes.rpc_workers import WorkerSpec
 
@@ -120,6 +121,38 @@ class _SharedBytecode(jinja2.BytecodeCache):
 _BYTECODE = _SharedBytecode()
 
 
+MAX_TEMPLATE_BYTES = MIB
+
+
+class _BoundedLoader(jinja2.FileSystemLoader):
+    """jinja's FileSystemLoader, reading through readers.bounded: a template over 1 MiB, or an entry of the
+    templates dir that is not a regular file (a FIFO, a link to a device), is a RenderError naming it
+    (jinja's own loader read any size whole, and silently skipped a FIFO for the shipped template)."""
+
+    def get_source(self, environment: jinja2.Environment, template: str):
+        pieces = jinja2.loaders.split_template_path(template)
+        for searchpath in self.searchpath:
+            filename = os.path.join(searchpath, *pieces)
+            try:
+                source = read_text(filename, MAX_TEMPLATE_BYTES, what="a template")
+            except FileNotFoundError:
+                continue
+            except FileRefused as exc:
+                raise RenderError(f"{exc.path}: {exc.reason}", hint=exc.hint) from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise RenderError(f"{filename}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+            mtime = os.path.getmtime(filename)
+            return source, os.path.normpath(filename), lambda: _mtime(filename) == mtime
+        raise jinja2.TemplateNotFound(template)
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return None
+
+
 class Renderer:
     def __init__(self, config: Config, inventory: Inventory):
         self.config = config
@@ -129,7 +162,7 @@ class Renderer:
         if user_dir:
             search.append(user_dir)
         search.append(str(SHIPPED_TEMPLATES))
-        self.env = SandboxedEnvironment(loader=jinja2.FileSystemLoader(search), undefined=jinja2.StrictUndefined,
+        self.env = SandboxedEnvironment(loader=_BoundedLoader(search), undefined=jinja2.StrictUndefined,
                                         finalize=_finalize, autoescape=False, keep_trailing_newline=True,
                                         bytecode_cache=_BYTECODE)
         self.env.globals["fail"] = _fail

@@ -81,8 +81,10 @@ def read_bytes(path: str | os.PathLike, limit: int, *, follow: bool = True, what
     with opened(path, follow=follow) as f:
         size = os.fstat(f.fileno()).st_size
         if size > limit:
-            raise FileRefused(os.fspath(path), f"is {_size_words(size)}; the limit for {what} is {_size_words(limit)}",
-                              "use a smaller file")
+            said, cap = _size_words(size), _size_words(limit)
+            if said == cap:  # "is 1.0 MiB; the limit is 1.0 MiB" says nothing: count the bytes
+                said, cap = f"{size} bytes", f"{limit} bytes"
+            raise FileRefused(os.fspath(path), f"is {said}; the limit for {what} is {cap}", "use a smaller file")
         data = f.read(limit + 1)
     if len(data) > limit:  # grew while we read it (or lied in st_size, as some /proc-like files do)
         raise FileRefused(os.fspath(path), f"holds more than {_size_words(limit)}, the limit for {what}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -302,3 +303,24 @@ def test_a_template_value_with_control_characters_is_refused(value, shown):
     assert str(exc.value).endswith(f"contains a control character ({shown}); remove it from the value the "
                                    "template renders")
     assert _finalize("tab\tok") == '"tab\\tok"'
+
+
+def test_a_user_template_that_is_a_fifo_or_too_big_is_the_models_problem_at_once(tmp_path, write):
+    """#21: a templates dir from a config repo is input from outside. A FIFO (or a link to a device) named
+    like a template was silently skipped for the shipped one; a huge one was read whole. Now each is
+    refused at once, as that model's render problem naming the file; the other family still renders."""
+    from xgen_declare.testing.deadline import within
+
+    tdir = tmp_path / "tpl"
+    tdir.mkdir()
+    os.mkfifo(tdir / "llama-server.j2")
+    write("a.yaml", model_yaml("a"))
+    write("b.yaml", model_yaml("b", model_path="org/m"))
+    d = within(10, lambda: render_dir([write.root], config=Config(templates_dir=str(tdir))), release=tdir / "llama-server.j2")
+    assert "a" not in d.rendered and d.rendered["b"].argv[1] == "serve"
+    assert d.problems["a"][0].message == (f"template llama-server.j2: {tdir}/llama-server.j2: is a FIFO (named pipe), "
+                                          "not a regular file")
+    (tdir / "llama-server.j2").unlink()
+    (tdir / "llama-server.j2").write_text("{{ binary }}\n" + "{# pad #}" * 120_000)
+    d = render_dir([write.root], config=Config(templates_dir=str(tdir)))
+    assert "is 1080013 bytes; the limit for a template is 1048576 bytes" in d.problems["a"][0].message

@@ -87,7 +87,7 @@ def test_file_size_cap_and_binary(tmp_path):
     bad.write_bytes(b"a: \xff\xfe\n")
     probs = {p.file.rsplit("/", 1)[1]: p for p in load_paths([str(tmp_path)]).problems}
     assert (probs["big.yaml"].message, probs["big.yaml"].hint) == (
-        "file not read: it is 1.0 MiB; the limit for a manifest is 1.0 MiB", "split it into smaller files")
+        "file not read: it is 1048577 bytes; the limit for a manifest is 1048576 bytes", "split it into smaller files")
     assert probs["bad.yaml"].message == "file is not valid UTF-8"
 
 

@@ -98,7 +98,7 @@ def test_a_huge_or_binary_key_file_is_refused(tmp_path):
     empty.write_text("\n")
     keys = KeyCache()
     keys.refresh(table(a=big, b=binary, c=empty))
-    assert keys.cached(str(big)).problem == ("is 64 KiB; the limit for an API key file is 64 KiB (use a smaller "
+    assert keys.cached(str(big)).problem == ("is 65537 bytes; the limit for an API key file is 65536 bytes (use a smaller "
                                              "file)")
     assert keys.cached(str(binary)).problem == "is not UTF-8 text (put the key in it as text)"
     assert keys.cached(str(empty)).problem is None and keys.cached(str(empty)).value is None
