@@ -6,43 +6,18 @@ from __future__ import annotations
 
 import json
 import resource
-import socket
 import threading
 import time
 
 import httpx
 
 from xgen_declare.testing.harness import free_port
+from xgen_declare.testing.slowloris import SlowClient
 
 from .conftest import manifest
 from .test_api import P, wait_up
 
 SLOW = 1100  # the finding: 1 100 half-sent requests against a soft limit of 1 024 descriptors
-
-
-class Slow:
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.sock.sendall(b"GET " + P.encode() + b"/models HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        self.sock.setblocking(False)
-        self.closed = False
-
-    def drip(self) -> None:
-        try:
-            self.sock.send(b"X")
-        except OSError:
-            pass
-
-    def is_closed(self) -> bool:
-        while not self.closed:
-            try:
-                data = self.sock.recv(65536)
-            except BlockingIOError:
-                return False
-            except OSError:
-                data = b""
-            self.closed = not data
-        return True
 
 
 def test_slowloris_neither_stalls_the_api_nor_the_control_loop(host):
@@ -53,7 +28,7 @@ def test_slowloris_neither_stalls_the_api_nor_the_control_loop(host):
     base = f"http://127.0.0.1:{port}"
     wait_up(host, base)
     resource.prlimit(daemon.pid, resource.RLIMIT_NOFILE, (1024, 1024))  # as on the host of the finding
-    slow = [Slow(port) for _ in range(SLOW)]
+    slow = [SlowClient(port) for _ in range(SLOW)]
     stop = threading.Event()
 
     def drip():

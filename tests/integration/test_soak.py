@@ -20,11 +20,12 @@ import time
 import httpx
 
 from xgen_declare.testing.harness import free_port
+from xgen_declare.testing.slowloris import SlowClient
 
 from .conftest import FAST, manifest
 from .test_api import P, wait_up
 from .test_api_flood import FLOOD_LIMIT, flood
-from .test_api_load import SLOW, Slow
+from .test_api_load import SLOW
 
 STREAMS = 100
 
@@ -66,7 +67,7 @@ def test_slowloris_plan_flood_and_100_streams_at_once_while_a_killed_backend_res
     stop, lock = threading.Event(), threading.Lock()
     flooded: dict = {}
     streamed: dict = {}
-    slow = [Slow(port) for _ in range(SLOW)]
+    slow = [SlowClient(port) for _ in range(SLOW)]
 
     def drip() -> None:
         while not stop.wait(1.0):

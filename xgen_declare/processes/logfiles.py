@@ -15,14 +15,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 import stat
 import time
 from pathlib import Path
 from typing import Callable
 
 from xgen_declare.errors import FileRefused
-from xgen_declare.processes.statefiles import make_private_dir
+from xgen_declare.processes.statefiles import make_private_dir, replace_file, write_all
 from xgen_declare.readers.bounded import tail_bytes
 
 LOG_MODE = 0o600
@@ -98,24 +97,14 @@ def rotate_if_needed(path: Path, max_bytes: int, backups: int) -> bool:
 
 def _copy_fd(src: int, dest: Path) -> None:
     """The whole of `src` into a new 0600 file at `dest` (temp file + rename: a link at `dest` is replaced)."""
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(8)}.tmp")
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, LOG_MODE)
-    try:
-        try:
-            offset = 0
-            while chunk := os.pread(src, COPY_CHUNK, offset):
-                offset += len(chunk)
-                while chunk:
-                    chunk = chunk[os.write(out, chunk):]
-        finally:
-            os.close(out)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    def copy(out: int) -> None:
+        offset = 0
+        while chunk := os.pread(src, COPY_CHUNK, offset):
+            offset += len(chunk)
+            write_all(out, chunk)
+
+    replace_file(dest, copy)
 
 
 def tail(path: Path, lines: int = 10, max_bytes: int = 64 * 1024) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 from xgen_declare.readers.bounded import KIB, MIB, read_text
 
@@ -23,14 +24,20 @@ def atomic_write(path: Path, text: str) -> None:
     """temp file + fsync + rename (+ fsync of the dir): a reader sees the old or the new file, whole.
     On failure (read-only, full) the old file is untouched and the temp file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    replace_file(path, lambda fd: write_all(fd, text.encode()), fsync=True)
+    fsync_dir(path.parent)
+
+
+def replace_file(path: Path, fill: Callable[[int], None], *, fsync: bool = False) -> None:
+    """A new 0600 file renamed over `path` (a link at `path` is replaced, never written through): `fill`
+    writes it through the fd it gets. On any failure the temp file is removed and `path` is untouched."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = _create_new(tmp)
     try:
         try:
-            data = text.encode()
-            while data:
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
+            fill(fd)
+            if fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -40,7 +47,11 @@ def atomic_write(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
-    fsync_dir(path.parent)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def _create_new(tmp: Path) -> int:

@@ -13,6 +13,7 @@ import pytest
 
 from xgen_declare.api.server import ApiServer
 from xgen_declare.testing.harness import free_port
+from xgen_declare.testing.slowloris import SlowClient
 
 from .conftest import make_api, stop
 
@@ -90,42 +91,13 @@ def test_a_500_is_logged_once_with_a_short_traceback_and_none_in_the_answer(serv
                       "(traceback logged before)")
 
 
-class Slow:
-    """A client that sent a request line and one header, and sends the rest one byte a second."""
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.sock.sendall(b"GET " + P.encode() + b"/models HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        self.sock.setblocking(False)
-        self.answer, self.closed = b"", False
-
-    def drip(self) -> None:
-        try:
-            self.sock.send(b"X")
-        except OSError:
-            pass
-
-    def is_closed(self) -> bool:
-        """Closed by the server (what it wrote before is kept in `answer`)."""
-        while not self.closed:
-            try:
-                data = self.sock.recv(65536)
-            except BlockingIOError:
-                return False
-            except OSError:
-                data = b""
-            self.answer += data
-            self.closed = not data
-        return True
-
-
 def test_slowloris_is_shed_and_a_normal_request_still_answers(serve):
     """250 clients sending one header byte a second, over a cap of 100: a normal GET answers at once, the
     server never holds more than the cap, and every slow client is closed by the header deadline."""
     server, base = serve(max_connections=100, header_timeout=4)
     state = server.server.server_state
     logged = Records("xgen_declare.api", "uvicorn", "asyncio").__enter__()
-    slow = [Slow(server.port) for _ in range(250)]
+    slow = [SlowClient(server.port) for _ in range(250)]
     most = 0
     stop_dripping = threading.Event()
 

@@ -4,37 +4,21 @@ still run while a flood waits. Reads come from the published snapshot, never fro
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import model_yaml
-from xgen_declare.config import load_config
 from xgen_declare.errors import LoopBusy
-from xgen_declare.processes.state_store import StateStore
 from xgen_declare.reconciler import daemon as daemon_module
-from xgen_declare.reconciler.daemon import INBOX_LIMIT, INBOX_PER_STEP, Daemon
-from xgen_declare.reconciler.env import Env
+from xgen_declare.reconciler.daemon import INBOX_LIMIT, INBOX_PER_STEP
 from xgen_declare.reconciler.snapshot import Previewer
 
 
 @pytest.fixture
-def daemon(tmp_path, clock):
-    manifests = tmp_path / "m"
-    manifests.mkdir()
-    cfg = {"binaries": {"llama-server-cpu": str(tmp_path / "no-such-binary")}, "ports": {"start": 29101, "end": 29110},
-           "reconciler": {"resync_interval": 60, "debounce": 0}}
-    (manifests / "xgen-declare.yaml").write_text(json.dumps(cfg))
-    (manifests / "m.yaml").write_text(model_yaml("m", backend="llama-server-cpu", enabled=False))
-    (tmp_path / "sys").mkdir()
-    env = Env(load_config(None, [str(manifests)]), StateStore(tmp_path / "state"), [str(manifests)], None,
-              sysfs_root=str(tmp_path / "sys"))
-    d = Daemon(env, clock=clock)
-    d.start()
-    yield d
-    d.shutdown()
+def daemon(make_daemon):
+    return make_daemon()
 
 
 def test_a_flood_of_submits_is_bounded_and_refused_with_busy(daemon):

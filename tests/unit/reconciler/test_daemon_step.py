@@ -6,30 +6,14 @@ import logging
 
 import pytest
 
-from tests.conftest import model_yaml
 from xgen_declare.api.metrics import Metrics
-from xgen_declare.config import load_config
 from xgen_declare.reconciler.client import status_rows
-from xgen_declare.reconciler.env import Env
-from xgen_declare.reconciler.daemon import Daemon
 from xgen_declare.processes.state_store import StateStore
 
 
 @pytest.fixture
-def daemon(tmp_path, clock, writer):
-    manifests = tmp_path / "m"
-    manifests.mkdir()
-    cfg = {"binaries": {"llama-server-cpu": str(tmp_path / "no-such-binary")}, "ports": {"start": 29101, "end": 29110},
-           "reconciler": {"resync_interval": 60, "debounce": 0}}
-    (manifests / "xgen-declare.yaml").write_text(json.dumps(cfg))
-    (manifests / "m.yaml").write_text(model_yaml("m", backend="llama-server-cpu", enabled=False))
-    (tmp_path / "sys").mkdir()
-    env = Env(load_config(None, [str(manifests)]), StateStore(tmp_path / "state", writer=writer), [str(manifests)],
-              None, sysfs_root=str(tmp_path / "sys"))
-    d = Daemon(env, clock=clock)
-    d.start()
-    yield d
-    d.shutdown()
+def daemon(make_daemon, writer):
+    return make_daemon(writer)
 
 
 def steps(d, clock, n, dt=0.05):
