@@ -62,6 +62,7 @@ def _gpus(value: str | None) -> list[int] | None:
 @click.option("--cache-type-v", type=click.Choice(CACHE_TYPES), default="f16", show_default=True)
 @click.option("--flash-attn", type=click.Choice(("on", "off", "auto")), default="auto", show_default=True)
 @click.option("--ubatch-size", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--swa-full", is_flag=True, help="llama-server --swa-full: sliding-window layers keep every cell")
 @click.option("--n-gpu-layers", "ngl_text", default="auto", show_default=True, help="auto, all, -1 or a count")
 @click.option("--tensor-split", "split_text", default="auto", show_default=True, help="auto or proportions, e.g. 3,1")
 @click.option("--margin-mib", type=click.IntRange(min=0), default=DEFAULT_MARGIN_MIB, show_default=True,
@@ -73,7 +74,7 @@ def _gpus(value: str | None) -> list[int] | None:
 @output_option(("table", "json"), "table")
 @global_options
 def command(model: str, ctx_size: int | None, gpus_text: str | None, parallel: int | None, cache_type_k: str,
-            cache_type_v: str, flash_attn: str, ubatch_size: int, ngl_text: str, split_text: str, margin_mib: int,
+            cache_type_v: str, flash_attn: str, ubatch_size: int, swa_full: bool, ngl_text: str, split_text: str, margin_mib: int,
             offload_order: str, inventory_file: str | None, cross_check: bool, output: str) -> int:
     """Read MODEL.gguf's header and tensor table (never its weights), predict what llama-server puts on
     each GPU and on the host, and choose the largest n_gpu_layers (and tensor_split over several GPUs)
@@ -82,7 +83,8 @@ def command(model: str, ctx_size: int | None, gpus_text: str | None, parallel: i
     ngl, split, gpu_list = _ngl(ngl_text), _split(split_text), _gpus(gpus_text)
     facts = read_gguf_facts(model)
     settings = ContextSettings(ctx_size=ctx_size, parallel=parallel, cache_type_k=cache_type_k,
-                               cache_type_v=cache_type_v, flash_attn=flash_attn, n_ubatch=ubatch_size)
+                               cache_type_v=cache_type_v, flash_attn=flash_attn, n_ubatch=ubatch_size,
+                               swa_full=swa_full)
     inventory = _inventory(inventory_file)
     budgets = _budgets(inventory, gpu_list, margin_mib)
     if isinstance(split, list) and len(split) != len(budgets):

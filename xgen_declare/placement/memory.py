@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xgen_declare.placement.attention import attention_of
 from xgen_declare.placement.gguf_facts import GgufFacts, ggml_type_size
 
-__all__ = ["ContextSettings", "CACHE_TYPES", "kv_cells", "kv_bytes_per_layer", "compute_bytes",
+__all__ = ["ContextSettings", "CACHE_TYPES", "kv_cells", "swa_cells", "kv_bytes_per_layer", "compute_bytes",
            "host_compute_bytes", "output_buffer_bytes", "n_ff_active"]
 
 # Cache types llama-server accepts for --cache-type-k/-v
@@ -50,6 +51,7 @@ class ContextSettings:
     cache_type_v: str = "f16"
     flash_attn: str = "auto"  # on | off | auto (auto = on: every backend we render supports it)
     n_ubatch: int = 512
+    swa_full: bool = False  # llama-server --swa-full: windowed layers get as many cells as the others
 
     @property
     def flash(self) -> bool:
@@ -68,11 +70,31 @@ def _pad(n: int, to: int = KV_PAD) -> int:
     return -(-n // to) * to
 
 
-def kv_cells(facts: GgufFacts, s: ContextSettings) -> int:
-    ctx = s.ctx_size or facts.context_length or 4096
+def _n_ctx_seq(facts: GgufFacts, s: ContextSettings) -> int:
+    """llama_context: n_ctx padded to 256; per stream n_ctx / n_seq padded again (non-unified)."""
+    ctx = _pad(s.ctx_size or facts.context_length or 4096)
     if s.unified or s.n_seq == 1:
-        return _pad(ctx)
-    return s.n_seq * _pad(-(-ctx // s.n_seq))
+        return ctx
+    return _pad(ctx // s.n_seq)
+
+
+def _n_stream(s: ContextSettings) -> int:
+    return 1 if s.unified else s.n_seq
+
+
+def kv_cells(facts: GgufFacts, s: ContextSettings) -> int:
+    """Cells of the (base) KV cache, all streams together."""
+    return _n_ctx_seq(facts, s) * _n_stream(s)
+
+
+def swa_cells(facts: GgufFacts, s: ContextSettings) -> int:
+    """Cells of the sliding-window cache, all streams together (llama_kv_cache_iswa); 0 without one."""
+    att = attention_of(facts)
+    if not att.is_iswa:
+        return 0
+    base = _n_ctx_seq(facts, s)
+    per_stream = base if s.swa_full else _pad(min(base, att.n_swa * (s.n_seq if s.unified else 1) + s.n_ubatch))
+    return per_stream * _n_stream(s)
 
 
 def kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
@@ -80,9 +102,10 @@ def kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
 
 
 def _kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
-    cells = kv_cells(facts, s)
-    return [cells * (ggml_type_size(s.cache_type_k, k) + ggml_type_size(s.cache_type_v, v))
-            for k, v in zip(facts.n_embd_k_gqa, facts.n_embd_v_gqa)]
+    full, windowed = kv_cells(facts, s), swa_cells(facts, s)
+    swa = attention_of(facts).swa
+    return [(windowed if swa[il] else full) * (ggml_type_size(s.cache_type_k, k) + ggml_type_size(s.cache_type_v, v))
+            for il, (k, v) in enumerate(zip(facts.n_embd_k_gqa, facts.n_embd_v_gqa))]
 
 
 def n_ff_active(facts: GgufFacts) -> int:
@@ -115,6 +138,11 @@ def _mask(n_kv: int, s: ContextSettings) -> int:
     return n_kv * s.n_ubatch * (2 if s.flash else 4)
 
 
+def _masks(facts: GgufFacts, s: ContextSettings) -> int:
+    """The KQ mask of the base cache, plus one of the sliding-window cache's cells for an iSWA model."""
+    return _mask(_graph_kv(facts, s), s) + _mask(swa_cells(facts, s) // _n_stream(s), s)
+
+
 def compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
     """Compute buffer of a device that holds at least one repeating layer."""
     n_kv, ub, n_embd = _graph_kv(facts, s), s.n_ubatch, facts.embedding_length
@@ -124,12 +152,12 @@ def compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
     attn = ub * (24 * n_embd + 8 * max(facts.n_embd_k_gqa + [0]))
     if not s.flash:
         attn += ub * n_kv * max(facts.head_count + [0]) * 4
-    return _mask(n_kv, s) + max(ffn, attn)
+    return _masks(facts, s) + max(ffn, attn)
 
 
 def host_compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
     """Compute buffer of a participating device without repeating layers (host, output-only GPU)."""
-    return s.n_ubatch * facts.embedding_length * 4 + _mask(_graph_kv(facts, s), s)
+    return s.n_ubatch * facts.embedding_length * 4 + _masks(facts, s)
 
 
 def output_buffer_bytes(facts: GgufFacts, s: ContextSettings) -> int:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from xgen_declare.placement.attention import attention_of
 from xgen_declare.placement.gguf_facts import GgufError, GgufFacts
 from xgen_declare.placement.layers import OUTPUT_FIRST, Rule, assign_layers, normalize_n_gpu_layers
-from xgen_declare.placement.memory import (ContextSettings, compute_bytes, host_compute_bytes, kv_bytes_per_layer, kv_cells, output_buffer_bytes)
+from xgen_declare.placement.memory import (ContextSettings, compute_bytes, host_compute_bytes, kv_bytes_per_layer, kv_cells,
+                                           output_buffer_bytes, swa_cells)
 
-__all__ = ["DevicePart", "Prediction", "predict", "layer_sizes", "require_supported", "SUPPORTED_ARCHS", "MIB"]
+__all__ = ["DevicePart", "Prediction", "predict", "design", "layer_sizes", "require_supported", "SUPPORTED_ARCHS", "MIB"]
 
 # Architectures whose memory follows the standard attention layout modelled here (K/V rows of
 # head_count_kv x key/value_length per layer). Others (MLA, recurrent, hybrid) are refused rather
@@ -139,7 +141,7 @@ def predict(facts: GgufFacts, settings: ContextSettings, gpus: list[int], n_gpu_
     cpu.other = output_buffer_bytes(facts, settings)
     shown_split = list(tensor_split or []) if len(gpus) > 1 else []  # [] = llama.cpp's default
     return Prediction(n_gpu_layers=ngl, tensor_split=shown_split, gpus=parts, cpu=cpu,
-                      kv_cells=kv_cells(facts, settings), n_layer=n_layer, notes=_notes(facts))
+                      kv_cells=kv_cells(facts, settings), n_layer=n_layer, notes=_notes(facts, settings))
 
 
 def require_supported(facts: GgufFacts) -> None:
@@ -160,9 +162,14 @@ def _default_split(gpus: list[int], free_mib: list[int | None] | None) -> list[f
     return [1.0] * len(gpus)
 
 
-def _notes(facts: GgufFacts) -> list[str]:
-    notes = []
-    if facts.sliding_window:
-        notes.append(f"sliding-window attention ({facts.sliding_window} tokens) is not modelled: the KV "
-                     "cache of windowed layers is over-predicted")
-    return notes
+def design(facts: GgufFacts, settings: ContextSettings) -> str | None:
+    """The cache design the KV prediction modelled, when it is not one plain cache of every layer."""
+    att = attention_of(facts)
+    if att.is_iswa:
+        return att.describe(facts.head_count_kv, kv_cells(facts, settings), swa_cells(facts, settings))
+    return None
+
+
+def _notes(facts: GgufFacts, settings: ContextSettings) -> list[str]:
+    named = design(facts, settings)
+    return [named] if named else []

@@ -47,6 +47,9 @@ SHAPES: dict[str, Shape] = {
     "moe-small": Shape("llama", 16, 2048, 16, 4, 768, 32000, 32768, head_dim=128, n_expert=32,
                        n_expert_used=4),
     "tiny": Shape("llama", 4, 256, 8, 2, 512, 1024, 2048),
+    # Gemma 3 270M's metadata (the --real-model demo's GGUF): 18 layers, 5 windowed : 1 global, window 512
+    "gemma3-270m": Shape("gemma3", 18, 640, 4, 1, 2048, 262144, 32768, head_dim=256, tied_embeddings=True,
+                         extra={"gemma3.attention.sliding_window": (512, "UINT32")}),
 }
 
 
@@ -101,7 +104,7 @@ def write_sparse_gguf(path: str | Path, shape: Shape | str, weight_type: str = "
     llama-server can load the file; without it the header stays tiny (enough for prediction tests).
     """
     import numpy as np
-    from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType
+    from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter, LlamaFileType
 
     s = SHAPES[shape] if isinstance(shape, str) else shape
     wtype = GGMLQuantizationType[weight_type.upper()]
@@ -127,8 +130,8 @@ def write_sparse_gguf(path: str | Path, shape: Shape | str, weight_type: str = "
     if s.n_expert:
         w.add_expert_count(s.n_expert)
         w.add_expert_used_count(s.n_expert_used)
-    for key, value in s.extra.items():
-        w.add_key_value(key, value[0], value[1])
+    for key, (value, vtype) in s.extra.items():
+        w.add_key_value(key, value, GGUFValueType[vtype] if isinstance(vtype, str) else vtype)
     if vocab:
         _add_vocab(w, s.n_vocab)
     for name, tshape, ttype in _tensors(s, wtype):

@@ -80,3 +80,16 @@ def test_unknown_arch_is_a_message(cli, tmp_path, host):
 def test_unknown_gpu(cli, sparse, host):
     r = cli("fit", sparse("tiny"), "--gpus", "5", "--inventory", host)
     assert r.code == 2 and "GPU 5 is not in the inventory (GPUs: 0, 1)" in r.err
+
+
+def test_fit_gemma3_iswa_names_the_design(cli, sparse, host):
+    # the case: 576 MiB predicted where llama-server allocates 96 + 15 MiB (test_attention.py)
+    r = cli("fit", sparse("gemma3-270m"), "--ctx-size", "32768", "--parallel", "1", "--gpus", "0",
+            "--inventory", host)
+    assert r.code == 0, r.err
+    assert ("note: iSWA: 3 global layers x 32768 cells + 15 windowed layers x 1024 cells (window 512 tokens)"
+            in r.out)
+    assert "not modelled" not in r.out
+    r = cli("fit", sparse("gemma3-270m"), "--ctx-size", "8192", "--parallel", "1", "--swa-full", "--gpus", "0",
+            "--inventory", host, "-o", "json")
+    assert r.json()["kv_cache_mib"] == 144.0  # 24 + 120 MiB: llama-server's lines with --swa-full
