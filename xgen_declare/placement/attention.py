@@ -11,6 +11,9 @@ llama.cpp b11434 keeps one of these per model (`llama_model::create_memory`):
   Which layers are windowed: `<arch>.attention.sliding_window_pattern` as a per-layer bool array, else
   the pattern N (key or the architecture's default): layer il is windowed when il % N < N - 1
   (`dense_first`: when il % N != 0); N = 0 makes every layer windowed (`llama_hparams::set_swa_pattern`).
+* MLA (DeepSeek-V2/V3, Kimi K2: `<arch>.attention.key_length_mla` and `value_length_mla` set): the cache
+  holds one latent K row per cell and layer, `key_length` (= kv_lora_rank + rope dims) x head_count_kv
+  (1), and no V at all (`llama_kv_cache`: `has_v = !is_mla`; V is read back out of the latent).
 
 The table below is the architecture's own loader (src/models/<arch>.cpp): the default pattern, whether
 it is dense-first, the default window, and whether a window of 0 (or no key) turns SWA off.
@@ -43,6 +46,7 @@ class Attention:
     swa: tuple[bool, ...]  # per layer: True = the layer keeps its KV in the sliding-window cache
     n_swa: int = 0  # window in tokens (chunk size for chunked attention)
     chunked: bool = False
+    mla: bool = False  # K holds the compressed latent; no V cache
 
     @property
     def is_iswa(self) -> bool:
@@ -62,6 +66,20 @@ def attention_of(facts: GgufFacts) -> Attention:
 
 
 def _attention_of(facts: GgufFacts) -> Attention:
+    att = _swa_of(facts)
+    if _is_mla(facts):
+        return Attention(att.swa, att.n_swa, att.chunked, mla=True)
+    return att
+
+
+def _is_mla(facts: GgufFacts) -> bool:
+    """llama_hparams::is_mla: both per-head MLA sizes given (a GGUF converted for the latent cache)."""
+    arch = facts.architecture
+    k, v = (facts.metadata.get(f"{arch}.attention.{key}") for key in ("key_length_mla", "value_length_mla"))
+    return all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in (k, v))
+
+
+def _swa_of(facts: GgufFacts) -> Attention:
     n = facts.block_count
     spec = SWA_ARCHS.get(facts.architecture)
     if spec is None:

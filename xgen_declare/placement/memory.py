@@ -15,12 +15,14 @@ in bytes, with ub = n_ubatch (default 512) and n_kv = KV cells:
     mask      = n_kv * ub * (2 if flash attention else 4)           # f16 / f32 KQ mask
     (n_kv: all cells of a unified cache, one slot's cells with --parallel N)
     ffn phase = ub * (12 * n_ff_active + 20 * n_embd)               # gate, up, gate*up + residuals
-                (MoE: + ub * 4 * n_embd * n_expert_used, the experts' outputs before their sum)
+                (MoE without shared experts: + ub * 4 * n_embd * n_expert_used, the experts' outputs)
     attn      = ub * (24 * n_embd + 8 * n_embd_kv)                  # q/k/v/out activations
                 + (0 if flash attention else ub * n_kv * n_head * 4)  # the KQ matrix, f32
     compute   = mask + max(ffn phase, attn)
 
-n_ff_active counts experts actually used (n_ff_exp x n_expert_used, plus shared experts). A device
+n_ff_active counts experts actually used (n_ff_exp x n_expert_used; a shared expert is not added, and a
+model with shared experts has no per-expert term: fitted on DeepSeek-V2-Lite's lines, 88.14 MiB with its
+dense first layer and 73.51 MiB without, ctx 4096, both exact to 0.01 MiB). A device
 that holds no layers but takes part (the host with everything offloaded) needs the embeddings
 rows and the mask: ub * n_embd * 4 + mask. Logits: llama.cpp b11434 reserves one output per slot
 (`n_outputs_max = n_seq`), n_vocab * n_seq * 4 bytes, in a separate host "output buffer".
@@ -103,13 +105,14 @@ def kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
 
 def _kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
     full, windowed = kv_cells(facts, s), swa_cells(facts, s)
-    swa = attention_of(facts).swa
-    return [(windowed if swa[il] else full) * (ggml_type_size(s.cache_type_k, k) + ggml_type_size(s.cache_type_v, v))
-            for il, (k, v) in enumerate(zip(facts.n_embd_k_gqa, facts.n_embd_v_gqa))]
+    att = attention_of(facts)
+    v_rows = [0] * facts.block_count if att.mla else facts.n_embd_v_gqa  # MLA: no V cache
+    return [(windowed if att.swa[il] else full) * (ggml_type_size(s.cache_type_k, k) + ggml_type_size(s.cache_type_v, v))
+            for il, (k, v) in enumerate(zip(facts.n_embd_k_gqa, v_rows))]
 
 
 def n_ff_active(facts: GgufFacts) -> int:
-    """Widest FFN activation of any layer: dense n_ff, or n_ff_exp x experts used (+ shared experts)."""
+    """Widest FFN activation of any layer: dense n_ff, or n_ff_exp x experts used."""
     return facts.memo("n_ff_active", _n_ff_active)
 
 
@@ -118,7 +121,7 @@ def _n_ff_active(facts: GgufFacts) -> int:
     for t in facts.tensors:
         if t.layer is None or len(t.shape) < 2:
             continue
-        if t.name.endswith(".ffn_up.weight") or t.name.endswith(".ffn_up_shexp.weight"):
+        if t.name.endswith(".ffn_up.weight"):
             widths[t.layer] = widths.get(t.layer, 0) + t.shape[1]
         elif t.name.endswith(".ffn_up_exps.weight"):
             widths[t.layer] = widths.get(t.layer, 0) + t.shape[1] * max(facts.expert_used_count, 1)
@@ -147,7 +150,8 @@ def compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
     """Compute buffer of a device that holds at least one repeating layer."""
     n_kv, ub, n_embd = _graph_kv(facts, s), s.n_ubatch, facts.embedding_length
     ffn = ub * (12 * n_ff_active(facts) + 20 * n_embd)
-    if facts.memo("has_experts", lambda f: any(t.name.endswith("_exps.weight") for t in f.tensors)):
+    if facts.memo("routed_only", lambda f: any(t.name.endswith("_exps.weight") for t in f.tensors)
+                  and not any(t.name.endswith("_shexp.weight") for t in f.tensors)):
         ffn += ub * 4 * n_embd * max(facts.expert_used_count, 1)  # per-expert down outputs before the sum
     attn = ub * (24 * n_embd + 8 * max(facts.n_embd_k_gqa + [0]))
     if not s.flash:

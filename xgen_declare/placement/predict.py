@@ -28,7 +28,7 @@ __all__ = ["DevicePart", "Prediction", "predict", "design", "layer_sizes", "requ
 SUPPORTED_ARCHS = frozenset({
     "llama", "llama4", "mistral3", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "gemma", "gemma2", "gemma3",
     "phi2", "phi3", "starcoder2", "granite", "granitemoe", "command-r", "cohere2", "olmo", "olmo2", "olmoe",
-    "internlm2", "stablelm", "baichuan", "glm4", "exaone", "smollm3", "gpt-oss", "minicpm", "deci",
+    "internlm2", "stablelm", "baichuan", "glm4", "exaone", "smollm3", "gpt-oss", "minicpm", "deci", "deepseek2",
 })
 
 MIB = 1 << 20
@@ -167,6 +167,9 @@ def design(facts: GgufFacts, settings: ContextSettings) -> str | None:
     att = attention_of(facts)
     if att.is_iswa:
         return att.describe(facts.head_count_kv, kv_cells(facts, settings), swa_cells(facts, settings))
+    if att.mla:
+        return (f"MLA: {sum(1 for h in facts.head_count_kv if h)} layers x {kv_cells(facts, settings)} cells of one "
+                f"{facts.key_length}-wide latent K row, no V")
     return None
 
 

@@ -33,6 +33,12 @@ class Shape:
     tied_embeddings: bool = False
     attn_bias: bool = False
     extra: dict = field(default_factory=dict)
+    # MLA (DeepSeek-V2/V3): (kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim); with it n_ff is
+    # the leading dense layers' width, n_ff_exp the experts', and the first n_dense_lead layers are dense
+    mla: tuple[int, int, int, int] | None = None
+    n_ff_exp: int = 0
+    n_expert_shared: int = 0
+    n_dense_lead: int = 0
 
     def with_(self, **changes) -> "Shape":
         return replace(self, **changes)
@@ -47,6 +53,9 @@ SHAPES: dict[str, Shape] = {
     "moe-small": Shape("llama", 16, 2048, 16, 4, 768, 32000, 32768, head_dim=128, n_expert=32,
                        n_expert_used=4),
     "tiny": Shape("llama", 4, 256, 8, 2, 512, 1024, 2048),
+    # DeepSeek-V2-Lite (MLA, converted as llama.cpp does today: one latent "KV head" of 512 + 64 rope dims)
+    "deepseek-v2-lite": Shape("deepseek2", 27, 2048, 16, 1, 10944, 102400, 163840, n_expert=64, n_expert_used=6,
+                              mla=(512, 128, 64, 128), n_ff_exp=1408, n_expert_shared=2, n_dense_lead=1),
     # Gemma 3 270M's metadata (the --real-model demo's GGUF): 18 layers, 5 windowed : 1 global, window 512
     "gemma3-270m": Shape("gemma3", 18, 640, 4, 1, 2048, 262144, 32768, head_dim=256, tied_embeddings=True,
                          extra={"gemma3.attention.sliding_window": (512, "UINT32")}),
@@ -59,6 +68,8 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
 
     hd = s.head_dim or s.n_embd // s.n_head
     out: list[tuple[str, tuple[int, ...], object]] = [("token_embd.weight", (s.n_vocab, s.n_embd), wtype)]
+    if s.mla:
+        return out + _mla_layers(s, wtype) + _output(s, wtype)
     for i in range(s.n_layer):
         kv = s.n_head_kv[i] if isinstance(s.n_head_kv, list) else s.n_head_kv
         p = f"blk.{i}"
@@ -80,9 +91,45 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
             out += [(f"{p}.ffn_gate.weight", (s.n_ff, s.n_embd), wtype),
                     (f"{p}.ffn_up.weight", (s.n_ff, s.n_embd), wtype),
                     (f"{p}.ffn_down.weight", (s.n_embd, s.n_ff), wtype)]
-    out.append(("output_norm.weight", (s.n_embd,), T.F32))
+    return out + _output(s, wtype)
+
+
+def _output(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
+    from gguf import GGMLQuantizationType as T
+
+    out: list[tuple[str, tuple[int, ...], object]] = [("output_norm.weight", (s.n_embd,), T.F32)]
     if not s.tied_embeddings:
         out.append(("output.weight", (s.n_vocab, s.n_embd), wtype))
+    return out
+
+
+def _mla_layers(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
+    """DeepSeek-V2-Lite's layers (no q LoRA): latent KV projection, per-head k_b / v_b, dense lead + MoE."""
+    from gguf import GGMLQuantizationType as T
+
+    rank, nope, rope, v = s.mla  # type: ignore[misc]
+    out: list[tuple[str, tuple[int, ...], object]] = []
+    for i in range(s.n_layer):
+        p = f"blk.{i}"
+        out += [(f"{p}.attn_norm.weight", (s.n_embd,), T.F32),
+                (f"{p}.attn_q.weight", (s.n_head * (nope + rope), s.n_embd), wtype),
+                (f"{p}.attn_kv_a_mqa.weight", (rank + rope, s.n_embd), wtype),
+                (f"{p}.attn_kv_a_norm.weight", (rank,), T.F32),
+                (f"{p}.attn_k_b.weight", (s.n_head, rank, nope), wtype),
+                (f"{p}.attn_v_b.weight", (s.n_head, v, rank), wtype),
+                (f"{p}.attn_output.weight", (s.n_embd, s.n_head * v), wtype),
+                (f"{p}.ffn_norm.weight", (s.n_embd,), T.F32)]
+        if i < s.n_dense_lead:
+            out += [(f"{p}.ffn_gate.weight", (s.n_ff, s.n_embd), wtype), (f"{p}.ffn_up.weight", (s.n_ff, s.n_embd), wtype),
+                    (f"{p}.ffn_down.weight", (s.n_embd, s.n_ff), wtype)]
+            continue
+        sh = s.n_ff_exp * s.n_expert_shared
+        out += [(f"{p}.ffn_gate_inp.weight", (s.n_expert, s.n_embd), T.F32),
+                (f"{p}.ffn_gate_exps.weight", (s.n_expert, s.n_ff_exp, s.n_embd), wtype),
+                (f"{p}.ffn_up_exps.weight", (s.n_expert, s.n_ff_exp, s.n_embd), wtype),
+                (f"{p}.ffn_down_exps.weight", (s.n_expert, s.n_embd, s.n_ff_exp), wtype),
+                (f"{p}.ffn_gate_shexp.weight", (sh, s.n_embd), wtype), (f"{p}.ffn_up_shexp.weight", (sh, s.n_embd), wtype),
+                (f"{p}.ffn_down_shexp.weight", (s.n_embd, sh), wtype)]
     return out
 
 
@@ -120,10 +167,13 @@ def write_sparse_gguf(path: str | Path, shape: Shape | str, weight_type: str = "
     w.add_head_count(s.n_head)
     w.add_head_count_kv(s.n_head_kv)
     hd = s.head_dim or s.n_embd // s.n_head
-    if s.head_dim:
+    if s.mla:
+        _add_mla(w, s)
+    elif s.head_dim:
         w.add_key_length(hd)
         w.add_value_length(hd)
-    w.add_rope_dimension_count(hd)
+    if not s.mla:
+        w.add_rope_dimension_count(hd)
     w.add_rope_freq_base(500000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(s.n_vocab)
@@ -146,6 +196,23 @@ def write_sparse_gguf(path: str | Path, shape: Shape | str, weight_type: str = "
     with open(path, "r+b") as f:
         f.truncate(data_start + data)
     return path
+
+
+def _add_mla(w, s: Shape) -> None:
+    """MLA metadata as convert_hf_to_gguf.py writes it today: the cache holds one latent row of
+    kv_lora_rank + rope dims ("key_length"), the per-head sizes go in the *_mla keys."""
+    rank, nope, rope, v = s.mla  # type: ignore[misc]
+    a = s.arch
+    w.add_uint32(f"{a}.attention.kv_lora_rank", rank)
+    w.add_key_length(rank + rope)
+    w.add_value_length(rank)
+    w.add_uint32(f"{a}.attention.key_length_mla", nope + rope)
+    w.add_uint32(f"{a}.attention.value_length_mla", v)
+    w.add_rope_dimension_count(rope)
+    w.add_uint32(f"{a}.leading_dense_block_count", s.n_dense_lead)
+    w.add_uint32(f"{a}.expert_feed_forward_length", s.n_ff_exp)
+    w.add_uint32(f"{a}.expert_shared_count", s.n_expert_shared)
+    w.add_float32(f"{a}.expert_weights_scale", 1.0)
 
 
 def _add_vocab(w, n_vocab: int) -> None:

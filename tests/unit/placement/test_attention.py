@@ -110,3 +110,27 @@ def test_gemma2_default_window_and_llama4_chunks(sparse):
     f = _facts(sparse, "llama4")
     assert kv_cells(f, ContextSettings(ctx_size=4096, parallel=1)) == 4096
     assert swa_cells(f, ContextSettings(ctx_size=4096, parallel=1)) == 4096  # min(n_ctx_seq, 8192 + 512)
+
+
+# MLA, measured on a sparse DeepSeek-V2-Lite GGUF (SHAPES["deepseek-v2-lite"], F16; bench/placement.py's
+# writer with its vocabulary) by the same llama-server, `-c 4096 -np 1 -ngl 0`:
+#     print_info: n_embd_k_gqa          = 576
+#     load_tensors:   CPU_Mapped model buffer size = 29964.48 MiB
+#     llama_kv_cache: size =  121.50 MiB (  4096 cells,  27 layers,  1/1 seqs), K (f16):  121.50 MiB, V (f16):    0.00 MiB
+#     sched_reserve:        CPU compute buffer size =    88.14 MiB
+# and with n_dense_lead=0 (every layer MoE): model 30925.73 MiB, KV 121.50 MiB, compute 73.51 MiB.
+@pytest.mark.parametrize("lead,weights_mib,compute_mib", [(1, 29964.48, 88.14), (0, 30925.73, 73.51)])
+def test_deepseek_v2_lite_mla_matches_llama_server(sparse, lead, weights_mib, compute_mib):
+    facts = read_gguf_facts(sparse("deepseek-v2-lite", n_dense_lead=lead))
+    assert attention_of(facts).mla
+    p = predict(facts, ContextSettings(ctx_size=4096, parallel=1), [])
+    assert p.cpu.kv_cache == 4096 * 27 * 576 * 2 == int(121.5 * MIB)  # one latent K row, no V
+    assert p.cpu.weights / MIB == pytest.approx(weights_mib, abs=0.01)
+    assert p.cpu.compute / MIB == pytest.approx(compute_mib, rel=0.01)
+    assert p.notes == ["MLA: 27 layers x 4096 cells of one 576-wide latent K row, no V"]
+
+
+def test_mla_needs_both_per_head_sizes(sparse):
+    # a GGUF without key_length_mla / value_length_mla is not MLA-converted: K and V rows as usual
+    facts = read_gguf_facts(sparse("tiny"))
+    assert not attention_of(facts).mla
