@@ -56,6 +56,10 @@ CASES = [
     ("moe-small", "F16", 4096, 1, ("f16", "f16"), "off"),
     ("deepseek-v2-lite", "F16", 4096, 1, ("f16", "f16"), "on"),  # MLA: one latent K row, no V
     ("deepseek-v2-lite", "Q8_0", 8192, 2, ("q8_0", "q8_0"), "on"),
+    ("granite-4.0-h-tiny", "F16", 4096, 1, ("f16", "f16"), "on"),  # hybrid: KV on 4 layers + RS on 36
+    ("granite-4.0-h-tiny", "F16", 8192, None, ("f16", "f16"), "on"),
+    ("granite-4.0-h-tiny", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),
+    ("granite-4.0-h-tiny", "F16", 4096, 1, ("f16", "f16"), "off"),
 ]
 
 
@@ -144,6 +148,7 @@ def measure(binary: str, path: Path, name: str, ctx: int, parallel: int | None, 
         print(f"  ({name}: CPU_REPACK buffer {repack:.2f} MiB not counted as weights)")
     return [("weights", pred.cpu.weights / MIB, sum(model.values())),
             ("kv", pred.cpu.kv_cache / MIB, sum(seen.get("kv", {}).values())),
+            *([("rs", pred.cpu.recurrent / MIB, sum(seen["rs"].values()))] if "rs" in seen else []),
             ("compute", pred.cpu.compute / MIB, sum(seen.get("compute", {}).values())),
             ("output", output_buffer_bytes(facts, settings) / MIB, sum(seen.get("output", {}).values()))]
 

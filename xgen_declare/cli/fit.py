@@ -140,7 +140,7 @@ def _mib(n: int | None) -> float | None:
 
 def _part_json(p: DevicePart) -> dict:
     return {"layers": p.layers, "weights_mib": _mib(p.weights), "kv_cache_mib": _mib(p.kv_cache),
-            "compute_mib": _mib(p.compute), "total_mib": _mib(p.total), "usable_mib": _mib(p.usable)}
+            "recurrent_state_mib": _mib(p.recurrent), "compute_mib": _mib(p.compute), "total_mib": _mib(p.total), "usable_mib": _mib(p.usable)}
 
 
 def to_json(pred: Prediction, facts, settings: ContextSettings, budgets: list[GpuBudget], inv: Inventory,
@@ -158,8 +158,9 @@ def to_json(pred: Prediction, facts, settings: ContextSettings, budgets: list[Gp
         "cache_type_k": settings.cache_type_k, "cache_type_v": settings.cache_type_v,
         "flash_attn": settings.flash_attn, "n_ubatch": settings.n_ubatch,
         "n_gpu_layers": pred.n_gpu_layers, "tensor_split": [_num(x) for x in pred.tensor_split],
-        "weights_mib": _mib(pred.weights), "kv_cache_mib": _mib(pred.kv_cache), "compute_mib": _mib(pred.compute),
-        "total_mib": _mib(pred.weights + pred.kv_cache + pred.compute + pred.cpu.other),
+        "weights_mib": _mib(pred.weights), "kv_cache_mib": _mib(pred.kv_cache),
+        "recurrent_state_mib": _mib(pred.recurrent), "compute_mib": _mib(pred.compute),
+        "total_mib": _mib(pred.weights + pred.kv_cache + pred.recurrent + pred.compute + pred.cpu.other),
         "per_gpu": per_gpu, "cpu": cpu, "margin_mib": margin_mib, "fits": ok, "notes": pred.notes,
     }
 

@@ -14,6 +14,11 @@ llama.cpp b11434 keeps one of these per model (`llama_model::create_memory`):
 * MLA (DeepSeek-V2/V3, Kimi K2: `<arch>.attention.key_length_mla` and `value_length_mla` set): the cache
   holds one latent K row per cell and layer, `key_length` (= kv_lora_rank + rope dims) x head_count_kv
   (1), and no V at all (`llama_kv_cache`: `has_v = !is_mla`; V is read back out of the latent).
+* a hybrid memory (`llama_memory_hybrid`) for Mamba-2 hybrids (HYBRID_ARCHS): the KV cache above on the
+  attention layers only, and for every recurrent layer (head_count_kv 0) an f32 "RS buffer" of one
+  conv state of (d_conv - 1) x (d_inner + 2 x n_group x d_state) values (`n_embd_r`) and one SSM state
+  of d_state x d_inner values (`n_embd_s`) per sequence: `--parallel` slots (4 when auto), whatever
+  the context size (`llama_memory_recurrent`, mem_size = max(1, n_seq_max)).
 
 The table below is the architecture's own loader (src/models/<arch>.cpp): the default pattern, whether
 it is dense-first, the default window, and whether a window of 0 (or no key) turns SWA off.
@@ -25,7 +30,10 @@ from dataclasses import dataclass
 
 from xgen_declare.placement.gguf_facts import GgufFacts
 
-__all__ = ["Attention", "attention_of", "SWA_ARCHS"]
+__all__ = ["Attention", "attention_of", "recurrent_state_per_seq", "SWA_ARCHS", "HYBRID_ARCHS"]
+
+# Mamba-2 hybrids whose recurrent layers are the ones with head_count_kv 0 (src/models/granite-hybrid.cpp)
+HYBRID_ARCHS = frozenset({"granitehybrid"})
 
 # arch -> (default pattern, dense_first, default window (None: the key is required), swa only if key > 0,
 #          chunked). Llama 4's window is fixed at 8192 (its loader overrides the key unless it is 0).
@@ -47,6 +55,7 @@ class Attention:
     n_swa: int = 0  # window in tokens (chunk size for chunked attention)
     chunked: bool = False
     mla: bool = False  # K holds the compressed latent; no V cache
+    recurrent: tuple[bool, ...] = ()  # per layer, hybrids only: True = a Mamba-2 layer (RS buffer, no KV)
 
     @property
     def is_iswa(self) -> bool:
@@ -67,9 +76,20 @@ def attention_of(facts: GgufFacts) -> Attention:
 
 def _attention_of(facts: GgufFacts) -> Attention:
     att = _swa_of(facts)
-    if _is_mla(facts):
-        return Attention(att.swa, att.n_swa, att.chunked, mla=True)
-    return att
+    recurrent = tuple(h == 0 for h in facts.head_count_kv) if facts.architecture in HYBRID_ARCHS else ()
+    return Attention(att.swa, att.n_swa, att.chunked, mla=_is_mla(facts), recurrent=recurrent)
+
+
+def recurrent_state_per_seq(facts: GgufFacts) -> int:
+    """Bytes of one sequence's recurrent state (conv + SSM, f32) in one recurrent layer; 0 for others."""
+    if facts.architecture not in HYBRID_ARCHS:
+        return 0
+    ssm = facts.ssm
+    d_conv, d_inner, d_state, n_group = (ssm.get(k, 0) for k in ("conv_kernel", "inner_size", "state_size",
+                                                                  "group_count"))
+    n_embd_r = max(d_conv - 1, 0) * (d_inner + 2 * n_group * d_state)
+    n_embd_s = d_state * d_inner
+    return 4 * (n_embd_r + n_embd_s)
 
 
 def _is_mla(facts: GgufFacts) -> bool:

@@ -266,9 +266,9 @@ def _use(pred: Prediction) -> dict[str, int]:
 
 
 def _detail(pred: Prediction) -> dict[str, dict[str, int]]:
-    out = {gpu_key(p.gpu): {"weights": p.weights, "kv_cache": p.kv_cache, "compute": p.compute}  # type: ignore[arg-type]
-           for p in pred.gpus if p.total}
-    out[HOST] = {"weights": pred.cpu.weights, "kv_cache": pred.cpu.kv_cache,
+    out = {gpu_key(p.gpu): {"weights": p.weights, "kv_cache": p.kv_cache + p.recurrent,  # type: ignore[arg-type]
+                            "compute": p.compute} for p in pred.gpus if p.total}
+    out[HOST] = {"weights": pred.cpu.weights, "kv_cache": pred.cpu.kv_cache + pred.cpu.recurrent,
                  "compute": pred.cpu.compute + pred.cpu.other}
     return out
 

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xgen_declare.placement.attention import attention_of
+from xgen_declare.placement.attention import attention_of, recurrent_state_per_seq
 from xgen_declare.placement.gguf_facts import GgufFacts, ggml_type_size
 
-__all__ = ["ContextSettings", "CACHE_TYPES", "kv_cells", "swa_cells", "kv_bytes_per_layer", "compute_bytes",
+__all__ = ["ContextSettings", "CACHE_TYPES", "kv_cells", "swa_cells", "kv_bytes_per_layer", "rs_bytes_per_layer", "compute_bytes",
            "host_compute_bytes", "output_buffer_bytes", "n_ff_active"]
 
 # Cache types llama-server accepts for --cache-type-k/-v
@@ -111,6 +111,15 @@ def _kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
             for il, (k, v) in enumerate(zip(facts.n_embd_k_gqa, v_rows))]
 
 
+def rs_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
+    """Recurrent state ("RS buffer") of each layer: one state per sequence in each recurrent layer."""
+    recurrent = attention_of(facts).recurrent
+    if not recurrent:
+        return [0] * facts.block_count
+    per_seq = recurrent_state_per_seq(facts)
+    return [per_seq * max(1, s.n_seq) if r else 0 for r in recurrent]
+
+
 def n_ff_active(facts: GgufFacts) -> int:
     """Widest FFN activation of any layer: dense n_ff, or n_ff_exp x experts used."""
     return facts.memo("n_ff_active", _n_ff_active)
@@ -156,7 +165,10 @@ def compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
     attn = ub * (24 * n_embd + 8 * max(facts.n_embd_k_gqa + [0]))
     if not s.flash:
         attn += ub * n_kv * max(facts.head_count + [0]) * 4
-    return _masks(facts, s) + max(ffn, attn)
+    # a Mamba-2 layer's scan (hybrids): fitted, 34 bytes per token and d_inner value (Granite-4.0-H-Tiny's
+    # shape at d_inner 3072 and 4096, within 0.5 %); its mechanism is not modelled term by term
+    ssm = ub * 34 * facts.ssm.get("inner_size", 0) if any(attention_of(facts).recurrent) else 0
+    return _masks(facts, s) + max(ffn, attn, ssm)
 
 
 def host_compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:

@@ -18,17 +18,18 @@ from xgen_declare.placement.attention import attention_of
 from xgen_declare.placement.gguf_facts import GgufError, GgufFacts
 from xgen_declare.placement.layers import OUTPUT_FIRST, Rule, assign_layers, normalize_n_gpu_layers
 from xgen_declare.placement.memory import (ContextSettings, compute_bytes, host_compute_bytes, kv_bytes_per_layer, kv_cells,
-                                           output_buffer_bytes, swa_cells)
+                                           output_buffer_bytes, rs_bytes_per_layer, swa_cells)
 
 __all__ = ["DevicePart", "Prediction", "predict", "design", "layer_sizes", "require_supported", "SUPPORTED_ARCHS", "MIB"]
 
-# Architectures whose memory follows the standard attention layout modelled here (K/V rows of
-# head_count_kv x key/value_length per layer). Others (MLA, recurrent, hybrid) are refused rather
-# than mispredicted.
+# Architectures whose memory is modelled here (attention.py: K/V rows of head_count_kv x key/value_length
+# per layer, sliding windows, MLA, Granite's Mamba-2 hybrid). Others (pure recurrent, other hybrids) are
+# refused rather than mispredicted.
 SUPPORTED_ARCHS = frozenset({
     "llama", "llama4", "mistral3", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "gemma", "gemma2", "gemma3",
     "phi2", "phi3", "starcoder2", "granite", "granitemoe", "command-r", "cohere2", "olmo", "olmo2", "olmoe",
     "internlm2", "stablelm", "baichuan", "glm4", "exaone", "smollm3", "gpt-oss", "minicpm", "deci", "deepseek2",
+    "granitehybrid",
 })
 
 MIB = 1 << 20
@@ -45,13 +46,14 @@ class DevicePart:
     has_output: bool = False
     weights: int = 0
     kv_cache: int = 0
+    recurrent: int = 0  # recurrent state of hybrid models' Mamba layers (llama.cpp's "RS buffer")
     compute: int = 0
     other: int = 0  # host only: the logits output buffer
     usable: int | None = None  # bytes available to this model, when known
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.other
+        return self.weights + self.kv_cache + self.recurrent + self.compute + self.other
 
     @property
     def fits(self) -> bool | None:
@@ -75,6 +77,10 @@ class Prediction:
     @property
     def kv_cache(self) -> int:
         return sum(p.kv_cache for p in self.gpus) + self.cpu.kv_cache
+
+    @property
+    def recurrent(self) -> int:
+        return sum(p.recurrent for p in self.gpus) + self.cpu.recurrent
 
     @property
     def compute(self) -> int:
@@ -118,6 +124,7 @@ def predict(facts: GgufFacts, settings: ContextSettings, gpus: list[int], n_gpu_
     placement = assign_layers(n_layer, ngl, split, rule) if gpus else [None] * (n_layer + 1)
     inputs, layers, output, tied_extra = layer_sizes(facts)
     kv = kv_bytes_per_layer(facts, settings)
+    rs = rs_bytes_per_layer(facts, settings)
     parts = [DevicePart(gpu=g) for g in gpus]
     cpu = DevicePart(gpu=None, weights=inputs)
     for il, pos in enumerate(placement):
@@ -130,6 +137,7 @@ def predict(facts: GgufFacts, settings: ContextSettings, gpus: list[int], n_gpu_
             part.repeating_layers += 1
             part.weights += layers[il]
             part.kv_cache += kv[il]
+            part.recurrent += rs[il]
     full = compute_bytes(facts, settings)
     for part in parts:
         if part.repeating_layers:
@@ -167,6 +175,10 @@ def design(facts: GgufFacts, settings: ContextSettings) -> str | None:
     att = attention_of(facts)
     if att.is_iswa:
         return att.describe(facts.head_count_kv, kv_cells(facts, settings), swa_cells(facts, settings))
+    if att.recurrent:
+        n_rec = sum(att.recurrent)
+        return (f"hybrid: {facts.block_count - n_rec} attention layers x {kv_cells(facts, settings)} cells + {n_rec} "
+                f"recurrent layers x {max(1, settings.n_seq)} sequence states")
     if att.mla:
         return (f"MLA: {sum(1 for h in facts.head_count_kv if h)} layers x {kv_cells(facts, settings)} cells of one "
                 f"{facts.key_length}-wide latent K row, no V")

@@ -39,6 +39,10 @@ class Shape:
     n_ff_exp: int = 0
     n_expert_shared: int = 0
     n_dense_lead: int = 0
+    # Mamba-2 layers (hybrid: Granite 4.0-H): (d_conv, d_inner, d_state, n_ssm_head, n_group); the layers
+    # with n_head_kv 0 are the recurrent ones; n_ff_shexp: the shared expert's width
+    ssm: tuple[int, int, int, int, int] | None = None
+    n_ff_shexp: int = 0
 
     def with_(self, **changes) -> "Shape":
         return replace(self, **changes)
@@ -54,6 +58,10 @@ SHAPES: dict[str, Shape] = {
                        n_expert_used=4),
     "tiny": Shape("llama", 4, 256, 8, 2, 512, 1024, 2048),
     # DeepSeek-V2-Lite (MLA, converted as llama.cpp does today: one latent "KV head" of 512 + 64 rope dims)
+    # Granite-4.0-H-Tiny (hybrid): 36 Mamba-2 layers + 4 attention layers, 64 experts (6 used) + a shared one
+    "granite-4.0-h-tiny": Shape("granitehybrid", 40, 1536, 12, [0] * 5 + [4] + [0] * 9 + [4] + [0] * 9 + [4]
+                                + [0] * 9 + [4] + [0] * 4, 512, 100352, 131072, head_dim=128, n_expert=64,
+                                n_expert_used=6, tied_embeddings=True, ssm=(4, 3072, 128, 48, 1), n_ff_shexp=1024),
     "deepseek-v2-lite": Shape("deepseek2", 27, 2048, 16, 1, 10944, 102400, 163840, n_expert=64, n_expert_used=6,
                               mla=(512, 128, 64, 128), n_ff_exp=1408, n_expert_shared=2, n_dense_lead=1),
     # Gemma 3 270M's metadata (the --real-model demo's GGUF): 18 layers, 5 windowed : 1 global, window 512
@@ -70,6 +78,8 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
     out: list[tuple[str, tuple[int, ...], object]] = [("token_embd.weight", (s.n_vocab, s.n_embd), wtype)]
     if s.mla:
         return out + _mla_layers(s, wtype) + _output(s, wtype)
+    if s.ssm:
+        return out + _hybrid_layers(s, wtype) + _output(s, wtype)
     for i in range(s.n_layer):
         kv = s.n_head_kv[i] if isinstance(s.n_head_kv, list) else s.n_head_kv
         p = f"blk.{i}"
@@ -100,6 +110,41 @@ def _output(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
     out: list[tuple[str, tuple[int, ...], object]] = [("output_norm.weight", (s.n_embd,), T.F32)]
     if not s.tied_embeddings:
         out.append(("output.weight", (s.n_vocab, s.n_embd), wtype))
+    return out
+
+
+def _hybrid_layers(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
+    """Granite 4.0-H's layers: Mamba-2 where n_head_kv is 0, attention elsewhere; MoE + shared expert."""
+    from gguf import GGMLQuantizationType as T
+
+    d_conv, d_inner, d_state, n_ssm_head, n_group = s.ssm  # type: ignore[misc]
+    hd = s.head_dim or s.n_embd // s.n_head
+    conv = d_inner + 2 * n_group * d_state
+    out: list[tuple[str, tuple[int, ...], object]] = []
+    for i in range(s.n_layer):
+        p = f"blk.{i}"
+        kv = s.n_head_kv[i] if isinstance(s.n_head_kv, list) else s.n_head_kv
+        out.append((f"{p}.attn_norm.weight", (s.n_embd,), T.F32))
+        if kv == 0:
+            out += [(f"{p}.ssm_in.weight", (2 * d_inner + 2 * n_group * d_state + n_ssm_head, s.n_embd), wtype),
+                    (f"{p}.ssm_conv1d.weight", (conv, d_conv), T.F32), (f"{p}.ssm_conv1d.bias", (conv,), T.F32),
+                    (f"{p}.ssm_dt.bias", (n_ssm_head,), T.F32), (f"{p}.ssm_a", (n_ssm_head, 1), T.F32),
+                    (f"{p}.ssm_d", (n_ssm_head, 1), T.F32),
+                    (f"{p}.ssm_norm.weight", (n_group, d_inner // n_group), T.F32),
+                    (f"{p}.ssm_out.weight", (s.n_embd, d_inner), wtype)]
+        else:
+            out += [(f"{p}.attn_q.weight", (s.n_head * hd, s.n_embd), wtype),
+                    (f"{p}.attn_k.weight", (kv * hd, s.n_embd), wtype),
+                    (f"{p}.attn_v.weight", (kv * hd, s.n_embd), wtype),
+                    (f"{p}.attn_output.weight", (s.n_embd, s.n_head * hd), wtype)]
+        out += [(f"{p}.ffn_norm.weight", (s.n_embd,), T.F32),
+                (f"{p}.ffn_gate_inp.weight", (s.n_expert, s.n_embd), T.F32),
+                (f"{p}.ffn_gate_exps.weight", (s.n_expert, s.n_ff, s.n_embd), wtype),
+                (f"{p}.ffn_up_exps.weight", (s.n_expert, s.n_ff, s.n_embd), wtype),
+                (f"{p}.ffn_down_exps.weight", (s.n_expert, s.n_embd, s.n_ff), wtype),
+                (f"{p}.ffn_gate_shexp.weight", (s.n_ff_shexp, s.n_embd), wtype),
+                (f"{p}.ffn_up_shexp.weight", (s.n_ff_shexp, s.n_embd), wtype),
+                (f"{p}.ffn_down_shexp.weight", (s.n_embd, s.n_ff_shexp), wtype)]
     return out
 
 
@@ -167,6 +212,12 @@ def write_sparse_gguf(path: str | Path, shape: Shape | str, weight_type: str = "
     w.add_head_count(s.n_head)
     w.add_head_count_kv(s.n_head_kv)
     hd = s.head_dim or s.n_embd // s.n_head
+    if s.ssm:
+        d_conv, d_inner, d_state, n_ssm_head, n_group = s.ssm
+        for key, value in (("conv_kernel", d_conv), ("inner_size", d_inner), ("state_size", d_state),
+                           ("time_step_rank", n_ssm_head), ("group_count", n_group)):
+            w.add_uint32(f"{s.arch}.ssm.{key}", value)
+        w.add_uint32(f"{s.arch}.expert_shared_feed_forward_length", s.n_ff_shexp)
     if s.mla:
         _add_mla(w, s)
     elif s.head_dim:

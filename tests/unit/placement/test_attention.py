@@ -134,3 +134,38 @@ def test_mla_needs_both_per_head_sizes(sparse):
     # a GGUF without key_length_mla / value_length_mla is not MLA-converted: K and V rows as usual
     facts = read_gguf_facts(sparse("tiny"))
     assert not attention_of(facts).mla
+
+
+# Hybrid (Mamba-2 + attention), measured on a sparse Granite-4.0-H-Tiny GGUF (SHAPES["granite-4.0-h-tiny"],
+# F16) by the same llama-server, `-ngl 0`. For `-c 4096 -np 1`:
+#     load_tensors:   CPU_Mapped model buffer size = 13244.26 MiB
+#     llama_kv_cache: size =   32.00 MiB (  4096 cells,   4 layers,  1/1 seqs), K (f16):   16.00 MiB, V (f16):   16.00 MiB
+#     llama_memory_recurrent:        CPU RS buffer size =    55.37 MiB
+#     llama_memory_recurrent: size =   55.37 MiB (     1 cells,  40 layers,  1 seqs  0 rs_seq), R (f32):    1.37 MiB, S (f32):   54.00 MiB
+#     sched_reserve:        CPU compute buffer size =    55.02 MiB
+# and the other rows of HYBRID gave the figures written there.
+HYBRID = [  # (settings, KV MiB, RS MiB, compute MiB)
+    (dict(ctx_size=4096, parallel=1), 32.0, 55.37, 55.02),
+    (dict(ctx_size=8192), 64.0, 221.48, 60.92),  # auto: 4 sequences -> 4 states per recurrent layer
+    (dict(ctx_size=8192, parallel=2, cache_type_k="q8_0", cache_type_v="q8_0"), 34.0, 110.74, 55.10),
+    (dict(ctx_size=4096, parallel=1, flash_attn="off"), 32.0, 55.37, 124.01),
+]
+
+
+@pytest.mark.parametrize("kw,kv_mib,rs_mib,compute_mib", HYBRID, ids=[str(h[0]) for h in HYBRID])
+def test_granite_hybrid_matches_llama_server(sparse, kw, kv_mib, rs_mib, compute_mib):
+    facts = read_gguf_facts(sparse("granite-4.0-h-tiny"))
+    assert sum(attention_of(facts).recurrent) == 36
+    p = predict(facts, ContextSettings(**kw), [])
+    assert p.cpu.weights / MIB == pytest.approx(13244.26, abs=0.01)
+    assert p.cpu.kv_cache / MIB == pytest.approx(kv_mib, abs=0.01)  # the 4 attention layers only
+    assert p.cpu.recurrent / MIB == pytest.approx(rs_mib, abs=0.01)
+    assert p.cpu.compute / MIB == pytest.approx(compute_mib, rel=0.05)
+    assert p.cpu.total == p.cpu.weights + p.cpu.kv_cache + p.cpu.recurrent + p.cpu.compute + p.cpu.other
+
+
+def test_granite_hybrid_state_follows_its_layers_to_the_gpu(sparse):
+    facts = read_gguf_facts(sparse("granite-4.0-h-tiny"))
+    p = predict(facts, ContextSettings(ctx_size=4096, parallel=1), [0], "all")
+    assert p.gpu(0).recurrent == p.recurrent and p.cpu.recurrent == 0
+    assert p.notes == ["hybrid: 4 attention layers x 4096 cells + 36 recurrent layers x 1 sequence states"]
