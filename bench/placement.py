@@ -56,6 +56,10 @@ CASES = [
     ("moe-small", "F16", 4096, 1, ("f16", "f16"), "off"),
     ("deepseek-v2-lite", "F16", 4096, 1, ("f16", "f16"), "on"),  # MLA: one latent K row, no V
     ("deepseek-v2-lite", "Q8_0", 8192, 2, ("q8_0", "q8_0"), "on"),
+    ("gpt-oss-20b", "Q8_0", 4096, 1, ("f16", "f16"), "on"),  # iSWA: 12 full + 12 windowed (128) layers
+    ("gpt-oss-20b", "Q8_0", 8192, None, ("f16", "f16"), "on"),
+    ("gpt-oss-20b", "Q8_0", 16384, 2, ("q8_0", "q8_0"), "on"),
+    ("gpt-oss-20b", "Q8_0", 4096, 1, ("f16", "f16"), "off"),
     ("granite-4.0-h-tiny", "F16", 4096, 1, ("f16", "f16"), "on"),  # hybrid: KV on 4 layers + RS on 36
     ("granite-4.0-h-tiny", "F16", 8192, None, ("f16", "f16"), "on"),
     ("granite-4.0-h-tiny", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),

@@ -15,14 +15,14 @@ in bytes, with ub = n_ubatch (default 512) and n_kv = KV cells:
     mask      = n_kv * ub * (2 if flash attention else 4)           # f16 / f32 KQ mask
     (n_kv: all cells of a unified cache, one slot's cells with --parallel N)
     ffn phase = ub * (12 * n_ff_active + 20 * n_embd)               # gate, up, gate*up + residuals
-                (MoE without shared experts: + ub * 4 * n_embd * n_expert_used, the experts' outputs)
+                (MoE, normalized expert weights: + ub * 4 * n_embd * n_expert_used)
     attn      = ub * (24 * n_embd + 8 * n_embd_kv)                  # q/k/v/out activations
                 + (0 if flash attention else ub * n_kv * n_head * 4)  # the KQ matrix, f32
     compute   = mask + max(ffn phase, attn)
 
-n_ff_active counts experts actually used (n_ff_exp x n_expert_used; a shared expert is not added, and a
-model with shared experts has no per-expert term: fitted on DeepSeek-V2-Lite's lines, 88.14 MiB with its
-dense first layer and 73.51 MiB without, ctx 4096, both exact to 0.01 MiB). A device
+n_ff_active counts experts actually used (n_ff_exp x n_expert_used; a shared expert is not added), and
+the per-expert term is there only when llama.cpp normalizes the expert weights (_NORM_W): fitted on
+moe-small, Granite-4.0-H-Tiny (with), DeepSeek-V2-Lite and gpt-oss-20b (without), each within 0.1 %. A device
 that holds no layers but takes part (the host with everything offloaded) needs the embeddings
 rows and the mask: ub * n_embd * 4 + mask. Logits: llama.cpp b11434 reserves one output per slot
 (`n_outputs_max = n_seq`), n_vocab * n_seq * 4 bytes, in a separate host "output buffer".
@@ -155,12 +155,27 @@ def _masks(facts: GgufFacts, s: ContextSettings) -> int:
     return _mask(_graph_kv(facts, s), s) + _mask(swa_cells(facts, s) // _n_stream(s), s)
 
 
+# Whether llama.cpp normalizes the selected experts' weights (build_moe_ffn's norm_w) by architecture, when
+# the GGUF has no <arch>.expert_weights_norm; measured: llama (Mixtral-style) and granitehybrid do,
+# deepseek2 and gpt-oss do not. Unlisted MoE architectures keep the term (the larger prediction).
+_NORM_W = {"llama": True, "granitemoe": True, "granitehybrid": True, "qwen3moe": True, "qwen2moe": False,
+           "deepseek2": False, "gpt-oss": False}
+
+
+def _normalizes_experts(facts: GgufFacts) -> bool:
+    """MoE layers whose per-expert outputs stay alive beside the FFN activations (fitted: the term is
+    there exactly when the expert weights are normalized)."""
+    if not facts.memo("has_experts", lambda f: any(t.name.endswith("_exps.weight") for t in f.tensors)):
+        return False
+    flag = facts.metadata.get(f"{facts.architecture}.expert_weights_norm")
+    return flag if isinstance(flag, bool) else _NORM_W.get(facts.architecture, True)
+
+
 def compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
     """Compute buffer of a device that holds at least one repeating layer."""
     n_kv, ub, n_embd = _graph_kv(facts, s), s.n_ubatch, facts.embedding_length
     ffn = ub * (12 * n_ff_active(facts) + 20 * n_embd)
-    if facts.memo("routed_only", lambda f: any(t.name.endswith("_exps.weight") for t in f.tensors)
-                  and not any(t.name.endswith("_shexp.weight") for t in f.tensors)):
+    if _normalizes_experts(facts):
         ffn += ub * 4 * n_embd * max(facts.expert_used_count, 1)  # per-expert down outputs before the sum
     attn = ub * (24 * n_embd + 8 * max(facts.n_embd_k_gqa + [0]))
     if not s.flash:

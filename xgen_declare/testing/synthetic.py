@@ -62,6 +62,11 @@ SHAPES: dict[str, Shape] = {
     "granite-4.0-h-tiny": Shape("granitehybrid", 40, 1536, 12, [0] * 5 + [4] + [0] * 9 + [4] + [0] * 9 + [4]
                                 + [0] * 9 + [4] + [0] * 4, 512, 100352, 131072, head_dim=128, n_expert=64,
                                 n_expert_used=6, tied_embeddings=True, ssm=(4, 3072, 128, 48, 1), n_ff_shexp=1024),
+    # gpt-oss-20b: 24 layers alternating 128-token windows and full attention, 32 experts (4 used), biases,
+    # attention sinks (the real file keeps experts in MXFP4; written here in the chosen weight type)
+    "gpt-oss-20b": Shape("gpt-oss", 24, 2880, 64, 8, 2880, 201088, 131072, head_dim=64, n_expert=32,
+                         n_expert_used=4, extra={"gpt-oss.attention.sliding_window": (128, "UINT32"),
+                                                 "gpt-oss.expert_feed_forward_length": (2880, "UINT32")}),
     "deepseek-v2-lite": Shape("deepseek2", 27, 2048, 16, 1, 10944, 102400, 163840, n_expert=64, n_expert_used=6,
                               mla=(512, 128, 64, 128), n_ff_exp=1408, n_expert_shared=2, n_dense_lead=1),
     # Gemma 3 270M's metadata (the --real-model demo's GGUF): 18 layers, 5 windowed : 1 global, window 512
@@ -80,6 +85,8 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
         return out + _mla_layers(s, wtype) + _output(s, wtype)
     if s.ssm:
         return out + _hybrid_layers(s, wtype) + _output(s, wtype)
+    if s.arch == "gpt-oss":
+        return out + _gpt_oss_layers(s, wtype) + _output(s, wtype)
     for i in range(s.n_layer):
         kv = s.n_head_kv[i] if isinstance(s.n_head_kv, list) else s.n_head_kv
         p = f"blk.{i}"
@@ -110,6 +117,29 @@ def _output(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
     out: list[tuple[str, tuple[int, ...], object]] = [("output_norm.weight", (s.n_embd,), T.F32)]
     if not s.tied_embeddings:
         out.append(("output.weight", (s.n_vocab, s.n_embd), wtype))
+    return out
+
+
+def _gpt_oss_layers(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
+    from gguf import GGMLQuantizationType as T
+
+    hd, kv, e, ff = s.head_dim or s.n_embd // s.n_head, s.n_head_kv, s.n_expert, s.n_ff
+    assert isinstance(kv, int)
+    out: list[tuple[str, tuple[int, ...], object]] = []
+    for i in range(s.n_layer):
+        p = f"blk.{i}"
+        out += [(f"{p}.attn_norm.weight", (s.n_embd,), T.F32),
+                (f"{p}.attn_q.weight", (s.n_head * hd, s.n_embd), wtype), (f"{p}.attn_q.bias", (s.n_head * hd,), T.F32),
+                (f"{p}.attn_k.weight", (kv * hd, s.n_embd), wtype), (f"{p}.attn_k.bias", (kv * hd,), T.F32),
+                (f"{p}.attn_v.weight", (kv * hd, s.n_embd), wtype), (f"{p}.attn_v.bias", (kv * hd,), T.F32),
+                (f"{p}.attn_output.weight", (s.n_embd, s.n_head * hd), wtype),
+                (f"{p}.attn_output.bias", (s.n_embd,), T.F32), (f"{p}.attn_sinks.weight", (s.n_head,), T.F32),
+                (f"{p}.post_attention_norm.weight", (s.n_embd,), T.F32),
+                (f"{p}.ffn_gate_inp.weight", (e, s.n_embd), T.F32), (f"{p}.ffn_gate_inp.bias", (e,), T.F32),
+                (f"{p}.ffn_gate_exps.weight", (e, ff, s.n_embd), wtype), (f"{p}.ffn_gate_exps.bias", (e, ff), T.F32),
+                (f"{p}.ffn_up_exps.weight", (e, ff, s.n_embd), wtype), (f"{p}.ffn_up_exps.bias", (e, ff), T.F32),
+                (f"{p}.ffn_down_exps.weight", (e, s.n_embd, ff), wtype),
+                (f"{p}.ffn_down_exps.bias", (e, s.n_embd), T.F32)]
     return out
 
 

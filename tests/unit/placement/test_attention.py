@@ -169,3 +169,33 @@ def test_granite_hybrid_state_follows_its_layers_to_the_gpu(sparse):
     p = predict(facts, ContextSettings(ctx_size=4096, parallel=1), [0], "all")
     assert p.gpu(0).recurrent == p.recurrent and p.cpu.recurrent == 0
     assert p.notes == ["hybrid: 4 attention layers x 4096 cells + 36 recurrent layers x 1 sequence states"]
+
+
+# gpt-oss-20b, measured on a sparse GGUF (SHAPES["gpt-oss-20b"], Q8_0) by the same llama-server,
+# `-c 4096 -np 1 -ngl 0`:
+#     load_tensors:   CPU_Mapped model buffer size = 21218.21 MiB
+#     llama_kv_cache_iswa: creating non-SWA KV cache, size = 4096 cells
+#     llama_kv_cache:        CPU KV buffer size =    96.00 MiB
+#     llama_kv_cache_iswa: creating     SWA KV cache, size = 768 cells
+#     llama_kv_cache:        CPU KV buffer size =    18.00 MiB
+#     sched_reserve:        CPU compute buffer size =   100.40 MiB
+def test_gpt_oss_20b_matches_llama_server(sparse):
+    facts = read_gguf_facts(sparse("gpt-oss-20b", "Q8_0"))
+    s = ContextSettings(ctx_size=4096, parallel=1)
+    assert swa_cells(facts, s) == 768  # PAD(128 + 512, 256)
+    p = predict(facts, s, [])
+    assert p.cpu.weights / MIB == pytest.approx(21218.21, abs=0.01)
+    assert p.cpu.kv_cache == (96 + 18) * MIB
+    assert p.cpu.compute / MIB == pytest.approx(100.40, rel=0.01)  # no per-expert term: gpt-oss's weights
+    assert p.notes == ["iSWA: 12 global layers x 4096 cells + 12 windowed layers x 768 cells (window 128 tokens)"]
+
+
+# The compute fit's MoE and Mamba-2 terms, on Granite shape variants (same server, `-c 4096 -np 1`):
+# 8 experts used instead of 6 -> 67.02 MiB (the FFN phase peaks); n_embd 2048 / d_inner 4096 -> 71.69 MiB
+# (the Mamba-2 scan peaks).
+@pytest.mark.parametrize("changes,compute_mib", [(dict(n_expert_used=8), 67.02),
+                                                 (dict(n_embd=2048, ssm=(4, 4096, 128, 64, 1)), 71.69)])
+def test_granite_variants_compute(sparse, changes, compute_mib):
+    facts = read_gguf_facts(sparse("granite-4.0-h-tiny", **changes))
+    p = predict(facts, ContextSettings(ctx_size=4096, parallel=1), [])
+    assert p.cpu.compute / MIB == pytest.approx(compute_mib, rel=0.01)
