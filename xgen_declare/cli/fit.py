@@ -174,14 +174,17 @@ def render_table(d: dict) -> str:
             f"ctx {d['kv_cells']} cells, KV {d['cache_type_k']}/{d['cache_type_v']}, flash-attn {d['flash_attn']}")
     split = ",".join(str(x) for x in d["tensor_split"]) or "-"
     chosen = f"n_gpu_layers: {d['n_gpu_layers']}/{d['n_layer'] + 1}   tensor_split: {split}"
+    rs = bool(d["recurrent_state_mib"])  # a hybrid model: its recurrent state gets a column of its own
     rows = [[f"GPU{p['gpu']}" + (" (iGPU)" if p["integrated"] else ""), p["layers"], p["weights_mib"],
-             p["kv_cache_mib"], p["compute_mib"], p["total_mib"], p["usable_mib"],
-             {True: "yes", False: "NO", None: "?"}[p["fits"]]] for p in d["per_gpu"]]
+             p["kv_cache_mib"], *([p["recurrent_state_mib"]] if rs else []), p["compute_mib"], p["total_mib"],
+             p["usable_mib"], {True: "yes", False: "NO", None: "?"}[p["fits"]]] for p in d["per_gpu"]]
     c = d["cpu"]
-    rows.append(["CPU", c["layers"], c["weights_mib"], c["kv_cache_mib"], c["compute_mib"], c["total_mib"],
-                 c["usable_mib"], ""])
-    rows.append(["total", "", d["weights_mib"], d["kv_cache_mib"], d["compute_mib"], d["total_mib"], "", ""])
-    body = table(rows, ["device", "layers", "weights MiB", "KV MiB", "compute MiB", "total MiB", "usable MiB", "fits"])
+    rows.append(["CPU", c["layers"], c["weights_mib"], c["kv_cache_mib"], *([c["recurrent_state_mib"]] if rs else []),
+                 c["compute_mib"], c["total_mib"], c["usable_mib"], ""])
+    rows.append(["total", "", d["weights_mib"], d["kv_cache_mib"], *([d["recurrent_state_mib"]] if rs else []),
+                 d["compute_mib"], d["total_mib"], "", ""])
+    body = table(rows, ["device", "layers", "weights MiB", "KV MiB", *(["recurrent MiB"] if rs else []),
+                        "compute MiB", "total MiB", "usable MiB", "fits"])
     notes = "".join(f"\nnote: {n}" for n in d["notes"])
     return f"{head}\n{chosen}\n{body}{notes}"
 

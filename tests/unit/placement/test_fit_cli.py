@@ -93,3 +93,18 @@ def test_fit_gemma3_iswa_names_the_design(cli, sparse, host):
     r = cli("fit", sparse("gemma3-270m"), "--ctx-size", "8192", "--parallel", "1", "--swa-full", "--gpus", "0",
             "--inventory", host, "-o", "json")
     assert r.json()["kv_cache_mib"] == 144.0  # 24 + 120 MiB: llama-server's lines with --swa-full
+
+
+def test_fit_hybrid_shows_the_recurrent_state(cli, sparse, host):
+    # Granite-4.0-H-Tiny shape, auto slots: 4 sequence states x 36 Mamba-2 layers = 221.48 MiB
+    # (llama-server's 'RS buffer size' line, test_attention.py), on the GPU with its layers
+    r = cli("fit", sparse("granite-4.0-h-tiny"), "--ctx-size", "8192", "--gpus", "0", "--inventory", host,
+            "-o", "json")
+    d = r.json()
+    assert r.code == 0 and d["recurrent_state_mib"] == 221.48 and d["per_gpu"][0]["recurrent_state_mib"] == 221.48
+    assert d["kv_cache_mib"] == 64.0 and d["cpu"]["recurrent_state_mib"] == 0.0
+    assert d["notes"] == ["hybrid: 4 attention layers x 8192 cells + 36 recurrent layers x 4 sequence states"]
+    r = cli("fit", sparse("granite-4.0-h-tiny"), "--ctx-size", "8192", "--gpus", "0", "--inventory", host)
+    head = r.out.splitlines()[2].split()
+    assert head[:5] == ["device", "layers", "weights", "MiB", "KV"] and "recurrent" in head
+    assert "recurrent" not in cli("fit", sparse("tiny"), "--inventory", host).out  # plain models: no column
