@@ -108,3 +108,18 @@ def test_fit_hybrid_shows_the_recurrent_state(cli, sparse, host):
     head = r.out.splitlines()[2].split()
     assert head[:5] == ["device", "layers", "weights", "MiB", "KV"] and "recurrent" in head
     assert "recurrent" not in cli("fit", sparse("tiny"), "--inventory", host).out  # plain models: no column
+
+
+def test_fit_n_cpu_moe_auto(cli, sparse, host):
+    path = sparse("mixtral-8x7b", "Q4_0")
+    d = cli("fit", path, "--ctx-size", "8192", "--parallel", "1", "--gpus", "0", "--inventory", host, "-o", "json").json()
+    assert d["n_gpu_layers"] < 33 and d["n_cpu_moe"] == 0
+    r = cli("fit", path, "--ctx-size", "8192", "--parallel", "1", "--gpus", "0", "--inventory", host,
+            "--n-cpu-moe", "auto", "-o", "json")
+    d = r.json()
+    assert r.code == 0 and d["n_gpu_layers"] == 33 and d["n_cpu_moe"] > 0 and d["cpu_moe_mib"] > 0
+    r = cli("fit", path, "--ctx-size", "8192", "--parallel", "1", "--gpus", "0", "--inventory", host,
+            "--n-cpu-moe", "auto")
+    assert f"n_cpu_moe: {d['n_cpu_moe']} ({d['cpu_moe_mib']:.0f} MiB of expert weights in host memory)" in r.out
+    r = cli("fit", path, "--n-cpu-moe", "x", "--inventory", host)
+    assert r.code == 2 and "use auto or a layer count" in r.err
