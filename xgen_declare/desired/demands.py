@@ -121,7 +121,8 @@ def _settings(decl: Any, backend: str) -> ContextSettings:
         fa = spec.flash_attn if spec.flash_attn != "auto" else "off"
         return ContextSettings(ctx_size=ctx, parallel=1, flash_attn=fa)
     return ContextSettings(ctx_size=spec.ctx_size, parallel=spec.parallel, cache_type_k=spec.cache_type_k,
-                           cache_type_v=spec.cache_type_v, flash_attn=spec.flash_attn)
+                           cache_type_v=spec.cache_type_v, flash_attn=spec.flash_attn,
+                           swa_full="--swa-full" in (spec.extra_args or []))
 
 
 def _vllm_demand(res: Resolved, gpus: list[int], inventory: Inventory, running: bool,

@@ -10,7 +10,10 @@ llama-server b11434 logs (at `--log-verbosity 4`; older builds at their default 
 GPU devices are named by their backend and position among the GPUs the process sees (`CUDA0`,
 `ROCm1`, `Vulkan0`, ...); host buffers are `CPU`, `CPU_Mapped`, `CPU_REPACK`, `CUDA_Host`, ... Older
 builds print `llm_load_tensors: CUDA0 buffer size = ...` and `llama_kv_cache_init: CUDA0 KV buffer
-size = ...`. The log is appended across restarts, so the last group of lines (one load) counts.
+size = ...`. The log is appended across restarts, so the last group of lines (one load) counts. Lines of
+one term on one device are summed: an iSWA model logs a KV line per cache (base and sliding-window), a
+hybrid one an `RS buffer` line (`llama_memory_recurrent:  CPU RS buffer size = 55.37 MiB`, term
+"recurrent") beside the KV line of its attention layers.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = ["parse_buffers", "read_buffers", "to_device_keys", "total_bytes"]
 _TERM = [
     ("weights", re.compile(r"(?:load_tensors|llm_load_tensors):\s+(\S+) (?:model )?buffer size =\s+([\d.]+) MiB")),
     ("kv_cache", re.compile(r"\s(\S+) KV buffer size =\s+([\d.]+) MiB")),
+    ("recurrent", re.compile(r"\s(\S+) RS buffer size =\s+([\d.]+) MiB")),
     ("compute", re.compile(r":\s+(\S+) compute buffer size =\s+([\d.]+) MiB")),
     ("output", re.compile(r"\s(\S+)\s+output buffer size =\s+([\d.]+) MiB")),
 ]

@@ -30,6 +30,7 @@ MAX_BLOCK_COUNT = 256  # the largest published models have ~130 layers (Llama 3.
 _DIM = 1 << 20  # embedding length, feed-forward length per layer
 _HEADS = 1 << 16  # attention heads, head sizes, experts
 _LENGTH = 1 << 32  # context length, sliding window, vocabulary
+_SSM_KEYS = ("conv_kernel", "inner_size", "state_size", "group_count", "time_step_rank")
 
 # ggml type id -> (name, elements per block, bytes per block); mirrors ggml.h / gguf.GGML_QUANT_SIZES
 _GGML_TYPES = {
@@ -82,6 +83,7 @@ class GgufFacts:
     expert_count: int = 0
     expert_used_count: int = 0
     sliding_window: int | None = None
+    ssm: dict[str, int] = field(default_factory=dict)  # <arch>.ssm.* (Mamba layers): conv_kernel, inner_size, ...
     data_offset: int = 0
     tensors: list[TensorFact] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)  # scalar and short-array metadata; long arrays as their length
@@ -256,4 +258,5 @@ def _facts(path: str, size: int, header: Header) -> GgufFacts:
         vocab_size=vocab, expert_count=m.int(f"{arch}.expert_count", _HEADS, default=0),
         expert_used_count=m.int(f"{arch}.expert_used_count", _HEADS, default=0),
         sliding_window=m.int(f"{arch}.attention.sliding_window", _LENGTH, lists_ok=True),
+        ssm={k: m.int(f"{arch}.ssm.{k}", _DIM, default=0) for k in _SSM_KEYS},
         data_offset=data_offset, tensors=tensors, metadata=short_meta)

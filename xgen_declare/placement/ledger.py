@@ -29,7 +29,7 @@ from xgen_declare.placement.choose import GpuBudget, choose, fits, usable_bytes
 from xgen_declare.placement.gguf_facts import GgufError, GgufFacts
 from xgen_declare.placement.layers import OUTPUT_FIRST, Rule
 from xgen_declare.placement.memory import ContextSettings
-from xgen_declare.placement.predict import MIB, Prediction, predict
+from xgen_declare.placement.predict import MIB, Prediction, design, predict
 
 __all__ = ["Device", "Demand", "Entry", "Ledger", "build_ledger", "HOST", "gpu_key", "GIB"]
 
@@ -205,6 +205,8 @@ def build_ledger(devices: list[Device], demands: list[Demand], margin_mib: int =
         ledger.entries.append(entry)
         if d.warning:
             ledger.warnings[d.name] = d.warning
+        elif entry.source == "predicted" and d.facts is not None and (named := design(d.facts, d.settings)):
+            ledger.notes.append(f"{d.name}: KV cache modelled as {named}")
         if entry.blocked and d.running and d.actual:
             # its process keeps running (a blocked restart): what it holds stays used
             ledger.entries.append(Entry(f"{d.name} (running)", dict(d.actual), "measured"))
@@ -264,9 +266,9 @@ def _use(pred: Prediction) -> dict[str, int]:
 
 
 def _detail(pred: Prediction) -> dict[str, dict[str, int]]:
-    out = {gpu_key(p.gpu): {"weights": p.weights, "kv_cache": p.kv_cache, "compute": p.compute}  # type: ignore[arg-type]
-           for p in pred.gpus if p.total}
-    out[HOST] = {"weights": pred.cpu.weights, "kv_cache": pred.cpu.kv_cache,
+    out = {gpu_key(p.gpu): {"weights": p.weights, "kv_cache": p.kv_cache + p.recurrent,  # type: ignore[arg-type]
+                            "compute": p.compute} for p in pred.gpus if p.total}
+    out[HOST] = {"weights": pred.cpu.weights, "kv_cache": pred.cpu.kv_cache + pred.cpu.recurrent,
                  "compute": pred.cpu.compute + pred.cpu.other}
     return out
 

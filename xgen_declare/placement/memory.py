@@ -15,12 +15,14 @@ in bytes, with ub = n_ubatch (default 512) and n_kv = KV cells:
     mask      = n_kv * ub * (2 if flash attention else 4)           # f16 / f32 KQ mask
     (n_kv: all cells of a unified cache, one slot's cells with --parallel N)
     ffn phase = ub * (12 * n_ff_active + 20 * n_embd)               # gate, up, gate*up + residuals
-                (MoE: + ub * 4 * n_embd * n_expert_used, the experts' outputs before their sum)
+                (MoE, normalized expert weights: + ub * 4 * n_embd * n_expert_used)
     attn      = ub * (24 * n_embd + 8 * n_embd_kv)                  # q/k/v/out activations
                 + (0 if flash attention else ub * n_kv * n_head * 4)  # the KQ matrix, f32
     compute   = mask + max(ffn phase, attn)
 
-n_ff_active counts experts actually used (n_ff_exp x n_expert_used, plus shared experts). A device
+n_ff_active counts experts actually used (n_ff_exp x n_expert_used; a shared expert is not added), and
+the per-expert term is there only when llama.cpp normalizes the expert weights (_NORM_W): fitted on
+moe-small, Granite-4.0-H-Tiny (with), DeepSeek-V2-Lite and gpt-oss-20b (without), each within 0.1 %. A device
 that holds no layers but takes part (the host with everything offloaded) needs the embeddings
 rows and the mask: ub * n_embd * 4 + mask. Logits: llama.cpp b11434 reserves one output per slot
 (`n_outputs_max = n_seq`), n_vocab * n_seq * 4 bytes, in a separate host "output buffer".
@@ -30,9 +32,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xgen_declare.placement.attention import attention_of, recurrent_state_per_seq
 from xgen_declare.placement.gguf_facts import GgufFacts, ggml_type_size
 
-__all__ = ["ContextSettings", "CACHE_TYPES", "kv_cells", "kv_bytes_per_layer", "compute_bytes",
+__all__ = ["ContextSettings", "CACHE_TYPES", "kv_cells", "swa_cells", "kv_bytes_per_layer", "rs_bytes_per_layer", "compute_bytes",
            "host_compute_bytes", "output_buffer_bytes", "n_ff_active"]
 
 # Cache types llama-server accepts for --cache-type-k/-v
@@ -50,6 +53,7 @@ class ContextSettings:
     cache_type_v: str = "f16"
     flash_attn: str = "auto"  # on | off | auto (auto = on: every backend we render supports it)
     n_ubatch: int = 512
+    swa_full: bool = False  # llama-server --swa-full: windowed layers get as many cells as the others
 
     @property
     def flash(self) -> bool:
@@ -68,11 +72,31 @@ def _pad(n: int, to: int = KV_PAD) -> int:
     return -(-n // to) * to
 
 
-def kv_cells(facts: GgufFacts, s: ContextSettings) -> int:
-    ctx = s.ctx_size or facts.context_length or 4096
+def _n_ctx_seq(facts: GgufFacts, s: ContextSettings) -> int:
+    """llama_context: n_ctx padded to 256; per stream n_ctx / n_seq padded again (non-unified)."""
+    ctx = _pad(s.ctx_size or facts.context_length or 4096)
     if s.unified or s.n_seq == 1:
-        return _pad(ctx)
-    return s.n_seq * _pad(-(-ctx // s.n_seq))
+        return ctx
+    return _pad(ctx // s.n_seq)
+
+
+def _n_stream(s: ContextSettings) -> int:
+    return 1 if s.unified else s.n_seq
+
+
+def kv_cells(facts: GgufFacts, s: ContextSettings) -> int:
+    """Cells of the (base) KV cache, all streams together."""
+    return _n_ctx_seq(facts, s) * _n_stream(s)
+
+
+def swa_cells(facts: GgufFacts, s: ContextSettings) -> int:
+    """Cells of the sliding-window cache, all streams together (llama_kv_cache_iswa); 0 without one."""
+    att = attention_of(facts)
+    if not att.is_iswa:
+        return 0
+    base = _n_ctx_seq(facts, s)
+    per_stream = base if s.swa_full else _pad(min(base, att.n_swa * (s.n_seq if s.unified else 1) + s.n_ubatch))
+    return per_stream * _n_stream(s)
 
 
 def kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
@@ -80,13 +104,24 @@ def kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
 
 
 def _kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
-    cells = kv_cells(facts, s)
-    return [cells * (ggml_type_size(s.cache_type_k, k) + ggml_type_size(s.cache_type_v, v))
-            for k, v in zip(facts.n_embd_k_gqa, facts.n_embd_v_gqa)]
+    full, windowed = kv_cells(facts, s), swa_cells(facts, s)
+    att = attention_of(facts)
+    v_rows = [0] * facts.block_count if att.mla else facts.n_embd_v_gqa  # MLA: no V cache
+    return [(windowed if att.swa[il] else full) * (ggml_type_size(s.cache_type_k, k) + ggml_type_size(s.cache_type_v, v))
+            for il, (k, v) in enumerate(zip(facts.n_embd_k_gqa, v_rows))]
+
+
+def rs_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
+    """Recurrent state ("RS buffer") of each layer: one state per sequence in each recurrent layer."""
+    recurrent = attention_of(facts).recurrent
+    if not recurrent:
+        return [0] * facts.block_count
+    per_seq = recurrent_state_per_seq(facts)
+    return [per_seq * max(1, s.n_seq) if r else 0 for r in recurrent]
 
 
 def n_ff_active(facts: GgufFacts) -> int:
-    """Widest FFN activation of any layer: dense n_ff, or n_ff_exp x experts used (+ shared experts)."""
+    """Widest FFN activation of any layer: dense n_ff, or n_ff_exp x experts used."""
     return facts.memo("n_ff_active", _n_ff_active)
 
 
@@ -95,7 +130,7 @@ def _n_ff_active(facts: GgufFacts) -> int:
     for t in facts.tensors:
         if t.layer is None or len(t.shape) < 2:
             continue
-        if t.name.endswith(".ffn_up.weight") or t.name.endswith(".ffn_up_shexp.weight"):
+        if t.name.endswith(".ffn_up.weight"):
             widths[t.layer] = widths.get(t.layer, 0) + t.shape[1]
         elif t.name.endswith(".ffn_up_exps.weight"):
             widths[t.layer] = widths.get(t.layer, 0) + t.shape[1] * max(facts.expert_used_count, 1)
@@ -115,21 +150,45 @@ def _mask(n_kv: int, s: ContextSettings) -> int:
     return n_kv * s.n_ubatch * (2 if s.flash else 4)
 
 
+def _masks(facts: GgufFacts, s: ContextSettings) -> int:
+    """The KQ mask of the base cache, plus one of the sliding-window cache's cells for an iSWA model."""
+    return _mask(_graph_kv(facts, s), s) + _mask(swa_cells(facts, s) // _n_stream(s), s)
+
+
+# Whether llama.cpp normalizes the selected experts' weights (build_moe_ffn's norm_w) by architecture, when
+# the GGUF has no <arch>.expert_weights_norm; measured: llama (Mixtral-style) and granitehybrid do,
+# deepseek2 and gpt-oss do not. Unlisted MoE architectures keep the term (the larger prediction).
+_NORM_W = {"llama": True, "granitemoe": True, "granitehybrid": True, "qwen3moe": True, "qwen2moe": False,
+           "deepseek2": False, "gpt-oss": False}
+
+
+def _normalizes_experts(facts: GgufFacts) -> bool:
+    """MoE layers whose per-expert outputs stay alive beside the FFN activations (fitted: the term is
+    there exactly when the expert weights are normalized)."""
+    if not facts.memo("has_experts", lambda f: any(t.name.endswith("_exps.weight") for t in f.tensors)):
+        return False
+    flag = facts.metadata.get(f"{facts.architecture}.expert_weights_norm")
+    return flag if isinstance(flag, bool) else _NORM_W.get(facts.architecture, True)
+
+
 def compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
     """Compute buffer of a device that holds at least one repeating layer."""
     n_kv, ub, n_embd = _graph_kv(facts, s), s.n_ubatch, facts.embedding_length
     ffn = ub * (12 * n_ff_active(facts) + 20 * n_embd)
-    if facts.memo("has_experts", lambda f: any(t.name.endswith("_exps.weight") for t in f.tensors)):
+    if _normalizes_experts(facts):
         ffn += ub * 4 * n_embd * max(facts.expert_used_count, 1)  # per-expert down outputs before the sum
     attn = ub * (24 * n_embd + 8 * max(facts.n_embd_k_gqa + [0]))
     if not s.flash:
         attn += ub * n_kv * max(facts.head_count + [0]) * 4
-    return _mask(n_kv, s) + max(ffn, attn)
+    # a Mamba-2 layer's scan (hybrids): fitted, 34 bytes per token and d_inner value (Granite-4.0-H-Tiny's
+    # shape at d_inner 3072 and 4096, within 0.5 %); its mechanism is not modelled term by term
+    ssm = ub * 34 * facts.ssm.get("inner_size", 0) if any(attention_of(facts).recurrent) else 0
+    return _masks(facts, s) + max(ffn, attn, ssm)
 
 
 def host_compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
     """Compute buffer of a participating device without repeating layers (host, output-only GPU)."""
-    return s.n_ubatch * facts.embedding_length * 4 + _mask(_graph_kv(facts, s), s)
+    return s.n_ubatch * facts.embedding_length * 4 + _masks(facts, s)
 
 
 def output_buffer_bytes(facts: GgufFacts, s: ContextSettings) -> int:

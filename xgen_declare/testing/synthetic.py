@@ -33,6 +33,16 @@ class Shape:
     tied_embeddings: bool = False
     attn_bias: bool = False
     extra: dict = field(default_factory=dict)
+    # MLA (DeepSeek-V2/V3): (kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim); with it n_ff is
+    # the leading dense layers' width, n_ff_exp the experts', and the first n_dense_lead layers are dense
+    mla: tuple[int, int, int, int] | None = None
+    n_ff_exp: int = 0
+    n_expert_shared: int = 0
+    n_dense_lead: int = 0
+    # Mamba-2 layers (hybrid: Granite 4.0-H): (d_conv, d_inner, d_state, n_ssm_head, n_group); the layers
+    # with n_head_kv 0 are the recurrent ones; n_ff_shexp: the shared expert's width
+    ssm: tuple[int, int, int, int, int] | None = None
+    n_ff_shexp: int = 0
 
     def with_(self, **changes) -> "Shape":
         return replace(self, **changes)
@@ -47,6 +57,21 @@ SHAPES: dict[str, Shape] = {
     "moe-small": Shape("llama", 16, 2048, 16, 4, 768, 32000, 32768, head_dim=128, n_expert=32,
                        n_expert_used=4),
     "tiny": Shape("llama", 4, 256, 8, 2, 512, 1024, 2048),
+    # DeepSeek-V2-Lite (MLA, converted as llama.cpp does today: one latent "KV head" of 512 + 64 rope dims)
+    # Granite-4.0-H-Tiny (hybrid): 36 Mamba-2 layers + 4 attention layers, 64 experts (6 used) + a shared one
+    "granite-4.0-h-tiny": Shape("granitehybrid", 40, 1536, 12, [0] * 5 + [4] + [0] * 9 + [4] + [0] * 9 + [4]
+                                + [0] * 9 + [4] + [0] * 4, 512, 100352, 131072, head_dim=128, n_expert=64,
+                                n_expert_used=6, tied_embeddings=True, ssm=(4, 3072, 128, 48, 1), n_ff_shexp=1024),
+    # gpt-oss-20b: 24 layers alternating 128-token windows and full attention, 32 experts (4 used), biases,
+    # attention sinks (the real file keeps experts in MXFP4; written here in the chosen weight type)
+    "gpt-oss-20b": Shape("gpt-oss", 24, 2880, 64, 8, 2880, 201088, 131072, head_dim=64, n_expert=32,
+                         n_expert_used=4, extra={"gpt-oss.attention.sliding_window": (128, "UINT32"),
+                                                 "gpt-oss.expert_feed_forward_length": (2880, "UINT32")}),
+    "deepseek-v2-lite": Shape("deepseek2", 27, 2048, 16, 1, 10944, 102400, 163840, n_expert=64, n_expert_used=6,
+                              mla=(512, 128, 64, 128), n_ff_exp=1408, n_expert_shared=2, n_dense_lead=1),
+    # Gemma 3 270M's metadata (the --real-model demo's GGUF): 18 layers, 5 windowed : 1 global, window 512
+    "gemma3-270m": Shape("gemma3", 18, 640, 4, 1, 2048, 262144, 32768, head_dim=256, tied_embeddings=True,
+                         extra={"gemma3.attention.sliding_window": (512, "UINT32")}),
 }
 
 
@@ -56,6 +81,12 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
 
     hd = s.head_dim or s.n_embd // s.n_head
     out: list[tuple[str, tuple[int, ...], object]] = [("token_embd.weight", (s.n_vocab, s.n_embd), wtype)]
+    if s.mla:
+        return out + _mla_layers(s, wtype) + _output(s, wtype)
+    if s.ssm:
+        return out + _hybrid_layers(s, wtype) + _output(s, wtype)
+    if s.arch == "gpt-oss":
+        return out + _gpt_oss_layers(s, wtype) + _output(s, wtype)
     for i in range(s.n_layer):
         kv = s.n_head_kv[i] if isinstance(s.n_head_kv, list) else s.n_head_kv
         p = f"blk.{i}"
@@ -77,9 +108,103 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
             out += [(f"{p}.ffn_gate.weight", (s.n_ff, s.n_embd), wtype),
                     (f"{p}.ffn_up.weight", (s.n_ff, s.n_embd), wtype),
                     (f"{p}.ffn_down.weight", (s.n_embd, s.n_ff), wtype)]
-    out.append(("output_norm.weight", (s.n_embd,), T.F32))
+    return out + _output(s, wtype)
+
+
+def _output(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
+    from gguf import GGMLQuantizationType as T
+
+    out: list[tuple[str, tuple[int, ...], object]] = [("output_norm.weight", (s.n_embd,), T.F32)]
     if not s.tied_embeddings:
         out.append(("output.weight", (s.n_vocab, s.n_embd), wtype))
+    return out
+
+
+def _gpt_oss_layers(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
+    from gguf import GGMLQuantizationType as T
+
+    hd, kv, e, ff = s.head_dim or s.n_embd // s.n_head, s.n_head_kv, s.n_expert, s.n_ff
+    assert isinstance(kv, int)
+    out: list[tuple[str, tuple[int, ...], object]] = []
+    for i in range(s.n_layer):
+        p = f"blk.{i}"
+        out += [(f"{p}.attn_norm.weight", (s.n_embd,), T.F32),
+                (f"{p}.attn_q.weight", (s.n_head * hd, s.n_embd), wtype), (f"{p}.attn_q.bias", (s.n_head * hd,), T.F32),
+                (f"{p}.attn_k.weight", (kv * hd, s.n_embd), wtype), (f"{p}.attn_k.bias", (kv * hd,), T.F32),
+                (f"{p}.attn_v.weight", (kv * hd, s.n_embd), wtype), (f"{p}.attn_v.bias", (kv * hd,), T.F32),
+                (f"{p}.attn_output.weight", (s.n_embd, s.n_head * hd), wtype),
+                (f"{p}.attn_output.bias", (s.n_embd,), T.F32), (f"{p}.attn_sinks.weight", (s.n_head,), T.F32),
+                (f"{p}.post_attention_norm.weight", (s.n_embd,), T.F32),
+                (f"{p}.ffn_gate_inp.weight", (e, s.n_embd), T.F32), (f"{p}.ffn_gate_inp.bias", (e,), T.F32),
+                (f"{p}.ffn_gate_exps.weight", (e, ff, s.n_embd), wtype), (f"{p}.ffn_gate_exps.bias", (e, ff), T.F32),
+                (f"{p}.ffn_up_exps.weight", (e, ff, s.n_embd), wtype), (f"{p}.ffn_up_exps.bias", (e, ff), T.F32),
+                (f"{p}.ffn_down_exps.weight", (e, s.n_embd, ff), wtype),
+                (f"{p}.ffn_down_exps.bias", (e, s.n_embd), T.F32)]
+    return out
+
+
+def _hybrid_layers(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
+    """Granite 4.0-H's layers: Mamba-2 where n_head_kv is 0, attention elsewhere; MoE + shared expert."""
+    from gguf import GGMLQuantizationType as T
+
+    d_conv, d_inner, d_state, n_ssm_head, n_group = s.ssm  # type: ignore[misc]
+    hd = s.head_dim or s.n_embd // s.n_head
+    conv = d_inner + 2 * n_group * d_state
+    out: list[tuple[str, tuple[int, ...], object]] = []
+    for i in range(s.n_layer):
+        p = f"blk.{i}"
+        kv = s.n_head_kv[i] if isinstance(s.n_head_kv, list) else s.n_head_kv
+        out.append((f"{p}.attn_norm.weight", (s.n_embd,), T.F32))
+        if kv == 0:
+            out += [(f"{p}.ssm_in.weight", (2 * d_inner + 2 * n_group * d_state + n_ssm_head, s.n_embd), wtype),
+                    (f"{p}.ssm_conv1d.weight", (conv, d_conv), T.F32), (f"{p}.ssm_conv1d.bias", (conv,), T.F32),
+                    (f"{p}.ssm_dt.bias", (n_ssm_head,), T.F32), (f"{p}.ssm_a", (n_ssm_head, 1), T.F32),
+                    (f"{p}.ssm_d", (n_ssm_head, 1), T.F32),
+                    (f"{p}.ssm_norm.weight", (n_group, d_inner // n_group), T.F32),
+                    (f"{p}.ssm_out.weight", (s.n_embd, d_inner), wtype)]
+        else:
+            out += [(f"{p}.attn_q.weight", (s.n_head * hd, s.n_embd), wtype),
+                    (f"{p}.attn_k.weight", (kv * hd, s.n_embd), wtype),
+                    (f"{p}.attn_v.weight", (kv * hd, s.n_embd), wtype),
+                    (f"{p}.attn_output.weight", (s.n_embd, s.n_head * hd), wtype)]
+        out += [(f"{p}.ffn_norm.weight", (s.n_embd,), T.F32),
+                (f"{p}.ffn_gate_inp.weight", (s.n_expert, s.n_embd), T.F32),
+                (f"{p}.ffn_gate_exps.weight", (s.n_expert, s.n_ff, s.n_embd), wtype),
+                (f"{p}.ffn_up_exps.weight", (s.n_expert, s.n_ff, s.n_embd), wtype),
+                (f"{p}.ffn_down_exps.weight", (s.n_expert, s.n_embd, s.n_ff), wtype),
+                (f"{p}.ffn_gate_shexp.weight", (s.n_ff_shexp, s.n_embd), wtype),
+                (f"{p}.ffn_up_shexp.weight", (s.n_ff_shexp, s.n_embd), wtype),
+                (f"{p}.ffn_down_shexp.weight", (s.n_embd, s.n_ff_shexp), wtype)]
+    return out
+
+
+def _mla_layers(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
+    """DeepSeek-V2-Lite's layers (no q LoRA): latent KV projection, per-head k_b / v_b, dense lead + MoE."""
+    from gguf import GGMLQuantizationType as T
+
+    rank, nope, rope, v = s.mla  # type: ignore[misc]
+    out: list[tuple[str, tuple[int, ...], object]] = []
+    for i in range(s.n_layer):
+        p = f"blk.{i}"
+        out += [(f"{p}.attn_norm.weight", (s.n_embd,), T.F32),
+                (f"{p}.attn_q.weight", (s.n_head * (nope + rope), s.n_embd), wtype),
+                (f"{p}.attn_kv_a_mqa.weight", (rank + rope, s.n_embd), wtype),
+                (f"{p}.attn_kv_a_norm.weight", (rank,), T.F32),
+                (f"{p}.attn_k_b.weight", (s.n_head, rank, nope), wtype),
+                (f"{p}.attn_v_b.weight", (s.n_head, v, rank), wtype),
+                (f"{p}.attn_output.weight", (s.n_embd, s.n_head * v), wtype),
+                (f"{p}.ffn_norm.weight", (s.n_embd,), T.F32)]
+        if i < s.n_dense_lead:
+            out += [(f"{p}.ffn_gate.weight", (s.n_ff, s.n_embd), wtype), (f"{p}.ffn_up.weight", (s.n_ff, s.n_embd), wtype),
+                    (f"{p}.ffn_down.weight", (s.n_embd, s.n_ff), wtype)]
+            continue
+        sh = s.n_ff_exp * s.n_expert_shared
+        out += [(f"{p}.ffn_gate_inp.weight", (s.n_expert, s.n_embd), T.F32),
+                (f"{p}.ffn_gate_exps.weight", (s.n_expert, s.n_ff_exp, s.n_embd), wtype),
+                (f"{p}.ffn_up_exps.weight", (s.n_expert, s.n_ff_exp, s.n_embd), wtype),
+                (f"{p}.ffn_down_exps.weight", (s.n_expert, s.n_embd, s.n_ff_exp), wtype),
+                (f"{p}.ffn_gate_shexp.weight", (sh, s.n_embd), wtype), (f"{p}.ffn_up_shexp.weight", (sh, s.n_embd), wtype),
+                (f"{p}.ffn_down_shexp.weight", (s.n_embd, sh), wtype)]
     return out
 
 
@@ -101,7 +226,7 @@ def write_sparse_gguf(path: str | Path, shape: Shape | str, weight_type: str = "
     llama-server can load the file; without it the header stays tiny (enough for prediction tests).
     """
     import numpy as np
-    from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType
+    from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter, LlamaFileType
 
     s = SHAPES[shape] if isinstance(shape, str) else shape
     wtype = GGMLQuantizationType[weight_type.upper()]
@@ -117,18 +242,27 @@ def write_sparse_gguf(path: str | Path, shape: Shape | str, weight_type: str = "
     w.add_head_count(s.n_head)
     w.add_head_count_kv(s.n_head_kv)
     hd = s.head_dim or s.n_embd // s.n_head
-    if s.head_dim:
+    if s.ssm:
+        d_conv, d_inner, d_state, n_ssm_head, n_group = s.ssm
+        for key, value in (("conv_kernel", d_conv), ("inner_size", d_inner), ("state_size", d_state),
+                           ("time_step_rank", n_ssm_head), ("group_count", n_group)):
+            w.add_uint32(f"{s.arch}.ssm.{key}", value)
+        w.add_uint32(f"{s.arch}.expert_shared_feed_forward_length", s.n_ff_shexp)
+    if s.mla:
+        _add_mla(w, s)
+    elif s.head_dim:
         w.add_key_length(hd)
         w.add_value_length(hd)
-    w.add_rope_dimension_count(hd)
+    if not s.mla:
+        w.add_rope_dimension_count(hd)
     w.add_rope_freq_base(500000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(s.n_vocab)
     if s.n_expert:
         w.add_expert_count(s.n_expert)
         w.add_expert_used_count(s.n_expert_used)
-    for key, value in s.extra.items():
-        w.add_key_value(key, value[0], value[1])
+    for key, (value, vtype) in s.extra.items():
+        w.add_key_value(key, value, GGUFValueType[vtype] if isinstance(vtype, str) else vtype)
     if vocab:
         _add_vocab(w, s.n_vocab)
     for name, tshape, ttype in _tensors(s, wtype):
@@ -143,6 +277,23 @@ def write_sparse_gguf(path: str | Path, shape: Shape | str, weight_type: str = "
     with open(path, "r+b") as f:
         f.truncate(data_start + data)
     return path
+
+
+def _add_mla(w, s: Shape) -> None:
+    """MLA metadata as convert_hf_to_gguf.py writes it today: the cache holds one latent row of
+    kv_lora_rank + rope dims ("key_length"), the per-head sizes go in the *_mla keys."""
+    rank, nope, rope, v = s.mla  # type: ignore[misc]
+    a = s.arch
+    w.add_uint32(f"{a}.attention.kv_lora_rank", rank)
+    w.add_key_length(rank + rope)
+    w.add_value_length(rank)
+    w.add_uint32(f"{a}.attention.key_length_mla", nope + rope)
+    w.add_uint32(f"{a}.attention.value_length_mla", v)
+    w.add_rope_dimension_count(rope)
+    w.add_uint32(f"{a}.leading_dense_block_count", s.n_dense_lead)
+    w.add_uint32(f"{a}.expert_feed_forward_length", s.n_ff_exp)
+    w.add_uint32(f"{a}.expert_shared_count", s.n_expert_shared)
+    w.add_float32(f"{a}.expert_weights_scale", 1.0)
 
 
 def _add_vocab(w, n_vocab: int) -> None:

@@ -58,3 +58,12 @@ def test_any_other_exception_while_reading_is_a_gguf_error_for_that_file(tmp_pat
     with pytest.raises(GgufError) as err:
         demands.facts_of(p)
     assert str(err.value) == f"{p}: cannot be read for placement (RuntimeError: a gap in the reader)"
+
+
+def test_swa_full_in_extra_args_reaches_the_kv_prediction():
+    from types import SimpleNamespace
+
+    spec = dict(ctx_size=8192, parallel=1, cache_type_k="f16", cache_type_v="f16", flash_attn="auto")
+    on = demands._settings(SimpleNamespace(spec=SimpleNamespace(**spec, extra_args=["--swa-full"])), "llama-server")
+    off = demands._settings(SimpleNamespace(spec=SimpleNamespace(**spec, extra_args=[])), "llama-server")
+    assert on.swa_full and not off.swa_full

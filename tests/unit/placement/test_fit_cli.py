@@ -80,3 +80,46 @@ def test_unknown_arch_is_a_message(cli, tmp_path, host):
 def test_unknown_gpu(cli, sparse, host):
     r = cli("fit", sparse("tiny"), "--gpus", "5", "--inventory", host)
     assert r.code == 2 and "GPU 5 is not in the inventory (GPUs: 0, 1)" in r.err
+
+
+def test_fit_gemma3_iswa_names_the_design(cli, sparse, host):
+    # the case: 576 MiB predicted where llama-server allocates 96 + 15 MiB (test_attention.py)
+    r = cli("fit", sparse("gemma3-270m"), "--ctx-size", "32768", "--parallel", "1", "--gpus", "0",
+            "--inventory", host)
+    assert r.code == 0, r.err
+    assert ("note: iSWA: 3 global layers x 32768 cells + 15 windowed layers x 1024 cells (window 512 tokens)"
+            in r.out)
+    assert "not modelled" not in r.out
+    r = cli("fit", sparse("gemma3-270m"), "--ctx-size", "8192", "--parallel", "1", "--swa-full", "--gpus", "0",
+            "--inventory", host, "-o", "json")
+    assert r.json()["kv_cache_mib"] == 144.0  # 24 + 120 MiB: llama-server's lines with --swa-full
+
+
+def test_fit_hybrid_shows_the_recurrent_state(cli, sparse, host):
+    # Granite-4.0-H-Tiny shape, auto slots: 4 sequence states x 36 Mamba-2 layers = 221.48 MiB
+    # (llama-server's 'RS buffer size' line, test_attention.py), on the GPU with its layers
+    r = cli("fit", sparse("granite-4.0-h-tiny"), "--ctx-size", "8192", "--gpus", "0", "--inventory", host,
+            "-o", "json")
+    d = r.json()
+    assert r.code == 0 and d["recurrent_state_mib"] == 221.48 and d["per_gpu"][0]["recurrent_state_mib"] == 221.48
+    assert d["kv_cache_mib"] == 64.0 and d["cpu"]["recurrent_state_mib"] == 0.0
+    assert d["notes"] == ["hybrid: 4 attention layers x 8192 cells + 36 recurrent layers x 4 sequence states"]
+    r = cli("fit", sparse("granite-4.0-h-tiny"), "--ctx-size", "8192", "--gpus", "0", "--inventory", host)
+    head = r.out.splitlines()[2].split()
+    assert head[:5] == ["device", "layers", "weights", "MiB", "KV"] and "recurrent" in head
+    assert "recurrent" not in cli("fit", sparse("tiny"), "--inventory", host).out  # plain models: no column
+
+
+def test_fit_n_cpu_moe_auto(cli, sparse, host):
+    path = sparse("mixtral-8x7b", "Q4_0")
+    d = cli("fit", path, "--ctx-size", "8192", "--parallel", "1", "--gpus", "0", "--inventory", host, "-o", "json").json()
+    assert d["n_gpu_layers"] < 33 and d["n_cpu_moe"] == 0
+    r = cli("fit", path, "--ctx-size", "8192", "--parallel", "1", "--gpus", "0", "--inventory", host,
+            "--n-cpu-moe", "auto", "-o", "json")
+    d = r.json()
+    assert r.code == 0 and d["n_gpu_layers"] == 33 and d["n_cpu_moe"] > 0 and d["cpu_moe_mib"] > 0
+    r = cli("fit", path, "--ctx-size", "8192", "--parallel", "1", "--gpus", "0", "--inventory", host,
+            "--n-cpu-moe", "auto")
+    assert f"n_cpu_moe: {d['n_cpu_moe']} ({d['cpu_moe_mib']:.0f} MiB of expert weights in host memory)" in r.out
+    r = cli("fit", path, "--n-cpu-moe", "x", "--inventory", host)
+    assert r.code == 2 and "use auto or a layer count" in r.err

@@ -194,3 +194,14 @@ def test_a_prediction_that_raises_is_placement_unknown_for_that_model_only(l1b, 
     assert (bad.source, bad.use, bad.n_gpu_layers, bad.blocked) == ("unknown", {}, 7, None)
     assert led.warnings == {"bad": "placement unknown: ZeroDivisionError: division by zero"}
     assert good.source == "predicted" and good.n_gpu_layers == 17 and not good.blocked
+
+
+def test_ledger_notes_name_the_iswa_design(sparse, l8b):
+    # Gemma 3 270M at 32k, one slot: llama-server allocates 96 + 15 MiB of KV (test_attention.py)
+    gemma = read_gguf_facts(sparse("gemma3-270m"))
+    s = ContextSettings(ctx_size=32768, parallel=1)
+    g = Demand("g", "llama-server-cuda", "llama", gpus=[0], facts=gemma, settings=s)
+    led = build_ledger([gpu(0), host()], [g, llama("plain", l8b)], 1024)
+    assert led.notes == ["g: KV cache modelled as iSWA: 3 global layers x 32768 cells + 15 windowed layers x "
+                         "1024 cells (window 512 tokens)"]
+    assert led.entry("g").detail["GPU0"]["kv_cache"] == 111 * MIB
