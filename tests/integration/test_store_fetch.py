@@ -142,3 +142,58 @@ def test_a_hub_that_does_not_answer_is_retryable(tmp_path):
     with pytest.raises(FetchError) as err:
         within(60, lambda: fetch(parse_source("hf://org/m"), Store(), tmp_path, endpoint=endpoint, disk_usage=ROOMY))
     assert not err.value.blocked and "(a network or server error: retried with back-off)" in str(err.value)
+
+
+BIG = os.urandom(1 << 20) * 24  # 24 MiB: huggingface_hub writes in 10 MiB chunks
+CHUNK = 10 << 20
+
+KILLER = """
+import os, sys
+from xgen_declare.config import Store
+from xgen_declare.manifests.source import parse_source
+from xgen_declare.store.fetch import fetch
+
+def progress(done, total):
+    if done >= 2 * {chunk}:  # the second chunk is counted before it is written: 10 MiB are on disk
+        os.kill(os.getpid(), 9)
+
+fetch(parse_source("hf://org/big-GGUF/big.gguf"), Store(), sys.argv[1], endpoint=sys.argv[2], progress=progress,
+      disk_usage=lambda p: (10**12, 0, 10**12))
+"""
+
+
+def test_kill_9_mid_download_resumes_with_range(hub, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    hub.add_repo("org/big-GGUF", {"big.gguf": BIG})
+    out = subprocess.run([sys.executable, "-c", KILLER.format(chunk=CHUNK), str(tmp_path), hub.endpoint],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    sha = hashlib.sha256(BIG).hexdigest()
+    partial = tmp_path / "models--org--big-GGUF" / "blobs" / f"{sha}.incomplete"
+    assert partial.stat().st_size == CHUNK
+    served_before = hub.bytes_served("org/big-GGUF", "big.gguf")
+    got = run(hub, "hf://org/big-GGUF/big.gguf", tmp_path)
+    assert got.local_path.read_bytes() == BIG and not partial.exists()
+    assert [r["range"] for r in cdn_gets(hub)] == [None, f"bytes={CHUNK}-"]
+    assert got.fetched_bytes == len(BIG) - CHUNK
+    served_twice = hub.bytes_served("org/big-GGUF", "big.gguf") - len(BIG)
+    assert served_twice == served_before - CHUNK  # only what was in flight when the process died
+
+
+def test_an_interrupted_fetch_in_this_process_resumes(hub, tmp_path):
+    hub.add_repo("org/big-GGUF", {"big.gguf": BIG})
+
+    def stop(done, total):
+        if done >= 2 * CHUNK:
+            raise KeyboardInterrupt  # anything that ends the call mid-file: the partial file stays
+
+    with pytest.raises(KeyboardInterrupt):
+        run(hub, "hf://org/big-GGUF/big.gguf", tmp_path, progress=stop)
+    seen = []
+    got = run(hub, "hf://org/big-GGUF/big.gguf", tmp_path, progress=lambda d, t: seen.append(d))
+    assert got.local_path.read_bytes() == BIG
+    assert [r["range"] for r in cdn_gets(hub)] == [None, f"bytes={CHUNK}-"]
+    assert seen[:2] == [0, 2 * CHUNK] and seen[-1] == len(BIG)  # counting from the partial file's 10 MiB

@@ -7,14 +7,13 @@ checksum, and report progress (bytes done / total) through a callback.
 Errors are `FetchError`: `blocked` (access refused, no such revision or file, not enough disk, a checksum
 mismatch: retrying cannot help) or retryable (network). No daemon wiring here (issue 23, later session).
 What huggingface_hub 2.x does not do, and this module therefore does: check sha256 (it checks sizes only).
-What it does not do and this module does not do yet: resume across processes (it deletes its partial file
-on failure; within one call it resumes a cut connection from the last whole 10 MiB chunk).
+Nor does it resume across processes (it deletes its partial file on failure): store/download.py keeps one
+partial file per blob, so a fetch after a crash or `kill -9` resumes with Range.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Callable
 from xgen_declare.config import Store
 from xgen_declare.errors import FetchError
 from xgen_declare.manifests.source import Source
+from xgen_declare.store.download import blob_path, download_blob, link_snapshot, partial_path, repo_dir
 from xgen_declare.store.local import local_listing, read_ref, write_ref
 from xgen_declare.store.preflight import check_space, store_writable
 from xgen_declare.store.remote import RemoteFile, pick_files
@@ -57,10 +57,6 @@ def default_store_dir() -> Path:
     return Path(home).expanduser() / "hub"
 
 
-def _repo_dir(store_dir: Path, repo: str) -> Path:
-    return store_dir / ("models--" + repo.replace("/", "--"))
-
-
 def _offline(store: Store) -> bool:
     return store.offline or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -79,33 +75,47 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
         return _from_store(source, store_dir)
     commit, listing = _resolve(source, endpoint, token)
     files = pick_files(source, listing, commit)
-    present = [f for f in files if _blob(store_dir, repo, f).exists()]
+    present = [f for f in files if blob_path(store_dir, repo, f).exists()]
     missing = [f for f in files if f not in present]
-    needed = sum(f.size or 0 for f in missing)
+    needed = sum((f.size or 0) - _partial_size(store_dir, repo, f) for f in missing)
     if missing:
         store_writable(store_dir)
         check_space(needed, store_dir, store, disk_usage)
     total = sum(f.size or 0 for f in files)
-    done = sum(f.size or 0 for f in present)
+    done = sum(f.size or 0 for f in present)  # a partial file's bytes count once its download resumes
     if progress:
         progress(done, total)
     fetched = 0
     for f in missing:
-        _download(source, f, commit, store_dir, endpoint, token, _Bar.for_file(progress, done, total))
-        _verify(source, f, store_dir, repo, commit)
+        bar = _Bar.for_file(progress, done, total)
+        try:
+            fetched += download_blob(store_dir, repo, commit, f, endpoint=endpoint, token=token, bar=bar,
+                                     manifest_sha256=source.sha256)
+        except FetchError:
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+                raise FetchError(f"cannot write the store {store_dir}: {exc.strerror}; make it writable or set "
+                                 "store.dir", blocked=True) from None
+            raise _hub_error(exc, source, f.path) from None
+        except Exception as exc:  # noqa: BLE001 - mapped to blocked / retryable by kind
+            raise _hub_error(exc, source, f.path) from None
         done += f.size or 0
-        fetched += f.size or 0
         if progress:
             progress(done, total)
-    snapshot = _repo_dir(store_dir, repo) / "snapshots" / commit
     for f in present:  # a blob another revision fetched: link it into this commit's snapshot too
-        link = snapshot / f.path
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(os.path.relpath(_blob(store_dir, repo, f), link.parent), link)
-    write_ref(_repo_dir(store_dir, repo), source.revision or "main", commit)
+        link_snapshot(store_dir, repo, commit, f)
+    snapshot = repo_dir(store_dir, repo) / "snapshots" / commit
+    write_ref(repo_dir(store_dir, repo), source.revision or "main", commit)
     return Fetched(repo, commit, tuple(files), tuple(snapshot / f.path for f in files), snapshot, fetched,
                    tuple(f.path for f in present))
+
+
+def _partial_size(store_dir: Path, repo: str, f: RemoteFile) -> int:
+    try:
+        return min(partial_path(store_dir, repo, f).stat().st_size, f.size or 0)
+    except OSError:
+        return 0
 
 
 def _resolve(source: Source, endpoint: str | None, token: str | None) -> tuple[str, dict[str, RemoteFile]]:
@@ -123,59 +133,6 @@ def _resolve(source: Source, endpoint: str | None, token: str | None) -> tuple[s
     if not info.sha:
         raise FetchError(f"{endpoint or 'the hub'} gave no commit for {source.text}; check HF_ENDPOINT", blocked=True)
     return info.sha, listing
-
-
-def _blob(store_dir: Path, repo: str, f: RemoteFile) -> Path:
-    return _repo_dir(store_dir, repo) / "blobs" / str(f.sha256 or f.blob_id)
-
-
-def _download(source: Source, f: RemoteFile, commit: str, store_dir: Path, endpoint: str | None,
-              token: str | None, bar: type) -> None:
-    from huggingface_hub import hf_hub_download
-    try:
-        hf_hub_download(str(source.repo), f.path, revision=commit, cache_dir=str(store_dir), endpoint=endpoint,
-                        token=token or False, tqdm_class=bar)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise FetchError(f"the disk of the store {store_dir} filled while fetching {f.path} of {source.repo}: "
-                             "free space (xgen-declare store gc) or lower store.min_free's neighbours' use",
-                             blocked=True) from None
-        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-            raise FetchError(f"cannot write the store {store_dir}: {exc.strerror}; make it writable or set "
-                             "store.dir", blocked=True) from None
-        raise _hub_error(exc, source, f.path) from None
-    except Exception as exc:  # noqa: BLE001
-        raise _hub_error(exc, source, f.path) from None
-
-
-def _hash(path: Path, git: bool) -> str:
-    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size) if git else hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _verify(source: Source, f: RemoteFile, store_dir: Path, repo: str, commit: str) -> None:
-    """The downloaded blob against the hub's checksum (sha256 for LFS files, the git blob id otherwise) and
-    the manifest's own sha256; on a mismatch the blob and its snapshot link are deleted."""
-    blob = _blob(store_dir, repo, f)
-    expected = [(f.sha256 or f.blob_id, f.sha256 is None, "the hub lists")]
-    if source.sha256:
-        expected.append((source.sha256, False, "the manifest gives"))
-    for want, git, who in expected:
-        if want is None:
-            continue
-        got = _hash(blob, git)
-        if got != want:
-            blob.unlink(missing_ok=True)
-            link = _repo_dir(store_dir, repo) / "snapshots" / commit / f.path
-            if link.is_symlink():
-                link.unlink()
-            algo = "git sha1" if git else "sha256"
-            raise FetchError(f"{f.path} of {repo}@{commit[:12]}: checksum mismatch ({algo} {got[:16]}, {who} "
-                             f"{want[:16]}); the downloaded file was deleted. Check the source's sha256, or "
-                             "retry (xgen-declare pull) if the network corrupted it", blocked=True)
 
 
 def _hub_error(exc: Exception, source: Source, path: str | None) -> FetchError:
@@ -204,11 +161,11 @@ def _from_store(source: Source, store_dir: Path) -> Fetched:
     """Offline: the source as the store holds it, or FetchError(blocked) saying what is missing."""
     repo = str(source.repo)
     rev = source.revision or "main"
-    commit = read_ref(_repo_dir(store_dir, repo), rev)
+    commit = read_ref(repo_dir(store_dir, repo), rev)
     hint = "fetch it once online (xgen-declare pull), or turn store.offline / HF_HUB_OFFLINE off"
     if commit is None:
         raise FetchError(f"offline: {repo}@{rev} is not in the store {store_dir}; {hint}", blocked=True)
-    snapshot = _repo_dir(store_dir, repo) / "snapshots" / commit
+    snapshot = repo_dir(store_dir, repo) / "snapshots" / commit
     files = pick_files(source, local_listing(snapshot), commit)
     return Fetched(repo, commit, tuple(files), tuple(snapshot / f.path for f in files), snapshot, 0,
                    tuple(f.path for f in files))
