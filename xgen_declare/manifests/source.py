@@ -38,6 +38,7 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _MAX_PARTS = 512
+_MAX_LEN = 4096  # as every other string of a spec (fields.NoNewline)
 
 
 class SourceError(ValueError):
@@ -122,6 +123,8 @@ def parse_source(value: Any) -> Source:
         value = value["url"]
     if not isinstance(value, str) or not value:
         raise SourceError(f"must be a string or a mapping {{url, sha256}}; write e.g. {SOURCE_EXAMPLES}")
+    if len(value) > _MAX_LEN:
+        raise SourceError(f"is {len(value)} characters long; the limit is {_MAX_LEN}: write the source itself")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise SourceError("must not contain control characters; write it on one line")
     if value.startswith("hf://"):

@@ -92,6 +92,15 @@ def test_local_paths_and_bad_forms():
         with pytest.raises(SourceError) as err:
             parse_source(text)
         assert str(err.value).startswith(start), (text, str(err.value))
+    with pytest.raises(SourceError, match="^is 5007 characters long; the limit is 4096"):
+        parse_source("hf://" + "a-" * 2500 + "/m")
+    # long hostile strings are parsed in linear time (no regex backtracking)
+    import time
+    t0 = time.monotonic()
+    for text in ("hf://" + "a." * 2000 + "!", "hf://o/" + "a/" * 2000 + "!", "hf://o/m@" + "v." * 2000 + "/"):
+        with pytest.raises(SourceError):
+            parse_source(text)
+    assert time.monotonic() - t0 < 2
     with pytest.raises(SourceError, match="^sha256 pins one file"):
         parse_source({"url": "hf://org/m-GGUF:Q4_K_M", "sha256": SHA})
 
