@@ -54,6 +54,8 @@ def test_model_info_gives_commit_sizes_and_lfs_sha256(hub):
     bare = within(20, lambda: api.model_info(REPO))
     assert bare.siblings[0].size is None  # sizes only when asked, as the Hub does
     assert within(20, lambda: api.model_info(REPO, expand=["sha"])).sha == info.sha
+    both = within(20, lambda: api.model_info(REPO, expand=["sha", "siblings"]))
+    assert (both.sha, len(both.siblings), both.downloads) == (info.sha, 3, None)  # only what was asked
 
 
 def test_branch_and_tag_resolve_to_their_commit(hub):

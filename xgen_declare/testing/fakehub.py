@@ -211,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, *, head: bool) -> None:
         hub = self.server.hub
         url = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        query = {k: ",".join(v) if k == "expand" else v[-1] for k, v in parse_qs(url.query).items()}
         segs = [unquote(s) for s in url.path.strip("/").split("/")]
         hub._log(method=self.command, path=url.path, query=query, range=self.headers.get("Range"),
                  auth=self.headers.get("Authorization"), cdn=self.server.is_cdn)
