@@ -197,3 +197,20 @@ def test_an_interrupted_fetch_in_this_process_resumes(hub, tmp_path):
     assert got.local_path.read_bytes() == BIG
     assert [r["range"] for r in cdn_gets(hub)] == [None, f"bytes={CHUNK}-"]
     assert seen[:2] == [0, 2 * CHUNK] and seen[-1] == len(BIG)  # counting from the partial file's 10 MiB
+
+
+def test_a_cut_connection_resumes_within_the_call_and_the_checksum_holds(hub, tmp_path):
+    hub.add_repo("org/big-GGUF", {"big.gguf": BIG})
+    hub.faults.drop_after = {"big.gguf": 15 << 20}
+    got = run(hub, "hf://org/big-GGUF/big.gguf", tmp_path)
+    assert got.local_path.read_bytes() == BIG
+    assert [r["range"] for r in cdn_gets(hub)] == [None, f"bytes={CHUNK}-"]
+
+
+def test_a_server_that_ignores_range_still_gives_a_verified_file(hub, tmp_path):
+    hub.add_repo("org/big-GGUF", {"big.gguf": BIG})
+    hub.faults.drop_after = {"big.gguf": 15 << 20}
+    hub.faults.ignore_range = True  # the retry gets 200 and the whole file: the partial is rewound
+    got = run(hub, "hf://org/big-GGUF/big.gguf", tmp_path)
+    assert got.local_path.read_bytes() == BIG
+    assert hub.bytes_served("org/big-GGUF", "big.gguf") == len(BIG) + (15 << 20)

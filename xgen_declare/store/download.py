@@ -15,6 +15,7 @@ import errno
 import hashlib
 import os
 import stat
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -52,6 +53,68 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return p.scheme, (p.hostname or "").lower(), p.port
 
 
+class _HashingFile:
+    """The partial file as http_get writes it, hashed on the way (sha256 and the git blob sha1), so a
+    40 GB file is not read a second time to be checked. The prefix a resume starts from is hashed first;
+    if http_get rewinds (a server that ignored Range and sent the whole file) the sums are dropped and
+    the file is hashed from disk at the end."""
+
+    def __init__(self, fh, prefix_path: Path, prefix: int, size: int | None, *, sha256: bool, git: bool) -> None:
+        self.fh, self.size, self.valid = fh, size, size is not None
+        self.sha256 = hashlib.sha256() if sha256 else None  # only the sums a check needs: each costs CPU
+        self.sha1 = hashlib.sha1(b"blob %d\0" % size) if git and size is not None else None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-hash")
+        self._pending: Future | None = None
+        if prefix:
+            with open(prefix_path, "rb") as old:
+                left = prefix
+                while left and (chunk := old.read(min(1 << 20, left))):
+                    self._update(chunk)
+                    left -= len(chunk)
+
+    def _update(self, chunk: bytes) -> None:
+        if self.sha256 is not None:
+            self.sha256.update(chunk)
+        if self.sha1 is not None:
+            self.sha1.update(chunk)
+
+    def write(self, chunk: bytes) -> int:
+        # hashed on a worker thread (hashlib releases the GIL) while the next chunk arrives; one at a time
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._update, chunk)
+        return self.fh.write(chunk)
+
+    def close_hasher(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        self._pool.shutdown(wait=True)
+
+    def seek(self, *args):
+        self.valid = False
+        return self.fh.seek(*args)
+
+    def truncate(self, *args):
+        self.valid = False
+        return self.fh.truncate(*args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.fh, name)
+
+    def sums(self) -> dict[bool, str] | None:
+        """{git: hexdigest} of the sums kept, when every byte went through here; else None."""
+        self.close_hasher()
+        if not self.valid:
+            return None
+        out = {}
+        if self.sha256 is not None:
+            out[False] = self.sha256.hexdigest()
+        if self.sha1 is not None:
+            out[True] = self.sha1.hexdigest()
+        return out
+
+
 def _hash(path: Path, git: bool) -> str:
     h = hashlib.sha1(b"blob %d\0" % path.stat().st_size) if git else hashlib.sha256()
     with open(path, "rb") as fh:
@@ -60,16 +123,18 @@ def _hash(path: Path, git: bool) -> str:
     return h.hexdigest()
 
 
-def verify(path: Path, f: RemoteFile, repo: str, commit: str, manifest_sha256: str | None) -> None:
+def verify(path: Path, f: RemoteFile, repo: str, commit: str, manifest_sha256: str | None,
+           sums: dict[bool, str] | None = None) -> None:
     """`path` against the hub's checksum (sha256 for LFS files, the git blob id otherwise) and the
-    manifest's own sha256; on a mismatch the file is deleted and FetchError(blocked) says why."""
+    manifest's own sha256; on a mismatch the file is deleted and FetchError(blocked) says why. `sums`:
+    the digests computed while writing it ({git: hex}), else it is read again."""
     checks = [(f.sha256 or f.blob_id, f.sha256 is None, "the hub lists")]
     if manifest_sha256:
         checks.append((manifest_sha256, False, "the manifest gives"))
     for want, git, who in checks:
         if want is None:
             continue
-        got = _hash(path, git)
+        got = sums[git] if sums is not None and git in sums else _hash(path, git)
         if got != want:
             path.unlink(missing_ok=True)
             algo = "git sha1" if git else "sha256"
@@ -106,15 +171,20 @@ def download_blob(store_dir: Path, repo: str, commit: str, f: RemoteFile, *, end
             resume = 0
         try:
             with open(partial, "ab") as fh:
-                http_get(meta.location, fh, resume_size=resume, headers=headers, expected_size=f.size,
-                         displayed_filename=f.path, tqdm_class=bar)
+                out = _HashingFile(fh, partial, resume, f.size, sha256=bool(f.sha256 or manifest_sha256),
+                                   git=f.sha256 is None)
+                try:
+                    http_get(meta.location, out, resume_size=resume, headers=headers, expected_size=f.size,
+                             displayed_filename=f.path, tqdm_class=bar)
+                finally:
+                    out.close_hasher()
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise FetchError(f"the disk of the store {store_dir} filled while fetching {f.path} of {repo} "
                                  f"({partial.stat().st_size} bytes kept for resume): free space (xgen-declare "
                                  "store gc) and fetch again", blocked=True) from None
             raise
-        verify(partial, f, repo, commit, manifest_sha256)
+        verify(partial, f, repo, commit, manifest_sha256, out.sums())
         os.chmod(partial, stat.S_IMODE(os.stat(blob.parent).st_mode) & 0o666)
         os.replace(partial, blob)
     link_snapshot(store_dir, repo, commit, f)

@@ -54,9 +54,19 @@ class Repo:
     token: str | None = None        # set: a request must carry `Authorization: Bearer <token>`
     gated: bool = False             # with token: GatedRepo errors instead of RepoNotFound
     lfs: set[str] = field(default_factory=set)  # paths stored in LFS beyond the suffix rule
+    _digests: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict, repr=False)
 
     def is_lfs(self, path: str) -> bool:
         return path in self.lfs or path.endswith(LFS_SUFFIXES)
+
+    def digests(self, sha: str, path: str) -> tuple[str, str]:
+        """(git blob sha1, sha256) of a file at a commit, computed once (a bench's 512 MiB file is asked
+        for on every model info, HEAD and GET: hashing it each time made the fake hub the bottleneck)."""
+        key = (sha, path)
+        if key not in self._digests:
+            data = self.commits[sha][path]
+            self._digests[key] = (git_blob_sha(data), hashlib.sha256(data).hexdigest())
+        return self._digests[key]
 
     def resolve(self, revision: str) -> str | None:
         if revision in self.refs:
@@ -70,6 +80,7 @@ class Faults:
     drop_times: int | None = 1                                # cuts left; None = every request
     wrong_bytes: set[str] = field(default_factory=set)        # file paths served with other bytes
     rate: float | None = None                                 # bytes/s for every file body
+    ignore_range: bool = False                                # answer 200 with the whole file to a Range
 
 
 class FakeHub:
@@ -187,6 +198,9 @@ class _Server(ThreadingHTTPServer):
         self.hub, self.is_cdn = hub, cdn
         super().__init__(addr, handler)
 
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that went away (a cut, a killed process) is what tests do on purpose: no traceback
+
 
 class _HubError(Exception):
     def __init__(self, status: int, code: str | None, message: str, commit: str | None = None) -> None:
@@ -277,9 +291,10 @@ class _Handler(BaseHTTPRequestHandler):
             sib: dict = {"rfilename": path}
             if blobs:
                 data = files[path]
-                sib.update(size=len(data), blobId=git_blob_sha(data))
+                git, sha256 = repo.digests(sha, path)
+                sib.update(size=len(data), blobId=git)
                 if repo.is_lfs(path):
-                    sib["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                    sib["lfs"] = {"sha256": sha256, "size": len(data), "pointerSize": 134}
             siblings.append(sib)
         info = {"_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
                 "modelId": repo.repo_id, "author": repo.repo_id.split("/")[0], "sha": sha,
@@ -306,9 +321,10 @@ class _Handler(BaseHTTPRequestHandler):
             for i, _ in enumerate(rest.split("/")[:-1]):
                 dirs.add(prefix + "/".join(rest.split("/")[: i + 1]))
             data = files[path]
-            entry: dict = {"type": "file", "oid": git_blob_sha(data), "size": len(data), "path": path}
+            git, sha256 = repo.digests(sha, path)
+            entry: dict = {"type": "file", "oid": git, "size": len(data), "path": path}
             if repo.is_lfs(path):
-                entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                entry["lfs"] = {"oid": sha256, "size": len(data), "pointerSize": 134}
             out.append(entry)
         out += [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
                 for d in sorted(dirs)]
@@ -324,12 +340,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HubError(404, "EntryNotFound", "Entry not found", commit=sha)
         meta = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
         if repo.is_lfs(path) and not via_cdn:
-            sha256 = hashlib.sha256(data).hexdigest()
+            git, sha256 = repo.digests(sha, path)
             location = f"{self.server.hub.cdn}/cdn/{quote(repo.repo_id)}/{sha}/{quote(path)}"
             meta.update({"X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(data)), "Location": location,
-                         "ETag": f'W/"{git_blob_sha(data)[:16]}"'})
+                         "ETag": f'W/"{git[:16]}"'})
             return self._send(302, b"", meta, head=head)
-        etag = hashlib.sha256(data).hexdigest() if repo.is_lfs(path) else git_blob_sha(data)
+        git, sha256 = repo.digests(sha, path)
+        etag = sha256 if repo.is_lfs(path) else git
         meta["ETag"] = f'"{etag}"'
         self._body(repo.repo_id, path, data, meta, head=head)
 
@@ -338,7 +355,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path in hub.faults.wrong_bytes:
             data = data.translate(_FLIP)
         start, end, status = 0, len(data) - 1, 200
-        m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "").strip())
+        m = None if hub.faults.ignore_range else re.fullmatch(r"bytes=(\d+)-(\d*)",
+                                                              self.headers.get("Range", "").strip())
         if m:
             start = int(m.group(1))
             end = min(int(m.group(2)), len(data) - 1) if m.group(2) else len(data) - 1
