@@ -214,3 +214,29 @@ def test_a_server_that_ignores_range_still_gives_a_verified_file(hub, tmp_path):
     got = run(hub, "hf://org/big-GGUF/big.gguf", tmp_path)
     assert got.local_path.read_bytes() == BIG
     assert hub.bytes_served("org/big-GGUF", "big.gguf") == len(BIG) + (15 << 20)
+
+
+def test_a_disk_that_fills_keeps_the_partial_and_blocks_then_resumes(hub, tmp_path, monkeypatch):
+    import errno
+
+    from xgen_declare.store import download
+    hub.add_repo("org/big-GGUF", {"big.gguf": BIG})
+    real_write = download._HashingFile.write
+    written = {"n": 0}
+
+    def write(self, chunk):  # the seam: the filesystem says ENOSPC once 20 MiB are on it
+        if written["n"] + len(chunk) > 2 * CHUNK:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written["n"] += len(chunk)
+        return real_write(self, chunk)
+
+    monkeypatch.setattr(download._HashingFile, "write", write)
+    with pytest.raises(FetchError) as err:
+        run(hub, "hf://org/big-GGUF/big.gguf", tmp_path)
+    assert err.value.blocked and str(err.value) == (
+        f"the disk of the store {tmp_path} filled while fetching big.gguf of org/big-GGUF ({2 * CHUNK} bytes "
+        "kept for resume): free space (xgen-declare store gc) and fetch again")
+    monkeypatch.setattr(download._HashingFile, "write", real_write)
+    got = run(hub, "hf://org/big-GGUF/big.gguf", tmp_path)
+    assert got.local_path.read_bytes() == BIG and got.fetched_bytes == len(BIG) - 2 * CHUNK
+    assert [r["range"] for r in cdn_gets(hub)] == [None, f"bytes={2 * CHUNK}-"]
