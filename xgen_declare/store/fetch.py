@@ -75,6 +75,10 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
         return _from_store(source, store_dir)
     commit, listing = _resolve(source, endpoint, token)
     files = pick_files(source, listing, commit)
+    unnamed = [f.path for f in files if not (f.sha256 or f.blob_id)]
+    if unnamed:  # the blob's name in the store is its checksum: without one nothing can be stored or checked
+        raise FetchError(f"{endpoint or 'the hub'} lists no checksum for {unnamed[0]} of {repo}; check that "
+                         "HF_ENDPOINT is a HuggingFace-compatible hub", blocked=True)
     present = [f for f in files if blob_path(store_dir, repo, f).exists()]
     missing = [f for f in files if f not in present]
     needed = sum((f.size or 0) - _partial_size(store_dir, repo, f) for f in missing)

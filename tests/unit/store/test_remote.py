@@ -46,3 +46,15 @@ def test_a_whole_repository():
     # a repository of GGUF files means one of them, as llama.cpp picks it
     assert picked("hf://o/m-GGUF", "README.md", "m.Q8_0.gguf", "m.Q4_K_M.gguf") == ["m.Q4_K_M.gguf"]
     assert picked("hf://o/m-GGUF", "m.Q8_0.gguf", "m.F16.gguf") == ["m.F16.gguf"]
+
+
+def test_a_listing_without_checksums_is_refused_before_any_byte(tmp_path, monkeypatch):
+    from xgen_declare.config import Store
+    from xgen_declare.store import fetch as fetch_mod
+    monkeypatch.setattr(fetch_mod, "_resolve", lambda source, endpoint, token: (C, listing("a.gguf")))
+    with pytest.raises(FetchError) as err:
+        fetch_mod.fetch(parse_source("hf://o/m-GGUF/a.gguf"), Store(), tmp_path, endpoint="http://127.0.0.1:9")
+    assert err.value.blocked and str(err.value) == (
+        "http://127.0.0.1:9 lists no checksum for a.gguf of o/m-GGUF; check that HF_ENDPOINT is a "
+        "HuggingFace-compatible hub")
+    assert list(tmp_path.iterdir()) == []  # nothing written (it named a blob "None" before)
