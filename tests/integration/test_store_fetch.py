@@ -25,7 +25,8 @@ ROOMY = lambda path: (10**12, 0, 10**12)  # noqa: E731 - a disk with room (the s
 
 
 @pytest.fixture
-def hub():
+def hub(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the store reads it on each fetch
     with FakeHub() as h:
         h.add_repo(REPO, {"tiny.Q4_K_M.gguf": Q4, "tiny.Q8_0.gguf": Q8, "README.md": b"# tiny\n"})
         h.add_repo("org/tiny-st", {"config.json": b"{}\n", "model.safetensors": Q8, "tokenizer.json": b"{}"})
