@@ -241,3 +241,15 @@ def test_a_disk_that_fills_keeps_the_partial_and_blocks_then_resumes(hub, tmp_pa
     got = run(hub, "hf://org/big-GGUF/big.gguf", tmp_path)
     assert got.local_path.read_bytes() == BIG and got.fetched_bytes == len(BIG) - 2 * CHUNK
     assert [r["range"] for r in cdn_gets(hub)] == [None, f"bytes={2 * CHUNK}-"]
+
+
+def test_a_generated_tiny_gguf_fetched_from_the_hub_is_a_readable_model(hub, tmp_path):
+    pytest.importorskip("gguf")
+    from xgen_declare.placement.gguf_facts import read_gguf_facts
+    from xgen_declare.tools.tinygguf import write_tiny_gguf
+    made = write_tiny_gguf(tmp_path / "made" / "tiny-f32.gguf")
+    hub.add_repo("org/generated-GGUF", {"tiny-f32.gguf": made.read_bytes(), "README.md": b"tiny\n"})
+    got = run(hub, "hf://org/generated-GGUF", tmp_path / "store")  # a GGUF repo named bare: its one .gguf
+    assert [f.path for f in got.files] == ["tiny-f32.gguf"]
+    facts = read_gguf_facts(str(got.local_path))
+    assert (facts.architecture, facts.block_count, facts.embedding_length) == ("llama", 2, 64)
