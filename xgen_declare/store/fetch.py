@@ -18,9 +18,9 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
-from xgen_declare.config import Store
+from xgen_declare.config import Config, Store
 from xgen_declare.errors import FetchError
 from xgen_declare.manifests.source import Source
 from xgen_declare.store.download import blob_path, download_blob, link_snapshot, partial_path, repo_dir
@@ -28,7 +28,7 @@ from xgen_declare.store.local import local_listing, read_ref, write_ref
 from xgen_declare.store.preflight import check_space, store_writable
 from xgen_declare.store.remote import RemoteFile, pick_files
 
-__all__ = ["fetch", "Fetched", "default_store_dir", "ProgressFn"]
+__all__ = ["fetch", "Fetched", "default_store_dir", "store_dir_of", "ProgressFn"]
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -49,12 +49,19 @@ class Fetched:
         return self.paths[0] if self.files and self.files[0].path.lower().endswith(".gguf") else self.snapshot
 
 
-def default_store_dir() -> Path:
-    """The HuggingFace cache this process would use (HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+def default_store_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The HuggingFace cache a process with `env` (default: this one's) would use: HF_HUB_CACHE, else
+    HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub or ~/.cache/huggingface/hub."""
+    env = os.environ if env is None else env
+    if env.get("HF_HUB_CACHE"):
+        return Path(env["HF_HUB_CACHE"]).expanduser()
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
     return Path(home).expanduser() / "hub"
+
+
+def store_dir_of(config: Config, env: Mapping[str, str] | None = None) -> Path:
+    """`store.dir` (relative to the config file), or the HuggingFace cache."""
+    return Path(config.resolve(config.store.dir) or "") if config.store.dir else default_store_dir(env)
 
 
 def _offline(store: Store) -> bool:
