@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator, \
+    model_validator
 
 from xgen_declare.errors import ConfigError, Problem
 from xgen_declare.backends.families import ALL_BACKENDS
@@ -218,6 +219,64 @@ class Router(BaseModel):
                                        "the others' connections); beyond: 429")
 
 
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_min_free(value: str | int) -> tuple[float | None, int]:
+    """(fraction of the filesystem, None) for "10%", (None, bytes) for "20GiB" / "500MB" / 123; ValueError
+    naming the forms otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("must be a percentage or a size; write e.g. \"10%\" or \"20GiB\"")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must be >= 0; write e.g. \"10%\" or \"20GiB\"")
+        return None, value
+    text = str(value).strip().lower().replace(" ", "")
+    if text.endswith("%"):
+        try:
+            pct = float(text[:-1])
+        except ValueError:
+            pct = -1.0
+        if not 0 <= pct < 100:
+            raise ValueError("a percentage must be from 0 to below 100; write e.g. \"10%\"")
+        return pct / 100, 0
+    num = text.rstrip("kmgtib")
+    unit = text[len(num):]
+    try:
+        amount = float(num)
+    except ValueError:
+        amount = -1.0
+    if unit not in _SIZE_UNITS or amount < 0:
+        raise ValueError("must be a percentage of the filesystem or a size; write e.g. \"10%\", \"20GiB\" or "
+                         "\"500MB\"")
+    return None, int(amount * _SIZE_UNITS[unit])
+
+
+class Store(BaseModel):
+    """`store:` section: the one model store, shared by every model (README "Model sources")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dir: str | None = Field(None, description="Where fetched models live, in huggingface_hub's cache layout "
+                            "(relative to this file). Default: the HuggingFace cache (HF_HUB_CACHE, else "
+                            "~/.cache/huggingface/hub), so an existing cache is reused")
+    min_free: StrictStr | StrictInt = Field("10%", description='Free space a fetch keeps on the store\'s filesystem: "10%" '
+                                'of it, or a size ("20GiB", "500MB", bytes)')
+    offline: bool = Field(False, description="Fetch nothing: use only what the store holds (HF_HUB_OFFLINE=1 "
+                          "does the same)")
+
+    @field_validator("min_free")
+    @classmethod
+    def _min_free(cls, value: str | int) -> str | int:
+        parse_min_free(value)
+        return value
+
+    def min_free_bytes(self, filesystem_bytes: int) -> int:
+        fraction, size = parse_min_free(self.min_free)
+        return int(filesystem_bytes * fraction) if fraction is not None else size
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -237,6 +296,7 @@ class Config(BaseModel):
     router: Router = Field(default_factory=Router)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
     rpc: Rpc = Field(default_factory=Rpc)
+    store: Store = Field(default_factory=Store)
 
     # Not from the file: where it was read from (None = defaults).
     source: str | None = Field(None, exclude=True)

@@ -16,6 +16,9 @@
      +-- LoopBusy                  the daemon's control loop has too many requests waiting       4 BUSY
      +-- FileRefused               a path from outside is not a regular file, a link where none  1 INVALID_INPUT
                                    may be, or larger than its limit (readers/bounded.py)
+     +-- FetchError                a model's files could not be fetched into the store: `blocked` 3 NOT_CONVERGED
+                                   (401/403/404, no such revision or file, no disk, checksum) or
+                                   retryable (network, 5xx) (store/)
     (http.security.ApiSetupError: the API cannot or may not listen                               7 CANNOT_SERVE)
 
 A `Problem` is plain data so that it can be collected (validation reports *all* problems at once),
@@ -182,3 +185,16 @@ class FileRefused(XgenError):
     def __init__(self, path: str, reason: str, hint: str = ""):
         self.path, self.reason, self.hint = str(path), reason, hint
         super().__init__(f"{self.path}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+class FetchError(XgenError):
+    """A source's files could not be fetched into the store (store/fetch.py). `blocked`: retrying will not
+    help until something changes (access refused, no such revision or file, not enough disk, a checksum
+    mismatch: the model is Blocked with `reason`); otherwise a network error worth retrying with back-off.
+    `reason` is the whole user-facing sentence ("what; what to do")."""
+
+    exit_code = ExitCode.NOT_CONVERGED
+
+    def __init__(self, reason: str, *, blocked: bool):
+        self.reason, self.blocked = reason, blocked
+        super().__init__(reason)

@@ -109,3 +109,12 @@ def test_rollout_quick(tmp_path):
         assert r["final_status"]["state"] == "Ready" and r["leftover_processes"] == 0, (case, r)
     assert doc["cases"]["bad"]["old_spec_kept_serving"] == 1
     assert doc["cases"]["bad"]["final_status"]["rollout_error"]
+
+
+def test_store_fetch_quick(tmp_path):
+    need("hf (huggingface_hub's CLI, a dependency)", (Path(sys.executable).parent / "hf").exists() or shutil.which("hf"))
+    figs = run("store_fetch.py", tmp_path, 300)
+    assert len(figs) == 2, list(figs)
+    for row in figs.values():
+        assert numbers(row, ("ours", "hf download")), row
+    assert "ratio" in next(iter(figs.values()))

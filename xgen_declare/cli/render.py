@@ -32,14 +32,18 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
     desired = build_desired(list(paths), config, inventory, held_ports=held, preview=not held)
     # a model this host cannot run as declared has no command: its error, as `plan` shows it, instead
     models = [desired.rendered[n] for n in sorted(desired.rendered) if n not in desired.blocked]
+    sources = {d.name: d.spec.source for d in desired.load.models if d.spec.source is not None}  # as written
     if output == "json":
-        print_json([m.to_json() for m in models])
+        print_json([{**m.to_json(), **({"source": sources[m.name].to_json()} if m.name in sources else {})}
+                    for m in models])
     elif output == "shell":
         for m in models:
             note = " (preview port)" if m.port_source == "preview" else ""
             # comments carry values from manifests (a reason, a warning): control characters escaped
             click.echo(escape_controls(f"# {m.name}: {m.backend} -> {m.endpoint}{note}") + "\n"
                        + escape_controls(f"# {m.backend_reason}"))
+            if m.name in sources:
+                click.echo(escape_controls(f"# source: {sources[m.name].shown()}"))
             for w in m.warnings:
                 click.echo(escape_controls(f"# warning: {w}"))
             for w in m.workers:  # an RPC group: its local workers start first
@@ -55,6 +59,9 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
             click.echo("* preview port: no daemon state yet; the daemon assigns the same way")
         if any(m.port_source == "none" for m in models):
             click.echo("- no port: enabled: false takes none from the range (it gets one once enabled)")
+        for m in models:
+            if m.name in sources:
+                click.echo(escape_controls(f"source of {m.name}: {sources[m.name].shown()}"))
         for m in models:
             if m.backend_note:
                 eprint(f"note: {m.name}: backend {m.backend}: {m.backend_note}")

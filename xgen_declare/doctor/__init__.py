@@ -8,6 +8,7 @@ fix in one line.
                   vLLM importable and its platform
     host.py       the port range, the state dir, inotify limits
     manifests.py  the config, the manifests (valid here?), the daemon and its models
+    store.py      the model store, when a model has a hub source or the config a store: section
 
 Every check reuses the code the other verbs run (inventory detection, the llama-server build probe,
 config and manifest loading, the state store, status rows); none probes a second way.

@@ -15,6 +15,7 @@ from xgen_declare.doctor.findings import DoctorHost, Finding
 from xgen_declare.doctor.gpus import device_findings, gpu_findings
 from xgen_declare.doctor.host import inotify_findings, port_findings, state_dir_findings
 from xgen_declare.doctor.manifests import daemon_findings, load_config_finding, manifest_findings
+from xgen_declare.doctor.store import store_findings
 
 
 def run_doctor(dirs: list[str], *, config_path: str | None, resolve_state_dir: Callable[[Config | None], str],
@@ -47,6 +48,7 @@ def run_doctor(dirs: list[str], *, config_path: str | None, resolve_state_dir: C
         *manifest_findings(dirs, result, inv),
         *port_findings(config, store, host, explicit, our_pids, pid),
         *state_dir_findings(store, host),
+        *store_findings(config, models, host.env, host.probe_write),
         *inotify_findings(dirs, config, host),
         *daemon,
     ]

@@ -14,14 +14,23 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema, field_validator, \
+    model_validator
 
 from xgen_declare.backends.families import model_family
 from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems
 from xgen_declare.manifests.fields import (ArgvHost, ArgvPath,
                                            NoNewline, RayCluster, RolloutSpec, RpcWorker, _ray_problems,
                                            _reject_control, _rpc_problems, not_a_flag, parse_duration)
+from xgen_declare.manifests.source import Source, parse_source
 from xgen_declare.names import NAME_RE  # the one rule for model names (names.py)
+
+SourceValue = Annotated[Source, PlainValidator(parse_source), PlainSerializer(lambda s: s.to_json()),
+                        WithJsonSchema({"anyOf": [
+                            {"type": "string", "minLength": 1},
+                            {"type": "object", "additionalProperties": False, "required": ["url", "sha256"],
+                             "properties": {"url": {"type": "string"},
+                                            "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}}]})]
 
 
 BackendName = Literal[
@@ -51,10 +60,14 @@ class ModelLoadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
 
-    model_path: ArgvPath = Field(description="A .gguf file, a local HuggingFace directory, a HuggingFace id "
+    model_path: ArgvPath | None = Field(None, description="A .gguf file, a local HuggingFace directory, a HuggingFace id "
                                   "org/model (vLLM), or a HuggingFace repository of GGUF files (org/name-GGUF or "
                                   "org/name:QUANT: llama-server downloads it). Relative .gguf paths and paths "
-                                  "starting with ./ or ../ are relative to the manifest file's directory")
+                                  "starting with ./ or ../ are relative to the manifest file's directory. Give model_path or source")
+    source: SourceValue | None = Field(None, description="Where the model's files come from (README \"Model "
+                                       "sources\"): hf://ORG/REPO[@REVISION], hf://ORG/REPO-GGUF[@REVISION]/FILE.gguf, "
+                                       "hf://ORG/REPO-GGUF[@REVISION]:QUANT, {url: https://.../x.gguf, sha256: HEX} "
+                                       "or a local path. Give model_path or source")
     hf_file: NoNewline | None = Field(None, description="With a repository of GGUF files as model_path: the file to "
                                       "download (llama.cpp's --hf-file), e.g. model-Q4_K_M.gguf")
     backend: BackendName = Field("auto", description="Backend to run; auto picks by the host's GPUs and binaries")
@@ -191,7 +204,9 @@ class ModelLoadRequest(BaseModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> "ModelLoadRequest":
-        problems: list[tuple[str, str]] = []
+        problems = self._model_path_from_source()
+        if problems or self.model_path is None:
+            raise CrossFieldErrors(problems)
         if self.gpus is not None:
             if len(set(self.gpus)) != len(self.gpus):
                 problems.append(("gpus", "lists a GPU more than once"))
@@ -225,6 +240,30 @@ class ModelLoadRequest(BaseModel):
         if problems:
             raise CrossFieldErrors(problems)
         return self
+
+    def _model_path_from_source(self) -> list[tuple[str, str]]:
+        """Exactly one of model_path and source. A source fills model_path (and hf_file for a file source)
+        with what model_path would say for the same model, outside `model_fields_set`: backend choice and
+        rendering are those of the equivalent model_path until the store is wired in (issue 23)."""
+        src = self.source
+        if src is None:
+            if self.model_path is None:
+                return [("model_path", "is missing: give model_path or source; e.g. model_path: /models/x.gguf "
+                         "or source: hf://org/model-GGUF:Q4_K_M")]
+            return []
+        if self.model_path is not None:
+            return [("source", "is given with model_path: give one of them; keep source, which names where the "
+                     "files come from, and remove model_path")]
+        if self.hf_file is not None:
+            return [("hf_file", "does not go with source; name the file in the source instead: "
+                     f"hf://{src.repo or 'ORG/REPO'}@REVISION/FILE.gguf")]
+        if src.kind == "url":
+            return [("source", "is a URL: URL sources are fetched by the model store, which the daemon does not "
+                     "use yet (issue 23); download the file, check its sha256 and give its path as source")]
+        object.__setattr__(self, "model_path", src.model_path())
+        if src.file is not None:
+            object.__setattr__(self, "hf_file", src.file)
+        return []
 
     def is_set(self, field_name: str) -> bool:
         return field_name in self.model_fields_set

@@ -124,7 +124,8 @@ def test_unknown_kind_and_api_version(write):
 
 def test_missing_model_path(write):
     assert only(write, "apiVersion: xgen/v1\nkind: Model\nmetadata: {name: a}\nspec: {backend: auto}\n") == \
-        "4: spec.model_path: Field required (add `model_path`)"
+        ("4: spec.model_path: is missing: give model_path or source (e.g. model_path: /models/x.gguf or "
+         "source: hf://org/model-GGUF:Q4_K_M)")
 
 
 def test_wrong_type(write):

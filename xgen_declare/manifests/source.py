@@ -1,0 +1,187 @@
+"""`spec.source`: where a model's files come from, parsed once into a typed `Source` (no network).
+
+Forms (README "Model sources"):
+  hf://ORG/REPO[@REVISION]                   a whole HuggingFace repository (safetensors for vLLM, or GGUF)
+  hf://ORG/REPO-GGUF[@REVISION]/FILE.gguf    one GGUF file of a repository (a split GGUF, named by its first
+                                             part FILE-00001-of-0000N.gguf, is all N parts as one source)
+  hf://ORG/REPO-GGUF[@REVISION]:QUANT        the GGUF file of a quantisation (Q4_K_M), picked by the store
+  {url: https://HOST/PATH/x.gguf, sha256: HEX}   a file over HTTPS, with its required checksum
+  ./models/x.gguf, /srv/models/qwen          a local path (what `model_path` takes)
+The mapping form {url: ..., sha256: ...} is accepted for every form (a hub file may be pinned by checksum
+too). REVISION is a branch, a tag or a 40-hex commit; a commit is already pinned.
+
+`Source.text` is the source as written: `validate`, `render` and the API show it unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+__all__ = ["Source", "parse_source", "SourceError", "SOURCE_EXAMPLES", "split_parts"]
+
+SOURCE_EXAMPLES = ("hf://Qwen/Qwen3-0.6B@main, hf://org/model-GGUF:Q4_K_M, "
+                   "hf://org/model-GGUF@v1/model.Q4_K_M.gguf, {url: https://host/x.gguf, sha256: <64 hex>} "
+                   "or a local path")
+
+# HuggingFace repo names: letters, digits, '_', with single '.' or '-' between them (no '--', no '..').
+_NAME = r"[A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*"
+_REV = r"(?:refs/pr/\d+|[A-Za-z0-9_][A-Za-z0-9_.-]*)"
+_QUANT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+_FILE = r"(?!.*//)(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9_][A-Za-z0-9_./+-]*"
+_HF = re.compile(rf"^hf://(?P<repo>{_NAME}/{_NAME})(?:@(?P<rev>{_REV}))?"
+                 rf"(?::(?P<quant>{_QUANT})|/(?P<file>{_FILE}))?$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_SPLIT = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_MAX_PARTS = 512
+_MAX_LEN = 4096  # as every other string of a spec (fields.NoNewline)
+
+
+class SourceError(ValueError):
+    """A source that is not one of the forms; the message is "what is wrong; what to write"."""
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: Literal["hf", "url", "path"]
+    text: str                       # as written (the string, or the url of the mapping form)
+    repo: str | None = None         # hf: ORG/REPO
+    revision: str | None = None     # hf: as written; None = the default branch (main)
+    file: str | None = None         # hf: the file named (a split GGUF's first part)
+    files: tuple[str, ...] = ()     # hf: every file of a file source (all parts of a split GGUF)
+    quant: str | None = None        # hf: the quantisation tag
+    url: str | None = None          # url: the https URL
+    path: str | None = None         # path: the local path as written
+    sha256: str | None = None       # lowercase hex; required for url
+
+    @property
+    def pinned(self) -> bool:
+        """True when the weights cannot change under this source: a commit, or a checksum."""
+        return (self.revision is not None and bool(_COMMIT.match(self.revision))) or self.sha256 is not None
+
+    @property
+    def is_remote(self) -> bool:
+        return self.kind != "path"
+
+    def shown(self) -> str:
+        """The source as written, for `validate`, `render` and the API."""
+        return self.text if self.sha256 is None else f"{self.text} (sha256 {self.sha256})"
+
+    def model_path(self) -> str:
+        """What `model_path` says for the same model today: the local path, the repository id a backend
+        downloads itself (ORG/REPO, ORG/REPO:QUANT), or the URL. Until the store is wired in, this keeps
+        backend selection and rendering as they are for an equivalent `model_path`."""
+        if self.kind == "path":
+            return self.path or ""
+        if self.kind == "url":
+            return self.url or ""
+        return f"{self.repo}:{self.quant}" if self.quant else str(self.repo)
+
+    def to_json(self) -> str | dict:
+        return self.text if self.sha256 is None else {"url": self.text, "sha256": self.sha256}
+
+
+def split_parts(file: str) -> tuple[str, ...] | None:
+    """All parts of a split GGUF named by its first part, or None for a single file. A later part is an
+    error: the source names the model, and the model is named by its first part."""
+    m = _SPLIT.match(file.rsplit("/", 1)[-1])
+    if m is None:
+        return None
+    part, count = int(m["part"]), int(m["count"])
+    prefix = file[: len(file) - len(file.rsplit("/", 1)[-1])]
+    if count < 1 or part < 1 or part > count or count > _MAX_PARTS:
+        raise SourceError(f"{file!r} is not a valid split GGUF part name (part {part} of {count}); "
+                          f"name the first part, e.g. {m['stem']}-00001-of-{m['count']}.gguf")
+    if part != 1:
+        raise SourceError(f"names part {part} of a split GGUF; name its first part "
+                          f"{m['stem']}-00001-of-{m['count']}.gguf (the source is all {count} parts)")
+    return tuple(f"{prefix}{m['stem']}-{i:05d}-of-{m['count']}.gguf" for i in range(1, count + 1))
+
+
+def parse_source(value: Any) -> Source:
+    """A `Source` from what the manifest holds (a string, or a mapping {url, sha256}); SourceError if it is
+    not one of the forms."""
+    sha256 = None
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"url", "sha256"})
+        if unknown:
+            raise SourceError(f"unknown key {unknown[0]!r} in source; write source: {{url: ..., sha256: ...}}")
+        if "url" not in value:
+            raise SourceError("the mapping form needs `url`; write source: {url: https://host/x.gguf, "
+                              "sha256: <64 hex>}")
+        if "sha256" not in value:
+            raise SourceError("the mapping form needs `sha256`; write source: {url: ..., sha256: <64 hex>} "
+                              "(sha256sum FILE prints it), or write the source as a plain string")
+        sha256 = value["sha256"]
+        if not isinstance(sha256, str) or not _SHA256.match(sha256):
+            raise SourceError("sha256 must be the file's SHA-256 as 64 hex digits (sha256sum FILE prints it)")
+        sha256 = sha256.lower()
+        value = value["url"]
+    if not isinstance(value, str) or not value:
+        raise SourceError(f"must be a string or a mapping {{url, sha256}}; write e.g. {SOURCE_EXAMPLES}")
+    if len(value) > _MAX_LEN:
+        raise SourceError(f"is {len(value)} characters long; the limit is {_MAX_LEN}: write the source itself")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise SourceError("must not contain control characters; write it on one line")
+    if value.startswith("hf://"):
+        return _hf(value, sha256)
+    if value.startswith(("https://", "http://")):
+        return _url(value, sha256)
+    if "://" in value or value.startswith(("hf:", "huggingface.co/", "https:")):
+        scheme = value.split(":", 1)[0]
+        raise SourceError(f"{scheme!r} is not a source scheme; write one of {SOURCE_EXAMPLES}")
+    if value.startswith("-"):
+        raise SourceError("must not start with '-': a backend would read it as a flag; write ./ before it")
+    if sha256 is not None:
+        raise SourceError("sha256 applies to hub and https sources; a local file is used as it is: remove sha256")
+    return Source("path", value, path=value)
+
+
+def _hf(value: str, sha256: str | None) -> Source:
+    m = _HF.match(value)
+    if m is None:
+        raise SourceError(f"{value!r} is not a HuggingFace source; write hf://ORG/REPO[@REVISION], "
+                          "hf://ORG/REPO-GGUF[@REVISION]/FILE.gguf or hf://ORG/REPO-GGUF[@REVISION]:QUANT, "
+                          "e.g. hf://Qwen/Qwen3-0.6B@main")
+    repo, rev, quant, file = m["repo"], m["rev"], m["quant"], m["file"]
+    files: tuple[str, ...] = ()
+    if file is not None:
+        if not file.lower().endswith(".gguf"):
+            raise SourceError(f"names the file {file!r}: a file source must be a .gguf file; for a safetensors "
+                              f"model name the repository (hf://{repo}{'@' + rev if rev else ''})")
+        files = split_parts(file) or (file,)
+    if sha256 is not None and file is None:
+        raise SourceError("sha256 pins one file: give it with a file source (hf://ORG/REPO@REV/FILE.gguf) or "
+                          "pin the repository by a commit (@<40 hex>) instead")
+    if sha256 is not None and len(files) > 1:
+        raise SourceError("sha256 pins one file but a split GGUF has several; pin the commit (@<40 hex>) instead")
+    return Source("hf", value, repo=repo, revision=rev, file=file, files=files, quant=quant, sha256=sha256)
+
+
+def _url(value: str, sha256: str | None) -> Source:
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise SourceError(f"{value!r} is not a valid URL ({exc}); write {{url: https://host/x.gguf, "
+                          "sha256: <64 hex>}") from None
+    if parts.username or parts.password:
+        raise SourceError("must not carry credentials (they would be shown in plans and logs); put the token in "
+                          "a secret file")
+    if not parts.hostname:
+        raise SourceError(f"{value!r} has no host; write {{url: https://host/path/x.gguf, sha256: <64 hex>}}")
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        raise SourceError("plain http is accepted only from this host (loopback); use https")
+    if parts.fragment:
+        raise SourceError("must not have a #fragment; give the sha256 as `sha256:` beside `url:`")
+    if not parts.path.lower().endswith(".gguf"):
+        raise SourceError("a URL source must name a .gguf file (its path ends in .gguf); for other models use "
+                          "an hf:// source or a local path")
+    if sha256 is None:
+        raise SourceError("a URL source needs the file's sha256; write source: {url: " + value + ", sha256: <64 hex>}")
+    del port
+    return Source("url", value, url=value, sha256=sha256)
