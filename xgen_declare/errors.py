@@ -16,6 +16,8 @@
      +-- LoopBusy                  the daemon's control loop has too many requests waiting       4 BUSY
      +-- FileRefused               a path from outside is not a regular file, a link where none  1 INVALID_INPUT
                                    may be, or larger than its limit (readers/bounded.py)
+     +-- SourceError               a git source (git+URL, the config's `source:`) is invalid: 1 INVALID_INPUT
+                                   `field`, `message` and `hint` (sources/spec.py)
     (http.security.ApiSetupError: the API cannot or may not listen                               7 CANNOT_SERVE)
 
 A `Problem` is plain data so that it can be collected (validation reports *all* problems at once),
@@ -182,3 +184,15 @@ class FileRefused(XgenError):
     def __init__(self, path: str, reason: str, hint: str = ""):
         self.path, self.reason, self.hint = str(path), reason, hint
         super().__init__(f"{self.path}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+class SourceError(XgenError):
+    """A git source is not usable as written (sources/spec.py): not a git URL, a ref that is no ref name,
+    a path outside the repository, an interval that is no duration. `field` names where (`source.ref`,
+    or `source` for the command line's git+URL), `hint` gives an example."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+    def __init__(self, field: str, message: str, hint: str = ""):
+        self.field, self.message, self.hint = field, message, hint
+        super().__init__(f"{field}: {message}" + (f" ({hint})" if hint else ""))

@@ -58,7 +58,7 @@ class SshSigner:
     @classmethod
     def generate(cls, folder: str | os.PathLike, principal: str, name: str | None = None) -> "SshSigner":
         if shutil.which("ssh-keygen") is None:
-            raise RuntimeError("ssh-keygen is missing (apt-get install -y openssh-client; scripts/install-git-tools.sh)")
+            raise RuntimeError("ssh-keygen is missing (scripts/install-git-tools.sh installs openssh-client)")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         key = folder / (name or principal.split("@")[0])
