@@ -230,6 +230,17 @@ def test_a_remote_that_goes_away_and_comes_back(origin, tmp_path):
     assert (back.commit, back.changed, files(back)) == (origin.head(), True, {"a.yaml": "a: 2\n"})
 
 
+def test_a_remote_that_hangs_is_cut_off_by_the_timeout(origin, tmp_path):
+    with GitHttpServer(tmp_path / "srv") as srv:
+        source = GitSource(GitSpec(url=srv.url("config.git"), timeout=2), tmp_path / "state")
+        first = sync(source)
+        srv.stall()
+        res = sync(source)
+    assert (res.commit, res.fetched) == (first.commit, None)
+    assert res.error == (f"cannot fetch {srv.url('config.git')}: git fetch did not finish in 2 s (is the remote "
+                         "slow or huge? source.timeout)")
+
+
 def test_a_pinned_commit_stays_after_new_pushes(origin, tmp_path):
     pinned = origin.head()
     origin.commit({"manifests/a.yaml": "a: 2\n"}, "second")

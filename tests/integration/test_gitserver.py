@@ -4,6 +4,8 @@ knobs fail a fetch; and the repo helpers sign commits with a key made in the tes
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from xgen_declare.testing.deadline import within
@@ -45,6 +47,18 @@ def test_clone_fetch_and_push_over_http(served, tmp_path):
     pushed = git("rev-parse", "HEAD", cwd=tmp_path / "clone").stdout.strip()
     assert git("rev-parse", "main", cwd=repo.bare).stdout.strip() == pushed
     assert any(r.startswith("POST /config.git/git-receive-pack") for r in srv.requests)
+
+
+def test_a_large_push_streams_a_chunked_body(served, tmp_path):
+    srv, repo, _ = served
+    _clone(srv.url("config.git"), tmp_path / "clone")
+    (tmp_path / "clone" / "blob.bin").write_bytes(os.urandom(3 * 1024 * 1024))  # over http.postBuffer (1 MiB)
+    git("add", "blob.bin", cwd=tmp_path / "clone")
+    git("commit", "-q", "-m", "3 MiB", cwd=tmp_path / "clone")
+    within(T, lambda: git("push", "-q", "origin", "HEAD:main", cwd=tmp_path / "clone"), "a chunked push")
+    assert "POST /config.git/git-receive-pack (chunked)" in srv.requests
+    assert git("rev-parse", "main", cwd=repo.bare).stdout.strip() == \
+        git("rev-parse", "HEAD", cwd=tmp_path / "clone").stdout.strip()
 
 
 def test_a_force_push_is_fetched(served, tmp_path):

@@ -7,6 +7,7 @@ server on loopback, so that `git clone`, `git fetch` and `git push` over http ru
                                                     # or `Authorization: Bearer s3cret`, else 401
         srv.refuse(503)                             # every request answers 503 until srv.refuse(None)
         srv.go_away(); srv.come_back()              # the port closes (connection refused), then reopens
+        srv.stall(); srv.stall(False)               # requests hang (read, never answered) until released
 
 The request body is streamed into the CGI's stdin (Content-Length or chunked) and its stdout streamed
 back; the CGI environment is the one RFC 3875 and git-http-backend(1) describe (GIT_PROJECT_ROOT,
@@ -30,6 +31,7 @@ from pathlib import Path
 __all__ = ["GitHttpServer", "http_backend"]
 
 CHUNK = 64 * 1024
+STALL_LIMIT = 120  # a stalled request is let go after this long even if the test forgets to release it
 
 
 def http_backend() -> str:
@@ -50,7 +52,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
-        self.server.owner.requests.append(f"{self.command} {self.path}")
+        headers = getattr(self, "headers", None)  # absent when the request line itself was bad
+        chunked = headers is not None and headers.get("Transfer-Encoding", "").lower() == "chunked"
+        self.server.owner.requests.append(f"{getattr(self, 'command', '?')} {getattr(self, 'path', '?')}"
+                                          + (" (chunked)" if chunked else ""))
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._serve()
@@ -78,6 +83,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         owner = self.server.owner
+        if owner.stalled.is_set():
+            owner.released.wait(STALL_LIMIT)
+            return
         if owner.refusing is not None:
             self.send_error(owner.refusing, "refused by the test (GitHttpServer.refuse)")
             return
@@ -194,6 +202,7 @@ class GitHttpServer:
         self.root = Path(root).resolve()
         self.token = token
         self.refusing: int | None = None
+        self.stalled, self.released = threading.Event(), threading.Event()
         self.requests: list[str] = []
         self.backend = http_backend()
         self.port = 0
@@ -209,6 +218,7 @@ class GitHttpServer:
         return self
 
     def stop(self) -> None:
+        self.stall(False)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -223,6 +233,15 @@ class GitHttpServer:
     def refuse(self, status: int | None = 503) -> None:
         """Answer every request with `status` (None: serve again)."""
         self.refusing = status
+
+    def stall(self, on: bool = True) -> None:
+        """While on, a request is read and never answered (a hung remote); off lets the waiting ones go."""
+        if on:
+            self.released.clear()
+            self.stalled.set()
+        else:
+            self.stalled.clear()
+            self.released.set()
 
     def go_away(self) -> None:
         """Close the listening socket: clients get connection refused until `come_back`."""
