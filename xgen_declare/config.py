@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from xgen_declare.errors import ConfigError, Problem, SourceError
 from xgen_declare.backends.families import ALL_BACKENDS
 from xgen_declare.manifests.validation_errors import problems_from_validation
+from xgen_declare.manifests.selector import check_label_key, check_label_value, label_text
 from xgen_declare.manifests.yamlsource import load_documents
 from xgen_declare.sources.spec import GitSpec, check_path, check_ref, check_url, parse_interval
 
@@ -287,6 +288,27 @@ class Source(BaseModel):
         return self
 
 
+class HostSection(BaseModel):
+    """`host:` section: this host's own labels for `spec.hosts` selectors (inventory/labels.py detects
+    hostname, arch and gpu.*; these are added, and replace a detected label of the same key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: dict[str, str] = Field(default_factory=dict, description="Label -> value, e.g. {site: lab-2, "
+                                   "tier: prod}")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, labels):
+        if not isinstance(labels, dict):
+            return labels
+        for key, value in labels.items():
+            bad = check_label_key(key) or check_label_value(value)
+            if bad:
+                raise ValueError(f"{bad}; e.g. labels: {{site: lab-2, tier: prod}}")
+        return {key: label_text(value) for key, value in labels.items()}
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -307,6 +329,7 @@ class Config(BaseModel):
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
     rpc: Rpc = Field(default_factory=Rpc)
     source: Source | None = Field(None, description="Manifests from a git repository (`source: {git: URL}`)")
+    host: HostSection = Field(default_factory=HostSection)
 
     # Not from the file: where it was read from (None = defaults).
     file: str | None = Field(None, exclude=True)
