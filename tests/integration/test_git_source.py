@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from xgen_declare.sources import gitcmd
 from xgen_declare.sources.git import GitSource, SyncResult
 from xgen_declare.sources.spec import GitSpec
 from xgen_declare.testing.deadline import within
@@ -204,8 +205,41 @@ def test_a_tree_over_the_size_limit_is_refused(origin, tmp_path):
     origin.push()
     res = sync(GitSource(GitSpec(url=f"file://{origin.bare}", max_tree_bytes=256 * 1024), tmp_path / "state"))
     assert res.commit is None and res.error == (
-        f"commit {origin.head()[:12]} holds more than 0 MiB of files, the limit for a source (keep models out "
+        f"commit {origin.head()[:12]} holds more than 0.25 MiB of files, the limit for a source (keep models out "
         "of the config repo, or raise source.max_tree_mib)")
+
+
+def test_a_listing_cut_at_the_output_limit_is_refused(origin, tmp_path, monkeypatch):
+    monkeypatch.setattr(gitcmd, "OUTPUT_LIMIT", 64)  # seam: the cut a 4 MiB listing would meet
+    res = sync(GitSource(GitSpec(url=f"file://{origin.bare}"), tmp_path / "state"))
+    assert res.commit is None and res.error == (f"commit {origin.head()[:12]} holds too many files for a source "
+                                                "(its listing is over 0 MiB); keep the config repository small")
+
+
+def test_key_token_and_signer_files_that_are_fifos_do_not_hang_a_sync(origin, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    url = f"file://{origin.bare}"
+    for spec, field in ((GitSpec(url=url, token_file=str(fifo)), "token_file"),
+                        (GitSpec(url=url, ssh_key_file=str(fifo)), "ssh_key_file"),
+                        (GitSpec(url=url, known_hosts=str(fifo)), "known_hosts"),
+                        (GitSpec(url=url, allowed_signers=str(fifo)), "verify.allowed_signers")):
+        res = within(T, GitSource(spec, tmp_path / field).sync, f"a sync with a FIFO as {field}", release=fifo)
+        assert res.commit is None and res.error == (f"source.{field}: {fifo}: is a FIFO (named pipe), not a "
+                                                    "regular file (point it at a regular file)")
+
+
+def test_two_syncs_at_once_are_one_after_the_other(origin, tmp_path):
+    source = GitSource(GitSpec(url=f"file://{origin.bare}", path="manifests"), tmp_path / "state")
+    results: list[SyncResult] = []
+    threads = [threading.Thread(target=lambda: results.append(source.sync())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(T)
+    assert [r.commit for r in results] == [origin.head()] * 3 and all(r.ok for r in results)
+    assert sum(r.changed for r in results) == 1
+    assert [p.name for p in (tmp_path / "state" / "source" / "trees").iterdir()] == [origin.head()]
 
 
 def test_a_remote_that_goes_away_and_comes_back(origin, tmp_path):

@@ -16,11 +16,12 @@ reaches git only through its environment.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from xgen_declare.errors import FileRefused
-from xgen_declare.readers.bounded import KIB, read_text
+from xgen_declare.readers.bounded import KIB, open_regular, read_text
 from xgen_declare.sources import trees
 from xgen_declare.sources.gitcmd import GitResult, GitRunner
 from xgen_declare.sources.spec import GitSpec
@@ -50,6 +51,7 @@ class GitSource:
         self.root = Path(state_dir) / "source"
         self.repo = self.root / "repo.git"
         self.git = git
+        self._lock = threading.Lock()  # a poll and a webhook may sync at once: one at a time
 
     def current(self) -> SyncResult:
         """What is current now, without fetching (after a restart: the last good commit)."""
@@ -58,6 +60,10 @@ class GitSource:
 
     def sync(self) -> SyncResult:
         """Fetch, verify and switch to the ref's commit; the last good commit stays current on any failure."""
+        with self._lock:
+            return self._sync()
+
+    def _sync(self) -> SyncResult:
         runner, error = self._runner()
         if runner is None:
             return self._kept(None, error)
@@ -106,8 +112,13 @@ class GitSource:
                 why = getattr(exc, "strerror", None) or "not UTF-8 text"
                 return None, f"source.token_file: cannot read {self.spec.token_file}: {why} (check the path)"
         for field, path in (("ssh_key_file", self.spec.ssh_key_file), ("known_hosts", self.spec.known_hosts)):
-            if path and not os.access(path, os.R_OK):
-                return None, f"source.{field}: cannot read {path} (check the path and its permissions)"
+            if path:  # ssh reads it; a FIFO or a device would hang or flood it, so look first
+                try:
+                    os.close(open_regular(path))
+                except FileRefused as exc:
+                    return None, f"source.{field}: {exc}"
+                except OSError as exc:
+                    return None, f"source.{field}: cannot read {path}: {exc.strerror} (check the path and permissions)"
         return GitRunner(self.git, timeout=self.spec.timeout, token=token, token_user=self.spec.token_user,
                          ssh_key_file=self.spec.ssh_key_file, known_hosts=self.spec.known_hosts), None
 

@@ -33,6 +33,7 @@ class GitResult:
     stderr: str
     timed_out: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    truncated: bool = False  # stdout was longer than OUTPUT_LIMIT and was cut
 
     @property
     def ok(self) -> bool:
@@ -86,12 +87,12 @@ class GitRunner:
         return env
 
     def run(self, *args: str, cwd: str | os.PathLike | None = None, timeout: float | None = None,
-            env: dict[str, str] | None = None, stdout=subprocess.PIPE) -> GitResult:
+            env: dict[str, str] | None = None) -> GitResult:
         """`git ARGS`; a timeout kills its whole process group and comes back as timed_out."""
         argv = (self.git, *args)
         limit = self.timeout if timeout is None else timeout
         try:
-            proc = subprocess.Popen(argv, cwd=cwd, env=self.env(env), stdin=subprocess.DEVNULL, stdout=stdout,
+            proc = subprocess.Popen(argv, cwd=cwd, env=self.env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             return GitResult(argv, 127, "", f"fatal: cannot run {self.git}: {exc.strerror}", secrets=self.secrets)
@@ -101,8 +102,10 @@ class GitRunner:
             _kill_group(proc)
             out, err = proc.communicate()
             return GitResult(argv, -9, "", f"fatal: git {args[0]} did not finish in {limit:g} s", True, self.secrets)
-        text = (out or b"")[:OUTPUT_LIMIT].decode("utf-8", "replace")
-        return GitResult(argv, proc.returncode, text, (err or b"").decode("utf-8", "replace"), secrets=self.secrets)
+        out = out or b""
+        text = out[:OUTPUT_LIMIT].decode("utf-8", "replace")
+        return GitResult(argv, proc.returncode, text, (err or b"").decode("utf-8", "replace"), secrets=self.secrets,
+                         truncated=len(out) > OUTPUT_LIMIT)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -19,6 +19,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from xgen_declare.sources import gitcmd
 from xgen_declare.sources.gitcmd import GitRunner
 
 __all__ = ["TreeError", "current_commit", "current_tree", "materialise", "switch_to", "tree_size"]
@@ -48,12 +49,15 @@ def tree_size(runner: GitRunner, repo: Path, commit: str, path: str, limit: int)
     res = runner.run("ls-tree", "-r", "-l", "-z", "--full-tree", commit, cwd=repo)
     if not res.ok:
         raise TreeError(f"cannot list commit {commit[:12]}: {res.text()}")
+    if res.truncated:  # the listing alone is megabytes: far more files than a config repo holds
+        raise TreeError(f"commit {commit[:12]} holds too many files for a source (its listing is over "
+                        f"{gitcmd.OUTPUT_LIMIT // (1024 * 1024)} MiB); keep the config repository small")
     total = 0
     for entry in filter(None, res.stdout.split("\x00")):
         size = entry.split()[3] if len(entry.split()) > 3 else "-"
         total += int(size) if size.isdigit() else 0
         if total > limit:
-            raise TreeError(f"commit {commit[:12]} holds more than {limit // (1024 * 1024)} MiB of files, the "
+            raise TreeError(f"commit {commit[:12]} holds more than {limit / (1024 * 1024):g} MiB of files, the "
                             "limit for a source (keep models out of the config repo, or raise source.max_tree_mib)")
 
 
