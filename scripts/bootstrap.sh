@@ -57,6 +57,9 @@ step xgen-declare "install xgen-declare (editable) with the cpu, test and ray ex
 # Debian's chromium + chromedriver for the dashboard's browser tests (apt, when missing and root).
 step browser "install Debian's chromium + chromedriver for the dashboard's browser tests (when missing)" \
   "~1 min the first time; instant when installed" scripts/install-browser.sh
+# git's http-backend and ssh-keygen for the git-source tests (a real git HTTP server, SSH-signed commits).
+step git-tools "install git and openssh-client for the git-source tests (when missing)" \
+  "~20 s the first time; instant when installed" scripts/install-git-tools.sh
 
 # Real vLLM (CPU) lives in its own venv: its wheel pins numpy/fastapi versions of its own and needs its
 # CUDA media libraries removed (see scripts/install-vllm.sh). XGEN_NO_VLLM=1 skips it (the vLLM e2e

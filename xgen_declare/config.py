@@ -13,10 +13,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator, \
     model_validator
 
-from xgen_declare.errors import ConfigError, Problem
+from xgen_declare.errors import ConfigError, Problem, SourceError
 from xgen_declare.backends.families import ALL_BACKENDS
 from xgen_declare.manifests.validation_errors import problems_from_validation
+from xgen_declare.manifests.selector import check_label_key, check_label_value, label_text
 from xgen_declare.manifests.yamlsource import load_documents
+from xgen_declare.sources.spec import GitSpec, check_path, check_ref, check_url, parse_interval
 
 CONFIG_NAMES = ("xgen-declare.yaml", "xgen-declare.yml")
 
@@ -277,6 +279,95 @@ class Store(BaseModel):
         return int(filesystem_bytes * fraction) if fraction is not None else size
 
 
+class SourceVerify(BaseModel):
+    """`source: verify:`: which signatures a commit needs before it is applied."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_signers: str = Field(min_length=1, description="ssh-keygen ALLOWED SIGNERS file (relative to this "
+                                 "file): only commits signed by one of its keys are applied")
+
+
+def _source_check(check, value, field: str):
+    try:
+        return check(value, field)
+    except SourceError as exc:
+        raise ValueError(f"{exc.message}; {exc.hint}" if exc.hint else exc.message) from None  # "; " = hint
+
+
+class Source(BaseModel):
+    """`source:` section: manifests from a git repository instead of a local directory (sources/)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    git: str = Field(min_length=1, description="Repository URL: https://, http://, ssh:// or file:// "
+                     "(e.g. https://git.example.org/ops/llm.git)")
+    ref: str = Field("HEAD", description="Branch, tag or full commit id (a commit id pins); default: the "
+                     "remote's HEAD")
+    path: str = Field("", description="Directory of the manifests inside the repository (e.g. manifests)")
+    interval: float = Field(30.0, description="Seconds (or 30s, 5m, 1h) between two fetches")
+    ssh_key_file: str | None = Field(None, description="Private key for ssh:// (relative to this file)")
+    known_hosts: str | None = Field(None, description="known_hosts file for ssh:// (host keys are checked)")
+    token_file: str | None = Field(None, description="File holding an access token for https:// (sent as "
+                                   "HTTP Basic with token_user; never on a command line)")
+    token_user: str = Field("x-access-token", min_length=1, description="User name sent with the token")
+    verify: SourceVerify | None = None
+    timeout: float = Field(120, gt=0, le=3600, description="Seconds one git command may take")
+    max_tree_mib: int = Field(64, ge=1, le=4096, description="Largest commit tree (all files) accepted, in MiB")
+
+    @field_validator("git")
+    @classmethod
+    def _git_url(cls, v: str) -> str:
+        return _source_check(check_url, v.removeprefix("git+"), "source.git")
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        return _source_check(check_ref, v, "source.ref")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return _source_check(check_path, v, "source.path")
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, v):
+        return _source_check(parse_interval, v, "source.interval")
+
+    @model_validator(mode="after")
+    def _fits_the_scheme(self) -> "Source":
+        scheme = self.git.partition("://")[0]
+        if self.token_file and scheme not in ("http", "https"):
+            raise ValueError(f"token_file is for https:// repositories, not {scheme}://; remove token_file, "
+                             "or use ssh_key_file for ssh://")
+        if (self.ssh_key_file or self.known_hosts) and scheme != "ssh":
+            raise ValueError(f"ssh_key_file and known_hosts are for ssh:// repositories, not {scheme}://; "
+                             "remove them, or use an ssh:// URL")
+        return self
+
+
+class HostSection(BaseModel):
+    """`host:` section: this host's own labels for `spec.hosts` selectors (inventory/labels.py detects
+    hostname, arch and gpu.*; these are added, and replace a detected label of the same key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: dict[str, str] = Field(default_factory=dict, description="Label -> value, e.g. {site: lab-2, "
+                                   "tier: prod}")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, labels):
+        if not isinstance(labels, dict):
+            return labels
+        for key, value in labels.items():
+            bad = check_label_key(key) or check_label_value(value)
+            if bad:
+                raise ValueError(f"{bad}; e.g. labels: {{site: lab-2, tier: prod}}")
+        return {key: label_text(value) for key, value in labels.items()}
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -297,9 +388,11 @@ class Config(BaseModel):
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
     rpc: Rpc = Field(default_factory=Rpc)
     store: Store = Field(default_factory=Store)
+    source: Source | None = Field(None, description="Manifests from a git repository (`source: {git: URL}`)")
+    host: HostSection = Field(default_factory=HostSection)
 
     # Not from the file: where it was read from (None = defaults).
-    source: str | None = Field(None, exclude=True)
+    file: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _known_backends(self) -> "Config":
@@ -310,9 +403,20 @@ class Config(BaseModel):
 
     def resolve(self, path: str | None) -> str | None:
         """A path from the file, made absolute against the file's directory."""
-        if path is None or self.source is None or os.path.isabs(path):
+        if path is None or self.file is None or os.path.isabs(path):
             return path
-        return str((Path(self.source).parent / path).resolve())
+        return str((Path(self.file).parent / path).resolve())
+
+    def git_spec(self) -> GitSpec | None:
+        """The `source:` section as a GitSpec, its files made absolute; None without one."""
+        s = self.source
+        if s is None:
+            return None
+        return GitSpec(url=s.git, ref=s.ref, path=s.path, interval=s.interval,
+                       ssh_key_file=self.resolve(s.ssh_key_file), known_hosts=self.resolve(s.known_hosts),
+                       token_file=self.resolve(s.token_file), token_user=s.token_user,
+                       allowed_signers=self.resolve(s.verify.allowed_signers) if s.verify else None,
+                       timeout=s.timeout, max_tree_bytes=s.max_tree_mib * 1024 * 1024)
 
 
 def find_config(explicit: str | None, manifest_paths: list[str]) -> Path | None:
@@ -345,5 +449,5 @@ def load_config(explicit: str | None = None, manifest_paths: list[str] | None = 
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(problems_from_validation(exc, docs[0], Config)) from None
-    cfg.source = str(path)
+    cfg.file = str(path)
     return cfg

@@ -19,6 +19,8 @@
      +-- FetchError                a model's files could not be fetched into the store: `blocked` 3 NOT_CONVERGED
                                    (401/403/404, no such revision or file, no disk, checksum) or
                                    retryable (network, 5xx) (store/)
+     +-- SourceError               a git source (git+URL, the config's `source:`) is invalid: 1 INVALID_INPUT
+                                   `field`, `message` and `hint` (sources/spec.py)
     (http.security.ApiSetupError: the API cannot or may not listen                               7 CANNOT_SERVE)
 
 A `Problem` is plain data so that it can be collected (validation reports *all* problems at once),
@@ -198,3 +200,15 @@ class FetchError(XgenError):
     def __init__(self, reason: str, *, blocked: bool):
         self.reason, self.blocked = reason, blocked
         super().__init__(reason)
+
+
+class SourceError(XgenError):
+    """A git source is not usable as written (sources/spec.py): not a git URL, a ref that is no ref name,
+    a path outside the repository, an interval that is no duration. `field` names where (`source.ref`,
+    or `source` for the command line's git+URL), `hint` gives an example."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+    def __init__(self, field: str, message: str, hint: str = ""):
+        self.field, self.message, self.hint = field, message, hint
+        super().__init__(f"{field}: {message}" + (f" ({hint})" if hint else ""))

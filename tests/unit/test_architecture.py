@@ -113,6 +113,13 @@ def test_readers_sit_below_everything_but_errors():
     assert outside == []
 
 
+def test_sources_import_only_themselves_errors_and_readers():
+    outside = sorted(f"{a} -> {b}" for a, bs in GRAPH.items() if a.startswith("xgen_declare.sources")
+                     for b in bs if not b.startswith(("xgen_declare.sources", "xgen_declare.readers"))
+                     and b != "xgen_declare.errors")
+    assert outside == []
+
+
 def test_select_backend_has_one_caller():
     callers = sorted(str(path.relative_to(PKG)) for path in PKG.rglob("*.py")
                      for node in ast.walk(ast.parse(path.read_text()))

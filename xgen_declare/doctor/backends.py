@@ -105,7 +105,7 @@ def backend_findings(inv: Inventory, config: Config, host: DoctorHost, wanted: s
             continue
         fix = INSTALL_FIX[FAMILY[b.name]].format(name=b.name)
         if b.name in config.binaries:
-            where = config.source or "xgen-declare.yaml"
+            where = config.file or "xgen-declare.yaml"
             out.append(Finding("backend", "fail", f"{b.name}: {b.reason}",
                                f"fix binaries: {b.name}: in {where} (the file is missing or not executable)"))
         elif b.name in wanted:

@@ -32,7 +32,7 @@ def load_config_finding(config_path: str | None, dirs: list[str]) -> tuple[Confi
     except ProblemsError as exc:
         return Config(), Finding("config", "fail", f"invalid: {_first(exc.problems)}; using the defaults below",
                                  VALIDATE_FIX)
-    where = config.source or "no xgen-declare.yaml (the defaults apply)"
+    where = config.file or "no xgen-declare.yaml (the defaults apply)"
     return config, Finding("config", "ok", f"{where}: ports {config.ports.start}-{config.ports.end}")
 
 

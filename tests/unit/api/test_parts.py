@@ -30,7 +30,7 @@ def test_token_from_env_or_file(tmp_path):
     assert load_token(Api(), cfg, {}) is None
     assert load_token(Api(), cfg, {"XGEN_API_TOKEN": " abc \n"}) == "abc"
     (tmp_path / "tok").write_text("filetoken\n")
-    cfg.source = str(tmp_path / "xgen-declare.yaml")
+    cfg.file = str(tmp_path / "xgen-declare.yaml")
     assert load_token(Api(token_file="tok"), cfg, {}) == "filetoken"
     (tmp_path / "empty").write_text("")
     with pytest.raises(ApiSetupError, match="is empty"):

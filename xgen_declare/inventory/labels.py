@@ -1,0 +1,46 @@
+"""A host's labels, for `spec.hosts` selectors (manifests/selector.py): detected from the inventory, then
+the config's `host: labels:` on top (a configured label replaces a detected one of the same key).
+
+    hostname          the inventory's hostname (absent when unknown)
+    arch              the machine (x86_64, aarch64), as platform.machine() says
+    gpu.count         visible GPUs ("0" without any; GPUs hidden by *_VISIBLE_DEVICES do not count)
+    gpu.vendor        nvidia or amd; "mixed" when both; absent without a GPU
+    gpu.model         the first visible GPU's name (e.g. "AMD Instinct MI300X"); absent without a GPU
+    gpu.memory_gib    the smallest visible GPU's memory in whole GiB (what every GPU has at least, as
+                      NVIDIA's GPU feature discovery labels per-GPU memory); absent when unknown
+
+Pure: the caller gives the inventory and the machine name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from xgen_declare.inventory.model import Inventory
+
+__all__ = ["DETECTED_KEYS", "detected_labels", "host_labels"]
+
+DETECTED_KEYS = ("hostname", "arch", "gpu.count", "gpu.vendor", "gpu.model", "gpu.memory_gib")
+
+
+def detected_labels(inventory: Inventory, arch: str) -> dict[str, str]:
+    labels = {"arch": arch} if arch else {}
+    if inventory.hostname:
+        labels["hostname"] = inventory.hostname
+    gpus = [g for g in inventory.gpus if not g.hidden]
+    labels["gpu.count"] = str(len(gpus))
+    if not gpus:
+        return labels
+    vendors = {g.vendor for g in gpus}
+    labels["gpu.vendor"] = vendors.pop() if len(vendors) == 1 else "mixed"
+    if gpus[0].name:
+        labels["gpu.model"] = gpus[0].name
+    memories = [g.memory_total_mib for g in gpus]
+    if all(m is not None for m in memories):
+        labels["gpu.memory_gib"] = str(min(memories) // 1024)
+    return labels
+
+
+def host_labels(inventory: Inventory, arch: str, configured: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The detected labels, then the configured ones over them."""
+    return {**detected_labels(inventory, arch), **(configured or {})}
