@@ -13,14 +13,13 @@ Nothing here allocates in proportion to a header field beyond those limits.
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from xgen_declare.errors import FileRefused
-from xgen_declare.placement.gguf_header import GgufError, Header, LongArray, LongString, read_header
+from xgen_declare.placement.gguf_header import BeyondPrefix, GgufError, Header, LongArray, LongString, read_header
 from xgen_declare.readers.bounded import opened
 
 __all__ = ["GgufError", "TensorFact", "GgufFacts", "read_gguf_facts", "ggml_type_size", "MAX_BLOCK_COUNT"]
@@ -124,17 +123,34 @@ def _layer_bytes(facts: GgufFacts) -> tuple[int, ...]:
     return tuple(out)
 
 
+HEADER_LIMIT = 256 << 20  # a header (metadata + tensor table) larger than this is refused as implausible
+
+
+def _read_header(fd: int, size: int, path: str) -> Header:
+    want = 1 << 20
+    while True:
+        head = os.pread(fd, min(size, want), 0)
+        try:
+            return read_header(head, path, file_size=size)
+        except BeyondPrefix:
+            if want >= HEADER_LIMIT:
+                raise GgufError(path, f"implausible GGUF header: larger than {HEADER_LIMIT >> 20} MiB; the file is "
+                                "corrupt or crafted") from None
+            want *= 4
+
+
 def read_gguf_facts(path: str) -> GgufFacts:
     """Read the facts of a GGUF file; raises GgufError (with the path), and nothing else, for anything
     unusable. The file is opened with readers.bounded (a FIFO or a device is refused without blocking)
-    and mapped; the parse is bounded by gguf_header's budgets and by MAX_BLOCK_COUNT here."""
+    and its start is read into memory (1 MiB, then 4x more while the header needs it, up to
+    HEADER_LIMIT): never mapped, since a file truncated while mapped faults the reader (SIGBUS) and
+    would kill the daemon. The parse is bounded by gguf_header's budgets and by MAX_BLOCK_COUNT here."""
     try:
         with opened(path) as f:
             size = os.fstat(f.fileno()).st_size
             if size < 24:
                 raise GgufError(path, f"not a GGUF file ({size} bytes, too short for a GGUF header)")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return _facts(path, size, read_header(buf, path))
+            return _facts(path, size, _read_header(f.fileno(), size, path))
     except GgufError:
         raise
     except FileRefused as exc:

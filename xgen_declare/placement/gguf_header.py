@@ -75,9 +75,15 @@ class Header:
     end: int  # the byte after the tensor table
 
 
+class BeyondPrefix(GgufError):
+    """The header runs past the prefix of the file it was given (read_header(..., prefix=True)): read more."""
+
+
 class _Cursor:
-    def __init__(self, buf, path: str):
+    def __init__(self, buf, path: str, file_size: int | None = None):
         self.buf, self.size, self.pos, self.path = buf, len(buf), 0, path
+        self.file_size = len(buf) if file_size is None else file_size
+        self.prefix = self.size < self.file_size
         self.items, self.text = MAX_ITEMS, MAX_TEXT
         self.key = ""  # the metadata key being read, for messages
 
@@ -90,6 +96,8 @@ class _Cursor:
 
     def need(self, n: int, what: str) -> None:
         if n > self.size - self.pos:
+            if self.prefix and n <= self.file_size - self.pos:
+                raise BeyondPrefix(self.path, f"{what} runs past the first {self.size} bytes read")
             raise self.error(f"truncated GGUF file: {what} runs past the end of the file")
 
     def take(self, fmt: str, size: int):
@@ -178,16 +186,20 @@ class _Cursor:
             if pos <= size:
                 self.pos = pos
                 return
+        if self.prefix:
+            raise BeyondPrefix(self.path, f"an array of strings runs past the first {size} bytes read")
         raise self.error("truncated GGUF file: an array of strings runs past the end of the file")
 
 
-def read_header(buf, path: str) -> Header:
-    """Parse the header of a GGUF in `buf` (bytes or an mmap); raises GgufError only for bad input."""
+def read_header(buf, path: str, file_size: int | None = None) -> Header:
+    """Parse the header of a GGUF in `buf` (bytes or an mmap); raises GgufError only for bad input.
+    `file_size` larger than buf: buf holds only the start of the file; BeyondPrefix when the header
+    needs more of it (a value that runs past the end of the whole file is 'truncated' at once)."""
     if len(buf) < 24:
         raise GgufError(path, f"not a GGUF file ({len(buf)} bytes, too short for a GGUF header)")
     if buf[:4] != _MAGIC:
         raise GgufError(path, "not a GGUF file (no GGUF magic at the start)")
-    c = _Cursor(buf, path)
+    c = _Cursor(buf, path, file_size)
     c.pos = 4
     version = c.u32()
     if version not in (2, 3):

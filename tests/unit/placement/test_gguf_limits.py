@@ -144,3 +144,29 @@ def test_per_layer_arrays_longer_than_64_layers_are_kept(tmp_path):
     p = write_gguf(tmp_path / "p.gguf", tensors=base_tensors(80), llama__block_count=u32(80),
                    llama__attention__head_count_kv=array(U32, 80, struct.pack("<80I", *kv)))
     assert read_gguf_facts(p).head_count_kv == kv
+
+
+def test_the_header_is_read_into_memory_never_mapped(tmp_path, monkeypatch):
+    """A file truncated while mapped faults its reader (SIGBUS kills the daemon): the header is read with
+    pread in growing prefixes (1 MiB, then 4x) instead, and a header bigger than the first read still
+    parses whole."""
+    import mmap
+
+    import struct
+
+    from xgen_declare.placement import gguf_facts
+    from xgen_declare.testing.hostile_gguf import STRING, array, base_metadata, write_gguf
+
+    def no_mmap(*a, **k):
+        raise AssertionError("mmap used")
+
+    monkeypatch.setattr(mmap, "mmap", no_mmap)
+    path = tmp_path / "m.gguf"
+    tokens = b"".join(struct.pack("<Q", 12) + b"token-%06d" % i for i in range(120_000))  # 2.4 MB of strings
+    write_gguf(path, {**base_metadata(), "tokenizer.ggml.tokens": array(STRING, 120_000, tokens)})
+    reads: list[int] = []
+    real_pread = gguf_facts.os.pread
+    monkeypatch.setattr(gguf_facts.os, "pread", lambda fd, n, off: reads.append(n) or real_pread(fd, n, off))
+    facts = gguf_facts.read_gguf_facts(str(path))
+    assert facts.block_count > 0
+    assert reads[0] == 1 << 20 and reads[-1] > reads[0], reads
