@@ -17,7 +17,7 @@ from anyio import to_thread
 
 from xgen_declare.manifests.load import load_paths
 from xgen_declare.states import State
-from xgen_declare.http.security import Scrubber
+from xgen_declare.http.security import ApiProblem, Scrubber
 from xgen_declare.router.activity import Tracker
 from xgen_declare.router.errors import RouterError
 from xgen_declare.router.keys import KeyCache
@@ -244,7 +244,12 @@ class Router:
                                   "or set api.token_file / XGEN_API_TOKEN", code="model_idle", state=st.value)
             if route.on_demand and wakeable and may_wake and (last_wake is None or now - last_wake >= REWAKE):
                 last_wake = now
-                wake = await self.ctx.call(lambda d: self.ondemand.wake(d, name))
+                try:
+                    wake = await self.ctx.call(lambda d: self.ondemand.wake(d, name))
+                except ApiProblem as exc:  # the control loop's inbox is full, or it did not answer in time
+                    retry = exc.extra.get("retry_after")
+                    raise RouterError(503, exc.detail, code="daemon_busy",
+                                      headers={"Retry-After": str(retry)} if retry else None) from None
                 if not wake.ok:
                     extra = {"short_mib": wake.short_mib} if wake.short_mib else {}
                     raise RouterError(503, wake.reason, code="insufficient_memory" if wake.short_mib else

@@ -146,3 +146,23 @@ def test_with_a_token_a_get_may_wake(tmp_path):
         assert r.status_code == 503 and r.json()["error"]["message"].startswith("lazy cannot start: binary ")
     finally:
         stop(a, t)
+
+
+def test_a_wake_that_finds_the_loop_busy_is_an_openai_503_with_retry_after(api, monkeypatch):
+    """#21 finding 5's bounded inbox, seen from /v1: a full inbox answered the client in the management
+    API's shape ({"status": "error", ...}); an OpenAI client reads {"error": {...}}."""
+    from xgen_declare.errors import LoopBusy
+
+    api.hand("lazy.yaml", "lazy", activation="on-demand", backend="llama-server-cpu")
+    api.daemon.file_changed()
+    wait_idle(api, "lazy")
+
+    def busy(fn):
+        raise LoopBusy("the daemon is busy: 64 requests already wait for its control loop; try again in a moment")
+
+    monkeypatch.setattr(api.daemon, "submit", busy)
+    r = api.client.post("/v1/completions", json={"model": "lazy"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    assert r.json()["error"] == {
+        "message": "the daemon is busy: 64 requests already wait for its control loop; try again in a moment",
+        "type": "server_error", "param": None, "code": "daemon_busy"}
