@@ -300,9 +300,11 @@ def _admit(ledger: Ledger, d: Demand) -> Entry:
     budgets = _budgets(ledger, d.gpus)
     pred = None
     if d.auto and d.previous is not None and d.running:
-        ngl, split = d.previous
-        keep = predict(d.facts, d.settings, d.gpus, ngl, split if len(d.gpus) > 1 else [], d.rule,
-                       n_cpu_moe=d.cpu_moe_now())
+        # keep the started-with value of each `auto` field; an explicit one is what will be rendered
+        ngl = d.previous[0] if d.n_gpu_layers == "auto" else d.n_gpu_layers
+        split = d.previous[1] if d.tensor_split == "auto" else list(d.tensor_split)
+        moe = d.cpu_moe_now() if d.n_cpu_moe == "auto" else int(d.n_cpu_moe)
+        keep = predict(d.facts, d.settings, d.gpus, ngl, split if len(d.gpus) > 1 else [], d.rule, n_cpu_moe=moe)
         if not budgets or fits(keep, budgets):
             pred = keep
     if pred is None:

@@ -108,3 +108,23 @@ def test_a_running_auto_model_keeps_the_n_its_record_says(tmp_path, mixtral):
     kept = run(tmp_path, doc("mixtral", **spec), seen=seen)
     assert kept.plan.ledger.entry("mixtral").n_cpu_moe == n + 3  # still fits: no restart to shave 3 layers
     assert _flag(kept.desired.rendered["mixtral"].argv, "--n-cpu-moe") == str(n + 3)
+
+
+def test_a_running_auto_model_with_an_edited_explicit_layer_count_is_predicted_with_the_new_count(tmp_path,
+                                                                                                mixtral):
+    """Keeping the started-with values applies to the `auto` fields only: n_cpu_moe: auto with
+    n_gpu_layers edited from 20 to 30 is predicted (and rendered) with 30, not the record's 20."""
+    spec = dict(model_path=mixtral, backend="llama-server-cuda", gpus=[0], ctx_size=8192, parallel=1,
+                n_cpu_moe="auto", n_gpu_layers=30)
+    first = run(tmp_path, doc("mixtral", **spec))
+    want = first.wants["mixtral"]
+    n = first.plan.ledger.entry("mixtral").n_cpu_moe + 2  # fits too: kept
+    base = dict(spec_hash="old", argv=("llama-server",), port=want.port, backend=want.backend, gpus=want.gpus)
+    seen = {"mixtral": Seen("mixtral", State.READY, True, **base,
+                            placement={"n_gpu_layers": 20, "tensor_split": [], "n_cpu_moe": n})}
+    p = run(tmp_path, doc("mixtral", **spec), seen=seen)
+    entry = p.plan.ledger.entry("mixtral")
+    assert (entry.n_gpu_layers, entry.n_cpu_moe) == (30, n)
+    assert entry.cpu_moe_bytes == (n - 3) * expert_bytes_per_layer(read_gguf_facts(mixtral))[0]  # 0-2: on the CPU
+    argv = p.desired.rendered["mixtral"].argv
+    assert (_flag(argv, "--n-gpu-layers"), _flag(argv, "--n-cpu-moe")) == ("30", str(n))
