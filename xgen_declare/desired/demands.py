@@ -94,7 +94,7 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
                settings=_settings(decl, backend),
                n_cpu_moe=spec.n_cpu_moe if backend.startswith("llama-server") else 0)
     if not gpus:
-        d.n_gpu_layers, d.tensor_split, d.n_cpu_moe = 0, [], 0
+        d.n_gpu_layers, d.tensor_split = 0, []  # n_cpu_moe: auto is 0 without GPUs (choose), N is rendered as N
     path = res.model_path
     fallback = ("n_gpu_layers: auto is left to llama-server's --fit" if spec.n_gpu_layers == "auto"
                 else "the manifest's explicit values are used")
