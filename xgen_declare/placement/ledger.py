@@ -338,7 +338,8 @@ def _llama_collision(ledger: Ledger, d: Demand, pred: Prediction, budgets: list[
     hints = []
     try:
         split = d.tensor_split if d.tensor_split == "auto" else list(d.tensor_split)
-        best = choose(d.facts, d.settings, budgets, "auto", split, d.rule, n_cpu_moe=d.n_cpu_moe)  # type: ignore[arg-type]
+        best = choose(d.facts, d.settings, budgets, "auto", split, d.rule,  # type: ignore[arg-type]
+                      n_cpu_moe=d.n_cpu_moe)
         if best.n_gpu_layers > 0 and d.n_gpu_layers != "auto":
             hints.append(f"try n_gpu_layers ≤ {best.n_gpu_layers}")
         elif d.n_gpu_layers != "auto":

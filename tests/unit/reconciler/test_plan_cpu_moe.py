@@ -128,3 +128,25 @@ def test_a_running_auto_model_with_an_edited_explicit_layer_count_is_predicted_w
     assert entry.cpu_moe_bytes == (n - 3) * expert_bytes_per_layer(read_gguf_facts(mixtral))[0]  # 0-2: on the CPU
     argv = p.desired.rendered["mixtral"].argv
     assert (_flag(argv, "--n-gpu-layers"), _flag(argv, "--n-cpu-moe")) == ("30", str(n))
+
+
+def test_plan_and_fit_print_the_same_choice(tmp_path, mixtral, cli):
+    """The CLI doors: `plan --inventory` prints the ledger note, `fit --n-cpu-moe auto` the same N."""
+    host = tmp_path / "host.json"
+    host.write_text(json.dumps(HOST))
+    mdir = tmp_path / "m"
+    mdir.mkdir()
+    (mdir / "models.yaml").write_text(doc("mixtral", model_path=mixtral, backend="llama-server-cuda", gpus=[0],
+                                          ctx_size=8192, parallel=1, n_cpu_moe="auto"))
+    fit = cli("fit", mixtral, "--ctx-size", "8192", "--parallel", "1", "--gpus", "0", "--inventory", str(host),
+              "--n-cpu-moe", "auto", "-o", "json").json()
+    n = fit["n_cpu_moe"]
+    assert n > 0 and fit["n_gpu_layers"] == 33
+    r = cli("plan", str(mdir), "--inventory", str(host))
+    assert r.code == 0, r.err
+    note = next(line for line in r.out.splitlines() if "n_cpu_moe" in line)
+    assert note.startswith(f"note: placement: mixtral: n_cpu_moe {n} (auto): {fit['cpu_moe_mib']:.0f} MiB of expert "
+                           f"weights of layers 0-{n - 1} in host memory; model weights ")
+    rendered = cli("render", str(mdir), "--inventory", str(host), "-o", "json").json()
+    argv = rendered[0]["argv"]
+    assert argv[argv.index("--n-cpu-moe") + 1] == str(n)
