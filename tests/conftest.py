@@ -93,3 +93,4 @@ def clear_probe_caches():
     from xgen_declare.inventory import llama_build
     llama_build.clear_cache()
     dialect._cache.clear()
+    dialect._flags.clear()

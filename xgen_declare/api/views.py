@@ -65,7 +65,8 @@ def memory_json(entry, rec: Record | None) -> dict | None:
     out: dict = {"measured_mib": measured}
     if entry is not None:
         out.update({"source": entry.source, "bytes": dict(entry.use), "blocked": entry.blocked,
-                    "n_gpu_layers": entry.n_gpu_layers, "tensor_split": entry.tensor_split})
+                    "n_gpu_layers": entry.n_gpu_layers, "tensor_split": entry.tensor_split,
+                    "n_cpu_moe": entry.n_cpu_moe, "cpu_moe_bytes": entry.cpu_moe_bytes})
     return out
 
 

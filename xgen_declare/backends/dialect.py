@@ -7,6 +7,9 @@ llama.cpp changed its flags in 2026:
   old: integer -ngl (999 = all), `--mlock`, no `--fit`, `-fa` is a plain switch.
 The result is cached by binary path + mtime + size (in memory and under $XDG_CACHE_HOME). When the
 binary cannot be probed (a preview for another host) the inventory's word is used, else "new".
+
+The same `--help` says which of the flags a rendered option depends on (`KNOWN_FLAGS`, e.g.
+`--n-cpu-moe`, which both dialects have from mid-2025 on) the build offers: `help_flags`.
 """
 
 from __future__ import annotations
@@ -19,12 +22,19 @@ from xgen_declare.inventory.model import Inventory
 from xgen_declare.inventory.probecache import ProbeCache, binary_key
 
 _cache = ProbeCache("llama-server-dialects.json")
+_flags = ProbeCache("llama-server-flags.json")
+KNOWN_FLAGS = ("--n-cpu-moe",)  # flags that a manifest field renders only where the build has them
 
 
 def dialect_from_help(text: str) -> str:
     if re.search(r"--fit\b", text) or "--load-mode" in text:
         return "new"
     return "old"
+
+
+def flags_from_help(text: str) -> list[str]:
+    """Which of KNOWN_FLAGS `--help` lists (`--n-cpu-moe`, not `--n-cpu-moe-draft`)."""
+    return [f for f in KNOWN_FLAGS if re.search(re.escape(f) + r"(?![\w-])", text)]
 
 
 def probe_dialect(binary: str, timeout: float = 15.0) -> str | None:
@@ -36,6 +46,12 @@ def probe_dialect(binary: str, timeout: float = 15.0) -> str | None:
     dialect = _cache.get(key)
     if dialect is not None:
         return dialect or None  # FAILED ("") earlier in this process
+    _probe(path, key, timeout)
+    return _cache.get(key) or None
+
+
+def _probe(path: str, key: str, timeout: float) -> None:
+    """One `--help` run fills both caches (dialect and flags), or records the failure in both."""
     try:
         proc = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL, errors="replace")
@@ -45,9 +61,26 @@ def probe_dialect(binary: str, timeout: float = 15.0) -> str | None:
         dialect = None
     if dialect is None:
         _cache.remember_failure(key)
+        _flags.remember_failure(key)
     else:
         _cache.put(key, dialect)
-    return dialect
+        _flags.put(key, flags_from_help(text))
+
+
+def help_flags(backend: str, binary: str, timeout: float = 15.0) -> frozenset[str] | None:
+    """Which of KNOWN_FLAGS the llama-server `binary` lists in its `--help`; None when it cannot be
+    probed here (a preview for another host: the flags are rendered as asked)."""
+    if not backend.startswith("llama-server"):
+        return None
+    path = shutil.which(binary)
+    key = binary_key(path) if path else None
+    if key is None:
+        return None
+    found = _flags.get(key)
+    if found is None:
+        _probe(path, key, timeout)  # type: ignore[arg-type]
+        found = _flags.get(key)
+    return frozenset(found) if isinstance(found, list) else None
 
 
 def dialect_for(backend: str, binary: str, inventory: Inventory) -> str | None:

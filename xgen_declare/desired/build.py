@@ -84,7 +84,7 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     for res in models:
         entry = desired.ledger.entry(res.name) if desired.ledger else None
         if entry is not None and entry.resolved:
-            res = with_placement(res, entry.n_gpu_layers, entry.tensor_split)
+            res = with_placement(res, entry.n_gpu_layers, entry.tensor_split, entry.n_cpu_moe)
         desired.resolved[res.name] = res
         try:
             desired.rendered[res.name] = renderer.render(res, ports[res.name])

@@ -23,7 +23,7 @@ from xgen_declare.placement.memory import ContextSettings
 from xgen_declare.placement.predict import require_supported
 from xgen_declare.placement.vllm_checks import TP, Blocker, find_config, vllm_problems, weights_bytes
 
-__all__ = ["devices_of", "demand_for", "facts_of", "previous_values", "place"]
+__all__ = ["devices_of", "demand_for", "facts_of", "previous_values", "previous_cpu_moe", "place"]
 
 # (path, st_dev, st_ino, st_size, st_mtime_ns) -> the facts, or the GgufError the file gave
 _FACTS: dict[tuple[str, int, int, int, int], GgufFacts | GgufError] = {}
@@ -91,9 +91,10 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
     d = Demand(decl.name, backend, "llama", gpus=gpus, running=running, actual=actual,
                n_gpu_layers=spec.n_gpu_layers, tensor_split=spec.tensor_split,
                rule=OUTPUT_LAST if backend == "llama-cpp-python" else OUTPUT_FIRST,
-               settings=_settings(decl, backend))
+               settings=_settings(decl, backend),
+               n_cpu_moe=spec.n_cpu_moe if backend.startswith("llama-server") else 0)
     if not gpus:
-        d.n_gpu_layers, d.tensor_split = 0, []
+        d.n_gpu_layers, d.tensor_split = 0, []  # n_cpu_moe: auto is 0 without GPUs (choose), N is rendered as N
     path = res.model_path
     fallback = ("n_gpu_layers: auto is left to llama-server's --fit" if spec.n_gpu_layers == "auto"
                 else "the manifest's explicit values are used")
@@ -111,6 +112,7 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
         return d
     if running and seen is not None:
         d.previous = previous_values(getattr(seen, "placement", None), d.facts.block_count)
+        d.previous_cpu_moe = previous_cpu_moe(getattr(seen, "placement", None))
     return d
 
 
@@ -155,6 +157,14 @@ def previous_values(placed: Any, n_layer: int) -> tuple[int, list[float]] | None
     ngl = n_layer + 1 if ngl < 0 else min(ngl, n_layer + 1)
     floats = [float(x) for x in split if isinstance(x, (int, float))] if isinstance(split, list) else []
     return ngl, floats
+
+
+def previous_cpu_moe(placed: Any) -> int | None:
+    """The --n-cpu-moe a running process was started with (recorded when not 0); None when not recorded."""
+    if not isinstance(placed, Mapping):
+        return None
+    n = placed.get("n_cpu_moe", 0 if "n_gpu_layers" in placed else None)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
 
 
 def demands(models: list[Resolved], inventory: Inventory, seen: Mapping[str, Any] | None = None) -> list[Demand]:

@@ -26,7 +26,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from xgen_declare.backends.families import DEFAULT_BINARY, READINESS_PATH, model_family
-from xgen_declare.backends.dialect import dialect_for
+from xgen_declare.backends.dialect import dialect_for, help_flags
 from xgen_declare.backends.pinning import pinning_env
 from xgen_declare.config import Config
 from xgen_declare.errors import FileRefused, Problem, RenderError
@@ -224,6 +224,7 @@ class Renderer:
         spec_data["model_path"] = res.model_path
         if spec_data.get("tensor_split") == "auto":  # not resolved by placement: llama.cpp's default split
             spec_data["tensor_split"] = []
+        spec_data["n_cpu_moe"] = self._n_cpu_moe(res, family, binary, warnings)
         context = {
             "name": decl.name, "spec": spec_data, "backend": backend, "binary": binary,
             "host": spec.host, "port": port.port, "dialect": dialect or "new",
@@ -241,6 +242,9 @@ class Renderer:
             raise RenderError(f"template {template} does not pass the repository on (no --hf-repo in its output); "
                               f"{spec.model_path} is downloaded by llama-server, see the shipped template",
                               field="spec.model_path")
+        if spec_data["n_cpu_moe"] and "--n-cpu-moe" not in argv:
+            raise RenderError(f"template {template} does not pass n_cpu_moe on (no --n-cpu-moe in its output); "
+                              "see the shipped template", field="spec.n_cpu_moe")
         workers = self._rpc_workers(decl, family, binary, template, argv, warnings)
         host_for_url = f"[{spec.host}]" if ":" in spec.host else spec.host
         return Rendered(
@@ -251,6 +255,26 @@ class Renderer:
             backend_note=selection.explain() if selection.noteworthy else None,
             binary_from_manifest=bool(spec.binary), gpus=spec.gpus, file=decl.file, secret_env=secret_env,
             warnings=warnings, workers=workers, placement=res.placement_values())
+
+    def _n_cpu_moe(self, res: Resolved, family: str, binary: str, warnings: list[str]) -> int:
+        """The --n-cpu-moe to render: the manifest's number or placement's choice for `auto`; only for a
+        llama-server whose --help lists the flag (a build that cannot be probed here gets it as asked)."""
+        n = res.spec.n_cpu_moe
+        if n == "auto":  # not resolved: placement unknown (see the ledger's warning)
+            warnings.append("n_cpu_moe: auto was not resolved (placement unknown): no --n-cpu-moe, every expert "
+                            "weight stays with its layer; give a layer count to keep some in host memory")
+            return 0
+        if not n:
+            return 0
+        if family != "llama-server":
+            raise RenderError(f"n_cpu_moe only applies to llama-server backends, and {res.backend} was chosen",
+                              field="spec.n_cpu_moe", hint="remove n_cpu_moe or choose a llama-server backend")
+        flags = help_flags(res.backend or "", binary)
+        if flags is not None and "--n-cpu-moe" not in flags:
+            raise RenderError(f"{binary} has no --n-cpu-moe (its --help does not list it; llama.cpp added it in "
+                              "August 2025)", field="spec.n_cpu_moe",
+                              hint="update llama.cpp, or remove n_cpu_moe")
+        return int(n)
 
     def _rpc_workers(self, decl: ModelDecl, family: str, binary: str, template: str, argv: list[str],
                      warnings: list[str]) -> list[WorkerSpec]:

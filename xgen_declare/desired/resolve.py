@@ -61,8 +61,11 @@ class Resolved:
         if self.kind != "llama" or self.backend is None:
             return None
         split = self.spec.tensor_split
-        return {"n_gpu_layers": self.spec.n_gpu_layers,
-                "tensor_split": [float(x) for x in split] if isinstance(split, list) else split}
+        out = {"n_gpu_layers": self.spec.n_gpu_layers,
+               "tensor_split": [float(x) for x in split] if isinstance(split, list) else split}
+        if self.spec.n_cpu_moe:  # recorded only when set: records of models without it stay as they were
+            out["n_cpu_moe"] = self.spec.n_cpu_moe
+        return out
 
 
 def resolve(decl: ModelDecl, inventory: Inventory) -> Resolved:
@@ -99,10 +102,13 @@ def resolve_model_path(model_path: str, manifest_file: str | None) -> str:
     return model_path
 
 
-def with_placement(res: Resolved, n_gpu_layers: int | None, tensor_split: list | None) -> Resolved:
+def with_placement(res: Resolved, n_gpu_layers: int | None, tensor_split: list | None,
+                   n_cpu_moe: int | None = None) -> Resolved:
     """`auto` replaced by the chosen numbers (rendered explicitly, so llama-server's --fit is off)."""
     spec = res.spec
     update: dict = {}
+    if spec.n_cpu_moe == "auto":
+        update["n_cpu_moe"] = n_cpu_moe or 0
     if spec.n_gpu_layers == "auto" and n_gpu_layers is not None:
         update["n_gpu_layers"] = n_gpu_layers
     if spec.tensor_split == "auto":

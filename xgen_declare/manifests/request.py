@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
     model_validator
 
 from xgen_declare.backends.families import model_family
-from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems
+from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems, gguf_repo
 from xgen_declare.manifests.fields import (ArgvHost, ArgvPath,
                                            NoNewline, RayCluster, RolloutSpec, RpcWorker, _ray_problems,
                                            _reject_control, _rpc_problems, not_a_flag, parse_duration)
@@ -45,7 +45,7 @@ CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_
 LLAMA_ONLY = {
     "n_gpu_layers": -1, "main_gpu": 0, "split_mode": "layer", "tensor_split": [],
     "ctx_size": None, "parallel": None, "cache_type_k": "f16", "cache_type_v": "f16",
-    "flash_attn": "auto", "threads": None, "pooling": None, "mlock": False,
+    "flash_attn": "auto", "threads": None, "pooling": None, "mlock": False, "n_cpu_moe": 0,
 }
 VLLM_ONLY = {
     "tensor_parallel_size": 1, "pipeline_parallel_size": 1, "gpu_memory_utilization": 0.9,
@@ -99,6 +99,10 @@ class ModelLoadRequest(BaseModel):
     cache_type_v: CacheType = "f16"
     flash_attn: Literal["on", "off", "auto"] = "auto"
     threads: int | None = Field(None, ge=1, description="CPU threads for CPU layers")
+    n_cpu_moe: int | Literal["auto"] = Field(
+        0, description='llama-server --n-cpu-moe: keep the MoE expert weights of the first N layers in host '
+        'memory (0 = off); "auto" = the fewest layers that let the model fit its GPU(s), chosen at plan time '
+        "from the GGUF header and rendered as a number")
     pooling: Literal["none", "mean", "cls", "last", "rank"] | None = Field(
         None, description="Embeddings pooling; default mean for server_type embedding")
     mlock: bool = False
@@ -184,6 +188,13 @@ class ModelLoadRequest(BaseModel):
             raise ValueError('must be -1 or "all" (every layer), 0 (CPU only), a positive layer count, or "auto"')
         return value
 
+    @field_validator("n_cpu_moe", mode="before")
+    @classmethod
+    def _cpu_moe(cls, value: object) -> object:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise ValueError("must be auto or a layer count >= 0 (0 = off), e.g. n_cpu_moe: auto or n_cpu_moe: 12")
+
     @field_validator("gpu_memory_utilization")
     @classmethod
     def _gmu(cls, value: float) -> float:
@@ -233,6 +244,7 @@ class ModelLoadRequest(BaseModel):
         if self.idle_timeout is not None and self.activation != "on-demand":
             problems.append(("idle_timeout", "only applies to activation: on-demand (an always model is never "
                              "stopped for being idle); remove it or set activation: on-demand"))
+        problems.extend(_cpu_moe_problems(self, family))
         problems.extend(_rpc_problems(self, family))
         problems.extend(_ray_problems(self, family))
         if self.pooling is not None and self.server_type != "embedding":
@@ -267,6 +279,19 @@ class ModelLoadRequest(BaseModel):
 
     def is_set(self, field_name: str) -> bool:
         return field_name in self.model_fields_set
+
+
+def _cpu_moe_problems(spec: ModelLoadRequest, family: str) -> list[tuple[str, str]]:
+    """n_cpu_moe is llama-server's --n-cpu-moe; `auto` reads the model's GGUF header at plan time."""
+    if spec.n_cpu_moe == 0 or family != "llama":
+        return []  # off, or a vLLM model (reported with the other llama.cpp-only fields)
+    if spec.backend == "llama-cpp-python":
+        return [("n_cpu_moe", "only applies to llama-server backends, llama-cpp-python has no --n-cpu-moe; "
+                 "remove it or use a llama-server backend, e.g. backend: auto")]
+    if spec.n_cpu_moe == "auto" and gguf_repo(spec.model_path, spec.hf_file) is not None:
+        return [("n_cpu_moe", "auto reads the model's GGUF header, and a HuggingFace repository is downloaded "
+                 "only by llama-server; give a layer count such as n_cpu_moe: 12, or a local .gguf file")]
+    return []
 
 
 class CrossFieldErrors(ValueError):

@@ -69,6 +69,8 @@ class Demand:
     tensor_split: list[float] | str = field(default_factory=list)
     rule: Rule = OUTPUT_FIRST
     previous: tuple[int, list[float]] | None = None  # n_gpu_layers / tensor_split it was started with
+    n_cpu_moe: int | str = 0  # llama-server --n-cpu-moe: N or "auto" (placement/choose.py)
+    previous_cpu_moe: int | None = None  # the --n-cpu-moe it was started with (its state record)
     # vLLM
     gpu_memory_utilization: float = 0.0
     problems: list[str] = field(default_factory=list)  # failed pre-checks: each blocks the model
@@ -76,7 +78,13 @@ class Demand:
 
     @property
     def auto(self) -> bool:
-        return self.n_gpu_layers == "auto" or self.tensor_split == "auto"
+        return self.n_gpu_layers == "auto" or self.tensor_split == "auto" or self.n_cpu_moe == "auto"
+
+    def cpu_moe_now(self) -> int:
+        """The --n-cpu-moe a running process was started with: its record's, else the manifest's number."""
+        if self.previous_cpu_moe is not None:
+            return self.previous_cpu_moe
+        return self.n_cpu_moe if isinstance(self.n_cpu_moe, int) else 0
 
 
 @dataclass
@@ -88,7 +96,9 @@ class Entry:
     blocked_field: str = "n_gpu_layers"  # the manifest field a blocked model's report points at
     n_gpu_layers: int | None = None  # resolved values to render (auto) or the explicit ones
     tensor_split: list[float] | None = None
-    resolved: bool = False  # n_gpu_layers / tensor_split were `auto` and are now numbers
+    resolved: bool = False  # n_gpu_layers / tensor_split / n_cpu_moe were `auto` and are now numbers
+    n_cpu_moe: int | None = None  # --n-cpu-moe to render (auto resolved) or the explicit one
+    cpu_moe_bytes: int = 0  # expert weights that --n-cpu-moe keeps in host memory (counted in use["host"])
     detail: dict[str, dict[str, int]] = field(default_factory=dict)  # device -> weights/kv/compute bytes
     gpu_memory_utilization: float | None = None  # vLLM
 
@@ -168,7 +178,8 @@ class Ledger:
                 "models": {e.name: _mib(e.use[d.key]) for e in self.entries if e.use.get(d.key) and not e.blocked},
             })
         models = [{"name": e.name, "source": e.source, "blocked": e.blocked, "n_gpu_layers": e.n_gpu_layers,
-                   "tensor_split": e.tensor_split, "resolved": e.resolved,
+                   "tensor_split": e.tensor_split, "resolved": e.resolved, "n_cpu_moe": e.n_cpu_moe,
+                   "cpu_moe_mib": _mib(e.cpu_moe_bytes),
                    "per_device_mib": {k: _mib(v) for k, v in e.use.items()}} for e in self.entries]
         return {"margin_mib": self.margin_mib, "devices": devices, "models": models, "notes": list(self.notes),
                 "warnings": dict(self.warnings)}
@@ -207,6 +218,8 @@ def build_ledger(devices: list[Device], demands: list[Demand], margin_mib: int =
             ledger.warnings[d.name] = d.warning
         elif entry.source == "predicted" and d.facts is not None and (named := design(d.facts, d.settings)):
             ledger.notes.append(f"{d.name}: KV cache modelled as {named}")
+        if entry.cpu_moe_bytes and not d.warning:
+            ledger.notes.append(_cpu_moe_note(d, entry))
         if entry.blocked and d.running and d.actual:
             # its process keeps running (a blocked restart): what it holds stays used
             ledger.entries.append(Entry(f"{d.name} (running)", dict(d.actual), "measured"))
@@ -243,7 +256,7 @@ def _current_use(d: Demand, devices: list[Device]) -> dict[str, int]:
     if ngl == "auto" or split == "auto":
         return {}
     try:
-        return _use(predict(d.facts, d.settings, d.gpus, ngl, list(split), d.rule))
+        return _use(predict(d.facts, d.settings, d.gpus, ngl, list(split), d.rule, n_cpu_moe=d.cpu_moe_now()))
     except Exception:  # as _admit_one: what this model holds is unknown, the others go on
         return {}
 
@@ -276,24 +289,30 @@ def _detail(pred: Prediction) -> dict[str, dict[str, int]]:
 def _admit(ledger: Ledger, d: Demand) -> Entry:
     explicit_ngl = None if d.n_gpu_layers == "auto" else d.n_gpu_layers
     explicit_split = None if d.tensor_split == "auto" else list(d.tensor_split)
+    explicit_moe = d.n_cpu_moe if isinstance(d.n_cpu_moe, int) else None
     if d.facts is None:
         return Entry(d.name, {}, "unknown", n_gpu_layers=explicit_ngl if isinstance(explicit_ngl, int) else None,
-                     tensor_split=explicit_split)
+                     tensor_split=explicit_split, n_cpu_moe=explicit_moe)
     if d.running and not d.changing and d.actual:
         ngl, split = d.previous or (explicit_ngl, explicit_split)
         return Entry(d.name, dict(d.actual), "measured", n_gpu_layers=ngl if isinstance(ngl, int) else None,
-                     tensor_split=split, resolved=d.auto)
+                     tensor_split=split, resolved=d.auto, n_cpu_moe=d.cpu_moe_now())
     budgets = _budgets(ledger, d.gpus)
     pred = None
     if d.auto and d.previous is not None and d.running:
-        ngl, split = d.previous
-        keep = predict(d.facts, d.settings, d.gpus, ngl, split if len(d.gpus) > 1 else [], d.rule)
+        # keep the started-with value of each `auto` field; an explicit one is what will be rendered
+        ngl = d.previous[0] if d.n_gpu_layers == "auto" else d.n_gpu_layers
+        split = d.previous[1] if d.tensor_split == "auto" else list(d.tensor_split)
+        moe = d.cpu_moe_now() if d.n_cpu_moe == "auto" else int(d.n_cpu_moe)
+        keep = predict(d.facts, d.settings, d.gpus, ngl, split if len(d.gpus) > 1 else [], d.rule, n_cpu_moe=moe)
         if not budgets or fits(keep, budgets):
             pred = keep
     if pred is None:
-        pred = choose(d.facts, d.settings, budgets, d.n_gpu_layers, d.tensor_split, d.rule)
+        pred = choose(d.facts, d.settings, budgets, d.n_gpu_layers, d.tensor_split, d.rule, n_cpu_moe=d.n_cpu_moe)
     entry = Entry(d.name, _use(pred), "predicted", n_gpu_layers=pred.n_gpu_layers,
-                  tensor_split=[float(x) for x in pred.tensor_split], resolved=d.auto, detail=_detail(pred))
+                  tensor_split=[float(x) for x in pred.tensor_split], resolved=d.auto, detail=_detail(pred),
+                  n_cpu_moe=pred.n_cpu_moe if d.n_cpu_moe == "auto" else explicit_moe,
+                  cpu_moe_bytes=pred.cpu_moe_bytes)
     if budgets and not fits(pred, budgets):
         entry.blocked = _llama_collision(ledger, d, pred, budgets)
     elif ledger.enforce_host and not ledger.shared():
@@ -318,12 +337,18 @@ def _llama_collision(ledger: Ledger, d: Demand, pred: Prediction, budgets: list[
     text = _collision_text(ledger, d.name, mine, where, key)
     hints = []
     try:
-        best = choose(d.facts, d.settings, budgets, "auto",  # type: ignore[arg-type]
-                      d.tensor_split if d.tensor_split == "auto" else list(d.tensor_split), d.rule)
+        split = d.tensor_split if d.tensor_split == "auto" else list(d.tensor_split)
+        best = choose(d.facts, d.settings, budgets, "auto", split, d.rule,  # type: ignore[arg-type]
+                      n_cpu_moe=d.n_cpu_moe)
         if best.n_gpu_layers > 0 and d.n_gpu_layers != "auto":
             hints.append(f"try n_gpu_layers ≤ {best.n_gpu_layers}")
         elif d.n_gpu_layers != "auto":
             hints.append("try n_gpu_layers: 0 (CPU only)")
+        if d.n_cpu_moe != "auto" and d.backend.startswith("llama-server"):
+            moe = choose(d.facts, d.settings, budgets, d.n_gpu_layers, split, d.rule,  # type: ignore[arg-type]
+                         n_cpu_moe="auto")
+            if moe.n_cpu_moe and fits(moe, budgets):
+                hints.append(f"try n_cpu_moe: auto ({moe.n_cpu_moe} layers' expert weights in host memory)")
     except (GgufError, ValueError):
         pass
     move = _llama_move(ledger, d, pred.n_gpu_layers)
@@ -333,6 +358,17 @@ def _llama_collision(ledger: Ledger, d: Demand, pred: Prediction, budgets: list[
     if other is not None:
         hints.append(other)
     return text + ("; " + " or ".join(hints) if hints else "")
+
+
+def _cpu_moe_note(d: Demand, entry: Entry) -> str:
+    """How much --n-cpu-moe put where: the expert weights kept in host memory, the weights on the GPU(s)."""
+    n = entry.n_cpu_moe or 0
+    gpu = {k: v["weights"] for k, v in entry.detail.items() if k != HOST and v.get("weights")}
+    on_gpus = ", ".join(f"{v / MIB:.0f} MiB on {k}" for k, v in gpu.items()) or "none on a GPU"
+    how = " (auto)" if d.n_cpu_moe == "auto" else ""
+    layers = "layer 0" if n == 1 else f"layers 0-{n - 1}"
+    return (f"{d.name}: n_cpu_moe {n}{how}: {entry.cpu_moe_bytes / MIB:.0f} MiB of expert weights of {layers} "
+            f"in host memory; model weights {on_gpus}")
 
 
 def _move_other(ledger: Ledger, key: str, need: int, exclude: list[int]) -> str | None:

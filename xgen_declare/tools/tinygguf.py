@@ -23,6 +23,9 @@ Layout
 * a ChatML chat template (``tokenizer.chat_template``), recognised by
   llama-server (``chatml``) and llama-cpp-python (``chatml``), so
   ``/v1/chat/completions`` works on both;
+* with ``n_expert=E`` (>= 2) each layer's FFN is a Mixtral-style mixture of E experts (2 used per token):
+  ``ffn_gate_inp`` + ``ffn_(gate|up|down)_exps``, the tensors llama-server's ``--n-cpu-moe N`` keeps in
+  host memory;
 * with ``embedding=True`` the file also sets ``llama.pooling_type = MEAN`` so
   ``/v1/embeddings`` returns one pooled vector of length ``n_embd`` per input
   (llama-server ``--embedding --pooling mean``; llama-cpp-python
@@ -103,6 +106,7 @@ def write_tiny_gguf(
     n_embd: int = 64,
     n_layer: int = 2,
     seed: int = 0,
+    n_expert: int = 0,
 ) -> Path:
     """Write a tiny deterministic llama GGUF to ``path`` and return it as a Path.
 
@@ -116,6 +120,8 @@ def write_tiny_gguf(
         raise ValueError(f"n_embd must be a positive multiple of 32, got {n_embd}")
     if n_layer < 1:
         raise ValueError(f"n_layer must be >= 1, got {n_layer}")
+    if n_expert == 1 or n_expert < 0:
+        raise ValueError(f"n_expert must be 0 (dense) or >= 2, got {n_expert}")
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +151,9 @@ def write_tiny_gguf(
     w.add_rope_freq_base(10000.0)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(n_vocab)
+    if n_expert:
+        w.add_expert_count(n_expert)
+        w.add_expert_used_count(2)
     if embedding:
         w.add_pooling_type(gguf.PoolingType.MEAN)
 
@@ -178,6 +187,14 @@ def write_tiny_gguf(
         w.add_tensor(f"{p}.attn_v.weight", rand(n_embd, n_embd, std=proj_std))
         w.add_tensor(f"{p}.attn_output.weight", attn_out)
         w.add_tensor(f"{p}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        if n_expert:
+            down = rand(n_expert, n_embd, n_ff, std=proj_std)
+            down[:, 0, :] = 0.0
+            w.add_tensor(f"{p}.ffn_gate_inp.weight", rand(n_expert, n_embd, std=proj_std))
+            w.add_tensor(f"{p}.ffn_gate_exps.weight", rand(n_expert, n_ff, n_embd, std=proj_std))
+            w.add_tensor(f"{p}.ffn_up_exps.weight", rand(n_expert, n_ff, n_embd, std=proj_std))
+            w.add_tensor(f"{p}.ffn_down_exps.weight", down)
+            continue
         w.add_tensor(f"{p}.ffn_gate.weight", rand(n_ff, n_embd, std=proj_std))
         w.add_tensor(f"{p}.ffn_up.weight", rand(n_ff, n_embd, std=proj_std))
         w.add_tensor(f"{p}.ffn_down.weight", ffn_down)
@@ -207,9 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--n-embd", type=int, default=64)
     ap.add_argument("--n-layer", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-expert", type=int, default=0, help="experts per layer (MoE); 0 = dense")
     args = ap.parse_args(argv)
     out = write_tiny_gguf(args.out, embedding=args.embedding, n_embd=args.n_embd,
-                          n_layer=args.n_layer, seed=args.seed)
+                          n_layer=args.n_layer, seed=args.seed, n_expert=args.n_expert)
     print(f"{out} ({out.stat().st_size} bytes)")
     return 0
 

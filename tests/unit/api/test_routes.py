@@ -249,6 +249,21 @@ def test_memory_from_the_ledger(api):
     assert float(line[len(prefix):]) == memory["bytes"]["host"]
 
 
+def test_n_cpu_moe_through_load_is_in_the_memory_view(api):
+    """#25 item 2 at the API's door: `load` takes n_cpu_moe like a manifest, and the model's memory view
+    says what was decided (on this GPU-less host every layer is on the CPU: no expert bytes moved)."""
+    tinygguf = pytest.importorskip("xgen_declare.tools.tinygguf")
+    tinygguf.write_tiny_gguf(api.manifests / "tiny-moe.gguf", n_expert=4)
+    api.client.post(P + "/load?wait=3", json={"name": "moe", "model_path": "tiny-moe.gguf",
+                                              "backend": "llama-server-cpu", "n_cpu_moe": 1})
+    memory = api.client.get(P + "/models/moe").json()["memory"]
+    assert (memory["n_cpu_moe"], memory["cpu_moe_bytes"]) == (1, 0)
+    bad = api.client.post(P + "/load", json={"name": "bad", "model_path": "tiny-moe.gguf", "n_cpu_moe": "all"})
+    assert bad.status_code == 422
+    assert bad.json()["errors"] == [{"field": "spec.n_cpu_moe", "hint": "", "message": "must be auto or a layer "
+                                     "count >= 0 (0 = off), e.g. n_cpu_moe: auto or n_cpu_moe: 12"}]
+
+
 # ---- #21 finding 5: reads never queue on the control loop; a full inbox answers 503 ---------------------
 
 def test_plan_and_detail_answer_while_the_loop_is_held_and_its_inbox_full(api):

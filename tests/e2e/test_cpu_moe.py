@@ -1,0 +1,52 @@
+"""`n_cpu_moe: N` end to end: the daemon renders `--n-cpu-moe N` for the real CPU llama-server, which
+accepts it, loads a tiny random-weight MoE GGUF (tools/tinygguf, 4 experts per layer) and answers /health
+and a completion. `auto` on a host without GPUs resolves to 0: no flag (nothing to keep off a GPU)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.e2e.test_cpu_backends import complete, write_config
+
+
+def moe_manifest(name: str, model: Path, n_cpu_moe: int | str) -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: xgen/v1
+        kind: Model
+        metadata: {{name: {name}}}
+        spec:
+          model_path: {json.dumps(str(model))}
+          backend: llama-server-cpu
+          ctx_size: 512
+          threads: 1
+          n_cpu_moe: {n_cpu_moe}
+          ready_timeout: 60
+          stop_grace: 5
+        """)
+
+
+def test_rendered_n_cpu_moe_starts_the_cpu_llama_server(tmp_path, llama_server_binary, daemon_factory):
+    from xgen_declare.tools.tinygguf import write_tiny_gguf
+
+    model = write_tiny_gguf(tmp_path / "tiny-moe.gguf", n_expert=4)
+    d = tmp_path / "manifests"
+    d.mkdir()
+    write_config(d, llama_server_binary, 18460)
+    (d / "moe.yaml").write_text(moe_manifest("moe", model, 1))
+    (d / "moe-auto.yaml").write_text(moe_manifest("moe-auto", model, "auto"))
+    daemon = daemon_factory(d)
+    daemon.start()
+    st = daemon.wait_ready(["moe", "moe-auto"], timeout=90)
+    argv = psutil.Process(st["moe"]["pid"]).cmdline()
+    assert argv[argv.index("--n-cpu-moe") + 1] == "1"
+    assert "--n-cpu-moe" not in psutil.Process(st["moe-auto"]["pid"]).cmdline()
+    for name in ("moe", "moe-auto"):
+        base = st[name]["endpoint"].removesuffix("/v1")
+        health = httpx.get(f"{base}/health", timeout=10)
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert complete(st["moe"]["endpoint"])["usage"]["completion_tokens"] >= 1

@@ -1,0 +1,48 @@
+"""`n_cpu_moe: auto | N` (llama-server --n-cpu-moe): the exact messages a user sees for a bad value or a
+backend that has no such flag."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import model_yaml
+from xgen_declare.manifests.load import load_paths
+
+
+def problems_of(write, text: str) -> list[str]:
+    write("m.yaml", text)
+    return [p.format()[len(p.file) + 1:] for p in load_paths([str(write.root)]).problems]
+
+
+@pytest.mark.parametrize("value", ["auto", 0, 12])
+def test_auto_or_a_count_is_valid(write, value):
+    assert problems_of(write, model_yaml(n_cpu_moe=value)) == []
+
+
+@pytest.mark.parametrize("value", [-1, "all", 1.5, True, None])
+def test_a_bad_value_names_the_field_and_gives_an_example(write, value):
+    assert problems_of(write, model_yaml(n_cpu_moe=value)) == [
+        "6: spec.n_cpu_moe: must be auto or a layer count >= 0 (0 = off), e.g. n_cpu_moe: auto or n_cpu_moe: 12"]
+
+
+def test_default_is_off(write):
+    write("m.yaml", model_yaml())
+    assert load_paths([str(write.root)]).models[0].spec.n_cpu_moe == 0
+
+
+def test_llama_cpp_python_has_no_n_cpu_moe(write):
+    assert problems_of(write, model_yaml(backend="llama-cpp-python", n_cpu_moe="auto")) == [
+        "7: spec.n_cpu_moe: only applies to llama-server backends, llama-cpp-python has no --n-cpu-moe "
+        "(remove it or use a llama-server backend, e.g. backend: auto)"]
+
+
+def test_vllm_models_have_no_n_cpu_moe(write):
+    assert problems_of(write, model_yaml(model_path="org/model", n_cpu_moe=4)) == [
+        "7: spec.n_cpu_moe: only applies to llama.cpp backends and would be ignored here (remove it)"]
+
+
+def test_auto_needs_a_local_gguf_not_a_repository(write):
+    assert problems_of(write, model_yaml(model_path="org/model-GGUF:Q4_K_M", n_cpu_moe="auto")) == [
+        "7: spec.n_cpu_moe: auto reads the model's GGUF header, and a HuggingFace repository is downloaded "
+        "only by llama-server (give a layer count such as n_cpu_moe: 12, or a local .gguf file)"]
+    assert problems_of(write, model_yaml(model_path="org/model-GGUF:Q4_K_M", n_cpu_moe=12)) == []
