@@ -5,7 +5,6 @@ llama-server argv carries `--n-cpu-moe N`. Sparse Mixtral-8x7B-shaped GGUF (real
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 
@@ -19,6 +18,8 @@ from xgen_declare.reconciler.apply import compute
 from xgen_declare.reconciler.plan import BLOCKED, START, Seen
 from xgen_declare.states import State
 from xgen_declare.testing.synthetic import write_sparse_gguf
+
+from .test_plan_placement import doc
 
 HOST = {  # one 24 GiB GPU: Mixtral Q4_0 (~24.6 GiB of weights) does not fit it with every expert
     "gpus": [{"index": 0, "vendor": "nvidia", "type": "nvidia", "memory_total_mib": 24564, "memory_free_mib": 24000}],
@@ -34,13 +35,6 @@ def mixtral(tmp_path_factory):
                                  vocab=False))
 
 
-def doc(name, **spec):
-    return textwrap.dedent(f"""\
-        apiVersion: xgen/v1
-        kind: Model
-        metadata: {{name: {name}}}
-        spec: {json.dumps(spec)}
-        """)
 
 
 def run(tmp_path, *docs, seen=None):
