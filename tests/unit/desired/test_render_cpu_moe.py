@@ -3,7 +3,6 @@ lists the flag (fake binaries printing the captured help texts of tests/fixtures
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
