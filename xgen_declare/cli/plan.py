@@ -59,8 +59,9 @@ def command(dirs: tuple[str, ...], output: str, inventory_file: str | None) -> i
     models it collides with and what would fit.
 
     Exit code 1 when a manifest or the config has errors (printed as FILE:LINE: field: message; the
-    plan keeps such a model's last good process), or when the port range has no port left for some
-    models (they are named; the plan Blocks them and starts the others)."""
+    plan keeps such a model's last good process), when a model file is there but is no usable GGUF, or
+    when the port range has no port left for some models (they are named; the plan Blocks them and
+    starts the others)."""
     result = compute_plan(dirs, inventory_file)
     show(result, output)
     return exit_code(result)
@@ -68,11 +69,14 @@ def command(dirs: tuple[str, ...], output: str, inventory_file: str | None) -> i
 
 def exit_code(result: Pass) -> int:
     """Invalid input (README "Exit codes"), 1: a manifest or the config has errors (a broken file, a
-    hostile entry skipped by the walk, a model that cannot be rendered), or the port range has no port
-    left for some models. The plan is printed all the same; warnings alone are 0."""
+    hostile entry skipped by the walk, a model that cannot be rendered), a model file is there but no
+    usable GGUF (crafted, truncated, a FIFO), or the port range has no port left for some models. The
+    plan is printed all the same; warnings alone (a model file not there yet, an architecture placement
+    does not model) are 0."""
     desired = result.desired
     if desired is None:
         return ExitCode.OK
     broken = any(p.severity == "error" for p in desired.load.problems) or any(
         p.severity == "error" for probs in desired.problems.values() for p in probs)
-    return ExitCode.INVALID_INPUT if broken or desired.unported else ExitCode.OK
+    bad_files = result.plan.ledger.bad_files if result.plan.ledger is not None else []
+    return ExitCode.INVALID_INPUT if broken or desired.unported or bad_files else ExitCode.OK

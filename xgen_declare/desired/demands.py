@@ -60,20 +60,28 @@ def facts_of(path: str) -> GgufFacts:
             _FACTS.clear()
         _FACTS[key] = found
     if isinstance(found, GgufError):
-        raise GgufError(found.path, found.message)  # a fresh one: re-raising one object grows its traceback
+        raise type(found)(found.path, found.message)  # a fresh one: re-raising one object grows its traceback
     return found
+
+
+class UnusableFile(GgufError):
+    """The model file is there but is no usable GGUF (truncated, crafted, not GGUF, a FIFO): invalid input,
+    unlike a file not there yet or an architecture placement does not model (README "Exit codes")."""
 
 
 def _read_facts(path: str) -> GgufFacts | GgufError:
     try:
         facts = read_gguf_facts(path)
-        require_supported(facts)
-        return facts
     except GgufError as exc:
-        return exc
+        return UnusableFile(exc.path, exc.message)
     except Exception as exc:  # a bug in placement: this model's placement is unknown, the others go on
         log.debug("reading %s for placement failed", path, exc_info=True)
         return GgufError(path, f"cannot be read for placement ({type(exc).__name__}: {exc})")
+    try:
+        require_supported(facts)
+    except GgufError as exc:
+        return exc
+    return facts
 
 
 def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand | None:
@@ -109,6 +117,7 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
         d.facts = facts_of(path)
     except GgufError as exc:
         d.warning = f"placement unknown: {exc}; {fallback}"
+        d.bad_file = isinstance(exc, UnusableFile)
         return d
     if running and seen is not None:
         d.previous = previous_values(getattr(seen, "placement", None), d.facts.block_count)

@@ -75,6 +75,7 @@ class Demand:
     gpu_memory_utilization: float = 0.0
     problems: list[str] = field(default_factory=list)  # failed pre-checks: each blocks the model
     warning: str | None = None  # placement unknown (unreadable GGUF, no config.json, ...)
+    bad_file: bool = False  # the warning is about the model file itself: there, but no usable GGUF
 
     @property
     def auto(self) -> bool:
@@ -111,6 +112,7 @@ class Ledger:
     margin_mib: int = 1024
     notes: list[str] = field(default_factory=list)  # about the host (memory overcommit of the host)
     warnings: dict[str, str] = field(default_factory=dict)  # model -> why its placement is unknown
+    bad_files: list[str] = field(default_factory=list)  # models whose file is there but no usable GGUF
     enforce_host: bool = False  # host memory is a budget (placement.host_memory_mib), not only a note
 
     def entry(self, name: str) -> Entry | None:
@@ -216,6 +218,8 @@ def build_ledger(devices: list[Device], demands: list[Demand], margin_mib: int =
         ledger.entries.append(entry)
         if d.warning:
             ledger.warnings[d.name] = d.warning
+            if d.bad_file:
+                ledger.bad_files.append(d.name)
         elif entry.source == "predicted" and d.facts is not None and (named := design(d.facts, d.settings)):
             ledger.notes.append(f"{d.name}: KV cache modelled as {named}")
         if entry.cpu_moe_bytes and not d.warning:

@@ -215,8 +215,9 @@ def test_a_hostile_gguf_is_one_models_warning_and_the_others_are_placed(tmp_path
 
 @pytest.mark.parametrize("kind", ["string_count", "nested", "fifo"])
 def test_plan_render_and_fit_on_a_hostile_gguf_exit_like_any_unreadable_one(cli, tmp_path, models, kind):
-    """`plan`, `render` and `export` warn 'placement unknown' and go on (exit 0, as for a file that is not
-    GGUF); `fit MODEL.gguf` has nothing else to say: invalid input, exit 1. Never 70 (internal error)."""
+    """`render` and `export` warn 'placement unknown' and go on (exit 0); `plan` prints the whole plan and
+    exits 1 (a model file that is there but no usable GGUF is invalid input, README "Exit codes"); `fit
+    MODEL.gguf` has nothing else to say: exit 1. Never 70 (internal error), never a hang."""
     host = tmp_path / "host.yaml"
     host.write_text(json.dumps(HOST))
     mdir = tmp_path / "v"
@@ -228,7 +229,7 @@ def test_plan_render_and_fit_on_a_hostile_gguf_exit_like_any_unreadable_one(cli,
             n_gpu_layers="auto")]))
     state = ["--state-dir", str(tmp_path / "state")]
     r = within(30, lambda: cli("plan", str(mdir), "--inventory", str(host), *state), "plan")
-    assert r.code == 0, r.err
+    assert r.code == 1, r.err
     assert f"warning: bad: placement unknown: {bad}: " in r.err and "internal error" not in r.err
     assert "good" in r.out and "GPU1" in r.out  # the ledger still places the good model
     r = within(30, lambda: cli("render", str(mdir), "--inventory", str(host), "-o", "json", *state), "render")
