@@ -12,7 +12,7 @@ import time
 import httpx
 
 from xgen_declare.testing.harness import free_port
-from xgen_declare.testing.slowloris import SlowClient
+from xgen_declare.testing.slowloris import SlowClient, drip_all
 
 from .conftest import manifest
 from .test_api import P, wait_up
@@ -30,14 +30,7 @@ def test_slowloris_neither_stalls_the_api_nor_the_control_loop(host):
     resource.prlimit(daemon.pid, resource.RLIMIT_NOFILE, (1024, 1024))  # as on the host of the finding
     slow = [SlowClient(port) for _ in range(SLOW)]
     stop = threading.Event()
-
-    def drip():
-        while not stop.wait(1.0):
-            for s in slow:
-                s.drip()
-
-    dripper = threading.Thread(target=drip, daemon=True)
-    dripper.start()
+    dripper = drip_all(slow, stop)
     try:
         t0 = time.monotonic()
         r = httpx.get(base + P + "/models", timeout=5)

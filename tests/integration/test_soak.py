@@ -20,7 +20,7 @@ import time
 import httpx
 
 from xgen_declare.testing.harness import free_port
-from xgen_declare.testing.slowloris import SlowClient
+from xgen_declare.testing.slowloris import SlowClient, drip_all
 
 from .conftest import FAST, manifest
 from .test_api import P, wait_up
@@ -68,18 +68,12 @@ def test_slowloris_plan_flood_and_100_streams_at_once_while_a_killed_backend_res
     flooded: dict = {}
     streamed: dict = {}
     slow = [SlowClient(port) for _ in range(SLOW)]
-
-    def drip() -> None:
-        while not stop.wait(1.0):
-            for s in slow:
-                s.drip()
-
-    workers = [threading.Thread(target=drip, daemon=True),
-               threading.Thread(target=flood, args=(base, stop, flooded), daemon=True)]
+    workers = [threading.Thread(target=flood, args=(base, stop, flooded), daemon=True)]
     workers += [threading.Thread(target=hold_streams, args=(base, stop, streamed, lock), daemon=True)
                 for _ in range(STREAMS)]
     for w in workers:
         w.start()
+    workers.append(drip_all(slow, stop))
     try:
         time.sleep(2.0)  # every attack under way
         t0 = time.monotonic()

@@ -130,6 +130,17 @@ class _Handler(BaseHTTPRequestHandler):
                 cgi.kill()
                 cgi.wait()
 
+    def _copy(self, cgi: subprocess.Popen, left: int) -> bool:
+        """`left` bytes of the request body into the CGI's stdin; False when the client went away first."""
+        assert cgi.stdin is not None
+        while left:
+            data = self.rfile.read(min(CHUNK, left))
+            if not data:
+                return False
+            cgi.stdin.write(data)
+            left -= len(data)
+        return True
+
     def _feed(self, cgi: subprocess.Popen, length: str | None) -> None:
         """The request body into the CGI's stdin, as it arrives (Content-Length, chunked, or none)."""
         assert cgi.stdin is not None
@@ -140,22 +151,11 @@ class _Handler(BaseHTTPRequestHandler):
                     if size == 0:
                         self.rfile.readline()
                         break
-                    left = size
-                    while left:
-                        data = self.rfile.read(min(CHUNK, left))
-                        if not data:
-                            return
-                        cgi.stdin.write(data)
-                        left -= len(data)
+                    if not self._copy(cgi, size):
+                        return
                     self.rfile.readline()
             elif length:
-                left = int(length)
-                while left:
-                    data = self.rfile.read(min(CHUNK, left))
-                    if not data:
-                        return
-                    cgi.stdin.write(data)
-                    left -= len(data)
+                self._copy(cgi, int(length))
         except (OSError, ValueError):
             pass
         finally:

@@ -4,6 +4,7 @@ request line and a header, then one header byte per `drip()`, and never ends its
 from __future__ import annotations
 
 import socket
+import threading
 
 MODELS = b"/api/management/models"
 
@@ -33,3 +34,16 @@ class SlowClient:
             self.answer += data
             self.closed = not data
         return True
+
+
+def drip_all(clients: list[SlowClient], stop: threading.Event, every: float = 1.0) -> threading.Thread:
+    """A started thread that sends one more header byte on each client every `every` seconds until `stop`."""
+
+    def drip() -> None:
+        while not stop.wait(every):
+            for c in clients:
+                c.drip()
+
+    thread = threading.Thread(target=drip, name="slowloris", daemon=True)
+    thread.start()
+    return thread

@@ -13,7 +13,7 @@ import pytest
 
 from xgen_declare.api.server import ApiServer
 from xgen_declare.testing.harness import free_port
-from xgen_declare.testing.slowloris import SlowClient
+from xgen_declare.testing.slowloris import SlowClient, drip_all
 
 from .conftest import make_api, stop
 
@@ -100,14 +100,7 @@ def test_slowloris_is_shed_and_a_normal_request_still_answers(serve):
     slow = [SlowClient(server.port) for _ in range(250)]
     most = 0
     stop_dripping = threading.Event()
-
-    def drip():  # one more header byte a second on each connection still open
-        while not stop_dripping.wait(1.0):
-            for s in slow:
-                s.drip()
-
-    dripper = threading.Thread(target=drip, daemon=True)
-    dripper.start()
+    dripper = drip_all(slow, stop_dripping)  # one more header byte a second on each connection still open
     try:
         settle = time.monotonic() + 2
         while time.monotonic() < settle and sum(s.is_closed() for s in slow) < 150:
