@@ -4,30 +4,16 @@ and a completion. `auto` on a host without GPUs resolves to 0: no flag (nothing 
 
 from __future__ import annotations
 
-import json
-import textwrap
 from pathlib import Path
 
 import httpx
 import psutil
 
-from tests.e2e.test_cpu_backends import complete, write_config
+from tests.e2e.test_cpu_backends import complete, manifest, write_config
 
 
 def moe_manifest(name: str, model: Path, n_cpu_moe: int | str) -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: xgen/v1
-        kind: Model
-        metadata: {{name: {name}}}
-        spec:
-          model_path: {json.dumps(str(model))}
-          backend: llama-server-cpu
-          ctx_size: 512
-          threads: 1
-          n_cpu_moe: {n_cpu_moe}
-          ready_timeout: 60
-          stop_grace: 5
-        """)
+    return manifest(name, model, "llama-server-cpu") + f"  n_cpu_moe: {n_cpu_moe}\n"
 
 
 def test_rendered_n_cpu_moe_starts_the_cpu_llama_server(tmp_path, llama_server_binary, daemon_factory):
