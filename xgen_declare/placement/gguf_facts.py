@@ -130,6 +130,9 @@ def _read_header(fd: int, size: int, path: str) -> Header:
     want = 1 << 20
     while True:
         head = os.pread(fd, min(size, want), 0)
+        if len(head) < min(size, want):
+            raise GgufError(path, "the file shrank while it was read (being rewritten?); it is read again when it "
+                            "changes")
         try:
             return read_header(head, path, file_size=size)
         except BeyondPrefix:

@@ -170,3 +170,13 @@ def test_the_header_is_read_into_memory_never_mapped(tmp_path, monkeypatch):
     facts = gguf_facts.read_gguf_facts(str(path))
     assert facts.block_count > 0
     assert reads[0] == 1 << 20 and reads[-1] > reads[0], reads
+
+
+def test_a_file_that_shrinks_while_read_is_a_gguf_error(tmp_path, monkeypatch):
+    from xgen_declare.placement import gguf_facts
+
+    p = write_gguf(tmp_path / "a.gguf")
+    real_pread = gguf_facts.os.pread
+    monkeypatch.setattr(gguf_facts.os, "pread", lambda fd, n, off: real_pread(fd, n, off)[:100])
+    assert refused(p, seconds=5) == ("the file shrank while it was read (being rewritten?); it is read again when it "
+                                     "changes")
