@@ -8,6 +8,7 @@ A corrupt record is reported on stderr and skipped (the log of NAME.log is shown
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
 import time
@@ -21,6 +22,7 @@ from xgen_declare.readers.bounded import opened
 from xgen_declare.cli.common import complete_model_names, eprint, get_globals, global_options
 
 FOLLOW_POLL = 0.2
+FOLLOW_CHUNK = 1 << 20
 
 
 def printable(text: str) -> str:
@@ -63,10 +65,11 @@ def _print_tail(f, lines: int) -> None:
 
 def _follow(f) -> None:
     f.seek(0, os.SEEK_END)
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character cut between pieces stays whole
     while True:
-        chunk = f.read()
+        chunk = f.read(FOLLOW_CHUNK)  # a burst of output is printed in pieces, never read whole into memory
         if chunk:
-            sys.stdout.write(printable(chunk.decode(errors="replace")))
+            sys.stdout.write(printable(text.decode(chunk)))
             sys.stdout.flush()
             continue
         if os.fstat(f.fileno()).st_size < f.tell():  # rotated (copy-truncate): start from the top
