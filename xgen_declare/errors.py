@@ -21,6 +21,8 @@
                                    retryable (network, 5xx) (store/)
      +-- SourceError               a git source (git+URL, the config's `source:`) is invalid: 1 INVALID_INPUT
                                    `field`, `message` and `hint` (sources/spec.py)
+     +-- SecretFileError           a model's secret file (api_key_file, token file) cannot be read 1 INVALID_INPUT
+                                   at its spawn: the model is Blocked with the reason (processes/)
     (http.security.ApiSetupError: the API cannot or may not listen                               7 CANNOT_SERVE)
 
 A `Problem` is plain data so that it can be collected (validation reports *all* problems at once),
@@ -212,3 +214,11 @@ class SourceError(XgenError):
     def __init__(self, field: str, message: str, hint: str = ""):
         self.field, self.message, self.hint = field, message, hint
         super().__init__(f"{field}: {message}" + (f" ({hint})" if hint else ""))
+
+
+class SecretFileError(XgenError):
+    """A secret file named by a manifest (its value goes into the process's environment at spawn) cannot
+    be read: missing, not UTF-8, not a regular file or too large. The supervisor Blocks that model with
+    the message, which names the variable and the file; nothing else is affected."""
+
+    exit_code = ExitCode.INVALID_INPUT

@@ -54,8 +54,6 @@ class State(str, enum.Enum):
 
 # States in which a process of ours is (or should be) alive.
 RUNNING_STATES = frozenset({State.STARTING, State.READY, State.UNHEALTHY, State.STOPPING})
-# States that count as "serving" for `apply --wait`.
-SERVING_STATES = frozenset({State.READY})
 # States `apply --wait` stops waiting on (nothing more will happen without a daemon or an edit).
 SETTLED_STATES = frozenset({State.READY, State.STOPPED, State.BLOCKED, State.INVALID, State.FAILED,
                             State.CRASH_LOOP_BACK_OFF, State.IDLE})
@@ -83,11 +81,17 @@ def remove_listener(fn) -> None:
         _listeners.remove(fn)
 
 
-def transition(name: str, old: State, new: State, reason: str = "", detail: dict | None = None) -> State:
-    """The single place a model changes state: logs `name: OLD -> NEW (reason)`, tells the listeners
-    (`detail`: facts of the record such as restarts, pid, last_error) and returns NEW."""
+def transition(name: str, old: State, new: State, reason: str = "", detail: dict | None = None, *,
+               process: str | None = None) -> State:
+    """The single place a state changes: logs `name: OLD -> NEW (reason)`, tells the listeners
+    (`detail`: facts of the record such as restarts, pid, last_error) and returns NEW. `process`: the
+    change is one of a model's extra processes (a surge's new or old one, "surge process, pid 12"),
+    not the model's own state: it is logged as such and the listeners are not told."""
     if old != new:
-        log.info("%s: %s -> %s%s", name, old.value, new.value, f" ({reason})" if reason else "")
+        who = f"{name} ({process})" if process else name
+        log.info("%s: %s -> %s%s", who, old.value, new.value, f" ({reason})" if reason else "")
+        if process:
+            return new
         for fn in list(_listeners):
             try:
                 fn(name, old, new, reason, detail or {})

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from tests.e2e.conftest import post_json
-from xgen_declare.processes.procs import find_marked
+from xgen_declare.processes.pids import find_marked
 from xgen_declare.testing.harness import free_port
 
 

@@ -154,7 +154,7 @@ def test_edit_storm_never_two_processes_and_stop_on_exit(host):
     st = host.wait_ready("storm", "calm")
     calm = st["calm"]["pid"]
     owner = (host.state / "owner_id").read_text().strip()
-    from xgen_declare.processes.procs import find_marked
+    from xgen_declare.processes.pids import find_marked
 
     for i in range(100):  # 100 saves in about a second
         host.write("storm", ctx_size=1001 + i)

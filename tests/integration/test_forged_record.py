@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from xgen_declare.config import Reconciler
-from xgen_declare.processes import procs
+from xgen_declare.processes import pids
 from xgen_declare.processes.provenance import Provenance
 from xgen_declare.processes.state_store import OWNER_ENV, Record, StateStore
 from xgen_declare.processes.supervisor import Supervisor
@@ -31,7 +31,7 @@ def victim():
 
 
 def forge(store: StateStore, pid: int, marker: str) -> None:
-    ident = procs.identify(pid)
+    ident = pids.identify(pid)
     assert ident is not None
     store.save(Record(name="a", state=State.READY.value, backend="llama-server-cpu", pid=pid,
                       start_ticks=ident.start_ticks, boot_id=ident.boot_id, marker=marker, port=29441,
@@ -52,7 +52,7 @@ def test_a_forged_record_never_signals_an_unrelated_process_group(tmp_path, vict
         for _ in range(5):
             clock.advance(1.0)
             sup.tick()
-        assert victim.poll() is None and procs.group_alive(victim.pid)  # never signalled
+        assert victim.poll() is None and pids.group_alive(victim.pid)  # never signalled
         assert adopted_pid is None
         shown = marker.format(owner=store.owner_id()) if marker else "none recorded"
         assert error == (

@@ -14,7 +14,7 @@ import time
 import httpx
 import psutil
 
-from xgen_declare.processes.procs import find_marked
+from xgen_declare.processes.pids import find_marked
 
 from .conftest import manifest
 from .test_router import start_router

@@ -67,7 +67,7 @@ class ApiContext:
             states.add_listener(self.feeder.on_transition)
             states.add_listener(self.metrics.on_transition)
             self.daemon.pass_hooks.extend([self.feeder.on_pass, self.metrics.on_pass])
-            self.daemon.sup.on_event = self.bus.publish  # rollout events (supervisor.py)
+            self.daemon.sup.hooks.register_events(self.bus.publish)  # rollout events (supervisor.py)
             self._attached = True
             if self.router is not None:
                 self.router.attach()
@@ -80,6 +80,7 @@ class ApiContext:
             for hook in (self.feeder.on_pass, self.metrics.on_pass):
                 if hook in self.daemon.pass_hooks:
                     self.daemon.pass_hooks.remove(hook)
+            self.daemon.sup.hooks.unregister_events(self.bus.publish)
             if self.router is not None:
                 self.router.detach()
             self._attached = False

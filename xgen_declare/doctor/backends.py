@@ -11,7 +11,7 @@ from xgen_declare.backends.families import FAMILY, GPU_KIND
 from xgen_declare.config import Config
 from xgen_declare.inventory.llama_build import probe_llama_build
 from xgen_declare.inventory.model import Backend, Inventory
-from xgen_declare.inventory.proc import run_probe
+from xgen_declare.inventory.probe_command import run_probe
 from xgen_declare.inventory.probecache import ProbeCache, binary_key
 from xgen_declare.desired.rpc import worker_binary
 from xgen_declare.doctor.findings import DoctorHost, Finding

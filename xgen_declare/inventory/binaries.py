@@ -29,7 +29,7 @@ from xgen_declare.backends.dialect import probe_dialect
 from xgen_declare.config import Config
 from xgen_declare.inventory.llama_build import probe_llama_build
 from xgen_declare.inventory.model import Backend, Gpu
-from xgen_declare.inventory.proc import run_probe
+from xgen_declare.inventory.probe_command import run_probe
 
 SERVER_DEPS = ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
 PYTHON_TIMEOUT_S = 30.0

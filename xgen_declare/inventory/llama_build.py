@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from xgen_declare.inventory.probecache import ProbeCache, binary_key
-from xgen_declare.inventory.proc import run_probe
+from xgen_declare.inventory.probe_command import run_probe
 
 PROBE_TIMEOUT_S = 15.0
 

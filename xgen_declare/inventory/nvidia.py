@@ -12,7 +12,7 @@ import shutil
 from typing import Any, Callable
 
 from xgen_declare.inventory.model import Gpu
-from xgen_declare.inventory.proc import run_probe
+from xgen_declare.inventory.probe_command import run_probe
 
 SMI_QUERY = "index,uuid,name,pci.bus_id,memory.total,memory.free,driver_version"
 SMI_TIMEOUT_S = 10.0

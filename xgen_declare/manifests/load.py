@@ -185,9 +185,6 @@ def _load_file(path: Path, result: LoadResult) -> None:
             result.broken_files.add(str(path))
 
 
-_TOP_KEYS = ["apiVersion", "kind", "metadata", "spec"]
-
-
 def validate_document(doc: Document) -> tuple[ModelDecl | None, list[Problem]]:
     data = doc.data
     if not isinstance(data, dict):

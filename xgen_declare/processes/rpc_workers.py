@@ -25,7 +25,7 @@ from typing import Callable
 
 import psutil
 
-from xgen_declare.processes import procs
+from xgen_declare.processes import pids
 from xgen_declare.processes.logfiles import open_log
 from xgen_declare.processes.state_store import OWNER_ENV
 
@@ -112,7 +112,7 @@ class Workers:
         tracked = self.running.get(name)
         if tracked is None:  # adopted after a daemon restart: find them by their tag
             tracked = {}
-            for p in procs.find_marked(self.prefix(name)):
+            for p in pids.find_marked(self.prefix(name)):
                 try:
                     tracked[int(p.environ()[OWNER_ENV].split("/")[-2])] = p
                 except (psutil.Error, OSError, KeyError, ValueError):
@@ -127,7 +127,7 @@ class Workers:
     def stop(self, name: str) -> None:
         """Stop the model's workers (tracked, or found by tag) and wait until they are gone."""
         self.running.pop(name, None)
-        victims = [p for p in procs.find_marked(self.prefix(name)) if _alive(p)]
+        victims = [p for p in pids.find_marked(self.prefix(name)) if _alive(p)]
         if not victims:
             return
         for p in victims:

@@ -1,4 +1,4 @@
-"""The supervisor's surge rollout (a mixin of `Supervisor`): a new spec starts beside the old process and
+"""The supervisor's surge rollout (`Surges`, a collaborator: processes/core.py): a new spec starts beside the old process and
 takes over only once it is Ready (README "Rollouts", `rollout.strategy: surge`).
 
   start    `surge(p, spec, want)`: the new spec (rendered on a spare port by the planner) is spawned as
@@ -24,105 +24,82 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from typing import TYPE_CHECKING, Any, Callable
 
 from xgen_declare.placement.buffers import read_buffers
-from xgen_declare.processes import history, procs
+from xgen_declare.processes import history, pids
+from xgen_declare.processes.core import Core
+from xgen_declare.processes.lifecycle import Role, StopIntent
 from xgen_declare.processes.logfiles import tail
 from xgen_declare.processes.probes import probe_url
 from xgen_declare.processes.spec import Rendered, Want
 from xgen_declare.processes.state_store import Record
-from xgen_declare.states import State
-
-if TYPE_CHECKING:
-    from xgen_declare.processes.proc import Proc
+from xgen_declare.processes.supervised import Proc
+from xgen_declare.states import State, transition
 
 log = logging.getLogger("xgen_declare.processes.supervisor")
 
-SURGE, RETIRING = "surge", "retiring"
 # the old process is not stopped sooner than this after the swap, even with nothing counted on its port:
 # a request the router pointed at it just before the swap is counted (Tracker.bind) a moment later
 RETIRE_GRACE = 1.0
 CARRIED = ("held", "held_hash", "restarts", "manifest_error", "file", "last_good_spec_hash")  # model-level fields
 
 
-class SurgeMixin:
-    # attributes and methods of Supervisor (and its other mixins) used here
-    procs: dict[str, "Proc"]
-    store: Any
-    settings: Any
-    prober: Any
-    clock: Callable[[], float]
-    proc_root: str
-    on_event: Callable[..., None]
-    in_flight_at: Callable[[str, int], int]
-    owner: str
-    provenance: Callable[..., Any]
-    _new_proc: Callable[..., Any]
-    _spawn: Callable[..., Any]
-    _set: Callable[..., Any]
-    _begin_stop: Callable[..., Any]
-    _tick_stopping: Callable[..., Any]
-    _ready_spec: Callable[..., Any]
-    _drain_timeout: Callable[..., Any]
-    _probe_key: Callable[..., Any]
-    _log: Callable[..., Any]
-    _prefix: Callable[..., Any]
-    _write_history: Callable[..., Any]
-    _rollout_end: Callable[..., Any]
-    _close_history: Callable[..., Any]
-    _model_prefix: Callable[[str], str]
-    running: Callable[..., bool]
-    save: Callable[..., bool]
-    _gone: Callable[..., Any]
+class Surges:
+    """Surge rollouts of the supervisor's models (`core`)."""
+
+    def __init__(self, core: Core):
+        self.core = core
 
     # ---- start -------------------------------------------------------------------------------------
-    def surge(self, p: "Proc", spec: Rendered, want: Want | None, reason: str) -> None:
+    def surge(self, p: Proc, spec: Rendered, want: Want | None, reason: str) -> None:
         """Start `spec` beside the model's running process; it takes over once Ready."""
+        c = self.core
         if p.successor is not None:
             if p.successor.rec.spec_hash == spec.spec_hash():
                 return  # this surge is under way already
-            self.abort_surge(p, f"replaced by a newer spec ({reason})")
+            self.abort(p, f"replaced by a newer spec ({reason})")
         if p.retiring is not None:  # one old process at a time: the earlier one goes now
-            self._begin_stop(p.retiring, "a newer surge began", "retired")
+            c.begin_stop(p.retiring, "a newer surge began", StopIntent.RETIRED)
         # spec_hash: the old one, so the spawn opens the history entry old -> new and says rollout_started
-        s = self._new_proc(Record(name=p.rec.name, spec_hash=p.rec.spec_hash))
-        s.parent, s.role, s.spec, s.want = p, SURGE, spec, want
+        s = c.new_proc(Record(name=p.rec.name, spec_hash=p.rec.spec_hash))
+        s.parent, s.role, s.spec, s.want = p, Role.SURGE, spec, want
         p.successor = s
         log.info("%s: surge: starting spec %s on port %s beside pid %s (%s)", p.rec.name, spec.spec_hash(),
                  spec.port, p.rec.pid, reason)
-        self._spawn(s, f"surge: {reason}")
+        c.spawn(s, f"surge: {reason}")
         if s.state != State.STARTING:  # could not even be spawned
-            self._surge_failed(p, s.rec.last_error or "could not be started")
+            self.failed(p, s.rec.last_error or "could not be started")
 
     # ---- each tick ---------------------------------------------------------------------------------
-    def _tick_surge(self, p: "Proc", now: float) -> None:
+    def tick(self, p: Proc, now: float) -> None:
+        c = self.core
         s = p.successor
         if s is not None:
             if s.state == State.STOPPING:
-                self._tick_stopping(s, now)
-            elif not self.running(s):
-                self._gone(s)  # the one exit path: the surge failed
+                c.tick_stopping(s, now)
+            elif not c.running(s):
+                c.health.gone(s)  # the one exit path: the surge failed
             else:
                 self._probe_successor(p, s, now)
         r = p.retiring
         if r is not None:
             if r.state == State.STOPPING:
-                self._tick_stopping(r, now)
-            elif not self.running(r):
-                self._gone(r)  # the one exit path: only the model's own process remains
+                c.tick_stopping(r, now)
+            elif not c.running(r):
+                c.health.gone(r)  # the one exit path: only the model's own process remains
             elif now < r.next_probe_at:  # RETIRE_GRACE (a retiring process is never probed)
                 pass
-            elif not (busy := self.in_flight_at(p.rec.name, r.rec.port or 0)) or now >= (r.drain_deadline or 0):
+            elif not (busy := c.hooks.in_flight_at(p.rec.name, r.rec.port or 0)) or now >= (r.drain_deadline or 0):
                 if busy:
                     log.warning("%s: drain_timeout passed with %d request(s) on the old process: stopping it",
                                 p.rec.name, busy)
                 r.drain_deadline = None
-                self._begin_stop(r, "surge: replaced by the new process", "retired")
+                c.begin_stop(r, "surge: replaced by the new process", StopIntent.RETIRED)
 
-    def _probe_successor(self, p: "Proc", s: "Proc", now: float) -> None:
-        key = self._probe_key(s)
-        res = self.prober.result(key)
+    def _probe_successor(self, p: Proc, s: Proc, now: float) -> None:
+        c = self.core
+        key = c.probe_key(s)
+        res = c.prober.result(key)
         if res is not None:
             if res.ok:
                 self._swap(p, s, res.detail)
@@ -130,41 +107,44 @@ class SurgeMixin:
             s.last_probe = res.detail
         if now >= s.ready_deadline:
             detail = f": {s.last_probe}" if s.last_probe else ""
-            self._surge_failed(p, f"not ready after {s.rec.ready_timeout:g}s{detail}" + self._log_tail(s))
+            self.failed(p, f"not ready after {s.rec.ready_timeout:g}s{detail}" + self.log_tail(s))
             return
-        if not self.prober.busy(key) and s.rec.port:
-            self.prober.start(key, probe_url(s.rec.host, s.rec.port, s.rec.readiness_path))
+        if not c.prober.busy(key) and s.rec.port:
+            c.prober.start(key, probe_url(s.rec.host, s.rec.port, s.rec.readiness_path))
 
     # ---- the swap, and the old process's end ---------------------------------------------------------
-    def _swap(self, p: "Proc", s: "Proc", detail: str) -> None:
+    def _swap(self, p: Proc, s: Proc, detail: str) -> None:
         """The successor is Ready: it becomes the model's process; the old one drains, then stops."""
+        c = self.core
         old_rec, new_rec = p.rec, s.rec
         for name in CARRIED:
             setattr(new_rec, name, getattr(old_rec, name))
         new_rec.surge = None
         new_rec.restarts += 1  # a process replaced, as by recreate
-        old = self._new_proc(old_rec)
-        old.parent, old.role, old.popen, old.spec, old.want = p, RETIRING, p.popen, p.spec, p.want
-        old.drain_deadline = self.clock() + self._drain_timeout(s)
-        old.next_probe_at = self.clock() + RETIRE_GRACE
-        self.prober.forget(p.rec.name)
-        self.prober.forget(self._probe_key(s))
+        old = c.new_proc(old_rec)
+        old.parent, old.role, old.popen, old.spec, old.want = p, Role.RETIRING, p.popen, p.spec, p.want
+        old.drain_deadline = c.clock() + c.rollouts.drain_timeout(s)
+        old.next_probe_at = c.clock() + RETIRE_GRACE
+        c.prober.forget(p.rec.name)
+        c.prober.forget(c.probe_key(s))
         p.rec, p.popen, p.spec, p.want, p.successor = new_rec, s.popen, s.spec, s.want, None
         p.killed, p.probe_failures, p.last_probe = False, 0, ""
-        p.next_probe_at = self.clock() + self.settings.liveness_period
+        p.next_probe_at = c.clock() + c.settings.liveness_period
         p.backoff.healthy()
         p.retiring = old
-        old_rec.state = State.READY.value
+        old_rec.state = transition(old_rec.name, old_rec.state_enum, State.READY, "surge: replaced, drains",
+                                   process=f"{Role.RETIRING} process, pid {old_rec.pid}").value
         new_rec.ready_at, new_rec.last_error = time.time(), None
-        new_rec.buffers_mib = read_buffers(self._log(p), new_rec.gpus)  # placement ledger
-        self._ready_spec(p)
+        new_rec.buffers_mib = read_buffers(c.log_path(p), new_rec.gpus)  # placement ledger
+        c.rollouts.ready_spec(p)
         new_rec.retiring = old_rec.to_json()
         log.info("%s: surge: pid %s on port %s is Ready and serves; pid %s drains", new_rec.name, new_rec.pid,
                  new_rec.port, old_rec.pid)
-        self._set(p, State.READY, f"surge: new process Ready ({detail}); the old one drains")
+        c.set_state(p, State.READY, f"surge: new process Ready ({detail}); the old one drains")
 
-    def _side_gone(self, side: "Proc", reason: str) -> None:
+    def side_gone(self, side: Proc, reason: str) -> None:
         """A successor or retiring process is gone: only the model's own process remains."""
+        c = self.core
         p = side.parent
         assert p is not None
         if p.retiring is side:
@@ -172,23 +152,26 @@ class SurgeMixin:
             log.info("%s: surge: the old process is gone (%s)", p.rec.name, reason)
         elif p.successor is side:
             p.successor, p.rec.surge = None, None
-        self.save(p.rec)
+        c.records.save(p.rec)
 
-    def _save_side(self, side: "Proc") -> None:
+    def save_side(self, side: Proc) -> None:
+        c = self.core
         p = side.parent
         assert p is not None
         if p.successor is side:
             p.rec.surge = side.rec.to_json()
         elif p.retiring is side:
             p.rec.retiring = side.rec.to_json()
-        self.save(p.rec)
+        c.records.save(p.rec)
 
-    def _log_tail(self, s: "Proc") -> str:
-        lines = tail(self._log(s), 10)  # the successor's own log file
+    def log_tail(self, s: Proc) -> str:
+        c = self.core
+        lines = tail(c.log_path(s), 10)  # the successor's own log file
         return f"; last log lines:\n{lines}" if lines else ""
 
     # ---- failure and abort ----------------------------------------------------------------------------
-    def _surge_failed(self, p: "Proc", msg: str) -> None:
+    def failed(self, p: Proc, msg: str) -> None:
+        c = self.core
         s = p.successor
         if s is None:
             return
@@ -196,31 +179,33 @@ class SurgeMixin:
         failed = (s.want.planned_hash if s.want is not None else None) or s.rec.spec_hash or \
             (s.spec.spec_hash() if s.spec else None)
         self._kill_side(s)
-        closed = self._rollout_end(s, history.FAILED, msg)
+        closed = c.records.rollout_end(s, history.FAILED, msg)
         text = closed["detail"] if closed else msg
         p.rec.failed_spec_hash = failed
         p.rec.rollout_error = f"the rollout of spec {failed} failed (the old process kept serving): {msg}"
         log.warning("%s: surge: the new spec %s failed (%s); pid %s kept serving", p.rec.name, failed, text,
                     p.rec.pid)
-        self.on_event("rollout_failed", model=p.rec.name, from_hash=p.rec.spec_hash, to_hash=failed, error=text)
-        self._side_gone(s, msg)
+        c.hooks.event("rollout_failed", model=p.rec.name, from_hash=p.rec.spec_hash, to_hash=failed, error=text)
+        self.side_gone(s, msg)
 
-    def abort_surge(self, p: "Proc", reason: str) -> None:
+    def abort(self, p: Proc, reason: str) -> None:
         """End a surge under way without judging its spec (a newer spec, a revert, a stop)."""
+        c = self.core
         s = p.successor
         if s is None:
             return
         log.info("%s: surge of spec %s ended: %s", p.rec.name, s.rec.spec_hash, reason)
         self._kill_side(s)
-        self._rollout_end(s, history.INTERRUPTED, reason)
-        self._side_gone(s, reason)
+        c.records.rollout_end(s, history.INTERRUPTED, reason)
+        self.side_gone(s, reason)
 
-    def _kill_side(self, s: "Proc") -> None:
+    def _kill_side(self, s: Proc) -> None:
         """A successor never served: SIGKILL its group and its tagged escapees, and reap it."""
-        self.prober.forget(self._probe_key(s))
-        if s.rec.pid and self.running(s):
-            procs.signal_group(s.rec.pid, signal.SIGKILL)
-        procs.sweep(self._prefix(s), signal.SIGKILL)
+        c = self.core
+        c.prober.forget(c.probe_key(s))
+        if s.rec.pid and c.running(s):
+            pids.signal_group(s.rec.pid, signal.SIGKILL)
+        pids.sweep(c.prefix(s), signal.SIGKILL)
         if s.popen is not None:
             try:
                 s.popen.wait(timeout=2)
@@ -229,11 +214,12 @@ class SurgeMixin:
         s.rec.pid, s.popen = None, None
 
     # ---- adoption ------------------------------------------------------------------------------------
-    def _settle_interrupted_surge(self, p: "Proc") -> None:
+    def settle_interrupted(self, p: Proc) -> None:
         """At load: a successor (still starting when the last daemon died) is killed: the plan starts the
         surge again; a retiring process is stopped. Either way one process per model remains."""
-        for key, what in (("surge", "the new process of an interrupted surge"),
-                          ("retiring", "the old process of an interrupted surge")):
+        c = self.core
+        for key, what in ((Role.SURGE.value, "the new process of an interrupted surge"),
+                          (Role.RETIRING.value, "the old process of an interrupted surge")):
             data = getattr(p.rec, key)
             if not data:
                 continue
@@ -241,24 +227,24 @@ class SurgeMixin:
                 side = Record.from_json(data)
             except (TypeError, ValueError):
                 side = None
-            if side is not None and procs.owned(side.pid, side.start_ticks, side.boot_id, side.marker,
-                                                self._model_prefix(p.rec.name), self.proc_root):
+            if side is not None and pids.owned(side.pid, side.start_ticks, side.boot_id, side.marker,
+                                                c.model_prefix(p.rec.name), c.proc_root):
                 log.warning("%s: %s (pid %s) is stopped after the daemon restart", p.rec.name, what, side.pid)
-                procs.signal_group(side.pid, signal.SIGKILL)
+                pids.signal_group(side.pid, signal.SIGKILL)
             if side is not None and side.marker:
-                procs.sweep(side.marker, signal.SIGKILL)
+                pids.sweep(side.marker, signal.SIGKILL)
             if side is not None and side.rollout is not None:
-                self._close_history(p.rec.name, side.rollout, history.INTERRUPTED,
+                c.records.close_history(p.rec.name, side.rollout, history.INTERRUPTED,
                                     "the daemon restarted during a surge")
             setattr(p.rec, key, None)
         rec = p.rec
-        if procs.owned(rec.pid, rec.start_ticks, rec.boot_id, rec.marker, self._model_prefix(rec.name),
-                       self.proc_root):
+        if pids.owned(rec.pid, rec.start_ticks, rec.boot_id, rec.marker, c.model_prefix(rec.name),
+                       c.proc_root):
             # a process of this model that no record names (spawned while the state dir could not be
             # written, e.g. a successor) is an orphan beside the adopted one: never two live
-            for orphan in procs.find_marked(self._model_prefix(rec.name)):
-                if not procs.tag_of(orphan, "").startswith(rec.marker):
+            for orphan in pids.find_marked(c.model_prefix(rec.name)):
+                if not pids.tag_of(orphan, "").startswith(rec.marker):
                     log.warning("%s: pid %s carries the model's tag but no record names it: killed", rec.name,
                                 orphan.pid)
-                    procs.kill_tree(orphan)
-        self.save(p.rec)
+                    pids.kill_tree(orphan)
+        c.records.save(p.rec)

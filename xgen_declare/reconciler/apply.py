@@ -145,6 +145,7 @@ def execute(sup: Supervisor, p: Plan, specs: Mapping[str, Rendered], wants: Mapp
             _execute_one(sup, a, specs.get(a.name), wants.get(a.name))
         except Exception:
             log.exception("%s: cannot %s", a.name, a.kind)
+    sup.publish_all()  # the manifest errors, holds and flags the actions set, for readers off the loop
 
 
 def _execute_one(sup: Supervisor, a: Action, spec: Rendered | None, want: Want | None) -> None:

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 
-from xgen_declare.processes import procs
+from xgen_declare.processes import pids
 from xgen_declare.processes.state_store import Record, StateStore
 from xgen_declare.states import RUNNING_STATES, State
 
@@ -19,7 +19,7 @@ def daemon_pid(store: StateStore) -> int | None:
     pid = info.get("pid")
     if not isinstance(pid, int) or not store.is_locked():
         return None
-    if not procs.matches(pid, info.get("start_ticks"), info.get("boot_id")):
+    if not pids.matches(pid, info.get("start_ticks"), info.get("boot_id")):
         return None
     return pid
 
@@ -89,7 +89,7 @@ def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | 
         if names and name not in names:
             continue
         st = r.state_enum
-        alive = procs.matches(r.pid, r.start_ticks, r.boot_id, proc_root)
+        alive = pids.matches(r.pid, r.start_ticks, r.boot_id, proc_root)
         last_error = r.last_error
         write_failed = failed.get(str(store.record_path(name)))
         if st == State.STOPPING and not alive and not daemon:

@@ -36,7 +36,7 @@ import time
 from concurrent.futures import Future
 from typing import Callable, Mapping
 
-from xgen_declare.processes import procs
+from xgen_declare.processes import pids
 from xgen_declare.config import load_config
 from xgen_declare.reconciler.env import Env, record_paths
 from xgen_declare.reconciler.plan import BLOCKED, Request
@@ -158,7 +158,7 @@ class Daemon:
         if not store.try_lock():
             raise StateBusyError(f"another xgen-declare (pid {store.lock_holder() or '?'}) uses the state dir "
                                  f"{store.root}; one daemon per state dir")
-        ident = procs.identify(os.getpid(), self.env.proc_root)
+        ident = pids.identify(os.getpid(), self.env.proc_root)
         record_paths(self.env)
         info = store.daemon_info()
         info.update({"pid": os.getpid(), "start_ticks": ident.start_ticks if ident else None,

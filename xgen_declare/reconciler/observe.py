@@ -10,7 +10,7 @@ import shutil
 
 import psutil
 
-from xgen_declare.processes import procs
+from xgen_declare.processes import pids
 from xgen_declare.processes.spec import Rendered, Seen, Want
 from xgen_declare.processes.state_store import Record
 
@@ -106,5 +106,5 @@ def seen_from_records(records: dict[str, Record], proc_root: str = "/proc") -> d
     """The planner's view of a state dir without a daemon in this process (read-only)."""
     out = {}
     for name, r in records.items():
-        out[name] = Seen.of(r, procs.matches(r.pid, r.start_ticks, r.boot_id, proc_root))
+        out[name] = Seen.of(r, pids.matches(r.pid, r.start_ticks, r.boot_id, proc_root))
     return out

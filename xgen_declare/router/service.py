@@ -86,8 +86,8 @@ class Router:
             d.pass_hooks.append(self.ondemand.on_pass)
             d.tick_hooks.append(self.ondemand.tick)
             d.tick_hooks.append(self._on_tick)
-            d.sup.in_flight = self.tracker.active  # a stop drains the requests forwarded to the model
-            d.sup.in_flight_at = self.tracker.at  # a surge drains the old process by its port
+            # a stop drains the requests forwarded to the model; a surge the old process's, by its port
+            d.sup.hooks.register_router(self.tracker.active, self.tracker.at)
             self._attached = True
 
     def detach(self) -> None:
@@ -96,8 +96,7 @@ class Router:
                           (d.tick_hooks, self._on_tick)):
             if fn in hooks:
                 hooks.remove(fn)
-        d.sup.in_flight = lambda name: 0
-        d.sup.in_flight_at = lambda name, port: 0
+        d.sup.hooks.unregister_router()
         self._attached = False
 
     def client(self, name: str) -> httpx.AsyncClient:

@@ -1,7 +1,7 @@
 """In-process fakes for the Supervisor's seams: a clock, processes, probes and a state-dir writer.
 
     clock = FakeClock()
-    world = FakeProcesses()                  # popen seam + stand-ins for procs.signal_group/find_marked
+    world = FakeProcesses()                  # popen seam + stand-ins for pids.signal_group/find_marked
     sup = Supervisor(store, settings, clock=clock, popen=world.popen, prober=FakeProber(), proc_root=...)
     world.install(monkeypatch)               # signals reach the fake processes, never a real pid
 
@@ -77,10 +77,10 @@ class FakeProcesses:
         return True
 
     def install(self, monkeypatch) -> "FakeProcesses":
-        from xgen_declare.processes import procs
+        from xgen_declare.processes import pids
 
-        monkeypatch.setattr(procs, "signal_group", self.signal_group)
-        monkeypatch.setattr(procs, "find_marked", lambda prefix: [])
+        monkeypatch.setattr(pids, "signal_group", self.signal_group)
+        monkeypatch.setattr(pids, "find_marked", lambda prefix: [])
         return self
 
     @property

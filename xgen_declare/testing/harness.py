@@ -33,7 +33,7 @@ from typing import Callable, Iterable
 import psutil
 
 from xgen_declare.desired.ports import ephemeral_range
-from xgen_declare.processes.procs import find_marked
+from xgen_declare.processes.pids import find_marked
 from xgen_declare.testing import write_wrapper
 # re-exported: bench/*.py import them from here
 from xgen_declare.testing.benchkit import Figures, environment, health_pid, percentile  # noqa: F401

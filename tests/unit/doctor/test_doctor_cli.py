@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from xgen_declare.processes import procs
+from xgen_declare.processes import pids
 from xgen_declare.processes.state_store import Record, StateStore
 from xgen_declare.testing.harness import free_port
 
@@ -52,13 +52,13 @@ def test_running_daemon_pid_uptime_api_and_troubled_model(fake_host):
     store = StateStore(fake_host.state)
     assert store.try_lock()  # this test process plays the daemon: lock held, identity recorded
     try:
-        ident = procs.identify(os.getpid())
+        ident = pids.identify(os.getpid())
         store.write_daemon_info({"pid": os.getpid(), "start_ticks": ident.start_ticks, "boot_id": ident.boot_id,
                                  "started_at": time.time() - 300, "manifests": [str(fake_host.manifests)],
                                  "api": "http://127.0.0.1:8000"})
         store.save(Record(name="m1", state="CrashLoopBackOff", backend="llama-server-cpu", port=8001,
                           last_error="exited with 1: error: failed to load model\nmore"))
-        fake_host.proc = "/proc"  # procs.matches() reads the real /proc for our pid
+        fake_host.proc = "/proc"  # pids.matches() reads the real /proc for our pid
         got = lines(fake_host.run())
     finally:
         store.unlock()

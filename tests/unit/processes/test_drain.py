@@ -27,7 +27,7 @@ def sup(tmp_path, clock, world):
     s = Supervisor(StateStore(tmp_path / "state"), Reconciler(), clock=clock, popen=world.popen,
                    prober=FakeProber(), proc_root=str(tmp_path / "proc"), provenance=lambda f: Provenance())
     s.busy_requests = {}
-    s.in_flight = lambda name: s.busy_requests.get(name, 0)
+    s.hooks.register_router(lambda name: s.busy_requests.get(name, 0), lambda name, port: 0)
     yield s
     s.close()
 
@@ -142,7 +142,7 @@ def test_the_router_never_sees_a_signalled_process_as_servable(sup, world, monke
     """Between SIGTERM and the Stopping state (recorded after the signal), the model must read as draining
     (Router._ready_url checks both): otherwise a request goes to a dying process (seen as a 502
     ConnectError in tests/integration/test_rollout_drain.py before this was fixed)."""
-    from xgen_declare.processes import procs
+    from xgen_declare.processes import pids
 
     seen = []
     real = world.signal_group
@@ -152,7 +152,7 @@ def test_the_router_never_sees_a_signalled_process_as_servable(sup, world, monke
         seen.append(p.state == State.STOPPING or sup.draining("a"))
         return real(pgid, sig)
 
-    monkeypatch.setattr(procs, "signal_group", spy)
+    monkeypatch.setattr(pids, "signal_group", spy)
     act(sup, START, spec("a"))
     ready(sup)
     sup.busy_requests["a"] = 1

@@ -12,7 +12,7 @@ import signal
 import pytest
 
 from xgen_declare.config import Reconciler
-from xgen_declare.processes import procs
+from xgen_declare.processes import pids
 from xgen_declare.processes.spec import Want
 from xgen_declare.processes.state_store import StateStore
 from xgen_declare.processes.supervisor import Supervisor
@@ -39,8 +39,8 @@ class Ends:
             self.swept.append(prefix)
             return []
 
-        monkeypatch.setattr(procs, "signal_group", signal_group)
-        monkeypatch.setattr(procs, "sweep", sweep)
+        monkeypatch.setattr(pids, "signal_group", signal_group)
+        monkeypatch.setattr(pids, "sweep", sweep)
 
 
 @pytest.fixture

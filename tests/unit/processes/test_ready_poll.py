@@ -40,15 +40,15 @@ def supervisor(tmp_path, result: ProbeResult) -> Supervisor:
 
 def test_starting_model_is_probed_again_after_50_ms(tmp_path):
     sup = supervisor(tmp_path, ProbeResult(False, "GET http://127.0.0.1:9/health: HTTP 503"))
-    p = sup._new_proc(Record(name="m", state=State.STARTING.value, port=9, host="127.0.0.1", readiness_path="/health"))
+    p = sup.new_proc(Record(name="m", state=State.STARTING.value, port=9, host="127.0.0.1", readiness_path="/health"))
     p.ready_deadline = 700.0
-    sup._tick_probe(p, 100.0)
+    sup.health.tick_probe(p, 100.0)
     assert p.state == State.STARTING
     assert p.next_probe_at == 100.05
 
 
 def test_ready_model_keeps_the_liveness_period(tmp_path):
     sup = supervisor(tmp_path, ProbeResult(True, "GET http://127.0.0.1:9/health: 200"))
-    p = sup._new_proc(Record(name="m", state=State.READY.value, port=9, host="127.0.0.1", readiness_path="/health"))
-    sup._tick_probe(p, 100.0)
+    p = sup.new_proc(Record(name="m", state=State.READY.value, port=9, host="127.0.0.1", readiness_path="/health"))
+    sup.health.tick_probe(p, 100.0)
     assert p.state == State.READY and p.next_probe_at == 110.0

@@ -19,7 +19,7 @@ def make(tmp_path, clock, world, one_shot=False):
                    prober=FakeProber(), proc_root=str(tmp_path / "proc"), provenance=lambda f: Provenance(),
                    one_shot=one_shot)
     s.events = []
-    s.on_event = lambda type_, **data: s.events.append((type_, data.get("from_hash"), data.get("to_hash")))
+    s.hooks.register_events(lambda type_, **data: s.events.append((type_, data.get("from_hash"), data.get("to_hash"))))
     return s
 
 

@@ -10,7 +10,8 @@ import os
 import pytest
 
 from xgen_declare.testing.deadline import within
-from xgen_declare.processes.proc import SecretFileError, child_env
+from xgen_declare.errors import SecretFileError
+from xgen_declare.processes.supervised import child_env
 from xgen_declare.testing.fakes import spec
 
 

@@ -159,7 +159,7 @@ def test_surge_starts_beside_the_old_process_and_takes_over_when_ready(sup, worl
     new = spec("a", port=8102, version="2")
     p = sup.procs["a"]
     events = []
-    sup.on_event = lambda type_, **data: events.append(type_)
+    sup.hooks.register_events(lambda type_, **data: events.append(type_))
     sup.surge(p, new, None, "argv changed")
     successor = world.last
     assert successor is not first and first.returncode is None
@@ -170,7 +170,7 @@ def test_surge_starts_beside_the_old_process_and_takes_over_when_ready(sup, worl
     assert (rec.state, rec.pid, rec.port, rec.spec_hash) == ("Ready", successor.pid, 8102, new.spec_hash())
     assert rec.retiring["pid"] == first.pid and rec.surge is None and rec.last_good_spec_hash == new.spec_hash()
     busy = {("a", 8101): 1}
-    sup.in_flight_at = lambda name, port: busy.get((name, port), 0)
+    sup.hooks.register_router(lambda name: 0, lambda name, port: busy.get((name, port), 0))
     clock.advance(2)
     ticks(sup)
     assert first.signals == []  # a request still runs on the old process

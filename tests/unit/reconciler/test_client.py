@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from xgen_declare.processes import procs
+from xgen_declare.processes import pids
 from xgen_declare.processes.state_store import Record, StateStore
 from xgen_declare.reconciler.client import status_rows
 from xgen_declare.states import SETTLED_STATES, State
@@ -21,7 +21,7 @@ def _store_with_dead_model(tmp_path) -> tuple[StateStore, int]:
     store = StateStore(tmp_path / "state")
     pid = _gone_pid()
     store.save(Record(name="m", state=State.STARTING.value, backend="llama-server-cpu", pid=pid,
-                      start_ticks=1, boot_id=procs.boot_id(), port=8001, last_error=None))
+                      start_ticks=1, boot_id=pids.boot_id(), port=8001, last_error=None))
     return store, pid
 
 
@@ -31,7 +31,7 @@ def test_gone_process_shows_exited_while_a_daemon_runs(tmp_path):
     store, pid = _store_with_dead_model(tmp_path)
     assert store.try_lock()  # this test process plays the daemon
     try:
-        ident = procs.identify(os.getpid())
+        ident = pids.identify(os.getpid())
         store.write_daemon_info({"pid": os.getpid(), "start_ticks": ident.start_ticks, "boot_id": ident.boot_id})
         [row] = status_rows(store)
     finally:

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from prometheus_client import CollectorRegistry
 
 from xgen_declare.router import service
+from xgen_declare.processes.core import Hooks
 from xgen_declare.router.service import Router
 from xgen_declare.router.table import Route
 from xgen_declare.states import State
@@ -20,7 +21,7 @@ from xgen_declare.states import State
 def fake_ctx():
     proc = SimpleNamespace(state=State.STARTING, drain_deadline=None, rec=SimpleNamespace(port=8123, host="127.0.0.1", held=False,
                                                                      last_error=None, manifest_error=None))
-    daemon = SimpleNamespace(sup=SimpleNamespace(procs={"m": proc}), pass_hooks=[], tick_hooks=[],
+    daemon = SimpleNamespace(sup=SimpleNamespace(procs={"m": proc}, hooks=Hooks()), pass_hooks=[], tick_hooks=[],
                              wake=threading.Event())
     return SimpleNamespace(daemon=daemon, metrics=SimpleNamespace(registry=CollectorRegistry()), bus=None), proc
 

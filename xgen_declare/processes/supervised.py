@@ -1,5 +1,5 @@
-"""One supervised model in memory: its record (the truth's copy on disk), back-off, process handle and
-the timers of the state it is in; and the environment a spawn gets."""
+"""One supervised process in memory (`Proc`): its record (the truth's copy on disk), back-off, process
+handle, the timers of the state it is in and what its stop leads to; and the environment a spawn gets."""
 
 from __future__ import annotations
 
@@ -7,18 +7,15 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-from xgen_declare.errors import FileRefused
+from xgen_declare.errors import FileRefused, SecretFileError
 from xgen_declare.processes.backoff import Backoff
+from xgen_declare.processes.lifecycle import Role, StopIntent
 from xgen_declare.processes.spec import Rendered, Want
 from xgen_declare.processes.state_store import OWNER_ENV, Record
 from xgen_declare.readers.bounded import KIB, read_text
 from xgen_declare.states import State
 
 SECRET_LIMIT = 64 * KIB  # a key, not a file to load into the environment
-
-
-class SecretFileError(Exception):
-    pass
 
 
 @dataclass
@@ -28,7 +25,7 @@ class Proc:
     popen: subprocess.Popen | None = None
     want: Want | None = None
     spec: Rendered | None = None          # what the next start uses
-    after_stop: str = "stopped"           # stopped | forget | start | crash | idle
+    after_stop: StopIntent = StopIntent.STOPPED  # what follows the stop under way
     crash_msg: str = ""
     stop_deadline: float = 0.0
     killed: bool = False
@@ -42,14 +39,14 @@ class Proc:
     count_next: bool = False              # the queued start is a restart
     drain_deadline: float | None = None   # draining before a stop: the router sends nothing new
     drain_reason: str = ""
-    drain_after: str = "stopped"          # what the stop after the drain leads to (as after_stop)
+    drain_after: StopIntent = StopIntent.STOPPED  # what the stop after the drain leads to
     last_good: tuple[Rendered, Want | None] | None = None  # the spec (and want) that last became Ready
     rolling_back: bool = False            # the start under way is the last good spec after a failed rollout
     # surge (surge.py): the new process started beside this one, and the old one draining after the swap;
     # both are Procs of the same model whose records live inside this one's (rec.surge / rec.retiring)
     successor: "Proc | None" = None
     retiring: "Proc | None" = None
-    role: str = ""                        # "" (the model's process), "surge" or "retiring"
+    role: Role = Role.MAIN
     parent: "Proc | None" = None          # the model's Proc, for a successor or retiring one
 
     @property

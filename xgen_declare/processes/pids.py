@@ -27,7 +27,7 @@ ENVIRON_LIMIT = 4 * MIB  # argv + environment are bounded by the kernel's ARG_MA
 
 
 @dataclass(frozen=True)
-class Identity:
+class PidIdentity:
     pid: int
     start_ticks: int
     boot_id: str
@@ -74,11 +74,11 @@ def start_ticks(pid: int, proc_root: str = PROC) -> int | None:
         return None
 
 
-def identify(pid: int, proc_root: str = PROC) -> Identity | None:
+def identify(pid: int, proc_root: str = PROC) -> PidIdentity | None:
     ticks, boot = start_ticks(pid, proc_root), boot_id(proc_root)
     if ticks is None or boot is None:
         return None
-    return Identity(pid, ticks, boot)
+    return PidIdentity(pid, ticks, boot)
 
 
 def matches(pid: int | None, ticks: int | None, boot: str | None, proc_root: str = PROC) -> bool:
