@@ -189,6 +189,30 @@ def test_deleting_the_last_manifest_keeps_it_and_says_so(host):
     assert host.status() == {}
 
 
+def test_down_with_no_manifests_dir_recorded_plans_and_holds(host):
+    """Issue 22 item 4: `down` with no manifests dir recorded stops through the plan and the executor (it
+    stopped through the supervisor with a copy of the one-shot loop): the model is held, its process gone,
+    nothing is forgotten, whatever reconciler.prune_empty says."""
+    host.config(prune_empty=True)
+    host.write("a")
+    host.write("b")
+    assert host.cli("apply", str(host.manifests)).returncode == 0
+    pids = {n: r["pid"] for n, r in host.status().items()}
+    info_path = host.state / "daemon.json"
+    info = json.loads(info_path.read_text())
+    info["manifests"] = []  # as a state dir left by an `apply` of a directory that is gone
+    info_path.write_text(json.dumps(info))
+    r = host.cli("down", "a")
+    assert r.returncode == 0, r.stderr
+    assert "stopped (no manifests dir recorded)" in r.stderr
+    st = host.status()
+    assert (st["a"]["state"], st["a"]["held"], st["a"]["pid"]) == ("Stopped", True, None) and not alive(pids["a"])
+    assert st["b"]["state"] == "Ready" and alive(pids["b"])  # only the model named
+    assert host.cli("down").returncode == 0
+    assert {n: (r["state"], r["held"]) for n, r in host.status().items()} == {"a": ("Stopped", True),
+                                                                             "b": ("Stopped", True)}
+
+
 def test_one_shot_apply_surges_and_a_failed_surge_is_exit_3_with_the_old_process_kept(host):
     """`apply` (no daemon) under `strategy: surge`: the new process starts beside the old one and takes over;
     a new spec that exits at start leaves the old one serving, says why and exits 3 (goal not reached)."""

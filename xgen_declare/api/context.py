@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable, TypeVar
 
 from xgen_declare import states
 from xgen_declare.api.events import EventBus, EventFeeder
@@ -21,8 +21,10 @@ from xgen_declare.api.metrics import Metrics
 from xgen_declare.config import Api
 from xgen_declare.errors import LoopBusy
 from xgen_declare.http.security import MAX_BODY, ApiProblem, Scrubber
-from xgen_declare.reconciler.snapshot import Previewer
+from xgen_declare.reconciler.door import Control, Door
 from xgen_declare.router.service import Router
+
+T = TypeVar("T")
 
 CALL_TIMEOUT = 120.0
 BUSY_RETRY_AFTER = 1  # seconds, in the 503 of a full inbox
@@ -30,7 +32,7 @@ BUSY_RETRY_AFTER = 1  # seconds, in the 503 of a full inbox
 
 @dataclass
 class ApiContext:
-    daemon: Any                          # xgen_declare.reconciler.daemon.Daemon
+    daemon: Door                         # the control loop's door (reconciler/door.py)
     settings: Api
     bind_host: str
     token: str | None
@@ -45,7 +47,6 @@ class ApiContext:
         self.feeder = EventFeeder(self.bus, self.scrub)
         self.metrics = Metrics(env.store, env.proc_root, lambda: self.daemon.inventory)
         self.write_lock = asyncio.Lock()
-        self.previewer = Previewer(lambda: self.daemon.snapshot, lambda: self.env.inventory())
         self._attached = False
 
     @property
@@ -66,8 +67,9 @@ class ApiContext:
         if not self._attached:
             states.add_listener(self.feeder.on_transition)
             states.add_listener(self.metrics.on_transition)
-            self.daemon.pass_hooks.extend([self.feeder.on_pass, self.metrics.on_pass])
-            self.daemon.sup.hooks.register_events(self.bus.publish)  # rollout events (supervisor.py)
+            self.daemon.add_pass_hook(self.feeder.on_pass)
+            self.daemon.add_pass_hook(self.metrics.on_pass)
+            self.daemon.add_event_sink(self.bus.publish)  # rollout events (supervisor.py)
             self._attached = True
             if self.router is not None:
                 self.router.attach()
@@ -77,10 +79,9 @@ class ApiContext:
         if self._attached:
             states.remove_listener(self.feeder.on_transition)
             states.remove_listener(self.metrics.on_transition)
-            for hook in (self.feeder.on_pass, self.metrics.on_pass):
-                if hook in self.daemon.pass_hooks:
-                    self.daemon.pass_hooks.remove(hook)
-            self.daemon.sup.hooks.unregister_events(self.bus.publish)
+            self.daemon.remove_pass_hook(self.feeder.on_pass)
+            self.daemon.remove_pass_hook(self.metrics.on_pass)
+            self.daemon.remove_event_sink(self.bus.publish)
             if self.router is not None:
                 self.router.detach()
             self._attached = False
@@ -88,10 +89,10 @@ class ApiContext:
     def preview(self):
         """(Pass, LoopSnapshot): the plan a pass would make now, from the loop's last snapshot. Blocking:
         call it in a worker thread (`to_thread.run_sync(ctx.preview)`); it never waits for the loop."""
-        return self.previewer.get()
+        return self.daemon.preview()
 
-    async def call(self, fn: Callable, timeout: float = CALL_TIMEOUT):
-        """Run fn(daemon) on the control loop and await its result (503 when its inbox is full)."""
+    async def call(self, fn: Callable[[Control], T], timeout: float = CALL_TIMEOUT) -> T:
+        """Run fn(control) on the control loop and await its result (503 when its inbox is full)."""
         try:
             fut = self.daemon.submit(fn)
         except LoopBusy as exc:

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from xgen_declare.errors import FileRefused
 from xgen_declare.readers.bounded import opened
+from xgen_declare.reconciler.door import Control
 from xgen_declare.reconciler.plan import Request as Asked
 from xgen_declare.states import SETTLED_STATES, State
 from xgen_declare.api import declare
@@ -57,9 +58,9 @@ async def verb(request: Request, name: str, verb: str, wait: float = Query(0, ge
     require_token(request.headers, ctx.token)
     declare.check_name(name)
 
-    def act(d):
-        if name not in d.sup.procs:
-            return sorted(d.sup.procs)
+    def act(d: Control):
+        if name not in d.known():
+            return d.known()
         d.reconcile(full=False, requests={name: Asked(verb)})
         return None
 

@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from xgen_declare.reconciler.client import status_rows
-from xgen_declare.reconciler.plan import STOP
+from xgen_declare.reconciler.door import Control
+from xgen_declare.reconciler.plan import Request as Asked
 from xgen_declare.states import RUNNING_STATES, State
 from xgen_declare.api import body, declare
 from xgen_declare.api.context import ApiContext
@@ -184,10 +185,8 @@ async def unload(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MA
                                  "remove that file (the API only unloads what it loaded)", model=name, file=where)
             raise ApiProblem(404, f"no model {name!r} was loaded through the API", model=name)
         await to_thread.run_sync(declare.remove, path)
-        result = await ctx.call(lambda d: _stop_undeclared(d, name))
-    if result is None:
-        raise ApiProblem(503, f"{rel} was removed but xgen-declare.yaml is invalid: the model stops once it is fixed",
-                         model=name)
+        # a plan input like `down`: it goes through with the last good config even while xgen-declare.yaml is invalid
+        await ctx.call(lambda d: _unload(d, name))
     rec = await _settle(ctx, name, lambda r: r is None or r.state_enum == State.STOPPED, wait)
     if rec is None or rec.state_enum == State.STOPPED:
         return JSONResponse({"status": "success", "model": name, "state": State.STOPPED.value, "removed": rel})
@@ -195,17 +194,10 @@ async def unload(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MA
                          "model": name, "state": rec.state_enum.value, "removed": rel}, status_code=202)
 
 
-def _stop_undeclared(d, name: str):
-    """Reconcile; the API removed the manifest on purpose, so stop the model even when the prune guard
-    (an emptied manifests dir) would keep it."""
-    result = d.reconcile(full=False)
-    if result is None:
-        return None
-    declared = result.desired is not None and name in result.desired.names
-    action = result.plan.get(name)
-    if not declared and name in d.sup.procs and (action is None or action.kind != STOP):
-        d.sup.stop(name, "unloaded through the API", forget=True)
-    return result
+def _unload(d: Control, name: str):
+    """Reconcile with the unload as a plan input: the API removed the manifest on purpose, so the plan
+    stops the model even when the prune guard (an emptied manifests dir) would keep it."""
+    return d.reconcile(full=False, requests={name: Asked.UNLOAD})
 
 
 # ---- reading -----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xgen_declare.reconciler.apply import check_recorded, converge_once
+from xgen_declare.reconciler.apply import converge_once
 from xgen_declare.reconciler.plan import Request
 from xgen_declare.reconciler.client import ask_daemon, daemon_pid, status_rows, wait_states
 from xgen_declare.reconciler.env import open_env
@@ -31,34 +31,13 @@ def run_verb(verb: str, names: tuple[str, ...], timeout: float) -> int:
             raise StateBusyError(f"the daemon (pid {pid}) did not take the request within 30s")
         done = frozenset({State.STOPPED}) if verb == "down" else SETTLED_STATES - {State.STOPPED}
         wait_states(env.store, targets, done, timeout)
-    else:
-        if verb == "down" and not env.paths:
-            _down_without_manifests(env, targets)
-        else:
-            converge_once(env, only=set(targets), timeout=timeout,
-                          requests={name: Request(verb) for name in targets})
+    else:  # `down` with no manifests dir recorded plans too: its models are undeclared, kept, and held
+        converge_once(env, only=set(targets), timeout=timeout, requests={name: Request(verb) for name in targets})
+        if not env.paths:
+            eprint("stopped (no manifests dir recorded)")
     rows = status_rows(env.store, env.proc_root, targets)
     click.echo(table([[r["name"], r["state"] + (" (held)" if r["held"] else ""), r["pid"], r["endpoint"]]
                       for r in rows], ["NAME", "STATE", "PID", "ENDPOINT"]))
     goal = State.STOPPED.value if verb == "down" else State.READY.value
     return ExitCode.OK if all(r["state"] == goal for r in rows) else ExitCode.NOT_CONVERGED
 
-
-def _down_without_manifests(env, names: list[str]) -> None:
-    from xgen_declare.processes.supervisor import Supervisor
-    import time
-
-    env.store.lock("stop the daemon first")
-    try:
-        sup = Supervisor(env.store, env.config.reconciler, one_shot=True, proc_root=env.proc_root)
-        sup.load()
-        for name in names:  # no manifests to plan with: the supervisor stops and holds them directly
-            sup.stop(name, "`down`", hold=True)
-        while sup.busy():
-            sup.tick()
-            time.sleep(0.05)
-        sup.close()
-        check_recorded(sup)
-    finally:
-        env.store.unlock()
-    eprint("stopped (no manifests dir recorded)")

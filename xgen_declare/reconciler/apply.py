@@ -74,10 +74,11 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
         texts = [p.format() for p in desired.load.problems if p.file == f and p.severity == "error"] or \
             [p.format() for p in desired.load.problems if p.file == f]  # skipped by the walk (a link outside)
         broken[f] = "; ".join(texts) or f"{f}: cannot be parsed"
-    guard = empty_guard(paths) if not desired.load.files and not config.reconciler.prune_empty else None
+    no_files = not desired.load.files
+    guard = empty_guard(paths) if not paths or (no_files and not config.reconciler.prune_empty) else None
     result = plan(wants, seen, invalid=invalid, broken_files=broken, prune_guard=guard, only=only, requests=requests)
     surges = strategy.choose(result, desired, wants, seen, foreign, (config.ports.start, config.ports.end))
-    if guard and any(a.cause == Cause.PRUNE_GUARD for a in result.actions):
+    if guard and paths and any(a.cause == Cause.PRUNE_GUARD for a in result.actions):
         result.notes.append(f"the manifests {'directory' if len(paths) == 1 else 'directories'} "
                             f"{', '.join(paths)} {'holds' if len(paths) == 1 else 'hold'} no manifest: nothing "
                             "is stopped (an empty directory may be a failed mount); to stop the models, run "
@@ -110,6 +111,8 @@ def ports_problem(desired: Desired) -> str:
 
 def empty_guard(paths: list[str]) -> str:
     """Why models no manifest declares are kept: no manifest file at all (README: the reconciler)."""
+    if not paths:  # `down` with no manifests dir recorded: nothing declares anything, nothing may be pruned
+        return "kept: no manifests directory is known (give DIR to plan with manifests)"
     what = "missing" if not any(os.path.exists(p) for p in paths) else "empty"
     return f"kept: the manifests directory is {what} (reconciler.prune_empty is false)"
 

@@ -39,13 +39,16 @@ from typing import Callable, Mapping
 from xgen_declare.processes import pids
 from xgen_declare.config import load_config
 from xgen_declare.reconciler.env import Env, record_paths
-from xgen_declare.reconciler.plan import BLOCKED, Request
+from xgen_declare.reconciler.plan import BLOCKED, VERB_REQUESTS, Request
 from xgen_declare.errors import LoopBusy, StateBusyError, StateWriteError, XgenError
 from xgen_declare.processes.probes import Prober
-from xgen_declare.reconciler.apply import PlanLog, converge
+from xgen_declare.processes.core import EventSink
+from xgen_declare.processes.view import ModelView, view_of
+from xgen_declare.reconciler.apply import Pass, PlanLog, compute, converge
+from xgen_declare.reconciler.door import PassHook, TickHook
 from xgen_declare.states import State
 from xgen_declare.processes.supervisor import Supervisor
-from xgen_declare.reconciler.snapshot import LoopSnapshot
+from xgen_declare.reconciler.snapshot import LoopSnapshot, Previewer
 from xgen_declare.reconciler.watch import Watcher
 
 log = logging.getLogger("xgen_declare.reconciler.daemon")
@@ -85,7 +88,7 @@ class Daemon:
         self.tick_hooks: list[Callable] = []  # fn(daemon) once per loop step (the router's idle timers)
         # on-demand models wanted running now (the router wakes them, its idle timers remove them);
         # idle_reasons: why one left (shown as the stop reason). Only this loop changes them.
-        self.awake: set[str] = set()
+        self._awake: set[str] = set()
         self.idle_reasons: dict[str, str] = {}
         self._errors_logged: dict[str, float] = {}  # error text -> when it was last logged
         self._write_report: set[tuple[str, int | None]] = set()  # failures (path, errno) last reported
@@ -94,6 +97,7 @@ class Daemon:
         self._next_publish = 0.0
         self.snapshot: LoopSnapshot | None = None  # what readers in other threads see (snapshot.py)
         self._publish_snapshot()
+        self.previewer = Previewer(lambda: self.snapshot, env.inventory)
 
     # ---- wake-ups (any thread) -----------------------------------------------------------------
     def file_changed(self, path: str = "") -> None:
@@ -138,9 +142,90 @@ class Daemon:
         last = self.snapshot
         snap = LoopSnapshot(version=(last.version + 1) if last else 1, paths=tuple(self.env.paths),
                             config=self.env.config, inventory=self.inventory, seen=self.sup.observed(),
-                            awake=frozenset(self.awake))
+                            awake=frozenset(self._awake))
         if not snap.same_inputs(last):
             self.snapshot = snap
+
+    # ---- the door (door.py): what api/ and router/ use, from any thread --------------------------------
+    def model(self, name: str) -> ModelView | None:
+        """The model's last published view (never a live Proc)."""
+        return self.sup.views.get(name)
+
+    def models(self) -> Mapping[str, ModelView]:
+        return dict(self.sup.views)
+
+    def preview(self) -> tuple[Pass, LoopSnapshot]:
+        """The plan a pass would make now, from the last snapshot, computed in the caller's thread (blocking:
+        the API calls it in a worker thread); never waits for the loop."""
+        return self.previewer.get()
+
+    def nudge(self) -> None:
+        self.wake.set()
+
+    def add_pass_hook(self, fn: PassHook) -> None:
+        if fn not in self.pass_hooks:
+            self.pass_hooks.append(fn)
+
+    def remove_pass_hook(self, fn: PassHook) -> None:
+        if fn in self.pass_hooks:
+            self.pass_hooks.remove(fn)
+
+    def add_tick_hook(self, fn: TickHook) -> None:
+        if fn not in self.tick_hooks:
+            self.tick_hooks.append(fn)
+
+    def remove_tick_hook(self, fn: TickHook) -> None:
+        if fn in self.tick_hooks:
+            self.tick_hooks.remove(fn)
+
+    def register_router(self, in_flight: Callable[[str], int], in_flight_at: Callable[[str, int], int]) -> None:
+        """A stop drains the requests the router forwarded to the model; a surge the old process's."""
+        self.sup.hooks.register_router(in_flight, in_flight_at)
+
+    def unregister_router(self) -> None:
+        self.sup.hooks.unregister_router()
+
+    def add_event_sink(self, fn: EventSink) -> None:
+        """fn(type, **data) for rollout events (rollout_started/succeeded/failed, rolled_back)."""
+        self.sup.hooks.register_events(fn)
+
+    def remove_event_sink(self, fn: EventSink) -> None:
+        self.sup.hooks.unregister_events(fn)
+
+    # ---- the control side of the door: only on this loop (submitted work, tick hooks) ------------------
+    def trial(self, awake: set[str]) -> Pass:
+        """The plan a pass would make now if `awake` were the on-demand models wanted running (nothing is
+        executed): the router's on-demand admission asks it."""
+        inventory = self.inventory if self.inventory is not None else self.env.inventory()
+        return compute(self.env.paths, self.env.config, inventory, self.sup.observed(), awake=awake)
+
+    def known(self) -> list[str]:
+        """The models the supervisor knows (declared or not), sorted."""
+        return sorted(self.sup.procs)
+
+    def live(self, name: str) -> ModelView | None:
+        """The model as it is now (on the loop, nothing is older than this)."""
+        p = self.sup.procs.get(name)
+        return view_of(p) if p is not None else None
+
+    def running(self, name: str) -> bool:
+        """A process of the model runs (or is being stopped)."""
+        p = self.sup.procs.get(name)
+        return p is not None and (self.sup.running(p) or p.state == State.STOPPING)
+
+    @property
+    def awake(self) -> frozenset[str]:
+        """On-demand models wanted running now (the router wakes them, its idle timers let them go)."""
+        return frozenset(self._awake)
+
+    def wake_model(self, name: str) -> None:
+        self._awake.add(name)
+        self.idle_reasons.pop(name, None)
+
+    def let_idle(self, name: str, reason: str) -> None:
+        """`name` leaves the awake set; `reason` is shown as its stop reason."""
+        self._awake.discard(name)
+        self.idle_reasons[name] = reason
 
     def _on_hup(self, *_: object) -> None:
         self.resync_now = True
@@ -166,7 +251,7 @@ class Daemon:
         info.pop("api", None)  # set by the API server once it listens (shown by `doctor`)
         store.write_daemon_info(info)
         self.sup.load()
-        self.awake = {name for name, p in self.sup.procs.items() if self.sup.running(p)}  # adopted: keep
+        self._awake = {name for name, p in self.sup.procs.items() if self.sup.running(p)}  # adopted: keep
         self._publish_snapshot()
         files = [self.env.config_path] if self.env.config_path else \
             [os.path.join(p, n) for p in self.env.paths for n in ("xgen-declare.yaml", "xgen-declare.yml")]
@@ -332,7 +417,7 @@ class Daemon:
             verb, names = req.get("verb"), [n for n in req.get("names") or [] if isinstance(n, str)]
             targets = names or sorted(self.sup.procs)
             log.info("request: %s %s", verb, " ".join(targets))
-            if verb in set(Request):
+            if verb in VERB_REQUESTS:
                 asked.update({name: Request(verb) for name in targets})
         self.reconcile(full=False, requests=asked)
 
@@ -378,9 +463,9 @@ class Daemon:
                 self.watcher.ensure()
         # a running model that was not on-demand stays awake if it turns on-demand: an in-place change
         # (rollout.py); the router's idle timer stops it later
-        self.awake |= {n for n, p in self.sup.procs.items()
+        self._awake |= {n for n, p in self.sup.procs.items()
                        if (p.rec.settings or {}).get("activation", "always") != "on-demand" and self.sup.running(p)}
-        result = converge(self.sup, self.env.paths, config, self.inventory, self.plan_log, awake=self.awake,
+        result = converge(self.sup, self.env.paths, config, self.inventory, self.plan_log, awake=self._awake,
                           idle_reasons=self.idle_reasons, requests=requests)
         self.blocked_last_pass = any(a.kind == BLOCKED for a in result.plan.actions)
         self.passes += 1

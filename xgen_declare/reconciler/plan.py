@@ -70,11 +70,18 @@ class Cause(StrEnum):
 
 
 class Request(StrEnum):
-    """What `down` / `up` / `restart` ask of a model: an input of the plan, never an edit of its record."""
+    """What `down` / `up` / `restart` (and the API's unload) ask of a model: an input of the plan, never an
+    edit of its record."""
 
     DOWN = "down"
     UP = "up"
     RESTART = "restart"
+    # the API removed the manifest it wrote: stop and forget the model even where the prune guard (an emptied
+    # manifests dir) or an unparsable file would keep it; a model still declared is not touched
+    UNLOAD = "unload"
+
+
+VERB_REQUESTS = frozenset({Request.DOWN, Request.UP, Request.RESTART})  # what the CLI's verbs may ask
 
 
 @dataclass(frozen=True)
@@ -275,6 +282,8 @@ def _plan_invalid(name: str, s: Seen | None, problem: str, request: Request | No
 
 def _plan_undeclared(s: Seen, broken_files: Mapping[str, str], prune_guard: str | None,
                      request: Request | None = None) -> Action:
+    if request == Request.UNLOAD:
+        return Action(STOP, s.name, "unloaded through the API", forget=True, cause=Cause.REQUESTED)
     kept = None
     if s.file is not None and s.file in broken_files:
         why = "keeping last good process" if s.running else "nothing running"

@@ -1,23 +1,26 @@
-"""On-demand activation, run on the control loop (the only thread that changes `daemon.awake`).
+"""On-demand activation, run on the control loop (the only thread that changes the awake set), through
+the daemon's `Control` door (reconciler/door.py).
 
-`wake(daemon, name)` decides whether an on-demand model may start now: it asks the reconciler's own
-`compute` (observe + memory ledger, no side effect) with the model added to `awake`. When the ledger
+`wake(control, name)` decides whether an on-demand model may start now: it asks for a trial plan
+(`control.trial`: observe + memory ledger, no side effect) with the model added to `awake`. When the ledger
 blocks it, idle on-demand models are taken out of `awake` one at a time, least recently used first,
 until it fits; `always` models and models with requests in flight are never candidates. If even all
 candidates would not make room, nothing is stopped and the ledger's reason is returned (the router
 answers 503 with it). Otherwise the evicted models leave `awake`, the model joins it, and one
 reconcile pass stops the former (→ Idle) and starts the latter (the supervisor waits for freed GPUs).
 
-`tick(daemon)` (each loop step) takes models idle for their `idle_timeout` out of `awake` the same way.
+`tick(control)` (each loop step) lets models idle for their `idle_timeout` leave `awake` the same way.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from xgen_declare.placement.predict import MIB
-from xgen_declare.reconciler.apply import compute
+from xgen_declare.reconciler.apply import Pass
+from xgen_declare.reconciler.door import Control
 from xgen_declare.states import State
 from xgen_declare.router.activity import Tracker
 from xgen_declare.router.keys import KeyCache
@@ -25,7 +28,13 @@ from xgen_declare.router.table import RouteTable, table_from_decls
 
 log = logging.getLogger("xgen_declare.router")
 
-__all__ = ["OnDemand", "Wake", "shortfall_mib"]
+__all__ = ["OnDemand", "Publisher", "Wake", "shortfall_mib"]
+
+
+class Publisher(Protocol):
+    """Where on-demand starts, idle stops and evictions are told (api/events.py EventBus)."""
+
+    def publish(self, type_: str, **data: object) -> None: ...
 
 
 @dataclass
@@ -65,12 +74,12 @@ def fmt_seconds(s: float) -> str:
 
 
 class OnDemand:
-    def __init__(self, tracker: Tracker, bus=None, metrics=None, keys: KeyCache | None = None):
+    def __init__(self, tracker: Tracker, bus: Publisher | None = None, metrics=None, keys: KeyCache | None = None):
         self.tracker, self.bus, self.metrics, self.keys = tracker, bus, metrics, keys
         self.table: RouteTable | None = None
 
     # ---- hooks (control loop) --------------------------------------------------------------------
-    def on_pass(self, result, seconds: float = 0.0) -> None:
+    def on_pass(self, result: Pass | None, seconds: float = 0.0) -> None:
         if result is not None and result.desired is not None:
             kept = {a.name: a.manifest_error for a in result.plan.actions if a.manifest_error}
             table = table_from_decls(result.desired.load.models, kept, self.table)
@@ -78,7 +87,7 @@ class OnDemand:
                 self.keys.refresh(table)
             self.table = table
 
-    def tick(self, d) -> None:
+    def tick(self, d: Control) -> None:
         table = self.table
         if table is None:
             return
@@ -94,8 +103,7 @@ class OnDemand:
             idle = self.tracker.idle_seconds(name)
             if idle < route.idle_timeout:
                 continue
-            d.awake.discard(name)
-            d.idle_reasons[name] = f"on-demand: no request for {fmt_seconds(route.idle_timeout)} (idle_timeout)"
+            d.let_idle(name, f"on-demand: no request for {fmt_seconds(route.idle_timeout)} (idle_timeout)")
             stopped.append(name)
             self._publish("idle_stop", model=name, idle_seconds=round(idle, 1), idle_timeout=route.idle_timeout)
             if self.metrics:
@@ -105,11 +113,11 @@ class OnDemand:
             d.reconcile(full=False)
 
     # ---- wake (control loop, via Daemon.submit) --------------------------------------------------
-    def wake(self, d, name: str) -> Wake:
-        p = d.sup.procs.get(name)
-        if p is not None and p.rec.held:
+    def wake(self, d: Control, name: str) -> Wake:
+        v = d.live(name)
+        if v is not None and v.held:
             return Wake(False, f"{name} is held stopped by `xgen-declare down`; run `xgen-declare up {name}`")
-        running = p is not None and (d.sup.running(p) or p.state == State.STOPPING)
+        running = d.running(name)
         if name in d.awake and running:
             return Wake(True)
         trial_awake = set(d.awake) | {name}
@@ -127,23 +135,21 @@ class OnDemand:
         elif trial.blocked:
             return Wake(False, f"{name} cannot start: {trial.blocked}")
         for victim in evicted:
-            d.awake.discard(victim)
-            d.idle_reasons[victim] = f"on-demand: evicted (least recently used) to make room for {name}"
+            d.let_idle(victim, f"on-demand: evicted (least recently used) to make room for {name}")
             self._publish("eviction", model=victim, to_make_room_for=name)
             if self.metrics:
                 self.metrics.evictions.labels(model=victim).inc()
         if evicted:
             log.info("evicting %s to make room for %s", ", ".join(evicted), name)
-        d.awake.add(name)
-        d.idle_reasons.pop(name, None)
+        d.wake_model(name)
         self.tracker.touch(name)
         if not running:
             self._publish("on_demand_start", model=name, evicted=evicted)
         d.reconcile(full=False)
         return Wake(True, evicted=evicted)
 
-    def _trial(self, d, name: str, awake: set[str]) -> _Trial:
-        result = compute(d.env.paths, d.env.config, d.inventory or d.env.inventory(), d.sup.observed(), awake=awake)
+    def _trial(self, d: Control, name: str, awake: set[str]) -> _Trial:
+        result = d.trial(awake)
         want = result.wants.get(name)
         if want is None:
             return _Trial(f"{name} is not declared by a valid manifest")
@@ -151,15 +157,15 @@ class OnDemand:
         by_ledger = ledger is not None and name in ledger.blocked
         return _Trial(want.blocked, by_ledger, shortfall_mib(ledger, name) if by_ledger else {})
 
-    def _candidates(self, d, name: str) -> list[str]:
+    def _candidates(self, d: Control, name: str) -> list[str]:
         table = self.table or RouteTable()
         out = []
         for other in d.awake:
             route = table.routes.get(other)
-            p = d.sup.procs.get(other)
+            v = d.live(other)
             if other == name or route is None or not route.on_demand or self.tracker.in_flight(other):
                 continue
-            if p is not None and p.state == State.STOPPING:
+            if v is not None and v.state == State.STOPPING:
                 continue
             out.append(other)
         return self.tracker.lru(out)

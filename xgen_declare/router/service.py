@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol, TypeVar
 
 import httpx
+from prometheus_client import CollectorRegistry
 from anyio import to_thread
 
 from xgen_declare.manifests.load import load_paths
@@ -23,6 +24,10 @@ from xgen_declare.router.errors import RouterError
 from xgen_declare.router.keys import KeyCache
 from xgen_declare.router.metrics import RouterMetrics
 from xgen_declare.router.ondemand import OnDemand
+from xgen_declare.processes.view import ModelView
+from xgen_declare.reconciler.door import Control, Door
+from xgen_declare.reconciler.env import Env
+from xgen_declare.router.ondemand import Publisher
 from xgen_declare.router.table import Route, RouteTable, table_from_decls
 
 log = logging.getLogger("xgen_declare.router")
@@ -44,6 +49,13 @@ def base_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+T = TypeVar("T")
+
+
+class HasRegistry(Protocol):
+    registry: CollectorRegistry
+
+
 def first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
@@ -51,16 +63,16 @@ def first_line(text: str | None) -> str:
 class Host(Protocol):
     """What the router needs from the server it is mounted on: api/context.py's ApiContext."""
 
-    daemon: Any                      # the control loop (reconciler/daemon.py Daemon)
+    daemon: Door                     # the control loop's door (reconciler/door.py)
     token: str | None
-    bus: Any                         # api/events.py EventBus: on-demand starts, evictions
-    metrics: Any                     # api/metrics.py Metrics: the registry the router's series join
+    bus: Publisher                   # api/events.py EventBus: on-demand starts, evictions
+    metrics: HasRegistry             # api/metrics.py Metrics: the registry the router's series join
     scrub: Scrubber
 
     @property
-    def env(self) -> Any: ...
+    def env(self) -> Env: ...
 
-    async def call(self, fn: Callable, timeout: float = ...) -> Any: ...
+    async def call(self, fn: Callable[[Control], T], timeout: float = ...) -> T: ...
 
 
 class Router:
@@ -83,20 +95,19 @@ class Router:
     def attach(self) -> None:
         d = self.ctx.daemon
         if not self._attached:
-            d.pass_hooks.append(self.ondemand.on_pass)
-            d.tick_hooks.append(self.ondemand.tick)
-            d.tick_hooks.append(self._on_tick)
+            d.add_pass_hook(self.ondemand.on_pass)
+            d.add_tick_hook(self.ondemand.tick)
+            d.add_tick_hook(self._on_tick)
             # a stop drains the requests forwarded to the model; a surge the old process's, by its port
-            d.sup.hooks.register_router(self.tracker.active, self.tracker.at)
+            d.register_router(self.tracker.active, self.tracker.at)
             self._attached = True
 
     def detach(self) -> None:
         d = self.ctx.daemon
-        for hooks, fn in ((d.pass_hooks, self.ondemand.on_pass), (d.tick_hooks, self.ondemand.tick),
-                          (d.tick_hooks, self._on_tick)):
-            if fn in hooks:
-                hooks.remove(fn)
-        d.sup.hooks.unregister_router()
+        d.remove_pass_hook(self.ondemand.on_pass)
+        d.remove_tick_hook(self.ondemand.tick)
+        d.remove_tick_hook(self._on_tick)
+        d.unregister_router()
         self._attached = False
 
     def client(self, name: str) -> httpx.AsyncClient:
@@ -118,11 +129,11 @@ class Router:
         return RouterError(429, f"{self.connections} requests to {route.name} are being answered already (router."
                            "connections_per_model); retry later", code="model_busy", headers={"Retry-After": "1"})
 
-    def _on_tick(self, d) -> None:
+    def _on_tick(self, d: Control) -> None:
         """Control loop, after each step: wake the requests of every model whose state changed."""
         for name, waiters in list(self._waiting.items()):
-            p = d.sup.procs.get(name)
-            state = p.state if p is not None else None
+            v = d.live(name)
+            state = v.state if v is not None else None
             if self._seen.get(name) == state:
                 continue
             self._seen[name] = state
@@ -145,14 +156,15 @@ class Router:
                 self.ondemand.table = table
         return self.ondemand.table
 
-    def proc(self, name: str):
-        return self.ctx.daemon.sup.procs.get(name)
+    def view(self, name: str) -> ModelView | None:
+        """The model as the supervisor last published it (never a live Proc: this runs on the server's loop)."""
+        return self.ctx.daemon.model(name)
 
     def state_of(self, route: Route) -> State:
-        p = self.proc(route.name)
-        if p is None:
+        v = self.view(route.name)
+        if v is None:
             return State.IDLE if route.on_demand and route.enabled else State.PENDING
-        return p.state
+        return v.state
 
     async def api_key(self, route: Route) -> str | None:
         """The key to send upstream, as the control loop last read it (router/keys.py); never opens the
@@ -192,9 +204,9 @@ class Router:
         return url
 
     def _ready_url(self, name: str) -> str | None:
-        p = self.proc(name)
-        if p is not None and p.state in (State.READY, State.UNHEALTHY) and p.rec.port and p.drain_deadline is None:
-            return base_url(p.rec.host, p.rec.port)
+        v = self.view(name)
+        if v is not None and v.serving and v.port:
+            return base_url(v.host, v.port)
         return None
 
     async def _wait_ready(self, route: Route, arrived: float, may_wake: bool = True) -> str:
@@ -220,18 +232,18 @@ class Router:
             url = self._ready_url(name)
             if url:
                 return url
-            p, st, now = self.proc(name), self.state_of(route), self.clock()
-            if p is not None and p.rec.held:
+            v, st, now = self.view(name), self.state_of(route), self.clock()
+            if v is not None and v.held:
                 raise RouterError(503, f"{name} is held stopped by `xgen-declare down`; run `xgen-declare up "
                                   f"{name}`", code="model_held")
             if route.manifest_error and st not in (State.STARTING, State.READY, State.UNHEALTHY):
                 raise RouterError(503, f"{name}'s manifest is invalid and its last good process is not running: "
                                   f"{first_line(route.manifest_error)}", code="manifest_invalid", state=st.value)
             if st == State.CRASH_LOOP_BACK_OFF and (last_wake is not None or not route.on_demand):
-                raise RouterError(503, f"{name} exited: {first_line(p.rec.last_error)}", code="model_crashed",
+                raise RouterError(503, f"{name} exited: {first_line(v.last_error if v else None)}", code="model_crashed",
                                   state=st.value)
             if st in FAILED and (last_wake is not None or not route.on_demand):
-                why = first_line(p.rec.last_error or p.rec.manifest_error) if p else ""
+                why = first_line(v.last_error or v.manifest_error) if v else ""
                 raise RouterError(503, f"{name} is {st.value}" + (f": {why}" if why else ""),
                                   code="model_unavailable", state=st.value)
             if st == State.STOPPED and not route.on_demand:
@@ -265,4 +277,4 @@ class Router:
 
     def nudge(self) -> None:
         """Something looked dead upstream: let the control loop look now."""
-        self.ctx.daemon.wake.set()
+        self.ctx.daemon.nudge()

@@ -157,6 +157,20 @@ def test_down_is_a_planned_stop_that_records_a_hold():
     assert (bad.kind, bad.hold, bad.manifest_error) == (STOP, True, "x.yaml:3: spec.port: bad")
 
 
+def test_unload_is_a_plan_input_that_outranks_the_prune_guard_and_spares_a_declared_model():
+    """Issue 22 item 4: the API's unload stops through the executor (it called the supervisor's stop
+    after a pass whose plan kept the model); a model still declared, or merely invalid, is not touched."""
+    from xgen_declare.reconciler.plan import KEEP, STOP, Cause, Request
+
+    guard = "kept: the manifests directory is empty (reconciler.prune_empty is false)"
+    gone = plan({}, {"a": seen(), "b": seen("b")}, prune_guard=guard, requests={"a": Request.UNLOAD})
+    assert [(x.name, x.kind, x.reason, x.forget, x.cause) for x in gone.actions] == [
+        ("a", STOP, "unloaded through the API", True, Cause.REQUESTED), ("b", KEEP, guard, False, Cause.PRUNE_GUARD)]
+    assert plan({"a": want()}, {"a": seen()}, requests={"a": Request.UNLOAD}).get("a").kind == KEEP
+    bad = plan({}, {"a": seen()}, invalid={"a": "x.yaml:3: spec.port: bad"}, requests={"a": Request.UNLOAD}).get("a")
+    assert (bad.kind, bad.manifest_error) == (KEEP, "x.yaml:3: spec.port: bad")
+
+
 def test_up_releases_the_hold_and_starts():
     from xgen_declare.reconciler.plan import START, Request
 
