@@ -95,7 +95,8 @@ class GitSource:
                     except _Refused as exc:
                         return self._kept(before, exc)
             except state.StateFileError as exc:
-                return self._kept(trees.current_commit(self.root), _Refused(Refusal.SETUP, str(exc)))
+                why = Refusal.BUSY if isinstance(exc, state.SourceBusy) else Refusal.SETUP
+                return self._kept(trees.current_commit(self.root), _Refused(why, str(exc)))
             except OSError as exc:
                 why = f"cannot write the source's state in {self.root}: {exc.strerror or exc}"
                 return self._kept(trees.current_commit(self.root), _Refused(Refusal.SETUP, why))

@@ -11,6 +11,7 @@ never a reason's text to search.
       TREE_INVALID     the tree is too large, source.path is missing or leads outside, a link leads out
       MANIFESTS_INVALID the commit's manifests fail validation (`problems` says file:line: field)
       SETUP            a file the source needs (token, key, allowed_signers, pin) or its state dir is unusable
+      BUSY             another process holds the source's lock (a sync, pin or unpin) past the wait
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Refusal(str, enum.Enum):
     TREE_INVALID = "tree_invalid"
     MANIFESTS_INVALID = "manifests_invalid"
     SETUP = "setup"
+    BUSY = "busy"
 
     @property
     def transient(self) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from xgen_declare.errors import FileRefused
 from xgen_declare.readers.bounded import KIB, read_text
 
-__all__ = ["StateFileError", "clear_pin", "locked", "read_json", "read_pin", "write_json", "write_pin"]
+__all__ = ["SourceBusy", "StateFileError", "clear_pin", "locked", "read_json", "read_pin", "write_json", "write_pin"]
 
 RECORD_LIMIT = 64 * KIB
 _SHA_LENGTHS = (40, 64)
@@ -29,6 +29,10 @@ _SHA_LENGTHS = (40, 64)
 
 class StateFileError(Exception):
     """A state file of the source cannot be read or written; the message names the file and what to do."""
+
+
+class SourceBusy(StateFileError):
+    """Another process holds STATE/source/lock past the wait."""
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -113,7 +117,7 @@ def locked(root: Path, wait: float, clock=time.monotonic, pause=time.sleep) -> I
                 break
             except BlockingIOError:
                 if clock() >= deadline:
-                    raise StateFileError(f"another xgen-declare is syncing this source ({root / 'lock'} is "
+                    raise SourceBusy(f"another xgen-declare is syncing this source ({root / 'lock'} is "
                                          f"held for over {wait:g} s); try again later") from None
                 pause(0.05)
         yield
