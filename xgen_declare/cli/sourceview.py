@@ -26,9 +26,9 @@ def open_source(g: Globals, argument: str | None) -> GitSource:
     config = g.load_config()
     spec: GitSpec | None = parse_git_argument(argument) if argument else config.git_spec()
     if spec is None:
-        where = f"the config {config.file}" if config.file else "no config file (--config FILE)"
-        raise UsageError(f"no git source: {where} has no `source:` section; give one with --config FILE, or "
-                         "name the repository: git+URL[#REF][//PATH]")
+        where = f"the config {config.file} has no `source:` section" if config.file else "no config file"
+        raise UsageError(f"no git source: {where}; give a config with `source: {{git: URL}}` (--config FILE), "
+                         "or --source git+URL[#REF][//PATH]")
     return GitSource(spec, g.resolve_state_dir(config), check=manifest_check)
 
 
