@@ -153,6 +153,12 @@ def test_pin_refuses_an_unsigned_or_unknown_commit_and_pins_nothing(cli, host, t
     r = cli("source", "pin", "abcdef1", *opts)
     assert (r.code, r.err) == (1, f"error: commit 'abcdef1' is not among the commits fetched from "
                                   f"{srv.url('config.git')}; give its full 40-character id to fetch it\n")
+    r = cli("source", "pin", *opts, "--", "--upload-pack=touch")  # never reaches git's argv as an option
+    assert (r.code, r.err) == (1, "error: '--upload-pack=touch' is not a commit id (give its hex id, at least 7 "
+                                  "characters, as `git log` shows it)\n")
+    r = cli("source", "pin", "HEAD~1", *opts)
+    assert (r.code, r.err) == (1, "error: 'HEAD~1' is not a commit id (give its hex id, at least 7 characters, as "
+                                  "`git log` shows it)\n")
     r = cli("source", "pin", "ab" * 20, *opts)
     assert (r.code, r.err) == (1, f"error: commit {'ab' * 20} is not on {srv.url('config.git')} (check the id: "
                                   "`git log` in a clone shows it)\n")

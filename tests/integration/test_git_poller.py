@@ -174,6 +174,25 @@ def test_a_force_push_to_an_older_commit_is_refused_unless_allowed(server, origi
     assert (res.outcome, res.old, res.new) == (Outcome.SWITCHED, second, first)
 
 
+def test_a_changed_source_ref_is_followed_not_taken_for_a_force_push(server, origin, tmp_path):
+    p = poller(server, tmp_path)
+    main = poll(p).new
+    origin.reset_hard(main)
+    origin.branch = "prod"
+    prod = origin.commit({"manifests/a.yaml": manifest("a", 1024)}, "prod only")
+    origin.push()
+    origin.branch = "main"
+    origin.reset_hard(main)
+    unrelated = origin.commit({"manifests/a.yaml": manifest("a", 4096)}, "main moves on")
+    origin.push()
+    prod_poller = Poller(GitSource(replace(p.source.spec, ref="prod"), tmp_path / "state", check=manifest_check))
+    res = poll(prod_poller)
+    assert (res.outcome, res.old, res.new) == (Outcome.SWITCHED, main, prod)  # the config changed: no rewind
+    res = poll(p)  # back to main: main's commit does not descend from prod's, and main was followed before
+    assert (res.outcome, res.old, res.new) == (Outcome.SWITCHED, prod, unrelated)
+    assert unrelated != prod
+
+
 def test_a_commit_with_invalid_manifests_is_refused_with_file_line_field(server, origin, tmp_path):
     p = poller(server, tmp_path)
     good = poll(p).new

@@ -34,7 +34,7 @@ def pin(commit: str, source: str | None, output: str) -> int:
     fetched now; it is verified (source.verify) and its manifests validated like any commit, and is
     refused (exit 8, nothing pinned) otherwise. Recorded in STATE_DIR/source/pin."""
     src = open_source(get_globals(), source)
-    res = src.pin(commit.strip().lower())
+    res = src.pin(commit.strip())
     result = PollResult(outcome_of(res), res.before, res.commit, res.fetched, res.reason, res.error, res.problems,
                         res.signature, res.pinned, time.time(), manifests=res.manifests)
     changes = manifest_changes(tree_of(src, res.before), res.manifests) if res.pinned else None

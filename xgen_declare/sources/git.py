@@ -5,7 +5,7 @@ check that it descends from the current one, put its tree on disk, validate its 
     STATE/source/repo.git           a bare repository, fetched into (shallow: --depth=1)
     STATE/source/allowed_signers    the copy of source.verify.allowed_signers that git checks against
     STATE/source/trees/<commit>/    one commit's files        STATE/source/current -> trees/<commit>
-    STATE/source/pin, lock          state.py
+    STATE/source/pin, followed, lock   state.py (followed: the URL and ref `current` was synced from)
 
 `GitSource.sync()` never raises for anything the remote, the network or the commit does: it returns a
 `SyncResult` saying which commit is current (the last good one), which was fetched, whether `current`
@@ -19,6 +19,7 @@ at each sync (bounded reader) and reaches git only through its environment.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -39,6 +40,8 @@ __all__ = ["Check", "GitSource", "Refusal", "SyncResult"]
 FETCHED = "refs/xgen/fetched"
 CURRENT = "refs/xgen/current"  # keeps the current commit's objects while the ref moves elsewhere
 PINNED = "refs/xgen/pinned"
+FOLLOWED = "followed"  # STATE/source/followed: the URL and ref the current commit was synced from
+_COMMIT_TEXT = re.compile(r"[0-9a-f]{7,64}")
 
 # validates one commit's manifests directory; the problems (errors) refuse the commit
 Check = Callable[[Path], list[Problem]]
@@ -107,10 +110,26 @@ class GitSource:
             return self._hold(runner, before, pin["commit"])
         commit = self._fetch(runner)
         signature = self._verify(runner, commit)
-        if before and before != commit and not self.spec.pinned and not self.spec.allow_force_push:
+        if before and before != commit and not self.spec.pinned and not self.spec.allow_force_push \
+                and self._same_ref_as(before):
             self._fast_forward(runner, before, commit)
         manifests = self._apply(runner, commit, before)
+        if before != commit:
+            try:
+                state.write_json(self.root / FOLLOWED, {"url": self.spec.url, "ref": self.spec.ref, "commit": commit})
+            except state.StateFileError:
+                pass  # `current` has moved; without this record the next sync is only stricter
         return SyncResult(commit, commit, before != commit, None, manifests, before=before, signature=signature)
+
+    def _same_ref_as(self, before: str) -> bool:
+        """`before` came from this URL and ref (a changed source.git or source.ref is no force push)."""
+        try:
+            followed = state.read_json(self.root / FOLLOWED)
+        except state.StateFileError:
+            return True  # unknown: the stricter answer
+        if not followed or followed.get("commit") != before:
+            return True
+        return (followed.get("url"), followed.get("ref")) == (self.spec.url, self.spec.ref)
 
     def _pin(self, runner: GitRunner, before: str | None, text: str) -> SyncResult:
         commit = self._resolve(runner, text)
@@ -244,6 +263,10 @@ class GitSource:
 
     def _resolve(self, runner: GitRunner, text: str) -> str:
         """The commit `text` names: one already fetched (a full id or an unambiguous prefix), else fetched."""
+        if not _COMMIT_TEXT.fullmatch(text.lower()):
+            raise _Refused(Refusal.REF_MISSING, f"{text[:80]!r} is not a commit id (give its hex id, at least 7 "
+                           "characters, as `git log` shows it)")
+        text = text.lower()
         rev = runner.run("rev-parse", "--verify", "--quiet", f"{text}^{{commit}}", cwd=self.repo)
         if rev.ok:
             return rev.stdout.strip()
