@@ -126,6 +126,21 @@ def test_a_force_push_is_refused_unless_allowed_over_http(origin, tmp_path):
     assert (followed.commit, followed.changed, files(followed)) == (first, True, {"a.yaml": "a: 1\n"})
 
 
+def test_a_fast_forward_dated_before_the_current_commit_is_followed(origin, tmp_path, monkeypatch):
+    source = GitSource(GitSpec(url=f"file://{origin.bare}", ref="main", path="manifests"), tmp_path / "state")
+    first = sync(source).commit
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2020-01-01T00:00:00Z")  # a committer whose clock is years behind
+    child = origin.commit({"manifests/a.yaml": "a: 2\n"}, "child of the current commit, dated long before it")
+    origin.push()
+    res = sync(source)
+    assert (res.before, res.commit, res.changed, res.error) == (first, child, True, None)
+    origin.reset_hard(first)
+    sibling = origin.commit({"manifests/a.yaml": "a: 3\n"}, "not a child of the current one, also dated 2020")
+    origin.push(force=True)
+    res = sync(source)
+    assert (res.commit, res.fetched, res.reason) == (child, sibling, Refusal.NOT_FAST_FORWARD)
+
+
 def test_a_token_from_a_file_and_a_wrong_one(origin, tmp_path):
     token = tmp_path / "token"
     token.write_text("right\n")

@@ -12,6 +12,7 @@ reason, error, problems) is written to STATE/source/last_poll for `source status
 from __future__ import annotations
 
 import enum
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class Poller:
         self.last: PollResult | None = None
         self.record_error: str | None = None  # why STATE/source/last_poll could not be written, if it could not
         self._next_at: float | None = None  # None: due now
+        self._lock = threading.Lock()  # the timer and a webhook may call poll_once at once
 
     @property
     def interval(self) -> float:
@@ -97,6 +99,10 @@ class Poller:
 
     def poll_once(self) -> PollResult:
         """Sync now (a webhook or `xgen-declare sync` calls this out of turn), then schedule the next poll."""
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> PollResult:
         at = self.wall()
         res = self.source.sync()
         self.failures = self.failures + 1 if res.reason is not None and res.reason.transient else 0
