@@ -16,7 +16,7 @@ from xgen_declare.errors import FileRefused
 from xgen_declare.readers.bounded import MIB, read_bytes
 from xgen_declare.sources.gitcmd import GitRunner
 
-__all__ = ["SIGNATURE_WORDS", "Signature", "check_signature", "copy_allowed_signers", "signature_refusal"]
+__all__ = ["SIGNATURE_WORDS", "Signature", "check_signature", "copy_allowed_signers"]
 
 # git's %G? letters (git-log(1) PRETTY FORMATS), worded for a refusal
 SIGNATURE_WORDS = {
@@ -54,15 +54,6 @@ class Signature:
     signer: str = ""       # the principal allowed_signers names for it
     refusal: str | None = None  # the one-line reason when the commit is not applied
 
-    @property
-    def good(self) -> bool:
-        return self.refusal is None
-
-    def describe(self) -> str:
-        if self.good:
-            return f"good signature by {self.signer or 'an allowed key'}" + (f" ({self.key})" if self.key else "")
-        return SIGNATURE_WORDS.get(self.letter, f"a signature git rates {self.letter!r}")
-
 
 def check_signature(runner: GitRunner, repo: Path, commit: str, allowed_signers: Path) -> Signature:
     """`commit`'s signature checked against `allowed_signers`; `refusal` says why when it is not good."""
@@ -78,11 +69,6 @@ def check_signature(runner: GitRunner, repo: Path, commit: str, allowed_signers:
     by = f" ({key})" if key else ""
     return Signature(letter, key, signer.strip(), f"commit {commit[:12]} {words}{by}; it is not applied (sign it "
                      "with a key listed in allowed_signers)")
-
-
-def signature_refusal(runner: GitRunner, repo: Path, commit: str, allowed_signers: Path) -> str | None:
-    """None when `commit` carries a good signature by an allowed key; else the reason it is refused."""
-    return check_signature(runner, repo, commit, allowed_signers).refusal
 
 
 def _with_signers(runner: GitRunner, allowed_signers: Path) -> dict[str, str]:
