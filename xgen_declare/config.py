@@ -314,6 +314,8 @@ class Source(BaseModel):
     verify: SourceVerify | None = None
     timeout: float = Field(120, gt=0, le=3600, description="Seconds one git command may take")
     max_tree_mib: int = Field(64, ge=1, le=4096, description="Largest commit tree (all files) accepted, in MiB")
+    allow_force_push: bool = Field(False, description="Follow the ref when it moves to a commit that does not "
+                                   "descend from the current one (default: refused, the current commit stays)")
 
     @field_validator("git")
     @classmethod
@@ -416,7 +418,8 @@ class Config(BaseModel):
                        ssh_key_file=self.resolve(s.ssh_key_file), known_hosts=self.resolve(s.known_hosts),
                        token_file=self.resolve(s.token_file), token_user=s.token_user,
                        allowed_signers=self.resolve(s.verify.allowed_signers) if s.verify else None,
-                       timeout=s.timeout, max_tree_bytes=s.max_tree_mib * 1024 * 1024)
+                       timeout=s.timeout, max_tree_bytes=s.max_tree_mib * 1024 * 1024,
+                       allow_force_push=s.allow_force_push)
 
 
 def find_config(explicit: str | None, manifest_paths: list[str]) -> Path | None:

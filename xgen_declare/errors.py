@@ -45,6 +45,7 @@ class ExitCode(enum.IntEnum):
     NOT_FOUND = 5
     STATE_DIR = 6
     CANNOT_SERVE = 7
+    SOURCE_REFUSED = 8
     INTERNAL = 70
     INTERRUPTED = 130
 
@@ -64,6 +65,10 @@ EXIT_CODES: dict[ExitCode, str] = {
                         "`state_write_failed`)",
     ExitCode.CANNOT_SERVE: "cannot serve: the API cannot listen (address in use) or may not (a non-loopback "
                            "address without a token, an unreadable token file)",
+    ExitCode.SOURCE_REFUSED: "source refused: `sync` or `source pin` did not apply the git source's commit: it is "
+                             "unsigned or signed by a key not allowed, rewinds the branch, has invalid manifests "
+                             "or too large a tree, or the remote could not be fetched (unreachable, timeout); the "
+                             "last good commit stays current",
     ExitCode.INTERNAL: "internal error: a bug in xgen-declare (rerun with `XGEN_DEBUG=1` for the traceback)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from xgen_declare.sources import gitcmd
-from xgen_declare.sources.git import GitSource, SyncResult
+from xgen_declare.sources.git import GitSource, Refusal, SyncResult
 from xgen_declare.sources.spec import GitSpec
 from xgen_declare.testing.deadline import within
 from xgen_declare.testing.gitrepos import SshSigner, WorkRepo, write_allowed_signers
@@ -99,18 +99,46 @@ def test_a_reader_never_sees_a_half_updated_tree(origin, tmp_path):
     assert seen == []
 
 
-def test_a_force_push_is_followed_over_http(origin, tmp_path):
+def test_a_force_push_is_refused_unless_allowed_over_http(origin, tmp_path):
     first = origin.head()
     with GitHttpServer(tmp_path / "srv") as srv:
-        source = GitSource(GitSpec(url=srv.url("config.git"), ref="main", path="manifests"), tmp_path / "state")
+        spec = GitSpec(url=srv.url("config.git"), ref="main", path="manifests")
+        source = GitSource(spec, tmp_path / "state")
         origin.commit({"manifests/a.yaml": "a: 2\n"}, "second")
+        second = origin.head()
         origin.push()
         assert files(sync(source)) == {"a.yaml": "a: 2\n"}
         origin.reset_hard(first)
         rewritten = origin.commit({"manifests/a.yaml": "a: 3\n"}, "rewritten")
         origin.push(force=True)
-        res = sync(source)
-    assert (res.commit, res.changed, files(res)) == (rewritten, True, {"a.yaml": "a: 3\n"})
+        refused = sync(source)
+        origin.reset_hard(first)
+        origin.push(force=True)  # back to an older commit, itself an ancestor of the current one
+        rewound = sync(source)
+        followed = sync(GitSource(replace(spec, allow_force_push=True), tmp_path / "state"))
+    assert (refused.commit, refused.fetched, refused.reason) == (second, rewritten, Refusal.NOT_FAST_FORWARD)
+    assert refused.error == (f"commit {rewritten[:12]} does not descend from the current commit {second[:12]} (the "
+                             "branch was force-pushed to other or older history); it is not applied (set "
+                             "source.allow_force_push: true to follow rewritten history, or roll back on purpose "
+                             "with `xgen-declare source pin COMMIT`)")
+    assert files(refused) == {"a.yaml": "a: 2\n"}
+    assert (rewound.commit, rewound.fetched, rewound.reason) == (second, first, Refusal.NOT_FAST_FORWARD)
+    assert (followed.commit, followed.changed, files(followed)) == (first, True, {"a.yaml": "a: 1\n"})
+
+
+def test_a_fast_forward_dated_before_the_current_commit_is_followed(origin, tmp_path, monkeypatch):
+    source = GitSource(GitSpec(url=f"file://{origin.bare}", ref="main", path="manifests"), tmp_path / "state")
+    first = sync(source).commit
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2020-01-01T00:00:00Z")  # a committer whose clock is years behind
+    child = origin.commit({"manifests/a.yaml": "a: 2\n"}, "child of the current commit, dated long before it")
+    origin.push()
+    res = sync(source)
+    assert (res.before, res.commit, res.changed, res.error) == (first, child, True, None)
+    origin.reset_hard(first)
+    sibling = origin.commit({"manifests/a.yaml": "a: 3\n"}, "not a child of the current one, also dated 2020")
+    origin.push(force=True)
+    res = sync(source)
+    assert (res.commit, res.fetched, res.reason) == (child, sibling, Refusal.NOT_FAST_FORWARD)
 
 
 def test_a_token_from_a_file_and_a_wrong_one(origin, tmp_path):
@@ -171,7 +199,7 @@ def test_unsigned_and_stranger_signed_commits_are_refused(origin, tmp_path):
 def test_a_ref_that_does_not_exist(origin, tmp_path):
     res = sync(GitSource(GitSpec(url=f"file://{origin.bare}", ref="nosuch"), tmp_path / "state"))
     assert res == SyncResult(None, None, False, f"source.ref: 'nosuch' does not exist in file://{origin.bare} "
-                                                "(check the branch, tag or commit)", None)
+                                                "(check the branch, tag or commit)", None, Refusal.REF_MISSING)
 
 
 def test_paths_outside_the_repository(origin, tmp_path):

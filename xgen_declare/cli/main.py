@@ -39,6 +39,8 @@ VERBS = {
     "export": "export",
     "events": "events",
     "doctor": "doctor",
+    "sync": "sync",
+    "source": "source",
 }
 
 

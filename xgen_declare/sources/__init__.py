@@ -5,7 +5,12 @@
                 system config, only https/http/ssh/file transports, the token in the environment
     verify.py   a commit's SSH signature against allowed_signers
     trees.py    one commit's tree into trees/<commit>, then the atomic `current` symlink swap
-    git.py      GitSource.sync(): fetch, resolve, verify, materialise; a SyncResult, never an exception
+    history.py  does the fetched commit descend from the current one (a force push is refused by default)
+    git.py      GitSource.sync() / pin() / unpin(): fetch, resolve, verify, materialise, check, switch
+    results.py  SyncResult and Refusal (the cause of a refusal, as a type)
+    state.py    STATE/source/pin and last_poll (atomic write, bounded read), the source's flock
+    poller.py   Poller.poll_once() -> PollResult; interval, back-off, the last attempt
+    webhook.py  receive(headers, body, secret): GitHub / Gitea / GitLab webhooks -> poll now, or a refusal
 
-Imports only errors.py and readers/.
+Imports only errors.py and readers/ (the manifest check comes in as a callable, `git.Check`).
 """

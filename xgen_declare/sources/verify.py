@@ -9,13 +9,14 @@ file named in the config never reaches ssh-keygen, and a file edited mid-check c
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from xgen_declare.errors import FileRefused
 from xgen_declare.readers.bounded import MIB, read_bytes
 from xgen_declare.sources.gitcmd import GitRunner
 
-__all__ = ["SIGNATURE_WORDS", "copy_allowed_signers", "signature_refusal"]
+__all__ = ["SIGNATURE_WORDS", "Signature", "check_signature", "copy_allowed_signers"]
 
 # git's %G? letters (git-log(1) PRETTY FORMATS), worded for a refusal
 SIGNATURE_WORDS = {
@@ -46,19 +47,28 @@ def copy_allowed_signers(source: str, dest: Path) -> str | None:
     return None
 
 
-def signature_refusal(runner: GitRunner, repo: Path, commit: str, allowed_signers: Path) -> str | None:
-    """None when `commit` carries a good signature by an allowed key; else the reason it is refused."""
+@dataclass(frozen=True)
+class Signature:
+    letter: str            # git's %G?: G good (by an allowed key), N none, U, B, X, Y, R, E (see SIGNATURE_WORDS)
+    key: str = ""          # the key's fingerprint (SHA256:...)
+    signer: str = ""       # the principal allowed_signers names for it
+    refusal: str | None = None  # the one-line reason when the commit is not applied
+
+
+def check_signature(runner: GitRunner, repo: Path, commit: str, allowed_signers: Path) -> Signature:
+    """`commit`'s signature checked against `allowed_signers`; `refusal` says why when it is not good."""
     res = runner.run("log", "-1", "--format=%G?%x00%GK%x00%GS", commit, "--", cwd=repo,
                      env=_with_signers(runner, allowed_signers))
     if not res.ok:
-        return f"cannot check the signature of {commit[:12]}: {res.text()}"
+        return Signature("E", refusal=f"cannot check the signature of {commit[:12]}: {res.text()}")
     letter, _, rest = res.stdout.strip().partition("\x00")
-    key = rest.partition("\x00")[0]
+    key, _, signer = rest.partition("\x00")
     if letter == "G":
-        return None
+        return Signature(letter, key, signer.strip())
     words = SIGNATURE_WORDS.get(letter, f"has a signature git rates {letter!r}")
     by = f" ({key})" if key else ""
-    return f"commit {commit[:12]} {words}{by}; it is not applied (sign it with a key listed in allowed_signers)"
+    return Signature(letter, key, signer.strip(), f"commit {commit[:12]} {words}{by}; it is not applied (sign it "
+                     "with a key listed in allowed_signers)")
 
 
 def _with_signers(runner: GitRunner, allowed_signers: Path) -> dict[str, str]:

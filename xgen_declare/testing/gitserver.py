@@ -8,6 +8,8 @@ server on loopback, so that `git clone`, `git fetch` and `git push` over http ru
         srv.refuse(503)                             # every request answers 503 until srv.refuse(None)
         srv.go_away(); srv.come_back()              # the port closes (connection refused), then reopens
         srv.stall(); srv.stall(False)               # requests hang (read, never answered) until released
+        srv.cut(1000); srv.cut(None)                # a POST's answer is dropped after 1000 bytes (mid-fetch)
+        srv.drip(0.2); srv.drip(None)               # answers trickle: 64 bytes, then a pause of 0.2 s, ...
 
 The request body is streamed into the CGI's stdin (Content-Length or chunked) and its stdout streamed
 back; the CGI environment is the one RFC 3875 and git-http-backend(1) describe (GIT_PROJECT_ROOT,
@@ -23,6 +25,7 @@ import base64
 import hmac
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -181,8 +184,23 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
-        while data := cgi.stdout.read1(CHUNK):
+        owner = self.server.owner
+        cut = owner.cut_after if self.command == "POST" else None
+        pause = owner.drip_pause
+        sent = 0
+        while data := cgi.stdout.read1(64 if pause else CHUNK):
+            if cut is not None and sent + len(data) > cut:
+                self.wfile.write(data[:cut - sent])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)  # the connection drops mid-answer
+                cgi.kill()
+                return
             self.wfile.write(data)
+            sent += len(data)
+            if pause:
+                self.wfile.flush()
+                if owner.closing.wait(pause):
+                    return
         self.wfile.flush()
 
 
@@ -203,6 +221,9 @@ class GitHttpServer:
         self.token = token
         self.refusing: int | None = None
         self.stalled, self.released = threading.Event(), threading.Event()
+        self.cut_after: int | None = None
+        self.drip_pause: float | None = None
+        self.closing = threading.Event()  # set by stop(): a dripping answer ends at once
         self.requests: list[str] = []
         self.backend = http_backend()
         self.port = 0
@@ -210,6 +231,7 @@ class GitHttpServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> "GitHttpServer":
+        self.closing.clear()
         self._server = _Server(("127.0.0.1", self.port), self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -219,6 +241,7 @@ class GitHttpServer:
 
     def stop(self) -> None:
         self.stall(False)
+        self.closing.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -242,6 +265,16 @@ class GitHttpServer:
         else:
             self.stalled.clear()
             self.released.set()
+
+    def cut(self, after_bytes: int | None) -> None:
+        """Drop the connection of every POST (git-upload-pack: the pack) after `after_bytes` of its answer's
+        body (None: answer whole again): a remote that goes away mid-fetch."""
+        self.cut_after = after_bytes
+
+    def drip(self, pause: float | None) -> None:
+        """Send every answer 64 bytes at a time with `pause` seconds between (None: at full speed): a slow
+        remote that is never idle, so only a timeout on the whole command stops it."""
+        self.drip_pause = pause
 
     def go_away(self) -> None:
         """Close the listening socket: clients get connection refused until `come_back`."""

@@ -1,0 +1,121 @@
+"""`xgen-declare source pin COMMIT | unpin | status`: hold the git source at a commit, let go, and show it."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import click
+
+from xgen_declare.errors import StateBusyError, StateError
+from xgen_declare.sources import state, trees
+from xgen_declare.sources.poller import PollResult, last_recorded, outcome_of
+from xgen_declare.cli.common import get_globals, global_options, output_option, print_json
+from xgen_declare.cli.sourceview import (describe_source, exit_code, manifest_changes, open_source, print_result,
+                                         short, tree_of, when)
+
+SOURCE_ARG = click.option("--source", "source", metavar="git+URL[#REF][//PATH]",
+                          help="The repository, when the config has no `source:`")
+
+
+@click.group(short_help="Pin, unpin and show the git source")
+def command() -> None:
+    """The git source of this host's manifests (the config's `source:`; see README "Config from git")."""
+
+
+@command.command(short_help="Hold the source at COMMIT (a rollback the next sync does not undo)")
+@click.argument("commit")
+@SOURCE_ARG
+@output_option(("text", "json"), "text")
+@global_options
+def pin(commit: str, source: str | None, output: str) -> int:
+    """Make COMMIT current and keep it so: syncs fetch the ref but do not apply it until `source unpin`.
+    COMMIT is a commit already fetched (a full id or an unambiguous prefix) or a full id on the remote,
+    fetched now; it is verified (source.verify) and its manifests validated like any commit, and is
+    refused (exit 8, nothing pinned) otherwise. Recorded in STATE_DIR/source/pin."""
+    src = open_source(get_globals(), source)
+    res = src.pin(commit.strip())
+    result = PollResult(outcome_of(res), res.before, res.commit, res.fetched, res.reason, res.error, res.problems,
+                        res.signature, res.pinned, time.time(), manifests=res.manifests)
+    changes = manifest_changes(tree_of(src, res.before), res.manifests) if res.pinned else None
+    if output == "json":
+        print_json({**result.to_json(), "changes": changes})
+    else:
+        print_result(src, result, changes)
+    return exit_code(result)
+
+
+@command.command(short_help="Follow the source's ref again")
+@SOURCE_ARG
+@global_options
+def unpin(source: str | None) -> int:
+    """Drop the pin: the next sync (`xgen-declare sync`, or the daemon's poll) follows the ref again; the
+    current commit stays until then."""
+    src = open_source(get_globals(), source)
+    try:
+        was = src.pinned()
+    except state.StateFileError:
+        was = None  # a damaged pin file: removing it is what unpin is for
+    try:
+        removed = src.unpin()
+    except state.SourceBusy as exc:
+        raise StateBusyError(str(exc)) from None
+    except state.StateFileError as exc:
+        raise StateError(str(exc)) from None
+    if removed:
+        what = f"at {short(was['commit'])} " if was else ""
+        click.echo(f"unpinned (was {what.strip() or 'a damaged pin'}): the next sync follows {src.spec.ref} again")
+    else:
+        click.echo(f"no pin was set: syncs follow {src.spec.ref}")
+    return 0
+
+
+@command.command(short_help="The source, its current commit, the pin and the last poll")
+@SOURCE_ARG
+@output_option(("text", "json"), "text")
+@global_options
+def status(source: str | None, output: str) -> int:
+    """Without fetching: the source (URL, ref, path), the commit current and since when, the pin if any,
+    and the last poll (time, outcome, the commit fetched and why it was not applied, the error)."""
+    src = open_source(get_globals(), source)
+    commit = trees.current_commit(src.root)
+    problems = []
+    pin = last = None
+    try:
+        pin = src.pinned()
+    except state.StateFileError as exc:
+        problems.append(str(exc))
+    try:
+        last = last_recorded(src)
+    except state.StateFileError as exc:
+        problems.append(str(exc))
+    applied_at = _applied_at(src.root) if commit else None
+    if output == "json":
+        print_json({"source": {"url": src.spec.url, "ref": src.spec.ref, "path": src.spec.path,
+                               "verify": bool(src.spec.allowed_signers)},
+                    "current": {"commit": commit, "at": applied_at}, "pin": pin, "last_poll": last,
+                    "problems": problems})
+    else:
+        click.echo(f"source:     {describe_source(src.spec)}")
+        click.echo(f"current:    {commit or 'none (never synced)'}" + (f" (since {when(applied_at)})" if commit else ""))
+        if pin:
+            click.echo(f"pinned:     {pin['commit']} since {when(pin.get('at'))} (was {short(pin.get('before'))}; "
+                       "`xgen-declare source unpin` to follow the ref)")
+        if last:
+            fetched = f", fetched {short(last.get('fetched'))}" if last.get("fetched") else ""
+            reason = f" ({last['reason']})" if last.get("reason") else ""
+            click.echo(f"last poll:  {when(last.get('at'))}: {last.get('outcome')}{reason}{fetched}")
+            if last.get("error"):
+                click.echo(f"last error: {last['error']}")
+        else:
+            click.echo("last poll:  none recorded")
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+    return 1 if problems else 0
+
+
+def _applied_at(root) -> float | None:
+    try:
+        return os.lstat(root / "current").st_mtime
+    except OSError:
+        return None
