@@ -314,8 +314,9 @@ class Source(BaseModel):
     verify: SourceVerify | None = None
     timeout: float = Field(120, gt=0, le=3600, description="Seconds one git command may take")
     max_tree_mib: int = Field(64, ge=1, le=4096, description="Largest commit tree (all files) accepted, in MiB")
-    allow_force_push: bool = Field(False, description="Follow the ref when it moves to a commit that does not "
-                                   "descend from the current one (default: refused, the current commit stays)")
+    allow_force_push: bool = Field(True, description="Follow the ref when it moves to a commit that does not "
+                                   "descend from the current one (a force push; default: followed). false: "
+                                   "refused, the current commit stays (an old signed commit cannot be replayed)")
 
     @field_validator("git")
     @classmethod

@@ -122,20 +122,20 @@ def test_pin_holds_a_rollback_until_unpin(cli, host, alice, tmp_path):
     second = repo.commit({"manifests/a.yaml": manifest("a", 4096)}, "second", signer=alice)
     repo.push()
     assert cli("sync", *opts).code == 0
-    r = cli("source", "pin", first[:10], *opts)
+    r = cli("pin", first[:10], *opts)  # the verb; `source pin` is the same command
     assert (r.code, r.err) == (0, "")
     assert r.out.splitlines()[1] == (f"commit:   {second[:12]} -> {first[:12]} (pinned; syncs fetch main and do not "
-                                     "apply it: `xgen-declare source unpin` to follow main again)")
+                                     "apply it: `xgen-declare unpin` to follow main again)")
     assert r.out.splitlines()[3] == "changed:  changed: a"
     third = repo.commit({"manifests/a.yaml": manifest("a", 8192)}, "third", signer=alice)
     repo.push()
     r = cli("sync", *opts)
     assert (r.code, r.out.splitlines()[1]) == (0, f"commit:   {first[:12]} (pinned; main is at {third[:12]}, not "
-                                               "applied: `xgen-declare source unpin` to follow main again)")
+                                               "applied: `xgen-declare unpin` to follow main again)")
     status = cli("source", "status", *opts).out.splitlines()
     assert status[2].startswith(f"pinned:     {first} since ") and status[2].endswith(
-        f"(was {second[:12]}; `xgen-declare source unpin` to follow the ref)")
-    r = cli("source", "unpin", *opts)
+        f"(was {second[:12]}; `xgen-declare unpin` to follow the ref)")
+    r = cli("unpin", *opts)
     assert (r.code, r.out) == (0, f"unpinned (was at {first[:12]}): the next sync follows main again\n")
     assert cli("source", "unpin", *opts).out == "no pin was set: syncs follow main\n"
     r = cli("sync", *opts)
@@ -171,8 +171,8 @@ def test_a_damaged_pin_file_stops_syncs_until_unpin(cli, host, tmp_path):
     pin.write_text("{\"commit\": \"HEAD\"}")
     r = cli("sync", *opts)
     assert r.code == 1
-    assert r.err == (f"error: {pin} does not hold a commit id (run `xgen-declare source pin COMMIT` again, or "
-                     "`xgen-declare source unpin`)\n")
+    assert r.err == (f"error: {pin} does not hold a commit id (run `xgen-declare pin COMMIT` again, or "
+                     "`xgen-declare unpin`)\n")
     assert cli("source", "status", *opts).code == 1
     assert cli("source", "unpin", *opts).out == "unpinned (was a damaged pin): the next sync follows main again\n"
     assert cli("sync", *opts).code == 0

@@ -158,8 +158,8 @@ def test_a_slow_server_beyond_the_timeout_is_cut_off(server, origin, tmp_path):
                          "slow or huge? source.timeout)")
 
 
-def test_a_force_push_to_an_older_commit_is_refused_unless_allowed(server, origin, tmp_path):
-    p = poller(server, tmp_path)
+def test_a_force_push_to_an_older_commit_is_followed_and_refused_only_when_not_allowed(server, origin, tmp_path):
+    p = poller(server, tmp_path, allow_force_push=False)
     first = poll(p).new
     second = origin.commit({"manifests/a.yaml": manifest("a", 4096)}, "second")
     origin.push()

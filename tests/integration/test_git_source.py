@@ -99,10 +99,10 @@ def test_a_reader_never_sees_a_half_updated_tree(origin, tmp_path):
     assert seen == []
 
 
-def test_a_force_push_is_refused_unless_allowed_over_http(origin, tmp_path):
+def test_a_force_push_is_followed_and_refused_only_when_not_allowed_over_http(origin, tmp_path):
     first = origin.head()
     with GitHttpServer(tmp_path / "srv") as srv:
-        spec = GitSpec(url=srv.url("config.git"), ref="main", path="manifests")
+        spec = GitSpec(url=srv.url("config.git"), ref="main", path="manifests", allow_force_push=False)
         source = GitSource(spec, tmp_path / "state")
         origin.commit({"manifests/a.yaml": "a: 2\n"}, "second")
         second = origin.head()
@@ -120,14 +120,15 @@ def test_a_force_push_is_refused_unless_allowed_over_http(origin, tmp_path):
     assert refused.error == (f"commit {rewritten[:12]} does not descend from the current commit {second[:12]} (the "
                              "branch was force-pushed to other or older history); it is not applied (set "
                              "source.allow_force_push: true to follow rewritten history, or roll back on purpose "
-                             "with `xgen-declare source pin COMMIT`)")
+                             "with `xgen-declare pin COMMIT`)")
     assert files(refused) == {"a.yaml": "a: 2\n"}
     assert (rewound.commit, rewound.fetched, rewound.reason) == (second, first, Refusal.NOT_FAST_FORWARD)
     assert (followed.commit, followed.changed, files(followed)) == (first, True, {"a.yaml": "a: 1\n"})
 
 
 def test_a_fast_forward_dated_before_the_current_commit_is_followed(origin, tmp_path, monkeypatch):
-    source = GitSource(GitSpec(url=f"file://{origin.bare}", ref="main", path="manifests"), tmp_path / "state")
+    spec = GitSpec(url=f"file://{origin.bare}", ref="main", path="manifests", allow_force_push=False)
+    source = GitSource(spec, tmp_path / "state")
     first = sync(source).commit
     monkeypatch.setenv("GIT_COMMITTER_DATE", "2020-01-01T00:00:00Z")  # a committer whose clock is years behind
     child = origin.commit({"manifests/a.yaml": "a: 2\n"}, "child of the current commit, dated long before it")

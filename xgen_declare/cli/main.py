@@ -41,6 +41,8 @@ VERBS = {
     "doctor": "doctor",
     "sync": "sync",
     "source": "source",
+    "pin": "pin",
+    "unpin": "unpin",
 }
 
 

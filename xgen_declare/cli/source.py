@@ -1,4 +1,4 @@
-"""`xgen-declare source pin COMMIT | unpin | status`: hold the git source at a commit, let go, and show it."""
+"""`xgen-declare pin COMMIT | unpin | status`: hold the git source at a commit, let go, and show it."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def status(source: str | None, output: str) -> int:
         click.echo(f"current:    {commit or 'none (never synced)'}" + (f" (since {when(applied_at)})" if commit else ""))
         if pin:
             click.echo(f"pinned:     {pin['commit']} since {when(pin.get('at'))} (was {short(pin.get('before'))}; "
-                       "`xgen-declare source unpin` to follow the ref)")
+                       "`xgen-declare unpin` to follow the ref)")
         if last:
             fetched = f", fetched {short(last.get('fetched'))}" if last.get("fetched") else ""
             reason = f" ({last['reason']})" if last.get("reason") else ""

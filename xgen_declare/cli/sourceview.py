@@ -85,7 +85,7 @@ def print_result(source: GitSource, result: PollResult, changes: dict[str, list[
         moved = f"{short(result.old)} -> " if result.old != result.new else ""
         ahead = (f"{spec.ref} is at {short(result.fetched)}, not applied" if result.fetched and
                  result.fetched != result.new else f"syncs fetch {spec.ref} and do not apply it")
-        click.echo(f"commit:   {moved}{short(result.new)} (pinned; {ahead}: `xgen-declare source unpin` to follow "
+        click.echo(f"commit:   {moved}{short(result.new)} (pinned; {ahead}: `xgen-declare unpin` to follow "
                    f"{spec.ref} again)")
     else:
         what = f"{short(result.fetched)} refused" if result.fetched else "nothing fetched"

@@ -171,7 +171,7 @@ class GitSource:
                            f"commit {commit[:12]} does not descend from the current commit {before[:12]} (the "
                            f"branch was force-pushed to other or older history); it is not applied (set "
                            f"source.allow_force_push: true to follow rewritten history, or roll back on purpose "
-                           f"with `xgen-declare source pin COMMIT`)", commit)
+                           f"with `xgen-declare pin COMMIT`)", commit)
 
     def _apply(self, runner: GitRunner, commit: str, before: str | None) -> Path:
         """Size check, unpack, validate, then switch `current` to `commit` (a no-op when it is current)."""

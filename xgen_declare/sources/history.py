@@ -8,8 +8,9 @@ signed commit; or new commits from a committer whose clock is behind), git says 
 and the ref's last 64 commits are fetched instead: the answer is yes only if the current commit is
 among their ancestors.
 
-Refusing a rewind is what a signature check alone cannot do: an old commit is still validly signed.
-`source.allow_force_push: true` follows rewritten history instead; `source pin` rolls back on purpose.
+A force-pushed branch is followed by default (issue #24: the branch is the truth). Refusing a rewind is
+what a signature check alone cannot do (an old commit is still validly signed): `source.allow_force_push:
+false` refuses rewritten history; `pin` rolls back on purpose.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class GitSpec:
     allowed_signers: str | None = None
     timeout: float = 120.0
     max_tree_bytes: int = 64 * 1024 * 1024
-    allow_force_push: bool = False  # follow a ref moved to history that does not descend from the current commit
+    allow_force_push: bool = True  # follow a ref moved to history that does not descend from the current commit
 
     @property
     def scheme(self) -> str:

@@ -81,8 +81,8 @@ def read_pin(root: Path) -> dict | None:
     commit = data.get("commit")
     if not isinstance(commit, str) or len(commit) not in _SHA_LENGTHS or \
             any(c not in "0123456789abcdef" for c in commit):
-        raise StateFileError(f"{path} does not hold a commit id (run `xgen-declare source pin COMMIT` again, "
-                             "or `xgen-declare source unpin`)")
+        raise StateFileError(f"{path} does not hold a commit id (run `xgen-declare pin COMMIT` again, "
+                             "or `xgen-declare unpin`)")
     return data
 
 

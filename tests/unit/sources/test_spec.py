@@ -95,8 +95,9 @@ def test_the_config_section_becomes_a_spec_with_absolute_paths(tmp_path):
                                      allowed_signers=str(tmp_path / "keys" / "allowed_signers"))
     assert cfg.file == str(tmp_path / "xgen-declare.yaml")
     assert _config(tmp_path, "ports: {start: 9000, end: 9010}\n").git_spec() is None
-    follow = _config(tmp_path, "source: {git: https://h/x.git, allow_force_push: true}\n").git_spec()
-    assert follow is not None and follow.allow_force_push is True
+    assert cfg.git_spec().allow_force_push is True  # issue #24: a force-pushed branch is followed
+    refuse = _config(tmp_path, "source: {git: https://h/x.git, allow_force_push: false}\n").git_spec()
+    assert refuse is not None and refuse.allow_force_push is False
 
 
 @pytest.mark.parametrize("body, line", [

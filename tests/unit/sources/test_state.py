@@ -27,8 +27,8 @@ def test_a_damaged_pin_is_an_error_naming_the_file(tmp_path, text):
     with pytest.raises(StateFileError) as exc:
         state.read_pin(tmp_path)
     assert str(exc.value) in (
-        f"{tmp_path / 'pin'} does not hold a commit id (run `xgen-declare source pin COMMIT` again, or "
-        "`xgen-declare source unpin`)",
+        f"{tmp_path / 'pin'} does not hold a commit id (run `xgen-declare pin COMMIT` again, or "
+        "`xgen-declare unpin`)",
         f"{tmp_path / 'pin'} is not a JSON object (remove it; xgen-declare writes it)")
 
 
