@@ -16,7 +16,7 @@
      +-- LoopBusy                  the daemon's control loop has too many requests waiting       4 BUSY
      +-- FileRefused               a path from outside is not a regular file, a link where none  1 INVALID_INPUT
                                    may be, or larger than its limit (readers/bounded.py)
-     +-- FetchError                a model's files could not be fetched into the store: `blocked` 3 NOT_CONVERGED
+     +-- FetchError                a model's files could not be fetched into the store: `blocked` 8 FETCH_FAILED
                                    (401/403/404, no such revision or file, no disk, checksum) or
                                    retryable (network, 5xx) (store/)
      +-- SourceError               a git source (git+URL, the config's `source:`) is invalid: 1 INVALID_INPUT
@@ -43,6 +43,7 @@ class ExitCode(enum.IntEnum):
     NOT_FOUND = 5
     STATE_DIR = 6
     CANNOT_SERVE = 7
+    FETCH_FAILED = 8
     INTERNAL = 70
     INTERRUPTED = 130
 
@@ -62,6 +63,9 @@ EXIT_CODES: dict[ExitCode, str] = {
                         "`state_write_failed`)",
     ExitCode.CANNOT_SERVE: "cannot serve: the API cannot listen (address in use) or may not (a non-loopback "
                            "address without a token, an unreadable token file)",
+    ExitCode.FETCH_FAILED: "fetch failed: `pull` could not get a model's files into the store (the hub or the "
+                           "network failed, access refused, no such revision or file, checksum mismatch, not "
+                           "enough disk, store not writable); the message says which",
     ExitCode.INTERNAL: "internal error: a bug in xgen-declare (rerun with `XGEN_DEBUG=1` for the traceback)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
@@ -195,7 +199,7 @@ class FetchError(XgenError):
     mismatch: the model is Blocked with `reason`); otherwise a network error worth retrying with back-off.
     `reason` is the whole user-facing sentence ("what; what to do")."""
 
-    exit_code = ExitCode.NOT_CONVERGED
+    exit_code = ExitCode.FETCH_FAILED
 
     def __init__(self, reason: str, *, blocked: bool):
         self.reason, self.blocked = reason, blocked

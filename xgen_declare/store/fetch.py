@@ -23,15 +23,13 @@ from typing import Callable, Mapping
 from xgen_declare.config import Config, Store
 from xgen_declare.errors import FetchError
 from xgen_declare.manifests.source import Source
-from xgen_declare.store.download import blob_path, download_blob, link_snapshot, partial_path, repo_dir
+from xgen_declare.store.download import blob_path, download_blob, is_stored, link_snapshot, partial_path, repo_dir
+from xgen_declare.store.bar import Bar as _Bar, ProgressFn
 from xgen_declare.store.local import local_listing, read_ref, write_ref
 from xgen_declare.store.preflight import check_space, store_writable
 from xgen_declare.store.remote import RemoteFile, pick_files
 
-__all__ = ["fetch", "Fetched", "default_store_dir", "store_dir_of", "ProgressFn"]
-
-ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
-
+__all__ = ["fetch", "Fetched", "default_store_dir", "store_dir_of", "ProgressFn", "is_offline"]
 
 @dataclass(frozen=True)
 class Fetched:
@@ -64,21 +62,26 @@ def store_dir_of(config: Config, env: Mapping[str, str] | None = None) -> Path:
     return Path(config.resolve(config.store.dir) or "") if config.store.dir else default_store_dir(env)
 
 
-def _offline(store: Store) -> bool:
+def is_offline(store: Store) -> bool:
     return store.offline or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str | None = None,
           token: str | None = None, progress: ProgressFn | None = None,
-          disk_usage: Callable[[str], tuple] = shutil.disk_usage) -> Fetched:
+          disk_usage: Callable[[str], tuple] = shutil.disk_usage,
+          on_file: Callable[[str], None] | None = None) -> Fetched:
     """The source's files in the store, fetched if missing. `token` is never logged nor put in argv;
-    `disk_usage` is a seam for the preflight (a full disk in tests)."""
-    if source.kind != "hf":
-        raise FetchError(f"{source.text}: only hf:// sources are fetched by the store so far (issue 23); "
-                         "download the file and give its path", blocked=True)
+    `disk_usage` is a seam for the preflight (a full disk in tests); `on_file(path)` is called before each
+    file is downloaded."""
     store_dir = Path(store_dir)
+    if source.kind == "url":
+        from xgen_declare.store.url import fetch_url
+        return fetch_url(source, store, store_dir, token=token, offline=is_offline(store), progress=progress,
+                         disk_usage=disk_usage)
+    if source.kind != "hf":
+        raise FetchError(f"{source.text}: a local path is used where it is, not fetched", blocked=True)
     repo = str(source.repo)
-    if _offline(store):
+    if is_offline(store):
         return _from_store(source, store_dir)
     commit, listing = _resolve(source, endpoint, token)
     files = pick_files(source, listing, commit)
@@ -86,7 +89,7 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
     if unnamed:  # the blob's name in the store is its checksum: without one nothing can be stored or checked
         raise FetchError(f"{endpoint or 'the hub'} lists no checksum for {unnamed[0]} of {repo}; check that "
                          "HF_ENDPOINT is a HuggingFace-compatible hub", blocked=True)
-    present = [f for f in files if blob_path(store_dir, repo, f).exists()]
+    present = [f for f in files if is_stored(blob_path(store_dir, repo, f))]
     missing = [f for f in files if f not in present]
     needed = sum((f.size or 0) - _partial_size(store_dir, repo, f) for f in missing)
     if missing:
@@ -99,6 +102,8 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
     fetched = 0
     for f in missing:
         bar = _Bar.for_file(progress, done, total)
+        if on_file:
+            on_file(f.path)
         try:
             fetched += download_blob(store_dir, repo, commit, f, endpoint=endpoint, token=token, bar=bar,
                                      manifest_sha256=source.sha256)
@@ -180,33 +185,3 @@ def _from_store(source: Source, store_dir: Path) -> Fetched:
     files = pick_files(source, local_listing(snapshot), commit)
     return Fetched(repo, commit, tuple(files), tuple(snapshot / f.path for f in files), snapshot, 0,
                    tuple(f.path for f in files))
-
-
-class _Bar:
-    """The progress-bar class huggingface_hub creates per file (`tqdm_class`): forwards byte counts to the
-    callback as (done, total) over the whole source."""
-
-    progress: ProgressFn | None = None
-    base = total = 0
-
-    @classmethod
-    def for_file(cls, progress: ProgressFn | None, base: int, total: int) -> type:
-        return type("_FileBar", (cls,), {"progress": staticmethod(progress) if progress else None,
-                                         "base": base, "total": total})
-
-    def __init__(self, *args, initial: int = 0, **kwargs) -> None:
-        self.n = initial
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        if self.progress is not None:
-            self.progress(min(self.base + self.n, self.total), self.total)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "_Bar":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
