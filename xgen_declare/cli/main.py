@@ -39,6 +39,7 @@ VERBS = {
     "export": "export",
     "events": "events",
     "doctor": "doctor",
+    "pull": "pull",
 }
 
 

@@ -16,36 +16,20 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
 from xgen_declare.config import Config, Store
 from xgen_declare.errors import FetchError
 from xgen_declare.manifests.source import Source
+from xgen_declare.store.fetched import Fetched
 from xgen_declare.store.download import blob_path, download_blob, is_stored, link_snapshot, partial_path, repo_dir
 from xgen_declare.store.bar import Bar as _Bar, ProgressFn
 from xgen_declare.store.local import local_listing, read_ref, write_ref
 from xgen_declare.store.preflight import check_space, store_writable
 from xgen_declare.store.remote import RemoteFile, pick_files
 
-__all__ = ["fetch", "Fetched", "default_store_dir", "store_dir_of", "ProgressFn", "is_offline"]
-
-@dataclass(frozen=True)
-class Fetched:
-    repo: str
-    commit: str
-    files: tuple[RemoteFile, ...]
-    paths: tuple[Path, ...]          # DIR/models--ORG--REPO/snapshots/COMMIT/FILE, in `files` order
-    snapshot: Path                   # DIR/models--ORG--REPO/snapshots/COMMIT (a vLLM model's directory)
-    fetched_bytes: int = 0           # bytes this call downloaded (0: everything was in the store)
-    reused: tuple[str, ...] = field(default=())  # files that were already in the store
-
-    @property
-    def local_path(self) -> Path:
-        """What a backend is started on: the (first) GGUF file, or the snapshot directory."""
-        return self.paths[0] if self.files and self.files[0].path.lower().endswith(".gguf") else self.snapshot
-
+__all__ = ["fetch", "Fetched", "default_store_dir", "store_dir_of", "ProgressFn", "is_offline", "bytes_needed"]
 
 def default_store_dir(env: Mapping[str, str] | None = None) -> Path:
     """The HuggingFace cache a process with `env` (default: this one's) would use: HF_HUB_CACHE, else
@@ -97,6 +81,8 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
         check_space(needed, store_dir, store, disk_usage)
     total = sum(f.size or 0 for f in files)
     done = sum(f.size or 0 for f in present)  # a partial file's bytes count once its download resumes
+    if on_file and missing:
+        on_file(missing[0].path)
     if progress:
         progress(done, total)
     fetched = 0
@@ -125,6 +111,23 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
     write_ref(repo_dir(store_dir, repo), source.revision or "main", commit)
     return Fetched(repo, commit, tuple(files), tuple(snapshot / f.path for f in files), snapshot, fetched,
                    tuple(f.path for f in present))
+
+
+def bytes_needed(source: Source, store: Store, store_dir: str | Path, *, endpoint: str | None = None,
+                 token: str | None = None) -> int:
+    """Bytes a fetch of `source` would still write into the store (0 offline, or when every file is there):
+    sizes from the hub's metadata (a HEAD for a URL), no byte of a file. For a preflight across sources."""
+    store_dir = Path(store_dir)
+    if is_offline(store) or not source.is_remote:
+        return 0
+    if source.kind == "url":
+        from xgen_declare.store.url import url_bytes_needed
+        return url_bytes_needed(source, store_dir, token)
+    repo = str(source.repo)
+    commit, listing = _resolve(source, endpoint, token)
+    files = pick_files(source, listing, commit)
+    return sum((f.size or 0) - _partial_size(store_dir, repo, f) for f in files
+               if not is_stored(blob_path(store_dir, repo, f)))
 
 
 def _partial_size(store_dir: Path, repo: str, f: RemoteFile) -> int:

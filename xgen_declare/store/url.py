@@ -26,10 +26,11 @@ from xgen_declare.errors import FetchError
 from xgen_declare.manifests.source import Source
 from xgen_declare.store.bar import Bar, ProgressFn
 from xgen_declare.store.download import HashingFile, is_stored, open_partial
+from xgen_declare.store.fetched import Fetched
 from xgen_declare.store.preflight import check_space, store_writable
 from xgen_declare.store.remote import RemoteFile
 
-__all__ = ["fetch_url", "URLS_DIR", "url_file_name"]
+__all__ = ["fetch_url", "url_bytes_needed", "URLS_DIR", "url_file_name"]
 
 URLS_DIR = "xgen-urls"
 HEAD_TIMEOUT = 30.0
@@ -80,10 +81,21 @@ def _snapshot_link(root: Path, sha: str, name: str) -> Path:
     return link
 
 
+def url_bytes_needed(source: Source, store_dir: Path, token: str | None) -> int:
+    """Bytes still to fetch for a URL source: 0 when its blob is there, else its size (HEAD) less a partial."""
+    root = store_dir / URLS_DIR / "blobs"
+    sha = str(source.sha256)
+    if is_stored(root / sha):
+        return 0
+    _, size = _head(source, {"authorization": f"Bearer {token}"} if token else {})
+    partial = root / f"{sha}.incomplete"
+    have = partial.stat().st_size if is_stored(partial) else 0
+    return max(0, (size or 0) - have)
+
+
 def fetch_url(source: Source, store: Store, store_dir: Path, *, token: str | None, offline: bool,
-              progress: ProgressFn | None, disk_usage: Callable[[str], tuple]):
-    """The URL source's file in the store, fetched if missing; returns fetch.Fetched."""
-    from xgen_declare.store.fetch import Fetched
+              progress: ProgressFn | None, disk_usage: Callable[[str], tuple]) -> Fetched:
+    """The URL source's file in the store, fetched if missing."""
     sha, name = str(source.sha256), url_file_name(str(source.url))
     root = store_dir / URLS_DIR
     blob, partial = root / "blobs" / sha, root / "blobs" / f"{sha}.incomplete"
