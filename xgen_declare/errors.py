@@ -65,7 +65,8 @@ EXIT_CODES: dict[ExitCode, str] = {
                            "address without a token, an unreadable token file)",
     ExitCode.FETCH_FAILED: "fetch failed: `pull` could not get a model's files into the store (the hub or the "
                            "network failed, access refused, no such revision or file, checksum mismatch, not "
-                           "enough disk, store not writable); the message says which",
+                           "enough disk, store not writable), or `store gc` could not remove one; the message "
+                           "says which",
     ExitCode.INTERNAL: "internal error: a bug in xgen-declare (rerun with `XGEN_DEBUG=1` for the traceback)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }

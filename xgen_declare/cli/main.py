@@ -40,6 +40,7 @@ VERBS = {
     "events": "events",
     "doctor": "doctor",
     "pull": "pull",
+    "store": "store",
 }
 
 

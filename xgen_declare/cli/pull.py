@@ -25,6 +25,7 @@ from xgen_declare.errors import ExitCode, FetchError
 from xgen_declare.reconciler.env import open_env
 from xgen_declare.store.fetch import bytes_needed, fetch, is_offline, store_dir_of
 from xgen_declare.store.preflight import check_space, gib
+from xgen_declare.store.usage import mark_used
 from xgen_declare.store.wanted import Wanted, group_by_source, wanted_sources
 
 disk_usage = shutil.disk_usage  # seam: tests give a full disk
@@ -197,6 +198,7 @@ def _pull_one(group: list[Wanted], store, store_dir, endpoint: str | None, progr
         progress.out.write(_label(group) + "\n")
     got = fetch(w.source, store, store_dir, endpoint=endpoint, token=w.token, progress=progress.update,
                 disk_usage=disk_usage, on_file=progress.on_file)
+    mark_used(got.paths)
     seconds = progress.clock() - progress.t0
     size = sum(f.size or 0 for f in got.files)
     commit = got.commit[:12]

@@ -73,20 +73,24 @@ def _token(source: Source, manifest: str, line: int) -> tuple[str | None, Proble
     return token, None
 
 
-def _from_document(doc) -> tuple[Wanted | None, list[Problem]]:
+def _from_document(doc, local: bool) -> tuple[Wanted | None, list[Problem]]:
     data = doc.data if isinstance(doc.data, dict) else {}
     spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-    if "source" not in spec:
-        return None, []
     name = meta.get("name") if isinstance(meta.get("name"), str) else f"(document {doc.index + 1})"
+    if "source" not in spec:
+        model_path = spec.get("model_path")
+        if local and isinstance(model_path, str) and model_path:
+            line = doc.line_of(("spec", "model_path"))
+            return Wanted(name, doc.file, line, Source("path", model_path, path=model_path)), []
+        return None, []
     line = doc.line_of(("spec", "source"))
     try:
         source = parse_source(spec["source"])
     except SourceError as exc:
         return None, [Problem(doc.file, line, "spec.source", str(exc), f"forms: {SOURCE_EXAMPLES}")]
     if not source.is_remote:
-        return None, []
+        return (Wanted(name, doc.file, line, source) if local else None), []
     token, problem = _token(source, doc.file, line)
     return Wanted(name, doc.file, line, source, token), [problem] if problem else []
 
@@ -107,16 +111,18 @@ def _conflicts(items: list[Wanted]) -> list[Problem]:
     return out
 
 
-def wanted_sources(paths: list[str], names: list[str] | None = None) -> tuple[list[Wanted], list[Problem]]:
+def wanted_sources(paths: list[str], names: list[str] | None = None, *,
+                   local: bool = False) -> tuple[list[Wanted], list[Problem]]:
     """The hub and URL sources of the models in `paths` (only those `names`, when given), and the problems:
-    a source that is no source, an unreadable token file, one file with two checksums, a name not found."""
+    a source that is no source, an unreadable token file, one file with two checksums, a name not found.
+    `local`: local paths too (a path `source`, or `model_path`), as kind "path" (what `store gc` keeps)."""
     files, problems = discover(paths)
     items: list[Wanted] = []
     for path in files:
         docs, doc_problems = load_documents(path, what="a manifest")
         problems += doc_problems
         for doc in docs:
-            item, found = _from_document(doc)
+            item, found = _from_document(doc, local)
             problems += found
             if item is not None:
                 items.append(item)
