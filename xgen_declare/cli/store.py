@@ -56,7 +56,7 @@ def ls(dirs: tuple[str, ...], output: str) -> int:
     g = get_globals()
     env = open_env(g, dirs, need_paths=False)
     store_dir = store_dir_of(env.config)
-    items, problems = wanted_sources(env.paths, local=True) if env.paths else ([], [])
+    items, problems = wanted_sources(env.paths, local=True, tokens=False) if env.paths else ([], [])
     for p in problems:
         eprint(p.format())
     files = list_store(store_dir)
@@ -90,7 +90,7 @@ def gc(dirs: tuple[str, ...], dry_run: bool, output: str) -> int:
     g = get_globals()
     env = open_env(g, dirs)
     store_dir = store_dir_of(env.config)
-    items, problems = wanted_sources(env.paths, local=True)
+    items, problems = wanted_sources(env.paths, local=True, tokens=False)
     for p in problems:
         eprint(p.format())
     if any(p.severity == "error" for p in problems):

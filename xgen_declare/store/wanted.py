@@ -73,7 +73,7 @@ def _token(source: Source, manifest: str, line: int) -> tuple[str | None, Proble
     return token, None
 
 
-def _from_document(doc, local: bool) -> tuple[Wanted | None, list[Problem]]:
+def _from_document(doc, local: bool, tokens: bool) -> tuple[Wanted | None, list[Problem]]:
     data = doc.data if isinstance(doc.data, dict) else {}
     spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
     meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
@@ -91,8 +91,10 @@ def _from_document(doc, local: bool) -> tuple[Wanted | None, list[Problem]]:
         return None, [Problem(doc.file, line, "spec.source", str(exc), f"forms: {SOURCE_EXAMPLES}")]
     if not source.is_remote:
         return (Wanted(name, doc.file, line, source) if local else None), []
-    token, problem = _token(source, doc.file, line)
-    return Wanted(name, doc.file, line, source, token), [problem] if problem else []
+    token, problem = _token(source, doc.file, line) if tokens else (None, None)
+    if problem is not None:
+        return None, [problem]
+    return Wanted(name, doc.file, line, source, token), []
 
 
 def _conflicts(items: list[Wanted]) -> list[Problem]:
@@ -112,17 +114,18 @@ def _conflicts(items: list[Wanted]) -> list[Problem]:
 
 
 def wanted_sources(paths: list[str], names: list[str] | None = None, *,
-                   local: bool = False) -> tuple[list[Wanted], list[Problem]]:
+                   local: bool = False, tokens: bool = True) -> tuple[list[Wanted], list[Problem]]:
     """The hub and URL sources of the models in `paths` (only those `names`, when given), and the problems:
     a source that is no source, an unreadable token file, one file with two checksums, a name not found.
-    `local`: local paths too (a path `source`, or `model_path`), as kind "path" (what `store gc` keeps)."""
+    `local`: local paths too (a path `source`, or `model_path`), as kind "path" (what `store gc` keeps);
+    `tokens=False`: token files are not read (`store ls`, `store gc` fetch nothing)."""
     files, problems = discover(paths)
     items: list[Wanted] = []
     for path in files:
         docs, doc_problems = load_documents(path, what="a manifest")
         problems += doc_problems
         for doc in docs:
-            item, found = _from_document(doc, local)
+            item, found = _from_document(doc, local, tokens)
             problems += found
             if item is not None:
                 items.append(item)
