@@ -239,3 +239,82 @@ def test_a_fifo_planted_in_the_store_does_not_hang_a_fetch(cli, hub, write, setu
                     store / "models--org--tiny-GGUF" / "blobs" / f"{q4}.incomplete"):
         assert f"{partial} is a FIFO (named pipe), not a regular file: the store did not write it; remove it and " \
                "fetch again" in r.out
+
+
+def test_a_private_repository_with_a_token_file(cli, hub, write, setup, tmp_path):
+    store = setup()
+    hub.add_repo("org/private-GGUF", {"p.gguf": Q8}, token="hf_good")
+    (tmp_path / "manifests" / "hf-token").write_text("hf_good\n")
+    write("a.yaml", manifest("a", {"url": "hf://org/private-GGUF/p.gguf", "token_file": "hf-token"}))
+    write("b.yaml", manifest("b", "hf://org/private-GGUF/p.gguf"))
+    r = run(cli, tmp_path, "--model", "b")
+    assert r.code == 8 and "org/private-GGUF: the hub has no such repository, or it is private (HTTP 401); check " \
+                           "the name, or give a token with access" in r.out
+    r = run(cli, tmp_path, "--model", "a")
+    assert r.code == 0, r.out + r.err
+    commit = hub.repos["org/private-GGUF"].refs["main"]
+    assert (store / "models--org--private-GGUF" / "snapshots" / commit / "p.gguf").read_bytes() == Q8
+    hub_auth = {q["auth"] for q in hub.requests if not q["cdn"] and "private" in q["path"]}
+    assert "Bearer hf_good" in hub_auth and "hf_good" not in r.out + r.err
+    assert {q["auth"] for q in hub.requests if q["cdn"]} == {None}  # the CDN never sees the token
+
+
+def test_url_partial_left_by_a_killed_pull_is_resumed(cli, hub, write, setup, tmp_path):
+    store = setup()
+    url = hub.add_file("big.gguf", BIG)
+    sha = hashlib.sha256(BIG).hexdigest()
+    partial = store / "xgen-urls" / "blobs" / f"{sha}.incomplete"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(BIG[:7 << 20])  # what a pull killed with -9 leaves: a prefix
+    write("u.yaml", manifest("u", {"url": url, "sha256": sha}))
+    r = run(cli, tmp_path, "-o", "json")
+    assert r.code == 0, r.out + r.err
+    events = [json.loads(line) for line in r.out.splitlines()]
+    assert events[0] == {"event": "preflight", "needed": len(BIG) - (7 << 20), "ok": True}
+    assert events[-2]["fetched_bytes"] == len(BIG) - (7 << 20)
+    gets = [q["range"] for q in hub.requests if q["path"] == "/files/big.gguf" and q["method"] == "GET"]
+    assert gets == [f"bytes={7 << 20}-"] and hub.bytes_served("files", "big.gguf") == len(BIG) - (7 << 20)
+    assert (store / "xgen-urls" / "blobs" / sha).read_bytes() == BIG and not partial.exists()
+
+
+def test_offline_url_source(cli, hub, write, setup, tmp_path, monkeypatch):
+    store = setup()
+    url = hub.add_file("x.gguf", Q4)
+    sha = hashlib.sha256(Q4).hexdigest()
+    write("u.yaml", manifest("u", {"url": url, "sha256": sha}))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = run(cli, tmp_path)
+    assert r.code == 8 and hub.requests == []
+    assert f"offline: {url} (sha256 {sha[:16]}) is not in the store {store}; fetch it once online (xgen-declare " \
+           "pull), or turn store.offline / HF_HUB_OFFLINE off" in r.out
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert run(cli, tmp_path).code == 0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    n = len(hub.requests)
+    r = run(cli, tmp_path)
+    assert r.code == 0 and "already in the store" in r.out and len(hub.requests) == n
+
+
+def test_a_fifo_planted_as_a_blob_is_refused_not_read(cli, hub, write, setup, tmp_path):
+    store = setup()
+    url = hub.add_file("x.gguf", Q4)
+    sha = hashlib.sha256(Q4).hexdigest()
+    (store / "xgen-urls" / "blobs").mkdir(parents=True)
+    os.mkfifo(store / "xgen-urls" / "blobs" / sha)
+    write("u.yaml", manifest("u", {"url": url, "sha256": sha}))
+    r = run(cli, tmp_path)
+    assert r.code == 8 and f"{store}/xgen-urls/blobs/{sha} is a FIFO (named pipe), not a regular file" in r.out
+
+
+def test_the_bar_on_a_terminal_is_redrawn_in_place():
+    import io
+    t = [0.0]
+    out = io.StringIO()
+    p = pull.Progress(out, json_lines=False, tty=True, clock=lambda: t[0])
+    p.begin(["m"], "hf://o/r", "r.gguf")
+    p.update(0, 4 << 20)
+    t[0] = 1.0
+    p.update(2 << 20, 4 << 20)
+    p.end_line()
+    assert out.getvalue() == ("\r  [..............................]  r.gguf  0.0/4.0 MiB  0.0 MiB/s\x1b[K"
+                              "\r  [###############...............]  r.gguf  2.0/4.0 MiB  2.0 MiB/s\x1b[K\n")
