@@ -1,7 +1,8 @@
 """What the store holds, for `doctor` (`store ls` reads store/listing.py): repositories and the URL files'
-directory, bytes in complete files, and partial files, told apart by name: `blobs/<etag>.incomplete` is the store's own (resumed by the next
-fetch); `blobs/<etag>.<8 hex>.incomplete` is one huggingface_hub left when its process died (never
-resumed: it names a new file each time). Reads names and sizes only (lstat, no link followed)."""
+directory, bytes in complete files, and partial files, told apart by name: `blobs/<etag>.incomplete` is the
+store's own (resumed by the next fetch); `blobs/<etag>.<8 hex>.incomplete` is one huggingface_hub left when its
+process died (never resumed: it names a new file each time). Reads names and sizes only (lstat, no link
+followed)."""
 
 from __future__ import annotations
 
