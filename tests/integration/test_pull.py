@@ -318,3 +318,28 @@ def test_the_bar_on_a_terminal_is_redrawn_in_place():
     p.end_line()
     assert out.getvalue() == ("\r  [..............................]  r.gguf  0.0/4.0 MiB  0.0 MiB/s\x1b[K"
                               "\r  [###############...............]  r.gguf  2.0/4.0 MiB  2.0 MiB/s\x1b[K\n")
+
+
+def test_a_disk_that_fills_during_a_url_fetch_keeps_the_partial(cli, hub, write, setup, tmp_path, monkeypatch):
+    import errno
+
+    from xgen_declare.store import download
+    store = setup()
+    url = hub.add_file("big.gguf", BIG)
+    sha = hashlib.sha256(BIG).hexdigest()
+    write("u.yaml", manifest("u", {"url": url, "sha256": sha}))
+    real_write = download._HashingFile.write
+
+    def write_until_full(self, chunk):  # the filesystem says ENOSPC once 10 MiB are on it
+        if self.fh.tell() + len(chunk) > CHUNK:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, chunk)
+
+    monkeypatch.setattr(download._HashingFile, "write", write_until_full)
+    r = run(cli, tmp_path)
+    assert r.code == 8 and f"the disk of the store {store} filled while fetching {url} ({CHUNK} bytes kept for " \
+                           "resume): free space (xgen-declare store gc) and fetch again" in r.out
+    monkeypatch.setattr(download._HashingFile, "write", real_write)
+    assert run(cli, tmp_path).code == 0
+    gets = [q["range"] for q in hub.requests if q["path"] == "/files/big.gguf" and q["method"] == "GET"]
+    assert gets == [None, f"bytes={CHUNK}-"] and (store / "xgen-urls" / "blobs" / sha).read_bytes() == BIG

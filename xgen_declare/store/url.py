@@ -54,8 +54,10 @@ def _refused(source: Source, status: int) -> FetchError:
                           blocked=True)
     if status in (404, 410):
         return FetchError(f"{what}: the server has no such file (HTTP {status}); check the URL", blocked=True)
-    return FetchError(f"{what}: the server answered HTTP {status} (a server error: retried with back-off)",
-                      blocked=status < 500 and status not in (408, 429))
+    if status >= 500 or status in (408, 429):
+        return FetchError(f"{what}: the server answered HTTP {status} (a server error: retried with back-off)",
+                          blocked=False)
+    return FetchError(f"{what}: the server answered HTTP {status}; check the URL", blocked=True)
 
 
 def _head(source: Source, headers: dict) -> tuple[str, int | None]:
@@ -67,6 +69,8 @@ def _head(source: Source, headers: dict) -> tuple[str, int | None]:
     except httpx.HTTPError as exc:
         raise FetchError(f"fetching {source.text}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                          " (a network or server error: retried with back-off)", blocked=False) from None
+    if r.status_code in (405, 501):  # no HEAD here: the size comes with the GET
+        return str(source.url), None
     if r.status_code >= 400:
         raise _refused(source, r.status_code)
     length = r.headers.get("content-length")
