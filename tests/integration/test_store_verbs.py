@@ -153,3 +153,23 @@ def test_gc_keeps_a_repository_a_model_path_names_and_refuses_with_a_broken_mani
     assert r.code == 1 and os.path.exists(blob(env.store, Q8))
     assert r.err.splitlines()[-1] == ("error: store gc removes nothing while a manifest cannot be read: what it "
                                       "references is unknown; fix the problems above (xgen-declare validate DIR)")
+
+
+def test_gc_after_a_revision_moves_removes_only_the_old_commits_own_files(env, hub, write, tmp_path):
+    write("a.yaml", manifest("a", "hf://org/tiny-GGUF"))  # a GGUF repo named bare: its Q4_K_M file
+    write("b.yaml", manifest("b", "hf://org/tiny-GGUF:Q8_0"))
+    assert env("pull").code == 0
+    old = hub.repos[REPO].refs["main"]
+    q8_new = Q8[::-1]
+    new = hub.commit(REPO, {"tiny.Q4_K_M.gguf": Q4, "tiny.Q8_0.gguf": q8_new})  # Q4 unchanged, Q8 changed
+    assert env("pull").code == 0
+    listed = {(d["commit"], d["file"]): d for d in json.loads(env("store", "ls", "-o", "json").out)}
+    assert listed[(old, "tiny.Q8_0.gguf")]["used_by"] == [] and listed[(new, "tiny.Q8_0.gguf")]["used_by"] == ["b"]
+    assert listed[(old, "tiny.Q4_K_M.gguf")]["used_by"] == ["a"]  # one blob, linked from both commits
+    r = env("store", "gc")
+    assert r.code == 0 and r.out.splitlines()[0].startswith(f"removed {REPO} tiny.Q8_0.gguf (- -> {old[:12]})")
+    assert r.out.splitlines()[-1].startswith("removed 1 file(s), 200000 bytes")
+    assert not os.path.exists(blob(env.store, Q8)) and open(blob(env.store, q8_new), "rb").read() == q8_new
+    snapshots = env.store / "models--org--tiny-GGUF" / "snapshots"
+    assert sorted(os.listdir(snapshots / old)) == ["tiny.Q4_K_M.gguf"] and (snapshots / old / "tiny.Q4_K_M.gguf"
+                                                                          ).read_bytes() == Q4
