@@ -67,7 +67,7 @@ def test_two_models_naming_one_file_fetch_it_once(cli, hub, write, setup, tmp_pa
     assert path.read_bytes() == Q4
     assert hub.bytes_served(REPO, "tiny.Q4_K_M.gguf") == len(Q4) and len(cdn_gets(hub)) == 1
     lines = r.out.splitlines()
-    assert lines[0] == "0.0 GiB to fetch into " + str(store)
+    assert lines[0] == "0.3 MiB to fetch into " + str(store)
     assert lines[1] == "a, c: hf://org/tiny-GGUF:Q4_K_M"
     assert lines[2].startswith("  tiny.Q4_K_M.gguf  0.0/0.3 MiB  ")  # the first progress line at once
     assert "3 file(s)" not in r.out and f"commit {commit[:12]} -> {path}" in lines[3]

@@ -186,7 +186,7 @@ def _preflight(groups: list[list[Wanted]], store, store_dir, endpoint: str | Non
              f"error: {exc.reason}")
         return False
     _say(progress, {"event": "preflight", "needed": needed, "ok": True},
-         f"{gib(needed)} to fetch into {store_dir}")
+         f"{gib(needed) if needed >= 2**30 else _mib(needed) + ' MiB'} to fetch into {store_dir}")
     return True
 
 
