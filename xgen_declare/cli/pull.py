@@ -169,14 +169,16 @@ def _failed(progress: Progress, group: list[Wanted], exc: FetchError) -> None:
 
 def _preflight(groups: list[list[Wanted]], store, store_dir, endpoint: str | None, progress: Progress,
                failed: dict[int, FetchError]) -> bool:
-    """Sum what every source still needs (hub metadata, no file byte) and check the disk once."""
-    needed = 0
+    """Sum what every source still needs (hub metadata, no file byte; a file two sources share once) and
+    check the disk once."""
+    per_blob: dict[str, int] = {}
     for i, group in enumerate(groups):
         try:
-            needed += bytes_needed(group[0].source, store, store_dir, endpoint=endpoint, token=group[0].token)
+            per_blob.update(bytes_needed(group[0].source, store, store_dir, endpoint=endpoint, token=group[0].token))
         except FetchError as exc:
             failed[i] = exc
             _failed(progress, group, exc)
+    needed = sum(per_blob.values())
     if not needed:
         return True
     try:

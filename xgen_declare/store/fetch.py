@@ -114,20 +114,21 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
 
 
 def bytes_needed(source: Source, store: Store, store_dir: str | Path, *, endpoint: str | None = None,
-                 token: str | None = None) -> int:
-    """Bytes a fetch of `source` would still write into the store (0 offline, or when every file is there):
-    sizes from the hub's metadata (a HEAD for a URL), no byte of a file. For a preflight across sources."""
+                 token: str | None = None) -> dict[str, int]:
+    """Bytes a fetch of `source` would still write into the store, per blob path (so that sources sharing a
+    file count it once; empty offline or when every file is there): sizes from the hub's metadata (a HEAD
+    for a URL), no byte of a file. For a preflight across sources."""
     store_dir = Path(store_dir)
     if is_offline(store) or not source.is_remote:
-        return 0
+        return {}
     if source.kind == "url":
         from xgen_declare.store.url import url_bytes_needed
         return url_bytes_needed(source, store_dir, token)
     repo = str(source.repo)
     commit, listing = _resolve(source, endpoint, token)
     files = pick_files(source, listing, commit)
-    return sum((f.size or 0) - _partial_size(store_dir, repo, f) for f in files
-               if not is_stored(blob_path(store_dir, repo, f)))
+    return {str(blob_path(store_dir, repo, f)): (f.size or 0) - _partial_size(store_dir, repo, f) for f in files
+            if not is_stored(blob_path(store_dir, repo, f))}
 
 
 def _partial_size(store_dir: Path, repo: str, f: RemoteFile) -> int:

@@ -85,16 +85,17 @@ def _snapshot_link(root: Path, sha: str, name: str) -> Path:
     return link
 
 
-def url_bytes_needed(source: Source, store_dir: Path, token: str | None) -> int:
-    """Bytes still to fetch for a URL source: 0 when its blob is there, else its size (HEAD) less a partial."""
+def url_bytes_needed(source: Source, store_dir: Path, token: str | None) -> dict[str, int]:
+    """{blob path: bytes still to fetch} for a URL source: empty when its blob is there, else its size (HEAD)
+    less a partial file."""
     root = store_dir / URLS_DIR / "blobs"
     sha = str(source.sha256)
     if is_stored(root / sha):
-        return 0
+        return {}
     _, size = _head(source, {"authorization": f"Bearer {token}"} if token else {})
     partial = root / f"{sha}.incomplete"
     have = partial.stat().st_size if is_stored(partial) else 0
-    return max(0, (size or 0) - have)
+    return {str(root / sha): max(0, (size or 0) - have)}
 
 
 def fetch_url(source: Source, store: Store, store_dir: Path, *, token: str | None, offline: bool,
