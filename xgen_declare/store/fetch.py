@@ -174,7 +174,7 @@ def _hub_error(exc: Exception, source: Source, path: str | None) -> FetchError:
     if isinstance(exc, HfHubHTTPError) and status in (401, 403):
         return FetchError(f"{what}: the hub refused access (HTTP {status}); check the token", blocked=True)
     return FetchError(f"fetching {what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                      "(a network or server error: retried with back-off)", blocked=False)
+                      "(a network or server error: worth retrying; xgen-declare pull resumes)", blocked=False)
 
 
 def _from_store(source: Source, store_dir: Path) -> Fetched:

@@ -55,7 +55,7 @@ def _refused(source: Source, status: int) -> FetchError:
     if status in (404, 410):
         return FetchError(f"{what}: the server has no such file (HTTP {status}); check the URL", blocked=True)
     if status >= 500 or status in (408, 429):
-        return FetchError(f"{what}: the server answered HTTP {status} (a server error: retried with back-off)",
+        return FetchError(f"{what}: the server answered HTTP {status} (a server error: worth retrying; xgen-declare pull resumes)",
                           blocked=False)
     return FetchError(f"{what}: the server answered HTTP {status}; check the URL", blocked=True)
 
@@ -68,7 +68,7 @@ def _head(source: Source, headers: dict) -> tuple[str, int | None]:
             r = client.head(str(source.url), headers=headers)
     except httpx.HTTPError as exc:
         raise FetchError(f"fetching {source.text}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                         " (a network or server error: retried with back-off)", blocked=False) from None
+                         " (a network or server error: worth retrying; xgen-declare pull resumes)", blocked=False) from None
     if r.status_code in (405, 501):  # no HEAD here: the size comes with the GET
         return str(source.url), None
     if r.status_code >= 400:
@@ -178,8 +178,8 @@ def _download(source: Source, store_dir: Path, partial: Path, location: str, hea
 
 def _network(source: Source, exc: Exception) -> FetchError:
     first = str(exc).splitlines()[0] if str(exc) else ""
-    return FetchError(f"fetching {source.text}: {type(exc).__name__}: {first} (a network or server error: retried "
-                      "with back-off)", blocked=False)
+    return FetchError(f"fetching {source.text}: {type(exc).__name__}: {first} (a network or server error: worth "
+                      "retrying; xgen-declare pull resumes)", blocked=False)
 
 
 def _sha256_of(path: Path) -> str:
