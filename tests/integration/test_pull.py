@@ -343,3 +343,14 @@ def test_a_disk_that_fills_during_a_url_fetch_keeps_the_partial(cli, hub, write,
     assert run(cli, tmp_path).code == 0
     gets = [q["range"] for q in hub.requests if q["path"] == "/files/big.gguf" and q["method"] == "GET"]
     assert gets == [None, f"bytes={CHUNK}-"] and (store / "xgen-urls" / "blobs" / sha).read_bytes() == BIG
+
+
+def test_a_store_that_cannot_be_created_is_said_once_before_any_byte(cli, hub, write, setup, tmp_path):
+    store = setup()
+    store.write_text("a file where the store directory should be\n")  # fails for root too, unlike chmod
+    write("a.yaml", manifest("a", "hf://org/tiny-GGUF:Q4_K_M"))
+    write("b.yaml", manifest("b", "hf://org/tiny-GGUF:Q8_0"))
+    r = run(cli, tmp_path)
+    assert r.code == 8 and cdn_gets(hub) == []
+    assert r.out.splitlines() == [f"error: cannot create the store directory {store}: File exists; create it, or "
+                                  "set store.dir to a writable directory"]

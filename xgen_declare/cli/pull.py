@@ -24,7 +24,7 @@ from xgen_declare.cli.common import PATHS, get_globals, global_options, output_o
 from xgen_declare.errors import ExitCode, FetchError
 from xgen_declare.reconciler.env import open_env
 from xgen_declare.store.fetch import bytes_needed, fetch, is_offline, store_dir_of
-from xgen_declare.store.preflight import check_space, gib
+from xgen_declare.store.preflight import check_space, gib, store_writable
 from xgen_declare.store.usage import mark_used
 from xgen_declare.store.wanted import Wanted, group_by_source, wanted_sources
 
@@ -182,6 +182,7 @@ def _preflight(groups: list[list[Wanted]], store, store_dir, endpoint: str | Non
     if not needed:
         return True
     try:
+        store_writable(store_dir)
         check_space(needed, store_dir, store, disk_usage)
     except FetchError as exc:
         _say(progress, {"event": "preflight", "needed": needed, "ok": False, "reason": exc.reason},

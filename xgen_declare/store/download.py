@@ -46,7 +46,7 @@ def is_stored(path: Path) -> bool:
     reading or appending to it could block or write elsewhere."""
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not there, nor is the directory it would be in
         return False
     if stat.S_ISREG(mode):
         return True
