@@ -354,3 +354,18 @@ def test_a_store_that_cannot_be_created_is_said_once_before_any_byte(cli, hub, w
     assert r.code == 8 and cdn_gets(hub) == []
     assert r.out.splitlines() == [f"error: cannot create the store directory {store}: File exists; create it, or "
                                   "set store.dir to a writable directory"]
+
+
+def test_a_store_entry_in_the_way_is_an_error_naming_it_not_a_crash(cli, hub, write, setup, tmp_path):
+    store = setup()
+    url = hub.add_file("x.gguf", Q4)
+    sha = hashlib.sha256(Q4).hexdigest()
+    write("u.yaml", manifest("u", {"url": url, "sha256": sha}))
+    assert run(cli, tmp_path).code == 0
+    snapshot = store / "xgen-urls" / "snapshots" / sha
+    (snapshot / "x.gguf").unlink()
+    snapshot.rmdir()
+    snapshot.write_text("in the way\n")  # a file where the snapshot directory goes
+    r = run(cli, tmp_path)
+    assert r.code == 8 and f"the store cannot be written at {snapshot}: File exists; fix its permissions or free " \
+                           "space, or set store.dir" in r.out

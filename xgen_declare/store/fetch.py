@@ -56,8 +56,19 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
           on_file: Callable[[str], None] | None = None) -> Fetched:
     """The source's files in the store, fetched if missing. `token` is never logged nor put in argv;
     `disk_usage` is a seam for the preflight (a full disk in tests); `on_file(path)` is called before each
-    file is downloaded."""
-    store_dir = Path(store_dir)
+    file is downloaded. Any OSError of the store itself (a link, a ref, a directory it cannot write) is a
+    FetchError naming the path."""
+    try:
+        return _fetch(source, store, Path(store_dir), endpoint, token, progress, disk_usage, on_file)
+    except OSError as exc:
+        where = exc.filename or store_dir
+        raise FetchError(f"the store cannot be written at {where}: {exc.strerror or exc}; fix its permissions "
+                         "or free space, or set store.dir", blocked=True) from None
+
+
+def _fetch(source: Source, store: Store, store_dir: Path, endpoint: str | None, token: str | None,
+           progress: ProgressFn | None, disk_usage: Callable[[str], tuple],
+           on_file: Callable[[str], None] | None) -> Fetched:
     if source.kind == "url":
         from xgen_declare.store.url import fetch_url
         return fetch_url(source, store, store_dir, token=token, offline=is_offline(store), progress=progress,

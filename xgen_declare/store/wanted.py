@@ -54,7 +54,10 @@ def _file_key(source: Source) -> tuple | None:
 def _token(source: Source, manifest: str, line: int) -> tuple[str | None, Problem | None]:
     if source.token_file is None:
         return None, None
-    path = Path(source.token_file).expanduser()
+    try:
+        path = Path(source.token_file).expanduser()
+    except RuntimeError:  # ~user that does not exist
+        path = Path(source.token_file)
     if not path.is_absolute():
         path = Path(manifest).parent / path
     field_name = "spec.source.token_file"
