@@ -105,5 +105,8 @@ def list_store(store_dir: str | Path) -> list[StoredFile]:
         return []
     out: list[StoredFile] = []
     for repo_dir in dirs:
-        out += _repo_files(repo_dir)
+        try:
+            out += _repo_files(repo_dir)
+        except OSError:  # unreadable: its files are not listed, so gc never removes them
+            continue
     return sorted(out, key=lambda f: (f.repo, f.commit or "", f.path))
