@@ -173,3 +173,18 @@ def test_gc_after_a_revision_moves_removes_only_the_old_commits_own_files(env, h
     snapshots = env.store / "models--org--tiny-GGUF" / "snapshots"
     assert sorted(os.listdir(snapshots / old)) == ["tiny.Q4_K_M.gguf"] and (snapshots / old / "tiny.Q4_K_M.gguf"
                                                                           ).read_bytes() == Q4
+
+
+def test_pull_marks_a_file_it_finds_in_the_store_as_used(env, hub, write, tmp_path):
+    import time
+    url = hub.add_file("u.gguf", b"u" * 5000)
+    write("u.yaml", manifest("u", {"url": url, "sha256": hashlib.sha256(b"u" * 5000).hexdigest()}))
+    assert env("pull").code == 0
+    u_blob = env.store / "xgen-urls" / "blobs" / hashlib.sha256(b"u" * 5000).hexdigest()
+    os.utime(u_blob, (1_000_000_000, 1_000_000_000))
+    before = time.time()
+    r = env("pull")
+    assert r.code == 0 and "already in the store" in r.out
+    assert os.stat(u_blob).st_atime >= before - 1 and os.stat(u_blob).st_mtime == 1_000_000_000
+    [row] = json.loads(env("store", "ls", "-o", "json").out)
+    assert (row["repo"], row["file"], row["used_by"], row["size"]) == ("url", "u.gguf", ["u"], 5000)
