@@ -16,7 +16,7 @@
      +-- LoopBusy                  the daemon's control loop has too many requests waiting       4 BUSY
      +-- FileRefused               a path from outside is not a regular file, a link where none  1 INVALID_INPUT
                                    may be, or larger than its limit (readers/bounded.py)
-     +-- FetchError                a model's files could not be fetched into the store: `blocked` 3 NOT_CONVERGED
+     +-- FetchError                a model's files could not be fetched into the store: `blocked` 9 FETCH_FAILED
                                    (401/403/404, no such revision or file, no disk, checksum) or
                                    retryable (network, 5xx) (store/)
      +-- SourceError               a git source (git+URL, the config's `source:`) is invalid: 1 INVALID_INPUT
@@ -46,6 +46,7 @@ class ExitCode(enum.IntEnum):
     STATE_DIR = 6
     CANNOT_SERVE = 7
     SOURCE_REFUSED = 8
+    FETCH_FAILED = 9
     INTERNAL = 70
     INTERRUPTED = 130
 
@@ -69,6 +70,10 @@ EXIT_CODES: dict[ExitCode, str] = {
                              "unsigned or signed by a key not allowed, rewinds the branch, has invalid manifests "
                              "or too large a tree, or the remote could not be fetched (unreachable, timeout); the "
                              "last good commit stays current",
+    ExitCode.FETCH_FAILED: "fetch failed: `pull` could not get a model's files into the store (the hub or the "
+                           "network failed, access refused, no such revision or file, checksum mismatch, not "
+                           "enough disk, store not writable), or `store gc` could not remove one; the message "
+                           "says which",
     ExitCode.INTERNAL: "internal error: a bug in xgen-declare (rerun with `XGEN_DEBUG=1` for the traceback)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
 }
@@ -202,7 +207,7 @@ class FetchError(XgenError):
     mismatch: the model is Blocked with `reason`); otherwise a network error worth retrying with back-off.
     `reason` is the whole user-facing sentence ("what; what to do")."""
 
-    exit_code = ExitCode.NOT_CONVERGED
+    exit_code = ExitCode.FETCH_FAILED
 
     def __init__(self, reason: str, *, blocked: bool):
         self.reason, self.blocked = reason, blocked

@@ -142,7 +142,7 @@ def test_a_hub_that_does_not_answer_is_retryable(tmp_path):
     hub.stop()
     with pytest.raises(FetchError) as err:
         within(60, lambda: fetch(parse_source("hf://org/m"), Store(), tmp_path, endpoint=endpoint, disk_usage=ROOMY))
-    assert not err.value.blocked and "(a network or server error: retried with back-off)" in str(err.value)
+    assert not err.value.blocked and "(a network or server error: worth retrying; xgen-declare pull resumes)" in str(err.value)
 
 
 BIG = os.urandom(1 << 20) * 24  # 24 MiB: huggingface_hub writes in 10 MiB chunks

@@ -43,6 +43,8 @@ VERBS = {
     "source": "source",
     "pin": "pin",
     "unpin": "unpin",
+    "pull": "pull",
+    "store": "store",
 }
 
 

@@ -28,9 +28,10 @@ from xgen_declare.names import NAME_RE  # the one rule for model names (names.py
 SourceValue = Annotated[Source, PlainValidator(parse_source), PlainSerializer(lambda s: s.to_json()),
                         WithJsonSchema({"anyOf": [
                             {"type": "string", "minLength": 1},
-                            {"type": "object", "additionalProperties": False, "required": ["url", "sha256"],
+                            {"type": "object", "additionalProperties": False, "required": ["url"],
                              "properties": {"url": {"type": "string"},
-                                            "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}}]})]
+                                            "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                                            "token_file": {"type": "string", "minLength": 1}}}]})]
 
 
 BackendName = Literal[

@@ -7,8 +7,9 @@ Forms (README "Model sources"):
   hf://ORG/REPO-GGUF[@REVISION]:QUANT        the GGUF file of a quantisation (Q4_K_M), picked by the store
   {url: https://HOST/PATH/x.gguf, sha256: HEX}   a file over HTTPS, with its required checksum
   ./models/x.gguf, /srv/models/qwen          a local path (what `model_path` takes)
-The mapping form {url: ..., sha256: ...} is accepted for every form (a hub file may be pinned by checksum
-too). REVISION is a branch, a tag or a 40-hex commit; a commit is already pinned.
+The mapping form {url: ..., sha256: ..., token_file: ...} is accepted for every remote form (a hub file may be
+pinned by checksum too); `token_file` names a file holding the access token (relative paths: to the manifest's
+directory), read by the store when it fetches, never shown in argv or logs. REVISION is a branch, a tag or a 40-hex commit; a commit is already pinned.
 
 `Source.text` is the source as written: `validate`, `render` and the API show it unchanged.
 """
@@ -16,7 +17,7 @@ too). REVISION is a branch, a tag or a 40-hex commit; a commit is already pinned
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -57,6 +58,7 @@ class Source:
     url: str | None = None          # url: the https URL
     path: str | None = None         # path: the local path as written
     sha256: str | None = None       # lowercase hex; required for url
+    token_file: str | None = None   # hf, url: a file holding the access token, as written
 
     @property
     def pinned(self) -> bool:
@@ -82,7 +84,14 @@ class Source:
         return f"{self.repo}:{self.quant}" if self.quant else str(self.repo)
 
     def to_json(self) -> str | dict:
-        return self.text if self.sha256 is None else {"url": self.text, "sha256": self.sha256}
+        if self.sha256 is None and self.token_file is None:
+            return self.text
+        out = {"url": self.text}
+        if self.sha256 is not None:
+            out["sha256"] = self.sha256
+        if self.token_file is not None:
+            out["token_file"] = self.token_file
+        return out
 
 
 def split_parts(file: str) -> tuple[str, ...] | None:
@@ -105,21 +114,24 @@ def split_parts(file: str) -> tuple[str, ...] | None:
 def parse_source(value: Any) -> Source:
     """A `Source` from what the manifest holds (a string, or a mapping {url, sha256}); SourceError if it is
     not one of the forms."""
-    sha256 = None
+    sha256 = token_file = None
     if isinstance(value, dict):
-        unknown = sorted(set(value) - {"url", "sha256"})
+        unknown = sorted(set(value) - {"url", "sha256", "token_file"})
         if unknown:
-            raise SourceError(f"unknown key {unknown[0]!r} in source; write source: {{url: ..., sha256: ...}}")
+            raise SourceError(f"unknown key {unknown[0]!r} in source; write source: {{url: ..., sha256: ..., "
+                              "token_file: ...}")
         if "url" not in value:
             raise SourceError("the mapping form needs `url`; write source: {url: https://host/x.gguf, "
                               "sha256: <64 hex>}")
-        if "sha256" not in value:
+        token_file = _token_file(value.get("token_file"))
+        if "sha256" not in value and token_file is None:
             raise SourceError("the mapping form needs `sha256`; write source: {url: ..., sha256: <64 hex>} "
                               "(sha256sum FILE prints it), or write the source as a plain string")
-        sha256 = value["sha256"]
-        if not isinstance(sha256, str) or not _SHA256.match(sha256):
-            raise SourceError("sha256 must be the file's SHA-256 as 64 hex digits (sha256sum FILE prints it)")
-        sha256 = sha256.lower()
+        if "sha256" in value:
+            sha256 = value["sha256"]
+            if not isinstance(sha256, str) or not _SHA256.match(sha256):
+                raise SourceError("sha256 must be the file's SHA-256 as 64 hex digits (sha256sum FILE prints it)")
+            sha256 = sha256.lower()
         value = value["url"]
     if not isinstance(value, str) or not value:
         raise SourceError(f"must be a string or a mapping {{url, sha256}}; write e.g. {SOURCE_EXAMPLES}")
@@ -128,17 +140,27 @@ def parse_source(value: Any) -> Source:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise SourceError("must not contain control characters; write it on one line")
     if value.startswith("hf://"):
-        return _hf(value, sha256)
+        return replace(_hf(value, sha256), token_file=token_file)
     if value.startswith(("https://", "http://")):
-        return _url(value, sha256)
+        return replace(_url(value, sha256), token_file=token_file)
     if "://" in value or value.startswith(("hf:", "huggingface.co/", "https:")):
         scheme = value.split(":", 1)[0]
         raise SourceError(f"{scheme!r} is not a source scheme; write one of {SOURCE_EXAMPLES}")
     if value.startswith("-"):
         raise SourceError("must not start with '-': a backend would read it as a flag; write ./ before it")
-    if sha256 is not None:
-        raise SourceError("sha256 applies to hub and https sources; a local file is used as it is: remove sha256")
+    if sha256 is not None or token_file is not None:
+        key = "sha256" if sha256 is not None else "token_file"
+        raise SourceError(f"{key} applies to hub and https sources; a local file is used as it is: remove {key}")
     return Source("path", value, path=value)
+
+
+def _token_file(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > _MAX_LEN or any(ord(c) < 32 for c in value):
+        raise SourceError("token_file must be the path of a file holding the token, on one line; write e.g. "
+                          "token_file: /etc/xgen/hf-token")
+    return value
 
 
 def _hf(value: str, sha256: str | None) -> Source:

@@ -12,6 +12,7 @@ its checksum matched; `snapshots/COMMIT/FILE` links to it, as huggingface_hub la
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -20,9 +21,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from xgen_declare.errors import FetchError
+from xgen_declare.readers.bounded import kind_of, opened
 from xgen_declare.store.remote import RemoteFile
 
-__all__ = ["download_blob", "link_snapshot", "repo_dir", "blob_path", "partial_path"]
+__all__ = ["download_blob", "link_snapshot", "repo_dir", "blob_path", "partial_path", "is_stored", "open_partial",
+           "HashingFile", "verify"]
 
 
 def repo_dir(store_dir: Path, repo: str) -> Path:
@@ -35,6 +38,38 @@ def blob_path(store_dir: Path, repo: str, f: RemoteFile) -> Path:
 
 def partial_path(store_dir: Path, repo: str, f: RemoteFile) -> Path:
     return blob_path(store_dir, repo, f).with_name(f"{f.sha256 or f.blob_id}.incomplete")
+
+
+def is_stored(path: Path) -> bool:
+    """True when `path` is a regular file (a blob or a partial file the store wrote), False when it is not
+    there; FetchError(blocked) for anything else planted there (a FIFO, a device, a link, a directory):
+    reading or appending to it could block or write elsewhere."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # not there, nor is the directory it would be in
+        return False
+    if stat.S_ISREG(mode):
+        return True
+    raise FetchError(f"{path} is {kind_of(mode)}, not a regular file: the store did not write it; remove it and "
+                     "fetch again", blocked=True)
+
+
+def open_partial(path: Path):
+    """The partial file opened for appending, created if missing: never a FIFO (O_NONBLOCK: no wait for a
+    reader) nor a link (O_NOFOLLOW); FetchError(blocked) when something else is there."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            is_stored(path)  # says what is there
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        is_stored(path)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return os.fdopen(fd, "ab")
 
 
 def link_snapshot(store_dir: Path, repo: str, commit: str, f: RemoteFile) -> Path:
@@ -66,7 +101,7 @@ class _HashingFile:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-hash")
         self._pending: Future | None = None
         if prefix:
-            with open(prefix_path, "rb") as old:
+            with opened(prefix_path, follow=False) as old:
                 left = prefix
                 while left and (chunk := old.read(min(1 << 20, left))):
                     self._update(chunk)
@@ -115,9 +150,12 @@ class _HashingFile:
         return out
 
 
+HashingFile = _HashingFile  # store/url.py writes through it too
+
+
 def _hash(path: Path, git: bool) -> str:
     h = hashlib.sha1(b"blob %d\0" % path.stat().st_size) if git else hashlib.sha256()
-    with open(path, "rb") as fh:
+    with opened(path, follow=False) as fh:
         while chunk := fh.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
@@ -162,15 +200,15 @@ def download_blob(store_dir: Path, repo: str, commit: str, f: RemoteFile, *, end
     if _origin(meta.location) != _origin(url):  # a CDN: the token stays on the hub, as huggingface_hub does
         headers.pop("authorization", None)
     with WeakFileLock(str(lock)):
-        if blob.exists():
+        if is_stored(blob):
             link_snapshot(store_dir, repo, commit, f)
             return 0
-        resume = partial.stat().st_size if partial.exists() else 0
+        resume = partial.stat().st_size if is_stored(partial) else 0
         if f.size is not None and resume > f.size:  # not a prefix of this file: start over
             partial.unlink()
             resume = 0
         try:
-            with open(partial, "ab") as fh:
+            with open_partial(partial) as fh:
                 out = _HashingFile(fh, partial, resume, f.size, sha256=bool(f.sha256 or manifest_sha256),
                                    git=f.sha256 is None)
                 try:

@@ -16,38 +16,20 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
 from xgen_declare.config import Config, Store
 from xgen_declare.errors import FetchError
 from xgen_declare.manifests.source import Source
-from xgen_declare.store.download import blob_path, download_blob, link_snapshot, partial_path, repo_dir
+from xgen_declare.store.fetched import Fetched
+from xgen_declare.store.download import blob_path, download_blob, is_stored, link_snapshot, partial_path, repo_dir
+from xgen_declare.store.bar import Bar as _Bar, ProgressFn
 from xgen_declare.store.local import local_listing, read_ref, write_ref
 from xgen_declare.store.preflight import check_space, store_writable
 from xgen_declare.store.remote import RemoteFile, pick_files
 
-__all__ = ["fetch", "Fetched", "default_store_dir", "store_dir_of", "ProgressFn"]
-
-ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
-
-
-@dataclass(frozen=True)
-class Fetched:
-    repo: str
-    commit: str
-    files: tuple[RemoteFile, ...]
-    paths: tuple[Path, ...]          # DIR/models--ORG--REPO/snapshots/COMMIT/FILE, in `files` order
-    snapshot: Path                   # DIR/models--ORG--REPO/snapshots/COMMIT (a vLLM model's directory)
-    fetched_bytes: int = 0           # bytes this call downloaded (0: everything was in the store)
-    reused: tuple[str, ...] = field(default=())  # files that were already in the store
-
-    @property
-    def local_path(self) -> Path:
-        """What a backend is started on: the (first) GGUF file, or the snapshot directory."""
-        return self.paths[0] if self.files and self.files[0].path.lower().endswith(".gguf") else self.snapshot
-
+__all__ = ["fetch", "Fetched", "default_store_dir", "store_dir_of", "ProgressFn", "is_offline", "bytes_needed"]
 
 def default_store_dir(env: Mapping[str, str] | None = None) -> Path:
     """The HuggingFace cache a process with `env` (default: this one's) would use: HF_HUB_CACHE, else
@@ -64,21 +46,37 @@ def store_dir_of(config: Config, env: Mapping[str, str] | None = None) -> Path:
     return Path(config.resolve(config.store.dir) or "") if config.store.dir else default_store_dir(env)
 
 
-def _offline(store: Store) -> bool:
+def is_offline(store: Store) -> bool:
     return store.offline or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str | None = None,
           token: str | None = None, progress: ProgressFn | None = None,
-          disk_usage: Callable[[str], tuple] = shutil.disk_usage) -> Fetched:
+          disk_usage: Callable[[str], tuple] = shutil.disk_usage,
+          on_file: Callable[[str], None] | None = None) -> Fetched:
     """The source's files in the store, fetched if missing. `token` is never logged nor put in argv;
-    `disk_usage` is a seam for the preflight (a full disk in tests)."""
+    `disk_usage` is a seam for the preflight (a full disk in tests); `on_file(path)` is called before each
+    file is downloaded. Any OSError of the store itself (a link, a ref, a directory it cannot write) is a
+    FetchError naming the path."""
+    try:
+        return _fetch(source, store, Path(store_dir), endpoint, token, progress, disk_usage, on_file)
+    except OSError as exc:
+        where = exc.filename or store_dir
+        raise FetchError(f"the store cannot be written at {where}: {exc.strerror or exc}; fix its permissions "
+                         "or free space, or set store.dir", blocked=True) from None
+
+
+def _fetch(source: Source, store: Store, store_dir: Path, endpoint: str | None, token: str | None,
+           progress: ProgressFn | None, disk_usage: Callable[[str], tuple],
+           on_file: Callable[[str], None] | None) -> Fetched:
+    if source.kind == "url":
+        from xgen_declare.store.url import fetch_url
+        return fetch_url(source, store, store_dir, token=token, offline=is_offline(store), progress=progress,
+                         disk_usage=disk_usage)
     if source.kind != "hf":
-        raise FetchError(f"{source.text}: only hf:// sources are fetched by the store so far (issue 23); "
-                         "download the file and give its path", blocked=True)
-    store_dir = Path(store_dir)
+        raise FetchError(f"{source.text}: a local path is used where it is, not fetched", blocked=True)
     repo = str(source.repo)
-    if _offline(store):
+    if is_offline(store):
         return _from_store(source, store_dir)
     commit, listing = _resolve(source, endpoint, token)
     files = pick_files(source, listing, commit)
@@ -86,7 +84,7 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
     if unnamed:  # the blob's name in the store is its checksum: without one nothing can be stored or checked
         raise FetchError(f"{endpoint or 'the hub'} lists no checksum for {unnamed[0]} of {repo}; check that "
                          "HF_ENDPOINT is a HuggingFace-compatible hub", blocked=True)
-    present = [f for f in files if blob_path(store_dir, repo, f).exists()]
+    present = [f for f in files if is_stored(blob_path(store_dir, repo, f))]
     missing = [f for f in files if f not in present]
     needed = sum((f.size or 0) - _partial_size(store_dir, repo, f) for f in missing)
     if missing:
@@ -94,11 +92,15 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
         check_space(needed, store_dir, store, disk_usage)
     total = sum(f.size or 0 for f in files)
     done = sum(f.size or 0 for f in present)  # a partial file's bytes count once its download resumes
+    if on_file and missing:
+        on_file(missing[0].path)
     if progress:
         progress(done, total)
     fetched = 0
     for f in missing:
         bar = _Bar.for_file(progress, done, total)
+        if on_file:
+            on_file(f.path)
         try:
             fetched += download_blob(store_dir, repo, commit, f, endpoint=endpoint, token=token, bar=bar,
                                      manifest_sha256=source.sha256)
@@ -120,6 +122,24 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
     write_ref(repo_dir(store_dir, repo), source.revision or "main", commit)
     return Fetched(repo, commit, tuple(files), tuple(snapshot / f.path for f in files), snapshot, fetched,
                    tuple(f.path for f in present))
+
+
+def bytes_needed(source: Source, store: Store, store_dir: str | Path, *, endpoint: str | None = None,
+                 token: str | None = None) -> dict[str, int]:
+    """Bytes a fetch of `source` would still write into the store, per blob path (so that sources sharing a
+    file count it once; empty offline or when every file is there): sizes from the hub's metadata (a HEAD
+    for a URL), no byte of a file. For a preflight across sources."""
+    store_dir = Path(store_dir)
+    if is_offline(store) or not source.is_remote:
+        return {}
+    if source.kind == "url":
+        from xgen_declare.store.url import url_bytes_needed
+        return url_bytes_needed(source, store_dir, token)
+    repo = str(source.repo)
+    commit, listing = _resolve(source, endpoint, token)
+    files = pick_files(source, listing, commit)
+    return {str(blob_path(store_dir, repo, f)): (f.size or 0) - _partial_size(store_dir, repo, f) for f in files
+            if not is_stored(blob_path(store_dir, repo, f))}
 
 
 def _partial_size(store_dir: Path, repo: str, f: RemoteFile) -> int:
@@ -165,7 +185,7 @@ def _hub_error(exc: Exception, source: Source, path: str | None) -> FetchError:
     if isinstance(exc, HfHubHTTPError) and status in (401, 403):
         return FetchError(f"{what}: the hub refused access (HTTP {status}); check the token", blocked=True)
     return FetchError(f"fetching {what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                      "(a network or server error: retried with back-off)", blocked=False)
+                      "(a network or server error: worth retrying; xgen-declare pull resumes)", blocked=False)
 
 
 def _from_store(source: Source, store_dir: Path) -> Fetched:
@@ -180,33 +200,3 @@ def _from_store(source: Source, store_dir: Path) -> Fetched:
     files = pick_files(source, local_listing(snapshot), commit)
     return Fetched(repo, commit, tuple(files), tuple(snapshot / f.path for f in files), snapshot, 0,
                    tuple(f.path for f in files))
-
-
-class _Bar:
-    """The progress-bar class huggingface_hub creates per file (`tqdm_class`): forwards byte counts to the
-    callback as (done, total) over the whole source."""
-
-    progress: ProgressFn | None = None
-    base = total = 0
-
-    @classmethod
-    def for_file(cls, progress: ProgressFn | None, base: int, total: int) -> type:
-        return type("_FileBar", (cls,), {"progress": staticmethod(progress) if progress else None,
-                                         "base": base, "total": total})
-
-    def __init__(self, *args, initial: int = 0, **kwargs) -> None:
-        self.n = initial
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        if self.progress is not None:
-            self.progress(min(self.base + self.n, self.total), self.total)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "_Bar":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass

@@ -1,7 +1,8 @@
-"""What the store holds, for `doctor` (and later `store ls`): repositories, bytes in complete files, and
-partial files, told apart by name: `blobs/<etag>.incomplete` is the store's own (resumed by the next
-fetch); `blobs/<etag>.<8 hex>.incomplete` is one huggingface_hub left when its process died (never
-resumed: it names a new file each time). Reads names and sizes only (lstat, no link followed)."""
+"""What the store holds, for `doctor` (`store ls` reads store/listing.py): repositories and the URL files'
+directory, bytes in complete files, and partial files, told apart by name: `blobs/<etag>.incomplete` is the
+store's own (resumed by the next fetch); `blobs/<etag>.<8 hex>.incomplete` is one huggingface_hub left when its
+process died (never resumed: it names a new file each time). Reads names and sizes only (lstat, no link
+followed)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from xgen_declare.store.url import URLS_DIR
 
 __all__ = ["StoreScan", "scan_store"]
 
@@ -41,7 +44,8 @@ def scan_store(store_dir: str | Path) -> StoreScan:
     store_dir = Path(store_dir)
     repos, blob_bytes, resumable, orphans = 0, 0, [], []
     try:
-        entries = sorted(p for p in store_dir.iterdir() if p.name.startswith("models--") and not p.is_symlink())
+        entries = sorted(p for p in store_dir.iterdir()
+                         if (p.name.startswith("models--") or p.name == URLS_DIR) and not p.is_symlink())
     except OSError:
         return StoreScan(store_dir)
     for repo in entries:

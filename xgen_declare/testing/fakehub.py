@@ -16,6 +16,10 @@ What it serves (as huggingface_hub 2.x sends and reads it):
   404 with one), GatedRepo (401 without a token, 403 with a token that is not allowed), RevisionNotFound
   (404), EntryNotFound (404, with X-Repo-Commit), 401 "Invalid credentials in Authorization header".
 
+Plain files for URL sources (`hub.add_file("x.gguf", data, token=None)`): GET/HEAD {endpoint}/files/x.gguf, with
+Range; a token, when set, must come as `Authorization: Bearer`; `hub.faults.redirect_files` answers 302 to the
+same file on the second listener (another origin, where no token is needed nor may arrive).
+
 Fault knobs (`hub.faults`, changeable while it runs): `drop_after` (close the connection after N bytes of a
 file's body; `drop_times` how often, None = always), `wrong_bytes` (same length, other content), `rate`
 (bytes/s). `hub.served` counts the body bytes sent per (repo, file), `hub.requests` logs every request.
@@ -81,6 +85,7 @@ class Faults:
     wrong_bytes: set[str] = field(default_factory=set)        # file paths served with other bytes
     rate: float | None = None                                 # bytes/s for every file body
     ignore_range: bool = False                                # answer 200 with the whole file to a Range
+    redirect_files: bool = False                              # /files/X answers 302 to the other listener
 
 
 class FakeHub:
@@ -88,6 +93,7 @@ class FakeHub:
 
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
+        self.files: dict[str, tuple[bytes, str | None]] = {}  # /files/PATH -> (bytes, token)
         self.faults = Faults()
         self.served: dict[tuple[str, str], int] = {}
         self.requests: list[dict] = []
@@ -114,6 +120,11 @@ class FakeHub:
         repo.commits[sha] = dict(files)
         repo.refs[branch] = sha
         return sha
+
+    def add_file(self, path: str, data: bytes, *, token: str | None = None) -> str:
+        """A plain file at /files/PATH (a URL source); returns its URL."""
+        self.files[path] = (data, token)
+        return f"{self.endpoint}/files/{quote(path)}"
 
     def tag(self, repo_id: str, name: str, sha: str) -> None:
         self.repos[repo_id].refs[name] = sha
@@ -230,6 +241,8 @@ class _Handler(BaseHTTPRequestHandler):
         hub._log(method=self.command, path=url.path, query=query, range=self.headers.get("Range"),
                  auth=self.headers.get("Authorization"), cdn=self.server.is_cdn)
         try:
+            if segs[:1] == ["files"] and len(segs) >= 2:
+                return self._plain("/".join(segs[1:]), head=head)
             if self.server.is_cdn and segs[:1] == ["cdn"] and len(segs) >= 5:
                 repo = self._repo("/".join(segs[1:3]), auth=False)
                 return self._file(repo, segs[3], "/".join(segs[4:]), head=head, via_cdn=True)
@@ -333,6 +346,17 @@ class _Handler(BaseHTTPRequestHandler):
         return out
 
     # ---- files ---------------------------------------------------------------------------------------
+    def _plain(self, path: str, *, head: bool) -> None:
+        hub = self.server.hub
+        if path not in hub.files:
+            raise _HubError(404, None, "Not found")
+        data, token = hub.files[path]
+        if not self.server.is_cdn and hub.faults.redirect_files:
+            return self._send(302, b"", {"Location": f"{hub.cdn}/files/{quote(path)}"}, head=head)
+        if token is not None and not self.server.is_cdn and self.headers.get("Authorization") != f"Bearer {token}":
+            raise _HubError(401, None, "Invalid credentials in Authorization header")
+        self._body("files", path, data, {"Accept-Ranges": "bytes", "ETag": f'"{git_blob_sha(data)}"'}, head=head)
+
     def _file(self, repo: Repo, revision: str, path: str, *, head: bool, via_cdn: bool) -> None:
         sha = self._commit(repo, revision)
         data = repo.commits[sha].get(path)

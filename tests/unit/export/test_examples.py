@@ -21,8 +21,8 @@ def exported(cli, tmp_path, monkeypatch):
     out = tmp_path / "out"
     r = cli("--config", str(EXAMPLES_CONFIG), "export", "kubernetes", EXAMPLES, "-o", str(out))
     assert r.code == 0, r.err
-    assert r.err == f"wrote 6 file(s) to {out}: llama-3-3-70b.yaml, llama-405b.yaml, llama-70b-offload.yaml, " \
-                    "llama-70b-split.yaml, qwen3-8b.yaml, kustomization.yaml\n"
+    assert r.err == f"wrote 7 file(s) to {out}: llama-3-3-70b.yaml, llama-405b.yaml, llama-70b-offload.yaml, " \
+                    "llama-70b-split.yaml, qwen3-0-6b.yaml, qwen3-8b.yaml, kustomization.yaml\n"
     return out
 
 
@@ -54,14 +54,14 @@ def test_every_object_validates_strictly_and_round_trips(exported):
                 continue
             assert validate_strict(obj) == [v.rsplit(".", 1)[0] for v in VERSIONS]
             assert round_trip(obj) == obj
-    assert kinds == ["Deployment", "Service", "LeaderWorkerSet", "Service"] + ["Deployment", "Service"] * 3
+    assert kinds == ["Deployment", "Service", "LeaderWorkerSet", "Service"] + ["Deployment", "Service"] * 4
 
 
 def test_kustomization_lists_every_model_file(exported):
     [kust] = load_stream((exported / "kustomization.yaml").read_text())
     assert kust == {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": "llm",
                     "resources": ["llama-3-3-70b.yaml", "llama-405b.yaml", "llama-70b-offload.yaml", "llama-70b-split.yaml",
-                                  "qwen3-8b.yaml"]}
+                                  "qwen3-0-6b.yaml", "qwen3-8b.yaml"]}
     assert "#   hf-token (key token)" in (exported / "kustomization.yaml").read_text()
 
 
@@ -92,4 +92,4 @@ def test_without_a_config_nothing_is_exported(cli, tmp_path, monkeypatch):
     assert lines[0] == ("llama-3-3-70b: not exported: manifests/examples/llama-3-3-70b-vllm-tp4.yaml:10: spec.backend: "
                         "backend vllm-cuda cannot run in the cluster: no image for it in kubernetes.images (add "
                         "`kubernetes: images: vllm-cuda: IMAGE` to xgen-declare.yaml)")
-    assert lines[-1] == "nothing written: 5 model(s) cannot be exported; fix them or pass --partial"
+    assert lines[-1] == "nothing written: 6 model(s) cannot be exported; fix them or pass --partial"

@@ -166,3 +166,26 @@ def test_render_shows_the_source_as_written(cli, write):
     assert "source of m: hf://org/m-GGUF/m.Q4_K_M.gguf\n" in r.out
     r = cli("validate", str(write.root))
     assert (r.code, r.out) == (0, "ok: 1 model(s) in 1 file(s)\n")
+
+
+def test_token_file_in_the_mapping_form():
+    hf = parse_source({"url": "hf://org/private-GGUF:Q4_K_M", "token_file": "secrets/hf"})
+    assert (hf.kind, hf.repo, hf.quant, hf.sha256, hf.token_file) == ("hf", "org/private-GGUF", "Q4_K_M", None,
+                                                                      "secrets/hf")
+    assert hf.to_json() == {"url": "hf://org/private-GGUF:Q4_K_M", "token_file": "secrets/hf"}
+    url = parse_source({"url": "https://example.org/x.gguf", "sha256": SHA.upper(), "token_file": "/etc/t"})
+    assert url.to_json() == {"url": "https://example.org/x.gguf", "sha256": SHA.lower(), "token_file": "/etc/t"}
+    assert url.shown() == f"https://example.org/x.gguf (sha256 {SHA.lower()})"  # the token file is not shown
+    cases = {
+        # a URL still needs its checksum with a token
+        "https://example.org/x.gguf": "a URL source needs the file's sha256; write source: {url: "
+                                      "https://example.org/x.gguf, sha256: <64 hex>}",
+        "./local.gguf": "token_file applies to hub and https sources; a local file is used as it is: remove token_file",
+    }
+    for text, message in cases.items():
+        with pytest.raises(SourceError) as err:
+            parse_source({"url": text, "token_file": "t"})
+        assert str(err.value) == message, text
+    for bad in ("", "a\nb", 3):
+        with pytest.raises(SourceError, match="^token_file must be the path of a file holding the token"):
+            parse_source({"url": "hf://o/m", "token_file": bad})

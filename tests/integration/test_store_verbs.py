@@ -1,0 +1,190 @@
+"""`xgen-declare store ls` and `store gc` on a store `pull` filled from the fake hub: which manifests use each
+file, revision -> commit, gc of what nothing references (least recently used first, --dry-run), never a
+file a recorded running process maps or names, and no gc while a manifest cannot be read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("huggingface_hub")
+
+from xgen_declare.cli import pull  # noqa: E402
+from xgen_declare.processes.state_store import Record, StateStore  # noqa: E402
+from xgen_declare.testing.deadline import within  # noqa: E402
+from xgen_declare.testing.fakehub import FakeHub  # noqa: E402
+
+Q4 = os.urandom(300_000)
+Q8 = os.urandom(200_000)
+REPO = "org/tiny-GGUF"
+
+
+def manifest(name: str, source, field: str = "source") -> str:
+    return f"apiVersion: xgen/v1\nkind: Model\nmetadata:\n  name: {name}\nspec:\n  {field}: {json.dumps(source)}\n"
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(pull, "disk_usage", lambda path: (10**12, 0, 10**12))
+    with FakeHub() as h:
+        h.add_repo(REPO, {"tiny.Q4_K_M.gguf": Q4, "tiny.Q8_0.gguf": Q8})
+        monkeypatch.setenv("HF_ENDPOINT", h.endpoint)
+        yield h
+
+
+@pytest.fixture
+def env(cli, hub, write, tmp_path):
+    store = tmp_path / "store"
+    write("xgen-declare.yaml", json.dumps({"store": {"dir": str(store)}}))
+
+    def verb(*args):
+        return within(60, lambda: cli(*args, str(tmp_path / "manifests"), "--state-dir", str(tmp_path / "state")),
+                      " ".join(args))
+    verb.store = store
+    return verb
+
+
+def blob(store, data: bytes) -> str:
+    return str(store / "models--org--tiny-GGUF" / "blobs" / hashlib.sha256(data).hexdigest())
+
+
+def test_ls_names_users_revision_and_commit(env, hub, write, tmp_path):
+    write("a.yaml", manifest("a", "hf://org/tiny-GGUF:Q4_K_M"))
+    write("b.yaml", manifest("b", "hf://org/tiny-GGUF/tiny.Q4_K_M.gguf"))
+    write("c.yaml", manifest("c", "hf://org/tiny-GGUF:Q8_0"))
+    assert env("pull").code == 0
+    (tmp_path / "manifests" / "c.yaml").unlink()
+    r = env("store", "ls")
+    assert r.code == 0, r.err
+    commit = hub.repos[REPO].refs["main"][:12]
+    lines = r.out.splitlines()
+    assert lines[0].split() == ["REPO", "REVISION", "FILE", "SIZE", "USED", "BY", "LAST", "USED"]
+    assert lines[1].split()[:9] == [REPO, "main", "->", commit, "tiny.Q4_K_M.gguf", "293.0", "KiB", "a,", "b"]
+    assert lines[2].split()[:8] == [REPO, "main", "->", commit, "tiny.Q8_0.gguf", "195.3", "KiB", "-"]
+    assert lines[3] == f"{env.store}: 2 file(s), 488.3 KiB"
+    data = json.loads(env("store", "ls", "-o", "json").out)
+    q4 = next(d for d in data if d["file"] == "tiny.Q4_K_M.gguf")
+    assert q4["used_by"] == ["a", "b"] and q4["revisions"] == ["main"] and q4["size"] == len(Q4)
+    assert q4["blob"] == blob(env.store, Q4) and q4["in_use_by"] == []
+
+
+def test_gc_removes_what_no_manifest_references_least_recently_used_first(env, hub, write, tmp_path):
+    write("a.yaml", manifest("a", "hf://org/tiny-GGUF:Q4_K_M"))
+    write("c.yaml", manifest("c", "hf://org/tiny-GGUF:Q8_0"))
+    url = hub.add_file("u.gguf", b"u" * 5000)
+    write("u.yaml", manifest("u", {"url": url, "sha256": hashlib.sha256(b"u" * 5000).hexdigest()}))
+    assert env("pull").code == 0
+    os.utime(blob(env.store, Q8), (1_000_000_000, 1_000_000_000))  # Q8 used long ago, the URL file later
+    u_blob = env.store / "xgen-urls" / "blobs" / hashlib.sha256(b"u" * 5000).hexdigest()
+    os.utime(u_blob, (1_500_000_000, 1_500_000_000))
+    (tmp_path / "manifests" / "c.yaml").unlink()
+    (tmp_path / "manifests" / "u.yaml").unlink()
+    dry = env("store", "gc", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert dry.out.splitlines() == [
+        f"would remove {REPO} tiny.Q8_0.gguf (main -> {hub.repos[REPO].refs['main'][:12]}), 195.3 KiB, "
+        "last used 2001-09-09 01:46Z",
+        f"would remove url u.gguf (sha256 {u_blob.name[:12]}), 4.9 KiB, last used 2017-07-14 02:40Z",
+        f"would remove 2 file(s), {len(Q8) + 5000} bytes (200.2 KiB) from {env.store}"]
+    assert os.path.exists(blob(env.store, Q8)) and u_blob.exists()
+    r = env("store", "gc")
+    assert r.code == 0 and r.out.splitlines()[-1] == f"removed 2 file(s), {len(Q8) + 5000} bytes (200.2 KiB) " \
+                                                      f"from {env.store}"
+    assert not os.path.exists(blob(env.store, Q8)) and not u_blob.exists()
+    assert not (env.store / "xgen-urls").exists()  # nothing left there: the directory goes too
+    assert open(blob(env.store, Q4), "rb").read() == Q4
+    commit = hub.repos[REPO].refs["main"]
+    snap = env.store / "models--org--tiny-GGUF" / "snapshots" / commit
+    assert sorted(os.listdir(snap)) == ["tiny.Q4_K_M.gguf"]
+    assert (env.store / "models--org--tiny-GGUF" / "refs" / "main").read_text() == commit
+    assert env("store", "gc").out.splitlines() == [f"removed 0 file(s), 0 bytes (0.0 KiB) from {env.store}"]
+
+
+MAPPER = ("import mmap, os, sys\n"
+          "f = open(os.environ['MODEL'], 'rb')\n"
+          "m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)\n"
+          "f.close()\n"
+          "print('mapped', flush=True)\n"
+          "sys.stdin.read()\n")
+
+
+def test_gc_never_removes_a_file_a_recorded_process_maps(env, hub, write, tmp_path):
+    write("c.yaml", manifest("c", "hf://org/tiny-GGUF:Q8_0"))
+    assert env("pull").code == 0
+    (tmp_path / "manifests" / "c.yaml").unlink()
+    write("a.yaml", manifest("a", "/models/elsewhere.gguf", field="model_path"))
+    commit = hub.repos[REPO].refs["main"]
+    link = env.store / "models--org--tiny-GGUF" / "snapshots" / commit / "tiny.Q8_0.gguf"
+    proc = subprocess.Popen([sys.executable, "-c", MAPPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env={**os.environ, "MODEL": str(link)}, text=True)  # the path is not in its argv
+    try:
+        assert within(30, proc.stdout.readline, "the mapper") == "mapped\n"
+        StateStore(tmp_path / "state").save(Record(name="c", state="Ready", pid=proc.pid, argv=[sys.executable]))
+        r = env("store", "gc")
+        assert r.code == 0, r.err
+        assert r.out.splitlines() == [f"kept {REPO} tiny.Q8_0.gguf: in use by c (pid {proc.pid})",
+                                      f"removed 0 file(s), 0 bytes (0.0 KiB) from {env.store}"]
+        assert os.path.exists(blob(env.store, Q8))
+        listed = json.loads(env("store", "ls", "-o", "json").out)
+        assert listed[0]["in_use_by"] == [f"c (pid {proc.pid})"]
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+    r = env("store", "gc")  # the process is gone: its record no longer protects the file
+    assert r.code == 0 and r.out.startswith(f"removed {REPO} tiny.Q8_0.gguf")
+
+
+def test_gc_keeps_a_repository_a_model_path_names_and_refuses_with_a_broken_manifest(env, hub, write, tmp_path):
+    write("c.yaml", manifest("c", "hf://org/tiny-GGUF:Q8_0"))
+    assert env("pull").code == 0
+    (tmp_path / "manifests" / "c.yaml").unlink()
+    write("d.yaml", manifest("d", "org/tiny-GGUF:Q8_0", field="model_path"))  # llama-server's own download
+    r = env("store", "gc")
+    assert r.code == 0 and r.out.startswith("removed 0 file(s)")
+    write("bad.yaml", "apiVersion: xgen/v1\nkind: Model\nmetadata: {name: x}\nspec:\n  source: [\n")
+    (tmp_path / "manifests" / "d.yaml").unlink()
+    r = env("store", "gc")
+    assert r.code == 1 and os.path.exists(blob(env.store, Q8))
+    assert r.err.splitlines()[-1] == ("error: store gc removes nothing while a manifest cannot be read: what it "
+                                      "references is unknown; fix the problems above (xgen-declare validate DIR)")
+
+
+def test_gc_after_a_revision_moves_removes_only_the_old_commits_own_files(env, hub, write, tmp_path):
+    write("a.yaml", manifest("a", "hf://org/tiny-GGUF"))  # a GGUF repo named bare: its Q4_K_M file
+    write("b.yaml", manifest("b", "hf://org/tiny-GGUF:Q8_0"))
+    assert env("pull").code == 0
+    old = hub.repos[REPO].refs["main"]
+    q8_new = Q8[::-1]
+    new = hub.commit(REPO, {"tiny.Q4_K_M.gguf": Q4, "tiny.Q8_0.gguf": q8_new})  # Q4 unchanged, Q8 changed
+    assert env("pull").code == 0
+    listed = {(d["commit"], d["file"]): d for d in json.loads(env("store", "ls", "-o", "json").out)}
+    assert listed[(old, "tiny.Q8_0.gguf")]["used_by"] == [] and listed[(new, "tiny.Q8_0.gguf")]["used_by"] == ["b"]
+    assert listed[(old, "tiny.Q4_K_M.gguf")]["used_by"] == ["a"]  # one blob, linked from both commits
+    r = env("store", "gc")
+    assert r.code == 0 and r.out.splitlines()[0].startswith(f"removed {REPO} tiny.Q8_0.gguf (- -> {old[:12]})")
+    assert r.out.splitlines()[-1].startswith("removed 1 file(s), 200000 bytes")
+    assert not os.path.exists(blob(env.store, Q8)) and open(blob(env.store, q8_new), "rb").read() == q8_new
+    snapshots = env.store / "models--org--tiny-GGUF" / "snapshots"
+    assert sorted(os.listdir(snapshots / old)) == ["tiny.Q4_K_M.gguf"] and (snapshots / old / "tiny.Q4_K_M.gguf"
+                                                                          ).read_bytes() == Q4
+
+
+def test_pull_marks_a_file_it_finds_in_the_store_as_used(env, hub, write, tmp_path):
+    import time
+    url = hub.add_file("u.gguf", b"u" * 5000)
+    write("u.yaml", manifest("u", {"url": url, "sha256": hashlib.sha256(b"u" * 5000).hexdigest()}))
+    assert env("pull").code == 0
+    u_blob = env.store / "xgen-urls" / "blobs" / hashlib.sha256(b"u" * 5000).hexdigest()
+    os.utime(u_blob, (1_000_000_000, 1_000_000_000))
+    before = time.time()
+    r = env("pull")
+    assert r.code == 0 and "already in the store" in r.out
+    assert os.stat(u_blob).st_atime >= before - 1 and os.stat(u_blob).st_mtime == 1_000_000_000
+    [row] = json.loads(env("store", "ls", "-o", "json").out)
+    assert (row["repo"], row["file"], row["used_by"], row["size"]) == ("url", "u.gguf", ["u"], 5000)

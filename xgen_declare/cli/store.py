@@ -1,0 +1,132 @@
+"""`xgen-declare store ls` and `store gc`: what the model store holds, who uses it, and removing what no
+manifest references (never a file a running process uses)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, output_option, print_json, table
+from xgen_declare.errors import ExitCode
+from xgen_declare.reconciler.env import open_env
+from xgen_declare.store.fetch import store_dir_of
+from xgen_declare.store.gc import collect, remove
+from xgen_declare.store.listing import StoredFile, list_store
+from xgen_declare.store.usage import in_use, real, referenced
+from xgen_declare.store.wanted import wanted_sources
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) + "Z"
+
+
+def _revision(f: StoredFile) -> str:
+    if f.repo == "url":
+        return f"sha256 {f.commit[:12]}" if f.commit else "-"
+    if f.commit is None:
+        return "(no snapshot)"
+    return f"{','.join(f.revisions) or '-'} -> {f.commit[:12]}"
+
+
+def _file_json(f: StoredFile, users: list[str], running: list[str]) -> dict:
+    return {"repo": f.repo, "revisions": list(f.revisions), "commit": f.commit, "file": f.path, "blob": str(f.blob),
+            "size": f.size, "used_by": users, "in_use_by": running, "last_used": _when(f.last_used)}
+
+
+@click.group(short_help="What the model store holds (ls) and removing what no manifest uses (gc)")
+@global_options
+def command() -> None:
+    """The model store (config `store:`; default the HuggingFace cache): `ls` lists each file with the
+    manifests that use it, `gc` removes what none uses."""
+
+
+@command.command("ls", short_help="Each file of the store: repo, revision -> commit, size, users, last used")
+@click.argument("dirs", nargs=-1, metavar="[DIR]...", type=PATHS)
+@output_option(("text", "json"), "text")
+@global_options
+def ls(dirs: tuple[str, ...], output: str) -> int:
+    """Each file of the store: its repository, revision -> commit, size, the models whose manifests in DIR
+    (default: the dir the state dir records) use it, the running processes that use it, and when it was
+    last used (the file's access time)."""
+    g = get_globals()
+    env = open_env(g, dirs, need_paths=False)
+    store_dir = store_dir_of(env.config)
+    items, problems = wanted_sources(env.paths, local=True, tokens=False) if env.paths else ([], [])
+    for p in problems:
+        eprint(p.format())
+    files = list_store(store_dir)
+    users = referenced(items, store_dir)
+    running = in_use(env.store.root, store_dir, g.proc())
+    rows = [(f, users.get(real(f.blob), []), running.get(real(f.blob), [])) for f in files]
+    if output == "json":
+        print_json([_file_json(f, u, r) for f, u, r in rows])
+        return ExitCode.OK
+    if not files:
+        click.echo(f"the store {store_dir} holds no model file")
+        return ExitCode.OK
+    click.echo(table([[f.repo, _revision(f), f.path, _size(f.size),
+                       ", ".join(u + [f"running: {x}" for x in r]) or "-", _when(f.last_used)] for f, u, r in rows],
+                     ["REPO", "REVISION", "FILE", "SIZE", "USED BY", "LAST USED"]))
+    total = sum({real(f.blob): f.size for f in files}.values())
+    click.echo(f"{store_dir}: {len({real(f.blob) for f in files})} file(s), {_size(total)}")
+    return ExitCode.OK
+
+
+@command.command("gc", short_help="Remove the store's files no manifest references, least recently used first")
+@click.argument("dirs", nargs=-1, metavar="[DIR]...", type=PATHS)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing")
+@output_option(("text", "json"), "text")
+@global_options
+def gc(dirs: tuple[str, ...], dry_run: bool, output: str) -> int:
+    """Remove the files of the store that no manifest in DIR (default: the dir the state dir records)
+    references, least recently used first, never a file a process the daemon runs uses. Every manifest
+    must be readable (exit 1 otherwise: what it references would be unknown). With the default store,
+    the HuggingFace cache, this includes what other tools downloaded there."""
+    g = get_globals()
+    env = open_env(g, dirs)
+    store_dir = store_dir_of(env.config)
+    items, problems = wanted_sources(env.paths, local=True, tokens=False)
+    for p in problems:
+        eprint(p.format())
+    if any(p.severity == "error" for p in problems):
+        eprint("error: store gc removes nothing while a manifest cannot be read: what it references is unknown; "
+               "fix the problems above (xgen-declare validate DIR)")
+        return ExitCode.INVALID_INPUT
+    removals, kept = collect(list_store(store_dir), referenced(items, store_dir),
+                             in_use(env.store.root, store_dir, g.proc()))
+    failed, done = [], []
+    for r in removals:
+        if not dry_run:
+            try:
+                remove(r)
+            except OSError as exc:
+                failed.append((r, exc))
+                continue
+        done.append(r)
+    freed = sum(r.size for r in done)
+    verb = "would remove" if dry_run else "removed"
+    if output == "json":
+        print_json({"dry_run": dry_run, "store": str(store_dir), "bytes": freed,
+                    "removed": [{"repo": r.files[0].repo, "files": [f.path for f in r.files], "blob": str(r.blob),
+                                 "commits": [f.commit for f in r.files], "size": r.size,
+                                 "last_used": _when(r.last_used)} for r in done],
+                    "kept_in_use": [{"repo": k.file.repo, "file": k.file.path, "why": k.why} for k in kept
+                                    if k.why.startswith("in use")],
+                    "failed": [{"blob": str(r.blob), "error": exc.strerror} for r, exc in failed]})
+    else:
+        for r in done:
+            f = r.files[0]
+            click.echo(f"{verb} {f.repo} {', '.join(sorted({x.path for x in r.files}))} ({_revision(f)}), "
+                       f"{_size(r.size)}, last used {_when(r.last_used)}")
+        for k in kept:
+            if k.why.startswith("in use"):
+                click.echo(f"kept {k.file.repo} {k.file.path}: {k.why}")
+        for r, exc in failed:
+            eprint(f"error: cannot remove {r.blob}: {exc.strerror}; fix the store's permissions and run gc again")
+        click.echo(f"{verb} {len(done)} file(s), {freed} bytes ({_size(freed)}) from {store_dir}")
+    return ExitCode.FETCH_FAILED if failed else ExitCode.OK
