@@ -43,6 +43,7 @@ class Shape:
     # with n_head_kv 0 are the recurrent ones; n_ff_shexp: the shared expert's width
     ssm: tuple[int, int, int, int, int] | None = None
     n_ff_shexp: int = 0
+    qk_norm: bool = False  # per-head RMS norms of Q and K (Qwen3): attn_q_norm / attn_k_norm of head_dim
 
     def with_(self, **changes) -> "Shape":
         return replace(self, **changes)
@@ -70,6 +71,10 @@ SHAPES: dict[str, Shape] = {
     "deepseek-v2-lite": Shape("deepseek2", 27, 2048, 16, 1, 10944, 102400, 163840, n_expert=64, n_expert_used=6,
                               mla=(512, 128, 64, 128), n_ff_exp=1408, n_expert_shared=2, n_dense_lead=1),
     # Gemma 3 270M's metadata (the --real-model demo's GGUF): 18 layers, 5 windowed : 1 global, window 512
+    # Qwen3-30B-A3B: 48 layers, 128 experts (8 used) of width 768, head_dim 128 (> n_embd / n_head), Q/K norms
+    "qwen3-30b-a3b": Shape("qwen3moe", 48, 2048, 32, 4, 768, 151936, 40960, head_dim=128, n_expert=128,
+                           n_expert_used=8, qk_norm=True,
+                           extra={"qwen3moe.expert_feed_forward_length": (768, "UINT32")}),
     "gemma3-270m": Shape("gemma3", 18, 640, 4, 1, 2048, 262144, 32768, head_dim=256, tied_embeddings=True,
                          extra={"gemma3.attention.sliding_window": (512, "UINT32")}),
 }
@@ -96,6 +101,8 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
                 (f"{p}.attn_v.weight", (kv * hd, s.n_embd), wtype),
                 (f"{p}.attn_output.weight", (s.n_embd, s.n_head * hd), wtype),
                 (f"{p}.ffn_norm.weight", (s.n_embd,), T.F32)]
+        if s.qk_norm:
+            out += [(f"{p}.attn_q_norm.weight", (hd,), T.F32), (f"{p}.attn_k_norm.weight", (hd,), T.F32)]
         if s.attn_bias:
             out += [(f"{p}.attn_q.bias", (s.n_head * hd,), T.F32), (f"{p}.attn_k.bias", (kv * hd,), T.F32),
                     (f"{p}.attn_v.bias", (kv * hd,), T.F32)]
