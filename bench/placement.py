@@ -64,6 +64,16 @@ CASES = [
     ("granite-4.0-h-tiny", "F16", 8192, None, ("f16", "f16"), "on"),
     ("granite-4.0-h-tiny", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),
     ("granite-4.0-h-tiny", "F16", 4096, 1, ("f16", "f16"), "off"),
+    # Qwen3-Next: KV on the 12 gated-attention layers, RS (conv + delta-net state) on the 36 others; Q8_0 halves
+    # the 80B file's load (the CPU build pages the whole mapping in)
+    ("qwen3-next-80b-a3b", "Q8_0", 4096, 1, ("f16", "f16"), "on"),
+    ("qwen3-next-80b-a3b", "Q8_0", 8192, None, ("f16", "f16"), "on"),
+    ("qwen3-next-80b-a3b", "Q8_0", 8192, 2, ("q8_0", "q8_0"), "on"),
+    # Nemotron-H: KV on 4 attention layers, RS on 27 Mamba-2 layers, 25 MLP-only layers with neither
+    ("nemotron-h-9b", "F16", 4096, 1, ("f16", "f16"), "on"),
+    ("nemotron-h-9b", "F16", 8192, None, ("f16", "f16"), "on"),
+    ("nemotron-h-9b", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),
+    ("nemotron-h-9b", "F16", 4096, 1, ("f16", "f16"), "off"),
     # MoE: 48 layers x 128 experts (8 used); --n-cpu-moe keeps layers 0..N-1's experts in host memory. A CPU
     # build maps every tensor to the host anyway (the terms are unchanged); the moved bytes are compared with
     # the expert tensors' sizes as gguf-py reads them. N stays small: the CPU build copies overridden

@@ -107,7 +107,9 @@ def _kv_bytes_per_layer(facts: GgufFacts, s: ContextSettings) -> list[int]:
     full, windowed = kv_cells(facts, s), swa_cells(facts, s)
     att = attention_of(facts)
     v_rows = [0] * facts.block_count if att.mla else facts.n_embd_v_gqa  # MLA: no V cache
-    return [(windowed if att.swa[il] else full) * (ggml_type_size(s.cache_type_k, k) + ggml_type_size(s.cache_type_v, v))
+    recurrent = att.recurrent or (False,) * facts.block_count  # a hybrid's recurrent layers keep no KV
+    return [0 if recurrent[il] else
+            (windowed if att.swa[il] else full) * (ggml_type_size(s.cache_type_k, k) + ggml_type_size(s.cache_type_v, v))
             for il, (k, v) in enumerate(zip(facts.n_embd_k_gqa, v_rows))]
 
 

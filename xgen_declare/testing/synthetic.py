@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from xgen_declare.testing.synthetic_hybrid import HYBRID_LAYERS
+
 __all__ = ["Shape", "SHAPES", "write_sparse_gguf"]
 
 
@@ -24,7 +26,7 @@ class Shape:
     n_embd: int
     n_head: int
     n_head_kv: int | list[int]
-    n_ff: int
+    n_ff: int | list[int]  # per layer for Nemotron-H (0: no MLP)
     n_vocab: int
     n_ctx_train: int = 8192
     head_dim: int | None = None
@@ -48,6 +50,8 @@ class Shape:
     def with_(self, **changes) -> "Shape":
         return replace(self, **changes)
 
+
+_NEMOTRON_H_9B = "M-M-M-MM-M-M-M*-M-M-M*-M-M-M-M*-M-M-M-M*-M-MM-M-M-M-M-M-"  # hybrid_override_pattern
 
 SHAPES: dict[str, Shape] = {
     "llama3-8b": Shape("llama", 32, 4096, 32, 8, 14336, 128256),
@@ -75,6 +79,16 @@ SHAPES: dict[str, Shape] = {
     "qwen3-30b-a3b": Shape("qwen3moe", 48, 2048, 32, 4, 768, 151936, 40960, head_dim=128, n_expert=128,
                            n_expert_used=8, qk_norm=True,
                            extra={"qwen3moe.expert_feed_forward_length": (768, "UINT32")}),
+    # Qwen3-Next-80B-A3B: 36 gated-delta-net layers + 12 gated-attention ones (every 4th), 512 experts (10 used)
+    # + a shared one; ssm = (conv kernel, inner = value heads x head dim, key head dim, value heads, key heads)
+    "qwen3-next-80b-a3b": Shape("qwen3next", 48, 2048, 16, 2, 5120, 151936, 262144, head_dim=256, n_expert=512,
+                                n_expert_used=10, ssm=(4, 4096, 128, 32, 16), n_ff_exp=512, n_ff_shexp=512,
+                                extra={"qwen3next.full_attention_interval": (4, "UINT32"),
+                                       "qwen3next.expert_feed_forward_length": (512, "UINT32")}),
+    # Nemotron-Nano-9B-v2 (nemotron_h): 27 Mamba-2 layers (M), 4 attention layers (*), 25 ReLU^2 MLP layers (-)
+    "nemotron-h-9b": Shape("nemotron_h", 56, 4480, 40, [8 if c == "*" else 0 for c in _NEMOTRON_H_9B],
+                           [15680 if c == "-" else 0 for c in _NEMOTRON_H_9B], 131072, 131072, head_dim=128,
+                           ssm=(4, 10240, 128, 128, 8), extra={"nemotron_h.attention.layer_norm_epsilon": (1e-5, "FLOAT32")}),
     "gemma3-270m": Shape("gemma3", 18, 640, 4, 1, 2048, 262144, 32768, head_dim=256, tied_embeddings=True,
                          extra={"gemma3.attention.sliding_window": (512, "UINT32")}),
 }
@@ -86,6 +100,8 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
 
     hd = s.head_dim or s.n_embd // s.n_head
     out: list[tuple[str, tuple[int, ...], object]] = [("token_embd.weight", (s.n_vocab, s.n_embd), wtype)]
+    if s.arch in HYBRID_LAYERS:
+        return out + HYBRID_LAYERS[s.arch](s, wtype) + _output(s, wtype)
     if s.mla:
         return out + _mla_layers(s, wtype) + _output(s, wtype)
     if s.ssm:

@@ -103,7 +103,7 @@ def test_fit_hybrid_shows_the_recurrent_state(cli, sparse, host):
     d = r.json()
     assert r.code == 0 and d["recurrent_state_mib"] == 221.48 and d["per_gpu"][0]["recurrent_state_mib"] == 221.48
     assert d["kv_cache_mib"] == 64.0 and d["cpu"]["recurrent_state_mib"] == 0.0
-    assert d["notes"] == ["hybrid: 4 attention layers x 8192 cells + 36 recurrent layers x 4 sequence states"]
+    assert d["notes"] == ["hybrid (Mamba-2 + attention): 4 attention layers x 8192 cells + 36 recurrent layers x 4 sequence states"]
     r = cli("fit", sparse("granite-4.0-h-tiny"), "--ctx-size", "8192", "--gpus", "0", "--inventory", host)
     head = r.out.splitlines()[2].split()
     assert head[:5] == ["device", "layers", "weights", "MiB", "KV"] and "recurrent" in head
