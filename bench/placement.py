@@ -74,6 +74,15 @@ CASES = [
     ("nemotron-h-9b", "F16", 8192, None, ("f16", "f16"), "on"),
     ("nemotron-h-9b", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),
     ("nemotron-h-9b", "F16", 4096, 1, ("f16", "f16"), "off"),
+    # LFM2: KV on 6 attention layers, RS (the short convolutions' last 2 inputs) on 10
+    ("lfm2-1.2b", "F16", 4096, 1, ("f16", "f16"), "on"),
+    ("lfm2-1.2b", "F16", 8192, None, ("f16", "f16"), "on"),
+    ("lfm2-1.2b", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),
+    ("lfm2-1.2b", "F16", 4096, 1, ("f16", "f16"), "off"),
+    # Jamba: KV on 4 attention layers, RS on 28 Mamba-1 layers, MoE on odd layers
+    ("jamba-mini", "Q8_0", 4096, 1, ("f16", "f16"), "on"),
+    ("jamba-mini", "Q8_0", 8192, None, ("f16", "f16"), "on"),
+    ("jamba-mini", "Q8_0", 4096, 1, ("f16", "f16"), "off"),
     # MoE: 48 layers x 128 experts (8 used); --n-cpu-moe keeps layers 0..N-1's experts in host memory. A CPU
     # build maps every tensor to the host anyway (the terms are unchanged); the moved bytes are compared with
     # the expert tensors' sizes as gguf-py reads them. N stays small: the CPU build copies overridden

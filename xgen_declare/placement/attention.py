@@ -28,6 +28,10 @@ llama.cpp b11434 keeps one of these per model (`llama_model::create_memory`):
       delta net: ssm.state_size is the key head size, ssm.group_count the key heads, ssm.inner_size the
       value heads x value head size, so n_embd_r is the q/k/v conv state and n_embd_s the per-head
       key x value matrices.
+    lfm2 (LFM2, short convolutions + attention): head_count_kv[il] == 0; its state is the convolution's
+      last l_cache - 1 inputs, n_embd_r = n_embd x (`shortconv.l_cache` - 1), and no n_embd_s.
+    jamba (Jamba, Mamba-1 + attention, MoE): head_count_kv[il] == 0; no groups (n_group 0), so
+      n_embd_r = (d_conv - 1) x d_inner.
 
 The table below is the architecture's own loader (src/models/<arch>.cpp): the default pattern, whether
 it is dense-first, the default window, and whether a window of 0 (or no key) turns SWA off.
@@ -46,6 +50,8 @@ HYBRID_ARCHS: dict[str, str] = {
     "granitehybrid": "Mamba-2",
     "nemotron_h": "Mamba-2",
     "qwen3next": "gated delta net",
+    "lfm2": "short convolution",
+    "jamba": "Mamba-1",
 }
 
 # arch -> (default pattern, dense_first, default window (None: the key is required), swa only if key > 0,
@@ -98,9 +104,7 @@ def _recurrent_flags(facts: GgufFacts) -> tuple[bool, ...]:
     if arch not in HYBRID_ARCHS:
         return ()
     if arch == "qwen3next":
-        interval = facts.metadata.get("qwen3next.full_attention_interval", 4)
-        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
-            interval = 4
+        interval = facts.full_attention_interval
         return tuple((il + 1) % interval != 0 for il in range(n))
     if arch == "nemotron_h":
         ff = facts.metadata.get("nemotron_h.feed_forward_length")
@@ -117,6 +121,8 @@ def recurrent_state_per_seq(facts: GgufFacts) -> int:
     d_conv, d_inner, d_state, n_group = (ssm.get(k, 0) for k in ("conv_kernel", "inner_size", "state_size",
                                                                   "group_count"))
     n_embd_r = max(d_conv - 1, 0) * (d_inner + 2 * n_group * d_state)
+    if facts.architecture == "lfm2":
+        n_embd_r = facts.embedding_length * max(facts.shortconv_l_cache - 1, 0)
     n_embd_s = d_state * d_inner
     return 4 * (n_embd_r + n_embd_s)
 

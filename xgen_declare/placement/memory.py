@@ -161,7 +161,7 @@ def _masks(facts: GgufFacts, s: ContextSettings) -> int:
 # the GGUF has no <arch>.expert_weights_norm; measured: llama (Mixtral-style) and granitehybrid do,
 # deepseek2 and gpt-oss do not. Unlisted MoE architectures keep the term (the larger prediction).
 _NORM_W = {"llama": True, "granitemoe": True, "granitehybrid": True, "qwen3moe": True, "qwen2moe": False,
-           "deepseek2": False, "gpt-oss": False}
+           "deepseek2": False, "gpt-oss": False, "jamba": False}
 
 
 def _normalizes_experts(facts: GgufFacts) -> bool:

@@ -30,7 +30,7 @@ SUPPORTED_ARCHS = frozenset({
     "llama", "llama4", "mistral3", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "gemma", "gemma2", "gemma3",
     "phi2", "phi3", "starcoder2", "granite", "granitemoe", "command-r", "cohere2", "olmo", "olmo2", "olmoe",
     "internlm2", "stablelm", "baichuan", "glm4", "exaone", "smollm3", "gpt-oss", "minicpm", "deci", "deepseek2",
-    "granitehybrid", "qwen3next", "nemotron_h",
+    "granitehybrid", "qwen3next", "nemotron_h", "lfm2", "jamba",
 })
 
 MIB = 1 << 20

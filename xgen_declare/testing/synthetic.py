@@ -89,6 +89,13 @@ SHAPES: dict[str, Shape] = {
     "nemotron-h-9b": Shape("nemotron_h", 56, 4480, 40, [8 if c == "*" else 0 for c in _NEMOTRON_H_9B],
                            [15680 if c == "-" else 0 for c in _NEMOTRON_H_9B], 131072, 131072, head_dim=128,
                            ssm=(4, 10240, 128, 128, 8), extra={"nemotron_h.attention.layer_norm_epsilon": (1e-5, "FLOAT32")}),
+    # LFM2-1.2B: 10 short-convolution layers (kernel 3) + 6 attention layers (2, 5, 8, 10, 12, 14)
+    "lfm2-1.2b": Shape("lfm2", 16, 2048, 32, [8 if i in (2, 5, 8, 10, 12, 14) else 0 for i in range(16)], 8192, 65536,
+                       128000, tied_embeddings=True, extra={"lfm2.shortconv.l_cache": (3, "UINT32")}),
+    # Jamba-Mini-1.5: 28 Mamba-1 layers + attention on layers 4, 12, 20, 28 (period 8, offset 4); 16 experts
+    # (2 used) on odd layers; ssm = (d_conv, d_inner, d_state, dt_rank, no groups)
+    "jamba-mini": Shape("jamba", 32, 4096, 32, [8 if i % 8 == 4 else 0 for i in range(32)], 14336, 65536, 262144,
+                        n_expert=16, n_expert_used=2, ssm=(4, 8192, 16, 256, 0)),
     "gemma3-270m": Shape("gemma3", 18, 640, 4, 1, 2048, 262144, 32768, head_dim=256, tied_embeddings=True,
                          extra={"gemma3.attention.sliding_window": (512, "UINT32")}),
 }
@@ -137,7 +144,8 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
 def _output(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
     from gguf import GGMLQuantizationType as T
 
-    out: list[tuple[str, tuple[int, ...], object]] = [("output_norm.weight", (s.n_embd,), T.F32)]
+    norm = "token_embd_norm.weight" if s.arch == "lfm2" else "output_norm.weight"  # LFM2's final norm
+    out: list[tuple[str, tuple[int, ...], object]] = [(norm, (s.n_embd,), T.F32)]
     if not s.tied_embeddings:
         out.append(("output.weight", (s.n_vocab, s.n_embd), wtype))
     return out
