@@ -82,11 +82,27 @@ def test_ledger_note_names_the_hybrid_design(nemotron):
 #     sched_reserve:        CPU compute buffer size =    96.11 MiB
 QWEN3_NEXT = [  # (settings, KV MiB, RS MiB, compute MiB)
     (dict(ctx_size=4096, parallel=1), 96.0, 75.38, 96.11),
-    # auto: 4 sequences; the compute fit's largest miss (-9.3 %): the unified 8192-cell graph of the delta net
-    # is ~8 MiB above what the FFN phase + mask predict (not modelled term by term)
-    (dict(ctx_size=8192), 192.0, 301.50, 108.02),
+    (dict(ctx_size=8192), 192.0, 301.50, 108.02),  # auto: 4 sequences; the delta net's phase peaks
     (dict(ctx_size=8192, parallel=2, cache_type_k="q8_0", cache_type_v="q8_0"), 102.0, 150.75, 96.47),
 ]
+
+
+# The delta net's compute phase grows with the slots (two copies of each sequence's 2 MiB state); the same
+# server on the shape with 16 experts (the FFN phase does not depend on the expert count), `sched_reserve:
+# CPU compute buffer size = ...`:
+QWEN3_NEXT_SLOTS = [  # (settings, compute MiB)
+    (dict(ctx_size=4096), 104.02),
+    (dict(ctx_size=4096, parallel=4), 101.02),
+    (dict(ctx_size=16384, parallel=4), 104.02),
+    (dict(ctx_size=8192, parallel=1), 100.11),
+    (dict(ctx_size=8192, parallel=8), 117.02),
+]
+
+
+@pytest.mark.parametrize("kw,compute_mib", QWEN3_NEXT_SLOTS, ids=[str(h[0]) for h in QWEN3_NEXT_SLOTS])
+def test_qwen3_next_compute_follows_the_slots(sparse, kw, compute_mib):
+    facts = read_gguf_facts(sparse("qwen3-next-80b-a3b", "Q8_0", n_expert=16))
+    assert predict(facts, ContextSettings(**kw), []).cpu.compute / MIB == pytest.approx(compute_mib, rel=0.025)
 
 
 @pytest.fixture(scope="module")
