@@ -185,7 +185,11 @@ def measure(binary: str, path: Path, name: str, ctx: int, parallel: int | None, 
     if "--n-cpu-moe" in extra:
         n = int(extra[extra.index("--n-cpu-moe") + 1])
         # what the ledger moves to host for a GPU that holds every layer
-        moved = predict(facts, settings, [0], -1, n_cpu_moe=n).cpu_moe_bytes
+        split = predict(facts, settings, [0], -1, n_cpu_moe=n)
+        moved = split.cpu_moe_bytes
+        print(f"  ({name}: ledger split with --n-cpu-moe {n} for one GPU holding every layer: GPU weights "
+              f"{split.gpu(0).weights / MIB:.2f} MiB, host weights {split.cpu.weights / MIB:.2f} MiB, of which "
+              f"experts {moved / MIB:.2f} MiB)")
         moe_rows = [(f"experts {n}L", moved / MIB, expert_bytes_by_gguf_py(path, n) / MIB)]
     # CPU_REPACK: the CPU backend's re-laid-out copy of q4_0/iq4_nl/q4_K... weights, logged next to
     # CPU_Mapped; a host-only duplicate (the mapped pages become reclaimable cache), shown apart.
