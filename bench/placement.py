@@ -64,6 +64,32 @@ CASES = [
     ("granite-4.0-h-tiny", "F16", 8192, None, ("f16", "f16"), "on"),
     ("granite-4.0-h-tiny", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),
     ("granite-4.0-h-tiny", "F16", 4096, 1, ("f16", "f16"), "off"),
+    # Qwen3-Next: KV on the 12 gated-attention layers, RS (conv + delta-net state) on the 36 others; Q8_0 halves
+    # the 80B file's load (the CPU build pages the whole mapping in)
+    ("qwen3-next-80b-a3b", "Q8_0", 4096, 1, ("f16", "f16"), "on"),
+    ("qwen3-next-80b-a3b", "Q8_0", 8192, None, ("f16", "f16"), "on"),
+    ("qwen3-next-80b-a3b", "Q8_0", 8192, 2, ("q8_0", "q8_0"), "on"),
+    # Nemotron-H: KV on 4 attention layers, RS on 27 Mamba-2 layers, 25 MLP-only layers with neither
+    ("nemotron-h-9b", "F16", 4096, 1, ("f16", "f16"), "on"),
+    ("nemotron-h-9b", "F16", 8192, None, ("f16", "f16"), "on"),
+    ("nemotron-h-9b", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),
+    ("nemotron-h-9b", "F16", 4096, 1, ("f16", "f16"), "off"),
+    # LFM2: KV on 6 attention layers, RS (the short convolutions' last 2 inputs) on 10
+    ("lfm2-1.2b", "F16", 4096, 1, ("f16", "f16"), "on"),
+    ("lfm2-1.2b", "F16", 8192, None, ("f16", "f16"), "on"),
+    ("lfm2-1.2b", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),
+    ("lfm2-1.2b", "F16", 4096, 1, ("f16", "f16"), "off"),
+    # Jamba: KV on 4 attention layers, RS on 28 Mamba-1 layers, MoE on odd layers
+    ("jamba-mini", "Q8_0", 4096, 1, ("f16", "f16"), "on"),
+    ("jamba-mini", "Q8_0", 8192, None, ("f16", "f16"), "on"),
+    ("jamba-mini", "Q8_0", 4096, 1, ("f16", "f16"), "off"),
+    # MoE: 48 layers x 128 experts (8 used); --n-cpu-moe keeps layers 0..N-1's experts in host memory. A CPU
+    # build maps every tensor to the host anyway (the terms are unchanged); the moved bytes are compared with
+    # the expert tensors' sizes as gguf-py reads them. N stays small: the CPU build copies overridden
+    # tensors out of the mapping into anonymous memory (1.2 GB for N=2 in F16).
+    ("qwen3-30b-a3b", "F16", 4096, 1, ("f16", "f16"), "on"),
+    ("qwen3-30b-a3b", "F16", 4096, 1, ("f16", "f16"), "on", ("--n-cpu-moe", "2")),
+    ("qwen3-30b-a3b", "F16", 8192, None, ("q8_0", "q8_0"), "on", ("--n-cpu-moe", "2")),
 ]
 
 
@@ -122,11 +148,22 @@ REAL_CASES = [
 
 
 def run_case(binary: str, workdir: Path, case) -> list[tuple[str, float, float]]:
-    shape, wtype, ctx, parallel, cache, fa = case
+    shape, wtype, ctx, parallel, cache, fa, *more = case
+    extra = tuple(more[0]) if more else ()
     path = workdir / f"{shape}-{wtype}.gguf"
     if not path.exists():
         write_sparse_gguf(path, shape, wtype)
-    return measure(binary, path, f"{shape} {wtype}", ctx, parallel, cache, fa)
+    return measure(binary, path, f"{shape} {wtype}", ctx, parallel, cache, fa, extra)
+
+
+def expert_bytes_by_gguf_py(path: Path, n_layers: int) -> int:
+    """Bytes of the routed-expert tensors (`blk.<i>.ffn_{gate,up,down}_exps`, i < n_layers) as the reference
+    reader gguf-py's GGUFReader sizes them: what `--n-cpu-moe n_layers` overrides to host memory."""
+    from gguf import GGUFReader
+
+    rx = re.compile(r"^blk\.(\d+)\.ffn_(up|down|gate|gate_up)_(ch)?exps\.")
+    return sum(int(t.n_bytes) for t in GGUFReader(str(path)).tensors
+               if (m := rx.match(t.name)) and int(m.group(1)) < n_layers)
 
 
 def measure(binary: str, path: Path, name: str, ctx: int, parallel: int | None, cache: tuple[str, str],
@@ -144,6 +181,16 @@ def measure(binary: str, path: Path, name: str, ctx: int, parallel: int | None, 
     settings = ContextSettings(ctx_size=ctx, parallel=parallel, cache_type_k=ctk, cache_type_v=ctv, flash_attn=fa,
                                n_ubatch=ub, swa_full="--swa-full" in extra)
     pred = predict(facts, settings, [])
+    moe_rows = []
+    if "--n-cpu-moe" in extra:
+        n = int(extra[extra.index("--n-cpu-moe") + 1])
+        # what the ledger moves to host for a GPU that holds every layer
+        split = predict(facts, settings, [0], -1, n_cpu_moe=n)
+        moved = split.cpu_moe_bytes
+        print(f"  ({name}: ledger split with --n-cpu-moe {n} for one GPU holding every layer: GPU weights "
+              f"{split.gpu(0).weights / MIB:.2f} MiB, host weights {split.cpu.weights / MIB:.2f} MiB, of which "
+              f"experts {moved / MIB:.2f} MiB)")
+        moe_rows = [(f"experts {n}L", moved / MIB, expert_bytes_by_gguf_py(path, n) / MIB)]
     # CPU_REPACK: the CPU backend's re-laid-out copy of q4_0/iq4_nl/q4_K... weights, logged next to
     # CPU_Mapped; a host-only duplicate (the mapped pages become reclaimable cache), shown apart.
     model = seen.get("weights", {})
@@ -154,7 +201,8 @@ def measure(binary: str, path: Path, name: str, ctx: int, parallel: int | None, 
             ("kv", pred.cpu.kv_cache / MIB, sum(seen.get("kv", {}).values())),
             *([("rs", pred.cpu.recurrent / MIB, sum(seen["rs"].values()))] if "rs" in seen else []),
             ("compute", pred.cpu.compute / MIB, sum(seen.get("compute", {}).values())),
-            ("output", output_buffer_bytes(facts, settings) / MIB, sum(seen.get("output", {}).values()))]
+            ("output", output_buffer_bytes(facts, settings) / MIB, sum(seen.get("output", {}).values())),
+            *moe_rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"{path.stem[:20]} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa} {' '.join(extra)}"
                 run = lambda: measure(binary, path, path.name, ctx, parallel, (ctk, ctv), fa, extra)  # noqa: E731
             else:
-                shape, wtype, ctx, parallel, (ctk, ctv), fa = case
-                label = f"{shape} {wtype} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa}"
+                shape, wtype, ctx, parallel, (ctk, ctv), fa, *more = case
+                label = f"{shape} {wtype} c={ctx} np={parallel or 'auto'} kv={ctk}/{ctv} fa={fa} " + (" ".join(more[0]) if more else "")
                 run = lambda: run_case(binary, workdir, case)  # noqa: E731
             try:
                 rows = run()

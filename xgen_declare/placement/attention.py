@@ -14,11 +14,24 @@ llama.cpp b11434 keeps one of these per model (`llama_model::create_memory`):
 * MLA (DeepSeek-V2/V3, Kimi K2: `<arch>.attention.key_length_mla` and `value_length_mla` set): the cache
   holds one latent K row per cell and layer, `key_length` (= kv_lora_rank + rope dims) x head_count_kv
   (1), and no V at all (`llama_kv_cache`: `has_v = !is_mla`; V is read back out of the latent).
-* a hybrid memory (`llama_memory_hybrid`) for Mamba-2 hybrids (HYBRID_ARCHS): the KV cache above on the
-  attention layers only, and for every recurrent layer (head_count_kv 0) an f32 "RS buffer" of one
-  conv state of (d_conv - 1) x (d_inner + 2 x n_group x d_state) values (`n_embd_r`) and one SSM state
-  of d_state x d_inner values (`n_embd_s`) per sequence: `--parallel` slots (4 when auto), whatever
-  the context size (`llama_memory_recurrent`, mem_size = max(1, n_seq_max)).
+* a hybrid memory (`llama_memory_hybrid`) for the hybrids of HYBRID_ARCHS: the KV cache above on the
+  attention layers only, and for every recurrent layer an f32 "RS buffer" of one conv state of
+  (d_conv - 1) x (d_inner + 2 x n_group x d_state) values (`llama_hparams::n_embd_r`) and one state of
+  d_state x d_inner values (`n_embd_s`) per sequence: `--parallel` slots (4 when auto), whatever the
+  context size (`llama_memory_recurrent`, mem_size = max(1, n_seq_max)). Which layers are recurrent
+  (each architecture's `load_arch_hparams`):
+    granitehybrid (Granite 4.0-H, Mamba-2): head_count_kv[il] == 0;
+    nemotron_h (Nemotron-H, Mamba-2 + attention + MLP-only layers): head_count_kv[il] == 0 and
+      feed_forward_length[il] == 0 (an MLP layer has neither KV nor state);
+    qwen3next (Qwen3-Next, gated delta net + gated attention): every layer but each
+      `full_attention_interval`-th (default 4): (il + 1) % interval != 0. The same two sizes hold for the
+      delta net: ssm.state_size is the key head size, ssm.group_count the key heads, ssm.inner_size the
+      value heads x value head size, so n_embd_r is the q/k/v conv state and n_embd_s the per-head
+      key x value matrices.
+    lfm2 (LFM2, short convolutions + attention): head_count_kv[il] == 0; its state is the convolution's
+      last l_cache - 1 inputs, n_embd_r = n_embd x (`shortconv.l_cache` - 1), and no n_embd_s.
+    jamba (Jamba, Mamba-1 + attention, MoE): head_count_kv[il] == 0; no groups (n_group 0), so
+      n_embd_r = (d_conv - 1) x d_inner.
 
 The table below is the architecture's own loader (src/models/<arch>.cpp): the default pattern, whether
 it is dense-first, the default window, and whether a window of 0 (or no key) turns SWA off.
@@ -32,8 +45,14 @@ from xgen_declare.placement.gguf_facts import GgufFacts
 
 __all__ = ["Attention", "attention_of", "recurrent_state_per_seq", "SWA_ARCHS", "HYBRID_ARCHS"]
 
-# Mamba-2 hybrids whose recurrent layers are the ones with head_count_kv 0 (src/models/granite-hybrid.cpp)
-HYBRID_ARCHS = frozenset({"granitehybrid"})
+# hybrids (llama_memory_hybrid) -> the design `fit` names; which layers are recurrent: _recurrent_flags
+HYBRID_ARCHS: dict[str, str] = {
+    "granitehybrid": "Mamba-2",
+    "nemotron_h": "Mamba-2",
+    "qwen3next": "gated delta net",
+    "lfm2": "short convolution",
+    "jamba": "Mamba-1",
+}
 
 # arch -> (default pattern, dense_first, default window (None: the key is required), swa only if key > 0,
 #          chunked). Llama 4's window is fixed at 8192 (its loader overrides the key unless it is 0).
@@ -55,7 +74,7 @@ class Attention:
     n_swa: int = 0  # window in tokens (chunk size for chunked attention)
     chunked: bool = False
     mla: bool = False  # K holds the compressed latent; no V cache
-    recurrent: tuple[bool, ...] = ()  # per layer, hybrids only: True = a Mamba-2 layer (RS buffer, no KV)
+    recurrent: tuple[bool, ...] = ()  # per layer, hybrids only: True = a recurrent layer (RS buffer, no KV)
 
     @property
     def is_iswa(self) -> bool:
@@ -76,8 +95,22 @@ def attention_of(facts: GgufFacts) -> Attention:
 
 def _attention_of(facts: GgufFacts) -> Attention:
     att = _swa_of(facts)
-    recurrent = tuple(h == 0 for h in facts.head_count_kv) if facts.architecture in HYBRID_ARCHS else ()
-    return Attention(att.swa, att.n_swa, att.chunked, mla=_is_mla(facts), recurrent=recurrent)
+    return Attention(att.swa, att.n_swa, att.chunked, mla=_is_mla(facts), recurrent=_recurrent_flags(facts))
+
+
+def _recurrent_flags(facts: GgufFacts) -> tuple[bool, ...]:
+    """Per layer, for the hybrids: True = a recurrent layer (an RS buffer state, no KV); () for others."""
+    arch, n = facts.architecture, facts.block_count
+    if arch not in HYBRID_ARCHS:
+        return ()
+    if arch == "qwen3next":
+        interval = facts.full_attention_interval
+        return tuple((il + 1) % interval != 0 for il in range(n))
+    if arch == "nemotron_h":
+        ff = facts.metadata.get("nemotron_h.feed_forward_length")
+        ff = list(ff[:n]) + [0] * (n - len(ff)) if isinstance(ff, list) else [ff] * n
+        return tuple(h == 0 and not f for h, f in zip(facts.head_count_kv, ff))
+    return tuple(h == 0 for h in facts.head_count_kv)
 
 
 def recurrent_state_per_seq(facts: GgufFacts) -> int:
@@ -88,6 +121,8 @@ def recurrent_state_per_seq(facts: GgufFacts) -> int:
     d_conv, d_inner, d_state, n_group = (ssm.get(k, 0) for k in ("conv_kernel", "inner_size", "state_size",
                                                                   "group_count"))
     n_embd_r = max(d_conv - 1, 0) * (d_inner + 2 * n_group * d_state)
+    if facts.architecture == "lfm2":
+        n_embd_r = facts.embedding_length * max(facts.shortconv_l_cache - 1, 0)
     n_embd_s = d_state * d_inner
     return 4 * (n_embd_r + n_embd_s)
 

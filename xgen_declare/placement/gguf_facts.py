@@ -83,6 +83,8 @@ class GgufFacts:
     expert_used_count: int = 0
     sliding_window: int | None = None
     ssm: dict[str, int] = field(default_factory=dict)  # <arch>.ssm.* (Mamba layers): conv_kernel, inner_size, ...
+    shortconv_l_cache: int = 0  # <arch>.shortconv.l_cache (LFM2's short convolutions)
+    full_attention_interval: int = 4  # <arch>.full_attention_interval (Qwen3-Next: every N-th layer is attention)
     data_offset: int = 0
     tensors: list[TensorFact] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)  # scalar and short-array metadata; long arrays as their length
@@ -278,4 +280,6 @@ def _facts(path: str, size: int, header: Header) -> GgufFacts:
         expert_used_count=m.int(f"{arch}.expert_used_count", _HEADS, default=0),
         sliding_window=m.int(f"{arch}.attention.sliding_window", _LENGTH, lists_ok=True),
         ssm={k: m.int(f"{arch}.ssm.{k}", _DIM, default=0) for k in _SSM_KEYS},
+        shortconv_l_cache=m.int(f"{arch}.shortconv.l_cache", _HEADS, default=0),
+        full_attention_interval=m.int(f"{arch}.full_attention_interval", MAX_BLOCK_COUNT, default=4, lo=1),
         data_offset=data_offset, tensors=tensors, metadata=short_meta)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from xgen_declare.placement.attention import attention_of
+from xgen_declare.placement.attention import HYBRID_ARCHS, attention_of
 from xgen_declare.placement.gguf_facts import GgufError, GgufFacts
 from xgen_declare.placement.layers import OUTPUT_FIRST, Rule, assign_layers, normalize_n_gpu_layers
 from xgen_declare.placement.memory import (ContextSettings, compute_bytes, host_compute_bytes, kv_bytes_per_layer, kv_cells,
@@ -24,13 +24,13 @@ from xgen_declare.placement.memory import (ContextSettings, compute_bytes, host_
 __all__ = ["DevicePart", "Prediction", "predict", "design", "expert_bytes_per_layer", "layer_sizes", "require_supported", "SUPPORTED_ARCHS", "MIB"]
 
 # Architectures whose memory is modelled here (attention.py: K/V rows of head_count_kv x key/value_length
-# per layer, sliding windows, MLA, Granite's Mamba-2 hybrid). Others (pure recurrent, other hybrids) are
+# per layer, sliding windows, MLA, the hybrids of attention.HYBRID_ARCHS). Others (pure recurrent, other hybrids) are
 # refused rather than mispredicted.
 SUPPORTED_ARCHS = frozenset({
     "llama", "llama4", "mistral3", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "gemma", "gemma2", "gemma3",
     "phi2", "phi3", "starcoder2", "granite", "granitemoe", "command-r", "cohere2", "olmo", "olmo2", "olmoe",
     "internlm2", "stablelm", "baichuan", "glm4", "exaone", "smollm3", "gpt-oss", "minicpm", "deci", "deepseek2",
-    "granitehybrid",
+    "granitehybrid", "qwen3next", "nemotron_h", "lfm2", "jamba",
 })
 
 MIB = 1 << 20
@@ -204,8 +204,10 @@ def design(facts: GgufFacts, settings: ContextSettings) -> str | None:
         return att.describe(facts.head_count_kv, kv_cells(facts, settings), swa_cells(facts, settings))
     if att.recurrent:
         n_rec = sum(att.recurrent)
-        return (f"hybrid: {facts.block_count - n_rec} attention layers x {kv_cells(facts, settings)} cells + {n_rec} "
-                f"recurrent layers x {max(1, settings.n_seq)} sequence states")
+        n_kv = sum(1 for il, h in enumerate(facts.head_count_kv) if h and not att.recurrent[il])
+        return (f"hybrid ({HYBRID_ARCHS[facts.architecture]} + attention): {n_kv} attention layers x "
+                f"{kv_cells(facts, settings)} cells + {n_rec} recurrent layers x {max(1, settings.n_seq)} sequence states"
+                + (f" + {n_plain} layers with neither" if (n_plain := facts.block_count - n_kv - n_rec) else ""))
     if att.mla:
         return (f"MLA: {sum(1 for h in facts.head_count_kv if h)} layers x {kv_cells(facts, settings)} cells of one "
                 f"{facts.key_length}-wide latent K row, no V")

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from xgen_declare.testing.synthetic_hybrid import HYBRID_LAYERS
+
 __all__ = ["Shape", "SHAPES", "write_sparse_gguf"]
 
 
@@ -24,7 +26,7 @@ class Shape:
     n_embd: int
     n_head: int
     n_head_kv: int | list[int]
-    n_ff: int
+    n_ff: int | list[int]  # per layer for Nemotron-H (0: no MLP)
     n_vocab: int
     n_ctx_train: int = 8192
     head_dim: int | None = None
@@ -43,10 +45,13 @@ class Shape:
     # with n_head_kv 0 are the recurrent ones; n_ff_shexp: the shared expert's width
     ssm: tuple[int, int, int, int, int] | None = None
     n_ff_shexp: int = 0
+    qk_norm: bool = False  # per-head RMS norms of Q and K (Qwen3): attn_q_norm / attn_k_norm of head_dim
 
     def with_(self, **changes) -> "Shape":
         return replace(self, **changes)
 
+
+_NEMOTRON_H_9B = "M-M-M-MM-M-M-M*-M-M-M*-M-M-M-M*-M-M-M-M*-M-MM-M-M-M-M-M-"  # hybrid_override_pattern
 
 SHAPES: dict[str, Shape] = {
     "llama3-8b": Shape("llama", 32, 4096, 32, 8, 14336, 128256),
@@ -70,6 +75,27 @@ SHAPES: dict[str, Shape] = {
     "deepseek-v2-lite": Shape("deepseek2", 27, 2048, 16, 1, 10944, 102400, 163840, n_expert=64, n_expert_used=6,
                               mla=(512, 128, 64, 128), n_ff_exp=1408, n_expert_shared=2, n_dense_lead=1),
     # Gemma 3 270M's metadata (the --real-model demo's GGUF): 18 layers, 5 windowed : 1 global, window 512
+    # Qwen3-30B-A3B: 48 layers, 128 experts (8 used) of width 768, head_dim 128 (> n_embd / n_head), Q/K norms
+    "qwen3-30b-a3b": Shape("qwen3moe", 48, 2048, 32, 4, 768, 151936, 40960, head_dim=128, n_expert=128,
+                           n_expert_used=8, qk_norm=True,
+                           extra={"qwen3moe.expert_feed_forward_length": (768, "UINT32")}),
+    # Qwen3-Next-80B-A3B: 36 gated-delta-net layers + 12 gated-attention ones (every 4th), 512 experts (10 used)
+    # + a shared one; ssm = (conv kernel, inner = value heads x head dim, key head dim, value heads, key heads)
+    "qwen3-next-80b-a3b": Shape("qwen3next", 48, 2048, 16, 2, 5120, 151936, 262144, head_dim=256, n_expert=512,
+                                n_expert_used=10, ssm=(4, 4096, 128, 32, 16), n_ff_exp=512, n_ff_shexp=512,
+                                extra={"qwen3next.full_attention_interval": (4, "UINT32"),
+                                       "qwen3next.expert_feed_forward_length": (512, "UINT32")}),
+    # Nemotron-Nano-9B-v2 (nemotron_h): 27 Mamba-2 layers (M), 4 attention layers (*), 25 ReLU^2 MLP layers (-)
+    "nemotron-h-9b": Shape("nemotron_h", 56, 4480, 40, [8 if c == "*" else 0 for c in _NEMOTRON_H_9B],
+                           [15680 if c == "-" else 0 for c in _NEMOTRON_H_9B], 131072, 131072, head_dim=128,
+                           ssm=(4, 10240, 128, 128, 8), extra={"nemotron_h.attention.layer_norm_epsilon": (1e-5, "FLOAT32")}),
+    # LFM2-1.2B: 10 short-convolution layers (kernel 3) + 6 attention layers (2, 5, 8, 10, 12, 14)
+    "lfm2-1.2b": Shape("lfm2", 16, 2048, 32, [8 if i in (2, 5, 8, 10, 12, 14) else 0 for i in range(16)], 8192, 65536,
+                       128000, tied_embeddings=True, extra={"lfm2.shortconv.l_cache": (3, "UINT32")}),
+    # Jamba-Mini-1.5: 28 Mamba-1 layers + attention on layers 4, 12, 20, 28 (period 8, offset 4); 16 experts
+    # (2 used) on odd layers; ssm = (d_conv, d_inner, d_state, dt_rank, no groups)
+    "jamba-mini": Shape("jamba", 32, 4096, 32, [8 if i % 8 == 4 else 0 for i in range(32)], 14336, 65536, 262144,
+                        n_expert=16, n_expert_used=2, ssm=(4, 8192, 16, 256, 0)),
     "gemma3-270m": Shape("gemma3", 18, 640, 4, 1, 2048, 262144, 32768, head_dim=256, tied_embeddings=True,
                          extra={"gemma3.attention.sliding_window": (512, "UINT32")}),
 }
@@ -81,6 +107,8 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
 
     hd = s.head_dim or s.n_embd // s.n_head
     out: list[tuple[str, tuple[int, ...], object]] = [("token_embd.weight", (s.n_vocab, s.n_embd), wtype)]
+    if s.arch in HYBRID_LAYERS:
+        return out + HYBRID_LAYERS[s.arch](s, wtype) + _output(s, wtype)
     if s.mla:
         return out + _mla_layers(s, wtype) + _output(s, wtype)
     if s.ssm:
@@ -96,6 +124,8 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
                 (f"{p}.attn_v.weight", (kv * hd, s.n_embd), wtype),
                 (f"{p}.attn_output.weight", (s.n_embd, s.n_head * hd), wtype),
                 (f"{p}.ffn_norm.weight", (s.n_embd,), T.F32)]
+        if s.qk_norm:
+            out += [(f"{p}.attn_q_norm.weight", (hd,), T.F32), (f"{p}.attn_k_norm.weight", (hd,), T.F32)]
         if s.attn_bias:
             out += [(f"{p}.attn_q.bias", (s.n_head * hd,), T.F32), (f"{p}.attn_k.bias", (kv * hd,), T.F32),
                     (f"{p}.attn_v.bias", (kv * hd,), T.F32)]
@@ -114,7 +144,8 @@ def _tensors(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
 def _output(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]:
     from gguf import GGMLQuantizationType as T
 
-    out: list[tuple[str, tuple[int, ...], object]] = [("output_norm.weight", (s.n_embd,), T.F32)]
+    norm = "token_embd_norm.weight" if s.arch == "lfm2" else "output_norm.weight"  # LFM2's final norm
+    out: list[tuple[str, tuple[int, ...], object]] = [(norm, (s.n_embd,), T.F32)]
     if not s.tied_embeddings:
         out.append(("output.weight", (s.n_vocab, s.n_embd), wtype))
     return out

@@ -168,7 +168,7 @@ def test_granite_hybrid_state_follows_its_layers_to_the_gpu(sparse):
     facts = read_gguf_facts(sparse("granite-4.0-h-tiny"))
     p = predict(facts, ContextSettings(ctx_size=4096, parallel=1), [0], "all")
     assert p.gpu(0).recurrent == p.recurrent and p.cpu.recurrent == 0
-    assert p.notes == ["hybrid: 4 attention layers x 4096 cells + 36 recurrent layers x 1 sequence states"]
+    assert p.notes == ["hybrid (Mamba-2 + attention): 4 attention layers x 4096 cells + 36 recurrent layers x 1 sequence states"]
 
 
 # gpt-oss-20b, measured on a sparse GGUF (SHAPES["gpt-oss-20b"], Q8_0) by the same llama-server,

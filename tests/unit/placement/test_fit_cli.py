@@ -103,7 +103,7 @@ def test_fit_hybrid_shows_the_recurrent_state(cli, sparse, host):
     d = r.json()
     assert r.code == 0 and d["recurrent_state_mib"] == 221.48 and d["per_gpu"][0]["recurrent_state_mib"] == 221.48
     assert d["kv_cache_mib"] == 64.0 and d["cpu"]["recurrent_state_mib"] == 0.0
-    assert d["notes"] == ["hybrid: 4 attention layers x 8192 cells + 36 recurrent layers x 4 sequence states"]
+    assert d["notes"] == ["hybrid (Mamba-2 + attention): 4 attention layers x 8192 cells + 36 recurrent layers x 4 sequence states"]
     r = cli("fit", sparse("granite-4.0-h-tiny"), "--ctx-size", "8192", "--gpus", "0", "--inventory", host)
     head = r.out.splitlines()[2].split()
     assert head[:5] == ["device", "layers", "weights", "MiB", "KV"] and "recurrent" in head
@@ -123,3 +123,18 @@ def test_fit_n_cpu_moe_auto(cli, sparse, host):
     assert f"n_cpu_moe: {d['n_cpu_moe']} ({d['cpu_moe_mib']:.0f} MiB of expert weights in host memory)" in r.out
     r = cli("fit", path, "--n-cpu-moe", "x", "--inventory", host)
     assert r.code == 2 and "use auto or a layer count" in r.err
+
+
+def test_fit_names_the_new_hybrid_designs(cli, sparse, host):
+    # Nemotron-H (Nemotron-Nano-9B-v2 shape): 4 attention layers' KV (64 MiB) + 27 Mamba-2 states (138.80 MiB),
+    # llama-server's own lines (test_hybrids.py); 17 GiB of F16 weights fit one 24 GiB GPU
+    r = cli("fit", sparse("nemotron-h-9b"), "--ctx-size", "4096", "--parallel", "1", "--gpus", "0",
+            "--inventory", host, "-o", "json")
+    d = r.json()
+    assert r.code == 0 and d["kv_cache_mib"] == 64.0 and d["recurrent_state_mib"] == 138.8
+    assert d["notes"] == ["hybrid (Mamba-2 + attention): 4 attention layers x 4096 cells + 27 recurrent layers x 1 "
+                          "sequence states + 25 layers with neither"]
+    r = cli("fit", sparse("lfm2-1.2b"), "--ctx-size", "8192", "--gpus", "0", "--inventory", host)
+    assert r.code == 0, r.err
+    assert ("note: hybrid (short convolution + attention): 6 attention layers x 8192 cells + 10 recurrent layers x 4 "
+            "sequence states") in r.out
