@@ -89,7 +89,7 @@ def isolate_host(monkeypatch, tmp_path, unset=()):
 
 
 def clear_probe_caches():
-    from xgen_declare.backends import dialect
+    from xgen_declare.inventory import dialect
     from xgen_declare.inventory import llama_build
     llama_build.clear_cache()
     dialect._cache.clear()

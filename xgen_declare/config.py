@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from xgen_declare.errors import ConfigError, Problem, SourceError
 from xgen_declare.backends.families import ALL_BACKENDS
-from xgen_declare.manifests.validation_errors import problems_from_validation
-from xgen_declare.manifests.selector import check_label_key, check_label_value, label_text
-from xgen_declare.manifests.yamlsource import load_documents
+from xgen_declare.readers.validation_errors import problems_from_validation
+from xgen_declare.readers.selector import check_label_key, check_label_value, label_text
+from xgen_declare.readers.yamlsource import load_documents
 from xgen_declare.sources.spec import GitSpec, check_path, check_ref, check_url, parse_interval
 
 CONFIG_NAMES = ("xgen-declare.yaml", "xgen-declare.yml")

@@ -1,7 +1,8 @@
 """The package's structure as README "Architecture" states it, checked on the source: no import cycle,
-placement a leaf library, one caller of select_backend, a small top level, and the arrows between
-folders (processes never reaches up into desired/ or reconciler/, router never into api/, nobody but
-cli/ into cli/). Every import counts, including those inside functions and under TYPE_CHECKING."""
+the folders in one order (each stage imports only the stages below it), placement a leaf library, one
+caller of select_backend, a small top level, and the arrows between folders (processes never reaches up
+into desired/ or reconciler/, router never into api/, nobody but cli/ into cli/). Every import counts,
+including those inside functions and under TYPE_CHECKING."""
 
 from __future__ import annotations
 
@@ -99,6 +100,61 @@ def test_no_import_cycle():
     assert cycles() == []
 
 
+# The stages, bottom first (README "Architecture"): a folder (or a top-level module) imports only what
+# stands on an earlier line; two on one line are peers and import neither each other.
+LAYERS = [
+    ("__init__", "errors", "states", "tools"),      # vocabulary, and dev tools that import none of ours
+    ("names", "readers"),                           # model names; generic readers (bounded, YAML, problems)
+    ("backends", "placement", "sources"),           # backend facts; memory prediction; git sources
+    ("config",),
+    ("inventory", "manifests"),                     # the host; the manifests
+    ("http", "processes"),
+    ("desired", "store"),
+    ("reconciler",),
+    ("doctor", "export", "router"),
+    ("api", "testing"),
+    ("cli",),
+]
+
+
+def stage(module: str) -> str:
+    """The folder (or top-level module) `module` belongs to: xgen_declare.desired.render -> desired."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def order_violations(graph: dict[str, set[str]], layers: list[tuple[str, ...]]) -> list[str]:
+    """Every import between stages that does not go to a lower line of `layers` (or names a stage not in it)."""
+    level = {name: i for i, line in enumerate(layers) for name in line}
+    out = []
+    for a, targets in graph.items():
+        for b in targets:
+            sa, sb = stage(a), stage(b)
+            if sa == sb:
+                continue
+            if sa not in level or sb not in level:
+                out.append(f"{a} -> {b}: {sa if sa not in level else sb} is in no line of LAYERS")
+            elif level[sb] >= level[sa]:
+                out.append(f"{a} -> {b}: {sa} may not import {sb} ({'a peer' if level[sb] == level[sa] else 'above it'})")
+    return sorted(out)
+
+
+def test_each_stage_imports_only_the_stages_below_it():
+    assert order_violations(GRAPH, LAYERS) == []
+    assert {stage(m) for m in GRAPH} <= {name for line in LAYERS for name in line}
+
+
+def test_the_order_check_can_fail():
+    graph = {"xgen_declare.config": {"xgen_declare.manifests.load"},      # up
+             "xgen_declare.inventory.host": {"xgen_declare.manifests.request"},  # a peer
+             "xgen_declare.desired.render": {"xgen_declare.nowhere.x"},   # an unknown stage
+             "xgen_declare.cli.main": {"xgen_declare.cli.common", "xgen_declare.errors"}}  # fine
+    assert order_violations(graph, LAYERS) == [
+        "xgen_declare.config -> xgen_declare.manifests.load: config may not import manifests (above it)",
+        "xgen_declare.desired.render -> xgen_declare.nowhere.x: nowhere is in no line of LAYERS",
+        "xgen_declare.inventory.host -> xgen_declare.manifests.request: inventory may not import manifests (a peer)"]
+
+
 def test_placement_imports_nothing_but_itself_errors_and_readers():
     outside = sorted(f"{a} -> {b}" for a, bs in GRAPH.items() if a.startswith("xgen_declare.placement")
                      for b in bs if not b.startswith(("xgen_declare.placement", "xgen_declare.readers"))
@@ -152,3 +208,33 @@ def test_the_checks_can_fail():
     finally:
         GRAPH["xgen_declare.errors"].discard("xgen_declare.states")
         GRAPH["xgen_declare.states"].discard("xgen_declare.errors")
+
+
+def _architecture_block() -> str:
+    readme = (PKG.parent / "README.md").read_text()
+    section = readme[readme.index("## Architecture"):readme.index("## Layout")]
+    return section[section.index("```\nxgen_declare/"):].split("```")[1]
+
+
+def test_readme_architecture_names_every_module_under_its_folder():
+    """README "Architecture" lists every module of every folder (issue 22 item 7), so a new module is
+    placed and described, and a moved one is moved there too."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in _architecture_block().splitlines():
+        head = line[2:].split(" ", 1)[0] if line.startswith("  ") and not line.startswith("   ") else ""
+        if head.endswith("/"):
+            current = head.rstrip("/")
+            entries[current] = ""
+        if current:
+            entries[current] += " " + line
+    missing = []
+    for path in sorted(PKG.glob("*/*.py")):
+        folder, name = path.parent.name, path.stem
+        if name == "__init__":
+            continue
+        text = entries.get(folder, "")
+        words = text.translate(str.maketrans("(),:;", "     ")).split()
+        if f"{name}.py" not in words and name not in words:
+            missing.append(f"{folder}/{name}.py")
+    assert missing == []

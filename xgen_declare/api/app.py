@@ -17,7 +17,7 @@ from xgen_declare.api.context import ApiContext
 from xgen_declare.api.routes import router
 from xgen_declare.api.ui import mount_dashboard
 from xgen_declare.http.security import ApiProblem, allowed_hosts
-from xgen_declare.manifests.validation_errors import field_path
+from xgen_declare.readers.validation_errors import field_path
 from xgen_declare.router import PathGuard, mount_router
 
 __all__ = ["ApiContext", "AnsweredOnce", "create_app", "clip_json"]

@@ -19,7 +19,7 @@ from xgen_declare.errors import Problem
 from xgen_declare.manifests.load import load_paths, validate_document
 from xgen_declare.manifests.request import NAME_RE, suggest_name
 from xgen_declare.processes.state_store import atomic_write, fsync_dir
-from xgen_declare.manifests.yamlsource import MAX_FILE_BYTES, dump_exact, parse_documents
+from xgen_declare.readers.yamlsource import MAX_FILE_BYTES, dump_exact, parse_documents
 from xgen_declare.http.security import ApiProblem, is_loopback
 from xgen_declare.readers.bounded import read_text
 from xgen_declare.errors import FileRefused

@@ -1,13 +1,21 @@
 """Every backend-family fact in one place: backend names and families, default executables, readiness
-protocol, selection order and the GPU kind each backend needs. A leaf: imports only the inventory model
-and model-path rules (so manifests/request.py can import it)."""
+protocol, selection order and the GPU kind each backend needs. Below config, inventory and manifests:
+imports only the model-path rules beside it (a GPU is anything with `vendor` and `hidden`)."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Protocol
 
-from xgen_declare.inventory.model import Gpu
 from xgen_declare.backends.modelpath import gguf_repo, is_gguf_path
+
+
+class Gpu(Protocol):
+    """What the GPU-kind rule reads of a GPU (inventory/model.py's Gpu)."""
+
+    @property
+    def vendor(self) -> str: ...
+    @property
+    def hidden(self) -> bool: ...
 
 LLAMA_SERVER_BACKENDS = ("llama-server-vulkan", "llama-server-cuda", "llama-server-rocm", "llama-server-cpu")
 VLLM_BACKENDS = ("vllm-cuda", "vllm-rocm", "vllm-cpu")

@@ -10,7 +10,7 @@ import click
 
 from xgen_declare.errors import ExitCode, ProblemsError
 from xgen_declare.inventory.model import Inventory
-from xgen_declare.backends.fit_params import cross_check as run_cross_check
+from xgen_declare.desired.fit_params import cross_check as run_cross_check
 from xgen_declare.placement.choose import DEFAULT_MARGIN_MIB, GpuBudget, choose, fits, usable_bytes
 from xgen_declare.placement.gguf_facts import read_gguf_facts
 from xgen_declare.placement.layers import OUTPUT_FIRST, OUTPUT_LAST

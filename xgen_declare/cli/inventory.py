@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from xgen_declare.manifests.yamlsource import dump_exact
+from xgen_declare.readers.yamlsource import dump_exact
 from xgen_declare.cli.common import eprint, get_globals, global_options, output_option, print_json
 from xgen_declare.cli.hostctx import host_inventory
 

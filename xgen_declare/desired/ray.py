@@ -24,7 +24,7 @@ from typing import Mapping
 
 
 from xgen_declare.backends.families import GPU_KIND
-from xgen_declare.backends.pinning import pinning_env
+from xgen_declare.desired.pinning import pinning_env
 from xgen_declare.config import Config
 from xgen_declare.errors import InventoryFileError, Problem, RenderError
 from xgen_declare.inventory.file import load_inventory_file

@@ -26,8 +26,8 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from xgen_declare.backends.families import DEFAULT_BINARY, READINESS_PATH, model_family
-from xgen_declare.backends.dialect import dialect_for, help_flags
-from xgen_declare.backends.pinning import pinning_env
+from xgen_declare.inventory.dialect import dialect_for, help_flags
+from xgen_declare.desired.pinning import pinning_env
 from xgen_declare.config import Config
 from xgen_declare.errors import FileRefused, Problem, RenderError
 from xgen_declare.names import cut, escape_controls, first_control

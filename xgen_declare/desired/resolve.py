@@ -14,7 +14,7 @@ from typing import Any
 
 from xgen_declare.backends.families import FAMILY, GPU_KIND, model_family
 from xgen_declare.backends.modelpath import gguf_repo
-from xgen_declare.backends.selection import Selection, select_backend
+from xgen_declare.desired.selection import Selection, select_backend
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.manifests.request import ModelLoadRequest

@@ -25,7 +25,7 @@ from xgen_declare.config import Config
 from xgen_declare.errors import Problem
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.manifests.load import ModelDecl
-from xgen_declare.manifests.validation_errors import did_you_mean
+from xgen_declare.readers.validation_errors import did_you_mean
 
 PREFIX = "xgen-declare/"
 VENDOR, PRODUCT, MEMORY, FAMILY_KEY, VRAM = (PREFIX + k for k in (

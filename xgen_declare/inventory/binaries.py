@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from xgen_declare.backends.families import DEFAULT_BINARY, GGUF_ORDER, HF_ORDER, gpu_kind_missing
-from xgen_declare.backends.dialect import probe_dialect
+from xgen_declare.inventory.dialect import probe_dialect
 from xgen_declare.config import Config
 from xgen_declare.inventory.llama_build import probe_llama_build
 from xgen_declare.inventory.model import Backend, Gpu

@@ -7,8 +7,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from xgen_declare.errors import InventoryFileError, Problem
-from xgen_declare.manifests.validation_errors import problems_from_validation
-from xgen_declare.manifests.yamlsource import load_documents
+from xgen_declare.readers.validation_errors import problems_from_validation
+from xgen_declare.readers.yamlsource import load_documents
 from xgen_declare.inventory.model import Inventory
 
 

@@ -1,4 +1,4 @@
-"""A host's labels, for `spec.hosts` selectors (manifests/selector.py): detected from the inventory, then
+"""A host's labels, for `spec.hosts` selectors (readers/selector.py): detected from the inventory, then
 the config's `host: labels:` on top (a configured label replaces a detected one of the same key).
 
     hostname          the inventory's hostname (absent when unknown)

@@ -21,8 +21,8 @@ from xgen_declare.errors import Problem
 from xgen_declare.names import is_model_name
 from xgen_declare.readers.bounded import kind_of
 from xgen_declare.manifests.request import Manifest, ModelLoadRequest
-from xgen_declare.manifests.validation_errors import did_you_mean, problems_from_validation
-from xgen_declare.manifests.yamlsource import Document, load_documents
+from xgen_declare.readers.validation_errors import did_you_mean, problems_from_validation
+from xgen_declare.readers.yamlsource import Document, load_documents
 
 _BACKUP_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".bak", ".orig", ".tmp", ".rej")
 

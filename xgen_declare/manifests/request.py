@@ -24,6 +24,7 @@ from xgen_declare.manifests.fields import (ArgvHost, ArgvPath,
                                            _reject_control, _rpc_problems, not_a_flag, parse_duration)
 from xgen_declare.manifests.source import Source, parse_source
 from xgen_declare.names import NAME_RE  # the one rule for model names (names.py)
+from xgen_declare.readers.validation_errors import CrossFieldErrors
 
 SourceValue = Annotated[Source, PlainValidator(parse_source), PlainSerializer(lambda s: s.to_json()),
                         WithJsonSchema({"anyOf": [
@@ -293,14 +294,6 @@ def _cpu_moe_problems(spec: ModelLoadRequest, family: str) -> list[tuple[str, st
         return [("n_cpu_moe", "auto reads the model's GGUF header, and a HuggingFace repository is downloaded "
                  "only by llama-server; give a layer count such as n_cpu_moe: 12, or a local .gguf file")]
     return []
-
-
-class CrossFieldErrors(ValueError):
-    """Several cross-field problems at once, each tied to its own field."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
-        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
 
 
 class Metadata(BaseModel):

@@ -13,7 +13,7 @@ from pathlib import Path
 from xgen_declare.errors import FileRefused, Problem
 from xgen_declare.manifests.load import discover
 from xgen_declare.manifests.source import SOURCE_EXAMPLES, Source, SourceError, parse_source
-from xgen_declare.manifests.yamlsource import load_documents
+from xgen_declare.readers.yamlsource import load_documents
 from xgen_declare.readers.bounded import KIB, read_text
 
 __all__ = ["Wanted", "wanted_sources", "group_by_source", "TOKEN_LIMIT"]

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import model_yaml
 from tests.unit.desired.test_render import HELP, flags, inventory, render_dir
-from xgen_declare.backends.selection import select_backend
+from xgen_declare.desired.selection import select_backend
 from xgen_declare.config import Config, load_config
 from xgen_declare.inventory.model import Backend, Inventory
 from xgen_declare.manifests.load import load_paths

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import model_yaml
-from xgen_declare.backends.dialect import flags_from_help
+from xgen_declare.inventory.dialect import flags_from_help
 from xgen_declare.config import Config
 from xgen_declare.desired.build import build_desired
 from xgen_declare.inventory.model import Backend, Inventory

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import model_yaml
-from xgen_declare.backends.selection import select_backend
+from xgen_declare.desired.selection import select_backend
 from xgen_declare.config import Config
 from xgen_declare.desired.build import build_desired
 from xgen_declare.desired.checks import host_problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xgen_declare.inventory.model import Backend, Inventory
-from xgen_declare.backends.fit_params import cross_check, parse_fitted
+from xgen_declare.desired.fit_params import cross_check, parse_fitted
 
 
 def _inventory(tmp_path: Path, script: str | None) -> Inventory:

@@ -1,11 +1,11 @@
-"""spec.hosts selectors (manifests/selector.py): Kubernetes label-selector semantics on plain data, every
+"""spec.hosts selectors (readers/selector.py): Kubernetes label-selector semantics on plain data, every
 problem reported at once with its field and a hint."""
 
 from __future__ import annotations
 
 import pytest
 
-from xgen_declare.manifests.selector import Requirement, Selector, parse_selector
+from xgen_declare.readers.selector import Requirement, Selector, parse_selector
 
 MI300X = {"hostname": "mi300x-1", "arch": "x86_64", "gpu.vendor": "amd", "gpu.model": "AMD Instinct MI300X",
           "gpu.count": "8", "gpu.memory_gib": "191"}

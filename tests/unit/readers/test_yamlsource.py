@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import model_yaml
 from xgen_declare.manifests.load import load_paths, validate_document
-from xgen_declare.manifests.yamlsource import MAX_FILE_BYTES, MAX_NODES, dump_exact, first_difference, parse_documents
+from xgen_declare.readers.yamlsource import MAX_FILE_BYTES, MAX_NODES, dump_exact, first_difference, parse_documents
 
 
 def test_lines_of_keys_and_items():

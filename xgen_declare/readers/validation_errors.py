@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from xgen_declare.errors import Problem
-from xgen_declare.manifests.yamlsource import Document
+from xgen_declare.readers.yamlsource import Document
 
 
 def field_path(loc: tuple) -> str:
@@ -79,10 +79,17 @@ def _split(message: str) -> tuple[str, str]:
     return (head, tail) if sep else (message, "")
 
 
+class CrossFieldErrors(ValueError):
+    """Several cross-field problems at once, each tied to its own field (a model validator raises it;
+    `problems_from_validation` reports each under its own field)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+
+
 def problems_from_validation(exc: ValidationError, doc: Document, root: type[BaseModel],
                              prefix: tuple = ()) -> list[Problem]:
-    from xgen_declare.manifests.request import CrossFieldErrors  # local: request imports nothing from here
-
     problems: list[Problem] = []
     for err in exc.errors():
         loc = prefix + tuple(err["loc"])

@@ -1,6 +1,6 @@
 """backend: auto against detected fake hosts: the seed's order, llama-server-cpu before llama-cpp-python."""
 
-from xgen_declare.backends.selection import select_backend
+from xgen_declare.desired.selection import select_backend
 from xgen_declare.manifests.request import ModelLoadRequest
 
 

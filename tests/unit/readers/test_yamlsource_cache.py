@@ -4,8 +4,8 @@ before is not parsed again; callers get their own copy (they may change it)."""
 
 from __future__ import annotations
 
-from xgen_declare.manifests import yamlsource
-from xgen_declare.manifests.yamlsource import load_documents, parse_documents
+from xgen_declare.readers import yamlsource
+from xgen_declare.readers.yamlsource import load_documents, parse_documents
 
 TEXT = "apiVersion: xgen/v1\nkind: Model\nmetadata:\n  name: a\nspec:\n  model_path: /m/a.gguf\n  ctx_size: 4096\n"
 
