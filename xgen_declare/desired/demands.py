@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any, Mapping
 
+from xgen_declare.processes.settings import Placed
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.backends.modelpath import gguf_repo, is_gguf_path
 from xgen_declare.desired.resolve import Resolved
@@ -155,25 +156,18 @@ def _vllm_demand(res: Resolved, gpus: list[int], inventory: Inventory, running: 
     return d
 
 
-def previous_values(placed: Any, n_layer: int) -> tuple[int, list[float]] | None:
+def previous_values(placed: Placed | None, n_layer: int) -> tuple[int, list[float]] | None:
     """n_gpu_layers / tensor_split a running llama.cpp process was started with, from its state record
     (Resolved.placement_values, stored at spawn): None when not recorded or left to llama.cpp (`auto`)."""
-    if not isinstance(placed, Mapping):
-        return None
-    ngl, split = placed.get("n_gpu_layers"), placed.get("tensor_split")
-    if isinstance(ngl, bool) or not isinstance(ngl, int):
-        return None  # "auto": llama.cpp chose (--fit)
-    ngl = n_layer + 1 if ngl < 0 else min(ngl, n_layer + 1)
-    floats = [float(x) for x in split if isinstance(x, (int, float))] if isinstance(split, list) else []
-    return ngl, floats
+    if placed is None or placed.layers is None:
+        return None  # not recorded, or "auto": llama.cpp chose (--fit)
+    ngl = placed.layers
+    return (n_layer + 1 if ngl < 0 else min(ngl, n_layer + 1)), placed.split
 
 
-def previous_cpu_moe(placed: Any) -> int | None:
+def previous_cpu_moe(placed: Placed | None) -> int | None:
     """The --n-cpu-moe a running process was started with (recorded when not 0); None when not recorded."""
-    if not isinstance(placed, Mapping):
-        return None
-    n = placed.get("n_cpu_moe", 0 if "n_gpu_layers" in placed else None)
-    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+    return placed.cpu_moe if placed is not None else None
 
 
 def demands(models: list[Resolved], inventory: Inventory, seen: Mapping[str, Any] | None = None) -> list[Demand]:

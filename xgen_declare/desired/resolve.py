@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any
 
+from xgen_declare.processes.settings import Placed
 from xgen_declare.backends.families import FAMILY, GPU_KIND, model_family
 from xgen_declare.backends.modelpath import gguf_repo
 from xgen_declare.desired.selection import Selection, select_backend
@@ -55,17 +55,14 @@ class Resolved:
         """(repo, quant) when llama-server downloads the model from a HuggingFace repository."""
         return gguf_repo(self.spec.model_path, self.spec.hf_file) if self.family == "llama-server" else None
 
-    def placement_values(self) -> dict[str, Any] | None:
+    def placement_values(self) -> Placed | None:
         """n_gpu_layers / tensor_split as rendered (llama.cpp only), kept in the state record so the next
         pass knows what the running process was started with without reading its argv."""
         if self.kind != "llama" or self.backend is None:
             return None
         split = self.spec.tensor_split
-        out = {"n_gpu_layers": self.spec.n_gpu_layers,
-               "tensor_split": [float(x) for x in split] if isinstance(split, list) else split}
-        if self.spec.n_cpu_moe:  # recorded only when set: records of models without it stay as they were
-            out["n_cpu_moe"] = self.spec.n_cpu_moe
-        return out
+        return Placed(self.spec.n_gpu_layers, [float(x) for x in split] if isinstance(split, list) else split,
+                      self.spec.n_cpu_moe or None)
 
 
 def resolve(decl: ModelDecl, inventory: Inventory) -> Resolved:

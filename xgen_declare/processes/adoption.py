@@ -15,7 +15,8 @@ import logging
 import signal
 
 from xgen_declare.names import cut, escape_controls
-from xgen_declare.processes import history, pids
+from xgen_declare.processes import pids
+from xgen_declare.processes.history import Result
 from xgen_declare.processes.core import Core
 from xgen_declare.processes.health import LIVE
 from xgen_declare.processes.state_store import OWNER_ENV, Record, StateStore
@@ -74,7 +75,7 @@ def adopt_all(c: Core, store: StateStore) -> None:
                 elif st in RUNNING_STATES and st != State.STOPPING:
                     rec.last_error = "process exited while no daemon was watching"
                 rec.pid = None
-            c.records.rollout_end(p, history.FAILED if st == State.STARTING else history.INTERRUPTED,
+            c.records.rollout_end(p, Result.FAILED if st == State.STARTING else Result.INTERRUPTED,
                                   "process gone while no daemon was watching")
             if st == State.STOPPING:
                 c.set_state(p, State.STOPPED, "process gone")

@@ -24,9 +24,10 @@ import signal
 import time
 
 from xgen_declare.placement.buffers import read_buffers
-from xgen_declare.processes import history, pids
+from xgen_declare.processes import pids
 from xgen_declare.processes.core import Core
-from xgen_declare.processes.lifecycle import Role, StopIntent
+from xgen_declare.processes.history import Result
+from xgen_declare.processes.lifecycle import Ending, Role, StopIntent
 from xgen_declare.processes.logfiles import tail
 from xgen_declare.processes.probes import probe_url
 from xgen_declare.processes.supervised import Proc
@@ -45,25 +46,25 @@ class Health:
     def __init__(self, core: Core):
         self.core = core
 
-    def crashed(self, p: Proc, msg: str) -> None:
+    def crashed(self, p: Proc, ending: Ending) -> None:
         c = self.core
         p.rec.pid, p.popen = None, None
         entry = p.rec.rollout
-        c.records.rollout_end(p, history.FAILED, msg)
-        if entry is not None and c.rollouts.roll_back(p, entry, msg):
+        c.records.rollout_end(p, Result.FAILED, ending.what)
+        if entry is not None and c.rollouts.roll_back(p, entry, ending):
             return
         c.workers.stop(p.rec.name)
         if c.one_shot:
-            p.rec.last_error = msg
-            c.set_state(p, State.FAILED, msg.splitlines()[0])
+            p.rec.last_error = ending.text
+            c.set_state(p, State.FAILED, ending.headline)
             return
         # the run that just ended counts towards the reset (so no unhealthy() here); the sequence
         # belongs to the spec that failed: a new spec starts again at backoff_base
         delay = p.backoff.next_delay(p.spec.spec_hash() if p.spec is not None else p.rec.spec_hash)
         p.next_start_at = c.clock() + delay  # the tick starts it (at once: in the same tick)
         when = f"in {delay:g}s" if delay else "at once (the first crash after a Ready run)"
-        p.rec.last_error = f"{msg} (restarting {when})"
-        c.set_state(p, State.CRASH_LOOP_BACK_OFF, f"{msg.splitlines()[0]}; " +
+        p.rec.last_error = f"{ending.text} (restarting {when})"
+        c.set_state(p, State.CRASH_LOOP_BACK_OFF, f"{ending.headline}; " +
                     (f"retry in {delay:g}s" if delay else "restarting at once (the first crash after a Ready run)"))
 
     # ---- a process that is gone: one exit path, whoever notices it first ---------------------------
@@ -100,7 +101,7 @@ class Health:
         c.prober.forget(c.probe_key(p))
         log.info("%s: pid %s %s", rec.name, rec.pid, how)
         if p.parent is not None and p.role is Role.SURGE:  # the new process of a surge never served
-            c.surges.failed(p.parent, f"{how} during start{c.surges.log_tail(p)}")
+            c.surges.failed(p.parent, Ending(f"{how} during start", tail(c.log_path(p), 10)))
             return
         if p.role is Role.RETIRING:  # the old process of a surge: only the model's own one remains
             c.surges.side_gone(p, f"{how} while draining")
@@ -110,14 +111,13 @@ class Health:
             c.set_drain(p, None)  # only now: the router must not pick the dead process meanwhile
             return
         when = " during start" if p.state == State.STARTING else ""
-        lines = tail(c.log_path(p), 10)
-        self.crashed(p, f"{how}{when}" + (f"; last log lines:\n{lines}" if lines else ""))
+        self.crashed(p, Ending(f"{how}{when}", tail(c.log_path(p), 10)))
 
-    def fail_running(self, p: Proc, msg: str) -> None:
+    def fail_running(self, p: Proc, ending: Ending) -> None:
         """Stop a process that failed a probe rule; it then counts as a crash."""
         c = self.core
-        p.crash_msg = msg
-        c.begin_stop(p, msg, StopIntent.CRASH)
+        p.crash = ending
+        c.begin_stop(p, ending.headline, StopIntent.CRASH)
 
     def tick_probe(self, p: Proc, now: float) -> None:
         c = self.core
@@ -147,14 +147,12 @@ class Health:
                     rec.last_error = f"liveness probe failed ({p.probe_failures}/" \
                                      f"{c.settings.liveness_threshold}): {res.detail}"
                     if p.probe_failures >= c.settings.liveness_threshold:
-                        self.fail_running(p, f"liveness probe failed {p.probe_failures} times: {res.detail}")
+                        self.fail_running(p, Ending(f"liveness probe failed {p.probe_failures} times: {res.detail}"))
                         return
                     c.set_state(p, State.UNHEALTHY, res.detail)
         if st == State.STARTING and now >= p.ready_deadline:
             detail = f": {p.last_probe}" if p.last_probe else ""
-            lines = tail(c.log_path(p), 10)
-            self.fail_running(p, f"not ready after {rec.ready_timeout:g}s{detail}"
-                               + (f"; last log lines:\n{lines}" if lines else ""))
+            self.fail_running(p, Ending(f"not ready after {rec.ready_timeout:g}s{detail}", tail(c.log_path(p), 10)))
             return
         if now >= p.next_probe_at and not c.prober.busy(name) and rec.port:
             c.prober.start(name, probe_url(rec.host, rec.port, rec.readiness_path))

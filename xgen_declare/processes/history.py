@@ -18,11 +18,22 @@ from __future__ import annotations
 
 import time
 
+import enum
+
 from xgen_declare.processes.provenance import Provenance
 
-SUCCEEDED, FAILED, INTERRUPTED = "succeeded", "failed", "interrupted"
-ROLLED_BACK = "rolled back"  # the last good spec, started again after a failed rollout, is Ready
-UPDATED_IN_PLACE = "updated in place"  # fields only xgen-declare reads changed (rollout.py): same process
+
+class Result(str, enum.Enum):
+    """How a history entry closed; written as its value (the JSON shape is unchanged)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    ROLLED_BACK = "rolled back"            # the last good spec, started again after a failed rollout, is Ready
+    UPDATED_IN_PLACE = "updated in place"  # fields only xgen-declare reads changed (rollout.py): same process
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def open_entry(old_hash: str | None, new_hash: str, prov: Provenance, now: float | None = None) -> dict:
@@ -31,9 +42,10 @@ def open_entry(old_hash: str | None, new_hash: str, prov: Provenance, now: float
             "result": None, "detail": None, "ended_at": None}
 
 
-def close_entry(entry: dict, result: str, detail: str | None = None, now: float | None = None) -> dict:
-    first_line = detail.split("; last log lines:")[0].splitlines()[0] if detail else None  # the log stays in logs/
-    return {**entry, "result": result, "detail": first_line, "ended_at": time.time() if now is None else now}
+def close_entry(entry: dict, result: Result, detail: str | None = None, now: float | None = None) -> dict:
+    """`detail`: one line (an Ending's `what`; the log stays in logs/)."""
+    first_line = detail.splitlines()[0] if detail else None
+    return {**entry, "result": result.value, "detail": first_line, "ended_at": time.time() if now is None else now}
 
 
 def format_time(ts: object) -> str:

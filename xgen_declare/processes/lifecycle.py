@@ -9,6 +9,7 @@ or one of a surge's two extra ones (surge.py).
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 
 class StopIntent(str, enum.Enum):
@@ -23,6 +24,24 @@ class StopIntent(str, enum.Enum):
         """The intent after a second stop asks for `newer` while this one is under way: a removal outranks
         the rest (a model whose manifest is gone is never started again by a restart asked before)."""
         return self if self is StopIntent.FORGET and newer is not StopIntent.FORGET else newer
+
+
+@dataclass(frozen=True)
+class Ending:
+    """Why a process ended or failed (`what`: one line, e.g. "exited with code 1 during start") and the
+    last lines of its log, kept apart: the history, events and state reasons take `what`; the record's
+    last_error takes `text` (both). Nothing splits a message to find one or the other."""
+
+    what: str
+    log: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.what + (f"; last log lines:\n{self.log}" if self.log else "")
+
+    @property
+    def headline(self) -> str:
+        return self.what.splitlines()[0] if self.what else ""
 
 
 class Role(str, enum.Enum):

@@ -75,14 +75,14 @@ class RecordWriter:
                 self.forget(name)
 
     # ---- rollout history -------------------------------------------------------------------------
-    def close_history(self, name: str, entry: dict, result: str, detail: str | None = None) -> dict:
+    def close_history(self, name: str, entry: dict, result: history.Result, detail: str | None = None) -> dict:
         """Close a history entry of model `name`; written at once, or by flush()."""
         closed = history.close_entry(entry, result, detail)
         self.history_unsaved.setdefault(name, []).append(closed)
         self.write_history(name)
         return closed
 
-    def rollout_end(self, p: Proc, result: str, detail: str | None = None) -> dict | None:
+    def rollout_end(self, p: Proc, result: history.Result, detail: str | None = None) -> dict | None:
         """Close the open history entry of `p` (if any) with `result`; the closed entry, or None."""
         entry = p.rec.rollout
         if entry is None:

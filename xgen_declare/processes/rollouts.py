@@ -16,13 +16,14 @@ import logging
 
 from xgen_declare.processes import history
 from xgen_declare.processes.core import Core
-from xgen_declare.processes.lifecycle import StopIntent
+from xgen_declare.processes.history import Result
+from xgen_declare.processes.lifecycle import Ending, StopIntent
+from xgen_declare.processes.settings import DEFAULT_DRAIN
 from xgen_declare.processes.supervised import Proc
 from xgen_declare.states import State
 
 log = logging.getLogger("xgen_declare.processes.supervisor")
 
-DEFAULT_DRAIN = 60.0  # rollout.drain_timeout when neither the manifest nor the record has one
 
 
 class Rollouts:
@@ -36,15 +37,15 @@ class Rollouts:
         runs on untouched; the history says so."""
         c = self.core
         rec, spec = p.rec, p.spec
-        if p.want is not None:
-            rec.settings = dict(p.want.settings)
+        if p.want is not None and p.want.settings is not None:
+            rec.settings = p.want.settings
         if spec is not None:
             rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
         prov = c.provenance(rec.file)
         rec.provenance = prov.to_json()
         log.info("%s: %s (process %s untouched)", rec.name, reason, rec.pid)
         c.records.close_history(rec.name, history.open_entry(rec.spec_hash, rec.spec_hash or "", prov),
-                                history.UPDATED_IN_PLACE, reason)
+                                Result.UPDATED_IN_PLACE, reason)
 
     # ---- drain, then stop -----------------------------------------------------------------------
     def draining(self, name: str) -> bool:
@@ -54,9 +55,8 @@ class Rollouts:
         return p is not None and p.drain_deadline is not None
 
     def drain_timeout(self, p: Proc) -> float:
-        settings = p.want.settings if p.want is not None and p.want.settings else (p.rec.settings or {})
-        value = (settings.get("rollout") or {}).get("drain_timeout")
-        return float(value) if isinstance(value, (int, float)) else DEFAULT_DRAIN
+        settings = p.want.settings if p.want is not None and p.want.settings is not None else p.rec.settings
+        return settings.drain_timeout if settings is not None else DEFAULT_DRAIN
 
     def drain_then_stop(self, p: Proc, reason: str, after: StopIntent) -> None:
         """Stop once the router's requests in flight are done (at most drain_timeout); a model that
@@ -96,7 +96,7 @@ class Rollouts:
         rolled_back, p.rolling_back = p.rolling_back, False
         if rec.rollout is not None:
             entry = rec.rollout
-            c.records.rollout_end(p, history.ROLLED_BACK if rolled_back else history.SUCCEEDED)
+            c.records.rollout_end(p, Result.ROLLED_BACK if rolled_back else Result.SUCCEEDED)
             if rolled_back:
                 c.hooks.event("rolled_back", model=rec.name, to_hash=rec.spec_hash, failed_hash=rec.failed_spec_hash)
             elif entry.get("from") is not None:
@@ -108,7 +108,7 @@ class Rollouts:
             p.last_good = (p.spec, p.want)
         rec.last_good_spec_hash = rec.spec_hash
 
-    def roll_back(self, p: Proc, entry: dict, msg: str) -> bool:
+    def roll_back(self, p: Proc, entry: dict, ending: Ending) -> bool:
         """A new spec failed before it was Ready: start the last good spec again (recreate). Not in
         one-shot mode (apply reports the failure), not for a failing rollback itself."""
         c = self.core
@@ -120,12 +120,12 @@ class Rollouts:
             return False
         rec = p.rec
         rec.failed_spec_hash = failed
-        rec.rollout_error = f"the rollout of spec {failed} failed: {msg}"
+        rec.rollout_error = f"the rollout of spec {failed} failed: {ending.text}"
         rec.last_error = rec.rollout_error
         c.hooks.event("rollout_failed", model=rec.name, from_hash=entry.get("from"), to_hash=failed,
-                      error=history.close_entry(entry, history.FAILED, msg)["detail"])
+                      error=ending.headline)
         log.warning("%s: the rollout of spec %s failed (%s): rolling back to %s", rec.name, failed,
-                    history.close_entry(entry, history.FAILED, msg)["detail"], entry.get("from"))
+                    ending.headline, entry.get("from"))
         p.spec, p.want = good
         p.rolling_back = True
         c.start_when_free(p, f"rolling back to the last good spec {entry.get('from')}", count=True)

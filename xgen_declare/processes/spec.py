@@ -12,10 +12,11 @@ import json
 import re
 import shlex
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Mapping
 
 from xgen_declare.names import CONTROL_RE, escape_controls
 from xgen_declare.processes.rpc_workers import WorkerSpec
+from xgen_declare.processes.settings import InPlace, Placed
 from xgen_declare.processes.state_store import Record
 from xgen_declare.states import State
 
@@ -47,7 +48,7 @@ class Rendered:
     secret_env: dict[str, str] = field(default_factory=dict)  # env var -> file its value is read from
     warnings: list[str] = field(default_factory=list)
     workers: list[WorkerSpec] = field(default_factory=list)  # local RPC workers, started before argv
-    placement: dict | None = None  # n_gpu_layers / tensor_split as rendered (Resolved.placement_values)
+    placement: Placed | None = None  # n_gpu_layers / tensor_split as rendered (Resolved.placement_values)
 
     def spec_hash(self) -> str:
         """Identity of what would run: any change here means a restart, nothing else does. The RPC
@@ -75,6 +76,7 @@ class Rendered:
 
     def to_json(self) -> dict:
         data = asdict(self)
+        data["placement"] = self.placement.to_json() if self.placement is not None else None
         data["env"] = self.display_env()
         data["secret_env"] = sorted(self.secret_env)
         return data
@@ -139,7 +141,7 @@ class Want:
     file: str | None = None
     blocked: str | None = None       # why it cannot start now (binary missing, explicit port taken, ...)
     idle: str | None = None          # on-demand and not wanted now (no request / idle / evicted): why
-    settings: Mapping[str, Any] = field(default_factory=dict)  # rollout.in_place_settings: no restart needed
+    settings: InPlace | None = None  # what changes without a restart (reconciler/rollout.py); None: not known
     # a surge's want (on its spare port): the hash the plan knows the spec by (on the model's own port), so a
     # failed surge is recognised and not retried (reconciler/strategy.py)
     planned_hash: str | None = None
@@ -165,9 +167,9 @@ class Seen:
     held_hash: str | None = None
     last_error: str | None = None
     buffers: Mapping[str, Mapping[str, float]] | None = None  # measured MiB per device and term (llama.cpp log)
-    settings: Mapping[str, Any] | None = None  # the in-place settings applied (None: not recorded)
+    settings: InPlace | None = None  # the in-place settings applied (None: not recorded)
     failed_hash: str | None = None   # a rollout of this spec failed and was rolled back (not retried)
-    placement: Mapping[str, Any] | None = None  # n_gpu_layers / tensor_split the process was started with
+    placement: Placed | None = None  # n_gpu_layers / tensor_split the process was started with
     surge_hash: str | None = None    # a surge under way: the new process's spec hash ...
     surge_port: int | None = None    # ... and the port it was started on
 

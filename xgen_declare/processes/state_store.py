@@ -32,7 +32,8 @@ import os
 import secrets
 import stat
 import time
-from dataclasses import asdict, dataclass, field, fields
+import copy
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, NoReturn
 
@@ -43,12 +44,16 @@ from xgen_declare.processes.statefiles import (LINK_WORDS, SMALL_LIMIT, atomic_w
 
 __all__ = ["OWNER_ENV", "HISTORY_KEEP", "Record", "StateStore", "atomic_write", "fsync_dir", "held_ports",
            "make_private_dir"]  # atomic_write, fsync_dir: api/declare.py and testing/fakes.py import them here
+from xgen_declare.processes.settings import InPlace, Placed
 from xgen_declare.states import State, parse_state
 
 log = logging.getLogger("xgen_declare.state")
 
 OWNER_ENV = "XGEN_DECLARE_OWNER"
 HISTORY_KEEP = 20  # rollouts kept per model in history/NAME.json
+
+
+TYPED = ("settings", "placement")  # Record fields held as typed values, written as their JSON
 
 
 @dataclass
@@ -83,8 +88,8 @@ class Record:
     buffers_mib: dict[str, dict[str, float]] | None = None  # measured per device ("GPU0", "host") and term
     provenance: dict | None = None     # provenance.Provenance of the running spec: file, sha256, commit, dirty
     rollout: dict | None = None        # the history entry of a start not yet Ready (result still open)
-    settings: dict | None = None       # rollout.in_place_settings applied to the running process
-    placement: dict | None = None      # n_gpu_layers / tensor_split it was started with (Resolved.placement_values)
+    settings: InPlace | None = None    # the in-place settings applied to the running process (settings.py)
+    placement: Placed | None = None    # n_gpu_layers / tensor_split it was started with (settings.py)
     log_alt: bool = False              # its output goes to NAME.surge.log (StateStore.log_path)
     surge: dict | None = None          # a surge's new process, started beside this one (its Record as JSON)
     retiring: dict | None = None       # the old process of a surge, draining after the swap (its Record as JSON)
@@ -97,12 +102,17 @@ class Record:
         return parse_state(self.state)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in TYPED}
+        data = copy.deepcopy(data)
+        data["settings"] = self.settings.to_json() if self.settings is not None else None
+        data["placement"] = self.placement.to_json() if self.placement is not None else None
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Record":
         known = {f.name for f in fields(cls)}
-        rec = cls(**{k: v for k, v in data.items() if k in known})
+        rec = cls(**{k: v for k, v in data.items() if k in known and k not in TYPED},
+                  settings=InPlace.from_json(data.get("settings")), placement=Placed.from_json(data.get("placement")))
         if not isinstance(rec.name, str) or not rec.name:
             raise ValueError("record has no name")
         return rec

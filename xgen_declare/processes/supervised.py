@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from xgen_declare.errors import FileRefused, SecretFileError
 from xgen_declare.processes.backoff import Backoff
-from xgen_declare.processes.lifecycle import Role, StopIntent
+from xgen_declare.processes.lifecycle import Ending, Role, StopIntent
 from xgen_declare.processes.spec import Rendered, Want
 from xgen_declare.processes.state_store import OWNER_ENV, Record
 from xgen_declare.readers.bounded import KIB, read_text
@@ -26,7 +26,7 @@ class Proc:
     want: Want | None = None
     spec: Rendered | None = None          # what the next start uses
     after_stop: StopIntent = StopIntent.STOPPED  # what follows the stop under way
-    crash_msg: str = ""
+    crash: Ending | None = None           # why the stop under way (StopIntent.CRASH) is a crash
     stop_deadline: float = 0.0
     killed: bool = False
     next_escapee_check: float = 0.0

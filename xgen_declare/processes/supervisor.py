@@ -53,7 +53,8 @@ from xgen_declare.errors import SecretFileError
 from xgen_declare.processes.adoption import adopt_all
 from xgen_declare.processes.core import Hooks
 from xgen_declare.processes.health import Health
-from xgen_declare.processes.lifecycle import Role, StopIntent
+from xgen_declare.processes.history import Result
+from xgen_declare.processes.lifecycle import Ending, Role, StopIntent
 from xgen_declare.processes.provenance import Provenance, of_file
 from xgen_declare.processes.records import FLUSH_PERIOD, RecordWriter
 from xgen_declare.processes.rollouts import Rollouts
@@ -194,7 +195,7 @@ class Supervisor:
     def keep(self, p: Proc, reason: str, settle_stopped: bool = False) -> None:
         """Nothing to do, but a model that does not run shows why: Invalid, or Stopped (held, disabled)."""
         if p.want is not None and p.rec.settings is None and self.running(p):
-            p.rec.settings = dict(p.want.settings)  # a record from before settings were recorded
+            p.rec.settings = p.want.settings  # a record from before settings were recorded
         if self.running(p) or p.state in (State.STOPPING, State.CRASH_LOOP_BACK_OFF) or p.queued:
             return
         if p.rec.manifest_error:
@@ -327,11 +328,11 @@ class Supervisor:
         rotate_if_needed(path, self.settings.log_max_bytes, self.settings.log_backups)
         why = self.workers.start(rec.name, spec.workers, env) if spec.workers else None  # group: workers first
         if why:
-            self.health.crashed(p, why)
+            self.health.crashed(p, Ending(why))
             return
         fd = open_log(path, f"starting {rec.name} ({reason}): {' '.join(spec.argv)}", self.store.note_write)
         prov, new_hash = self.provenance(spec.file), spec.spec_hash()
-        self.records.rollout_end(p, history.INTERRUPTED, "replaced by another start")  # normally closed already
+        self.records.rollout_end(p, Result.INTERRUPTED, "replaced by another start")  # normally closed already
         if rec.spec_hash != new_hash or rec.started_at is None:
             rec.rollout = history.open_entry(rec.spec_hash, new_hash, prov)
             if rec.spec_hash is not None and not p.rolling_back:
@@ -344,7 +345,7 @@ class Supervisor:
             os.close(fd)
             rec.last_error = f"cannot execute {spec.argv[0]}: {exc.strerror or exc}"
             rec.pid = None
-            self.records.rollout_end(p, history.FAILED, rec.last_error)
+            self.records.rollout_end(p, Result.FAILED, rec.last_error)
             self.set_state(p, State.FAILED if self.one_shot else State.BLOCKED, rec.last_error)
             return
         os.close(fd)
@@ -359,8 +360,8 @@ class Supervisor:
         rec.boot_id = ident.boot_id if ident else pids.boot_id(self.proc_root)
         rec.spec_hash, rec.argv, rec.port, rec.host = spec.spec_hash(), list(spec.argv), spec.port, spec.host
         rec.binary_id = w.binary_id if w else None
-        rec.settings = dict(w.settings) if w else None
-        rec.placement = dict(spec.placement) if spec.placement is not None else None
+        rec.settings = w.settings if w else None
+        rec.placement = spec.placement
         rec.env_digest = dict(w.env_digest) if w else {}
         rec.endpoint, rec.readiness_path, rec.gpus = spec.endpoint, spec.readiness_path, spec.gpus
         rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
@@ -381,7 +382,7 @@ class Supervisor:
             self.set_drain(p, self.clock())
         p.after_stop = after
         if after is not StopIntent.CRASH:  # a crash closes it as failed (health.crashed)
-            self.records.rollout_end(p, history.INTERRUPTED, f"stopped before it was Ready: {reason}")
+            self.records.rollout_end(p, Result.INTERRUPTED, f"stopped before it was Ready: {reason}")
         p.stop_deadline = self.clock() + p.rec.stop_grace
         p.killed = False
         self.prober.forget(self.probe_key(p))
@@ -441,7 +442,7 @@ class Supervisor:
         elif after is StopIntent.START:
             self.start_when_free(p, "restart", count=True)
         elif after is StopIntent.CRASH:
-            self.health.crashed(p, p.crash_msg)
+            self.health.crashed(p, p.crash or Ending(reason))
         elif after is StopIntent.IDLE:
             self.set_state(p, State.IDLE, reason)
         else:
@@ -478,7 +479,7 @@ class Supervisor:
             elif p.drain_deadline is not None:
                 self.rollouts.tick_drain(p, now)
             elif p.spec is not None and p.spec.workers and (why := self.workers.dead(p.rec.name, p.spec.workers)):
-                self.health.fail_running(p, why)  # llama-server cannot go on without it: restart the group
+                self.health.fail_running(p, Ending(why))  # llama-server cannot go on without it: restart the group
             elif not (self.one_shot and st != State.STARTING):
                 self.health.tick_probe(p, now)
         elif p.queued:

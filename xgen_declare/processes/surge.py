@@ -26,9 +26,10 @@ import signal
 import time
 
 from xgen_declare.placement.buffers import read_buffers
-from xgen_declare.processes import history, pids
+from xgen_declare.processes import pids
 from xgen_declare.processes.core import Core
-from xgen_declare.processes.lifecycle import Role, StopIntent
+from xgen_declare.processes.history import Result
+from xgen_declare.processes.lifecycle import Ending, Role, StopIntent
 from xgen_declare.processes.logfiles import tail
 from xgen_declare.processes.probes import probe_url
 from xgen_declare.processes.spec import Rendered, Want
@@ -68,7 +69,7 @@ class Surges:
                  spec.port, p.rec.pid, reason)
         c.spawn(s, f"surge: {reason}")
         if s.state != State.STARTING:  # could not even be spawned
-            self.failed(p, s.rec.last_error or "could not be started")
+            self.failed(p, Ending(s.rec.last_error or "could not be started"))
 
     # ---- each tick ---------------------------------------------------------------------------------
     def tick(self, p: Proc, now: float) -> None:
@@ -107,7 +108,7 @@ class Surges:
             s.last_probe = res.detail
         if now >= s.ready_deadline:
             detail = f": {s.last_probe}" if s.last_probe else ""
-            self.failed(p, f"not ready after {s.rec.ready_timeout:g}s{detail}" + self.log_tail(s))
+            self.failed(p, Ending(f"not ready after {s.rec.ready_timeout:g}s{detail}", tail(c.log_path(s), 10)))
             return
         if not c.prober.busy(key) and s.rec.port:
             c.prober.start(key, probe_url(s.rec.host, s.rec.port, s.rec.readiness_path))
@@ -164,13 +165,8 @@ class Surges:
             p.rec.retiring = side.rec.to_json()
         c.records.save(p.rec)
 
-    def log_tail(self, s: Proc) -> str:
-        c = self.core
-        lines = tail(c.log_path(s), 10)  # the successor's own log file
-        return f"; last log lines:\n{lines}" if lines else ""
-
     # ---- failure and abort ----------------------------------------------------------------------------
-    def failed(self, p: Proc, msg: str) -> None:
+    def failed(self, p: Proc, ending: Ending) -> None:
         c = self.core
         s = p.successor
         if s is None:
@@ -179,14 +175,14 @@ class Surges:
         failed = (s.want.planned_hash if s.want is not None else None) or s.rec.spec_hash or \
             (s.spec.spec_hash() if s.spec else None)
         self._kill_side(s)
-        closed = c.records.rollout_end(s, history.FAILED, msg)
-        text = closed["detail"] if closed else msg
+        c.records.rollout_end(s, Result.FAILED, ending.what)
         p.rec.failed_spec_hash = failed
-        p.rec.rollout_error = f"the rollout of spec {failed} failed (the old process kept serving): {msg}"
-        log.warning("%s: surge: the new spec %s failed (%s); pid %s kept serving", p.rec.name, failed, text,
-                    p.rec.pid)
-        c.hooks.event("rollout_failed", model=p.rec.name, from_hash=p.rec.spec_hash, to_hash=failed, error=text)
-        self.side_gone(s, msg)
+        p.rec.rollout_error = f"the rollout of spec {failed} failed (the old process kept serving): {ending.text}"
+        log.warning("%s: surge: the new spec %s failed (%s); pid %s kept serving", p.rec.name, failed,
+                    ending.headline, p.rec.pid)
+        c.hooks.event("rollout_failed", model=p.rec.name, from_hash=p.rec.spec_hash, to_hash=failed,
+                      error=ending.headline)
+        self.side_gone(s, ending.headline)
 
     def abort(self, p: Proc, reason: str) -> None:
         """End a surge under way without judging its spec (a newer spec, a revert, a stop)."""
@@ -196,7 +192,7 @@ class Surges:
             return
         log.info("%s: surge of spec %s ended: %s", p.rec.name, s.rec.spec_hash, reason)
         self._kill_side(s)
-        c.records.rollout_end(s, history.INTERRUPTED, reason)
+        c.records.rollout_end(s, Result.INTERRUPTED, reason)
         self.side_gone(s, reason)
 
     def _kill_side(self, s: Proc) -> None:
@@ -234,7 +230,7 @@ class Surges:
             if side is not None and side.marker:
                 pids.sweep(side.marker, signal.SIGKILL)
             if side is not None and side.rollout is not None:
-                c.records.close_history(p.rec.name, side.rollout, history.INTERRUPTED,
+                c.records.close_history(p.rec.name, side.rollout, Result.INTERRUPTED,
                                     "the daemon restarted during a surge")
             setattr(p.rec, key, None)
         rec = p.rec

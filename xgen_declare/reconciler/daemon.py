@@ -464,7 +464,7 @@ class Daemon:
         # a running model that was not on-demand stays awake if it turns on-demand: an in-place change
         # (rollout.py); the router's idle timer stops it later
         self._awake |= {n for n, p in self.sup.procs.items()
-                       if (p.rec.settings or {}).get("activation", "always") != "on-demand" and self.sup.running(p)}
+                       if not (p.rec.settings is not None and p.rec.settings.on_demand) and self.sup.running(p)}
         result = converge(self.sup, self.env.paths, config, self.inventory, self.plan_log, awake=self._awake,
                           idle_reasons=self.idle_reasons, requests=requests)
         self.blocked_last_pass = any(a.kind == BLOCKED for a in result.plan.actions)

@@ -20,7 +20,9 @@ to the running model "in place" — `plan` says `update NAME: update in place: .
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
+
+from xgen_declare.processes.settings import InPlace
 
 if TYPE_CHECKING:  # the planner imports this module: keep it free of the manifest loader
     from xgen_declare.manifests.load import ModelDecl
@@ -28,10 +30,10 @@ if TYPE_CHECKING:  # the planner imports this module: keep it free of the manife
 IN_PLACE_FIELDS = ("activation", "idle_timeout", "ready_timeout", "stop_grace", "labels", "rollout")
 
 
-def in_place_settings(decl: ModelDecl) -> dict[str, Any]:
+def in_place_settings(decl: ModelDecl) -> InPlace:
     spec = decl.spec
-    return {"activation": spec.activation, "idle_timeout": spec.idle_timeout, "ready_timeout": spec.ready_timeout,
-            "stop_grace": spec.stop_grace, "labels": dict(decl.labels), "rollout": spec.rollout.model_dump()}
+    return InPlace(activation=spec.activation, idle_timeout=spec.idle_timeout, ready_timeout=spec.ready_timeout,
+                   stop_grace=spec.stop_grace, labels=dict(decl.labels), rollout=spec.rollout)
 
 
 def _fmt(value: Any) -> str:
@@ -44,11 +46,12 @@ def _fmt(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def settings_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
-    """["idle_timeout 300 → 600", "labels: team changed"]; empty when equal, or when `old` is unknown
+def settings_changes(old_settings: InPlace | None, new_settings: InPlace | None) -> list[str]:
+    """["idle_timeout 300 → 600", "labels: team changed"]; empty when equal, or when either is unknown
     (a record written before settings were recorded: it takes the new ones without a word)."""
-    if old is None:
+    if old_settings is None or new_settings is None:
         return []
+    old, new = old_settings.to_json(), new_settings.to_json()
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)

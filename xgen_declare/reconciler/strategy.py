@@ -62,7 +62,7 @@ def choose(p: Plan, desired: Any, wants: Mapping[str, Want], seen: Mapping[str, 
 
 def _decide(a: Action, s: Seen, w: Want, desired: Any, taken: set[int], port_range: tuple[int, int],
             out: Surges) -> Action:
-    strategy = (w.settings.get("rollout") or {}).get("strategy", "auto")
+    strategy = w.settings.strategy if w.settings is not None else "auto"
     if strategy == "recreate":
         return a
     why = _cannot(a.name, s, desired)

@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import model_yaml
 from xgen_declare.manifests.load import load_paths
+from xgen_declare.processes.settings import InPlace
 from xgen_declare.reconciler.rollout import settings_changes
 
 
@@ -56,4 +57,5 @@ def test_unknown_strategy_and_field(write):
 def test_rollout_changes_are_described_per_field():
     old = {"rollout": {"strategy": "auto", "drain_timeout": 60.0}}
     new = {"rollout": {"strategy": "recreate", "drain_timeout": 5.0}}
-    assert settings_changes(old, new) == ["rollout.drain_timeout 60 → 5", "rollout.strategy auto → recreate"]
+    assert settings_changes(InPlace.from_json(old), InPlace.from_json(new)) == [
+        "rollout.drain_timeout 60 → 5", "rollout.strategy auto → recreate"]

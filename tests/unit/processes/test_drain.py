@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+from xgen_declare.processes.settings import InPlace
 from xgen_declare.reconciler.apply import execute
 from xgen_declare.config import Reconciler
 from xgen_declare.reconciler.plan import KEEP, RESTART, START, STOP, Action, Plan, Want
@@ -19,7 +20,7 @@ from xgen_declare.testing.fakes import FakeProber, spec
 
 def want(name="a", drain=30.0, h="h"):
     return Want(name=name, spec_hash=h, argv=("x",), port=8001,
-                settings={"rollout": {"strategy": "recreate", "drain_timeout": drain}})
+                settings=InPlace.from_json({"rollout": {"strategy": "recreate", "drain_timeout": drain}}))
 
 
 @pytest.fixture

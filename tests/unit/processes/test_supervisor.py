@@ -8,6 +8,7 @@ import signal
 
 import pytest
 
+from xgen_declare.processes.settings import Placed
 from xgen_declare.config import Reconciler
 from xgen_declare.processes.state_store import StateStore
 from xgen_declare.processes.spec import Want
@@ -46,13 +47,14 @@ def ticks(sup, n=3):
 
 def test_start_probes_until_ready_and_records_the_process(sup, world):
     s = spec("a", port=8101)
-    s.placement = {"n_gpu_layers": 12, "tensor_split": []}
+    s.placement = Placed(12, [])
     p = begin(sup, s)
     assert p.state == State.STARTING and world.last.argv == s.argv
     ticks(sup)
     rec = sup.store.load("a")
     assert (rec.state, rec.pid, rec.spec_hash, rec.port) == ("Ready", world.last.pid, s.spec_hash(), 8101)
-    assert rec.placement == {"n_gpu_layers": 12, "tensor_split": []} and rec.restarts == 0
+    assert rec.placement == Placed(12, []) and rec.restarts == 0
+    assert rec.to_json()["placement"] == {"n_gpu_layers": 12, "tensor_split": []}  # the record's JSON as before
     seen = sup.observed()["a"]
     assert seen.running and seen.placement == rec.placement
 

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from xgen_declare.processes.settings import Placed
 from xgen_declare.config import Config
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.placement.choose import GpuBudget, choose, fits, usable_bytes
@@ -64,7 +65,7 @@ def test_auto_chooses_n_renders_the_flag_and_counts_the_experts_on_the_host(tmp_
     assert entry.use["host"] >= experts  # the experts are in the host-memory ledger
     argv = p.desired.rendered["mixtral"].argv
     assert _flag(argv, "--n-cpu-moe") == str(n) and _flag(argv, "--n-gpu-layers") == "all"
-    assert p.desired.rendered["mixtral"].placement["n_cpu_moe"] == n
+    assert p.desired.rendered["mixtral"].placement.n_cpu_moe == n
     gpu_weights = entry.detail["GPU0"]["weights"]
     note = (f"mixtral: n_cpu_moe {n} (auto): {experts / MIB:.0f} MiB of expert weights of layers 0-{n - 1} in "
             f"host memory; model weights {gpu_weights / MIB:.0f} MiB on GPU0")
@@ -98,7 +99,7 @@ def test_a_running_auto_model_keeps_the_n_its_record_says(tmp_path, mixtral):
     n = first.plan.ledger.entry("mixtral").n_cpu_moe
     base = dict(spec_hash="old", argv=("llama-server",), port=want.port, backend=want.backend, gpus=want.gpus)
     seen = {"mixtral": Seen("mixtral", State.READY, True, **base,
-                            placement={"n_gpu_layers": 33, "tensor_split": [], "n_cpu_moe": n + 3})}
+                            placement=Placed(33, [], n + 3))}
     kept = run(tmp_path, doc("mixtral", **spec), seen=seen)
     assert kept.plan.ledger.entry("mixtral").n_cpu_moe == n + 3  # still fits: no restart to shave 3 layers
     assert _flag(kept.desired.rendered["mixtral"].argv, "--n-cpu-moe") == str(n + 3)
@@ -115,7 +116,7 @@ def test_a_running_auto_model_with_an_edited_explicit_layer_count_is_predicted_w
     n = first.plan.ledger.entry("mixtral").n_cpu_moe + 2  # fits too: kept
     base = dict(spec_hash="old", argv=("llama-server",), port=want.port, backend=want.backend, gpus=want.gpus)
     seen = {"mixtral": Seen("mixtral", State.READY, True, **base,
-                            placement={"n_gpu_layers": 20, "tensor_split": [], "n_cpu_moe": n})}
+                            placement=Placed(20, [], n))}
     p = run(tmp_path, doc("mixtral", **spec), seen=seen)
     entry = p.plan.ledger.entry("mixtral")
     assert (entry.n_gpu_layers, entry.n_cpu_moe) == (30, n)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+from xgen_declare.processes.settings import InPlace
 from xgen_declare.reconciler.apply import execute
 from xgen_declare.config import Reconciler
 from xgen_declare.reconciler.plan import KEEP, RESTART, UPDATE, Action, Plan, Seen, Want, plan
@@ -18,12 +19,12 @@ BASE = {"activation": "always", "idle_timeout": None, "ready_timeout": 600.0, "s
 
 
 def want(h="h1", **settings):
-    return Want(name="a", spec_hash=h, argv=ARGV, port=8001, binary_id="b", settings={**BASE, **settings})
+    return Want(name="a", spec_hash=h, argv=ARGV, port=8001, binary_id="b", settings=InPlace.from_json({**BASE, **settings}))
 
 
 def seen(settings=BASE, h="h1"):
     return Seen(name="a", state=State.READY, running=True, spec_hash=h, argv=ARGV, port=8001, binary_id="b",
-                settings=settings)
+                settings=InPlace.from_json(settings))
 
 
 def test_idle_timeout_and_labels_update_in_place():
@@ -52,9 +53,13 @@ def test_equal_settings_keep():
 
 
 def test_settings_changes_text():
-    assert settings_changes({**BASE}, {**BASE, "stop_grace": 30.0, "ready_timeout": 60.5}) == [
+    assert settings_changes(InPlace.from_json(BASE), InPlace.from_json({**BASE, "stop_grace": 30.0,
+                                                                         "ready_timeout": 60.5})) == [
         "ready_timeout 600 → 60.5", "stop_grace 10 → 30"]
-    assert settings_changes(None, BASE) == []
+    assert settings_changes(None, InPlace.from_json(BASE)) == []
+    drain = InPlace.from_json({**BASE, "rollout": {"strategy": "surge", "drain_timeout": 5}})
+    assert settings_changes(InPlace.from_json(BASE), drain) == ["rollout.drain_timeout 60 → 5",
+                                                               "rollout.strategy auto → surge"]
 
 
 def test_supervisor_updates_the_record_not_the_process(tmp_path, world):
@@ -73,7 +78,7 @@ def test_supervisor_updates_the_record_not_the_process(tmp_path, world):
     execute(sup, Plan([Action(UPDATE, "a", "update in place: stop_grace 5 → 30")]), {"a": s2},
                 {"a": want(stop_grace=30.0)})
     rec = store.load("a")
-    assert (rec.pid, rec.state, rec.stop_grace, rec.settings["stop_grace"]) == (pid, "Ready", 30, 30.0)
+    assert (rec.pid, rec.state, rec.stop_grace, rec.settings.stop_grace) == (pid, "Ready", 30, 30.0)
     assert rec.provenance["file"] == "/m/a.yaml"
     assert len(world.started) == 1 and world.last.signals == []
     last = store.load_history("a")[-1]

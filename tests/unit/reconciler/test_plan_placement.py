@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from xgen_declare.processes.settings import Placed
 from xgen_declare.config import Config
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.reconciler.plan import BLOCKED, START, Seen
@@ -155,24 +156,28 @@ def test_running_auto_model_keeps_the_values_its_record_says_it_started_with(tmp
     spec = dict(model_path=str(models / "l1b.gguf"), backend="llama-server-cuda", gpus=[0], n_gpu_layers="auto")
     first = run(tmp_path, doc("a", **spec))
     fresh = first.desired.rendered["a"]
-    assert fresh.placement["n_gpu_layers"] == first.plan.ledger.entry("a").n_gpu_layers > 5
+    assert fresh.placement.n_gpu_layers == first.plan.ledger.entry("a").n_gpu_layers > 5
     want = first.wants["a"]
     base = dict(spec_hash="old", argv=("llama-server",), port=want.port, backend=want.backend, gpus=want.gpus)
     kept = run(tmp_path, doc("a", **spec), seen={"a": Seen("a", State.READY, True, **base,
-                                                          placement={"n_gpu_layers": 5, "tensor_split": []})})
+                                                          placement=Placed(5, []))})
     assert kept.plan.ledger.entry("a").n_gpu_layers == 5
-    assert kept.desired.rendered["a"].placement == {"n_gpu_layers": 5, "tensor_split": []}
+    assert kept.desired.rendered["a"].placement == Placed(5, [])
     unknown = run(tmp_path, doc("a", **spec), seen={"a": Seen("a", State.READY, True, **base)})  # older record
-    assert unknown.plan.ledger.entry("a").n_gpu_layers == fresh.placement["n_gpu_layers"]
+    assert unknown.plan.ledger.entry("a").n_gpu_layers == fresh.placement.n_gpu_layers
 
 
 def test_previous_values_from_a_record():
     from xgen_declare.desired.demands import previous_values
 
-    assert previous_values({"n_gpu_layers": -1, "tensor_split": [1, 2.5]}, 16) == (17, [1.0, 2.5])
-    assert previous_values({"n_gpu_layers": 99, "tensor_split": "auto"}, 16) == (17, [])
-    assert previous_values({"n_gpu_layers": 3, "tensor_split": []}, 16) == (3, [])
-    assert previous_values({"n_gpu_layers": "auto", "tensor_split": []}, 16) is None
+    def values(data, n_layer):  # from the record's JSON, as a record written by an older daemon is read
+        return previous_values(Placed.from_json(data), n_layer)
+
+    assert values({"n_gpu_layers": -1, "tensor_split": [1, 2.5]}, 16) == (17, [1.0, 2.5])
+    assert values({"n_gpu_layers": 99, "tensor_split": "auto"}, 16) == (17, [])
+    assert values({"n_gpu_layers": 3, "tensor_split": []}, 16) == (3, [])
+    assert values({"n_gpu_layers": "auto", "tensor_split": []}, 16) is None
+    assert values({"tensor_split": []}, 16) is None and values(None, 16) is None
     assert previous_values(None, 16) is None
 
 
