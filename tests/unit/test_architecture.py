@@ -238,3 +238,53 @@ def test_readme_architecture_names_every_module_under_its_folder():
         if f"{name}.py" not in words and name not in words:
             missing.append(f"{folder}/{name}.py")
     assert missing == []
+
+
+# Modules that may compare backend, family or engine names as text: backends/ (where they are defined),
+# the per-backend binary detection (inventory/binaries.py), the fake backends (testing/), and placement/,
+# a leaf that cannot import backends/ (its Demand.engine carries the engine's value).
+NAME_OWNERS = ("xgen_declare.backends", "xgen_declare.inventory.binaries", "xgen_declare.testing",
+               "xgen_declare.placement")
+
+
+def _backend_words() -> set[str]:
+    from xgen_declare.backends.families import ALL_BACKENDS, FAMILY
+
+    return set(ALL_BACKENDS) | set(FAMILY.values()) | {"llama", "vllm"}
+
+
+def name_comparisons(module: str, tree: ast.AST, words: set[str]) -> list[str]:
+    """`x == "vllm"`, `x in ("llama-server-cuda", ...)`, `x.startswith("llama-server")`: decisions taken on a
+    backend's name instead of its profile (backends/profile.py)."""
+    out = []
+    for node in ast.walk(tree):
+        texts: list[str] = []
+        if isinstance(node, ast.Compare):
+            for part in [node.left, *node.comparators]:
+                if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                    texts.append(part.value)
+                elif isinstance(part, (ast.Tuple, ast.List, ast.Set)):
+                    texts += [e.value for e in part.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("startswith", "endswith"):
+            texts += [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if getattr(node.func, "attr", None) == "startswith":
+                texts = [t for t in texts if t in words or t in ("llama-server", "vllm")]
+        hits = [t for t in texts if t in words]
+        if hits:
+            out.append(f"{module}:{node.lineno}: {', '.join(hits)}")
+    return out
+
+
+def test_backend_decisions_go_through_the_profile():
+    """Issue 22 item 5: outside NAME_OWNERS no module decides by a backend's, family's or engine's name."""
+    words = _backend_words()
+    found = []
+    for name, path in MODULES.items():
+        if not name.startswith(NAME_OWNERS):
+            found += name_comparisons(name, ast.parse(path.read_text()), words)
+    assert found == []
+
+
+def test_the_name_check_can_fail():
+    tree = ast.parse('if b == "vllm-cuda" or f in ("llama-server", "x") or b.startswith("vllm"):\n    pass\n')
+    assert name_comparisons("m", tree, _backend_words()) == ["m:1: vllm-cuda", "m:1: llama-server", "m:1: vllm"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Iterable, Protocol
 
-from xgen_declare.backends.modelpath import gguf_repo, is_gguf_path
 
 
 class Gpu(Protocol):
@@ -74,11 +73,3 @@ def gpu_kind_missing(gpus: Iterable[Gpu], kind: str | None) -> str | None:
         return f"every {label} is hidden by {var}"
     return None
 
-
-def model_family(model_path: str, backend: str, hf_file: str | None = None) -> str:
-    """'llama' (GGUF: llama-server / llama-cpp-python) or 'vllm' (HuggingFace id or directory)."""
-    if backend in LLAMA_FAMILY_BACKENDS:
-        return "llama"
-    if backend in VLLM_BACKENDS:
-        return "vllm"
-    return "llama" if is_gguf_path(model_path) or gguf_repo(model_path, hf_file) else "vllm"

@@ -38,18 +38,18 @@ def gguf_repo(model_path: str, hf_file: str | None = None) -> tuple[str, str | N
     return repo, tag
 
 
-def gguf_problems(spec: Any, family: str) -> list[tuple[str, str]]:
-    """(field, "message; hint") for GGUF files and repositories against the backend family and `hf_file`.
-    `spec` is a ModelLoadRequest; `family` its model_family ("llama" or "vllm")."""
+def gguf_problems(spec: Any, engine: str) -> list[tuple[str, str]]:
+    """(field, "message; hint") for GGUF files and repositories against the engine and `hf_file`.
+    `spec` is a ModelLoadRequest; `engine` its engine ("llama" or "vllm", backends/profile.py)."""
     repo = gguf_repo(spec.model_path, spec.hf_file)
     out = []
-    if family == "vllm" and is_gguf_path(spec.model_path):
+    if engine == "vllm" and is_gguf_path(spec.model_path):
         out.append(("backend", f"{spec.backend} cannot serve a GGUF file; use a llama-server backend, "
                     "llama-cpp-python or backend: auto"))
-    elif family == "vllm" and repo is not None:
+    elif engine == "vllm" and repo is not None:
         out.append(("backend", f"{spec.backend} cannot serve a GGUF repository; use a llama-server backend or "
                     "backend: auto"))
-    elif family == "llama" and not is_gguf_path(spec.model_path) and repo is None:
+    elif engine == "llama" and not is_gguf_path(spec.model_path) and repo is None:
         out.append(("model_path", f"backend {spec.backend} needs a .gguf file, or a HuggingFace repository of "
                     f"them such as {GGUF_REPO_HINT}; use a vllm backend for other HuggingFace models"))
     elif repo is not None and spec.backend == "llama-cpp-python":

@@ -7,6 +7,7 @@ and the API (a model with a problem here is Blocked); `host_problems` adds the b
 
 from __future__ import annotations
 
+from xgen_declare.backends.profile import VLLM
 from xgen_declare.backends.families import GPU_KIND
 from xgen_declare.desired.demands import place
 from xgen_declare.desired.resolve import Resolved
@@ -44,7 +45,7 @@ def gpu_problems(res: Resolved, inventory: Inventory) -> list[Problem]:
     gets = res.gpus
     n, ids = len(gets), ", ".join(str(i) for i in gets) or "none"
     where = f"{backend} gets {n} GPU(s) on this host ({ids})"
-    if res.kind == "vllm":
+    if res.engine == VLLM:
         tp_pp = spec.tensor_parallel_size * spec.pipeline_parallel_size
         if spec.distributed is None and tp_pp > n:
             out.append(Problem(decl.file, decl.line_of("tensor_parallel_size"), "spec.tensor_parallel_size",

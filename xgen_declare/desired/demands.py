@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any, Mapping
 
+from xgen_declare.backends.profile import LLAMA, VLLM, profile
 from xgen_declare.processes.settings import Placed
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.backends.modelpath import gguf_repo, is_gguf_path
@@ -95,13 +96,14 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
     running = bool(seen is not None and seen.running)
     buffers = getattr(seen, "buffers", None) if running else None
     actual = total_bytes(buffers) if buffers else None
-    if res.kind == "vllm":
+    if res.engine == VLLM:
         return _vllm_demand(res, gpus, inventory, running, actual)
-    d = Demand(decl.name, backend, "llama", gpus=gpus, running=running, actual=actual,
+    prof = profile(backend)
+    d = Demand(decl.name, backend, LLAMA, gpus=gpus, running=running, actual=actual,
                n_gpu_layers=spec.n_gpu_layers, tensor_split=spec.tensor_split,
-               rule=OUTPUT_LAST if backend == "llama-cpp-python" else OUTPUT_FIRST,
+               rule=OUTPUT_LAST if prof.output_last else OUTPUT_FIRST,
                settings=_settings(decl, backend),
-               n_cpu_moe=spec.n_cpu_moe if backend.startswith("llama-server") else 0)
+               n_cpu_moe=spec.n_cpu_moe if prof.llama_server else 0, cpu_moe_ok=prof.llama_server)
     if not gpus:
         d.n_gpu_layers, d.tensor_split = 0, []  # n_cpu_moe: auto is 0 without GPUs (choose), N is rendered as N
     path = res.model_path
@@ -128,7 +130,7 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
 
 def _settings(decl: Any, backend: str) -> ContextSettings:
     spec = decl.spec
-    if backend == "llama-cpp-python":
+    if profile(backend).python_module:
         ctx = LLAMA_CPP_PYTHON_CTX if spec.ctx_size is None else spec.ctx_size
         fa = spec.flash_attn if spec.flash_attn != "auto" else "off"
         return ContextSettings(ctx_size=ctx, parallel=1, flash_attn=fa)
@@ -141,7 +143,7 @@ def _vllm_demand(res: Resolved, gpus: list[int], inventory: Inventory, running: 
                  actual: dict[str, int] | None) -> Demand:
     decl, spec, backend = res.decl, res.spec, res.backend
     tp, pp = spec.tensor_parallel_size, spec.pipeline_parallel_size
-    d = Demand(decl.name, backend, "vllm", gpus=gpus[:tp * pp] if gpus else [], running=running, actual=actual,
+    d = Demand(decl.name, backend, VLLM, gpus=gpus[:tp * pp] if gpus else [], running=running, actual=actual,
                gpu_memory_utilization=spec.gpu_memory_utilization)
     cfg, model_dir, warning = find_config(res.model_path)
     d.warning = warning
@@ -189,9 +191,9 @@ def _unknown(res: Resolved, warning: str) -> Demand | None:
     spec = res.spec
     if not spec.enabled or res.backend is None:
         return None
-    if res.kind == "vllm":
-        return Demand(res.name, res.backend, "vllm", warning=warning)
-    return Demand(res.name, res.backend, "llama", gpus=list(res.gpus), n_gpu_layers=spec.n_gpu_layers,
+    if res.engine == VLLM:
+        return Demand(res.name, res.backend, VLLM, warning=warning)
+    return Demand(res.name, res.backend, LLAMA, gpus=list(res.gpus), n_gpu_layers=spec.n_gpu_layers,
                   tensor_split=spec.tensor_split, warning=warning)
 
 

@@ -13,6 +13,7 @@ in `gpus`. A value of None in the returned env means "remove this variable from 
 
 from __future__ import annotations
 
+from xgen_declare.backends.profile import profile
 from xgen_declare.inventory.model import Gpu, Inventory
 
 
@@ -46,16 +47,17 @@ def pinning_env(backend: str, gpus: list[int] | None, inventory: Inventory | Non
                 ids.append(str(host_index))
         return ids
 
-    if backend in ("llama-server-cuda", "vllm-cuda"):
+    pinning = profile(backend).pinning
+    if pinning == "cuda":
         ids = [g.uuid if g is not None and g.uuid else x for g, x in zip(found, vendor_ids("nvidia"))]
         return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": ",".join(ids)}, warnings
-    if backend == "llama-server-rocm":
+    if pinning == "rocr":
         return {"ROCR_VISIBLE_DEVICES": ",".join(vendor_ids("amd")), "HIP_VISIBLE_DEVICES": None,
                 "CUDA_VISIBLE_DEVICES": None}, warnings
-    if backend == "vllm-rocm":
+    if pinning == "hip":
         return {"HIP_VISIBLE_DEVICES": ",".join(vendor_ids("amd")), "ROCR_VISIBLE_DEVICES": None,
                 "CUDA_VISIBLE_DEVICES": None}, warnings
-    if backend == "llama-server-vulkan":
+    if pinning == "vulkan":
         ids = []
         for host_index, g in zip(gpus, found):
             if g is not None and g.vulkan_index is not None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Mapping
 
 
+from xgen_declare.backends.profile import VLLM, profile
 from xgen_declare.backends.families import GPU_KIND
 from xgen_declare.desired.pinning import pinning_env
 from xgen_declare.config import Config
@@ -202,7 +203,7 @@ def gpu_check(res: Resolved, me: str, local: Inventory, config: Config) -> tuple
     assert spec.ray is not None
     kind = GPU_KIND.get(backend) if backend else "any"
     if backend is not None and kind is None:
-        return [], [CPU_HAS_NO_RAY] if backend == "vllm-cpu" else []
+        return [], [CPU_HAS_NO_RAY] if profile(backend).engine == VLLM else []
     errors, warnings = [], []
     tp, pp = spec.tensor_parallel_size, spec.pipeline_parallel_size
     for host in [spec.ray.head] + spec.ray.workers:

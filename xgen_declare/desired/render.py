@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from xgen_declare.backends.families import DEFAULT_BINARY, READINESS_PATH, model_family
+from xgen_declare.backends.profile import VLLM, engine_of, profile
 from xgen_declare.inventory.dialect import dialect_for, help_flags
 from xgen_declare.desired.pinning import pinning_env
 from xgen_declare.config import Config
@@ -191,7 +191,7 @@ class Renderer:
     def binary_for(self, backend: str, decl: ModelDecl) -> str:
         if decl.spec.binary:
             return decl.spec.binary
-        if backend == "llama-cpp-python":
+        if profile(backend).python_module:
             return self.config.resolve(self.config.python) or os.environ.get("XGEN_PYTHON") or _this_python()
         configured = self.config.binaries.get(backend)
         if configured:
@@ -199,13 +199,14 @@ class Renderer:
         inv = self.inventory.backend(backend)
         if inv is not None and inv.binary:
             return inv.binary
-        return DEFAULT_BINARY[backend]
+        return profile(backend).default_binary or backend
 
     def render(self, res: Resolved, port: PortAssignment) -> Rendered:
         decl, spec, selection = res.decl, res.spec, res.selection
-        if res.backend is None or res.family is None:
+        if res.backend is None or res.profile is None:
             raise RenderError(selection.unavailable or "no backend", field="spec.backend")
-        backend, family = res.backend, res.family
+        backend, prof = res.backend, res.profile
+        family = prof.family
         binary = self.binary_for(backend, decl)
         dialect = dialect_for(backend, binary, self.inventory)
         warnings = []
@@ -218,19 +219,19 @@ class Renderer:
             env["LLAMA_CACHE"] = self.config.resolve(self.config.llama_cache_dir)
         env.update(spec.env)
         secret_env = {}
-        if spec.api_key_file and family == "vllm":
+        if spec.api_key_file and prof.api_key == "env":
             secret_env["VLLM_API_KEY"] = spec.api_key_file
         spec_data = spec.model_dump()
         spec_data["model_path"] = res.model_path
         if spec_data.get("tensor_split") == "auto":  # not resolved by placement: llama.cpp's default split
             spec_data["tensor_split"] = []
-        spec_data["n_cpu_moe"] = self._n_cpu_moe(res, family, binary, warnings)
+        spec_data["n_cpu_moe"] = self._n_cpu_moe(res, binary, warnings)
         context = {
             "name": decl.name, "spec": spec_data, "backend": backend, "binary": binary,
             "host": spec.host, "port": port.port, "dialect": dialect or "new",
             "embedding": spec.server_type == "embedding",
             "pooling": spec.pooling or ("mean" if spec.server_type == "embedding" else None),
-            "served_names": served_names(decl.name, spec, decl.file, res.kind),
+            "served_names": served_names(decl.name, spec, decl.file, res.engine),
             "multi_gpu": bool(spec_data["tensor_split"]) or (spec.gpus is not None and len(spec.gpus) > 1),
             "log_buffers": self.config.placement.record_buffers,
             "rpc": [w.endpoint for w in spec.rpc_workers],
@@ -245,18 +246,18 @@ class Renderer:
         if spec_data["n_cpu_moe"] and "--n-cpu-moe" not in argv:
             raise RenderError(f"template {template} does not pass n_cpu_moe on (no --n-cpu-moe in its output); "
                               "see the shipped template", field="spec.n_cpu_moe")
-        workers = self._rpc_workers(decl, family, binary, template, argv, warnings)
+        workers = self._rpc_workers(decl, prof.llama_server, binary, template, argv, warnings)
         host_for_url = f"[{spec.host}]" if ":" in spec.host else spec.host
         return Rendered(
             name=decl.name, backend=backend, argv=argv, env=env, port=port.port, host=spec.host,
-            endpoint=f"http://{host_for_url}:{port.port}/v1", readiness_path=READINESS_PATH[family],
+            endpoint=f"http://{host_for_url}:{port.port}/v1", readiness_path=prof.readiness_path,
             binary=binary, dialect=dialect, backend_reason=selection.explain(), port_source=port.source,
             ready_timeout=spec.ready_timeout, stop_grace=spec.stop_grace, enabled=spec.enabled,
             backend_note=selection.explain() if selection.noteworthy else None,
             binary_from_manifest=bool(spec.binary), gpus=spec.gpus, file=decl.file, secret_env=secret_env,
             warnings=warnings, workers=workers, placement=res.placement_values())
 
-    def _n_cpu_moe(self, res: Resolved, family: str, binary: str, warnings: list[str]) -> int:
+    def _n_cpu_moe(self, res: Resolved, binary: str, warnings: list[str]) -> int:
         """The --n-cpu-moe to render: the manifest's number or placement's choice for `auto`; only for a
         llama-server whose --help lists the flag (a build that cannot be probed here gets it as asked)."""
         n = res.spec.n_cpu_moe
@@ -266,7 +267,7 @@ class Renderer:
             return 0
         if not n:
             return 0
-        if family != "llama-server":
+        if res.profile is None or not res.profile.llama_server:
             raise RenderError(f"n_cpu_moe only applies to llama-server backends, and {res.backend} was chosen",
                               field="spec.n_cpu_moe", hint="remove n_cpu_moe or choose a llama-server backend")
         flags = help_flags(res.backend or "", binary)
@@ -276,12 +277,12 @@ class Renderer:
                               hint="update llama.cpp, or remove n_cpu_moe")
         return int(n)
 
-    def _rpc_workers(self, decl: ModelDecl, family: str, binary: str, template: str, argv: list[str],
+    def _rpc_workers(self, decl: ModelDecl, llama_server: bool, binary: str, template: str, argv: list[str],
                      warnings: list[str]) -> list[WorkerSpec]:
         spec = decl.spec
         if not spec.rpc_workers:
             return []
-        if family != "llama-server" or "--rpc" not in argv:
+        if not llama_server or "--rpc" not in argv:
             raise RenderError(f"template {template} does not pass rpc_workers on (no --rpc in its output)",
                               field="spec.rpc_workers")
         names = rpc.host_names(self.config)
@@ -291,12 +292,12 @@ class Renderer:
 
 
 
-def served_names(name: str, spec: ModelLoadRequest, file: str | None, kind: str | None = None) -> list[str]:
+def served_names(name: str, spec: ModelLoadRequest, file: str | None, engine: str | None = None) -> list[str]:
     """The names a client may send in `model`: the model's name, its aliases and, for vLLM, the model id as
     it is on argv (what vLLM answers to without --served-model-name: `meta-llama/Llama-3.3-70B-Instruct`).
     vLLM answers to every one and reports the first. The router (router/table.py) routes the same names."""
     names = [name] + [a for a in spec.alias if a != name]
-    if (kind or model_family(spec.model_path, spec.backend, spec.hf_file)) == "vllm":
+    if (engine or engine_of(spec.model_path, spec.backend, spec.hf_file)) == VLLM:
         model_id = resolve_model_path(spec.model_path, file)
         if model_id not in names:
             names.append(model_id)

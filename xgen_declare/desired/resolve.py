@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, replace
 
 from xgen_declare.processes.settings import Placed
-from xgen_declare.backends.families import FAMILY, GPU_KIND, model_family
+from xgen_declare.backends.profile import LLAMA, Profile, engine_of, profile
 from xgen_declare.backends.modelpath import gguf_repo
 from xgen_declare.desired.selection import Selection, select_backend
 from xgen_declare.inventory.model import Inventory
@@ -24,7 +24,7 @@ from xgen_declare.manifests.request import ModelLoadRequest
 class Resolved:
     decl: ModelDecl
     selection: Selection
-    kind: str                      # "llama" (GGUF) or "vllm" (model_family)
+    engine: str                    # "llama" (a GGUF through llama.cpp) or "vllm" (backends/profile.py)
     model_path: str                # absolute where the manifest gave a relative file (resolve_model_path)
     gpus: tuple[int, ...] = ()     # host indices it gets: its `gpus`, else every visible GPU of its kind
     placed: bool = False           # `auto` values replaced by the ledger's choice (with_placement)
@@ -48,17 +48,23 @@ class Resolved:
     @property
     def family(self) -> str | None:
         """The template family (templates/<family>.j2), None without a backend."""
-        return FAMILY[self.backend] if self.backend else None
+        return self.profile.family if self.profile else None
+
+    @property
+    def profile(self) -> Profile | None:
+        """What the chosen backend is and does (backends/profile.py); None without a backend."""
+        return profile(self.backend) if self.backend else None
 
     @property
     def hf_repo(self) -> tuple[str, str | None] | None:
         """(repo, quant) when llama-server downloads the model from a HuggingFace repository."""
-        return gguf_repo(self.spec.model_path, self.spec.hf_file) if self.family == "llama-server" else None
+        p = self.profile
+        return gguf_repo(self.spec.model_path, self.spec.hf_file) if p and p.downloads_hf_repo else None
 
     def placement_values(self) -> Placed | None:
         """n_gpu_layers / tensor_split as rendered (llama.cpp only), kept in the state record so the next
         pass knows what the running process was started with without reading its argv."""
-        if self.kind != "llama" or self.backend is None:
+        if self.engine != LLAMA or self.backend is None:
             return None
         split = self.spec.tensor_split
         return Placed(self.spec.n_gpu_layers, [float(x) for x in split] if isinstance(split, list) else split,
@@ -69,9 +75,9 @@ def resolve(decl: ModelDecl, inventory: Inventory) -> Resolved:
     selection = select_backend(decl.spec, inventory)
     backend = selection.backend
     spec = decl.spec
-    kind = model_family(spec.model_path, backend or spec.backend, spec.hf_file)
+    engine = engine_of(spec.model_path, backend or spec.backend, spec.hf_file)
     gpus = tuple(gpus_for(spec, backend, inventory)) if backend else ()
-    return Resolved(decl, selection, kind, resolve_model_path(spec.model_path, decl.file), gpus)
+    return Resolved(decl, selection, engine, resolve_model_path(spec.model_path, decl.file), gpus)
 
 
 def with_decl(res: Resolved, decl: ModelDecl) -> Resolved:
@@ -81,9 +87,10 @@ def with_decl(res: Resolved, decl: ModelDecl) -> Resolved:
 
 def gpus_for(spec: ModelLoadRequest, backend: str, inventory: Inventory) -> list[int]:
     """Host indices of the GPUs the model gets: its `gpus`, else every visible GPU of the backend's kind."""
+    p = profile(backend)
     if spec.gpus is not None:
-        return list(spec.gpus) if GPU_KIND.get(backend) or backend == "llama-cpp-python" else []
-    kind = GPU_KIND.get(backend)
+        return list(spec.gpus) if p.takes_gpus else []
+    kind = p.gpu_kind
     if kind is None:
         return []
     return [g.index for g in inventory.gpus if not g.hidden and (kind == "any" or g.vendor == kind)]

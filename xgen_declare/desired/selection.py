@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xgen_declare.backends.profile import profile
 from xgen_declare.inventory.model import Gpu, Inventory
 from xgen_declare.backends.modelpath import gguf_repo, is_gguf_path
 from xgen_declare.backends.families import GGUF_ORDER, GPU_KIND, HF_ORDER, gpu_kind_missing
@@ -92,7 +93,7 @@ def _auto(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
         if name == VULKAN and nvidia is not None:
             skipped.append((name, _vulkan_on_nvidia(nvidia)))
             continue
-        if name == "llama-cpp-python" and repo:
+        if repo and not profile(name).downloads_hf_repo:
             skipped.append((name, NO_REPO))
             continue
         if inventory.is_available(name):

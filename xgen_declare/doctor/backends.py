@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import shlex
 
-from xgen_declare.backends.families import FAMILY, GPU_KIND
+from xgen_declare.backends.profile import VLLM, profile
+from xgen_declare.backends.families import GPU_KIND
 from xgen_declare.config import Config
 from xgen_declare.inventory.llama_build import probe_llama_build
 from xgen_declare.inventory.model import Backend, Inventory
@@ -93,9 +94,10 @@ def backend_findings(inv: Inventory, config: Config, host: DoctorHost, wanted: s
     out, elsewhere, absent = [], [], []
     for b in inv.backends:
         if b.available:
-            if FAMILY[b.name] == "llama-server" and b.binary:
+            prof = profile(b.name)
+            if prof.llama_server and b.binary:
                 out.append(_llama_server(b, config, host))
-            elif FAMILY[b.name] == "vllm" and b.binary:
+            elif prof.engine == VLLM and b.binary:
                 out.append(_vllm(b, host))
             else:
                 out.append(Finding("backend", "ok", f"{b.name}: {b.binary} (imports llama_cpp.server)"))
@@ -103,7 +105,7 @@ def backend_findings(inv: Inventory, config: Config, host: DoctorHost, wanted: s
         if not _applies(b.name, inv):
             elsewhere.append(f"{b.name} ({b.reason})")
             continue
-        fix = INSTALL_FIX[FAMILY[b.name]].format(name=b.name)
+        fix = INSTALL_FIX[profile(b.name).family].format(name=b.name)
         if b.name in config.binaries:
             where = config.file or "xgen-declare.yaml"
             out.append(Finding("backend", "fail", f"{b.name}: {b.reason}",

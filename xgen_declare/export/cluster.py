@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from xgen_declare.backends.families import FAMILY
+from xgen_declare.backends.profile import profile
 from xgen_declare.config import Config, KubernetesImage
 from xgen_declare.inventory.model import Backend, Inventory
 from xgen_declare.backends.families import ALL_BACKENDS
@@ -22,7 +22,7 @@ DEFAULT_COMMAND = {"llama-server": "/app/llama-server", "vllm": "vllm", "llama-c
 def image_for(config: Config, backend: str) -> KubernetesImage | None:
     """The image entry for a backend: its own name first, then its family."""
     images = config.kubernetes.images
-    entry = images.get(backend, images.get(FAMILY[backend]))
+    entry = images.get(backend, images.get(profile(backend).family))
     if entry is None:
         return None
     return KubernetesImage(image=entry) if isinstance(entry, str) else entry
@@ -30,7 +30,7 @@ def image_for(config: Config, backend: str) -> KubernetesImage | None:
 
 def command_for(config: Config, backend: str) -> str:
     entry = image_for(config, backend)
-    return (entry.command if entry and entry.command else None) or DEFAULT_COMMAND[FAMILY[backend]]
+    return (entry.command if entry and entry.command else None) or DEFAULT_COMMAND[profile(backend).family]
 
 
 def cluster_inventory(config: Config, nodes: Inventory | None = None) -> Inventory:
@@ -46,7 +46,7 @@ def cluster_inventory(config: Config, nodes: Inventory | None = None) -> Invento
             why = (on_nodes.reason if on_nodes else "") or "not in the inventory"
             backends.append(Backend(name=name, available=False, reason=f"unavailable on the nodes: {why}"))
         else:
-            dialect = entry.dialect if FAMILY[name] == "llama-server" else None
+            dialect = entry.dialect if profile(name).llama_server else None
             backends.append(Backend(name=name, available=True, dialect=dialect))
     return Inventory(hostname="kubernetes", gpus=list(nodes.gpus) if nodes else [], backends=backends)
 

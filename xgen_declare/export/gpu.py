@@ -20,7 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from xgen_declare.backends.families import FAMILY, GPU_KIND
+from xgen_declare.backends.profile import LLAMA, VLLM, profile
+from xgen_declare.backends.families import GPU_KIND
 from xgen_declare.config import Config
 from xgen_declare.errors import Problem
 from xgen_declare.inventory.model import Inventory
@@ -52,13 +53,14 @@ class GpuNeeds:
 def gpu_count(decl: ModelDecl, backend: str) -> int:
     """`gpus` when listed; else TP x PP for vLLM, one per tensor_split entry (or one) for llama.cpp."""
     spec = decl.spec
-    if GPU_KIND[backend] is None:
+    prof = profile(backend)
+    if prof.gpu_kind is None:
         return 0
-    if FAMILY[backend] != "vllm" and spec.n_gpu_layers == 0:
+    if prof.engine == LLAMA and spec.n_gpu_layers == 0:
         return 0
     if spec.gpus:
         return len(spec.gpus)
-    if FAMILY[backend] == "vllm":
+    if prof.engine == VLLM:
         return spec.tensor_parallel_size * spec.pipeline_parallel_size
     return max(len(spec.tensor_split), 1)
 

@@ -19,7 +19,8 @@ import re
 import shlex
 from dataclasses import dataclass, field, replace
 
-from xgen_declare.backends.families import FAMILY, GPU_KIND
+from xgen_declare.backends.profile import VLLM, profile
+from xgen_declare.backends.families import GPU_KIND
 from xgen_declare.config import Config
 from xgen_declare.desired.build import build_desired
 from xgen_declare.errors import Problem, RenderError
@@ -162,7 +163,7 @@ def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, confi
                     f"cannot see it: {why}", "set kubernetes.model_volume (local_dir + claim or host_path) in "
                     "xgen-declare.yaml")
         update["model_path"] = inside
-    mounts_api_key = spec.api_key_file is not None and FAMILY[backend] == "llama-server"
+    mounts_api_key = spec.api_key_file is not None and profile(backend).api_key == "file_flag"
     if mounts_api_key:
         update["api_key_file"] = f"{API_KEY_DIR}/{API_KEY_KEY}"
     if problems:
@@ -241,7 +242,7 @@ def _probe(path: str, period: float, failures: int, timeout: float) -> dict:
 def _env(decl: ModelDecl, model: Rendered, needs: GpuNeeds, config: Config) -> list[dict]:
     secret_env = config.kubernetes.secret_env
     env = {k: v for k, v in model.env.items() if v is not None and k not in secret_env}
-    if FAMILY[model.backend] == "llama-server" and model.backend.endswith("vulkan") and needs.vendor == "nvidia":
+    if profile(model.backend).pinning == "vulkan" and needs.vendor == "nvidia":
         env.setdefault("NVIDIA_DRIVER_CAPABILITIES", "compute,utility,graphics")  # the Vulkan ICD needs graphics
     out: list[dict] = [{"name": k, "value": v} for k, v in sorted(env.items())]
     for var in sorted(model.secret_env):
@@ -257,7 +258,7 @@ def deployment(decl: ModelDecl, model: Rendered, needs: GpuNeeds, config: Config
     image = image_for(config, model.backend)
     rc = config.reconciler
     container: dict = {
-        "name": FAMILY[model.backend], "image": image.image, "command": model.argv[:1], "args": model.argv[1:],
+        "name": profile(model.backend).family, "image": image.image, "command": model.argv[:1], "args": model.argv[1:],
         "ports": [{"name": "http", "containerPort": model.port, "protocol": "TCP"}],
     }
     env = _env(decl, model, needs, config)
@@ -305,7 +306,7 @@ def _volumes(decl: ModelDecl, model: Rendered, needs: GpuNeeds, config: Config, 
         mounts.append({"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True})
         volumes.append({"name": "api-key", "secret": {"secretName": api_key_secret(decl.name),
                                                       "items": [{"key": API_KEY_KEY, "path": API_KEY_KEY}]}})
-    if FAMILY[model.backend] == "vllm" and (needs.count > 1 or decl.spec.distributed):
+    if profile(model.backend).engine == VLLM and (needs.count > 1 or decl.spec.distributed):
         # NCCL between GPUs needs more than 64 MiB shm, and so does Ray's object store
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})

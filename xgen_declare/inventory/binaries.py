@@ -24,6 +24,7 @@ import sys
 from dataclasses import replace
 from typing import Any, Callable
 
+from xgen_declare.backends.profile import profile
 from xgen_declare.backends.families import DEFAULT_BINARY, GGUF_ORDER, HF_ORDER, gpu_kind_missing
 from xgen_declare.inventory.dialect import probe_dialect
 from xgen_declare.config import Config
@@ -231,11 +232,10 @@ class BackendProbe:
         out = []
         for name in GGUF_ORDER + HF_ORDER:
             if name in _GPU_BACKEND:
-                out.append(self.llama_gpu(name, "nvidia" if name.endswith("cuda") else
-                                          "amd" if name.endswith("rocm") else "any"))
+                out.append(self.llama_gpu(name, profile(name).gpu_kind or "any"))
             elif name == "llama-server-cpu":
                 out.append(self.llama_cpu())
-            elif name == "llama-cpp-python":
+            elif profile(name).python_module:
                 out.append(self.llama_cpp_python())
             else:
                 out.append(self.vllm(name))

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 
+from xgen_declare.backends.profile import profile_of
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.inventory.probecache import ProbeCache, binary_key
 
@@ -70,7 +71,7 @@ def _probe(path: str, key: str, timeout: float) -> None:
 def help_flags(backend: str, binary: str, timeout: float = 15.0) -> frozenset[str] | None:
     """Which of KNOWN_FLAGS the llama-server `binary` lists in its `--help`; None when it cannot be
     probed here (a preview for another host: the flags are rendered as asked)."""
-    if not backend.startswith("llama-server"):
+    if not _llama_server(backend):
         return None
     path = shutil.which(binary)
     key = binary_key(path) if path else None
@@ -83,8 +84,12 @@ def help_flags(backend: str, binary: str, timeout: float = 15.0) -> frozenset[st
     return frozenset(found) if isinstance(found, list) else None
 
 
+def _llama_server(backend: str) -> bool:
+    return (p := profile_of(backend)) is not None and p.llama_server
+
+
 def dialect_for(backend: str, binary: str, inventory: Inventory) -> str | None:
-    if not backend.startswith("llama-server"):
+    if not _llama_server(backend):
         return None
     inv = inventory.backend(backend)
     if inv is not None and inv.dialect and (inv.binary in (None, binary)):

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from xgen_declare.backends.profile import LLAMA, VLLM, profile_of
 from xgen_declare.names import first_control
 
 def _reject_control(value: str, what: str) -> str:
@@ -173,7 +174,7 @@ class RayCluster(BaseModel):
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
 
-def _ray_problems(spec: Any, family: str) -> list[tuple[str, str]]:
+def _ray_problems(spec: Any, engine: str) -> list[tuple[str, str]]:
     """`nodes` / `distributed` / `ray` rules; derives pipeline_parallel_size = nodes when it is not set."""
     if spec.distributed is None:
         out = []
@@ -183,7 +184,7 @@ def _ray_problems(spec: Any, family: str) -> list[tuple[str, str]]:
         if spec.ray is not None:
             out.append(("ray", "only applies with distributed: ray; add it or remove ray"))
         return out
-    if family != "vllm":
+    if engine != VLLM:
         return [("distributed", f"only vLLM backends run across hosts with Ray, not {spec.backend}; for a GGUF "
                  "model use llama.cpp RPC workers: rpc_workers")]
     out = []
@@ -217,11 +218,11 @@ def _ray_problems(spec: Any, family: str) -> list[tuple[str, str]]:
     return out
 
 
-def _rpc_problems(spec: Any, family: str) -> list[tuple[str, str]]:
+def _rpc_problems(spec: Any, engine: str) -> list[tuple[str, str]]:
     if not spec.rpc_workers:
         return [("rpc_server_host", "only applies with rpc_workers; remove it")] if spec.rpc_server_host else []
     out = []
-    if family != "llama" or spec.backend == "llama-cpp-python":
+    if engine != LLAMA or ((p := profile_of(spec.backend)) is not None and not p.llama_server):
         out.append(("rpc_workers", f"only applies to llama-server backends, not {spec.backend}; remove it or use "
                     "a llama-server backend"))
     seen: set[tuple[str, int]] = set()

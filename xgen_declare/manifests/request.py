@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema, field_validator, \
     model_validator
 
-from xgen_declare.backends.families import model_family
+from xgen_declare.backends.profile import LLAMA, engine_of, profile_of
 from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems, gguf_repo
 from xgen_declare.manifests.fields import (ArgvHost, ArgvPath,
                                            NoNewline, RayCluster, RolloutSpec, RpcWorker, _ray_problems,
@@ -234,21 +234,21 @@ class ModelLoadRequest(BaseModel):
             if tp_pp > n and self.distributed is None:
                 problems.append(("tensor_parallel_size", f"tensor_parallel_size x pipeline_parallel_size = {tp_pp} "
                                  f"needs {tp_pp} GPUs but gpus lists {n}; list more GPUs or lower the sizes"))
-        family = model_family(self.model_path, self.backend, self.hf_file)
-        problems.extend(gguf_problems(self, family))
-        foreign = VLLM_ONLY if family == "llama" else LLAMA_ONLY
+        engine = engine_of(self.model_path, self.backend, self.hf_file)
+        problems.extend(gguf_problems(self, engine))
+        foreign = VLLM_ONLY if engine == LLAMA else LLAMA_ONLY
         for name, default in foreign.items():
             if getattr(self, name) != default:
-                other = "vLLM" if family == "llama" else "llama.cpp"
+                other = "vLLM" if engine == LLAMA else "llama.cpp"
                 instead = f", or use {_EQUIVALENT[name]} for this backend" if name in _EQUIVALENT else ""
                 problems.append((name, f"only applies to {other} backends and would be ignored here; "
                                  f"remove it{instead}"))
         if self.idle_timeout is not None and self.activation != "on-demand":
             problems.append(("idle_timeout", "only applies to activation: on-demand (an always model is never "
                              "stopped for being idle); remove it or set activation: on-demand"))
-        problems.extend(_cpu_moe_problems(self, family))
-        problems.extend(_rpc_problems(self, family))
-        problems.extend(_ray_problems(self, family))
+        problems.extend(_cpu_moe_problems(self, engine))
+        problems.extend(_rpc_problems(self, engine))
+        problems.extend(_ray_problems(self, engine))
         if self.pooling is not None and self.server_type != "embedding":
             problems.append(("pooling", "only applies to server_type: embedding; remove it or set server_type"))
         if problems:
@@ -283,11 +283,11 @@ class ModelLoadRequest(BaseModel):
         return field_name in self.model_fields_set
 
 
-def _cpu_moe_problems(spec: ModelLoadRequest, family: str) -> list[tuple[str, str]]:
+def _cpu_moe_problems(spec: ModelLoadRequest, engine: str) -> list[tuple[str, str]]:
     """n_cpu_moe is llama-server's --n-cpu-moe; `auto` reads the model's GGUF header at plan time."""
-    if spec.n_cpu_moe == 0 or family != "llama":
+    if spec.n_cpu_moe == 0 or engine != LLAMA:
         return []  # off, or a vLLM model (reported with the other llama.cpp-only fields)
-    if spec.backend == "llama-cpp-python":
+    if (p := profile_of(spec.backend)) is not None and p.python_module:
         return [("n_cpu_moe", "only applies to llama-server backends, llama-cpp-python has no --n-cpu-moe; "
                  "remove it or use a llama-server backend, e.g. backend: auto")]
     if spec.n_cpu_moe == "auto" and gguf_repo(spec.model_path, spec.hf_file) is not None:

@@ -57,7 +57,7 @@ class Demand:
 
     name: str
     backend: str
-    family: str  # "llama" (llama-server, llama-cpp-python) or "vllm"
+    engine: str  # "llama" (a GGUF through llama-server or llama-cpp-python) or "vllm" (backends/profile.py)
     gpus: list[int] = field(default_factory=list)  # host GPU indices it may use, in backend order
     running: bool = False  # a live process of it holds memory now
     changing: bool = False  # that process will be replaced: its measured use no longer applies
@@ -70,6 +70,7 @@ class Demand:
     rule: Rule = OUTPUT_FIRST
     previous: tuple[int, list[float]] | None = None  # n_gpu_layers / tensor_split it was started with
     n_cpu_moe: int | str = 0  # llama-server --n-cpu-moe: N or "auto" (placement/choose.py)
+    cpu_moe_ok: bool = False  # its backend takes --n-cpu-moe (llama-server): the ledger may suggest it
     previous_cpu_moe: int | None = None  # the --n-cpu-moe it was started with (its state record)
     # vLLM
     gpu_memory_utilization: float = 0.0
@@ -239,12 +240,12 @@ def _admit_one(ledger: Ledger, d: Demand) -> Entry:
     """`_admit`; a model the prediction fails on (facts beyond what it models: a bug, not an input the
     reader let through on purpose) is 'placement unknown' with its explicit values, the others go on."""
     try:
-        return _admit(ledger, d) if d.family == "llama" else _admit_vllm(ledger, d)
+        return _admit(ledger, d) if d.engine == "llama" else _admit_vllm(ledger, d)
     except Exception as exc:
         d.warning = f"placement unknown: {type(exc).__name__}: {exc}"
         d.facts = None
-        ngl = d.n_gpu_layers if isinstance(d.n_gpu_layers, int) and d.family == "llama" else None
-        split = list(d.tensor_split) if isinstance(d.tensor_split, list) and d.family == "llama" else None
+        ngl = d.n_gpu_layers if isinstance(d.n_gpu_layers, int) and d.engine == "llama" else None
+        split = list(d.tensor_split) if isinstance(d.tensor_split, list) and d.engine == "llama" else None
         return Entry(d.name, {}, "unknown", n_gpu_layers=ngl, tensor_split=split)
 
 
@@ -252,7 +253,7 @@ def _current_use(d: Demand, devices: list[Device]) -> dict[str, int]:
     """What a running model holds now: measured buffers, else the prediction of its start values."""
     if d.actual:
         return dict(d.actual)
-    if d.family == "vllm":
+    if d.engine == "vllm":
         return _vllm_use(d, {dev.key: dev for dev in devices})
     if d.facts is None:
         return {}
@@ -348,7 +349,7 @@ def _llama_collision(ledger: Ledger, d: Demand, pred: Prediction, budgets: list[
             hints.append(f"try n_gpu_layers ≤ {best.n_gpu_layers}")
         elif d.n_gpu_layers != "auto":
             hints.append("try n_gpu_layers: 0 (CPU only)")
-        if d.n_cpu_moe != "auto" and d.backend.startswith("llama-server"):
+        if d.n_cpu_moe != "auto" and d.cpu_moe_ok:
             moe = choose(d.facts, d.settings, budgets, d.n_gpu_layers, split, d.rule,  # type: ignore[arg-type]
                          n_cpu_moe="auto")
             if moe.n_cpu_moe and fits(moe, budgets):

@@ -64,6 +64,6 @@ def test_swa_full_in_extra_args_reaches_the_kv_prediction():
     from types import SimpleNamespace
 
     spec = dict(ctx_size=8192, parallel=1, cache_type_k="f16", cache_type_v="f16", flash_attn="auto")
-    on = demands._settings(SimpleNamespace(spec=SimpleNamespace(**spec, extra_args=["--swa-full"])), "llama-server")
-    off = demands._settings(SimpleNamespace(spec=SimpleNamespace(**spec, extra_args=[])), "llama-server")
+    on = demands._settings(SimpleNamespace(spec=SimpleNamespace(**spec, extra_args=["--swa-full"])), "llama-server-cpu")
+    off = demands._settings(SimpleNamespace(spec=SimpleNamespace(**spec, extra_args=[])), "llama-server-cpu")
     assert on.swa_full and not off.swa_full

@@ -14,7 +14,7 @@ from xgen_declare.manifests.load import load_paths
 from xgen_declare.desired.demands import place
 from xgen_declare.desired.resolve import resolve
 from xgen_declare.backends.modelpath import gguf_repo
-from xgen_declare.backends.families import model_family
+from xgen_declare.backends.profile import engine_of
 from xgen_declare.manifests.request import ModelLoadRequest
 
 REPO_ID = "TheBloke/Llama-2-7B-GGUF"
@@ -28,13 +28,13 @@ def problems_of(write, text: str) -> list[str]:
 @pytest.mark.parametrize("path", [REPO_ID, "bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M", "org/model:q8_0",
                                   "unsloth/phi-4-gguf"])
 def test_gguf_repositories_are_llama_models(path):
-    assert model_family(path, "auto") == "llama"
+    assert engine_of(path, "auto") == "llama"
 
 
 @pytest.mark.parametrize("path", ["meta-llama/Llama-3.3-70B-Instruct", "/models/gguf/qwen-hf-dir",
                                   "./gguf-dir", "a/b/c-GGUF", "org/model:"])
 def test_other_paths_are_not_gguf_repositories(path):
-    assert model_family(path, "auto") == "vllm"
+    assert engine_of(path, "auto") == "vllm"
 
 
 @pytest.mark.parametrize("path", ["models/x.gguf", "org/x-GGUF.gguf", "/m/org/x.gguf"])
@@ -120,7 +120,7 @@ def test_hf_file_rules(write):
         "or org/name:QUANT) (remove it)"]
     # a repository not named *gguf*: hf_file says it holds GGUF files
     assert problems_of(write, model_yaml(model_path="org/model", hf_file="sub/model-q4.gguf")) == []
-    assert model_family("org/model", "auto", "sub/model-q4.gguf") == "llama"
+    assert engine_of("org/model", "auto", "sub/model-q4.gguf") == "llama"
 
 
 def test_user_template_without_hf_repo_is_an_error_not_a_wrong_command(tmp_path, write):
