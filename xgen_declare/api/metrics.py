@@ -25,7 +25,7 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from xgen_declare.reconciler.client import status_rows
+from xgen_declare.reconciler.client import StatusRow, status_rows
 from xgen_declare.processes.state_store import StateStore
 from xgen_declare.states import State
 from xgen_declare.api.declare import relative
@@ -35,13 +35,13 @@ START_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 PASS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-def _info_labels(row: dict, root: str | None) -> list[str]:
-    prov = row.get("provenance") or {}
-    file = prov.get("file") or row.get("file")
+def _info_labels(row: StatusRow, root: str | None) -> list[str]:
+    prov = row.provenance or {}
+    file = prov.get("file") or row.file
     if file and root:
         file = relative(root, file)
     dirty = prov.get("dirty")
-    return [row["name"], row.get("spec_hash") or "", file or "", prov.get("sha256") or "", prov.get("commit") or "",
+    return [row.name, row.spec_hash or "", file or "", prov.get("sha256") or "", prov.get("commit") or "",
             "" if dirty is None else str(bool(dirty)).lower()]
 
 
@@ -66,11 +66,11 @@ class _Live:
         for r in rows:
             info.add_metric(_info_labels(r, roots[0] if roots else None), 1.0)
             for s in State:
-                state.add_metric([r["name"], s.value], 1.0 if r["state"] == s.value else 0.0)
-            restarts.add_metric([r["name"]], float(r["restarts"]))
-            rec = records.get(r["name"])
-            up = now - rec.ready_at if rec and rec.ready_at and r["state"] == State.READY.value else 0.0
-            ready.add_metric([r["name"]], max(0.0, up))
+                state.add_metric([r.name, s.value], 1.0 if r.state == s else 0.0)
+            restarts.add_metric([r.name], float(r.restarts))
+            rec = records.get(r.name)
+            up = now - rec.ready_at if rec and rec.ready_at and r.state == State.READY else 0.0
+            ready.add_metric([r.name], max(0.0, up))
         yield from (state, restarts, ready, info)
         yield from self._write_failures()
         inv = self.inventory()

@@ -207,8 +207,8 @@ def _models(ctx: ApiContext, request_host: str, name: str | None = None) -> list
     records: dict = {}
     rows = status_rows(store, ctx.env.proc_root, [name] if name else None, records=records)  # one read for both
     ledger = ctx.metrics.ledger
-    return [model_json(r, records.get(r["name"]), ctx.root, ctx.scrub, ctx.settings.advertise_host, request_host,
-                       ledger) for r in rows if name is None or r["name"] == name]
+    return [model_json(r, records.get(r.name), ctx.root, ctx.scrub, ctx.settings.advertise_host, request_host,
+                       ledger) for r in rows if name is None or r.name == name]
 
 
 @router.get(P + "/models")

@@ -8,6 +8,8 @@ from xgen_declare.processes.state_store import Record
 from xgen_declare.api.declare import API_DIR, relative
 from xgen_declare.http.security import Scrubber
 from xgen_declare.processes.spec import REDACTED
+from xgen_declare.reconciler.client import StatusRow
+from xgen_declare.states import State
 
 _SECRET_FLAG = re.compile(r"(token|secret|password|passwd|api[-_]?key|credential)", re.I)
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
@@ -70,26 +72,26 @@ def memory_json(entry, rec: Record | None) -> dict | None:
     return out
 
 
-def model_json(row: dict, rec: Record | None, root: str, scrub: Scrubber, advertise_host: str | None,
+def model_json(row: StatusRow, rec: Record | None, root: str, scrub: Scrubber, advertise_host: str | None,
                request_host: str, ledger=None) -> dict:
-    file = relative(root, row.get("file"))
-    out = {k: row[k] for k in ("name", "state", "backend", "pid", "port")}
-    out["endpoint"] = advertised_endpoint(rec.host if rec else None, row["port"], row["endpoint"], advertise_host,
+    file = relative(root, row.file)
+    out = {"name": row.name, "state": row.state.value, "backend": row.backend, "pid": row.pid, "port": row.port}
+    out["endpoint"] = advertised_endpoint(rec.host if rec else None, row.port, row.endpoint, advertise_host,
                                           request_host)
-    out.update({k: row[k] for k in ("restarts", "uptime", "held")})
-    out["last_error"] = scrub.text(row["last_error"])
-    out["manifest_error"] = scrub.text(row["manifest_error"])
+    out.update({"restarts": row.restarts, "uptime": row.uptime, "held": row.held})
+    out["last_error"] = scrub.text(row.last_error)
+    out["manifest_error"] = scrub.text(row.manifest_error)
     out["file"] = file
     out["source"] = "api" if file and file.startswith(API_DIR + "/") else "file"
-    out["spec_hash"] = row.get("spec_hash")
-    out["provenance"] = provenance_json(row.get("provenance"), root)
-    out["last_good_spec_hash"] = row.get("last_good_spec_hash")
-    out["rollout_error"] = scrub.text(row.get("rollout_error"))
+    out["spec_hash"] = row.spec_hash
+    out["provenance"] = provenance_json(row.provenance, root)
+    out["last_good_spec_hash"] = row.last_good_spec_hash
+    out["rollout_error"] = scrub.text(row.rollout_error)
     if rec is not None:
         out["argv"] = redact_argv(list(rec.argv))
         out["gpus"] = rec.gpus
-        out["started_at"] = rec.started_at if row["pid"] else None
-        out["ready_at"] = rec.ready_at if row["state"] == "Ready" else None
-    entry = ledger.entry(row["name"]) if ledger is not None else None
+        out["started_at"] = rec.started_at if row.pid else None
+        out["ready_at"] = rec.ready_at if row.state == State.READY else None
+    entry = ledger.entry(row.name) if ledger is not None else None
     out["memory"] = memory_json(entry, rec)
     return out

@@ -45,19 +45,19 @@ def command(dirs: tuple[str, ...], dry_run: bool, wait: bool, timeout: float, ou
     result, _sup = converge_once(env, wait_ready=wait, timeout=timeout)
     rows = status_rows(env.store, env.proc_root)
     if output == "json":
-        print_json({"plan": result.plan.to_json(), "status": rows})
+        print_json({"plan": result.plan.to_json(), "status": [r.to_json() for r in rows]})
     else:
         click.echo(result.plan.format())
         click.echo()
-        click.echo(table([[r["name"], r["state"], r["pid"], r["endpoint"], r["last_error"]] for r in rows],
+        click.echo(table([[r.name, r.state.value, r.pid, r.endpoint, r.last_error] for r in rows],
                          ["NAME", "STATE", "PID", "ENDPOINT", "LAST ERROR"]))
     for p in result.problems:
         eprint(p)
-    ok = {State.READY.value, State.STOPPED.value} | ({State.STARTING.value} if not wait else set())
-    if result.problems or any(r["state"] == State.INVALID.value for r in rows):
+    ok = {State.READY, State.STOPPED} | ({State.STARTING} if not wait else set())
+    if result.problems or any(r.state == State.INVALID for r in rows):
         return ExitCode.INVALID_INPUT
     surged = {a.name for a in result.plan.actions if a.surge}
-    failed = [r for r in rows if r["name"] in surged and r["rollout_error"]]  # the old one kept serving
+    failed = [r for r in rows if r.name in surged and r.rollout_error]  # the old one kept serving
     for r in failed:
-        eprint(f"{r['name']}: {r['rollout_error'].splitlines()[0]}")
-    return ExitCode.OK if all(r["state"] in ok for r in rows) and not failed else ExitCode.NOT_CONVERGED
+        eprint(f"{r.name}: {(r.rollout_error or '').splitlines()[0]}")
+    return ExitCode.OK if all(r.state in ok for r in rows) and not failed else ExitCode.NOT_CONVERGED

@@ -36,8 +36,8 @@ def run_verb(verb: str, names: tuple[str, ...], timeout: float) -> int:
         if not env.paths:
             eprint("stopped (no manifests dir recorded)")
     rows = status_rows(env.store, env.proc_root, targets)
-    click.echo(table([[r["name"], r["state"] + (" (held)" if r["held"] else ""), r["pid"], r["endpoint"]]
+    click.echo(table([[r.name, r.state.value + (" (held)" if r.held else ""), r.pid, r.endpoint]
                       for r in rows], ["NAME", "STATE", "PID", "ENDPOINT"]))
-    goal = State.STOPPED.value if verb == "down" else State.READY.value
-    return ExitCode.OK if all(r["state"] == goal for r in rows) else ExitCode.NOT_CONVERGED
+    goal = State.STOPPED if verb == "down" else State.READY
+    return ExitCode.OK if all(r.state == goal for r in rows) else ExitCode.NOT_CONVERGED
 

@@ -38,9 +38,8 @@ def show(result: Pass, output: str) -> None:
     for name, r in sorted(rendered.items()):
         if r.backend_note:
             eprint(f"note: {name}: backend {r.backend}: {r.backend_note}")
-        for w in r.warnings:
-            if w.startswith("rpc_workers"):
-                eprint(f"warning: {name}: {w}")
+        for w in r.plan_warnings:
+            eprint(f"warning: {name}: {w}")
 
 
 @click.command(short_help="Show what apply would change, and why")

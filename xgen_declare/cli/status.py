@@ -34,15 +34,14 @@ def command(names: tuple[str, ...], output: str) -> int:
         eprint(f"daemon: state_write_failed: {format_write_failure(f)}; the daemon supervises from memory "
                "and writes the records again once the state dir is writable")
     if output == "json":
-        print_json(rows)
+        print_json([r.to_json() for r in rows])
         return 0
     body = []
     for r in rows:
-        state = r["state"] + (" (held)" if r["held"] else "")
-        err = (r["manifest_error"] and f"manifest: {r['manifest_error']}" or r["last_error"]
-               or r["rollout_error"] and f"rolled back: {r['rollout_error']}")
-        body.append([r["name"], state, r["backend"], r["pid"], r["port"], r["endpoint"], r["restarts"],
-                     fmt_uptime(r["uptime"]), (err or "").splitlines()[0] if err else None])
+        state = r.state.value + (" (held)" if r.held else "")
+        err = r.error
+        body.append([r.name, state, r.backend, r.pid, r.port, r.endpoint, r.restarts,
+                     fmt_uptime(r.uptime), err.splitlines()[0] if err else None])
     click.echo(table(body, ["NAME", "STATE", "BACKEND", "PID", "PORT", "ENDPOINT", "RESTARTS", "UPTIME",
                             "ERROR"]))
     pid = daemon_pid(store)

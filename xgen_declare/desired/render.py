@@ -246,7 +246,8 @@ class Renderer:
         if spec_data["n_cpu_moe"] and "--n-cpu-moe" not in argv:
             raise RenderError(f"template {template} does not pass n_cpu_moe on (no --n-cpu-moe in its output); "
                               "see the shipped template", field="spec.n_cpu_moe")
-        workers = self._rpc_workers(decl, prof.llama_server, binary, template, argv, warnings)
+        plan_warnings: list[str] = []
+        workers = self._rpc_workers(decl, prof.llama_server, binary, template, argv, warnings, plan_warnings)
         host_for_url = f"[{spec.host}]" if ":" in spec.host else spec.host
         return Rendered(
             name=decl.name, backend=backend, argv=argv, env=env, port=port.port, host=spec.host,
@@ -255,7 +256,7 @@ class Renderer:
             ready_timeout=spec.ready_timeout, stop_grace=spec.stop_grace, enabled=spec.enabled,
             backend_note=selection.explain() if selection.noteworthy else None,
             binary_from_manifest=bool(spec.binary), gpus=spec.gpus, file=decl.file, secret_env=secret_env,
-            warnings=warnings, workers=workers, placement=res.placement_values())
+            warnings=warnings, plan_warnings=plan_warnings, workers=workers, placement=res.placement_values())
 
     def _n_cpu_moe(self, res: Resolved, binary: str, warnings: list[str]) -> int:
         """The --n-cpu-moe to render: the manifest's number or placement's choice for `auto`; only for a
@@ -278,7 +279,7 @@ class Renderer:
         return int(n)
 
     def _rpc_workers(self, decl: ModelDecl, llama_server: bool, binary: str, template: str, argv: list[str],
-                     warnings: list[str]) -> list[WorkerSpec]:
+                     warnings: list[str], plan_warnings: list[str]) -> list[WorkerSpec]:
         spec = decl.spec
         if not spec.rpc_workers:
             return []
@@ -286,7 +287,9 @@ class Renderer:
             raise RenderError(f"template {template} does not pass rpc_workers on (no --rpc in its output)",
                               field="spec.rpc_workers")
         names = rpc.host_names(self.config)
-        warnings.extend(f"rpc_workers[{i}]: {w}" for i, w in rpc.rpc_warnings(spec, self.config, names))
+        exposed = [f"rpc_workers[{i}]: {w}" for i, w in rpc.rpc_warnings(spec, self.config, names)]
+        warnings.extend(exposed)
+        plan_warnings.extend(exposed)
         worker_bin = rpc.worker_binary(self.config, binary)
         return rpc.render_workers(self.argv, decl.name, spec, worker_bin, self.config, names)
 

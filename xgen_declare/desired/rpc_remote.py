@@ -73,7 +73,7 @@ def render_entry(rw: RemoteWorker, renderer: Renderer, config: Config) -> Render
         endpoint=f"{where}:{w.port}", readiness_path=TCP_PROBE, binary=ws.argv[0], dialect=None,
         backend_reason=f"RPC worker of {decl.name}, whose llama-server runs on {spec.rpc_server_host}",
         port_source="manifest", ready_timeout=ws.ready_timeout, stop_grace=WORKER_STOP_GRACE,
-        enabled=spec.enabled, gpus=None, file=decl.file, warnings=warnings)
+        enabled=spec.enabled, gpus=None, file=decl.file, warnings=warnings, plan_warnings=list(warnings))
 
 
 def worker_entries(workers: list[RemoteWorker], declared: set[str], taken: set[str], renderer: Renderer,

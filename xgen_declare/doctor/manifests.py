@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from xgen_declare.config import Config, load_config
 from xgen_declare.reconciler.client import daemon_pid, fmt_uptime, status_rows
+from xgen_declare.states import State
 from xgen_declare.desired.checks import host_problems
 from xgen_declare.desired.resolve import resolve
 from xgen_declare.errors import Problem, ProblemsError
@@ -18,7 +19,7 @@ from xgen_declare.processes.state_store import StateStore
 from xgen_declare.doctor.findings import Finding
 
 VALIDATE_FIX = "`xgen-declare validate DIR` lists every problem with its file, line and field"
-TROUBLED = {"Failed", "CrashLoopBackOff", "Unhealthy", "Blocked", "Invalid", "Exited"}
+TROUBLED = {State.FAILED, State.CRASH_LOOP_BACK_OFF, State.UNHEALTHY, State.BLOCKED, State.INVALID, State.EXITED}
 
 
 def _first(problems: list[Problem]) -> str:
@@ -86,16 +87,16 @@ def daemon_findings(store: StateStore, proc_root: str) -> tuple[list[Finding], d
     else:
         out.append(Finding("daemon", "ok", "not running (start it: `xgen-declare run DIR`; or converge once: "
                            "`xgen-declare apply DIR`)"))
-    ours = {r["pid"]: r["name"] for r in rows if r["pid"]}
+    ours = {r.pid: r.name for r in rows if r.pid}
     if rows:
         counts: dict[str, int] = {}
         for r in rows:
-            counts[r["state"]] = counts.get(r["state"], 0) + 1
+            counts[r.state.value] = counts.get(r.state.value, 0) + 1
         out.append(Finding("models", "ok", f"{len(rows)} model(s) in the state dir: "
                            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))))
     for r in rows:
-        if r["state"] in TROUBLED:
-            why = r["manifest_error"] or r["last_error"] or "no error recorded"
-            out.append(Finding("models", "warn", f"{r['name']}: {r['state']}: {why.splitlines()[0]}",
-                               f"`xgen-declare logs {r['name']}` shows its output; `xgen-declare status` its state"))
+        if r.state in TROUBLED:
+            why = r.manifest_error or r.last_error or "no error recorded"
+            out.append(Finding("models", "warn", f"{r.name}: {r.state.value}: {why.splitlines()[0]}",
+                               f"`xgen-declare logs {r.name}` shows its output; `xgen-declare status` its state"))
     return out, ours, pid

@@ -47,6 +47,8 @@ class Rendered:
     file: str | None = None
     secret_env: dict[str, str] = field(default_factory=dict)  # env var -> file its value is read from
     warnings: list[str] = field(default_factory=list)
+    # of those, what `plan` prints too: RPC workers reachable from the network (a plan reader must see it)
+    plan_warnings: list[str] = field(default_factory=list)
     workers: list[WorkerSpec] = field(default_factory=list)  # local RPC workers, started before argv
     placement: Placed | None = None  # n_gpu_layers / tensor_split as rendered (Resolved.placement_values)
 

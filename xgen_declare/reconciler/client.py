@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass, fields
 
 from xgen_declare.processes import pids
 from xgen_declare.processes.state_store import Record, StateStore
@@ -72,8 +73,44 @@ def live_records(store: StateStore, info: dict) -> dict[str, Record]:
     return records
 
 
+@dataclass(frozen=True)
+class StatusRow:
+    """One model as `status`, the API, /metrics and doctor show it; `to_json()` is the `status -o json` object."""
+
+    name: str
+    state: State
+    backend: str | None
+    pid: int | None                 # only while the recorded process is alive
+    port: int | None
+    endpoint: str | None
+    restarts: int
+    uptime: int | None              # seconds since it started, while alive
+    last_error: str | None
+    manifest_error: str | None
+    held: bool
+    file: str | None
+    state_write_failed: str | None  # why the daemon cannot write its record now
+    spec_hash: str | None
+    provenance: dict | None
+    last_good_spec_hash: str | None
+    rollout_error: str | None
+    surge: dict | None              # a surge's new process: spec_hash, pid, port, state
+    retiring: dict | None           # a surge's old process, draining
+
+    @property
+    def error(self) -> str | None:
+        """What to show in one column: the manifest's problem, else the last error, else a rollback."""
+        return (self.manifest_error and f"manifest: {self.manifest_error}" or self.last_error
+                or self.rollout_error and f"rolled back: {self.rollout_error}") or None
+
+    def to_json(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["state"] = self.state.value
+        return data
+
+
 def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | None = None,
-                records: dict[str, Record] | None = None) -> list[dict]:
+                records: dict[str, Record] | None = None) -> list[StatusRow]:
     """`status -o json` objects. A record claiming a running state whose process is gone shows Exited while a
     daemon runs (it records what followed within a step) and Failed without one.
     `records`, when given, receives the records the rows were made from (one read for both)."""
@@ -102,12 +139,12 @@ def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | 
             else:
                 st, last_error = State.FAILED, f"process {r.pid} is gone (no daemon noticed yet)"
         up = round(now - r.started_at) if alive and r.started_at else None
-        rows.append({"name": name, "state": st.value, "backend": r.backend or None, "pid": r.pid if alive else None,
-                     "port": r.port, "endpoint": r.endpoint, "restarts": r.restarts, "uptime": up,
-                     "last_error": last_error, "manifest_error": r.manifest_error, "held": r.held,
-                     "file": r.file, "state_write_failed": write_failed, "spec_hash": r.spec_hash,
-                     "provenance": r.provenance, "last_good_spec_hash": r.last_good_spec_hash,
-                     "rollout_error": r.rollout_error, "surge": _side(r.surge), "retiring": _side(r.retiring)})
+        rows.append(StatusRow(name=name, state=st, backend=r.backend or None, pid=r.pid if alive else None,
+                              port=r.port, endpoint=r.endpoint, restarts=r.restarts, uptime=up,
+                              last_error=last_error, manifest_error=r.manifest_error, held=r.held, file=r.file,
+                              state_write_failed=write_failed, spec_hash=r.spec_hash, provenance=r.provenance,
+                              last_good_spec_hash=r.last_good_spec_hash, rollout_error=r.rollout_error,
+                              surge=_side(r.surge), retiring=_side(r.retiring)))
     return rows
 
 

@@ -190,7 +190,7 @@ class Daemon:
         else:  # the rows the CLI would print, without a subprocess per poll
             from xgen_declare.processes.state_store import StateStore
             from xgen_declare.reconciler.client import status_rows
-            rows = status_rows(StateStore(self.state))
+            rows = [r.to_json() for r in status_rows(StateStore(self.state))]
         return {m["name"]: m for m in rows}
 
     def wait_status(self, pred: Callable[[dict[str, dict]], object], timeout: float | None = None,

@@ -33,7 +33,7 @@ def test_gone_process_shows_exited_while_a_daemon_runs(tmp_path):
     try:
         ident = pids.identify(os.getpid())
         store.write_daemon_info({"pid": os.getpid(), "start_ticks": ident.start_ticks, "boot_id": ident.boot_id})
-        [row] = status_rows(store)
+        [row] = [r.to_json() for r in status_rows(store)]
     finally:
         store.unlock()
     assert row["state"] == "Exited" and row["pid"] is None
@@ -43,6 +43,6 @@ def test_gone_process_shows_exited_while_a_daemon_runs(tmp_path):
 
 def test_gone_process_shows_failed_without_a_daemon(tmp_path):
     store, pid = _store_with_dead_model(tmp_path)
-    [row] = status_rows(store)
+    [row] = [r.to_json() for r in status_rows(store)]
     assert row["state"] == "Failed" and row["pid"] is None
     assert row["last_error"] == f"process {pid} is gone (no daemon noticed yet)"

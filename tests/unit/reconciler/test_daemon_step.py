@@ -54,7 +54,7 @@ def test_state_write_failed_is_reported_once_per_pass_until_the_dir_heals(daemon
     assert not path.exists() and daemon.sup.procs["m"].state.value == "Stopped"
 
     # `status` (another process's view: a second StateStore) shows the daemon's state and the failure
-    row = status_rows(StateStore(store.root))[0]
+    row = status_rows(StateStore(store.root))[0].to_json()
     assert (row["name"], row["state"]) == ("m", "Stopped")
     assert row["state_write_failed"] == f"cannot write {path}: Read-only file system (errno 30 EROFS)"
     metrics = Metrics(store).render().decode()
@@ -70,7 +70,7 @@ def test_state_write_failed_is_reported_once_per_pass_until_the_dir_heals(daemon
     assert json.loads(path.read_text())["state"] == "Stopped"
     assert caplog.text.count("state dir writable again: every record is written") == 1
     assert "state_write_failed" not in store.daemon_info()
-    assert status_rows(StateStore(store.root))[0]["state_write_failed"] is None
+    assert status_rows(StateStore(store.root))[0].state_write_failed is None
     assert "xgen_state_write_failures 0.0" in Metrics(store).render().decode()
     assert caplog.text.count("state_write_failed: cannot") == 2
 
