@@ -11,11 +11,12 @@ import hashlib
 import json
 import re
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from typing import Mapping
 
 from xgen_declare.names import CONTROL_RE, escape_controls
 from xgen_declare.processes.rpc_workers import WorkerSpec
+from xgen_declare.processes.identity import IDENTITY_FIELDS, Identity
 from xgen_declare.processes.settings import InPlace, Placed
 from xgen_declare.processes.state_store import Record
 from xgen_declare.states import State
@@ -60,6 +61,12 @@ class Rendered:
         if self.workers:
             identity["rpc_workers"] = [list(w.argv) for w in self.workers]
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    def identity(self, binary_id: str | None = None, env_digest: Mapping[str, str | None] | None = None) -> Identity:
+        """What would run, as the planner compares it (`binary_id`, `env_digest`: gathered from the host)."""
+        return Identity(name=self.name, spec_hash=self.spec_hash(), argv=tuple(self.argv), port=self.port,
+                        backend=self.backend, host=self.host, gpus=tuple(self.gpus) if self.gpus is not None else None,
+                        env_digest=dict(env_digest or {}), binary_id=binary_id, file=self.file)
 
     def merged_env(self, base: dict[str, str]) -> dict[str, str]:
         """`base` (e.g. os.environ) with this model's env applied; a None value removes the variable."""
@@ -127,20 +134,11 @@ def _group_flags(parts: list[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Want:
-    """A model as the manifests want it (rendered), plus facts about the host gathered beforehand."""
+class Want(Identity):
+    """A model as the manifests want it (rendered: its Identity), plus facts about the host gathered beforehand."""
 
-    name: str
-    spec_hash: str
-    argv: tuple[str, ...]
-    port: int
-    backend: str = ""
-    host: str = "127.0.0.1"
-    gpus: tuple[int, ...] | None = None
-    env_digest: Mapping[str, str | None] = field(default_factory=dict)
-    binary_id: str | None = None     # None: the executable was not found
+    _: KW_ONLY
     enabled: bool = True
-    file: str | None = None
     blocked: str | None = None       # why it cannot start now (binary missing, explicit port taken, ...)
     idle: str | None = None          # on-demand and not wanted now (no request / idle / evicted): why
     settings: InPlace | None = None  # what changes without a restart (reconciler/rollout.py); None: not known
@@ -150,21 +148,12 @@ class Want:
 
 
 @dataclass(frozen=True)
-class Seen:
-    """A model as the state dir (checked against /proc) shows it."""
+class Seen(Identity):
+    """A model as the state dir (checked against /proc) shows it: the recorded Identity, and its state."""
 
-    name: str
+    _: KW_ONLY
     state: State
     running: bool                    # a live process whose identity matches the record
-    spec_hash: str | None = None
-    argv: tuple[str, ...] = ()
-    port: int | None = None
-    backend: str = ""
-    host: str = "127.0.0.1"
-    gpus: tuple[int, ...] | None = None
-    env_digest: Mapping[str, str | None] = field(default_factory=dict)
-    binary_id: str | None = None
-    file: str | None = None
     held: bool = False
     held_hash: str | None = None
     last_error: str | None = None
@@ -178,9 +167,8 @@ class Seen:
     @classmethod
     def of(cls, r: Record, running: bool, successor: Record | None = None) -> "Seen":
         """The planner's view of a record (`successor`: the record of a surge under way)."""
-        return cls(name=r.name, state=r.state_enum, running=running, spec_hash=r.spec_hash, argv=tuple(r.argv),
-                   port=r.port, backend=r.backend, host=r.host, gpus=tuple(r.gpus) if r.gpus is not None else None,
-                   env_digest=dict(r.env_digest), binary_id=r.binary_id, file=r.file, held=r.held,
+        ident = r.identity
+        return cls(**{f: getattr(ident, f) for f in IDENTITY_FIELDS}, state=r.state_enum, running=running, held=r.held,
                    held_hash=r.held_hash, last_error=r.last_error, buffers=r.buffers_mib, settings=r.settings,
                    failed_hash=r.failed_spec_hash, placement=r.placement,
                    surge_hash=successor.spec_hash if successor else None,

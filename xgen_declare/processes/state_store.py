@@ -44,6 +44,7 @@ from xgen_declare.processes.statefiles import (LINK_WORDS, SMALL_LIMIT, atomic_w
 
 __all__ = ["OWNER_ENV", "HISTORY_KEEP", "Record", "StateStore", "atomic_write", "fsync_dir", "held_ports",
            "make_private_dir"]  # atomic_write, fsync_dir: api/declare.py and testing/fakes.py import them here
+from xgen_declare.processes.identity import Identity
 from xgen_declare.processes.settings import InPlace, Placed
 from xgen_declare.states import State, parse_state
 
@@ -100,6 +101,19 @@ class Record:
     @property
     def state_enum(self) -> State:
         return parse_state(self.state)
+
+    @property
+    def identity(self) -> Identity:
+        """What the recorded process is (the record keeps it flat in its JSON)."""
+        return Identity(name=self.name, spec_hash=self.spec_hash, argv=tuple(self.argv), port=self.port,
+                        backend=self.backend, host=self.host, gpus=tuple(self.gpus) if self.gpus is not None else None,
+                        env_digest=dict(self.env_digest), binary_id=self.binary_id, file=self.file)
+
+    def take(self, ident: Identity) -> None:
+        """The identity of the process being spawned (the name stays the record's)."""
+        self.spec_hash, self.argv, self.port, self.host = ident.spec_hash, list(ident.argv), ident.port, ident.host
+        self.backend, self.gpus = ident.backend, list(ident.gpus) if ident.gpus is not None else None
+        self.env_digest, self.binary_id, self.file = dict(ident.env_digest), ident.binary_id, ident.file
 
     def to_json(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in TYPED}

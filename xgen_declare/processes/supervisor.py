@@ -349,22 +349,19 @@ class Supervisor:
             self.set_state(p, State.FAILED if self.one_shot else State.BLOCKED, rec.last_error)
             return
         os.close(fd)
-        ident = pids.identify(child.pid, self.proc_root)
+        pid_ident = pids.identify(child.pid, self.proc_root)
         if count:
             rec.restarts += 1
         p.count_next = False
         p.backoff.unhealthy()  # a new run: it counts as a Ready run (backoff.py) only once it is Ready
         w = p.want
-        rec.backend, rec.pid, rec.marker = spec.backend, child.pid, marker
-        rec.start_ticks = ident.start_ticks if ident else None
-        rec.boot_id = ident.boot_id if ident else pids.boot_id(self.proc_root)
-        rec.spec_hash, rec.argv, rec.port, rec.host = spec.spec_hash(), list(spec.argv), spec.port, spec.host
-        rec.binary_id = w.binary_id if w else None
-        rec.settings = w.settings if w else None
-        rec.placement = spec.placement
-        rec.env_digest = dict(w.env_digest) if w else {}
-        rec.endpoint, rec.readiness_path, rec.gpus = spec.endpoint, spec.readiness_path, spec.gpus
-        rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
+        rec.take(spec.identity(w.binary_id if w else None, w.env_digest if w else None))
+        rec.pid, rec.marker = child.pid, marker
+        rec.start_ticks = pid_ident.start_ticks if pid_ident else None
+        rec.boot_id = pid_ident.boot_id if pid_ident else pids.boot_id(self.proc_root)
+        rec.settings, rec.placement = (w.settings if w else None), spec.placement
+        rec.endpoint, rec.readiness_path = spec.endpoint, spec.readiness_path
+        rec.stop_grace, rec.ready_timeout = spec.stop_grace, spec.ready_timeout
         rec.started_at, rec.ready_at, rec.provenance = time.time(), None, prov.to_json()
         p.popen, p.killed, p.probe_failures, p.last_probe = child, False, 0, ""
         p.ready_deadline, p.next_probe_at, p.next_start_at = now + spec.ready_timeout, now, None

@@ -97,9 +97,7 @@ def want_for(r: Rendered, foreign_ports: set[int], placement_blocked: str | None
     elif r.port_source == "manifest" and r.port in foreign_ports:
         blocked = (f"port {r.port} (spec.port) is in use by a process not started by xgen-declare; it is "
                    f"left alone: free the port or change spec.port")
-    return Want(name=r.name, spec_hash=r.spec_hash(), argv=tuple(r.argv), port=r.port, backend=r.backend,
-                host=r.host, gpus=tuple(r.gpus) if r.gpus is not None else None, env_digest=env_digest(r),
-                binary_id=binary, enabled=r.enabled, file=r.file, blocked=blocked)
+    return Want(**vars(r.identity(binary, env_digest(r))), enabled=r.enabled, blocked=blocked)
 
 
 def seen_from_records(records: dict[str, Record], proc_root: str = "/proc") -> dict[str, Seen]:

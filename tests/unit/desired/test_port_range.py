@@ -61,8 +61,7 @@ def test_a_full_range_still_applies_an_unrelated_edit(write):
     for n in ("a", "b", "c"):
         write(f"{n}.yaml", m(n))
     first = compute([str(write.root)], _config(), Inventory(), {}, ports_in_use=set)
-    seen = {n: Seen(n, State.READY, True, spec_hash=w.spec_hash, argv=w.argv, port=w.port, backend=w.backend,
-                    env_digest=w.env_digest, binary_id=w.binary_id, file=w.file)
+    seen = {n: Seen(**vars(w.identity()), state=State.READY, running=True)
             for n, w in first.wants.items() if n != "c"}
     write("b.yaml", m("b", ctx_size=8192))  # the edit the full range used to swallow
     result = compute([str(write.root)], _config(), Inventory(), seen, ports_in_use=set)

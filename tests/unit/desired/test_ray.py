@@ -194,12 +194,12 @@ def test_ray_node_name_too_long_for_a_model_name(write, monkeypatch):
 # ---- ordering and the TCP probe ----------------------------------------------------------------------
 def test_vllm_waits_for_its_head():
     wants = {"m": Want("m", "h1", ("vllm",), 8001), "m-ray-head": Want("m-ray-head", "h2", ("ray",), 6390)}
-    starting = {"m-ray-head": Seen("m-ray-head", State.STARTING, True)}
+    starting = {"m-ray-head": Seen("m-ray-head", state=State.STARTING, running=True)}
     assert wait_for_head(wants, starting)["m"].blocked == "waiting for its Ray head m-ray-head to be Ready"
     assert wait_for_head(wants, {})["m"].blocked is not None
-    ready = {"m-ray-head": Seen("m-ray-head", State.READY, True)}
+    ready = {"m-ray-head": Seen("m-ray-head", state=State.READY, running=True)}
     assert wait_for_head(wants, ready)["m"].blocked is None
-    running = {**starting, "m": Seen("m", State.READY, True)}
+    running = {**starting, "m": Seen("m", state=State.READY, running=True)}
     assert wait_for_head(wants, running)["m"].blocked is None  # a running vLLM is left alone
 
 

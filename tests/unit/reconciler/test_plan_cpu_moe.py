@@ -98,7 +98,7 @@ def test_a_running_auto_model_keeps_the_n_its_record_says(tmp_path, mixtral):
     want = first.wants["mixtral"]
     n = first.plan.ledger.entry("mixtral").n_cpu_moe
     base = dict(spec_hash="old", argv=("llama-server",), port=want.port, backend=want.backend, gpus=want.gpus)
-    seen = {"mixtral": Seen("mixtral", State.READY, True, **base,
+    seen = {"mixtral": Seen("mixtral", state=State.READY, running=True, **base,
                             placement=Placed(33, [], n + 3))}
     kept = run(tmp_path, doc("mixtral", **spec), seen=seen)
     assert kept.plan.ledger.entry("mixtral").n_cpu_moe == n + 3  # still fits: no restart to shave 3 layers
@@ -115,7 +115,7 @@ def test_a_running_auto_model_with_an_edited_explicit_layer_count_is_predicted_w
     want = first.wants["mixtral"]
     n = first.plan.ledger.entry("mixtral").n_cpu_moe + 2  # fits too: kept
     base = dict(spec_hash="old", argv=("llama-server",), port=want.port, backend=want.backend, gpus=want.gpus)
-    seen = {"mixtral": Seen("mixtral", State.READY, True, **base,
+    seen = {"mixtral": Seen("mixtral", state=State.READY, running=True, **base,
                             placement=Placed(20, [], n))}
     p = run(tmp_path, doc("mixtral", **spec), seen=seen)
     entry = p.plan.ledger.entry("mixtral")

@@ -105,7 +105,7 @@ def test_truncated_gguf_is_a_warning_not_a_crash(tmp_path, models):
 def test_running_model_counts_with_measured_buffers(tmp_path, models):
     first = run(tmp_path, doc("a", model_path=str(models / "l1b.gguf"), backend="llama-server-cuda", gpus=[0]))
     want = first.wants["a"]
-    seen = {"a": Seen("a", State.READY, True, spec_hash=want.spec_hash, argv=want.argv, port=want.port,
+    seen = {"a": Seen("a", state=State.READY, running=True, spec_hash=want.spec_hash, argv=want.argv, port=want.port,
                       backend=want.backend, gpus=want.gpus, env_digest=want.env_digest, binary_id=want.binary_id,
                       buffers={"GPU0": {"weights": 2000.0, "kv_cache": 500.0, "compute": 100.0}})}
     host = json.loads(json.dumps(HOST))
@@ -159,11 +159,11 @@ def test_running_auto_model_keeps_the_values_its_record_says_it_started_with(tmp
     assert fresh.placement.n_gpu_layers == first.plan.ledger.entry("a").n_gpu_layers > 5
     want = first.wants["a"]
     base = dict(spec_hash="old", argv=("llama-server",), port=want.port, backend=want.backend, gpus=want.gpus)
-    kept = run(tmp_path, doc("a", **spec), seen={"a": Seen("a", State.READY, True, **base,
+    kept = run(tmp_path, doc("a", **spec), seen={"a": Seen("a", state=State.READY, running=True, **base,
                                                           placement=Placed(5, []))})
     assert kept.plan.ledger.entry("a").n_gpu_layers == 5
     assert kept.desired.rendered["a"].placement == Placed(5, [])
-    unknown = run(tmp_path, doc("a", **spec), seen={"a": Seen("a", State.READY, True, **base)})  # older record
+    unknown = run(tmp_path, doc("a", **spec), seen={"a": Seen("a", state=State.READY, running=True, **base)})  # older record
     assert unknown.plan.ledger.entry("a").n_gpu_layers == fresh.placement.n_gpu_layers
 
 

@@ -39,8 +39,8 @@ def run(tmp_path, text, seen=None, host=CPU_HOST, ports=(8001, 8020)):
 def running(first, name="a", **kw):
     """The Seen of `name` running what `first` planned, as Ready."""
     w = first.wants[name]
-    return {name: Seen(name, State.READY, True, spec_hash=w.spec_hash, argv=w.argv, port=w.port, backend=w.backend,
-                       gpus=w.gpus, env_digest=w.env_digest, binary_id=w.binary_id, settings=w.settings, **kw)}
+    ident = {**vars(w.identity()), "file": None}  # the identity it was started with (one declaration, shared)
+    return {name: Seen(**ident, state=State.READY, running=True, settings=w.settings, **kw)}
 
 
 def edit(tmp_path, gguf, first_ctx=2048, ctx=4096, **spec):
