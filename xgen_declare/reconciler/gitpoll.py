@@ -58,6 +58,7 @@ class GitPoll:
         self._said: tuple | None = None
         self._refused: tuple | None = None
         self._thread: threading.Thread | None = None
+        self._config: object | None = None  # the config the tick last compared with the spec
         self._nudge: Callable[[], None] = lambda: None
 
     @property
@@ -111,6 +112,7 @@ class GitPoll:
     # ---- the control loop's side ---------------------------------------------------------------------
     def tick(self, control) -> None:
         """Serve the current commit when it moved: point `serving` at it and mark the daemon dirty."""
+        self._compare_config(control.env.config)
         commit = trees.current_commit(self.root)
         old = trees.serving_commit(self.root)
         if commit is None or commit == old:
@@ -124,6 +126,16 @@ class GitPoll:
                  f", signed by {signature}" if signature else "")
         self._publish("source_switched", old=old, new=commit, url=self.spec.url, ref=self.spec.ref,
                       signature=signature)
+
+    def _compare_config(self, config) -> None:
+        """A `source:` edited in the running daemon's config is not followed until a restart: say so once."""
+        if config is self._config:
+            return
+        self._config = config
+        spec = config.git_spec()
+        if spec is not None and spec != self.spec:
+            log.warning("source: %s changed `source:`; this daemon keeps following %s until it is restarted",
+                        config.file or "the config", self.spec.url)
 
     # ---- the poller thread -------------------------------------------------------------------------
     def _run(self) -> None:

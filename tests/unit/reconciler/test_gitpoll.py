@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import time
+from types import SimpleNamespace
 
 import pytest
 
+from xgen_declare.config import Config
 from xgen_declare.reconciler.gitpoll import GitPoll, recorded_spec, spec_json
 from xgen_declare.sources import trees
 from xgen_declare.sources.spec import GitSpec
@@ -24,8 +26,9 @@ def manifest(name: str, ctx: int = 2048) -> str:
 
 
 class Control:
-    def __init__(self) -> None:
+    def __init__(self, config: Config | None = None) -> None:
         self.changed: list[str] = []
+        self.env = SimpleNamespace(config=config or Config())
 
     def file_changed(self, path: str = "") -> None:
         self.changed.append(path)
@@ -112,6 +115,22 @@ def test_a_refusal_is_logged_counted_and_published_once_per_change(poll, repo, c
                         "error": f"source.ref: 'no-such-branch' does not exist in {poll.spec.url} (check the "
                                  "branch, tag or commit)"}]
     assert poll.serving_commit() == good
+
+
+def test_a_source_edited_in_the_running_config_is_reported_once(poll, caplog):
+    caplog.set_level(logging.WARNING, "xgen_declare.reconciler.gitpoll")
+    same = Config.model_validate({"source": {"git": poll.spec.url, "ref": "main", "path": "manifests",
+                                             "interval": 3600}})
+    poll.tick(Control(same))
+    assert caplog.records == []
+    edited = Config.model_validate({"source": {"git": "file:///srv/other.git"}})
+    edited.file = "/etc/xgen/host.yaml"
+    control = Control(edited)
+    poll.tick(control)
+    poll.tick(control)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"source: /etc/xgen/host.yaml changed `source:`; this daemon keeps following {poll.spec.url} until it is "
+        "restarted"]
 
 
 def test_the_spec_round_trips_through_daemon_json(poll):
