@@ -126,6 +126,15 @@ def test_daemon_follows_signed_commits_refuses_unsigned_and_pins_back(host, git,
     assert pids(host.status(), "a", "b") == pids(rolled, "a", "b")
     assert host.proc.poll() is None
 
+    # a new daemon (the remote still away) serves the last good commit at once and adopts both models
+    host.kill_daemon()
+    polled = source(host)["last_poll"]["at"]
+    host.start("--config", config, target=())
+    wait_source(host, lambda s: s["last_poll"]["at"] > polled, "a poll of the new daemon")
+    assert "no good commit yet" not in (host.root / "daemon1.log").read_text()
+    assert pids(host.wait_ready("a", "b"), "a", "b") == pids(rolled, "a", "b")
+    assert source(host)["serving"]["commit"] == first
+
 
 def _post(port: int, path: str, body: bytes, headers: dict) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
