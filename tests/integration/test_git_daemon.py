@@ -199,3 +199,21 @@ def test_a_signed_webhook_polls_at_once_and_a_bad_one_polls_nothing(host, git, a
     events = [json.loads(line[len("data: "):]) for line in raw.decode().splitlines() if line.startswith("data: ")]
     switched = [(e["old"], e["new"]) for e in events if e["type"] == "source_switched"]
     assert switched == [(None, first), (first, second)]
+
+
+    # a hung remote holds only the poller thread: the API answers and `down` stops a model meanwhile
+    hung: list[int] = []
+    release = srv.released.wait
+    srv.released.wait = lambda timeout=None: (hung.append(1), release(timeout))[1]
+    srv.stall()
+    try:
+        assert _post(port, "/api/management/source/webhook", body, good)[0] == 202
+        assert poll_until(lambda: hung, 10, 0.05) is not None, "the poll never reached the stalled server"
+        started = time.monotonic()
+        assert _get(port, "/api/management/models")[0] == 200
+        r = host.cli("down", "a", timeout=30)
+        assert r.returncode == 0, r.stderr
+        host.wait(lambda st: st["a"]["state"] == "Stopped", timeout=10, what="a stopped while the fetch hangs")
+        assert time.monotonic() - started < 20  # the fetch's own timeout (source.timeout) is 120 s
+    finally:
+        srv.stall(False)
