@@ -73,10 +73,15 @@ class GitPoll:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def start(self, add_tick_hook: Callable[[Callable], None], nudge: Callable[[], None]) -> None:
-        """Hook into the loop (`add_tick_hook`; `nudge` wakes it) and start polling (the first poll now)."""
+        """Hook into the loop (`add_tick_hook`; `nudge` wakes it) and start polling (the first poll now).
+        Called before the loop's first step: the commit current then is served from the first pass."""
         self._nudge = nudge
+        current = trees.current_commit(self.root)
+        if current is not None and current != trees.serving_commit(self.root):
+            trees.serve(self.root, current)  # `sync` or `pin` ran while no daemon did; the loop has not begun
+            log.info("source: serving commit %s", current[:12])
         add_tick_hook(self.tick)
-        if trees.serving_commit(self.root) is None and trees.current_commit(self.root) is None:
+        if current is None:
             log.warning("source %s: no good commit yet; models start once one is fetched, verified and valid "
                         "(polling every %gs)", self.spec.url, self.spec.interval)
         self._thread = threading.Thread(target=self._run, name="xgen-git-poll", daemon=True)

@@ -98,6 +98,13 @@ def test_the_thread_polls_on_poll_now_and_waits_for_the_loop_to_serve_a_switch(p
     assert (poll.failures_total, poll.last_success is not None) == (0, True)
 
 
+def test_start_serves_a_commit_synced_while_no_daemon_ran(poll, repo):
+    poll.poller.poll_once()  # as `xgen-declare sync` would, before `run`
+    assert poll.serving_commit() is None
+    poll.start(lambda hook: None, lambda: None)
+    assert poll.serving_commit() == repo.head()  # at once, before the loop's first pass
+
+
 def test_a_refusal_is_logged_counted_and_published_once_per_change(poll, repo, caplog):
     caplog.set_level(logging.INFO, "xgen_declare.reconciler.gitpoll")
     poll.poller.poll_once()
