@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +82,11 @@ class GitPoll:
             trees.serve(self.root, current)  # `sync` or `pin` ran while no daemon did; the loop has not begun
             log.info("source: serving commit %s", current[:12])
         add_tick_hook(self.tick)
+        if current is None and not os.path.lexists(self.root / trees.SERVING):
+            try:  # an empty manifests dir until the first good commit: nothing to run, nothing missing
+                os.makedirs(self.manifests_dir, exist_ok=True)
+            except OSError as exc:
+                log.warning("source: cannot create %s: %s", self.manifests_dir, exc.strerror or exc)
         if current is None:
             log.warning("source %s: no good commit yet; models start once one is fetched, verified and valid "
                         "(polling every %gs)", self.spec.url, self.spec.interval)

@@ -6,7 +6,8 @@
                                         the new one, never a mix
     ROOT/serving -> trees/<commit>      the commit a daemon reads (reconciler/gitpoll.py): moved to `current`
                                         by the daemon's control loop between two passes, so that one pass
-                                        reads one commit through a path that stays the same
+                                        reads one commit through a path that stays the same (an empty
+                                        directory until the first good commit)
 
 A tree is extracted into `trees/.tmp-<commit>-<pid>` and renamed into place only once whole, so a
 crash mid-extraction leaves no half tree under a commit's name. A reader should resolve `current` once
@@ -160,7 +161,10 @@ def serve(root: Path, commit: str) -> None:
     if os.path.lexists(link):
         os.unlink(link)
     os.symlink(os.path.join("trees", commit), link)
-    os.replace(link, root / SERVING)
+    target = root / SERVING
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)  # the empty directory a daemon reads before the first good commit
+    os.replace(link, target)
     _fsync_dir(root)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -81,6 +82,7 @@ def test_the_thread_polls_on_poll_now_and_waits_for_the_loop_to_serve_a_switch(p
     hooks, nudged = [], []
     poll.start(hooks.append, lambda: nudged.append(1))
     assert hooks == [poll.tick]
+    assert list(Path(poll.manifests_dir).iterdir()) == []  # an empty dir until a commit is served, not a missing one
     until(lambda: poll.polls == 1, "the first poll")
     first = repo.head()
     assert (trees.current_commit(poll.root), poll.serving_commit()) == (first, None)
@@ -91,6 +93,7 @@ def test_the_thread_polls_on_poll_now_and_waits_for_the_loop_to_serve_a_switch(p
     time.sleep(0.5)  # the thread holds the poll: the loop has not served `first` yet
     assert poll.polls == 1
     poll.tick(Control())
+    assert [p.name for p in Path(poll.manifests_dir).iterdir()] == ["a.yaml"]
     until(lambda: poll.polls == 2, "the poll once the switch is served")
     assert (trees.current_commit(poll.root), poll.serving_commit()) == (repo.head(), first)
     # the tree the daemon serves is kept while current moves on (trees.py's GC)
