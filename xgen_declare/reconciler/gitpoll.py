@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ __all__ = ["GitPoll", "recorded_spec", "spec_json"]
 log = logging.getLogger("xgen_declare.reconciler.gitpoll")
 
 ADOPT_WAIT = 1.0  # seconds between two looks at whether the loop serves the last switch (it also signals)
+_DIGITS = re.compile(r"\d+")
 JOIN_WAIT = 2.0   # seconds stop() waits for the poller thread (a git command in flight has its own timeout)
 
 
@@ -181,11 +183,12 @@ class GitPoll:
             self.failures_total += 1
         else:
             self.last_success = result.at or self.wall()
-        said = (result.outcome, result.reason, result.fetched, result.error, result.new)
+        error = _DIGITS.sub("N", result.error) if result.error else None  # "after 3 ms" is no new error
+        said = (result.outcome, result.reason, result.fetched, error, result.new)
         if said != self._said:
             self._said = said
             self._log(result)
-        refused = (result.reason, result.fetched, result.error) if result.error else None
+        refused = (result.reason, result.fetched, error) if result.error else None
         if refused is not None and refused != self._refused:
             self._publish("source_refused", commit=result.fetched, current=result.new,
                           reason=result.reason.value if result.reason else None, error=result.error)

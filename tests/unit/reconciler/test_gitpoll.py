@@ -15,6 +15,8 @@ import pytest
 from xgen_declare.config import Config
 from xgen_declare.reconciler.gitpoll import GitPoll, recorded_spec, spec_json
 from xgen_declare.sources import trees
+from xgen_declare.sources.poller import Outcome, PollResult
+from xgen_declare.sources.results import Refusal
 from xgen_declare.sources.spec import GitSpec
 from xgen_declare.testing.gitrepos import WorkRepo
 
@@ -125,6 +127,17 @@ def test_a_refusal_is_logged_counted_and_published_once_per_change(poll, repo, c
                         "error": f"source.ref: 'no-such-branch' does not exist in {poll.spec.url} (check the "
                                  "branch, tag or commit)"}]
     assert poll.serving_commit() == good
+
+
+def test_a_fetch_error_differing_only_in_its_numbers_is_logged_once(poll, caplog):
+    caplog.set_level(logging.WARNING, "xgen_declare.reconciler.gitpoll")
+    for ms in (0, 3, 12):
+        poll._record(PollResult(Outcome.REFUSED, None, None, None, Refusal.FETCH_FAILED,
+                                f"cannot fetch {poll.spec.url}: Failed to connect after {ms} ms", failures=1,
+                                next_in=60))
+    assert len(caplog.records) == 1
+    assert [t for t, _ in poll.events] == ["source_refused"]
+    assert poll.failures_total == 3
 
 
 def test_a_source_edited_in_the_running_config_is_reported_once(poll, caplog):
