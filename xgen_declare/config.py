@@ -312,6 +312,9 @@ class Source(BaseModel):
                                    "HTTP Basic with token_user; never on a command line)")
     token_user: str = Field("x-access-token", min_length=1, description="User name sent with the token")
     verify: SourceVerify | None = None
+    webhook_secret_file: str | None = Field(None, description="File holding the secret of the git host's webhooks "
+                                            "(GitHub/Gitea HMAC key, GitLab token) for POST "
+                                            "/api/management/source/webhook (relative to this file)")
     timeout: float = Field(120, gt=0, le=3600, description="Seconds one git command may take")
     max_tree_mib: int = Field(64, ge=1, le=4096, description="Largest commit tree (all files) accepted, in MiB")
     allow_force_push: bool = Field(True, description="Follow the ref when it moves to a commit that does not "
@@ -420,7 +423,8 @@ class Config(BaseModel):
                        token_file=self.resolve(s.token_file), token_user=s.token_user,
                        allowed_signers=self.resolve(s.verify.allowed_signers) if s.verify else None,
                        timeout=s.timeout, max_tree_bytes=s.max_tree_mib * 1024 * 1024,
-                       allow_force_push=s.allow_force_push)
+                       allow_force_push=s.allow_force_push,
+                       webhook_secret_file=self.resolve(s.webhook_secret_file))
 
 
 def find_config(explicit: str | None, manifest_paths: list[str]) -> Path | None:

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from xgen_declare import __version__
 from xgen_declare.api.context import ApiContext
 from xgen_declare.api.routes import router
+from xgen_declare.api.source import router as source_router
 from xgen_declare.api.ui import mount_dashboard
 from xgen_declare.http.security import ApiProblem, allowed_hosts
 from xgen_declare.readers.validation_errors import field_path
@@ -88,6 +89,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="xgen-declare management API", version=__version__, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     app.include_router(router)
+    app.include_router(source_router)  # the git source: status and webhook (api/source.py)
     mount_dashboard(app)  # the web dashboard at /ui/ and its endpoints (docs/dashboard.md)
     mount_router(app, ctx)  # the OpenAI-compatible /v1 router (docs/router.md)
 

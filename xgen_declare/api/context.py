@@ -45,7 +45,7 @@ class ApiContext:
         env = self.daemon.env
         self.scrub = Scrubber([(p, "") for p in env.paths] + [(str(env.store.root), "$STATE_DIR/")])
         self.feeder = EventFeeder(self.bus, self.scrub)
-        self.metrics = Metrics(env.store, env.proc_root, lambda: self.daemon.inventory)
+        self.metrics = Metrics(env.store, env.proc_root, lambda: self.daemon.inventory, lambda: self.daemon.source)
         self.write_lock = asyncio.Lock()
         self._attached = False
 
@@ -70,6 +70,8 @@ class ApiContext:
             self.daemon.add_pass_hook(self.feeder.on_pass)
             self.daemon.add_pass_hook(self.metrics.on_pass)
             self.daemon.add_event_sink(self.bus.publish)  # rollout events (supervisor.py)
+            if self.daemon.source is not None:  # source_switched, source_refused (gitpoll.py)
+                self.daemon.source.add_sink(self.bus.publish)
             self._attached = True
             if self.router is not None:
                 self.router.attach()
@@ -82,6 +84,8 @@ class ApiContext:
             self.daemon.remove_pass_hook(self.feeder.on_pass)
             self.daemon.remove_pass_hook(self.metrics.on_pass)
             self.daemon.remove_event_sink(self.bus.publish)
+            if self.daemon.source is not None:
+                self.daemon.source.remove_sink(self.bus.publish)
             if self.router is not None:
                 self.router.detach()
             self._attached = False

@@ -14,6 +14,10 @@
     xgen_model_memory_bytes{model,device,source}  per model and device (GPU0, host): predicted / measured
     xgen_state_write_failures                 files of the state dir the daemon cannot write now (0: healthy)
     xgen_state_write_failed{path,errno,code}  1 per such file (state_write_failed: read-only, full, ...)
+    xgen_source_commit_info{commit}           1: the git source's commit the daemon serves (with a source)
+    xgen_source_poll_failures_total           polls of the git source that ended with an error (refused
+                                              commit, unreachable remote, ...)
+    xgen_source_last_success_timestamp        Unix time of the last poll without an error (0: none yet)
 Model gauges are read from the state records at scrape time, so they match `xgen-declare status`.
 """
 
@@ -112,8 +116,33 @@ class _Live:
         yield from (predicted, per_model)
 
 
+class _Source:
+    """The git source's gauges, from its owner (reconciler/gitpoll.py) at each scrape; none without one."""
+
+    def __init__(self, source: Callable[[], object]):
+        self.source = source
+
+    def collect(self):
+        src = self.source()
+        if src is None:
+            return
+        info = GaugeMetricFamily("xgen_source_commit_info", "The git source's commit the daemon serves",
+                                 labels=["commit"])
+        commit = src.serving_commit()
+        if commit:
+            info.add_metric([commit], 1.0)
+        failures = CounterMetricFamily("xgen_source_poll_failures", "Polls of the git source that ended with an "
+                                       "error (refused commit, unreachable remote)")
+        failures.add_metric([], float(src.failures_total))
+        success = GaugeMetricFamily("xgen_source_last_success_timestamp", "Unix time of the last poll of the git "
+                                    "source without an error (0: none yet)")
+        success.add_metric([], float(src.last_success or 0.0))
+        yield from (info, failures, success)
+
+
 class Metrics:
-    def __init__(self, store: StateStore, proc_root: str = "/proc", inventory: Callable[[], object] = lambda: None):
+    def __init__(self, store: StateStore, proc_root: str = "/proc", inventory: Callable[[], object] = lambda: None,
+                 source: Callable[[], object] = lambda: None):
         self.registry = CollectorRegistry()
         self.start_latency = Histogram("xgen_model_start_latency_seconds", "Starting -> Ready", ["model"],
                                        buckets=START_BUCKETS, registry=self.registry)
@@ -123,6 +152,7 @@ class Metrics:
                                      registry=self.registry)
         self.ledger = None  # placement.ledger.Ledger of the last pass (None: placement not computed)
         self.registry.register(_Live(store, proc_root, inventory, lambda: self.ledger))
+        self.registry.register(_Source(source))
         self._starting: dict[str, float] = {}
 
     def on_transition(self, name: str, old: State, new: State, reason: str, detail: dict) -> None:

@@ -50,6 +50,7 @@ async def load(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MAX_
     """Declare a model (writes DIR/api/NAME.yaml) and wait up to `wait` seconds for it to be Ready."""
     ctx = _ctx(request)
     require_token(request.headers, ctx.token)
+    _not_from_git(ctx, "load")
     name, spec = declare.parse_load_body(await _json_body(request), ctx.settings)
     path = declare.owned_path(ctx.root, name)
     rel = f"{declare.API_DIR}/{name}.yaml"
@@ -92,6 +93,15 @@ async def load(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MAX_
                              "model": name, "state": rec.state_enum.value if rec else None, "changed": changed,
                              "manifest": rel}, status_code=409)
     return _load_answer(ctx, request, name, want, rec, changed, rel, wait)
+
+
+def _not_from_git(ctx: ApiContext, verb: str) -> None:
+    """A daemon following a git source serves a commit: a file written into its tree would be lost at the
+    next switch and is never the repository's. The commit is the way to change its models."""
+    source = ctx.daemon.source
+    if source is not None:
+        raise ApiProblem(409, f"this daemon's manifests come from the git source {source.spec.url}: {verb} a model "
+                         "by committing its manifest to the repository (the daemon applies the next signed commit)")
 
 
 def _clash_problem(ctx: ApiContext, name: str, what: str, served: str, other: str, file: str) -> ApiProblem:
@@ -170,6 +180,7 @@ async def unload(request: Request, wait: float = Query(DEFAULT_WAIT, ge=0, le=MA
     """Remove DIR/api/NAME.yaml (body {"name": NAME} or ?name=NAME); the model stops."""
     ctx = _ctx(request)
     require_token(request.headers, ctx.token)
+    _not_from_git(ctx, "unload")
     body = await _json_body(request, empty_ok=True)
     if not isinstance(body, dict):
         raise ApiProblem(422, "the body must be a JSON object such as {\"name\": \"qwen3-8b\"}")

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import click
 
 from xgen_declare.errors import StateBusyError, StateError
-from xgen_declare.sources import state, trees
-from xgen_declare.sources.poller import PollResult, last_recorded, outcome_of
+from xgen_declare.sources import state
+from xgen_declare.sources.poller import PollResult, outcome_of
+from xgen_declare.sources.report import report
 from xgen_declare.cli.common import get_globals, global_options, output_option, print_json
-from xgen_declare.cli.sourceview import (describe_source, exit_code, manifest_changes, open_source, print_result,
-                                         short, tree_of, when)
+from xgen_declare.cli.sourceview import (exit_code, manifest_changes, open_source, print_report, print_result,
+                                         short, tree_of)
 
 SOURCE_ARG = click.option("--source", "source", metavar="git+URL[#REF][//PATH]",
                           help="The repository, when the config has no `source:`")
@@ -78,44 +78,9 @@ def status(source: str | None, output: str) -> int:
     """Without fetching: the source (URL, ref, path), the commit current and since when, the pin if any,
     and the last poll (time, outcome, the commit fetched and why it was not applied, the error)."""
     src = open_source(get_globals(), source)
-    commit = trees.current_commit(src.root)
-    problems = []
-    pin = last = None
-    try:
-        pin = src.pinned()
-    except state.StateFileError as exc:
-        problems.append(str(exc))
-    try:
-        last = last_recorded(src)
-    except state.StateFileError as exc:
-        problems.append(str(exc))
-    applied_at = _applied_at(src.root) if commit else None
+    data = report(src)
     if output == "json":
-        print_json({"source": {"url": src.spec.url, "ref": src.spec.ref, "path": src.spec.path,
-                               "verify": bool(src.spec.allowed_signers)},
-                    "current": {"commit": commit, "at": applied_at}, "pin": pin, "last_poll": last,
-                    "problems": problems})
+        print_json(data)
     else:
-        click.echo(f"source:     {describe_source(src.spec)}")
-        click.echo(f"current:    {commit or 'none (never synced)'}" + (f" (since {when(applied_at)})" if commit else ""))
-        if pin:
-            click.echo(f"pinned:     {pin['commit']} since {when(pin.get('at'))} (was {short(pin.get('before'))}; "
-                       "`xgen-declare unpin` to follow the ref)")
-        if last:
-            fetched = f", fetched {short(last.get('fetched'))}" if last.get("fetched") else ""
-            reason = f" ({last['reason']})" if last.get("reason") else ""
-            click.echo(f"last poll:  {when(last.get('at'))}: {last.get('outcome')}{reason}{fetched}")
-            if last.get("error"):
-                click.echo(f"last error: {last['error']}")
-        else:
-            click.echo("last poll:  none recorded")
-        for problem in problems:
-            click.echo(f"error: {problem}", err=True)
-    return 1 if problems else 0
-
-
-def _applied_at(root) -> float | None:
-    try:
-        return os.lstat(root / "current").st_mtime
-    except OSError:
-        return None
+        print_report(data)
+    return 1 if data["problems"] else 0

@@ -12,24 +12,30 @@ import click
 
 from xgen_declare.errors import ExitCode, Problem, UsageError
 from xgen_declare.manifests.load import load_paths
+from xgen_declare.processes.state_store import StateStore
+from xgen_declare.reconciler.gitpoll import recorded_spec
 from xgen_declare.sources.git import GitSource
 from xgen_declare.sources.poller import Outcome, PollResult
 from xgen_declare.sources.results import Refusal
 from xgen_declare.sources.spec import GitSpec, parse_git_argument
 from xgen_declare.cli.common import Globals
 
-__all__ = ["exit_code", "manifest_changes", "manifest_check", "open_source", "print_result", "short", "when"]
+__all__ = ["exit_code", "manifest_changes", "manifest_check", "open_source", "print_report", "print_result", "short",
+           "source_lines", "when"]
 
 
 def open_source(g: Globals, argument: str | None) -> GitSource:
     """The git source a verb works on: `git+URL[#REF][//PATH]` when given, else the config's `source:`."""
     config = g.load_config()
     spec: GitSpec | None = parse_git_argument(argument) if argument else config.git_spec()
+    state_dir = g.resolve_state_dir(config)
+    if spec is None:  # the source this state dir's daemon follows (`run git+URL`)
+        spec = recorded_spec(StateStore(state_dir).daemon_info())
     if spec is None:
         where = f"the config {config.file} has no `source:` section" if config.file else "no config file"
         raise UsageError(f"no git source: {where}; give a config with `source: {{git: URL}}` (--config FILE), "
                          "or --source git+URL[#REF][//PATH]")
-    return GitSource(spec, g.resolve_state_dir(config), check=manifest_check)
+    return GitSource(spec, state_dir, check=manifest_check)
 
 
 def manifest_check(manifests: Path) -> list[Problem]:
@@ -70,7 +76,56 @@ def when(ts: float | None) -> str:
 
 
 def describe_source(spec: GitSpec) -> str:
-    return spec.url + (f"#{spec.ref}" if spec.ref != "HEAD" else "") + (f"//{spec.path}" if spec.path else "")
+    return _describe(spec.url, spec.ref, spec.path)
+
+
+def _describe(url: str, ref: str, path: str) -> str:
+    return url + (f"#{ref}" if ref != "HEAD" else "") + (f"//{path}" if path else "")
+
+
+def print_report(data: dict) -> None:
+    """`source status`: sources/report.py's object as text."""
+    src, current, serving, pin, last = (data["source"], data["current"], data["serving"], data["pin"],
+                                        data["last_poll"])
+    click.echo(f"source:     {_describe(src['url'], src['ref'], src['path'])}")
+    click.echo(f"current:    {current['commit'] or 'none (never synced)'}"
+               + (f" (since {when(current['at'])})" if current["commit"] else ""))
+    if pin:
+        click.echo(f"pinned:     {pin['commit']} since {when(pin.get('at'))} (was {short(pin.get('before'))}; "
+                   "`xgen-declare unpin` to follow the ref)")
+    if last:
+        fetched = f", fetched {short(last.get('fetched'))}" if last.get("fetched") else ""
+        reason = f" ({last['reason']})" if last.get("reason") else ""
+        click.echo(f"last poll:  {when(last.get('at'))}: {last.get('outcome')}{reason}{fetched}")
+        if last.get("error"):
+            click.echo(f"last error: {last['error']}")
+    else:
+        click.echo("last poll:  none recorded")
+    if serving["commit"] and serving["commit"] != current["commit"]:
+        click.echo(f"serving:    {serving['commit']} (a daemon reads this commit; it moves to the current one at "
+                   "its next step)")
+    for problem in data["problems"]:
+        click.echo(f"error: {problem}", err=True)
+
+
+def source_lines(data: dict) -> list[str]:
+    """The source block of `status`: the repository, the commit served and since when, the pin, the last
+    poll and its error."""
+    src, last, pin = data["source"], data["last_poll"], data["pin"]
+    applied = data["serving"] if data["serving"]["commit"] else data["current"]
+    commit = f"{applied['short']} (applied {when(applied['at'])})" if applied["commit"] else \
+        "none yet (no good commit fetched: the daemon waits for one)"
+    lines = [f"source: {_describe(src['url'], src['ref'], src['path'])} at {commit}"
+             + (f"; pinned at {short(pin['commit'])} (`xgen-declare unpin` to follow {src['ref']})" if pin else "")]
+    if last:
+        reason = f" ({last['reason']})" if last.get("reason") else ""
+        fetched = f", fetched {short(last.get('fetched'))}" if last.get("fetched") else ""
+        lines.append(f"source: last poll {when(last.get('at'))}: {last.get('outcome')}{reason}{fetched}"
+                     + (f": {last['error']}" if last.get("error") else ""))
+    else:
+        lines.append("source: no poll recorded yet")
+    lines += [f"source: {p}" for p in data["problems"]]
+    return lines
 
 
 def print_result(source: GitSource, result: PollResult, changes: dict[str, list[str]] | None) -> None:

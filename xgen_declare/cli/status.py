@@ -7,6 +7,10 @@ import click
 from xgen_declare.reconciler.client import daemon_pid, fmt_uptime, format_write_failure, status_rows, write_failures
 from xgen_declare.names import check_model_names
 from xgen_declare.processes.state_store import StateStore
+from xgen_declare.reconciler.gitpoll import recorded_spec
+from xgen_declare.sources.git import GitSource
+from xgen_declare.sources.report import report
+from xgen_declare.cli.sourceview import source_lines
 from xgen_declare.cli.common import (complete_model_names, eprint, get_globals, global_options, output_option, print_json, table)
 
 
@@ -25,7 +29,11 @@ def command(names: tuple[str, ...], output: str) -> int:
     manifest_error, held, file, state_write_failed (why the daemon cannot write the model's record,
     else null; the line `daemon: state_write_failed: ...` on stderr says it too), spec_hash and
     provenance (file, sha256, git commit and dirty of the manifest the process was started from),
-    last_good_spec_hash and rollout_error (a new spec failed and the last good one runs again)."""
+    last_good_spec_hash and rollout_error (a new spec failed and the last good one runs again).
+
+    With a git source (`run` following one), lines on stderr say which: its URL, ref and path, the commit
+    served and since when, a pin, and the last poll with its outcome and error (`source status -o json`
+    and GET /api/management/source give the same as JSON)."""
     check_model_names(names)
     g = get_globals()
     store = StateStore(g.resolve_state_dir(g.load_config() if g.config_path() else None))
@@ -46,7 +54,12 @@ def command(names: tuple[str, ...], output: str) -> int:
                             "ERROR"]))
     pid = daemon_pid(store)
     eprint(f"daemon: pid {pid}" if pid else "daemon: not running (states as last recorded, pids checked)")
-    config_error = store.daemon_info().get("config_error") if pid else None
+    info = store.daemon_info()
+    spec = recorded_spec(info)
+    if spec is not None:  # the git source this state dir's daemon follows (README "Config from git")
+        for line in source_lines(report(GitSource(spec, store.root))):
+            eprint(line)
+    config_error = info.get("config_error") if pid else None
     if config_error:
         eprint(f"daemon: config invalid, running on its last good config until it is fixed:\n{config_error}")
     for p in store.problems:

@@ -37,7 +37,6 @@ from concurrent.futures import Future
 from typing import Callable, Mapping
 
 from xgen_declare.processes import pids
-from xgen_declare.config import load_config
 from xgen_declare.reconciler.env import Env, record_paths
 from xgen_declare.reconciler.plan import BLOCKED, VERB_REQUESTS, Request
 from xgen_declare.errors import LoopBusy, StateBusyError, StateWriteError, XgenError
@@ -46,6 +45,7 @@ from xgen_declare.processes.core import EventSink
 from xgen_declare.processes.view import ModelView, view_of
 from xgen_declare.reconciler.apply import Pass, PlanLog, compute, converge
 from xgen_declare.reconciler.door import PassHook, TickHook
+from xgen_declare.reconciler.gitpoll import GitPoll
 from xgen_declare.states import State
 from xgen_declare.processes.supervisor import Supervisor
 from xgen_declare.reconciler.snapshot import LoopSnapshot, Previewer
@@ -96,6 +96,7 @@ class Daemon:
         self._models_stopped = False
         self._next_publish = 0.0
         self.snapshot: LoopSnapshot | None = None  # what readers in other threads see (snapshot.py)
+        self.source: GitPoll | None = None  # the git source's owner, when `run` follows one (gitpoll.py)
         self._publish_snapshot()
         self.previewer = Previewer(lambda: self.snapshot, env.inventory)
 
@@ -440,7 +441,7 @@ class Daemon:
         t0 = time.monotonic()
         settings = self.env.config.reconciler
         try:
-            config = load_config(self.env.config_path, self.env.paths)
+            config = self.env.load_config()
         except XgenError as exc:
             text = str(exc)
             if text != self._last_config_error:

@@ -6,11 +6,13 @@ may ask, and how they hook in. Nothing above the reconciler holds the daemon its
            `model(name)` / `models()` (each model's frozen `ModelView`, published by the supervisor: never
            a live Proc), `submit(fn)` (run fn(control) on the loop; LoopBusy when its inbox is full),
            `nudge()` (the loop looks now), and explicit hook registration: pass hooks (after each pass),
-           tick hooks (each loop step), the router's in-flight counts, the API's rollout events;
+           tick hooks (each loop step), the router's in-flight counts, the API's rollout events; `source`:
+           the git source's owner (gitpoll.py: `report()`, `poll_now()`, its events) or None;
   Control  what a function run on the loop (through `submit`, or a tick hook) may do: a pass (with the
            verbs' requests as plan inputs, `unload` among them), a trial plan with another set of awake
            on-demand models (`trial`: the one place outside the pass that builds `compute(...)`), and
-           the on-demand set (`awake`, `wake_model`, `let_idle`).
+           the on-demand set (`awake`, `wake_model`, `let_idle`); `file_changed` marks the manifests
+           changed (a pass follows, debounced), for a change the watcher cannot see (a git switch).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from xgen_declare.processes.core import EventSink
 from xgen_declare.processes.view import ModelView
 from xgen_declare.reconciler.apply import Pass
 from xgen_declare.reconciler.env import Env
+from xgen_declare.reconciler.gitpoll import GitPoll
 from xgen_declare.reconciler.plan import Request
 from xgen_declare.reconciler.snapshot import LoopSnapshot
 
@@ -44,6 +47,7 @@ class Control(Protocol):
     def awake(self) -> frozenset[str]: ...
     def wake_model(self, name: str) -> None: ...
     def let_idle(self, name: str, reason: str) -> None: ...
+    def file_changed(self, path: str = "") -> None: ...
 
 
 TickHook = Callable[[Control], None]       # fn(control) once per loop step
@@ -53,6 +57,7 @@ class Door(Protocol):
     """The daemon as the API and the router see it, from any thread."""
 
     env: Env
+    source: GitPoll | None
 
     @property
     def inventory(self) -> Inventory | None: ...

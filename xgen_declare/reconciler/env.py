@@ -21,6 +21,11 @@ class Env:
     config_path: str | None               # explicit --config / XGEN_CONFIG (else DIR/xgen-declare.yaml)
     sysfs_root: str = "/sys"
     proc_root: str = "/proc"
+    config_in_paths: bool = True          # False for a git source: a commit never brings the host's config
+
+    def load_config(self) -> Config:
+        """The config as a pass reads it again: the explicit file, else DIR/xgen-declare.yaml."""
+        return load_config(self.config_path, self.paths if self.config_in_paths else [])
 
     def inventory(self):
         return detect_inventory(self.config, self.sysfs_root, self.proc_root)
@@ -50,6 +55,13 @@ def open_env(g, dirs: tuple[str, ...] | list[str] = (), *, need_paths: bool = Tr
         config = load_config(explicit_config, paths)
     assert config is not None
     return Env(config, store, paths, explicit_config, g.sysfs(), g.proc())
+
+
+def open_source_env(g, config: Config, manifests_dir: str) -> Env:
+    """`run` following a git source: the manifests are the served commit's (gitpoll.py), the config is the
+    host's own (--config FILE / XGEN_CONFIG, or the defaults), never a file of the repository."""
+    store = StateStore(g.resolve_state_dir(config))
+    return Env(config, store, [manifests_dir], g.config_path(), g.sysfs(), g.proc(), config_in_paths=False)
 
 
 def record_paths(env: Env) -> None:

@@ -42,6 +42,7 @@ class GitSpec:
     timeout: float = 120.0
     max_tree_bytes: int = 64 * 1024 * 1024
     allow_force_push: bool = True  # follow a ref moved to history that does not descend from the current commit
+    webhook_secret_file: str | None = None  # the secret webhooks are signed with (the daemon's API route)
 
     @property
     def scheme(self) -> str:

@@ -4,11 +4,15 @@
                               no absolute names, no `..`, no link pointing outside the tree)
     ROOT/current -> trees/<commit>      a symlink, replaced by rename(2): a reader sees the old commit or
                                         the new one, never a mix
+    ROOT/serving -> trees/<commit>      the commit a daemon reads (reconciler/gitpoll.py): moved to `current`
+                                        by the daemon's control loop between two passes, so that one pass
+                                        reads one commit through a path that stays the same (an empty
+                                        directory until the first good commit)
 
 A tree is extracted into `trees/.tmp-<commit>-<pid>` and renamed into place only once whole, so a
 crash mid-extraction leaves no half tree under a commit's name. A reader should resolve `current` once
 (`current_tree`) and read every file of one pass from that commit's directory. After a swap, trees
-other than the current one and the one before it are removed.
+other than the current one, the one before it and the one a daemon serves are removed.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from pathlib import Path
 from xgen_declare.sources import gitcmd
 from xgen_declare.sources.gitcmd import GitRunner
 
-__all__ = ["TreeError", "current_commit", "current_tree", "materialise", "switch_to", "tree_size"]
+__all__ = ["SERVING", "TreeError", "current_commit", "current_tree", "materialise", "serve", "serving_commit",
+           "switch_to", "tree_size"]
 
 KEEP = 2  # the current tree and the one before it
+SERVING = "serving"  # ROOT/serving: the commit a running daemon reads
 
 
 class TreeError(Exception):
@@ -124,7 +130,7 @@ def switch_to(root: Path, commit: str) -> None:
     os.symlink(os.path.join("trees", commit), link)
     os.replace(link, root / "current")
     _fsync_dir(root)
-    keep = {commit, before} - {None}
+    keep = {commit, before, serving_commit(root)} - {None}
     for old in (root / "trees").iterdir():
         if old.name not in keep and not old.name.startswith(".tmp-"):
             shutil.rmtree(old, ignore_errors=True)
@@ -132,12 +138,34 @@ def switch_to(root: Path, commit: str) -> None:
 
 def current_commit(root: Path) -> str | None:
     """The commit `current` points at, or None when there is none (first sync, or a broken link)."""
+    return _link_commit(root, "current")
+
+
+def _link_commit(root: Path, name: str) -> str | None:
     try:
-        target = os.readlink(root / "current")
+        target = os.readlink(root / name)
     except OSError:
         return None
     name = os.path.basename(target)
     return name if (root / "trees" / name).is_dir() else None
+
+
+def serving_commit(root: Path) -> str | None:
+    """The commit ROOT/serving points at (the one a daemon reads), or None."""
+    return _link_commit(root, SERVING)
+
+
+def serve(root: Path, commit: str) -> None:
+    """Point ROOT/serving at trees/<commit> with one rename(2) (no tree is removed here)."""
+    link = root / f".{SERVING}-{os.getpid()}"
+    if os.path.lexists(link):
+        os.unlink(link)
+    os.symlink(os.path.join("trees", commit), link)
+    target = root / SERVING
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)  # the empty directory a daemon reads before the first good commit
+    os.replace(link, target)
+    _fsync_dir(root)
 
 
 def current_tree(root: Path) -> Path | None:

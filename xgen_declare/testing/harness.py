@@ -144,13 +144,15 @@ class Daemon:
         return subprocess.run([sys.executable, "-m", "xgen_declare.cli.main", *args], env=self.env,
                               capture_output=True, text=True, timeout=timeout or self.cli_timeout)
 
-    def start(self, *extra: str) -> subprocess.Popen:
-        """`run MANIFESTS EXTRA...` in a session of its own (so its group can be killed)."""
+    def start(self, *extra: str, target: tuple[str, ...] | None = None) -> subprocess.Popen:
+        """`run MANIFESTS EXTRA...` in a session of its own (so its group can be killed); `target` replaces
+        MANIFESTS (a git+URL, or () for the config's `source:`)."""
         path = Path(self.log_file or self.state.parent / f"daemon{len(self.daemons)}.log")
         if path not in self.logs:
             self.logs.append(path)
         with open(path, "ab") as out:
-            p = subprocess.Popen([sys.executable, "-m", "xgen_declare.cli.main", "run", str(self.manifests), *extra],
+            what = (str(self.manifests),) if target is None else target
+            p = subprocess.Popen([sys.executable, "-m", "xgen_declare.cli.main", "run", *what, *extra],
                                  env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.daemons.append(p)
         self.proc = p
