@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
 
 from xgen_declare.backends.families import model_family
 from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems, gguf_repo
-from xgen_declare.manifests.fields import (ArgvHost, ArgvPath,
+from xgen_declare.manifests.fields import (ArgvHost, ArgvPath, HostSelector,
                                            NoNewline, RayCluster, RolloutSpec, RpcWorker, _ray_problems,
                                            _reject_control, _rpc_problems, not_a_flag, parse_duration)
 from xgen_declare.manifests.source import Source, parse_source
@@ -80,6 +80,10 @@ class ModelLoadRequest(BaseModel):
                           not_a_flag("start each alias with a letter or digit")]] = Field(
         default_factory=list, description="Extra names clients may use for this model")
     enabled: bool = Field(True, description="false = declared but kept stopped")
+    hosts: HostSelector | None = Field(
+        None, description="The hosts this model is for: a label selector with Kubernetes semantics "
+        "({matchLabels: {gpu.vendor: amd}, matchExpressions: [{key: gpu.memory_gib, operator: Gt, values: "
+        '["40"]}]}) over each host\'s labels (README "Many hosts"); omitted = every host')
     activation: Literal["always", "on-demand"] = Field(
         "always", description="always = kept running; on-demand = started by the router (`run --api`) on the first "
         "request for it, stopped again after idle_timeout (state Idle while stopped)")

@@ -74,6 +74,15 @@ class Selector:
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(r.matches(labels) for r in self.requirements)
 
+    def describe(self) -> str | None:
+        """"gpu.vendor In [amd], gpu.memory_gib > 40"; None for the empty selector (every host)."""
+        return ", ".join(r.describe() for r in self.requirements) or None
+
+    def to_json(self) -> dict:
+        """The canonical form (every requirement as an expression), which `parse_selector` reads back."""
+        return {"matchExpressions": [{"key": r.key, "operator": r.operator, "values": list(r.values)}
+                                     for r in self.requirements]}
+
     def mismatch(self, labels: Mapping[str, str]) -> str | None:
         """Why this host is not selected (None when it is): the first requirement that fails, with the
         host's value, e.g. "gpu.vendor In [amd] (this host: nvidia)"."""
