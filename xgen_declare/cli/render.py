@@ -23,7 +23,8 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
     Ports come from the daemon's state when it has one, otherwise a deterministic preview
     assignment is shown (marked "preview"). `-o shell` prints a quoted, copy-pasteable preview;
     secrets show as ***; a value with control characters is written as $'..\\xHH..' (never raw). Exit code 1 when a model cannot be rendered, or this host (--inventory: that
-    host) cannot give it the GPUs it asks for (the reason `plan` shows for it, Blocked).
+    host) cannot give it the GPUs it asks for (the reason `plan` shows for it, Blocked). A model whose
+    spec.hosts does not select this host (--inventory: that host) is left out with a note.
     """
     g = get_globals()
     config = g.load_config(list(paths))
@@ -65,6 +66,8 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
         for m in models:
             if m.backend_note:
                 eprint(f"note: {m.name}: backend {m.backend}: {m.backend_note}")
+    for name, why in sorted(desired.elsewhere.items()):  # spec.hosts: no command here, and no error
+        eprint(escape_controls(f"note: {name}: not for this host: {why}"))
     shown = set()
     names = sorted(set(desired.problems) | set(desired.blocked))
     problems = [p for name in names for p in desired.problems.get(name, []) + desired.blocked.get(name, [])]

@@ -154,3 +154,15 @@ def test_validate_accepts_hosts_and_checks_only_that_hosts_models(cli, write, tm
     assert cli("validate", str(write.root)).code == 0
     r = cli("validate", str(write.root), "--inventory", str(inv))
     assert r.code == 0, r.err  # GPU 5 is not checked on a host the model is not for
+
+
+def test_render_leaves_out_another_hosts_model_with_a_note(cli, manifests, hosts, tmp_path):
+    r = cli("--state-dir", str(tmp_path / "s"), "render", str(manifests), "--inventory", str(hosts / "laptop.yaml"),
+            "-o", "json")
+    assert r.code == 0, r.err
+    assert [m["name"] for m in r.json()] == ["all"]
+    assert [line for line in r.err.splitlines() if line.startswith("note:")] == [
+        "note: amd: not for this host: gpu.vendor In [amd] (this host: no gpu.vendor label)",
+        "note: big: not for this host: gpu.memory_gib > 100 (this host: no gpu.memory_gib label)",
+        "note: dc: not for this host: site In [dc-1] (this host: no site label)",
+        "note: qa: not for this host: tier In [qa] (this host: no tier label)"]
