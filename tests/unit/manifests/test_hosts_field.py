@@ -64,3 +64,21 @@ def test_hosts_not_a_mapping(write):
 def test_an_invalid_selector_makes_the_model_invalid_not_unknown(write):
     r = load(write, "  hosts: {matchLabels: {gpu.vendor: [amd]}}\n")
     assert r.models == [] and list(r.invalid_names) == ["a"]  # the plan keeps its last good process
+
+
+def test_one_port_for_models_on_different_hosts_but_not_on_the_same(write):
+    amd = "  port: 8080\n  hosts: {matchLabels: {gpu.vendor: amd}}\n"
+    write("a.yaml", HEAD + amd)
+    write("b.yaml", HEAD.replace("name: a", "name: b") + "  port: 8080\n  hosts: {matchLabels: {gpu.vendor: nvidia}}\n")
+    r = load_paths([str(write.root)])
+    assert r.problems == [] and sorted(m.name for m in r.models) == ["a", "b"]
+    write("c.yaml", HEAD.replace("name: a", "name: c") + "  port: 8080\n")  # every host: clashes with both
+    r = load_paths([str(write.root)])
+    assert sorted(m.name for m in r.models) == []
+    assert sorted(p.format()[len(p.file) + 1:] for p in r.problems) == [  # each with the models it meets
+        "6: spec.port: port 8080 is claimed by several models (a, b, c) (give each model its own port or omit port "
+        "to get one assigned)",
+        "6: spec.port: port 8080 is claimed by several models (a, c) (give each model its own port or omit port to "
+        "get one assigned)",
+        "6: spec.port: port 8080 is claimed by several models (b, c) (give each model its own port or omit port to "
+        "get one assigned)"]
