@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from xgen_declare.desired.build import build_desired
+from xgen_declare.desired.hosts import for_another_host
 from xgen_declare.names import escape_controls
 from xgen_declare.processes.spec import shell_quote
 from xgen_declare.processes.state_store import held_ports
@@ -30,7 +31,8 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
     config = g.load_config(list(paths))
     inventory = host_inventory(g, config, inventory_file)
     held = held_ports(g.resolve_state_dir(config))
-    desired = build_desired(list(paths), config, inventory, held_ports=held, preview=not held)
+    target = for_another_host(config) if inventory_file else config  # spec.hosts: that host's labels only
+    desired = build_desired(list(paths), target, inventory, held_ports=held, preview=not held)
     # a model this host cannot run as declared has no command: its error, as `plan` shows it, instead
     models = [desired.rendered[n] for n in sorted(desired.rendered) if n not in desired.blocked]
     sources = {d.name: d.spec.source for d in desired.load.models if d.spec.source is not None}  # as written

@@ -65,9 +65,10 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     `awake`: the on-demand models wanted running now (the router's); None = those running now. The
     others are `dormant`: rendered (their port stays theirs) but left out of the memory ledger.
     `select`: leave out the models whose spec.hosts does not select this host (`elsewhere`); False for an
-    export, whose target is not this host."""
+    export, whose target is not this host. The host's labels: the inventory's, then config.host.labels (a
+    preview of another host passes a config without them: desired/hosts.for_another_host)."""
     load = load_paths(paths)
-    desired = Desired(load=load, labels=host_labels(inventory))
+    desired = Desired(load=load, labels=host_labels(inventory, configured=config.host.labels))
     for name, probs in load.invalid_names.items():
         desired.problems[name] = list(probs)
     decls = load.models

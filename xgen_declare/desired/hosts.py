@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from xgen_declare.config import Config, HostSection
 from xgen_declare.manifests.load import ModelDecl
 
-__all__ = ["not_for_host", "select_for_host"]
+__all__ = ["for_another_host", "not_for_host", "select_for_host"]
+
+
+def for_another_host(config: Config) -> Config:
+    """The config for a preview of another host (`--inventory FILE`): this machine's `host.labels` are not
+    that host's; its labels are those of its inventory file."""
+    return config.model_copy(update={"host": HostSection()})
 
 
 def not_for_host(decl: ModelDecl, labels: Mapping[str, str]) -> str | None:

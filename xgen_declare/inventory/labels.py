@@ -9,9 +9,9 @@ the config's `host: labels:` on top (a configured label replaces a detected one 
     gpu.memory_gib    the smallest visible GPU's memory in whole GiB (what every GPU has at least, as
                       NVIDIA's GPU feature discovery labels per-GPU memory); absent when unknown
 
-Then the host's own labels: the inventory's `labels:` (live detection puts the config's `host: labels:` there,
-so `xgen-declare inventory -o yaml` snapshots them; an inventory file for `plan --inventory` names them), and
-`configured` over everything. Pure: the caller gives the inventory (and, to override it, the machine name).
+Then the host's own labels: the inventory's `labels:` (an inventory file names them; `xgen-declare inventory`
+writes the config's there), and `configured` (this host's config `host: labels:`, current at each pass) over
+everything. Pure: the caller gives the inventory (and, to override it, the machine name).
 """
 
 from __future__ import annotations

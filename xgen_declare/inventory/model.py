@@ -73,7 +73,8 @@ class Inventory(BaseModel):
     arch: str | None = Field(None, description="The machine (x86_64, aarch64), as platform.machine() says: the "
                              "`arch` label")
     labels: dict[str, str] = Field(default_factory=dict, description="The host's own labels for `spec.hosts` "
-                                   "(live: the config's host.labels); added to the detected ones, and winning")
+                                   "(`xgen-declare inventory` writes the config's host.labels here); added to "
+                                   "the detected ones, and winning")
     gpus: list[Gpu] = Field(default_factory=list)
     cpu: Cpu = Field(default_factory=Cpu)
     backends: list[Backend] = Field(default_factory=list)

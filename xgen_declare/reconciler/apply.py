@@ -17,6 +17,7 @@ from typing import Callable, Collection, Mapping
 from xgen_declare.config import Config
 from xgen_declare.desired import ray as raycluster
 from xgen_declare.desired.build import Desired, build_desired
+from xgen_declare.desired.hosts import for_another_host
 from xgen_declare.desired.served import claims
 from xgen_declare.errors import Problem, StateError
 from xgen_declare.inventory.model import Inventory
@@ -57,6 +58,8 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     `awake`: on-demand models the router wants running (None: keep the running ones, start none);
     `idle_reasons`: why an on-demand model left `awake` (idle, evicted), shown as its stop reason;
     `requests`: `down` / `up` / `restart` asked for this pass (plan inputs)."""
+    if not local:
+        config = for_another_host(config)
     ours = {s.port for s in seen.values() if s.running and s.port}
     foreign = (ports_in_use() if local else set()) - ours
     held = {name: s.port for name, s in seen.items() if s.port}

@@ -166,3 +166,12 @@ def test_render_leaves_out_another_hosts_model_with_a_note(cli, manifests, hosts
         "note: big: not for this host: gpu.memory_gib > 100 (this host: no gpu.memory_gib label)",
         "note: dc: not for this host: site In [dc-1] (this host: no site label)",
         "note: qa: not for this host: tier In [qa] (this host: no tier label)"]
+
+
+def test_this_machines_host_labels_are_not_another_hosts(cli, manifests, hosts, tmp_path):
+    (manifests / "xgen-declare.yaml").write_text("host:\n  labels: {tier: qa}\n")  # this machine is a qa box
+    r = cli("--state-dir", str(tmp_path / "s"), "plan", str(manifests), "--inventory", str(hosts / "a100.yaml"))
+    assert "keep     qa: not for this host: tier In [qa] (this host: no tier label)" in r.out.splitlines()
+    r = cli("render", str(manifests), "--inventory", str(hosts / "a100.yaml"), "-o", "json")
+    assert "qa" not in [m["name"] for m in r.json()]
+    assert cli("fleet", "plan", str(manifests), "--inventories", str(hosts), "-o", "json").json()["nowhere"] == ["qa"]

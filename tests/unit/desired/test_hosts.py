@@ -82,3 +82,11 @@ def test_a_model_for_other_hosts_is_not_rendered_and_takes_no_port(write):
     assert [d.name for d in desired.here] == ["cpu"] and desired.labels["hostname"] == "laptop"
     everything = build_desired([str(write.root)], Config(), LAPTOP, placement=False, select=False)  # an export
     assert sorted(everything.rendered) == ["amd", "cpu"] and everything.elsewhere == {}
+
+
+def test_the_configs_host_labels_win_over_the_detected_ones(write):
+    from xgen_declare.config import HostSection
+    write("amd.yaml", model_yaml("amd", backend="llama-server-cpu", hosts={"matchLabels": {"gpu.vendor": "amd"}}))
+    config = Config(host=HostSection(labels={"gpu.vendor": "amd"}))
+    desired = build_desired([str(write.root)], config, LAPTOP, placement=False)
+    assert desired.elsewhere == {} and list(desired.rendered) == ["amd"] and desired.labels["gpu.vendor"] == "amd"
