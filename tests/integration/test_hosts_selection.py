@@ -80,3 +80,29 @@ def test_each_host_runs_only_its_models(host):
     finally:
         for box in (a, b):
             box.cli("down")
+
+
+def test_a_daemon_serves_only_its_models_and_follows_a_move(host):
+    """The same through `run`: the daemon of box a never starts embed (not even a record), and starts it once
+    a manifest edit selects box a; a model moved away is stopped by the daemon."""
+    from xgen_declare.testing.harness import Daemon
+
+    a = Box(host, "a", "chat", host.base)
+    host.write("chat", hosts_manifest("chat", "chat"))
+    host.write("embed", hosts_manifest("embed", "embed"))
+    d = Daemon(host.manifests, a.state, log=host.root / "daemon-a.log", env={k: host.env[k] for k in (
+        "FAKE_PIDDIR", "XDG_CACHE_HOME")})
+    d.status_via_cli, d.poll, d.timeout = False, 0.05, 20.0
+    try:
+        d.start("--config", str(a.config_file))
+        d.wait_ready("chat")
+        assert "embed" not in d.status()
+        pid = d.status()["chat"]["pid"]
+        host.write("embed", hosts_manifest("embed", "chat"))   # now for box a
+        host.write("chat", hosts_manifest("chat", "embed"))    # and chat moves away
+        d.wait_status(lambda s: s.get("embed", {}).get("state") == "Ready" and "chat" not in s, what="the move")
+        assert not alive(pid)
+        assert "chat: not for this host: role In [embed] (this host: chat)" in d.log_text()
+    finally:
+        a.cli("down")
+        d.cleanup()

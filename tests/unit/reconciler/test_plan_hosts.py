@@ -68,3 +68,15 @@ def test_a_model_not_for_this_host_is_never_manifest_removed():
     # the same running record without the NotHere input would be pruned: the input is what saves it
     assert plan({}, {"a": seen()}).actions[0].reason == "manifest removed"
     assert "removed" not in plan({}, {"a": seen()}, elsewhere={"a": AMD}).actions[0].reason
+
+
+def test_a_selector_change_that_still_selects_this_host_is_an_in_place_update():
+    w = Want(name="a", spec_hash="h1", argv=ARGV, port=8001, binary_id="b",
+             settings={"hosts": "gpu.vendor In [amd, nvidia]"})
+    a = plan({"a": w}, {"a": seen()}).actions[0]
+    assert a.format() == "update   a: update in place: hosts gpu.vendor In [amd] → gpu.vendor In [amd, nvidia]"
+    # a record from before spec.hosts (no "hosts" key) and a model without hosts: unchanged, no update
+    none = Want(name="a", spec_hash="h1", argv=ARGV, port=8001, binary_id="b", settings={"hosts": None})
+    assert plan({"a": none}, {"a": seen(settings=True, hosts=None)}).actions[0].reason == "unchanged"
+    assert plan({"a": none}, {"a": Seen(name="a", state=State.READY, running=True, spec_hash="h1", argv=ARGV,
+                                        port=8001, binary_id="b", settings={})}).actions[0].reason == "unchanged"
