@@ -166,3 +166,21 @@ def test_a_wake_that_finds_the_loop_busy_is_an_openai_503_with_retry_after(api, 
     assert r.json()["error"] == {
         "message": "the daemon is busy: 64 requests already wait for its control loop; try again in a moment",
         "type": "server_error", "param": None, "code": "daemon_busy"}
+
+
+def test_a_model_for_other_hosts_is_a_404_that_says_so(api):
+    import time
+
+    api.hand("a.yaml", "a", backend="llama-server-cpu")
+    api.hand("far.yaml", "far", backend="llama-server-cpu", hosts={"matchLabels": {"role": "gpu-box"}})
+    api.daemon.file_changed()
+    c = api.client
+    deadline = time.monotonic() + 5
+    while "a" not in [m["id"] for m in c.get("/v1/models").json()["data"]]:
+        assert time.monotonic() < deadline, "a never listed"
+        time.sleep(0.02)
+    assert "far" not in [m["id"] for m in c.get("/v1/models").json()["data"]]
+    r = c.post("/v1/chat/completions", json={"model": "far"})
+    assert r.status_code == 404 and r.json()["error"]["message"] == (
+        "the model 'far' is not served on this host: its spec.hosts does not select it (role In [gpu-box] (this "
+        "host: no role label)); send the request to a host that runs it")
