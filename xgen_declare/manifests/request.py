@@ -253,6 +253,10 @@ class ModelLoadRequest(BaseModel):
         problems.extend(_cpu_moe_problems(self, family))
         problems.extend(_rpc_problems(self, family))
         problems.extend(_ray_problems(self, family))
+        if self.hosts is not None and (self.distributed is not None or self.rpc_server_host is not None):
+            what = "spec.ray" if self.distributed is not None else "rpc_server_host and rpc_workers"
+            problems.append(("hosts", f"does not go with a model across hosts: {what} already names the hosts, and "
+                             "a host the selector left out would not run its part; remove hosts"))
         if self.pooling is not None and self.server_type != "embedding":
             problems.append(("pooling", "only applies to server_type: embedding; remove it or set server_type"))
         if problems:

@@ -82,3 +82,11 @@ def test_one_port_for_models_on_different_hosts_but_not_on_the_same(write):
         "get one assigned)",
         "6: spec.port: port 8080 is claimed by several models (b, c) (give each model its own port or omit port to "
         "get one assigned)"]
+
+
+def test_hosts_does_not_go_with_a_model_across_hosts(write):
+    write("a.yaml", HEAD.replace("/m/x.gguf", "org/big") + "  backend: vllm-cuda\n  nodes: 2\n  distributed: ray\n"
+          "  ray: {head: h1, workers: [h2]}\n  hosts: {matchLabels: {site: a}}\n")
+    assert [p.format()[len(p.file) + 1:] for p in load_paths([str(write.root)]).problems] == [
+        "10: spec.hosts: does not go with a model across hosts: spec.ray already names the hosts, and a host the "
+        "selector left out would not run its part (remove hosts)"]
