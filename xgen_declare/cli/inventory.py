@@ -13,7 +13,8 @@ from xgen_declare.cli.hostctx import host_inventory
 @output_option(("yaml", "json"), "yaml")
 @global_options
 def command(output: str) -> int:
-    """Print GPUs, CPU, backends and detection warnings in the format `render --inventory FILE` accepts.
+    """Print GPUs, CPU, backends and detection warnings in the format `render --inventory FILE` accepts,
+    with this host's `labels:` (the config's host.labels) for previewing its spec.hosts selection.
 
     \b
     Snapshot a GPU host and preview its commands on a laptop or in CI:
@@ -21,7 +22,9 @@ def command(output: str) -> int:
       xgen-declare render manifests/ --inventory gpu-host.yaml
     """
     g = get_globals()
-    inventory = host_inventory(g, g.load_config(), None)
+    config = g.load_config()
+    inventory = host_inventory(g, config, None)
+    inventory.labels = dict(config.host.labels)  # the snapshot carries this host's labels (spec.hosts)
     data = inventory.model_dump(mode="json")
     if output == "json":
         print_json(data)

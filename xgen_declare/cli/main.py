@@ -45,6 +45,7 @@ VERBS = {
     "unpin": "unpin",
     "pull": "pull",
     "store": "store",
+    "fleet": "fleet",
 }
 
 

@@ -50,7 +50,9 @@ def show(result: Pass, output: str) -> None:
 def command(dirs: tuple[str, ...], output: str, inventory_file: str | None) -> int:
     """Compare the manifests in DIR (default: the dir the state dir records) with what runs, and print
     one action per model: start, restart, stop, keep or blocked, each with its reason
-    ("argv changed: --ctx-size 4096 → 8192"). Nothing is started or stopped.
+    ("argv changed: --ctx-size 4096 → 8192"). Nothing is started or stopped. A model whose spec.hosts
+    does not select this host (--inventory: that host) shows as `keep NAME: not for this host: ...`, naming
+    the label requirement that failed.
 
     Below the actions, the memory ledger: per GPU (and host memory), what each model uses — predicted
     from the GGUF header, measured from llama.cpp's log once running, or reserved by vLLM's

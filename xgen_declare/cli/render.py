@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from xgen_declare.desired.build import build_desired
+from xgen_declare.desired.hosts import for_another_host
 from xgen_declare.names import escape_controls
 from xgen_declare.processes.spec import shell_quote
 from xgen_declare.processes.state_store import held_ports
@@ -23,13 +24,15 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
     Ports come from the daemon's state when it has one, otherwise a deterministic preview
     assignment is shown (marked "preview"). `-o shell` prints a quoted, copy-pasteable preview;
     secrets show as ***; a value with control characters is written as $'..\\xHH..' (never raw). Exit code 1 when a model cannot be rendered, or this host (--inventory: that
-    host) cannot give it the GPUs it asks for (the reason `plan` shows for it, Blocked).
+    host) cannot give it the GPUs it asks for (the reason `plan` shows for it, Blocked). A model whose
+    spec.hosts does not select this host (--inventory: that host) is left out with a note.
     """
     g = get_globals()
     config = g.load_config(list(paths))
     inventory = host_inventory(g, config, inventory_file)
     held = held_ports(g.resolve_state_dir(config))
-    desired = build_desired(list(paths), config, inventory, held_ports=held, preview=not held)
+    target = for_another_host(config) if inventory_file else config  # spec.hosts: that host's labels only
+    desired = build_desired(list(paths), target, inventory, held_ports=held, preview=not held)
     # a model this host cannot run as declared has no command: its error, as `plan` shows it, instead
     models = [desired.rendered[n] for n in sorted(desired.rendered) if n not in desired.blocked]
     sources = {d.name: d.spec.source for d in desired.load.models if d.spec.source is not None}  # as written
@@ -65,6 +68,8 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
         for m in models:
             if m.backend_note:
                 eprint(f"note: {m.name}: backend {m.backend}: {m.backend_note}")
+    for name, why in sorted(desired.elsewhere.items()):  # spec.hosts: no command here, and no error
+        eprint(escape_controls(f"note: {name}: not for this host: {why}"))
     shown = set()
     names = sorted(set(desired.problems) | set(desired.blocked))
     problems = [p for name in names for p in desired.problems.get(name, []) + desired.blocked.get(name, [])]

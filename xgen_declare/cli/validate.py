@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from xgen_declare.desired.checks import host_problems, placement_problems
+from xgen_declare.desired.hosts import select_for_host
+from xgen_declare.inventory.labels import host_labels
 from xgen_declare.desired.resolve import resolve
 from xgen_declare.placement.choose import DEFAULT_MARGIN_MIB
 from xgen_declare.errors import ProblemsError
@@ -41,7 +43,8 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
     if inventory_file:
         inventory = host_inventory(g, config, inventory_file)
         fine = []
-        for decl in result.models:
+        here, _ = select_for_host(result.models, host_labels(inventory))  # spec.hosts: the others are not its
+        for decl in here:
             res = resolve(decl, inventory)
             found = host_problems(res, inventory)
             problems.extend(found)

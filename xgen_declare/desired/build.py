@@ -15,12 +15,14 @@ from xgen_declare.config import Config
 from xgen_declare.desired import ray, rpc, rpc_remote
 from xgen_declare.desired.checks import gpu_problems, host_problems
 from xgen_declare.desired.demands import place
+from xgen_declare.desired.hosts import select_for_host
 from xgen_declare.desired.ports import NO_PORT, PortAssignment, exhausted_text, fit_ports
 from xgen_declare.desired.render import Entries, Rendered, Renderer
 from xgen_declare.desired.resolve import Resolved, resolve, with_placement
 from xgen_declare.errors import Problem, RenderError
+from xgen_declare.inventory.labels import host_labels
 from xgen_declare.inventory.model import Inventory
-from xgen_declare.manifests.load import LoadResult, load_paths
+from xgen_declare.manifests.load import LoadResult, ModelDecl, load_paths
 from xgen_declare.placement.ledger import Ledger
 
 
@@ -39,6 +41,14 @@ class Desired:
     unported: list[str] = field(default_factory=list)
     port_range: tuple[int, int] | None = None
     renderer: Renderer | None = None  # the pass's renderer (a surge renders a model again on a spare port)
+    labels: dict[str, str] = field(default_factory=dict)  # this host's labels (inventory/labels.py)
+    # model name -> why its spec.hosts does not select this host (desired/hosts.py): not rendered here
+    elsewhere: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def here(self) -> list[ModelDecl]:
+        """The valid manifests of the models for this host (the router's table, the name claims)."""
+        return [d for d in self.load.models if d.name not in self.elsewhere]
 
     @property
     def names(self) -> set[str]:
@@ -49,16 +59,22 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
                   held_ports: dict[str, int] | None = None, preview: bool = False,
                   taken_ports: set[int] | None = None, check_host: bool = False, placement: bool = True,
                   seen: Mapping[str, Any] | None = None, changing: frozenset[str] = frozenset(),
-                  awake: Collection[str] | None = None) -> Desired:
+                  awake: Collection[str] | None = None, select: bool = True) -> Desired:
     """`placement`: build the memory ledger and resolve `n_gpu_layers`/`tensor_split: auto` (reads GGUF
     headers and config.json); `seen`/`changing`: the running models, see demands.place.
     `awake`: the on-demand models wanted running now (the router's); None = those running now. The
-    others are `dormant`: rendered (their port stays theirs) but left out of the memory ledger."""
+    others are `dormant`: rendered (their port stays theirs) but left out of the memory ledger.
+    `select`: leave out the models whose spec.hosts does not select this host (`elsewhere`); False for an
+    export, whose target is not this host. The host's labels: the inventory's, then config.host.labels (a
+    preview of another host passes a config without them: desired/hosts.for_another_host)."""
     load = load_paths(paths)
-    desired = Desired(load=load)
+    desired = Desired(load=load, labels=host_labels(inventory, configured=config.host.labels))
     for name, probs in load.invalid_names.items():
         desired.problems[name] = list(probs)
-    models = [resolve(decl, inventory) for decl in load.models]  # the one resolution of this pass
+    decls = load.models
+    if select:
+        decls, desired.elsewhere = select_for_host(load.models, desired.labels)
+    models = [resolve(decl, inventory) for decl in decls]  # the one resolution of this pass
     if check_host:
         ok = []
         for res in models:

@@ -73,7 +73,7 @@ def api_key_secret(model: str) -> str:
 def export_kubernetes(paths: list[str], config: Config, nodes: Inventory | None = None) -> ExportResult:
     """`nodes`: an inventory of the GPU nodes (--inventory), or None: every backend with an image."""
     inventory = cluster_inventory(config, nodes)
-    desired = build_desired(paths, config, inventory, preview=True)
+    desired = build_desired(paths, config, inventory, preview=True, select=False)  # spec.hosts: not exported
     result = ExportResult(namespace=config.kubernetes.namespace)
     named = {id(p) for probs in desired.load.invalid_names.values() for p in probs}
     result.file_problems = [p for p in desired.load.problems if id(p) not in named and p.severity == "error"]

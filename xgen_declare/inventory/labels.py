@@ -9,7 +9,9 @@ the config's `host: labels:` on top (a configured label replaces a detected one 
     gpu.memory_gib    the smallest visible GPU's memory in whole GiB (what every GPU has at least, as
                       NVIDIA's GPU feature discovery labels per-GPU memory); absent when unknown
 
-Pure: the caller gives the inventory and the machine name.
+Then the host's own labels: the inventory's `labels:` (an inventory file names them; `xgen-declare inventory`
+writes the config's there), and `configured` (this host's config `host: labels:`, current at each pass) over
+everything. Pure: the caller gives the inventory (and, to override it, the machine name).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ __all__ = ["DETECTED_KEYS", "detected_labels", "host_labels"]
 DETECTED_KEYS = ("hostname", "arch", "gpu.count", "gpu.vendor", "gpu.model", "gpu.memory_gib")
 
 
-def detected_labels(inventory: Inventory, arch: str) -> dict[str, str]:
+def detected_labels(inventory: Inventory, arch: str | None = None) -> dict[str, str]:
+    arch = inventory.arch if arch is None else arch
     labels = {"arch": arch} if arch else {}
     if inventory.hostname:
         labels["hostname"] = inventory.hostname
@@ -41,6 +44,7 @@ def detected_labels(inventory: Inventory, arch: str) -> dict[str, str]:
     return labels
 
 
-def host_labels(inventory: Inventory, arch: str, configured: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The detected labels, then the configured ones over them."""
-    return {**detected_labels(inventory, arch), **(configured or {})}
+def host_labels(inventory: Inventory, arch: str | None = None,
+                configured: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The detected labels, then the inventory's own labels, then `configured` over them."""
+    return {**detected_labels(inventory, arch), **inventory.labels, **(configured or {})}

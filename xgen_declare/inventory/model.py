@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from xgen_declare.readers.selector import check_label_key, check_label_value, label_text
 
 GpuType = Literal["nvidia", "amd_rdna", "amd_cdna", "amd_gcn", "amd_unknown"]
 
@@ -68,10 +70,26 @@ class Inventory(BaseModel):
     apiVersion: Literal["xgen/v1"] = "xgen/v1"
     kind: Literal["Inventory"] = "Inventory"
     hostname: str | None = None
+    arch: str | None = Field(None, description="The machine (x86_64, aarch64), as platform.machine() says: the "
+                             "`arch` label")
+    labels: dict[str, str] = Field(default_factory=dict, description="The host's own labels for `spec.hosts` "
+                                   "(`xgen-declare inventory` writes the config's host.labels here); added to "
+                                   "the detected ones, and winning")
     gpus: list[Gpu] = Field(default_factory=list)
     cpu: Cpu = Field(default_factory=Cpu)
     backends: list[Backend] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, labels):
+        if not isinstance(labels, dict):
+            return labels
+        for key, value in labels.items():
+            bad = check_label_key(key) or check_label_value(value)
+            if bad:
+                raise ValueError(f"{bad}; e.g. labels: {{site: lab-2, tier: prod}}")
+        return {key: label_text(value) for key, value in labels.items()}
 
     def backend(self, name: str) -> Backend | None:
         return next((b for b in self.backends if b.name == name), None)

@@ -8,10 +8,13 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema, \
+    field_validator
 
 from xgen_declare.backends.profile import LLAMA, VLLM, profile_of
 from xgen_declare.names import first_control
+from xgen_declare.readers.selector import OPERATORS, Selector, parse_selector
+from xgen_declare.readers.validation_errors import CrossFieldErrors
 
 def _reject_control(value: str, what: str) -> str:
     """Control characters (names.CONTROL_RE: C0 but tab, DEL, C1) never reach argv: a newline or NUL
@@ -243,3 +246,37 @@ def _rpc_problems(spec: Any, engine: str) -> list[tuple[str, str]]:
         out.append(("rpc_server_host", "must be a host name, not a loopback address (every daemon is "
                     f"{spec.rpc_server_host}); remove it when all workers are local"))
     return out
+
+
+def parse_hosts(value: object) -> Selector:
+    """`spec.hosts`: the hosts a model is for (readers/selector.py); every problem under its own field
+    (spec.hosts.matchExpressions[0].operator), with its line."""
+    if isinstance(value, Selector):
+        return value
+    selector, issues = parse_selector(value, "hosts")
+    if selector is None:
+        raise CrossFieldErrors([(_selector_path(f), f"{message}; {hint}") for f, message, hint in issues])
+    return selector
+
+
+def _selector_path(field: str) -> tuple:
+    """"hosts.matchExpressions[0].operator" -> ("matchExpressions", 0, "operator"); a label key keeps its dots
+    ("hosts.matchLabels.gpu.vendor" -> ("matchLabels", "gpu.vendor")), so the line is the key's own."""
+    rest = field[len("hosts."):] if field.startswith("hosts.") else ""
+    head, _, tail = rest.partition(".")
+    m = re.fullmatch(r"matchExpressions\[(\d+)\]", head)
+    if m:
+        return ("matchExpressions", int(m.group(1))) + ((tail,) if tail else ())
+    return tuple(p for p in (head, tail) if p)
+
+
+_LABEL_VALUE = {"type": ["string", "number", "boolean"]}
+HostSelector = Annotated[Selector, PlainValidator(parse_hosts), PlainSerializer(lambda s: s.to_json()),
+                         WithJsonSchema({
+                             "type": "object", "additionalProperties": False,
+                             "properties": {
+                                 "matchLabels": {"type": "object", "additionalProperties": _LABEL_VALUE},
+                                 "matchExpressions": {"type": "array", "items": {
+                                     "type": "object", "additionalProperties": False, "required": ["key", "operator"],
+                                     "properties": {"key": {"type": "string"}, "operator": {"enum": list(OPERATORS)},
+                                                    "values": {"type": "array", "items": _LABEL_VALUE}}}}}})]

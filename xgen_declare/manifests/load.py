@@ -20,6 +20,7 @@ from xgen_declare.config import CONFIG_NAMES
 from xgen_declare.errors import Problem
 from xgen_declare.names import is_model_name
 from xgen_declare.readers.bounded import kind_of
+from xgen_declare.readers.selector import disjoint
 from xgen_declare.manifests.request import Manifest, ModelLoadRequest
 from xgen_declare.readers.validation_errors import did_you_mean, problems_from_validation
 from xgen_declare.readers.yamlsource import Document, load_documents
@@ -218,7 +219,8 @@ def _source_warnings(spec, doc: Document) -> list[Problem]:
 
 
 def _check_across(result: LoadResult) -> None:
-    """Rules across documents: unique names, unique explicit ports. Offenders become invalid."""
+    """Rules across documents: unique names, unique explicit ports (unless spec.hosts keeps the models on
+    different hosts: `disjoint`). Offenders become invalid."""
     by_name: dict[str, list[ModelDecl]] = defaultdict(list)
     by_port: dict[int, list[ModelDecl]] = defaultdict(list)
     for m in result.models:
@@ -234,9 +236,10 @@ def _check_across(result: LoadResult) -> None:
                                           "metadata.name", f"name {name!r} is declared more than once ({where})",
                                           "give each model a unique name"))
     for port, decls in by_port.items():
-        if len(decls) > 1:
-            names = ", ".join(d.name for d in decls)
-            for d in decls:
+        for d in decls:  # models whose spec.hosts no host matches at once may share a port
+            clash = [o for o in decls if o is d or not disjoint(o.spec.hosts, d.spec.hosts)]
+            if len(clash) > 1:
+                names = ", ".join(o.name for o in clash)
                 bad[id(d)].append(Problem(d.file, d.line_of("port"), "spec.port",
                                           f"port {port} is claimed by several models ({names})",
                                           "give each model its own port or omit port to get one assigned"))

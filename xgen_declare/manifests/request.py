@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
 
 from xgen_declare.backends.profile import LLAMA, engine_of, profile_of
 from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems, gguf_repo
-from xgen_declare.manifests.fields import (ArgvHost, ArgvPath,
+from xgen_declare.manifests.fields import (ArgvHost, ArgvPath, HostSelector,
                                            NoNewline, RayCluster, RolloutSpec, RpcWorker, _ray_problems,
                                            _reject_control, _rpc_problems, not_a_flag, parse_duration)
 from xgen_declare.manifests.source import Source, parse_source
@@ -80,6 +80,10 @@ class ModelLoadRequest(BaseModel):
                           not_a_flag("start each alias with a letter or digit")]] = Field(
         default_factory=list, description="Extra names clients may use for this model")
     enabled: bool = Field(True, description="false = declared but kept stopped")
+    hosts: HostSelector | None = Field(
+        None, description="The hosts this model is for: a label selector with Kubernetes semantics "
+        "({matchLabels: {gpu.vendor: amd}, matchExpressions: [{key: gpu.memory_gib, operator: Gt, values: "
+        '["40"]}]}) over each host\'s labels (README "Many hosts"); omitted = every host')
     activation: Literal["always", "on-demand"] = Field(
         "always", description="always = kept running; on-demand = started by the router (`run --api`) on the first "
         "request for it, stopped again after idle_timeout (state Idle while stopped)")
@@ -249,6 +253,10 @@ class ModelLoadRequest(BaseModel):
         problems.extend(_cpu_moe_problems(self, engine))
         problems.extend(_rpc_problems(self, engine))
         problems.extend(_ray_problems(self, engine))
+        if self.hosts is not None and (self.distributed is not None or self.rpc_server_host is not None):
+            what = "spec.ray" if self.distributed is not None else "rpc_server_host and rpc_workers"
+            problems.append(("hosts", f"does not go with a model across hosts: {what} already names the hosts, and "
+                             "a host the selector left out would not run its part; remove hosts"))
         if self.pooling is not None and self.server_type != "embedding":
             problems.append(("pooling", "only applies to server_type: embedding; remove it or set server_type"))
         if problems:

@@ -2,7 +2,7 @@
 read back tolerantly (an old record is adopted, never lost):
 
   InPlace  the manifest fields only xgen-declare reads (reconciler/rollout.py IN_PLACE_FIELDS):
-           activation, idle_timeout, ready_timeout, stop_grace, labels and the `RolloutSpec` itself; a
+           activation, idle_timeout, ready_timeout, stop_grace, labels, hosts and the `RolloutSpec`; a
            change of these is applied to the running model without a restart;
   Placed   n_gpu_layers / tensor_split / n_cpu_moe a llama.cpp process was started with (as rendered),
            so the next pass knows them without reading argv back.
@@ -28,6 +28,7 @@ class InPlace:
     stop_grace: float = 10.0
     labels: Mapping[str, str] = field(default_factory=dict)
     rollout: RolloutSpec = field(default_factory=RolloutSpec)
+    hosts: str | None = None  # spec.hosts as described when it started (a selector that moved it, or labels)
 
     @property
     def on_demand(self) -> bool:
@@ -45,7 +46,7 @@ class InPlace:
     def to_json(self) -> dict[str, Any]:
         return {"activation": self.activation, "idle_timeout": self.idle_timeout,
                 "ready_timeout": self.ready_timeout, "stop_grace": self.stop_grace, "labels": dict(self.labels),
-                "rollout": self.rollout.model_dump()}
+                "rollout": self.rollout.model_dump(), "hosts": self.hosts}
 
     @classmethod
     def from_json(cls, data: object) -> "InPlace | None":
@@ -64,7 +65,7 @@ class InPlace:
                    ready_timeout=_num(data.get("ready_timeout"), base.ready_timeout) or base.ready_timeout,
                    stop_grace=_num(data.get("stop_grace"), base.stop_grace) or base.stop_grace,
                    labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
-                   rollout=spec)
+                   rollout=spec, hosts=data.get("hosts") if isinstance(data.get("hosts"), str) else None)
 
 
 @dataclass(frozen=True)

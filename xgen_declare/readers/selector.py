@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["OPERATORS", "Requirement", "Selector", "check_label_key", "check_label_value", "label_text",
+__all__ = ["OPERATORS", "Requirement", "Selector", "check_label_key", "check_label_value", "disjoint", "label_text",
            "parse_selector"]
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
@@ -74,6 +74,15 @@ class Selector:
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(r.matches(labels) for r in self.requirements)
 
+    def describe(self) -> str | None:
+        """"gpu.vendor In [amd], gpu.memory_gib > 40"; None for the empty selector (every host)."""
+        return ", ".join(r.describe() for r in self.requirements) or None
+
+    def to_json(self) -> dict:
+        """The canonical form (every requirement as an expression), which `parse_selector` reads back."""
+        return {"matchExpressions": [{"key": r.key, "operator": r.operator, "values": list(r.values)}
+                                     for r in self.requirements]}
+
     def mismatch(self, labels: Mapping[str, str]) -> str | None:
         """Why this host is not selected (None when it is): the first requirement that fails, with the
         host's value, e.g. "gpu.vendor In [amd] (this host: nvidia)"."""
@@ -82,6 +91,32 @@ class Selector:
                 have = labels.get(r.key)
                 return f"{r.describe()} (this host: {'no ' + r.key + ' label' if have is None else have})"
         return None
+
+
+def disjoint(a: Selector | None, b: Selector | None) -> bool:
+    """True when no host can match both selectors (None: every host), so that two models for different hosts
+    may claim the same port: some key on which a requirement of `a` and one of `b` cannot both hold
+    (In [x] / In [y]; In / NotIn of all its values; a requirement on a label / DoesNotExist; Gt / Lt, In
+    values beyond a bound). Conservative: False whenever that is not certain."""
+    if a is None or b is None:
+        return False
+    return any(_exclusive(x, y) or _exclusive(y, x) for x in a.requirements for y in b.requirements
+               if x.key == y.key)
+
+
+def _exclusive(x: Requirement, y: Requirement) -> bool:
+    needs_label = ("In", "Exists", "Gt", "Lt")
+    if x.operator in needs_label and y.operator == "DoesNotExist":
+        return True
+    if x.operator == "In" and y.operator == "In":
+        return not set(x.values) & set(y.values)
+    if x.operator == "In" and y.operator == "NotIn":
+        return set(x.values) <= set(y.values)
+    if x.operator == "In" and y.operator in ("Gt", "Lt"):
+        return not any(Requirement(y.key, y.operator, y.values).matches({y.key: v}) for v in x.values)
+    if x.operator == "Gt" and y.operator == "Lt":  # value > x and value < y: none when y <= x
+        return float(y.values[0]) <= float(x.values[0])
+    return False
 
 
 def label_text(value: object) -> str | None:

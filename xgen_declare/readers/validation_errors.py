@@ -83,7 +83,7 @@ class CrossFieldErrors(ValueError):
     """Several cross-field problems at once, each tied to its own field (a model validator raises it;
     `problems_from_validation` reports each under its own field)."""
 
-    def __init__(self, problems: list[tuple[str, str]]):
+    def __init__(self, problems: list[tuple[str | tuple, str]]):
         self.problems = problems
         super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
 
@@ -95,8 +95,8 @@ def problems_from_validation(exc: ValidationError, doc: Document, root: type[Bas
         loc = prefix + tuple(err["loc"])
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, CrossFieldErrors):
-            for name, message in cause.problems:
-                sub = loc + (name,)
+            for name, message in cause.problems:  # a field's name, or its path under loc (a tuple)
+                sub = loc + (name if isinstance(name, tuple) else (name,))
                 msg, hint = _split(message)
                 problems.append(Problem(doc.file, doc.line_of(sub), field_path(sub), msg, hint))
             continue

@@ -17,6 +17,7 @@ from typing import Callable, Collection, Mapping
 from xgen_declare.config import Config
 from xgen_declare.desired import ray as raycluster
 from xgen_declare.desired.build import Desired, build_desired
+from xgen_declare.desired.hosts import for_another_host
 from xgen_declare.desired.served import claims
 from xgen_declare.errors import Problem, StateError
 from xgen_declare.inventory.model import Inventory
@@ -24,8 +25,8 @@ from xgen_declare.processes.spec import Rendered, Seen, Want
 from xgen_declare.processes.supervisor import Supervisor
 from xgen_declare.reconciler.env import Env, record_paths
 from xgen_declare.reconciler.observe import listening_ports, want_for
-from xgen_declare.reconciler.plan import (BLOCKED, KEEP, RESTART, START, STOP, UPDATE, Action, Cause, Plan, Request,
-                                          plan)
+from xgen_declare.reconciler.plan import (BLOCKED, KEEP, RESTART, START, STOP, UPDATE, Action, Cause, NotHere, Plan,
+                                          Request, plan)
 from xgen_declare.reconciler import strategy
 from xgen_declare.reconciler.rollout import in_place_settings
 
@@ -57,6 +58,8 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     `awake`: on-demand models the router wants running (None: keep the running ones, start none);
     `idle_reasons`: why an on-demand model left `awake` (idle, evicted), shown as its stop reason;
     `requests`: `down` / `up` / `restart` asked for this pass (plan inputs)."""
+    if not local:
+        config = for_another_host(config)
     ours = {s.port for s in seen.values() if s.running and s.port}
     foreign = (ports_in_use() if local else set()) - ours
     held = {name: s.port for name, s in seen.items() if s.port}
@@ -76,7 +79,10 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
         broken[f] = "; ".join(texts) or f"{f}: cannot be parsed"
     no_files = not desired.load.files
     guard = empty_guard(paths) if not paths or (no_files and not config.reconciler.prune_empty) else None
-    result = plan(wants, seen, invalid=invalid, broken_files=broken, prune_guard=guard, only=only, requests=requests)
+    elsewhere = {d.name: NotHere(desired.elsewhere[d.name], d.spec.hosts.describe() if d.spec.hosts else None)
+                 for d in desired.load.models if d.name in desired.elsewhere}
+    result = plan(wants, seen, invalid=invalid, broken_files=broken, prune_guard=guard, only=only, requests=requests,
+                  elsewhere=elsewhere)
     surges = strategy.choose(result, desired, wants, seen, foreign, (config.ports.start, config.ports.end))
     if guard and paths and any(a.cause == Cause.PRUNE_GUARD for a in result.actions):
         result.notes.append(f"the manifests {'directory' if len(paths) == 1 else 'directories'} "
@@ -97,7 +103,7 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
 def name_conflicts(desired: Desired) -> list[str]:
     """Aliases and model ids two models claim (desired/served.py): the router sends them to one; said here
     so that `plan`, the log and the API's plan show it."""
-    decls = desired.load.models  # what the router's table is built from (router/ondemand.py)
+    decls = desired.here  # what the router's table is built from (router/ondemand.py)
     return claims({d.name: d.spec.alias for d in decls}, decls)[1]
 
 
@@ -152,7 +158,7 @@ def execute(sup: Supervisor, p: Plan, specs: Mapping[str, Rendered], wants: Mapp
 
 
 def _execute_one(sup: Supervisor, a: Action, spec: Rendered | None, want: Want | None) -> None:
-    proc = sup.proc(a.name, create=a.kind != STOP)
+    proc = sup.proc(a.name, create=a.kind != STOP and a.cause != Cause.NOT_HERE)  # no record for another host's
     if proc is None:
         return
     surging = a.surge or a.cause == Cause.SURGING

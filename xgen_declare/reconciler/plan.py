@@ -16,7 +16,11 @@ blocked) and `Seen`s (the state records, with liveness checked), and `plan()` de
   * a model the memory ledger cannot fit arrives as `Want.blocked` (the ledger is built beforehand, in
     placement/, and carried on the Plan for display only);
   * an on-demand model nobody asked for arrives as `Want.idle` (why it is not wanted now): it is kept
-    stopped, or stopped, and shows `Idle` (`Action.idle`).
+    stopped, or stopped, and shows `Idle` (`Action.idle`);
+  * a model whose `spec.hosts` selector does not match this host arrives as `NotHere` (never as a Want):
+    nothing is started, and it is never "removed". A running one is stopped (and forgotten) only when the
+    selector is not the one it was started under (the manifest moved it away); when the selector is the
+    same, the host's labels changed (a GPU gone, a label edited) and the process stays until `down`.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class Cause(StrEnum):
     INVALID = "invalid"             # the manifest is invalid (or its file cannot be parsed)
     PRUNE_GUARD = "prune_guard"     # kept: the manifests dir is empty or missing
     REMOVED = "removed"             # no manifest declares it
+    NOT_HERE = "not_here"           # spec.hosts does not select this host
     OTHER = "other"
 
 
@@ -82,6 +87,15 @@ class Request(StrEnum):
 
 
 VERB_REQUESTS = frozenset({Request.DOWN, Request.UP, Request.RESTART})  # what the CLI's verbs may ask
+
+
+@dataclass(frozen=True)
+class NotHere:
+    """A declared model that `spec.hosts` keeps off this host: why (the requirement that failed, with this
+    host's value) and the selector as text (compared with the one recorded when it started)."""
+
+    reason: str
+    hosts: str | None
 
 
 @dataclass(frozen=True)
@@ -132,9 +146,11 @@ class Plan:
 
     def summary(self) -> str:
         counts = {k: len(self.by_kind(k)) for k in KINDS}
+        elsewhere = sum(1 for a in self.actions if a.kind == KEEP and a.cause == Cause.NOT_HERE)
         update = f", {counts[UPDATE]} to update in place" if counts[UPDATE] else ""
+        other = f", {elsewhere} not for this host" if elsewhere else ""
         return (f"{counts[START]} to start, {counts[RESTART]} to restart, {counts[STOP]} to stop{update}, "
-                f"{counts[BLOCKED]} blocked, {counts[KEEP]} unchanged")
+                f"{counts[BLOCKED]} blocked, {counts[KEEP] - elsewhere} unchanged{other}")
 
     def format(self) -> str:
         lines = [a.format() for a in self.actions]
@@ -153,18 +169,20 @@ class Plan:
 def plan(wants: Mapping[str, Want], seen: Mapping[str, Seen], *,
          invalid: Mapping[str, str] | None = None, broken_files: Mapping[str, str] | None = None,
          prune_guard: str | None = None, only: set[str] | None = None,
-         requests: Mapping[str, Request] | None = None) -> Plan:
+         requests: Mapping[str, Request] | None = None, elsewhere: Mapping[str, NotHere] | None = None) -> Plan:
     """`invalid`: name -> problem text for manifests that exist but are invalid (or fail to render).
     `broken_files`: file -> problem text for files that cannot be parsed at all (names unknown).
     `prune_guard`: when set, models no manifest declares are kept, with this as the reason (and as the
     manifest_error of those running)
     `only`: restrict the plan to these names.
-    `requests`: name -> `down` / `up` / `restart` asked for this pass."""
+    `requests`: name -> `down` / `up` / `restart` asked for this pass.
+    `elsewhere`: name -> NotHere for the declared models whose spec.hosts does not select this host."""
     invalid = invalid or {}
+    elsewhere = elsewhere or {}
     broken_files = broken_files or {}
     requests = requests or {}
     out = Plan()
-    names = set(wants) | set(invalid) | set(seen)
+    names = set(wants) | set(invalid) | set(seen) | set(elsewhere)
     if only is not None:
         names &= only
     for name in sorted(names):
@@ -174,6 +192,8 @@ def plan(wants: Mapping[str, Want], seen: Mapping[str, Seen], *,
             out.actions.append(_plan_wanted(wants[name], s, request))
         elif name in invalid:
             out.actions.append(_plan_invalid(name, s, invalid[name], request))
+        elif name in elsewhere:
+            out.actions.append(_plan_not_here(name, s, elsewhere[name], request))
         else:
             out.actions.append(_plan_undeclared(s, broken_files, prune_guard, request))  # type: ignore[arg-type]
     out.actions.sort(key=lambda a: (KINDS.index(a.kind), a.name))
@@ -278,6 +298,25 @@ def _plan_invalid(name: str, s: Seen | None, problem: str, request: Request | No
                       cause=Cause.INVALID, release_hold=release)
     return Action(KEEP, name, "manifest invalid: nothing running", manifest_error=problem, cause=Cause.INVALID,
                   release_hold=release)
+
+
+def _plan_not_here(name: str, s: Seen | None, why: NotHere, request: Request | None = None) -> Action:
+    reason = f"not for this host: {why.reason}"
+    if s is None:
+        return Action(KEEP, name, reason, cause=Cause.NOT_HERE)
+    if request == Request.UNLOAD:
+        return Action(STOP, name, "unloaded through the API", forget=True, cause=Cause.REQUESTED)
+    if request == Request.DOWN:
+        return _down(name, s.running)
+    recorded = s.settings.hosts if s.settings is not None else None
+    if s.running and recorded == why.hosts:  # the labels changed, not the manifest
+        return Action(KEEP, name, f"{reason}; kept running: its spec.hosts did not change, this host's labels "
+                      f"did (run `xgen-declare down {name}` to stop it)", cause=Cause.NOT_HERE)
+    if s.running:
+        return Action(STOP, name, reason, forget=True, cause=Cause.NOT_HERE)
+    if s.held:
+        return Action(KEEP, name, f"{reason}; held by `down`", cause=Cause.NOT_HERE)
+    return Action(STOP, name, f"{reason} (not running: forget it)", forget=True, cause=Cause.NOT_HERE)
 
 
 def _plan_undeclared(s: Seen, broken_files: Mapping[str, str], prune_guard: str | None,

@@ -12,6 +12,8 @@ to the running model "in place" — `plan` says `update NAME: update in place: .
     spec.ready_timeout   the supervisor's wait for Ready (applies to the next start)
     spec.stop_grace      SIGTERM -> SIGKILL delay of the next stop
     spec.rollout         strategy and drain_timeout of the next rollout or stop
+    spec.hosts           which hosts the model is for (recorded, so that a selector that no longer
+                         matches tells a manifest that moved the model from a host whose labels changed)
 
 `spec.alias` is NOT among them: llama-server gets the names as `--alias` and vLLM as
 `--served-model-name` (vLLM answers 404 to a `model` it does not serve), so a new alias restarts.
@@ -27,13 +29,14 @@ from xgen_declare.processes.settings import InPlace
 if TYPE_CHECKING:  # the planner imports this module: keep it free of the manifest loader
     from xgen_declare.manifests.load import ModelDecl
 
-IN_PLACE_FIELDS = ("activation", "idle_timeout", "ready_timeout", "stop_grace", "labels", "rollout")
+IN_PLACE_FIELDS = ("activation", "idle_timeout", "ready_timeout", "stop_grace", "labels", "rollout", "hosts")
 
 
 def in_place_settings(decl: ModelDecl) -> InPlace:
     spec = decl.spec
     return InPlace(activation=spec.activation, idle_timeout=spec.idle_timeout, ready_timeout=spec.ready_timeout,
-                   stop_grace=spec.stop_grace, labels=dict(decl.labels), rollout=spec.rollout)
+                   stop_grace=spec.stop_grace, labels=dict(decl.labels), rollout=spec.rollout,
+                   hosts=spec.hosts.describe() if spec.hosts is not None else None)
 
 
 def _fmt(value: Any) -> str:

@@ -82,7 +82,8 @@ class OnDemand:
     def on_pass(self, result: Pass | None, seconds: float = 0.0) -> None:
         if result is not None and result.desired is not None:
             kept = {a.name: a.manifest_error for a in result.plan.actions if a.manifest_error}
-            table = table_from_decls(result.desired.load.models, kept, self.table)
+            # this host's models; those of other hosts only to say so in a 404
+            table = table_from_decls(result.desired.here, kept, self.table, result.desired.elsewhere)
             if self.keys is not None:  # the keys before the routes: a request never finds a key unread
                 self.keys.refresh(table)
             self.table = table

@@ -95,6 +95,10 @@ async def forward(request: Request, path: str):
     model, stream = _model_of(request, raw)
     table = await router.table()
     route = table.resolve(model)
+    if route is None and model in table.elsewhere:
+        raise RouterError(404, f"the model {clip(model)!r} is not served on this host: its spec.hosts does not "
+                          f"select it ({clip(table.elsewhere[model])}); send the request to a host that runs it",
+                          code="model_not_found", param="model", known=table.known())
     if route is None:
         known = table.known()
         raise RouterError(404, f"the model {clip(model)!r} does not exist; known models: {', '.join(known) or 'none'}",

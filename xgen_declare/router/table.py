@@ -44,6 +44,7 @@ class RouteTable:
     routes: dict[str, Route] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)   # alias -> model name
     conflicts: list[str] = field(default_factory=list)
+    elsewhere: dict[str, str] = field(default_factory=dict)  # declared models not for this host -> why
 
     def resolve(self, model: str) -> Route | None:
         name = model if model in self.routes else self.aliases.get(model)
@@ -58,7 +59,7 @@ class RouteTable:
 
 
 def table_from_decls(decls: Iterable, kept: Mapping[str, str] | None = None,
-                     previous: RouteTable | None = None) -> RouteTable:
+                     previous: RouteTable | None = None, elsewhere: Mapping[str, str] | None = None) -> RouteTable:
     """`decls`: manifests.ModelDecl (name + spec) of the valid manifests. `kept`: name -> manifest error of
     the models the plan keeps although their manifest is invalid; each keeps its route of `previous`."""
     decls = sorted(decls, key=lambda d: d.name)
@@ -72,7 +73,7 @@ def table_from_decls(decls: Iterable, kept: Mapping[str, str] | None = None,
         last_good = previous.routes.get(name) if previous is not None else None
         if name not in routes and last_good is not None:
             routes[name] = replace(last_good, manifest_error=error)
-    table = RouteTable()
+    table = RouteTable(elsewhere=dict(elsewhere or {}))
     for name in sorted(routes):
         table.routes[name] = routes[name]
     table.aliases, table.conflicts = claims({n: r.aliases for n, r in table.routes.items()}, decls)

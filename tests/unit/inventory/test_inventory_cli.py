@@ -137,3 +137,16 @@ def test_inventory_yaml_reads_back_exactly(cli, monkeypatch, tmp_path):
     path = tmp_path / "host.yaml"
     path.write_text(r.out)
     assert load_inventory_file(str(path)).gpus[0].name == "NVIDIA\x85A100"
+
+
+def test_the_snapshot_carries_arch_and_the_configs_labels_for_plan_inventory(cli, sysfs, tmp_path):
+    import platform
+    cfg = tmp_path / "xgen-declare.yaml"
+    cfg.write_text("host:\n  labels: {site: lab-2, tier: 3}\n")
+    r = cli("--config", str(cfg), "inventory", "-o", "yaml", "--sysfs-root", str(sysfs / "2xmi300x"))
+    assert r.code == 0, r.err
+    data = yaml.safe_load(r.out)
+    assert (data["arch"], data["labels"]) == (platform.machine(), {"site": "lab-2", "tier": "3"})
+    snap = tmp_path / "host.yaml"
+    snap.write_text(r.out)
+    assert load_inventory_file(str(snap)).labels == {"site": "lab-2", "tier": "3"}  # reads back as printed

@@ -17,7 +17,7 @@ def test_in_place_round_trips_the_json_an_older_daemon_wrote():
     s = InPlace.from_json(OLD)
     assert s is not None and (s.on_demand, s.strategy, s.drain_timeout, s.idle_timeout) == (True, "surge", 5.0, 300.0)
     assert s.rollout == RolloutSpec(strategy="surge", drain_timeout=5.0)
-    assert s.to_json() == {**OLD, "idle_timeout": 300.0}
+    assert s.to_json() == {**OLD, "idle_timeout": 300.0, "hosts": None}
 
 
 def test_broken_values_read_as_the_defaults():
@@ -45,5 +45,5 @@ def test_a_record_file_from_before_is_adopted_with_typed_values(tmp_path):
     assert rec is not None and rec.settings == InPlace.from_json(OLD) and rec.placement == Placed(20, [1.0, 1.0])
     store.save(rec)
     again = json.loads(path.read_text())
-    assert again["settings"] == {**OLD, "idle_timeout": 300.0}
+    assert again["settings"] == {**OLD, "idle_timeout": 300.0, "hosts": None}
     assert again["placement"] == {"n_gpu_layers": 20, "tensor_split": [1.0, 1.0]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from xgen_declare.readers.selector import Requirement, Selector, parse_selector
+from xgen_declare.readers.selector import Requirement, Selector, disjoint, parse_selector
 
 MI300X = {"hostname": "mi300x-1", "arch": "x86_64", "gpu.vendor": "amd", "gpu.model": "AMD Instinct MI300X",
           "gpu.count": "8", "gpu.memory_gib": "191"}
@@ -91,3 +91,36 @@ def test_yaml_scalars_are_label_text():
     sel = select({"matchLabels": {"gpu.count": 2, "spot": True, "gpu.memory_gib": 23.5}})
     assert sel.requirements == (Requirement("gpu.count", "In", ("2",)), Requirement("spot", "In", ("true",)),
                                 Requirement("gpu.memory_gib", "In", ("23.5",)))
+
+
+def _sel(data):
+    selector, issues = parse_selector(data)
+    assert issues == []
+    return selector
+
+
+@pytest.mark.parametrize("a, b, apart", [
+    ({"matchLabels": {"gpu.vendor": "amd"}}, {"matchLabels": {"gpu.vendor": "nvidia"}}, True),
+    ({"matchLabels": {"gpu.vendor": "amd"}}, {"matchLabels": {"gpu.vendor": "amd"}}, False),
+    ({"matchLabels": {"gpu.vendor": "amd"}}, {"matchLabels": {"site": "x"}}, False),  # an AMD host at site x
+    ({"matchLabels": {"site": "a"}}, {"matchExpressions": [{"key": "site", "operator": "NotIn", "values": ["a", "b"]}]},
+     True),
+    ({"matchLabels": {"site": "a"}}, {"matchExpressions": [{"key": "site", "operator": "NotIn", "values": ["b"]}]},
+     False),
+    ({"matchExpressions": [{"key": "spot", "operator": "Exists"}]},
+     {"matchExpressions": [{"key": "spot", "operator": "DoesNotExist"}]}, True),
+    ({"matchExpressions": [{"key": "gpu.memory_gib", "operator": "Gt", "values": ["40"]}]},
+     {"matchExpressions": [{"key": "gpu.memory_gib", "operator": "Lt", "values": ["40"]}]}, True),
+    ({"matchExpressions": [{"key": "gpu.memory_gib", "operator": "Gt", "values": ["40"]}]},
+     {"matchExpressions": [{"key": "gpu.memory_gib", "operator": "Lt", "values": ["48"]}]}, False),
+    ({"matchLabels": {"gpu.memory_gib": 24}},
+     {"matchExpressions": [{"key": "gpu.memory_gib", "operator": "Gt", "values": ["40"]}]}, True),
+    ({"matchLabels": {"gpu.memory_gib": 80}},
+     {"matchExpressions": [{"key": "gpu.memory_gib", "operator": "Gt", "values": ["40"]}]}, False),
+    ({}, {"matchLabels": {"gpu.vendor": "amd"}}, False),
+    (None, {"matchLabels": {"gpu.vendor": "amd"}}, False),
+])
+def test_disjoint_selectors(a, b, apart):
+    sa = None if a is None else _sel(a)
+    sb = _sel(b)
+    assert disjoint(sa, sb) is apart and disjoint(sb, sa) is apart

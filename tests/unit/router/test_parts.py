@@ -122,7 +122,8 @@ def test_router_events_read_well_in_the_cli():
 def _pass(models, *actions):
     from xgen_declare.reconciler.plan import Plan
 
-    return SimpleNamespace(desired=SimpleNamespace(load=SimpleNamespace(models=models)), plan=Plan(list(actions)))
+    desired = SimpleNamespace(load=SimpleNamespace(models=models), here=models, elsewhere={})
+    return SimpleNamespace(desired=desired, plan=Plan(list(actions)))
 
 
 def test_a_model_whose_manifest_turns_invalid_keeps_its_route_and_aliases():

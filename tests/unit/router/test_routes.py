@@ -166,3 +166,21 @@ def test_a_wake_that_finds_the_loop_busy_is_an_openai_503_with_retry_after(api, 
     assert r.json()["error"] == {
         "message": "the daemon is busy: 64 requests already wait for its control loop; try again in a moment",
         "type": "server_error", "param": None, "code": "daemon_busy"}
+
+
+def test_a_model_for_other_hosts_is_a_404_that_says_so(api):
+    import time
+
+    api.hand("a.yaml", "a", backend="llama-server-cpu")
+    api.hand("far.yaml", "far", backend="llama-server-cpu", hosts={"matchLabels": {"role": "gpu-box"}})
+    api.daemon.file_changed()
+    c = api.client
+    deadline = time.monotonic() + 5
+    # before the daemon's first pass the table comes straight from the manifests (no host labels yet)
+    while [m["id"] for m in c.get("/v1/models").json()["data"]] != ["a"]:
+        assert time.monotonic() < deadline, "the pass's table (a only) never listed"
+        time.sleep(0.02)
+    r = c.post("/v1/chat/completions", json={"model": "far"})
+    assert r.status_code == 404 and r.json()["error"]["message"] == (
+        "the model 'far' is not served on this host: its spec.hosts does not select it (role In [gpu-box] (this "
+        "host: no role label)); send the request to a host that runs it")
