@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from xgen_declare.errors import ConfigError, Problem, SourceError
 from xgen_declare.backends.families import ALL_BACKENDS
 from xgen_declare.readers.validation_errors import problems_from_validation
-from xgen_declare.readers.selector import check_label_key, check_label_value, label_text
+from xgen_declare.readers.selector import checked_labels
 from xgen_declare.readers.yamlsource import load_documents
 from xgen_declare.sources.spec import GitSpec, check_path, check_ref, check_url, parse_interval
 
@@ -365,13 +365,7 @@ class HostSection(BaseModel):
     @field_validator("labels", mode="before")
     @classmethod
     def _labels(cls, labels):
-        if not isinstance(labels, dict):
-            return labels
-        for key, value in labels.items():
-            bad = check_label_key(key) or check_label_value(value)
-            if bad:
-                raise ValueError(f"{bad}; e.g. labels: {{site: lab-2, tier: prod}}")
-        return {key: label_text(value) for key, value in labels.items()}
+        return checked_labels(labels)
 
 
 class Config(BaseModel):

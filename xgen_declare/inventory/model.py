@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from xgen_declare.readers.selector import check_label_key, check_label_value, label_text
+from xgen_declare.readers.selector import checked_labels
 
 GpuType = Literal["nvidia", "amd_rdna", "amd_cdna", "amd_gcn", "amd_unknown"]
 
@@ -83,13 +83,7 @@ class Inventory(BaseModel):
     @field_validator("labels", mode="before")
     @classmethod
     def _labels(cls, labels):
-        if not isinstance(labels, dict):
-            return labels
-        for key, value in labels.items():
-            bad = check_label_key(key) or check_label_value(value)
-            if bad:
-                raise ValueError(f"{bad}; e.g. labels: {{site: lab-2, tier: prod}}")
-        return {key: label_text(value) for key, value in labels.items()}
+        return checked_labels(labels)
 
     def backend(self, name: str) -> Backend | None:
         return next((b for b in self.backends if b.name == name), None)

@@ -119,6 +119,19 @@ def _exclusive(x: Requirement, y: Requirement) -> bool:
     return False
 
 
+def checked_labels(labels: object) -> object:
+    """A `labels:` mapping (config `host.labels`, an inventory's `labels:`) as validated text values;
+    ValueError naming the bad key or value with an example. Not a mapping: returned as is (the model's
+    own type check reports it)."""
+    if not isinstance(labels, dict):
+        return labels
+    for key, value in labels.items():
+        bad = check_label_key(key) or check_label_value(value)
+        if bad:
+            raise ValueError(f"{bad}; e.g. labels: {{site: lab-2, tier: prod}}")
+    return {key: label_text(value) for key, value in labels.items()}
+
+
 def label_text(value: object) -> str | None:
     """A YAML scalar as label text (True -> "true", 7 -> "7"); None for a mapping, a list or null."""
     if isinstance(value, bool):
