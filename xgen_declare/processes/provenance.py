@@ -4,8 +4,10 @@ Taken when a process is spawned ("apply time") and stored in its record:
 
     file     the manifest file
     sha256   the SHA-256 of the file's bytes then (compare with `sha256sum FILE`)
-    commit   HEAD of the git work tree that holds the file (None outside git, or git missing)
-    dirty    the file differs from that commit (modified, staged, untracked or ignored); None outside git
+    commit   HEAD of the git work tree that holds the file (None outside git, or git missing); for a
+             manifest served from the git source (sources/), the commit whose tree holds it
+    dirty    the file differs from that commit (modified, staged, untracked or ignored); None outside git;
+             False for a file of a source's tree (extracted from that commit)
 
 git runs as argv (never a shell), with a timeout, `GIT_OPTIONAL_LOCKS=0` (a status never takes the
 index lock a user's own git command may need) and no pager or prompt. Any failure of git (not a work
@@ -22,6 +24,7 @@ from typing import Callable
 
 from xgen_declare.errors import FileRefused
 from xgen_declare.readers.bounded import opened
+from xgen_declare.sources.trees import commit_of
 
 GIT_TIMEOUT = 5.0
 
@@ -69,6 +72,9 @@ def of_file(path: str | None, git: GitRunner = run_git) -> Provenance:
         return Provenance()
     path = os.path.abspath(path)
     sha = file_sha256(path)
+    served = commit_of(path)
+    if served is not None:  # a tree of the git source: never ask git about the directories around the state dir
+        return Provenance(path, sha, served, False)
     where = os.path.dirname(path)
     head = git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], where) if os.path.isdir(where) else None
     commit = head.strip() if head else None

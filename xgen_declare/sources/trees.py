@@ -26,8 +26,8 @@ from pathlib import Path
 from xgen_declare.sources import gitcmd
 from xgen_declare.sources.gitcmd import GitRunner
 
-__all__ = ["SERVING", "TreeError", "current_commit", "current_tree", "materialise", "serve", "serving_commit",
-           "switch_to", "tree_size"]
+__all__ = ["SERVING", "TreeError", "commit_of", "current_commit", "current_tree", "materialise", "serve",
+           "serving_commit", "switch_to", "tree_size"]
 
 KEEP = 2  # the current tree and the one before it
 SERVING = "serving"  # ROOT/serving: the commit a running daemon reads
@@ -166,6 +166,20 @@ def serve(root: Path, commit: str) -> None:
         shutil.rmtree(target)  # the empty directory a daemon reads before the first good commit
     os.replace(link, target)
     _fsync_dir(root)
+
+
+def commit_of(path: str) -> str | None:
+    """The commit whose tree holds the file at `path` (through `serving` or `current`), when it is one
+    of a source's trees: ROOT/trees/<40 hex>/... beside ROOT/repo.git. None for any other file."""
+    real = Path(os.path.realpath(path))
+    for tree in real.parents:
+        if tree.parent.name == "trees" and _is_commit(tree.name) and (tree.parent.parent / "repo.git").is_dir():
+            return tree.name
+    return None
+
+
+def _is_commit(name: str) -> bool:
+    return len(name) == 40 and all(c in "0123456789abcdef" for c in name)
 
 
 def current_tree(root: Path) -> Path | None:

@@ -78,3 +78,23 @@ def test_a_fifo_named_as_the_manifest_is_refused_at_once(tmp_path):
         t.join(5)
     assert got and got[0].sha256 is None
     assert not t.is_alive()
+
+
+def test_a_manifest_served_from_the_git_source_has_that_commit_and_git_is_not_asked(tmp_path):
+    """A state dir inside someone's git repository (a dotfiles home): the served manifest's commit is the
+    source's, never that repository's HEAD (git was run in the served directory and walked up to it)."""
+    commit = "c" * 40
+    root = tmp_path / "state" / "source"
+    (root / "repo.git").mkdir(parents=True)
+    tree = root / "trees" / commit / "manifests"
+    tree.mkdir(parents=True)
+    (tree / "a.yaml").write_text("kind: Model\n")
+    (root / "serving").symlink_to(root / "trees" / commit)
+    git = FakeGit("d" * 40, "")  # the repository around the state dir
+    path = str(root / "serving" / "manifests" / "a.yaml")
+    prov = of_file(path, git)
+    assert (prov.file, prov.commit, prov.dirty) == (path, commit, False) and git.calls == []
+    plain = tmp_path / "trees" / commit / "b.yaml"  # a trees/<hex> dir that is no source's: git decides
+    plain.parent.mkdir(parents=True)
+    plain.write_text("x: 1\n")
+    assert of_file(str(plain), git).commit == "d" * 40
