@@ -121,7 +121,7 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
         return d
     if running and seen is not None:
         d.previous = previous_values(getattr(seen, "placement", None), d.facts.block_count)
-        d.previous_cpu_moe = previous_cpu_moe(getattr(seen, "placement", None))
+        d.previous_cpu_moe = previous_cpu_moe(getattr(seen, "placement", None), d.facts.block_count)
     return d
 
 
@@ -168,11 +168,14 @@ def previous_values(placed: Any, n_layer: int) -> tuple[int, list[float]] | None
     return ngl, floats
 
 
-def previous_cpu_moe(placed: Any) -> int | None:
-    """The --n-cpu-moe a running process was started with (recorded when not 0); None when not recorded."""
+def previous_cpu_moe(placed: Any, block_count: int = 0) -> int | None:
+    """The --n-cpu-moe a running process was started with (recorded when not 0; "all": every block);
+    None when not recorded."""
     if not isinstance(placed, Mapping):
         return None
     n = placed.get("n_cpu_moe", 0 if "n_gpu_layers" in placed else None)
+    if n == "all":
+        return block_count
     return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
 
 

@@ -67,3 +67,12 @@ def test_swa_full_in_extra_args_reaches_the_kv_prediction():
     on = demands._settings(SimpleNamespace(spec=SimpleNamespace(**spec, extra_args=["--swa-full"])), "llama-server")
     off = demands._settings(SimpleNamespace(spec=SimpleNamespace(**spec, extra_args=[])), "llama-server")
     assert on.swa_full and not off.swa_full
+
+
+@pytest.mark.parametrize("placed,want", [({"n_gpu_layers": 33, "n_cpu_moe": "all"}, 32),
+                                         ({"n_gpu_layers": 33, "n_cpu_moe": 5}, 5),
+                                         ({"n_gpu_layers": 33}, 0), ({}, None), (None, None),
+                                         ({"n_gpu_layers": 33, "n_cpu_moe": "x"}, None)])
+def test_previous_cpu_moe_reads_the_record(placed, want):
+    """A process started with `n_cpu_moe: all` (--cpu-moe) holds every block's experts on the host."""
+    assert demands.previous_cpu_moe(placed, 32) == want
