@@ -18,7 +18,7 @@ in bytes, with ub = n_ubatch (default 512) and n_kv = KV cells:
                 (MoE, normalized expert weights: + ub * 4 * n_embd * n_expert_used)
     attn      = ub * (24 * n_embd + 8 * n_embd_kv)                  # q/k/v/out activations
                 + (0 if flash attention else ub * n_kv * n_head * 4)  # the KQ matrix, f32
-    compute   = mask + max(ffn phase, attn)
+    compute   = mask + max(ffn phase, attn, recurrent phase)     # the last for hybrids: _recurrent_phase
 
 n_ff_active counts experts actually used (n_ff_exp x n_expert_used; a shared expert is not added), and
 the per-expert term is there only when llama.cpp normalizes the expert weights (_NORM_W): fitted on
