@@ -64,6 +64,7 @@ CASES = [
     ("granite-4.0-h-tiny", "F16", 8192, None, ("f16", "f16"), "on"),
     ("granite-4.0-h-tiny", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),
     ("granite-4.0-h-tiny", "F16", 4096, 1, ("f16", "f16"), "off"),
+    ("granite-4.0-h-tiny", "F16", 8192, 8, ("f16", "f16"), "on"),  # 8 slots: the scan keeps 2 n_seq - 1 states
     # Qwen3-Next: KV on the 12 gated-attention layers, RS (conv + delta-net state) on the 36 others; Q8_0 halves
     # the 80B file's load (the CPU build pages the whole mapping in)
     ("qwen3-next-80b-a3b", "Q8_0", 4096, 1, ("f16", "f16"), "on"),
@@ -74,6 +75,7 @@ CASES = [
     ("nemotron-h-9b", "F16", 8192, None, ("f16", "f16"), "on"),
     ("nemotron-h-9b", "F16", 8192, 2, ("q8_0", "q8_0"), "on"),
     ("nemotron-h-9b", "F16", 4096, 1, ("f16", "f16"), "off"),
+    ("nemotron-h-9b", "F16", 8192, 8, ("f16", "f16"), "on"),  # 8 slots: + 2 n_seq - 1 SSM states of 5 MiB
     # LFM2: KV on 6 attention layers, RS (the short convolutions' last 2 inputs) on 10
     ("lfm2-1.2b", "F16", 4096, 1, ("f16", "f16"), "on"),
     ("lfm2-1.2b", "F16", 8192, None, ("f16", "f16"), "on"),

@@ -33,14 +33,14 @@ def _ngl(value: str) -> int | str:
 
 
 def _cpu_moe(value: str) -> int | str:
-    if value == "auto":
+    if value in ("auto", "all"):
         return value
     try:
         n = int(value)
     except ValueError:
-        raise click.BadParameter("use auto or a layer count (0: every expert where its layer is)") from None
+        raise click.BadParameter("use auto, all or a layer count (0: every expert where its layer is)") from None
     if n < 0:
-        raise click.BadParameter("use auto or a layer count (0: every expert where its layer is)")
+        raise click.BadParameter("use auto, all or a layer count (0: every expert where its layer is)")
     return n
 
 
@@ -79,7 +79,7 @@ def _gpus(value: str | None) -> list[int] | None:
 @click.option("--tensor-split", "split_text", default="auto", show_default=True, help="auto or proportions, e.g. 3,1")
 @click.option("--n-cpu-moe", "cpu_moe_text", default="0", show_default=True,
               help="llama-server --n-cpu-moe: keep the expert weights of the first N layers in host memory; "
-                   "auto = the fewest that let every layer fit the GPU(s)")
+                   "auto = the fewest that let every layer fit the GPU(s); all = every layer's (--cpu-moe)")
 @click.option("--margin-mib", type=click.IntRange(min=0), default=DEFAULT_MARGIN_MIB, show_default=True,
               help="Memory kept free on each GPU")
 @click.option("--offload-order", type=click.Choice(("output-first", "output-last")), default="output-first",

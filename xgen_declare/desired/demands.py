@@ -124,7 +124,7 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
         return d
     if running and seen is not None:
         d.previous = previous_values(getattr(seen, "placement", None), d.facts.block_count)
-        d.previous_cpu_moe = previous_cpu_moe(getattr(seen, "placement", None))
+        d.previous_cpu_moe = previous_cpu_moe(getattr(seen, "placement", None), d.facts.block_count)
     return d
 
 
@@ -167,9 +167,17 @@ def previous_values(placed: Placed | None, n_layer: int) -> tuple[int, list[floa
     return (n_layer + 1 if ngl < 0 else min(ngl, n_layer + 1)), placed.split
 
 
-def previous_cpu_moe(placed: Placed | None) -> int | None:
-    """The --n-cpu-moe a running process was started with (recorded when not 0); None when not recorded."""
-    return placed.cpu_moe if placed is not None else None
+def previous_cpu_moe(placed: Placed | None, block_count: int = 0) -> int | None:
+    """The --n-cpu-moe a running process was started with (recorded when not 0; "all": every block, i.e.
+    `block_count`); None when not recorded."""
+    if placed is None:
+        return None
+    n = placed.n_cpu_moe
+    if n == "all":
+        return block_count
+    if n is None:  # recorded without it: started with none
+        return 0
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
 
 
 def demands(models: list[Resolved], inventory: Inventory, seen: Mapping[str, Any] | None = None) -> list[Demand]:

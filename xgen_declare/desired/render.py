@@ -243,8 +243,9 @@ class Renderer:
             raise RenderError(f"template {template} does not pass the repository on (no --hf-repo in its output); "
                               f"{spec.model_path} is downloaded by llama-server, see the shipped template",
                               field="spec.model_path")
-        if spec_data["n_cpu_moe"] and "--n-cpu-moe" not in argv:
-            raise RenderError(f"template {template} does not pass n_cpu_moe on (no --n-cpu-moe in its output); "
+        moe_flag = "--cpu-moe" if spec_data["n_cpu_moe"] == "all" else "--n-cpu-moe"
+        if spec_data["n_cpu_moe"] and moe_flag not in argv:
+            raise RenderError(f"template {template} does not pass n_cpu_moe on (no {moe_flag} in its output); "
                               "see the shipped template", field="spec.n_cpu_moe")
         plan_warnings: list[str] = []
         workers = self._rpc_workers(decl, prof.llama_server, binary, template, argv, warnings, plan_warnings)
@@ -258,9 +259,10 @@ class Renderer:
             binary_from_manifest=bool(spec.binary), gpus=spec.gpus, file=decl.file, secret_env=secret_env,
             warnings=warnings, plan_warnings=plan_warnings, workers=workers, placement=res.placement_values())
 
-    def _n_cpu_moe(self, res: Resolved, binary: str, warnings: list[str]) -> int:
-        """The --n-cpu-moe to render: the manifest's number or placement's choice for `auto`; only for a
-        llama-server whose --help lists the flag (a build that cannot be probed here gets it as asked)."""
+    def _n_cpu_moe(self, res: Resolved, binary: str, warnings: list[str]) -> int | str:
+        """The --n-cpu-moe to render: the manifest's number or placement's choice for `auto`, or "all"
+        (--cpu-moe); only for a llama-server whose --help lists the flag (a build that cannot be probed here
+        gets it as asked)."""
         n = res.spec.n_cpu_moe
         if n == "auto":  # not resolved: placement unknown (see the ledger's warning)
             warnings.append("n_cpu_moe: auto was not resolved (placement unknown): no --n-cpu-moe, every expert "
@@ -271,12 +273,13 @@ class Renderer:
         if res.profile is None or not res.profile.llama_server:
             raise RenderError(f"n_cpu_moe only applies to llama-server backends, and {res.backend} was chosen",
                               field="spec.n_cpu_moe", hint="remove n_cpu_moe or choose a llama-server backend")
+        flag = "--cpu-moe" if n == "all" else "--n-cpu-moe"
         flags = help_flags(res.backend or "", binary)
-        if flags is not None and "--n-cpu-moe" not in flags:
-            raise RenderError(f"{binary} has no --n-cpu-moe (its --help does not list it; llama.cpp added it in "
+        if flags is not None and flag not in flags:
+            raise RenderError(f"{binary} has no {flag} (its --help does not list it; llama.cpp added it in "
                               "August 2025)", field="spec.n_cpu_moe",
                               hint="update llama.cpp, or remove n_cpu_moe")
-        return int(n)
+        return n if n == "all" else int(n)
 
     def _rpc_workers(self, decl: ModelDecl, llama_server: bool, binary: str, template: str, argv: list[str],
                      warnings: list[str], plan_warnings: list[str]) -> list[WorkerSpec]:

@@ -9,7 +9,7 @@ The result is cached by binary path + mtime + size (in memory and under $XDG_CAC
 binary cannot be probed (a preview for another host) the inventory's word is used, else "new".
 
 The same `--help` says which of the flags a rendered option depends on (`KNOWN_FLAGS`, e.g.
-`--n-cpu-moe`, which both dialects have from mid-2025 on) the build offers: `help_flags`.
+`--n-cpu-moe` and `--cpu-moe`, which both dialects have from mid-2025 on) the build offers: `help_flags`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from xgen_declare.inventory.model import Inventory
 from xgen_declare.inventory.probecache import ProbeCache, binary_key
 
 _cache = ProbeCache("llama-server-dialects.json")
-_flags = ProbeCache("llama-server-flags.json")
-KNOWN_FLAGS = ("--n-cpu-moe",)  # flags that a manifest field renders only where the build has them
+# flags that a manifest field renders only where the build has them; the cache file is named after the list
+# (a list probed before a flag was added would say the build lacks it)
+KNOWN_FLAGS = ("--n-cpu-moe", "--cpu-moe")
+_flags = ProbeCache("llama-server-flags-2.json")
 
 
 def dialect_from_help(text: str) -> str:
@@ -34,8 +36,9 @@ def dialect_from_help(text: str) -> str:
 
 
 def flags_from_help(text: str) -> list[str]:
-    """Which of KNOWN_FLAGS `--help` lists (`--n-cpu-moe`, not `--n-cpu-moe-draft`)."""
-    return [f for f in KNOWN_FLAGS if re.search(re.escape(f) + r"(?![\w-])", text)]
+    """Which of KNOWN_FLAGS `--help` lists (`--n-cpu-moe`, not `--n-cpu-moe-draft`; `--cpu-moe`, not
+    `--spec-draft-cpu-moe` or `--cpu-moe-draft`)."""
+    return [f for f in KNOWN_FLAGS if re.search(r"(?<![\w-])" + re.escape(f) + r"(?![\w-])", text)]
 
 
 def probe_dialect(binary: str, timeout: float = 15.0) -> str | None:

@@ -105,10 +105,10 @@ class ModelLoadRequest(BaseModel):
     cache_type_v: CacheType = "f16"
     flash_attn: Literal["on", "off", "auto"] = "auto"
     threads: int | None = Field(None, ge=1, description="CPU threads for CPU layers")
-    n_cpu_moe: int | Literal["auto"] = Field(
+    n_cpu_moe: int | Literal["auto", "all"] = Field(
         0, description='llama-server --n-cpu-moe: keep the MoE expert weights of the first N layers in host '
         'memory (0 = off); "auto" = the fewest layers that let the model fit its GPU(s), chosen at plan time '
-        "from the GGUF header and rendered as a number")
+        'from the GGUF header and rendered as a number; "all" = every layer\'s (rendered as --cpu-moe)')
     pooling: Literal["none", "mean", "cls", "last", "rank"] | None = Field(
         None, description="Embeddings pooling; default mean for server_type embedding")
     mlock: bool = False
@@ -197,9 +197,10 @@ class ModelLoadRequest(BaseModel):
     @field_validator("n_cpu_moe", mode="before")
     @classmethod
     def _cpu_moe(cls, value: object) -> object:
-        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        if value in ("auto", "all") or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             return value
-        raise ValueError("must be auto or a layer count >= 0 (0 = off), e.g. n_cpu_moe: auto or n_cpu_moe: 12")
+        raise ValueError("must be auto, all or a layer count >= 0 (0 = off), e.g. n_cpu_moe: auto, "
+                         "n_cpu_moe: all or n_cpu_moe: 12")
 
     @field_validator("gpu_memory_utilization")
     @classmethod

@@ -69,7 +69,10 @@ def choose(facts: GgufFacts, settings: ContextSettings, budgets: list[GpuBudget]
 
     `n_cpu_moe`: N keeps the expert weights of layers 0..N-1 in host memory (llama-server
     `--n-cpu-moe N`); `auto` picks the smallest N with which every layer fits the GPU(s), and when even
-    every layer's experts on the host is not enough, keeps them all there and offloads fewer layers."""
+    every layer's experts on the host is not enough, keeps them all there and offloads fewer layers; `all`
+    (llama-server `--cpu-moe`) is N = the block count."""
+    if n_cpu_moe == "all":
+        n_cpu_moe = facts.block_count
     if n_cpu_moe == "auto":
         return _choose_cpu_moe(facts, settings, budgets, n_gpu_layers, tensor_split, rule)
     return _choose(facts, settings, budgets, n_gpu_layers, tensor_split, rule, int(n_cpu_moe))

@@ -69,7 +69,7 @@ class Demand:
     tensor_split: list[float] | str = field(default_factory=list)
     rule: Rule = OUTPUT_FIRST
     previous: tuple[int, list[float]] | None = None  # n_gpu_layers / tensor_split it was started with
-    n_cpu_moe: int | str = 0  # llama-server --n-cpu-moe: N or "auto" (placement/choose.py)
+    n_cpu_moe: int | str = 0  # llama-server --n-cpu-moe: N, "auto" (placement/choose.py) or "all" (--cpu-moe)
     cpu_moe_ok: bool = False  # its backend takes --n-cpu-moe (llama-server): the ledger may suggest it
     previous_cpu_moe: int | None = None  # the --n-cpu-moe it was started with (its state record)
     # vLLM
@@ -82,11 +82,18 @@ class Demand:
     def auto(self) -> bool:
         return self.n_gpu_layers == "auto" or self.tensor_split == "auto" or self.n_cpu_moe == "auto"
 
+    def cpu_moe_asked(self) -> int | str:
+        """The manifest's n_cpu_moe as placement counts it: "auto", or a layer count ("all": every layer)."""
+        if self.n_cpu_moe == "all":
+            return self.facts.block_count if self.facts is not None else 0
+        return self.n_cpu_moe
+
     def cpu_moe_now(self) -> int:
         """The --n-cpu-moe a running process was started with: its record's, else the manifest's number."""
         if self.previous_cpu_moe is not None:
             return self.previous_cpu_moe
-        return self.n_cpu_moe if isinstance(self.n_cpu_moe, int) else 0
+        asked = self.cpu_moe_asked()
+        return asked if isinstance(asked, int) else 0
 
 
 @dataclass
@@ -294,7 +301,7 @@ def _detail(pred: Prediction) -> dict[str, dict[str, int]]:
 def _admit(ledger: Ledger, d: Demand) -> Entry:
     explicit_ngl = None if d.n_gpu_layers == "auto" else d.n_gpu_layers
     explicit_split = None if d.tensor_split == "auto" else list(d.tensor_split)
-    explicit_moe = d.n_cpu_moe if isinstance(d.n_cpu_moe, int) else None
+    explicit_moe = d.cpu_moe_asked() if d.n_cpu_moe != "auto" else None
     if d.facts is None:
         return Entry(d.name, {}, "unknown", n_gpu_layers=explicit_ngl if isinstance(explicit_ngl, int) else None,
                      tensor_split=explicit_split, n_cpu_moe=explicit_moe)
@@ -308,12 +315,13 @@ def _admit(ledger: Ledger, d: Demand) -> Entry:
         # keep the started-with value of each `auto` field; an explicit one is what will be rendered
         ngl = d.previous[0] if d.n_gpu_layers == "auto" else d.n_gpu_layers
         split = d.previous[1] if d.tensor_split == "auto" else list(d.tensor_split)
-        moe = d.cpu_moe_now() if d.n_cpu_moe == "auto" else int(d.n_cpu_moe)
+        moe = d.cpu_moe_now() if d.n_cpu_moe == "auto" else int(d.cpu_moe_asked())
         keep = predict(d.facts, d.settings, d.gpus, ngl, split if len(d.gpus) > 1 else [], d.rule, n_cpu_moe=moe)
         if not budgets or fits(keep, budgets):
             pred = keep
     if pred is None:
-        pred = choose(d.facts, d.settings, budgets, d.n_gpu_layers, d.tensor_split, d.rule, n_cpu_moe=d.n_cpu_moe)
+        pred = choose(d.facts, d.settings, budgets, d.n_gpu_layers, d.tensor_split, d.rule,
+                      n_cpu_moe=d.cpu_moe_asked())
     entry = Entry(d.name, _use(pred), "predicted", n_gpu_layers=pred.n_gpu_layers,
                   tensor_split=[float(x) for x in pred.tensor_split], resolved=d.auto, detail=_detail(pred),
                   n_cpu_moe=pred.n_cpu_moe if d.n_cpu_moe == "auto" else explicit_moe,
@@ -344,12 +352,12 @@ def _llama_collision(ledger: Ledger, d: Demand, pred: Prediction, budgets: list[
     try:
         split = d.tensor_split if d.tensor_split == "auto" else list(d.tensor_split)
         best = choose(d.facts, d.settings, budgets, "auto", split, d.rule,  # type: ignore[arg-type]
-                      n_cpu_moe=d.n_cpu_moe)
+                      n_cpu_moe=d.cpu_moe_asked())
         if best.n_gpu_layers > 0 and d.n_gpu_layers != "auto":
             hints.append(f"try n_gpu_layers ≤ {best.n_gpu_layers}")
         elif d.n_gpu_layers != "auto":
             hints.append("try n_gpu_layers: 0 (CPU only)")
-        if d.n_cpu_moe != "auto" and d.cpu_moe_ok:
+        if d.n_cpu_moe not in ("auto", "all") and d.cpu_moe_ok:
             moe = choose(d.facts, d.settings, budgets, d.n_gpu_layers, split, d.rule,  # type: ignore[arg-type]
                          n_cpu_moe="auto")
             if moe.n_cpu_moe and fits(moe, budgets):
@@ -370,7 +378,7 @@ def _cpu_moe_note(d: Demand, entry: Entry) -> str:
     n = entry.n_cpu_moe or 0
     gpu = {k: v["weights"] for k, v in entry.detail.items() if k != HOST and v.get("weights")}
     on_gpus = ", ".join(f"{v / MIB:.0f} MiB on {k}" for k, v in gpu.items()) or "none on a GPU"
-    how = " (auto)" if d.n_cpu_moe == "auto" else ""
+    how = f" ({d.n_cpu_moe})" if d.n_cpu_moe in ("auto", "all") else ""
     layers = "layer 0" if n == 1 else f"layers 0-{n - 1}"
     return (f"{d.name}: n_cpu_moe {n}{how}: {entry.cpu_moe_bytes / MIB:.0f} MiB of expert weights of {layers} "
             f"in host memory; model weights {on_gpus}")

@@ -18,7 +18,7 @@ in bytes, with ub = n_ubatch (default 512) and n_kv = KV cells:
                 (MoE, normalized expert weights: + ub * 4 * n_embd * n_expert_used)
     attn      = ub * (24 * n_embd + 8 * n_embd_kv)                  # q/k/v/out activations
                 + (0 if flash attention else ub * n_kv * n_head * 4)  # the KQ matrix, f32
-    compute   = mask + max(ffn phase, attn)
+    compute   = mask + max(ffn phase, attn, recurrent phase)     # the last for hybrids: _recurrent_phase
 
 n_ff_active counts experts actually used (n_ff_exp x n_expert_used; a shared expert is not added), and
 the per-expert term is there only when llama.cpp normalizes the expert weights (_NORM_W): fitted on
@@ -160,6 +160,9 @@ def _masks(facts: GgufFacts, s: ContextSettings) -> int:
 # Whether llama.cpp normalizes the selected experts' weights (build_moe_ffn's norm_w) by architecture, when
 # the GGUF has no <arch>.expert_weights_norm; measured: llama (Mixtral-style) and granitehybrid do,
 # deepseek2 and gpt-oss do not. Unlisted MoE architectures keep the term (the larger prediction).
+# Mamba-2 hybrids (their scan phase: _recurrent_phase)
+MAMBA2_ARCHS = ("granitehybrid", "nemotron_h")
+
 _NORM_W = {"llama": True, "granitemoe": True, "granitehybrid": True, "qwen3moe": True, "qwen2moe": False,
            "deepseek2": False, "gpt-oss": False, "jamba": False}
 
@@ -188,17 +191,27 @@ def compute_bytes(facts: GgufFacts, s: ContextSettings) -> int:
 def _recurrent_phase(facts: GgufFacts, s: ContextSettings) -> int:
     """A recurrent layer's graph (hybrids), fitted; its mechanism is not modelled term by term.
 
-    Mamba-2 scan: 34 bytes per token and d_inner value (Granite-4.0-H-Tiny's shape at d_inner 3072 and 4096,
-    within 0.5 %; Nemotron-H within 5.4 %). Qwen3-Next's gated delta net: 42 bytes per token and d_inner value
-    plus two copies of each sequence's state (d_state x d_inner f32): fitted on its shape at --parallel 1, 2,
-    4 and 8, unified or not (96.11 ... 117.02 MiB, within 2.2 %; the slots matter here and not in the FFN
-    phase: 4 slots cost 16 MiB more than 1).
+    Mamba-2 scan (granitehybrid, nemotron_h): 31.2 bytes per token and d_inner value plus copies of one
+    sequence's SSM state (d_state x d_inner f32, `S`): n_seq copies, and 2 n_seq - 1 once the states outweigh
+    the scan's per-token output (n_seq x d_state > 1.6 x n_ubatch: ggml-alloc no longer fits the scan's
+    output in a freed block). Fitted on the Nemotron-H shape (S = 5 MiB) at --parallel 1..8, 12, 16, unified
+    or not, -ub 256/512/1024 (17 settings) and Granite-4.0-H-Tiny's (S = 1.5 MiB) at 7, each within 1.3 %;
+    the two regimes meet between n_seq x d_state / n_ubatch = 1.5 (A) and 1.75 (B), both shapes d_state 128.
+    Mamba-1 (jamba): 34 bytes per token and d_inner value (never the peak on the Jamba shape).
+    Qwen3-Next's gated delta net: 42 bytes per token and d_inner value plus two copies of each sequence's
+    state (d_state x d_inner f32): fitted on its shape at --parallel 1, 2, 4 and 8, unified or not (96.11 ...
+    117.02 MiB, within 2.2 %; the slots matter here and not in the FFN phase: 4 slots cost 16 MiB more than 1).
     """
     if not any(attention_of(facts).recurrent):
         return 0
-    d_inner = facts.ssm.get("inner_size", 0)
+    d_inner, d_state = facts.ssm.get("inner_size", 0), facts.ssm.get("state_size", 0)
+    state = 4 * d_state * d_inner  # one sequence's state in one layer, f32
     if facts.architecture == "qwen3next":
-        return s.n_ubatch * 42 * d_inner + 2 * s.n_seq * 4 * facts.ssm.get("state_size", 0) * d_inner
+        return s.n_ubatch * 42 * d_inner + 2 * s.n_seq * state
+    if facts.architecture in MAMBA2_ARCHS:
+        n = max(1, s.n_seq)
+        copies = 2 * n - 1 if 5 * n * d_state > 8 * s.n_ubatch else n
+        return s.n_ubatch * d_inner * 312 // 10 + copies * state
     return s.n_ubatch * 34 * d_inner
 
 

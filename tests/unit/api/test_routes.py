@@ -258,10 +258,11 @@ def test_n_cpu_moe_through_load_is_in_the_memory_view(api):
                                               "backend": "llama-server-cpu", "n_cpu_moe": 1})
     memory = api.client.get(P + "/models/moe").json()["memory"]
     assert (memory["n_cpu_moe"], memory["cpu_moe_bytes"]) == (1, 0)
-    bad = api.client.post(P + "/load", json={"name": "bad", "model_path": "tiny-moe.gguf", "n_cpu_moe": "all"})
+    bad = api.client.post(P + "/load", json={"name": "bad", "model_path": "tiny-moe.gguf", "n_cpu_moe": "every"})
     assert bad.status_code == 422
-    assert bad.json()["errors"] == [{"field": "spec.n_cpu_moe", "hint": "", "message": "must be auto or a layer "
-                                     "count >= 0 (0 = off), e.g. n_cpu_moe: auto or n_cpu_moe: 12"}]
+    assert bad.json()["errors"] == [{"field": "spec.n_cpu_moe", "hint": "", "message": "must be auto, all or a "
+                                     "layer count >= 0 (0 = off), e.g. n_cpu_moe: auto, n_cpu_moe: all or "
+                                     "n_cpu_moe: 12"}]
 
 
 # ---- #21 finding 5: reads never queue on the control loop; a full inbox answers 503 ---------------------

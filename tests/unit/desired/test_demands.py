@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from xgen_declare.processes.settings import Placed
 from xgen_declare.desired import demands
 from xgen_declare.placement.gguf_facts import GgufError
 from xgen_declare.testing.hostile_gguf import string, write_gguf
@@ -67,3 +68,12 @@ def test_swa_full_in_extra_args_reaches_the_kv_prediction():
     on = demands._settings(SimpleNamespace(spec=SimpleNamespace(**spec, extra_args=["--swa-full"])), "llama-server-cpu")
     off = demands._settings(SimpleNamespace(spec=SimpleNamespace(**spec, extra_args=[])), "llama-server-cpu")
     assert on.swa_full and not off.swa_full
+
+
+@pytest.mark.parametrize("placed,want", [({"n_gpu_layers": 33, "n_cpu_moe": "all"}, 32),
+                                         ({"n_gpu_layers": 33, "n_cpu_moe": 5}, 5),
+                                         ({"n_gpu_layers": 33}, 0), ({}, None), (None, None),
+                                         ({"n_gpu_layers": 33, "n_cpu_moe": "x"}, None)])
+def test_previous_cpu_moe_reads_the_record(placed, want):
+    """A process started with `n_cpu_moe: all` (--cpu-moe) holds every block's experts on the host."""
+    assert demands.previous_cpu_moe(Placed.from_json(placed), 32) == want  # the record's JSON, read back

@@ -98,6 +98,44 @@ def test_a_user_template_that_drops_the_flag_is_a_problem(write, tmp_path):
 
 
 def test_flags_from_help_does_not_take_the_draft_flag_for_it():
-    assert flags_from_help((HELP / "new.txt").read_text()) == ["--n-cpu-moe"]
+    assert flags_from_help((HELP / "new.txt").read_text()) == ["--n-cpu-moe", "--cpu-moe"]
     assert flags_from_help((HELP / "old.txt").read_text()) == []
     assert flags_from_help("--spec-draft-n-cpu-moe, --n-cpu-moe-draft N\n") == []
+    assert flags_from_help("--spec-draft-cpu-moe, -cmoed, --cpu-moe-draft\n") == []
+
+
+ALL_LINE = "-cmoe, --cpu-moe                        keep all Mixture of Experts (MoE) weights in the CPU\n"
+
+
+@pytest.mark.parametrize("help_file,extra", [("new.txt", ""), ("old.txt", LINE + ALL_LINE)])
+def test_all_renders_cpu_moe_in_both_dialects(write, tmp_path, help_file, extra):
+    """`all` is llama-server's --cpu-moe (common/arg.cpp: the expert pattern of every block), no count."""
+    binary = fake_server(tmp_path, (HELP / help_file).read_text() + extra)
+    d, _ = render(write, binary=binary, n_cpu_moe="all")
+    assert d.problems == {}
+    argv = d.rendered["moe"].argv
+    assert "--cpu-moe" in argv and "--n-cpu-moe" not in argv
+    assert argv[argv.index("--cpu-moe") + 1].startswith("-")  # a switch: no value follows it
+    assert d.rendered["moe"].placement.n_cpu_moe == "all"
+
+
+def test_all_on_a_build_without_cpu_moe_is_a_problem_on_the_field(write, tmp_path):
+    binary = fake_server(tmp_path, (HELP / "old.txt").read_text() + LINE)  # --n-cpu-moe only
+    d, path = render(write, binary=binary, n_cpu_moe="all")
+    assert "moe" not in d.rendered
+    assert [p.format() for p in d.problems["moe"]] == [
+        f"{path}:8: spec.n_cpu_moe: {binary} has no --cpu-moe (its --help does not list it; llama.cpp added it "
+        "in August 2025) (update llama.cpp, or remove n_cpu_moe)"]
+
+
+def test_all_with_a_template_that_only_knows_counts_is_a_problem(write, tmp_path):
+    tdir = tmp_path / "templates"
+    tdir.mkdir()
+    (tdir / "llama-server.j2").write_text('{{ binary }} {{ "--model" }} {{ spec.model_path }} '
+                                          '{{ "--n-cpu-moe" }} {{ spec.n_cpu_moe }}\n')
+    path = write("m.yaml", model_yaml("moe", backend="llama-server-cpu", n_cpu_moe="all"))
+    d = build_desired([str(path.parent)], Config(templates_dir=str(tdir)),
+                      Inventory(backends=[Backend(name="llama-server-cpu", available=True)]), preview=True)
+    assert [p.format() for p in d.problems["moe"]] == [
+        f"{path}:7: spec.n_cpu_moe: template llama-server.j2 does not pass n_cpu_moe on (no --cpu-moe in its "
+        "output); see the shipped template"]

@@ -1,4 +1,4 @@
-"""`n_cpu_moe: auto | N` (llama-server --n-cpu-moe): the exact messages a user sees for a bad value or a
+"""`n_cpu_moe: auto | all | N` (llama-server --n-cpu-moe): the exact messages a user sees for a bad value or a
 backend that has no such flag."""
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ def problems_of(write, text: str) -> list[str]:
     return [p.format()[len(p.file) + 1:] for p in load_paths([str(write.root)]).problems]
 
 
-@pytest.mark.parametrize("value", ["auto", 0, 12])
+@pytest.mark.parametrize("value", ["auto", "all", 0, 12])
 def test_auto_or_a_count_is_valid(write, value):
     assert problems_of(write, model_yaml(n_cpu_moe=value)) == []
 
 
-@pytest.mark.parametrize("value", [-1, "all", 1.5, True, None])
+@pytest.mark.parametrize("value", [-1, "ALL", "none", 1.5, True, None])
 def test_a_bad_value_names_the_field_and_gives_an_example(write, value):
     assert problems_of(write, model_yaml(n_cpu_moe=value)) == [
-        "6: spec.n_cpu_moe: must be auto or a layer count >= 0 (0 = off), e.g. n_cpu_moe: auto or n_cpu_moe: 12"]
+        "6: spec.n_cpu_moe: must be auto, all or a layer count >= 0 (0 = off), e.g. n_cpu_moe: auto, "
+        "n_cpu_moe: all or n_cpu_moe: 12"]
 
 
 def test_default_is_off(write):
@@ -32,6 +33,12 @@ def test_default_is_off(write):
 
 def test_llama_cpp_python_has_no_n_cpu_moe(write):
     assert problems_of(write, model_yaml(backend="llama-cpp-python", n_cpu_moe="auto")) == [
+        "7: spec.n_cpu_moe: only applies to llama-server backends, llama-cpp-python has no --n-cpu-moe "
+        "(remove it or use a llama-server backend, e.g. backend: auto)"]
+
+
+def test_llama_cpp_python_has_no_cpu_moe_either(write):
+    assert problems_of(write, model_yaml(backend="llama-cpp-python", n_cpu_moe="all")) == [
         "7: spec.n_cpu_moe: only applies to llama-server backends, llama-cpp-python has no --n-cpu-moe "
         "(remove it or use a llama-server backend, e.g. backend: auto)"]
 
@@ -46,3 +53,5 @@ def test_auto_needs_a_local_gguf_not_a_repository(write):
         "7: spec.n_cpu_moe: auto reads the model's GGUF header, and a HuggingFace repository is downloaded "
         "only by llama-server (give a layer count such as n_cpu_moe: 12, or a local .gguf file)"]
     assert problems_of(write, model_yaml(model_path="org/model-GGUF:Q4_K_M", n_cpu_moe=12)) == []
+    # all needs no header: it is rendered as --cpu-moe, whatever the block count
+    assert problems_of(write, model_yaml(model_path="org/model-GGUF:Q4_K_M", n_cpu_moe="all")) == []

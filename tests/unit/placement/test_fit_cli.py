@@ -122,7 +122,15 @@ def test_fit_n_cpu_moe_auto(cli, sparse, host):
             "--n-cpu-moe", "auto")
     assert f"n_cpu_moe: {d['n_cpu_moe']} ({d['cpu_moe_mib']:.0f} MiB of expert weights in host memory)" in r.out
     r = cli("fit", path, "--n-cpu-moe", "x", "--inventory", host)
-    assert r.code == 2 and "use auto or a layer count" in r.err
+    assert r.code == 2 and "use auto, all or a layer count" in r.err
+
+
+def test_fit_n_cpu_moe_all_is_every_block(cli, sparse, host):
+    path = sparse("mixtral-8x7b", "Q4_0")
+    args = ("fit", path, "--ctx-size", "8192", "--parallel", "1", "--gpus", "0", "--inventory", host, "-o", "json")
+    every = cli(*args, "--n-cpu-moe", "32").json()
+    d = cli(*args, "--n-cpu-moe", "all").json()
+    assert d["n_cpu_moe"] == 32 and d["cpu_moe_mib"] == every["cpu_moe_mib"] > 0 and d["n_gpu_layers"] == 33
 
 
 def test_fit_names_the_new_hybrid_designs(cli, sparse, host):

@@ -40,6 +40,52 @@ NEMOTRON_H = [  # (settings, KV MiB, RS MiB, compute MiB)
 ]
 
 
+# The Mamba-2 scan's compute phase grows with the slots: n_seq copies of one sequence's SSM state (d_state x
+# d_inner f32 = 5 MiB here), 2 n_seq - 1 once n_seq x d_state > 1.6 x n_ubatch (memory._recurrent_phase).
+# Same server, `-c 8192 -fa on` (and -np / -ub as listed), e.g. at `-np 8`:
+#     llama_memory_recurrent:        CPU RS buffer size =  1110.38 MiB
+#     sched_reserve:        CPU compute buffer size =   233.14 MiB
+NEMOTRON_H_SLOTS = [  # (settings, compute MiB)
+    (dict(parallel=1), 169.16), (dict(parallel=2), 170.30), (dict(parallel=3), 174.50),
+    (dict(parallel=4), 178.58), (dict(parallel=5), 184.39), (dict(parallel=6), 189.59),
+    (dict(parallel=7), 225.09), (dict(parallel=8), 233.14), (dict(parallel=12), 274.68),
+    (dict(parallel=16), 313.77), (dict(), 184.58),  # auto: 4 slots, unified
+    (dict(parallel=1, n_ubatch=256), 87.15), (dict(parallel=1, n_ubatch=1024), 333.31),
+    (dict(parallel=2, n_ubatch=1024), 330.31), (dict(parallel=4, n_ubatch=256), 114.57),
+    (dict(parallel=8, n_ubatch=256), 154.63), (dict(parallel=8, n_ubatch=1024), 355.16),
+]
+# Granite-4.0-H-Tiny shape (1.5 MiB states; at 1-2 slots the MoE FFN phase peaks), `-c 8192`:
+GRANITE_SLOTS = [
+    (dict(parallel=1), 59.02), (dict(parallel=2), 55.02), (dict(parallel=4), 54.92), (dict(parallel=8), 70.72),
+    (dict(), 60.92), (dict(parallel=2, n_ubatch=1024), 110.04), (dict(parallel=8, n_ubatch=256), 46.92),
+]
+
+
+@pytest.mark.parametrize("kw,compute_mib", NEMOTRON_H_SLOTS, ids=[str(h[0]) for h in NEMOTRON_H_SLOTS])
+def test_nemotron_h_compute_follows_the_slots(nemotron, kw, compute_mib):
+    p = predict(nemotron, ContextSettings(ctx_size=8192, **kw), [])
+    assert p.cpu.compute / MIB == pytest.approx(compute_mib, rel=0.015)
+
+
+@pytest.mark.parametrize("kw,compute_mib", GRANITE_SLOTS, ids=[str(h[0]) for h in GRANITE_SLOTS])
+def test_granite_compute_follows_the_slots(sparse, kw, compute_mib):
+    facts = read_gguf_facts(sparse("granite-4.0-h-tiny"))
+    assert predict(facts, ContextSettings(ctx_size=8192, **kw), []).cpu.compute / MIB == pytest.approx(
+        compute_mib, rel=0.015)
+
+
+def test_mamba2_slot_term_is_n_seq_states_then_2_n_seq_minus_1(nemotron):
+    """The two regimes on the Nemotron-H figures above: per added slot one state (5 MiB) up to 6 slots at
+    -ub 512, two from 7 on; the jump at 6 -> 7 is the 2 n_seq - 1 regime starting (7 x 128 > 1.6 x 512)."""
+    from xgen_declare.placement.memory import _recurrent_phase
+
+    state = 128 * 10240 * 4
+    phase = {n: _recurrent_phase(nemotron, ContextSettings(parallel=n)) for n in (1, 2, 6, 7, 8)}
+    assert phase[1] == 512 * 10240 * 312 // 10 + state
+    assert phase[2] - phase[1] == state and phase[6] - phase[1] == 5 * state
+    assert phase[7] - phase[6] == 7 * state and phase[8] - phase[7] == 2 * state
+
+
 @pytest.fixture(scope="module")
 def nemotron(sparse):
     return read_gguf_facts(sparse("nemotron-h-9b"))

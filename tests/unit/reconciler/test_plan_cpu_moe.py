@@ -145,3 +145,26 @@ def test_plan_and_fit_print_the_same_choice(tmp_path, mixtral, cli):
     rendered = cli("render", str(mdir), "--inventory", str(host), "-o", "json").json()
     argv = rendered[0]["argv"]
     assert argv[argv.index("--n-cpu-moe") + 1] == str(n)
+
+
+def test_all_keeps_every_layers_experts_on_the_host_and_renders_cpu_moe(tmp_path, mixtral):
+    """`n_cpu_moe: all` = llama-server --cpu-moe: predicted as N = the block count (32 here), rendered as the
+    switch, noted as `(all)`."""
+    spec = dict(model_path=mixtral, backend="llama-server-cuda", gpus=[0], ctx_size=8192, parallel=1)
+    p = run(tmp_path, doc("mixtral", **spec, n_cpu_moe="all"))
+    entry = p.plan.ledger.entry("mixtral")
+    experts = sum(expert_bytes_per_layer(read_gguf_facts(mixtral)))
+    assert (entry.n_cpu_moe, entry.cpu_moe_bytes, entry.n_gpu_layers) == (32, experts, 33)
+    assert entry.use["host"] >= experts and p.plan.get("mixtral").kind == START
+    argv = p.desired.rendered["mixtral"].argv
+    assert "--cpu-moe" in argv and "--n-cpu-moe" not in argv
+    assert p.desired.rendered["mixtral"].placement.n_cpu_moe == "all"
+    note = next(n for n in p.plan.ledger.notes if "n_cpu_moe" in n)
+    assert note.startswith(f"mixtral: n_cpu_moe 32 (all): {experts / MIB:.0f} MiB of expert weights of layers 0-31 "
+                           "in host memory; model weights ")
+    # a running process started with `all` (its record) holds every layer's experts on the host
+    want = p.wants["mixtral"]
+    base = dict(spec_hash="old", argv=("llama-server",), port=want.port, backend=want.backend, gpus=want.gpus)
+    seen = {"mixtral": Seen("mixtral", state=State.READY, running=True, **base, placement=Placed(33, [], "all"))}
+    again = run(tmp_path, doc("mixtral", **spec, n_cpu_moe="all"), seen=seen)
+    assert again.plan.ledger.entry("mixtral").cpu_moe_bytes == experts
