@@ -36,7 +36,7 @@ class Box:
         return self.host.cli("--config", str(self.config_file), "--state-dir", str(self.state), *args)
 
     def status(self) -> dict[str, dict]:
-        return {m["name"]: m for m in status_rows(StateStore(self.state))}
+        return {m.name: m.to_json() for m in status_rows(StateStore(self.state))}
 
 
 def test_each_host_runs_only_its_models(host):
