@@ -202,3 +202,6 @@ def test_plan_and_render_inventory_show_that_hosts_overrides(cli, write, hosts, 
     assert f"{write.root}/m.yaml:12: spec.overrides[1].set.ctx_size: conflicts with spec.overrides[0] (line 10): " \
            "both select this host and set ctx_size to 4096 and 8192 (set it in one of them, or make their hosts " \
            "selectors exclude each other)" in r.err
+    r = cli(*state, "validate", str(write.root), "--inventory", str(hosts / "mi300x.yaml"))
+    assert r.code == 1 and "spec.overrides[1].set.ctx_size: conflicts with spec.overrides[0] (line 10)" in r.err
+    assert cli(*state, "validate", str(write.root), "--inventory", str(hosts / "a100.yaml")).code == 0
