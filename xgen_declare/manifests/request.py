@@ -85,7 +85,7 @@ class ModelLoadRequest(BaseModel):
         "({matchLabels: {gpu.vendor: amd}, matchExpressions: [{key: gpu.memory_gib, operator: Gt, values: "
         '["40"]}]}) over each host\'s labels (README "Many hosts"); omitted = every host')
     overrides: list[Override] = Field(
-        default_factory=list, description="Per-host values: [{hosts: SELECTOR, set: {n_gpu_layers: 20}}], applied "
+        default_factory=list, max_length=64, description="Per-host values: [{hosts: SELECTOR, set: {n_gpu_layers: 20}}], applied "
         "in order on the hosts each selector picks; two that set one field differently on one host are an error")
     activation: Literal["always", "on-demand"] = Field(
         "always", description="always = kept running; on-demand = started by the router (`run --api`) on the first "

@@ -64,3 +64,14 @@ def test_the_selector_and_the_shape_of_an_override(write):
         "7: spec.overrides[0].hosts.matchExpressions[0].operator: unknown operator 'Inn' (did you mean `In`?)",
         "8: spec.overrides[0].set: is empty (give the fields to set on those hosts, e.g. set: {n_gpu_layers: 20})",
         "9: spec.overrides[1].hosts: Field required (add `hosts`)"]
+
+
+def test_hostile_shapes_are_problems_never_a_traceback(write):
+    assert problems(write, "  overrides:\n    - hosts: {}\n      set: {1: 2}\n") == [
+        "8: spec.overrides[0].set[1]: Input should be a valid string (write a string (quote it if YAML reads it as "
+        "something else))"]
+    assert problems(write, "  overrides:\n    - hosts: {}\n      set: [a]\n") == [
+        "8: spec.overrides[0].set: Input should be a valid dictionary (write a YAML mapping (key: value))"]
+    many = "".join("    - {hosts: {}, set: {ctx_size: 1}}\n" for _ in range(65))
+    assert problems(write, "  overrides:\n" + many) == [
+        "6: spec.overrides: List should have at most 64 items after validation, not 65"]
