@@ -58,7 +58,8 @@ EXIT_CODES: dict[ExitCode, str] = {
                             "has errors (each printed as FILE:LINE: field: message)",
     ExitCode.USAGE: "usage error: unknown verb or option, bad option value, missing argument",
     ExitCode.NOT_CONVERGED: "goal not reached: a model did not end Ready (Stopped, for `down`): Failed, Blocked, "
-                            "CrashLoopBackOff or not ready in time; `fit`: the model does not fit",
+                            "CrashLoopBackOff or not ready in time; `fit`: the model does not fit; `fleet status --commit`: a "
+                            "host does not serve the commit yet",
     ExitCode.BUSY: "busy: another xgen-declare (a daemon, or `apply`, `down`, ...) holds the state dir, or the "
                    "daemon did not take the request in time; try again later",
     ExitCode.NOT_FOUND: "not found: a model named on the command line is unknown",

@@ -118,3 +118,14 @@ def test_store_fetch_quick(tmp_path):
     for row in figs.values():
         assert numbers(row, ("ours", "hf download")), row
     assert "ratio" in next(iter(figs.values()))
+
+
+def test_git_rollout_quick(tmp_path):
+    """bench/git_rollout.py (issue 24): one signed push per case, served on the three simulated hosts."""
+    need("git (git http-backend, ssh-keygen)", shutil.which("git") and shutil.which("ssh-keygen"))
+    doc = run("git_rollout.py", tmp_path, 300)
+    assert list(doc["cases"]) == ["webhook", "poll", "cron"]
+    for case, r in doc["cases"].items():
+        assert r["pushes"] == 1 and len(r["all_ms"]) == 1, (case, r)
+        for key in ("p50_ms", "max_ms", "min_ms", "slowest_host_p50_ms"):
+            assert isinstance(r[key], int) and r[key] > 0, (case, key, r)

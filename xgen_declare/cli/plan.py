@@ -31,6 +31,11 @@ def show(result: Pass, output: str) -> None:
         click.echo(result.plan.format())
     for p in result.problems:
         eprint(p)
+    desired = result.desired
+    for name, probs in sorted((desired.problems if desired is not None else {}).items()):
+        for p in probs:  # a model invalid on this host only (conflicting spec.overrides, a render error)
+            if p not in desired.load.problems and p.severity == "error":
+                eprint(p.format())
     ledger = result.plan.ledger
     for name, w in sorted((ledger.warnings if ledger is not None else {}).items()):
         eprint(f"warning: {name}: {w}")

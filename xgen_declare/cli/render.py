@@ -37,7 +37,8 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
     models = [desired.rendered[n] for n in sorted(desired.rendered) if n not in desired.blocked]
     sources = {d.name: d.spec.source for d in desired.load.models if d.spec.source is not None}  # as written
     if output == "json":
-        print_json([{**m.to_json(), **({"source": sources[m.name].to_json()} if m.name in sources else {})}
+        print_json([{**m.to_json(), **({"source": sources[m.name].to_json()} if m.name in sources else {}),
+                     **({"overrides": desired.overrides[m.name]} if m.name in desired.overrides else {})}
                     for m in models])
     elif output == "shell":
         for m in models:
@@ -47,6 +48,8 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
                        + escape_controls(f"# {m.backend_reason}"))
             if m.name in sources:
                 click.echo(escape_controls(f"# source: {sources[m.name].shown()}"))
+            for text in desired.overrides.get(m.name, []):
+                click.echo(escape_controls(f"# override: {text}"))
             for w in m.warnings:
                 click.echo(escape_controls(f"# warning: {w}"))
             for w in m.workers:  # an RPC group: its local workers start first
@@ -65,6 +68,8 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
         for m in models:
             if m.name in sources:
                 click.echo(escape_controls(f"source of {m.name}: {sources[m.name].shown()}"))
+            for text in desired.overrides.get(m.name, []):
+                click.echo(escape_controls(f"override of {m.name} on this host: {text}"))
         for m in models:
             if m.backend_note:
                 eprint(f"note: {m.name}: backend {m.backend}: {m.backend_note}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from xgen_declare.desired.checks import host_problems, placement_problems
-from xgen_declare.desired.hosts import select_for_host
+from xgen_declare.desired.hosts import select_for_host, with_overrides
 from xgen_declare.inventory.labels import host_labels
 from xgen_declare.desired.resolve import resolve
 from xgen_declare.placement.choose import DEFAULT_MARGIN_MIB
@@ -45,7 +45,11 @@ def command(paths: tuple[str, ...], output: str, inventory_file: str | None) -> 
         fine = []
         here, _ = select_for_host(result.models, host_labels(inventory))  # spec.hosts: the others are not its
         for decl in here:
-            res = resolve(decl, inventory)
+            overridden = with_overrides(decl, host_labels(inventory))  # that host's spec.overrides
+            if overridden.problems:
+                problems.extend(overridden.problems)
+                continue
+            res = resolve(overridden.decl, inventory)
             found = host_problems(res, inventory)
             problems.extend(found)
             if not found:

@@ -15,7 +15,7 @@ from xgen_declare.config import Config
 from xgen_declare.desired import ray, rpc, rpc_remote
 from xgen_declare.desired.checks import gpu_problems, host_problems
 from xgen_declare.desired.demands import place
-from xgen_declare.desired.hosts import select_for_host
+from xgen_declare.desired.hosts import select_for_host, with_overrides
 from xgen_declare.desired.ports import NO_PORT, PortAssignment, exhausted_text, fit_ports
 from xgen_declare.desired.render import Entries, Rendered, Renderer
 from xgen_declare.desired.resolve import Resolved, resolve, with_placement
@@ -44,11 +44,14 @@ class Desired:
     labels: dict[str, str] = field(default_factory=dict)  # this host's labels (inventory/labels.py)
     # model name -> why its spec.hosts does not select this host (desired/hosts.py): not rendered here
     elsewhere: dict[str, str] = field(default_factory=dict)
+    # model name -> the spec.overrides applied on this host, as plan and render show them
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    overridden: dict[str, ModelDecl] = field(default_factory=dict)  # the decls those overrides made
 
     @property
     def here(self) -> list[ModelDecl]:
         """The valid manifests of the models for this host (the router's table, the name claims)."""
-        return [d for d in self.load.models if d.name not in self.elsewhere]
+        return [self.overridden.get(d.name, d) for d in self.load.models if d.name not in self.elsewhere]
 
     @property
     def names(self) -> set[str]:
@@ -74,6 +77,7 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     decls = load.models
     if select:
         decls, desired.elsewhere = select_for_host(load.models, desired.labels)
+        decls = _overridden(desired, decls)
     models = [resolve(decl, inventory) for decl in decls]  # the one resolution of this pass
     if check_host:
         ok = []
@@ -112,6 +116,21 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     _merge(desired, ray.node_entries(ray_nodes, declared, renderer, config))
     _merge(desired, rpc_remote.worker_entries(rpc_workers, declared, set(desired.rendered), renderer, config))
     return desired
+
+
+def _overridden(desired: Desired, decls: list[ModelDecl]) -> list[ModelDecl]:
+    """The decls with this host's spec.overrides (desired/hosts.py); a model whose overrides conflict here
+    gets its problems instead (it keeps its last good process)."""
+    out = []
+    for decl in decls:
+        o = with_overrides(decl, desired.labels)
+        if o.problems:
+            desired.problems[decl.name] = o.problems
+            continue
+        if o.applied:
+            desired.overrides[decl.name], desired.overridden[decl.name] = o.applied, o.decl
+        out.append(o.decl)
+    return out
 
 
 def _ports(desired: Desired, models: list[Resolved], config: Config, held: dict[str, int] | None, preview: bool,

@@ -280,3 +280,21 @@ HostSelector = Annotated[Selector, PlainValidator(parse_hosts), PlainSerializer(
                                      "type": "object", "additionalProperties": False, "required": ["key", "operator"],
                                      "properties": {"key": {"type": "string"}, "operator": {"enum": list(OPERATORS)},
                                                     "values": {"type": "array", "items": _LABEL_VALUE}}}}}})]
+
+
+class Override(BaseModel):
+    """One entry of `spec.overrides`: values for the hosts `hosts` selects (README "Many hosts"). `set` is
+    checked like the fields it sets by manifests/overrides.py (the spec with it applied is validated)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    hosts: HostSelector = Field(description="The hosts these values are for (a label selector, as spec.hosts)")
+    set: dict[str, Any] = Field(description="Spec fields and their values on those hosts, e.g. "
+                                "{n_gpu_layers: 20, ctx_size: 8192}")
+
+    @field_validator("set")
+    @classmethod
+    def _not_empty(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("is empty; give the fields to set on those hosts, e.g. set: {n_gpu_layers: 20}")
+        return value

@@ -21,6 +21,7 @@ from xgen_declare.errors import Problem
 from xgen_declare.names import is_model_name
 from xgen_declare.readers.bounded import kind_of
 from xgen_declare.readers.selector import disjoint
+from xgen_declare.manifests.overrides import check_overrides
 from xgen_declare.manifests.request import Manifest, ModelLoadRequest
 from xgen_declare.readers.validation_errors import did_you_mean, problems_from_validation
 from xgen_declare.readers.yamlsource import Document, load_documents
@@ -201,6 +202,8 @@ def validate_document(doc: Document) -> tuple[ModelDecl | None, list[Problem]]:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         return None, problems_from_validation(exc, doc, Manifest)
+    if overridden := check_overrides(doc, manifest.spec):
+        return None, overridden
     return ModelDecl(name=manifest.metadata.name, spec=manifest.spec, file=doc.file, line=doc.line,
                      labels=dict(manifest.metadata.labels), doc=doc), _source_warnings(manifest.spec, doc)
 

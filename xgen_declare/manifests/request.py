@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
 from xgen_declare.backends.profile import LLAMA, engine_of, profile_of
 from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems, gguf_repo
 from xgen_declare.manifests.fields import (ArgvHost, ArgvPath, HostSelector,
-                                           NoNewline, RayCluster, RolloutSpec, RpcWorker, _ray_problems,
+                                           NoNewline, Override, RayCluster, RolloutSpec, RpcWorker, _ray_problems,
                                            _reject_control, _rpc_problems, not_a_flag, parse_duration)
 from xgen_declare.manifests.source import Source, parse_source
 from xgen_declare.names import NAME_RE  # the one rule for model names (names.py)
@@ -84,6 +84,9 @@ class ModelLoadRequest(BaseModel):
         None, description="The hosts this model is for: a label selector with Kubernetes semantics "
         "({matchLabels: {gpu.vendor: amd}, matchExpressions: [{key: gpu.memory_gib, operator: Gt, values: "
         '["40"]}]}) over each host\'s labels (README "Many hosts"); omitted = every host')
+    overrides: list[Override] = Field(
+        default_factory=list, max_length=64, description="Per-host values: [{hosts: SELECTOR, set: {n_gpu_layers: 20}}], applied "
+        "in order on the hosts each selector picks; two that set one field differently on one host are an error")
     activation: Literal["always", "on-demand"] = Field(
         "always", description="always = kept running; on-demand = started by the router (`run --api`) on the first "
         "request for it, stopped again after idle_timeout (state Idle while stopped)")

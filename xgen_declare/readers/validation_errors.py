@@ -24,7 +24,7 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType, typing.Annotated):
+    if origin in (typing.Union, types.UnionType, typing.Annotated, list, tuple):
         for arg in typing.get_args(annotation):
             found = _submodel(arg)
             if found:
@@ -35,6 +35,8 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
 def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     cls: type[BaseModel] | None = root
     for part in loc:
+        if isinstance(part, int) and cls is not None:  # an item of a list of sub-objects
+            continue
         if cls is None or not isinstance(part, str) or part not in cls.model_fields:
             return None
         cls = _submodel(cls.model_fields[part].annotation)

@@ -64,7 +64,7 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     foreign = (ports_in_use() if local else set()) - ours
     held = {name: s.port for name, s in seen.items() if s.port}
     desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign, awake, local)
-    decls = {d.name: d for d in desired.load.models}
+    decls = {d.name: d for d in desired.here}  # with this host's spec.overrides
     for name in set(decls) & set(wants):
         wants[name] = replace(wants[name], settings=in_place_settings(decls[name]))
     for name in desired.dormant & set(wants):
@@ -94,6 +94,8 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
         result.notes.extend(f"placement: {n}" for n in desired.ledger.notes)
     result.notes.extend(raycluster.notes(desired.rendered))
     result.notes.extend(f"names: {c}" for c in name_conflicts(desired))
+    result.notes.extend(f"overrides: {name}: {text}" for name, texts in sorted(desired.overrides.items())
+                        for text in texts)
     problems = [p.format() for p in desired.load.problems if p.severity == "error"]
     if desired.unported:
         problems.append(ports_problem(desired))

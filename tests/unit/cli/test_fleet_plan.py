@@ -175,3 +175,33 @@ def test_this_machines_host_labels_are_not_another_hosts(cli, manifests, hosts, 
     r = cli("render", str(manifests), "--inventory", str(hosts / "a100.yaml"), "-o", "json")
     assert "qa" not in [m["name"] for m in r.json()]
     assert cli("fleet", "plan", str(manifests), "--inventories", str(hosts), "-o", "json").json()["nowhere"] == ["qa"]
+
+
+def test_plan_and_render_inventory_show_that_hosts_overrides(cli, write, hosts, tmp_path):
+    """spec.overrides (issue 24 item 6): the values of the overrides that select the previewed host, shown by
+    plan and render; a host two conflicting overrides select gets an error naming both (exit 1)."""
+    write("m.yaml", "apiVersion: xgen/v1\nkind: Model\nmetadata: {name: m}\nspec:\n  model_path: /m/x.gguf\n"
+          "  backend: llama-server-cpu\n  ctx_size: 2048\n  overrides:\n"
+          "    - hosts: {matchLabels: {site: dc-1}}\n      set: {ctx_size: 8192}\n"
+          "    - hosts: {matchLabels: {tier: prod}}\n      set: {ctx_size: 4096}\n")
+    state = ("--state-dir", str(tmp_path / "s"))
+    r = cli(*state, "plan", str(write.root), "--inventory", str(hosts / "a100.yaml"))
+    assert r.code == 0, r.err
+    assert r.out.splitlines()[0] == "start    m: new model"
+    assert "note: overrides: m: spec.overrides[0] (site In [dc-1]): ctx_size=8192" in r.out + r.err
+    r = cli(*state, "render", str(write.root), "--inventory", str(hosts / "a100.yaml"), "-o", "json")
+    assert r.code == 0, r.err
+    (m,) = r.json()
+    assert m["argv"][m["argv"].index("--ctx-size") + 1] == "8192"
+    assert m["overrides"] == ["spec.overrides[0] (site In [dc-1]): ctx_size=8192"]
+    r = cli(*state, "plan", str(write.root), "--inventory", str(hosts / "laptop.yaml"))  # neither selects it
+    assert r.code == 0 and "overrides" not in r.out + r.err
+    r = cli(*state, "plan", str(write.root), "--inventory", str(hosts / "mi300x.yaml"))  # dc-1 and prod: both
+    assert r.code == 1
+    assert r.out.splitlines()[0] == "keep     m: manifest invalid: nothing running"
+    assert f"{write.root}/m.yaml:12: spec.overrides[1].set.ctx_size: conflicts with spec.overrides[0] (line 10): " \
+           "both select this host and set ctx_size to 4096 and 8192 (set it in one of them, or make their hosts " \
+           "selectors exclude each other)" in r.err
+    r = cli(*state, "validate", str(write.root), "--inventory", str(hosts / "mi300x.yaml"))
+    assert r.code == 1 and "spec.overrides[1].set.ctx_size: conflicts with spec.overrides[0] (line 10)" in r.err
+    assert cli(*state, "validate", str(write.root), "--inventory", str(hosts / "a100.yaml")).code == 0

@@ -90,3 +90,38 @@ def test_the_configs_host_labels_win_over_the_detected_ones(write):
     config = Config(host=HostSection(labels={"gpu.vendor": "amd"}))
     desired = build_desired([str(write.root)], config, LAPTOP, placement=False)
     assert desired.elsewhere == {} and list(desired.rendered) == ["amd"] and desired.labels["gpu.vendor"] == "amd"
+
+
+# spec.overrides: a host's values, applied in order before the model is resolved (desired/hosts.py with_overrides)
+OVERRIDES = [{"hosts": {"matchLabels": {"gpu.vendor": "amd"}}, "set": {"ctx_size": 8192, "threads": 8}},
+             {"hosts": {"matchLabels": {"site": "lab-2"}}, "set": {"ctx_size": 8192, "parallel": 4}},
+             {"hosts": {"matchLabels": {"site": "lab-9"}}, "set": {"ctx_size": 1024}}]
+
+
+def test_overrides_that_select_the_host_set_its_values_before_rendering(write):
+    write("m.yaml", model_yaml("m", backend="llama-server-cpu", ctx_size=2048, overrides=OVERRIDES))
+    desired = build_desired([str(write.root)], Config(), MI300X, placement=False)
+    assert desired.problems == {}
+    spec = desired.resolved["m"].spec
+    assert (spec.ctx_size, spec.threads, spec.parallel) == (8192, 8, 4)
+    argv = desired.rendered["m"].argv
+    assert argv[argv.index("--ctx-size") + 1] == "8192" and argv[argv.index("--threads") + 1] == "8"
+    assert desired.overrides == {"m": ["spec.overrides[0] (gpu.vendor In [amd]): ctx_size=8192, threads=8",
+                                       "spec.overrides[1] (site In [lab-2]): ctx_size=8192, parallel=4"]}
+    assert desired.here[0].spec.ctx_size == 8192  # the router's table sees the host's values too
+    laptop = build_desired([str(write.root)], Config(), LAPTOP, placement=False)  # no override selects it
+    assert laptop.resolved["m"].spec.ctx_size == 2048 and laptop.overrides == {} and laptop.problems == {}
+
+
+def test_two_overrides_that_set_one_field_differently_on_a_host_are_an_error_naming_both(write):
+    clash = OVERRIDES[:1] + [{"hosts": {"matchLabels": {"site": "lab-2"}}, "set": {"ctx_size": 4096}}]
+    path = write("m.yaml", model_yaml("m", backend="llama-server-cpu", overrides=clash))
+    write("other.yaml", model_yaml("other", backend="llama-server-cpu"))
+    desired = build_desired([str(write.root)], Config(), MI300X, placement=False)
+    assert [p.format() for p in desired.problems["m"]] == [
+        f"{path}:7: spec.overrides[1].set.ctx_size: conflicts with spec.overrides[0] (line 7): both select this "
+        "host and set ctx_size to 4096 and 8192 (set it in one of them, or make their hosts selectors exclude each "
+        "other)"]
+    assert "m" not in desired.rendered and "other" in desired.rendered  # the others go on
+    laptop = build_desired([str(write.root)], Config(), LAPTOP, placement=False)  # neither selects it: no conflict
+    assert laptop.problems == {} and "m" in laptop.rendered
