@@ -124,6 +124,7 @@ def test_three_hosts_follow_one_repo_each_its_part(fleet):
                     ("h2", second[:12], "all", "Ready", first[:12]), ("h2", second[:12], "chat", "Ready", second[:12]),
                     ("h3", second[:12], "all", "Ready", first[:12]), ("h3", second[:12], "embed", "Ready", first[:12])]
     assert lines[-1] == f"commit {second[:7]} serves on all 3 host(s)"
+    print(f"\n$ xgen-declare fleet status --hosts hosts.yaml --commit {second[:7]}\n{r.stdout}")  # pytest -s shows it
     assert "token-of" not in r.stdout + r.stderr
 
     # an unsigned commit: refused by all three, the signed one keeps serving, and both views say so
@@ -138,6 +139,9 @@ def test_three_hosts_follow_one_repo_each_its_part(fleet):
         assert f"{n}: refused {unsigned[:12]}: commit {unsigned[:12]} is not signed" in r.stdout
         assert f"not serving {unsigned[:7]}: {n}: serves {second[:12]} (refused {unsigned[:12]}: " in r.stderr
         text = daemons[n].cli("--config", daemons[n].config, "status").stderr
+        if n == "h1":
+            print(f"\n$ xgen-declare fleet status --hosts hosts.yaml --commit {unsigned[:7]}  (exit 3)\n{r.stdout}{r.stderr}"
+                  f"\n$ xgen-declare status   (h1, stderr)\n{text}")
         assert f"refused (unsigned), fetched {unsigned[:12]}: commit {unsigned[:12]} is not signed" in text
     assert {n: {m: s["pid"] for m, s in d.status().items()} for n, d in daemons.items()} == \
         {n: {m: s["pid"] for m, s in st.items()} for n, st in now.items()}
