@@ -43,6 +43,7 @@ class Downloads:
         self.fetching: dict[str, Source] = {}     # the last pass's models waiting for their files
         self._phase: dict[str, str] = {}          # model -> phase last shown (events on change)
         self._shown_at: dict[str, float] = {}
+        self._counted: dict[tuple[str, str], int] = {}  # (model, source) -> fetched bytes added to its record
 
     def _made(self, current: Fetcher | None, network: bool) -> Fetcher:
         cfg = self.env.config
@@ -64,6 +65,7 @@ class Downloads:
         return self._lookup
 
     def after_pass(self, fetching: dict[str, Source]) -> None:
+        self.show(force=True)  # the last bytes of the fetches that ended, counted before they leave the list
         f = self._fetcher
         for name, src in self.fetching.items():
             d = f.get(src) if f is not None and name not in fetching else None
@@ -83,16 +85,25 @@ class Downloads:
             rec = p.rec
             shown = {**d.progress(), "source": d.source, "text": d.text()} if d is not None and \
                 d.phase in (FETCHING, RETRYING) else None
-            downloaded = max(rec.downloaded_bytes, d.downloaded if d is not None else 0)
+            downloaded = rec.downloaded_bytes + self._grown(name, d)
             if shown == rec.download and downloaded == rec.downloaded_bytes:
                 continue
             phase_changed = (shown is None) != (rec.download is None)
             if not (force or phase_changed or now - self._shown_at.get(name, 0.0) >= SHOW_PERIOD):
                 continue
             rec.download, rec.downloaded_bytes = shown, downloaded
+            if d is not None:
+                self._counted[(name, d.source)] = d.downloaded
             self._shown_at[name] = now
             self.sup.save(rec)
             self.sup.publish(p)
+
+    def _grown(self, name: str, d: Download | None) -> int:
+        """Bytes the fetch downloaded since the record last counted them (the record keeps the sum across
+        daemons: a resumed file counts only what is fetched again)."""
+        if d is None:
+            return 0
+        return max(0, d.downloaded - self._counted.get((name, d.source), 0))
 
     def _events(self, name: str, d: Download | None) -> None:
         phase = d.phase if d is not None else None

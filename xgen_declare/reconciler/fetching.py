@@ -211,22 +211,27 @@ class Fetcher:
             local = self._in_store(pinned)
             if local is not None:
                 return local
-            start = [self.clock(), None]
+            start = [self.clock(), None, 0]  # when, done at the first report, bytes resumed (not fetched)
+
+            def resumed(n: int) -> None:
+                start[2] += n
 
             def progress(done: int, total: int) -> None:
-                now = self.clock()
                 d = self._downloads[key]
                 if start[1] is None:
                     start[1] = done
                     self._set(key, done=done, total=total)
                     return
-                grown = max(0, done - d.done)
-                elapsed = now - start[0]
+                skip = min(start[2], max(0, done - d.done))  # a resumed file's first report jumps over its partial
+                start[2] -= skip
+                start[1] += skip
+                grown = max(0, done - d.done) - skip
+                elapsed = self.clock() - start[0]
                 rate = (done - start[1]) / elapsed if elapsed > 0 else 0.0
                 self._set(key, done=done, total=total, rate=rate, downloaded=d.downloaded + grown)
 
             return fetch(pinned, self.store, self.store_dir, endpoint=self.endpoint, token=token,
-                         progress=progress, disk_usage=self.disk_usage)
+                         progress=progress, disk_usage=self.disk_usage, on_resume=resumed)
 
     def _in_store(self, source: Source) -> Fetched | None:
         """The source as the store holds it, without network: a pinned commit, a URL's sha256, or a file
