@@ -4,8 +4,9 @@ that share a repository or URL are fetched one after the other, so a file they s
 with its progress (bytes done / total, rate) kept for readers.
 
 The control loop asks `want(source, token)` each pass: the source's `Download` (started if new). A source
-already in the store (at its pinned commit, or at the commit the store's ref names) is found without
-network, so a restarted daemon adopts its running models without waiting on the hub. A failure that
+pinned to a commit (by the manifest, or by a pin below; a URL by its sha256) that the store holds is found
+without network, so a restarted daemon adopts its running models without waiting on the hub; a branch not
+pinned yet is resolved online (a look that starts nothing, `network=False`, takes the store's ref). A failure that
 retrying cannot fix (access refused, no such revision or file, a checksum mismatch, a full disk) is
 `blocked` with the FetchError's reason and tried again only after BLOCKED_RETRY seconds (or a new token);
 a network error retries with back-off (RETRY_BASE doubling to RETRY_MAX).
@@ -110,8 +111,9 @@ class Fetcher:
             if got is not None:
                 return Download(source.text, DONE, path=str(got.local_path), commit=got.commit)
             return Download(source.text, FETCHING, error="not in the store yet")
-        if key not in self._downloads:  # in the store already (a restarted daemon): no thread, no network
-            got = self._in_store(self._pinned(source))
+        pinned = self._pinned(source)
+        if key not in self._downloads and pinned.pinned:  # in the store at its commit (a restarted daemon)
+            got = self._in_store(pinned)
             if got is not None:
                 total = sum(f.size or 0 for f in got.files)
                 with self._lock:
@@ -208,7 +210,7 @@ class Fetcher:
         with self._lock:
             repo_lock = self._repo_locks.setdefault(lock_key, threading.Lock())
         with repo_lock:  # sources sharing a repository: one after the other, a shared file fetched once
-            local = self._in_store(pinned)
+            local = self._in_store(pinned) if pinned.pinned else None  # else: resolve the branch online
             if local is not None:
                 return local
             start = [self.clock(), None, 0]  # when, done at the first report, bytes resumed (not fetched)
