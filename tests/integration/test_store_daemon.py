@@ -162,7 +162,7 @@ def test_kill_9_mid_download_resumes_and_a_full_disk_blocks_keeping_the_partial(
     assert StateStore(host.state).load("big").downloaded_bytes == before + len(big) - kept
 
 
-def test_a_moved_main_is_not_followed_until_the_source_changes(host, hub, tmp_path):
+def test_a_moved_main_is_not_followed_until_pull_update(host, hub, tmp_path):
     hub.commit(REPO, {"tiny.Q4_K_M.gguf": write_tiny_gguf(tmp_path / "t0.gguf").read_bytes()})
     configure(host)
     host.write("a", hub_manifest("a", "hf://org/tiny-GGUF:Q4_K_M"))
@@ -177,6 +177,12 @@ def test_a_moved_main_is_not_followed_until_the_source_changes(host, hub, tmp_pa
     assert StateStore(host.state).load("a").argv == first and host.status()["a"]["pid"] == pid
     r = host.cli("plan")
     assert r.returncode == 0 and r.stdout.splitlines()[0] == "keep     a: unchanged", r.stdout
+    r = host.cli("pull", "--update", "--model", "a")  # pins the new commit: the daemon rolls it out
+    assert r.returncode == 0, r.stdout + r.stderr
+    moved = hub.repos[REPO].refs["main"]
+    st = host.wait(lambda s: s["a"]["pid"] not in (None, pid) and s["a"]["state"] == "Ready", 20, "rolled out")
+    argv = StateStore(host.state).load("a").argv
+    assert f"/snapshots/{moved}/tiny.Q4_K_M.gguf" in argv[argv.index("--model") + 1] and st["a"]["restarts"] == 1
 
 
 def test_a_revision_change_serves_the_old_process_until_the_new_files_are_verified(host, hub, tmp_path):

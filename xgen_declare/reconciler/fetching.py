@@ -37,7 +37,7 @@ from xgen_declare.store.fetched import Fetched
 from xgen_declare.store.preflight import gib
 from xgen_declare.store.wanted import source_key
 
-__all__ = ["Download", "Fetcher", "pin_path", "RETRY_BASE", "RETRY_MAX", "BLOCKED_RETRY"]
+__all__ = ["Download", "Fetcher", "pin_path", "write_pin", "RETRY_BASE", "RETRY_MAX", "BLOCKED_RETRY"]
 
 log = logging.getLogger("xgen_declare.reconciler.fetching")
 
@@ -123,7 +123,7 @@ class Fetcher:
         with self._lock:
             d = self._downloads.get(key)
             running = key in self._threads and self._threads[key].is_alive()
-            if d is not None and (running or d.phase == DONE):
+            if d is not None and (running or (d.phase == DONE and not self._pin_moved(source, d))):
                 return d
             if d is not None and d.phase == BLOCKED:
                 when, digest = self._blocked_at.get(key, (0.0, None))
@@ -263,18 +263,28 @@ class Fetcher:
             return source
         return replace(source, revision=commit)
 
+    def _pin_moved(self, source: Source, d: Download) -> bool:
+        """`pull --update` pinned the source to another commit: fetch it (the rollout follows)."""
+        if source.kind != "hf" or _is_commit(source.revision) or self.pins is None:
+            return False
+        pinned = self._pinned(source)
+        return pinned is not source and pinned.revision != d.commit
+
     def _pin(self, source: Source, got: Fetched) -> None:
-        if source.kind != "hf" or _is_commit(source.revision):
-            return
-        if self.pins is None:
-            return
-        path = pin_path(self.pins, source)
-        try:
-            make_private_dir(path.parent)
-            atomic_write(path, _json({"source": source.text, "revision": source.revision or "main",
-                                      "commit": got.commit}))
-        except OSError as exc:
-            log.warning("cannot pin %s to %s at %s: %s", source.text, got.commit, path, exc)
+        if self.pins is not None:
+            write_pin(self.pins, source, got.commit)
+
+
+def write_pin(pins: Path, source: Source, commit: str) -> None:
+    """Pin a hub source whose revision is a branch or tag to `commit` (what the daemon then serves)."""
+    if source.kind != "hf" or _is_commit(source.revision):
+        return
+    path = pin_path(pins, source)
+    try:
+        make_private_dir(path.parent)
+        atomic_write(path, _json({"source": source.text, "revision": source.revision or "main", "commit": commit}))
+    except OSError as exc:
+        log.warning("cannot pin %s to %s at %s: %s", source.text, commit, path, exc)
 
 
 def _is_commit(revision: str | None) -> bool:
