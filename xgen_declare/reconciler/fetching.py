@@ -232,8 +232,16 @@ class Fetcher:
                 rate = (done - start[1]) / elapsed if elapsed > 0 else 0.0
                 self._set(key, done=done, total=total, rate=rate, downloaded=d.downloaded + grown)
 
-            return fetch(pinned, self.store, self.store_dir, endpoint=self.endpoint, token=token,
-                         progress=progress, disk_usage=self.disk_usage, on_resume=resumed)
+            try:
+                return fetch(pinned, self.store, self.store_dir, endpoint=self.endpoint, token=token,
+                             progress=progress, disk_usage=self.disk_usage, on_resume=resumed)
+            except FetchError as exc:
+                local = None if exc.blocked else self._in_store(pinned)  # the hub is down: the store's ref
+                if local is None:
+                    raise
+                log.warning("%s; using what the store holds for %s: commit %s", exc.reason, source.text,
+                            local.commit[:12])
+                return local
 
     def _in_store(self, source: Source) -> Fetched | None:
         """The source as the store holds it, without network: a pinned commit, a URL's sha256, or a file

@@ -131,3 +131,20 @@ def test_a_look_in_the_store_starts_nothing(hub, tmp_path):
     d = f.want(parse_source("hf://org/tiny-GGUF:Q4_K_M"))
     assert (d.phase, d.text()) == (FETCHING, "fetching hf://org/tiny-GGUF:Q4_K_M: not in the store yet")
     assert hub.requests == [] and not f.busy()
+
+
+def test_a_hub_that_is_down_falls_back_to_what_the_store_holds(hub, tmp_path):
+    w = Waiter()
+    make(hub, tmp_path, w).want(parse_source("hf://org/tiny-GGUF:Q4_K_M"))  # `pull`: the store's refs/main
+    w.wait()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}"
+    w2 = Waiter()
+    f = Fetcher(Store(dir=str(tmp_path / "store")), tmp_path / "store", None, endpoint=down, on_change=w2,
+                disk_usage=lambda p: ROOMY)  # no pins: the branch would be resolved online
+    src = parse_source("hf://org/tiny-GGUF@main:Q4_K_M")
+    f.want(src)
+    w2.wait()
+    d = f.get(src)
+    assert (d.phase, d.commit) == (DONE, hub.repos[REPO].refs["main"]) and open(d.path, "rb").read() == Q4
