@@ -5,7 +5,8 @@ reused and a file is fetched once however many models use it), verify each new f
 checksum, and report progress (bytes done / total) through a callback.
 
 Errors are `FetchError`: `blocked` (access refused, no such revision or file, not enough disk, a checksum
-mismatch: retrying cannot help) or retryable (network). No daemon wiring here (issue 23, later session).
+mismatch: retrying cannot help) or retryable (network). The daemon runs it in worker threads
+(reconciler/fetching.py).
 What huggingface_hub 2.x does not do, and this module therefore does: check sha256 (it checks sizes only).
 Nor does it resume across processes (it deletes its partial file on failure): store/download.py keeps one
 partial file per blob, so a fetch after a crash or `kill -9` resumes with Range.
