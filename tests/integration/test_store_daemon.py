@@ -235,3 +235,15 @@ def test_a_revision_change_serves_the_old_process_until_the_new_files_are_verifi
     cli = host.cli("events", "--url", base, "--since", "0", "--timeout", "1")
     assert "a: download_started " in cli.stdout and "a: download_finished " in cli.stdout, cli.stdout
     assert f'"commit": "{v2}"' in cli.stdout
+
+
+def test_one_shot_apply_fetches_then_starts(host, hub):
+    store = configure(host)
+    host.write("a", hub_manifest("a", "hf://org/tiny-GGUF:Q4_K_M"))
+    r = host.cli("apply", str(host.manifests))
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = host.status()["a"]
+    assert st["state"] == "Ready" and "download" not in st
+    argv = StateStore(host.state).load("a").argv
+    assert argv[argv.index("--model") + 1] == str(snapshot_file(store, hub, REPO, "tiny.Q4_K_M.gguf"))
+    host.cli("down")
