@@ -97,7 +97,8 @@ def test_a_404_or_401_source_is_blocked_with_the_reason_and_the_others_run(host,
     host.write("private", hub_manifest("private", "hf://org/private-GGUF:Q4_K_M"))
     host.write("ok", hub_manifest("ok", "hf://org/tiny-GGUF:Q4_K_M"))
     host.write("local", None, model_path="/models/local.gguf")
-    host.start_daemon()
+    from .test_router import start_router
+    base = start_router(host)
     s = host.wait(lambda s: s["ok"]["state"] == "Ready" and s["local"]["state"] == "Ready"
                   and s["gone"]["state"] == "Blocked" and s["private"]["state"] == "Blocked", 30, "blocked + ready")
     assert s["gone"]["last_error"] == ("org/missing-GGUF: the hub has no such repository, or it is private "
@@ -107,6 +108,9 @@ def test_a_404_or_401_source_is_blocked_with_the_reason_and_the_others_run(host,
     gets = [r for r in hub.requests if r["path"].startswith("/api/models/org/missing-GGUF")]
     host.wait(lambda s: True, 1)  # a pass or two later: no retry loop against the hub
     assert len([r for r in hub.requests if r["path"].startswith("/api/models/org/missing-GGUF")]) == len(gets)
+    cli = host.cli("events", "--url", base, "--since", "0", "--timeout", "1")
+    assert "gone: download_failed " in cli.stdout and '"retrying": false' in cli.stdout, cli.stdout
+    assert "gone: Downloading -> Blocked" in cli.stdout and "ok: download_finished " in cli.stdout
 
 
 def test_two_models_sharing_one_file_fetch_it_once(host, hub):
