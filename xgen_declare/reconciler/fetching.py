@@ -34,7 +34,6 @@ from xgen_declare.manifests.source import Source
 from xgen_declare.processes.statefiles import atomic_write, make_private_dir, read_state_json
 from xgen_declare.store.fetch import fetch
 from xgen_declare.store.fetched import Fetched
-from xgen_declare.store.preflight import gib
 from xgen_declare.store.wanted import source_key
 
 __all__ = ["Download", "Fetcher", "pin_path", "write_pin", "RETRY_BASE", "RETRY_MAX", "BLOCKED_RETRY"]
@@ -65,7 +64,7 @@ class Download:
     retry_in: float | None = None    # retrying: seconds until the next attempt (when it was recorded)
 
     def text(self) -> str:
-        """The reason a waiting model shows: "fetching hf://org/m-GGUF:Q4_K_M: 1.2/4.8 GiB"."""
+        """The reason a waiting model shows: "fetching hf://org/m-GGUF:Q4_K_M: 1.2/4.8 GiB (52.0 MiB/s, ETA 1m13s)"."""
         if self.phase == BLOCKED:
             return self.error or f"fetching {self.source} failed"
         if self.phase == RETRYING:
@@ -73,7 +72,12 @@ class Download:
             return f"fetching {self.source}: retrying{wait} after: {self.error}"
         if not self.total:
             return f"fetching {self.source}: {self.error or 'asking the hub for its files'}"
-        return f"fetching {self.source}: {gib(self.done)[:-4]}/{gib(self.total)}"
+        unit, div = ("GiB", 2**30) if self.total >= 2**30 else ("MiB", 2**20)
+        text = f"fetching {self.source}: {self.done / div:.1f}/{self.total / div:.1f} {unit}"
+        if self.rate > 0 and self.done < self.total:
+            eta = (self.total - self.done) / self.rate
+            text += f" ({self.rate / 2**20:.1f} MiB/s, ETA {_duration(eta)})"
+        return text
 
     def progress(self) -> dict:
         """`status -o json`'s `download`: bytes done, total, rate (bytes/s)."""
@@ -293,6 +297,11 @@ def write_pin(pins: Path, source: Source, commit: str) -> None:
         atomic_write(path, _json({"source": source.text, "revision": source.revision or "main", "commit": commit}))
     except OSError as exc:
         log.warning("cannot pin %s to %s at %s: %s", source.text, commit, path, exc)
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 5400 else f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _is_commit(revision: str | None) -> bool:

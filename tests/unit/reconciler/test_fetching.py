@@ -148,3 +148,13 @@ def test_a_hub_that_is_down_falls_back_to_what_the_store_holds(hub, tmp_path):
     w2.wait()
     d = f.get(src)
     assert (d.phase, d.commit) == (DONE, hub.repos[REPO].refs["main"]) and open(d.path, "rb").read() == Q4
+
+
+def test_the_progress_text_says_done_total_rate_and_eta():
+    from xgen_declare.reconciler.fetching import Download
+    MiB, GiB = 2**20, 2**30
+    d = Download("hf://org/m-GGUF:Q4_K_M", FETCHING, done=int(1.2 * GiB), total=int(4.8 * GiB), rate=52 * MiB)
+    assert d.text() == "fetching hf://org/m-GGUF:Q4_K_M: 1.2/4.8 GiB (52.0 MiB/s, ETA 1m11s)"
+    assert d.progress() == {"done": int(1.2 * GiB), "total": int(4.8 * GiB), "rate": 52 * MiB}
+    small = Download("hf://org/m-GGUF:Q4_K_M", FETCHING, done=10 * MiB, total=24 * MiB)
+    assert small.text() == "fetching hf://org/m-GGUF:Q4_K_M: 10.0/24.0 MiB"
