@@ -255,3 +255,18 @@ def test_one_shot_apply_fetches_then_starts(host, hub):
     argv = StateStore(host.state).load("a").argv
     assert argv[argv.index("--model") + 1] == str(snapshot_file(store, hub, REPO, "tiny.Q4_K_M.gguf"))
     host.cli("down")
+
+
+def test_a_url_source_is_fetched_checked_and_started_on_its_file(host, hub):
+    import hashlib
+
+    store = configure(host)
+    url = hub.add_file("x/tiny.gguf", SMALL)
+    host.write("u", hub_manifest("u", {"url": url, "sha256": hashlib.sha256(SMALL).hexdigest()}))
+    host.write("bad", hub_manifest("bad", {"url": url, "sha256": "0" * 64}))
+    host.start_daemon()
+    s = host.wait(lambda s: s["u"]["state"] == "Ready" and s["bad"]["state"] == "Blocked", 30, "u Ready, bad Blocked")
+    assert "sha256" in s["bad"]["last_error"], s["bad"]
+    argv = StateStore(host.state).load("u").argv
+    local = Path(argv[argv.index("--model") + 1])
+    assert local.parent.parent.parent == store / "xgen-urls" and local.read_bytes() == SMALL
