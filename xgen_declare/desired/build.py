@@ -69,8 +69,8 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     `select`: leave out the models whose spec.hosts does not select this host (`elsewhere`); False for an
     export, whose target is not this host. `local_path(decl)`: where the store holds a hub or URL source's
     files (None: not there yet): the model is resolved and rendered on that local path (llama-server
-    --model FILE, vLLM the snapshot dir), never on the hub id. The host's labels: the inventory's, then config.host.labels (a
-    preview of another host passes a config without them: desired/hosts.for_another_host)."""
+    --model FILE, vLLM the snapshot dir), never on the hub id. The host's labels: the inventory's, then
+    config.host.labels (a preview of another host passes a config without them: desired/hosts.for_another_host)."""
     load = load_paths(paths)
     desired = Desired(load=load, labels=host_labels(inventory, configured=config.host.labels))
     for name, probs in load.invalid_names.items():
