@@ -270,3 +270,15 @@ def test_a_url_source_is_fetched_checked_and_started_on_its_file(host, hub):
     argv = StateStore(host.state).load("u").argv
     local = Path(argv[argv.index("--model") + 1])
     assert local.parent.parent.parent == store / "xgen-urls" and local.read_bytes() == SMALL
+
+
+def test_down_of_a_model_whose_new_revision_is_not_fetched_fetches_nothing(host, hub):
+    configure(host)
+    host.write("a", hub_manifest("a", "hf://org/tiny-GGUF:Q4_K_M"))
+    assert host.cli("apply", str(host.manifests)).returncode == 0
+    hub.commit(REPO, {"tiny.Q4_K_M.gguf": os.urandom(1000)}, branch="v2")
+    host.write("a", hub_manifest("a", "hf://org/tiny-GGUF@v2:Q4_K_M"))
+    asked = len(hub.requests)
+    r = host.cli("down", "a")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(hub.requests) == asked and host.status()["a"]["state"] == "Stopped"

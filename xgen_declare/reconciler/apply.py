@@ -295,7 +295,9 @@ def converge_once(env: Env, *, only: set[str] | None = None, wait_ready: bool = 
         sup = Supervisor(env.store, env.config.reconciler, one_shot=True, proc_root=env.proc_root)
         sup.load()
         fetched = threading.Event()
-        fetches = store_fetcher(env, network=True, on_change=lambda key: fetched.set())
+        # `down` fetches nothing (a look in the store); apply, `up` and `restart` fetch first, then start
+        network = not requests or any(r != Request.DOWN for r in requests.values())
+        fetches = store_fetcher(env, network=network, on_change=lambda key: fetched.set())
         plan_log, inventory = PlanLog(), env.inventory()
         result = converge(sup, env.paths, env.config, inventory, plan_log, only=only, requests=requests,
                           fetches=fetches)
