@@ -281,4 +281,5 @@ def test_down_of_a_model_whose_new_revision_is_not_fetched_fetches_nothing(host,
     asked = len(hub.requests)
     r = host.cli("down", "a")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert len(hub.requests) == asked and host.status()["a"]["state"] == "Stopped"
+    st = host.status()["a"]
+    assert len(hub.requests) == asked and (st["state"], st["held"]) == ("Stopped", True)

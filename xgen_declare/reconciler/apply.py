@@ -307,7 +307,7 @@ def converge_once(env: Env, *, only: set[str] | None = None, wait_ready: bool = 
                 fetched.clear()
                 result = converge(sup, env.paths, env.config, inventory, plan_log, only=only, fetches=fetches)
             sup.tick()
-        if result.fetching:  # the last fetch ended between two looks
+        if result.fetching and network:  # the last fetch ended between two looks
             result = converge(sup, env.paths, env.config, inventory, plan_log, only=only, fetches=fetches)
         fetches.close(timeout=0)
         while sup.busy(wait_ready) and time.monotonic() < deadline:
