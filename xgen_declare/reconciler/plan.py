@@ -235,7 +235,8 @@ def _wanted(w: Want, s: Seen | None, running: bool, request: Request | None) -> 
         return Action(KEEP, w.name, "disabled in the manifest (enabled: false)", cause=Cause.DISABLED)
     released = request in (Request.UP, Request.RESTART)
     if s is not None and s.held and not released:
-        if s.held_hash == w.spec_hash:
+        # a spec whose files are not fetched yet cannot be compared with the held one: the hold stays
+        if s.held_hash == w.spec_hash or w.downloading:
             if running:
                 return Action(STOP, w.name, "held by `down`", cause=Cause.HELD)
             return Action(KEEP, w.name, "held by `down` (run `xgen-declare up` to start it)", cause=Cause.HELD)

@@ -42,3 +42,11 @@ def test_a_fetch_that_retrying_cannot_fix_is_blocked_with_its_reason():
     assert (a.kind, a.reason) == (BLOCKED, why)
     running = plan({"a": want(h="h2", blocked=why)}, {"a": seen()}).get("a")
     assert running.kind == BLOCKED and running.reason.endswith("; keeping the running process")
+
+
+def test_a_hold_stays_while_the_files_download_and_up_releases_it():
+    s = seen(state=State.STOPPED, running=False, held=True, held_hash=None)
+    a = plan({"a": want(downloading=WAITING)}, {"a": s}).get("a")
+    assert (a.kind, a.cause, a.release_hold) == (KEEP, Cause.HELD, False)
+    up = plan({"a": want(downloading=WAITING)}, {"a": s}, requests={"a": Request.UP}).get("a")
+    assert (up.kind, up.cause, up.release_hold) == (KEEP, Cause.DOWNLOADING, True)
