@@ -133,7 +133,8 @@ class Fetcher:
                 when, digest = self._blocked_at.get(key, (0.0, None))
                 if self.clock() - when < BLOCKED_RETRY and digest == _digest(token):
                     return d
-            d = Download(source.text, FETCHING, done=d.done if d else 0, total=d.total if d else 0,
+            again = d is not None and d.phase != DONE  # a retry shows what it had; a new commit starts at 0
+            d = Download(source.text, FETCHING, done=d.done if again else 0, total=d.total if again else 0,
                          downloaded=d.downloaded if d else 0)
             self._downloads[key] = d
             if self._closing.is_set():
@@ -146,9 +147,6 @@ class Fetcher:
 
     def get(self, source: Source) -> Download | None:
         return self._downloads.get(source_key(source))
-
-    def get_key(self, key: str) -> Download | None:
-        return self._downloads.get(key)
 
     def busy(self) -> bool:
         with self._lock:
