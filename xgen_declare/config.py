@@ -179,6 +179,10 @@ class Api(BaseModel):
                                     "trust_remote_code (they amount to running code, e.g. LD_PRELOAD)")
     allow_network_bind: bool = Field(False, description="Let API requests make a server listen beyond loopback: "
                                      "a non-loopback host, an RPC worker's bind, distributed: ray")
+    allowed_sources: list[str] = Field(default_factory=list, description="Hub and URL sources an API request may "
+                                       "name (shell patterns matched against the source as written, e.g. "
+                                       "hf://Qwen/*, https://models.example.com/*); default none, so a token holder "
+                                       "cannot fill the disk with downloads of its choosing")
     advertise_host: str | None = Field(None, description="Host name put in `endpoint` for models that bind "
                                        "0.0.0.0 / ::")
     max_connections: int = Field(256, ge=1, le=100000, description="Open connections the API keeps; beyond, the "

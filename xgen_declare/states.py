@@ -9,9 +9,14 @@
        │                  └─ spawn error ──> Failed   (one-shot `apply`: a failed start ends in Failed)
        │
        ├──binary missing / explicit port taken──> Blocked
+       ├──source not in the store──> Downloading ──files verified──> Starting
+       │                                 └──access refused / no such file / disk full──> Blocked
        └──manifest invalid, nothing running──> Invalid
 
     any running state ──stop (manifest removed, disabled, `down`, spec changed)──> Stopping ──> Stopped
+
+    A Ready model whose source changed (a new revision) stays Ready while the new files download; the rollout
+    (recreate or surge) starts once they are verified. Downloading is not settled: `apply --wait` waits on.
 
     `status` shows Exited for a record in a running state whose process is gone while a daemon runs (the
     moment before the daemon records what followed), and Failed when no daemon runs to notice.
@@ -44,6 +49,7 @@ class State(str, enum.Enum):
     INVALID = "Invalid"                    # manifest invalid and nothing running
     FAILED = "Failed"                      # start failed and nobody retries (spawn error, one-shot apply)
     IDLE = "Idle"                          # on-demand model declared but not running: starts on a request
+    DOWNLOADING = "Downloading"            # its source is being fetched into the store; starts once verified
     # `status` only, never recorded: the process is gone and the running daemon has not yet recorded what
     # followed (it will, within a step: CrashLoopBackOff, Failed, Stopped...). Not settled: wait on.
     EXITED = "Exited"

@@ -1,7 +1,7 @@
-"""`xgen-declare pull` fetches a GGUF from the fake hub (the real huggingface_hub client), and the real
-llama-server serves that very file: until the store is wired into the daemon (issue 23), a file source runs
-as --hf-repo/--hf-file, and with `llama_cache_dir` set to the store and --offline llama.cpp reads the
-store's HuggingFace-cache layout (refs/main -> snapshots/COMMIT/FILE) that pull wrote, downloading nothing."""
+"""The real llama-server serves a GGUF fetched from the fake hub (the real huggingface_hub client) into the
+store (issue 23): by the daemon itself (Downloading, then `--model STORE/.../snapshots/COMMIT/FILE`, never
+--hf-repo), or by `xgen-declare pull` beforehand, with the hub gone by the time the daemon starts (the
+store's ref is used: a hub outage never keeps a model whose files are there from starting)."""
 
 from __future__ import annotations
 
@@ -44,4 +44,40 @@ def test_a_pulled_gguf_is_served_by_llama_server(cli, tmp_path, tiny_models, lla
     daemon = daemon_factory(d)
     daemon.start()
     st = daemon.wait_ready(["tiny"], timeout=120)
+    assert complete(st["tiny"]["endpoint"])["usage"]["completion_tokens"] >= 1
+    rec = json.loads((tmp_path / "state" / "models" / "tiny.json").read_text())
+    assert str(path) in rec["argv"] and "--hf-repo" not in rec["argv"]
+
+
+def test_the_daemon_fetches_a_gguf_that_llama_server_then_serves(tmp_path, tiny_models, llama_server_binary,
+                                                                  daemon_factory, monkeypatch):
+    d = tmp_path / "manifests"
+    d.mkdir()
+    (d / "xgen-declare.yaml").write_text(textwrap.dedent(f"""\
+        ports: {{start: 18490, end: 18499}}
+        binaries: {{llama-server-cpu: {json.dumps(llama_server_binary)}}}
+        store: {{dir: ../store}}
+        """))
+    (d / "tiny.yaml").write_text(
+        "apiVersion: xgen/v1\nkind: Model\nmetadata: {name: tiny}\nspec:\n"
+        "  source: hf://xgen/tiny-GGUF:Q8_0\n  backend: llama-server-cpu\n  ctx_size: 256\n"
+        "  threads: 1\n  ready_timeout: 60\n  stop_grace: 5\n")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    data = tiny_models["chat"].read_bytes()
+    with FakeHub() as hub:
+        hub.add_repo("xgen/tiny-GGUF", {"tiny-Q8_0.gguf": data, "tiny-Q4_K_M.gguf": b"other", "README.md": b"x\n"})
+        hub.faults.rate = len(data) / 3  # ~3 s: Downloading is seen
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        daemon = daemon_factory(d)
+        daemon.start()
+        daemon.wait(lambda s: s.get("tiny", {}).get("state") == "Downloading"
+                    and (s["tiny"].get("download") or {}).get("total") == len(data),
+                    30, "tiny Downloading")
+        st = daemon.wait_ready(["tiny"], timeout=120)
+        commit = hub.repos["xgen/tiny-GGUF"].refs["main"]
+        assert hub.bytes_served("xgen/tiny-GGUF", "tiny-Q8_0.gguf") == len(data)
+        assert hub.bytes_served("xgen/tiny-GGUF", "tiny-Q4_K_M.gguf") == 0
+    path = tmp_path / "store" / "models--xgen--tiny-GGUF" / "snapshots" / commit / "tiny-Q8_0.gguf"
+    rec = json.loads((tmp_path / "state" / "models" / "tiny.json").read_text())
+    assert rec["argv"][rec["argv"].index("--model") + 1] == str(path) and "--hf-repo" not in rec["argv"]
     assert complete(st["tiny"]["endpoint"])["usage"]["completion_tokens"] >= 1

@@ -10,6 +10,7 @@ with a leading ../ because the file sits in DIR/api/).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from xgen_declare.desired.served import clashes
 from xgen_declare.errors import Problem
 from xgen_declare.manifests.load import load_paths, validate_document
 from xgen_declare.manifests.request import NAME_RE, suggest_name
+from xgen_declare.manifests.source import SourceError, parse_source
 from xgen_declare.processes.state_store import atomic_write, fsync_dir
 from xgen_declare.readers.yamlsource import MAX_FILE_BYTES, dump_exact, parse_documents
 from xgen_declare.http.security import ApiProblem, is_loopback
@@ -75,6 +77,7 @@ def parse_load_body(body: Any, settings) -> tuple[str, dict]:
         name = suggest_name(path) if isinstance(path, str) and path else "model"
     check_name(name)
     refuse_fields(spec, settings)
+    refuse_source(spec, settings)
     path = spec.get("model_path")
     if isinstance(path, str) and not os.path.isabs(path) and (path.lower().endswith(".gguf") or
                                                             path.startswith(("./", "../"))):
@@ -103,6 +106,31 @@ def network_fields(spec: dict) -> list[str]:
     if spec.get("distributed") is not None:
         out.append("distributed")
     return out
+
+
+def refuse_source(spec: dict, settings) -> None:
+    """403 for a hub or URL source `api.allowed_sources` does not match (a shell pattern against the source
+    as written; none by default), or one with a `token_file` (a file of this host sent to a hub)."""
+    value = spec.get("source")
+    if value is None:
+        return
+    try:
+        src = parse_source(value)
+    except SourceError:
+        return  # validation reports it, with the forms
+    if not src.is_remote:
+        return
+    if src.token_file is not None:
+        raise ApiProblem(403, "a source's token_file is refused through the API (it would send a file of this "
+                         "host to a hub)", errors=[{"field": "spec.source.token_file", "message": "not allowed "
+                                                   "through the API", "hint": "write a manifest file"}])
+    patterns = list(getattr(settings, "allowed_sources", []) or [])
+    if any(fnmatch.fnmatchcase(src.text, p) for p in patterns):
+        return
+    raise ApiProblem(403, "this source is not in api.allowed_sources and is refused through the API",
+                     errors=[{"field": "spec.source", "message": f"{src.text} is not allowed through the API",
+                              "hint": "add a pattern that matches it to api.allowed_sources in xgen-declare.yaml "
+                                      "(e.g. hf://ORG/*), or write a manifest file"}])
 
 
 def refuse_fields(spec: dict, settings) -> None:

@@ -5,6 +5,9 @@
     xgen_model_ready_seconds{model}           seconds since the model became Ready (0 when not Ready)
     xgen_model_info{model,spec_hash,file,sha256,commit,dirty}  1: the running spec and its provenance
                                               (file relative to the manifests dir; "" when unknown)
+    xgen_store_bytes_downloaded_total{model}  bytes fetched into the model store for its source (resumes: only
+                                              what is fetched again)
+    xgen_model_download_progress{model}       0..1 while its source is fetched (absent otherwise)
     xgen_model_start_latency_seconds{model}   histogram: Starting -> Ready, as seen by this daemon
     xgen_reconcile_duration_seconds           histogram: one converge pass (observe + plan + apply)
     xgen_manifest_errors                      problems (errors) in the manifests at the last pass
@@ -65,6 +68,11 @@ class _Live:
                                   labels=["model"])
         info = GaugeMetricFamily("xgen_model_info", "The model's spec hash and the manifest it was started from",
                                  labels=["model", "spec_hash", "file", "sha256", "commit", "dirty"])
+        fetched = CounterMetricFamily("xgen_store_bytes_downloaded", "Bytes the daemon fetched into the model store "
+                                      "for the model's source (a resumed file counts only what is fetched again)",
+                                      labels=["model"])
+        progress = GaugeMetricFamily("xgen_model_download_progress", "Fraction (0..1) of the model's source in the "
+                                     "store while it is fetched (absent when nothing is fetched)", labels=["model"])
         roots = self.store.manifest_paths()
         now = time.time()
         for r in rows:
@@ -75,7 +83,10 @@ class _Live:
             rec = records.get(r.name)
             up = now - rec.ready_at if rec and rec.ready_at and r.state == State.READY else 0.0
             ready.add_metric([r.name], max(0.0, up))
-        yield from (state, restarts, ready, info)
+            fetched.add_metric([r.name], float(r.downloaded_bytes))
+            if r.download and r.download.get("total"):
+                progress.add_metric([r.name], min(1.0, (r.download.get("done") or 0) / r.download["total"]))
+        yield from (state, restarts, ready, info, fetched, progress)
         yield from self._write_failures()
         inv = self.inventory()
         total = GaugeMetricFamily("xgen_gpu_memory_total_bytes", "GPU memory", labels=["gpu", "name"])

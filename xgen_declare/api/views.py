@@ -87,6 +87,8 @@ def model_json(row: StatusRow, rec: Record | None, root: str, scrub: Scrubber, a
     out["provenance"] = provenance_json(row.provenance, root)
     out["last_good_spec_hash"] = row.last_good_spec_hash
     out["rollout_error"] = scrub.text(row.rollout_error)
+    if row.download is not None:  # only while its source is fetched: done, total (bytes), rate (bytes/s)
+        out["download"] = {**row.download, "text": scrub.text(row.download_text)}
     if rec is not None:
         out["argv"] = redact_argv(list(rec.argv))
         out["gpus"] = rec.gpus

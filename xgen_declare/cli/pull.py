@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Callable, TextIO
 
 import click
@@ -23,6 +24,7 @@ import click
 from xgen_declare.cli.common import PATHS, get_globals, global_options, output_option
 from xgen_declare.errors import ExitCode, FetchError
 from xgen_declare.reconciler.env import open_env
+from xgen_declare.reconciler.fetching import write_pin
 from xgen_declare.store.fetch import bytes_needed, fetch, is_offline, store_dir_of
 from xgen_declare.store.preflight import check_space, gib, store_writable
 from xgen_declare.store.usage import mark_used
@@ -108,9 +110,11 @@ def _label(group: list[Wanted]) -> str:
 @click.command(short_help="Fetch the models' hub and URL sources into the store")
 @click.argument("dirs", nargs=-1, metavar="[DIR]...", type=PATHS)
 @click.option("--model", "names", multiple=True, metavar="NAME", help="Only this model's source (repeatable)")
+@click.option("--update", is_flag=True, help="Resolve each branch or tag again and pin the models to the new commit: "
+              "a running daemon rolls them out (without it, the daemon keeps the commit it pinned first)")
 @output_option(("text", "json"), "text")
 @global_options
-def command(dirs: tuple[str, ...], names: tuple[str, ...], output: str) -> int:
+def command(dirs: tuple[str, ...], names: tuple[str, ...], output: str, update: bool = False) -> int:
     """Fetch every hub (hf://) and URL source the manifests in DIR name into the store, starting nothing.
 
     DIR defaults to the manifests dir the state dir records. A file several models name is fetched once;
@@ -150,7 +154,10 @@ def command(dirs: tuple[str, ...], names: tuple[str, ...], output: str) -> int:
         if i in failed:
             continue
         try:
-            _pull_one(group, env.config.store, store_dir, endpoint, progress)
+            commit = _pull_one(group, env.config.store, store_dir, endpoint, progress)
+            if update:
+                for w in group:
+                    write_pin(Path(env.store.root) / "pins", w.source, commit)
         except FetchError as exc:
             failed[i] = exc
             _failed(progress, group, exc)
@@ -193,7 +200,8 @@ def _preflight(groups: list[list[Wanted]], store, store_dir, endpoint: str | Non
     return True
 
 
-def _pull_one(group: list[Wanted], store, store_dir, endpoint: str | None, progress: Progress) -> None:
+def _pull_one(group: list[Wanted], store, store_dir, endpoint: str | None, progress: Progress) -> str:
+    """Fetch one source for its models; returns the commit (a URL source: its sha256)."""
     w = group[0]
     first = w.source.file or (w.source.url or "").rsplit("/", 1)[-1] or str(w.source.repo)
     progress.begin([x.name for x in group], w.source.shown(), first)
@@ -215,4 +223,5 @@ def _pull_one(group: list[Wanted], store, store_dir, endpoint: str | None, progr
                     "commit": got.commit, "files": [f.path for f in got.files], "path": str(got.local_path),
                     "bytes": size, "fetched_bytes": got.fetched_bytes, "reused": list(got.reused)},
          f"  {words}: {len(got.files)} file(s), {_mib(size)} MiB, {pin} -> {got.local_path}")
+    return got.commit
 

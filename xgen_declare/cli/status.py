@@ -22,14 +22,16 @@ def command(names: tuple[str, ...], output: str) -> int:
     """Name, state, backend, pid, port, endpoint, restarts, uptime and errors of each model.
 
     \b
-    States: Pending, Starting, Ready, Unhealthy, CrashLoopBackOff, Stopping, Stopped, Blocked,
+    States: Pending, Downloading (its source is fetched into the store: the error column shows the
+    progress), Starting, Ready, Unhealthy, CrashLoopBackOff, Stopping, Stopped, Blocked,
     Invalid, Failed, Idle (an `activation: on-demand` model that is not running: the router of
     `run --api` starts it on the first request). A model held by `down` is Stopped with held: true. `-o json` is a list of
     objects with name, state, backend, pid, port, endpoint, restarts, uptime, last_error,
     manifest_error, held, file, state_write_failed (why the daemon cannot write the model's record,
     else null; the line `daemon: state_write_failed: ...` on stderr says it too), spec_hash and
     provenance (file, sha256, git commit and dirty of the manifest the process was started from),
-    last_good_spec_hash and rollout_error (a new spec failed and the last good one runs again).
+    last_good_spec_hash and rollout_error (a new spec failed and the last good one runs again), and
+    download {done, total, rate} (bytes, bytes/s) only while the model's source is fetched.
 
     With a git source (`run` following one), lines on stderr say which: its URL, ref and path, the commit
     served and since when, a pin, and the last poll with its outcome and error (`source status -o json`

@@ -9,7 +9,8 @@ exception: the others go on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Collection, Mapping
+from dataclasses import replace
+from typing import Any, Callable, Collection, Mapping
 
 from xgen_declare.config import Config
 from xgen_declare.desired import ray, rpc, rpc_remote
@@ -62,14 +63,17 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
                   held_ports: dict[str, int] | None = None, preview: bool = False,
                   taken_ports: set[int] | None = None, check_host: bool = False, placement: bool = True,
                   seen: Mapping[str, Any] | None = None, changing: frozenset[str] = frozenset(),
-                  awake: Collection[str] | None = None, select: bool = True) -> Desired:
+                  awake: Collection[str] | None = None, select: bool = True,
+                  local_path: Callable[[ModelDecl], str | None] | None = None) -> Desired:
     """`placement`: build the memory ledger and resolve `n_gpu_layers`/`tensor_split: auto` (reads GGUF
     headers and config.json); `seen`/`changing`: the running models, see demands.place.
     `awake`: the on-demand models wanted running now (the router's); None = those running now. The
     others are `dormant`: rendered (their port stays theirs) but left out of the memory ledger.
     `select`: leave out the models whose spec.hosts does not select this host (`elsewhere`); False for an
-    export, whose target is not this host. The host's labels: the inventory's, then config.host.labels (a
-    preview of another host passes a config without them: desired/hosts.for_another_host)."""
+    export, whose target is not this host. `local_path(decl)`: where the store holds a hub or URL source's
+    files (None: not there yet): the model is resolved and rendered on that local path (llama-server
+    --model FILE, vLLM the snapshot dir), never on the hub id. The host's labels: the inventory's, then
+    config.host.labels (a preview of another host passes a config without them: desired/hosts.for_another_host)."""
     load = load_paths(paths)
     desired = Desired(load=load, labels=host_labels(inventory, configured=config.host.labels))
     for name, probs in load.invalid_names.items():
@@ -78,6 +82,8 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     if select:
         decls, desired.elsewhere = select_for_host(load.models, desired.labels)
         decls = _overridden(desired, decls)
+    if local_path is not None:
+        decls = [on_local_path(d, local_path(d)) for d in decls]
     models = [resolve(decl, inventory) for decl in decls]  # the one resolution of this pass
     if check_host:
         ok = []
@@ -131,6 +137,12 @@ def _overridden(desired: Desired, decls: list[ModelDecl]) -> list[ModelDecl]:
             desired.overrides[decl.name], desired.overridden[decl.name] = o.applied, o.decl
         out.append(o.decl)
     return out
+
+def on_local_path(decl: ModelDecl, path: str | None) -> ModelDecl:
+    """The model with its fetched files' local path as model_path (no hf_file): what the backend is given."""
+    if path is None:
+        return decl
+    return replace(decl, spec=decl.spec.model_copy(update={"model_path": path, "hf_file": None}))
 
 
 def _ports(desired: Desired, models: list[Resolved], config: Config, held: dict[str, int] | None, preview: bool,

@@ -109,9 +109,14 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
     path = res.model_path
     fallback = ("n_gpu_layers: auto is left to llama-server's --fit" if spec.n_gpu_layers == "auto"
                 else "the manifest's explicit values are used")
+    src = spec.source
+    if src is not None and src.kind == "url" and spec.model_path == src.url:  # not fetched yet
+        d.warning = f"{src.url}: its size is unknown until it is fetched into the store; placement unknown, {fallback}"
+        return d
     if gguf_repo(spec.model_path, spec.hf_file) is not None:
-        d.warning = (f"{spec.model_path} is a HuggingFace repository: its size is unknown until llama-server "
-                     f"downloads it; placement unknown, {fallback}")
+        until = "it is fetched into the store" if spec.source is not None else "llama-server downloads it"
+        d.warning = (f"{spec.model_path} is a HuggingFace repository: its size is unknown until {until}; "
+                     f"placement unknown, {fallback}")
         return d
     if not is_gguf_path(path):
         d.warning = f"{path} is not a .gguf file: placement unknown"

@@ -300,11 +300,14 @@ class Renderer:
 
 def served_names(name: str, spec: ModelLoadRequest, file: str | None, engine: str | None = None) -> list[str]:
     """The names a client may send in `model`: the model's name, its aliases and, for vLLM, the model id as
-    it is on argv (what vLLM answers to without --served-model-name: `meta-llama/Llama-3.3-70B-Instruct`).
+    it is on argv (what vLLM answers to without --served-model-name: `meta-llama/Llama-3.3-70B-Instruct`; for
+    an hf:// source ORG/REPO, though it runs on the store's snapshot directory).
     vLLM answers to every one and reports the first. The router (router/table.py) routes the same names."""
     names = [name] + [a for a in spec.alias if a != name]
     if (engine or engine_of(spec.model_path, spec.backend, spec.hf_file)) == VLLM:
-        model_id = resolve_model_path(spec.model_path, file)
+        src = spec.source  # a fetched hub source runs on its snapshot dir, and still answers to ORG/REPO
+        model_id = src.repo if src is not None and src.kind == "hf" and src.repo else \
+            resolve_model_path(spec.model_path, file)
         if model_id not in names:
             names.append(model_id)
     return names

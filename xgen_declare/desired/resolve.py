@@ -99,7 +99,7 @@ def gpus_for(spec: ModelLoadRequest, backend: str, inventory: Inventory) -> list
 def resolve_model_path(model_path: str, manifest_file: str | None) -> str:
     """A relative .gguf path, or one starting with ./ or ../, is relative to the manifest's directory.
     Anything else (an absolute path, a HuggingFace id org/model) is passed on unchanged."""
-    if manifest_file is None or os.path.isabs(model_path):
+    if manifest_file is None or os.path.isabs(model_path) or "://" in model_path:  # a URL source not fetched yet
         return model_path
     if model_path.startswith(("./", "../")) or (model_path.lower().endswith(".gguf")):
         return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(manifest_file)), model_path))

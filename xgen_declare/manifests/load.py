@@ -205,20 +205,7 @@ def validate_document(doc: Document) -> tuple[ModelDecl | None, list[Problem]]:
     if overridden := check_overrides(doc, manifest.spec):
         return None, overridden
     return ModelDecl(name=manifest.metadata.name, spec=manifest.spec, file=doc.file, line=doc.line,
-                     labels=dict(manifest.metadata.labels), doc=doc), _source_warnings(manifest.spec, doc)
-
-
-def _source_warnings(spec, doc: Document) -> list[Problem]:
-    """A revision a source names is not applied until the store is wired in (issue 23): the backend downloads
-    the repository's default branch itself. Said, never silently ignored."""
-    src = spec.source
-    if src is None or src.kind != "hf" or src.revision in (None, "main"):
-        return []
-    return [Problem(doc.file, doc.line_of(("spec", "source")), "spec.source",
-                    f"revision {src.revision} is not applied yet: until the model store is wired in (issue 23) "
-                    f"the backend downloads {src.repo} at its default branch itself",
-                    "remove the revision, or download that revision and give its local path as source",
-                    severity="warning")]
+                     labels=dict(manifest.metadata.labels), doc=doc), []
 
 
 def _check_across(result: LoadResult) -> None:

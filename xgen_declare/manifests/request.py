@@ -269,8 +269,9 @@ class ModelLoadRequest(BaseModel):
 
     def _model_path_from_source(self) -> list[tuple[str, str]]:
         """Exactly one of model_path and source. A source fills model_path (and hf_file for a file source)
-        with what model_path would say for the same model, outside `model_fields_set`: backend choice and
-        rendering are those of the equivalent model_path until the store is wired in (issue 23)."""
+        with what model_path would say for the same model, outside `model_fields_set` (the URL of a URL
+        source): what backend selection sees. The daemon renders a fetched source on its local files instead
+        (desired/build.on_local_path); a source not fetched yet is never started."""
         src = self.source
         if src is None:
             if self.model_path is None:
@@ -283,9 +284,6 @@ class ModelLoadRequest(BaseModel):
         if self.hf_file is not None:
             return [("hf_file", "does not go with source; name the file in the source instead: "
                      f"hf://{src.repo or 'ORG/REPO'}@REVISION/FILE.gguf")]
-        if src.kind == "url":
-            return [("source", "is a URL: URL sources are fetched by the model store, which the daemon does not "
-                     "use yet (issue 23); download the file, check its sha256 and give its path as source")]
         object.__setattr__(self, "model_path", src.model_path())
         if src.file is not None:
             object.__setattr__(self, "hf_file", src.file)

@@ -141,6 +141,7 @@ class Want(Identity):
     enabled: bool = True
     blocked: str | None = None       # why it cannot start now (binary missing, explicit port taken, ...)
     idle: str | None = None          # on-demand and not wanted now (no request / idle / evicted): why
+    downloading: str | None = None   # its source is being fetched into the store: the progress, as text
     settings: InPlace | None = None  # what changes without a restart (reconciler/rollout.py); None: not known
     # a surge's want (on its spare port): the hash the plan knows the spec by (on the model's own port), so a
     # failed surge is recognised and not retried (reconciler/strategy.py)

@@ -97,6 +97,8 @@ class Record:
     last_good_spec_hash: str | None = None  # the spec hash that last became Ready
     failed_spec_hash: str | None = None     # a rollout of this spec failed and was rolled back: not retried
     rollout_error: str | None = None        # why (the failed spec's error and log tail)
+    download: dict | None = None            # its source's fetch while one runs: done, total, rate, source, text
+    downloaded_bytes: int = 0               # bytes the daemon fetched for its source (resumed bytes count again)
 
     @property
     def state_enum(self) -> State:

@@ -216,6 +216,14 @@ class Supervisor:
             p.next_start_at, p.queued = None, False
             self.set_state(p, State.BLOCKED, reason)
 
+    def downloading(self, p: Proc, reason: str) -> None:
+        """Its source is being fetched: not started (a running process of the old files serves on)."""
+        if self.running(p) or p.state == State.STOPPING:
+            return
+        p.next_start_at, p.queued = None, False
+        p.rec.last_error = None
+        self.set_state(p, State.DOWNLOADING, reason)
+
     def restart(self, name: str, reason: str) -> None:
         p = self.procs[name]
         if self.health.exit_unhandled(p):

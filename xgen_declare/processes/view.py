@@ -28,6 +28,7 @@ class ModelView:
     last_error: str | None
     manifest_error: str | None
     spec_hash: str | None
+    download: dict | None = None    # its source's fetch while one runs (Record.download)
 
     @property
     def serving(self) -> bool:
@@ -39,4 +40,5 @@ def view_of(p: Proc) -> ModelView:
     r = p.rec
     return ModelView(name=r.name, state=p.state, port=r.port, host=r.host, held=r.held,
                      draining=p.drain_deadline is not None, last_error=r.last_error,
-                     manifest_error=r.manifest_error, spec_hash=r.spec_hash)
+                     manifest_error=r.manifest_error, spec_hash=r.spec_hash,
+                     download=dict(r.download) if r.download else None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Collection, Mapping
@@ -28,6 +29,11 @@ from xgen_declare.reconciler.observe import listening_ports, want_for
 from xgen_declare.reconciler.plan import (BLOCKED, KEEP, RESTART, START, STOP, UPDATE, Action, Cause, NotHere, Plan,
                                           Request, plan)
 from xgen_declare.reconciler import strategy
+from xgen_declare.reconciler.fetching import BLOCKED as FETCH_BLOCKED, DONE, Fetcher
+from xgen_declare.reconciler.downloads import store_fetcher
+from xgen_declare.manifests.load import ModelDecl
+from xgen_declare.manifests.source import Source
+from xgen_declare.store.wanted import read_token
 from xgen_declare.reconciler.rollout import in_place_settings
 
 log = logging.getLogger("xgen_declare.reconciler.apply")
@@ -42,6 +48,7 @@ class Pass:
     wants: dict[str, Want] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     surges: strategy.Surges = field(default_factory=lambda: strategy.Surges())  # specs a surge runs instead
+    fetching: dict[str, Source] = field(default_factory=dict)  # models whose source is not in the store yet
 
 
 def _problem_text(problems: list[Problem]) -> str:
@@ -51,19 +58,26 @@ def _problem_text(problems: list[Problem]) -> str:
 def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen], *,
             ports_in_use: Callable[[], set[int]] = listening_ports, only: set[str] | None = None,
             awake: Collection[str] | None = None, idle_reasons: Mapping[str, str] | None = None,
-            local: bool = True, requests: Mapping[str, Request] | None = None) -> Pass:
+            local: bool = True, requests: Mapping[str, Request] | None = None,
+            fetches: Fetcher | None = None) -> Pass:
     """Observe the manifests and the host against `seen`, and plan. Never raises for bad input.
     `local=False`: a preview for another host (`plan --inventory FILE`): no check of this machine's
     binaries or listening ports.
     `awake`: on-demand models the router wants running (None: keep the running ones, start none);
     `idle_reasons`: why an on-demand model left `awake` (idle, evicted), shown as its stop reason;
-    `requests`: `down` / `up` / `restart` asked for this pass (plan inputs)."""
+    `requests`: `down` / `up` / `restart` asked for this pass (plan inputs).
+    `fetches`: the fetch owner (fetching.py): a hub or URL source is started on its files in the store, and a
+    model whose files are not there yet is Downloading (None: rendered as its model_path equivalent, as
+    `plan` without a daemon shows it)."""
     if not local:
         config = for_another_host(config)
     ours = {s.port for s in seen.values() if s.running and s.port}
     foreign = (ports_in_use() if local else set()) - ours
     held = {name: s.port for name, s in seen.items() if s.port}
-    desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign, awake, local)
+    sources = SourceFiles(fetches)
+    desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign, awake, local,
+                                        sources.local_path if fetches is not None else None)
+    sources.mark(wants)
     decls = {d.name: d for d in desired.here}  # with this host's spec.overrides
     for name in set(decls) & set(wants):
         wants[name] = replace(wants[name], settings=in_place_settings(decls[name]))
@@ -99,7 +113,41 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     problems = [p.format() for p in desired.load.problems if p.severity == "error"]
     if desired.unported:
         problems.append(ports_problem(desired))
-    return Pass(result, desired, wants, problems, surges)
+    return Pass(result, desired, wants, problems, surges, sources.waiting)
+
+
+class SourceFiles:
+    """One pass's view of the fetches: the local path of each source in the store (asked by build_desired),
+    and the models still waiting for theirs (Downloading, or Blocked with the fetch's reason)."""
+
+    def __init__(self, fetches: Fetcher | None) -> None:
+        self.fetches = fetches
+        self.waiting: dict[str, Source] = {}
+        self.why: dict[str, tuple[str | None, str | None]] = {}  # name -> (downloading text, blocked reason)
+
+    def local_path(self, decl: ModelDecl) -> str | None:
+        src = decl.spec.source
+        if self.fetches is None or src is None or not src.is_remote:
+            return None
+        token, problem = read_token(src, decl.file, decl.line_of("source"))
+        if problem is not None:
+            self.waiting[decl.name] = src
+            self.why[decl.name] = (None, f"{problem.field}: {problem.message} ({problem.hint})")
+            return None
+        d = self.fetches.want(src, token)
+        if d.phase == DONE and d.path:
+            self.waiting.pop(decl.name, None)
+            self.why.pop(decl.name, None)
+            return d.path
+        self.waiting[decl.name] = src
+        self.why[decl.name] = (None, d.text()) if d.phase == FETCH_BLOCKED else (d.text(), None)
+        return None
+
+    def mark(self, wants: dict[str, Want]) -> None:
+        for name, (downloading, blocked) in self.why.items():
+            if name in wants:
+                w = wants[name]
+                wants[name] = replace(w, downloading=downloading, blocked=w.blocked or blocked)
 
 
 def name_conflicts(desired: Desired) -> list[str]:
@@ -127,13 +175,14 @@ def empty_guard(paths: list[str]) -> str:
 
 def _desired_and_wants(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen],
                        held: dict[str, int], foreign: set[int],
-                       awake: Collection[str] | None = None, local: bool = True) -> tuple[Desired, dict[str, Want]]:
+                       awake: Collection[str] | None = None, local: bool = True,
+                       local_path: Callable[[ModelDecl], str | None] | None = None) -> tuple[Desired, dict[str, Want]]:
     """Render with the memory ledger. Running models count with their measured buffers; when one of
     them will be replaced (its spec changed), the ledger is built again with its prediction instead."""
     changing: frozenset[str] = frozenset()
     for _ in range(2):
         desired = build_desired(paths, config, inventory, held_ports=held, taken_ports=foreign, seen=seen,
-                                changing=changing, awake=awake)
+                                changing=changing, awake=awake, local_path=local_path)
         blocked = desired.ledger.blocked if desired.ledger is not None else {}
         host = {name: _problem_text(probs) for name, probs in desired.blocked.items()}
         wants = {name: want_for(r, foreign, blocked.get(name), local, host.get(name))
@@ -152,8 +201,9 @@ def execute(sup: Supervisor, p: Plan, specs: Mapping[str, Rendered], wants: Mapp
     """Carry the plan's actions out, in its order (stops, restarts, starts, ...). One model's trouble
     never stops the rest."""
     for a in p.actions:
-        try:
-            _execute_one(sup, a, specs.get(a.name), wants.get(a.name))
+        try:  # a model waiting for its files takes no spec: a crash of its old process restarts the old one
+            spec = None if a.cause == Cause.DOWNLOADING else specs.get(a.name)
+            _execute_one(sup, a, spec, wants.get(a.name))
         except Exception:
             log.exception("%s: cannot %s", a.name, a.kind)
     sup.publish_all()  # the manifest errors, holds and flags the actions set, for readers off the loop
@@ -189,6 +239,8 @@ def _execute_one(sup: Supervisor, a: Action, spec: Rendered | None, want: Want |
         sup.update_in_place(proc, a.reason)
     elif a.idle:
         sup.idle(proc, a.reason)
+    elif a.cause == Cause.DOWNLOADING:
+        sup.downloading(proc, a.reason)
     else:
         if a.hold:
             sup.hold(proc)
@@ -222,14 +274,16 @@ class PlanLog:
 def converge(sup: Supervisor, paths: list[str], config: Config, inventory: Inventory, plan_log: PlanLog, *,
              only: set[str] | None = None, awake: Collection[str] | None = None,
              idle_reasons: Mapping[str, str] | None = None,
-             requests: Mapping[str, Request] | None = None) -> Pass:
+             requests: Mapping[str, Request] | None = None, fetches: Fetcher | None = None) -> Pass:
     """observe -> plan -> execute, once. A process found gone ends through the supervisor's one exit path
     before the plan sees it (no `process gone` start past the crash path and its back-off)."""
     sup.settle_exits()
     result = compute(paths, config, inventory, sup.observed(), only=only, awake=awake, idle_reasons=idle_reasons,
-                     requests=requests)
+                     requests=requests, fetches=fetches)
     plan_log.log(result)
     specs = {**(result.desired.rendered if result.desired else {}), **result.surges.specs}
+    for name in result.fetching:  # its files are not in the store: a crash restarts what runs, never a hub spec
+        specs.pop(name, None)
     execute(sup, result.plan, specs, {**result.wants, **result.surges.wants})
     return result
 
@@ -242,8 +296,22 @@ def converge_once(env: Env, *, only: set[str] | None = None, wait_ready: bool = 
         record_paths(env)
         sup = Supervisor(env.store, env.config.reconciler, one_shot=True, proc_root=env.proc_root)
         sup.load()
-        result = converge(sup, env.paths, env.config, env.inventory(), PlanLog(), only=only, requests=requests)
+        fetched = threading.Event()
+        # `down` fetches nothing (a look in the store); apply, `up` and `restart` fetch first, then start
+        network = not requests or any(r != Request.DOWN for r in requests.values())
+        fetches = store_fetcher(env, network=network, on_change=lambda key: fetched.set())
+        plan_log, inventory = PlanLog(), env.inventory()
+        result = converge(sup, env.paths, env.config, inventory, plan_log, only=only, requests=requests,
+                          fetches=fetches)
         deadline = time.monotonic() + timeout
+        while result.fetching and fetches.busy() and time.monotonic() < deadline:  # fetch first, then start
+            if fetched.wait(0.2):
+                fetched.clear()
+                result = converge(sup, env.paths, env.config, inventory, plan_log, only=only, fetches=fetches)
+            sup.tick()
+        if result.fetching and network:  # the last fetch ended between two looks
+            result = converge(sup, env.paths, env.config, inventory, plan_log, only=only, fetches=fetches)
+        fetches.close(timeout=0)
         while sup.busy(wait_ready) and time.monotonic() < deadline:
             sup.tick()
             time.sleep(0.05)

@@ -96,15 +96,21 @@ class StatusRow:
     rollout_error: str | None
     surge: dict | None              # a surge's new process: spec_hash, pid, port, state
     retiring: dict | None           # a surge's old process, draining
+    download: dict | None = None    # while its source is fetched: done, total (bytes), rate (bytes/s)
+    download_text: str | None = None  # "fetching hf://...: 1.2/4.8 GiB" (the table's error column)
+    downloaded_bytes: int = 0       # bytes the daemon fetched for it (/metrics), not in -o json
 
     @property
     def error(self) -> str | None:
         """What to show in one column: the manifest's problem, else the last error, else a rollback."""
         return (self.manifest_error and f"manifest: {self.manifest_error}" or self.last_error
-                or self.rollout_error and f"rolled back: {self.rollout_error}") or None
+                or self.rollout_error and f"rolled back: {self.rollout_error}" or self.download_text) or None
 
     def to_json(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("download", "download_text", "downloaded_bytes")}
+        if self.download is not None:  # only while downloading
+            data["download"] = dict(self.download)
         data["state"] = self.state.value
         return data
 
@@ -144,8 +150,17 @@ def status_rows(store: StateStore, proc_root: str = "/proc", names: list[str] | 
                               last_error=last_error, manifest_error=r.manifest_error, held=r.held, file=r.file,
                               state_write_failed=write_failed, spec_hash=r.spec_hash, provenance=r.provenance,
                               last_good_spec_hash=r.last_good_spec_hash, rollout_error=r.rollout_error,
-                              surge=_side(r.surge), retiring=_side(r.retiring)))
+                              surge=_side(r.surge), retiring=_side(r.retiring),
+                              download=_download(r.download) if daemon else None,
+                              download_text=(r.download or {}).get("text") if daemon else None,
+                              downloaded_bytes=r.downloaded_bytes))
     return rows
+
+
+def _download(data: dict | None) -> dict | None:
+    if not isinstance(data, dict):
+        return None
+    return {k: data.get(k) for k in ("done", "total", "rate")}
 
 
 def _side(data: dict | None) -> dict | None:

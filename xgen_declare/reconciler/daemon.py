@@ -45,6 +45,7 @@ from xgen_declare.processes.core import EventSink
 from xgen_declare.processes.view import ModelView, view_of
 from xgen_declare.reconciler.apply import Pass, PlanLog, compute, converge
 from xgen_declare.reconciler.door import PassHook, TickHook
+from xgen_declare.reconciler.downloads import Downloads
 from xgen_declare.reconciler.gitpoll import GitPoll
 from xgen_declare.states import State
 from xgen_declare.processes.supervisor import Supervisor
@@ -97,8 +98,10 @@ class Daemon:
         self._next_publish = 0.0
         self.snapshot: LoopSnapshot | None = None  # what readers in other threads see (snapshot.py)
         self.source: GitPoll | None = None  # the git source's owner, when `run` follows one (gitpoll.py)
+        self.downloads = Downloads(env, self.sup, self.file_changed)  # the model store's fetches (downloads.py)
         self._publish_snapshot()
-        self.previewer = Previewer(lambda: self.snapshot, env.inventory)
+        self.previewer = Previewer(lambda: self.snapshot, env.inventory,
+                                   compute_fn=lambda *a, **k: compute(*a, fetches=self.downloads.lookup(), **k))
 
     # ---- wake-ups (any thread) -----------------------------------------------------------------
     def file_changed(self, path: str = "") -> None:
@@ -198,7 +201,8 @@ class Daemon:
         """The plan a pass would make now if `awake` were the on-demand models wanted running (nothing is
         executed): the router's on-demand admission asks it."""
         inventory = self.inventory if self.inventory is not None else self.env.inventory()
-        return compute(self.env.paths, self.env.config, inventory, self.sup.observed(), awake=awake)
+        return compute(self.env.paths, self.env.config, inventory, self.sup.observed(), awake=awake,
+                       fetches=self.downloads.fetcher())
 
     def known(self) -> list[str]:
         """The models the supervisor knows (declared or not), sorted."""
@@ -300,6 +304,7 @@ class Daemon:
                 self._guard("reconcile pass", self.reconcile, False)
         ready_before = self._ready_names()
         self._guard("supervisor", self.sup.tick)
+        self._guard("downloads", self.downloads.show)
         if self.blocked_last_pass and self._ready_names() - ready_before:
             # something became Ready while a model waits on others (a Ray head, freed memory...):
             # plan again now instead of at the next resync
@@ -398,6 +403,7 @@ class Daemon:
         self.stop_models()
         if self.watcher:
             self.watcher.stop()
+        self.downloads.close()
         self.sup.close()
         info = self.env.store.daemon_info()
         info["pid"] = None
@@ -467,7 +473,8 @@ class Daemon:
         self._awake |= {n for n, p in self.sup.procs.items()
                        if not (p.rec.settings is not None and p.rec.settings.on_demand) and self.sup.running(p)}
         result = converge(self.sup, self.env.paths, config, self.inventory, self.plan_log, awake=self._awake,
-                          idle_reasons=self.idle_reasons, requests=requests)
+                          idle_reasons=self.idle_reasons, requests=requests, fetches=self.downloads.fetcher())
+        self.downloads.after_pass(result.fetching)
         self.blocked_last_pass = any(a.kind == BLOCKED for a in result.plan.actions)
         self.passes += 1
         self.next_resync = self.clock() + config.reconciler.resync_interval

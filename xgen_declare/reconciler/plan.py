@@ -17,6 +17,10 @@ blocked) and `Seen`s (the state records, with liveness checked), and `plan()` de
     placement/, and carried on the Plan for display only);
   * an on-demand model nobody asked for arrives as `Want.idle` (why it is not wanted now): it is kept
     stopped, or stopped, and shows `Idle` (`Action.idle`);
+  * a model whose source is not in the store yet arrives as `Want.downloading` (the fetch's progress): it is
+    kept `Downloading`, not started; a running one keeps serving its old files until the new ones are
+    verified (then the usual restart, recreate or surge, follows); a fetch that failed for good arrives as
+    `Want.blocked`;
   * a model whose `spec.hosts` selector does not match this host arrives as `NotHere` (never as a Want):
     nothing is started, and it is never "removed". A running one is stopped (and forgotten) only when the
     selector is not the one it was started under (the manifest moved it away); when the selector is the
@@ -63,6 +67,7 @@ class Cause(StrEnum):
     HELD = "held"                   # a `down` hold
     REQUESTED = "requested"         # `restart` / `down` / `up` asked for it
     IDLE = "idle"                   # on-demand and not wanted now
+    DOWNLOADING = "downloading"     # its source is being fetched into the store: started once verified
     ROLLED_BACK = "rolled_back"     # this spec's rollout failed: the last good one keeps serving
     BACKING_OFF = "backing_off"     # crash loop back-off, or failed with this spec
     SURGING = "surging"             # a surge to the wanted spec is under way (strategy.py)
@@ -214,7 +219,8 @@ def _plan_wanted(w: Want, s: Seen | None, request: Request | None = None) -> Act
     if request == Request.RESTART:
         action = replace(action, retry=True)
         again = running or action.cause in (Cause.ROLLED_BACK, Cause.BACKING_OFF)
-        if action.kind in (KEEP, UPDATE) and again and not action.idle and w.enabled:
+        if action.kind in (KEEP, UPDATE) and again and not action.idle and w.enabled and \
+                action.cause != Cause.DOWNLOADING:  # nothing to restart on before the files are there
             kind = RESTART if running else START
             action = replace(action, kind=kind, reason="`restart`", cause=Cause.REQUESTED, changes=())
     if request in (Request.UP, Request.RESTART) and s is not None and s.held:
@@ -229,7 +235,8 @@ def _wanted(w: Want, s: Seen | None, running: bool, request: Request | None) -> 
         return Action(KEEP, w.name, "disabled in the manifest (enabled: false)", cause=Cause.DISABLED)
     released = request in (Request.UP, Request.RESTART)
     if s is not None and s.held and not released:
-        if s.held_hash == w.spec_hash:
+        # a spec whose files are not fetched yet cannot be compared with the held one: the hold stays
+        if s.held_hash == w.spec_hash or w.downloading:
             if running:
                 return Action(STOP, w.name, "held by `down`", cause=Cause.HELD)
             return Action(KEEP, w.name, "held by `down` (run `xgen-declare up` to start it)", cause=Cause.HELD)
@@ -244,6 +251,11 @@ def _wanted(w: Want, s: Seen | None, running: bool, request: Request | None) -> 
             running or s.state == State.CRASH_LOOP_BACK_OFF):
         return Action(KEEP, w.name, f"rolled back: a rollout of this spec ({w.spec_hash}) failed; fix the manifest, or "
                       f"run `xgen-declare restart {w.name}` to try it again", cause=Cause.ROLLED_BACK)
+    if w.downloading and not w.blocked:
+        if running:  # a new revision: the old process serves until the new files are verified
+            return Action(KEEP, w.name, f"{w.downloading}; the running process serves until the new files are "
+                          "verified", release_hold=release, cause=Cause.DOWNLOADING)
+        return Action(KEEP, w.name, w.downloading, release_hold=release, cause=Cause.DOWNLOADING)
     if running:
         changes = describe_changes(s, w)  # type: ignore[arg-type]
         if not changes:
@@ -272,6 +284,8 @@ def _wanted(w: Want, s: Seen | None, running: bool, request: Request | None) -> 
                                     f"{w.name}`)", cause=Cause.BACKING_OFF)
     if s.state == State.BLOCKED:
         return Action(START, w.name, "no longer blocked", cause=Cause.RECOVERED)
+    if s.state == State.DOWNLOADING:
+        return Action(START, w.name, "source fetched: files verified", cause=Cause.RECOVERED)
     if s.state == State.INVALID:
         return Action(START, w.name, "manifest valid again", cause=Cause.RECOVERED)
     if s.state in RUNNING_STATES:

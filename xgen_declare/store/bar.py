@@ -15,15 +15,20 @@ class Bar:
     callback as (done, total) over the whole source."""
 
     progress: ProgressFn | None = None
+    resumed: Callable[[int], None] | None = None  # told the bytes a resumed file already had (not fetched now)
     base = total = 0
 
     @classmethod
-    def for_file(cls, progress: ProgressFn | None, base: int, total: int) -> type:
+    def for_file(cls, progress: ProgressFn | None, base: int, total: int,
+                 resumed: Callable[[int], None] | None = None) -> type:
         return type("_FileBar", (cls,), {"progress": staticmethod(progress) if progress else None,
-                                         "base": base, "total": total})
+                                         "base": base, "total": total,
+                                         "resumed": staticmethod(resumed) if resumed else None})
 
     def __init__(self, *args, initial: int = 0, **kwargs) -> None:
         self.n = initial
+        if initial and self.resumed is not None:
+            self.resumed(initial)
 
     def update(self, n: int = 1) -> None:
         self.n += n

@@ -5,7 +5,8 @@ reused and a file is fetched once however many models use it), verify each new f
 checksum, and report progress (bytes done / total) through a callback.
 
 Errors are `FetchError`: `blocked` (access refused, no such revision or file, not enough disk, a checksum
-mismatch: retrying cannot help) or retryable (network). No daemon wiring here (issue 23, later session).
+mismatch: retrying cannot help) or retryable (network). The daemon runs it in worker threads
+(reconciler/fetching.py).
 What huggingface_hub 2.x does not do, and this module therefore does: check sha256 (it checks sizes only).
 Nor does it resume across processes (it deletes its partial file on failure): store/download.py keeps one
 partial file per blob, so a fetch after a crash or `kill -9` resumes with Range.
@@ -53,13 +54,15 @@ def is_offline(store: Store) -> bool:
 def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str | None = None,
           token: str | None = None, progress: ProgressFn | None = None,
           disk_usage: Callable[[str], tuple] = shutil.disk_usage,
-          on_file: Callable[[str], None] | None = None) -> Fetched:
-    """The source's files in the store, fetched if missing. `token` is never logged nor put in argv;
+          on_file: Callable[[str], None] | None = None,
+          on_resume: Callable[[int], None] | None = None) -> Fetched:
+    """The source's files in the store, fetched if missing. `on_resume(n)`: a file resumes with n bytes
+    already in its partial file (they show in the progress, but are not fetched again). `token` is never logged nor put in argv;
     `disk_usage` is a seam for the preflight (a full disk in tests); `on_file(path)` is called before each
     file is downloaded. Any OSError of the store itself (a link, a ref, a directory it cannot write) is a
     FetchError naming the path."""
     try:
-        return _fetch(source, store, Path(store_dir), endpoint, token, progress, disk_usage, on_file)
+        return _fetch(source, store, Path(store_dir), endpoint, token, progress, disk_usage, on_file, on_resume)
     except OSError as exc:
         where = exc.filename or store_dir
         raise FetchError(f"the store cannot be written at {where}: {exc.strerror or exc}; fix its permissions "
@@ -68,7 +71,7 @@ def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str 
 
 def _fetch(source: Source, store: Store, store_dir: Path, endpoint: str | None, token: str | None,
            progress: ProgressFn | None, disk_usage: Callable[[str], tuple],
-           on_file: Callable[[str], None] | None) -> Fetched:
+           on_file: Callable[[str], None] | None, on_resume: Callable[[int], None] | None = None) -> Fetched:
     if source.kind == "url":
         from xgen_declare.store.url import fetch_url
         return fetch_url(source, store, store_dir, token=token, offline=is_offline(store), progress=progress,
@@ -98,7 +101,7 @@ def _fetch(source: Source, store: Store, store_dir: Path, endpoint: str | None, 
         progress(done, total)
     fetched = 0
     for f in missing:
-        bar = _Bar.for_file(progress, done, total)
+        bar = _Bar.for_file(progress, done, total, on_resume)
         if on_file:
             on_file(f.path)
         try:

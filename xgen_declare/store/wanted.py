@@ -16,7 +16,7 @@ from xgen_declare.manifests.source import SOURCE_EXAMPLES, Source, SourceError, 
 from xgen_declare.readers.yamlsource import load_documents
 from xgen_declare.readers.bounded import KIB, read_text
 
-__all__ = ["Wanted", "wanted_sources", "group_by_source", "TOKEN_LIMIT"]
+__all__ = ["Wanted", "wanted_sources", "group_by_source", "TOKEN_LIMIT", "source_key", "read_token"]
 
 TOKEN_LIMIT = 16 * KIB
 
@@ -34,7 +34,7 @@ class Wanted:
         return f"{self.file}:{self.line}"
 
 
-def _key(source: Source) -> str:
+def source_key(source: Source) -> str:
     """One identity per source as written, minus the token file (the same file fetched with any token)."""
     data = source.to_json()
     if isinstance(data, dict):
@@ -51,7 +51,7 @@ def _file_key(source: Source) -> tuple | None:
     return None
 
 
-def _token(source: Source, manifest: str, line: int) -> tuple[str | None, Problem | None]:
+def read_token(source: Source, manifest: str, line: int | None) -> tuple[str | None, Problem | None]:
     if source.token_file is None:
         return None, None
     try:
@@ -94,7 +94,7 @@ def _from_document(doc, local: bool, tokens: bool) -> tuple[Wanted | None, list[
         return None, [Problem(doc.file, line, "spec.source", str(exc), f"forms: {SOURCE_EXAMPLES}")]
     if not source.is_remote:
         return (Wanted(name, doc.file, line, source) if local else None), []
-    token, problem = _token(source, doc.file, line) if tokens else (None, None)
+    token, problem = read_token(source, doc.file, line) if tokens else (None, None)
     if problem is not None:
         return None, [problem]
     return Wanted(name, doc.file, line, source, token), []
@@ -148,5 +148,5 @@ def group_by_source(items: list[Wanted]) -> list[list[Wanted]]:
     """Models naming the same source, together (in first-seen order): each source is fetched once."""
     groups: dict[str, list[Wanted]] = {}
     for w in items:
-        groups.setdefault(_key(w.source), []).append(w)
+        groups.setdefault(source_key(w.source), []).append(w)
     return list(groups.values())

@@ -62,3 +62,32 @@ def test_both_kinds_refused_together(api):
                                   "this machine, and are refused through the API")
     assert [(e["field"], e["hint"]) for e in r.json()["errors"]] == [("spec.binary", EXEC_HINT),
                                                                      ("spec.host", NET_HINT)]
+
+
+SOURCE_HINT = ("add a pattern that matches it to api.allowed_sources in xgen-declare.yaml (e.g. hf://ORG/*), or "
+               "write a manifest file")
+
+
+def test_a_hub_or_url_source_needs_api_allowed_sources(api):
+    spec = {k: v for k, v in OFF.items() if k != "model_path"}
+    r = api.client.post(P + "/load", json={**spec, "source": "hf://evil/huge-GGUF:Q8_0"})
+    assert r.status_code == 403, r.text
+    assert r.json() == {
+        "status": "error", "detail": "this source is not in api.allowed_sources and is refused through the API",
+        "errors": [{"field": "spec.source", "message": "hf://evil/huge-GGUF:Q8_0 is not allowed through the API",
+                    "hint": SOURCE_HINT}]}
+    assert not (api.manifests / "api").exists()
+    api.ctx.settings.allowed_sources = ["hf://Qwen/*"]
+    assert api.client.post(P + "/load", json={**spec, "source": "hf://evil/huge-GGUF:Q8_0"}).status_code == 403
+    r = api.client.post(P + "/load?wait=5", json={**spec, "source": "hf://Qwen/Qwen3-0.6B-GGUF:Q8_0"})
+    assert r.status_code == 200, r.text
+    assert "source: hf://Qwen/Qwen3-0.6B-GGUF:Q8_0" in (api.manifests / "api" / "m.yaml").read_text()
+    r = api.client.post(P + "/load", json={**spec, "name": "t", "source": {
+        "url": "hf://Qwen/Qwen3-0.6B-GGUF:Q8_0", "token_file": "/etc/shadow"}})
+    assert r.status_code == 403 and r.json()["errors"][0]["field"] == "spec.source.token_file", r.text
+
+
+def test_a_local_source_needs_no_pattern(api):
+    spec = {k: v for k, v in OFF.items() if k != "model_path"}
+    r = api.client.post(P + "/load?wait=5", json={**spec, "source": "/models/Qwen3-8B.Q4_K_M.gguf"})
+    assert r.status_code == 200, r.text

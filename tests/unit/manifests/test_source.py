@@ -140,17 +140,10 @@ def test_bad_source_names_file_line_field_and_an_example(write):
         "sha256: <64 hex>})"]
 
 
-def test_url_source_is_valid_syntax_but_not_fetched_yet(write):
-    assert problems(write, manifest(f"source: {{url: 'https://h.example/x.gguf', sha256: {SHA}}}")) == [
-        "6: spec.source: is a URL: URL sources are fetched by the model store, which the daemon does not use "
-        "yet (issue 23) (download the file, check its sha256 and give its path as source)"]
-
-
-def test_a_revision_not_yet_applied_is_said(write):
-    assert problems(write, manifest("source: hf://org/m-GGUF@v1:Q4_K_M")) == [
-        "6: warning: spec.source: revision v1 is not applied yet: until the model store is wired in (issue 23) "
-        "the backend downloads org/m-GGUF at its default branch itself (remove the revision, or download that "
-        "revision and give its local path as source)"]
+def test_url_source_and_a_revision_are_valid(write):
+    """The daemon fetches both into the store (issue 23): nothing to warn about."""
+    assert problems(write, manifest(f"source: {{url: 'https://h.example/x.gguf', sha256: {SHA}}}")) == []
+    assert problems(write, manifest("source: hf://org/m-GGUF@v1:Q4_K_M")) == []
     assert problems(write, manifest("source: hf://org/m-GGUF@main:Q4_K_M")) == []
 
 

@@ -84,6 +84,7 @@ const rows = new Map();
 export function problemOf(m) {
   const parts = [];
   if (m.last_error) parts.push(m.last_error);
+  if (m.download && m.download.text) parts.push(m.download.text);
   const blocked = m.memory && m.memory.blocked;
   if (blocked && !parts.some((p) => p.includes(blocked))) parts.push(`memory: ${blocked}`);
   if (m.manifest_error) parts.push(`manifest: ${m.manifest_error}`);

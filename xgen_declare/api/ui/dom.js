@@ -56,7 +56,7 @@ export function fmtTime(unix) {
 }
 
 const STATE_CLASS = {
-  Ready: 'st-ok', Starting: 'st-warn', Pending: 'st-warn', Stopping: 'st-warn', Unhealthy: 'st-warn', Exited: 'st-warn',
+  Ready: 'st-ok', Starting: 'st-warn', Pending: 'st-warn', Downloading: 'st-warn', Stopping: 'st-warn', Unhealthy: 'st-warn', Exited: 'st-warn',
   CrashLoopBackOff: 'st-bad', Failed: 'st-bad', Blocked: 'st-bad', Invalid: 'st-bad', Stopped: 'st-idle', Idle: 'st-idle',
 };
 export function stateBadge(state, held) {
