@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from xgen_declare.testing.synthetic_hybrid import HYBRID_LAYERS
+from xgen_declare.testing.synthetic_hybrid import HYBRID_LAYERS, mamba2_tensors
 
 __all__ = ["Shape", "SHAPES", "write_sparse_gguf"]
 
@@ -178,21 +178,14 @@ def _hybrid_layers(s: Shape, wtype) -> list[tuple[str, tuple[int, ...], object]]
     """Granite 4.0-H's layers: Mamba-2 where n_head_kv is 0, attention elsewhere; MoE + shared expert."""
     from gguf import GGMLQuantizationType as T
 
-    d_conv, d_inner, d_state, n_ssm_head, n_group = s.ssm  # type: ignore[misc]
     hd = s.head_dim or s.n_embd // s.n_head
-    conv = d_inner + 2 * n_group * d_state
     out: list[tuple[str, tuple[int, ...], object]] = []
     for i in range(s.n_layer):
         p = f"blk.{i}"
         kv = s.n_head_kv[i] if isinstance(s.n_head_kv, list) else s.n_head_kv
         out.append((f"{p}.attn_norm.weight", (s.n_embd,), T.F32))
         if kv == 0:
-            out += [(f"{p}.ssm_in.weight", (2 * d_inner + 2 * n_group * d_state + n_ssm_head, s.n_embd), wtype),
-                    (f"{p}.ssm_conv1d.weight", (conv, d_conv), T.F32), (f"{p}.ssm_conv1d.bias", (conv,), T.F32),
-                    (f"{p}.ssm_dt.bias", (n_ssm_head,), T.F32), (f"{p}.ssm_a", (n_ssm_head, 1), T.F32),
-                    (f"{p}.ssm_d", (n_ssm_head, 1), T.F32),
-                    (f"{p}.ssm_norm.weight", (n_group, d_inner // n_group), T.F32),
-                    (f"{p}.ssm_out.weight", (s.n_embd, d_inner), wtype)]
+            out += mamba2_tensors(p, s.ssm, s.n_embd, wtype)  # type: ignore[arg-type]
         else:
             out += [(f"{p}.attn_q.weight", (s.n_head * hd, s.n_embd), wtype),
                     (f"{p}.attn_k.weight", (kv * hd, s.n_embd), wtype),

@@ -54,22 +54,29 @@ def _qwen3next_layers(s, wtype) -> list[tuple[str, tuple[int, ...], object]]:
     return out
 
 
+def mamba2_tensors(p: str, ssm: tuple[int, ...], n_embd: int, wtype) -> list[tuple[str, tuple[int, ...], object]]:
+    """One Mamba-2 layer's tensors (llama.cpp's LLM_ARCH_MAMBA2 / GRANITE_HYBRID / NEMOTRON_H layout)."""
+    from gguf import GGMLQuantizationType as T
+
+    d_conv, d_inner, d_state, n_ssm_head, n_group = ssm
+    conv = d_inner + 2 * n_group * d_state
+    return [(f"{p}.ssm_in.weight", (2 * d_inner + 2 * n_group * d_state + n_ssm_head, n_embd), wtype),
+            (f"{p}.ssm_conv1d.weight", (conv, d_conv), T.F32), (f"{p}.ssm_conv1d.bias", (conv,), T.F32),
+            (f"{p}.ssm_dt.bias", (n_ssm_head,), T.F32), (f"{p}.ssm_a", (n_ssm_head, 1), T.F32),
+            (f"{p}.ssm_d", (n_ssm_head, 1), T.F32), (f"{p}.ssm_norm.weight", (n_group, d_inner // n_group), T.F32),
+            (f"{p}.ssm_out.weight", (n_embd, d_inner), wtype)]
+
+
 def _nemotron_h_layers(s, wtype) -> list[tuple[str, tuple[int, ...], object]]:
     from gguf import GGMLQuantizationType as T
 
-    d_conv, d_inner, d_state, n_ssm_head, n_group = s.ssm
-    hd, conv = s.head_dim, d_inner + 2 * n_group * d_state
+    hd = s.head_dim
     out: list[tuple[str, tuple[int, ...], object]] = []
     for i in range(s.n_layer):
         p, kv, ff = f"blk.{i}", s.n_head_kv[i], s.n_ff[i]
         out.append((f"{p}.attn_norm.weight", (s.n_embd,), T.F32))
         if kv == 0 and ff == 0:  # Mamba-2
-            out += [(f"{p}.ssm_in.weight", (2 * d_inner + 2 * n_group * d_state + n_ssm_head, s.n_embd), wtype),
-                    (f"{p}.ssm_conv1d.weight", (conv, d_conv), T.F32), (f"{p}.ssm_conv1d.bias", (conv,), T.F32),
-                    (f"{p}.ssm_dt.bias", (n_ssm_head,), T.F32), (f"{p}.ssm_a", (n_ssm_head, 1), T.F32),
-                    (f"{p}.ssm_d", (n_ssm_head, 1), T.F32),
-                    (f"{p}.ssm_norm.weight", (n_group, d_inner // n_group), T.F32),
-                    (f"{p}.ssm_out.weight", (s.n_embd, d_inner), wtype)]
+            out += mamba2_tensors(p, s.ssm, s.n_embd, wtype)
         elif ff == 0:  # attention
             out += [(f"{p}.attn_q.weight", (s.n_head * hd, s.n_embd), wtype),
                     (f"{p}.attn_k.weight", (kv * hd, s.n_embd), wtype),
