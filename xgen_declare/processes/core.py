@@ -10,9 +10,9 @@ reaches the others only through this interface:
   rollouts  drain before a stop, fields updated in place, a rollout's result and rollback (rollouts.py);
   surges    a new spec started beside the serving process, the swap, the old one's drain (surge.py).
 
-`Hooks` are installed by the layers above through `Supervisor.hooks.register_*` (router: requests in
-flight per model and per port; API: rollout events); without them nothing is in flight and events go
-nowhere.
+`Hooks` are what the layers above install, through the daemon's door (reconciler/door.py:
+`register_router`, `add_event_sink`), never by assigning attributes: the router's requests in flight per
+model and per port, the API's rollout events; without them nothing is in flight and events go nowhere.
 """
 
 from __future__ import annotations
