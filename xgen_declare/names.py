@@ -14,6 +14,9 @@ control characters: an alias "\x1b]0;pwned\x07" retitles the terminal, CSI seque
 shown. CONTROL_RE is the one set (C0 but tab, DEL, C1): manifest and API values that become argv refuse
 it (manifests/fields.py, desired/render.py); printed text is passed through `escape_controls`; `cut`
 shortens a long value quoted in a message.
+
+A git commit id (a pinned revision, a store snapshot, a source tree) is checked by `is_commit_id`, the
+whole string: 40 lowercase hex digits.
 """
 
 from __future__ import annotations
@@ -57,6 +60,14 @@ def quote_cut(text: str, limit: int = 64) -> str:
     """`text` quoted for a message (repr: control characters escaped), cut after `limit` characters: a
     250-character name is not repeated whole in every line that refuses it."""
     return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text) - limit} more characters)"
+
+
+COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+
+
+def is_commit_id(value: object) -> bool:
+    """A full git commit id (SHA-1), the whole string."""
+    return isinstance(value, str) and COMMIT_RE.fullmatch(value) is not None
 
 
 def is_model_name(value: object) -> bool:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from xgen_declare.names import is_commit_id
+
 __all__ = ["Source", "parse_source", "SourceError", "SOURCE_EXAMPLES", "split_parts"]
 
 SOURCE_EXAMPLES = ("hf://Qwen/Qwen3-0.6B@main, hf://org/model-GGUF:Q4_K_M, "
@@ -34,7 +36,6 @@ _QUANT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 _FILE = r"(?!.*//)(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9_][A-Za-z0-9_./+-]*"
 _HF = re.compile(rf"^hf://(?P<repo>{_NAME}/{_NAME})(?:@(?P<rev>{_REV}))?"
                  rf"(?::(?P<quant>{_QUANT})|/(?P<file>{_FILE}))?$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -63,7 +64,7 @@ class Source:
     @property
     def pinned(self) -> bool:
         """True when the weights cannot change under this source: a commit, or a checksum."""
-        return (self.revision is not None and bool(_COMMIT.match(self.revision))) or self.sha256 is not None
+        return is_commit_id(self.revision) or self.sha256 is not None
 
     @property
     def is_remote(self) -> bool:

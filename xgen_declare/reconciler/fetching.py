@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import shutil
 import threading
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from xgen_declare.names import is_commit_id
 from xgen_declare.config import Store
 from xgen_declare.errors import FetchError, FileRefused
 from xgen_declare.manifests.source import Source
@@ -43,7 +43,6 @@ log = logging.getLogger("xgen_declare.reconciler.fetching")
 RETRY_BASE = 2.0
 RETRY_MAX = 60.0
 BLOCKED_RETRY = 300.0
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 FETCHING, RETRYING, BLOCKED, DONE = "fetching", "retrying", "blocked", "done"
 
@@ -249,7 +248,7 @@ class Fetcher:
         """The source as the store holds it, without network: a pinned commit, a URL's sha256, or a file
         source at the commit its ref names (a whole repository only when pinned: its ref may come from a
         fetch of one file of it). None when anything is missing."""
-        if source.kind == "hf" and source.file is None and source.quant is None and not _is_commit(source.revision):
+        if source.kind == "hf" and source.file is None and source.quant is None and not is_commit_id(source.revision):
             return None
         try:
             got = fetch(source, self.store.model_copy(update={"offline": True}), self.store_dir)
@@ -262,20 +261,20 @@ class Fetcher:
     # ---- pins ----------------------------------------------------------------------------------------
     def _pinned(self, source: Source) -> Source:
         """The source at its pinned commit (a hub source whose revision is a branch or tag, pinned before)."""
-        if source.kind != "hf" or _is_commit(source.revision) or self.pins is None:
+        if source.kind != "hf" or is_commit_id(source.revision) or self.pins is None:
             return source
         try:
             data = read_state_json(pin_path(self.pins, source), "a pin")
         except (OSError, ValueError, FileRefused):
             return source
         commit = data.get("commit") if isinstance(data, dict) else None
-        if not isinstance(commit, str) or not _COMMIT.match(commit) or data.get("source") != source.text:
+        if not is_commit_id(commit) or data.get("source") != source.text:
             return source
         return replace(source, revision=commit)
 
     def _pin_moved(self, source: Source, d: Download) -> bool:
         """`pull --update` pinned the source to another commit: fetch it (the rollout follows)."""
-        if source.kind != "hf" or _is_commit(source.revision) or self.pins is None:
+        if source.kind != "hf" or is_commit_id(source.revision) or self.pins is None:
             return False
         pinned = self._pinned(source)
         return pinned is not source and pinned.revision != d.commit
@@ -287,7 +286,7 @@ class Fetcher:
 
 def write_pin(pins: Path, source: Source, commit: str) -> None:
     """Pin a hub source whose revision is a branch or tag to `commit` (what the daemon then serves)."""
-    if source.kind != "hf" or _is_commit(source.revision):
+    if source.kind != "hf" or is_commit_id(source.revision):
         return
     path = pin_path(pins, source)
     try:
@@ -300,10 +299,6 @@ def write_pin(pins: Path, source: Source, commit: str) -> None:
 def _duration(seconds: float) -> str:
     s = int(seconds + 0.5)
     return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 5400 else f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-def _is_commit(revision: str | None) -> bool:
-    return revision is not None and bool(_COMMIT.match(revision))
 
 
 def _digest(token: str | None) -> str | None:

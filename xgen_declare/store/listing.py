@@ -12,13 +12,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xgen_declare.names import is_commit_id
 from xgen_declare.errors import FileRefused
 from xgen_declare.readers.bounded import read_text
 from xgen_declare.store.url import URLS_DIR
 
 __all__ = ["StoredFile", "list_store", "repo_name"]
 
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _BLOB = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
 
@@ -50,7 +50,7 @@ def _refs(repo_dir: Path) -> dict[str, list[str]]:
                 commit = read_text(ref, 256, follow=False, what="a store ref").strip()
             except (OSError, FileRefused, UnicodeDecodeError):
                 continue
-            if _COMMIT.match(commit):
+            if is_commit_id(commit):
                 out.setdefault(commit, []).append(str(ref.relative_to(refs)))
     return out
 

@@ -7,20 +7,20 @@ import os
 import re
 from pathlib import Path
 
+from xgen_declare.names import is_commit_id
 from xgen_declare.errors import FileRefused
 from xgen_declare.readers.bounded import read_text
 from xgen_declare.store.remote import RemoteFile
 
 __all__ = ["read_ref", "write_ref", "local_listing"]
 
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _ETAG_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def read_ref(repo_dir: Path, revision: str) -> str | None:
     """The commit `revision` names in the store: itself when it is a commit the store has, else what
     refs/REVISION says (written by huggingface_hub when it resolved the revision online); None if unknown."""
-    if _COMMIT.match(revision):
+    if is_commit_id(revision):
         return revision if (repo_dir / "snapshots" / revision).is_dir() else None
     if ".." in revision.split("/"):
         return None
@@ -28,13 +28,13 @@ def read_ref(repo_dir: Path, revision: str) -> str | None:
         text = read_text(repo_dir / "refs" / revision, 256, what="a store ref").strip()
     except (OSError, FileRefused, UnicodeDecodeError):
         return None
-    return text if _COMMIT.match(text) and (repo_dir / "snapshots" / text).is_dir() else None
+    return text if is_commit_id(text) and (repo_dir / "snapshots" / text).is_dir() else None
 
 
 def write_ref(repo_dir: Path, revision: str, commit: str) -> None:
     """Record that `revision` resolved to `commit` (refs/REVISION, as huggingface_hub writes it), so that
     offline use finds it; nothing for a revision that is a commit."""
-    if _COMMIT.match(revision) or ".." in revision.split("/"):
+    if is_commit_id(revision) or ".." in revision.split("/"):
         return
     ref = repo_dir / "refs" / revision
     ref.parent.mkdir(parents=True, exist_ok=True)
