@@ -25,9 +25,11 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, shed: Shedding):
         super().__init__(config)
         self.shed = shed
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's event loop, once serving
 
     async def serve(self, sockets=None) -> None:
-        asyncio.get_running_loop().set_exception_handler(self.shed.loop_error)
+        self.loop = asyncio.get_running_loop()
+        self.loop.set_exception_handler(self.shed.loop_error)
         await super().serve(sockets)
 
 

@@ -117,11 +117,12 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         self._timer = None
         self._partial = False
+        self._answered = False  # no answer yet on this connection: closing it unasked needs a reason
         self._await_request()
         if len(self.connections) - len(self.shed.closing) > self.shed.max_connections:
             victim = self.shed.oldest_waiting(but=self)
-            if victim is not None:  # a slow or idle client; told why when it sent part of a request
-                victim._close("evicted", "503 Service Unavailable", 503 if victim._partial else 0,
+            if victim is not None:  # a slow or idle client; told why unless it is idle between requests
+                victim._close("evicted", "503 Service Unavailable", 0 if victim._between_requests() else 503,
                               f"the API has {self.shed.max_connections} open connections (api.max_connections) "
                               "and this one was the slowest to send its request; retry")
             else:
@@ -139,6 +140,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self._answered = True
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
             self._await_request()  # kept alive: the next request has its own header deadline
 
@@ -169,6 +171,13 @@ class GuardedH11Protocol(H11Protocol):
         else:
             self._cancel()
 
+    def _between_requests(self) -> bool:
+        """A kept-alive connection that was answered and has sent nothing of its next request: closed
+        without a word, as for keep-alive. Not "nothing read yet": on a busy machine the loop accepts a burst
+        of connections and runs each connection_made before reading any of them, so a new client's request
+        may be waiting unread when the cap evicts it; it is told why."""
+        return self._answered and not self._partial
+
     def _cancel(self) -> None:
         if getattr(self, "_timer", None) is not None:
             self._timer.cancel()
@@ -179,7 +188,7 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing() or self.conn.their_state is not state:
             return
         if state is h11.IDLE:
-            if not self._partial:  # an idle kept-alive connection: close quietly, as for keep-alive
+            if self._between_requests():  # an idle kept-alive connection: close quietly, as for keep-alive
                 return self._close("idle", "", 0, "")
             return self._close("headers", "408 Request Timeout", 408,
                                f"the request's headers did not arrive within {self.shed.header_timeout:g}s "

@@ -137,6 +137,43 @@ def test_slowloris_is_shed_and_a_normal_request_still_answers(serve):
             s.sock.close()
 
 
+def _stall(server, seconds: float) -> threading.Event:
+    """Block the API server's event loop for `seconds` (as a loaded machine does); returns an event set once
+    the loop is blocked. Connections made meanwhile wait in the listen backlog, with their bytes unread."""
+    stalled = threading.Event()
+
+    def block():
+        stalled.set()
+        time.sleep(seconds)
+
+    server.server.loop.call_soon_threadsafe(block)
+    assert stalled.wait(5)
+    return stalled
+
+
+def test_a_client_evicted_before_its_bytes_were_read_is_still_told_why(serve):
+    """The interleaving behind a flaky slowloris run: on a busy machine the loop accepts a burst of
+    connections in one go and runs every connection_made before reading any of them, so the eviction
+    saw the oldest client as idle (nothing read yet) and closed it without a word, though its request
+    line was waiting unread in the socket. Forced here by stalling the loop while three clients connect
+    over a cap of two."""
+    server, base = serve(max_connections=2, header_timeout=10)
+    _stall(server, 0.5)
+    slow = [SlowClient(server.port) for _ in range(3)]  # each sent its request line; none read yet
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not slow[0].is_closed():
+            time.sleep(0.02)
+        assert slow[0].is_closed()
+        assert slow[0].answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), slow[0].answer
+        assert slow[0].answer.endswith(b'"the API has 2 open connections (api.max_connections) and this one was '
+                                       b'the slowest to send its request; retry"}')
+        assert not slow[1].is_closed() and not slow[2].is_closed()
+    finally:
+        for s in slow:
+            s.sock.close()
+
+
 def test_a_new_connection_beyond_the_cap_when_all_are_busy_gets_503_naming_the_cap(serve):
     server, base = serve(max_connections=8, header_timeout=30)
     streams = [httpx.stream("GET", base + P + "/events", params={"timeout": 20}, timeout=10) for _ in range(8)]
