@@ -18,9 +18,16 @@ export function fmtEta(seconds) {
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 }
 
+// "1.2/4.8 GiB": both in the total's unit (no total: the bytes done alone)
+function doneOfTotal(done, total) {
+  if (!total) return `${fmtSize(done)} of ?`;
+  const [unit, div] = total >= 1024 * MIB ? ['GiB', 1024 * MIB] : ['MiB', MIB];
+  return `${(done / div).toFixed(1)}/${(total / div).toFixed(1)} ${unit}`;
+}
+
 // "10.0/24.0 MiB · 4.0 MiB/s · ETA 4s" (rate and ETA only once known)
 export function downloadText(d) {
-  const parts = [`${fmtSize(d.done || 0)}/${fmtSize(d.total)}`];
+  const parts = [doneOfTotal(d.done || 0, d.total)];
   if (d.rate > 0) {
     parts.push(`${fmtSize(d.rate)}/s`);
     if (d.total) parts.push(`ETA ${fmtEta(Math.max(0, d.total - (d.done || 0)) / d.rate)}`);
