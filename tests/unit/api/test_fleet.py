@@ -121,3 +121,19 @@ def test_one_collection_answers_the_requests_of_fresh_seconds(servers, tmp_path)
     now[0] += 1.5
     again = asker.ask(path)
     assert again is not first and again["hosts"] == first["hosts"] and len(seen) == 6
+
+
+def test_the_config_key_is_validated_with_file_line_and_field(tmp_path):
+    from xgen_declare.config import load_config
+    from xgen_declare.errors import ConfigError
+
+    path = tmp_path / "xgen-declare.yaml"
+    path.write_text("fleet:\n  host: hosts.yaml\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(str(path))
+    assert [p.format() for p in exc.value.problems] == [
+        f"{path}:2: fleet.host: unknown field `host` (did you mean `hosts`?)"]
+    path.write_text("fleet: {hosts: fleet/hosts.yaml}\n")
+    config = load_config(str(path))
+    assert config.resolve(config.fleet.hosts) == str(tmp_path / "fleet" / "hosts.yaml")
+    assert load_config(None).fleet.hosts is None
