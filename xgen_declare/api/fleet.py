@@ -16,7 +16,7 @@ Tokens are never in the answer.
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from collections import Counter
 
@@ -46,20 +46,23 @@ def fleet_json(fleet: FleetStatus) -> dict:
 
 
 class FleetAsker:
-    """One collection at a time, its answer kept FRESH seconds (clock injectable for tests)."""
+    """One collection at a time, its answer kept FRESH seconds (clock injectable for tests). Requests wait
+    for a running collection on an asyncio lock, not in worker threads: a burst of them holds one thread."""
 
     def __init__(self, clock=time.monotonic, wall=time.time):
         self.clock, self.wall = clock, wall
-        self._lock = threading.Lock()
+        self._lock: asyncio.Lock | None = None  # made on the event loop that first asks
         self._last: tuple[str, float, dict] | None = None  # (hosts file, monotonic time, answer)
 
-    def ask(self, hosts_file: str) -> dict:
-        """Blocking (a worker thread): the fleet's JSON for `hosts_file`."""
-        with self._lock:  # a second request waits for the running collection and takes its answer
+    async def ask(self, hosts_file: str) -> dict:
+        """The fleet's JSON for `hosts_file`; the collection itself runs in a worker thread."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # a second request waits for the running collection and takes its answer
             last = self._last
             if last is not None and last[0] == hosts_file and self.clock() - last[1] < FRESH:
                 return last[2]
-            answer = self._collect(hosts_file)
+            answer = await to_thread.run_sync(self._collect, hosts_file)
             self._last = (hosts_file, self.clock(), answer)
             return answer
 
@@ -93,4 +96,4 @@ async def fleet(request: Request):
     if hosts_file is None:
         raise ApiProblem(404, "no fleet is configured: set `fleet: {hosts: hosts.yaml}` in the daemon's config "
                          "(the file `xgen-declare fleet status --hosts` reads) to use this endpoint")
-    return ctx.scrub.json(await to_thread.run_sync(_asker(request).ask, hosts_file))
+    return ctx.scrub.json(await _asker(request).ask(hosts_file))

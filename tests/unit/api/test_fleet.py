@@ -6,6 +6,7 @@ one collection answers the requests of FRESH seconds; tokens never in the answer
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -114,13 +115,17 @@ def test_one_collection_answers_the_requests_of_fresh_seconds(servers, tmp_path)
     path = hosts_yaml(tmp_path, [("one", url)])
     now = [100.0]
     asker = FleetAsker(clock=lambda: now[0], wall=lambda: 1.0e9)
-    first = asker.ask(path)
-    assert len(seen) == 3  # models, source, plan
-    now[0] += 1.0
-    assert asker.ask(path) is first and len(seen) == 3
-    now[0] += 1.5
-    again = asker.ask(path)
-    assert again is not first and again["hosts"] == first["hosts"] and len(seen) == 6
+
+    async def scenario():
+        first, second = await asyncio.gather(asker.ask(path), asker.ask(path))  # the second waits for the first
+        assert second is first and len(seen) == 3  # models, source, plan: asked once
+        now[0] += 1.0
+        assert await asker.ask(path) is first and len(seen) == 3
+        now[0] += 1.5
+        again = await asker.ask(path)
+        assert again is not first and again["hosts"] == first["hosts"] and len(seen) == 6
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
 def test_the_config_key_is_validated_with_file_line_and_field(tmp_path):
