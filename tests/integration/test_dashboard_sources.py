@@ -159,7 +159,7 @@ def test_a_downloading_model_shows_a_progress_bar(host):
     big = os.urandom(24 * MIB)
     with FakeHub() as hub:
         hub.add_repo(REPO, {"tiny.Q4_K_M.gguf": SMALL, "big.Q8_0.gguf": big})
-        hub.faults.rate = 3 * MIB  # ~8 s; huggingface_hub reports progress per 10 MiB chunk
+        hub.faults.rate = 2 * MIB  # ~12 s; huggingface_hub reports progress per 10 MiB chunk
         host.env["HF_ENDPOINT"] = hub.endpoint
         host.env.pop("HF_HUB_OFFLINE", None)
         configure(host)
@@ -180,6 +180,11 @@ def test_a_downloading_model_shows_a_progress_bar(host):
             assert re.fullmatch(rf"{done / MIB:.1f}/24\.0 MiB · [0-9.]+ MiB/s · ETA [0-9]+s "
                                 rf"\({100 * done // total}%\)", text), text
             shot(driver, "dashboard-downloading")
+            driver.execute_script("location.hash = '#model/big'")  # the detail shows it too
+            detail = until(lambda: driver.find_elements("css selector", '#model-facts dd[data-fact="download"] .download'),
+                           what="the bar in the detail", driver=driver, host=host)[0]
+            assert int(detail.get_attribute("data-total")) == total and detail.find_elements("css selector", "progress")
+            go(driver, "models")
             until(lambda: cell(driver, "big", "state") == "Ready", timeout=40, what="big Ready", driver=driver,
                   host=host)
             assert driver.find_elements("css selector", bar) == []  # gone with the download
