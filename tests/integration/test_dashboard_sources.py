@@ -147,6 +147,19 @@ def test_an_unsigned_commit_is_shown_fetched_not_applied_with_the_reason(gitdash
     assert page.console.severe() == []
 
 
+def test_a_pin_is_shown_with_how_to_follow_the_ref_again(gitdash, page):
+    first = gitdash.first
+    go(page, "models")
+    r = gitdash.cli("pin", first, "--config", str(gitdash.root.parent / "host.yaml"))
+    assert r.returncode == 0, r.stderr
+    pinned = until(lambda: fact(page, "pinned"), timeout=20, what="the pin", driver=page, host=gitdash)
+    pin = httpx.get(gitdash.base_url + P + "/source", timeout=10).json()["pin"]
+    assert pinned == (f"{first[:12]} since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(pin['at']))} "
+                      f"(was {first[:12]}; xgen-declare unpin follows main again)")
+    assert fact(page, "applied").startswith(first[:12])
+    assert page.console.severe() == []
+
+
 # ---- a download's progress bar -----------------------------------------------------------------------
 
 def test_a_downloading_model_shows_a_progress_bar(host):
