@@ -31,7 +31,8 @@ export function sourceFacts(data) {
       : 'none yet (no good commit fetched: the daemon waits for one)']];
   if (pin) rows.push(['pinned', [commitEl(pin.commit), ` since ${fmtWhen(pin.at)} (was ${short(pin.before)}; `,
     h('code', {}, 'xgen-declare unpin'), ` follows ${src.ref} again)`]]);
-  if (last && last.fetched && last.fetched !== applied.commit) {
+  // fetched and not taken: refused or pinned (a commit already current is being served at the next step)
+  if (last && last.fetched && last.fetched !== applied.commit && last.fetched !== data.current.commit) {
     const why = last.reason || (pin ? 'pinned' : last.outcome);
     rows.push(['not applied', [commitEl(last.fetched), ` fetched, not applied: ${why}`]]);
   }
