@@ -372,6 +372,16 @@ class HostSection(BaseModel):
         return checked_labels(labels)
 
 
+class Fleet(BaseModel):
+    """`fleet:` section: the hosts the dashboard's Fleet view asks (the same file as `fleet status --hosts`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hosts: str | None = Field(None, min_length=1, description="hosts.yaml of `xgen-declare fleet status` "
+                              "(relative to this file): {timeout, hosts: [{name, url, token_file}]}. With it, GET "
+                              "/api/management/fleet and the dashboard's Fleet view ask every host's API")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -394,6 +404,7 @@ class Config(BaseModel):
     store: Store = Field(default_factory=Store)
     source: Source | None = Field(None, description="Manifests from a git repository (`source: {git: URL}`)")
     host: HostSection = Field(default_factory=HostSection)
+    fleet: Fleet = Field(default_factory=Fleet)
 
     # Not from the file: where it was read from (None = defaults).
     file: str | None = Field(None, exclude=True)

@@ -231,6 +231,19 @@ def test_the_log_follows_live(dash, page):
     until(lambda: f"a line written now {IMG}" in log.text, timeout=15, what="the new line", driver=page, host=dash)
 
 
+def test_a_local_dir_daemon_shows_no_source_panel_and_no_fleet_tab(dash, page):
+    page.get(dash.base + "/ui/#models")
+    until(lambda: len(page.find_elements("css selector", "#models-table tbody tr")) == 3, driver=page, host=dash)
+    until(lambda: page.execute_script("return performance.getEntriesByType('resource').some("
+                                      "(e) => e.name.endsWith('/api/management/views') && e.responseEnd > 0)"),
+          what="GET views answered", driver=page, host=dash)
+    time.sleep(0.2)
+    panel = page.find_element("id", "source-panel")
+    assert not panel.is_displayed() and panel.text == ""
+    assert not page.find_element("css selector", 'nav a[data-view="fleet"]').is_displayed()
+    assert httpx.get(dash.base + P + "/views", timeout=10).json() == {"source": False, "fleet": False}
+
+
 def test_no_console_errors(dash, page):
     page.get(page.current_url.split("#")[0] + "#plan")
     until(lambda: page.find_elements("css selector", "#plan-table tbody tr"), driver=page, host=dash)

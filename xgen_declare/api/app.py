@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xgen_declare import __version__
 from xgen_declare.api.context import ApiContext
+from xgen_declare.api.fleet import router as fleet_router
 from xgen_declare.api.routes import router
 from xgen_declare.api.source import router as source_router
 from xgen_declare.api.ui import mount_dashboard
@@ -90,6 +91,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     app.include_router(router)
     app.include_router(source_router)  # the git source: status and webhook (api/source.py)
+    app.include_router(fleet_router)  # every host of the config's fleet.hosts (api/fleet.py)
     mount_dashboard(app)  # the web dashboard at /ui/ and its endpoints (docs/dashboard.md)
     mount_router(app, ctx)  # the OpenAI-compatible /v1 router (docs/router.md)
 

@@ -8,6 +8,8 @@
     GET  ledger                          the memory ledger of the last pass: every device with usable
                                          memory, margin, shared pool, overcommit; blocked models' reasons
     GET  router                          per-model router figures (requests, in flight, TTFB, cold starts)
+    GET  views                           which optional views this daemon has: {"source": a git source is
+                                         followed (GET source), "fleet": fleet.hosts is set (GET fleet)}
 
 Reads never change anything; the verbs act on the control loop like `xgen-declare restart/down/up`
 (holds on top of the manifests: a `down` model stays declared, `up` starts only what a manifest declares).
@@ -301,6 +303,14 @@ def router_figures(ctx: ApiContext) -> dict[str, dict]:
             fig[f"{label}_seconds_avg"] = round(total / count, 4) if count else None
             fig["ttfb_count" if key == "ttfb" else "cold_starts"] = int(count)
     return out
+
+
+@router.get(P + "/views")
+async def views(request: Request):
+    """What the page shows beyond the models: the git source panel and the Fleet view, only when there is
+    one (so that the page never asks a route that answers 404)."""
+    ctx = _ctx(request)
+    return {"source": ctx.daemon.source is not None, "fleet": ctx.env.config.fleet.hosts is not None}
 
 
 @router.get(P + "/router")

@@ -286,3 +286,17 @@ def test_a_fifo_in_place_of_the_log_is_refused_not_waited_on(api):
     detail = ("the model's log $STATE_DIR/logs/m1.log is a FIFO (named pipe), not a regular file; remove it (the "
               "daemon writes it again when the model starts)")
     assert f'event: refused\ndata: {json.dumps({"status": "error", "detail": detail})}\n\n' in answers["stream"].text
+
+
+def test_views_say_whether_the_page_shows_the_source_panel_and_the_fleet_tab(api, tmp_path):
+    from xgen_declare.config import Fleet
+    from xgen_declare.reconciler.gitpoll import GitPoll
+    from xgen_declare.sources.spec import GitSpec
+
+    assert api.client.get(P + "/views").json() == {"source": False, "fleet": False}
+    api.ctx.env.config.fleet = Fleet(hosts="hosts.yaml")
+    api.daemon.source = GitPoll(GitSpec(url="file:///srv/git/llm.git", ref="main"), str(tmp_path / "state"))
+    try:
+        assert api.client.get(P + "/views").json() == {"source": True, "fleet": True}
+    finally:
+        api.daemon.source = None

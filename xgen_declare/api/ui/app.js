@@ -3,16 +3,21 @@
 // shortly after, and every RESYNC ms in case an event was missed).
 
 import { $, h, fill, fmtBytes, fmtMiB, fmtUptime, stateBadge } from './dom.js';
-import { P, STALE, newest, send, setupTokenForm } from './api.js';
+import { P, STALE, get, newest, send, setupTokenForm } from './api.js';
 import { store, changed, onChange, remember, uptimeNow, memoryTotals } from './store.js';
 import { showGpus, showPlan, planChanged } from './memory.js';
 import { openModel, leaveModel } from './detail.js';
 import { setupPlayground, fillPlayModels } from './play.js';
+import { downloadBar } from './progress.js';
+import { setupSource, showSource } from './source.js';
+import { enterFleet, leaveFleet, showFleet } from './fleet.js';
 
-const VIEWS = ['models', 'gpus', 'plan', 'model', 'playground'];
+const VIEWS = ['models', 'gpus', 'plan', 'model', 'playground', 'fleet'];
 const EVENT_TYPES = ['state', 'restart', 'error', 'manifest_invalid', 'manifest_valid', 'on_demand_start',
-  'idle_stop', 'eviction'];
+  'idle_stop', 'eviction', 'download_started', 'download_finished', 'download_failed', 'source_switched',
+  'source_refused'];
 const RESYNC = 30000;
+const DOWNLOAD_POLL = 1000;  // while a model is Downloading, its progress (written to its record every second)
 let current = null;
 
 // ---- notices and actions -------------------------------------------------------------------------
@@ -120,7 +125,7 @@ function cellContent(col, m) {
   switch (col) {
     case 'model': return [h('a', { href: `#model/${encodeURIComponent(m.name)}` }, m.name),
       m.source === 'api' ? h('span', { class: 'badge' }, 'api') : null];
-    case 'state': return stateBadge(m.state, m.held);
+    case 'state': return [stateBadge(m.state, m.held), downloadBar(m)];
     case 'backend': return m.backend || '';
     case 'gpus': return gpusOf(m);
     case 'port': return m.port ?? '';
@@ -212,6 +217,7 @@ function onEvent(ev) {
     renderModels();
   }
   changed({ event: ev });
+  if (ev.type.startsWith('source_')) showSource();  // only source events: a daemon with a source
   refreshSoon(300);
 }
 
@@ -264,12 +270,14 @@ function route() {
     if (a.dataset.view === v) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   });
   if (current === 'model' && v !== 'model') leaveModel();
+  if (current === 'fleet' && v !== 'fleet') leaveFleet();
   if (current !== null && current !== v && !$('#notice').classList.contains('error')) notice('');
   current = v;
   if (v === 'gpus') showGpus();
   else if (v === 'plan') showPlan();
   else if (v === 'model') openModel(decodeURIComponent(rest.join('/')));
   else if (v === 'playground') fillPlayModels();
+  else if (v === 'fleet') enterFleet();
 }
 
 export const currentView = () => current;
@@ -283,8 +291,16 @@ onChange((what) => {
 setupTokenForm();
 setupPlayground(notice);
 $('#plan-refresh').addEventListener('click', () => showPlan());
+$('#fleet-refresh').addEventListener('click', () => showFleet());
 window.addEventListener('hashchange', route);
 route();
 connect();
+get(`${P}/views`).then((has) => {  // the source panel and the Fleet tab, only when the daemon has them
+  if (has.source) setupSource();
+  $('nav a[data-view="fleet"]').hidden = !has.fleet;
+}).catch((e) => notice(`cannot read which views this daemon has: ${e.message}`, 'error'));
 setInterval(refresh, RESYNC);
+setInterval(() => {
+  for (const m of store.models.values()) if (m.state === 'Downloading') { refresh(); return; }
+}, DOWNLOAD_POLL);
 setInterval(tickUptimes, 1000);

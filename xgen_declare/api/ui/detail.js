@@ -5,6 +5,7 @@ import { $, h, fill, fmtTime, fmtUptime, stateBadge } from './dom.js';
 import { P, STALE, get, newest } from './api.js';
 import { store, onChange, uptimeNow } from './store.js';
 import { actionButtons, gpusOf, memoryText, problemOf } from './app.js';
+import { downloadBar } from './progress.js';
 
 const MAX_LOG_LINES = 2000;
 const DETAIL_REFRESH = 30000;  // router figures; events of this model refresh them sooner
@@ -20,7 +21,7 @@ function facts(pairs) {
 
 function factsOf(m) {
   return facts([
-    ['state', m ? stateBadge(m.state, m.held) : 'not running'],
+    ['state', m ? stateBadge(m.state, m.held) : 'not running'], ['download', m && downloadBar(m)],
     ['backend', m && m.backend], ['pid', m && m.pid], ['port', m && m.port],
     ['endpoint', m && m.endpoint], ['GPUs', m && gpusOf(m)],
     ['restarts', m && String(m.restarts)], ['uptime', m && fmtUptime(uptimeNow(m))],
