@@ -70,7 +70,7 @@ class HostEntry(BaseModel):
 class HostsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timeout: float | str = Field(5.0, description="How long each host may take to answer (5s, 500ms is 0.5)")
+    timeout: float | str = Field(5.0, description="How long each host may take to answer (5s, 0.5 for half a second)")
     hosts: list[HostEntry] = Field(min_length=1, max_length=MAX_HOSTS)
 
     @field_validator("timeout")
