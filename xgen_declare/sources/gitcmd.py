@@ -7,9 +7,9 @@ Settings reach git through GIT_CONFIG_COUNT / GIT_CONFIG_KEY_n / GIT_CONFIG_VALU
 nor in a log line that quotes the command. `GitResult.text()` scrubs the secrets from what git printed.
 
 A fetch is bounded in bytes as well as in time (`max_fetch_bytes`): git writes what it receives into
-objects/pack/tmp_pack_* (fetch.unpackLimit=1: never into loose objects), watched four times a second; past
-the limit the fetch is killed, its temporary pack removed, and the result says so (`over_limit`), so a
-repository of 1 GB never lands on the host's disk whole.
+objects/pack/tmp_pack_* (fetch.unpackLimit=1: never into loose objects; a dumb http server's packs arrive
+as *.temp), watched four times a second; past the limit the fetch is killed, its temporary pack removed,
+and the result says so (`over_limit`), so a repository of 1 GB never lands on the host's disk whole.
 
 SSH: git runs GIT_SSH_COMMAND through `sh -c`; every element of it is `shlex.quote`d here, so a key or
 known_hosts path is data, never shell syntax. BatchMode (no passphrase or host prompt) and
@@ -152,12 +152,17 @@ class _OverLimit(Exception):
     pass
 
 
+def _temporary(name: str) -> bool:
+    """A pack being received: tmp_pack_* (index-pack, the smart protocols), *.temp (a dumb http download)."""
+    return name.startswith("tmp_") or name.endswith(".temp")
+
+
 def _temporary_bytes(packs: Path) -> int:
     total = 0
     try:
         with os.scandir(packs) as entries:
             for entry in entries:
-                if entry.name.startswith("tmp_"):
+                if _temporary(entry.name):
                     try:
                         total += entry.stat(follow_symlinks=False).st_size
                     except OSError:
@@ -174,7 +179,7 @@ def remove_leftovers(repo: Path) -> list[str]:
     source's lock: no git of ours runs in `repo` then. Returns the paths removed, relative to `repo`."""
     removed = []
     candidates = [*repo.glob("*.lock"), *(repo / "refs").rglob("*.lock"), *(repo / "objects" / "info").rglob("*.lock"),
-                  *(repo / "objects" / "pack").glob("tmp_*")]
+                  *(p for p in (repo / "objects" / "pack").glob("*") if _temporary(p.name))]
     for path in candidates:
         try:
             if path.is_symlink() or path.is_file():
@@ -192,7 +197,7 @@ def _remove_temporary_packs(packs: Path | None) -> None:
     try:
         with os.scandir(packs) as entries:
             for entry in entries:
-                if entry.name.startswith("tmp_"):
+                if _temporary(entry.name):
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
     except OSError:
