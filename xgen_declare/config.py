@@ -18,7 +18,7 @@ from xgen_declare.backends.families import ALL_BACKENDS
 from xgen_declare.readers.validation_errors import problems_from_validation
 from xgen_declare.readers.selector import checked_labels
 from xgen_declare.readers.yamlsource import load_documents
-from xgen_declare.sources.spec import GitSpec, check_path, check_ref, check_url, parse_interval
+from xgen_declare.sources.spec import GitSpec, check_files_fit, check_path, check_ref, check_url, parse_interval
 
 CONFIG_NAMES = ("xgen-declare.yaml", "xgen-declare.yml")
 
@@ -347,13 +347,8 @@ class Source(BaseModel):
 
     @model_validator(mode="after")
     def _fits_the_scheme(self) -> "Source":
-        scheme = self.git.partition("://")[0]
-        if self.token_file and scheme not in ("http", "https"):
-            raise ValueError(f"token_file is for https:// repositories, not {scheme}://; remove token_file, "
-                             "or use ssh_key_file for ssh://")
-        if (self.ssh_key_file or self.known_hosts) and scheme != "ssh":
-            raise ValueError(f"ssh_key_file and known_hosts are for ssh:// repositories, not {scheme}://; "
-                             "remove them, or use an ssh:// URL")
+        _source_check(lambda url, _field: check_files_fit(url, self.token_file, self.ssh_key_file, self.known_hosts),
+                      self.git, "source")
         return self
 
 

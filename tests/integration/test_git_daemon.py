@@ -217,3 +217,24 @@ def test_a_signed_webhook_polls_at_once_and_a_bad_one_polls_nothing(host, git, a
         assert time.monotonic() - started < 20  # the fetch's own timeout (source.timeout) is 120 s
     finally:
         srv.stall(False)
+
+
+def test_run_git_url_with_verify_flag_refuses_unsigned_and_applies_signed(host, git, alice):
+    """The one-liner: `run git+URL --verify-allowed-signers FILE` (no `source:` in any config) verifies as
+    the config's source.verify does."""
+    repo, srv = git
+    unsigned = repo.commit({"manifests/a.yaml": manifest("a")}, "unsigned")
+    repo.push()
+    cfg = json.loads((host.manifests / "xgen-declare.yaml").read_text())  # fake backends and ports only
+    (host.root / "plain.yaml").write_text(json.dumps(cfg))
+    host.start("--config", str(host.root / "plain.yaml"), "--verify-allowed-signers",
+               str(host.root / "allowed_signers"), target=(f"git+{srv.url('config.git')}#main//manifests",))
+    s = wait_source(host, lambda s: s["last_poll"] and s["last_poll"]["reason"] == "unsigned", "the refusal")
+    assert (s["source"]["verify"], s["current"]["commit"], s["last_poll"]["fetched"]) == (True, None, unsigned)
+    assert host.proc.poll() is None and host.status() == {}
+    signed = repo.commit({}, "signed", signer=alice)
+    repo.push()
+    r = host.cli("sync")  # the source the daemon recorded, flags included (its poll is every 30 s)
+    assert r.returncode == 0 and "good signature by alice@example.org" in r.stdout, r.stdout + r.stderr
+    host.wait_ready("a")
+    assert source(host)["serving"]["commit"] == signed

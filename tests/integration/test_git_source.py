@@ -311,3 +311,21 @@ def test_a_pinned_commit_stays_after_new_pushes(origin, tmp_path):
     with GitHttpServer(tmp_path / "srv") as srv:
         res = sync(GitSource(GitSpec(url=srv.url("config.git"), ref=pinned, path="manifests"), tmp_path / "state"))
     assert (res.commit, files(res)) == (pinned, {"a.yaml": "a: 1\n"})
+
+
+def test_a_fetch_past_four_times_the_tree_limit_is_stopped_and_leaves_nothing(origin, tmp_path, monkeypatch):
+    monkeypatch.setattr(gitcmd, "WATCH_EVERY", 0.002)  # seam: a local fetch of 8 MB is over in a blink
+    origin.commit({"blob.txt": os.urandom(8 * 1024 * 1024).hex()}, "a huge file")  # 8 MB once packed
+    origin.push()
+    source = GitSource(GitSpec(url=f"file://{origin.bare}", max_tree_bytes=256 * 1024), tmp_path / "state")
+    res = sync(source)
+    assert (res.commit, res.fetched, res.reason) == (None, None, Refusal.FETCH_FAILED)
+    assert res.error == (f"cannot fetch file://{origin.bare}: the fetch passed 1 MiB and was stopped (4 x "
+                         "source.max_tree_mib); keep models and large files out of the config repository, or raise "
+                         "source.max_tree_mib; the last good commit stays current")
+    packs = tmp_path / "state" / "source" / "repo.git" / "objects"
+    assert sum(p.stat().st_size for p in packs.rglob("*") if p.is_file()) < 1024 * 1024
+    assert not [p for p in packs.rglob("tmp_*")]
+    # the killed fetch left shallow.lock and a temporary pack: the next sync removes them (under the lock)
+    ok = sync(GitSource(GitSpec(url=f"file://{origin.bare}", max_tree_bytes=64 * 1024 * 1024), tmp_path / "state"))
+    assert (ok.commit, ok.error) == (origin.head(), None), ok.error  # the limit raised: fetched whole

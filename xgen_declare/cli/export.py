@@ -21,7 +21,8 @@ def command() -> None:
               help="Directory for one file per model plus kustomization.yaml, or - for one stream on stdout")
 @click.option("--inventory", "inventory_file", metavar="FILE",
               help="Inventory of the GPU nodes (from `xgen-declare inventory -o yaml`): their backends and "
-                   "GPU count bound what is exported. Default: every backend with an image, GPUs unknown")
+                   "GPU count bound what is exported, and spec.hosts / spec.overrides are applied for its labels. "
+                   "Default: every backend with an image, GPUs unknown, a model with spec.overrides refused")
 @click.option("--partial", is_flag=True, help="Write the models that can be expressed even when others cannot "
               "(kustomization.yaml then says INCOMPLETE); the exit code stays 1")
 @global_options
@@ -41,6 +42,11 @@ def kubernetes(paths: tuple[str, ...], output: str, inventory_file: str | None, 
     for name in sorted(result.problems):
         for p in result.problems[name]:
             eprint(f"{name}: not exported: {p.format()}")
+    for name in sorted(result.elsewhere):
+        eprint(f"{name}: not for the --inventory's nodes: {result.elsewhere[name]} (spec.hosts; left out)")
+    for name in sorted(result.applied):
+        for text in result.applied[name]:
+            eprint(f"{name}: for the --inventory's nodes: {text}")
     for name in sorted(result.models):
         for w in result.models[name].warnings:
             eprint(f"{name}: {w.format()}")

@@ -6,6 +6,8 @@
                    NVIDIA GPU feature discovery / the AMD node labeller publish
     kubernetes.py  one Deployment + Service per model (a LeaderWorkerSet + Service for distributed: ray),
                    argv from the same Renderer as local processes
+    hosts.py       spec.hosts / spec.overrides: applied for the --inventory's labels, spec.hosts as node
+                   affinity (hostname, arch, own labels), refused where that would be wrong
     output.py      YAML files (one per model) + kustomization.yaml, or one stream
 
 Building the objects is pure (no I/O beyond reading the manifests); a model that cannot be expressed

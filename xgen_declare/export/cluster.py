@@ -48,7 +48,11 @@ def cluster_inventory(config: Config, nodes: Inventory | None = None) -> Invento
         else:
             dialect = entry.dialect if profile(name).llama_server else None
             backends.append(Backend(name=name, available=True, dialect=dialect))
-    return Inventory(hostname="kubernetes", gpus=list(nodes.gpus) if nodes else [], backends=backends)
+    if nodes is None:
+        return Inventory(hostname="kubernetes", gpus=[], backends=backends)
+    # the nodes' name, arch and labels: spec.hosts and spec.overrides are applied for them (export/hosts.py)
+    return Inventory(hostname=nodes.hostname, arch=nodes.arch, labels=dict(nodes.labels), gpus=list(nodes.gpus),
+                     backends=backends)
 
 
 def container_path(local_path: str, config: Config) -> tuple[str | None, str]:

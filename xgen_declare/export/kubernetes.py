@@ -23,6 +23,7 @@ from xgen_declare.backends.profile import VLLM, profile
 from xgen_declare.backends.families import GPU_KIND
 from xgen_declare.config import Config
 from xgen_declare.desired.build import build_desired
+from xgen_declare.desired.hosts import for_another_host
 from xgen_declare.errors import Problem, RenderError
 from xgen_declare.inventory.model import Inventory
 from xgen_declare.manifests.load import ModelDecl
@@ -33,6 +34,7 @@ from xgen_declare.desired.render import Rendered, Renderer
 from xgen_declare.desired.resolve import resolve, resolve_model_path
 from xgen_declare.export.cluster import cluster_inventory, command_for, container_path, image_for
 from xgen_declare.export.gpu import GpuNeeds, gpu_needs
+from xgen_declare.export.hosts import node_affinity, overrides_problem
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "xgen-declare"}
 API_KEY_DIR = "/var/run/secrets/xgen-declare/api-key"
@@ -60,6 +62,8 @@ class ExportResult:
     models: dict[str, ModelExport] = field(default_factory=dict)
     problems: dict[str, list[Problem]] = field(default_factory=dict)  # model -> why it was not exported
     file_problems: list[Problem] = field(default_factory=list)  # files that name no model (unreadable, ...)
+    elsewhere: dict[str, str] = field(default_factory=dict)  # model -> why spec.hosts leaves the --inventory out
+    applied: dict[str, list[str]] = field(default_factory=dict)  # model -> spec.overrides applied for those nodes
 
     @property
     def complete(self) -> bool:
@@ -71,15 +75,27 @@ def api_key_secret(model: str) -> str:
 
 
 def export_kubernetes(paths: list[str], config: Config, nodes: Inventory | None = None) -> ExportResult:
-    """`nodes`: an inventory of the GPU nodes (--inventory), or None: every backend with an image."""
+    """`nodes`: an inventory of the GPU nodes (--inventory), or None: every backend with an image. With
+    `nodes`, spec.hosts and spec.overrides are applied for its labels; without, a model with overrides is
+    refused, and spec.hosts becomes node affinity where it can (export/hosts.py)."""
     inventory = cluster_inventory(config, nodes)
-    desired = build_desired(paths, config, inventory, preview=True, select=False)  # spec.hosts: not exported
-    result = ExportResult(namespace=config.kubernetes.namespace)
+    decided = nodes is not None  # this machine's host.labels are not the nodes' (as plan --inventory)
+    desired = build_desired(paths, for_another_host(config) if decided else config, inventory, preview=True,
+                            select=decided)
+    result = ExportResult(namespace=config.kubernetes.namespace, elsewhere=dict(desired.elsewhere),
+                          applied=dict(desired.overrides))
     named = {id(p) for probs in desired.load.invalid_names.values() for p in probs}
     result.file_problems = [p for p in desired.load.problems if id(p) not in named and p.severity == "error"]
     result.problems.update({n: list(p) for n, p in desired.problems.items()})
     renderer = Renderer(config, inventory)
     for decl in desired.load.models:
+        if decl.name in desired.elsewhere:
+            continue
+        decl = desired.overridden.get(decl.name, decl)
+        refused = None if decided else overrides_problem(decl)
+        if refused is not None and decl.name not in result.problems:
+            result.problems[decl.name] = [refused]
+            continue
         if decl.spec.rpc_workers:  # llama-server without its workers would abort (docs/rpc.md)
             result.problems[decl.name] = [Problem(
                 decl.file, decl.line_of("rpc_workers"), "spec.rpc_workers", "a model with llama.cpp RPC workers "
@@ -138,6 +154,8 @@ def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, confi
     # GPUs per pod: a distributed model's pod holds one pipeline stage (gpus / tensor_parallel_size)
     needs, gpu_problems = gpu_needs(per_node_decl(decl) if distributed else decl, backend, config, nodes)
     problems.extend(gpu_problems)
+    host_affinity, host_problems = node_affinity(decl, decided_by_inventory=nodes is not None)
+    problems.extend(host_problems)
     if not _DNS1035.match(decl.name):
         problem("metadata.name", decl.doc.line_of(("metadata", "name")) if decl.doc else decl.line,
                 f"`{decl.name}` cannot name a Kubernetes Service (a DNS-1035 label: starts with a letter, ends "
@@ -168,6 +186,7 @@ def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, confi
         update["api_key_file"] = f"{API_KEY_DIR}/{API_KEY_KEY}"
     if problems:
         return None, problems
+    needs = replace(needs, match_expressions=[*needs.match_expressions, *host_affinity])  # one term: ANDed
     if distributed and GPU_KIND[backend] is None:
         warnings.append(Problem(decl.file, decl.line_of("backend"), "spec.backend", CPU_HAS_NO_RAY,
                                 severity="warning"))

@@ -12,6 +12,11 @@ owner keeps that commit fresh without ever holding the control loop.
                     (STATE/source/serving/PATH), so a model whose manifest did not change renders the same
                     argv and is not restarted.
 
+    gc              the same thread, after a poll, every so often (sources/gc.py's Schedule: 50 new commits
+                    fetched, or a day since the last with at least one): `git gc` of STATE/source/repo.git
+                    keeping the current, served, pinned and on-disk commits, so a branch force-pushed for
+                    months does not grow the repository without bound.
+
 The poller does not sync again before the loop serves the last switch, so the tree a pass reads is
 never the one a later switch cleans away (trees.py keeps the current, the previous and the served tree).
 A refused commit or an unreachable remote changes nothing that runs: the reason is logged once per
@@ -30,6 +35,7 @@ from collections.abc import Callable
 
 from xgen_declare.processes.core import EventSink
 from xgen_declare.sources import trees
+from xgen_declare.sources.gc import GcResult, Schedule
 from xgen_declare.sources.git import Check, GitSource
 from xgen_declare.sources.poller import Outcome, Poller, PollResult
 from xgen_declare.sources.report import report
@@ -46,9 +52,12 @@ JOIN_WAIT = 2.0   # seconds stop() waits for the poller thread (a git command in
 
 class GitPoll:
     def __init__(self, spec: GitSpec, state_dir: str, check: Check | None = None, *,
-                 poller: Poller | None = None, wall: Callable[[], float] = time.time):
+                 poller: Poller | None = None, wall: Callable[[], float] = time.time,
+                 gc_schedule: Schedule | None = None):
         self.source = GitSource(spec, state_dir, check=check)
         self.poller = poller or Poller(self.source)
+        self.gc_schedule = gc_schedule or Schedule(clock=self.poller.clock)
+        self.last_gc: GcResult | None = None
         self.root = self.source.root
         self.wall = wall
         self.failures_total = 0                  # polls that ended with an error (xgen_source_poll_failures_total)
@@ -167,6 +176,20 @@ class GitPoll:
             self._record(result)
             if self._behind():
                 self._nudge()
+            self.gc_schedule.note(result.fetched)
+            if self.gc_schedule.due() and not self._stop.is_set():
+                self.collect()
+
+    def collect(self) -> GcResult:
+        """`git gc` of the source's repository now (the poller thread, when the schedule says so)."""
+        result = self.source.gc()
+        self.gc_schedule.done()
+        self.last_gc = result
+        if result.error:
+            log.warning("source: %s; the repository keeps its objects until the next try", result.text())
+        else:
+            log.info("source: repository collected: %s", result.text())
+        return result
 
     def _behind(self) -> bool:
         current = trees.current_commit(self.root)

@@ -7,6 +7,9 @@ check that it descends from the current one, put its tree on disk, validate its 
     STATE/source/trees/<commit>/    one commit's files        STATE/source/current -> trees/<commit>
     STATE/source/pin, followed, lock   state.py (followed: the URL and ref `current` was synced from)
 
+`GitSource.gc()` drops the objects no kept commit reaches (gc.py), so a branch force-pushed for months
+does not grow repo.git without bound; the daemon's poller thread calls it every so often.
+
 `GitSource.sync()` never raises for anything the remote, the network or the commit does: it returns a
 `SyncResult` saying which commit is current (the last good one), which was fetched, whether `current`
 moved, and why not (`error`, its cause typed as `reason`). An unreachable remote, a ref that vanished,
@@ -18,6 +21,7 @@ at each sync (bounded reader) and reaches git only through its environment.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -29,7 +33,8 @@ from pathlib import Path
 from xgen_declare.errors import FileRefused, Problem
 from xgen_declare.readers.bounded import KIB, open_regular, read_text
 from xgen_declare.sources import state, trees
-from xgen_declare.sources.gitcmd import GitResult, GitRunner
+from xgen_declare.sources.gc import GcResult, collect
+from xgen_declare.sources.gitcmd import GitResult, GitRunner, remove_leftovers
 from xgen_declare.sources.history import descends
 from xgen_declare.sources.results import Refusal, SyncResult
 from xgen_declare.sources.spec import GitSpec
@@ -37,10 +42,13 @@ from xgen_declare.sources.verify import check_signature, copy_allowed_signers
 
 __all__ = ["Check", "GitSource", "Refusal", "SyncResult"]
 
+log = logging.getLogger("xgen_declare.sources.git")
+
 FETCHED = "refs/xgen/fetched"
 CURRENT = "refs/xgen/current"  # keeps the current commit's objects while the ref moves elsewhere
 PINNED = "refs/xgen/pinned"
 FOLLOWED = "followed"  # STATE/source/followed: the URL and ref the current commit was synced from
+FETCH_FACTOR = 4  # a fetch may write this many times source.max_tree_mib (gitcmd.py stops it past that)
 _COMMIT_TEXT = re.compile(r"[0-9a-f]{7,64}")
 
 # validates one commit's manifests directory; the problems (errors) refuse the commit
@@ -85,6 +93,29 @@ class GitSource:
     def pinned(self) -> dict | None:
         """The pin record, or None; StateFileError when the file is damaged."""
         return state.read_pin(self.root)
+
+    def gc(self) -> GcResult:
+        """Remove what the current, pinned, last fetched and on-disk commits do not need (sources/gc.py),
+        under the source's lock; never raises for git or the state dir (GcResult.error says why)."""
+        try:
+            with self._lock, state.locked(self.root, self.spec.timeout * 2 + 10):
+                if not (self.repo / "HEAD").exists():
+                    return GcResult(None, None, (), None)
+                remove_leftovers(self.repo)
+                keep_refs = {FETCHED, CURRENT}
+                try:
+                    pin = state.read_pin(self.root)
+                except state.StateFileError:
+                    pin = {}  # damaged: keep the pinned commit until `unpin` settles it
+                if pin is not None:
+                    keep_refs.add(PINNED)
+                on_disk = {p.name for p in (self.root / "trees").iterdir() if trees.is_commit(p.name)}
+                commits = on_disk | ({pin["commit"]} if pin else set())
+                return collect(GitRunner(self.git, timeout=self.spec.timeout), self.repo, keep_refs, commits)
+        except state.StateFileError as exc:
+            return GcResult(None, None, (), str(exc))
+        except OSError as exc:
+            return GcResult(None, None, (), f"cannot read {self.root}: {exc.strerror or exc}")
 
     def _serialised(self, step: Callable[[GitRunner, str | None], SyncResult]) -> SyncResult:
         with self._lock:
@@ -248,10 +279,13 @@ class GitSource:
                     raise _Refused(Refusal.SETUP, f"source.{field}: cannot read {path}: {exc.strerror} (check "
                                    "the path and permissions)") from None
         return GitRunner(self.git, timeout=self.spec.timeout, token=token, token_user=self.spec.token_user,
-                         ssh_key_file=self.spec.ssh_key_file, known_hosts=self.spec.known_hosts)
+                         ssh_key_file=self.spec.ssh_key_file, known_hosts=self.spec.known_hosts,
+                         max_fetch_bytes=FETCH_FACTOR * self.spec.max_tree_bytes)
 
     def _prepare(self, runner: GitRunner) -> None:
         (self.root / "trees").mkdir(parents=True, exist_ok=True)
+        for path in remove_leftovers(self.repo):  # held lock: a git killed earlier left these, none runs now
+            log.warning("source: removed %s, left in %s by a git command that was stopped", path, self.repo)
         if not (self.repo / "HEAD").exists():
             res = runner.run("init", "-q", "--bare", str(self.repo))
             if not res.ok:
@@ -308,6 +342,10 @@ class GitSource:
 
     def _fetch_error(self, res: GitResult, ref: str) -> _Refused:
         url = self.spec.url
+        if res.over_limit:
+            return _Refused(Refusal.FETCH_FAILED, f"cannot fetch {url}: {res.text()} ({FETCH_FACTOR} x "
+                            "source.max_tree_mib); keep models and large files out of the config repository, or "
+                            "raise source.max_tree_mib; the last good commit stays current")
         if res.timed_out:
             return _Refused(Refusal.TIMEOUT, f"cannot fetch {url}: {res.text()} (is the remote slow or huge? "
                             "source.timeout)")

@@ -13,12 +13,14 @@ raises `SourceError` whose text names the field and gives an example.
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
-from xgen_declare.errors import SourceError
+from xgen_declare.errors import FileRefused, SourceError
+from xgen_declare.readers.bounded import open_regular
 
 SCHEMES = ("https", "http", "ssh", "file")
 EXAMPLE = "git+https://git.example.org/ops/llm.git#main//manifests"
@@ -95,6 +97,48 @@ def check_path(path: str, field: str = "source.path") -> str:
     if ".." in parts:
         raise SourceError(field, f"{path!r} points outside the repository", "remove `..`, e.g. manifests")
     return "/".join(parts)
+
+
+def check_files_fit(url: str, token_file: str | None, ssh_key_file: str | None, known_hosts: str | None,
+                    names: dict[str, str] | None = None) -> None:
+    """A token is for https:// (or http://), a key and known_hosts for ssh://; SourceError otherwise, naming
+    the setting as `names` spells it (the config's `token_file`, the command line's `--token-file`)."""
+    names = {"token_file": "token_file", "ssh_key_file": "ssh_key_file", "known_hosts": "known_hosts", **(names or {})}
+    scheme = url.partition("://")[0]
+    if token_file and scheme not in ("http", "https"):
+        name = names["token_file"]
+        raise SourceError(name, f"{name} is for https:// repositories, not {scheme}://",
+                          f"remove {name}, or use {names['ssh_key_file']} for ssh://")
+    for field, path in (("ssh_key_file", ssh_key_file), ("known_hosts", known_hosts)):
+        if path and scheme != "ssh":
+            name = names[field]
+            raise SourceError(name, f"{name} is for ssh:// repositories, not {scheme}://",
+                              f"remove {name}, or use an ssh:// URL")
+
+
+def with_files(spec: GitSpec, files: dict[str, str | None], names: dict[str, str]) -> GitSpec:
+    """`spec` with the credential and verification files `files` gives (GitSpec field -> path, None: not
+    given), each made absolute and checked now: it fits the URL's scheme (check_files_fit) and is a
+    readable regular file. SourceError names the setting as `names` spells it (`--token-file`)."""
+    given = {field: path for field, path in files.items() if path is not None}
+    try:
+        check_files_fit(spec.url, given.get("token_file"), given.get("ssh_key_file"), given.get("known_hosts"), names)
+    except SourceError as exc:  # "--token-file: is for https:// ...", the name said once
+        raise SourceError(exc.field, exc.message.removeprefix(f"{exc.field} "), exc.hint) from None
+    checked = {}
+    for field, path in given.items():
+        name = names.get(field, field)
+        if not path.strip():
+            raise SourceError(name, "the path is empty", "give the file's path")
+        path = os.path.abspath(path)
+        try:
+            os.close(open_regular(path))  # a FIFO or a device would hang or flood git, ssh or ssh-keygen
+        except FileRefused as exc:
+            raise SourceError(name, str(exc)) from None
+        except OSError as exc:
+            raise SourceError(name, f"cannot read {path}: {exc.strerror}", "check the path and permissions") from None
+        checked[field] = path
+    return replace(spec, **checked)
 
 
 def parse_interval(value: str | float | int, field: str = "source.interval") -> float:

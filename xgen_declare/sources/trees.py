@@ -26,8 +26,8 @@ from pathlib import Path
 from xgen_declare.sources import gitcmd
 from xgen_declare.sources.gitcmd import GitRunner
 
-__all__ = ["SERVING", "TreeError", "commit_of", "current_commit", "current_tree", "materialise", "serve",
-           "serving_commit", "switch_to", "tree_size"]
+__all__ = ["SERVING", "TreeError", "commit_of", "current_commit", "current_tree", "is_commit", "materialise",
+           "serve", "serving_commit", "switch_to", "tree_size"]
 
 KEEP = 2  # the current tree and the one before it
 SERVING = "serving"  # ROOT/serving: the commit a running daemon reads
@@ -173,12 +173,12 @@ def commit_of(path: str) -> str | None:
     of a source's trees: ROOT/trees/<40 hex>/... beside ROOT/repo.git. None for any other file."""
     real = Path(os.path.realpath(path))
     for tree in real.parents:
-        if tree.parent.name == "trees" and _is_commit(tree.name) and (tree.parent.parent / "repo.git").is_dir():
+        if tree.parent.name == "trees" and is_commit(tree.name) and (tree.parent.parent / "repo.git").is_dir():
             return tree.name
     return None
 
 
-def _is_commit(name: str) -> bool:
+def is_commit(name: str) -> bool:
     return len(name) == 40 and all(c in "0123456789abcdef" for c in name)
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 from xgen_declare.cli.common import Globals
 from xgen_declare.cli.run import open_run_env
 from xgen_declare.processes.state_store import StateStore
@@ -49,3 +51,41 @@ def test_the_source_comes_from_the_argument_the_config_or_the_state_dir(tmp_path
     store.write_daemon_info({"source": spec_json(recorded)})
     env, source = open_run_env(Globals(state_dir=str(state)), ())
     assert source.spec == recorded and env.paths == [str(state / "source" / "serving" / "m")]
+
+
+def test_the_source_files_from_the_command_line_are_checked_and_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("signers", "token", "hook", "key", "hosts"):
+        (tmp_path / name).write_text("x\n")
+    files = {"allowed_signers": "signers", "token_file": "token", "webhook_secret_file": "hook",
+             "ssh_key_file": None, "known_hosts": None}
+    _, source = open_run_env(Globals(state_dir=str(tmp_path / "s")), ("git+https://git.example.org/llm.git",), files)
+    assert (source.spec.allowed_signers, source.spec.token_file, source.spec.webhook_secret_file) == (
+        str(tmp_path / "signers"), str(tmp_path / "token"), str(tmp_path / "hook"))
+    files = {"ssh_key_file": "key", "known_hosts": "hosts"}
+    _, source = open_run_env(Globals(state_dir=str(tmp_path / "s")), ("git+ssh://git@git.example.org/llm.git",), files)
+    assert (source.spec.ssh_key_file, source.spec.known_hosts) == (str(tmp_path / "key"), str(tmp_path / "hosts"))
+    assert source.spec.allowed_signers is None  # not given: not verified, as a config without verify
+
+
+def test_a_bad_source_file_on_the_command_line_names_the_flag(cli, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    state = ["--state-dir", str(tmp_path / "s")]
+    r = cli("run", "git+ssh://git@git.example.org/llm.git", "--ssh-key-file", str(tmp_path / "nosuch"), *state)
+    assert (r.code, r.out, r.err) == (1, "", f"error: --ssh-key-file: cannot read {tmp_path / 'nosuch'}: No such "
+                                             "file or directory (check the path and permissions)\n")
+    r = cli("run", "git+https://git.example.org/llm.git", "--verify-allowed-signers", str(fifo), *state)
+    assert r.code == 1 and r.err.startswith(f"error: --verify-allowed-signers: {fifo}: ") and \
+        r.err.count("\n") == 1
+    r = cli("run", "git+ssh://git@git.example.org/llm.git", "--token-file", str(tmp_path / "nosuch"), *state)
+    assert (r.code, r.err) == (1, "error: --token-file: is for https:// repositories, not ssh:// (remove "
+                                  "--token-file, or use --ssh-key-file for ssh://)\n")
+    r = cli("run", "git+https://git.example.org/llm.git", "--known-hosts", str(tmp_path / "nosuch"), *state)
+    assert (r.code, r.err) == (1, "error: --known-hosts: is for ssh:// repositories, not https:// (remove "
+                                  "--known-hosts, or use an ssh:// URL)\n")
+    (tmp_path / "m").mkdir()
+    r = cli("run", str(tmp_path / "m"), "--token-file", str(tmp_path / "nosuch"), *state)
+    assert (r.code, r.err) == (2, "error: --token-file is for a git+URL argument (`run git+URL[#REF][//PATH] "
+                                  "--token-file FILE`); for a DIR it means nothing, and the config's `source:` "
+                                  "sets its own files\n")

@@ -110,6 +110,8 @@ def test_the_config_section_becomes_a_spec_with_absolute_paths(tmp_path):
      "(e.g. 30s, 5m or 1h)"),
     ("  git: file:///srv/x.git\n  token_file: t\n", "source: token_file is for https:// "
      "repositories, not file:// (remove token_file, or use ssh_key_file for ssh://)"),
+    ("  git: https://h/x.git\n  known_hosts: k\n", "source: known_hosts is for ssh:// repositories, not https:// "
+     "(remove known_hosts, or use an ssh:// URL)"),
     ("  git: https://h/x.git\n  verify: {allowed_signer: f}\n", "source.verify.allowed_signer: unknown field "
      "`allowed_signer` (did you mean `allowed_signers`?)"),
 ])
