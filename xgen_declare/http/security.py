@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 from xgen_declare.config import Api, Config
 from xgen_declare.errors import ExitCode, FileRefused, XgenError
-from xgen_declare.readers.bounded import KIB, read_text
+from xgen_declare.readers.bounded import KIB
+from xgen_declare.readers.secret import read_secret
 
 MAX_BODY = 64 * 1024
 TOKEN_LIMIT = 64 * KIB
@@ -70,16 +71,9 @@ def load_token(api: Api, config: Config, environ: dict[str, str] | None = None) 
         return None
     path = config.resolve(api.token_file) or api.token_file
     try:
-        value = read_text(path, TOKEN_LIMIT, what="a token file").strip()
+        return read_secret(path, what="a token file", limit=TOKEN_LIMIT)
     except FileRefused as exc:
         raise ApiSetupError(f"api.token_file: {exc}") from None
-    except UnicodeDecodeError:
-        raise ApiSetupError(f"api.token_file: {path} is not UTF-8 text; put the token in it") from None
-    except OSError as exc:
-        raise ApiSetupError(f"api.token_file: cannot read {path}: {exc.strerror}") from None
-    if not value:
-        raise ApiSetupError(f"api.token_file: {path} is empty; put the token in it (e.g. `openssl rand -hex 32`)")
-    return value
 
 
 def check_bind(host: str, token: str | None) -> None:

@@ -12,10 +12,8 @@ from xgen_declare.processes.backoff import Backoff
 from xgen_declare.processes.lifecycle import Ending, Role, StopIntent
 from xgen_declare.processes.spec import Rendered, Want
 from xgen_declare.processes.state_store import OWNER_ENV, Record
-from xgen_declare.readers.bounded import KIB, read_text
+from xgen_declare.readers.secret import read_secret
 from xgen_declare.states import State
-
-SECRET_LIMIT = 64 * KIB  # a key, not a file to load into the environment
 
 
 @dataclass
@@ -58,12 +56,8 @@ def child_env(spec: Rendered, marker: str) -> dict[str, str]:
     env = spec.merged_env(dict(os.environ))
     for var, path in spec.secret_env.items():  # on the control loop: bounded, a FIFO is refused, never waited on
         try:
-            env[var] = read_text(path, SECRET_LIMIT, what="a secret file").strip()
+            env[var] = read_secret(path, what="a secret file", allow_empty=True)
         except FileRefused as exc:
             raise SecretFileError(f"cannot read the secret file for {var}: {exc}") from None
-        except UnicodeDecodeError:
-            raise SecretFileError(f"cannot read the secret file for {var} ({path}): it is not UTF-8 text") from None
-        except OSError as exc:
-            raise SecretFileError(f"cannot read the secret file for {var} ({path}): {exc.strerror}") from None
     env[OWNER_ENV] = marker
     return env

@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from xgen_declare.errors import InventoryFileError, Problem
 from xgen_declare.manifests.fields import parse_duration
 from xgen_declare.names import NAME_RE
-from xgen_declare.readers.bounded import FileRefused, read_text
+from xgen_declare.readers.bounded import FileRefused
+from xgen_declare.readers.secret import read_secret
 from xgen_declare.readers.validation_errors import problems_from_validation
 from xgen_declare.readers.yamlsource import load_documents
 
@@ -120,19 +121,9 @@ def _token(hosts_file: str, token_file: str | None, line: int, i: int) -> tuple[
     path = os.path.join(os.path.dirname(os.path.abspath(hosts_file)), os.path.expanduser(token_file))
     field_name = f"hosts[{i}].token_file"
     try:
-        token = read_text(path, TOKEN_LIMIT, what="a token file").strip()
+        return read_secret(path, what="a token file", limit=TOKEN_LIMIT, one_line=True), None
     except FileRefused as exc:
-        return None, Problem(hosts_file, line, field_name, f"{path}: {exc.reason}",
-                             exc.hint or "give a regular file holding the token")
-    except UnicodeDecodeError:
-        return None, Problem(hosts_file, line, field_name, f"{path} is not UTF-8 text", "put the token in it")
-    except OSError as exc:
-        return None, Problem(hosts_file, line, field_name, f"cannot read {path}: {exc.strerror}",
-                             "check the path and its permissions")
-    if not token or any(c in token for c in "\r\n"):
-        return None, Problem(hosts_file, line, field_name, f"{path} is empty or holds more than one line",
-                             "put the host's API token (its api.token_file) in it, on one line")
-    return token, None
+        return None, Problem(hosts_file, line, field_name, f"{exc.path}: {exc.reason}", exc.hint)
 
 
 @dataclass

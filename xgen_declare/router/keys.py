@@ -16,7 +16,8 @@ import threading
 from dataclasses import dataclass
 
 from xgen_declare.errors import FileRefused
-from xgen_declare.readers.bounded import KIB, read_text
+from xgen_declare.readers.bounded import KIB
+from xgen_declare.readers.secret import read_secret
 
 __all__ = ["Key", "KeyCache", "KEY_LIMIT"]
 
@@ -41,13 +42,9 @@ def identity_of(path: str) -> tuple[tuple | None, str | None]:
 
 def read_key(path: str, identity: tuple | None) -> Key:
     try:
-        return Key(identity, read_text(path, KEY_LIMIT, what="an API key file").strip() or None)
+        return Key(identity, read_secret(path, what="an API key file", limit=KEY_LIMIT, allow_empty=True) or None)
     except FileRefused as exc:
         return Key(identity, problem=f"{exc.reason}" + (f" ({exc.hint})" if exc.hint else ""))
-    except UnicodeDecodeError:
-        return Key(identity, problem="is not UTF-8 text (put the key in it as text)")
-    except OSError as exc:
-        return Key(identity, problem=f"cannot be read: {exc.strerror}")
 
 
 class KeyCache:

@@ -31,7 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from xgen_declare.errors import FileRefused, Problem
-from xgen_declare.readers.bounded import KIB, open_regular, read_text
+from xgen_declare.readers.bounded import KIB, open_regular
+from xgen_declare.readers.secret import read_secret
 from xgen_declare.sources import state, trees
 from xgen_declare.sources.gc import GcResult, collect
 from xgen_declare.sources.gitcmd import GitResult, GitRunner, remove_leftovers
@@ -262,13 +263,9 @@ class GitSource:
         token = None
         if self.spec.token_file:
             try:
-                token = read_text(self.spec.token_file, 16 * KIB, what="a token file").strip()
+                token = read_secret(self.spec.token_file, what="a token file", limit=16 * KIB, one_line=True)
             except FileRefused as exc:
                 raise _Refused(Refusal.SETUP, f"source.token_file: {exc}") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                why = getattr(exc, "strerror", None) or "not UTF-8 text"
-                raise _Refused(Refusal.SETUP, f"source.token_file: cannot read {self.spec.token_file}: {why} "
-                               "(check the path)") from None
         for field, path in (("ssh_key_file", self.spec.ssh_key_file), ("known_hosts", self.spec.known_hosts)):
             if path:  # ssh reads it; a FIFO or a device would hang or flood it, so look first
                 try:

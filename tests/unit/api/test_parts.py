@@ -35,7 +35,7 @@ def test_token_from_env_or_file(tmp_path):
     (tmp_path / "empty").write_text("")
     with pytest.raises(ApiSetupError, match="is empty"):
         load_token(Api(token_file="empty"), cfg, {})
-    with pytest.raises(ApiSetupError, match="cannot read"):
+    with pytest.raises(ApiSetupError, match="missing: cannot be read: No such file or directory"):
         load_token(Api(token_file="missing"), cfg, {})
     assert token_ok("Bearer abc", "abc") and token_ok("bearer abc", "abc")
     assert not token_ok("Basic abc", "abc") and not token_ok(None, "abc") and not token_ok("Bearer abcd", "abc")

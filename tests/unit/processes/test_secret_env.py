@@ -40,5 +40,6 @@ def test_a_huge_or_missing_secret_file_is_refused(tmp_path):
     with pytest.raises(SecretFileError, match=r"VLLM_API_KEY: .*big: is 1.0 MiB; the limit for a secret file is "
                                               r"64 KiB \(use a smaller file\)$"):
         child_env(with_secret(big), "m")
-    with pytest.raises(SecretFileError, match=r"\(.*nope\): No such file or directory$"):
+    with pytest.raises(SecretFileError, match=r"VLLM_API_KEY: .*nope: cannot be read: No such file or "
+                                              r"directory \(check the path and its permissions\)$"):
         child_env(with_secret(tmp_path / "nope"), "m")

@@ -114,8 +114,8 @@ def test_the_hosts_file_is_validated_with_file_line_and_field(tmp_path):
     with pytest.raises(InventoryFileError) as exc:
         load_hosts(str(path))
     assert [p.format() for p in exc.value.problems] == [
-        f"{path}:2: hosts[0].token_file: cannot read {tmp_path}/nope: No such file or directory (check the path "
-        "and its permissions)",
+        f"{path}:2: hosts[0].token_file: {tmp_path}/nope: cannot be read: No such file or directory (check the "
+        "path and its permissions)",
         f"{path}:3: hosts[1].name: host 'a' is listed twice (give each host its own name)"]
 
 

@@ -63,7 +63,7 @@ def test_a_request_never_opens_a_key_file_the_control_loop_has_read(tmp_path, mo
     def no_open(*a, **kw):
         raise AssertionError("a request opened a file")
 
-    monkeypatch.setattr("xgen_declare.router.keys.read_text", no_open)
+    monkeypatch.setattr("xgen_declare.router.keys.read_secret", no_open)
     monkeypatch.setattr("builtins.open", no_open)
     assert api_key(router, t.routes["a"]) == "sk-1"
     router.keys.refresh(t)  # same identity: not read again
@@ -100,7 +100,7 @@ def test_a_huge_or_binary_key_file_is_refused(tmp_path):
     keys.refresh(table(a=big, b=binary, c=empty))
     assert keys.cached(str(big)).problem == ("is 65537 bytes; the limit for an API key file is 65536 bytes (use a smaller "
                                              "file)")
-    assert keys.cached(str(binary)).problem == "is not UTF-8 text (put the key in it as text)"
+    assert keys.cached(str(binary)).problem == "is not UTF-8 text (put the secret in it as text)"
     assert keys.cached(str(empty)).problem is None and keys.cached(str(empty)).value is None
 
 
