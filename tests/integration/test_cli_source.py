@@ -105,8 +105,8 @@ def test_sync_without_a_source_and_with_an_unreadable_token(cli, host, tmp_path)
     cfg.write_text(f"source: {{git: {srv.url('config.git')}, token_file: nosuch}}\n")
     r = cli("sync", "--config", str(cfg), "--state-dir", str(tmp_path / "s3"))
     assert r.code == 1
-    assert r.err == (f"error: source.token_file: cannot read {tmp_path / 'nosuch'}: No such file or directory "
-                     "(check the path)\n")
+    assert r.err == (f"error: source.token_file: {tmp_path / 'nosuch'}: cannot be read: No such file or directory "
+                     "(check the path and its permissions)\n")
     r = cli("sync", "--source", f"git+{srv.url('config.git')}#main//manifests", "--state-dir", str(tmp_path / "s4"))
     assert (r.code, r.out.splitlines()[2:]) == (0, ["verify:   not configured (source.verify.allowed_signers)",
                                                     "changed:  added: a, b"])
