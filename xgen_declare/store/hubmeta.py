@@ -35,7 +35,7 @@ from xgen_declare.placement.gguf_facts import BeyondPrefix, GgufError, facts_fro
 from xgen_declare.placement.hub import HubFacts
 from xgen_declare.placement.vllm_checks import CONFIG_LIMIT, parse_config, weights_of_listing
 from xgen_declare.processes.statefiles import make_private_dir, replace_file, write_all
-from xgen_declare.readers.bounded import KIB, MIB, read_bytes
+from xgen_declare.readers.bounded import MIB, read_bytes
 from xgen_declare.store.fetch import _hub_error, _resolve
 from xgen_declare.store.remote import RemoteFile, pick_files
 
@@ -45,7 +45,6 @@ HEAD_FIRST = 1 * MIB
 HEAD_LIMIT = 32 * MIB  # published GGUF headers (a vocabulary, its merges) are 1-15 MiB
 TIMEOUT = 60.0         # the whole read of one source
 _REDIRECTS = 5
-_CHUNK = 64 * KIB
 
 
 class MetaError(Exception):
@@ -185,7 +184,7 @@ class _Http:
                 raise MetaError(f"reading {path} of {self.repo}: the hub answered another range "
                                 f"({r.headers.get('content-range')!r} for bytes {start}-{end - 1})")
             out = bytearray()
-            for chunk in r.iter_bytes(_CHUNK):
+            for chunk in r.iter_bytes():  # as they arrive: the deadline is checked between them
                 self.left(path)
                 if skip:
                     cut = min(skip, len(chunk))
