@@ -63,9 +63,10 @@ class Read:
 
 
 def read_hub_facts(source: Source, *, endpoint: str | None = None, token: str | None = None,
-                   timeout: float = TIMEOUT, first: int = HEAD_FIRST, limit: int = HEAD_LIMIT) -> Read:
+                   timeout: float = TIMEOUT, first: int | None = None, limit: int | None = None) -> Read:
     """The hub's metadata of `source` (revision: a commit, or a branch resolved now). A lasting reason is
-    `Read.facts.reason`; MetaError for one worth retrying."""
+    `Read.facts.reason`; MetaError for one worth retrying. `first`, `limit`: HEAD_FIRST, HEAD_LIMIT."""
+    first, limit = first or HEAD_FIRST, limit or HEAD_LIMIT
     deadline = time.monotonic() + timeout
     try:
         commit, listing = _resolve(source, endpoint, token, timeout=timeout)
