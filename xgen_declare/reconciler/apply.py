@@ -153,7 +153,8 @@ class SourceFiles:
         token, problem = read_token(src, decl.file, decl.line_of("source"))
         if problem is not None:
             return HubFacts(src.text, reason=f"{problem.field}: {problem.message}")
-        return meta.get(src, token)
+        d = self.fetches.get(src)  # the daemon's fetch of it: a small one is placed from its files soon
+        return meta.get(src, token, network=meta.worth_reading(d.total if d is not None else None))
 
     def mark(self, wants: dict[str, Want]) -> None:
         for name, (downloading, blocked) in self.why.items():

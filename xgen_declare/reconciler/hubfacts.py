@@ -29,13 +29,14 @@ from xgen_declare.names import is_commit_id
 from xgen_declare.placement.hub import NOT_READ, HubFacts
 from xgen_declare.store.hubmeta import TIMEOUT, MetaError, Read, cached_commit, load, read_hub_facts, save
 
-__all__ = ["HubMetadata", "BACKGROUND", "DIRECT", "CACHED", "RETRY", "OFFLINE", "DIRECT_TIMEOUT"]
+__all__ = ["HubMetadata", "BACKGROUND", "DIRECT", "CACHED", "RETRY", "OFFLINE", "DIRECT_TIMEOUT", "WORTH"]
 
 log = logging.getLogger("xgen_declare.reconciler.hubfacts")
 
 BACKGROUND, DIRECT, CACHED = "background", "direct", "cached"
 RETRY = 60.0
 DIRECT_TIMEOUT = 20.0
+WORTH = 256 * 2**20  # background: a download smaller than this is placed from its files, seconds later
 OFFLINE = "offline: the hub's metadata is not read (store.offline or HF_HUB_OFFLINE); fetch it with `xgen-declare pull`"
 
 
@@ -53,9 +54,9 @@ class HubMetadata:
         self._failed: dict[str, tuple[float, str, str | None]] = {}  # text -> (when, reason, token digest)
         self._read_at: dict[str, str] = {}  # text -> the commit this process read it at (a branch)
 
-    def get(self, source: Source, token: str | None = None) -> HubFacts:
+    def get(self, source: Source, token: str | None = None, *, network: bool = True) -> HubFacts:
         """What the hub says of `source` (a hub source), or why placement is unknown; never waits on the
-        network except in `direct` mode (at most `timeout`)."""
+        network except in `direct` mode (at most `timeout`). `network=False`: only what is kept."""
         found = self._kept(source)
         if found is not None:
             return found
@@ -65,7 +66,7 @@ class HubMetadata:
             failed = self._failed.get(source.text)
             if failed is not None and self.clock() - failed[0] < RETRY and failed[2] == _digest(token):
                 return HubFacts(source.text, reason=f"{NOT_READ}: {failed[1]}")
-            if self.mode == CACHED:
+            if self.mode == CACHED or not network:
                 return HubFacts(source.text, reason=NOT_READ)
             t = self._threads.get(source.text)
             if t is None or not t.is_alive():
@@ -83,6 +84,11 @@ class HubMetadata:
                 return HubFacts(source.text, reason=f"{NOT_READ}: {failed[1]}")
             return self._kept(source) or HubFacts(source.text, reason=NOT_READ)
         return HubFacts(source.text, reason=NOT_READ)
+
+    def worth_reading(self, total: int | None) -> bool:
+        """Whether to ask the hub for a source whose fetch has `total` bytes (None: no fetch of it here; 0:
+        not known yet): always, except in `background` mode for a download known to be small."""
+        return self.mode != BACKGROUND or total is None or total >= WORTH
 
     def _commit(self, source: Source) -> str | None:
         pinned = self.pinned(source)

@@ -136,3 +136,36 @@ def test_direct_reads_within_its_timeout(hub, tmp_path):
     assert time.monotonic() - t0 < 4
     assert got.facts is None and got.reason == f"{NOT_READ}: reading tiny.Q4_K_M.gguf of org/t-GGUF from the hub " \
         "took too long (timed out)"
+
+
+def test_the_daemon_reads_the_header_only_for_a_download_worth_it(hub, tmp_path):
+    from xgen_declare.manifests.load import load_paths
+    from xgen_declare.reconciler.apply import SourceFiles
+    from xgen_declare.reconciler.fetching import FETCHING, Download
+    from xgen_declare.reconciler.hubfacts import WORTH
+
+    woken = Woken()
+
+    class Fetches:  # the daemon's fetch owner as SourceFiles sees it: its fetch of the source, and `metadata`
+        metadata = meta(hub, tmp_path, on_change=woken)
+        total = 0
+
+        def get(self, source):
+            return Download(SRC, FETCHING, total=self.total)
+
+    plan_notes(tmp_path, Fetches.metadata)  # writes the manifest; this pass has no fetch of it: read
+    woken.wait()
+    hub.requests.clear()
+    (tmp_path / "state" / "hubmeta").rename(tmp_path / "kept")  # nothing kept: a fresh state dir
+    decl = load_paths([str(tmp_path / "manifests")]).models[0]
+    fetches = Fetches()
+    fetches.metadata = meta(hub, tmp_path, on_change=woken)
+    sources = SourceFiles(fetches)
+    for total in (0, 300_000, WORTH - 1):  # not known yet, or small: its files are there soon
+        fetches.total = total
+        assert sources.hub_facts(decl).reason == NOT_READ
+    assert hub.requests == []
+    fetches.total = WORTH  # a large download: its header is read meanwhile
+    assert sources.hub_facts(decl).reason == NOT_READ
+    woken.wait()
+    assert sources.hub_facts(decl).facts is not None and hub.requests
