@@ -57,7 +57,8 @@ def test_plan_places_a_hub_model_from_its_header_and_validate_render_ask_nothing
     assert f"note: placement: hub: placement from hub metadata ({SRC} at commit {sha[:12]}), before its files are " \
            "fetched" in r.out
     assert "placement unknown" not in r.out + r.err
-    assert h.bytes_served("org/t-GGUF", "tiny.Q4_K_M.gguf") == 16384  # the header (4 KiB, then 4x): not the file
+    got = [r["range"] for r in h.requests if r["cdn"] and r["method"] == "GET"]  # logged before the bytes are sent
+    assert got == ["bytes=0-4095", "bytes=4096-16383"]  # the header (4 KiB, then 4x): never the file
     asked = len(h.requests)
     write("disk.yaml", manifest("disk", "model_path", str(tiny)))
     out = run(cli, tmp_path, "plan", d, "-o", "json").out

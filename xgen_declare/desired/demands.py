@@ -19,6 +19,7 @@ from xgen_declare.backends.modelpath import gguf_repo, is_gguf_path
 from xgen_declare.desired.resolve import Resolved
 from xgen_declare.placement.buffers import total_bytes
 from xgen_declare.placement.gguf_facts import GgufError, GgufFacts, read_gguf_facts
+from xgen_declare.placement.gguf_split import read_split_facts
 from xgen_declare.placement.hub import NOT_READ, HubFacts
 from xgen_declare.placement.layers import OUTPUT_FIRST, OUTPUT_LAST
 from xgen_declare.placement.ledger import HOST, Demand, Device, gpu_key
@@ -84,9 +85,9 @@ def _read_facts(path: str) -> GgufFacts | GgufError:
         return GgufError(path, f"cannot be read for placement ({type(exc).__name__}: {exc})")
     try:
         require_supported(facts)
+        return read_split_facts(facts)  # a split GGUF's first part: with the tensors of the others
     except GgufError as exc:
         return exc
-    return facts
 
 
 def demand_for(res: Resolved, inventory: Inventory, seen: Any = None, hub: HubLookup | None = None) -> Demand | None:

@@ -15,8 +15,11 @@ files themselves give (a header beyond the reader's limits, not a GGUF, no or ba
 `lasting`: cached like facts, since a commit never changes. `MetaError` is one worth retrying (the network,
 a truncated range, access refused): never cached on disk.
 
+A split GGUF: the first part's facts with the tensor tables of the other parts (each read the same way).
+
 The cache (STATE_DIR/hubmeta/): KEY.json per (source as written, commit), with KEY.head (the GGUF's first
-bytes as read) beside it, and SRC.ref: the commit last read for a source whose revision is a branch.
+bytes as read, of each part one after the other) beside it, and SRC.ref: the commit last read for a source
+whose revision is a branch.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from xgen_declare.errors import FetchError, FileRefused
 from xgen_declare.manifests.source import Source
 from xgen_declare.names import is_commit_id
 from xgen_declare.placement.gguf_facts import BeyondPrefix, GgufError, facts_from_prefix
+from xgen_declare.placement.gguf_split import part_tensors_from_prefix, split_count, with_parts
 from xgen_declare.placement.hub import HubFacts
 from xgen_declare.placement.vllm_checks import CONFIG_LIMIT, parse_config, weights_of_listing
 from xgen_declare.processes.statefiles import make_private_dir, replace_file, write_all
@@ -58,8 +62,7 @@ class MetaError(Exception):
 @dataclass(frozen=True)
 class Read:
     facts: HubFacts
-    head: bytes = b""          # a GGUF: the bytes its facts were parsed from
-    size: int = 0              # a GGUF: the file's size on the hub
+    heads: tuple[tuple[bytes, int], ...] = ()  # a GGUF: (the first bytes read, the file's size) of each part
 
 
 def read_hub_facts(source: Source, *, endpoint: str | None = None, token: str | None = None,
@@ -79,36 +82,54 @@ def read_hub_facts(source: Source, *, endpoint: str | None = None, token: str | 
     http = _Http(str(source.repo), commit, endpoint, token, deadline, source)
     try:
         if files and files[0].path.lower().endswith(".gguf"):
-            return _gguf(source, commit, files[0], http, first, limit)
+            return _gguf(source, commit, files, http, first, limit)
         return Read(_vllm(source, commit, listing, http))
     except FetchError as exc:  # a file the listing names is not served (404): so it stays at this commit
         return Read(HubFacts(source.text, commit, files[0].path if files else None, reason=exc.reason))
 
 
-def _gguf(source: Source, commit: str, f: RemoteFile, http: "_Http", first: int, limit: int) -> Read:
+def _gguf(source: Source, commit: str, files: list[RemoteFile], http: "_Http", first: int, limit: int) -> Read:
+    f = files[0]
     label = f"hf://{source.repo}@{commit[:12]}/{f.path}"
-    size = f.size or 0
 
     def unknown(why: str) -> Read:
         return Read(HubFacts(source.text, commit, f.path, reason=why))
 
+    try:
+        facts, head = _prefix(http, f, label, first, limit, facts_from_prefix)
+        heads = [(head, f.size or 0)]
+        count = split_count(facts)
+        if count != len(files):
+            return unknown(f"{label}: split.count is {count} but the source names {len(files)} part(s)")
+        parts = []
+        for part in files[1:]:
+            tensors, head = _prefix(http, part, f"hf://{source.repo}@{commit[:12]}/{part.path}", first, limit,
+                                    part_tensors_from_prefix)
+            parts.append((tensors, part.size or 0))
+            heads.append((head, part.size or 0))
+        facts = with_parts(facts, parts) if parts else facts
+    except GgufError as exc:
+        return unknown(str(exc))
+    return Read(HubFacts(source.text, commit, f.path, facts=facts), tuple(heads))
+
+
+def _prefix(http: "_Http", f: RemoteFile, label: str, first: int, limit: int, parse):
+    """(parse(head, size, label), head): the start of `f` read with Range requests, 4x more each time the
+    header needs it, never more than `limit` bytes (GgufError beyond)."""
+    size = f.size or 0
     if size < 24:
-        return unknown(f"{label}: not a GGUF file ({size} bytes as the hub lists it)")
+        raise GgufError(label, f"not a GGUF file ({size} bytes as the hub lists it)")
     want = min(first, size, limit)
     head = http.get(f.path, 0, want)
     while True:
         try:
-            facts = facts_from_prefix(head, size, label)
+            return parse(head, size, label), head
         except BeyondPrefix:
             if want >= min(limit, size):
-                return unknown(f"{label}: the GGUF header is larger than the {_amount(limit)} read from the hub "
-                               "(a crafted file, or one to fetch before it is placed)")
+                raise GgufError(label, f"the GGUF header is larger than the {_amount(limit)} read from the hub "
+                                "(a crafted file, or one to fetch before it is placed)") from None
             want = min(want * 4, limit, size)
             head += http.get(f.path, len(head), want)
-            continue
-        except GgufError as exc:
-            return unknown(str(exc))
-        return Read(HubFacts(source.text, commit, f.path, facts=facts), head, size)
 
 
 def _amount(n: int) -> str:
@@ -238,10 +259,10 @@ def save(cache: Path, source: Source, got: Read) -> None:
         return
     make_private_dir(cache)
     key = _key(source.text, hf.commit)
-    if got.head:
-        replace_file(cache / f"{key}.head", lambda fd: write_all(fd, got.head))
-    record = {"source": source.text, "commit": hf.commit, "file": hf.file, "size": got.size, "reason": hf.reason,
-              "config": hf.config, "weights": hf.weights, "gguf": bool(got.head)}
+    if got.heads:
+        replace_file(cache / f"{key}.head", lambda fd: write_all(fd, b"".join(h for h, _ in got.heads)))
+    record = {"source": source.text, "commit": hf.commit, "file": hf.file, "reason": hf.reason, "config": hf.config,
+              "weights": hf.weights, "heads": [[len(h), n] for h, n in got.heads]}
     replace_file(cache / f"{key}.json", lambda fd: write_all(fd, json.dumps(record, sort_keys=True).encode()))
     if not is_commit_id(source.revision):
         replace_file(_ref(cache, source.text), lambda fd: write_all(fd, hf.commit.encode()))
@@ -266,17 +287,33 @@ def load(cache: Path, source: Source, commit: str) -> HubFacts | None:
             return None
         if record.get("reason"):
             return HubFacts(source.text, commit, record.get("file"), reason=str(record["reason"]))
-        if record.get("gguf"):
-            head = read_bytes(cache / f"{key}.head", HEAD_LIMIT, follow=False, what="a GGUF header")
-            label = f"hf://{source.repo}@{commit[:12]}/{record.get('file')}"
-            try:
-                facts = facts_from_prefix(head, int(record.get("size") or 0), label)
-            except GgufError as exc:  # BeyondPrefix too: the kept bytes do not hold the header
-                return HubFacts(source.text, commit, record.get("file"), reason=str(exc))
-            return HubFacts(source.text, commit, record.get("file"), facts=facts)
+        if record.get("heads"):
+            return _kept_gguf(cache / f"{key}.head", record, source, commit)
         config, weights = record.get("config"), record.get("weights")
         if not isinstance(config, dict) or not (weights is None or isinstance(weights, int)):
             return None
         return HubFacts(source.text, commit, config=config, weights=weights)
     except (OSError, FileRefused, ValueError, TypeError):
         return None
+
+
+def _kept_gguf(path: Path, record: dict, source: Source, commit: str) -> HubFacts:
+    """The GGUF facts `save` kept: the parts' first bytes, one after the other, parsed again."""
+    heads = [(int(n), int(size)) for n, size in record["heads"]]
+    data = read_bytes(path, HEAD_LIMIT * len(heads), follow=False, what="a GGUF header")
+    file = record.get("file")
+    label = f"hf://{source.repo}@{commit[:12]}/{file}"
+    try:
+        if sum(n for n, _ in heads) != len(data):
+            raise GgufError(label, f"the kept header {path} is not what was read (remove it: it is read again)")
+        at, parts, facts = 0, [], None
+        for i, (n, size) in enumerate(heads):
+            head, at = data[at:at + n], at + n
+            if i == 0:
+                facts = facts_from_prefix(head, size, label)
+            else:
+                parts.append((part_tensors_from_prefix(head, size, label), size))
+        facts = with_parts(facts, parts) if parts else facts
+    except GgufError as exc:  # BeyondPrefix too: the kept bytes do not hold the header
+        return HubFacts(source.text, commit, file, reason=str(exc))
+    return HubFacts(source.text, commit, file, facts=facts)

@@ -21,7 +21,9 @@ from xgen_declare.placement.vllm_checks import find_config, weights_bytes  # noq
 from xgen_declare.store import hubmeta  # noqa: E402
 from xgen_declare.store.hubmeta import MetaError, read_hub_facts  # noqa: E402
 from xgen_declare.testing.fakehub import FakeHub  # noqa: E402
-from xgen_declare.testing.hostile_gguf import STRING, array, write_gguf  # noqa: E402
+from xgen_declare.desired import demands  # noqa: E402
+from xgen_declare.testing.hostile_gguf import (STRING, array, split_gguf_parts, write_gguf,  # noqa: E402
+                                               write_split_gguf)
 from xgen_declare.tools.tinygguf import write_tiny_gguf  # noqa: E402
 
 CONFIG = {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -55,26 +57,37 @@ def ranges(hub):
     return [r["range"] for r in hub.requests if "/resolve/" in r["path"] or "/cdn/" in r["path"]]
 
 
+def cdn_ranges(hub, name):
+    """The Range of every GET of `name`'s bytes (logged before they are sent: bytes_served races the client)."""
+    return [r["range"] for r in hub.requests if r["cdn"] and r["method"] == "GET" and r["path"].endswith("/" + name)]
+
+
 def test_a_gguf_header_read_by_range_gives_the_facts_of_the_file(hub, tiny):
     path, data = tiny
     sha = hub.add_repo("org/t-GGUF", {"tiny.Q4_K_M.gguf": data, "tiny.Q8_0.gguf": b"x" * 100})
     got = read(hub, "hf://org/t-GGUF:Q4_K_M", first=1024)
-    assert (got.facts.reason, got.facts.commit, got.facts.file, got.size) == (None, sha, "tiny.Q4_K_M.gguf", len(data))
+    assert (got.facts.reason, got.facts.commit, got.facts.file) == (None, sha, "tiny.Q4_K_M.gguf")
+    assert [(len(h), n) for h, n in got.heads] == [(16384, len(data))]
     local = same_as_file(got, path)
     assert local.weights_bytes > 0 and local.block_count == 2
     # 1 KiB, then 4x more while the header needs it: never the file (~0.5 MB)
     assert [r for r in ranges(hub)][::2] == ["bytes=0-1023", "bytes=1024-4095", "bytes=4096-16383"]
-    assert len(got.head) == 16384 and hub.bytes_served("org/t-GGUF", "tiny.Q4_K_M.gguf") == 16384
+    assert cdn_ranges(hub, "tiny.Q4_K_M.gguf") == ["bytes=0-1023", "bytes=1024-4095", "bytes=4096-16383"]
 
 
-def test_a_split_gguf_is_read_from_its_first_part_and_a_file_source_at_a_commit(hub, tiny):
-    path, data = tiny
-    parts = {"t-00001-of-00002.gguf": data, "t-00002-of-00002.gguf": os.urandom(5000)}
-    sha = hub.add_repo("org/s-GGUF", parts)
-    got = read(hub, f"hf://org/s-GGUF@{sha}/t-00001-of-00002.gguf")
-    assert got.facts.file == "t-00001-of-00002.gguf"
-    same_as_file(got, path)
-    assert hub.bytes_served("org/s-GGUF", "t-00002-of-00002.gguf") == 0
+def test_a_split_gguf_weighs_its_parts_as_on_disk_and_a_file_source_at_a_commit(hub, tmp_path):
+    paths = write_split_gguf(tmp_path, "t", 3)
+    sha = hub.add_repo("org/s-GGUF", {p.name: p.read_bytes() for p in paths})
+    got = read(hub, f"hf://org/s-GGUF@{sha}/t-00001-of-00003.gguf")
+    assert got.facts.file == "t-00001-of-00003.gguf" and len(got.heads) == 3
+    local = demands.facts_of(str(paths[0]))  # the first part with the tensors of the others
+    assert dataclasses.replace(got.facts.facts, path=local.path) == local
+    assert local.weights_bytes == demands.facts_of(write_gguf(tmp_path / "whole.gguf")).weights_bytes
+    paths[2].write_bytes(split_gguf_parts(2)[1])  # a last part of another split (5 tensors, not 3)
+    sha = hub.commit("org/s-GGUF", {p.name: p.read_bytes() for p in paths})
+    assert read(hub, f"hf://org/s-GGUF@{sha}/t-00001-of-00003.gguf").facts.reason == (
+        f"hf://org/s-GGUF@{sha[:12]}/t-00001-of-00003.gguf: the 3 parts of this split GGUF hold 13 tensors but "
+        "split.tensors.count is 11: a part is from another model or corrupt")
 
 
 def test_a_vllm_repository_gives_config_json_and_the_weights_of_the_fetched_directory(hub, tmp_path):
@@ -89,7 +102,7 @@ def test_a_vllm_repository_gives_config_json_and_the_weights_of_the_fetched_dire
     cfg, model_dir, warning = find_config(str(tmp_path))
     assert (got.reason, got.commit, got.config, got.weights) == (None, sha, cfg, weights_bytes(model_dir)) == \
         (None, sha, CONFIG, 4000)
-    assert hub.bytes_served("org/m", "model-00001-of-00002.safetensors") == 0
+    assert cdn_ranges(hub, "model-00001-of-00002.safetensors") == []
 
 
 def local_reason(path) -> str:
@@ -117,7 +130,7 @@ def test_not_a_gguf_and_a_header_beyond_the_limit(hub, tiny):
     got = read(hub, "hf://org/x-GGUF/tiny.gguf", first=1024, limit=4096)
     assert got.facts.reason == (f"hf://org/x-GGUF@{sha[:12]}/tiny.gguf: the GGUF header is larger than the 4096 "
                                 "bytes read from the hub (a crafted file, or one to fetch before it is placed)")
-    assert hub.bytes_served("org/x-GGUF", "tiny.gguf") == 4096
+    assert cdn_ranges(hub, "tiny.gguf") == ["bytes=0-1023", "bytes=1024-4095"]
 
 
 def test_a_truncated_range_is_worth_retrying_and_a_server_ignoring_range_is_read_up_to_the_bytes_asked(hub, tiny):
