@@ -13,6 +13,7 @@ from xgen_declare.inventory.model import Inventory
 from xgen_declare.desired.fit_params import cross_check as run_cross_check
 from xgen_declare.placement.choose import DEFAULT_MARGIN_MIB, GpuBudget, choose, fits, usable_bytes
 from xgen_declare.placement.gguf_facts import read_gguf_facts
+from xgen_declare.placement.gguf_split import read_split_facts
 from xgen_declare.placement.layers import OUTPUT_FIRST, OUTPUT_LAST
 from xgen_declare.placement.memory import CACHE_TYPES, ContextSettings
 from xgen_declare.placement.predict import MIB, DevicePart, Prediction
@@ -97,7 +98,7 @@ def command(model: str, ctx_size: int | None, gpus_text: str | None, parallel: i
     that fits each GPU's usable memory (free memory minus --margin-mib). MiB = 2^20 bytes.
     """
     ngl, split, gpu_list, cpu_moe = _ngl(ngl_text), _split(split_text), _gpus(gpus_text), _cpu_moe(cpu_moe_text)
-    facts = read_gguf_facts(model)
+    facts = read_split_facts(read_gguf_facts(model))  # a split GGUF's first part: with every part's weights
     settings = ContextSettings(ctx_size=ctx_size, parallel=parallel, cache_type_k=cache_type_k,
                                cache_type_v=cache_type_v, flash_attn=flash_attn, n_ubatch=ubatch_size,
                                swa_full=swa_full)

@@ -8,6 +8,7 @@ from xgen_declare.reconciler.env import open_env
 from xgen_declare.reconciler.observe import seen_from_records
 from xgen_declare.reconciler.apply import Pass, compute
 from xgen_declare.reconciler.downloads import store_fetcher
+from xgen_declare.reconciler.hubfacts import DIRECT
 from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, output_option, print_json
 from xgen_declare.cli.hostctx import host_inventory, inventory_option_help
 from xgen_declare.errors import ExitCode
@@ -21,7 +22,9 @@ def compute_plan(dirs: tuple[str, ...], inventory_file: str | None = None) -> Pa
     seen = seen_from_records(env.store.load_all(), env.proc_root)
     for problem in env.store.problems:  # a corrupt record: reported, skipped (#21 finding 15)
         eprint(problem)
-    return compute(env.paths, env.config, env.inventory(), seen, fetches=store_fetcher(env, network=False))
+    # placement of a hub source not fetched yet: its metadata read now (bounded in time), or kept from before
+    fetches = store_fetcher(env, network=False, hub_metadata=DIRECT)
+    return compute(env.paths, env.config, env.inventory(), seen, fetches=fetches)
 
 
 def show(result: Pass, output: str) -> None:

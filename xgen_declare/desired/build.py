@@ -15,7 +15,7 @@ from typing import Any, Callable, Collection, Mapping
 from xgen_declare.config import Config
 from xgen_declare.desired import ray, rpc, rpc_remote
 from xgen_declare.desired.checks import gpu_problems, host_problems
-from xgen_declare.desired.demands import place
+from xgen_declare.desired.demands import HubLookup, place
 from xgen_declare.desired.hosts import select_for_host, with_overrides
 from xgen_declare.desired.ports import NO_PORT, PortAssignment, exhausted_text, fit_ports
 from xgen_declare.desired.render import Entries, Rendered, Renderer
@@ -64,7 +64,8 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
                   taken_ports: set[int] | None = None, check_host: bool = False, placement: bool = True,
                   seen: Mapping[str, Any] | None = None, changing: frozenset[str] = frozenset(),
                   awake: Collection[str] | None = None, select: bool = True,
-                  local_path: Callable[[ModelDecl], str | None] | None = None) -> Desired:
+                  local_path: Callable[[ModelDecl], str | None] | None = None,
+                  hub: HubLookup | None = None) -> Desired:
     """`placement`: build the memory ledger and resolve `n_gpu_layers`/`tensor_split: auto` (reads GGUF
     headers and config.json); `seen`/`changing`: the running models, see demands.place.
     `awake`: the on-demand models wanted running now (the router's); None = those running now. The
@@ -73,7 +74,8 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     export, whose target is not this host. `local_path(decl)`: where the store holds a hub or URL source's
     files (None: not there yet): the model is resolved and rendered on that local path (llama-server
     --model FILE, vLLM the snapshot dir), never on the hub id. The host's labels: the inventory's, then
-    config.host.labels (a preview of another host passes a config without them: desired/hosts.for_another_host)."""
+    config.host.labels (a preview of another host passes a config without them: desired/hosts.for_another_host).
+    `hub(decl)`: the hub's metadata of a source not in the store yet, for the memory ledger (demands.demand_for)."""
     load = load_paths(paths)
     desired = Desired(load=load, labels=host_labels(inventory, configured=config.host.labels))
     for name, probs in load.invalid_names.items():
@@ -105,7 +107,7 @@ def build_desired(paths: list[str], config: Config, inventory: Inventory, *,
     if placement:
         placed = [ray.per_node(m) for m in models if m.name not in desired.dormant and m.name not in desired.blocked]
         desired.ledger = place(placed, inventory, config.placement.margin_mib, seen, changing,
-                               config.placement.host_memory_mib)
+                               config.placement.host_memory_mib, hub)
     renderer = desired.renderer = Renderer(config, inventory)
     for res in models:
         entry = desired.ledger.entry(res.name) if desired.ledger else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from xgen_declare.backends.profile import LLAMA, VLLM, profile
 from xgen_declare.processes.settings import Placed
@@ -19,13 +19,17 @@ from xgen_declare.backends.modelpath import gguf_repo, is_gguf_path
 from xgen_declare.desired.resolve import Resolved
 from xgen_declare.placement.buffers import total_bytes
 from xgen_declare.placement.gguf_facts import GgufError, GgufFacts, read_gguf_facts
+from xgen_declare.placement.gguf_split import read_split_facts
+from xgen_declare.placement.hub import NOT_READ, HubFacts
 from xgen_declare.placement.layers import OUTPUT_FIRST, OUTPUT_LAST
 from xgen_declare.placement.ledger import HOST, Demand, Device, gpu_key
 from xgen_declare.placement.memory import ContextSettings
 from xgen_declare.placement.predict import require_supported
 from xgen_declare.placement.vllm_checks import TP, Blocker, find_config, vllm_problems, weights_bytes
 
-__all__ = ["devices_of", "demand_for", "facts_of", "previous_values", "previous_cpu_moe", "place"]
+__all__ = ["devices_of", "demand_for", "facts_of", "previous_values", "previous_cpu_moe", "place", "HubLookup"]
+
+HubLookup = Callable[[Any], "HubFacts | None"]  # a ModelDecl -> what the hub's metadata says of its source
 
 # (path, st_dev, st_ino, st_size, st_mtime_ns) -> the facts, or the GgufError the file gave
 _FACTS: dict[tuple[str, int, int, int, int], GgufFacts | GgufError] = {}
@@ -81,14 +85,15 @@ def _read_facts(path: str) -> GgufFacts | GgufError:
         return GgufError(path, f"cannot be read for placement ({type(exc).__name__}: {exc})")
     try:
         require_supported(facts)
+        return read_split_facts(facts)  # a split GGUF's first part: with the tensors of the others
     except GgufError as exc:
         return exc
-    return facts
 
 
-def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand | None:
+def demand_for(res: Resolved, inventory: Inventory, seen: Any = None, hub: HubLookup | None = None) -> Demand | None:
     """The model's Demand, or None when it is disabled or has no backend here. `seen`: the planner's
-    Seen of it (running, state, placement values, buffers) when a record exists."""
+    Seen of it (running, state, placement values, buffers) when a record exists. `hub(decl)`: the hub's
+    metadata of a hub source not in the store yet (None, or no `hub`: not read, e.g. `render`)."""
     spec, decl, backend = res.spec, res.decl, res.backend
     if not spec.enabled or backend is None:
         return None
@@ -96,8 +101,9 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
     running = bool(seen is not None and seen.running)
     buffers = getattr(seen, "buffers", None) if running else None
     actual = total_bytes(buffers) if buffers else None
+    remote = _hub_facts(res, hub)
     if res.engine == VLLM:
-        return _vllm_demand(res, gpus, inventory, running, actual)
+        return _vllm_demand(res, gpus, inventory, running, actual, remote)
     prof = profile(backend)
     d = Demand(decl.name, backend, LLAMA, gpus=gpus, running=running, actual=actual,
                n_gpu_layers=spec.n_gpu_layers, tensor_split=spec.tensor_split,
@@ -113,6 +119,8 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
     if src is not None and src.kind == "url" and spec.model_path == src.url:  # not fetched yet
         d.warning = f"{src.url}: its size is unknown until it is fetched into the store; placement unknown, {fallback}"
         return d
+    if remote is not None:
+        return _from_hub(d, remote, fallback, seen if running else None)
     if gguf_repo(spec.model_path, spec.hf_file) is not None:
         until = "it is fetched into the store" if spec.source is not None else "llama-server downloads it"
         d.warning = (f"{spec.model_path} is a HuggingFace repository: its size is unknown until {until}; "
@@ -133,6 +141,34 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None) -> Demand 
     return d
 
 
+def _hub_facts(res: Resolved, hub: HubLookup | None) -> HubFacts | None:
+    """What the hub says of the model's source when its files are not in the store (its model_path is still
+    what the source says: desired/build.on_local_path replaces it once fetched); None for anything else, and
+    without `hub` (render, validate: no lookup, the warnings say the size is unknown until fetched)."""
+    src = res.spec.source
+    if hub is None or src is None or src.kind != "hf" or res.spec.model_path != src.model_path():
+        return None
+    found = hub(res.decl)
+    return found if found is not None else HubFacts(src.text, reason=NOT_READ)
+
+
+def _from_hub(d: Demand, remote: HubFacts, fallback: str, seen: Any) -> Demand:
+    """A GGUF not fetched yet, placed from its header as the hub serves it (the same figures as the file)."""
+    if remote.reason is not None or remote.facts is None:
+        d.warning = f"placement unknown ({remote.reason or NOT_READ}): {remote.source}; {fallback}"
+        return d
+    try:
+        require_supported(remote.facts)
+    except GgufError as exc:
+        d.warning = f"placement unknown: {exc}; {fallback}"
+        return d
+    d.facts, d.basis = remote.facts, remote.basis()
+    if seen is not None:
+        d.previous = previous_values(getattr(seen, "placement", None), d.facts.block_count)
+        d.previous_cpu_moe = previous_cpu_moe(getattr(seen, "placement", None), d.facts.block_count)
+    return d
+
+
 def _settings(decl: Any, backend: str) -> ContextSettings:
     spec = decl.spec
     if profile(backend).python_module:
@@ -145,18 +181,24 @@ def _settings(decl: Any, backend: str) -> ContextSettings:
 
 
 def _vllm_demand(res: Resolved, gpus: list[int], inventory: Inventory, running: bool,
-                 actual: dict[str, int] | None) -> Demand:
+                 actual: dict[str, int] | None, remote: HubFacts | None = None) -> Demand:
     decl, spec, backend = res.decl, res.spec, res.backend
     tp, pp = spec.tensor_parallel_size, spec.pipeline_parallel_size
     d = Demand(decl.name, backend, VLLM, gpus=gpus[:tp * pp] if gpus else [], running=running, actual=actual,
                gpu_memory_utilization=spec.gpu_memory_utilization)
-    cfg, model_dir, warning = find_config(res.model_path)
-    d.warning = warning
+    if remote is not None:  # not in the store yet: config.json and the weights' sizes as the hub lists them
+        cfg, weights = remote.config, remote.weights
+        d.warning = None if cfg is not None else \
+            f"placement unknown ({remote.reason or NOT_READ}): {remote.source}: vLLM pre-checks skipped"
+        d.basis = remote.basis() if cfg is not None else None
+    else:
+        cfg, model_dir, d.warning = find_config(res.model_path)
+        weights = weights_bytes(model_dir) if cfg is not None else None
     if cfg is not None:
         totals = [g.memory_total_mib if (g := inventory.gpu(i)) else None for i in gpus]
         d.problems = vllm_problems(cfg, tp=tp, pp=pp, gpus=gpus, totals_mib=totals,
                                    gmu=spec.gpu_memory_utilization, max_model_len=spec.max_model_len,
-                                   weights=weights_bytes(model_dir))
+                                   weights=weights)
     elif gpus and tp * pp > len(gpus):
         d.problems = [Blocker(f"tensor_parallel_size x pipeline_parallel_size = {tp * pp} needs {tp * pp} GPUs "
                               f"but {len(gpus)} are available to this model", TP)]
@@ -185,12 +227,13 @@ def previous_cpu_moe(placed: Placed | None, block_count: int = 0) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
 
 
-def demands(models: list[Resolved], inventory: Inventory, seen: Mapping[str, Any] | None = None) -> list[Demand]:
+def demands(models: list[Resolved], inventory: Inventory, seen: Mapping[str, Any] | None = None,
+            hub: HubLookup | None = None) -> list[Demand]:
     seen = seen or {}
     out = []
     for res in models:
         try:
-            d = demand_for(res, inventory, seen.get(res.name))
+            d = demand_for(res, inventory, seen.get(res.name), hub)
         except Exception as exc:  # a bug in placement: this model's placement is unknown, the others go on
             log.debug("placement of %s failed", res.name, exc_info=True)
             d = _unknown(res, f"placement unknown: {type(exc).__name__}: {exc}")
@@ -211,13 +254,15 @@ def _unknown(res: Resolved, warning: str) -> Demand | None:
 
 
 def place(models: list[Resolved], inventory: Inventory, margin_mib: int, seen: Mapping[str, Any] | None = None,
-          changing: frozenset[str] | set[str] = frozenset(), host_memory_mib: int | None = None):
+          changing: frozenset[str] | set[str] = frozenset(), host_memory_mib: int | None = None,
+          hub: HubLookup | None = None):
     """The ledger for these models on this host (`seen`: name -> the planner's Seen; `changing`: running
-    models whose process will be replaced, so their measured buffers no longer apply)."""
+    models whose process will be replaced, so their measured buffers no longer apply; `hub`: the hub's
+    metadata of sources not in the store yet, see demand_for)."""
     from xgen_declare.placement.ledger import build_ledger
 
     seen = seen or {}
-    wanted = demands(models, inventory, seen)
+    wanted = demands(models, inventory, seen, hub)
     for d in wanted:
         d.changing = d.name in changing
     names = {d.name for d in wanted}

@@ -22,7 +22,8 @@ from xgen_declare.errors import FileRefused
 from xgen_declare.placement.gguf_header import BeyondPrefix, GgufError, Header, LongArray, LongString, read_header
 from xgen_declare.readers.bounded import opened
 
-__all__ = ["GgufError", "TensorFact", "GgufFacts", "read_gguf_facts", "ggml_type_size", "MAX_BLOCK_COUNT"]
+__all__ = ["GgufError", "BeyondPrefix", "TensorFact", "GgufFacts", "read_gguf_facts", "facts_from_prefix",
+           "ggml_type_size", "MAX_BLOCK_COUNT"]
 
 _BLK_RE = re.compile(r"^blk\.(\d+)\.")
 MAX_BLOCK_COUNT = 256  # the largest published models have ~130 layers (Llama 3.1 405B: 126)
@@ -163,6 +164,21 @@ def read_gguf_facts(path: str) -> GgufFacts:
     except OSError as exc:
         raise GgufError(path, f"cannot read: {exc.strerror or exc}") from None
     except Exception as exc:  # a gap in the checks below must not become a crash of every caller
+        raise GgufError(path, f"unreadable GGUF header ({type(exc).__name__}: {exc})") from exc
+
+
+def facts_from_prefix(head: bytes, size: int, path: str) -> GgufFacts:
+    """The facts of a GGUF file of `size` bytes whose start is `head` (the hub: HTTP Range reads of a file not
+    fetched yet), through the same parse and checks as `read_gguf_facts`, so the figures equal those of the
+    whole file on disk. BeyondPrefix when the header runs past `head` (read more of the file); GgufError,
+    and nothing else, for anything unusable."""
+    if size < 24:
+        raise GgufError(path, f"not a GGUF file ({size} bytes, too short for a GGUF header)")
+    try:
+        return _facts(path, size, read_header(head, path, file_size=size))
+    except GgufError:
+        raise
+    except Exception as exc:  # as read_gguf_facts: a gap in the checks is this model's, never the caller's crash
         raise GgufError(path, f"unreadable GGUF header ({type(exc).__name__}: {exc})") from exc
 
 

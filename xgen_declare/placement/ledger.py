@@ -77,6 +77,7 @@ class Demand:
     problems: list[str] = field(default_factory=list)  # failed pre-checks: each blocks the model
     warning: str | None = None  # placement unknown (unreadable GGUF, no config.json, ...)
     bad_file: bool = False  # the warning is about the model file itself: there, but no usable GGUF
+    basis: str | None = None  # where the facts come from when not the model's files (the hub's metadata)
 
     @property
     def auto(self) -> bool:
@@ -230,6 +231,8 @@ def build_ledger(devices: list[Device], demands: list[Demand], margin_mib: int =
                 ledger.bad_files.append(d.name)
         elif entry.source == "predicted" and d.facts is not None and (named := design(d.facts, d.settings)):
             ledger.notes.append(f"{d.name}: KV cache modelled as {named}")
+        if d.basis and not d.warning:
+            ledger.notes.append(f"{d.name}: {d.basis}")
         if entry.cpu_moe_bytes and not d.warning:
             ledger.notes.append(_cpu_moe_note(d, entry))
         if entry.blocked and d.running and d.actual:

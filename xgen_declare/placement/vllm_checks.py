@@ -22,7 +22,7 @@ from pathlib import Path
 from xgen_declare.errors import FileRefused
 from xgen_declare.readers.bounded import MIB, read_text
 
-__all__ = ["Blocker", "find_config", "vllm_problems", "DTYPE_BYTES"]
+__all__ = ["Blocker", "find_config", "vllm_problems", "DTYPE_BYTES", "parse_config", "weights_of_listing"]
 
 DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "float8_e4m3fn": 1}
 GIB = 1 << 30
@@ -68,11 +68,21 @@ def _mtime(path: Path) -> float:
 def _read(path: Path) -> tuple[dict | None, str]:
     """(the JSON object, or None and why not)."""
     try:
-        data = json.loads(read_text(path, CONFIG_LIMIT, what="a model's config.json"))
+        raw = read_text(path, CONFIG_LIMIT, what="a model's config.json")
     except FileRefused as exc:
         return None, exc.reason
     except OSError as exc:
         return None, f"cannot read: {exc.strerror or exc}"
+    except ValueError:  # UnicodeDecodeError
+        return None, "not valid JSON"
+    return parse_config(raw)
+
+
+def parse_config(raw: str | bytes) -> tuple[dict | None, str]:
+    """config.json's text (a file, or the hub's copy of a model not fetched yet) -> (the JSON object, or
+    None and why not)."""
+    try:
+        data = json.loads(raw)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: nesting
         return None, "not valid JSON"
     return (data, "") if isinstance(data, dict) else (None, "not valid JSON (not an object)")
@@ -89,6 +99,17 @@ def weights_bytes(model_dir: Path | None) -> int | None:
     files = list(model_dir.glob("*.safetensors")) or list(model_dir.glob("*.bin"))
     sizes = [n for f in files if (n := _size(f)) is not None]
     return sum(sizes) if sizes else None
+
+
+def weights_of_listing(sizes: dict[str, int | None]) -> int | None:
+    """`weights_bytes` of a snapshot from its file list (path -> size: the hub's metadata, before any file
+    is fetched): the same files counted (*.safetensors at the top, else *.bin), so the figure is the one the
+    fetched directory gives."""
+    top = {p: n for p, n in sizes.items() if "/" not in p and not p.startswith(".")}  # glob("*.x") of the dir
+    files = [n for p, n in top.items() if p.endswith(".safetensors")] or \
+        [n for p, n in top.items() if p.endswith(".bin")]
+    known = [n for n in files if n is not None]
+    return sum(known) if known else None
 
 
 def _size(path: Path) -> int | None:

@@ -33,6 +33,7 @@ from xgen_declare.reconciler.fetching import BLOCKED as FETCH_BLOCKED, DONE, Fet
 from xgen_declare.reconciler.downloads import store_fetcher
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.manifests.source import Source
+from xgen_declare.placement.hub import HubFacts
 from xgen_declare.store.wanted import read_token
 from xgen_declare.reconciler.rollout import in_place_settings
 
@@ -76,7 +77,8 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     held = {name: s.port for name, s in seen.items() if s.port}
     sources = SourceFiles(fetches)
     desired, wants = _desired_and_wants(paths, config, inventory, seen, held, foreign, awake, local,
-                                        sources.local_path if fetches is not None else None)
+                                        sources.local_path if fetches is not None else None,
+                                        sources.hub_facts if fetches is not None else None)
     sources.mark(wants)
     decls = {d.name: d for d in desired.here}  # with this host's spec.overrides
     for name in set(decls) & set(wants):
@@ -143,6 +145,17 @@ class SourceFiles:
         self.why[decl.name] = (None, d.text()) if d.phase == FETCH_BLOCKED else (d.text(), None)
         return None
 
+    def hub_facts(self, decl: ModelDecl) -> HubFacts | None:
+        """The hub's metadata of a hub source not in the store yet, for the memory ledger (hubfacts.py)."""
+        src, meta = decl.spec.source, self.fetches.metadata if self.fetches is not None else None
+        if meta is None or src is None or src.kind != "hf":
+            return None
+        token, problem = read_token(src, decl.file, decl.line_of("source"))
+        if problem is not None:
+            return HubFacts(src.text, reason=f"{problem.field}: {problem.message}")
+        d = self.fetches.get(src)  # the daemon's fetch of it: a small one is placed from its files soon
+        return meta.get(src, token, network=meta.worth_reading(d.total if d is not None else None))
+
     def mark(self, wants: dict[str, Want]) -> None:
         for name, (downloading, blocked) in self.why.items():
             if name in wants:
@@ -176,13 +189,14 @@ def empty_guard(paths: list[str]) -> str:
 def _desired_and_wants(paths: list[str], config: Config, inventory: Inventory, seen: Mapping[str, Seen],
                        held: dict[str, int], foreign: set[int],
                        awake: Collection[str] | None = None, local: bool = True,
-                       local_path: Callable[[ModelDecl], str | None] | None = None) -> tuple[Desired, dict[str, Want]]:
+                       local_path: Callable[[ModelDecl], str | None] | None = None,
+                       hub: Callable[[ModelDecl], HubFacts | None] | None = None) -> tuple[Desired, dict[str, Want]]:
     """Render with the memory ledger. Running models count with their measured buffers; when one of
     them will be replaced (its spec changed), the ledger is built again with its prediction instead."""
     changing: frozenset[str] = frozenset()
     for _ in range(2):
         desired = build_desired(paths, config, inventory, held_ports=held, taken_ports=foreign, seen=seen,
-                                changing=changing, awake=awake, local_path=local_path)
+                                changing=changing, awake=awake, local_path=local_path, hub=hub)
         blocked = desired.ledger.blocked if desired.ledger is not None else {}
         host = {name: _problem_text(probs) for name, probs in desired.blocked.items()}
         wants = {name: want_for(r, foreign, blocked.get(name), local, host.get(name))

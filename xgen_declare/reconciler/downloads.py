@@ -20,18 +20,27 @@ from xgen_declare.manifests.source import Source
 from xgen_declare.processes.supervisor import Supervisor
 from xgen_declare.reconciler.env import Env
 from xgen_declare.reconciler.fetching import BLOCKED, DONE, FETCHING, RETRYING, Download, Fetcher
-from xgen_declare.store.fetch import store_dir_of
+from xgen_declare.reconciler.hubfacts import BACKGROUND, CACHED, HubMetadata
+from xgen_declare.store.fetch import is_offline, store_dir_of
 
 __all__ = ["Downloads", "SHOW_PERIOD", "store_fetcher"]
 
 SHOW_PERIOD = 1.0
 
 
-def store_fetcher(env: Env, network: bool, on_change: Callable[[str], None] | None = None) -> Fetcher:
+def store_fetcher(env: Env, network: bool, on_change: Callable[[str], None] | None = None,
+                  hub_metadata: str | None = None) -> Fetcher:
     """The fetch owner of `env` (its config's store, pins in its state dir); `network=False`: a look in the
-    store that starts nothing (`plan`, the API's preview)."""
-    return Fetcher(env.config.store, store_dir_of(env.config), Path(env.store.root) / "pins",
-                   endpoint=os.environ.get("HF_ENDPOINT") or None, network=network, on_change=on_change)
+    store that starts nothing (`plan`, the API's preview). Its `metadata` reads the hub's metadata of the
+    sources not in the store yet, for placement (hubfacts.py; `hub_metadata`: its mode, by default
+    background with the network, else only what the state dir keeps)."""
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    f = Fetcher(env.config.store, store_dir_of(env.config), Path(env.store.root) / "pins",
+                endpoint=endpoint, network=network, on_change=on_change)
+    f.metadata = HubMetadata(Path(env.store.root) / "hubmeta", endpoint=endpoint, pinned=f._pinned,
+                             mode=hub_metadata or (BACKGROUND if network else CACHED),
+                             offline=is_offline(env.config.store), on_change=on_change)
+    return f
 
 
 class Downloads:

@@ -104,6 +104,7 @@ class Fetcher:
         self._blocked_at: dict[str, tuple[float, str | None]] = {}  # key -> (when, token digest)
         self._repo_locks: dict[str, threading.Lock] = {}
         self._closing = threading.Event()
+        self.metadata = None  # reconciler/hubfacts.HubMetadata: placement before the fetch (downloads.store_fetcher)
 
     # ---- the control loop ------------------------------------------------------------------------
     def want(self, source: Source, token: str | None = None) -> Download:

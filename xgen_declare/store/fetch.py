@@ -152,11 +152,15 @@ def _partial_size(store_dir: Path, repo: str, f: RemoteFile) -> int:
         return 0
 
 
-def _resolve(source: Source, endpoint: str | None, token: str | None) -> tuple[str, dict[str, RemoteFile]]:
+def _resolve(source: Source, endpoint: str | None, token: str | None,
+             timeout: float | None = None) -> tuple[str, dict[str, RemoteFile]]:
+    """(the commit, path -> RemoteFile) of a hub source: its model info with the files' metadata (store/hubmeta.py
+    reads it too, with a `timeout`)."""
     from huggingface_hub import HfApi
     api = HfApi(endpoint=endpoint, token=token or False)
     try:
-        info = api.model_info(str(source.repo), revision=source.revision or "main", files_metadata=True)
+        info = api.model_info(str(source.repo), revision=source.revision or "main", files_metadata=True,
+                              timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - mapped to blocked / retryable by kind
         raise _hub_error(exc, source, None) from None
     listing = {}

@@ -22,7 +22,8 @@ same file on the second listener (another origin, where no token is needed nor m
 
 Fault knobs (`hub.faults`, changeable while it runs): `drop_after` (close the connection after N bytes of a
 file's body; `drop_times` how often, None = always), `wrong_bytes` (same length, other content), `rate`
-(bytes/s). `hub.served` counts the body bytes sent per (repo, file), `hub.requests` logs every request.
+(bytes/s), `not_found` (a file listed in the model info but answered 404 EntryNotFound). `hub.served` counts
+the body bytes sent per (repo, file), `hub.requests` logs every request.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class Faults:
     rate: float | None = None                                 # bytes/s for every file body
     ignore_range: bool = False                                # answer 200 with the whole file to a Range
     redirect_files: bool = False                              # /files/X answers 302 to the other listener
+    not_found: set[str] = field(default_factory=set)          # repo file paths listed but answered 404
 
 
 class FakeHub:
@@ -360,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _file(self, repo: Repo, revision: str, path: str, *, head: bool, via_cdn: bool) -> None:
         sha = self._commit(repo, revision)
         data = repo.commits[sha].get(path)
-        if data is None:
+        if data is None or path in self.server.hub.faults.not_found:
             raise _HubError(404, "EntryNotFound", "Entry not found", commit=sha)
         meta = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
         if repo.is_lfs(path) and not via_cdn:

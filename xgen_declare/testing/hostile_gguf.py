@@ -13,7 +13,8 @@ import struct
 from pathlib import Path
 
 __all__ = ["U32", "U64", "I32", "F32", "STRING", "ARRAY", "u32", "u64", "i32", "f32", "string", "array",
-           "nested_array", "base_metadata", "base_tensors", "gguf_bytes", "write_gguf"]
+           "nested_array", "base_metadata", "base_tensors", "gguf_bytes", "write_gguf", "split_gguf_parts",
+           "write_split_gguf"]
 
 # GGUF metadata value types
 U32, I32, F32, U64, STRING, ARRAY = 4, 5, 6, 10, 8, 9
@@ -108,3 +109,32 @@ def write_gguf(path: str | Path, metadata: dict[str, tuple[int, bytes]] | None =
         f.write(head)
         f.truncate(len(head) + data if size is None else size)
     return str(path)
+
+
+# A split GGUF as llama.cpp's gguf-split lays it out: the first part holds the metadata with split.no /
+# split.count / split.tensors.count and its share of the tensors, each later part only the split.* keys and
+# its own tensors; the data regions are holes.
+
+def split_gguf_parts(count: int = 2, tensors_count: int | None = None) -> list[bytes]:
+    """The bytes of each part of `base_tensors()` split into `count` parts (`tensors_count`: what the first part
+    claims in split.tensors.count, default the true total)."""
+    tensors = base_tensors()
+    share = -(-len(tensors) // count)
+    out = []
+    for i in range(count):
+        meta = dict(base_metadata()) if i == 0 else {}
+        meta.update({"split.no": u32(i), "split.count": u32(count),
+                     "split.tensors.count": u32(len(tensors) if tensors_count is None else tensors_count)})
+        head, data = gguf_bytes(meta, tensors[i * share:(i + 1) * share])
+        out.append(head + b"\0" * data)
+    return out
+
+
+def write_split_gguf(directory: str | Path, stem: str = "m", count: int = 2, **kw) -> list[Path]:
+    """The parts written as STEM-0000I-of-0000N.gguf in `directory`; returns their paths, first part first."""
+    paths = []
+    for i, data in enumerate(split_gguf_parts(count, **kw), 1):
+        p = Path(directory) / f"{stem}-{i:05d}-of-{count:05d}.gguf"
+        p.write_bytes(data)
+        paths.append(p)
+    return paths

@@ -146,3 +146,13 @@ def test_fit_names_the_new_hybrid_designs(cli, sparse, host):
     assert r.code == 0, r.err
     assert ("note: hybrid (short convolution + attention): 6 attention layers x 8192 cells + 10 recurrent layers x 4 "
             "sequence states") in r.out
+
+
+def test_fit_of_a_split_gguf_counts_every_part(cli, tmp_path, host):
+    from xgen_declare.testing.hostile_gguf import write_gguf, write_split_gguf
+
+    whole = cli("fit", write_gguf(tmp_path / "whole.gguf"), "--inventory", host, "-o", "json")
+    split = cli("fit", str(write_split_gguf(tmp_path, "m", 3)[0]), "--inventory", host, "-o", "json")
+    assert (whole.code, split.code) == (0, 0), whole.err + split.err
+    a, b = whole.json(), split.json()
+    assert a["weights_mib"] == b["weights_mib"] > 0 and a["per_gpu"] == b["per_gpu"] and a["cpu"] == b["cpu"]
