@@ -174,3 +174,22 @@ def test_from_dir_and_hf_endpoint_variable(tmp_path):
         assert out.returncode == 0, out.stderr
         assert Path(out.stdout.strip()).read_bytes() == b"x" * 1000
         assert Path(out.stdout.strip()).is_relative_to(tmp_path / "cache")
+
+
+def test_bytes_are_counted_before_a_client_can_have_them(hub, monkeypatch):
+    """The tests compare bytes_served right after a download returns: the count may not lag the bytes.
+    Forced by a slow counter (it counted after the write, so a client could finish first)."""
+    import time
+
+    import httpx
+
+    slow_count = hub._count
+
+    def count_slowly(key, n):
+        time.sleep(0.3)
+        slow_count(key, n)
+
+    monkeypatch.setattr(hub, "_count", count_slowly)
+    cdn = httpx.get(f"{hub.endpoint}/{REPO}/resolve/main/tiny.Q4_K_M.gguf", follow_redirects=True, timeout=30)
+    assert cdn.content == WEIGHTS
+    assert hub.bytes_served(REPO, "tiny.Q4_K_M.gguf") == len(WEIGHTS)

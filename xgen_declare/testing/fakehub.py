@@ -413,13 +413,14 @@ class _Handler(BaseHTTPRequestHandler):
         t0 = time.monotonic()
         while sent < len(data) and not hub._stopping.is_set():
             part = data[sent:sent + step]
+            hub._count(key, len(part))  # before the write: a client that has the bytes sees them counted
             try:
                 self.wfile.write(part)
             except OSError:
+                hub._count(key, -len(part))
                 self.close_connection = True
                 break
             sent += len(part)
-            hub._count(key, len(part))
             if hub.faults.rate:
                 ahead = sent / hub.faults.rate - (time.monotonic() - t0)
                 if ahead > 0:
