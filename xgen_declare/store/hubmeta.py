@@ -19,13 +19,15 @@ A split GGUF: the first part's facts with the tensor tables of the other parts (
 
 The cache (STATE_DIR/hubmeta/): KEY.json per (source as written, commit), with KEY.head (the GGUF's first
 bytes as read, of each part one after the other) beside it, and SRC.ref: the commit last read for a source
-whose revision is a branch.
+whose revision is a branch. At most CACHE_LIMIT bytes are kept: each save removes the entries
+used least recently (a revision rolled past, a model removed) until the rest fit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,7 @@ __all__ = ["MetaError", "Read", "read_hub_facts", "save", "load", "HEAD_FIRST", 
 
 HEAD_FIRST = 1 * MIB
 HEAD_LIMIT = 32 * MIB  # published GGUF headers (a vocabulary, its merges) are 1-15 MiB
+CACHE_LIMIT = 256 * MIB  # every source's and commit's entries together; the least recently used go first
 TIMEOUT = 60.0         # the whole read of one source
 _REDIRECTS = 5
 
@@ -266,6 +269,36 @@ def save(cache: Path, source: Source, got: Read) -> None:
     replace_file(cache / f"{key}.json", lambda fd: write_all(fd, json.dumps(record, sort_keys=True).encode()))
     if not is_commit_id(source.revision):
         replace_file(_ref(cache, source.text), lambda fd: write_all(fd, hf.commit.encode()))
+    prune(cache, keep=key)
+
+
+def prune(cache: Path, keep: str, limit: int = CACHE_LIMIT) -> list[str]:
+    """Remove the least recently used entries (KEY.json and KEY.head; `load` touches what it reads) until
+    the entries kept add up to `limit` bytes at most; never `keep`. The keys removed, oldest first."""
+    entries = []
+    for meta in cache.glob("*.json"):
+        head = meta.with_suffix(".head")
+        try:
+            used = meta.lstat().st_mtime
+            size = meta.lstat().st_size + (head.lstat().st_size if head.exists() else 0)
+        except OSError:
+            continue
+        entries.append((used, meta.stem, size))
+    total = sum(size for _, _, size in entries)
+    removed = []
+    for _, key, size in sorted(entries):
+        if total <= limit:
+            break
+        if key == keep:
+            continue
+        for suffix in (".json", ".head"):
+            try:
+                (cache / f"{key}{suffix}").unlink()
+            except FileNotFoundError:
+                pass
+        total -= size
+        removed.append(key)
+    return removed
 
 
 def cached_commit(cache: Path, source: Source) -> str | None:
@@ -285,6 +318,7 @@ def load(cache: Path, source: Source, commit: str) -> HubFacts | None:
                                        what="a hub metadata record"))
         if not isinstance(record, dict) or record.get("commit") != commit or record.get("source") != source.text:
             return None
+        _touch(cache / f"{key}.json")
         if record.get("reason"):
             return HubFacts(source.text, commit, record.get("file"), reason=str(record["reason"]))
         if record.get("heads"):
@@ -295,6 +329,14 @@ def load(cache: Path, source: Source, commit: str) -> HubFacts | None:
         return HubFacts(source.text, commit, config=config, weights=weights)
     except (OSError, FileRefused, ValueError, TypeError):
         return None
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry used now (prune removes the least recently used first)."""
+    try:
+        os.utime(path, follow_symlinks=False)
+    except OSError:
+        pass
 
 
 def _kept_gguf(path: Path, record: dict, source: Source, commit: str) -> HubFacts:

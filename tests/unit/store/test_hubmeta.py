@@ -187,3 +187,27 @@ def test_what_was_read_is_kept_and_read_back_the_same(hub, tiny, tmp_path):
     for f in cache.glob("*.json"):
         f.write_text("{not json")
     assert hubmeta.load(cache, src, sha) is None
+
+
+def test_the_cache_keeps_the_entries_used_last_within_its_limit(hub, tiny, tmp_path):
+    """STATE/hubmeta/ holds a header per source and commit: revisions rolled past and models removed must
+    not fill the state dir. A save removes the least recently used entries (a load counts as a use)."""
+    path, data = tiny
+    cache = tmp_path / "hubmeta"
+    kept = []
+    for i in range(3):
+        sha = hub.add_repo(f"org/t{i}-GGUF", {"t.gguf": data})
+        src = parse_source(f"hf://org/t{i}-GGUF/t.gguf")
+        hubmeta.save(cache, src, read(hub, src.text))
+        kept.append((src, sha))
+        for j, meta in enumerate(sorted(cache.glob("*.json"), key=os.path.getmtime)):
+            os.utime(meta, (1000 + j, 1000 + j))  # one second apart, in the order they were used
+    one = sum(f.stat().st_size for f in cache.iterdir() if f.suffix in (".json", ".head")) // 3
+    assert hubmeta.load(cache, *kept[0]) is not None  # used now: the most recent
+    removed = hubmeta.prune(cache, keep="none", limit=2 * one + one // 2)
+    assert removed == [hubmeta._key(kept[1][0].text, kept[1][1])]
+    assert hubmeta.load(cache, *kept[1]) is None
+    assert hubmeta.load(cache, *kept[0]) is not None and hubmeta.load(cache, *kept[2]) is not None
+    assert hubmeta.prune(cache, keep=hubmeta._key(kept[2][0].text, kept[2][1]), limit=0) == [
+        hubmeta._key(kept[0][0].text, kept[0][1])]
+    assert [p.stem for p in cache.glob("*.json")] == [hubmeta._key(kept[2][0].text, kept[2][1])]
