@@ -38,6 +38,15 @@ def gguf_repo(model_path: str, hf_file: str | None = None) -> tuple[str, str | N
     return repo, tag
 
 
+def hub_model_id(model_path: str) -> str | None:
+    """ORG/REPO when `model_path` is a HuggingFace model id with no tag (what vLLM downloads itself, and the
+    store now fetches); None for a local path (./dir, /dir, x.gguf) or anything else."""
+    if is_gguf_path(model_path):
+        return None
+    m = _HF_REPO.match(model_path)
+    return m.group(1) if m is not None and m.group(2) is None else None
+
+
 def gguf_problems(spec: Any, engine: str) -> list[tuple[str, str]]:
     """(field, "message; hint") for GGUF files and repositories against the engine and `hf_file`.
     `spec` is a ModelLoadRequest; `engine` its engine ("llama" or "vllm", backends/profile.py)."""

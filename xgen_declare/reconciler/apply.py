@@ -110,6 +110,9 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     result.notes.extend(f"names: {c}" for c in name_conflicts(desired))
     result.notes.extend(f"overrides: {name}: {text}" for name, texts in sorted(desired.overrides.items())
                         for text in texts)
+    result.notes.extend(f"store: {d.name}: {d.spec.source.written_as()} names a hub repository: "
+                        f"fetched through the store as {d.spec.source.text} (pinned to a commit by the first "
+                        "fetch), never by the backend" for d in desired.here if d.spec.source_implied)
     problems = [p.format() for p in desired.load.problems if p.severity == "error"]
     if desired.unported:
         problems.append(ports_problem(desired))
