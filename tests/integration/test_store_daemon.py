@@ -283,3 +283,50 @@ def test_down_of_a_model_whose_new_revision_is_not_fetched_fetches_nothing(host,
     assert r.returncode == 0, r.stdout + r.stderr
     st = host.status()["a"]
     assert len(hub.requests) == asked and (st["state"], st["held"]) == ("Stopped", True)
+
+
+def test_a_model_path_naming_a_hub_repo_is_fetched_through_the_store(host, hub):
+    """issue 23: `model_path: ORG/REPO-GGUF:QUANT` (once llama-server's own --hf-repo download) is the implied
+    source hf://ORG/REPO-GGUF:QUANT: validate and render need no network (render previews the hub id and
+    names the source), plan says it goes through the store, the daemon fetches it (pinned) and starts
+    llama-server on the local file; a repository the hub does not have is Blocked with the reason."""
+    store = configure(host)
+    host.write("m", None, model_path="org/tiny-GGUF:Q4_K_M")
+    host.write("gone", None, model_path="org/missing-GGUF:Q4_K_M")
+    asked = len(hub.requests)
+    assert host.cli("validate", str(host.manifests)).returncode == 0
+    r = host.cli("render", str(host.manifests))
+    assert r.returncode == 0, r.stderr
+    assert "source of m: hf://org/tiny-GGUF:Q4_K_M (from model_path org/tiny-GGUF:Q4_K_M)" in r.stdout, r.stdout
+    r = host.cli("plan", str(host.manifests))
+    assert ("store: m: model_path org/tiny-GGUF:Q4_K_M names a hub repository: fetched through the store as "
+            "hf://org/tiny-GGUF:Q4_K_M (pinned to a commit by the first fetch), never by the backend") in r.stdout, r.stdout
+    assert len(hub.requests) == asked  # no network for validate, render, plan
+    host.start_daemon()
+    s = host.wait(lambda s: s["m"]["state"] == "Ready" and s["gone"]["state"] == "Blocked", 30, "m Ready, gone Blocked")
+    assert s["gone"]["last_error"] == ("org/missing-GGUF: the hub has no such repository, or it is private "
+                                       "(HTTP 401); check the name, or give a token with access")
+    argv = StateStore(host.state).load("m").argv
+    assert "--hf-repo" not in argv and argv[argv.index("--model") + 1] == str(
+        snapshot_file(store, hub, REPO, "tiny.Q4_K_M.gguf"))
+    pins = [json.loads(p.read_text()) for p in (host.state / "pins").glob("*.json")]
+    assert pins == [{"source": "hf://org/tiny-GGUF:Q4_K_M", "revision": "main", "commit": hub.repos[REPO].refs["main"]}]
+    assert "m: Pending -> Downloading (fetching hf://org/tiny-GGUF:Q4_K_M" in host.daemon_log()
+
+
+def test_apply_and_up_fetch_a_model_path_hub_repo_then_start_it(host, hub):
+    store = configure(host)
+    local = str(snapshot_file(store, hub, REPO, "tiny.Q4_K_M.gguf"))
+    host.write("m", None, model_path="org/tiny-GGUF")  # a GGUF repository named bare: its Q4_K_M file
+    r = host.cli("apply", str(host.manifests))
+    assert r.returncode == 0, r.stdout + r.stderr
+    argv = StateStore(host.state).load("m").argv
+    assert host.status()["m"]["state"] == "Ready" and argv[argv.index("--model") + 1] == local
+    assert host.cli("down", "m").returncode == 0
+    blob = Path(local).resolve()
+    blob.unlink()  # gone from the store: `up` fetches it again before it starts the model
+    r = host.cli("up", "m")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert host.status()["m"]["state"] == "Ready" and Path(local).read_bytes() == SMALL
+    assert hub.bytes_served(REPO, "tiny.Q4_K_M.gguf") == 2 * len(SMALL)
+    host.cli("down")

@@ -137,7 +137,7 @@ def implied_source(model_path: str, hf_file: str | None, engine: str) -> Source 
     if repo is not None and engine == LLAMA:
         name, quant = repo
         text = f"hf://{name}/{hf_file}" if hf_file else f"hf://{name}:{quant}" if quant else f"hf://{name}"
-    elif engine == VLLM and (model_id := hub_model_id(model_path)) is not None:
+    elif engine == VLLM and repo is None and (model_id := hub_model_id(model_path)) is not None:
         text = f"hf://{model_id}"
     else:
         return None
