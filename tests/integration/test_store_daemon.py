@@ -2,7 +2,8 @@
 real huggingface_hub client against it) and the fake backend. Downloading with progress in `status -o
 json`, the backend started on the local file, a 404 / 401 source Blocked while others run, one fetch of a
 file two models share, `kill -9` of the daemon mid-download resumed, a full disk Blocked with the partial
-file kept, the commit pinned."""
+file kept, the commit pinned; a model_path naming a hub repository fetched the same way; a fetch no model
+wants any more (removed, source changed) cancelled with its partial file kept, one another model needs never."""
 
 from __future__ import annotations
 
@@ -330,3 +331,57 @@ def test_apply_and_up_fetch_a_model_path_hub_repo_then_start_it(host, hub):
     assert host.status()["m"]["state"] == "Ready" and Path(local).read_bytes() == SMALL
     assert hub.bytes_served(REPO, "tiny.Q4_K_M.gguf") == 2 * len(SMALL)
     host.cli("down")
+
+
+def partial_files(store: Path) -> list[Path]:
+    return list((store / "models--org--tiny-GGUF" / "blobs").glob("*.incomplete"))
+
+
+def test_removing_or_changing_a_source_mid_download_cancels_its_fetch_and_keeps_the_partial(host, hub):
+    """issue 23: a model removed (or whose source changes) while Downloading stops its fetch at the next
+    10 MiB chunk (the connection closes); the partial file stays in the store, and the same file resumes
+    from it when a model wants it again."""
+    big = os.urandom(40 * MIB)
+    hub.commit(REPO, {"tiny.Q4_K_M.gguf": SMALL, "big.Q8_0.gguf": big})
+    hub.faults.rate = 8 * MIB  # ~5 s for the whole file
+    store = configure(host)
+    host.write("big", hub_manifest("big", "hf://org/tiny-GGUF:Q8_0"))
+    host.write("m", hub_manifest("m", "hf://org/tiny-GGUF@main/big.Q8_0.gguf"))  # the same file, written otherwise
+    host.start_daemon()
+    host.wait(lambda s: s["big"]["state"] == "Downloading" and s["big"]["download"]["done"] >= 10 * MIB, 30,
+              "the first chunk")
+    host.write("m", hub_manifest("m", "hf://org/tiny-GGUF:Q4_K_M"))  # m's source changes: it needs another file
+    (host.manifests / "big.yaml").unlink()                            # and big is removed
+    host.wait(lambda s: "big" not in s and s["m"]["state"] == "Ready", 30, "big gone, m Ready on Q4_K_M")
+    host.wait(lambda s: "fetch of hf://org/tiny-GGUF:Q8_0 cancelled" in host.daemon_log(), 20, "the cancel logged")
+    served = hub.bytes_served(REPO, "big.Q8_0.gguf")
+    assert served < len(big), served                                  # cut before the end
+    [partial] = partial_files(store)
+    kept = partial.stat().st_size
+    assert 10 * MIB <= kept < len(big) and partial.read_bytes() == big[:kept]  # kept for resume
+    assert "fetch of hf://org/tiny-GGUF@main/big.Q8_0.gguf cancelled" in host.daemon_log()
+    argv = StateStore(host.state).load("m").argv
+    assert argv[argv.index("--model") + 1] == str(snapshot_file(store, hub, REPO, "tiny.Q4_K_M.gguf"))
+    hub.faults.rate = None
+    host.write("big", hub_manifest("big", "hf://org/tiny-GGUF:Q8_0"))  # back: resumed from the partial file
+    host.wait_ready("big", timeout=30)
+    assert snapshot_file(store, hub, REPO, "big.Q8_0.gguf").read_bytes() == big and partial_files(store) == []
+    assert any(r["range"] == f"bytes={kept}-" for r in hub.requests if r["path"].endswith("big.Q8_0.gguf"))
+
+
+def test_removing_one_of_two_models_sharing_a_file_mid_download_never_cuts_it(host, hub):
+    big = os.urandom(24 * MIB)
+    hub.commit(REPO, {"tiny.Q4_K_M.gguf": SMALL, "big.Q8_0.gguf": big})
+    hub.faults.rate = 8 * MIB
+    configure(host)
+    host.write("a", hub_manifest("a", "hf://org/tiny-GGUF:Q8_0"))
+    host.write("b", hub_manifest("b", "hf://org/tiny-GGUF@main/big.Q8_0.gguf"))  # the same file: waits for a's fetch
+    host.write("c", hub_manifest("c", "hf://org/tiny-GGUF:Q8_0"))                # a's very source
+    host.start_daemon()
+    host.wait(lambda s: s["a"]["state"] == "Downloading" and s["a"]["download"]["done"] >= 10 * MIB, 30,
+              "the first chunk")
+    (host.manifests / "a.yaml").unlink()
+    host.wait(lambda s: "a" not in s, 20, "a removed")
+    s = host.wait_ready("b", "c", timeout=30)
+    assert hub.bytes_served(REPO, "big.Q8_0.gguf") == len(big)  # one fetch, never cut
+    assert "cancel" not in host.daemon_log() and s["b"]["pid"] and s["c"]["pid"]
