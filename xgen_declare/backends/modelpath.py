@@ -3,7 +3,10 @@ llama-server downloads itself), or something for vLLM (a HuggingFace model id or
 
 Pure string rules, no filesystem access; `request` builds its validation on them. The seed's rule is that
 any model path containing "gguf" is llama.cpp's; for a HuggingFace id that means a repository of GGUF
-files, rendered as llama.cpp's own download flags (`--hf-repo`, `--hf-file`), never as a vLLM model.
+files, rendered as llama.cpp's own download flags (`--hf-repo`, `--hf-file`), never as a vLLM model. Since
+issue 23 the daemon fetches such a repository (and a vLLM id, `hub_model_id`) into the store first
+(manifests/source.implied_source) and renders the local file; `--hf-repo` remains a preview (`render`,
+`export`).
 """
 
 from __future__ import annotations
