@@ -197,7 +197,7 @@ def test_a_fetch_no_model_wants_stops_between_chunks_keeps_its_partial_and_resum
     w.wait()                                                 # the worker ended (a pass is woken)
     assert f.get(q8) is None and not f.busy()
     served = hub.bytes_served(REPO, "big.Q8_0.gguf")
-    assert served < 32 * MiB, served                          # stopped at the next chunk, the connection closed
+    assert served <= len(big) - 8 * MiB, served               # stopped at a next chunk, the connection closed
     [partial] = partials(tmp_path)
     kept = partial.stat().st_size
     assert 10 * MiB <= kept < len(big) and partial.read_bytes() == big[:kept]
