@@ -33,7 +33,7 @@ from xgen_declare.reconciler.fetching import BLOCKED as FETCH_BLOCKED, DONE, Fet
 from xgen_declare.reconciler.downloads import store_fetcher
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.manifests.source import Source
-from xgen_declare.store.wanted import read_token
+from xgen_declare.store.wanted import implied_token, read_token
 from xgen_declare.reconciler.rollout import in_place_settings
 
 log = logging.getLogger("xgen_declare.reconciler.apply")
@@ -144,6 +144,8 @@ class SourceFiles:
             return None
         self.asked[decl.name] = src
         token, problem = read_token(src, decl.file, decl.line_of("source"))
+        if src.implied:  # a model_path hub id: the token its backend was given (env HF_TOKEN), if any
+            token = implied_token(decl.spec.env)
         if problem is not None:
             self.waiting[decl.name] = src
             self.why[decl.name] = (None, f"{problem.field}: {problem.message} ({problem.hint})")

@@ -17,7 +17,7 @@ from xgen_declare.manifests.source import SOURCE_EXAMPLES, Source, SourceError, 
 from xgen_declare.readers.yamlsource import load_documents
 from xgen_declare.readers.bounded import KIB, read_text
 
-__all__ = ["Wanted", "wanted_sources", "group_by_source", "TOKEN_LIMIT", "source_key", "read_token"]
+__all__ = ["Wanted", "wanted_sources", "group_by_source", "TOKEN_LIMIT", "source_key", "read_token", "implied_token"]
 
 TOKEN_LIMIT = 16 * KIB
 
@@ -89,7 +89,8 @@ def _from_document(doc, local: bool, tokens: bool) -> tuple[Wanted | None, list[
         line = doc.line_of(("spec", "model_path"))
         implied = implied_by_spec(spec)
         if implied is not None:  # a hub repository id: fetched through the store like its hf:// source
-            return Wanted(name, doc.file, line, implied), []
+            env = spec.get("env")
+            return Wanted(name, doc.file, line, implied, implied_token(env) if tokens else None), []
         return (Wanted(name, doc.file, line, Source("path", model_path, path=model_path)) if local else None), []
     line = doc.line_of(("spec", "source"))
     try:
@@ -102,6 +103,13 @@ def _from_document(doc, local: bool, tokens: bool) -> tuple[Wanted | None, list[
     if problem is not None:
         return None, [problem]
     return Wanted(name, doc.file, line, source, token), []
+
+
+def implied_token(env: object) -> str | None:
+    """The token of a model_path naming a hub repository (an implied source has no token_file): the
+    manifest's `env: {HF_TOKEN: ...}`, which its backend used when it downloaded the model itself."""
+    token = env.get("HF_TOKEN") if isinstance(env, dict) else None
+    return token.strip() if isinstance(token, str) and token.strip() else None
 
 
 def _conflicts(items: list[Wanted]) -> list[Problem]:

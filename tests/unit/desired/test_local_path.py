@@ -58,3 +58,4 @@ def test_a_model_path_hub_id_runs_on_its_local_files_under_the_same_names(tmp_pa
     assert g["--model"] == f"{SNAP}/m.Q4_K_M.gguf" and "--hf-repo" not in g
     assert v[1:3] == ["serve", SNAP]
     assert flags(v)["--served-model-name"] == flags(before.rendered["v"].argv)["--served-model-name"] == "v org/m"
+

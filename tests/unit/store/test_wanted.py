@@ -63,3 +63,14 @@ def test_a_model_path_naming_a_hub_repo_is_its_hf_source(write):
         ("a", "hf://o/m-GGUF:Q4_K_M", False), ("b", "hf://o/m-GGUF:Q4_K_M", True), ("c", "hf://Qwen/Qwen3-0.6B", True)]
     assert [[w.name for w in g] for g in group_by_source(items)] == [["a", "b"], ["c"]]
     assert items[1].line == 6  # the model_path line
+
+
+def test_a_model_path_hub_repo_takes_the_manifests_env_hf_token(write):
+    """An implied source has no token_file: the manifest's env HF_TOKEN (what its backend was given)."""
+    write("a.yaml", manifest("a", "o/private-GGUF:Q4_K_M", field="model_path") + '  env: {HF_TOKEN: " hf_x "}\n')
+    write("b.yaml", manifest("b", "o/public", field="model_path"))
+    items, problems = wanted_sources([str(write.root)])
+    assert problems == [] and [(w.name, w.token) for w in items] == [("a", "hf_x"), ("b", None)]
+    assert "hf_x" not in repr(items)
+    items, _ = wanted_sources([str(write.root)], tokens=False)
+    assert [w.token for w in items] == [None, None]
