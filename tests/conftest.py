@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,11 @@ import pytest
 from xgen_declare.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Only loopback traffic: a model_path naming a hub repository is fetched by the store (issue 23), so a test
+# that forgets the fake hub would reach huggingface.co. A closed loopback port instead (a network error the
+# fetcher retries); tests that fetch set HF_ENDPOINT to the fake hub (xgen_declare/testing/fakehub.py).
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 
 
 @dataclass

@@ -26,7 +26,8 @@ FAST = {"backoff_base": 0.3, "backoff_max": 2, "backoff_reset": 5, "liveness_per
 def manifest(name: str, backend: str = "llama-server-cpu", model_path: str | None = None, **spec) -> str:
     spec.setdefault("ready_timeout", 10)
     spec.setdefault("stop_grace", 2)
-    path = model_path or (f"/models/{name}.gguf" if backend != "vllm-cpu" else f"org/{name}")
+    # a local directory for vLLM: a hub id (org/NAME) would be fetched into the store first (issue 23)
+    path = model_path or (f"/models/{name}.gguf" if backend != "vllm-cpu" else f"/models/{name}-hf")
     return model_manifest(name, backend, path, **spec)
 
 

@@ -19,7 +19,7 @@ def test_template_that_raises_keeps_the_running_process(host):
     cfg["templates_dir"] = str(tdir)
     (host.manifests / "xgen-declare.yaml").write_text(json.dumps(cfg))
     host.write("a")
-    host.write("b", model_path="org/b", backend="vllm-cpu")
+    host.write("b", model_path="/models/b-hf", backend="vllm-cpu")
     d = host.start_daemon()
     st = host.wait_ready("a", "b")
     pid_a, pid_b = st["a"]["pid"], st["b"]["pid"]

@@ -201,8 +201,29 @@ def test_an_invalid_edit_keeps_routing_to_the_last_good_process(host):
 
 def test_a_vllm_model_answers_to_its_model_id_through_the_router(host):
     """`model: org/v` (what vLLM itself answers to without --served-model-name) reaches the model through
-    the router and is accepted by the backend (the fake vLLM answers 404 to names it was not given)."""
-    host.write("v", manifest("v", backend="vllm-cpu", alias=["vee"]))
+    the router and is accepted by the backend (the fake vLLM answers 404 to names it was not given). The
+    hub id is fetched into the store first (issue 23): vLLM runs on the snapshot directory and still answers
+    to org/v (--served-model-name unchanged)."""
+    from xgen_declare.processes.state_store import StateStore
+    from xgen_declare.testing.fakehub import FakeHub
+
+    hub = FakeHub().start()
+    try:
+        commit = hub.add_repo("org/v", {"config.json": b'{"architectures": ["Qwen3ForCausalLM"]}\n',
+                                        "model.safetensors": b"\0" * 4096})
+        host.env.update(HF_ENDPOINT=hub.endpoint, HF_HUB_CACHE=str(host.root / "hub-cache"))
+        host.env.pop("HF_HUB_OFFLINE", None)
+        _answers_to_its_model_id(host, commit)
+        argv = StateStore(host.state).load("v").argv
+        snapshot = host.root / "hub-cache" / "models--org--v" / "snapshots" / commit
+        assert argv[1:3] == ["serve", str(snapshot)], argv
+        assert argv[argv.index("--served-model-name") + 1:][:3] == ["v", "vee", "org/v"], argv
+    finally:
+        hub.stop()
+
+
+def _answers_to_its_model_id(host, commit: str) -> None:
+    host.write("v", manifest("v", backend="vllm-cpu", model_path="org/v", alias=["vee"]))
     base = start_router(host)
     st = host.wait_ready("v")
     for model in ("v", "vee", "org/v"):

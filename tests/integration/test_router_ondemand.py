@@ -68,7 +68,7 @@ def gpu_host(host, margin_mib: int) -> None:
 
 
 def vllm(name: str, gmu: float, activation: str = "on-demand", **spec) -> str:
-    return manifest(name, backend="vllm-rocm", model_path=f"org/{name}", gpu_memory_utilization=gmu,
+    return manifest(name, backend="vllm-rocm", model_path=f"/models/{name}-hf", gpu_memory_utilization=gmu,
                     activation=activation, **spec)
 
 

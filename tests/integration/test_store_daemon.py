@@ -2,7 +2,8 @@
 real huggingface_hub client against it) and the fake backend. Downloading with progress in `status -o
 json`, the backend started on the local file, a 404 / 401 source Blocked while others run, one fetch of a
 file two models share, `kill -9` of the daemon mid-download resumed, a full disk Blocked with the partial
-file kept, the commit pinned."""
+file kept, the commit pinned; a model_path naming a hub repository fetched the same way; a fetch no model
+wants any more (removed, source changed) cancelled with its partial file kept, one another model needs never."""
 
 from __future__ import annotations
 
@@ -283,3 +284,105 @@ def test_down_of_a_model_whose_new_revision_is_not_fetched_fetches_nothing(host,
     assert r.returncode == 0, r.stdout + r.stderr
     st = host.status()["a"]
     assert len(hub.requests) == asked and (st["state"], st["held"]) == ("Stopped", True)
+
+
+def test_a_model_path_naming_a_hub_repo_is_fetched_through_the_store(host, hub):
+    """issue 23: `model_path: ORG/REPO-GGUF:QUANT` (once llama-server's own --hf-repo download) is the implied
+    source hf://ORG/REPO-GGUF:QUANT: validate and render need no network (render previews the hub id and
+    names the source), plan says it goes through the store, the daemon fetches it (pinned) and starts
+    llama-server on the local file; a repository the hub does not have is Blocked with the reason."""
+    store = configure(host)
+    host.write("m", None, model_path="org/tiny-GGUF:Q4_K_M")
+    host.write("gone", None, model_path="org/missing-GGUF:Q4_K_M")
+    asked = len(hub.requests)
+    assert host.cli("validate", str(host.manifests)).returncode == 0
+    r = host.cli("render", str(host.manifests))
+    assert r.returncode == 0, r.stderr
+    assert "source of m: hf://org/tiny-GGUF:Q4_K_M (from model_path org/tiny-GGUF:Q4_K_M)" in r.stdout, r.stdout
+    r = host.cli("plan", str(host.manifests))
+    assert ("store: m: model_path org/tiny-GGUF:Q4_K_M names a hub repository: fetched through the store as "
+            "hf://org/tiny-GGUF:Q4_K_M (pinned to a commit by the first fetch), never by the backend") in r.stdout, r.stdout
+    assert len(hub.requests) == asked  # no network for validate, render, plan
+    host.start_daemon()
+    s = host.wait(lambda s: s["m"]["state"] == "Ready" and s["gone"]["state"] == "Blocked", 30, "m Ready, gone Blocked")
+    assert s["gone"]["last_error"] == ("org/missing-GGUF: the hub has no such repository, or it is private "
+                                       "(HTTP 401); check the name, or give a token with access")
+    argv = StateStore(host.state).load("m").argv
+    assert "--hf-repo" not in argv and argv[argv.index("--model") + 1] == str(
+        snapshot_file(store, hub, REPO, "tiny.Q4_K_M.gguf"))
+    pins = [json.loads(p.read_text()) for p in (host.state / "pins").glob("*.json")]
+    assert pins == [{"source": "hf://org/tiny-GGUF:Q4_K_M", "revision": "main", "commit": hub.repos[REPO].refs["main"]}]
+    assert "m: Pending -> Downloading (fetching hf://org/tiny-GGUF:Q4_K_M" in host.daemon_log()
+
+
+def test_apply_and_up_fetch_a_model_path_hub_repo_then_start_it(host, hub):
+    store = configure(host)
+    local = str(snapshot_file(store, hub, REPO, "tiny.Q4_K_M.gguf"))
+    host.write("m", None, model_path="org/tiny-GGUF")  # a GGUF repository named bare: its Q4_K_M file
+    r = host.cli("apply", str(host.manifests))
+    assert r.returncode == 0, r.stdout + r.stderr
+    argv = StateStore(host.state).load("m").argv
+    assert host.status()["m"]["state"] == "Ready" and argv[argv.index("--model") + 1] == local
+    assert host.cli("down", "m").returncode == 0
+    blob = Path(local).resolve()
+    blob.unlink()  # gone from the store: `up` fetches it again before it starts the model
+    r = host.cli("up", "m")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert host.status()["m"]["state"] == "Ready" and Path(local).read_bytes() == SMALL
+    assert hub.bytes_served(REPO, "tiny.Q4_K_M.gguf") == 2 * len(SMALL)
+    host.cli("down")
+
+
+def partial_files(store: Path) -> list[Path]:
+    return list((store / "models--org--tiny-GGUF" / "blobs").glob("*.incomplete"))
+
+
+def test_removing_or_changing_a_source_mid_download_cancels_its_fetch_and_keeps_the_partial(host, hub):
+    """issue 23: a model removed (or whose source changes) while Downloading stops its fetch at the next
+    10 MiB chunk (the connection closes); the partial file stays in the store, and the same file resumes
+    from it when a model wants it again."""
+    big = os.urandom(40 * MIB)
+    hub.commit(REPO, {"tiny.Q4_K_M.gguf": SMALL, "big.Q8_0.gguf": big})
+    hub.faults.rate = 4 * MIB  # ~10 s for the whole file: a loaded machine's passes come well before its end
+    store = configure(host)
+    host.write("big", hub_manifest("big", "hf://org/tiny-GGUF:Q8_0"))
+    host.write("m", hub_manifest("m", "hf://org/tiny-GGUF@main/big.Q8_0.gguf"))  # the same file, written otherwise
+    host.start_daemon()
+    host.wait(lambda s: s["big"]["state"] == "Downloading" and s["big"]["download"]["done"] >= 10 * MIB, 30,
+              "the first chunk")
+    host.write("m", hub_manifest("m", "hf://org/tiny-GGUF:Q4_K_M"))  # m's source changes: it needs another file
+    (host.manifests / "big.yaml").unlink()                            # and big is removed
+    host.wait(lambda s: "big" not in s and s["m"]["state"] == "Ready", 30, "big gone, m Ready on Q4_K_M")
+    host.wait(lambda s: "fetch of hf://org/tiny-GGUF:Q8_0 cancelled" in host.daemon_log(), 20, "the cancel logged")
+    served = hub.bytes_served(REPO, "big.Q8_0.gguf")
+    assert served < len(big), served                                  # cut before the end
+    [partial] = partial_files(store)
+    kept = partial.stat().st_size
+    assert 10 * MIB <= kept < len(big) and partial.read_bytes() == big[:kept]  # kept for resume
+    assert "fetch of hf://org/tiny-GGUF@main/big.Q8_0.gguf cancelled" in host.daemon_log()
+    argv = StateStore(host.state).load("m").argv
+    assert argv[argv.index("--model") + 1] == str(snapshot_file(store, hub, REPO, "tiny.Q4_K_M.gguf"))
+    hub.faults.rate = None
+    host.write("big", hub_manifest("big", "hf://org/tiny-GGUF:Q8_0"))  # back: resumed from the partial file
+    host.wait_ready("big", timeout=30)
+    assert snapshot_file(store, hub, REPO, "big.Q8_0.gguf").read_bytes() == big and partial_files(store) == []
+    assert any(r["range"] == f"bytes={kept}-" for r in hub.requests if r["path"].endswith("big.Q8_0.gguf"))
+
+
+def test_removing_one_of_two_models_sharing_a_file_mid_download_never_cuts_it(host, hub):
+    big = os.urandom(24 * MIB)
+    hub.commit(REPO, {"tiny.Q4_K_M.gguf": SMALL, "big.Q8_0.gguf": big})
+    hub.faults.rate = 4 * MIB  # ~6 s: a is removed well before the end
+    configure(host)
+    host.write("a", hub_manifest("a", "hf://org/tiny-GGUF:Q8_0"))
+    host.write("b", hub_manifest("b", "hf://org/tiny-GGUF@main/big.Q8_0.gguf"))  # the same file: waits for a's fetch
+    host.write("c", hub_manifest("c", "hf://org/tiny-GGUF:Q8_0"))                # a's very source
+    host.start_daemon()
+    host.wait(lambda s: s["a"]["state"] == "Downloading" and s["a"]["download"]["done"] >= 10 * MIB, 30,
+              "the first chunk")
+    (host.manifests / "a.yaml").unlink()
+    host.wait(lambda s: "a" not in s, 20, "a removed")
+    assert hub.bytes_served(REPO, "big.Q8_0.gguf") < len(big)  # removed while its file was still downloading
+    s = host.wait_ready("b", "c", timeout=30)
+    assert hub.bytes_served(REPO, "big.Q8_0.gguf") == len(big)  # one fetch, never cut
+    assert "cancel" not in host.daemon_log() and s["b"]["pid"] and s["c"]["pid"]

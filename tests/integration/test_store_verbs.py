@@ -144,7 +144,7 @@ def test_gc_keeps_a_repository_a_model_path_names_and_refuses_with_a_broken_mani
     write("c.yaml", manifest("c", "hf://org/tiny-GGUF:Q8_0"))
     assert env("pull").code == 0
     (tmp_path / "manifests" / "c.yaml").unlink()
-    write("d.yaml", manifest("d", "org/tiny-GGUF:Q8_0", field="model_path"))  # llama-server's own download
+    write("d.yaml", manifest("d", "org/tiny-GGUF:Q8_0", field="model_path"))  # a hub id: its hf:// source
     r = env("store", "gc")
     assert r.code == 0 and r.out.startswith("removed 0 file(s)")
     write("bad.yaml", "apiVersion: xgen/v1\nkind: Model\nmetadata: {name: x}\nspec:\n  source: [\n")

@@ -19,7 +19,7 @@ from xgen_declare.desired.served import clashes
 from xgen_declare.errors import Problem
 from xgen_declare.manifests.load import load_paths, validate_document
 from xgen_declare.manifests.request import NAME_RE, suggest_name
-from xgen_declare.manifests.source import SourceError, parse_source
+from xgen_declare.manifests.source import SourceError, implied_by_spec, parse_source
 from xgen_declare.processes.state_store import atomic_write, fsync_dir
 from xgen_declare.readers.yamlsource import MAX_FILE_BYTES, dump_exact, parse_documents
 from xgen_declare.http.security import ApiProblem, is_loopback
@@ -110,14 +110,19 @@ def network_fields(spec: dict) -> list[str]:
 
 def refuse_source(spec: dict, settings) -> None:
     """403 for a hub or URL source `api.allowed_sources` does not match (a shell pattern against the source
-    as written; none by default), or one with a `token_file` (a file of this host sent to a hub)."""
+    as written; none by default), or one with a `token_file` (a file of this host sent to a hub). A
+    `model_path` naming a hub repository is its hf:// source here (the store fetches it just the same), so
+    `model_path: ORG/REPO` is matched as hf://ORG/REPO: no way around the allow-list."""
     value = spec.get("source")
     if value is None:
-        return
-    try:
-        src = parse_source(value)
-    except SourceError:
-        return  # validation reports it, with the forms
+        src = implied_by_spec(spec)
+        if src is None:
+            return
+    else:
+        try:
+            src = parse_source(value)
+        except SourceError:
+            return  # validation reports it, with the forms
     if not src.is_remote:
         return
     if src.token_file is not None:
@@ -127,8 +132,10 @@ def refuse_source(spec: dict, settings) -> None:
     patterns = list(getattr(settings, "allowed_sources", []) or [])
     if any(fnmatch.fnmatchcase(src.text, p) for p in patterns):
         return
+    field, what = ("spec.source", src.text) if not src.implied else \
+        ("spec.model_path", f"{spec['model_path']} (a hub repository, fetched into the store as {src.text})")
     raise ApiProblem(403, "this source is not in api.allowed_sources and is refused through the API",
-                     errors=[{"field": "spec.source", "message": f"{src.text} is not allowed through the API",
+                     errors=[{"field": field, "message": f"{what} is not allowed through the API",
                               "hint": "add a pattern that matches it to api.allowed_sources in xgen-declare.yaml "
                                       "(e.g. hf://ORG/*), or write a manifest file"}])
 

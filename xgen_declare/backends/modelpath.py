@@ -3,7 +3,10 @@ llama-server downloads itself), or something for vLLM (a HuggingFace model id or
 
 Pure string rules, no filesystem access; `request` builds its validation on them. The seed's rule is that
 any model path containing "gguf" is llama.cpp's; for a HuggingFace id that means a repository of GGUF
-files, rendered as llama.cpp's own download flags (`--hf-repo`, `--hf-file`), never as a vLLM model.
+files, rendered as llama.cpp's own download flags (`--hf-repo`, `--hf-file`), never as a vLLM model. Since
+issue 23 the daemon fetches such a repository (and a vLLM id, `hub_model_id`) into the store first
+(manifests/source.implied_source) and renders the local file; `--hf-repo` remains a preview (`render`,
+`export`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ def gguf_repo(model_path: str, hf_file: str | None = None) -> tuple[str, str | N
     if tag is None and hf_file is None and "gguf" not in repo.lower():
         return None
     return repo, tag
+
+
+def hub_model_id(model_path: str) -> str | None:
+    """ORG/REPO when `model_path` is a HuggingFace model id with no tag (what vLLM downloads itself, and the
+    store now fetches); None for a local path (./dir, /dir, x.gguf) or anything else."""
+    if is_gguf_path(model_path):
+        return None
+    m = _HF_REPO.match(model_path)
+    return m.group(1) if m is not None and m.group(2) is None else None
 
 
 def gguf_problems(spec: Any, engine: str) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems, gguf_repo
 from xgen_declare.manifests.fields import (ArgvHost, ArgvPath, HostSelector,
                                            NoNewline, Override, RayCluster, RolloutSpec, RpcWorker, _ray_problems,
                                            _reject_control, _rpc_problems, not_a_flag, parse_duration)
-from xgen_declare.manifests.source import Source, parse_source
+from xgen_declare.manifests.source import Source, SourceError, implied_source, parse_source
 from xgen_declare.names import NAME_RE  # the one rule for model names (names.py)
 from xgen_declare.readers.validation_errors import CrossFieldErrors
 
@@ -263,9 +263,28 @@ class ModelLoadRequest(BaseModel):
                              "a host the selector left out would not run its part; remove hosts"))
         if self.pooling is not None and self.server_type != "embedding":
             problems.append(("pooling", "only applies to server_type: embedding; remove it or set server_type"))
+        if not problems and self.source is None:
+            problems.extend(self._source_from_model_path(engine))
         if problems:
             raise CrossFieldErrors(problems)
         return self
+
+    def _source_from_model_path(self, engine: str) -> list[tuple[str, str]]:
+        """A model_path naming a hub repository is an implied `source` (manifests/source.implied_source), set
+        outside `model_fields_set`: the daemon fetches it into the store and starts the backend on the local
+        files, as for `source: hf://...`; model_path stays as written (what `render` previews)."""
+        try:
+            implied = implied_source(self.model_path or "", self.hf_file, engine)
+        except SourceError as exc:
+            return [("hf_file", f"{exc}")]
+        if implied is not None:
+            object.__setattr__(self, "source", implied)
+        return []
+
+    @property
+    def source_implied(self) -> bool:
+        """The source comes from a model_path that names a hub repository (not written as `source`)."""
+        return self.source is not None and self.source.implied
 
     def _model_path_from_source(self) -> list[tuple[str, str]]:
         """Exactly one of model_path and source. A source fills model_path (and hf_file for a file source)

@@ -12,18 +12,25 @@ pinned by checksum too); `token_file` names a file holding the access token (rel
 directory), read by the store when it fetches, never shown in argv or logs. REVISION is a branch, a tag or a 40-hex commit; a commit is already pinned.
 
 `Source.text` is the source as written: `validate`, `render` and the API show it unchanged.
+
+A `model_path` that names a hub repository (a vLLM id ORG/REPO; a GGUF repository ORG/REPO-GGUF[:QUANT], or
+ORG/REPO with `hf_file`) is an implied source (`implied_source`): the same as the hf:// form, fetched into the
+store, with `implied` set so that `render` and `plan` can say it came from model_path.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from xgen_declare.backends.modelpath import gguf_repo, hub_model_id
+from xgen_declare.backends.profile import LLAMA, VLLM, engine_of
 from xgen_declare.names import is_commit_id
 
-__all__ = ["Source", "parse_source", "SourceError", "SOURCE_EXAMPLES", "split_parts"]
+__all__ = ["Source", "parse_source", "SourceError", "SOURCE_EXAMPLES", "split_parts", "implied_source",
+           "implied_by_spec"]
 
 SOURCE_EXAMPLES = ("hf://Qwen/Qwen3-0.6B@main, hf://org/model-GGUF:Q4_K_M, "
                    "hf://org/model-GGUF@v1/model.Q4_K_M.gguf, {url: https://host/x.gguf, sha256: <64 hex>} "
@@ -60,6 +67,7 @@ class Source:
     path: str | None = None         # path: the local path as written
     sha256: str | None = None       # lowercase hex; required for url
     token_file: str | None = None   # hf, url: a file holding the access token, as written
+    implied: bool = field(default=False, compare=False)  # from a model_path naming a hub repo (implied_source)
 
     @property
     def pinned(self) -> bool:
@@ -71,7 +79,9 @@ class Source:
         return self.kind != "path"
 
     def shown(self) -> str:
-        """The source as written, for `validate`, `render` and the API."""
+        """The source as written, for `validate`, `render` and the API (an implied one: said so)."""
+        if self.implied:
+            return f"{self.text} (from {self.written_as()})"
         return self.text if self.sha256 is None else f"{self.text} (sha256 {self.sha256})"
 
     def model_path(self) -> str:
@@ -83,6 +93,12 @@ class Source:
         if self.kind == "url":
             return self.url or ""
         return f"{self.repo}:{self.quant}" if self.quant else str(self.repo)
+
+    def written_as(self) -> str:
+        """An implied source as its manifest wrote it: model_path (and hf_file)."""
+        if self.file is not None:
+            return f"model_path {self.repo} with hf_file {self.file}"
+        return f"model_path {self.model_path()}"
 
     def to_json(self) -> str | dict:
         if self.sha256 is None and self.token_file is None:
@@ -110,6 +126,36 @@ def split_parts(file: str) -> tuple[str, ...] | None:
         raise SourceError(f"names part {part} of a split GGUF; name its first part "
                           f"{m['stem']}-00001-of-{m['count']}.gguf (the source is all {count} parts)")
     return tuple(f"{prefix}{m['stem']}-{i:05d}-of-{m['count']}.gguf" for i in range(1, count + 1))
+
+
+def implied_source(model_path: str, hf_file: str | None, engine: str) -> Source | None:
+    """The hub source a `model_path` names, as `hf://` would (None for a local path): a GGUF repository for
+    llama.cpp (ORG/REPO-GGUF, ORG/REPO:QUANT, or ORG/REPO with `hf_file`), or a vLLM model id ORG/REPO
+    (`engine` VLLM; a local directory is written ./dir or /dir). SourceError for an `hf_file` the hf://
+    form refuses (a later part of a split GGUF)."""
+    repo = gguf_repo(model_path, hf_file)
+    if repo is not None and engine == LLAMA:
+        name, quant = repo
+        text = f"hf://{name}/{hf_file}" if hf_file else f"hf://{name}:{quant}" if quant else f"hf://{name}"
+    elif engine == VLLM and repo is None and (model_id := hub_model_id(model_path)) is not None:
+        text = f"hf://{model_id}"
+    else:
+        return None
+    return replace(_hf(text, None), implied=True)
+
+
+def implied_by_spec(spec: Any) -> Source | None:
+    """`implied_source` of a spec as read (a mapping, not validated yet: the API's body, `pull`'s look at
+    the YAML): None without a model_path, with a `source`, or when a field is malformed (validation says so)."""
+    if not isinstance(spec, dict) or "source" in spec:
+        return None
+    path, hf_file, backend = spec.get("model_path"), spec.get("hf_file"), spec.get("backend", "auto")
+    if not isinstance(path, str) or not isinstance(backend, str) or not (hf_file is None or isinstance(hf_file, str)):
+        return None
+    try:
+        return implied_source(path, hf_file, engine_of(path, backend, hf_file))
+    except SourceError:
+        return None
 
 
 def parse_source(value: Any) -> Source:

@@ -34,7 +34,7 @@ from xgen_declare.reconciler.downloads import store_fetcher
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.manifests.source import Source
 from xgen_declare.placement.hub import HubFacts
-from xgen_declare.store.wanted import read_token
+from xgen_declare.store.wanted import implied_token, read_token
 from xgen_declare.reconciler.rollout import in_place_settings
 
 log = logging.getLogger("xgen_declare.reconciler.apply")
@@ -50,6 +50,15 @@ class Pass:
     problems: list[str] = field(default_factory=list)
     surges: strategy.Surges = field(default_factory=lambda: strategy.Surges())  # specs a surge runs instead
     fetching: dict[str, Source] = field(default_factory=dict)  # models whose source is not in the store yet
+    sources: dict[str, Source] = field(default_factory=dict)   # every model's hub or URL source this pass
+
+    def unsure(self) -> set[str] | None:
+        """The models whose manifests this pass could not read (invalid: a fetch of theirs is not cancelled);
+        None when any model may be among them (a file that cannot be parsed, no manifest file at all)."""
+        d = self.desired
+        if d is None or d.load.broken_files or not d.load.files:
+            return None
+        return set(d.problems) | set(d.load.invalid_names)
 
 
 def _problem_text(problems: list[Problem]) -> str:
@@ -112,10 +121,13 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     result.notes.extend(f"names: {c}" for c in name_conflicts(desired))
     result.notes.extend(f"overrides: {name}: {text}" for name, texts in sorted(desired.overrides.items())
                         for text in texts)
+    result.notes.extend(f"store: {d.name}: {d.spec.source.written_as()} names a hub repository: "
+                        f"fetched through the store as {d.spec.source.text} (pinned to a commit by the first "
+                        "fetch), never by the backend" for d in desired.here if d.spec.source_implied)
     problems = [p.format() for p in desired.load.problems if p.severity == "error"]
     if desired.unported:
         problems.append(ports_problem(desired))
-    return Pass(result, desired, wants, problems, surges, sources.waiting)
+    return Pass(result, desired, wants, problems, surges, sources.waiting, sources.asked)
 
 
 class SourceFiles:
@@ -125,13 +137,17 @@ class SourceFiles:
     def __init__(self, fetches: Fetcher | None) -> None:
         self.fetches = fetches
         self.waiting: dict[str, Source] = {}
+        self.asked: dict[str, Source] = {}  # every remote source of this pass (done or not): what stays fetched
         self.why: dict[str, tuple[str | None, str | None]] = {}  # name -> (downloading text, blocked reason)
 
     def local_path(self, decl: ModelDecl) -> str | None:
         src = decl.spec.source
         if self.fetches is None or src is None or not src.is_remote:
             return None
+        self.asked[decl.name] = src
         token, problem = read_token(src, decl.file, decl.line_of("source"))
+        if src.implied:  # a model_path hub id: the token its backend was given (env HF_TOKEN), if any
+            token = implied_token(decl.spec.env)
         if problem is not None:
             self.waiting[decl.name] = src
             self.why[decl.name] = (None, f"{problem.field}: {problem.message} ({problem.hint})")

@@ -474,7 +474,7 @@ class Daemon:
                        if not (p.rec.settings is not None and p.rec.settings.on_demand) and self.sup.running(p)}
         result = converge(self.sup, self.env.paths, config, self.inventory, self.plan_log, awake=self._awake,
                           idle_reasons=self.idle_reasons, requests=requests, fetches=self.downloads.fetcher())
-        self.downloads.after_pass(result.fetching)
+        self.downloads.after_pass(result.fetching, result.sources, result.unsure())
         self.blocked_last_pass = any(a.kind == BLOCKED for a in result.plan.actions)
         self.passes += 1
         self.next_resync = self.clock() + config.reconciler.resync_interval

@@ -6,6 +6,9 @@ the config changes) and shows each fetch where readers look, from the control lo
     this daemon fetched for it, a resumed file counted again: /metrics);
   * events: download_started, download_finished (commit, path), download_failed (reason, retrying).
 
+After each pass the fetches no model wants any more are cancelled (`after_pass`; fetching.py keeps their
+partial files).
+
 A fetch that ends (done, failed, retrying) wakes the loop for a pass at once (`wake`).
 """
 
@@ -74,14 +77,23 @@ class Downloads:
         self._lookup = self._made(self._lookup, False)
         return self._lookup
 
-    def after_pass(self, fetching: dict[str, Source]) -> None:
+    def after_pass(self, fetching: dict[str, Source], sources: dict[str, Source] | None = None,
+                   unsure: set[str] | None = None) -> None:
+        """`sources`: every model's hub or URL source this pass; a fetch none of them wants is cancelled, except
+        those of the models in `unsure` (manifests this pass could not read; None: any model) that were
+        fetching last pass: a typo mid-download does not throw the download away."""
         self.show(force=True)  # the last bytes of the fetches that ended, counted before they leave the list
         f = self._fetcher
+        kept: dict[str, Source] = {}
+        if f is not None and sources is not None:
+            kept = {name: src for name, src in self.fetching.items()
+                    if (unsure is None or name in unsure) and name not in sources}
+            f.cancel_unwanted([*sources.values(), *kept.values()])
         for name, src in self.fetching.items():
             d = f.get(src) if f is not None and name not in fetching else None
             if d is not None and d.phase == DONE:  # its files are in the store: the pass starts it
                 self._events(name, d)
-        self.fetching = dict(fetching)
+        self.fetching = {**kept, **fetching}  # an unreadable manifest's fetch goes on, shown as before
         self.show(force=True)
 
     def show(self, force: bool = False) -> None:

@@ -11,6 +11,14 @@ retrying cannot fix (access refused, no such revision or file, a checksum mismat
 `blocked` with the FetchError's reason and tried again only after BLOCKED_RETRY seconds (or a new token);
 a network error retries with back-off (RETRY_BASE doubling to RETRY_MAX).
 
+Cancelling: `cancel_unwanted(sources)` (the daemon, after each pass) stops every fetch no model wants any
+more (its manifest removed, its source changed, or no longer for this host): the worker notices a flag
+between two chunks of the download (huggingface_hub reads 10 MiB at a time), while it waits for the
+repository's lock or for a retry, and its connection is closed. Its partial file stays in the store
+(`blobs/ETAG.incomplete`: a later fetch of the same file resumes from it). A fetch is kept while another
+wanted source of the same repository may need the file it is fetching (the same file or quantisation, or
+the whole repository), so two models sharing one file never lose it.
+
 Pinning: a branch or tag is resolved to a commit once; the commit is written to STATE_DIR/pins/KEY.json
 and every later fetch of the same source (as written) uses it, so a `main` that moves is not followed
 until the manifest's source changes or `xgen-declare pull --update NAME` removes the pin.
@@ -25,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from xgen_declare.names import is_commit_id
 from xgen_declare.config import Store
@@ -34,15 +42,17 @@ from xgen_declare.manifests.source import Source
 from xgen_declare.processes.statefiles import atomic_write, make_private_dir, read_state_json
 from xgen_declare.store.fetch import fetch
 from xgen_declare.store.fetched import Fetched
+from xgen_declare.store.remote import quant_matches
 from xgen_declare.store.wanted import source_key
 
-__all__ = ["Download", "Fetcher", "pin_path", "write_pin", "RETRY_BASE", "RETRY_MAX", "BLOCKED_RETRY"]
+__all__ = ["Download", "Fetcher", "pin_path", "write_pin", "RETRY_BASE", "RETRY_MAX", "BLOCKED_RETRY", "LOCK_POLL"]
 
 log = logging.getLogger("xgen_declare.reconciler.fetching")
 
 RETRY_BASE = 2.0
 RETRY_MAX = 60.0
 BLOCKED_RETRY = 300.0
+LOCK_POLL = 0.2  # how often a fetch waiting for its repository's lock looks at its cancel flag
 
 FETCHING, RETRYING, BLOCKED, DONE = "fetching", "retrying", "blocked", "done"
 
@@ -83,6 +93,14 @@ class Download:
         return {"done": self.done, "total": self.total, "rate": round(self.rate)}
 
 
+class _Cancelled(FetchError):
+    """Raised inside a worker (from the progress callback, between two chunks) when no model wants its source
+    any more; a FetchError so that the store's own handlers pass it on untouched."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(f"fetching {text}: cancelled (no model wants it now)", blocked=False)
+
+
 def pin_path(pins: Path, source: Source) -> Path:
     return pins / (hashlib.sha256(source_key(source).encode()).hexdigest()[:24] + ".json")
 
@@ -105,6 +123,9 @@ class Fetcher:
         self._repo_locks: dict[str, threading.Lock] = {}
         self._closing = threading.Event()
         self.metadata = None  # reconciler/hubfacts.HubMetadata: placement before the fetch (downloads.store_fetcher)
+        self._cancels: dict[str, threading.Event] = {}  # key -> set when no model wants it (or closing)
+        self._sources: dict[str, Source] = {}           # key -> the source its running fetch fetches
+        self._current: dict[str, str] = {}              # key -> the file (repo path) it is downloading now
 
     # ---- the control loop ------------------------------------------------------------------------
     def want(self, source: Source, token: str | None = None) -> Download:
@@ -128,7 +149,7 @@ class Fetcher:
             d = self._downloads.get(key)
             running = key in self._threads and self._threads[key].is_alive()
             if d is not None and (running or (d.phase == DONE and not self._pin_moved(source, d))):
-                return d
+                return d  # a fetch being cancelled ends first (it wakes a pass), then starts again from its partial
             if d is not None and d.phase == BLOCKED:
                 when, digest = self._blocked_at.get(key, (0.0, None))
                 if self.clock() - when < BLOCKED_RETRY and digest == _digest(token):
@@ -139,7 +160,10 @@ class Fetcher:
             self._downloads[key] = d
             if self._closing.is_set():
                 return d
-            t = threading.Thread(target=self._run, args=(key, source, token), daemon=True,
+            cancel = self._cancels[key] = threading.Event()
+            self._sources[key] = source
+            self._current.pop(key, None)
+            t = threading.Thread(target=self._run, args=(key, source, token, cancel), daemon=True,
                                  name=f"fetch {source.text[:40]}")
             self._threads[key] = t
         t.start()
@@ -153,10 +177,33 @@ class Fetcher:
             return any(t.is_alive() for t in self._threads.values())
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop retrying; a download under way ends with the process (its partial file is resumed later)."""
+        """Stop retrying and stop each download at its next chunk (its partial file is resumed later)."""
         self._closing.set()
+        with self._lock:
+            for ev in self._cancels.values():
+                ev.set()
         for t in list(self._threads.values()):
             t.join(timeout=timeout)
+
+    def cancel_unwanted(self, wanted: Iterable[Source]) -> list[str]:
+        """Cancel each running fetch whose source is not among `wanted` (every source a model of this pass
+        names) and whose current file no wanted source of the same repository may need; the sources
+        cancelled, as written. The workers stop at their next chunk and keep their partial files."""
+        by_key = {source_key(s): s for s in wanted}
+        out = []
+        with self._lock:
+            for key, t in self._threads.items():
+                cancel = self._cancels.get(key)
+                if key in by_key or not t.is_alive() or cancel is None or cancel.is_set():
+                    continue
+                src, current = self._sources[key], self._current.get(key)
+                if any(_may_need(w, src, current) for w in by_key.values()):
+                    continue
+                cancel.set()
+                out.append(src.text)
+        for text in out:
+            log.info("cancelling the fetch of %s: no model wants it now (its partial file is kept for resume)", text)
+        return out
 
     # ---- the worker --------------------------------------------------------------------------------
     def _set(self, key: str, **changes) -> Download:
@@ -164,11 +211,27 @@ class Fetcher:
             d = self._downloads[key] = replace(self._downloads[key], **changes)
         return d
 
-    def _run(self, key: str, source: Source, token: str | None) -> None:
+    def _run(self, key: str, source: Source, token: str | None, cancel: threading.Event) -> None:
+        try:
+            self._attempts(key, source, token, cancel)
+        except _Cancelled:
+            with self._lock:
+                if self._threads.get(key) is threading.current_thread():
+                    for table in (self._threads, self._downloads, self._cancels, self._sources, self._current):
+                        table.pop(key, None)
+            if not self._closing.is_set():
+                log.info("fetch of %s cancelled; its partial file stays in the store", source.text)
+                self._changed(key)
+
+    def _attempts(self, key: str, source: Source, token: str | None, cancel: threading.Event) -> None:
         attempt = 0
         while not self._closing.is_set():
+            if cancel.is_set():
+                raise _Cancelled(source.text)
             try:
-                got = self._fetch_once(key, source, token)
+                got = self._fetch_once(key, source, token, cancel)
+            except _Cancelled:
+                raise
             except FetchError as exc:
                 if exc.blocked:
                     with self._lock:
@@ -182,8 +245,8 @@ class Fetcher:
                 self._set(key, phase=RETRYING, error=exc.reason, rate=0.0, retry_in=delay)
                 log.warning("fetch of %s failed (retrying in %.0fs): %s", source.text, delay, exc.reason)
                 self._changed(key)
-                if self._closing.wait(delay):
-                    return
+                if cancel.wait(delay):  # cancelled, or closing
+                    raise _Cancelled(source.text)
                 self._set(key, phase=FETCHING, retry_in=None)
                 continue
             except Exception as exc:  # noqa: BLE001 - a bug here must not kill the loop's view of the fetch
@@ -206,12 +269,14 @@ class Fetcher:
             except Exception:  # noqa: BLE001 - a listener's bug never ends a fetch
                 log.exception("fetch listener failed")
 
-    def _fetch_once(self, key: str, source: Source, token: str | None) -> Fetched:
+    def _fetch_once(self, key: str, source: Source, token: str | None, cancel: threading.Event) -> Fetched:
         pinned = self._pinned(source)
-        lock_key = source.repo or source.url or source.text
         with self._lock:
-            repo_lock = self._repo_locks.setdefault(lock_key, threading.Lock())
-        with repo_lock:  # sources sharing a repository: one after the other, a shared file fetched once
+            repo_lock = self._repo_locks.setdefault(_lock_key(source), threading.Lock())
+        while not repo_lock.acquire(timeout=LOCK_POLL):  # another source of the repository is being fetched
+            if cancel.is_set():
+                raise _Cancelled(source.text)
+        try:  # sources sharing a repository: one after the other, a shared file fetched once
             local = self._in_store(pinned) if pinned.pinned else None  # else: resolve the branch online
             if local is not None:
                 return local
@@ -221,6 +286,8 @@ class Fetcher:
                 start[2] += n
 
             def progress(done: int, total: int) -> None:
+                if cancel.is_set():  # between two chunks: the connection closes as this unwinds
+                    raise _Cancelled(source.text)
                 d = self._downloads[key]
                 if start[1] is None:
                     start[1] = done
@@ -234,9 +301,15 @@ class Fetcher:
                 rate = (done - start[1]) / elapsed if elapsed > 0 else 0.0
                 self._set(key, done=done, total=total, rate=rate, downloaded=d.downloaded + grown)
 
+            def on_file(path: str) -> None:
+                with self._lock:
+                    self._current[key] = path
+
             try:
                 return fetch(pinned, self.store, self.store_dir, endpoint=self.endpoint, token=token,
-                             progress=progress, disk_usage=self.disk_usage, on_resume=resumed)
+                             progress=progress, disk_usage=self.disk_usage, on_resume=resumed, on_file=on_file)
+            except _Cancelled:
+                raise
             except FetchError as exc:
                 local = None if exc.blocked else self._in_store(pinned)  # the hub is down: the store's ref
                 if local is None:
@@ -244,6 +317,8 @@ class Fetcher:
                 log.warning("%s; using what the store holds for %s: commit %s", exc.reason, source.text,
                             local.commit[:12])
                 return local
+        finally:
+            repo_lock.release()
 
     def _in_store(self, source: Source) -> Fetched | None:
         """The source as the store holds it, without network: a pinned commit, a URL's sha256, or a file
@@ -295,6 +370,28 @@ def write_pin(pins: Path, source: Source, commit: str) -> None:
         atomic_write(path, _json({"source": source.text, "revision": source.revision or "main", "commit": commit}))
     except OSError as exc:
         log.warning("cannot pin %s to %s at %s: %s", source.text, commit, path, exc)
+
+
+def _lock_key(source: Source) -> str:
+    return source.repo or source.url or source.text
+
+
+def _may_need(wanted: Source, running: Source, current: str | None) -> bool:
+    """Whether `wanted` may need the file the fetch of `running` is downloading now (`current`, a path in
+    the repository; None: no file under way yet, nothing to lose): the same URL; the same file of one
+    repository; a file of its quantisation; any file, for a whole repository (conservative: revisions are
+    not compared, a file unchanged between two commits is one blob)."""
+    if _lock_key(wanted) != _lock_key(running):
+        return False
+    if running.kind == "url":
+        return True
+    if current is None:
+        return False
+    if wanted.files:
+        return current in wanted.files
+    if wanted.quant is not None:
+        return bool(quant_matches([current], wanted.quant))
+    return True
 
 
 def _duration(seconds: float) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from xgen_declare.errors import FetchError
 from xgen_declare.manifests.source import Source, split_parts
 
-__all__ = ["RemoteFile", "pick_files", "DEFAULT_QUANT"]
+__all__ = ["RemoteFile", "pick_files", "DEFAULT_QUANT", "quant_matches"]
 
 DEFAULT_QUANT = "Q4_K_M"  # llama.cpp's own default for a repository named without a file or tag
 
@@ -28,7 +28,8 @@ class RemoteFile:
     blob_id: str | None = None  # the git blob sha1 (the ETag of files not in LFS)
 
 
-def _quant_matches(files: list[str], quant: str) -> list[str]:
+def quant_matches(files: list[str], quant: str) -> list[str]:
+    """The .gguf files among `files` whose name carries the tag `quant` (Q4_K_M)."""
     tag = re.compile(rf"(?:^|[-._/]){re.escape(quant)}(?:[-._]|$)", re.IGNORECASE)
     return [f for f in files if f.lower().endswith(".gguf") and tag.search(f.rsplit("/", 1)[-1][:-5])]
 
@@ -65,9 +66,9 @@ def pick_files(source: Source, listing: dict[str, RemoteFile], commit: str) -> l
         return [listing[f] for f in source.files]
     ggufs = sorted(p for p in listing if p.lower().endswith(".gguf"))
     if source.quant is not None:
-        return [listing[f] for f in _one_model(_quant_matches(ggufs, source.quant), f":{source.quant}", repo, commit)]
+        return [listing[f] for f in _one_model(quant_matches(ggufs, source.quant), f":{source.quant}", repo, commit)]
     if ggufs and not any(p.endswith(".safetensors") for p in listing):
-        matches = _quant_matches(ggufs, DEFAULT_QUANT)
+        matches = quant_matches(ggufs, DEFAULT_QUANT)
         chosen = _one_model(matches, f":{DEFAULT_QUANT}", repo, commit) if matches else \
             _one_model(ggufs[:1], "the first .gguf", repo, commit)
         return [listing[f] for f in chosen]

@@ -1,4 +1,5 @@
-"""What the manifests want from the store: each model's `spec.source` (hub or URL), with its file and line,
+"""What the manifests want from the store: each model's `spec.source` (hub or URL; a `model_path` naming a hub
+repository counts as its hf:// source), with its file and line,
 read without network and without the rest of the spec (`pull`, `store ls`, `store gc`: `validate` checks
 the rest). Two manifests naming one file with different sha256 are an error naming both; a source's
 `token_file` is read here (bounded, relative to the manifest's directory) and kept out of every repr.
@@ -12,11 +13,11 @@ from pathlib import Path
 
 from xgen_declare.errors import FileRefused, Problem
 from xgen_declare.manifests.load import discover
-from xgen_declare.manifests.source import SOURCE_EXAMPLES, Source, SourceError, parse_source
+from xgen_declare.manifests.source import SOURCE_EXAMPLES, Source, SourceError, implied_by_spec, parse_source
 from xgen_declare.readers.yamlsource import load_documents
 from xgen_declare.readers.bounded import KIB, read_text
 
-__all__ = ["Wanted", "wanted_sources", "group_by_source", "TOKEN_LIMIT", "source_key", "read_token"]
+__all__ = ["Wanted", "wanted_sources", "group_by_source", "TOKEN_LIMIT", "source_key", "read_token", "implied_token"]
 
 TOKEN_LIMIT = 16 * KIB
 
@@ -83,10 +84,14 @@ def _from_document(doc, local: bool, tokens: bool) -> tuple[Wanted | None, list[
     name = meta.get("name") if isinstance(meta.get("name"), str) else f"(document {doc.index + 1})"
     if "source" not in spec:
         model_path = spec.get("model_path")
-        if local and isinstance(model_path, str) and model_path:
-            line = doc.line_of(("spec", "model_path"))
-            return Wanted(name, doc.file, line, Source("path", model_path, path=model_path)), []
-        return None, []
+        if not isinstance(model_path, str) or not model_path:
+            return None, []
+        line = doc.line_of(("spec", "model_path"))
+        implied = implied_by_spec(spec)
+        if implied is not None:  # a hub repository id: fetched through the store like its hf:// source
+            env = spec.get("env")
+            return Wanted(name, doc.file, line, implied, implied_token(env) if tokens else None), []
+        return (Wanted(name, doc.file, line, Source("path", model_path, path=model_path)) if local else None), []
     line = doc.line_of(("spec", "source"))
     try:
         source = parse_source(spec["source"])
@@ -98,6 +103,13 @@ def _from_document(doc, local: bool, tokens: bool) -> tuple[Wanted | None, list[
     if problem is not None:
         return None, [problem]
     return Wanted(name, doc.file, line, source, token), []
+
+
+def implied_token(env: object) -> str | None:
+    """The token of a model_path naming a hub repository (an implied source has no token_file): the
+    manifest's `env: {HF_TOKEN: ...}`, which its backend used when it downloaded the model itself."""
+    token = env.get("HF_TOKEN") if isinstance(env, dict) else None
+    return token.strip() if isinstance(token, str) and token.strip() else None
 
 
 def _conflicts(items: list[Wanted]) -> list[Problem]:

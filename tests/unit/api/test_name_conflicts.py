@@ -32,6 +32,7 @@ def test_load_refuses_an_alias_a_hand_written_manifest_serves(api):
 
 def test_load_refuses_a_vllm_model_id_a_hand_written_manifest_serves(api):
     api.hand("llama.yaml", "llama", model_path=HF, backend="vllm-cpu", enabled=False)
+    api.ctx.settings.allowed_sources = ["hf://meta-llama/*"]  # a hub id is a source through the API (issue 23)
     r = api.client.post(P + "/load?wait=0", json={"name": "copy", "model_path": HF, "backend": "vllm-cpu",
                                                   "enabled": False})
     assert r.status_code == 409, r.text

@@ -64,10 +64,11 @@ def test_advertised_endpoint():
 
 def test_parse_load_body_names():
     assert parse_load_body({"model_path": "/x/Qwen3-8B.Q4_K_M.gguf"}, Api())[0] == "qwen3-8b-q4-k-m"
-    assert parse_load_body({"model_path": "meta-llama/Llama-3.3-70B-Instruct"}, Api())[0] == "llama-3-3-70b-instruct"
+    hub = Api(allowed_sources=["hf://*"])  # a hub id is fetched by the store: refused unless allowed (issue 23)
+    assert parse_load_body({"model_path": "meta-llama/Llama-3.3-70B-Instruct"}, hub)[0] == "llama-3-3-70b-instruct"
     name, spec = parse_load_body({"name": "a", "model_path": "./m.gguf", "env": {}}, Api())
     assert (name, spec["model_path"]) == ("a", "../m.gguf")  # empty exec fields are fine
-    assert parse_load_body({"model_path": "org/model"}, Api())[1]["model_path"] == "org/model"
+    assert parse_load_body({"model_path": "org/model"}, hub)[1]["model_path"] == "org/model"
     with pytest.raises(ApiProblem) as exc:
         parse_load_body({"model_path": "/m.gguf", "binary": "/bin/sh"}, Api())
     assert exc.value.status == 403

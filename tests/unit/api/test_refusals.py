@@ -91,3 +91,31 @@ def test_a_local_source_needs_no_pattern(api):
     spec = {k: v for k, v in OFF.items() if k != "model_path"}
     r = api.client.post(P + "/load?wait=5", json={**spec, "source": "/models/Qwen3-8B.Q4_K_M.gguf"})
     assert r.status_code == 200, r.text
+
+
+def test_a_model_path_naming_a_hub_repository_needs_api_allowed_sources_too(api):
+    """issue 23: the store fetches a hub id in model_path as it fetches `source: hf://...`, so a token holder
+    cannot fill the disk by writing the repository as model_path instead of source."""
+    spec = {k: v for k, v in OFF.items() if k != "model_path"}
+    cases = [({"model_path": "evil/huge-GGUF:Q8_0"}, "evil/huge-GGUF:Q8_0", "hf://evil/huge-GGUF:Q8_0"),
+             ({"model_path": "evil/huge-GGUF"}, "evil/huge-GGUF", "hf://evil/huge-GGUF"),
+             ({"model_path": "evil/huge", "hf_file": "huge.Q8_0.gguf", "backend": "llama-server-cpu"}, "evil/huge",
+              "hf://evil/huge/huge.Q8_0.gguf"),
+             ({"model_path": "evil/huge", "backend": "vllm-cpu"}, "evil/huge", "hf://evil/huge"),
+             ({"model_path": "evil/huge", "backend": "auto"}, "evil/huge", "hf://evil/huge")]  # auto: a vLLM id
+    for body, path, source in cases:
+        r = api.client.post(P + "/load", json={**spec, **body})
+        assert r.status_code == 403, (body, r.text)
+        assert r.json()["errors"] == [{
+            "field": "spec.model_path", "hint": SOURCE_HINT,
+            "message": f"{path} (a hub repository, fetched into the store as {source}) is not allowed through the API"}]
+    assert not (api.manifests / "api").exists()
+    api.ctx.settings.allowed_sources = ["hf://Qwen/*"]
+    assert api.client.post(P + "/load", json={**spec, "model_path": "evil/huge-GGUF:Q8_0"}).status_code == 403
+    r = api.client.post(P + "/load?wait=0", json={**spec, "model_path": "Qwen/Qwen3-0.6B-GGUF:Q8_0"})
+    assert r.status_code == 200, r.text
+    assert "model_path: Qwen/Qwen3-0.6B-GGUF:Q8_0" in (api.manifests / "api" / "m.yaml").read_text()
+    for i, (local, backend) in enumerate((("/models/x.gguf", "llama-server-cpu"), ("./x.gguf", "llama-server-cpu"),
+                                          ("./hf-dir", "vllm-cpu"), ("/srv/qwen", "vllm-cpu"))):  # local paths: no pattern needed, as before
+        r = api.client.post(P + "/load?wait=0", json={**spec, "name": f"l{i}", "model_path": local, "backend": backend})
+        assert r.status_code == 200, (local, r.text)

@@ -54,7 +54,8 @@ def test_load_refuses_values_that_would_be_read_as_flags(api):
     assert r.status_code == 422, r.text
     assert r.json()["errors"] == [{"field": "spec.model_path", "message": flag,
                                    "hint": "write ./ before a file name that starts with '-'"}]
-    r = api.client.post(P + "/load", json={"name": "evil", "model_path": "org/m", "alias": ["--trust-remote-code"]})
+    r = api.client.post(P + "/load", json={"name": "evil", "model_path": "/m/x.gguf",
+                                                          "alias": ["--trust-remote-code"]})
     assert r.status_code == 422, r.text
     assert r.json()["errors"] == [{"field": "spec.alias[0]", "message": flag,
                                    "hint": "start each alias with a letter or digit"}]

@@ -135,12 +135,12 @@ def test_user_template_without_hf_repo_is_an_error_not_a_wrong_command(tmp_path,
         "downloaded by llama-server, see the shipped template")
 
 
-def test_placement_says_the_size_is_unknown_until_downloaded(write):
+def test_placement_says_the_size_is_unknown_until_fetched_into_the_store(write):
     write("a.yaml", model_yaml("a", model_path=REPO_ID, n_gpu_layers="auto"))
     decls = load_paths([str(write.root)]).models
     ledger = place([resolve(d, inventory("new")) for d in decls], inventory("new"), 1024)
     assert ledger.warnings["a"] == (f"{REPO_ID} is a HuggingFace repository: its size is unknown until "
-                                    "llama-server downloads it; placement unknown, n_gpu_layers: auto is left to "
+                                    "it is fetched into the store; placement unknown, n_gpu_layers: auto is left to "
                                     "llama-server's --fit")
 
 
@@ -161,8 +161,13 @@ def test_cli_validate_and_render(cli, write):
 def test_api_load_body_of_a_repository_names_it_and_validates():
     from xgen_declare.api.declare import manifest_text, parse_load_body, validate_text
     from xgen_declare.config import Api
+    from xgen_declare.http.security import ApiProblem
 
-    name, spec = parse_load_body({"model_path": REPO_ID + ":Q4_K_M", "n_gpu_layers": 99}, Api())
+    with pytest.raises(ApiProblem) as refused:  # the store would fetch it: api.allowed_sources decides (issue 23)
+        parse_load_body({"model_path": REPO_ID + ":Q4_K_M"}, Api())
+    assert refused.value.status == 403 and refused.value.extra["errors"][0]["field"] == "spec.model_path"
+    name, spec = parse_load_body({"model_path": REPO_ID + ":Q4_K_M", "n_gpu_layers": 99},
+                                 Api(allowed_sources=["hf://TheBloke/*"]))
     assert name == "llama-2-7b-gguf-q4-k-m" and spec["model_path"] == REPO_ID + ":Q4_K_M"  # not made relative
     assert validate_text(manifest_text(name, spec), "api/x.yaml") == []
     bad = validate_text(manifest_text("v", {"model_path": REPO_ID, "backend": "vllm-cuda"}), "api/v.yaml")

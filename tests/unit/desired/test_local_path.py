@@ -36,3 +36,26 @@ def test_a_source_not_fetched_renders_as_its_model_path_equivalent(tmp_path):
     d = build(tmp_path, lambda decl: None)
     assert flags(d.rendered["g"].argv)["--hf-repo"] == "org/m-GGUF:Q4_K_M"
     assert "org/m" in d.rendered["v"].argv and SNAP not in d.rendered["v"].argv
+
+
+def test_a_model_path_hub_id_runs_on_its_local_files_under_the_same_names(tmp_path):
+    """issue 23: model_path: ORG/REPO (vLLM) and ORG/REPO-GGUF:QUANT are implied sources: fetched, they run on
+    the store's files; vLLM's --served-model-name still lists ORG/REPO (clients keep their model name)."""
+    (tmp_path / "g.yaml").write_text(manifest("g", "x", "llama-server-cpu").replace('source: "x"',
+                                                                                   "model_path: org/m-GGUF:Q4_K_M"))
+    (tmp_path / "v.yaml").write_text(manifest("v", "x", "vllm-cpu").replace('source: "x"', "model_path: org/m"))
+    paths = {"g": f"{SNAP}/m.Q4_K_M.gguf", "v": SNAP}
+    asked = {}
+
+    def local(decl):
+        asked[decl.name] = decl.spec.source.text
+        return paths[decl.name]
+
+    before = build_desired([str(tmp_path)], Config(), inventory("new"), preview=True)
+    d = build_desired([str(tmp_path)], Config(), inventory("new"), preview=True, local_path=local)
+    assert asked == {"g": "hf://org/m-GGUF:Q4_K_M", "v": "hf://org/m"}
+    g, v = flags(d.rendered["g"].argv), d.rendered["v"].argv
+    assert g["--model"] == f"{SNAP}/m.Q4_K_M.gguf" and "--hf-repo" not in g
+    assert v[1:3] == ["serve", SNAP]
+    assert flags(v)["--served-model-name"] == flags(before.rendered["v"].argv)["--served-model-name"] == "v org/m"
+

@@ -68,7 +68,7 @@ SEED = {
                                "--served-model-name": "llama-3-3-70b meta-llama/Llama-3.3-70B-Instruct",
                                "--tensor-parallel-size": "4", "--gpu-memory-utilization": "0.9",
                                "--max-model-len": "32768", "--trust-remote-code": None}),
-    # not from the seed: the example of `source:` (issue 23); until the store is wired in, llama.cpp fetches it
+    # not from the seed: the example of `source:` (issue 23); a preview without the store: the hub equivalent
     "qwen3-0-6b": ("llama-server-vulkan", {"--hf-repo": "Qwen/Qwen3-0.6B-GGUF", "--hf-file": "Qwen3-0.6B-Q8_0.gguf",
                                            "--ctx-size": "4096"}),
 }

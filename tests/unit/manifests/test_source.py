@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, model_yaml
 from xgen_declare.manifests.load import load_paths
-from xgen_declare.manifests.source import Source, SourceError, parse_source
+from xgen_declare.manifests.source import Source, SourceError, implied_source, parse_source
 
 SHA = "ab" * 32
 INVENTORY = str(REPO / "tests" / "fixtures" / "all-backends.yaml")
@@ -182,3 +182,46 @@ def test_token_file_in_the_mapping_form():
     for bad in ("", "a\nb", 3):
         with pytest.raises(SourceError, match="^token_file must be the path of a file holding the token"):
             parse_source({"url": "hf://o/m", "token_file": bad})
+
+
+@pytest.mark.parametrize("spec, text", [
+    ({"model_path": "Qwen/Qwen3-0.6B"}, "hf://Qwen/Qwen3-0.6B"),                        # backend auto: vLLM's id
+    ({"model_path": "Qwen/Qwen3-0.6B", "backend": "vllm-cpu"}, "hf://Qwen/Qwen3-0.6B"),
+    ({"model_path": "org/m-GGUF"}, "hf://org/m-GGUF"),                                  # llama.cpp's Q4_K_M pick
+    ({"model_path": "org/m-GGUF:Q8_0"}, "hf://org/m-GGUF:Q8_0"),
+    ({"model_path": "org/m", "hf_file": "m.Q4_K_M.gguf"}, "hf://org/m/m.Q4_K_M.gguf"),
+    ({"model_path": "org/m", "hf_file": "q/m-00001-of-00002.gguf"}, "hf://org/m/q/m-00001-of-00002.gguf"),
+])
+def test_a_model_path_naming_a_hub_repo_is_an_implied_source(write, spec, text):
+    """issue 23: the same Source as the hf:// form (one fetch, one pin), marked implied; model_path as written."""
+    write("m.yaml", model_yaml("m", **spec))
+    [decl] = load_paths([str(write.root)]).models
+    src = decl.spec.source
+    assert src == parse_source(text) and src.implied and decl.spec.source_implied
+    assert decl.spec.model_path == spec["model_path"] and "source" not in decl.spec.model_fields_set
+    assert src.shown().startswith(f"{text} (from model_path {spec['model_path']}")
+    assert decl.spec.model_dump(exclude_unset=True).get("source") is None  # overrides re-validate without it
+
+
+@pytest.mark.parametrize("path", ["/models/x.gguf", "models/x.gguf", "./hf-dir", "/srv/models/qwen", "qwen",
+                                  "a/b/c", "org/x-GGUF.gguf"])
+def test_a_local_model_path_stays_as_it_is(write, path):
+    write("m.yaml", model_yaml("m", model_path=path))
+    [decl] = load_paths([str(write.root)]).models
+    assert decl.spec.source is None and decl.spec.model_path == path
+
+
+def test_an_hf_file_the_hf_form_refuses_is_reported_on_hf_file(write):
+    write("m.yaml", model_yaml("m", model_path="org/m", hf_file="m-00002-of-00003.gguf"))
+    load = load_paths([str(write.root)])
+    assert load.models == []
+    assert [(p.field, p.message, p.hint) for p in load.problems] == [
+        ("spec.hf_file", "names part 2 of a split GGUF",
+         "name its first part m-00001-of-00003.gguf (the source is all 3 parts)")]
+
+
+def test_implied_source_rules():
+    assert implied_source("Qwen/Qwen3-0.6B", None, "llama") is None  # llama.cpp needs a GGUF (validation says so)
+    assert implied_source("org/m-GGUF", None, "vllm") is None         # vLLM refuses GGUF repos (validation)
+    assert implied_source("org/m:Q4_K_M", None, "llama") == parse_source("hf://org/m:Q4_K_M")
+    assert implied_source("./org/m", None, "vllm") is None

@@ -158,3 +158,100 @@ def test_the_progress_text_says_done_total_rate_and_eta():
     assert d.progress() == {"done": int(1.2 * GiB), "total": int(4.8 * GiB), "rate": 52 * MiB}
     small = Download("hf://org/m-GGUF:Q4_K_M", FETCHING, done=10 * MiB, total=24 * MiB)
     assert small.text() == "fetching hf://org/m-GGUF:Q4_K_M: 10.0/24.0 MiB"
+
+
+# ---- cancelling: a fetch no model wants any more (issue 23) ------------------------------------------------
+MiB = 2**20
+
+
+def until(pred, what: str, timeout: float = 20) -> None:
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if pred():
+            return
+        done.wait(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def big_repo(hub, size: int) -> bytes:
+    big = os.urandom(size)
+    hub.commit(REPO, {"tiny.Q4_K_M.gguf": Q4, "big.Q8_0.gguf": big})
+    return big
+
+
+def partials(tmp_path) -> list:
+    return list((tmp_path / "store" / "models--org--tiny-GGUF" / "blobs").glob("*.incomplete"))
+
+
+def test_a_fetch_no_model_wants_stops_between_chunks_keeps_its_partial_and_resumes(hub, tmp_path):
+    big = big_repo(hub, 40 * MiB)
+    hub.faults.rate = 10 * MiB  # ~4 s; huggingface_hub reports (and we look at the flag) every 10 MiB
+    w = Waiter()
+    f = make(hub, tmp_path, w)
+    q8, q4 = parse_source("hf://org/tiny-GGUF:Q8_0"), parse_source("hf://org/tiny-GGUF:Q4_K_M")
+    f.want(q8)
+    until(lambda: f.get(q8).done >= 10 * MiB, "the first chunk")
+    assert f.cancel_unwanted([q8]) == []                     # still wanted
+    assert f.cancel_unwanted([q4]) == ["hf://org/tiny-GGUF:Q8_0"]  # same repository, another file: no need
+    assert f.cancel_unwanted([]) == []                       # once
+    w.wait()                                                 # the worker ended (a pass is woken)
+    assert f.get(q8) is None and not f.busy()
+    served = hub.bytes_served(REPO, "big.Q8_0.gguf")
+    assert served <= len(big) - 8 * MiB, served               # stopped at a next chunk, the connection closed
+    [partial] = partials(tmp_path)
+    kept = partial.stat().st_size
+    assert 10 * MiB <= kept < len(big) and partial.read_bytes() == big[:kept]
+    hub.faults.rate = None
+    f.want(q8)                                               # wanted again: resumed with a Range request
+    w.wait(2)
+    d = f.get(q8)
+    assert d.phase == DONE and open(d.path, "rb").read() == big and partials(tmp_path) == []
+    ranges = [r["range"] for r in hub.requests if r["method"] == "GET" and r["path"].endswith("big.Q8_0.gguf")]
+    assert ranges[-1] == f"bytes={kept}-", ranges
+    again = hub.bytes_served(REPO, "big.Q8_0.gguf") - served  # the cut connection's last writes may count late
+    assert len(big) - kept <= again <= len(big) - kept + MiB, (again, kept)
+
+
+def test_a_fetch_another_wanted_source_may_need_goes_on(hub, tmp_path):
+    big = big_repo(hub, 12 * MiB)
+    hub.faults.rate = 6 * MiB
+    w = Waiter()
+    f = make(hub, tmp_path, w)
+    q8, same_file = parse_source("hf://org/tiny-GGUF:Q8_0"), parse_source("hf://org/tiny-GGUF@main/big.Q8_0.gguf")
+    f.want(q8)
+    until(lambda: f.get(q8).total > 0, "the download under way")
+    f.want(same_file)                                         # waits for the repository's lock
+    assert f.cancel_unwanted([same_file]) == []               # the model of q8 is gone, the file is still needed
+    w.wait(2)
+    assert f.get(q8).phase == DONE and f.get(same_file).phase == DONE
+    assert hub.bytes_served(REPO, "big.Q8_0.gguf") == len(big)  # fetched once, never cut
+
+
+def test_a_fetch_waiting_for_its_repository_is_cancelled_without_a_byte(hub, tmp_path):
+    big_repo(hub, 12 * MiB)
+    hub.faults.rate = 4 * MiB
+    w = Waiter()
+    f = make(hub, tmp_path, w)
+    q8, q4 = parse_source("hf://org/tiny-GGUF:Q8_0"), parse_source("hf://org/tiny-GGUF@main/tiny.Q4_K_M.gguf")
+    f.want(q8)
+    until(lambda: f.get(q8).total > 0, "the download under way")
+    f.want(q4)
+    assert f.cancel_unwanted([q8]) == ["hf://org/tiny-GGUF@main/tiny.Q4_K_M.gguf"]
+    w.wait()
+    assert w.keys == [fetching.source_key(q4)] and f.get(q4) is None
+    assert f.get(q8).phase == FETCHING and hub.bytes_served(REPO, "tiny.Q4_K_M.gguf") == 0
+    f.close(timeout=10)                                       # closing stops the other at its next chunk
+    assert not f.busy()
+
+
+def test_may_need_rules():
+    src = parse_source
+    running = src("hf://o/m-GGUF:Q8_0")
+    assert fetching._may_need(src("hf://o/m-GGUF@v2/m.Q8_0.gguf"), running, "m.Q8_0.gguf")
+    assert fetching._may_need(src("hf://o/m-GGUF@main:q8_0"), running, "m.Q8_0.gguf")
+    assert fetching._may_need(src("hf://o/m-GGUF"), running, "m.Q8_0.gguf")          # a whole repository
+    assert not fetching._may_need(src("hf://o/m-GGUF:Q4_K_M"), running, "m.Q8_0.gguf")
+    assert not fetching._may_need(src("hf://o/m-GGUF:Q8_0"), running, None)          # nothing under way yet
+    assert not fetching._may_need(src("hf://o/other-GGUF:Q8_0"), running, "m.Q8_0.gguf")
+    url = src({"url": "https://h/x.gguf", "sha256": "a" * 64})
+    assert fetching._may_need(url, url, None)

@@ -49,3 +49,28 @@ def test_token_file_is_read_bounded_and_never_in_a_repr(write, tmp_path):
         "file (point it at a file that holds the token)",
         f"{write.root}/c.yaml:6: spec.source.token_file: {tmp_path}/empty: holds no token (empty, or spaces or "
         "control characters inside) (write the access token alone into that file)"]
+
+
+def test_a_model_path_naming_a_hub_repo_is_its_hf_source(write):
+    """issue 23: `pull` fetches (and `store gc` keeps) what a hub id in model_path names, as for its hf:// form;
+    one group with the same source written as source:."""
+    write("a.yaml", manifest("a", "hf://o/m-GGUF:Q4_K_M"))
+    write("b.yaml", manifest("b", "o/m-GGUF:Q4_K_M", field="model_path"))
+    write("c.yaml", manifest("c", "Qwen/Qwen3-0.6B", field="model_path"))  # backend auto: a vLLM id
+    write("d.yaml", manifest("d", "/models/x.gguf", field="model_path"))
+    items, problems = wanted_sources([str(write.root)])
+    assert problems == [] and [(w.name, w.source.text, w.source.implied) for w in items] == [
+        ("a", "hf://o/m-GGUF:Q4_K_M", False), ("b", "hf://o/m-GGUF:Q4_K_M", True), ("c", "hf://Qwen/Qwen3-0.6B", True)]
+    assert [[w.name for w in g] for g in group_by_source(items)] == [["a", "b"], ["c"]]
+    assert items[1].line == 6  # the model_path line
+
+
+def test_a_model_path_hub_repo_takes_the_manifests_env_hf_token(write):
+    """An implied source has no token_file: the manifest's env HF_TOKEN (what its backend was given)."""
+    write("a.yaml", manifest("a", "o/private-GGUF:Q4_K_M", field="model_path") + '  env: {HF_TOKEN: " hf_x "}\n')
+    write("b.yaml", manifest("b", "o/public", field="model_path"))
+    items, problems = wanted_sources([str(write.root)])
+    assert problems == [] and [(w.name, w.token) for w in items] == [("a", "hf_x"), ("b", None)]
+    assert "hf_x" not in repr(items)
+    items, _ = wanted_sources([str(write.root)], tokens=False)
+    assert [w.token for w in items] == [None, None]
