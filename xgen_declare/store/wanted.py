@@ -15,7 +15,8 @@ from xgen_declare.errors import FileRefused, Problem
 from xgen_declare.manifests.load import discover
 from xgen_declare.manifests.source import SOURCE_EXAMPLES, Source, SourceError, implied_by_spec, parse_source
 from xgen_declare.readers.yamlsource import load_documents
-from xgen_declare.readers.bounded import KIB, read_text
+from xgen_declare.readers.bounded import KIB
+from xgen_declare.readers.secret import read_secret
 
 __all__ = ["Wanted", "wanted_sources", "group_by_source", "TOKEN_LIMIT", "source_key", "read_token", "implied_token"]
 
@@ -63,14 +64,9 @@ def read_token(source: Source, manifest: str, line: int | None) -> tuple[str | N
         path = Path(manifest).parent / path
     field_name = "spec.source.token_file"
     try:
-        token = read_text(path, TOKEN_LIMIT, what="a token file").strip()
+        token = read_secret(path, what="a token file", limit=TOKEN_LIMIT, allow_empty=True)
     except FileRefused as exc:
-        return None, Problem(manifest, line, field_name, f"{exc.path}: {exc.reason}", "point it at a file that "
-                             "holds the token")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-        return None, Problem(manifest, line, field_name, f"{path}: cannot be read: {reason}",
-                             "write the access token into that file (chmod 600), or fix the path")
+        return None, Problem(manifest, line, field_name, f"{exc.path}: {exc.reason}", exc.hint)
     if not token or any(ord(c) < 33 for c in token):
         return None, Problem(manifest, line, field_name, f"{path}: holds no token (empty, or spaces or control "
                              "characters inside)", "write the access token alone into that file")

@@ -46,7 +46,7 @@ def test_token_file_is_read_bounded_and_never_in_a_repr(write, tmp_path):
     assert [(w.name, w.token) for w in items] == [("a", "hf_secret")] and "hf_secret" not in repr(items)
     assert [p.format() for p in problems] == [
         f"{write.root}/b.yaml:6: spec.source.token_file: {write.root}/fifo: is a FIFO (named pipe), not a regular "
-        "file (point it at a file that holds the token)",
+        "file (point it at a regular file)",
         f"{write.root}/c.yaml:6: spec.source.token_file: {tmp_path}/empty: holds no token (empty, or spaces or "
         "control characters inside) (write the access token alone into that file)"]
 
