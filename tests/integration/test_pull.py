@@ -198,7 +198,7 @@ def test_unreadable_token_file_and_refusing_server(cli, hub, write, setup, tmp_p
     write("a.yaml", manifest("a", {"url": url, "sha256": "0" * 64, "token_file": "missing-token"}))
     r = run(cli, tmp_path)
     assert r.code == 1 and f"a.yaml:6: spec.source.token_file: {tmp_path}/manifests/missing-token: cannot be " \
-                           "read: No such file or directory (write the access token" in r.err
+                           "read: No such file or directory (check the path and its permissions)" in r.err
     (tmp_path / "manifests" / "missing-token").write_text("wrong")
     r = run(cli, tmp_path)
     assert r.code == 9 and f"{url}: the server refused access (HTTP 401); check the source's token_file" in r.out

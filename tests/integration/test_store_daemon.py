@@ -299,10 +299,12 @@ def test_a_model_path_naming_a_hub_repo_is_fetched_through_the_store(host, hub):
     r = host.cli("render", str(host.manifests))
     assert r.returncode == 0, r.stderr
     assert "source of m: hf://org/tiny-GGUF:Q4_K_M (from model_path org/tiny-GGUF:Q4_K_M)" in r.stdout, r.stdout
+    assert len(hub.requests) == asked  # no network for validate and render
     r = host.cli("plan", str(host.manifests))
     assert ("store: m: model_path org/tiny-GGUF:Q4_K_M names a hub repository: fetched through the store as "
             "hf://org/tiny-GGUF:Q4_K_M (pinned to a commit by the first fetch), never by the backend") in r.stdout, r.stdout
-    assert len(hub.requests) == asked  # no network for validate, render, plan
+    weights = [q for q in hub.requests[asked:] if q["path"].endswith(".gguf") and q["method"] == "GET"]
+    assert weights and all(q["range"] for q in weights), weights  # plan reads the header (placement), no more
     host.start_daemon()
     s = host.wait(lambda s: s["m"]["state"] == "Ready" and s["gone"]["state"] == "Blocked", 30, "m Ready, gone Blocked")
     assert s["gone"]["last_error"] == ("org/missing-GGUF: the hub has no such repository, or it is private "
