@@ -1,7 +1,8 @@
 """A URL source (`{url: https://HOST/PATH/x.gguf, sha256: HEX}`) fetched into the store: one HEAD for the
 size (the disk preflight comes before any byte), then the GET of store/stream.py (huggingface_hub's
 `http_get` in 1 MiB pieces: its retries, Range on a dropped connection) into one stable partial file, so a
-later fetch, after a crash or `kill -9`, resumes with a Range request; the file becomes a blob only when its sha256 matches the manifest's.
+later fetch, after a crash or `kill -9`, resumes with a Range request; the file becomes a blob only when its
+sha256 matches the manifest's.
 
 Layout, beside huggingface_hub's `models--ORG--REPO` directories:
     STORE/xgen-urls/blobs/SHA256                 the file (SHA256.incomplete while it is fetched)
