@@ -114,10 +114,14 @@ def test_rollout_quick(tmp_path):
 def test_store_fetch_quick(tmp_path):
     need("hf (huggingface_hub's CLI, a dependency)", (Path(sys.executable).parent / "hf").exists() or shutil.which("hf"))
     figs = run("store_fetch.py", tmp_path, 300)
-    assert len(figs) == 2, list(figs)
-    for row in figs.values():
-        assert numbers(row, ("ours", "hf download")), row
-    assert "ratio" in next(iter(figs.values()))
+    ab = [row for name, row in figs.items() if name[:3] in ("(a)", "(b)")]
+    assert len(ab) == 2 and all(numbers(row, ("ours", "hf download")) for row in ab), figs
+    assert "ratio" in ab[0]
+    need("llama-server (pip install -e '.[cpu]'), for figure (c)", find_llama_server(None))
+    serve = [name for name in figs if name.startswith("(c)")]  # save -> serving, and its three parts
+    assert len(serve) == 4 and all(numbers(figs[name], ("xgen-declare",)) for name in serve), figs
+    total, *parts = (figs[name]["xgen-declare"] for name in serve)
+    assert abs(total - sum(parts)) < 0.05, (total, parts)  # the parts add up to the whole
 
 
 def test_git_rollout_quick(tmp_path):

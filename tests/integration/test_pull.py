@@ -14,6 +14,7 @@ pytest.importorskip("huggingface_hub")
 
 from xgen_declare.cli import pull  # noqa: E402
 from xgen_declare.testing.deadline import within  # noqa: E402
+from xgen_declare.store.stream import CHUNK as STREAM_CHUNK  # noqa: E402
 from xgen_declare.testing.fakehub import FakeHub  # noqa: E402
 
 Q4 = os.urandom(300_000)
@@ -154,7 +155,7 @@ def test_hub_failures_exit_8_and_the_others_are_fetched(cli, hub, write, setup, 
 
 
 BIG = os.urandom(1 << 20) * 24
-CHUNK = 10 << 20
+CHUNK = STREAM_CHUNK  # the store writes in 1 MiB pieces: a connection cut mid-piece resumes from the last whole one
 
 
 def test_url_source_with_a_token_file_resumes_and_is_verified(cli, hub, write, setup, tmp_path):
@@ -163,13 +164,13 @@ def test_url_source_with_a_token_file_resumes_and_is_verified(cli, hub, write, s
     sha = hashlib.sha256(BIG).hexdigest()
     (tmp_path / "manifests" / "token").write_text("s3cret-token\n")
     write("u.yaml", manifest("u", {"url": url, "sha256": sha, "token_file": "token"}))
-    hub.faults.drop_after = {"big.gguf": 15 << 20}  # a dropped connection: resumed within the call
+    hub.faults.drop_after = {"big.gguf": 15 * CHUNK + CHUNK // 2}  # a dropped connection: resumed within the call
     r = run(cli, tmp_path)
     assert r.code == 0, r.out + r.err
     link = store / "xgen-urls" / "snapshots" / sha / "big.gguf"
     assert link.read_bytes() == BIG and os.path.realpath(link) == str(store / "xgen-urls" / "blobs" / sha)
     gets = [q for q in hub.requests if q["path"] == "/files/big.gguf" and q["method"] == "GET"]
-    assert [q["range"] for q in gets] == [None, f"bytes={CHUNK}-"]
+    assert [q["range"] for q in gets] == [None, f"bytes={15 * CHUNK}-"]
     assert {q["auth"] for q in hub.requests if q["path"] == "/files/big.gguf"} == {"Bearer s3cret-token"}
     assert "s3cret" not in r.out + r.err
     again = run(cli, tmp_path)
@@ -330,7 +331,7 @@ def test_a_disk_that_fills_during_a_url_fetch_keeps_the_partial(cli, hub, write,
     write("u.yaml", manifest("u", {"url": url, "sha256": sha}))
     real_write = download._HashingFile.write
 
-    def write_until_full(self, chunk):  # the filesystem says ENOSPC once 10 MiB are on it
+    def write_until_full(self, chunk):  # the filesystem says ENOSPC once one piece is on it
         if self.fh.tell() + len(chunk) > CHUNK:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(self, chunk)

@@ -15,6 +15,7 @@ from xgen_declare.config import Store  # noqa: E402
 from xgen_declare.errors import FetchError  # noqa: E402
 from xgen_declare.manifests.source import parse_source  # noqa: E402
 from xgen_declare.store.fetch import fetch  # noqa: E402
+from xgen_declare.store.stream import CHUNK as STREAM_CHUNK  # noqa: E402
 from xgen_declare.testing.deadline import within  # noqa: E402
 from xgen_declare.testing.fakehub import FakeHub  # noqa: E402
 
@@ -145,8 +146,9 @@ def test_a_hub_that_does_not_answer_is_retryable(tmp_path):
     assert not err.value.blocked and "(a network or server error: worth retrying; xgen-declare pull resumes)" in str(err.value)
 
 
-BIG = os.urandom(1 << 20) * 24  # 24 MiB: huggingface_hub writes in 10 MiB chunks
-CHUNK = 10 << 20
+BIG = os.urandom(1 << 20) * 24  # 24 MiB: the store writes what it receives in 1 MiB pieces (store/stream.py)
+CHUNK = STREAM_CHUNK
+CUT = 15 * CHUNK + CHUNK // 2  # a connection dropped here leaves 15 whole pieces written: the retry asks from there
 
 KILLER = """
 import os, sys
@@ -155,7 +157,7 @@ from xgen_declare.manifests.source import parse_source
 from xgen_declare.store.fetch import fetch
 
 def progress(done, total):
-    if done >= 2 * {chunk}:  # the second chunk is counted before it is written: 10 MiB are on disk
+    if done >= 2 * {chunk}:  # the second piece is counted before it is written: one piece is on disk
         os.kill(os.getpid(), 9)
 
 fetch(parse_source("hf://org/big-GGUF/big.gguf"), Store(), sys.argv[1], endpoint=sys.argv[2], progress=progress,
@@ -197,24 +199,24 @@ def test_an_interrupted_fetch_in_this_process_resumes(hub, tmp_path):
     got = run(hub, "hf://org/big-GGUF/big.gguf", tmp_path, progress=lambda d, t: seen.append(d))
     assert got.local_path.read_bytes() == BIG
     assert [r["range"] for r in cdn_gets(hub)] == [None, f"bytes={CHUNK}-"]
-    assert seen[:2] == [0, 2 * CHUNK] and seen[-1] == len(BIG)  # counting from the partial file's 10 MiB
+    assert seen[:2] == [0, 2 * CHUNK] and seen[-1] == len(BIG)  # counting from the partial file's piece
 
 
 def test_a_cut_connection_resumes_within_the_call_and_the_checksum_holds(hub, tmp_path):
     hub.add_repo("org/big-GGUF", {"big.gguf": BIG})
-    hub.faults.drop_after = {"big.gguf": 15 << 20}
+    hub.faults.drop_after = {"big.gguf": CUT}
     got = run(hub, "hf://org/big-GGUF/big.gguf", tmp_path)
     assert got.local_path.read_bytes() == BIG
-    assert [r["range"] for r in cdn_gets(hub)] == [None, f"bytes={CHUNK}-"]
+    assert [r["range"] for r in cdn_gets(hub)] == [None, f"bytes={15 * CHUNK}-"]
 
 
 def test_a_server_that_ignores_range_still_gives_a_verified_file(hub, tmp_path):
     hub.add_repo("org/big-GGUF", {"big.gguf": BIG})
-    hub.faults.drop_after = {"big.gguf": 15 << 20}
+    hub.faults.drop_after = {"big.gguf": CUT}
     hub.faults.ignore_range = True  # the retry gets 200 and the whole file: the partial is rewound
     got = run(hub, "hf://org/big-GGUF/big.gguf", tmp_path)
     assert got.local_path.read_bytes() == BIG
-    assert hub.bytes_served("org/big-GGUF", "big.gguf") == len(BIG) + (15 << 20)
+    assert hub.bytes_served("org/big-GGUF", "big.gguf") == len(BIG) + CUT
 
 
 def test_a_disk_that_fills_keeps_the_partial_and_blocks_then_resumes(hub, tmp_path, monkeypatch):
@@ -225,7 +227,7 @@ def test_a_disk_that_fills_keeps_the_partial_and_blocks_then_resumes(hub, tmp_pa
     real_write = download._HashingFile.write
     written = {"n": 0}
 
-    def write(self, chunk):  # the seam: the filesystem says ENOSPC once 20 MiB are on it
+    def write(self, chunk):  # the seam: the filesystem says ENOSPC once two pieces are on it
         if written["n"] + len(chunk) > 2 * CHUNK:
             raise OSError(errno.ENOSPC, "No space left on device")
         written["n"] += len(chunk)

@@ -2,9 +2,10 @@
 
 `hf_hub_download` (huggingface_hub 2.x) downloads into a per-process `<etag>.<random>.incomplete` and
 deletes it on any failure, so a daemon killed at 90 % of 40 GB starts again from zero. Here the same
-machinery (`get_hf_file_metadata` for the HEAD and its redirect, `http_get` for the GET with Range and its
-own retries) writes into one stable `blobs/<etag>.incomplete` under huggingface_hub's own lock
-(`.locks/models--ORG--REPO/<etag>.lock`, so an HF client and the store never write one blob at once): a
+machinery (`get_hf_file_metadata` for the HEAD and its redirect; store/stream.py, `http_get` in 1 MiB
+pieces, for the GET with Range and retries) writes into one stable `blobs/<etag>.incomplete` under
+huggingface_hub's own lock (`.locks/models--ORG--REPO/<etag>.lock`, so an HF client and the store never
+write one blob at once): a
 later call, in this process or another, resumes from its size. The file becomes `blobs/<etag>` only after
 its checksum matched; `snapshots/COMMIT/FILE` links to it, as huggingface_hub lays it out.
 """
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from xgen_declare.errors import FetchError
 from xgen_declare.readers.bounded import kind_of, opened
 from xgen_declare.store.remote import RemoteFile
+from xgen_declare.store.stream import get_into
 
 __all__ = ["download_blob", "link_snapshot", "repo_dir", "blob_path", "partial_path", "is_stored", "open_partial",
            "HashingFile", "verify"]
@@ -187,7 +189,6 @@ def download_blob(store_dir: Path, repo: str, commit: str, f: RemoteFile, *, end
     bytes downloaded by this call. Hub errors propagate as huggingface_hub raises them (fetch.py maps them);
     a full disk keeps the partial file for a later resume."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import WeakFileLock, build_hf_headers
 
     url = hf_hub_url(repo, f.path, revision=commit, endpoint=endpoint)
@@ -212,8 +213,7 @@ def download_blob(store_dir: Path, repo: str, commit: str, f: RemoteFile, *, end
                 out = _HashingFile(fh, partial, resume, f.size, sha256=bool(f.sha256 or manifest_sha256),
                                    git=f.sha256 is None)
                 try:
-                    http_get(meta.location, out, resume_size=resume, headers=headers, expected_size=f.size,
-                             displayed_filename=f.path, tqdm_class=bar)
+                    get_into(meta.location, out, resume=resume, headers=headers, expected_size=f.size, bar=bar)
                 finally:
                     out.close_hasher()
         except OSError as exc:

@@ -1,7 +1,8 @@
 """A URL source (`{url: https://HOST/PATH/x.gguf, sha256: HEX}`) fetched into the store: one HEAD for the
-size (the disk preflight comes before any byte), then huggingface_hub's `http_get` (its retries, Range on
-a dropped connection) into one stable partial file, so a later fetch, after a crash or `kill -9`, resumes
-with a Range request; the file becomes a blob only when its sha256 matches the manifest's.
+size (the disk preflight comes before any byte), then the GET of store/stream.py (huggingface_hub's
+`http_get` in 1 MiB pieces: its retries, Range on a dropped connection) into one stable partial file, so a
+later fetch, after a crash or `kill -9`, resumes with a Range request; the file becomes a blob only when its
+sha256 matches the manifest's.
 
 Layout, beside huggingface_hub's `models--ORG--REPO` directories:
     STORE/xgen-urls/blobs/SHA256                 the file (SHA256.incomplete while it is fetched)
@@ -29,6 +30,7 @@ from xgen_declare.store.download import HashingFile, is_stored, open_partial
 from xgen_declare.store.fetched import Fetched
 from xgen_declare.store.preflight import check_space, store_writable
 from xgen_declare.store.remote import RemoteFile
+from xgen_declare.store.stream import get_into
 
 __all__ = ["fetch_url", "url_bytes_needed", "URLS_DIR", "url_file_name"]
 
@@ -148,13 +150,12 @@ def fetch_url(source: Source, store: Store, store_dir: Path, *, token: str | Non
 def _download(source: Source, store_dir: Path, partial: Path, location: str, headers: dict, resume: int,
               size: int | None, progress: ProgressFn | None) -> HashingFile:
     from huggingface_hub.errors import HfHubHTTPError
-    from huggingface_hub.file_download import http_get
     try:
         with open_partial(partial) as fh:
             out = HashingFile(fh, partial, resume, size, sha256=True, git=False)
             try:
-                http_get(location, out, resume_size=resume, headers=headers, expected_size=size,
-                         displayed_filename=partial.name, tqdm_class=Bar.for_file(progress, 0, size or 0))
+                get_into(location, out, resume=resume, headers=headers, expected_size=size,
+                         bar=Bar.for_file(progress, 0, size or 0))
             finally:
                 out.close_hasher()
     except FetchError:
