@@ -342,7 +342,7 @@ def partial_files(store: Path) -> list[Path]:
 
 def test_removing_or_changing_a_source_mid_download_cancels_its_fetch_and_keeps_the_partial(host, hub):
     """issue 23: a model removed (or whose source changes) while Downloading stops its fetch at the next
-    10 MiB chunk (the connection closes); the partial file stays in the store, and the same file resumes
+    1 MiB piece (store/stream.py's read size; the connection closes); the partial file stays in the store, and the same file resumes
     from it when a model wants it again."""
     big = os.urandom(40 * MIB)
     hub.commit(REPO, {"tiny.Q4_K_M.gguf": SMALL, "big.Q8_0.gguf": big})

@@ -13,7 +13,7 @@ a network error retries with back-off (RETRY_BASE doubling to RETRY_MAX).
 
 Cancelling: `cancel_unwanted(sources)` (the daemon, after each pass) stops every fetch no model wants any
 more (its manifest removed, its source changed, or no longer for this host): the worker notices a flag
-between two chunks of the download (huggingface_hub reads 10 MiB at a time), while it waits for the
+between two pieces of the download (store/stream.py reads 1 MiB at a time), while it waits for the
 repository's lock or for a retry, and its connection is closed. Its partial file stays in the store
 (`blobs/ETAG.incomplete`: a later fetch of the same file resumes from it). A fetch is kept while another
 wanted source of the same repository may need the file it is fetching (the same file or quantisation, or
