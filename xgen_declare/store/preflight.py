@@ -14,7 +14,11 @@ __all__ = ["check_space", "store_writable", "gib"]
 
 
 def gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB"
+    """A size in words, in GiB from 1 GiB up ("14.2 GiB"), else MiB, KiB or bytes (never "0.0 GiB")."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n / 1024:.0f} KiB" if n >= 1024 else f"{n} bytes"
 
 
 def _existing(path: Path) -> Path:

@@ -38,13 +38,13 @@ def test_store_contents_free_space_and_partials(fake_host):
     orphan.write_bytes(b"x" * 200)
     got = store_lines(fake_host.run())
     store = fake_host.manifests / "store"
-    assert got[0] == ("ok", "store", f"{store}: 1 repositor(y/ies), 0.0 GiB in files; 1 model(s) with a hub or URL "
+    assert got[0] == ("ok", "store", f"{store}: 1 repositor(y/ies), 1000 bytes in files; 1 model(s) with a hub or URL "
                                      "source")
     assert got[1][0] == "ok" and got[1][2].startswith(f"{store}: ") and got[1][2].endswith(
-        "free (store.min_free 1MB keeps 0.0 GiB)")
+        "free (store.min_free 1MB keeps 977 KiB)")
     assert got[2:] == [
-        ("ok", "store", "1 partial download(s), 0.0 GiB: the next fetch resumes them"),
-        ("warn", "store", f"1 partial file(s) huggingface_hub left behind, 0.0 GiB: never resumed (e.g. {orphan})"),
+        ("ok", "store", "1 partial download(s), 300 bytes: the next fetch resumes them"),
+        ("warn", "store", f"1 partial file(s) huggingface_hub left behind, 200 bytes: never resumed (e.g. {orphan})"),
     ]
 
 
@@ -62,7 +62,7 @@ def test_free_space_below_min_free_and_offline(tmp_path):
     config = Config(store=Store(dir=str(tmp_path), min_free="10%", offline=True))
     found = store_findings(config, [], {}, lambda p: None, disk_usage=lambda p: (100 * GiB, 95 * GiB, 5 * GiB))
     assert [(f.status, f.message) for f in found] == [
-        ("ok", f"{tmp_path}: 0 repositor(y/ies), 0.0 GiB in files; no model with a hub or URL source"),
+        ("ok", f"{tmp_path}: 0 repositor(y/ies), 0 bytes in files; no model with a hub or URL source"),
         ("warn", f"{tmp_path}: 5.0 GiB free, below store.min_free 10% (10.0 GiB): no download can start"),
         ("ok", "offline (store.offline): models use only what the store holds"),
     ]
