@@ -44,6 +44,7 @@ from xgen_declare.processes.statefiles import make_private_dir, replace_file, wr
 from xgen_declare.readers.bounded import MIB, read_bytes
 from xgen_declare.store.fetch import _hub_error, _resolve
 from xgen_declare.store.remote import RemoteFile, pick_files
+from xgen_declare.store.stream import hub_http
 
 __all__ = ["MetaError", "Read", "read_hub_facts", "save", "load", "HEAD_FIRST", "HEAD_LIMIT", "TIMEOUT"]
 
@@ -172,7 +173,7 @@ class _Http:
 
     def get(self, path: str, start: int, end: int, *, whole: bool = False) -> bytes:
         """Bytes start..end-1 of `path` (`whole`: the file's size is not known, at most `end` bytes of it)."""
-        import httpx2
+        http = hub_http()
         from huggingface_hub import hf_hub_url
         from huggingface_hub.utils import build_hf_headers, get_session
 
@@ -182,7 +183,7 @@ class _Http:
         headers["Range"] = f"bytes={start}-{end - 1}"
         try:
             for _ in range(_REDIRECTS + 1):
-                timeout = httpx2.Timeout(min(self.left(path), 10.0))
+                timeout = http.Timeout(min(self.left(path), 10.0))
                 with get_session().stream("GET", url, headers=headers, follow_redirects=False,
                                           timeout=timeout) as r:
                     if r.status_code in (301, 302, 303, 307, 308) and r.headers.get("location"):
@@ -194,7 +195,7 @@ class _Http:
                     return self._body(r, path, start, end, whole)
         except (MetaError, FetchError):
             raise
-        except httpx2.HTTPError as exc:
+        except http.HTTPError as exc:
             raise MetaError(f"reading {path} of {self.repo} from the hub: {type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
         raise MetaError(f"reading {path} of {self.repo}: more than {_REDIRECTS} redirects")

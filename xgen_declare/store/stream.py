@@ -17,16 +17,24 @@ from __future__ import annotations
 import time
 from typing import BinaryIO
 
-__all__ = ["get_into", "CHUNK", "RETRIES"]
+__all__ = ["get_into", "hub_http", "CHUNK", "RETRIES"]
 
 CHUNK = 1 << 20
 RETRIES = 5
 RETRY_WAIT = 1.0  # seconds before a resume, as http_get waits
 
 
+def hub_http():
+    """The HTTP library huggingface_hub itself uses: httpx2 from 2.0, httpx in 1.x (pyproject allows both; the
+    LiteLLM bench's venv gets 1.x). Its session raises that library's errors and takes its Timeout."""
+    from huggingface_hub.utils import _http
+
+    return getattr(_http, "httpx2", None) or _http.httpx
+
+
 def get_into(url: str, out: BinaryIO, *, resume: int, headers: dict, expected_size: int | None, bar: type) -> None:
     """Append the body of `url` from byte `resume` to `out` (which holds the first `resume` bytes)."""
-    import httpx2
+    http = hub_http()
     from huggingface_hub import constants
     from huggingface_hub.utils import hf_raise_for_status, http_stream_backoff
 
@@ -52,7 +60,7 @@ def get_into(url: str, out: BinaryIO, *, resume: int, headers: dict, expected_si
                         resume += len(chunk)
                         tries = RETRIES  # data came: the count of tries without progress starts again
             break
-        except (httpx2.ConnectError, httpx2.TimeoutException, httpx2.RemoteProtocolError):
+        except (http.ConnectError, http.TimeoutException, http.RemoteProtocolError):
             if tries <= 0:
                 raise
             tries -= 1
