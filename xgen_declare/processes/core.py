@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from xgen_declare.config import Reconciler
+from xgen_declare.processes.history import Entry
 from xgen_declare.processes.hooks import Registry
 from xgen_declare.processes.lifecycle import Ending, StopIntent
 from xgen_declare.processes.probes import Prober
@@ -86,7 +87,7 @@ class RolloutPart(Protocol):
     def drain_then_stop(self, p: Proc, reason: str, intent: StopIntent) -> None: ...
     def tick_drain(self, p: Proc, now: float) -> None: ...
     def ready_spec(self, p: Proc) -> None: ...
-    def roll_back(self, p: Proc, entry: dict, ending: Ending) -> bool: ...
+    def roll_back(self, p: Proc, entry: Entry, ending: Ending) -> bool: ...
 
 
 class SurgePart(Protocol):
