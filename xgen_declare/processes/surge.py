@@ -219,8 +219,8 @@ class Surges:
             side: Record | None = getattr(p.rec, key)  # None too when the record's copy could not be read
             if side is None:
                 continue
-            if pids.owned(side.pid, side.start_ticks, side.boot_id, side.marker,
-                                                c.model_prefix(p.rec.name), c.proc_root):
+            if pids.owned(side.pid, side.start_ticks, side.boot_id, side.marker, c.model_prefix(p.rec.name),
+                          c.proc_root):
                 log.warning("%s: %s (pid %s) is stopped after the daemon restart", p.rec.name, what, side.pid)
                 pids.signal_group(side.pid, signal.SIGKILL)
             if side.marker:
