@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from xgen_declare.reconciler.client import StatusRow, status_rows
+from xgen_declare.processes.provenance import Provenance
 from xgen_declare.processes.state_store import StateStore
 from xgen_declare.states import State
 from xgen_declare.api.declare import relative
@@ -43,13 +44,12 @@ PASS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 def _info_labels(row: StatusRow, root: str | None) -> list[str]:
-    prov = row.provenance or {}
-    file = prov.get("file") or row.file
+    prov = row.provenance or Provenance()
+    file = prov.file or row.file
     if file and root:
         file = relative(root, file)
-    dirty = prov.get("dirty")
-    return [row.name, row.spec_hash or "", file or "", prov.get("sha256") or "", prov.get("commit") or "",
-            "" if dirty is None else str(bool(dirty)).lower()]
+    return [row.name, row.spec_hash or "", file or "", prov.sha256 or "", prov.commit or "",
+            "" if prov.dirty is None else str(prov.dirty).lower()]
 
 
 class _Live:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from xgen_declare.processes.provenance import Provenance
 from xgen_declare.processes.state_store import Record
 from xgen_declare.api.declare import API_DIR, relative
 from xgen_declare.http.security import Scrubber
@@ -52,11 +53,11 @@ def advertised_endpoint(host: str | None, port: int | None, endpoint: str | None
     return endpoint
 
 
-def provenance_json(prov: dict | None, root: str) -> dict | None:
+def provenance_json(prov: Provenance | None, root: str) -> dict | None:
     """The record's provenance with the file relative to the manifests dir (no host paths)."""
-    if not prov:
+    if prov is None:
         return None
-    return {**prov, "file": relative(root, prov.get("file"))}
+    return {**prov.to_json(), "file": relative(root, prov.file)}
 
 
 def memory_json(entry, rec: Record | None) -> dict | None:

@@ -13,15 +13,19 @@ reaches the others only through this interface:
 `Hooks` are what the layers above install, through the daemon's door (reconciler/door.py:
 `register_router`, `add_event_sink`), never by assigning attributes: the router's requests in flight per
 model and per port, the API's rollout events; without them nothing is in flight and events go nowhere.
+An event sink that raises is logged and the other sinks still get the event (hooks.py `Registry`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
 from xgen_declare.config import Reconciler
+from xgen_declare.processes.history import Entry
+from xgen_declare.processes.hooks import Registry
 from xgen_declare.processes.lifecycle import Ending, StopIntent
 from xgen_declare.processes.probes import Prober
 from xgen_declare.processes.provenance import Provenance
@@ -32,6 +36,8 @@ from xgen_declare.processes.supervised import Proc
 from xgen_declare.states import State
 
 EventSink = Callable[..., None]  # fn(type, **data): rollout_started / rollout_succeeded / rollout_failed / rolled_back
+
+log = logging.getLogger("xgen_declare.processes.core")
 
 
 def _nothing_in_flight(name: str) -> int:
@@ -48,7 +54,7 @@ class Hooks:
 
     in_flight: Callable[[str], int] = _nothing_in_flight        # requests the router forwarded to NAME
     in_flight_at: Callable[[str, int], int] = _nothing_at      # ... to NAME's process on PORT (a surge's drain)
-    _sinks: list[EventSink] = field(default_factory=list)
+    sinks: Registry[EventSink] = field(default_factory=lambda: Registry("event sink", log))
 
     def register_router(self, in_flight: Callable[[str], int], in_flight_at: Callable[[str, int], int]) -> None:
         self.in_flight, self.in_flight_at = in_flight, in_flight_at
@@ -57,16 +63,13 @@ class Hooks:
         self.in_flight, self.in_flight_at = _nothing_in_flight, _nothing_at
 
     def register_events(self, sink: EventSink) -> None:
-        if sink not in self._sinks:
-            self._sinks.append(sink)
+        self.sinks.add(sink)
 
     def unregister_events(self, sink: EventSink) -> None:
-        if sink in self._sinks:
-            self._sinks.remove(sink)
+        self.sinks.remove(sink)
 
     def event(self, type_: str, **data: object) -> None:
-        for sink in list(self._sinks):
-            sink(type_, **data)
+        self.sinks.call(type_, **data)
 
 
 class HealthPart(Protocol):
@@ -84,7 +87,7 @@ class RolloutPart(Protocol):
     def drain_then_stop(self, p: Proc, reason: str, intent: StopIntent) -> None: ...
     def tick_drain(self, p: Proc, now: float) -> None: ...
     def ready_spec(self, p: Proc) -> None: ...
-    def roll_back(self, p: Proc, entry: dict, ending: Ending) -> bool: ...
+    def roll_back(self, p: Proc, entry: Entry, ending: Ending) -> bool: ...
 
 
 class SurgePart(Protocol):

@@ -20,7 +20,7 @@ import hashlib
 import os
 import subprocess
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from xgen_declare.errors import FileRefused
 from xgen_declare.readers.bounded import opened
@@ -52,7 +52,22 @@ class Provenance:
     dirty: bool | None = None
 
     def to_json(self) -> dict:
+        """{"file", "sha256", "commit", "dirty"}: the record's `provenance` and a history entry's fields."""
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: object) -> "Provenance | None":
+        """What a record holds; None when it holds none. A value of the wrong type reads as unknown (None),
+        never as an error: an old or hand-edited record is still adopted."""
+        if not isinstance(data, Mapping) or not data:  # {}: none either
+            return None
+        dirty = data.get("dirty")
+        return cls(file=_text(data.get("file")), sha256=_text(data.get("sha256")), commit=_text(data.get("commit")),
+                   dirty=dirty if isinstance(dirty, bool) else None)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def file_sha256(path: str) -> str | None:

@@ -28,7 +28,7 @@ class RecordWriter:
         self.store = store
         self.unsaved: set[str] = set()     # records whose last write failed (memory is ahead of disk)
         self.undeleted: set[str] = set()   # forgotten models whose record could not be removed
-        self.history_unsaved: dict[str, list[dict]] = {}  # closed rollout entries not yet written
+        self.history_unsaved: dict[str, list[history.Entry]] = {}  # closed rollout entries not yet written
 
     @property
     def behind(self) -> bool:
@@ -75,14 +75,15 @@ class RecordWriter:
                 self.forget(name)
 
     # ---- rollout history -------------------------------------------------------------------------
-    def close_history(self, name: str, entry: dict, result: history.Result, detail: str | None = None) -> dict:
+    def close_history(self, name: str, entry: history.Entry, result: history.Result,
+                      detail: str | None = None) -> history.Entry:
         """Close a history entry of model `name`; written at once, or by flush()."""
         closed = history.close_entry(entry, result, detail)
         self.history_unsaved.setdefault(name, []).append(closed)
         self.write_history(name)
         return closed
 
-    def rollout_end(self, p: Proc, result: history.Result, detail: str | None = None) -> dict | None:
+    def rollout_end(self, p: Proc, result: history.Result, detail: str | None = None) -> history.Entry | None:
         """Close the open history entry of `p` (if any) with `result`; the closed entry, or None."""
         entry = p.rec.rollout
         if entry is None:
@@ -94,7 +95,7 @@ class RecordWriter:
         pending = self.history_unsaved.get(name, [])
         while pending:
             try:
-                self.store.append_history(name, pending[0])
+                self.store.append_history(name, pending[0].to_json())
             except (StateWriteError, StateNameError) as exc:
                 log.debug("%s: history: %s", name, exc)
                 return

@@ -16,7 +16,7 @@ import logging
 
 from xgen_declare.processes import history
 from xgen_declare.processes.core import Core
-from xgen_declare.processes.history import Result
+from xgen_declare.processes.history import Entry, Result
 from xgen_declare.processes.lifecycle import Ending, StopIntent
 from xgen_declare.processes.settings import DEFAULT_DRAIN
 from xgen_declare.processes.supervised import Proc
@@ -42,7 +42,7 @@ class Rollouts:
         if spec is not None:
             rec.stop_grace, rec.ready_timeout, rec.file = spec.stop_grace, spec.ready_timeout, spec.file
         prov = c.provenance(rec.file)
-        rec.provenance = prov.to_json()
+        rec.provenance = prov
         log.info("%s: %s (process %s untouched)", rec.name, reason, rec.pid)
         c.records.close_history(rec.name, history.open_entry(rec.spec_hash, rec.spec_hash or "", prov),
                                 Result.UPDATED_IN_PLACE, reason)
@@ -99,8 +99,8 @@ class Rollouts:
             c.records.rollout_end(p, Result.ROLLED_BACK if rolled_back else Result.SUCCEEDED)
             if rolled_back:
                 c.hooks.event("rolled_back", model=rec.name, to_hash=rec.spec_hash, failed_hash=rec.failed_spec_hash)
-            elif entry.get("from") is not None:
-                c.hooks.event("rollout_succeeded", model=rec.name, from_hash=entry.get("from"),
+            elif entry.from_hash is not None:
+                c.hooks.event("rollout_succeeded", model=rec.name, from_hash=entry.from_hash,
                               to_hash=rec.spec_hash)
         if not rolled_back:
             rec.failed_spec_hash = rec.rollout_error = None
@@ -108,25 +108,25 @@ class Rollouts:
             p.last_good = (p.spec, p.want)
         rec.last_good_spec_hash = rec.spec_hash
 
-    def roll_back(self, p: Proc, entry: dict, ending: Ending) -> bool:
+    def roll_back(self, p: Proc, entry: Entry, ending: Ending) -> bool:
         """A new spec failed before it was Ready: start the last good spec again (recreate). Not in
         one-shot mode (apply reports the failure), not for a failing rollback itself."""
         c = self.core
         good = p.last_good
-        failed = entry.get("to")
-        if c.one_shot or p.rolling_back or good is None or entry.get("from") is None:
+        failed = entry.to_hash
+        if c.one_shot or p.rolling_back or good is None or entry.from_hash is None:
             return False
-        if good[0].spec_hash() != entry.get("from") or failed == entry.get("from"):
+        if good[0].spec_hash() != entry.from_hash or failed == entry.from_hash:
             return False
         rec = p.rec
         rec.failed_spec_hash = failed
         rec.rollout_error = f"the rollout of spec {failed} failed: {ending.text}"
         rec.last_error = rec.rollout_error
-        c.hooks.event("rollout_failed", model=rec.name, from_hash=entry.get("from"), to_hash=failed,
+        c.hooks.event("rollout_failed", model=rec.name, from_hash=entry.from_hash, to_hash=failed,
                       error=ending.headline)
         log.warning("%s: the rollout of spec %s failed (%s): rolling back to %s", rec.name, failed,
-                    ending.headline, entry.get("from"))
+                    ending.headline, entry.from_hash)
         p.spec, p.want = good
         p.rolling_back = True
-        c.start_when_free(p, f"rolling back to the last good spec {entry.get('from')}", count=True)
+        c.start_when_free(p, f"rolling back to the last good spec {entry.from_hash}", count=True)
         return True

@@ -44,7 +44,9 @@ from xgen_declare.processes.statefiles import (LINK_WORDS, SMALL_LIMIT, atomic_w
 
 __all__ = ["OWNER_ENV", "HISTORY_KEEP", "Record", "StateStore", "atomic_write", "fsync_dir", "held_ports",
            "make_private_dir"]  # atomic_write, fsync_dir: api/declare.py and testing/fakes.py import them here
+from xgen_declare.processes.history import Entry
 from xgen_declare.processes.identity import Identity
+from xgen_declare.processes.provenance import Provenance
 from xgen_declare.processes.settings import InPlace, Placed
 from xgen_declare.states import State, parse_state
 
@@ -54,7 +56,9 @@ OWNER_ENV = "XGEN_DECLARE_OWNER"
 HISTORY_KEEP = 20  # rollouts kept per model in history/NAME.json
 
 
-TYPED = ("settings", "placement")  # Record fields held as typed values, written as their JSON
+# Record fields held as typed values, written as their JSON (the record file's shape is unchanged) and read
+# back tolerantly: a value an older version wrote, or one of the wrong type, never makes a record unreadable
+TYPED = ("settings", "placement", "provenance", "rollout", "surge", "retiring")
 
 
 @dataclass
@@ -87,13 +91,13 @@ class Record:
     ready_at: float | None = None      # wall clock, display only
     updated_at: float | None = None
     buffers_mib: dict[str, dict[str, float]] | None = None  # measured per device ("GPU0", "host") and term
-    provenance: dict | None = None     # provenance.Provenance of the running spec: file, sha256, commit, dirty
-    rollout: dict | None = None        # the history entry of a start not yet Ready (result still open)
+    provenance: Provenance | None = None  # of the running spec: file, sha256, commit, dirty
+    rollout: Entry | None = None       # the history entry of a start not yet Ready (result still open)
     settings: InPlace | None = None    # the in-place settings applied to the running process (settings.py)
     placement: Placed | None = None    # n_gpu_layers / tensor_split it was started with (settings.py)
     log_alt: bool = False              # its output goes to NAME.surge.log (StateStore.log_path)
-    surge: dict | None = None          # a surge's new process, started beside this one (its Record as JSON)
-    retiring: dict | None = None       # the old process of a surge, draining after the swap (its Record as JSON)
+    surge: "Record | None" = None      # a surge's new process, started beside this one (a copy: `snapshot`)
+    retiring: "Record | None" = None   # the old process of a surge, draining after the swap (a copy)
     last_good_spec_hash: str | None = None  # the spec hash that last became Ready
     failed_spec_hash: str | None = None     # a rollout of this spec failed and was rolled back: not retried
     rollout_error: str | None = None        # why (the failed spec's error and log tail)
@@ -117,21 +121,44 @@ class Record:
         self.backend, self.gpus = ident.backend, list(ident.gpus) if ident.gpus is not None else None
         self.env_digest, self.binary_id, self.file = dict(ident.env_digest), ident.binary_id, ident.file
 
+    def snapshot(self) -> "Record":
+        """A copy to keep inside another record (`surge`, `retiring`): never the live one (a successor and
+        the process it replaced name each other, and live references would nest forever)."""
+        return copy.deepcopy(self)
+
     def to_json(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in TYPED}
         data = copy.deepcopy(data)
-        data["settings"] = self.settings.to_json() if self.settings is not None else None
-        data["placement"] = self.placement.to_json() if self.placement is not None else None
+        for name in TYPED:
+            value = getattr(self, name)
+            data[name] = value.to_json() if value is not None else None
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Record":
+    def from_json(cls, data: dict, depth: int = 0) -> "Record":
+        """`depth`: how deep in other records' `surge` / `retiring` this one sits (SIDE_DEPTH at most)."""
         known = {f.name for f in fields(cls)}
         rec = cls(**{k: v for k, v in data.items() if k in known and k not in TYPED},
-                  settings=InPlace.from_json(data.get("settings")), placement=Placed.from_json(data.get("placement")))
+                  settings=InPlace.from_json(data.get("settings")), placement=Placed.from_json(data.get("placement")),
+                  provenance=Provenance.from_json(data.get("provenance")), rollout=Entry.from_json(data.get("rollout")))
         if not isinstance(rec.name, str) or not rec.name:
             raise ValueError("record has no name")
+        rec.surge, rec.retiring = (_side(data.get(k), rec.name, depth + 1) for k in ("surge", "retiring"))
         return rec
+
+
+SIDE_DEPTH = 8  # records nested in records deeper than this (never written so) are not read
+
+
+def _side(data: object, name: str, depth: int) -> Record | None:
+    """A surge's second process kept in the model's record; None when there is none or it cannot be read
+    (its process is then not known: adoption goes on with the model's own)."""
+    if not isinstance(data, dict) or not data or depth > SIDE_DEPTH:
+        return None
+    try:
+        return Record.from_json({"name": name, **data}, depth)
+    except (TypeError, ValueError):
+        return None
 
 
 class StateStore:

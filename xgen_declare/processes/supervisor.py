@@ -370,7 +370,7 @@ class Supervisor:
         rec.settings, rec.placement = (w.settings if w else None), spec.placement
         rec.endpoint, rec.readiness_path = spec.endpoint, spec.readiness_path
         rec.stop_grace, rec.ready_timeout = spec.stop_grace, spec.ready_timeout
-        rec.started_at, rec.ready_at, rec.provenance = time.time(), None, prov.to_json()
+        rec.started_at, rec.ready_at, rec.provenance = time.time(), None, prov
         p.popen, p.killed, p.probe_failures, p.last_probe = child, False, 0, ""
         p.ready_deadline, p.next_probe_at, p.next_start_at = now + spec.ready_timeout, now, None
         self.set_state(p, State.STARTING, f"pid {child.pid}: {reason}")

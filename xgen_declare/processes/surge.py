@@ -16,7 +16,7 @@ takes over only once it is Ready (README "Rollouts", `rollout.strategy: surge`).
            never keeps two processes.
 
 Both extra processes are `Proc`s of the same model with a `parent`; their records live inside the
-model's record (`rec.surge`, `rec.retiring`) so that the next daemon finds them.
+model's record (`rec.surge`, `rec.retiring`: copies, `Record.snapshot`) so that the next daemon finds them.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class Surges:
         new_rec.ready_at, new_rec.last_error = time.time(), None
         new_rec.buffers_mib = read_buffers(c.log_path(p), new_rec.gpus)  # placement ledger
         c.rollouts.ready_spec(p)
-        new_rec.retiring = old_rec.to_json()
+        new_rec.retiring = old_rec.snapshot()
         log.info("%s: surge: pid %s on port %s is Ready and serves; pid %s drains", new_rec.name, new_rec.pid,
                  new_rec.port, old_rec.pid)
         c.set_state(p, State.READY, f"surge: new process Ready ({detail}); the old one drains")
@@ -160,9 +160,9 @@ class Surges:
         p = side.parent
         assert p is not None
         if p.successor is side:
-            p.rec.surge = side.rec.to_json()
+            p.rec.surge = side.rec.snapshot()
         elif p.retiring is side:
-            p.rec.retiring = side.rec.to_json()
+            p.rec.retiring = side.rec.snapshot()
         c.records.save(p.rec)
 
     # ---- failure and abort ----------------------------------------------------------------------------
@@ -216,20 +216,16 @@ class Surges:
         c = self.core
         for key, what in ((Role.SURGE.value, "the new process of an interrupted surge"),
                           (Role.RETIRING.value, "the old process of an interrupted surge")):
-            data = getattr(p.rec, key)
-            if not data:
+            side: Record | None = getattr(p.rec, key)  # None too when the record's copy could not be read
+            if side is None:
                 continue
-            try:
-                side = Record.from_json(data)
-            except (TypeError, ValueError):
-                side = None
-            if side is not None and pids.owned(side.pid, side.start_ticks, side.boot_id, side.marker,
-                                                c.model_prefix(p.rec.name), c.proc_root):
+            if pids.owned(side.pid, side.start_ticks, side.boot_id, side.marker, c.model_prefix(p.rec.name),
+                          c.proc_root):
                 log.warning("%s: %s (pid %s) is stopped after the daemon restart", p.rec.name, what, side.pid)
                 pids.signal_group(side.pid, signal.SIGKILL)
-            if side is not None and side.marker:
+            if side.marker:
                 pids.sweep(side.marker, signal.SIGKILL)
-            if side is not None and side.rollout is not None:
+            if side.rollout is not None:
                 c.records.close_history(p.rec.name, side.rollout, Result.INTERRUPTED,
                                     "the daemon restarted during a surge")
             setattr(p.rec, key, None)

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, fields
 
 from xgen_declare.processes import pids
+from xgen_declare.processes.provenance import Provenance
 from xgen_declare.processes.state_store import Record, StateStore
 from xgen_declare.states import RUNNING_STATES, State
 
@@ -91,7 +92,7 @@ class StatusRow:
     file: str | None
     state_write_failed: str | None  # why the daemon cannot write its record now
     spec_hash: str | None
-    provenance: dict | None
+    provenance: Provenance | None    # written as its JSON (file, sha256, commit, dirty)
     last_good_spec_hash: str | None
     rollout_error: str | None
     surge: dict | None              # a surge's new process: spec_hash, pid, port, state
@@ -112,6 +113,7 @@ class StatusRow:
         if self.download is not None:  # only while downloading
             data["download"] = dict(self.download)
         data["state"] = self.state.value
+        data["provenance"] = self.provenance.to_json() if self.provenance is not None else None
         return data
 
 
@@ -163,12 +165,11 @@ def _download(data: dict | None) -> dict | None:
     return {k: data.get(k) for k in ("done", "total", "rate")}
 
 
-def _side(data: dict | None) -> dict | None:
+def _side(side: Record | None) -> dict | None:
     """A surge's second process as `status` shows it: its spec hash, pid and port."""
-    if not isinstance(data, dict):
+    if side is None:
         return None
-    return {"spec_hash": data.get("spec_hash"), "pid": data.get("pid"), "port": data.get("port"),
-            "state": data.get("state")}
+    return {"spec_hash": side.spec_hash, "pid": side.pid, "port": side.port, "state": side.state}
 
 
 def fmt_uptime(seconds: int | None) -> str | None:

@@ -42,6 +42,7 @@ from xgen_declare.reconciler.plan import BLOCKED, VERB_REQUESTS, Request
 from xgen_declare.errors import LoopBusy, StateBusyError, StateWriteError, XgenError
 from xgen_declare.processes.probes import Prober
 from xgen_declare.processes.core import EventSink
+from xgen_declare.processes.hooks import Registry
 from xgen_declare.processes.view import ModelView, view_of
 from xgen_declare.reconciler.apply import Pass, PlanLog, compute, converge
 from xgen_declare.reconciler.door import PassHook, TickHook
@@ -85,8 +86,9 @@ class Daemon:
         self.blocked_last_pass = False
         # the HTTP API (another thread) hands work to this loop here; see `submit`
         self.inbox: queue.Queue[tuple[Callable, Future]] = queue.Queue(maxsize=INBOX_LIMIT)
-        self.pass_hooks: list[Callable] = []  # fn(pass_result, seconds) after each reconcile pass
-        self.tick_hooks: list[Callable] = []  # fn(daemon) once per loop step (the router's idle timers)
+        # any thread adds and removes them (hooks.py); the loop calls them over a snapshot
+        self.pass_hooks: Registry[PassHook] = Registry("pass hook", log)  # fn(pass, seconds) after each pass
+        self.tick_hooks: Registry[TickHook] = Registry("tick hook", log)  # fn(control) once per loop step
         # on-demand models wanted running now (the router wakes them, its idle timers remove them);
         # idle_reasons: why one left (shown as the stop reason). Only this loop changes them.
         self._awake: set[str] = set()
@@ -167,20 +169,16 @@ class Daemon:
         self.wake.set()
 
     def add_pass_hook(self, fn: PassHook) -> None:
-        if fn not in self.pass_hooks:
-            self.pass_hooks.append(fn)
+        self.pass_hooks.add(fn)
 
     def remove_pass_hook(self, fn: PassHook) -> None:
-        if fn in self.pass_hooks:
-            self.pass_hooks.remove(fn)
+        self.pass_hooks.remove(fn)
 
     def add_tick_hook(self, fn: TickHook) -> None:
-        if fn not in self.tick_hooks:
-            self.tick_hooks.append(fn)
+        self.tick_hooks.add(fn)
 
     def remove_tick_hook(self, fn: TickHook) -> None:
-        if fn in self.tick_hooks:
-            self.tick_hooks.remove(fn)
+        self.tick_hooks.remove(fn)
 
     def register_router(self, in_flight: Callable[[str], int], in_flight_at: Callable[[str, int], int]) -> None:
         """A stop drains the requests the router forwarded to the model; a surge the old process's."""
@@ -309,7 +307,7 @@ class Daemon:
             # something became Ready while a model waits on others (a Ray head, freed memory...):
             # plan again now instead of at the next resync
             self.file_changed("a model became Ready")
-        for hook in list(self.tick_hooks):
+        for hook in self.tick_hooks.snapshot():  # each guarded like the loop's other parts (slow, repeated)
             self._guard("tick hook", hook, self)
         self._guard("state report", self._report_writes, now, self.passes != passes)
         self._guard("snapshot", self._publish_snapshot)
@@ -478,9 +476,5 @@ class Daemon:
         self.blocked_last_pass = any(a.kind == BLOCKED for a in result.plan.actions)
         self.passes += 1
         self.next_resync = self.clock() + config.reconciler.resync_interval
-        for hook in list(self.pass_hooks):
-            try:
-                hook(result, time.monotonic() - t0)
-            except Exception:
-                log.exception("pass hook failed")
+        self.pass_hooks.call(result, time.monotonic() - t0)
         return result

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 
 from xgen_declare.processes.core import EventSink
+from xgen_declare.processes.hooks import Registry
 from xgen_declare.sources import trees
 from xgen_declare.sources.gc import GcResult, Schedule
 from xgen_declare.sources.git import Check, GitSource
@@ -66,7 +67,7 @@ class GitPoll:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._served = threading.Event()
-        self._sinks: list[EventSink] = []
+        self.sinks: Registry[EventSink] = Registry("source event sink", log)  # the API's, from its thread
         self._said: tuple | None = None
         self._refused: tuple | None = None
         self._thread: threading.Thread | None = None
@@ -116,12 +117,10 @@ class GitPoll:
         self._wake.set()
 
     def add_sink(self, fn: EventSink) -> None:
-        if fn not in self._sinks:
-            self._sinks.append(fn)
+        self.sinks.add(fn)
 
     def remove_sink(self, fn: EventSink) -> None:
-        if fn in self._sinks:
-            self._sinks.remove(fn)
+        self.sinks.remove(fn)
 
     def serving_commit(self) -> str | None:
         """The commit the daemon reads now."""
@@ -235,11 +234,7 @@ class GitPoll:
             log.info("source %s: at %s", url, r.new[:12] if r.new else "none")
 
     def _publish(self, type_: str, **data) -> None:
-        for sink in list(self._sinks):
-            try:
-                sink(type_, **data)
-            except Exception:
-                log.exception("source event sink failed")
+        self.sinks.call(type_, **data)
 
 
 def spec_json(spec: GitSpec) -> dict:

@@ -141,12 +141,7 @@ def _records(state_dir: str | Path) -> list[Record]:
     out = []
     for rec in StateStore(state_dir).load_all().values():
         out.append(rec)
-        for side in (rec.surge, rec.retiring):
-            if isinstance(side, dict):
-                try:
-                    out.append(Record.from_json({"name": rec.name, **side}))
-                except (TypeError, ValueError):
-                    continue
+        out.extend(side for side in (rec.surge, rec.retiring) if side is not None)  # typed: Record
     return out
 
 

@@ -2,6 +2,7 @@
 
 import time
 
+from xgen_declare.processes.provenance import Provenance
 from xgen_declare.processes.state_store import Record
 
 COMMIT = "1" * 40
@@ -15,7 +16,7 @@ def _record(api) -> None:
         time.sleep(0.02)
     file = str(api.manifests / "team" / "a.yaml")
     rec = Record(name="a", state="Stopped", spec_hash="abcd1234abcd1234", file=file,
-                 provenance={"file": file, "sha256": SHA, "commit": COMMIT, "dirty": True})
+                 provenance=Provenance(file, SHA, COMMIT, True))
     api.daemon.env.store.save(rec)
 
 

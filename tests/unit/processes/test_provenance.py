@@ -98,3 +98,10 @@ def test_a_manifest_served_from_the_git_source_has_that_commit_and_git_is_not_as
     plain.parent.mkdir(parents=True)
     plain.write_text("x: 1\n")
     assert of_file(str(plain), git).commit == "d" * 40
+
+
+def test_provenance_reads_back_what_a_record_holds_tolerantly():
+    p = Provenance("/m/a.yaml", "0" * 64, "c" * 40, False)
+    assert Provenance.from_json(p.to_json()) == p
+    assert Provenance.from_json({"file": "/m/a.yaml", "sha256": 1, "commit": None, "dirty": "no"}) == Provenance("/m/a.yaml")
+    assert Provenance.from_json(None) is None and Provenance.from_json({}) is None and Provenance.from_json([]) is None

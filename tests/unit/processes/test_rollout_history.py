@@ -6,6 +6,7 @@ import pytest
 from xgen_declare.reconciler.apply import execute
 from xgen_declare.config import Reconciler
 from xgen_declare.reconciler.plan import RESTART, START, STOP, Action, Plan
+from xgen_declare.processes import history
 from xgen_declare.processes.provenance import Provenance
 from xgen_declare.processes.state_store import StateStore
 from xgen_declare.states import State
@@ -51,7 +52,8 @@ def test_first_start_and_an_edit_are_recorded(sup, store, clock):
     settle(sup, clock)
     assert sup.procs["a"].state == State.READY
     rec = store.load("a")
-    assert rec.provenance == {"file": "/m/a.yaml", "sha256": "0" * 64, "commit": COMMIT, "dirty": False}
+    assert rec.provenance == Provenance("/m/a.yaml", "0" * 64, COMMIT, False)
+    assert rec.to_json()["provenance"] == {"file": "/m/a.yaml", "sha256": "0" * 64, "commit": COMMIT, "dirty": False}
     assert rec.rollout is None
     run(sup, v2, RESTART)
     settle(sup, clock)
@@ -120,3 +122,16 @@ def test_an_unwritable_history_is_written_later(tmp_path, clock, world):
     writer.heal()
     settle(sup, clock)
     assert [e["result"] for e in store.load_history("a")] == ["succeeded"]
+
+
+def test_an_entry_keeps_the_json_shape_of_the_record_and_the_history_file():
+    prov = Provenance("/m/a.yaml", "0" * 64, COMMIT, True)
+    entry = history.open_entry("h1", "h2", prov, now=10.0)
+    assert (entry.from_hash, entry.to_hash, entry.provenance, entry.result) == ("h1", "h2", prov, None)
+    opened = {"started_at": 10.0, "from": "h1", "to": "h2", "file": "/m/a.yaml", "sha256": "0" * 64,
+              "commit": COMMIT, "dirty": True, "result": None, "detail": None, "ended_at": None}
+    assert entry.to_json() == opened and list(entry.to_json()) == list(opened)
+    closed = history.close_entry(entry, history.Result.ROLLED_BACK, "exited with 1\nlog tail", now=12.5)
+    assert closed.to_json() == {**opened, "result": "rolled back", "detail": "exited with 1", "ended_at": 12.5}
+    assert history.Entry.from_json(closed.to_json()) == closed
+    assert history.Entry.from_json({**opened, "result": "exploded"}) == entry  # unknown: read as open

@@ -166,11 +166,11 @@ def test_surge_starts_beside_the_old_process_and_takes_over_when_ready(sup, worl
     successor = world.last
     assert successor is not first and first.returncode is None
     assert p.state == State.READY and p.rec.port == 8101  # the old one still serves
-    assert sup.store.load("a").surge["port"] == 8102 and sup.observed()["a"].surge_hash == new.spec_hash()
+    assert sup.store.load("a").surge.port == 8102 and sup.observed()["a"].surge_hash == new.spec_hash()
     ticks(sup, 2)  # probed Ready: the swap
     rec = sup.store.load("a")
     assert (rec.state, rec.pid, rec.port, rec.spec_hash) == ("Ready", successor.pid, 8102, new.spec_hash())
-    assert rec.retiring["pid"] == first.pid and rec.surge is None and rec.last_good_spec_hash == new.spec_hash()
+    assert rec.retiring.pid == first.pid and rec.surge is None and rec.last_good_spec_hash == new.spec_hash()
     busy = {("a", 8101): 1}
     sup.hooks.register_router(lambda name: 0, lambda name, port: busy.get((name, port), 0))
     clock.advance(2)

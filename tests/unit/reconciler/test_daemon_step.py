@@ -88,3 +88,35 @@ def test_a_part_that_holds_the_loop_is_logged_with_its_name(daemon, clock, monke
     steps(daemon, clock, 1)
     assert "slow control loop: supervisor took 2.5s" in caplog.text
     assert "reconcile pass took" not in caplog.text  # the quick parts are not logged
+
+
+@pytest.mark.parametrize("kind", ["pass", "tick"])
+def test_the_daemons_hooks_go_on_after_one_raises_and_may_remove_themselves(daemon, clock, caplog, kind):
+    """processes/hooks.py Registry: a pass hook that raises is logged, a tick hook goes through the loop's
+    guard; the others run, and one that removes itself runs once."""
+    d = daemon
+    add, remove = (d.add_pass_hook, d.remove_pass_hook) if kind == "pass" else (d.add_tick_hook, d.remove_tick_hook)
+    calls: list[str] = []
+
+    def bad(*args: object) -> None:
+        calls.append("bad")
+        raise RuntimeError(f"{kind} hook broke")
+
+    def once(*args: object) -> None:
+        calls.append("once")
+        remove(once)
+
+    add(bad)
+    add(once)
+    add(once)
+    if kind == "pass":
+        d.reconcile(True)
+        d.reconcile(True)
+    else:
+        d.step()
+        clock.advance(0.05)
+        d.step()
+    assert calls == ["bad", "once", "bad"]
+    assert f"{kind} hook failed" in caplog.text and f"{kind} hook broke" in caplog.text
+    remove(bad)
+    assert (d.pass_hooks if kind == "pass" else d.tick_hooks).snapshot() == ()

@@ -163,3 +163,20 @@ def test_the_spec_round_trips_through_daemon_json(poll):
     assert recorded_spec({}) is None
     assert recorded_spec({"source": {"url": "x", "bogus": 1}}) is None
     assert recorded_spec({"source": "git+https://x"}) is None
+
+
+def test_a_source_event_sink_that_raises_is_logged_and_the_others_still_get_the_event(poll, repo, caplog):
+    """processes/hooks.py Registry, as GitPoll uses it (the API adds and removes its sink from its thread)."""
+    def bad(type_, **data):
+        raise RuntimeError("sink broke")
+
+    poll.sinks.remove(poll.sinks.snapshot()[0])  # the fixture's sink goes last, after the one that raises
+    poll.add_sink(bad)
+    poll.add_sink(lambda type_, **data: poll.events.append((type_, data)))
+    poll.poller.poll_once()
+    poll.tick(Control())
+    assert [t for t, _ in poll.events] == ["source_switched"]
+    assert "source event sink failed" in caplog.text and "sink broke" in caplog.text
+    poll.remove_sink(bad)
+    poll.remove_sink(bad)
+    assert len(poll.sinks) == 1

@@ -79,7 +79,7 @@ def test_supervisor_updates_the_record_not_the_process(tmp_path, world):
                 {"a": want(stop_grace=30.0)})
     rec = store.load("a")
     assert (rec.pid, rec.state, rec.stop_grace, rec.settings.stop_grace) == (pid, "Ready", 30, 30.0)
-    assert rec.provenance["file"] == "/m/a.yaml"
+    assert rec.provenance == Provenance("/m/a.yaml", "s" * 64)
     assert len(world.started) == 1 and world.last.signals == []
     last = store.load_history("a")[-1]
     assert (last["from"], last["to"], last["result"], last["detail"]) == (
