@@ -26,6 +26,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from xgen_declare.backends.profile import VLLM, engine_of, profile
+from xgen_declare.backends.modelpath import gguf_repo
 from xgen_declare.inventory.dialect import dialect_for, help_flags
 from xgen_declare.desired.pinning import pinning_env
 from xgen_declare.config import Config
@@ -215,6 +216,10 @@ class Renderer:
         env, pin_warnings = pinning_env(backend, spec.gpus, self.inventory)
         warnings.extend(pin_warnings)
         repo = res.hf_repo
+        if repo is None and prof.python_module and gguf_repo(spec.model_path, spec.hf_file) is not None:
+            warnings.append(f"{spec.model_path} is a HuggingFace repository: the daemon fetches it into the store "
+                            "first and starts llama-cpp-python with --model on the fetched file (this preview "
+                            "shows the repository)")
         if repo is not None and self.config.llama_cache_dir:  # where llama-server keeps what it downloads
             env["LLAMA_CACHE"] = self.config.resolve(self.config.llama_cache_dir)
         env.update(spec.env)
