@@ -28,6 +28,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from xgen_declare.backends.profile import VLLM, engine_of, profile
 from xgen_declare.backends.modelpath import gguf_repo
 from xgen_declare.inventory.dialect import dialect_for, help_flags
+from xgen_declare.desired.demands import CPU_MOE_NOT_KNOWN, not_fetched
 from xgen_declare.desired.pinning import pinning_env
 from xgen_declare.config import Config
 from xgen_declare.errors import FileRefused, Problem, RenderError
@@ -269,6 +270,9 @@ class Renderer:
         (--cpu-moe); only for a llama-server whose --help lists the flag (a build that cannot be probed here
         gets it as asked)."""
         n = res.spec.n_cpu_moe
+        if n == "auto" and not_fetched(res.spec):  # a hub source not read yet: never guessed
+            warnings.append(CPU_MOE_NOT_KNOWN)
+            return 0
         if n == "auto":  # not resolved: placement unknown (see the ledger's warning)
             warnings.append("n_cpu_moe: auto was not resolved (placement unknown): no --n-cpu-moe, every expert "
                             "weight stays with its layer; give a layer count to keep some in host memory")
