@@ -64,7 +64,8 @@ class ModelLoadRequest(BaseModel):
 
     model_path: ArgvPath | None = Field(None, description="A .gguf file, a local HuggingFace directory, a HuggingFace id "
                                   "org/model (vLLM), or a HuggingFace repository of GGUF files (org/name-GGUF or "
-                                  "org/name:QUANT: llama-server downloads it). Relative .gguf paths and paths "
+                                  "org/name:QUANT); a HuggingFace id or repository is fetched into the model store "
+                                  "before the backend starts. Relative .gguf paths and paths "
                                   "starting with ./ or ../ are relative to the manifest file's directory. Give model_path or source")
     source: SourceValue | None = Field(None, description="Where the model's files come from (README \"Model "
                                        "sources\"): hf://ORG/REPO[@REVISION], hf://ORG/REPO-GGUF[@REVISION]/FILE.gguf, "
