@@ -81,3 +81,35 @@ def test_the_daemon_fetches_a_gguf_that_llama_server_then_serves(tmp_path, tiny_
     rec = json.loads((tmp_path / "state" / "models" / "tiny.json").read_text())
     assert rec["argv"][rec["argv"].index("--model") + 1] == str(path) and "--hf-repo" not in rec["argv"]
     assert complete(st["tiny"]["endpoint"])["usage"]["completion_tokens"] >= 1
+
+
+def test_llama_cpp_python_serves_a_gguf_repository_the_daemon_fetched(tmp_path, tiny_models, llama_cpp_python,
+                                                                       daemon_factory, monkeypatch):
+    """llama-cpp-python downloads nothing itself: a model_path naming a GGUF repository (an implied source)
+    is fetched into the store and llama-cpp-python is started with --model on the fetched file."""
+    d = tmp_path / "manifests"
+    d.mkdir()
+    (d / "xgen-declare.yaml").write_text(textwrap.dedent(f"""\
+        ports: {{start: 18500, end: 18509}}
+        python: {json.dumps(llama_cpp_python)}
+        store: {{dir: ../store}}
+        """))
+    (d / "tiny.yaml").write_text(
+        "apiVersion: xgen/v1\nkind: Model\nmetadata: {name: tiny}\nspec:\n"
+        "  model_path: xgen/tiny-GGUF:Q8_0\n  backend: llama-cpp-python\n  ctx_size: 256\n"
+        "  threads: 1\n  ready_timeout: 60\n  stop_grace: 5\n")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    data = tiny_models["chat"].read_bytes()
+    with FakeHub() as hub:
+        hub.add_repo("xgen/tiny-GGUF", {"tiny-Q8_0.gguf": data, "tiny-Q4_K_M.gguf": b"other", "README.md": b"x\n"})
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        daemon = daemon_factory(d)
+        daemon.start()
+        st = daemon.wait_ready(["tiny"], timeout=120)
+        commit = hub.repos["xgen/tiny-GGUF"].refs["main"]
+        assert hub.bytes_served("xgen/tiny-GGUF", "tiny-Q8_0.gguf") == len(data)
+    path = tmp_path / "store" / "models--xgen--tiny-GGUF" / "snapshots" / commit / "tiny-Q8_0.gguf"
+    rec = json.loads((tmp_path / "state" / "models" / "tiny.json").read_text())
+    assert rec["argv"][1:3] == ["-m", "llama_cpp.server"]
+    assert rec["argv"][rec["argv"].index("--model") + 1] == str(path)
+    assert complete(st["tiny"]["endpoint"])["usage"]["completion_tokens"] >= 1

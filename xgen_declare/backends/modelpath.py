@@ -1,12 +1,14 @@
-"""What a manifest's `model_path` names: a local .gguf file, a HuggingFace repository of GGUF files (which
-llama-server downloads itself), or something for vLLM (a HuggingFace model id or a local directory).
+"""What a manifest's `model_path` names: a local .gguf file, a HuggingFace repository of GGUF files, or
+something for vLLM (a HuggingFace model id or a local directory).
 
 Pure string rules, no filesystem access; `request` builds its validation on them. The seed's rule is that
 any model path containing "gguf" is llama.cpp's; for a HuggingFace id that means a repository of GGUF
 files, rendered as llama.cpp's own download flags (`--hf-repo`, `--hf-file`), never as a vLLM model. Since
 issue 23 the daemon fetches such a repository (and a vLLM id, `hub_model_id`) into the store first
 (manifests/source.implied_source) and renders the local file; `--hf-repo` remains a preview (`render`,
-`export`).
+`export`). So llama-cpp-python, which cannot download a repository itself, serves one too: it is started
+with `--model` on the fetched file (a Kubernetes export, where the pod would have to download it, refuses
+that: export/kubernetes.py).
 """
 
 from __future__ import annotations
@@ -64,10 +66,6 @@ def gguf_problems(spec: Any, engine: str) -> list[tuple[str, str]]:
     elif engine == "llama" and not is_gguf_path(spec.model_path) and repo is None:
         out.append(("model_path", f"backend {spec.backend} needs a .gguf file, or a HuggingFace repository of "
                     f"them such as {GGUF_REPO_HINT}; use a vllm backend for other HuggingFace models"))
-    elif repo is not None and spec.backend == "llama-cpp-python":
-        out.append(("model_path", "llama-cpp-python cannot download a HuggingFace repository here; use a "
-                    "llama-server backend (backend: auto picks one), or download the .gguf file and set "
-                    "model_path to it"))
     if spec.hf_file is not None:
         if repo is None:
             out.append(("hf_file", "only applies when model_path is a HuggingFace repository of GGUF files "

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from xgen_declare.export import export_kubernetes, render_stream, write_dir
 from xgen_declare.inventory.file import load_inventory_file
+from xgen_declare.reconciler.fetching import read_pin
 from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options
 
 
@@ -36,7 +39,8 @@ def kubernetes(paths: tuple[str, ...], output: str, inventory_file: str | None, 
     g = get_globals()
     config = g.load_config(list(paths))
     nodes = load_inventory_file(inventory_file) if inventory_file else None
-    result = export_kubernetes(list(paths), config, nodes)
+    pins = Path(g.resolve_state_dir(config)) / "pins"  # the commits this host's store pinned (read only)
+    result = export_kubernetes(list(paths), config, nodes, pins=lambda source: read_pin(pins, source))
     for p in result.file_problems:
         eprint(p.format())
     for name in sorted(result.problems):

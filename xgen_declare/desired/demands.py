@@ -27,7 +27,8 @@ from xgen_declare.placement.memory import ContextSettings
 from xgen_declare.placement.predict import require_supported
 from xgen_declare.placement.vllm_checks import TP, Blocker, find_config, vllm_problems, weights_bytes
 
-__all__ = ["devices_of", "demand_for", "facts_of", "previous_values", "previous_cpu_moe", "place", "HubLookup"]
+__all__ = ["devices_of", "demand_for", "facts_of", "previous_values", "previous_cpu_moe", "place", "HubLookup",
+           "CPU_MOE_NOT_KNOWN", "not_fetched"]
 
 HubLookup = Callable[[Any], "HubFacts | None"]  # a ModelDecl -> what the hub's metadata says of its source
 
@@ -116,6 +117,8 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None, hub: HubLo
     fallback = ("n_gpu_layers: auto is left to llama-server's --fit" if spec.n_gpu_layers == "auto"
                 else "the manifest's explicit values are used")
     src = spec.source
+    if d.n_cpu_moe == "auto" and not_fetched(spec):  # never guessed: decided from the header, hub's or file's
+        fallback += f"; {CPU_MOE_NOT_KNOWN}"
     if src is not None and src.kind == "url" and spec.model_path == src.url:  # not fetched yet
         d.warning = f"{src.url}: its size is unknown until it is fetched into the store; placement unknown, {fallback}"
         return d
@@ -139,6 +142,17 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None, hub: HubLo
         d.previous = previous_values(getattr(seen, "placement", None), d.facts.block_count)
         d.previous_cpu_moe = previous_cpu_moe(getattr(seen, "placement", None), d.facts.block_count)
     return d
+
+
+CPU_MOE_NOT_KNOWN = ("n_cpu_moe: auto is not known yet: it is chosen from the GGUF header once the hub's metadata is "
+                     "read or the file is fetched, before the model starts")
+
+
+def not_fetched(spec: Any) -> bool:
+    """A hub or URL source whose files are not in the store yet: its model_path is still what the source
+    says (desired/build.on_local_path replaces it with the local path once fetched)."""
+    src = spec.source
+    return src is not None and src.is_remote and spec.model_path == src.model_path()
 
 
 def _hub_facts(res: Resolved, hub: HubLookup | None) -> HubFacts | None:

@@ -26,7 +26,9 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from xgen_declare.backends.profile import VLLM, engine_of, profile
+from xgen_declare.backends.modelpath import gguf_repo
 from xgen_declare.inventory.dialect import dialect_for, help_flags
+from xgen_declare.desired.demands import CPU_MOE_NOT_KNOWN, not_fetched
 from xgen_declare.desired.pinning import pinning_env
 from xgen_declare.config import Config
 from xgen_declare.errors import FileRefused, Problem, RenderError
@@ -215,6 +217,10 @@ class Renderer:
         env, pin_warnings = pinning_env(backend, spec.gpus, self.inventory)
         warnings.extend(pin_warnings)
         repo = res.hf_repo
+        if repo is None and prof.python_module and gguf_repo(spec.model_path, spec.hf_file) is not None:
+            warnings.append(f"{spec.model_path} is a HuggingFace repository: the daemon fetches it into the store "
+                            "first and starts llama-cpp-python with --model on the fetched file (this preview "
+                            "shows the repository)")
         if repo is not None and self.config.llama_cache_dir:  # where llama-server keeps what it downloads
             env["LLAMA_CACHE"] = self.config.resolve(self.config.llama_cache_dir)
         env.update(spec.env)
@@ -264,6 +270,9 @@ class Renderer:
         (--cpu-moe); only for a llama-server whose --help lists the flag (a build that cannot be probed here
         gets it as asked)."""
         n = res.spec.n_cpu_moe
+        if n == "auto" and not_fetched(res.spec):  # a hub source not read yet: never guessed
+            warnings.append(CPU_MOE_NOT_KNOWN)
+            return 0
         if n == "auto":  # not resolved: placement unknown (see the ledger's warning)
             warnings.append("n_cpu_moe: auto was not resolved (placement unknown): no --n-cpu-moe, every expert "
                             "weight stays with its layer; give a layer count to keep some in host memory")

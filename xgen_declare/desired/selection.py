@@ -3,8 +3,9 @@
 Rules beyond "first available in the order" (the seed's, see backends.GGUF_ORDER / HF_ORDER):
   * Vulkan is never chosen by auto for a model on an NVIDIA GPU (the seed offers Vulkan on AMD hosts only;
     CUDA is the fast path there). An explicit `backend: llama-server-vulkan` still runs, with a note.
-  * A HuggingFace repository of GGUF files (request.gguf_repo) goes to llama-server, which downloads it;
-    llama-cpp-python is not offered for one (validation refuses it explicitly).
+  * A HuggingFace repository of GGUF files (modelpath.gguf_repo) is fetched into the store and served from
+    the local file like any GGUF, so every llama.cpp backend is offered for one, llama-cpp-python included
+    (last, as for a file).
   * With a manifest `binary:`, an explicit backend needs only its GPU kind on the host: the inventory's
     word about the default executable does not apply (the binary itself is checked before it starts).
 """
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xgen_declare.backends.profile import profile
 from xgen_declare.inventory.model import Gpu, Inventory
 from xgen_declare.backends.modelpath import gguf_repo, is_gguf_path
 from xgen_declare.backends.families import GGUF_ORDER, GPU_KIND, HF_ORDER, gpu_kind_missing
@@ -39,8 +39,6 @@ class Selection:
 
 
 VULKAN = "llama-server-vulkan"
-NO_REPO = ("cannot download a HuggingFace repository here (use a llama-server backend, or download the .gguf file "
-           "and set model_path to it)")
 
 
 def _why_not(inventory: Inventory, name: str) -> str:
@@ -82,7 +80,7 @@ def _auto(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
     if is_gguf_path(spec.model_path):
         kind, order = "a GGUF file", GGUF_ORDER
     elif repo:
-        kind, order = "a GGUF repository (downloaded by llama-server)", GGUF_ORDER
+        kind, order = "a GGUF repository (fetched into the store)", GGUF_ORDER
     else:
         local = Path(spec.model_path).is_dir()
         kind = "a local HuggingFace directory" if local else "a HuggingFace model id"
@@ -92,9 +90,6 @@ def _auto(spec: ModelLoadRequest, inventory: Inventory) -> Selection:
     for name in order:
         if name == VULKAN and nvidia is not None:
             skipped.append((name, _vulkan_on_nvidia(nvidia)))
-            continue
-        if repo and not profile(name).downloads_hf_repo:
-            skipped.append((name, NO_REPO))
             continue
         if inventory.is_available(name):
             return Selection(name, f"auto: {name} is the first available backend for {kind}", tuple(skipped),

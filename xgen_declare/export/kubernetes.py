@@ -35,6 +35,7 @@ from xgen_declare.desired.resolve import resolve, resolve_model_path
 from xgen_declare.export.cluster import cluster_inventory, command_for, container_path, image_for
 from xgen_declare.export.gpu import GpuNeeds, gpu_needs
 from xgen_declare.export.hosts import node_affinity, overrides_problem
+from xgen_declare.export.hub import PinLookup, for_pod
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "xgen-declare"}
 API_KEY_DIR = "/var/run/secrets/xgen-declare/api-key"
@@ -74,10 +75,12 @@ def api_key_secret(model: str) -> str:
     return f"{model}-api-key"
 
 
-def export_kubernetes(paths: list[str], config: Config, nodes: Inventory | None = None) -> ExportResult:
+def export_kubernetes(paths: list[str], config: Config, nodes: Inventory | None = None,
+                      pins: PinLookup | None = None) -> ExportResult:
     """`nodes`: an inventory of the GPU nodes (--inventory), or None: every backend with an image. With
     `nodes`, spec.hosts and spec.overrides are applied for its labels; without, a model with overrides is
-    refused, and spec.hosts becomes node affinity where it can (export/hosts.py)."""
+    refused, and spec.hosts becomes node affinity where it can (export/hosts.py). `pins(source)`: the commit
+    this host's store pinned a hub source to (export/hub.py renders it for the pod)."""
     inventory = cluster_inventory(config, nodes)
     decided = nodes is not None  # this machine's host.labels are not the nodes' (as plan --inventory)
     desired = build_desired(paths, for_another_host(config) if decided else config, inventory, preview=True,
@@ -114,7 +117,7 @@ def export_kubernetes(paths: list[str], config: Config, nodes: Inventory | None 
             rendered = desired.rendered.get(decl.name)
         if rendered is None:
             continue
-        exported, problems = _export_model(decl, rendered, renderer, config, inventory, nodes, paths)
+        exported, problems = _export_model(decl, rendered, renderer, config, inventory, nodes, paths, pins)
         if problems:
             result.problems[decl.name] = problems
         else:
@@ -135,8 +138,8 @@ def _render_distributed(decl: ModelDecl, renderer: Renderer,
 
 
 def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, config: Config,
-                  inventory: Inventory, nodes: Inventory | None,
-                  paths: list[str]) -> tuple[ModelExport | None, list[Problem]]:
+                  inventory: Inventory, nodes: Inventory | None, paths: list[str],
+                  pins: PinLookup | None = None) -> tuple[ModelExport | None, list[Problem]]:
     spec, backend = decl.spec, rendered.backend
     problems: list[Problem] = []
     warnings: list[Problem] = []
@@ -184,6 +187,11 @@ def _export_model(decl: ModelDecl, rendered: Rendered, renderer: Renderer, confi
     mounts_api_key = spec.api_key_file is not None and profile(backend).api_key == "file_flag"
     if mounts_api_key:
         update["api_key_file"] = f"{API_KEY_DIR}/{API_KEY_KEY}"
+    hub = for_pod(decl, backend, pins)  # a hub model: the pod downloads it (the pinned commit, or a warning)
+    problems.extend(hub.problems)
+    warnings.extend(hub.warnings)
+    if hub.args:
+        update["extra_args"] = [*spec.extra_args, *hub.args]
     if problems:
         return None, problems
     needs = replace(needs, match_expressions=[*needs.match_expressions, *host_affinity])  # one term: ANDed

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
     model_validator
 
 from xgen_declare.backends.profile import LLAMA, engine_of, profile_of
-from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems, gguf_repo
+from xgen_declare.backends.modelpath import HF_FILE_RE, gguf_problems
 from xgen_declare.manifests.fields import (ArgvHost, ArgvPath, HostSelector,
                                            NoNewline, Override, RayCluster, RolloutSpec, RpcWorker, _ray_problems,
                                            _reject_control, _rpc_problems, not_a_flag, parse_duration)
@@ -64,7 +64,8 @@ class ModelLoadRequest(BaseModel):
 
     model_path: ArgvPath | None = Field(None, description="A .gguf file, a local HuggingFace directory, a HuggingFace id "
                                   "org/model (vLLM), or a HuggingFace repository of GGUF files (org/name-GGUF or "
-                                  "org/name:QUANT: llama-server downloads it). Relative .gguf paths and paths "
+                                  "org/name:QUANT); a HuggingFace id or repository is fetched into the model store "
+                                  "before the backend starts. Relative .gguf paths and paths "
                                   "starting with ./ or ../ are relative to the manifest file's directory. Give model_path or source")
     source: SourceValue | None = Field(None, description="Where the model's files come from (README \"Model "
                                        "sources\"): hf://ORG/REPO[@REVISION], hf://ORG/REPO-GGUF[@REVISION]/FILE.gguf, "
@@ -313,16 +314,14 @@ class ModelLoadRequest(BaseModel):
 
 
 def _cpu_moe_problems(spec: ModelLoadRequest, engine: str) -> list[tuple[str, str]]:
-    """n_cpu_moe is llama-server's --n-cpu-moe; `auto` reads the model's GGUF header at plan time."""
+    """n_cpu_moe is llama-server's --n-cpu-moe; `auto` reads the model's GGUF header at plan time (of a hub
+    source: the header the hub serves, or the fetched file; until then it is "not known yet")."""
     if spec.n_cpu_moe == 0 or engine != LLAMA:
         return []  # off, or a vLLM model (reported with the other llama.cpp-only fields)
     if (p := profile_of(spec.backend)) is not None and p.python_module:
         return [("n_cpu_moe", "only applies to llama-server backends, llama-cpp-python has no --n-cpu-moe; "
                  "remove it or use a llama-server backend, e.g. backend: auto")]
-    if spec.n_cpu_moe == "auto" and gguf_repo(spec.model_path, spec.hf_file) is not None:
-        return [("n_cpu_moe", "auto reads the model's GGUF header, and a HuggingFace repository is downloaded "
-                 "only by llama-server; give a layer count such as n_cpu_moe: 12, or a local .gguf file")]
-    return []
+    return []  # `auto` with a hub source: placed from the hub's metadata or the fetched file (desired/demands.py)
 
 
 class Metadata(BaseModel):

@@ -45,7 +45,7 @@ from xgen_declare.store.fetched import Fetched
 from xgen_declare.store.remote import quant_matches
 from xgen_declare.store.wanted import source_key
 
-__all__ = ["Download", "Fetcher", "pin_path", "write_pin", "RETRY_BASE", "RETRY_MAX", "BLOCKED_RETRY", "LOCK_POLL"]
+__all__ = ["Download", "Fetcher", "pin_path", "read_pin", "write_pin", "RETRY_BASE", "RETRY_MAX", "BLOCKED_RETRY", "LOCK_POLL"]
 
 log = logging.getLogger("xgen_declare.reconciler.fetching")
 
@@ -339,14 +339,8 @@ class Fetcher:
         """The source at its pinned commit (a hub source whose revision is a branch or tag, pinned before)."""
         if source.kind != "hf" or is_commit_id(source.revision) or self.pins is None:
             return source
-        try:
-            data = read_state_json(pin_path(self.pins, source), "a pin")
-        except (OSError, ValueError, FileRefused):
-            return source
-        commit = data.get("commit") if isinstance(data, dict) else None
-        if not is_commit_id(commit) or data.get("source") != source.text:
-            return source
-        return replace(source, revision=commit)
+        commit = read_pin(self.pins, source)
+        return source if commit is None else replace(source, revision=commit)
 
     def _pin_moved(self, source: Source, d: Download) -> bool:
         """`pull --update` pinned the source to another commit: fetch it (the rollout follows)."""
@@ -358,6 +352,16 @@ class Fetcher:
     def _pin(self, source: Source, got: Fetched) -> None:
         if self.pins is not None:
             write_pin(self.pins, source, got.commit)
+
+
+def read_pin(pins: Path, source: Source) -> str | None:
+    """The commit a hub source (a branch or tag) is pinned to in `pins`, or None (not pinned, unreadable)."""
+    try:
+        data = read_state_json(pin_path(pins, source), "a pin")
+    except (OSError, ValueError, FileRefused):
+        return None
+    commit = data.get("commit") if isinstance(data, dict) else None
+    return commit if is_commit_id(commit) and data.get("source") == source.text else None
 
 
 def write_pin(pins: Path, source: Source, commit: str) -> None:

@@ -81,20 +81,52 @@ def test_manifest_env_overrides_the_cache_dir(write):
     assert d.rendered["a"].env["LLAMA_CACHE"] == "/srv/mine"
 
 
-def test_selection_skips_llama_cpp_python_for_repositories():
+def test_selection_offers_llama_cpp_python_for_repositories():
+    """The store fetches the repository (issue 23): llama-cpp-python serves the local file like any GGUF."""
     inv = Inventory(backends=[Backend(name="llama-cpp-python", available=True)])
     sel = select_backend(ModelLoadRequest(model_path=REPO_ID), inv)
-    assert sel.backend is None
-    assert sel.unavailable.endswith(
-        "llama-cpp-python: cannot download a HuggingFace repository here (use a llama-server backend, or "
-        "download the .gguf file and set model_path to it)")
-    assert sel.unavailable.startswith("no backend available for a GGUF repository (downloaded by llama-server): ")
+    assert sel.backend == "llama-cpp-python"
+    assert sel.reason == "auto: llama-cpp-python is the first available backend for a GGUF repository (fetched " \
+        "into the store)"
+    none = select_backend(ModelLoadRequest(model_path=REPO_ID), Inventory(backends=[]))
+    assert none.unavailable.startswith("no backend available for a GGUF repository (fetched into the store): ")
 
 
-def test_explicit_llama_cpp_python_with_a_repository_is_refused(write):
-    assert problems_of(write, model_yaml(model_path=REPO_ID, backend="llama-cpp-python")) == [
-        "6: spec.model_path: llama-cpp-python cannot download a HuggingFace repository here (use a llama-server "
-        "backend (backend: auto picks one), or download the .gguf file and set model_path to it)"]
+@pytest.mark.parametrize("spec", [{"model_path": REPO_ID}, {"model_path": REPO_ID + ":Q4_K_M"},
+                                  {"model_path": REPO_ID, "hf_file": "llama-2-7b.Q4_K_M.gguf"},
+                                  {"model_path": None, "source": "hf://TheBloke/Llama-2-7B-GGUF@main/llama-2-7b.Q4_K_M.gguf"},
+                                  {"model_path": None, "source": "hf://TheBloke/Llama-2-7B-GGUF:Q4_K_M"}])
+def test_explicit_llama_cpp_python_with_a_hub_gguf_is_a_store_source(write, spec):
+    assert problems_of(write, model_yaml(backend="llama-cpp-python", **spec)) == []
+    [decl] = load_paths([str(write.root)]).models
+    assert decl.spec.source is not None and decl.spec.source.kind == "hf"
+    assert decl.spec.source.implied == ("source" not in spec)
+
+
+def test_llama_cpp_python_is_rendered_on_the_fetched_file(write, tmp_path):
+    from xgen_declare.desired.build import build_desired
+
+    local = tmp_path / "store" / "snapshots" / ("c" * 40) / "llama-2-7b.Q4_K_M.gguf"
+    write("a.yaml", model_yaml("a", model_path=REPO_ID + ":Q4_K_M", backend="llama-cpp-python"))
+    write("b.yaml", model_yaml("b", model_path=None, source="hf://TheBloke/Llama-2-7B-GGUF:Q4_K_M",
+                               backend="llama-cpp-python"))
+    d = build_desired([str(write.root)], Config(), inventory("new"), preview=True, placement=False,
+                      local_path=lambda decl: str(local))
+    assert d.problems == {}
+    for name in "ab":
+        argv = d.rendered[name].argv
+        assert flags(argv)["--model"] == str(local) and "--hf-repo" not in argv
+        assert d.rendered[name].warnings == []
+
+
+def test_a_preview_of_llama_cpp_python_on_a_repository_says_the_store_fetches_it(write):
+    write("a.yaml", model_yaml("a", model_path=REPO_ID + ":Q4_K_M", backend="llama-cpp-python"))
+    d = render_dir([write.root])
+    a = d.rendered["a"]
+    assert flags(a.argv)["--model"] == REPO_ID + ":Q4_K_M" and "--hf-repo" not in a.argv
+    assert a.warnings == [f"{REPO_ID}:Q4_K_M is a HuggingFace repository: the daemon fetches it into the store "
+                          "first and starts llama-cpp-python with --model on the fetched file (this preview shows "
+                          "the repository)"]
 
 
 def test_vllm_backend_with_a_gguf_repository_is_refused(write):

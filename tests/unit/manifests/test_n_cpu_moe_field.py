@@ -48,10 +48,10 @@ def test_vllm_models_have_no_n_cpu_moe(write):
         "7: spec.n_cpu_moe: only applies to llama.cpp backends and would be ignored here (remove it)"]
 
 
-def test_auto_needs_a_local_gguf_not_a_repository(write):
-    assert problems_of(write, model_yaml(model_path="org/model-GGUF:Q4_K_M", n_cpu_moe="auto")) == [
-        "7: spec.n_cpu_moe: auto reads the model's GGUF header, and a HuggingFace repository is downloaded "
-        "only by llama-server (give a layer count such as n_cpu_moe: 12, or a local .gguf file)"]
-    assert problems_of(write, model_yaml(model_path="org/model-GGUF:Q4_K_M", n_cpu_moe=12)) == []
-    # all needs no header: it is rendered as --cpu-moe, whatever the block count
-    assert problems_of(write, model_yaml(model_path="org/model-GGUF:Q4_K_M", n_cpu_moe="all")) == []
+@pytest.mark.parametrize("value", ["auto", "all", 12])
+def test_a_hub_repository_takes_auto_all_or_a_count(write, value):
+    """`auto` with a hub repository is placed from the hub's metadata or the fetched file (the store fetches it
+    before the model starts): tests/unit/desired/test_cpu_moe_hub.py."""
+    assert problems_of(write, model_yaml(model_path="org/model-GGUF:Q4_K_M", n_cpu_moe=value)) == []
+    assert problems_of(write, model_yaml(model_path=None, source="hf://org/model-GGUF@main/m.gguf",
+                                         n_cpu_moe=value)) == []

@@ -168,3 +168,20 @@ def test_all_keeps_every_layers_experts_on_the_host_and_renders_cpu_moe(tmp_path
     seen = {"mixtral": Seen("mixtral", state=State.READY, running=True, **base, placement=Placed(33, [], "all"))}
     again = run(tmp_path, doc("mixtral", **spec, n_cpu_moe="all"), seen=seen)
     assert again.plan.ledger.entry("mixtral").cpu_moe_bytes == experts
+
+
+def test_plan_says_auto_of_a_hub_source_not_read_yet_is_not_known(tmp_path, cli, monkeypatch):
+    """#23: a hub GGUF offline (nothing read, nothing fetched): `plan` says n_cpu_moe: auto is not known yet and
+    no --n-cpu-moe is guessed (tests/unit/desired/test_cpu_moe_hub.py: decided from the hub's header or file)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    mdir = tmp_path / "m"
+    mdir.mkdir()
+    (mdir / "models.yaml").write_text(doc("mixtral", source="hf://org/mixtral-GGUF:Q4_0", backend="llama-server-cuda",
+                                          n_cpu_moe="auto"))
+    r = cli("plan", str(mdir), "--state-dir", str(tmp_path / "state"))
+    assert r.code == 0, r.err
+    lines = [line for line in (r.out + r.err).splitlines() if line.startswith("warning: mixtral: ")]
+    assert len(lines) == 1 and lines[0].endswith(
+        "; n_cpu_moe: auto is not known yet: it is chosen from the GGUF header once the hub's metadata is read or the "
+        "file is fetched, before the model starts")
+    assert "offline" in lines[0] and "--n-cpu-moe" not in r.out
