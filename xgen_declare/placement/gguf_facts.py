@@ -17,10 +17,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Callable, TypeVar
 
 from xgen_declare.errors import FileRefused
 from xgen_declare.placement.gguf_header import BeyondPrefix, GgufError, Header, LongArray, LongString, read_header
 from xgen_declare.readers.bounded import opened
+
+T = TypeVar("T")
 
 __all__ = ["GgufError", "BeyondPrefix", "TensorFact", "GgufFacts", "read_gguf_facts", "facts_from_prefix",
            "ggml_type_size", "MAX_BLOCK_COUNT"]
@@ -151,20 +154,7 @@ def read_gguf_facts(path: str) -> GgufFacts:
     and its start is read into memory (1 MiB, then 4x more while the header needs it, up to
     HEADER_LIMIT): never mapped, since a file truncated while mapped faults the reader (SIGBUS) and
     would kill the daemon. The parse is bounded by gguf_header's budgets and by MAX_BLOCK_COUNT here."""
-    try:
-        with opened(path) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < 24:
-                raise GgufError(path, f"not a GGUF file ({size} bytes, too short for a GGUF header)")
-            return _facts(path, size, _read_header(f.fileno(), size, path))
-    except GgufError:
-        raise
-    except FileRefused as exc:
-        raise GgufError(path, f"{exc.reason} (point model_path at a GGUF file)") from None
-    except OSError as exc:
-        raise GgufError(path, f"cannot read: {exc.strerror or exc}") from None
-    except Exception as exc:  # a gap in the checks below must not become a crash of every caller
-        raise GgufError(path, f"unreadable GGUF header ({type(exc).__name__}: {exc})") from exc
+    return read_file_guarded(path, _facts, "point model_path at a GGUF file", "cannot read")[0]
 
 
 def facts_from_prefix(head: bytes, size: int, path: str) -> GgufFacts:
@@ -172,14 +162,36 @@ def facts_from_prefix(head: bytes, size: int, path: str) -> GgufFacts:
     fetched yet), through the same parse and checks as `read_gguf_facts`, so the figures equal those of the
     whole file on disk. BeyondPrefix when the header runs past `head` (read more of the file); GgufError,
     and nothing else, for anything unusable."""
+    return parse_guarded(path, size, lambda: read_header(head, path, file_size=size), _facts)
+
+
+def parse_guarded(path: str, size: int, header: Callable[[], Header], then: Callable[[str, int, Header], T]) -> T:
+    """`then(path, size, header())`, with GgufError (and BeyondPrefix, one) as the only errors: a gap in the
+    checks is this model's unreadable header, never a crash of the caller (the daemon's loop, a plan)."""
     if size < 24:
         raise GgufError(path, f"not a GGUF file ({size} bytes, too short for a GGUF header)")
     try:
-        return _facts(path, size, read_header(head, path, file_size=size))
+        return then(path, size, header())
     except GgufError:
         raise
-    except Exception as exc:  # as read_gguf_facts: a gap in the checks is this model's, never the caller's crash
+    except Exception as exc:
         raise GgufError(path, f"unreadable GGUF header ({type(exc).__name__}: {exc})") from exc
+
+
+def read_file_guarded(path: str, then: Callable[[str, int, Header], T], refused_hint: str,
+                      unreadable: str) -> tuple[T, int]:
+    """(`then` of the GGUF file at `path`, its size): opened with readers.bounded, its start read into memory
+    (never mapped), through `parse_guarded`; a refused or unreadable file is a GgufError in the caller's words."""
+    try:
+        with opened(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            return parse_guarded(path, size, lambda: _read_header(f.fileno(), size, path), then), size
+    except GgufError:
+        raise
+    except FileRefused as exc:
+        raise GgufError(path, f"{exc.reason} ({refused_hint})") from None
+    except OSError as exc:
+        raise GgufError(path, f"{unreadable}: {exc.strerror or exc}") from None
 
 
 def _tensor_fact(path: str, name: str, dims: tuple[int, ...], type_id: int, offset: int) -> TensorFact:

@@ -11,10 +11,9 @@ import os
 import re
 from dataclasses import replace
 
-from xgen_declare.errors import FileRefused
-from xgen_declare.placement.gguf_facts import GgufFacts, TensorFact, _Meta, _read_header, _tensor_fact
+from xgen_declare.placement.gguf_facts import (GgufFacts, TensorFact, _Meta, _tensor_fact, parse_guarded,
+                                               read_file_guarded)
 from xgen_declare.placement.gguf_header import GgufError, Header, read_header
-from xgen_declare.readers.bounded import opened
 
 __all__ = ["split_count", "split_part_paths", "read_part_tensors", "part_tensors_from_prefix", "with_parts",
            "read_split_facts", "MAX_SPLIT"]
@@ -46,32 +45,12 @@ def split_part_paths(path: str, count: int) -> list[str]:
 
 def part_tensors_from_prefix(head: bytes, size: int, path: str) -> list[TensorFact]:
     """The tensor table of a later part of a split GGUF whose start is `head` (BeyondPrefix: read more)."""
-    if size < 24:
-        raise GgufError(path, f"not a GGUF file ({size} bytes, too short for a GGUF header)")
-    try:
-        return _part_tensors(path, size, read_header(head, path, file_size=size))
-    except GgufError:
-        raise
-    except Exception as exc:
-        raise GgufError(path, f"unreadable GGUF header ({type(exc).__name__}: {exc})") from exc
+    return parse_guarded(path, size, lambda: read_header(head, path, file_size=size), _part_tensors)
 
 
 def read_part_tensors(path: str) -> tuple[list[TensorFact], int]:
     """(the tensors, the file's size) of a later part on disk, opened and read as read_gguf_facts does."""
-    try:
-        with opened(path) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < 24:
-                raise GgufError(path, f"not a GGUF file ({size} bytes, too short for a GGUF header)")
-            return _part_tensors(path, size, _read_header(f.fileno(), size, path)), size
-    except GgufError:
-        raise
-    except FileRefused as exc:
-        raise GgufError(path, f"{exc.reason} (a part of a split GGUF)") from None
-    except OSError as exc:
-        raise GgufError(path, f"cannot read this part of a split GGUF: {exc.strerror or exc}") from None
-    except Exception as exc:
-        raise GgufError(path, f"unreadable GGUF header ({type(exc).__name__}: {exc})") from exc
+    return read_file_guarded(path, _part_tensors, "a part of a split GGUF", "cannot read this part of a split GGUF")
 
 
 def _part_tensors(path: str, size: int, header: Header) -> list[TensorFact]:
