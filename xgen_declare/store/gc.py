@@ -1,6 +1,7 @@
 """`store gc`: which blobs of the store xgen-declare fetched (store/ledger.py; all of them with `--all`) that
 no manifest references and no running process uses, least recently used first (pure: `collect` takes plain
-data), and their removal: the blob, the snapshot links to it, then snapshot directories left empty, refs naming a commit whose snapshot is gone, and a repository left empty.
+data), and their removal: the blob, the snapshot links to it, then snapshot directories left empty, refs
+naming a commit whose snapshot is gone, and a repository left empty.
 Partial files are kept (the next fetch resumes them); `doctor` reports them.
 """
 
