@@ -126,3 +126,24 @@ def test_online_plan_has_no_offline_line(cli, hub, write, tmp_path, monkeypatch)
     write("a.yaml", manifest("a", "source", SRC))
     r = run(cli, tmp_path, "plan", str(tmp_path / "manifests"))
     assert "offline" not in r.out + r.err
+
+
+def test_plan_places_a_url_gguf_from_its_header_as_the_file_on_disk(cli, hub, write, tmp_path, monkeypatch):
+    import hashlib
+    h, tiny = hub
+    monkeypatch.setattr(hubmeta, "HEAD_FIRST", 4096)
+    data = tiny.read_bytes()
+    url = h.add_file("tiny.Q4_K_M.gguf", data)
+    sha = hashlib.sha256(data).hexdigest()
+    write("url.yaml", manifest("url", "source", {"url": url, "sha256": sha}))
+    write("disk.yaml", manifest("disk", "model_path", str(tiny)))
+    d = str(tmp_path / "manifests")
+    r = run(cli, tmp_path, "plan", d)
+    assert f"note: placement: url: placement from the GGUF header read over HTTP ({url}, sha256 {sha[:12]}), " \
+           "before its file is fetched" in r.out
+    assert "placement unknown" not in r.out + r.err
+    got = [q["range"] for q in h.requests if q["path"] == "/files/tiny.Q4_K_M.gguf" and q["method"] == "GET"]
+    assert got == ["bytes=0-4095", "bytes=4096-16383"]  # the header, never the file
+    out = run(cli, tmp_path, "plan", d, "-o", "json").out
+    a, b = ledger_of(out, "url"), ledger_of(out, "disk")
+    assert a["source"] == b["source"] == "predicted" and a["per_device_mib"] == b["per_device_mib"]

@@ -116,7 +116,7 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None, hub: HubLo
     fallback = ("n_gpu_layers: auto is left to llama-server's --fit" if spec.n_gpu_layers == "auto"
                 else "the manifest's explicit values are used")
     src = spec.source
-    if src is not None and src.kind == "url" and spec.model_path == src.url:  # not fetched yet
+    if src is not None and src.kind == "url" and spec.model_path == src.url and remote is None:  # not fetched yet
         d.warning = f"{src.url}: its size is unknown until it is fetched into the store; placement unknown, {fallback}"
         return d
     if remote is not None:
@@ -146,7 +146,7 @@ def _hub_facts(res: Resolved, hub: HubLookup | None) -> HubFacts | None:
     what the source says: desired/build.on_local_path replaces it once fetched); None for anything else, and
     without `hub` (render, validate: no lookup, the warnings say the size is unknown until fetched)."""
     src = res.spec.source
-    if hub is None or src is None or src.kind != "hf" or res.spec.model_path != src.model_path():
+    if hub is None or src is None or src.kind not in ("hf", "url") or res.spec.model_path != src.model_path():
         return None
     found = hub(res.decl)
     return found if found is not None else HubFacts(src.text, reason=NOT_READ)

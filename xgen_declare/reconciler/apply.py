@@ -175,9 +175,10 @@ class SourceFiles:
         return None
 
     def hub_facts(self, decl: ModelDecl) -> HubFacts | None:
-        """The hub's metadata of a hub source not in the store yet, for the memory ledger (hubfacts.py)."""
+        """The hub's metadata of a hub source not in the store yet (a URL source: its GGUF header), for the
+        memory ledger (hubfacts.py)."""
         src, meta = decl.spec.source, self.fetches.metadata if self.fetches is not None else None
-        if meta is None or src is None or src.kind != "hf":
+        if meta is None or src is None or src.kind not in ("hf", "url"):
             return None
         token, problem = read_token(src, decl.file, decl.line_of("source"))
         if problem is not None:
