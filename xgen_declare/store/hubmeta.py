@@ -103,7 +103,7 @@ def _read_url(source: Source, token: str | None, deadline: float, first: int, li
     sha, name = str(source.sha256), url_file_name(str(source.url))
     headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
-        _location, size = _head(source, headers)
+        _location, size = _head(source, headers, timeout=max(0.1, min(10.0, deadline - time.monotonic())))
     except FetchError as exc:
         raise MetaError(exc.reason) from None
     if size is None:
