@@ -200,6 +200,8 @@ def test_gc_keeps_what_another_tool_downloaded_into_the_store_unless_all(env, hu
                                                  endpoint=hub.endpoint), "hf_hub_download")
     write("c.yaml", manifest("c", "hf://org/tiny-GGUF:Q8_0"))
     assert env("pull").code == 0
+    from huggingface_hub import scan_cache_dir
+    assert scan_cache_dir(env.store).warnings == []  # the ledger under .locks/ is no "corrupted repo" to hf
     (tmp_path / "manifests" / "c.yaml").unlink()
     listed = {d["file"]: d for d in json.loads(env("store", "ls", "-o", "json").out)}
     assert (listed["theirs.gguf"]["ours"], listed["tiny.Q8_0.gguf"]["ours"]) == (False, True)
