@@ -89,8 +89,10 @@ def offline_setup(cli, hub, write, tmp_path, monkeypatch, offline: bool):
     cfg = {"store": {"dir": str(tmp_path / "store")}, "binaries": {"llama-server-cpu": str(fake)}}
     write("xgen-declare.yaml", json.dumps(cfg))
     h.add_repo("org/u-GGUF", {"u.Q4_K_M.gguf": tiny.read_bytes()})
+    h.add_repo("org/w-GGUF", {"w.Q4_K_M.gguf": tiny.read_bytes()})
     url = h.add_file("u.gguf", tiny.read_bytes())
     write("a.yaml", manifest("a", "source", SRC))
+    write("w.yaml", manifest("w", "source", "hf://org/w-GGUF"))  # a whole repository, not pinned: at its ref
     write("u.yaml", manifest("u", "source", {"url": url, "sha256": hashlib.sha256(tiny.read_bytes()).hexdigest()}))
     d = str(tmp_path / "manifests")
     assert run(cli, tmp_path, "pull", d).code == 0
@@ -103,21 +105,25 @@ def offline_setup(cli, hub, write, tmp_path, monkeypatch, offline: bool):
     asked = len(h.requests)
     r = run(cli, tmp_path, "plan", d)
     assert len(h.requests) == asked, "offline, plan asks the hub nothing"
-    return r, h.repos["org/t-GGUF"].refs["main"][:12], hashlib.sha256(tiny.read_bytes()).hexdigest()[:12], url
+    commits = {repo: h.repos[repo].refs["main"][:12] for repo in ("org/t-GGUF", "org/w-GGUF")}
+    return r, commits, hashlib.sha256(tiny.read_bytes()).hexdigest()[:12], url
 
 
 @pytest.mark.parametrize("offline", [True, False], ids=["store.offline", "HF_HUB_OFFLINE"])
 def test_offline_plan_says_what_the_store_holds_and_blocks_what_it_lacks(cli, hub, write, tmp_path, monkeypatch,
                                                                          offline):
-    r, commit, sha, url = offline_setup(cli, hub, write, tmp_path, monkeypatch, offline)
+    r, commits, sha, url = offline_setup(cli, hub, write, tmp_path, monkeypatch, offline)
     why = "store.offline" if offline else "HF_HUB_OFFLINE"
     assert r.code == 0, r.err
     lines = r.out.splitlines()
-    assert lines[:3] == ["start    a: new model", "start    u: new model",
+    assert lines[:4] == ["start    a: new model", "start    u: new model", "start    w: new model",
                          f"blocked  b: offline ({why}): hf://org/u-GGUF:Q4_K_M is not in the store; it stays "
                          "Blocked until it is fetched (xgen-declare pull without offline)"]
-    assert f"note: store: offline ({why}): a uses what the store holds ({SRC} at commit {commit})" in lines
+    assert f"note: store: offline ({why}): a uses what the store holds ({SRC} at commit " \
+           f"{commits['org/t-GGUF']})" in lines
     assert f"note: store: offline ({why}): u uses what the store holds ({url} at sha256 {sha})" in lines
+    assert f"note: store: offline ({why}): w uses what the store holds (hf://org/w-GGUF at commit " \
+           f"{commits['org/w-GGUF']})" in lines
     assert [ln for ln in lines if "offline" in ln and not ln.startswith(("note: store:", "blocked  b"))] == []
 
 

@@ -148,7 +148,10 @@ class Fetcher:
             if got is not None:
                 return Download(source.text, DONE, path=str(got.local_path), commit=got.commit)
             why = offline_why(self.store)
-            if why is not None:  # the daemon's fetch would be Blocked: offline it reads only the store
+            if why is not None:  # offline the daemon takes what the store's ref names, or is Blocked
+                got = self._in_store(self._pinned(source), any_ref=True)
+                if got is not None:
+                    return Download(source.text, DONE, path=str(got.local_path), commit=got.commit)
                 return Download(source.text, BLOCKED, error=not_in_store_offline(source, why))
             return Download(source.text, FETCHING, error="not in the store yet")
         pinned = self._pinned(source)
@@ -335,11 +338,13 @@ class Fetcher:
         finally:
             repo_lock.release()
 
-    def _in_store(self, source: Source) -> Fetched | None:
+    def _in_store(self, source: Source, any_ref: bool = False) -> Fetched | None:
         """The source as the store holds it, without network: a pinned commit, a URL's sha256, or a file
         source at the commit its ref names (a whole repository only when pinned: its ref may come from a
-        fetch of one file of it). None when anything is missing."""
-        if source.kind == "hf" and source.file is None and source.quant is None and not is_commit_id(source.revision):
+        fetch of one file of it; `any_ref`: at its ref all the same, as an offline fetch takes it). None when
+        anything is missing."""
+        if source.kind == "hf" and source.file is None and source.quant is None and \
+                not is_commit_id(source.revision) and not any_ref:
             return None
         try:
             got = fetch(source, self.store.model_copy(update={"offline": True}), self.store_dir)
