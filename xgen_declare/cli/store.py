@@ -43,7 +43,8 @@ def _file_json(f: StoredFile, users: list[str], running: list[str], ours: bool) 
 @global_options
 def command() -> None:
     """The model store (config `store:`; default the HuggingFace cache): `ls` lists each file with the
-    manifests that use it, `gc` removes what none uses."""
+    manifests that use it and whether xgen-declare fetched it, `gc` removes what xgen-declare fetched and
+    none uses (--all: whoever fetched it)."""
 
 
 @command.command("ls", short_help="Each file of the store: repo, revision -> commit, size, users, last used")
@@ -81,7 +82,7 @@ def ls(dirs: tuple[str, ...], output: str) -> int:
     return ExitCode.OK
 
 
-@command.command("gc", short_help="Remove the store's files no manifest references, least recently used first")
+@command.command("gc", short_help="Remove the files xgen-declare fetched that no manifest references, LRU first")
 @click.argument("dirs", nargs=-1, metavar="[DIR]...", type=PATHS)
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing")
 @click.option("--all", "everything", is_flag=True,
