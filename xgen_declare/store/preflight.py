@@ -10,18 +10,11 @@ from typing import Callable
 from xgen_declare.config import Store
 from xgen_declare.errors import FetchError
 
-__all__ = ["check_space", "store_writable", "gib", "amount"]
+__all__ = ["check_space", "store_writable", "gib"]
 
 
 def gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
-
-
-def amount(n: int) -> str:
-    """GiB from 1 GiB up ("14.2 GiB"), else MiB or KiB: a small file never reads "needs 0.0 GiB"."""
-    if abs(n) >= 2**30:
-        return gib(n)
-    return f"{n / 2**20:.1f} MiB" if abs(n) >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
 def _existing(path: Path) -> Path:
@@ -39,8 +32,7 @@ def check_space(needed: int, store_dir: Path, store: Store, disk_usage: Callable
     total, free = usage[0], usage[2]
     keep = store.min_free_bytes(total)
     if free - needed < keep:
-        raise FetchError(f"needs {amount(needed)}, {amount(free)} free on {store_dir} "
-                         f"(store.min_free {store.min_free}); "
+        raise FetchError(f"needs {gib(needed)}, {gib(free)} free on {store_dir} (store.min_free {store.min_free}); "
                          "free space (xgen-declare store gc), lower store.min_free or move store.dir", blocked=True)
 
 
