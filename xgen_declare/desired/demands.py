@@ -116,7 +116,9 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None, hub: HubLo
     fallback = ("n_gpu_layers: auto is left to llama-server's --fit" if spec.n_gpu_layers == "auto"
                 else "the manifest's explicit values are used")
     src = spec.source
-    if src is not None and src.kind == "url" and spec.model_path == src.url and remote is None:  # not fetched yet
+    if src is not None and src.kind == "url" and spec.model_path == src.url:  # not fetched yet
+        if remote is not None:  # its GGUF header read over HTTP (store/hubmeta.py)
+            return _from_hub(d, remote, fallback, seen if running else None)
         d.warning = f"{src.url}: its size is unknown until it is fetched into the store; placement unknown, {fallback}"
         return d
     if remote is not None:

@@ -230,7 +230,7 @@ class _Http:
         except (MetaError, FetchError):
             raise
         except httpx2.HTTPError as exc:
-            raise MetaError(f"reading {path} of {self.repo} from {self.server}: {type(exc).__name__}: "
+            raise MetaError(f"reading {path} of {self.repo} from the hub: {type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
         raise MetaError(f"reading {path} of {self.repo}: more than {_REDIRECTS} redirects")
 
