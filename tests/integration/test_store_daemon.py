@@ -7,6 +7,7 @@ wants any more (removed, source changed) cancelled with its partial file kept, o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -119,7 +120,7 @@ def test_a_404_or_401_source_is_blocked_with_the_reason_and_the_others_run(host,
 
 def test_two_models_sharing_one_file_fetch_it_once(host, hub):
     hub.faults.rate = 600_000  # both fetches are under way at once
-    configure(host)
+    store = configure(host)
     host.write("a", hub_manifest("a", "hf://org/tiny-GGUF:Q4_K_M"))
     host.write("b", hub_manifest("b", "hf://org/tiny-GGUF@main/tiny.Q4_K_M.gguf"))
     host.write("c", hub_manifest("c", "hf://org/tiny-GGUF:Q4_K_M"))
@@ -131,6 +132,8 @@ def test_two_models_sharing_one_file_fetch_it_once(host, hub):
     argv = {n: StateStore(host.state).load(n).argv for n in "abc"}
     paths = {a[a.index("--model") + 1] for a in argv.values()}
     assert len(paths) == 1 and Path(paths.pop()).read_bytes() == SMALL
+    ledger = (store / ".locks" / "xgen-declare" / "fetched").read_text()  # the daemon's fetch: gc may remove it
+    assert ledger == f"models--org--tiny-GGUF/blobs/{hashlib.sha256(SMALL).hexdigest()}\n"
 
 
 def test_kill_9_mid_download_resumes_and_a_full_disk_blocks_keeping_the_partial(host, hub):

@@ -64,14 +64,15 @@ def test_ls_names_users_revision_and_commit(env, hub, write, tmp_path):
     assert r.code == 0, r.err
     commit = hub.repos[REPO].refs["main"][:12]
     lines = r.out.splitlines()
-    assert lines[0].split() == ["REPO", "REVISION", "FILE", "SIZE", "USED", "BY", "LAST", "USED"]
+    assert lines[0].split() == ["REPO", "REVISION", "FILE", "SIZE", "USED", "BY", "LAST", "USED", "OURS"]
     assert lines[1].split()[:9] == [REPO, "main", "->", commit, "tiny.Q4_K_M.gguf", "293.0", "KiB", "a,", "b"]
     assert lines[2].split()[:8] == [REPO, "main", "->", commit, "tiny.Q8_0.gguf", "195.3", "KiB", "-"]
     assert lines[3] == f"{env.store}: 2 file(s), 488.3 KiB"
     data = json.loads(env("store", "ls", "-o", "json").out)
     q4 = next(d for d in data if d["file"] == "tiny.Q4_K_M.gguf")
     assert q4["used_by"] == ["a", "b"] and q4["revisions"] == ["main"] and q4["size"] == len(Q4)
-    assert q4["blob"] == blob(env.store, Q4) and q4["in_use_by"] == []
+    assert q4["blob"] == blob(env.store, Q4) and q4["in_use_by"] == [] and q4["ours"] is True
+    assert lines[1].split()[-1] == "yes"
 
 
 def test_gc_removes_what_no_manifest_references_least_recently_used_first(env, hub, write, tmp_path):
@@ -188,3 +189,51 @@ def test_pull_marks_a_file_it_finds_in_the_store_as_used(env, hub, write, tmp_pa
     assert os.stat(u_blob).st_atime >= before - 1 and os.stat(u_blob).st_mtime == 1_000_000_000
     [row] = json.loads(env("store", "ls", "-o", "json").out)
     assert (row["repo"], row["file"], row["used_by"], row["size"]) == ("url", "u.gguf", ["u"], 5000)
+
+
+def test_gc_keeps_what_another_tool_downloaded_into_the_store_unless_all(env, hub, write, tmp_path):
+    """The default store is the shared HuggingFace cache: a file `hf download` (here: huggingface_hub itself)
+    put there is not xgen-declare's; gc keeps it and says so, `store ls` marks it, --all removes it."""
+    from huggingface_hub import hf_hub_download
+    hub.add_repo("other/theirs-GGUF", {"theirs.gguf": b"t" * 7000})
+    theirs = within(30, lambda: hf_hub_download("other/theirs-GGUF", "theirs.gguf", cache_dir=str(env.store),
+                                                 endpoint=hub.endpoint), "hf_hub_download")
+    write("c.yaml", manifest("c", "hf://org/tiny-GGUF:Q8_0"))
+    assert env("pull").code == 0
+    from huggingface_hub import scan_cache_dir
+    assert scan_cache_dir(env.store).warnings == []  # the ledger under .locks/ is no "corrupted repo" to hf
+    (tmp_path / "manifests" / "c.yaml").unlink()
+    listed = {d["file"]: d for d in json.loads(env("store", "ls", "-o", "json").out)}
+    assert (listed["theirs.gguf"]["ours"], listed["tiny.Q8_0.gguf"]["ours"]) == (False, True)
+    text = env("store", "ls").out.splitlines()
+    assert [ln.split()[-1] for ln in text[1:3]] == ["yes", "no"]  # org/tiny-GGUF sorts first
+    r = env("store", "gc")
+    assert r.code == 0, r.err
+    commit = hub.repos[REPO].refs["main"][:12]
+    assert r.out.splitlines() == [
+        f"removed {REPO} tiny.Q8_0.gguf (main -> {commit}), 195.3 KiB, last used "
+        f"{r.out.split('last used ')[1][:17]}",
+        f"removed 1 file(s), {len(Q8)} bytes (195.3 KiB) from {env.store}",
+        "kept 1 file(s), 7000 bytes (6.8 KiB) that xgen-declare did not fetch (other tools' downloads; "
+        "store gc --all removes them too)"]
+    assert open(theirs, "rb").read() == b"t" * 7000 and not os.path.exists(blob(env.store, Q8))
+    ledger = (env.store / ".locks" / "xgen-declare" / "fetched").read_text()
+    assert ledger == "", ledger  # the removed blob's line is dropped
+    dry = json.loads(env("store", "gc", "--all", "--dry-run", "-o", "json").out)
+    assert (dry["all"], [d["files"] for d in dry["removed"]]) == (True, [["theirs.gguf"]])
+    r = env("store", "gc", "--all")
+    assert r.code == 0 and r.out.splitlines()[-1] == f"removed 1 file(s), 7000 bytes (6.8 KiB) from {env.store}"
+    assert not os.path.exists(theirs)
+
+
+def test_a_blob_fetched_by_another_tool_and_linked_by_pull_stays_theirs(env, hub, write, tmp_path):
+    """pull finds the blob in the cache (an earlier `hf download`): it links it, never claims it."""
+    from huggingface_hub import hf_hub_download
+    within(30, lambda: hf_hub_download(REPO, "tiny.Q8_0.gguf", cache_dir=str(env.store), endpoint=hub.endpoint),
+           "hf_hub_download")
+    write("c.yaml", manifest("c", "hf://org/tiny-GGUF:Q8_0"))
+    assert env("pull").code == 0
+    (tmp_path / "manifests" / "c.yaml").unlink()
+    r = json.loads(env("store", "gc", "-o", "json").out)
+    assert (r["removed"], r["kept_not_ours"]) == ([], {"files": 1, "bytes": len(Q8)})
+    assert os.path.exists(blob(env.store, Q8))

@@ -11,7 +11,8 @@ from xgen_declare.cli.common import PATHS, eprint, get_globals, global_options, 
 from xgen_declare.errors import ExitCode
 from xgen_declare.reconciler.env import open_env
 from xgen_declare.store.fetch import store_dir_of
-from xgen_declare.store.gc import collect, remove
+from xgen_declare.store.gc import NOT_OURS, collect, ours as fetched_by_us, remove
+from xgen_declare.store.ledger import forget
 from xgen_declare.store.listing import StoredFile, list_store
 from xgen_declare.store.usage import in_use, real, referenced
 from xgen_declare.store.wanted import wanted_sources
@@ -33,16 +34,17 @@ def _revision(f: StoredFile) -> str:
     return f"{','.join(f.revisions) or '-'} -> {f.commit[:12]}"
 
 
-def _file_json(f: StoredFile, users: list[str], running: list[str]) -> dict:
+def _file_json(f: StoredFile, users: list[str], running: list[str], ours: bool) -> dict:
     return {"repo": f.repo, "revisions": list(f.revisions), "commit": f.commit, "file": f.path, "blob": str(f.blob),
-            "size": f.size, "used_by": users, "in_use_by": running, "last_used": _when(f.last_used)}
+            "size": f.size, "used_by": users, "in_use_by": running, "last_used": _when(f.last_used), "ours": ours}
 
 
 @click.group(short_help="What the model store holds (ls) and removing what no manifest uses (gc)")
 @global_options
 def command() -> None:
     """The model store (config `store:`; default the HuggingFace cache): `ls` lists each file with the
-    manifests that use it, `gc` removes what none uses."""
+    manifests that use it and whether xgen-declare fetched it, `gc` removes what xgen-declare fetched and
+    none uses (--all: whoever fetched it)."""
 
 
 @command.command("ls", short_help="Each file of the store: repo, revision -> commit, size, users, last used")
@@ -51,8 +53,9 @@ def command() -> None:
 @global_options
 def ls(dirs: tuple[str, ...], output: str) -> int:
     """Each file of the store: its repository, revision -> commit, size, the models whose manifests in DIR
-    (default: the dir the state dir records) use it, the running processes that use it, and when it was
-    last used (the file's access time)."""
+    (default: the dir the state dir records) use it, the running processes that use it, when it was
+    last used (the file's access time), and OURS: yes when xgen-declare fetched it (only those are what
+    `store gc` removes without --all)."""
     g = get_globals()
     env = open_env(g, dirs, need_paths=False)
     store_dir = store_dir_of(env.config)
@@ -62,31 +65,36 @@ def ls(dirs: tuple[str, ...], output: str) -> int:
     files = list_store(store_dir)
     users = referenced(items, store_dir)
     running = in_use(env.store.root, store_dir, g.proc())
-    rows = [(f, users.get(real(f.blob), []), running.get(real(f.blob), [])) for f in files]
+    mine = fetched_by_us(store_dir, files)
+    rows = [(f, users.get(real(f.blob), []), running.get(real(f.blob), []), real(f.blob) in mine) for f in files]
     if output == "json":
-        print_json([_file_json(f, u, r) for f, u, r in rows])
+        print_json([_file_json(f, u, r, o) for f, u, r, o in rows])
         return ExitCode.OK
     if not files:
         click.echo(f"the store {store_dir} holds no model file")
         return ExitCode.OK
     click.echo(table([[f.repo, _revision(f), f.path, _size(f.size),
-                       ", ".join(u + [f"running: {x}" for x in r]) or "-", _when(f.last_used)] for f, u, r in rows],
-                     ["REPO", "REVISION", "FILE", "SIZE", "USED BY", "LAST USED"]))
+                       ", ".join(u + [f"running: {x}" for x in r]) or "-", _when(f.last_used), "yes" if o else "no"]
+                      for f, u, r, o in rows],
+                     ["REPO", "REVISION", "FILE", "SIZE", "USED BY", "LAST USED", "OURS"]))
     total = sum({real(f.blob): f.size for f in files}.values())
     click.echo(f"{store_dir}: {len({real(f.blob) for f in files})} file(s), {_size(total)}")
     return ExitCode.OK
 
 
-@command.command("gc", short_help="Remove the store's files no manifest references, least recently used first")
+@command.command("gc", short_help="Remove the files xgen-declare fetched that no manifest references, LRU first")
 @click.argument("dirs", nargs=-1, metavar="[DIR]...", type=PATHS)
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing")
+@click.option("--all", "everything", is_flag=True,
+              help="Also remove files xgen-declare did not fetch (what other tools downloaded into the store)")
 @output_option(("text", "json"), "text")
 @global_options
-def gc(dirs: tuple[str, ...], dry_run: bool, output: str) -> int:
-    """Remove the files of the store that no manifest in DIR (default: the dir the state dir records)
-    references, least recently used first, never a file a process the daemon runs uses. Every manifest
-    must be readable (exit 1 otherwise: what it references would be unknown). With the default store,
-    the HuggingFace cache, this includes what other tools downloaded there."""
+def gc(dirs: tuple[str, ...], dry_run: bool, everything: bool, output: str) -> int:
+    """Remove the files of the store that xgen-declare fetched and no manifest in DIR (default: the dir
+    the state dir records) references, least recently used first, never a file a process the daemon
+    runs uses. Every manifest must be readable (exit 1 otherwise: what it references would be unknown).
+    Files other tools downloaded into the store (the default store is the HuggingFace cache) are kept
+    and counted; --all removes them too (`store ls` shows which are ours)."""
     g = get_globals()
     env = open_env(g, dirs)
     store_dir = store_dir_of(env.config)
@@ -97,8 +105,10 @@ def gc(dirs: tuple[str, ...], dry_run: bool, output: str) -> int:
         eprint("error: store gc removes nothing while a manifest cannot be read: what it references is unknown; "
                "fix the problems above (xgen-declare validate DIR)")
         return ExitCode.INVALID_INPUT
-    removals, kept = collect(list_store(store_dir), referenced(items, store_dir),
-                             in_use(env.store.root, store_dir, g.proc()))
+    files = list_store(store_dir)
+    removals, kept = collect(files, referenced(items, store_dir), in_use(env.store.root, store_dir, g.proc()),
+                             ours=None if everything else fetched_by_us(store_dir, files))
+    others = {real(k.file.blob): k.file.size for k in kept if k.why == NOT_OURS}
     failed, done = [], []
     for r in removals:
         if not dry_run:
@@ -108,15 +118,21 @@ def gc(dirs: tuple[str, ...], dry_run: bool, output: str) -> int:
                 failed.append((r, exc))
                 continue
         done.append(r)
+    if done and not dry_run:
+        try:
+            forget(store_dir, [r.blob for r in done])
+        except OSError as exc:  # stale lines name files no longer there: harmless
+            eprint(f"warning: cannot update the store's ledger under {store_dir}: {exc.strerror or exc}")
     freed = sum(r.size for r in done)
     verb = "would remove" if dry_run else "removed"
     if output == "json":
-        print_json({"dry_run": dry_run, "store": str(store_dir), "bytes": freed,
+        print_json({"dry_run": dry_run, "all": everything, "store": str(store_dir), "bytes": freed,
                     "removed": [{"repo": r.files[0].repo, "files": [f.path for f in r.files], "blob": str(r.blob),
                                  "commits": [f.commit for f in r.files], "size": r.size,
                                  "last_used": _when(r.last_used)} for r in done],
                     "kept_in_use": [{"repo": k.file.repo, "file": k.file.path, "why": k.why} for k in kept
                                     if k.why.startswith("in use")],
+                    "kept_not_ours": {"files": len(others), "bytes": sum(others.values())},
                     "failed": [{"blob": str(r.blob), "error": exc.strerror} for r, exc in failed]})
     else:
         for r in done:
@@ -129,4 +145,8 @@ def gc(dirs: tuple[str, ...], dry_run: bool, output: str) -> int:
         for r, exc in failed:
             eprint(f"error: cannot remove {r.blob}: {exc.strerror}; fix the store's permissions and run gc again")
         click.echo(f"{verb} {len(done)} file(s), {freed} bytes ({_size(freed)}) from {store_dir}")
+        if others:
+            n = sum(others.values())
+            click.echo(f"kept {len(others)} file(s), {n} bytes ({_size(n)}) that xgen-declare did not fetch "
+                       "(other tools' downloads; store gc --all removes them too)")
     return ExitCode.FETCH_FAILED if failed else ExitCode.OK

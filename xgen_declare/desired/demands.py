@@ -120,6 +120,8 @@ def demand_for(res: Resolved, inventory: Inventory, seen: Any = None, hub: HubLo
     if d.n_cpu_moe == "auto" and not_fetched(spec):  # never guessed: decided from the header, hub's or file's
         fallback += f"; {CPU_MOE_NOT_KNOWN}"
     if src is not None and src.kind == "url" and spec.model_path == src.url:  # not fetched yet
+        if remote is not None:  # its GGUF header read over HTTP (store/hubmeta.py)
+            return _from_hub(d, remote, fallback, seen if running else None)
         d.warning = f"{src.url}: its size is unknown until it is fetched into the store; placement unknown, {fallback}"
         return d
     if remote is not None:
@@ -160,7 +162,7 @@ def _hub_facts(res: Resolved, hub: HubLookup | None) -> HubFacts | None:
     what the source says: desired/build.on_local_path replaces it once fetched); None for anything else, and
     without `hub` (render, validate: no lookup, the warnings say the size is unknown until fetched)."""
     src = res.spec.source
-    if hub is None or src is None or src.kind != "hf" or res.spec.model_path != src.model_path():
+    if hub is None or src is None or src.kind not in ("hf", "url") or res.spec.model_path != src.model_path():
         return None
     found = hub(res.decl)
     return found if found is not None else HubFacts(src.text, reason=NOT_READ)

@@ -30,4 +30,7 @@ class HubFacts:
     def basis(self) -> str:
         """The plan's line for a model placed from this: "placement from hub metadata (org/m@0123456789ab)"."""
         where = f"{self.commit[:12]}" if self.commit else "?"
+        if self.source.startswith(("http://", "https://")):  # a URL source: its "commit" is its sha256
+            return f"placement from the GGUF header read over HTTP ({self.source}, sha256 {where}), before its " \
+                   "file is fetched"
         return f"placement from hub metadata ({self.source} at commit {where}), before its files are fetched"

@@ -29,7 +29,8 @@ from xgen_declare.reconciler.observe import listening_ports, want_for
 from xgen_declare.reconciler.plan import (BLOCKED, KEEP, RESTART, START, STOP, UPDATE, Action, Cause, NotHere, Plan,
                                           Request, plan)
 from xgen_declare.reconciler import strategy
-from xgen_declare.reconciler.fetching import BLOCKED as FETCH_BLOCKED, DONE, Fetcher
+from xgen_declare.reconciler.fetching import (BLOCKED as FETCH_BLOCKED, DONE, Download, Fetcher, in_store_offline)
+from xgen_declare.store.fetch import offline_why
 from xgen_declare.reconciler.downloads import store_fetcher
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.manifests.source import Source
@@ -124,6 +125,7 @@ def compute(paths: list[str], config: Config, inventory: Inventory, seen: Mappin
     result.notes.extend(f"store: {d.name}: {d.spec.source.written_as()} names a hub repository: "
                         f"fetched through the store as {d.spec.source.text} (pinned to a commit by the first "
                         "fetch), never by the backend" for d in desired.here if d.spec.source_implied)
+    result.notes.extend(sources.offline_notes())
     problems = [p.format() for p in desired.load.problems if p.severity == "error"]
     if desired.unported:
         problems.append(ports_problem(desired))
@@ -139,6 +141,16 @@ class SourceFiles:
         self.waiting: dict[str, Source] = {}
         self.asked: dict[str, Source] = {}  # every remote source of this pass (done or not): what stays fetched
         self.why: dict[str, tuple[str | None, str | None]] = {}  # name -> (downloading text, blocked reason)
+        self.found: dict[str, tuple[Source, Download]] = {}  # name -> its source and fetch as this pass saw them
+
+    def offline_notes(self) -> list[str]:
+        """Offline (store.offline, HF_HUB_OFFLINE), one note per model started from what the store holds; a
+        model whose files are not there is Blocked, its action says why."""
+        why = offline_why(self.fetches.store) if self.fetches is not None else None
+        if why is None:
+            return []
+        return [in_store_offline(name, src, d, why) for name, (src, d) in sorted(self.found.items())
+                if d.phase == DONE]
 
     def local_path(self, decl: ModelDecl) -> str | None:
         src = decl.spec.source
@@ -153,6 +165,7 @@ class SourceFiles:
             self.why[decl.name] = (None, f"{problem.field}: {problem.message} ({problem.hint})")
             return None
         d = self.fetches.want(src, token)
+        self.found[decl.name] = (src, d)
         if d.phase == DONE and d.path:
             self.waiting.pop(decl.name, None)
             self.why.pop(decl.name, None)
@@ -162,9 +175,10 @@ class SourceFiles:
         return None
 
     def hub_facts(self, decl: ModelDecl) -> HubFacts | None:
-        """The hub's metadata of a hub source not in the store yet, for the memory ledger (hubfacts.py)."""
+        """The hub's metadata of a hub source not in the store yet (a URL source: its GGUF header), for the
+        memory ledger (hubfacts.py)."""
         src, meta = decl.spec.source, self.fetches.metadata if self.fetches is not None else None
-        if meta is None or src is None or src.kind != "hf":
+        if meta is None or src is None or src.kind not in ("hf", "url"):
             return None
         token, problem = read_token(src, decl.file, decl.line_of("source"))
         if problem is not None:

@@ -40,7 +40,7 @@ from xgen_declare.config import Store
 from xgen_declare.errors import FetchError, FileRefused
 from xgen_declare.manifests.source import Source
 from xgen_declare.processes.statefiles import atomic_write, make_private_dir, read_state_json
-from xgen_declare.store.fetch import fetch
+from xgen_declare.store.fetch import fetch, offline_why
 from xgen_declare.store.fetched import Fetched
 from xgen_declare.store.remote import quant_matches
 from xgen_declare.store.wanted import source_key
@@ -93,6 +93,18 @@ class Download:
         return {"done": self.done, "total": self.total, "rate": round(self.rate)}
 
 
+def not_in_store_offline(source: Source, why: str) -> str:
+    """The reason a source the store lacks is Blocked offline (`plan`'s line, as the daemon's fetch says it)."""
+    return (f"offline ({why}): {source.text} is not in the store; it stays Blocked until it is fetched "
+            "(xgen-declare pull without offline)")
+
+
+def in_store_offline(name: str, source: Source, d: Download, why: str) -> str:
+    """`plan`'s note for a source the store holds, offline."""
+    at = f"{'sha256' if source.kind == 'url' else 'commit'} {(d.commit or '?')[:12]}"
+    return f"store: offline ({why}): {name} uses what the store holds ({d.source} at {at})"
+
+
 class _Cancelled(FetchError):
     """Raised inside a worker (from the progress callback, between two chunks) when no model wants its source
     any more; a FetchError so that the store's own handlers pass it on untouched."""
@@ -135,6 +147,12 @@ class Fetcher:
             got = self._in_store(self._pinned(source))
             if got is not None:
                 return Download(source.text, DONE, path=str(got.local_path), commit=got.commit)
+            why = offline_why(self.store)
+            if why is not None:  # offline the daemon takes what the store's ref names, or is Blocked
+                got = self._in_store(self._pinned(source), any_ref=True)
+                if got is not None:
+                    return Download(source.text, DONE, path=str(got.local_path), commit=got.commit)
+                return Download(source.text, BLOCKED, error=not_in_store_offline(source, why))
             return Download(source.text, FETCHING, error="not in the store yet")
         pinned = self._pinned(source)
         if key not in self._downloads and pinned.pinned:  # in the store at its commit (a restarted daemon)
@@ -320,11 +338,13 @@ class Fetcher:
         finally:
             repo_lock.release()
 
-    def _in_store(self, source: Source) -> Fetched | None:
+    def _in_store(self, source: Source, any_ref: bool = False) -> Fetched | None:
         """The source as the store holds it, without network: a pinned commit, a URL's sha256, or a file
         source at the commit its ref names (a whole repository only when pinned: its ref may come from a
-        fetch of one file of it). None when anything is missing."""
-        if source.kind == "hf" and source.file is None and source.quant is None and not is_commit_id(source.revision):
+        fetch of one file of it; `any_ref`: at its ref all the same, as an offline fetch takes it). None when
+        anything is missing."""
+        if source.kind == "hf" and source.file is None and source.quant is None and \
+                not is_commit_id(source.revision) and not any_ref:
             return None
         try:
             got = fetch(source, self.store.model_copy(update={"offline": True}), self.store_dir)

@@ -1,6 +1,7 @@
 """Placement before the download, the loop's side: the hub's metadata of each hub source not in the store
-yet (store/hubmeta.py reads it), so that `plan` and the daemon know whether a model fits before its files
-are fetched. The control loop never waits on the network:
+yet, and the GGUF header of each URL source not fetched yet (store/hubmeta.py reads both), so that `plan`
+and the daemon know whether a model fits before its files are fetched. The control loop never waits on the
+network:
 
   * `background` (the daemon, `apply`): a source not read yet is read in a worker thread, one per source;
     the pass says "placement unknown (metadata not read yet)" and the next one (woken by `on_change`) uses
@@ -10,8 +11,8 @@ are fetched. The control loop never waits on the network:
 
 What was read is kept in the state dir by (source, commit), so a restarted daemon plans without the hub.
 The commit is the source's pin (a commit in the manifest, or the one the store pinned), else the one last
-read for its branch. Offline (`store.offline`, HF_HUB_OFFLINE) nothing is read, and the plan says so. A read
-that failed for a reason worth retrying (network, a truncated range, access refused) is tried again after
+read for its branch; a URL source's is its sha256. Offline (`store.offline`, HF_HUB_OFFLINE) nothing is
+read, and the plan says so. A read that failed for a reason worth retrying (network, a truncated range, access refused) is tried again after
 RETRY seconds (at once with another token); its reason shows meanwhile.
 """
 
@@ -91,6 +92,8 @@ class HubMetadata:
         return self.mode != BACKGROUND or total is None or total >= WORTH
 
     def _commit(self, source: Source) -> str | None:
+        if source.kind == "url":  # its content is named by the manifest's sha256: the cache's key with the URL
+            return source.sha256
         pinned = self.pinned(source)
         if is_commit_id(pinned.revision):
             return pinned.revision

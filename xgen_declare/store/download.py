@@ -7,7 +7,8 @@ pieces, for the GET with Range and retries) writes into one stable `blobs/<etag>
 huggingface_hub's own lock (`.locks/models--ORG--REPO/<etag>.lock`, so an HF client and the store never
 write one blob at once): a
 later call, in this process or another, resumes from its size. The file becomes `blobs/<etag>` only after
-its checksum matched; `snapshots/COMMIT/FILE` links to it, as huggingface_hub lays it out.
+its checksum matched; `snapshots/COMMIT/FILE` links to it, as huggingface_hub lays it out, and the
+store's ledger (store/ledger.py) notes it as fetched by xgen-declare.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from xgen_declare.errors import FetchError
+from xgen_declare.store import ledger
 from xgen_declare.readers.bounded import kind_of, opened
 from xgen_declare.store.remote import RemoteFile
 from xgen_declare.store.stream import get_into
@@ -225,5 +227,6 @@ def download_blob(store_dir: Path, repo: str, commit: str, f: RemoteFile, *, end
         verify(partial, f, repo, commit, manifest_sha256, out.sums())
         os.chmod(partial, stat.S_IMODE(os.stat(blob.parent).st_mode) & 0o666)
         os.replace(partial, blob)
+        ledger.record(store_dir, blob)  # ours: `store gc` may remove it (not what other tools fetched)
     link_snapshot(store_dir, repo, commit, f)
     return (f.size or 0) - resume

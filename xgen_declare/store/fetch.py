@@ -30,7 +30,8 @@ from xgen_declare.store.local import local_listing, read_ref, write_ref
 from xgen_declare.store.preflight import check_space, store_writable
 from xgen_declare.store.remote import RemoteFile, pick_files
 
-__all__ = ["fetch", "Fetched", "default_store_dir", "store_dir_of", "ProgressFn", "is_offline", "bytes_needed"]
+__all__ = ["fetch", "Fetched", "default_store_dir", "store_dir_of", "ProgressFn", "is_offline", "offline_why",
+           "bytes_needed"]
 
 def default_store_dir(env: Mapping[str, str] | None = None) -> Path:
     """The HuggingFace cache a process with `env` (default: this one's) would use: HF_HUB_CACHE, else
@@ -48,7 +49,16 @@ def store_dir_of(config: Config, env: Mapping[str, str] | None = None) -> Path:
 
 
 def is_offline(store: Store) -> bool:
-    return store.offline or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return offline_why(store) is not None
+
+
+def offline_why(store: Store) -> str | None:
+    """What makes the store offline ("store.offline", "HF_HUB_OFFLINE"), or None when it is not."""
+    if store.offline:
+        return "store.offline"
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE"
+    return None
 
 
 def fetch(source: Source, store: Store, store_dir: str | Path, *, endpoint: str | None = None,

@@ -1,6 +1,7 @@
-"""`store gc`: which blobs of the store no manifest references and no running process uses, least recently
-used first (pure: `collect` takes plain data), and their removal: the blob, the snapshot links to it, then
-snapshot directories left empty, refs naming a commit whose snapshot is gone, and a repository left empty.
+"""`store gc`: which blobs of the store xgen-declare fetched (store/ledger.py; all of them with `--all`) that
+no manifest references and no running process uses, least recently used first (pure: `collect` takes plain
+data), and their removal: the blob, the snapshot links to it, then snapshot directories left empty, refs
+naming a commit whose snapshot is gone, and a repository left empty.
 Partial files are kept (the next fetch resumes them); `doctor` reports them.
 """
 
@@ -12,9 +13,10 @@ from pathlib import Path
 
 from xgen_declare.errors import FileRefused
 from xgen_declare.readers.bounded import read_text
+from xgen_declare.store import ledger
 from xgen_declare.store.listing import StoredFile
 
-__all__ = ["Removal", "Kept", "collect", "remove"]
+__all__ = ["Removal", "Kept", "collect", "remove", "NOT_OURS", "ours"]
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,20 @@ class Kept:
     why: str                        # "used by a, b" or "in use by a (pid 12)"
 
 
+NOT_OURS = "not fetched by xgen-declare"
+
+
+def ours(store_dir: str | Path, files: list[StoredFile], real=os.path.realpath) -> set[str]:
+    """The real paths of the blobs xgen-declare fetched: the ledger's, and every URL file (only xgen-declare
+    writes xgen-urls/)."""
+    return ledger.ours(store_dir, real) | {real(f.blob) for f in files if f.repo == "url"}
+
+
 def collect(files: list[StoredFile], referenced: dict[str, list[str]], in_use: dict[str, list[str]],
-            real=os.path.realpath) -> tuple[list[Removal], list[Kept]]:
-    """The blobs to remove (least recently used first) and the files kept with the reason."""
+            real=os.path.realpath, ours: set[str] | None = None) -> tuple[list[Removal], list[Kept]]:
+    """The blobs to remove (least recently used first) and the files kept with the reason. `ours`: the
+    real paths of the blobs xgen-declare fetched (store/ledger.py); any other is kept (None: every blob
+    may go, `store gc --all`)."""
     by_blob: dict[str, list[StoredFile]] = {}
     for f in files:
         by_blob.setdefault(real(f.blob), []).append(f)
@@ -43,6 +56,9 @@ def collect(files: list[StoredFile], referenced: dict[str, list[str]], in_use: d
         if users or running:
             why = f"used by {', '.join(users)}" if users else f"in use by {', '.join(running or [])}"
             kept += [Kept(f, why) for f in entries]
+            continue
+        if ours is not None and blob not in ours:
+            kept += [Kept(f, NOT_OURS) for f in entries]
             continue
         removals.append(Removal(entries[0].blob, tuple(entries), entries[0].size, entries[0].last_used))
     removals.sort(key=lambda r: (r.last_used, str(r.blob)))

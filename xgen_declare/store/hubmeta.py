@@ -6,7 +6,10 @@ requests and never a whole file, and kept in the state dir.
   the same reader as a file on disk (placement/gguf_facts.facts_from_prefix with the hub's file size), so the
   figures are those the fetched file gives;
 - a vLLM repository: config.json (at most vllm_checks.CONFIG_LIMIT bytes) and the weights' bytes from the
-  hub's file sizes (the files `weights_bytes` counts in the fetched snapshot).
+  hub's file sizes (the files `weights_bytes` counts in the fetched snapshot);
+- a URL source (`{url, sha256}`, a GGUF): its size from a HEAD (store/url.py's, as the fetch asks it), then
+  the same Range reads of the URL; its "commit" is the manifest's sha256, so the cache is keyed by URL and
+  sha256. The token_file's token goes to the URL's own origin only, never to a host a redirect leads to.
 
 Every request goes to huggingface_hub's endpoint (`HF_ENDPOINT`) with the source's token (never logged; not
 sent on to another origin, such as the CDN an LFS file redirects to) and a deadline for the whole read.
@@ -75,6 +78,8 @@ def read_hub_facts(source: Source, *, endpoint: str | None = None, token: str | 
     `Read.facts.reason`; MetaError for one worth retrying. `first`, `limit`: HEAD_FIRST, HEAD_LIMIT."""
     first, limit = first or HEAD_FIRST, limit or HEAD_LIMIT
     deadline = time.monotonic() + timeout
+    if source.kind == "url":
+        return _read_url(source, token, deadline, first, limit)
     try:
         commit, listing = _resolve(source, endpoint, token, timeout=timeout)
     except FetchError as exc:
@@ -92,9 +97,34 @@ def read_hub_facts(source: Source, *, endpoint: str | None = None, token: str | 
         return Read(HubFacts(source.text, commit, files[0].path if files else None, reason=exc.reason))
 
 
+def _read_url(source: Source, token: str | None, deadline: float, first: int, limit: int) -> Read:
+    """A URL source's GGUF header: MetaError for anything the server may answer otherwise later (no size,
+    401, 404, the network); a lasting reason for what the file's bytes give."""
+    from xgen_declare.store.url import _head, url_file_name
+    sha, name = str(source.sha256), url_file_name(str(source.url))
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        _location, size = _head(source, headers, timeout=max(0.1, min(10.0, deadline - time.monotonic())))
+    except FetchError as exc:
+        raise MetaError(exc.reason) from None
+    if size is None:
+        raise MetaError(f"{source.text}: the server gives no size (HEAD): placement waits for the file")
+    http = _Http(str(source.url), sha, None, token, deadline, source, url=str(source.url))
+    try:
+        return _gguf(source, sha, [RemoteFile(name, size, sha)], http, first, limit)
+    except FetchError as exc:  # a 404 on the GET: a URL's server may serve it later (no listing says so)
+        raise MetaError(exc.reason) from None
+
+
+def _label(source: Source, commit: str, path: str | None) -> str:
+    if source.kind == "url":
+        return f"{source.text} (sha256 {commit[:12]})"
+    return f"hf://{source.repo}@{commit[:12]}/{path}"
+
+
 def _gguf(source: Source, commit: str, files: list[RemoteFile], http: "_Http", first: int, limit: int) -> Read:
     f = files[0]
-    label = f"hf://{source.repo}@{commit[:12]}/{f.path}"
+    label = _label(source, commit, f.path)
 
     def unknown(why: str) -> Read:
         return Read(HubFacts(source.text, commit, f.path, reason=why))
@@ -107,7 +137,7 @@ def _gguf(source: Source, commit: str, files: list[RemoteFile], http: "_Http", f
             return unknown(f"{label}: split.count is {count} but the source names {len(files)} part(s)")
         parts = []
         for part in files[1:]:
-            tensors, head = _prefix(http, part, f"hf://{source.repo}@{commit[:12]}/{part.path}", first, limit,
+            tensors, head = _prefix(http, part, _label(source, commit, part.path), first, limit,
                                     part_tensors_from_prefix)
             parts.append((tensors, part.size or 0))
             heads.append((head, part.size or 0))
@@ -161,14 +191,15 @@ class _Http:
     redirects by hand so that the token never leaves the hub's origin."""
 
     def __init__(self, repo: str, commit: str, endpoint: str | None, token: str | None, deadline: float,
-                 source: Source) -> None:
+                 source: Source, url: str | None = None) -> None:
         self.repo, self.commit, self.endpoint, self.token, self.deadline = repo, commit, endpoint, token, deadline
-        self.source = source
+        self.source, self.url = source, url  # url: a URL source's file (`path` is then only its name)
+        self.server = "the server" if url is not None else "the hub"
 
     def left(self, path: str) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise MetaError(f"reading {path} of {self.repo} from the hub took too long (timed out)")
+            raise MetaError(f"reading {path} of {self.repo} from {self.server} took too long (timed out)")
         return left
 
     def get(self, path: str, start: int, end: int, *, whole: bool = False) -> bytes:
@@ -177,9 +208,13 @@ class _Http:
         from huggingface_hub import hf_hub_url
         from huggingface_hub.utils import build_hf_headers, get_session
 
-        url = hf_hub_url(self.repo, path, revision=self.commit, endpoint=self.endpoint)
+        if self.url is not None:  # a URL source: its token (Bearer, as the fetch sends it) to its origin only
+            url = self.url
+            headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        else:
+            url = hf_hub_url(self.repo, path, revision=self.commit, endpoint=self.endpoint)
+            headers = build_hf_headers(token=self.token or False)
         origin = _origin(url)
-        headers = build_hf_headers(token=self.token or False)
         headers["Range"] = f"bytes={start}-{end - 1}"
         try:
             for _ in range(_REDIRECTS + 1):
@@ -207,7 +242,7 @@ class _Http:
             if status == 200:  # the server ignored Range: the file from its start; only what was asked is read
                 skip = start
             elif not r.headers.get("content-range", "").startswith(f"bytes {start}-"):
-                raise MetaError(f"reading {path} of {self.repo}: the hub answered another range "
+                raise MetaError(f"reading {path} of {self.repo}: {self.server} answered another range "
                                 f"({r.headers.get('content-range')!r} for bytes {start}-{end - 1})")
             out = bytearray()
             for chunk in r.iter_bytes():  # as they arrive: the deadline is checked between them
@@ -220,8 +255,12 @@ class _Http:
                     return bytes(out)
             if whole and not skip:
                 return bytes(out)
-            raise MetaError(f"reading {path} of {self.repo}: the hub sent {len(out)} of the {end - start} bytes "
+            raise MetaError(f"reading {path} of {self.repo}: {self.server} sent {len(out)} of the {end - start} bytes "
                             "asked for (a truncated range)")
+        if self.url is not None:  # a URL source: no hub error mapping; worth retrying later, token or server
+            r.read()
+            hint = "; check the source's token_file" if status in (401, 403) else ""
+            raise MetaError(f"reading {self.source.text}: the server answered HTTP {status}{hint}")
         exc = _status_error(r)
         if status == 404:
             raise FetchError(f"{path} of {self.repo}@{self.commit[:12]}: the hub has no such file (HTTP 404)",
@@ -268,7 +307,7 @@ def save(cache: Path, source: Source, got: Read) -> None:
     record = {"source": source.text, "commit": hf.commit, "file": hf.file, "reason": hf.reason, "config": hf.config,
               "weights": hf.weights, "heads": [[len(h), n] for h, n in got.heads]}
     replace_file(cache / f"{key}.json", lambda fd: write_all(fd, json.dumps(record, sort_keys=True).encode()))
-    if not is_commit_id(source.revision):
+    if source.kind == "hf" and not is_commit_id(source.revision):
         replace_file(_ref(cache, source.text), lambda fd: write_all(fd, hf.commit.encode()))
     prune(cache, keep=key)
 
@@ -345,7 +384,7 @@ def _kept_gguf(path: Path, record: dict, source: Source, commit: str) -> HubFact
     heads = [(int(n), int(size)) for n, size in record["heads"]]
     data = read_bytes(path, HEAD_LIMIT * len(heads), follow=False, what="a GGUF header")
     file = record.get("file")
-    label = f"hf://{source.repo}@{commit[:12]}/{file}"
+    label = _label(source, commit, file)
     try:
         if sum(n for n, _ in heads) != len(data):
             raise GgufError(label, f"the kept header {path} is not what was read (remove it: it is read again)")

@@ -62,11 +62,11 @@ def _refused(source: Source, status: int) -> FetchError:
     return FetchError(f"{what}: the server answered HTTP {status}; check the URL", blocked=True)
 
 
-def _head(source: Source, headers: dict) -> tuple[str, int | None]:
+def _head(source: Source, headers: dict, timeout: float = HEAD_TIMEOUT) -> tuple[str, int | None]:
     """(the URL the file is fetched from after redirects, its size or None)."""
     import httpx
     try:
-        with httpx.Client(follow_redirects=True, timeout=HEAD_TIMEOUT) as client:
+        with httpx.Client(follow_redirects=True, timeout=timeout) as client:
             r = client.head(str(source.url), headers=headers)
     except httpx.HTTPError as exc:
         raise FetchError(f"fetching {source.text}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

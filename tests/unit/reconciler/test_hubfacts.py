@@ -169,3 +169,33 @@ def test_the_daemon_reads_the_header_only_for_a_download_worth_it(hub, tmp_path)
     assert sources.hub_facts(decl).reason == NOT_READ
     woken.wait()
     assert sources.hub_facts(decl).facts is not None and hub.requests
+
+
+def test_a_url_source_is_placed_from_its_header_before_the_fetch_and_kept_by_sha256(hub, tmp_path, tiny):
+    import hashlib
+    import json
+    url = hub.add_file("u/tiny.gguf", tiny)
+    sha = hashlib.sha256(tiny).hexdigest()
+    d = tmp_path / "manifests"
+    d.mkdir()
+    (d / "u.yaml").write_text("apiVersion: xgen/v1\nkind: Model\nmetadata:\n  name: u\nspec:\n  source: "
+                              f"{json.dumps({'url': url, 'sha256': sha})}\n  backend: llama-server-cuda\n"
+                              "  n_gpu_layers: auto\n")
+    woken = Woken()
+    fetches = Fetcher(Store(dir=str(tmp_path / "store")), tmp_path / "store", tmp_path / "state" / "pins",
+                      network=False)
+    fetches.metadata = meta(hub, tmp_path, on_change=woken)
+    first = compute([str(d)], Config(), HOST, {}, ports_in_use=set, fetches=fetches).plan
+    assert first.ledger.warnings["u"] == f"placement unknown ({NOT_READ}): {url}; n_gpu_layers: auto is left to " \
+        "llama-server's --fit"
+    woken.wait()
+    again = compute([str(d)], Config(), HOST, {}, ports_in_use=set, fetches=fetches).plan
+    assert again.ledger.warnings == {}
+    assert f"placement: u: placement from the GGUF header read over HTTP ({url}, sha256 {sha[:12]}), before its " \
+        "file is fetched" in again.notes
+    assert [r["method"] for r in hub.requests if r["path"] == "/files/u/tiny.gguf"][0] == "HEAD"
+    assert sorted(p.suffix for p in (tmp_path / "state" / "hubmeta").iterdir()) == [".head", ".json"]
+    hub.stop()  # a restarted daemon: kept by URL and sha256
+    kept = meta(hub, tmp_path, mode=CACHED).get(parse_source({"url": url, "sha256": sha}))
+    assert kept.reason is None and kept.commit == sha and kept.facts.block_count == 2
+    assert meta(hub, tmp_path, offline=True).get(parse_source({"url": url, "sha256": "0" * 64})).reason == OFFLINE

@@ -211,3 +211,61 @@ def test_the_cache_keeps_the_entries_used_last_within_its_limit(hub, tiny, tmp_p
     assert hubmeta.prune(cache, keep=hubmeta._key(kept[2][0].text, kept[2][1]), limit=0) == [
         hubmeta._key(kept[0][0].text, kept[0][1])]
     assert [p.stem for p in cache.glob("*.json")] == [hubmeta._key(kept[2][0].text, kept[2][1])]
+
+
+def url_source(url: str, data: bytes, token_file: str | None = None):
+    import hashlib
+    src = {"url": url, "sha256": hashlib.sha256(data).hexdigest()}
+    if token_file:
+        src["token_file"] = token_file
+    return parse_source(src)
+
+
+def test_a_url_gguf_header_read_by_range_gives_the_facts_of_the_file(hub, tiny):
+    path, data = tiny
+    src = url_source(hub.add_file("u/tiny.gguf", data), data)
+    got = read_hub_facts(src, timeout=20, first=1024)
+    assert (got.facts.reason, got.facts.commit, got.facts.file) == (None, src.sha256, "tiny.gguf")
+    same_as_file(got, path)
+    gets = [r["range"] for r in hub.requests if r["path"] == "/files/u/tiny.gguf" and r["method"] == "GET"]
+    assert gets == ["bytes=0-1023", "bytes=1024-4095", "bytes=4096-16383"]  # never the file (~0.5 MB)
+    assert got.facts.basis() == (f"placement from the GGUF header read over HTTP ({src.text}, sha256 "
+                                 f"{src.sha256[:12]}), before its file is fetched")
+
+
+def test_a_url_token_goes_to_its_own_origin_only_and_a_refusal_is_worth_retrying(hub, tiny, caplog):
+    _, data = tiny
+    url = hub.add_file("p.gguf", data, token="url_secret")
+    src = url_source(url, data)
+    with pytest.raises(MetaError, match="HTTP 401"):
+        read_hub_facts(src, timeout=20)
+    caplog.set_level(logging.DEBUG)
+    assert read_hub_facts(src, token="url_secret", timeout=20).facts.facts is not None
+    hub.faults.redirect_files = True  # 302 to another origin: the token is not sent there
+    hub.requests.clear()
+    assert read_hub_facts(src, token="url_secret", timeout=20).facts.facts is not None
+    elsewhere = [r for r in hub.requests if r["cdn"]]
+    assert elsewhere and all(r["auth"] is None for r in elsewhere)
+    assert all(r["auth"] == "Bearer url_secret" for r in hub.requests if not r["cdn"])
+    assert "url_secret" not in caplog.text
+
+
+def test_a_url_that_is_no_gguf_is_a_lasting_reason_and_a_missing_one_is_retried(hub, tiny):
+    junk = b"not a gguf at all, but long enough"
+    src = url_source(hub.add_file("x.gguf", junk), junk)
+    got = read_hub_facts(src, timeout=20)
+    assert got.facts.facts is None and got.facts.reason.startswith(f"{src.text} (sha256 {src.sha256[:12]}): ")
+    with pytest.raises(MetaError, match="HTTP 404"):
+        read_hub_facts(url_source(f"{hub.endpoint}/files/none.gguf", b"x"), timeout=20)
+
+
+def test_a_url_header_is_kept_by_url_and_sha256(hub, tiny, tmp_path):
+    _, data = tiny
+    src = url_source(hub.add_file("k.gguf", data), data)
+    got = read_hub_facts(src, timeout=20)
+    cache = tmp_path / "hubmeta"
+    hubmeta.save(cache, src, got)
+    assert hubmeta.load(cache, src, src.sha256) == got.facts
+    assert list(cache.glob("*.ref")) == []  # no branch to remember: the sha256 is the key
+    other = url_source(src.text, data + b"x")  # the same URL, another sha256: not what was kept
+    assert hubmeta.load(cache, other, other.sha256) is None
