@@ -172,7 +172,8 @@ def test_a_downloading_model_shows_a_progress_bar(host):
     big = os.urandom(24 * MIB)
     with FakeHub() as hub:
         hub.add_repo(REPO, {"tiny.Q4_K_M.gguf": SMALL, "big.Q8_0.gguf": big})
-        hub.faults.rate = 2 * MIB  # ~12 s; the store reports progress per 1 MiB piece (store/stream.py)
+        hub.faults.rate = 2 * MIB  # the store reports progress per 1 MiB piece (store/stream.py)
+        held = hub.hold("big.Q8_0.gguf", 6 * MIB)  # the bar is looked at while the body waits here
         host.env["HF_ENDPOINT"] = hub.endpoint
         host.env.pop("HF_HUB_OFFLINE", None)
         configure(host)
@@ -197,6 +198,7 @@ def test_a_downloading_model_shows_a_progress_bar(host):
             detail = until(lambda: driver.find_elements("css selector", '#model-facts dd[data-fact="download"] .download'),
                            what="the bar in the detail", driver=driver, host=host)[0]
             assert int(detail.get_attribute("data-total")) == total and detail.find_elements("css selector", "progress")
+            held.release.set()
             go(driver, "models")
             until(lambda: cell(driver, "big", "state") == "Ready", timeout=40, what="big Ready", driver=driver,
                   host=host)

@@ -193,3 +193,22 @@ def test_bytes_are_counted_before_a_client_can_have_them(hub, monkeypatch):
     cdn = httpx.get(f"{hub.endpoint}/{REPO}/resolve/main/tiny.Q4_K_M.gguf", follow_redirects=True, timeout=30)
     assert cdn.content == WEIGHTS
     assert hub.bytes_served(REPO, "tiny.Q4_K_M.gguf") == len(WEIGHTS)
+
+
+def test_a_hold_pauses_a_body_at_a_byte_until_released(hub):
+    """The seam for "while it downloads": the body stops at `at` until the test lets it go (one request)."""
+    import threading
+
+    import httpx
+
+    held = hub.hold("tiny.Q4_K_M.gguf", 100_000)
+    got = {}
+    url = f"{hub.endpoint}/{REPO}/resolve/main/tiny.Q4_K_M.gguf"
+    t = threading.Thread(target=lambda: got.update(r=httpx.get(url, follow_redirects=True, timeout=30)))
+    t.start()
+    assert held.reached.wait(10)
+    assert hub.bytes_served(REPO, "tiny.Q4_K_M.gguf") == 100_000 and t.is_alive()
+    held.release.set()
+    t.join(10)
+    assert got["r"].content == WEIGHTS
+    assert httpx.get(url, follow_redirects=True, timeout=10).content == WEIGHTS  # the next request is not held

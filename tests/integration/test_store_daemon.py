@@ -65,10 +65,11 @@ def snapshot_file(store: Path, hub: FakeHub, repo: str, name: str) -> Path:
 def test_a_slow_hub_shows_downloading_with_progress_then_starts_on_the_local_file(host, hub):
     big = os.urandom(24 * MIB)
     hub.commit(REPO, {"tiny.Q4_K_M.gguf": SMALL, "big.Q8_0.gguf": big})
-    hub.faults.rate = 4 * MIB  # ~6 s: the store reports progress per 1 MiB piece
+    held = hub.hold("big.Q8_0.gguf", 10 * MIB)  # "while it downloads", however loaded the machine
     store = configure(host)
     host.write("big", hub_manifest("big", "hf://org/tiny-GGUF:Q8_0"))
     host.start_daemon()
+    assert held.reached.wait(30)
     seen = host.wait(lambda s: s["big"]["state"] == "Downloading" and s["big"]["download"]["done"] > 0, 30,
                      "Downloading with bytes done")
     rows = status_json(host)  # the CLI's JSON, as a script reads it
@@ -79,6 +80,7 @@ def test_a_slow_hub_shows_downloading_with_progress_then_starts_on_the_local_fil
     assert row["download"]["done"] % MIB == 0  # counted per piece
     assert seen["big"]["download"]["total"] == len(big)
     table = host.cli("status").stdout
+    held.release.set()
     ready = host.wait_ready("big", timeout=30)
     assert "download" not in status_json(host)["big"]
     path = snapshot_file(store, hub, REPO, "big.Q8_0.gguf")
@@ -139,12 +141,13 @@ def test_two_models_sharing_one_file_fetch_it_once(host, hub):
 def test_kill_9_mid_download_resumes_and_a_full_disk_blocks_keeping_the_partial(host, hub):
     big = os.urandom(24 * MIB)
     hub.commit(REPO, {"big.Q8_0.gguf": big})
-    hub.faults.rate = 6 * MIB
+    held = hub.hold("big.Q8_0.gguf", 10 * MIB)  # never released: the daemon is killed while it waits
     store = configure(host)
     host.write("big", hub_manifest("big", "hf://org/tiny-GGUF:Q8_0"))
     host.start_daemon()
-    host.wait(lambda s: s["big"]["state"] == "Downloading" and s["big"]["download"]["done"] >= 10 * MIB, 30,
-              "10 MiB fetched")
+    assert held.reached.wait(30)
+    host.wait(lambda s: s["big"]["state"] == "Downloading" and s["big"]["download"]["done"] >= 8 * MIB, 30,
+              "8 MiB fetched")
     host.kill_daemon()
     partials = list((store / "models--org--tiny-GGUF" / "blobs").glob("*.incomplete"))
     assert len(partials) == 1 and partials[0].stat().st_size >= 8 * MIB  # what reached the file before the kill
@@ -349,22 +352,25 @@ def test_removing_or_changing_a_source_mid_download_cancels_its_fetch_and_keeps_
     from it when a model wants it again."""
     big = os.urandom(40 * MIB)
     hub.commit(REPO, {"tiny.Q4_K_M.gguf": SMALL, "big.Q8_0.gguf": big})
-    hub.faults.rate = 4 * MIB  # ~10 s for the whole file: a loaded machine's passes come well before its end
+    hub.faults.rate = 4 * MIB  # after the hold: ~7 s for the rest, so a cut shows as bytes never served
+    held = hub.hold("big.Q8_0.gguf", 10 * MIB)
     store = configure(host)
     host.write("big", hub_manifest("big", "hf://org/tiny-GGUF:Q8_0"))
     host.write("m", hub_manifest("m", "hf://org/tiny-GGUF@main/big.Q8_0.gguf"))  # the same file, written otherwise
     host.start_daemon()
-    host.wait(lambda s: s["big"]["state"] == "Downloading" and s["big"]["download"]["done"] >= 10 * MIB, 30,
-              "the first chunk")
+    assert held.reached.wait(30)
+    host.wait(lambda s: s["big"]["state"] == "Downloading" and s["big"]["download"]["done"] >= 8 * MIB, 30,
+              "the first pieces")
     host.write("m", hub_manifest("m", "hf://org/tiny-GGUF:Q4_K_M"))  # m's source changes: it needs another file
     (host.manifests / "big.yaml").unlink()                            # and big is removed
     host.wait(lambda s: "big" not in s and s["m"]["state"] == "Ready", 30, "big gone, m Ready on Q4_K_M")
+    held.release.set()  # the worker, blocked on the held body, gets its next piece and sees the cancel
     host.wait(lambda s: "fetch of hf://org/tiny-GGUF:Q8_0 cancelled" in host.daemon_log(), 20, "the cancel logged")
     served = hub.bytes_served(REPO, "big.Q8_0.gguf")
     assert served < len(big), served                                  # cut before the end
     [partial] = partial_files(store)
     kept = partial.stat().st_size
-    assert 10 * MIB <= kept < len(big) and partial.read_bytes() == big[:kept]  # kept for resume
+    assert 8 * MIB <= kept < len(big) and partial.read_bytes() == big[:kept]  # kept for resume
     assert "fetch of hf://org/tiny-GGUF@main/big.Q8_0.gguf cancelled" in host.daemon_log()
     argv = StateStore(host.state).load("m").argv
     assert argv[argv.index("--model") + 1] == str(snapshot_file(store, hub, REPO, "tiny.Q4_K_M.gguf"))
@@ -378,17 +384,19 @@ def test_removing_or_changing_a_source_mid_download_cancels_its_fetch_and_keeps_
 def test_removing_one_of_two_models_sharing_a_file_mid_download_never_cuts_it(host, hub):
     big = os.urandom(24 * MIB)
     hub.commit(REPO, {"tiny.Q4_K_M.gguf": SMALL, "big.Q8_0.gguf": big})
-    hub.faults.rate = 4 * MIB  # ~6 s: a is removed well before the end
+    held = hub.hold("big.Q8_0.gguf", 10 * MIB)  # a is removed while its file is held half-way
     configure(host)
     host.write("a", hub_manifest("a", "hf://org/tiny-GGUF:Q8_0"))
     host.write("b", hub_manifest("b", "hf://org/tiny-GGUF@main/big.Q8_0.gguf"))  # the same file: waits for a's fetch
     host.write("c", hub_manifest("c", "hf://org/tiny-GGUF:Q8_0"))                # a's very source
     host.start_daemon()
-    host.wait(lambda s: s["a"]["state"] == "Downloading" and s["a"]["download"]["done"] >= 10 * MIB, 30,
-              "the first chunk")
+    assert held.reached.wait(30)
+    host.wait(lambda s: s["a"]["state"] == "Downloading" and s["a"]["download"]["done"] >= 8 * MIB, 30,
+              "the first pieces")
     (host.manifests / "a.yaml").unlink()
     host.wait(lambda s: "a" not in s, 20, "a removed")
-    assert hub.bytes_served(REPO, "big.Q8_0.gguf") < len(big)  # removed while its file was still downloading
+    assert hub.bytes_served(REPO, "big.Q8_0.gguf") == 10 * MIB  # removed while its file was still downloading
+    held.release.set()
     s = host.wait_ready("b", "c", timeout=30)
     assert hub.bytes_served(REPO, "big.Q8_0.gguf") == len(big)  # one fetch, never cut
     assert "cancel" not in host.daemon_log() and s["b"]["pid"] and s["c"]["pid"]

@@ -80,6 +80,15 @@ class Repo:
 
 
 @dataclass
+class Hold:
+    """A pause in one file's body at byte `at` (of the file): `reached` is set once the bytes before it are
+    sent and the server waits; `release.set()` lets it go on. One request is held; later ones pass."""
+    at: int
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class Faults:
     drop_after: dict[str, int] = field(default_factory=dict)  # file path -> bytes sent before the cut
     drop_times: int | None = 1                                # cuts left; None = every request
@@ -88,6 +97,7 @@ class Faults:
     ignore_range: bool = False                                # answer 200 with the whole file to a Range
     redirect_files: bool = False                              # /files/X answers 302 to the other listener
     not_found: set[str] = field(default_factory=set)          # repo file paths listed but answered 404
+    holds: dict[str, Hold] = field(default_factory=dict)      # file path -> a pause in its body (FakeHub.hold)
 
 
 class FakeHub:
@@ -127,6 +137,13 @@ class FakeHub:
         """A plain file at /files/PATH (a URL source); returns its URL."""
         self.files[path] = (data, token)
         return f"{self.endpoint}/files/{quote(path)}"
+
+    def hold(self, path: str, at: int) -> Hold:
+        """Pause the next body of file `path` (a repo file's path, or a /files/ path) once `at` bytes of the
+        file are sent, until the test releases it: "while it downloads" as a seam, not a race against a
+        rate. The hub's stop releases it too."""
+        self.faults.holds[path] = held = Hold(at)
+        return held
 
     def tag(self, repo_id: str, name: str, sha: str) -> None:
         self.repos[repo_id].refs[name] = sha
@@ -396,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         cut = hub._take_drop(path)
         limit = len(chunk) if cut is None else min(cut, len(chunk))
-        sent = self._write(chunk[:limit], (repo_id, path))
+        sent = self._write(chunk[:limit], (repo_id, path), start)
         if cut is not None and sent == limit:
             self.close_connection = True
             try:
@@ -405,14 +422,25 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
-    def _write(self, data: bytes, key: tuple[str, str]) -> int:
+    def _write(self, data: bytes, key: tuple[str, str], start: int = 0) -> int:
+        """Write `data` (the file's bytes from `start`) at the fault's rate, pausing at a hold."""
         hub, sent = self.server.hub, 0
         step = 64 * 1024
         if hub.faults.rate:
             step = max(1, min(step, int(hub.faults.rate / 20)))
-        t0 = time.monotonic()
+        held = hub.faults.holds.get(key[1])
+        if held is not None and (held.reached.is_set() or start > held.at):
+            held = None  # one request is held
+        t0, base = time.monotonic(), 0
         while sent < len(data) and not hub._stopping.is_set():
+            if held is not None and start + sent >= held.at:
+                held.reached.set()
+                while not held.release.wait(0.05) and not hub._stopping.is_set():
+                    pass
+                held, t0, base = None, time.monotonic(), sent
             part = data[sent:sent + step]
+            if held is not None:
+                part = part[:held.at - start - sent]
             hub._count(key, len(part))  # before the write: a client that has the bytes sees them counted
             try:
                 self.wfile.write(part)
@@ -422,7 +450,7 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             sent += len(part)
             if hub.faults.rate:
-                ahead = sent / hub.faults.rate - (time.monotonic() - t0)
+                ahead = (sent - base) / hub.faults.rate - (time.monotonic() - t0)
                 if ahead > 0:
                     hub._stopping.wait(ahead)
         return sent
