@@ -194,6 +194,25 @@ def read_file_guarded(path: str, then: Callable[[str, int, Header], T], refused_
         raise GgufError(path, f"{unreadable}: {exc.strerror or exc}") from None
 
 
+def alignment(m: _Meta) -> int:
+    """general.alignment: a power of two (32 when absent)."""
+    align = m.int("general.alignment", 1 << 20, default=32, lo=1)
+    if align & (align - 1):
+        raise m.wrong("general.alignment", f"= {align} is not a power of two")
+    return align
+
+
+def tensors_within(path: str, header: Header, size: int, align: int) -> tuple[list[TensorFact], int]:
+    """(the tensor table, where the tensor data starts), checked to lie within a file of `size` bytes."""
+    tensors = [_tensor_fact(path, *t) for t in header.tensors]
+    data_offset = -(-header.end // align) * align
+    end = max((t.offset + t.nbytes for t in tensors), default=0)
+    if data_offset + end > size:
+        raise GgufError(path, f"truncated GGUF file: the tensor data needs {data_offset + end} bytes but the file "
+                              f"has {size}")
+    return tensors, data_offset
+
+
 def _tensor_fact(path: str, name: str, dims: tuple[int, ...], type_id: int, offset: int) -> TensorFact:
     if type_id not in _GGML_TYPES:
         raise GgufError(path, f"tensor {name!r} has ggml type {type_id}, unknown to xgen-declare")
@@ -266,9 +285,7 @@ def _facts(path: str, size: int, header: Header) -> GgufFacts:
         raise GgufError(path, "GGUF file without general.architecture" if arch is None or arch == "" else
                         f"metadata general.architecture is {_describe(arch)}, not a name; the file is corrupt")
     m = _Meta(path, meta)
-    align = m.int("general.alignment", 1 << 20, default=32, lo=1)
-    if align & (align - 1):
-        raise m.wrong("general.alignment", f"= {align} is not a power of two")
+    align = alignment(m)
     missing = [k for k in ("block_count", "embedding_length", "attention.head_count") if f"{arch}.{k}" not in meta]
     if missing:
         raise GgufError(path, f"architecture {arch!r} lacks {', '.join(arch + '.' + k for k in missing)}; "
@@ -293,12 +310,7 @@ def _facts(path: str, size: int, header: Header) -> GgufFacts:
     tokens = meta.get("tokenizer.ggml.tokens")
     n_tokens = len(tokens) if isinstance(tokens, list) else int(tokens) if isinstance(tokens, LongArray) else 0
     vocab = m.int(f"{arch}.vocab_size", _LENGTH, default=n_tokens) or None
-    tensors = [_tensor_fact(path, *t) for t in header.tensors]
-    data_offset = -(-header.end // align) * align
-    end = max((t.offset + t.nbytes for t in tensors), default=0)
-    if data_offset + end > size:
-        raise GgufError(path, f"truncated GGUF file: the tensor data needs {data_offset + end} bytes but the file "
-                              f"has {size}")
+    tensors, data_offset = tensors_within(path, header, size, align)
     short_meta = {k: (int(v) if isinstance(v, (LongArray, LongString)) else v) for k, v in meta.items()}
     return GgufFacts(
         path=path, file_size=size, version=header.version, architecture=arch, block_count=n_layer,

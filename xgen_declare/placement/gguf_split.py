@@ -11,8 +11,8 @@ import os
 import re
 from dataclasses import replace
 
-from xgen_declare.placement.gguf_facts import (GgufFacts, TensorFact, _Meta, _tensor_fact, parse_guarded,
-                                               read_file_guarded)
+from xgen_declare.placement.gguf_facts import (GgufFacts, TensorFact, _Meta, alignment, parse_guarded,
+                                               read_file_guarded, tensors_within)
 from xgen_declare.placement.gguf_header import GgufError, Header, read_header
 
 __all__ = ["split_count", "split_part_paths", "read_part_tensors", "part_tensors_from_prefix", "with_parts",
@@ -54,17 +54,7 @@ def read_part_tensors(path: str) -> tuple[list[TensorFact], int]:
 
 
 def _part_tensors(path: str, size: int, header: Header) -> list[TensorFact]:
-    m = _Meta(path, header.metadata)
-    align = m.int("general.alignment", 1 << 20, default=32, lo=1)
-    if align & (align - 1):
-        raise m.wrong("general.alignment", f"= {align} is not a power of two")
-    tensors = [_tensor_fact(path, *t) for t in header.tensors]
-    data_offset = -(-header.end // align) * align
-    end = max((t.offset + t.nbytes for t in tensors), default=0)
-    if data_offset + end > size:
-        raise GgufError(path, f"truncated GGUF file: the tensor data needs {data_offset + end} bytes but the file "
-                              f"has {size}")
-    return tensors
+    return tensors_within(path, header, size, alignment(_Meta(path, header.metadata)))[0]
 
 
 def with_parts(facts: GgufFacts, parts: list[tuple[list[TensorFact], int]]) -> GgufFacts:
