@@ -45,7 +45,8 @@ from xgen_declare.store.fetched import Fetched
 from xgen_declare.store.remote import quant_matches
 from xgen_declare.store.wanted import source_key
 
-__all__ = ["Download", "Fetcher", "pin_path", "read_pin", "write_pin", "RETRY_BASE", "RETRY_MAX", "BLOCKED_RETRY", "LOCK_POLL"]
+__all__ = ["Download", "Fetcher", "pin_path", "read_pin", "write_pin", "token_digest", "RETRY_BASE", "RETRY_MAX",
+           "BLOCKED_RETRY", "LOCK_POLL"]
 
 log = logging.getLogger("xgen_declare.reconciler.fetching")
 
@@ -170,7 +171,7 @@ class Fetcher:
                 return d  # a fetch being cancelled ends first (it wakes a pass), then starts again from its partial
             if d is not None and d.phase == BLOCKED:
                 when, digest = self._blocked_at.get(key, (0.0, None))
-                if self.clock() - when < BLOCKED_RETRY and digest == _digest(token):
+                if self.clock() - when < BLOCKED_RETRY and digest == token_digest(token):
                     return d
             again = d is not None and d.phase != DONE  # a retry shows what it had; a new commit starts at 0
             d = Download(source.text, FETCHING, done=d.done if again else 0, total=d.total if again else 0,
@@ -253,7 +254,7 @@ class Fetcher:
             except FetchError as exc:
                 if exc.blocked:
                     with self._lock:
-                        self._blocked_at[key] = (self.clock(), _digest(token))
+                        self._blocked_at[key] = (self.clock(), token_digest(token))
                     self._set(key, phase=BLOCKED, error=exc.reason, rate=0.0)
                     log.warning("fetch of %s failed: %s", source.text, exc.reason)
                     self._changed(key)
@@ -423,7 +424,8 @@ def _duration(seconds: float) -> str:
     return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 5400 else f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def _digest(token: str | None) -> str | None:
+def token_digest(token: str | None) -> str | None:
+    """What a failure remembers of the token it was made with (a new token is tried at once), never the token."""
     return hashlib.sha256(token.encode()).hexdigest() if token else None
 
 

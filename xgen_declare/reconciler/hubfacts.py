@@ -18,7 +18,6 @@ RETRY seconds (at once with another token); its reason shows meanwhile.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from typing import Callable
 from xgen_declare.manifests.source import Source
 from xgen_declare.names import is_commit_id
 from xgen_declare.placement.hub import NOT_READ, HubFacts
+from xgen_declare.reconciler.fetching import token_digest
 from xgen_declare.store.hubmeta import TIMEOUT, MetaError, Read, cached_commit, load, read_hub_facts, save
 
 __all__ = ["HubMetadata", "BACKGROUND", "DIRECT", "CACHED", "RETRY", "OFFLINE", "DIRECT_TIMEOUT", "WORTH"]
@@ -65,7 +65,7 @@ class HubMetadata:
             return HubFacts(source.text, reason=OFFLINE)
         with self._lock:
             failed = self._failed.get(source.text)
-            if failed is not None and self.clock() - failed[0] < RETRY and failed[2] == _digest(token):
+            if failed is not None and self.clock() - failed[0] < RETRY and failed[2] == token_digest(token):
                 return HubFacts(source.text, reason=f"{NOT_READ}: {failed[1]}")
             if self.mode == CACHED or not network:
                 return HubFacts(source.text, reason=NOT_READ)
@@ -139,7 +139,7 @@ class HubMetadata:
 
     def _fail(self, source: Source, reason: str, token: str | None) -> None:
         with self._lock:
-            self._failed[source.text] = (self.clock(), reason, _digest(token))
+            self._failed[source.text] = (self.clock(), reason, token_digest(token))
         log.warning("reading the hub's metadata of %s: %s (placement unknown; tried again in %.0fs)", source.text,
                     reason, RETRY)
         self._changed(source)
@@ -151,6 +151,3 @@ class HubMetadata:
             except Exception:  # noqa: BLE001 - a listener's bug never ends a read
                 log.exception("hub metadata listener failed")
 
-
-def _digest(token: str | None) -> str | None:
-    return hashlib.sha256(token.encode()).hexdigest() if token else None
