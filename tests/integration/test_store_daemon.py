@@ -218,6 +218,7 @@ def test_a_revision_change_serves_the_old_process_until_the_new_files_are_verifi
     big = os.urandom(24 * MIB)
     v2 = hub.commit(REPO, {"tiny.Q4_K_M.gguf": big}, branch="v2")
     hub.faults.rate = 6 * MIB
+    held = hub.hold("tiny.Q4_K_M.gguf", 4 * MIB)  # status, the API and /metrics are read while it waits here
     clients = Clients(base, "a")
     try:
         host.wait(lambda s: clients.done >= 4, 20, "requests before the edit")
@@ -227,6 +228,7 @@ def test_a_revision_change_serves_the_old_process_until_the_new_files_are_verifi
         assert (s["a"]["state"], s["a"]["pid"]) == ("Ready", old)
         detail = httpx.get(base + "/api/management/models/a", timeout=10).json()
         metrics = httpx.get(base + "/metrics", timeout=10).text
+        held.release.set()
         st = host.wait(lambda s: s["a"]["pid"] not in (None, old) and s["a"]["state"] == "Ready", 40,
                        "the new revision Ready")
         before = clients.done
