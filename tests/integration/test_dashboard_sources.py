@@ -173,7 +173,7 @@ def test_a_downloading_model_shows_a_progress_bar(host):
     with FakeHub() as hub:
         hub.add_repo(REPO, {"tiny.Q4_K_M.gguf": SMALL, "big.Q8_0.gguf": big})
         hub.faults.rate = 2 * MIB  # the store reports progress per 1 MiB piece (store/stream.py)
-        held = hub.hold("big.Q8_0.gguf", 6 * MIB)  # the bar is looked at while the body waits here
+        held = hub.hold("big.Q8_0.gguf", 10 * MIB)  # the bar is looked at while the body waits here
         host.env["HF_ENDPOINT"] = hub.endpoint
         host.env.pop("HF_HUB_OFFLINE", None)
         configure(host)
@@ -183,10 +183,10 @@ def test_a_downloading_model_shows_a_progress_bar(host):
         try:
             bar = '#models-table tr[data-model="big"] .download'
             shown = until(lambda: [e for e in driver.find_elements("css selector", bar)
-                                   if int(e.get_attribute("data-done")) > 0], timeout=30,
-                          what="a progress bar with bytes done", driver=driver, host=host)[0]
+                                   if int(e.get_attribute("data-done")) >= 10 * MIB], timeout=30,
+                          what="a progress bar with the bytes before the hold done", driver=driver, host=host)[0]
             done, total = int(shown.get_attribute("data-done")), int(shown.get_attribute("data-total"))
-            assert total == len(big) and MIB <= done < total and done % MIB == 0
+            assert total == len(big) and 10 * MIB <= done < total and done % MIB == 0
             assert cell(driver, "big", "state").startswith("Downloading")
             progress = shown.find_element("css selector", "progress")
             assert (int(float(progress.get_attribute("value"))), int(progress.get_attribute("max"))) == (done, total)
