@@ -8,9 +8,9 @@ huggingface_hub's `scan_cache_dir` (`hf cache scan`) skips at the top of a cache
 there would be reported as a corrupted repository. A URL source's files (`xgen-urls/`) are ours by their
 directory: only xgen-declare writes there.
 
-Appends and the rewrite hold an flock on a lock file beside it, so a gc never drops a line a fetch adds
-meanwhile. A ledger that is lost, unreadable or over LIMIT makes every hub blob "not ours": gc then removes
-less, never more (`store gc --all` removes files whoever fetched them).
+Appends and the rewrite hold an flock on a lock file beside it (waited for LOCK_WAIT seconds at most), so
+a gc never drops a line a fetch adds meanwhile. A ledger that is lost, unreadable or over LIMIT makes every
+hub blob "not ours": gc then removes less, never more (`store gc --all` removes files whoever fetched them).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -32,6 +33,7 @@ log = logging.getLogger("xgen_declare.store.ledger")
 
 LEDGER = Path(".locks") / "xgen-declare" / "fetched"
 LIMIT = 32 * MIB  # ~100 bytes a line: some 300 000 blobs
+LOCK_WAIT = 10.0  # seconds; the lock is held for one append or one rewrite
 
 
 def ledger_path(store_dir: str | Path) -> Path:
@@ -39,12 +41,22 @@ def ledger_path(store_dir: str | Path) -> Path:
 
 
 @contextmanager
-def _locked(store_dir: Path) -> Iterator[Path]:
+def _locked(store_dir: Path, wait: float | None = None) -> Iterator[Path]:
+    """The ledger's path with its lock held; OSError when another process holds the lock longer than
+    `wait` seconds (the store may be shared: nobody else's lock stalls a fetch or a gc)."""
     path = ledger_path(store_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path.with_name("fetched.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + (LOCK_WAIT if wait is None else wait)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise OSError(f"{path.with_name('fetched.lock')} is locked by another process") from None
+                time.sleep(0.05)
         yield path
     finally:
         os.close(fd)

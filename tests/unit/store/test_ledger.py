@@ -37,6 +37,33 @@ def test_a_ledger_that_cannot_be_written_never_fails_the_fetch_and_claims_nothin
     assert "cannot note" in caplog.text and ledger.ours(tmp_path) == set()
 
 
+def test_a_lock_another_process_holds_costs_a_warning_never_a_stalled_fetch(tmp_path, caplog, monkeypatch):
+    """The store may be the shared HuggingFace cache: another process holding the ledger's lock must not
+    hold up a fetch (record logs and goes on) or a gc (forget raises OSError, which `store gc` reports)."""
+    import fcntl
+    import time
+
+    import pytest
+
+    a = blob(tmp_path, "models--o--m", "a" * 64)
+    lock = tmp_path / ".locks/xgen-declare/fetched.lock"
+    lock.parent.mkdir(parents=True)
+    holder = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # flock is per open file: this fd stands for another process
+    monkeypatch.setattr(ledger, "LOCK_WAIT", 0.3)
+    try:
+        t0 = time.monotonic()
+        ledger.record(tmp_path, a)
+        assert time.monotonic() - t0 < 5 and "is locked by another process" in caplog.text
+        assert ledger.ours(tmp_path) == set()
+        with pytest.raises(OSError, match="is locked by another process"):
+            ledger.forget(tmp_path, [a])
+    finally:
+        os.close(holder)
+    ledger.record(tmp_path, a)  # the lock free again: noted
+    assert ledger.ours(tmp_path) == {os.path.realpath(a)}
+
+
 def test_a_ledger_line_outside_the_store_is_ignored(tmp_path):
     (tmp_path / "store/.locks/xgen-declare").mkdir(parents=True)
     (tmp_path / "store/.locks/xgen-declare/fetched").write_text("../victim\n")
