@@ -117,7 +117,7 @@ def save_to_serving(hub: FakeHub, llama: str, work: Path, rounds: int) -> dict[s
     for i in range(rounds):
         root = work / f"serve-{i}"
         h = DaemonHarness(root, binaries={"llama-server-cpu": llama},
-                          extra_config={"store": {"dir": str(root / "store")}})  # the default debounce (0.1 s)
+                          extra_config={"store": {"dir": str(root / "store"), "min_free": 0}})  # the default debounce (0.1 s)
         port = h.ports[0]
         try:
             h.start()

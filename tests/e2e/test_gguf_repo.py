@@ -29,7 +29,7 @@ def test_repository_is_fetched_into_the_store_and_served_by_llama_server(tmp_pat
         binaries: {{llama-server-cpu: {json.dumps(llama_server_binary)}}}
         python: {json.dumps(sys.executable)}
         llama_cache_dir: ../gguf-cache
-        store: {{dir: ../gguf-cache}}
+        store: {{dir: ../gguf-cache, min_free: 0}}
         """))
     for name, extra in (("tagged", "model_path: xgen/tiny-GGUF:Q8_0"),
                         ("by-file", "model_path: xgen/tiny-GGUF\n  hf_file: tiny-F16.gguf")):

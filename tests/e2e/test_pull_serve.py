@@ -25,7 +25,7 @@ def test_a_pulled_gguf_is_served_by_llama_server(cli, tmp_path, tiny_models, lla
         ports: {{start: 18480, end: 18489}}
         binaries: {{llama-server-cpu: {json.dumps(llama_server_binary)}}}
         python: {json.dumps(sys.executable)}
-        store: {{dir: ../store}}
+        store: {{dir: ../store, min_free: 0}}
         llama_cache_dir: ../store
         """))
     (d / "tiny.yaml").write_text(
@@ -56,7 +56,7 @@ def test_the_daemon_fetches_a_gguf_that_llama_server_then_serves(tmp_path, tiny_
     (d / "xgen-declare.yaml").write_text(textwrap.dedent(f"""\
         ports: {{start: 18490, end: 18499}}
         binaries: {{llama-server-cpu: {json.dumps(llama_server_binary)}}}
-        store: {{dir: ../store}}
+        store: {{dir: ../store, min_free: 0}}
         """))
     (d / "tiny.yaml").write_text(
         "apiVersion: xgen/v1\nkind: Model\nmetadata: {name: tiny}\nspec:\n"
@@ -92,7 +92,7 @@ def test_llama_cpp_python_serves_a_gguf_repository_the_daemon_fetched(tmp_path, 
     (d / "xgen-declare.yaml").write_text(textwrap.dedent(f"""\
         ports: {{start: 18500, end: 18509}}
         python: {json.dumps(llama_cpp_python)}
-        store: {{dir: ../store}}
+        store: {{dir: ../store, min_free: 0}}
         """))
     (d / "tiny.yaml").write_text(
         "apiVersion: xgen/v1\nkind: Model\nmetadata: {name: tiny}\nspec:\n"

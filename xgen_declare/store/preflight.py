@@ -1,5 +1,6 @@
 """Before any byte is fetched: the store's directory is writable, and the files fit while keeping
-`store.min_free` free ("needs 14.2 GiB, 9.8 GiB free on /models (store.min_free 10%)")."""
+`store.min_free` free ("needs 14.2 GiB, 9.8 GiB free on /models (store.min_free 10% of 100.0 GiB = 10.0 GiB)");
+a percentage names what it keeps in bytes, since 10% of a large disk can block a small file with many GiB free."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ def check_space(needed: int, store_dir: Path, store: Store, disk_usage: Callable
     total, free = usage[0], usage[2]
     keep = store.min_free_bytes(total)
     if free - needed < keep:
-        raise FetchError(f"needs {gib(needed)}, {gib(free)} free on {store_dir} (store.min_free {store.min_free}); "
+        kept = f"{store.min_free} of {gib(total)} = {gib(keep)}" if str(store.min_free).strip().endswith("%") \
+            else f"{store.min_free}"
+        raise FetchError(f"needs {gib(needed)}, {gib(free)} free on {store_dir} (store.min_free {kept}); "
                          "free space (xgen-declare store gc), lower store.min_free or move store.dir", blocked=True)
 
 

@@ -38,7 +38,7 @@ def test_vllm_serves_a_hub_model_the_daemon_fetched_into_the_store(vllm_binary, 
     (d / "xgen-declare.yaml").write_text(textwrap.dedent(f"""\
         ports: {{start: {port}, end: {port + 3}}}
         binaries: {{vllm-cpu: {json.dumps(vllm_binary)}}}
-        store: {{dir: ../store}}
+        store: {{dir: ../store, min_free: 0}}
         """))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the daemon fetches; the backend's env turns it on
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no cache of the caller's to find the model in

@@ -26,8 +26,12 @@ def test_does_not_fit_names_need_free_dir_and_min_free(tmp_path):
     with pytest.raises(FetchError) as err:
         check_space(int(14.2 * GiB), tmp_path / "models", Store(min_free="10%"), usage(100 * GiB, int(9.8 * GiB)))
     assert err.value.blocked
-    assert str(err.value) == (f"needs 14.2 GiB, 9.8 GiB free on {tmp_path / 'models'} (store.min_free 10%); free "
+    assert str(err.value) == (f"needs 14.2 GiB, 9.8 GiB free on {tmp_path / 'models'} (store.min_free 10% of 100.0 GiB = 10.0 GiB); free "
                               "space (xgen-declare store gc), lower store.min_free or move store.dir")
+    # CI's disk: 20 GiB free of 252 GiB is under 10 %, so even 293 KiB is refused; the message says what 10 % is
+    with pytest.raises(FetchError, match=r"^needs 293 KiB, 20\.0 GiB free on .* \(store\.min_free 10% of 252\.0 GiB "
+                       r"= 25\.2 GiB\); "):
+        check_space(293 * 1024, tmp_path, Store(), usage(252 * GiB, 20 * GiB))
     with pytest.raises(FetchError, match=r"^needs 1\.0 GiB, 10\.0 GiB free on .* \(store\.min_free 20GiB\)"):
         check_space(GiB, tmp_path, Store(min_free="20GiB"), usage(100 * GiB, 10 * GiB))
 
