@@ -18,7 +18,9 @@ from xgen_declare.cli.sourceview import (exit_code, manifest_changes, open_sourc
 
 @click.group(short_help="Pin, unpin and show the git source")
 def command() -> None:
-    """The git source of this host's manifests (the config's `source:`; see README "Config from git")."""
+    """The git source of this host's manifests (the config's `source:`, or --source git+URL with
+    --verify-allowed-signers, --token-file, --ssh-key-file and --known-hosts FILE; see README "Config from
+    git")."""
 
 
 @command.command(short_help="Hold the source at COMMIT (a rollback the next sync does not undo)")

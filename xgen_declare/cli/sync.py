@@ -23,7 +23,7 @@ def command(source: str | None, files: dict[str, str | None], output: str) -> in
     an unreachable remote), 1 (an unreadable key/token file, a ref that does not exist), 4 (another
     sync holds the source). While `source pin` holds a commit, the ref is fetched and not applied.
 
-    With --source git+URL (no config), --verify-allowed-signers, --token-file, --ssh-key-file and
+    With --source git+URL, the flags --verify-allowed-signers, --token-file, --ssh-key-file and
     --known-hosts set what the config's `source:` would (checked at once: a missing file is an error
     naming the flag, exit 1):
 
