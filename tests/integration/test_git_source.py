@@ -156,10 +156,12 @@ def test_a_token_from_a_file_and_a_wrong_one(origin, tmp_path):
         res = sync(source)
     assert res.commit != origin.head() and res.fetched is None
     assert res.error == (f"cannot fetch {srv.url('config.git')}: the server refused the token of source.token_file "
-                         "(HTTP 401: check the token and its rights); the last good commit stays current")
+                         "(or --token-file; HTTP 401: check the token and its rights); the last good commit stays "
+                         "current")
     assert "wrong" not in res.error
     assert anonymous.error == (f"cannot fetch {srv.url('config.git')}: the server asks for credentials "
-                               "(HTTP 401: set source.token_file); the last good commit stays current")
+                               "(HTTP 401: set source.token_file, or --token-file FILE with a git+URL); the last "
+                               "good commit stays current")
 
 
 def test_unsigned_and_stranger_signed_commits_are_refused(origin, tmp_path):

@@ -13,9 +13,9 @@ from xgen_declare.processes.state_store import StateStore
 from xgen_declare.reconciler.env import Env, open_env, open_source_env
 from xgen_declare.reconciler.daemon import Daemon
 from xgen_declare.reconciler.gitpoll import GitPoll, recorded_spec, spec_json
-from xgen_declare.sources.spec import GitSpec, parse_git_argument, with_files
+from xgen_declare.sources.spec import GitSpec, parse_git_argument
 from xgen_declare.cli.common import PATHS, Globals, get_globals, global_options
-from xgen_declare.cli.sourceview import manifest_check
+from xgen_declare.cli.sourceview import FILE_FLAGS, command_line_files, manifest_check, source_file_options
 
 
 def setup_logging(verbose: bool) -> None:
@@ -37,21 +37,13 @@ def setup_logging(verbose: bool) -> None:
               "non-loopback address needs a token (api.token_file or XGEN_API_TOKEN)")
 @click.option("--api-port", type=click.IntRange(1, 65535), metavar="PORT",
               help="Port of the API [default: api.port, 8000]")
-@click.option("--verify-allowed-signers", "allowed_signers", metavar="FILE", help="With git+URL: apply only "
-              "commits with an SSH signature by a key in FILE (ssh-keygen ALLOWED SIGNERS; the config's "
-              "source.verify.allowed_signers)")
-@click.option("--token-file", metavar="FILE", help="With git+URL (https://): the file holding the access token "
-              "(source.token_file; sent as HTTP Basic, never on a command line)")
-@click.option("--ssh-key-file", metavar="FILE", help="With git+URL (ssh://): the private key (source.ssh_key_file)")
-@click.option("--known-hosts", metavar="FILE", help="With git+URL (ssh://): the known_hosts file the host key is "
-              "checked against (source.known_hosts)")
+@source_file_options("git+URL")
 @click.option("--webhook-secret-file", metavar="FILE", help="With git+URL and --api: the webhooks' secret "
               "(source.webhook_secret_file)")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging")
 @global_options
 def command(dirs: tuple[str, ...], stop_on_exit: bool, api: bool, api_host: str | None, api_port: int | None,
-            allowed_signers: str | None, token_file: str | None, ssh_key_file: str | None, known_hosts: str | None,
-            webhook_secret_file: str | None, verbose: bool) -> int:
+            files: dict[str, str | None], webhook_secret_file: str | None, verbose: bool) -> int:
     """Watch DIR (default: the dir the state dir records), the config and the templates; converge on
     every change (debounced), on a periodic full resync and on SIGHUP; restart crashed models with
     back-off; adopt models a previous daemon started. SIGINT/SIGTERM end the daemon and leave the
@@ -73,9 +65,7 @@ def command(dirs: tuple[str, ...], stop_on_exit: bool, api: bool, api_host: str 
           --verify-allowed-signers keys/allowed_signers --token-file secrets/git-token"""
     setup_logging(verbose)
     g = get_globals()
-    files = {"allowed_signers": allowed_signers, "token_file": token_file, "ssh_key_file": ssh_key_file,
-             "known_hosts": known_hosts, "webhook_secret_file": webhook_secret_file}
-    env, source = open_run_env(g, dirs, files)
+    env, source = open_run_env(g, dirs, {**files, "webhook_secret_file": webhook_secret_file})
     daemon = Daemon(env, stop_on_exit=stop_on_exit)
     daemon.source = source
     server = None
@@ -107,8 +97,7 @@ def command(dirs: tuple[str, ...], stop_on_exit: bool, api: bool, api_host: str 
     return 0
 
 
-FLAGS = {"allowed_signers": "--verify-allowed-signers", "token_file": "--token-file", "ssh_key_file": "--ssh-key-file",
-         "known_hosts": "--known-hosts", "webhook_secret_file": "--webhook-secret-file"}
+FLAGS = {**FILE_FLAGS, "webhook_secret_file": "--webhook-secret-file"}  # only `run` takes the webhooks' secret
 
 
 def open_run_env(g: Globals, dirs: tuple[str, ...],
@@ -116,14 +105,12 @@ def open_run_env(g: Globals, dirs: tuple[str, ...],
     """DIRs (a local manifests dir), or a git source: git+URL as the argument (with `files`, the source's
     files from the command line), the explicit config's `source:`, or (no argument, no config) the source
     this state dir's daemon followed last."""
-    files = files or {}
-    flags = [FLAGS[f] for f, path in files.items() if path is not None]
-    if flags and not any(d.startswith("git+") for d in dirs):
-        raise UsageError(f"{flags[0]} is for a git+URL argument (`run git+URL[#REF][//PATH] {flags[0]} FILE`); "
-                         "for a DIR it means nothing, and the config's `source:` sets its own files")
-    spec = _git_spec(g, dirs)
-    if spec is not None and flags:
-        spec = with_files(spec, files, FLAGS)
+    argument = _git_argument(dirs)
+    spec = command_line_files(argument, files or {}, FLAGS, (
+        "a git+URL argument", "run git+URL[#REF][//PATH]", "for a DIR it means nothing, and the config's "
+        "`source:` sets its own files"))
+    if argument is None:
+        spec = _git_spec(g, dirs)
     if spec is None:
         env = open_env(g, dirs)
         if env.config.source is not None:
@@ -135,12 +122,16 @@ def open_run_env(g: Globals, dirs: tuple[str, ...],
     return open_source_env(g, config, source.manifests_dir), source
 
 
-def _git_spec(g: Globals, dirs: tuple[str, ...]) -> GitSpec | None:
+def _git_argument(dirs: tuple[str, ...]) -> GitSpec | None:
+    """The git+URL argument, None for DIRs."""
     gits = [d for d in dirs if d.startswith("git+")]
-    if gits:
-        if len(dirs) > 1:
-            raise UsageError(f"{gits[0]} is a git source: give it alone (no DIR beside it, one source per daemon)")
-        return parse_git_argument(gits[0])
+    if gits and len(dirs) > 1:
+        raise UsageError(f"{gits[0]} is a git source: give it alone (no DIR beside it, one source per daemon)")
+    return parse_git_argument(gits[0]) if gits else None
+
+
+def _git_spec(g: Globals, dirs: tuple[str, ...]) -> GitSpec | None:
+    """Without a git+URL argument: None for DIRs; else the explicit config's `source:` or the recorded one."""
     if dirs:
         return None
     config = g.load_config() if g.config_path() else None

@@ -12,28 +12,28 @@ from xgen_declare.sources.poller import PollResult, outcome_of
 from xgen_declare.sources.report import report
 from xgen_declare.cli.common import get_globals, global_options, output_option, print_json
 from xgen_declare.cli.sourceview import (exit_code, manifest_changes, open_source, print_report, print_result,
-                                         short, tree_of)
+                                         short, source_option, tree_of)
 
-SOURCE_ARG = click.option("--source", "source", metavar="git+URL[#REF][//PATH]",
-                          help="The repository, when the config has no `source:`")
 
 
 @click.group(short_help="Pin, unpin and show the git source")
 def command() -> None:
-    """The git source of this host's manifests (the config's `source:`; see README "Config from git")."""
+    """The git source of this host's manifests (the config's `source:`, or --source git+URL with
+    --verify-allowed-signers, --token-file, --ssh-key-file and --known-hosts FILE; see README "Config from
+    git")."""
 
 
 @command.command(short_help="Hold the source at COMMIT (a rollback the next sync does not undo)")
 @click.argument("commit")
-@SOURCE_ARG
+@source_option
 @output_option(("text", "json"), "text")
 @global_options
-def pin(commit: str, source: str | None, output: str) -> int:
+def pin(commit: str, source: str | None, files: dict[str, str | None], output: str) -> int:
     """Make COMMIT current and keep it so: syncs fetch the ref but do not apply it until `source unpin`.
     COMMIT is a commit already fetched (a full id or an unambiguous prefix) or a full id on the remote,
     fetched now; it is verified (source.verify) and its manifests validated like any commit, and is
     refused (exit 8, nothing pinned) otherwise. Recorded in STATE_DIR/source/pin."""
-    src = open_source(get_globals(), source)
+    src = open_source(get_globals(), source, files)
     res = src.pin(commit.strip())
     result = PollResult(outcome_of(res), res.before, res.commit, res.fetched, res.reason, res.error, res.problems,
                         res.signature, res.pinned, time.time(), manifests=res.manifests)
@@ -46,12 +46,12 @@ def pin(commit: str, source: str | None, output: str) -> int:
 
 
 @command.command(short_help="Follow the source's ref again")
-@SOURCE_ARG
+@source_option
 @global_options
-def unpin(source: str | None) -> int:
+def unpin(source: str | None, files: dict[str, str | None]) -> int:
     """Drop the pin: the next sync (`xgen-declare sync`, or the daemon's poll) follows the ref again; the
     current commit stays until then."""
-    src = open_source(get_globals(), source)
+    src = open_source(get_globals(), source, files)
     try:
         was = src.pinned()
     except state.StateFileError:
@@ -71,13 +71,13 @@ def unpin(source: str | None) -> int:
 
 
 @command.command(short_help="The source, its current commit, the pin and the last poll")
-@SOURCE_ARG
+@source_option
 @output_option(("text", "json"), "text")
 @global_options
-def status(source: str | None, output: str) -> int:
+def status(source: str | None, files: dict[str, str | None], output: str) -> int:
     """Without fetching: the source (URL, ref, path), the commit current and since when, the pin if any,
     and the last poll (time, outcome, the commit fetched and why it was not applied, the error)."""
-    src = open_source(get_globals(), source)
+    src = open_source(get_globals(), source, files)
     data = report(src)
     if output == "json":
         print_json(data)

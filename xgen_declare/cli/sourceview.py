@@ -1,12 +1,15 @@
-"""Shared by `sync` and `source`: which git source (a git+URL argument or the config's `source:`), the
-manifest check a commit must pass (the manifest loader's errors), which manifests a switch changed,
-the exit code of a result, and how a result is printed."""
+"""Shared by `sync` and `source` (and `run`): which git source (a git+URL argument or the config's
+`source:`), the source's files as flags (`source_file_options`: one definition for every verb that takes a
+git+URL), the manifest check a commit must pass (the manifest loader's errors), which manifests a switch
+changed, the exit code of a result, and how a result is printed."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -17,17 +20,73 @@ from xgen_declare.reconciler.gitpoll import recorded_spec
 from xgen_declare.sources.git import GitSource
 from xgen_declare.sources.poller import Outcome, PollResult
 from xgen_declare.sources.results import Refusal
-from xgen_declare.sources.spec import GitSpec, parse_git_argument
+from xgen_declare.sources.spec import GitSpec, parse_git_argument, with_files
 from xgen_declare.cli.common import Globals
 
-__all__ = ["exit_code", "manifest_changes", "manifest_check", "open_source", "print_report", "print_result", "short",
-           "source_lines", "when"]
+__all__ = ["FILE_FLAGS", "command_line_files", "exit_code", "manifest_changes", "manifest_check", "open_source",
+           "print_report", "print_result", "short", "source_file_options", "source_option", "source_lines", "when"]
+
+# GitSpec field -> the flag that sets it for a git+URL given on the command line (what `source:` would set)
+FILE_FLAGS = {"allowed_signers": "--verify-allowed-signers", "token_file": "--token-file",
+              "ssh_key_file": "--ssh-key-file", "known_hosts": "--known-hosts"}
+_FILE_HELP = {  # field -> (which URLs it is for, what it is)
+    "allowed_signers": ("", "apply only commits with an SSH signature by a key in FILE (ssh-keygen ALLOWED SIGNERS; "
+                            "the config's source.verify.allowed_signers)"),
+    "token_file": (" (https://)", "the file holding the access token (source.token_file; sent as HTTP Basic, never "
+                                  "on a command line)"),
+    "ssh_key_file": (" (ssh://)", "the private key (source.ssh_key_file)"),
+    "known_hosts": (" (ssh://)", "the known_hosts file the host key is checked against (source.known_hosts)"),
+}
 
 
-def open_source(g: Globals, argument: str | None) -> GitSource:
-    """The git source a verb works on: `git+URL[#REF][//PATH]` when given, else the config's `source:`."""
+def source_file_options(given_as: str) -> Callable[[Callable], Callable]:
+    """--verify-allowed-signers, --token-file, --ssh-key-file and --known-hosts FILE on a verb; they reach it
+    as one `files` argument (GitSpec field -> path or None), for `command_line_files`. `given_as` is how the
+    verb takes a git+URL (`git+URL`, `--source git+URL`), for the help texts."""
+    def decorate(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def verb(*args, **kwargs):
+            files = {field: kwargs.pop(field) for field in FILE_FLAGS}
+            return f(*args, files=files, **kwargs)
+
+        for field, flag in reversed(FILE_FLAGS.items()):
+            urls, what = _FILE_HELP[field]
+            verb = click.option(flag, field, metavar="FILE", help=f"With {given_as}{urls}: {what}")(verb)
+        return verb
+    return decorate
+
+
+def source_option(f: Callable) -> Callable:
+    """--source git+URL[#REF][//PATH] and the source's files (`source_file_options`): sync and source's verbs."""
+    f = source_file_options("--source git+URL")(f)
+    return click.option("--source", "source", metavar="git+URL[#REF][//PATH]",
+                        help="The repository, when the config has no `source:`")(f)
+
+
+def command_line_files(spec: GitSpec | None, files: dict[str, str | None], names: dict[str, str],
+                       usage: tuple[str, str, str]) -> GitSpec | None:
+    """`spec` (the git+URL of the command line; None without one) with the files of `files` (GitSpec field
+    -> path, None: not given), each checked now (sources/spec.py with_files: a missing or unreadable file is
+    an error naming the flag). A flag given without a git+URL is a UsageError naming it; `usage` is (what
+    the flag is for, the command line that takes it, where the files come from without it)."""
+    given = [names[field] for field, path in files.items() if path is not None]
+    if not given:
+        return spec
+    if spec is None:
+        what, form, otherwise = usage
+        raise UsageError(f"{given[0]} is for {what} (`{form} {given[0]} FILE`); {otherwise}")
+    return with_files(spec, files, names)
+
+
+def open_source(g: Globals, argument: str | None, files: dict[str, str | None] | None = None) -> GitSource:
+    """The git source a verb works on: `git+URL[#REF][//PATH]` when given (with `files`, the flags of
+    `source_file_options`, checked before anything is read), else the config's `source:`."""
+    spec: GitSpec | None = parse_git_argument(argument) if argument else None
+    spec = command_line_files(spec, files or {}, FILE_FLAGS, (
+        "a git+URL given as --source", "--source git+URL[#REF][//PATH]", "without --source, the config's "
+        "`source:` (or the source this state dir's daemon follows) sets its own files"))
     config = g.load_config()
-    spec: GitSpec | None = parse_git_argument(argument) if argument else config.git_spec()
+    spec = spec or config.git_spec()
     state_dir = g.resolve_state_dir(config)
     if spec is None:  # the source this state dir's daemon follows (`run git+URL`)
         spec = recorded_spec(StateStore(state_dir).daemon_info())

@@ -350,8 +350,9 @@ class GitSource:
             return _Refused(Refusal.REF_MISSING, f"source.ref: {ref!r} does not exist in {url} (check "
                             "the branch, tag or commit)")
         if "could not read Username" in res.stderr or "Authentication failed" in res.stderr:
-            why = ("the server refused the token of source.token_file (HTTP 401: check the token and its rights)"
-                   if self.spec.token_file else "the server asks for credentials (HTTP 401: set source.token_file)")
+            why = ("the server refused the token of source.token_file (or --token-file; HTTP 401: check the token "
+                   "and its rights)" if self.spec.token_file else "the server asks for credentials (HTTP 401: set "
+                   "source.token_file, or --token-file FILE with a git+URL)")
             return _Refused(Refusal.FETCH_FAILED, f"cannot fetch {url}: {why}; the last good commit stays current")
         return _Refused(Refusal.FETCH_FAILED, f"cannot fetch {url}: {res.text()}; the last good commit stays current")
 
