@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from xgen_declare.readers.bounded import KIB, open_regular
 from xgen_declare.readers.secret import read_secret
 from xgen_declare.sources import state, trees
 from xgen_declare.sources.gc import GcResult, collect
+from xgen_declare.sources.gc import record as record_gc
 from xgen_declare.sources.gitcmd import GitResult, GitRunner, remove_leftovers
 from xgen_declare.sources.history import descends
 from xgen_declare.sources.results import Refusal, SyncResult
@@ -95,9 +97,18 @@ class GitSource:
         """The pin record, or None; StateFileError when the file is damaged."""
         return state.read_pin(self.root)
 
-    def gc(self) -> GcResult:
+    def gc(self, now: float | None = None) -> GcResult:
         """Remove what the current, pinned, last fetched and on-disk commits do not need (sources/gc.py),
-        under the source's lock; never raises for git or the state dir (GcResult.error says why)."""
+        under the source's lock; never raises for git or the state dir (GcResult.error says why). The result
+        is recorded in STATE/source/last_gc (gc.record; `now`: its Unix time, default the clock's)."""
+        result = self._gc()
+        try:
+            record_gc(self.root, result, time.time() if now is None else now)
+        except state.StateFileError as exc:
+            log.warning("source: the result of git gc is not recorded: %s", exc)
+        return result
+
+    def _gc(self) -> GcResult:
         try:
             with self._lock, state.locked(self.root, self.spec.timeout * 2 + 10):
                 if not (self.repo / "HEAD").exists():
