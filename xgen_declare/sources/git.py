@@ -6,6 +6,8 @@ check that it descends from the current one, put its tree on disk, validate its 
     STATE/source/allowed_signers    the copy of source.verify.allowed_signers that git checks against
     STATE/source/trees/<commit>/    one commit's files        STATE/source/current -> trees/<commit>
     STATE/source/pin, followed, lock   state.py (followed: the URL and ref `current` was synced from)
+    STATE/source/stopped            stopped.py: a fetch stopped at its size bound is not tried again while
+                                    the ref names the same commit (ls-remote before each fetch)
 
 `GitSource.gc()` drops the objects no kept commit reaches (gc.py), so a branch force-pushed for months
 does not grow repo.git without bound; the daemon's poller thread calls it every so often.
@@ -34,7 +36,7 @@ from pathlib import Path
 from xgen_declare.errors import FileRefused, Problem
 from xgen_declare.readers.bounded import KIB, open_regular
 from xgen_declare.readers.secret import read_secret
-from xgen_declare.sources import state, trees
+from xgen_declare.sources import state, stopped, trees
 from xgen_declare.sources.gc import GcResult, collect
 from xgen_declare.sources.gc import record as record_gc
 from xgen_declare.sources.gitcmd import GitResult, GitRunner, remove_leftovers
@@ -327,6 +329,10 @@ class GitSource:
         """The commit `ref` (default: the source's) names on the remote now, in the local repo; _Refused with
         the reason otherwise."""
         ref = ref or self.spec.ref
+        url, limit = self.spec.url, runner.max_fetch_bytes or 0
+        remote = stopped.remote_commit(runner, self.repo, url, ref)  # ls-remote: no pack, a few bytes
+        if remote is not None and stopped.is_stopped(self.root, url, ref, remote, limit):
+            raise _Refused(Refusal.FETCH_FAILED, self._too_large(ref, remote, limit))  # not downloaded again
         res = self._git_fetch(runner, f"+{ref}:{FETCHED}")
         if not res.ok and replace(self.spec, ref=ref).pinned and not res.timed_out and _missing_ref(res):
             # a server that refuses a want of an unadvertised commit: fetch its branches, then look
@@ -336,6 +342,12 @@ class GitSource:
                 if not res.ok:
                     raise _Refused(Refusal.REF_MISSING, f"source.ref: commit {ref} is not on any branch of "
                                    f"{self.spec.url}")
+        if not res.ok and res.over_limit and remote is not None:
+            try:
+                stopped.remember(self.root, url, ref, remote, limit)
+            except state.StateFileError as exc:
+                log.warning("source: %s; the next poll downloads it again", exc)
+            raise _Refused(Refusal.FETCH_FAILED, self._too_large(ref, remote, limit))
         if not res.ok:
             raise self._fetch_error(res, ref)
         rev = runner.run("rev-parse", "--verify", "--quiet", f"{FETCHED}^{{commit}}", cwd=self.repo)
@@ -347,6 +359,14 @@ class GitSource:
         depth = ["--depth=1"] if shallow else []
         return runner.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--force", *depth,
                           self.spec.url, refspec, cwd=self.repo)
+
+    def _too_large(self, ref: str, commit: str, limit: int) -> str:
+        """The refusal of a fetch stopped at the bound, the same when the next polls skip the fetch."""
+        at, until = (f"{ref} at {commit[:12]}", f"; it is not downloaded again until {ref} moves") \
+            if ref != commit else (commit[:12], "")
+        return (f"cannot fetch {self.spec.url}: the fetch of {at} passed {limit / 1048576:g} MiB and was stopped "
+                f"({FETCH_FACTOR} x source.max_tree_mib){until}; keep models and large files out of the config "
+                "repository, or raise source.max_tree_mib; the last good commit stays current")
 
     def _fetch_error(self, res: GitResult, ref: str) -> _Refused:
         url = self.spec.url
