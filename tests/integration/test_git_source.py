@@ -302,9 +302,14 @@ def test_a_remote_that_hangs_is_cut_off_by_the_timeout(origin, tmp_path):
         first = sync(source)
         srv.stall()
         res = sync(source)
+        # a commit id is fetched without asking where a ref is: the fetch itself meets the timeout
+        pinned = sync(GitSource(GitSpec(url=srv.url("config.git"), ref="e" * 40, timeout=2), tmp_path / "state2"))
     assert (res.commit, res.fetched) == (first.commit, None)
-    assert res.error == (f"cannot fetch {srv.url('config.git')}: git fetch did not finish in 2 s (is the remote "
+    # the remote is asked where the ref is first (sources/stopped.py): that is what meets the timeout
+    assert res.error == (f"cannot fetch {srv.url('config.git')}: git ls-remote did not finish in 2 s (is the remote "
                          "slow or huge? source.timeout)")
+    assert pinned.error == (f"cannot fetch {srv.url('config.git')}: git fetch did not finish in 2 s (is the remote "
+                            "slow or huge? source.timeout)")
 
 
 def test_a_pinned_commit_stays_after_new_pushes(origin, tmp_path):

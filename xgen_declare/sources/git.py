@@ -330,7 +330,9 @@ class GitSource:
         the reason otherwise."""
         ref = ref or self.spec.ref
         url, limit = self.spec.url, runner.max_fetch_bytes or 0
-        remote = stopped.remote_commit(runner, self.repo, url, ref)  # ls-remote: no pack, a few bytes
+        remote, listed = stopped.remote_commit(runner, self.repo, url, ref)  # ls-remote: no pack, a few bytes
+        if listed is not None and listed.timed_out:
+            raise self._fetch_error(listed, ref)  # the fetch would wait as long again
         if remote is not None and stopped.is_stopped(self.root, url, ref, remote, limit):
             raise _Refused(Refusal.FETCH_FAILED, self._too_large(ref, remote, limit))  # not downloaded again
         res = self._git_fetch(runner, f"+{ref}:{FETCHED}")

@@ -8,7 +8,8 @@ its own answer. When the fetch is stopped at the bound, `remember` records (URL,
 STATE/source/stopped; while `is_stopped` matches (the same URL, ref and commit, a bound no larger than
 the one that stopped it) the poll reports the same refusal without fetching. Once the ref moves, or
 source.max_tree_mib is raised, the fetch runs again. If ls-remote fails, the fetch runs as it always did
-(and reports the remote's error); a damaged record is as none (the fetch runs; it is rewritten).
+(and reports the remote's error), but for a timeout: that is the poll's refusal (a remote too slow to
+list one ref would not send a pack in time either); a damaged record is as none (the fetch runs).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from xgen_declare.readers.bounded import KIB
 from xgen_declare.sources import state
-from xgen_declare.sources.gitcmd import GitRunner
+from xgen_declare.sources.gitcmd import GitResult, GitRunner
 
 __all__ = ["RECORD", "is_stopped", "pick", "remember", "remote_commit"]
 
@@ -28,13 +29,14 @@ LS_REMOTE_OUTPUT = 64 * KIB  # what ls-remote may print for one ref pattern befo
 _OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
-def remote_commit(runner: GitRunner, repo: Path, url: str, ref: str) -> str | None:
-    """The object the remote's `ref` names now (a full commit id: itself); None when ls-remote fails or
-    the remote has no such ref (the fetch that follows says why)."""
+def remote_commit(runner: GitRunner, repo: Path, url: str, ref: str) -> tuple[str | None, GitResult | None]:
+    """The object the remote's `ref` names now (a full commit id: itself, without asking), and ls-remote's
+    result; None when ls-remote failed or the remote has no such ref (the fetch that follows says why;
+    the caller refuses a timed-out one at once: the fetch would wait as long again)."""
     if _OID.fullmatch(ref):
-        return ref
+        return ref, None
     res = runner.run("ls-remote", url, ref, cwd=repo, max_stdout=LS_REMOTE_OUTPUT)
-    return pick(res.stdout, ref) if res.ok else None
+    return (pick(res.stdout, ref) if res.ok else None), res
 
 
 def pick(listing: str, ref: str) -> str | None:

@@ -24,8 +24,9 @@ def test_pick_follows_git_s_order_for_a_short_name():
 
 def test_a_full_commit_id_is_its_own_answer_without_asking_the_remote(tmp_path):
     runner = GitRunner(str(tmp_path / "no-git"))  # would fail if it were run
-    assert stopped.remote_commit(runner, tmp_path, URL, A) == A
-    assert stopped.remote_commit(runner, tmp_path, URL, "main") is None  # ls-remote failed: fetch as before
+    assert stopped.remote_commit(runner, tmp_path, URL, A) == (A, None)
+    commit, res = stopped.remote_commit(runner, tmp_path, URL, "main")
+    assert (commit, res.returncode) == (None, 127)  # ls-remote failed: the fetch runs as before
 
 
 def test_the_record_matches_the_same_commit_at_a_bound_no_larger(tmp_path):
