@@ -333,7 +333,7 @@ class GitSource:
         remote, listed = stopped.remote_commit(runner, self.repo, url, ref)  # ls-remote: no pack, a few bytes
         if listed is not None and listed.timed_out:
             raise self._fetch_error(listed, ref)  # the fetch would wait as long again
-        if remote is not None and stopped.is_stopped(self.root, url, ref, remote, limit):
+        if remote is not None and limit and stopped.is_stopped(self.root, url, ref, remote, limit):
             raise _Refused(Refusal.FETCH_FAILED, self._too_large(ref, remote, limit))  # not downloaded again
         res = self._git_fetch(runner, f"+{ref}:{FETCHED}")
         if not res.ok and replace(self.spec, ref=ref).pinned and not res.timed_out and _missing_ref(res):
