@@ -14,7 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from xgen_declare.api.metrics import Metrics
 from xgen_declare.config import Config
+from xgen_declare.processes.state_store import StateStore
 from xgen_declare.reconciler.gitpoll import GitPoll
 from xgen_declare.sources import state, trees
 from xgen_declare.sources.gc import KEEP_PREFIX, Schedule, usage
@@ -168,3 +170,55 @@ def test_gc_before_any_fetch_and_with_the_lock_held_elsewhere(origin, tmp_path):
         t.start()
         t.join(T)
     assert out and out[0].error.startswith("another xgen-declare is syncing this source")
+
+
+def test_the_collection_is_recorded_for_source_status_and_metrics(origin, tmp_path, cli):
+    """The poller thread's collection lands in STATE/source/last_gc: `source status` (text and JSON) and
+    /metrics show it; a later `source status` (another process, after a restart) reads the same record."""
+    base = origin.head()
+    clock = Clock()
+    state_dir = tmp_path / "state"
+    spec = GitSpec(url=f"file://{origin.bare}", ref="main", path="manifests", interval=3600)
+    poll = GitPoll(spec, str(state_dir), gc_schedule=Schedule(every=3, interval=86400, clock=clock),
+                   wall=lambda: 1700000000.0)
+    metrics = Metrics(StateStore(tmp_path / "records"), source=lambda: poll)
+    config = tmp_path / "xgen-declare.yaml"
+    config.write_text(f"source:\n  git: file://{origin.bare}\n  ref: main\n  path: manifests\n")
+    opts = ["--config", str(config), "--state-dir", str(state_dir)]
+    assert cli("source", "status", *opts, "-o", "json").json()["last_gc"] is None
+    control = Control()
+    poll.start(lambda hook: None, lambda: None)
+    try:
+        until(lambda: poll.polls == 1, "the first poll")
+        poll.tick(control)
+        for n in range(1, 3):  # the third new commit fetched (the first poll's counts) makes the schedule due
+            rewrite(origin, base, n)
+            poll.poll_now()
+            until(lambda: poll.polls == n + 1, f"poll {n + 1}")
+            poll.tick(control)
+        until(lambda: poll.last_gc is not None, "the collection")
+        gc = poll.last_gc
+    finally:
+        poll.stop()
+    assert gc.error is None and gc.after.bytes < gc.before.bytes
+    r = cli("source", "status", *opts, "-o", "json")
+    assert r.code == 0, r.err
+    assert r.json()["last_gc"] == {"at": 1700000000.0, "ok": True, "error": None,
+                                   "before": {"objects": gc.before.objects, "bytes": gc.before.bytes},
+                                   "after": {"objects": gc.after.objects, "bytes": gc.after.bytes},
+                                   "kept": list(gc.kept)}
+    assert r.json()["problems"] == []
+    text = cli("source", "status", *opts)
+    assert text.out.splitlines()[-1] == f"last gc:    2023-11-14 22:13:20 UTC: {gc.text()}"
+    scrape = metrics.render().decode()
+    assert 'xgen_source_gc_runs_total{outcome="ok"} 1.0' in scrape
+    assert 'xgen_source_gc_runs_total{outcome="failed"} 0.0' in scrape
+    assert "xgen_source_last_gc_timestamp 1.7e+09" in scrape
+    assert f"xgen_source_repo_bytes {float(gc.after.bytes)!r}" in scrape
+
+    (state_dir / "source" / "last_gc").write_text("{")  # damaged: named in problems (exit 1), no traceback
+    r = cli("source", "status", *opts, "-o", "json")
+    assert (r.code, r.json()["last_gc"], r.json()["current"]["commit"]) == (1, None, trees.current_commit(poll.root))
+    assert r.json()["problems"] == [f"{state_dir / 'source' / 'last_gc'} is not a JSON object (remove it; "
+                                    "xgen-declare writes it)"]
+    assert "xgen_source_last_gc_timestamp 0.0" in metrics.render().decode()

@@ -154,7 +154,7 @@ def test_a_slow_server_beyond_the_timeout_is_cut_off(server, origin, tmp_path):
     server.drip(None)
     assert (res.outcome, res.reason, res.new, res.failures, res.next_in) == (
         Outcome.REFUSED, Refusal.TIMEOUT, good, 1, 20.0)
-    assert res.error == (f"cannot fetch {server.url('config.git')}: git fetch did not finish in 2 s (is the remote "
+    assert res.error == (f"cannot fetch {server.url('config.git')}: git ls-remote did not finish in 2 s (is the remote "
                          "slow or huge? source.timeout)")
 
 

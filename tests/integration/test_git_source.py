@@ -14,6 +14,7 @@ import pytest
 
 from xgen_declare.sources import gitcmd
 from xgen_declare.sources.git import GitSource, Refusal, SyncResult
+from xgen_declare.sources.poller import Outcome, Poller
 from xgen_declare.sources.spec import GitSpec
 from xgen_declare.testing.deadline import within
 from xgen_declare.testing.gitrepos import SshSigner, WorkRepo, write_allowed_signers
@@ -301,9 +302,14 @@ def test_a_remote_that_hangs_is_cut_off_by_the_timeout(origin, tmp_path):
         first = sync(source)
         srv.stall()
         res = sync(source)
+        # a commit id is fetched without asking where a ref is: the fetch itself meets the timeout
+        pinned = sync(GitSource(GitSpec(url=srv.url("config.git"), ref="e" * 40, timeout=2), tmp_path / "state2"))
     assert (res.commit, res.fetched) == (first.commit, None)
-    assert res.error == (f"cannot fetch {srv.url('config.git')}: git fetch did not finish in 2 s (is the remote "
+    # the remote is asked where the ref is first (sources/stopped.py): that is what meets the timeout
+    assert res.error == (f"cannot fetch {srv.url('config.git')}: git ls-remote did not finish in 2 s (is the remote "
                          "slow or huge? source.timeout)")
+    assert pinned.error == (f"cannot fetch {srv.url('config.git')}: git fetch did not finish in 2 s (is the remote "
+                            "slow or huge? source.timeout)")
 
 
 def test_a_pinned_commit_stays_after_new_pushes(origin, tmp_path):
@@ -322,12 +328,49 @@ def test_a_fetch_past_four_times_the_tree_limit_is_stopped_and_leaves_nothing(or
     source = GitSource(GitSpec(url=f"file://{origin.bare}", max_tree_bytes=256 * 1024), tmp_path / "state")
     res = sync(source)
     assert (res.commit, res.fetched, res.reason) == (None, None, Refusal.FETCH_FAILED)
-    assert res.error == (f"cannot fetch file://{origin.bare}: the fetch passed 1 MiB and was stopped (4 x "
-                         "source.max_tree_mib); keep models and large files out of the config repository, or raise "
-                         "source.max_tree_mib; the last good commit stays current")
+    assert res.error == (f"cannot fetch file://{origin.bare}: the fetch of HEAD at {origin.head()[:12]} passed 1 MiB "
+                         "and was stopped (4 x source.max_tree_mib); it is not downloaded again until HEAD moves; "
+                         "keep models and large files out of the config repository, or raise source.max_tree_mib; "
+                         "the last good commit stays current")
     packs = tmp_path / "state" / "source" / "repo.git" / "objects"
     assert sum(p.stat().st_size for p in packs.rglob("*") if p.is_file()) < 1024 * 1024
     assert not [p for p in packs.rglob("tmp_*")]
     # the killed fetch left shallow.lock and a temporary pack: the next sync removes them (under the lock)
     ok = sync(GitSource(GitSpec(url=f"file://{origin.bare}", max_tree_bytes=64 * 1024 * 1024), tmp_path / "state"))
     assert (ok.commit, ok.error) == (origin.head(), None), ok.error  # the limit raised: fetched whole
+
+
+def test_an_oversized_ref_is_not_downloaded_again_until_it_moves(origin, tmp_path, monkeypatch):
+    """Polls of a ref whose fetch was stopped at the bound cost the server an ls-remote, not another 1 MiB;
+    the same refusal (with the commit) is reported; a small commit pushed on top is fetched and applied."""
+    monkeypatch.setattr(gitcmd, "WATCH_EVERY", 0.002)
+    good = origin.head()
+    with GitHttpServer(tmp_path / "srv") as srv:
+        spec = GitSpec(url=srv.url("config.git"), ref="main", path="manifests", max_tree_bytes=256 * 1024)
+        poller = Poller(GitSource(spec, tmp_path / "state"))
+        assert within(T, poller.poll_once, "poll").new == good
+        huge = origin.commit({"blob.txt": os.urandom(8 * 1024 * 1024).hex()}, "a huge file")
+        origin.push()
+        sent = srv.sent_bytes
+        first = within(T, poller.poll_once, "poll")
+        assert srv.sent_bytes - sent > 1024 * 1024  # the fetch ran up to the bound (1 MiB) and was stopped
+        error = (f"cannot fetch {srv.url('config.git')}: the fetch of main at {huge[:12]} passed 1 MiB and was "
+                 "stopped (4 x source.max_tree_mib); it is not downloaded again until main moves; keep models and "
+                 "large files out of the config repository, or raise source.max_tree_mib; the last good commit "
+                 "stays current")
+        assert (first.outcome, first.new, first.reason, first.error) == (Outcome.REFUSED, good,
+                                                                         Refusal.FETCH_FAILED, error)
+        sent = srv.sent_bytes
+        for _ in range(4):
+            again = within(T, poller.poll_once, "poll")
+            assert (again.outcome, again.new, again.reason, again.error) == (Outcome.REFUSED, good,
+                                                                             Refusal.FETCH_FAILED, error)
+        assert srv.sent_bytes - sent < 4 * 8 * 1024, srv.sent_bytes - sent  # four ls-remotes, no pack
+        packs = tmp_path / "state" / "source" / "repo.git" / "objects"
+        assert sum(p.stat().st_size for p in packs.rglob("*") if p.is_file()) < 1024 * 1024
+
+        small = origin.commit({"blob.txt": None, "manifests/a.yaml": "a: 2\n"}, "the huge file goes")
+        origin.push()
+        ok = within(T, poller.poll_once, "poll")
+        assert (ok.outcome, ok.new, ok.error) == (Outcome.SWITCHED, small, None)
+        assert (tmp_path / "state" / "source" / "current" / "manifests" / "a.yaml").read_text() == "a: 2\n"

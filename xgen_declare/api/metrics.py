@@ -21,6 +21,12 @@
     xgen_source_poll_failures_total           polls of the git source that ended with an error (refused
                                               commit, unreachable remote, ...)
     xgen_source_last_success_timestamp        Unix time of the last poll without an error (0: none yet)
+    xgen_source_gc_runs_total{outcome}        collections (`git gc`) of the source's repo.git by this daemon,
+                                              outcome ok | failed
+    xgen_source_last_gc_timestamp             Unix time of the last collection recorded (STATE/source/last_gc;
+                                              0: none)
+    xgen_source_repo_bytes                    bytes of repo.git (loose + packs) after the last collection
+                                              (absent before the first, or when git could not count them)
 Model gauges are read from the state records at scrape time, so they match `xgen-declare status`.
 """
 
@@ -149,6 +155,23 @@ class _Source:
                                     "source without an error (0: none yet)")
         success.add_metric([], float(src.last_success or 0.0))
         yield from (info, failures, success)
+        yield from self._gc(src)
+
+    @staticmethod
+    def _gc(src):
+        runs = CounterMetricFamily("xgen_source_gc_runs", "Collections (git gc) of the git source's repository by "
+                                   "this daemon, by outcome", labels=["outcome"])
+        for outcome, n in sorted(src.gc_runs.items()):
+            runs.add_metric([outcome], float(n))
+        rec = src.gc_record()
+        last = GaugeMetricFamily("xgen_source_last_gc_timestamp", "Unix time of the last collection of the git "
+                                 "source's repository (0: none recorded)")
+        last.add_metric([], float(rec["at"]) if rec else 0.0)
+        size = GaugeMetricFamily("xgen_source_repo_bytes", "Bytes of the git source's repository (loose objects "
+                                 "and packs) after the last collection")
+        if rec and rec["after"]:
+            size.add_metric([], float(rec["after"]["bytes"]))
+        yield from (runs, last, size)
 
 
 class Metrics:

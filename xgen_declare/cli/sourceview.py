@@ -17,6 +17,7 @@ from xgen_declare.errors import ExitCode, Problem, UsageError
 from xgen_declare.manifests.load import load_paths
 from xgen_declare.processes.state_store import StateStore
 from xgen_declare.reconciler.gitpoll import recorded_spec
+from xgen_declare.sources.gc import describe as describe_gc
 from xgen_declare.sources.git import GitSource
 from xgen_declare.sources.poller import Outcome, PollResult
 from xgen_declare.sources.results import Refusal
@@ -163,6 +164,8 @@ def print_report(data: dict) -> None:
     if serving["commit"] and serving["commit"] != current["commit"]:
         click.echo(f"serving:    {serving['commit']} (a daemon reads this commit; it moves to the current one at "
                    "its next step)")
+    if data.get("last_gc"):
+        click.echo(f"last gc:    {when(data['last_gc']['at'])}: {describe_gc(data['last_gc'])}")
     for problem in data["problems"]:
         click.echo(f"error: {problem}", err=True)
 

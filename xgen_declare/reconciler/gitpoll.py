@@ -15,7 +15,8 @@ owner keeps that commit fresh without ever holding the control loop.
     gc              the same thread, after a poll, every so often (sources/gc.py's Schedule: 50 new commits
                     fetched, or a day since the last with at least one): `git gc` of STATE/source/repo.git
                     keeping the current, served, pinned and on-disk commits, so a branch force-pushed for
-                    months does not grow the repository without bound.
+                    months does not grow the repository without bound. Its result is recorded in
+                    STATE/source/last_gc (`source status`, the API) and counted here (/metrics).
 
 The poller does not sync again before the loop serves the last switch, so the tree a pass reads is
 never the one a later switch cleans away (trees.py keeps the current, the previous and the served tree).
@@ -35,12 +36,13 @@ from collections.abc import Callable
 
 from xgen_declare.processes.core import EventSink
 from xgen_declare.processes.hooks import Registry
-from xgen_declare.sources import trees
+from xgen_declare.sources import gc, trees
 from xgen_declare.sources.gc import GcResult, Schedule
 from xgen_declare.sources.git import Check, GitSource
 from xgen_declare.sources.poller import Outcome, Poller, PollResult
 from xgen_declare.sources.report import report
 from xgen_declare.sources.spec import GitSpec
+from xgen_declare.sources.state import StateFileError
 
 __all__ = ["GitPoll", "recorded_spec", "spec_json"]
 
@@ -59,6 +61,7 @@ class GitPoll:
         self.poller = poller or Poller(self.source)
         self.gc_schedule = gc_schedule or Schedule(clock=self.poller.clock)
         self.last_gc: GcResult | None = None
+        self.gc_runs = {"ok": 0, "failed": 0}    # collections by outcome (xgen_source_gc_runs_total)
         self.root = self.source.root
         self.wall = wall
         self.failures_total = 0                  # polls that ended with an error (xgen_source_poll_failures_total)
@@ -126,6 +129,14 @@ class GitPoll:
         """The commit the daemon reads now."""
         return trees.serving_commit(self.root)
 
+    def gc_record(self) -> dict | None:
+        """The last collection's record (STATE/source/last_gc; also one a CLI or an earlier daemon made), or
+        None: none, or damaged (the report names it)."""
+        try:
+            return gc.last_recorded(self.root)
+        except StateFileError:
+            return None
+
     def report(self) -> dict:
         """sources/report.py's object (what `status` and `source status` show), read now."""
         return report(self.source)
@@ -181,9 +192,10 @@ class GitPoll:
 
     def collect(self) -> GcResult:
         """`git gc` of the source's repository now (the poller thread, when the schedule says so)."""
-        result = self.source.gc()
+        result = self.source.gc(now=self.wall())
         self.gc_schedule.done()
         self.last_gc = result
+        self.gc_runs["failed" if result.error else "ok"] += 1
         if result.error:
             log.warning("source: %s; the repository keeps its objects until the next try", result.text())
         else:

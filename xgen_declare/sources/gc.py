@@ -15,6 +15,10 @@ Git's own automatic gc is off for the source (gitcmd.py): it would detach from t
 timeout and run outside the lock. `Schedule` says when the daemon's poller thread runs this one: after
 `every` fetches that brought a new commit, or once `interval` seconds passed since the last (at least
 one new commit since), on an injectable monotonic clock.
+
+Each collection's result is kept in STATE/source/last_gc (`record`, written atomically like the source's
+other state files; `last_recorded` reads it back, bounded): when, objects and bytes before and after, the
+commits kept and the error if git failed, for `source status`, the API's source answer and /metrics.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from xgen_declare.sources import state
 from xgen_declare.sources.gitcmd import GitRunner
 
-__all__ = ["KEEP_PREFIX", "GcResult", "Schedule", "collect", "usage"]
+__all__ = ["KEEP_PREFIX", "RECORD", "GcResult", "Schedule", "collect", "describe", "last_recorded", "record", "usage"]
+
+RECORD = "last_gc"  # STATE/source/last_gc: the last collection's result (GcResult.to_json)
 
 KEEP_PREFIX = "refs/xgen/keep/"
 EVERY = 50            # fetches that brought a new commit
@@ -54,6 +61,55 @@ class GcResult:
             return "collected"
         return (f"{b.objects} -> {a.objects} objects, {b.bytes / 1048576:.1f} -> {a.bytes / 1048576:.1f} MiB, "
                 f"{len(self.kept)} commit(s) kept")
+
+    def to_json(self, at: float) -> dict:
+        """The record of STATE/source/last_gc: `at` (Unix time), ok, error, before/after, kept."""
+        def use(u: Usage | None) -> dict | None:
+            return None if u is None else {"objects": u.objects, "bytes": u.bytes}
+        return {"at": at, "ok": self.error is None, "error": self.error, "before": use(self.before),
+                "after": use(self.after), "kept": list(self.kept)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "GcResult":
+        def use(u: dict | None) -> Usage | None:
+            return None if u is None else Usage(u["objects"], u["bytes"])
+        return cls(use(data["before"]), use(data["after"]), tuple(data["kept"]), data["error"])
+
+
+def record(root: Path, result: GcResult, at: float) -> dict:
+    """Write `result` to ROOT/last_gc atomically; StateFileError when it cannot be written."""
+    data = result.to_json(at)
+    state.write_json(root / RECORD, data)
+    return data
+
+
+def last_recorded(root: Path) -> dict | None:
+    """The last collection's record (GcResult.to_json) from ROOT/last_gc; None before the first;
+    StateFileError when the file is damaged."""
+    path = root / RECORD
+    data = state.read_json(path)
+    if data is not None and not _valid(data):
+        raise state.StateFileError(f"{path} does not hold the record of a git gc (remove it; xgen-declare writes "
+                                   "it again at the next collection)")
+    return data
+
+
+def describe(data: dict) -> str:
+    """One line for a record of last_recorded(): what the collection did, or why it failed."""
+    return GcResult.from_json(data).text()
+
+
+def _valid(data: dict) -> bool:
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def use(u: object) -> bool:
+        return u is None or (isinstance(u, dict) and isinstance(u.get("objects"), int)
+                             and isinstance(u.get("bytes"), int))
+    kept = data.get("kept")
+    return (number(data.get("at")) and isinstance(data.get("ok"), bool) and use(data.get("before"))
+            and use(data.get("after")) and (data.get("error") is None or isinstance(data.get("error"), str))
+            and isinstance(kept, list) and all(isinstance(c, str) for c in kept))
 
 
 class Schedule:

@@ -6,6 +6,8 @@ check that it descends from the current one, put its tree on disk, validate its 
     STATE/source/allowed_signers    the copy of source.verify.allowed_signers that git checks against
     STATE/source/trees/<commit>/    one commit's files        STATE/source/current -> trees/<commit>
     STATE/source/pin, followed, lock   state.py (followed: the URL and ref `current` was synced from)
+    STATE/source/stopped            stopped.py: a fetch stopped at its size bound is not tried again while
+                                    the ref names the same commit (ls-remote before each fetch)
 
 `GitSource.gc()` drops the objects no kept commit reaches (gc.py), so a branch force-pushed for months
 does not grow repo.git without bound; the daemon's poller thread calls it every so often.
@@ -26,6 +28,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -33,8 +36,9 @@ from pathlib import Path
 from xgen_declare.errors import FileRefused, Problem
 from xgen_declare.readers.bounded import KIB, open_regular
 from xgen_declare.readers.secret import read_secret
-from xgen_declare.sources import state, trees
+from xgen_declare.sources import state, stopped, trees
 from xgen_declare.sources.gc import GcResult, collect
+from xgen_declare.sources.gc import record as record_gc
 from xgen_declare.sources.gitcmd import GitResult, GitRunner, remove_leftovers
 from xgen_declare.sources.history import descends
 from xgen_declare.sources.results import Refusal, SyncResult
@@ -95,9 +99,18 @@ class GitSource:
         """The pin record, or None; StateFileError when the file is damaged."""
         return state.read_pin(self.root)
 
-    def gc(self) -> GcResult:
+    def gc(self, now: float | None = None) -> GcResult:
         """Remove what the current, pinned, last fetched and on-disk commits do not need (sources/gc.py),
-        under the source's lock; never raises for git or the state dir (GcResult.error says why)."""
+        under the source's lock; never raises for git or the state dir (GcResult.error says why). The result
+        is recorded in STATE/source/last_gc (gc.record; `now`: its Unix time, default the clock's)."""
+        result = self._gc()
+        try:
+            record_gc(self.root, result, time.time() if now is None else now)
+        except state.StateFileError as exc:
+            log.warning("source: the result of git gc is not recorded: %s", exc)
+        return result
+
+    def _gc(self) -> GcResult:
         try:
             with self._lock, state.locked(self.root, self.spec.timeout * 2 + 10):
                 if not (self.repo / "HEAD").exists():
@@ -316,6 +329,12 @@ class GitSource:
         """The commit `ref` (default: the source's) names on the remote now, in the local repo; _Refused with
         the reason otherwise."""
         ref = ref or self.spec.ref
+        url, limit = self.spec.url, runner.max_fetch_bytes or 0
+        remote, listed = stopped.remote_commit(runner, self.repo, url, ref)  # ls-remote: no pack, a few bytes
+        if listed is not None and listed.timed_out:
+            raise self._fetch_error(listed, ref)  # the fetch would wait as long again
+        if remote is not None and limit and stopped.is_stopped(self.root, url, ref, remote, limit):
+            raise _Refused(Refusal.FETCH_FAILED, self._too_large(ref, remote, limit))  # not downloaded again
         res = self._git_fetch(runner, f"+{ref}:{FETCHED}")
         if not res.ok and replace(self.spec, ref=ref).pinned and not res.timed_out and _missing_ref(res):
             # a server that refuses a want of an unadvertised commit: fetch its branches, then look
@@ -325,6 +344,12 @@ class GitSource:
                 if not res.ok:
                     raise _Refused(Refusal.REF_MISSING, f"source.ref: commit {ref} is not on any branch of "
                                    f"{self.spec.url}")
+        if not res.ok and res.over_limit and remote is not None:
+            try:
+                stopped.remember(self.root, url, ref, remote, limit)
+            except state.StateFileError as exc:
+                log.warning("source: %s; the next poll downloads it again", exc)
+            raise _Refused(Refusal.FETCH_FAILED, self._too_large(ref, remote, limit))
         if not res.ok:
             raise self._fetch_error(res, ref)
         rev = runner.run("rev-parse", "--verify", "--quiet", f"{FETCHED}^{{commit}}", cwd=self.repo)
@@ -336,6 +361,14 @@ class GitSource:
         depth = ["--depth=1"] if shallow else []
         return runner.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--force", *depth,
                           self.spec.url, refspec, cwd=self.repo)
+
+    def _too_large(self, ref: str, commit: str, limit: int) -> str:
+        """The refusal of a fetch stopped at the bound, the same when the next polls skip the fetch."""
+        at, until = (f"{ref} at {commit[:12]}", f"; it is not downloaded again until {ref} moves") \
+            if ref != commit else (commit[:12], "")
+        return (f"cannot fetch {self.spec.url}: the fetch of {at} passed {limit / 1048576:g} MiB and was stopped "
+                f"({FETCH_FACTOR} x source.max_tree_mib){until}; keep models and large files out of the config "
+                "repository, or raise source.max_tree_mib; the last good commit stays current")
 
     def _fetch_error(self, res: GitResult, ref: str) -> _Refused:
         url = self.spec.url

@@ -24,7 +24,9 @@ import os
 import shlex
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,21 +103,31 @@ class GitRunner:
         return env
 
     def run(self, *args: str, cwd: str | os.PathLike | None = None, timeout: float | None = None,
-            env: dict[str, str] | None = None, input: str | None = None) -> GitResult:
+            env: dict[str, str] | None = None, input: str | None = None,
+            max_stdout: int | None = None) -> GitResult:
         """`git ARGS` (`input` on its stdin, else none); a timeout kills its whole process group and comes
-        back as timed_out."""
+        back as timed_out. `max_stdout`: the command is killed once it printed more (over_limit; its output
+        goes to a temporary file, watched like a fetch's packs, so a hostile remote fills no memory)."""
         argv = (self.git, *args)
         limit = self.timeout if timeout is None else timeout
+        sink = tempfile.TemporaryFile() if max_stdout is not None else None
         try:
-            proc = subprocess.Popen(argv, cwd=cwd, env=self.env(env), stdout=subprocess.PIPE,
+            proc = subprocess.Popen(argv, cwd=cwd, env=self.env(env), stdout=sink or subprocess.PIPE,
                                     stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
+            if sink is not None:
+                sink.close()
             return GitResult(argv, 127, "", f"fatal: cannot run {self.git}: {exc.strerror}", secrets=self.secrets)
         packs = Path(cwd) / "objects" / "pack" if cwd is not None and args[0] == "fetch" else None
         try:
-            if packs is not None and self.max_fetch_bytes:
-                out, err = self._watched(proc, limit, packs)
+            if sink is not None:
+                fd = sink.fileno()
+                _, err = self._watched(proc, limit, lambda: os.fstat(fd).st_size, max_stdout)
+                sink.seek(0)
+                out = sink.read(max_stdout + 1)
+            elif packs is not None and self.max_fetch_bytes:
+                out, err = self._watched(proc, limit, lambda: _temporary_bytes(packs), self.max_fetch_bytes)
             else:
                 out, err = proc.communicate(None if input is None else input.encode(), timeout=limit)
         except subprocess.TimeoutExpired:
@@ -125,18 +137,29 @@ class GitRunner:
         except _OverLimit:
             _kill_group(proc)
             proc.communicate()
+            if sink is not None:
+                return self._printed_too_much(argv, max_stdout)
             _remove_temporary_packs(packs)
             mib = self.max_fetch_bytes / (1024 * 1024)
             return GitResult(argv, -9, "", f"fatal: the fetch passed {mib:g} MiB and was stopped", secrets=self.secrets,
                              over_limit=True)
+        finally:
+            if sink is not None:
+                sink.close()
         out = out or b""
+        if max_stdout is not None and len(out) > max_stdout:  # it finished before a look caught it
+            return self._printed_too_much(argv, max_stdout)
         text = out[:OUTPUT_LIMIT].decode("utf-8", "replace")
         return GitResult(argv, proc.returncode, text, (err or b"").decode("utf-8", "replace"), secrets=self.secrets,
                          truncated=len(out) > OUTPUT_LIMIT)
 
+    def _printed_too_much(self, argv: tuple[str, ...], bound: int) -> GitResult:
+        return GitResult(argv, -9, "", f"fatal: git {argv[1]} printed over {bound} bytes and was stopped",
+                         secrets=self.secrets, over_limit=True)
 
-    def _watched(self, proc: subprocess.Popen, limit: float, packs: Path) -> tuple[bytes, bytes]:
-        """proc.communicate(), looking at the temporary packs every WATCH_EVERY s; _OverLimit past the limit."""
+    def _watched(self, proc: subprocess.Popen, limit: float, size: Callable[[], int],
+                 bound: int) -> tuple[bytes, bytes]:
+        """proc.communicate(), looking at `size()` every WATCH_EVERY s; _OverLimit once it passes `bound`."""
         deadline = time.monotonic() + limit
         while True:
             try:
@@ -144,7 +167,7 @@ class GitRunner:
             except subprocess.TimeoutExpired:
                 if time.monotonic() >= deadline:
                     raise
-            if _temporary_bytes(packs) > (self.max_fetch_bytes or 0):
+            if size() > bound:
                 raise _OverLimit()
 
 

@@ -7,6 +7,8 @@ same answer for `source status -o json`, the source block of `status` and the AP
      "serving": {commit, short, at},   the commit a daemon reads (STATE/source/serving); commit null: none
      "pin": {commit, at, before} | null,
      "last_poll": PollResult.to_json() | null,
+     "last_gc": {at, ok, error, before: {objects, bytes} | null, after: ..., kept: [commit, ...]} | null,
+                                       the last `git gc` of repo.git (sources/gc.py, STATE/source/last_gc)
      "problems": [text, ...]}          a damaged state file, named with what to do
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xgen_declare.sources import state, trees
+from xgen_declare.sources import gc, state, trees
 from xgen_declare.sources.git import GitSource
 from xgen_declare.sources.poller import last_recorded
 
@@ -25,7 +27,7 @@ __all__ = ["report"]
 def report(source: GitSource) -> dict:
     spec, root = source.spec, source.root
     problems: list[str] = []
-    pin = last = None
+    pin = last = last_gc = None
     try:
         pin = source.pinned()
     except state.StateFileError as exc:
@@ -34,11 +36,16 @@ def report(source: GitSource) -> dict:
         last = last_recorded(source)
     except state.StateFileError as exc:
         problems.append(str(exc))
+    try:
+        last_gc = gc.last_recorded(root)
+    except state.StateFileError as exc:
+        problems.append(str(exc))
     return {"source": {"url": spec.url, "ref": spec.ref, "path": spec.path, "verify": bool(spec.allowed_signers),
                        "interval": spec.interval},
             "current": _link(root, "current", trees.current_commit(root)),
             "serving": _link(root, trees.SERVING, trees.serving_commit(root)),
-            "pin": pin, "last_poll": last, "problems": problems}
+            "pin": pin, "last_poll": last, "last_gc": last_gc,
+            "problems": problems}
 
 
 def _link(root: Path, name: str, commit: str | None) -> dict:

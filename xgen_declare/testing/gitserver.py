@@ -10,6 +10,7 @@ server on loopback, so that `git clone`, `git fetch` and `git push` over http ru
         srv.stall(); srv.stall(False)               # requests hang (read, never answered) until released
         srv.cut(1000); srv.cut(None)                # a POST's answer is dropped after 1000 bytes (mid-fetch)
         srv.drip(0.2); srv.drip(None)               # answers trickle: 64 bytes, then a pause of 0.2 s, ...
+        srv.sent_bytes                              # bytes of answer bodies sent so far (all requests)
 
 The request body is streamed into the CGI's stdin (Content-Length or chunked) and its stdout streamed
 back; the CGI environment is the one RFC 3875 and git-http-backend(1) describe (GIT_PROJECT_ROOT,
@@ -197,6 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self.wfile.write(data)
             sent += len(data)
+            owner.count(len(data))
             if pause:
                 self.wfile.flush()
                 if owner.closing.wait(pause):
@@ -225,6 +227,8 @@ class GitHttpServer:
         self.drip_pause: float | None = None
         self.closing = threading.Event()  # set by stop(): a dripping answer ends at once
         self.requests: list[str] = []
+        self.sent_bytes = 0  # bytes of answer bodies written to clients (what a fetch downloads)
+        self._count_lock = threading.Lock()
         self.backend = http_backend()
         self.port = 0
         self._server: _Server | None = None
@@ -249,6 +253,10 @@ class GitHttpServer:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+
+    def count(self, n: int) -> None:
+        with self._count_lock:
+            self.sent_bytes += n
 
     def url(self, repo: str = "") -> str:
         return f"http://127.0.0.1:{self.port}/{repo}"

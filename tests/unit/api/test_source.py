@@ -50,7 +50,7 @@ def test_get_source_is_the_report(api, polls):
     assert r.json() == {"source": {"url": URL, "ref": "main", "path": "manifests", "verify": False, "interval": 30.0},
                         "current": {"commit": None, "short": None, "at": None},
                         "serving": {"commit": None, "short": None, "at": None},
-                        "pin": None, "last_poll": None, "problems": []}
+                        "pin": None, "last_poll": None, "last_gc": None, "problems": []}
 
 
 @pytest.mark.parametrize("path", ["/api/management/source/webhook", "/api/management/hooks/git"])
@@ -103,5 +103,26 @@ def test_metrics_carry_the_source_only_with_one(api, polls):
     assert "xgen_source_poll_failures_total 0.0" in text
     assert "xgen_source_last_success_timestamp 0.0" in text
     assert "xgen_source_commit_info{" not in text  # nothing served yet
+    assert 'xgen_source_gc_runs_total{outcome="ok"} 0.0' in text and "xgen_source_last_gc_timestamp 0.0" in text
+    assert "\nxgen_source_repo_bytes " not in text  # no collection recorded
     api.daemon.source = None
     assert "xgen_source_" not in api.client.get("/metrics").text
+
+
+def test_a_collection_is_in_the_answer_and_the_metrics(api, polls):
+    source = api.daemon.source
+    source.wall = lambda: 1700000000.0
+    source.source.root.mkdir(parents=True)
+    assert source.collect().error is None  # no repository yet: nothing to collect, recorded all the same
+    r = api.client.get("/api/management/source").json()
+    assert r["last_gc"] == {"at": 1700000000.0, "ok": True, "error": None, "before": None, "after": None,
+                            "kept": []}
+    text = api.client.get("/metrics").text
+    assert 'xgen_source_gc_runs_total{outcome="ok"} 1.0' in text
+    assert 'xgen_source_gc_runs_total{outcome="failed"} 0.0' in text
+    assert "xgen_source_last_gc_timestamp 1.7e+09" in text and "\nxgen_source_repo_bytes " not in text
+    (source.root / "last_gc").write_text("[]")  # damaged: a problem in the answer, no series, no 500
+    r = api.client.get("/api/management/source")
+    assert r.status_code == 200 and r.json()["problems"] == [
+        "$STATE_DIR/source/last_gc is not a JSON object (remove it; xgen-declare writes it)"]  # the API scrubs
+    assert "xgen_source_last_gc_timestamp 0.0" in api.client.get("/metrics").text

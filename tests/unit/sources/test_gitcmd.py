@@ -74,3 +74,19 @@ def _alive(pid: int) -> bool:
 def test_a_missing_git_is_a_result_not_an_exception(tmp_path):
     res = GitRunner(str(tmp_path / "no-git")).run("fetch")
     assert res.returncode == 127 and res.text() == f"cannot run {tmp_path / 'no-git'}: No such file or directory"
+
+
+def test_max_stdout_stops_a_command_that_prints_without_end():
+    """A hostile remote's endless ls-remote: killed once its output passes the bound, nothing held in memory."""
+    code = "import sys\nwhile True: sys.stdout.write('x' * 65536); sys.stdout.flush()"
+    res = within(30, lambda: GitRunner(sys.executable, timeout=20).run("-c", code, max_stdout=100_000),
+                 "a command that prints for ever")
+    assert (res.over_limit, res.ok, res.stdout) == (True, False, "")
+    assert res.text() == "git -c printed over 100000 bytes and was stopped"
+
+
+def test_max_stdout_also_catches_a_command_that_ends_before_a_look():
+    res = GitRunner(sys.executable, timeout=20).run("-c", "print('y' * 5000)", max_stdout=1000)
+    assert (res.over_limit, res.stdout) == (True, "")
+    ok = GitRunner(sys.executable, timeout=20).run("-c", "print('y' * 500)", max_stdout=1000)
+    assert (ok.ok, ok.over_limit, ok.stdout) == (True, False, "y" * 500 + "\n")

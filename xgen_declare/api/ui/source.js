@@ -40,6 +40,12 @@ export function sourceFacts(data) {
     : 'none recorded yet']);
   if (last && last.error) rows.push(['last error', last.error]);
   rows.push(['verify', src.verify ? 'signed commits only (source.verify.allowed_signers)' : 'not configured']);
+  const gc = data.last_gc;  // the last git gc of repo.git (absent from an older daemon's answer)
+  if (gc) {
+    const mib = (u) => (u ? `${(u.bytes / 1048576).toFixed(1)} MiB` : '?');
+    rows.push(['last gc', `${fmtWhen(gc.at)}: ${gc.ok ? `${mib(gc.before)} -> ${mib(gc.after)}, `
+      + `${gc.kept.length} commit(s) kept` : `failed: ${gc.error}`}`]);
+  }
   return rows;
 }
 
