@@ -374,3 +374,26 @@ def test_an_oversized_ref_is_not_downloaded_again_until_it_moves(origin, tmp_pat
         ok = within(T, poller.poll_once, "poll")
         assert (ok.outcome, ok.new, ok.error) == (Outcome.SWITCHED, small, None)
         assert (tmp_path / "state" / "source" / "current" / "manifests" / "a.yaml").read_text() == "a: 2\n"
+
+
+def test_a_poll_of_an_unchanged_ref_lists_it_and_fetches_nothing(origin, tmp_path):
+    """ls-remote runs before each fetch (the size-bound record needs the commit); when the ref names the
+    commit the last fetch brought, that answer is the poll's: no fetch negotiation follows, so a poll costs
+    the server what one `git ls-remote` does; a moved ref is fetched."""
+    good = origin.head()
+    with GitHttpServer(tmp_path / "srv") as srv:
+        spec = GitSpec(url=srv.url("config.git"), ref="main", path="manifests")
+        poller = Poller(GitSource(spec, tmp_path / "state"))
+        assert within(T, poller.poll_once, "poll").new == good
+        before = len(srv.requests)
+        gitcmd.GitRunner(timeout=T).run("ls-remote", srv.url("config.git"), "main", cwd=tmp_path)
+        one_listing = len(srv.requests) - before
+        for _ in range(3):
+            before = len(srv.requests)
+            again = within(T, poller.poll_once, "poll")
+            assert (again.outcome, again.new, again.error) == (Outcome.UNCHANGED, good, None)
+            assert len(srv.requests) - before == one_listing, srv.requests[before:]
+        moved = origin.commit({"manifests/a.yaml": "a: 3\n"}, "moved")
+        origin.push()
+        ok = within(T, poller.poll_once, "poll")
+        assert (ok.outcome, ok.new, ok.error) == (Outcome.SWITCHED, moved, None)

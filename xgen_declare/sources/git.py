@@ -335,6 +335,8 @@ class GitSource:
             raise self._fetch_error(listed, ref)  # the fetch would wait as long again
         if remote is not None and limit and stopped.is_stopped(self.root, url, ref, remote, limit):
             raise _Refused(Refusal.FETCH_FAILED, self._too_large(ref, remote, limit))  # not downloaded again
+        if remote is not None and self._fetched(runner) == remote:
+            return remote  # what the last fetch brought is what the ref names: no fetch (ls-remote replaced it)
         res = self._git_fetch(runner, f"+{ref}:{FETCHED}")
         if not res.ok and replace(self.spec, ref=ref).pinned and not res.timed_out and _missing_ref(res):
             # a server that refuses a want of an unadvertised commit: fetch its branches, then look
@@ -356,6 +358,11 @@ class GitSource:
         if not rev.ok:
             raise _Refused(Refusal.REF_MISSING, f"source.ref: {ref!r} on {self.spec.url} does not name a commit")
         return rev.stdout.strip()
+
+    def _fetched(self, runner: GitRunner) -> str | None:
+        """The commit the last fetch brought (FETCHED), None when there is none."""
+        rev = runner.run("rev-parse", "--verify", "--quiet", f"{FETCHED}^{{commit}}", cwd=self.repo)
+        return rev.stdout.strip() if rev.ok else None
 
     def _git_fetch(self, runner: GitRunner, refspec: str, shallow: bool = True) -> GitResult:
         depth = ["--depth=1"] if shallow else []

@@ -9,7 +9,8 @@ STATE/source/stopped; while `is_stopped` matches (the same URL, ref and commit, 
 the one that stopped it) the poll reports the same refusal without fetching. Once the ref moves, or
 source.max_tree_mib is raised, the fetch runs again. If ls-remote fails, the fetch runs as it always did
 (and reports the remote's error), but for a timeout: that is the poll's refusal (a remote too slow to
-list one ref would not send a pack in time either); a damaged record is as none (the fetch runs).
+list one ref would not send a pack in time either); a damaged record is as none (the fetch runs). When the
+ref names the commit the last fetch brought, git.py fetches nothing: the listing is the whole poll.
 """
 
 from __future__ import annotations
