@@ -104,3 +104,24 @@ def test_a_model_not_in_the_store_still_says_placement_unknown(host, hub):
     assert [ln for ln in lines if "placement" in ln] == [
         "note: placement: n: placement from hub metadata (hf://org/u-GGUF:Q4_K_M at commit "
         f"{h.repos['org/u-GGUF'].refs['main'][:12]}), before its files are fetched"], r.stdout
+
+
+def test_a_branch_the_store_holds_unpinned_is_placed_from_its_files_while_up_resolves_it(host, hub):
+    """A store filled without a pin (`hf download` into the HuggingFace cache, a pull before pull pinned):
+    `plan` and `down` find a file or quant source at the store's ref; `up` and the daemon resolve the branch on
+    the hub first (the first fetch pins), and their first pass is placed from the files the store holds,
+    never "placement unknown". A whole repository is found only at a pinned commit (its refs/main may come
+    from a one-file fetch): it is planned from the hub's metadata until its fetch pins it."""
+    import shutil
+    h = pulled(host, hub)
+    shutil.rmtree(host.state / "pins", ignore_errors=True)  # (main: pull pinned nothing)
+    r = host.cli("plan", str(host.manifests))
+    assert "start    q: new model" in r.stdout.splitlines() and "q: placement" not in r.stdout, r.stdout
+    commit = h.repos["org/t-GGUF"].refs["main"]
+    r = host.cli("up", "q")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [ln for ln in r.stderr.splitlines() if "q: " in ln] == [
+        f"placement: q: placement from the files the store holds ({QUANT} at commit {commit[:12]}) while its fetch "
+        "asks the hub for the branch's commit"], r.stderr
+    out = host.cli("plan", str(host.manifests), "-o", "json").stdout
+    assert ledger(out)["q"]["per_device_mib"] == ledger(out)["a"]["per_device_mib"]
