@@ -371,3 +371,40 @@ def test_a_store_entry_in_the_way_is_an_error_naming_it_not_a_crash(cli, hub, wr
     r = run(cli, tmp_path)
     assert r.code == 9 and f"the store cannot be written at {snapshot}: File exists; fix its permissions or free " \
                            "space, or set store.dir" in r.out
+
+
+
+def test_pull_pins_a_source_not_pinned_yet_and_keeps_a_pin_without_update(cli, hub, write, setup, tmp_path,
+                                                                          monkeypatch):
+    """The first fetch pins (README "Pinning"), pull's too: `down`, `plan` and the daemon then find the files
+    in the store without the hub (a whole repository is found only at a pinned commit). A pin already there
+    is kept unless --update; a commit or URL source needs none; offline pull pins nothing (the store's ref
+    may be old)."""
+    from xgen_declare.manifests.source import parse_source
+    from xgen_declare.reconciler.fetching import read_pin
+    setup()
+    pins = tmp_path / "state" / "pins"
+    first = hub.repos[REPO].refs["main"]
+    url = hub.add_file("u.gguf", Q8)
+    sources = {"w": "hf://org/tiny-GGUF", "q": "hf://org/tiny-GGUF:Q4_K_M", "c": f"hf://org/tiny-GGUF@{first}:Q8_0",
+               "u": {"url": url, "sha256": hashlib.sha256(Q8).hexdigest()}}
+    for name, src in sources.items():
+        write(f"{name}.yaml", manifest(name, src))
+    q = parse_source(sources["q"])
+    assert run(cli, tmp_path, "--model", "q").code == 0
+    assert read_pin(pins, q) == first
+    for p in pins.glob("*.json"):
+        p.unlink()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert run(cli, tmp_path, "--model", "q").code == 0  # offline: found at the store's ref, pinned to nothing
+    assert list(pins.glob("*.json")) == []
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert run(cli, tmp_path).code == 0
+    assert {name: read_pin(pins, parse_source(src)) for name, src in sources.items()} == \
+        {"w": first, "q": first, "c": None, "u": None}
+    assert len(list(pins.glob("*.json"))) == 2
+    moved = hub.commit(REPO, {"tiny.Q4_K_M.gguf": Q8, "tiny.Q8_0.gguf": Q4})
+    assert run(cli, tmp_path, "--model", "q").code == 0  # the new commit is fetched; the daemon keeps the pin
+    assert read_pin(pins, q) == first
+    assert run(cli, tmp_path, "--model", "q", "--update").code == 0
+    assert read_pin(pins, q) == moved

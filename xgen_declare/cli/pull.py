@@ -4,7 +4,9 @@ store (config `store:`), without starting anything.
 Order: the manifests' sources are read (a source that is no source, an unreadable token file, one file with
 two checksums: exit 1, nothing fetched); the bytes still missing are summed from the hub's metadata and
 checked against the store's free space (exit 9 before any byte when they do not fit); then each distinct
-source is fetched once, however many models name it. Progress: a bar on a terminal, a line every ~2 s
+source is fetched once, however many models name it, and pinned to the commit fetched when no pin names it
+yet (the first fetch pins, as the daemon's does: `down`, `plan` and the daemon then find it in the store
+without the hub; offline nothing is pinned). Progress: a bar on a terminal, a line every ~2 s
 when piped, JSON lines with `-o json`. A source that fails is reported with its reason and the others go
 on; the exit code is then 8 (README "Exit codes").
 """
@@ -24,7 +26,7 @@ import click
 from xgen_declare.cli.common import PATHS, get_globals, global_options, output_option
 from xgen_declare.errors import ExitCode, FetchError
 from xgen_declare.reconciler.env import open_env
-from xgen_declare.reconciler.fetching import write_pin
+from xgen_declare.reconciler.fetching import read_pin, write_pin
 from xgen_declare.store.fetch import bytes_needed, fetch, is_offline, store_dir_of
 from xgen_declare.store.preflight import check_space, gib, store_writable
 from xgen_declare.store.usage import mark_used
@@ -155,9 +157,10 @@ def command(dirs: tuple[str, ...], names: tuple[str, ...], output: str, update: 
             continue
         try:
             commit = _pull_one(group, env.config.store, store_dir, endpoint, progress)
-            if update:
-                for w in group:
-                    write_pin(Path(env.store.root) / "pins", w.source, commit)
+            pins = Path(env.store.root) / "pins"
+            for w in group:  # the first fetch pins (README "Pinning"): a later look finds it without network
+                if update or (not offline and read_pin(pins, w.source) is None):
+                    write_pin(pins, w.source, commit)
         except FetchError as exc:
             failed[i] = exc
             _failed(progress, group, exc)

@@ -26,10 +26,14 @@ class HubFacts:
     config: dict | None = None        # vLLM: config.json
     weights: int | None = None        # vLLM: bytes of the weights (*.safetensors, else *.bin)
     reason: str | None = None         # set: placement unknown, and why
+    stored: bool = False              # read from the files the store holds while a fetch asks the hub
 
     def basis(self) -> str:
         """The plan's line for a model placed from this: "placement from hub metadata (org/m@0123456789ab)"."""
         where = f"{self.commit[:12]}" if self.commit else "?"
+        if self.stored:  # a branch not pinned yet: its fetch resolves it on the hub, the store has its ref's files
+            return f"placement from the files the store holds ({self.source} at commit {where}) while its fetch " \
+                   "asks the hub for the branch's commit"
         if self.source.startswith(("http://", "https://")):  # a URL source: its "commit" is its sha256
             return f"placement from the GGUF header read over HTTP ({self.source}, sha256 {where}), before its " \
                    "file is fetched"

@@ -32,6 +32,7 @@ from xgen_declare.reconciler import strategy
 from xgen_declare.reconciler.fetching import (BLOCKED as FETCH_BLOCKED, DONE, Download, Fetcher, in_store_offline)
 from xgen_declare.store.fetch import offline_why
 from xgen_declare.reconciler.downloads import store_fetcher
+from xgen_declare.reconciler.hubfacts import stored_facts
 from xgen_declare.manifests.load import ModelDecl
 from xgen_declare.manifests.source import Source
 from xgen_declare.placement.hub import HubFacts
@@ -183,6 +184,10 @@ class SourceFiles:
         token, problem = read_token(src, decl.file, decl.line_of("source"))
         if problem is not None:
             return HubFacts(src.text, reason=f"{problem.field}: {problem.message}")
+        if self.fetches.network and src.kind == "hf":  # a fetch resolves a branch the store holds: its files
+            found = stored_facts(src, self.fetches.stored(src))
+            if found is not None:
+                return found
         d = self.fetches.get(src)  # the daemon's fetch of it: a small one is placed from its files soon
         return meta.get(src, token, network=meta.worth_reading(d.total if d is not None else None))
 

@@ -188,6 +188,11 @@ class Fetcher:
         t.start()
         return d
 
+    def stored(self, source: Source) -> Fetched | None:
+        """The source as the store holds it now, without network: at its pin, else at the commit the store's
+        ref names (a whole repository only when pinned); what placement reads while a fetch resolves it."""
+        return self._in_store(self._pinned(source))
+
     def get(self, source: Source) -> Download | None:
         return self._downloads.get(source_key(source))
 

@@ -9,6 +9,9 @@ network:
   * `direct` (the `plan` verb, no daemon): read at once, within `timeout`;
   * `cached` (the API's preview): only what is kept.
 
+A hub source whose fetch is resolving a branch that the store already holds at its ref (`hf download`, a
+pull that pinned nothing) is placed from those files (`stored_facts`), never "placement unknown".
+
 What was read is kept in the state dir by (source, commit), so a restarted daemon plans without the hub.
 The commit is the source's pin (a commit in the manifest, or the one the store pinned), else the one last
 read for its branch; a URL source's is its sha256. Offline (`store.offline`, HF_HUB_OFFLINE) nothing is
@@ -24,13 +27,16 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from xgen_declare.desired.demands import facts_of
 from xgen_declare.manifests.source import Source
 from xgen_declare.names import is_commit_id
+from xgen_declare.placement.gguf_facts import GgufError
 from xgen_declare.placement.hub import NOT_READ, HubFacts
 from xgen_declare.reconciler.fetching import token_digest
+from xgen_declare.store.fetched import Fetched
 from xgen_declare.store.hubmeta import TIMEOUT, MetaError, Read, cached_commit, load, read_hub_facts, save
 
-__all__ = ["HubMetadata", "BACKGROUND", "DIRECT", "CACHED", "RETRY", "OFFLINE", "DIRECT_TIMEOUT", "WORTH"]
+__all__ = ["HubMetadata", "stored_facts", "BACKGROUND", "DIRECT", "CACHED", "RETRY", "OFFLINE", "DIRECT_TIMEOUT", "WORTH"]
 
 log = logging.getLogger("xgen_declare.reconciler.hubfacts")
 
@@ -151,3 +157,15 @@ class HubMetadata:
             except Exception:  # noqa: BLE001 - a listener's bug never ends a read
                 log.exception("hub metadata listener failed")
 
+
+def stored_facts(source: Source, got: Fetched | None) -> HubFacts | None:
+    """Placement from the files the store already holds for `source` (a GGUF at the commit its ref names: put
+    there by `hf download`, or by a pull that pinned nothing) while the fetch resolves the branch on the hub:
+    the model is in the store, so never "placement unknown". None when the store holds no GGUF of it."""
+    if got is None or got.local_path == got.snapshot:
+        return None
+    try:
+        facts = facts_of(str(got.local_path))
+    except GgufError:  # the file's own error shows once the fetch is done; the hub's metadata meanwhile
+        return None
+    return HubFacts(source.text, got.commit, got.files[0].path, facts=facts, stored=True)

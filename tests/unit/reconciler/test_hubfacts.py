@@ -149,9 +149,13 @@ def test_the_daemon_reads_the_header_only_for_a_download_worth_it(hub, tmp_path)
     class Fetches:  # the daemon's fetch owner as SourceFiles sees it: its fetch of the source, and `metadata`
         metadata = meta(hub, tmp_path, on_change=woken)
         total = 0
+        network = True
 
         def get(self, source):
             return Download(SRC, FETCHING, total=self.total)
+
+        def stored(self, source):  # the store holds nothing of it
+            return None
 
     plan_notes(tmp_path, Fetches.metadata)  # writes the manifest; this pass has no fetch of it: read
     woken.wait()
@@ -199,3 +203,31 @@ def test_a_url_source_is_placed_from_its_header_before_the_fetch_and_kept_by_sha
     kept = meta(hub, tmp_path, mode=CACHED).get(parse_source({"url": url, "sha256": sha}))
     assert kept.reason is None and kept.commit == sha and kept.facts.block_count == 2
     assert meta(hub, tmp_path, offline=True).get(parse_source({"url": url, "sha256": "0" * 64})).reason == OFFLINE
+
+
+def test_a_branch_the_store_holds_is_placed_from_its_files_while_its_fetch_resolves_it(hub, tmp_path, tiny):
+    """The store holds the source at its ref but nothing pinned it (`hf download`): the daemon's first pass
+    waits for the fetch to resolve the branch on the hub, and places the model from the files meanwhile (the
+    hub's metadata is not read); a file there that is no usable GGUF leaves it to the hub's metadata."""
+    from xgen_declare.reconciler.hubfacts import stored_facts
+    from xgen_declare.store.fetch import fetch
+    store = Store(dir=str(tmp_path / "store"), min_free=0)  # the host's disk is not the subject
+    got = fetch(parse_source(SRC), store, tmp_path / "store", endpoint=hub.endpoint)  # a ref, no pin
+    held = hub.hold("tiny.Q4_K_M.gguf", 0)  # a fetch that would download is held: this one resolves only
+    d = tmp_path / "manifests"
+    d.mkdir()
+    (d / "m.yaml").write_text(f"apiVersion: xgen/v1\nkind: Model\nmetadata:\n  name: m\nspec:\n  source: {SRC}\n"
+                              "  backend: llama-server-cuda\n  n_gpu_layers: auto\n")
+    fetches = Fetcher(store, tmp_path / "store", tmp_path / "state" / "pins", endpoint=hub.endpoint, network=True)
+    fetches.metadata = meta(hub, tmp_path)
+    try:
+        result = compute([str(d)], Config(), HOST, {}, ports_in_use=set, fetches=fetches)
+    finally:
+        fetches.close(timeout=5)
+    assert "m" in result.fetching and result.plan.ledger.warnings == {}
+    assert f"placement: m: placement from the files the store holds ({SRC} at commit {got.commit[:12]}) while its " \
+        "fetch asks the hub for the branch's commit" in result.plan.notes
+    assert not held.reached.is_set() and not [r for r in hub.requests if r["cdn"] and r["range"]]  # no header read
+    assert stored_facts(parse_source(SRC), None) is None
+    got.paths[0].resolve().write_bytes(b"not a gguf")
+    assert stored_facts(parse_source(SRC), got) is None
