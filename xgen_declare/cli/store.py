@@ -127,7 +127,7 @@ def gc(dirs: tuple[str, ...], dry_run: bool, everything: bool, output: str) -> i
     p_done, p_kept = _gc_partials(store_dir, items, mine, dry_run, failed)
     if (done or p_done) and not dry_run:
         try:
-            forget(store_dir, [r.blob for r in done] + [p.path for p in p_done])
+            forget(store_dir, [r.blob for r in done])  # a removed partial's line goes as a file no longer there
         except OSError as exc:  # stale lines name files no longer there: harmless
             eprint(f"warning: cannot update the store's ledger under {store_dir}: {exc.strerror or exc}")
     freed = sum(r.size for r in done) + sum(p.size for p in p_done)

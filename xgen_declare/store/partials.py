@@ -122,8 +122,11 @@ def locked(lock: Path) -> Iterator[bool]:
     """True (the lock held until the block ends) when no download holds `lock`; False when one does. The lock
     file is created when missing and never removed (filelock's rule: waiters share its inode). OSError when
     it cannot be opened or flock is not supported there: the caller keeps the partial."""
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o664)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o664)
+    except PermissionError:  # a shared cache's lock another user created: flock needs no write access
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
