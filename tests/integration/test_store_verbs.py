@@ -296,8 +296,8 @@ def test_gc_removes_a_partial_download_no_manifest_wants_dry_run_first(env, hub,
     write("c.yaml", manifest("c", "hf://org/big-GGUF:Q8_0"))
     partial = big_partial(env.store)
     held_partial(hub, big, "big.Q8_0.gguf", lambda: partial, kill=True)  # cancelled at 2 of 3 MiB
-    ledger = (env.store / ".locks" / "xgen-declare" / "fetched").read_text().splitlines()
-    assert f"models--org--big-GGUF/blobs/{BIG_SHA}.incomplete" in ledger  # ours: the fetch noted it
+    ledger = (env.store / ".locks" / "xgen-declare" / "partials").read_text().splitlines()
+    assert ledger[-1] == f"models--org--big-GGUF/blobs/{BIG_SHA}.incomplete"  # ours: the fetch noted it
     (tmp_path / "manifests" / "c.yaml").unlink()
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(partial.stat().st_mtime)) + "Z"
     dry = env("store", "gc", "--dry-run")
@@ -314,8 +314,8 @@ def test_gc_removes_a_partial_download_no_manifest_wants_dry_run_first(env, hub,
     r = json.loads(env("store", "gc", "-o", "json").out)
     assert (r["bytes"], [p["path"] for p in r["partials_removed"]], r["failed"]) == (2 * MIB, [str(partial)], [])
     assert not partial.exists() and open(blob(env.store, Q4), "rb").read() == Q4
-    ledger = (env.store / ".locks" / "xgen-declare" / "fetched").read_text()
-    assert "incomplete" not in ledger and ledger.count("\n") == 1  # Q4's line only
+    assert (env.store / ".locks" / "xgen-declare" / "fetched").read_text().count("\n") == 1  # Q4's line
+    assert (env.store / ".locks" / "xgen-declare" / "partials").read_text() == ""  # removed: its line too
     assert env("store", "gc").out.splitlines() == [f"removed 0 file(s), 0 bytes (0.0 KiB) from {env.store}"]
 
 

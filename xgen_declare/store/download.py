@@ -211,7 +211,7 @@ def download_blob(store_dir: Path, repo: str, commit: str, f: RemoteFile, *, end
         if f.size is not None and resume > f.size:  # not a prefix of this file: start over
             partial.unlink()
             resume = 0
-        ledger.record(store_dir, partial)  # a partial we write is ours: `store gc` may remove it once unwanted
+        ledger.record(store_dir, partial, partial=True)  # a partial we write is ours: `store gc` may remove it once unwanted
         try:
             with open_partial(partial) as fh:
                 out = _HashingFile(fh, partial, resume, f.size, sha256=bool(f.sha256 or manifest_sha256),
