@@ -4,6 +4,7 @@ manifest references (never a file a running process uses)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
@@ -88,7 +89,8 @@ def ls(dirs: tuple[str, ...], output: str) -> int:
 @click.argument("dirs", nargs=-1, metavar="[DIR]...", type=PATHS)
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing")
 @click.option("--all", "everything", is_flag=True,
-              help="Also remove files xgen-declare did not fetch (what other tools downloaded into the store)")
+              help="Also remove files xgen-declare did not fetch (what other tools downloaded into the store) and "
+                   "partial downloads it cannot tell it started (never one a download is writing)")
 @output_option(("text", "json"), "text")
 @global_options
 def gc(dirs: tuple[str, ...], dry_run: bool, everything: bool, output: str) -> int:
@@ -141,7 +143,7 @@ def gc(dirs: tuple[str, ...], dry_run: bool, everything: bool, output: str) -> i
                     "kept_in_use": [{"repo": k.file.repo, "file": k.file.path, "why": k.why} for k in kept
                                     if k.why.startswith("in use")],
                     "kept_not_ours": {"files": len(others), "bytes": sum(others.values())},
-                    "failed": [{"blob": str(path), "error": exc.strerror} for path, exc in failed],
+                    "failed": [{"blob": str(path), "error": exc.strerror or str(exc)} for path, exc in failed],
                     "partials_removed": [{"repo": p.repo, "path": str(p.path), "size": p.size,
                                           "last_written": _when(p.mtime)} for p in p_done],
                     "partials_kept": [{"repo": p.repo, "path": str(p.path), "size": p.size, "why": why}
@@ -179,7 +181,7 @@ def gc(dirs: tuple[str, ...], dry_run: bool, everything: bool, output: str) -> i
     return ExitCode.FETCH_FAILED if failed else ExitCode.OK
 
 
-def _gc_partials(store_dir, items, mine: set[str] | None, dry_run: bool, failed: list):
+def _gc_partials(store_dir: Path, items: list, mine: set[str] | None, dry_run: bool, failed: list):
     """The partial downloads removed (dry run: that would be), and those kept with why; a removal that fails
     goes to `failed`."""
     removals, kept = collect_partials(list_partials(store_dir), referenced_partials(items, store_dir), mine)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from xgen_declare.store.listing import repo_name
 from xgen_declare.store.url import URLS_DIR
 
 __all__ = ["Partial", "list_partials", "collect_partials", "lock_path", "locked", "remove_partial", "wanted_key",
@@ -65,7 +66,6 @@ def wanted_key(repo_dir_name: str, key: str | None = None) -> str:
 
 def list_partials(store_dir: str | Path) -> list[Partial]:
     """Every partial file of the store (lstat: a link or anything not a regular file is not listed)."""
-    from xgen_declare.store.listing import repo_name
     store_dir = Path(store_dir)
     try:
         dirs = sorted(p for p in store_dir.iterdir()
