@@ -62,3 +62,17 @@ def test_a_held_lock_keeps_the_partial_and_a_free_one_is_held_while_removing(tmp
     assert remove_partial(root, ours, dry_run=True) == "removed" and ours.path.exists()
     assert remove_partial(root, ours) == "removed" and not ours.path.exists()
     assert remove_partial(root, ours) == "gone" and lock.exists()  # the lock file stays: waiters share it
+
+
+def test_referenced_partials_claims_a_hub_sources_repository_and_a_url_sources_sha256(tmp_path):
+    from xgen_declare.manifests.source import Source, parse_source
+    from xgen_declare.store.usage import referenced_partials
+    from xgen_declare.store.wanted import Wanted
+    here = tmp_path / "m.yaml"
+    items = [Wanted("a", str(here), 1, parse_source("hf://o/m:Q4_K_M")),
+             Wanted("b", str(here), 1, parse_source("hf://o/m@v2/x.gguf")),
+             Wanted("u", str(here), 1, parse_source({"url": "https://h/x.gguf", "sha256": E1})),
+             Wanted("p", str(here), 1, Source("path", "o/other:Q8_0", path="o/other:Q8_0")),  # a hub id model_path
+             Wanted("l", str(here), 1, Source("path", str(tmp_path), path=str(tmp_path)))]     # a real local path
+    assert referenced_partials(items, tmp_path / "store") == {
+        "models--o--m": ["a", "b"], f"xgen-urls/{E1}": ["u"], "models--o--other": ["p"]}
