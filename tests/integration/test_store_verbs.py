@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -237,3 +238,177 @@ def test_a_blob_fetched_by_another_tool_and_linked_by_pull_stays_theirs(env, hub
     r = json.loads(env("store", "gc", "-o", "json").out)
     assert (r["removed"], r["kept_not_ours"]) == ([], {"files": 1, "bytes": len(Q8)})
     assert os.path.exists(blob(env.store, Q8))
+
+
+# ---- partial downloads (store/partials.py): a download held mid-body by the fake hub, in a `pull` process ----
+
+MIB = 1 << 20
+BIG = os.urandom(3 * MIB)
+BIG_REPO = "org/big-GGUF"
+BIG_SHA = hashlib.sha256(BIG).hexdigest()
+
+
+def until(pred, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def big(env, hub, write, tmp_path):
+    """A 3 MiB file on the hub; the pull runs as its own process (the real disk: store.min_free small)."""
+    hub.add_repo(BIG_REPO, {"big.Q8_0.gguf": BIG})
+    write("xgen-declare.yaml", json.dumps({"store": {"dir": str(env.store), "min_free": "1MB"}}))
+
+    def pull_process(argv=None) -> subprocess.Popen:
+        argv = argv or [sys.executable, "-m", "xgen_declare.cli.main", "pull", str(tmp_path / "manifests"),
+                        "--state-dir", str(tmp_path / "state")]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return pull_process
+
+
+def held_partial(hub, start, hold_path: str, partial, kill: bool):
+    """Start the download, wait until the hub holds its body at 2.5 MiB and the first 2 MiB are in `partial`;
+    then kill the process (a cancelled download) or leave it running (the caller releases it)."""
+    held = hub.hold(hold_path, 2 * MIB + MIB // 2)
+    proc = start()
+    try:
+        assert held.reached.wait(30), "the download never reached the hold"
+        until(lambda: partial().exists() and partial().stat().st_size == 2 * MIB, 30, "2 MiB in the partial file")
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    if kill:  # the hold stays: the hub's stop ends it (released, it would count bytes no client reads)
+        proc.kill()
+        proc.wait(10)
+    return proc, held
+
+
+def big_partial(store):
+    return store / "models--org--big-GGUF" / "blobs" / f"{BIG_SHA}.incomplete"
+
+
+def test_gc_removes_a_partial_download_no_manifest_wants_dry_run_first(env, hub, write, tmp_path, big):
+    write("a.yaml", manifest("a", "hf://org/tiny-GGUF:Q4_K_M"))
+    assert env("pull").code == 0
+    write("c.yaml", manifest("c", "hf://org/big-GGUF:Q8_0"))
+    partial = big_partial(env.store)
+    held_partial(hub, big, "big.Q8_0.gguf", lambda: partial, kill=True)  # cancelled at 2 of 3 MiB
+    ledger = (env.store / ".locks" / "xgen-declare" / "partials").read_text().splitlines()
+    assert ledger[-1] == f"models--org--big-GGUF/blobs/{BIG_SHA}.incomplete"  # ours: the fetch noted it
+    (tmp_path / "manifests" / "c.yaml").unlink()
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(partial.stat().st_mtime)) + "Z"
+    dry = env("store", "gc", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert dry.out.splitlines() == [
+        f"would remove partial download {BIG_REPO} models--org--big-GGUF/blobs/{BIG_SHA}.incomplete, 2.0 MiB, "
+        f"last written {when}",
+        f"would remove 0 file(s) and 1 partial download(s), {2 * MIB} bytes (2.0 MiB) from {env.store}"]
+    data = json.loads(env("store", "gc", "--dry-run", "-o", "json").out)
+    assert (data["bytes"], data["removed"], data["partials_kept"]) == (2 * MIB, [], [])
+    assert data["partials_removed"] == [{"repo": BIG_REPO, "path": str(partial), "size": 2 * MIB,
+                                         "last_written": when}]
+    assert partial.stat().st_size == 2 * MIB  # a dry run removes nothing
+    r = json.loads(env("store", "gc", "-o", "json").out)
+    assert (r["bytes"], [p["path"] for p in r["partials_removed"]], r["failed"]) == (2 * MIB, [str(partial)], [])
+    assert not partial.exists() and open(blob(env.store, Q4), "rb").read() == Q4
+    assert (env.store / ".locks" / "xgen-declare" / "fetched").read_text().count("\n") == 1  # Q4's line
+    assert (env.store / ".locks" / "xgen-declare" / "partials").read_text() == ""  # removed: its line too
+    assert env("store", "gc").out.splitlines() == [f"removed 0 file(s), 0 bytes (0.0 KiB) from {env.store}"]
+
+
+def test_gc_keeps_the_partial_download_of_a_wanted_source_and_the_next_pull_resumes_it(env, hub, write, tmp_path,
+                                                                                       big):
+    write("c.yaml", manifest("c", "hf://org/big-GGUF:Q8_0"))
+    partial = big_partial(env.store)
+    held_partial(hub, big, "big.Q8_0.gguf", lambda: partial, kill=True)
+    r = env("store", "gc")
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == [
+        f"kept partial download {BIG_REPO} models--org--big-GGUF/blobs/{BIG_SHA}.incomplete: wanted by c (the next "
+        "fetch resumes it)",
+        f"removed 0 file(s), 0 bytes (0.0 KiB) from {env.store}"]
+    data = json.loads(env("store", "gc", "-o", "json").out)
+    assert data["partials_kept"] == [{"repo": BIG_REPO, "path": str(partial), "size": 2 * MIB,
+                                      "why": "wanted by c (the next fetch resumes it)"}]
+    served = hub.bytes_served(BIG_REPO, "big.Q8_0.gguf")
+    assert env("pull").code == 0
+    assert hub.bytes_served(BIG_REPO, "big.Q8_0.gguf") - served == MIB  # resumed: only the last MiB again
+    assert [r["range"] for r in hub.requests if r["method"] == "GET" and r["range"]] == [f"bytes={2 * MIB}-"]
+    assert open(env.store / "models--org--big-GGUF" / "blobs" / BIG_SHA, "rb").read() == BIG
+
+
+@pytest.mark.parametrize("kind", ["hf", "url"])
+def test_gc_keeps_a_partial_a_running_pull_writes_and_the_pull_completes(env, hub, write, tmp_path, big, kind):
+    if kind == "hf":
+        write("c.yaml", manifest("c", "hf://org/big-GGUF:Q8_0"))
+        partial, hold_path, done = big_partial(env.store), "big.Q8_0.gguf", env.store / "models--org--big-GGUF"
+        repo, rel = BIG_REPO, f"models--org--big-GGUF/blobs/{BIG_SHA}.incomplete"
+    else:
+        write("c.yaml", manifest("c", {"url": hub.add_file("big.gguf", BIG), "sha256": BIG_SHA}))
+        partial, hold_path, done = env.store / "xgen-urls" / "blobs" / f"{BIG_SHA}.incomplete", "big.gguf", None
+        repo, rel = "url", f"xgen-urls/blobs/{BIG_SHA}.incomplete"
+    proc, held = held_partial(hub, big, hold_path, lambda: partial, kill=False)
+    try:
+        (tmp_path / "manifests" / "c.yaml").unlink()  # no manifest wants it: only the running download keeps it
+        for args in (("--dry-run",), ()):
+            r = env("store", "gc", *args)
+            assert r.code == 0, r.err
+            verb = "would remove" if args else "removed"
+            assert r.out.splitlines() == [f"kept partial download {repo} {rel}: being downloaded now",
+                                          f"{verb} 0 file(s), 0 bytes (0.0 KiB) from {env.store}"]
+        data = json.loads(env("store", "gc", "-o", "json").out)
+        assert (data["partials_removed"], data["partials_kept"]) == (
+            [], [{"repo": repo, "path": str(partial), "size": 2 * MIB, "why": "being downloaded now"}])
+        assert partial.stat().st_size == 2 * MIB
+    finally:
+        held.release.set()
+        out = within(60, lambda: proc.communicate(timeout=55)[0], "the held pull")
+    assert proc.returncode == 0, out
+    final = (done / "blobs" / BIG_SHA) if done else env.store / "xgen-urls" / "blobs" / BIG_SHA
+    assert open(final, "rb").read() == BIG and not partial.exists()
+
+
+HF_DOWNLOAD = ("import sys\nfrom huggingface_hub import hf_hub_download\n"
+               "hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3], endpoint=sys.argv[4])\n")
+
+
+def test_a_huggingface_hub_partial_is_kept_without_all_and_removed_with_all(env, hub, write, tmp_path, big):
+    """huggingface_hub (here in its own process, killed mid-body) leaves `<etag>.<8 hex>.incomplete`: not ours,
+    never resumed."""
+    blobs = env.store / "models--org--big-GGUF" / "blobs"
+
+    def orphan():
+        found = sorted(blobs.glob(f"{BIG_SHA}.*.incomplete")) if blobs.is_dir() else []
+        return found[0] if found else blobs / "none-yet"
+    argv = [sys.executable, "-c", HF_DOWNLOAD, BIG_REPO, "big.Q8_0.gguf", str(env.store), hub.endpoint]
+    hub.hold("big.Q8_0.gguf", 2 * MIB + MIB // 2)
+    proc = big(argv)
+    try:
+        until(lambda: hub.faults.holds["big.Q8_0.gguf"].reached.is_set() and orphan().exists(), 30,
+              "huggingface_hub's partial file")
+    finally:
+        proc.kill()
+        proc.wait(10)
+        hub.faults.holds["big.Q8_0.gguf"].release.set()
+    path, size = orphan(), orphan().stat().st_size
+    rel = path.relative_to(env.store)
+    r = env("store", "gc")
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == [
+        f"removed 0 file(s), 0 bytes (0.0 KiB) from {env.store}",
+        f"kept 1 partial download(s), {size} bytes ({size / 1024:.1f} KiB) that xgen-declare cannot tell it started "
+        "(huggingface_hub's, or not in its ledger); store gc --all removes them too, never one a download is "
+        "writing"]
+    data = json.loads(env("store", "gc", "-o", "json").out)
+    assert data["partials_kept_not_ours"] == {"files": 1, "bytes": size} and data["partials_removed"] == []
+    assert [p["why"] for p in data["partials_kept"]] == [
+        "huggingface_hub's, never resumed: not fetched by xgen-declare"]
+    dry = env("store", "gc", "--all", "--dry-run")
+    assert dry.out.splitlines()[0].startswith(f"would remove partial download {BIG_REPO} {rel}, ") and path.exists()
+    r = env("store", "gc", "--all")
+    assert r.code == 0 and r.out.splitlines()[-1] == (f"removed 0 file(s) and 1 partial download(s), {size} bytes "
+                                                      f"({size / 1024:.1f} KiB) from {env.store}")
+    assert not path.exists()

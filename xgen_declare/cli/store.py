@@ -4,6 +4,7 @@ manifest references (never a file a running process uses)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
@@ -14,7 +15,9 @@ from xgen_declare.store.fetch import store_dir_of
 from xgen_declare.store.gc import NOT_OURS, collect, ours as fetched_by_us, remove
 from xgen_declare.store.ledger import forget
 from xgen_declare.store.listing import StoredFile, list_store
-from xgen_declare.store.usage import in_use, real, referenced
+from xgen_declare.store.partials import BUSY, NOT_OURS as HF_PARTIAL, UNKNOWN, collect_partials, list_partials, \
+    remove_partial
+from xgen_declare.store.usage import in_use, real, referenced, referenced_partials
 from xgen_declare.store.wanted import wanted_sources
 
 
@@ -86,7 +89,8 @@ def ls(dirs: tuple[str, ...], output: str) -> int:
 @click.argument("dirs", nargs=-1, metavar="[DIR]...", type=PATHS)
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing")
 @click.option("--all", "everything", is_flag=True,
-              help="Also remove files xgen-declare did not fetch (what other tools downloaded into the store)")
+              help="Also remove files xgen-declare did not fetch (what other tools downloaded into the store) and "
+                   "partial downloads it cannot tell it started (never one a download is writing)")
 @output_option(("text", "json"), "text")
 @global_options
 def gc(dirs: tuple[str, ...], dry_run: bool, everything: bool, output: str) -> int:
@@ -94,7 +98,10 @@ def gc(dirs: tuple[str, ...], dry_run: bool, everything: bool, output: str) -> i
     the state dir records) references, least recently used first, never a file a process the daemon
     runs uses. Every manifest must be readable (exit 1 otherwise: what it references would be unknown).
     Files other tools downloaded into the store (the default store is the HuggingFace cache) are kept
-    and counted; --all removes them too (`store ls` shows which are ours)."""
+    and counted; --all removes them too (`store ls` shows which are ours). Partial downloads go the same
+    way: one of a source no manifest wants (a hub source keeps every partial of its repository) and that
+    no download is writing now (its lock is free); huggingface_hub's own partials, and any xgen-declare
+    cannot tell it started, only with --all."""
     g = get_globals()
     env = open_env(g, dirs)
     store_dir = store_dir_of(env.config)
@@ -106,8 +113,9 @@ def gc(dirs: tuple[str, ...], dry_run: bool, everything: bool, output: str) -> i
                "fix the problems above (xgen-declare validate DIR)")
         return ExitCode.INVALID_INPUT
     files = list_store(store_dir)
+    mine = None if everything else fetched_by_us(store_dir, files)
     removals, kept = collect(files, referenced(items, store_dir), in_use(env.store.root, store_dir, g.proc()),
-                             ours=None if everything else fetched_by_us(store_dir, files))
+                             ours=mine)
     others = {real(k.file.blob): k.file.size for k in kept if k.why == NOT_OURS}
     failed, done = [], []
     for r in removals:
@@ -115,15 +123,17 @@ def gc(dirs: tuple[str, ...], dry_run: bool, everything: bool, output: str) -> i
             try:
                 remove(r)
             except OSError as exc:
-                failed.append((r, exc))
+                failed.append((r.blob, exc))
                 continue
         done.append(r)
-    if done and not dry_run:
+    p_done, p_kept = _gc_partials(store_dir, items, mine, dry_run, failed)
+    if (done or p_done) and not dry_run:
         try:
-            forget(store_dir, [r.blob for r in done])
+            forget(store_dir, [r.blob for r in done])  # a removed partial's line goes as a file no longer there
         except OSError as exc:  # stale lines name files no longer there: harmless
             eprint(f"warning: cannot update the store's ledger under {store_dir}: {exc.strerror or exc}")
-    freed = sum(r.size for r in done)
+    freed = sum(r.size for r in done) + sum(p.size for p in p_done)
+    unattributed = [(p, why) for p, why in p_kept if why in (HF_PARTIAL, UNKNOWN)]
     verb = "would remove" if dry_run else "removed"
     if output == "json":
         print_json({"dry_run": dry_run, "all": everything, "store": str(store_dir), "bytes": freed,
@@ -133,20 +143,57 @@ def gc(dirs: tuple[str, ...], dry_run: bool, everything: bool, output: str) -> i
                     "kept_in_use": [{"repo": k.file.repo, "file": k.file.path, "why": k.why} for k in kept
                                     if k.why.startswith("in use")],
                     "kept_not_ours": {"files": len(others), "bytes": sum(others.values())},
-                    "failed": [{"blob": str(r.blob), "error": exc.strerror} for r, exc in failed]})
+                    "failed": [{"blob": str(path), "error": exc.strerror or str(exc)} for path, exc in failed],
+                    "partials_removed": [{"repo": p.repo, "path": str(p.path), "size": p.size,
+                                          "last_written": _when(p.mtime)} for p in p_done],
+                    "partials_kept": [{"repo": p.repo, "path": str(p.path), "size": p.size, "why": why}
+                                      for p, why in p_kept],
+                    "partials_kept_not_ours": {"files": len(unattributed),
+                                               "bytes": sum(p.size for p, _ in unattributed)}})
     else:
         for r in done:
             f = r.files[0]
             click.echo(f"{verb} {f.repo} {', '.join(sorted({x.path for x in r.files}))} ({_revision(f)}), "
                        f"{_size(r.size)}, last used {_when(r.last_used)}")
+        for p in p_done:
+            click.echo(f"{verb} partial download {p.repo} {p.path.relative_to(store_dir)}, {_size(p.size)}, "
+                       f"last written {_when(p.mtime)}")
         for k in kept:
             if k.why.startswith("in use"):
                 click.echo(f"kept {k.file.repo} {k.file.path}: {k.why}")
-        for r, exc in failed:
-            eprint(f"error: cannot remove {r.blob}: {exc.strerror}; fix the store's permissions and run gc again")
-        click.echo(f"{verb} {len(done)} file(s), {freed} bytes ({_size(freed)}) from {store_dir}")
+        for p, why in p_kept:
+            if (p, why) not in unattributed:
+                click.echo(f"kept partial download {p.repo} {p.path.relative_to(store_dir)}: {why}")
+        for path, exc in failed:
+            eprint(f"error: cannot remove {path}: {exc.strerror or exc}; fix the store's permissions and run gc "
+                   "again")
+        partials = f" and {len(p_done)} partial download(s)" if p_done else ""
+        click.echo(f"{verb} {len(done)} file(s){partials}, {freed} bytes ({_size(freed)}) from {store_dir}")
         if others:
             n = sum(others.values())
             click.echo(f"kept {len(others)} file(s), {n} bytes ({_size(n)}) that xgen-declare did not fetch "
                        "(other tools' downloads; store gc --all removes them too)")
+        if unattributed:
+            n = sum(p.size for p, _ in unattributed)
+            click.echo(f"kept {len(unattributed)} partial download(s), {n} bytes ({_size(n)}) that xgen-declare "
+                       "cannot tell it started (huggingface_hub's, or not in its ledger); store gc --all removes "
+                       "them too, never one a download is writing")
     return ExitCode.FETCH_FAILED if failed else ExitCode.OK
+
+
+def _gc_partials(store_dir: Path, items: list, mine: set[str] | None, dry_run: bool, failed: list):
+    """The partial downloads removed (dry run: that would be), and those kept with why; a removal that fails
+    goes to `failed`."""
+    removals, kept = collect_partials(list_partials(store_dir), referenced_partials(items, store_dir), mine)
+    done = []
+    for p in removals:
+        try:
+            outcome = remove_partial(store_dir, p, dry_run=dry_run)
+        except OSError as exc:
+            failed.append((p.path, exc))
+            continue
+        if outcome == "removed":
+            done.append(p)
+        elif outcome == BUSY:
+            kept.append((p, BUSY))
+    return done, kept

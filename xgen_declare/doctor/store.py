@@ -57,12 +57,13 @@ def store_findings(config: Config, models: list, env: Mapping[str, str], probe_w
     if scan.resumable:
         size = sum(n for _, n in scan.resumable)
         out.append(Finding("store", "ok", f"{len(scan.resumable)} partial download(s), {gib(size)}: the next "
-                           "fetch resumes them"))
+                           "fetch resumes them; xgen-declare store gc removes those no manifest wants"))
     if scan.orphans:
         size = sum(n for _, n in scan.orphans)
         out.append(Finding("store", "warn", f"{len(scan.orphans)} partial file(s) huggingface_hub left behind, "
                            f"{gib(size)}: never resumed (e.g. {scan.orphans[0][0]})",
-                           f"delete {root}/models--*/blobs/*.*.incomplete while no download runs"))
+                           "xgen-declare store gc --all removes them, never one a download is writing (--all also "
+                           "removes other tools' files no manifest uses: see store gc --all --dry-run first)"))
     offline = env.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     if config.store.offline or offline:
         why = "store.offline" if config.store.offline else "HF_HUB_OFFLINE"

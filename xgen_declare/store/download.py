@@ -8,7 +8,8 @@ huggingface_hub's own lock (`.locks/models--ORG--REPO/<etag>.lock`, so an HF cli
 write one blob at once): a
 later call, in this process or another, resumes from its size. The file becomes `blobs/<etag>` only after
 its checksum matched; `snapshots/COMMIT/FILE` links to it, as huggingface_hub lays it out, and the
-store's ledger (store/ledger.py) notes it as fetched by xgen-declare.
+store's ledger (store/ledger.py) notes it as fetched by xgen-declare (the partial file too, before a byte is
+written: `store gc` removes a partial no manifest wants, store/partials.py, only when it is ours).
 """
 
 from __future__ import annotations
@@ -210,6 +211,7 @@ def download_blob(store_dir: Path, repo: str, commit: str, f: RemoteFile, *, end
         if f.size is not None and resume > f.size:  # not a prefix of this file: start over
             partial.unlink()
             resume = 0
+        ledger.record(store_dir, partial, partial=True)  # a partial we write is ours: `store gc` may remove it once unwanted
         try:
             with open_partial(partial) as fh:
                 out = _HashingFile(fh, partial, resume, f.size, sha256=bool(f.sha256 or manifest_sha256),

@@ -2,7 +2,8 @@
 no manifest references and no running process uses, least recently used first (pure: `collect` takes plain
 data), and their removal: the blob, the snapshot links to it, then snapshot directories left empty, refs
 naming a commit whose snapshot is gone, and a repository left empty.
-Partial files are kept (the next fetch resumes them); `doctor` reports them.
+Partial downloads are store/partials.py's: kept while a manifest wants them (the next fetch resumes them) or
+a download writes them.
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@ store is the shared HuggingFace cache: what `hf download`, vLLM or llama.cpp put
 
 One line per blob, its path relative to the store (`models--ORG--REPO/blobs/ETAG`), appended by
 store/download.py when a blob it downloaded passed its checksum and took its final name; `store gc` drops
-the lines of the blobs it removed. The file lives in `STORE/.locks/xgen-declare/` because the one name
+the lines of the blobs it removed. Beside it, `partials`: the same for each partial file
+(`blobs/ETAG.incomplete`) store/download.py is about to write, so that gc can tell its own partial downloads
+(store/partials.py); a line whose file is gone (completed, removed) is dropped at the next gc.
+The files live in `STORE/.locks/xgen-declare/` because the one name
 huggingface_hub's `scan_cache_dir` (`hf cache scan`) skips at the top of a cache is `.locks`: anything else
 there would be reported as a corrupted repository. A URL source's files (`xgen-urls/`) are ours by their
 directory: only xgen-declare writes there.
@@ -27,11 +30,12 @@ from xgen_declare.errors import FileRefused
 from xgen_declare.processes.statefiles import replace_file, write_all
 from xgen_declare.readers.bounded import MIB, read_text
 
-__all__ = ["LEDGER", "LIMIT", "record", "ours", "forget", "ledger_path"]
+__all__ = ["LEDGER", "PARTIALS", "LIMIT", "record", "ours", "forget", "ledger_path"]
 
 log = logging.getLogger("xgen_declare.store.ledger")
 
 LEDGER = Path(".locks") / "xgen-declare" / "fetched"
+PARTIALS = LEDGER.with_name("partials")
 LIMIT = 32 * MIB  # ~100 bytes a line: some 300 000 blobs
 LOCK_WAIT = 10.0  # seconds; the lock is held for one append or one rewrite
 
@@ -69,13 +73,15 @@ def _line(store_dir: Path, blob: Path) -> str:
     return rel
 
 
-def record(store_dir: str | Path, blob: Path) -> None:
-    """Note that xgen-declare fetched `blob`. Never fails a fetch: a ledger that cannot be written only
-    means gc keeps that file (logged)."""
+def record(store_dir: str | Path, blob: Path, *, partial: bool = False) -> None:
+    """Note that xgen-declare fetched `blob` (partial: is writing that partial file). Never fails a fetch: a
+    ledger that cannot be written only means gc keeps that file (logged)."""
     store_dir = Path(store_dir)
     try:
         line = _line(store_dir, blob) + "\n"
         with _locked(store_dir) as path:
+            if partial:
+                path = store_dir / PARTIALS
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             try:
                 write_all(fd, line.encode())
@@ -100,15 +106,17 @@ def _read(path: Path) -> list[str]:
 def ours(store_dir: str | Path, real=os.path.realpath) -> set[str]:
     """The real paths of the hub blobs the ledger names (store/gc.ours adds the URL files)."""
     store_dir = Path(store_dir)
-    return {real(store_dir / rel) for rel in _read(ledger_path(store_dir)) if not rel.startswith("..")}
+    lines = _read(ledger_path(store_dir)) + _read(store_dir / PARTIALS)
+    return {real(store_dir / rel) for rel in lines if not rel.startswith("..")}
 
 
 def forget(store_dir: str | Path, blobs: Iterable[Path]) -> None:
     """Drop the lines of `blobs` (removed by gc) and of blobs no longer there."""
     store_dir = Path(store_dir)
     gone = {_line(store_dir, b) for b in blobs}
-    with _locked(store_dir) as path:
-        lines = _read(path)
-        kept = list(dict.fromkeys(x for x in lines if x not in gone and os.path.lexists(store_dir / x)))
-        if kept != lines:
-            replace_file(path, lambda fd: write_all(fd, "".join(f"{x}\n" for x in kept).encode()))
+    with _locked(store_dir) as ledger:
+        for path in (ledger, store_dir / PARTIALS):
+            lines = _read(path)
+            kept = list(dict.fromkeys(x for x in lines if x not in gone and os.path.lexists(store_dir / x)))
+            if kept != lines:
+                replace_file(path, lambda fd: write_all(fd, "".join(f"{x}\n" for x in kept).encode()))

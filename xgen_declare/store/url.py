@@ -2,7 +2,8 @@
 size (the disk preflight comes before any byte), then the GET of store/stream.py (huggingface_hub's
 `http_get` in 1 MiB pieces: its retries, Range on a dropped connection) into one stable partial file, so a
 later fetch, after a crash or `kill -9`, resumes with a Range request; the file becomes a blob only when its
-sha256 matches the manifest's.
+sha256 matches the manifest's. The download holds `STORE/.locks/xgen-urls/SHA256.lock` (huggingface_hub's
+filelock, as store/download.py takes a blob's): one writer at a time, and `store gc` sees it running.
 
 Layout, beside huggingface_hub's `models--ORG--REPO` directories:
     STORE/xgen-urls/blobs/SHA256                 the file (SHA256.incomplete while it is fetched)
@@ -124,11 +125,27 @@ def fetch_url(source: Source, store: Store, store_dir: Path, *, token: str | Non
     location, size = _head(source, headers)
     if _origin(location) != _origin(str(source.url)):
         headers.pop("authorization", None)  # the token stays with the host the manifest names
+    from huggingface_hub.utils import WeakFileLock
+    store_writable(store_dir)
+    lock = store_dir / ".locks" / URLS_DIR / f"{sha}.lock"  # one writer of the partial; `store gc` tries it
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with WeakFileLock(str(lock)):
+        if is_stored(blob):  # another process fetched it meanwhile
+            size = blob.stat().st_size
+            if progress:
+                progress(size, size)
+            return done(size, 0, True)
+        return _fetch_locked(source, store, store_dir, sha, blob, partial, location, size, headers, progress,
+                             disk_usage, done)
+
+
+def _fetch_locked(source: Source, store: Store, store_dir: Path, sha: str, blob: Path, partial: Path, location: str,
+                  size: int | None, headers: dict, progress: ProgressFn | None, disk_usage: Callable[[str], tuple],
+                  done: Callable[[int, int, bool], Fetched]) -> Fetched:
     resume = partial.stat().st_size if is_stored(partial) else 0
     if size is not None and resume > size:
         partial.unlink()
         resume = 0
-    store_writable(store_dir)
     check_space((size or 0) - resume, store_dir, store, disk_usage)
     blob.parent.mkdir(parents=True, exist_ok=True)
     if progress:

@@ -6,7 +6,9 @@
 - `in_use`: the processes the daemon's records name (their surge and retiring processes too) that are
   alive: the files in /proc/PID/maps (a GGUF is mapped), /proc/PID/fd, and every argv element that is a
   path into the store (a vLLM snapshot directory: each file under it). A pid alive under another
-  process only protects more files: gc never removes a file in doubt.
+  process only protects more files: gc never removes a file in doubt;
+- `referenced_partials`: the same manifests' claim on partial downloads (store/partials.py): a hub source
+  (or a `model_path` naming a hub repository) every partial of its repository, a URL source its sha256's.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from xgen_declare.processes.state_store import Record, StateStore
 from xgen_declare.readers.bounded import MIB, read_bytes
 from xgen_declare.store.download import repo_dir as hf_repo_dir
 from xgen_declare.store.local import local_listing, read_ref
+from xgen_declare.store.partials import wanted_key
 from xgen_declare.store.remote import pick_files
 from xgen_declare.store.url import URLS_DIR
 from xgen_declare.store.wanted import Wanted
 
-__all__ = ["referenced", "in_use", "real", "mark_used"]
+__all__ = ["referenced", "referenced_partials", "in_use", "real", "mark_used"]
 
 MAPS_LIMIT = 64 * MIB
 _REPO_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*/[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_.-]+)?$")
@@ -104,6 +107,29 @@ def referenced(items: list[Wanted], store_dir: str | Path) -> dict[str, list[str
             names = out.setdefault(blob, [])
             if w.name not in names:
                 names.append(w.name)
+    return out
+
+
+def referenced_partials(items: list[Wanted], store_dir: str | Path) -> dict[str, list[str]]:
+    """`partials.wanted_key` -> the names of the models whose manifests want it: no network, so a hub source
+    claims its whole repository (which file a partial is, only the hub knows)."""
+    store_dir = Path(store_dir)
+    out: dict[str, list[str]] = {}
+    for w in items:
+        src = w.source
+        if src.kind == "hf":
+            key = wanted_key(hf_repo_dir(store_dir, str(src.repo)).name)
+        elif src.kind == "url":
+            key = wanted_key(URLS_DIR, str(src.sha256))
+        else:
+            text = str(src.path)
+            path = Path(os.path.expanduser(text))
+            if path.exists() or (Path(w.file).parent / path).exists() or not _REPO_ID.match(text):
+                continue
+            key = wanted_key(hf_repo_dir(store_dir, text.split(":", 1)[0]).name)
+        names = out.setdefault(key, [])
+        if w.name not in names:
+            names.append(w.name)
     return out
 
 

@@ -36,16 +36,21 @@ def test_store_contents_free_space_and_partials(fake_host):
     (blobs / ("b" * 64 + ".incomplete")).write_bytes(b"x" * 300)
     orphan = blobs / ("c" * 64 + ".0123abcd.incomplete")
     orphan.write_bytes(b"x" * 200)
-    got = store_lines(fake_host.run())
+    found = fake_host.run()
+    got = store_lines(found)
     store = fake_host.manifests / "store"
     assert got[0] == ("ok", "store", f"{store}: 1 repositor(y/ies), 1000 bytes in files; 1 model(s) with a hub or URL "
                                      "source")
     assert got[1][0] == "ok" and got[1][2].startswith(f"{store}: ") and got[1][2].endswith(
         "free (store.min_free 1MB keeps 977 KiB)")
     assert got[2:] == [
-        ("ok", "store", "1 partial download(s), 300 bytes: the next fetch resumes them"),
+        ("ok", "store", "1 partial download(s), 300 bytes: the next fetch resumes them; xgen-declare store gc "
+                        "removes those no manifest wants"),
         ("warn", "store", f"1 partial file(s) huggingface_hub left behind, 200 bytes: never resumed (e.g. {orphan})"),
     ]
+    [fix] = [f.fix for f in found if f.check == "store" and f.status == "warn"]
+    assert fix == ("xgen-declare store gc --all removes them, never one a download is writing (--all also removes "
+                   "other tools' files no manifest uses: see store gc --all --dry-run first)")
 
 
 def test_unwritable_store_dir_fails(fake_host):

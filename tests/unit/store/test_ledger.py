@@ -30,6 +30,20 @@ def test_record_ours_and_forget(tmp_path):
     assert (tmp_path / ".locks/xgen-declare/fetched").read_text() == ""
 
 
+def test_partials_are_noted_apart_and_their_lines_go_with_their_files(tmp_path):
+    done = blob(tmp_path, "models--o--m", "a" * 64)
+    part, gone = (blob(tmp_path, "models--o--m", f"{c * 64}.incomplete") for c in "bc")
+    ledger.record(tmp_path, done)
+    for p in (part, gone, part):  # a resume notes it again
+        ledger.record(tmp_path, p, partial=True)
+    assert (tmp_path / ".locks/xgen-declare/fetched").read_text() == f"models--o--m/blobs/{'a' * 64}\n"
+    assert ledger.ours(tmp_path) == {os.path.realpath(p) for p in (done, part, gone)}
+    gone.unlink()  # completed or removed
+    ledger.forget(tmp_path, [])
+    assert (tmp_path / ".locks/xgen-declare/partials").read_text() == f"models--o--m/blobs/{'b' * 64}.incomplete\n"
+    assert (tmp_path / ".locks/xgen-declare/fetched").read_text() == f"models--o--m/blobs/{'a' * 64}\n"
+
+
 def test_a_ledger_that_cannot_be_written_never_fails_the_fetch_and_claims_nothing(tmp_path, caplog):
     a = blob(tmp_path, "models--o--m", "a" * 64)
     (tmp_path / ".locks").write_text("a file where the directory goes")
