@@ -29,7 +29,12 @@ def _container(objs: dict, name: str) -> dict:
     return c
 
 
-def test_args_are_the_local_render_with_pod_overrides(cli, write, export):
+def test_args_are_the_local_render_with_pod_overrides(cli, write, export, tmp_path):
+    fake = tmp_path / "bin" / "llama-server"  # the local render needs a llama-server: this host's must not matter
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    write("xgen-declare.yaml", f"binaries: {{llama-server-cpu: {fake}}}\n")
     write("a.yaml", model_yaml("a", model_path="/models/sub/a.gguf", ctx_size=4096, port=9000))
     [local] = cli("render", str(write.root), "-o", "json").json()
     c = _container(export(), "a")
