@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from xgen_declare.testing.gitrepos import SshSigner
 from xgen_declare.testing.harness import FakeHost, free_port_block, model_manifest
 
 FAST = {"backoff_base": 0.3, "backoff_max": 2, "backoff_reset": 5, "liveness_period": 0.3,
@@ -112,3 +113,9 @@ def host(tmp_path):
 
 def dedent(text: str) -> str:
     return textwrap.dedent(text).lstrip("\n")
+
+
+@pytest.fixture
+def alice(tmp_path):
+    """An SSH signing key (alice@example.org) for the git source's signed commits."""
+    return SshSigner.generate(tmp_path / "keys", "alice@example.org")

@@ -8,18 +8,13 @@ import json
 
 import pytest
 
-from xgen_declare.testing.gitrepos import SshSigner, WorkRepo, write_allowed_signers
+from xgen_declare.testing.gitrepos import WorkRepo, write_allowed_signers
 from xgen_declare.testing.gitserver import GitHttpServer
 
 
 def manifest(name: str, ctx: int = 2048) -> str:
     return f"apiVersion: xgen/v1\nkind: Model\nmetadata: {{name: {name}}}\nspec:\n  model_path: ./m/{name}.gguf\n" \
            f"  ctx_size: {ctx}\n"
-
-
-@pytest.fixture
-def alice(tmp_path):
-    return SshSigner.generate(tmp_path / "keys", "alice@example.org")
 
 
 @pytest.fixture

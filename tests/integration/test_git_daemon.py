@@ -16,16 +16,11 @@ import time
 import pytest
 
 from tests.integration.conftest import manifest
-from xgen_declare.testing.gitrepos import SshSigner, WorkRepo, write_allowed_signers
+from xgen_declare.testing.gitrepos import WorkRepo, write_allowed_signers
 from xgen_declare.testing.gitserver import GitHttpServer
 from xgen_declare.testing.harness import free_port, poll_until
 
 SECRET = b"hook-secret"
-
-
-@pytest.fixture
-def alice(tmp_path):
-    return SshSigner.generate(tmp_path / "keys", "alice@example.org")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from xgen_declare.errors import FileRefused
 from xgen_declare.readers.bounded import read_text
 from xgen_declare.store.url import URLS_DIR
 
-__all__ = ["StoredFile", "list_store", "repo_name"]
+__all__ = ["StoredFile", "list_store", "repo_dirs", "repo_name"]
 
 _BLOB = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
@@ -95,16 +95,20 @@ def _repo_files(repo_dir: Path) -> list[StoredFile]:
     return out
 
 
-def list_store(store_dir: str | Path) -> list[StoredFile]:
-    """Every file of the store, one entry per snapshot file (a blob linked from two commits: two entries)."""
-    store_dir = Path(store_dir)
+def repo_dirs(store_dir: str | Path) -> list[Path]:
+    """The store's repository directories (`models--ORG--REPO`, `xgen-urls`), sorted; links and anything
+    not a directory are not listed; none when the store cannot be read."""
     try:
-        dirs = sorted(p for p in store_dir.iterdir()
+        return sorted(p for p in Path(store_dir).iterdir()
                       if (p.name.startswith("models--") or p.name == URLS_DIR) and p.is_dir() and not p.is_symlink())
     except OSError:
         return []
+
+
+def list_store(store_dir: str | Path) -> list[StoredFile]:
+    """Every file of the store, one entry per snapshot file (a blob linked from two commits: two entries)."""
     out: list[StoredFile] = []
-    for repo_dir in dirs:
+    for repo_dir in repo_dirs(store_dir):
         try:
             out += _repo_files(repo_dir)
         except OSError:  # unreadable: its files are not listed, so gc never removes them

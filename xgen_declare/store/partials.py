@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from xgen_declare.store.listing import repo_name
-from xgen_declare.store.url import URLS_DIR
+from xgen_declare.store.listing import repo_dirs, repo_name
 
 __all__ = ["Partial", "list_partials", "collect_partials", "lock_path", "locked", "remove_partial", "wanted_key",
            "BUSY", "NOT_OURS", "UNKNOWN"]
@@ -67,13 +66,8 @@ def wanted_key(repo_dir_name: str, key: str | None = None) -> str:
 def list_partials(store_dir: str | Path) -> list[Partial]:
     """Every partial file of the store (lstat: a link or anything not a regular file is not listed)."""
     store_dir = Path(store_dir)
-    try:
-        dirs = sorted(p for p in store_dir.iterdir()
-                      if (p.name.startswith("models--") or p.name == URLS_DIR) and p.is_dir() and not p.is_symlink())
-    except OSError:
-        return []
     out = []
-    for repo_dir in dirs:
+    for repo_dir in repo_dirs(store_dir):
         try:
             with os.scandir(repo_dir / "blobs") as it:
                 entries = sorted(it, key=lambda e: e.name)
