@@ -300,6 +300,9 @@ def test_gc_removes_a_partial_download_no_manifest_wants_dry_run_first(env, hub,
     assert ledger[-1] == f"models--org--big-GGUF/blobs/{BIG_SHA}.incomplete"  # ours: the fetch noted it
     (tmp_path / "manifests" / "c.yaml").unlink()
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(partial.stat().st_mtime)) + "Z"
+    assert env("store", "ls").out.splitlines()[-1] == (  # where the disk went: ls says the partials exist
+        f"and 1 partial download(s), 2.0 MiB, the oldest last written {when} (`store gc` removes those no manifest "
+        "wants; `doctor` says which resume)")
     dry = env("store", "gc", "--dry-run")
     assert dry.code == 0, dry.err
     assert dry.out.splitlines() == [
@@ -317,6 +320,7 @@ def test_gc_removes_a_partial_download_no_manifest_wants_dry_run_first(env, hub,
     assert (env.store / ".locks" / "xgen-declare" / "fetched").read_text().count("\n") == 1  # Q4's line
     assert (env.store / ".locks" / "xgen-declare" / "partials").read_text() == ""  # removed: its line too
     assert env("store", "gc").out.splitlines() == [f"removed 0 file(s), 0 bytes (0.0 KiB) from {env.store}"]
+    assert env("store", "ls").out.splitlines()[-1] == f"{env.store}: 1 file(s), 293.0 KiB"  # no partial left
 
 
 def test_gc_keeps_the_partial_download_of_a_wanted_source_and_the_next_pull_resumes_it(env, hub, write, tmp_path,

@@ -73,8 +73,10 @@ def ls(dirs: tuple[str, ...], output: str) -> int:
     if output == "json":
         print_json([_file_json(f, u, r, o) for f, u, r, o in rows])
         return ExitCode.OK
+    partials = list_partials(store_dir)
     if not files:
         click.echo(f"the store {store_dir} holds no model file")
+        _partials_line(partials)
         return ExitCode.OK
     click.echo(table([[f.repo, _revision(f), f.path, _size(f.size),
                        ", ".join(u + [f"running: {x}" for x in r]) or "-", _when(f.last_used), "yes" if o else "no"]
@@ -82,7 +84,16 @@ def ls(dirs: tuple[str, ...], output: str) -> int:
                      ["REPO", "REVISION", "FILE", "SIZE", "USED BY", "LAST USED", "OURS"]))
     total = sum({real(f.blob): f.size for f in files}.values())
     click.echo(f"{store_dir}: {len({real(f.blob) for f in files})} file(s), {_size(total)}")
+    _partials_line(partials)
     return ExitCode.OK
+
+
+def _partials_line(partials: list) -> None:
+    """Where the rest of the disk went: the partial downloads (store/partials.py), not files of `ls`."""
+    if partials:
+        click.echo(f"and {len(partials)} partial download(s), {_size(sum(p.size for p in partials))}, the oldest "
+                   f"last written {_when(min(p.mtime for p in partials))} (`store gc` removes those no manifest "
+                   "wants; `doctor` says which resume)")
 
 
 @command.command("gc", short_help="Remove the files xgen-declare fetched that no manifest references, LRU first")
