@@ -404,7 +404,10 @@ def test_pull_pins_a_source_not_pinned_yet_and_keeps_a_pin_without_update(cli, h
         {"w": first, "q": first, "c": None, "u": None}
     assert len(list(pins.glob("*.json"))) == 2
     moved = hub.commit(REPO, {"tiny.Q4_K_M.gguf": Q8, "tiny.Q8_0.gguf": Q4})
-    assert run(cli, tmp_path, "--model", "q").code == 0  # the new commit is fetched; the daemon keeps the pin
-    assert read_pin(pins, q) == first
-    assert run(cli, tmp_path, "--model", "q", "--update").code == 0
-    assert read_pin(pins, q) == moved
+    served = hub.bytes_served(REPO, "tiny.Q4_K_M.gguf")
+    r = run(cli, tmp_path, "--model", "q")  # pinned: fetched at its pin (what the daemon serves), not at main
+    assert r.code == 0 and f"already in the store: 1 file(s), 0.3 MiB, commit {first[:12]} ->" in r.out, r.out
+    assert hub.bytes_served(REPO, "tiny.Q4_K_M.gguf") == served and read_pin(pins, q) == first
+    r = run(cli, tmp_path, "--model", "q", "--update")
+    assert r.code == 0 and f"commit {moved[:12]} ->" in r.out, r.out
+    assert read_pin(pins, q) == moved  # (its Q4_K_M is the blob of the old Q8_0: linked, not fetched again)

@@ -4,7 +4,8 @@ store (config `store:`), without starting anything.
 Order: the manifests' sources are read (a source that is no source, an unreadable token file, one file with
 two checksums: exit 1, nothing fetched); the bytes still missing are summed from the hub's metadata and
 checked against the store's free space (exit 9 before any byte when they do not fit); then each distinct
-source is fetched once, however many models name it, and pinned to the commit fetched when no pin names it
+source is fetched once, however many models name it (a source pinned already: at its pin, unless --update),
+and pinned to the commit fetched when no pin names it
 yet (the first fetch pins, as the daemon's does: `down`, `plan` and the daemon then find it in the store
 without the hub; offline nothing is pinned). Progress: a bar on a terminal, a line every ~2 s
 when piped, JSON lines with `-o json`. A source that fails is reported with its reason and the others go
@@ -18,6 +19,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -25,6 +27,7 @@ import click
 
 from xgen_declare.cli.common import PATHS, get_globals, global_options, output_option
 from xgen_declare.errors import ExitCode, FetchError
+from xgen_declare.names import is_commit_id
 from xgen_declare.reconciler.env import open_env
 from xgen_declare.reconciler.fetching import read_pin, write_pin
 from xgen_declare.store.fetch import bytes_needed, fetch, is_offline, store_dir_of
@@ -137,7 +140,10 @@ def command(dirs: tuple[str, ...], names: tuple[str, ...], output: str, update: 
             click.echo(p.format(), err=True)
     if any(p.severity == "error" for p in problems):
         return ExitCode.INVALID_INPUT
+    pins = Path(env.store.root) / "pins"
     groups = group_by_source(items)
+    if not update:  # what the daemon serves: a source pinned before is fetched at its pin, not where its branch is
+        groups = [[_at_pin(w, pins) for w in group] for group in groups]
     offline = is_offline(env.config.store)
     if offline:
         why = "store.offline" if env.config.store.offline else "HF_HUB_OFFLINE"
@@ -157,7 +163,6 @@ def command(dirs: tuple[str, ...], names: tuple[str, ...], output: str, update: 
             continue
         try:
             commit = _pull_one(group, env.config.store, store_dir, endpoint, progress)
-            pins = Path(env.store.root) / "pins"
             for w in group:  # the first fetch pins (README "Pinning"): a later look finds it without network
                 if update or (not offline and read_pin(pins, w.source) is None):
                     write_pin(pins, w.source, commit)
@@ -169,6 +174,16 @@ def command(dirs: tuple[str, ...], names: tuple[str, ...], output: str, update: 
          f"{len(groups) - len(failed)} of {len(groups)} source(s) in the store {store_dir} "
          f"({n_models} model(s))" + (f"; {len(failed)} failed" if failed else ""))
     return ExitCode.FETCH_FAILED if failed else ExitCode.OK
+
+
+def _at_pin(w: Wanted, pins: Path) -> Wanted:
+    """`w` with its hub source at the commit it is pinned to (a branch or tag pinned by an earlier fetch), so
+    that pull fetches what the daemon serves; unchanged when not pinned (its fetch then pins it)."""
+    src = w.source
+    if src.kind != "hf" or is_commit_id(src.revision):
+        return w
+    commit = read_pin(pins, src)
+    return w if commit is None else replace(w, source=replace(src, revision=commit))
 
 
 def _failed(progress: Progress, group: list[Wanted], exc: FetchError) -> None:
