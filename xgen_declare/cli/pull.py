@@ -9,7 +9,7 @@ and pinned to the commit fetched when no pin names it
 yet (the first fetch pins, as the daemon's does: `down`, `plan` and the daemon then find it in the store
 without the hub; offline nothing is pinned). Progress: a bar on a terminal, a line every ~2 s
 when piped, JSON lines with `-o json`. A source that fails is reported with its reason and the others go
-on; the exit code is then 8 (README "Exit codes").
+on; the exit code is then 9 (README "Exit codes").
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def command(dirs: tuple[str, ...], names: tuple[str, ...], output: str, update: 
 
     DIR defaults to the manifests dir the state dir records. A file several models name is fetched once;
     a partial download is resumed. Offline (store.offline, HF_HUB_OFFLINE=1) nothing is fetched: each
-    source is looked up in the store. Exit 0 when every source is in the store, 1 for a bad source, 8
+    source is looked up in the store. Exit 0 when every source is in the store, 1 for a bad source, 9
     when a fetch failed or the disk preflight says the files do not fit.
     """
     g = get_globals()
