@@ -164,7 +164,7 @@ def test_gc_after_a_revision_moves_removes_only_the_old_commits_own_files(env, h
     old = hub.repos[REPO].refs["main"]
     q8_new = Q8[::-1]
     new = hub.commit(REPO, {"tiny.Q4_K_M.gguf": Q4, "tiny.Q8_0.gguf": q8_new})  # Q4 unchanged, Q8 changed
-    assert env("pull").code == 0
+    assert env("pull", "--update").code == 0  # the models move to the new commit (without --update: their pin)
     listed = {(d["commit"], d["file"]): d for d in json.loads(env("store", "ls", "-o", "json").out)}
     assert listed[(old, "tiny.Q8_0.gguf")]["used_by"] == [] and listed[(new, "tiny.Q8_0.gguf")]["used_by"] == ["b"]
     assert listed[(old, "tiny.Q4_K_M.gguf")]["used_by"] == ["a"]  # one blob, linked from both commits
