@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from xgen_declare.config import Store
+from xgen_declare.config import Store, parse_min_free
 from xgen_declare.errors import FetchError
 
 __all__ = ["check_space", "store_writable", "gib"]
@@ -37,8 +37,8 @@ def check_space(needed: int, store_dir: Path, store: Store, disk_usage: Callable
     total, free = usage[0], usage[2]
     keep = store.min_free_bytes(total)
     if free - needed < keep:
-        kept = f"{store.min_free} of {gib(total)} = {gib(keep)}" if str(store.min_free).strip().endswith("%") \
-            else f"{store.min_free}"
+        kept = f"{store.min_free} of {gib(total)} = {gib(keep)}" if parse_min_free(store.min_free)[0] is not None \
+            else f"{store.min_free}"  # a percentage: what it keeps of this filesystem
         raise FetchError(f"needs {gib(needed)}, {gib(free)} free on {store_dir} (store.min_free {kept}); "
                          "free space (xgen-declare store gc), lower store.min_free or move store.dir", blocked=True)
 
